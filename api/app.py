@@ -1,0 +1,131 @@
+"""The FastAPI application: JSON-RPC over HTTP, the websocket, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import errors as wire
+from api.engine import Engine
+from api.metrics import Metrics
+from api.rpc import dispatch
+from api.settings import Settings
+from api.stores import open_store
+from api.websocket import serve_websocket
+from auction.constants import MAX_REQUEST_BYTES
+from auction.errors import RequestTooLarge
+
+log = logging.getLogger("blockspace.app")
+
+
+def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type: ignore[no-untyped-def]
+    return Engine(
+        store=store,
+        rollups=settings.rollup_configs(),
+        preset=settings.base_preset(),
+        slot_ms=settings.slot_ms,
+        genesis_ms=settings.genesis_ms,
+        max_slots_ahead=settings.max_slots_ahead,
+        clock_ms=clock_ms,
+        metrics=Metrics(),
+    )
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The app for ``settings``; pass ``engine`` to serve an engine the caller owns."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        if owned:
+            store = (
+                await open_store(settings.store, appendfsync=settings.redis_appendfsync)
+                if settings.store != "memory"
+                else await open_store("memory")
+            )
+            app.state.engine = build_engine(settings, store)
+            await app.state.engine.start()
+        else:
+            app.state.engine = engine
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.engine.stop()
+                await app.state.engine.store.aclose()
+
+    app = FastAPI(
+        title="blockspace",
+        version="0.1.0",
+        summary="Sealed-bid block-space auctions for rollups",
+        lifespan=lifespan,
+    )
+
+    async def rpc(request: Request, endpoint_rollup: int | None) -> Response:
+        eng: Engine = request.app.state.engine
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+            exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+            eng.metrics.requests_rejected.labels("http", exc.code).inc()
+            return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_REQUEST_BYTES:
+                exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+                eng.metrics.requests_rejected.labels("http", exc.code).inc()
+                return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        response, _ = await dispatch(
+            eng,
+            body,
+            request.headers.get("x-flashbots-signature"),
+            endpoint_rollup=endpoint_rollup,
+            transport="http",
+        )
+        return Response(orjson.dumps(response), media_type="application/json")
+
+    @app.post("/", summary="JSON-RPC (Flashbots-compatible) for the default rollup")
+    async def rpc_default(request: Request) -> Response:
+        return await rpc(request, None)
+
+    @app.post("/rollup/{chain_id}", summary="JSON-RPC for one rollup")
+    async def rpc_rollup(chain_id: int, request: Request) -> Response:
+        return await rpc(request, chain_id)
+
+    @app.websocket("/ws")
+    async def ws_default(ws: WebSocket) -> None:
+        await serve_websocket(ws, ws.app.state.engine, None)
+
+    @app.websocket("/rollup/{chain_id}/ws")
+    async def ws_rollup(ws: WebSocket, chain_id: int) -> None:
+        await serve_websocket(ws, ws.app.state.engine, chain_id)
+
+    @app.get("/healthz", summary="Liveness and store health")
+    async def healthz(request: Request) -> Response:
+        eng: Engine = request.app.state.engine
+        ok = await eng.store.ping()
+        body = {
+            "status": "ok" if ok else "degraded",
+            "store": eng.store.name,
+            "store_ok": ok,
+            "open_slot": eng.open_slot(),
+            "rollups": sorted(eng.rollups),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        eng: Engine = request.app.state.engine
+        return Response(generate_latest(eng.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

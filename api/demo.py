@@ -1,0 +1,203 @@
+"""``blockspace demo``: the real engine and server on loopback, with simulated searchers.
+
+Searchers sign real transactions and requests and talk to the server over real websocket and
+HTTP connections. Back-runs of shared victim transactions and arbitrages on one hot pool make the
+conflicts the auction exists to resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import time
+import uuid as uuidlib
+
+import httpx
+import orjson
+import uvicorn
+import websockets
+
+from api.app import build_engine, create_app
+from api.searcher import SearcherKey, bundle_params
+from api.settings import Settings
+from api.stores.memory import MemoryStore
+from auction.slots import compute_deadline_ms, compute_slot_at
+from auction.types import SlotResult
+
+GWEI = 10**9
+POOL = "0x" + "aa" * 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _eth(wei: int) -> str:
+    return f"{wei / 10**18:.6f} ETH"
+
+
+class SimulatedSearcher:
+    def __init__(self, index: int, chain_id: int, rng: random.Random, use_ws: bool) -> None:
+        self.key = SearcherKey.from_seed(index)
+        self.chain_id = chain_id
+        self.rng = rng
+        self.use_ws = use_ws
+        self.nonce = 0
+        self.sent = 0
+        self.errors: list[str] = []
+
+    def own_tx(self, *, hot: bool) -> bytes:
+        self.nonce += 1
+        access = [{"address": POOL, "storageKeys": ["0x" + "00" * 32]}] if hot else []
+        return self.key.sign_tx(
+            type=2,
+            chainId=self.chain_id,
+            nonce=self.nonce,
+            maxPriorityFeePerGas=self.rng.randint(1, 50) * GWEI,
+            maxFeePerGas=100 * GWEI,
+            gas=self.rng.choice([21_000, 90_000, 150_000, 400_000]),
+            to="0x" + "bb" * 20,
+            value=0,
+            data=b"",
+            accessList=access,
+        )
+
+    def bundles_for(self, slot: int, victims: list[bytes]) -> list[dict]:
+        out = []
+        for _ in range(self.rng.randint(1, 3)):
+            kind = self.rng.random()
+            if kind < 0.4 and victims:
+                txs = [self.rng.choice(victims), self.own_tx(hot=False)]
+            else:
+                txs = [self.own_tx(hot=kind < 0.7)]
+            bid = int(self.rng.paretovariate(1.5) * 10**15)
+            uuid = str(uuidlib.UUID(int=self.rng.getrandbits(128)))
+            out.append(bundle_params(txs, slot, bid_wei=bid, replacement_uuid=uuid))
+        return out
+
+
+async def _ws_session(url: str, frames: list[str]) -> list[dict]:
+    replies = []
+    async with websockets.connect(url) as ws:
+        for f in frames:
+            await ws.send(f)
+        while len(replies) < len(frames):
+            msg = orjson.loads(await ws.recv())
+            if "id" in msg:
+                replies.append(msg)
+    return replies
+
+
+async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> int:
+    port = free_port()
+    settings = Settings(slot_ms=slot_ms, port=port)
+    engine = build_engine(settings, MemoryStore())
+    chain_id = engine.default_rollup
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    server_task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    await engine.start()
+    rng = random.Random(seed)
+    sims = [
+        SimulatedSearcher(i, chain_id, random.Random(seed * 1000 + i), i % 2 == 0)
+        for i in range(searchers)
+    ]
+    victims_key = SearcherKey.from_seed(10_000)
+    results: list[SlotResult] = []
+    done = asyncio.Event()
+    first_slot = engine.open_slot() + 1
+
+    async def on_result(r: SlotResult) -> None:
+        if r.slot < first_slot:
+            return
+        results.append(r)
+        b = r.block
+        gap = (r.upper_bound_wei - r.winning_bids_wei) / max(r.upper_bound_wei, 1)
+        print(
+            f"slot {r.slot}  bids {len(r.outcomes):3d}  winners {len(b.bundles):2d}  "
+            f"revenue {_eth(b.revenue_wei)}  gas {b.gas_used:>10,}  "
+            f"bound gap {gap:6.2%}  block {b.block_hash[:14]}",
+            flush=True,
+        )
+        if len(results) >= slots:
+            done.set()
+
+    engine.result_hooks.append(on_result)
+    print(
+        f"blockspace demo: {searchers} searchers, {slots} slots of {slot_ms} ms, "
+        f"rollup {chain_id}, server on 127.0.0.1:{port}",
+        flush=True,
+    )
+    victim_nonce = 0
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        while not done.is_set():
+            slot = engine.open_slot()
+            if slot < first_slot:
+                slot = first_slot
+            victims = []
+            for _ in range(3):
+                victim_nonce += 1
+                victims.append(
+                    victims_key.sign_tx(
+                        type=2,
+                        chainId=chain_id,
+                        nonce=victim_nonce,
+                        maxPriorityFeePerGas=GWEI,
+                        maxFeePerGas=50 * GWEI,
+                        gas=120_000,
+                        to=POOL,
+                        value=0,
+                        data=b"\x01",
+                    )
+                )
+            frames_by_ws: list[str] = []
+            for sim in sims:
+                for params in sim.bundles_for(slot, victims):
+                    body = sim.key.request("eth_sendBundle", [params])
+                    sim.sent += 1
+                    if sim.use_ws:
+                        frames_by_ws.append(sim.key.ws_frame(body))
+                    else:
+                        resp = await http.post(
+                            "/",
+                            content=body,
+                            headers={
+                                "X-Flashbots-Signature": sim.key.sign_body(body),
+                                "Content-Type": "application/json",
+                            },
+                        )
+                        reply = resp.json()
+                        if "error" in reply:
+                            sim.errors.append(reply["error"]["data"]["code"])
+            for reply in await _ws_session(f"ws://127.0.0.1:{port}/ws", frames_by_ws):
+                if "error" in reply:
+                    sims[0].errors.append(reply["error"]["data"]["code"])
+            # Wait for the next slot to open.
+            next_open = compute_deadline_ms(engine.clock, slot)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), max(0.0, next_open - engine.now_ms()) / 1000)
+            if compute_slot_at(engine.clock, engine.now_ms()) <= slot:
+                await asyncio.sleep(0.01)
+    await engine.stop()
+    server.should_exit = True
+    await server_task
+    sent = sum(s.sent for s in sims)
+    errors = [e for s in sims for e in s.errors]
+    won = sum(len(r.block.bundles) for r in results)
+    revenue = sum(r.block.revenue_wei for r in results)
+    print(
+        f"summary: {len(results)} slots, {sent} bundles sent, {won} won, "
+        f"{len(errors)} refused {sorted(set(errors))}, revenue {_eth(revenue)}, "
+        f"searchers {searchers}",
+        flush=True,
+    )
+    _ = rng, time
+    return 0

@@ -1,0 +1,349 @@
+"""The engine: intake into the store, the slot clock, closing slots, announcing results.
+
+Shell only: every decision is a call into ``auction`` / ``ordering``; this module adds time,
+I/O and concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from api.metrics import Metrics
+from api.notify import Notifier
+from api.stores.base import SearcherLimits, Store
+from auction import constants as C
+from auction.auth import recover_searcher
+from auction.bundles import compute_bid, compute_cancel, parse_quantity
+from auction.encoding import ZERO_HASH
+from auction.errors import (
+    BlockspaceError,
+    BundleNotFound,
+    InvalidParams,
+    RateLimited,
+    UnknownRollup,
+)
+from auction.hashing import from_hex, to_hex
+from auction.presets import Preset, Rollup
+from auction.results import compute_slot_result
+from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
+from auction.types import Evidence, SlotResult
+
+log = logging.getLogger("blockspace.engine")
+
+ResultHook = Callable[[SlotResult], Awaitable[None]]
+
+
+class TokenBucket:
+    """Per-searcher flood control; time is passed in."""
+
+    __slots__ = ("rate", "burst", "tokens", "last_ms")
+
+    def __init__(self, rate_per_s: float, burst: float, now_ms: int) -> None:
+        self.rate, self.burst, self.tokens, self.last_ms = rate_per_s, burst, burst, now_ms
+
+    def take(self, now_ms: int) -> bool:
+        elapsed = max(0, now_ms - self.last_ms)
+        self.last_ms = now_ms
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate / 1000.0)
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        rollups: Mapping[int, Rollup],
+        preset: Preset,
+        slot_ms: int,
+        genesis_ms: int = 0,
+        max_slots_ahead: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not rollups:
+            raise ValueError("an engine serves at least one rollup")
+        self.store = store
+        self.rollups = dict(rollups)
+        self.default_rollup = next(iter(self.rollups))
+        self.preset = preset
+        self.clock = SlotClock(genesis_ms=genesis_ms, slot_ms=slot_ms)
+        self.max_slots_ahead = (
+            preset.max_slots_ahead if max_slots_ahead is None else max_slots_ahead
+        )
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.metrics = metrics or Metrics()
+        self.notifier = Notifier()
+        self.result_hooks: list[ResultHook] = []
+        self._buckets: dict[str, TokenBucket] = {}
+        self._heads: dict[int, str] = {}
+        self._closed_through: dict[int, int] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self.closing = asyncio.Lock()
+
+    # --- time ------------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return self._clock_ms()
+
+    def open_slot(self) -> int:
+        return compute_slot_at(self.clock, self.now_ms())
+
+    def head_slot(self) -> int:
+        """The newest slot whose auction has closed (what eth_blockNumber answers)."""
+        return self.open_slot() - 1
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, *, run_clock: bool = True) -> None:
+        for cid in self.rollups:
+            latest = await self.store.latest_result(cid)
+            self._heads[cid] = latest.block.block_hash if latest else ZERO_HASH
+            self._closed_through[cid] = latest.slot if latest else self.open_slot() - 1
+        if run_clock:
+            self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+            self._loop_task = None
+
+    async def _run_slots(self) -> None:
+        # Catch up slots whose deadline passed while no engine ran (their bids are acknowledged).
+        while True:
+            try:
+                now = self.now_ms()
+                due = compute_slot_at(self.clock, now) - 1
+                for cid in self.rollups:
+                    start = max(self._closed_through[cid] + 1, due - 1000)
+                    for slot in range(start, due + 1):
+                        await self.close_slot(cid, slot)
+                next_deadline = compute_deadline_ms(self.clock, due + 1)
+                await asyncio.sleep(max(0.0, (next_deadline - self.now_ms()) / 1000.0))
+            except asyncio.CancelledError:
+                raise
+            except BlockspaceError as exc:
+                log.error("slot close failed: %s", exc.message)
+                self.metrics.system_faults.labels("slot_close").inc()
+                await asyncio.sleep(min(1.0, self.clock.slot_ms / 4000.0))
+            except Exception:
+                log.exception("slot clock fault")
+                self.metrics.system_faults.labels("slot_clock").inc()
+                await asyncio.sleep(min(1.0, self.clock.slot_ms / 4000.0))
+
+    # --- closing a slot --------------------------------------------------------------------
+
+    async def close_slot(self, rollup_id: int, slot: int) -> SlotResult:
+        """Close intake for (rollup, slot), build and store its result, announce it."""
+        async with self.closing:
+            existing = await self.store.get_result(rollup_id, slot)
+            if existing is not None:
+                self._advance(rollup_id, existing)
+                return existing
+            rollup = self.rollups[rollup_id]
+            t0 = time.perf_counter()
+            entries = await self.store.close_slot(rollup_id, slot)
+            t1 = time.perf_counter()
+            result = await asyncio.to_thread(
+                compute_slot_result,
+                rollup,
+                slot,
+                compute_deadline_ms(self.clock, slot),
+                self._heads.get(rollup_id, ZERO_HASH),
+                entries,
+            )
+            t2 = time.perf_counter()
+            stored = await self.store.save_result(result)
+            if not stored:  # another engine process stored it first: theirs is the truth
+                other = await self.store.get_result(rollup_id, slot)
+                if other is not None:
+                    result = other
+            t3 = time.perf_counter()
+            m = self.metrics.slot_close_seconds
+            m.labels("close_log").observe(t1 - t0)
+            m.labels("build").observe(t2 - t1)
+            m.labels("store").observe(t3 - t2)
+            self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
+            self._advance(rollup_id, result)
+        self._announce(result)
+        for hook in self.result_hooks:
+            try:
+                await hook(result)
+            except Exception:
+                log.exception("result hook failed")
+                self.metrics.system_faults.labels("result_hook").inc()
+        return result
+
+    def _advance(self, rollup_id: int, result: SlotResult) -> None:
+        if result.slot > self._closed_through.get(rollup_id, -1):
+            self._closed_through[rollup_id] = result.slot
+            self._heads[rollup_id] = result.block.block_hash
+
+    def _announce(self, result: SlotResult) -> None:
+        self.notifier.to_slot_watchers(
+            {
+                "rollup": result.rollup,
+                "slot": result.slot,
+                "closed": True,
+                "open_slot": self.open_slot(),
+                "bids": len(result.outcomes),
+                "winners": len(result.block.bundles),
+                "revenue_wei": str(result.block.revenue_wei),
+                "gas_used": result.block.gas_used,
+                "block_hash": result.block.block_hash,
+            }
+        )
+        clearing = min((w.bid_wei for w in result.block.bundles), default=0)
+        for o in result.outcomes:
+            self.notifier.to_searcher(
+                o.bid.searcher,
+                o.outcome,
+                {
+                    "rollup": result.rollup,
+                    "slot": result.slot,
+                    "bundleHash": o.bid.bundle_hash,
+                    "bidWei": str(o.bid.bid_wei),
+                    "paymentWei": str(o.payment_wei),
+                    "clearingBidWei": str(clearing),
+                },
+            )
+
+    # --- intake ----------------------------------------------------------------------------
+
+    def _rate_check(self, searcher: str, now_ms: int) -> None:
+        bucket = self._buckets.get(searcher)
+        if bucket is None:
+            bucket = self._buckets[searcher] = TokenBucket(
+                self.preset.searcher_rate_per_s, self.preset.searcher_burst, now_ms
+            )
+        if not bucket.take(now_ms):
+            raise RateLimited("too many requests from this searcher; slow down")
+
+    def authenticate(self, body: bytes, signature: str | None) -> str:
+        return recover_searcher(body, signature)
+
+    def _endpoint_rollup(self, endpoint_rollup: int | None) -> int:
+        if endpoint_rollup is None:
+            return self.default_rollup
+        if endpoint_rollup not in self.rollups:
+            raise UnknownRollup(f"rollup {endpoint_rollup} is not served here")
+        return endpoint_rollup
+
+    async def submit_bundle(
+        self,
+        params: Any,
+        *,
+        searcher: str,
+        evidence: Evidence,
+        endpoint_rollup: int | None,
+        transport: str,
+    ) -> dict[str, Any]:
+        now = self.now_ms()
+        self._rate_check(searcher, now)
+        bid = compute_bid(
+            params,
+            searcher=searcher,
+            evidence=evidence,
+            rollups=self.rollups,
+            clock=self.clock,
+            now_ms=now,
+            max_slots_ahead=self.max_slots_ahead,
+            endpoint_rollup=endpoint_rollup,
+        )
+        policy = self.rollups[bid.rollup].policy
+        limits = SearcherLimits(
+            policy.max_bundles_per_searcher_per_slot, policy.max_bytes_per_searcher_per_slot
+        )
+        t0 = time.perf_counter()
+        await self.store.append_bid(bid, limits)
+        self.metrics.store_seconds.labels("append_bid").observe(time.perf_counter() - t0)
+        self.metrics.bids_accepted.labels(transport).inc()
+        self.notifier.to_searcher(
+            searcher,
+            "received",
+            {
+                "rollup": bid.rollup,
+                "slot": bid.slot,
+                "bundleHash": bid.bundle_hash,
+                "bidWei": str(bid.bid_wei),
+            },
+        )
+        return {"bundleHash": bid.bundle_hash}
+
+    async def cancel_bundle(
+        self, params: Any, *, searcher: str, evidence: Evidence, endpoint_rollup: int | None
+    ) -> bool:
+        now = self.now_ms()
+        self._rate_check(searcher, now)
+        rollup = self._endpoint_rollup(endpoint_rollup)
+        cancel = compute_cancel(
+            params, searcher=searcher, evidence=evidence, rollup=rollup, now_ms=now
+        )
+        current = compute_slot_at(self.clock, now)
+        slots = list(range(current, current + self.max_slots_ahead + 1))
+        done = await self.store.append_cancel(cancel, slots)
+        for slot in done:
+            self.notifier.to_searcher(
+                searcher,
+                "cancelled",
+                {"rollup": rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
+            )
+        return bool(done)
+
+    async def bundle_stats(
+        self, params: Any, *, searcher: str, endpoint_rollup: int | None
+    ) -> dict[str, Any]:
+        """flashbots_getBundleStatsV2 for the searcher's own bundle; nothing about others'."""
+        if isinstance(params, list) and len(params) == 1:
+            params = params[0]
+        if not isinstance(params, dict):
+            raise InvalidParams("flashbots_getBundleStatsV2 takes one object parameter")
+        try:
+            bundle_hash = to_hex(from_hex(params.get("bundleHash"), what="bundleHash", length=32))
+        except ValueError as exc:
+            raise InvalidParams(str(exc), field="bundleHash") from None
+        slot = parse_quantity(params.get("blockNumber"), "blockNumber")
+        if slot is None:
+            raise InvalidParams("blockNumber is required", field="blockNumber")
+        rollup = self._endpoint_rollup(endpoint_rollup)
+        seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+        if seq is None:
+            raise BundleNotFound("no bundle with that hash from this searcher for that slot")
+        received_ms = int(seq.split("-")[0])
+        out: dict[str, Any] = {
+            "isSimulated": False,
+            "isHighPriority": True,
+            "receivedAt": _iso(received_ms),
+            "status": "pending",
+        }
+        result = await self.store.get_result(rollup, slot)
+        if result is not None:
+            sealed_at = _iso(result.deadline_ms)
+            out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+            status = C.OUTCOME_LOST
+            for o in result.outcomes:
+                if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
+                    status = o.outcome
+                    if o.outcome == C.OUTCOME_WON:
+                        out["sealedByBuildersAt"] = [
+                            {"pubkey": "blockspace", "timestamp": sealed_at}
+                        ]
+                        out["paymentWei"] = str(o.payment_wei)
+                    break
+            out["status"] = status
+        return out
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

@@ -1,0 +1,89 @@
+"""The one place where BlockspaceErrors become wire errors (JSON-RPC, HTTP, websocket)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auction import errors as E
+
+# JSON-RPC numeric codes. -32700..-32600 are JSON-RPC's own; -32000..-32099 are ours and stable.
+# The stable string code is always in error.data.code.
+_JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
+    E.ParseError: -32700,
+    E.InvalidRequest: -32600,
+    E.MethodNotFound: -32601,
+    E.InvalidParams: -32602,
+    E.RequestTooLarge: -32600,
+    E.MissingSignature: -32001,
+    E.InvalidSignature: -32002,
+    E.InvalidTransaction: -32010,
+    E.UnprotectedTransaction: -32011,
+    E.UnknownRollup: -32012,
+    E.ChainIdMismatch: -32013,
+    E.EmptyBundle: -32014,
+    E.BundleTooLarge: -32015,
+    E.DuplicateTransaction: -32016,
+    E.BundleGasTooHigh: -32017,
+    E.BidTooLow: -32018,
+    E.ProtectedTransactionMisplaced: -32019,
+    E.InvalidTimestampRange: -32020,
+    E.SlotClosed: -32030,
+    E.SlotTooFarAhead: -32031,
+    E.SlotNotFound: -32032,
+    E.SearcherLimitExceeded: -32040,
+    E.RateLimited: -32041,
+    E.BundleNotFound: -32042,
+    E.InfeasibleInstance: -32050,
+    E.StoreUnavailable: -32060,
+}
+
+# HTTP status for the data and block APIs (JSON-RPC answers 200, as Flashbots clients expect).
+_HTTP_STATUS: dict[str, int] = {
+    "slot_not_found": 404,
+    "bundle_not_found": 404,
+    "unknown_rollup": 404,
+    "rate_limited": 429,
+    "request_too_large": 413,
+    "store_unavailable": 503,
+    "internal_error": 500,
+}
+
+
+def jsonrpc_code(exc: E.BlockspaceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _JSONRPC_CODES:
+            return _JSONRPC_CODES[cls]  # type: ignore[index]
+    return -32603
+
+
+def jsonrpc_error(request_id: Any, exc: E.BlockspaceError) -> dict[str, Any]:
+    """A JSON-RPC 2.0 error response for ``exc``."""
+    data: dict[str, Any] = {"code": exc.code}
+    data.update(exc.data)
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {"code": jsonrpc_code(exc), "message": exc.message, "data": data},
+    }
+
+
+def internal_jsonrpc_error(request_id: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {"code": -32603, "message": "internal error", "data": {"code": "internal_error"}},
+    }
+
+
+def http_status(exc: E.BlockspaceError) -> int:
+    return _HTTP_STATUS.get(exc.code, 400)
+
+
+def http_error_body(exc: E.BlockspaceError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, **({"data": exc.data} if exc.data else {})}
+
+
+# Websocket close codes (RFC 6455 and the 4000-4999 private range).
+WS_CLOSE_TOO_BIG = 1009
+WS_CLOSE_POLICY = 1008
+WS_CLOSE_FLOOD = 4029

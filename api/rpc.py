@@ -1,0 +1,107 @@
+"""JSON-RPC dispatch shared by the HTTP and websocket transports (one code path)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from api.engine import Engine
+from api.errors import internal_jsonrpc_error, jsonrpc_error
+from auction.constants import MAX_REQUEST_BYTES
+from auction.errors import (
+    BlockspaceError,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    RequestTooLarge,
+)
+from auction.types import Evidence
+
+log = logging.getLogger("blockspace.rpc")
+
+SIGNED_METHODS = frozenset(
+    {"eth_sendBundle", "eth_cancelBundle", "flashbots_getBundleStatsV2", "flashbots_getBundleStats"}
+)
+UNSIGNED_METHODS = frozenset(
+    {"eth_chainId", "eth_blockNumber", "net_version", "web3_clientVersion"}
+)
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """Parse one JSON-RPC 2.0 request object; raise ParseError / InvalidRequest."""
+    if len(body) > MAX_REQUEST_BYTES:
+        raise RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ParseError("request body is not valid JSON") from None
+    if isinstance(req, list):
+        raise InvalidRequest("batch requests are not supported; send one request per call")
+    if not isinstance(req, dict):
+        raise InvalidRequest("request must be a JSON object")
+    if req.get("jsonrpc") != "2.0":
+        raise InvalidRequest('"jsonrpc" must be "2.0"')
+    if not isinstance(req.get("method"), str):
+        raise InvalidRequest('"method" must be a string')
+    rid = req.get("id")
+    if rid is not None and not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise InvalidRequest('"id" must be a string, a number or null')
+    return req
+
+
+async def dispatch(
+    engine: Engine,
+    body: bytes,
+    signature: str | None,
+    *,
+    endpoint_rollup: int | None,
+    transport: str,
+) -> tuple[dict[str, Any], str | None]:
+    """Answer one request. Returns the response object and the authenticated searcher, if any."""
+    rid: Any = None
+    searcher: str | None = None
+    try:
+        req = parse_request(body)
+        rid = req.get("id")
+        method = req["method"]
+        params = req.get("params", [])
+        if method in SIGNED_METHODS:
+            searcher = engine.authenticate(body, signature)
+            evidence = Evidence(body=body, signature=signature or "")
+            if method == "eth_sendBundle":
+                result: Any = await engine.submit_bundle(
+                    params,
+                    searcher=searcher,
+                    evidence=evidence,
+                    endpoint_rollup=endpoint_rollup,
+                    transport=transport,
+                )
+            elif method == "eth_cancelBundle":
+                result = await engine.cancel_bundle(
+                    params, searcher=searcher, evidence=evidence, endpoint_rollup=endpoint_rollup
+                )
+            else:
+                result = await engine.bundle_stats(
+                    params, searcher=searcher, endpoint_rollup=endpoint_rollup
+                )
+        elif method == "eth_chainId":
+            result = hex(endpoint_rollup if endpoint_rollup is not None else engine.default_rollup)
+        elif method == "net_version":
+            result = str(endpoint_rollup if endpoint_rollup is not None else engine.default_rollup)
+        elif method == "eth_blockNumber":
+            result = hex(max(engine.head_slot(), 0))
+        elif method == "web3_clientVersion":
+            result = "blockspace/0.1.0"
+        else:
+            raise MethodNotFound(f"method {method!r} is not supported")
+        return {"jsonrpc": "2.0", "id": rid, "result": result}, searcher
+    except BlockspaceError as exc:
+        engine.metrics.requests_rejected.labels(transport, exc.code).inc()
+        log.info("rejected %s: %s", exc.code, exc.message)
+        return jsonrpc_error(rid, exc), searcher
+    except Exception:
+        engine.metrics.system_faults.labels("rpc").inc()
+        log.exception("internal error answering a request")
+        return internal_jsonrpc_error(rid), searcher

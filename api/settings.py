@@ -1,0 +1,70 @@
+"""Engine settings from environment variables (``BLOCKSPACE_*``) and command-line flags."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from auction.presets import DEFAULT_CHAIN_ID, MAINNET, MINIMAL, Preset, Rollup
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BLOCKSPACE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8545, ge=0, le=65535)
+    slot_ms: int = Field(2000, ge=250, le=12_000)
+    store: str = "memory"
+    rollups: list[int] = Field(default_factory=lambda: [DEFAULT_CHAIN_ID])
+    preset: str = "mainnet"
+    genesis_ms: int = 0  # 0: aligned to the Unix epoch (slot = now // slot_ms)
+    redis_appendfsync: str = "everysec"  # everysec | always | unmanaged
+    max_slots_ahead: int | None = None
+    log_level: str = "info"
+    # Policy overrides applied to every rollup.
+    gas_limit: int | None = None
+    max_gas_share_per_searcher: float | None = None
+    reserve_price_wei: int | None = None
+    payment_rule: str | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("store must be 'memory' or a redis:// URL")
+        return v
+
+    @field_validator("redis_appendfsync")
+    @classmethod
+    def _fsync(cls, v: str) -> str:
+        if v not in ("everysec", "always", "unmanaged"):
+            raise ValueError("redis_appendfsync must be everysec, always or unmanaged")
+        return v
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        if v not in ("mainnet", "minimal"):
+            raise ValueError("preset must be mainnet or minimal")
+        return v
+
+    def base_preset(self) -> Preset:
+        return MINIMAL if self.preset == "minimal" else MAINNET
+
+    def rollup_configs(self) -> dict[int, Rollup]:
+        policy = self.base_preset().policy
+        overrides = {
+            k: getattr(self, k)
+            for k in (
+                "gas_limit",
+                "max_gas_share_per_searcher",
+                "reserve_price_wei",
+                "payment_rule",
+            )
+            if getattr(self, k) is not None
+        }
+        if overrides:
+            policy = policy.with_(**overrides)
+        return {
+            cid: Rollup(chain_id=cid, name=f"rollup-{cid}", policy=policy) for cid in self.rollups
+        }

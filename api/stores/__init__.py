@@ -1,0 +1,23 @@
+"""Bid stores: one interface (``base.Store``), an embedded and a Redis implementation."""
+
+from __future__ import annotations
+
+from api.stores.base import SearcherLimits, Store
+
+
+async def open_store(url: str, **options: object) -> Store:
+    """``memory`` for the embedded store, ``redis://...`` for Redis."""
+    if url == "memory":
+        from api.stores.memory import MemoryStore
+
+        return MemoryStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from api.stores.redis import RedisStore
+
+        store = RedisStore(url, **options)  # type: ignore[arg-type]
+        await store.connect()
+        return store
+    raise ValueError(f"unknown store {url!r}: use 'memory' or a redis:// URL")
+
+
+__all__ = ["SearcherLimits", "Store", "open_store"]

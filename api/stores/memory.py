@@ -1,0 +1,125 @@
+"""The embedded store: in-process, sortedcontainers-backed; what ``demo`` and single-node use."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedDict
+
+from api.stores.base import SearcherLimits, Store
+from auction.errors import SearcherLimitExceeded, SlotClosed
+from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+
+
+@dataclass
+class _SlotLog:
+    events: list[LoggedEvent] = field(default_factory=list)
+    closed: bool = False
+    index: dict[str, str] = field(default_factory=dict)
+    bundles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class MemoryStore(Store):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._logs: dict[tuple[int, int], _SlotLog] = {}
+        self._results: dict[int, SortedDict] = defaultdict(SortedDict)
+        self._last_ms = 0
+        self._n = 0
+
+    def _next_seq(self) -> str:
+        # Same shape as a Redis stream id (<ms>-<n>), strictly increasing.
+        now = int(time.time() * 1000)
+        if now > self._last_ms:
+            self._last_ms, self._n = now, 0
+        else:
+            self._n += 1
+        return f"{self._last_ms}-{self._n}"
+
+    def _log(self, rollup: int, slot: int) -> _SlotLog:
+        key = (rollup, slot)
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _SlotLog()
+        return log
+
+    async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
+        log = self._log(bid.rollup, bid.slot)
+        if log.closed:
+            raise SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot)
+        prev = log.index.get(bid.bid_id)
+        if prev is not None:
+            return prev
+        size = bid.size_bytes
+        if (
+            log.bundles[bid.searcher] + 1 > limits.max_bundles
+            or log.bytes[bid.searcher] + size > limits.max_bytes
+        ):
+            raise SearcherLimitExceeded(
+                "searcher limit for this slot reached",
+                max_bundles=limits.max_bundles,
+                max_bytes=limits.max_bytes,
+            )
+        log.bundles[bid.searcher] += 1
+        log.bytes[bid.searcher] += size
+        seq = self._next_seq()
+        log.events.append(LoggedEvent(seq, bid))
+        log.index[bid.bid_id] = seq
+        log.index.setdefault(f"{bid.searcher}:{bid.bundle_hash}", seq)
+        return seq
+
+    async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
+        done = []
+        for slot in slots:
+            log = self._logs.get((cancel.rollup, slot))
+            if log is None or log.closed:
+                continue
+            log.events.append(LoggedEvent(self._next_seq(), cancel))
+            done.append(slot)
+        return done
+
+    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
+        log = self._log(rollup, slot)
+        log.closed = True
+        return list(log.events)
+
+    async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:
+        log = self._logs.get((rollup, slot))
+        return list(log.events) if log else []
+
+    async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
+        log = self._logs.get((rollup, slot))
+        return log.index.get(key) if log else None
+
+    async def save_result(self, result: SlotResult) -> bool:
+        results = self._results[result.rollup]
+        if result.slot in results:
+            return False
+        results[result.slot] = result
+        return True
+
+    async def get_result(self, rollup: int, slot: int) -> SlotResult | None:
+        return self._results[rollup].get(slot)
+
+    async def latest_result(self, rollup: int) -> SlotResult | None:
+        results = self._results[rollup]
+        return results.peekitem(-1)[1] if results else None
+
+    async def list_result_slots(
+        self, rollup: int, *, from_slot: int | None, to_slot: int | None, limit: int
+    ) -> list[int]:
+        results = self._results[rollup]
+        keys = results.irange(from_slot, to_slot, reverse=True)
+        out = []
+        for k in keys:
+            out.append(k)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def ping(self) -> bool:
+        return True

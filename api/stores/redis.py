@@ -1,0 +1,309 @@
+"""The Redis store: durable bid logs shared by any number of engine processes.
+
+Intake writes are *group-committed*: concurrent ``append_bid`` calls are queued and flushed in
+one pipeline of Lua calls, so the round trip is paid once per batch, not once per bid. A caller's
+bid is acknowledged only when Redis has answered for it. Each Lua call checks the slot's closed
+flag, the idempotency index and the searcher's limits, then appends: one atomic step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from api.stores import keys
+from api.stores.base import SearcherLimits, Store
+from auction import codec
+from auction.errors import SearcherLimitExceeded, SlotClosed, StoreUnavailable
+from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+
+log = logging.getLogger("blockspace.store")
+
+# KEYS: log, closed, limits, index. ARGV: event, searcher, size, max_bundles, max_bytes,
+# bid_id, owner key. Returns the seq, or an error reply starting with a stable code.
+_APPEND_BID = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('slot_closed') end
+local prev = redis.call('HGET', KEYS[4], ARGV[6])
+if prev then return prev end
+local n = redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], 1)
+local b = redis.call('HINCRBY', KEYS[3], 'b:' .. ARGV[2], tonumber(ARGV[3]))
+if n > tonumber(ARGV[4]) or b > tonumber(ARGV[5]) then
+  redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], -1)
+  redis.call('HINCRBY', KEYS[3], 'b:' .. ARGV[2], -tonumber(ARGV[3]))
+  return redis.error_reply('searcher_limit_exceeded')
+end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[6], id)
+redis.call('HSETNX', KEYS[4], ARGV[7], id)
+return id
+"""
+
+# KEYS: log, closed. ARGV: event. Appends only to an open slot that already has a log.
+_APPEND_CANCEL = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+"""
+
+# KEYS: log, closed. Marks closed and returns the whole log in the same atomic step.
+_CLOSE = """
+redis.call('SET', KEYS[2], '1')
+return redis.call('XRANGE', KEYS[1], '-', '+')
+"""
+
+# KEYS: result, results zset. ARGV: json, slot.
+_SAVE_RESULT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def _decode_entries(entries: list[Any]) -> list[LoggedEvent]:
+    out = []
+    for seq, fields in entries:
+        raw = fields[b"e"] if b"e" in fields else fields["e"]
+        out.append(
+            LoggedEvent(
+                seq.decode() if isinstance(seq, bytes) else seq, codec.event_from_bytes(raw)
+            )
+        )
+    return out
+
+
+def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
+    # A Lua XRANGE reply is [[id, [field, value, ...]], ...]
+    out = []
+    for seq, flat in reply:
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        raw = fields.get(b"e", fields.get("e"))
+        out.append(
+            LoggedEvent(
+                seq.decode() if isinstance(seq, bytes) else seq, codec.event_from_bytes(raw)
+            )
+        )
+    return out
+
+
+class RedisStore(Store):
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        appendfsync: str = "everysec",
+        max_batch: int = 512,
+    ) -> None:
+        self.url = url
+        self.appendfsync = appendfsync
+        self.max_batch = max_batch
+        self._r: aioredis.Redis | None = None
+        self._queue: asyncio.Queue[tuple[Bid, SearcherLimits, asyncio.Future[str]]] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._sha: dict[str, str] = {}
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._r is None:
+            raise StoreUnavailable("store is not connected")
+        return self._r
+
+    async def connect(self) -> None:
+        self._r = aioredis.from_url(self.url, decode_responses=False)
+        try:
+            await self._r.ping()
+            if self.appendfsync in ("everysec", "always"):
+                # Durability is part of our contract: make sure the AOF is on.
+                await self._r.config_set("appendonly", "yes")
+                await self._r.config_set("appendfsync", self.appendfsync)
+            for name, script in (
+                ("append_bid", _APPEND_BID),
+                ("append_cancel", _APPEND_CANCEL),
+                ("close", _CLOSE),
+                ("save_result", _SAVE_RESULT),
+            ):
+                self._sha[name] = await self._r.script_load(script)
+        except RedisError as exc:
+            raise StoreUnavailable(f"cannot reach redis at {self.url}: {exc}") from exc
+        self._queue = asyncio.Queue()
+        self._flusher = asyncio.create_task(self._flush_forever(), name="redis-group-commit")
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._r is not None:
+            await self._r.aclose()
+            self._r = None
+
+    async def _evalsha(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
+        except ResponseError as exc:
+            if "NOSCRIPT" in str(exc):  # the server restarted and lost its script cache
+                await self._reload_scripts()
+                return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
+            raise
+
+    async def _reload_scripts(self) -> None:
+        for name, script in (
+            ("append_bid", _APPEND_BID),
+            ("append_cancel", _APPEND_CANCEL),
+            ("close", _CLOSE),
+            ("save_result", _SAVE_RESULT),
+        ):
+            self._sha[name] = await self.redis.script_load(script)
+
+    # --- intake (group commit) -------------------------------------------------------------
+
+    async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
+        if self._queue is None:
+            raise StoreUnavailable("store is not connected")
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((bid, limits, fut))
+        return await fut
+
+    async def _flush_forever(self) -> None:
+        assert self._queue is not None
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[Bid, SearcherLimits, asyncio.Future[str]]]) -> None:
+        try:
+            if not self._sha:
+                await self._reload_scripts()
+            pipe = self.redis.pipeline(transaction=False)
+            for bid, limits, _ in batch:
+                r, s = bid.rollup, bid.slot
+                pipe.evalsha(
+                    self._sha["append_bid"],
+                    4,
+                    keys.slot_log(r, s),
+                    keys.slot_closed(r, s),
+                    keys.slot_limits(r, s),
+                    keys.slot_index(r, s),
+                    codec.event_to_bytes(bid),
+                    bid.searcher,
+                    bid.size_bytes,
+                    limits.max_bundles,
+                    limits.max_bytes,
+                    bid.bid_id,
+                    f"{bid.searcher}:{bid.bundle_hash}",
+                )
+            replies = await pipe.execute(raise_on_error=False)
+            if any(isinstance(x, ResponseError) and "NOSCRIPT" in str(x) for x in replies):
+                await self._reload_scripts()
+                await self._flush(batch)
+                return
+        except (RedisError, OSError) as exc:
+            log.error("redis write failed: %s", exc)
+            err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for (bid, limits, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue
+            if isinstance(reply, ResponseError):
+                text = str(reply)
+                if text.startswith("slot_closed"):
+                    fut.set_exception(SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot))
+                elif text.startswith("searcher_limit_exceeded"):
+                    fut.set_exception(
+                        SearcherLimitExceeded(
+                            "searcher limit for this slot reached",
+                            max_bundles=limits.max_bundles,
+                            max_bytes=limits.max_bytes,
+                        )
+                    )
+                else:
+                    log.error("redis refused a bid: %s", text)
+                    fut.set_exception(StoreUnavailable("the bid store refused the write"))
+            elif isinstance(reply, Exception):
+                fut.set_exception(StoreUnavailable(f"the bid store failed: {reply}"))
+            else:
+                fut.set_result(reply.decode() if isinstance(reply, bytes) else str(reply))
+
+    async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
+        payload = codec.event_to_bytes(cancel)
+        done = []
+        try:
+            for slot in slots:
+                reply = await self._evalsha(
+                    "append_cancel",
+                    [keys.slot_log(cancel.rollup, slot), keys.slot_closed(cancel.rollup, slot)],
+                    [payload],
+                )
+                if reply:
+                    done.append(slot)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+        return done
+
+    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
+        try:
+            reply = await self._evalsha(
+                "close", [keys.slot_log(rollup, slot), keys.slot_closed(rollup, slot)], []
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+        return _entries_from_flat(reply)
+
+    async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:
+        try:
+            entries = await self.redis.xrange(keys.slot_log(rollup, slot))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+        return _decode_entries(entries)
+
+    async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
+        seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
+        return seq.decode() if seq is not None else None
+
+    async def save_result(self, result: SlotResult) -> bool:
+        data = orjson.dumps(codec.result_to_json(result))
+        reply = await self._evalsha(
+            "save_result",
+            [keys.slot_result(result.rollup, result.slot), keys.result_slots(result.rollup)],
+            [data, result.slot],
+        )
+        return bool(reply)
+
+    async def get_result(self, rollup: int, slot: int) -> SlotResult | None:
+        data = await self.redis.get(keys.slot_result(rollup, slot))
+        return codec.result_from_json(orjson.loads(data)) if data is not None else None
+
+    async def latest_result(self, rollup: int) -> SlotResult | None:
+        top = await self.redis.zrange(keys.result_slots(rollup), -1, -1)
+        return await self.get_result(rollup, int(top[0])) if top else None
+
+    async def list_result_slots(
+        self, rollup: int, *, from_slot: int | None, to_slot: int | None, limit: int
+    ) -> list[int]:
+        hi = "+inf" if to_slot is None else to_slot
+        lo = "-inf" if from_slot is None else from_slot
+        found = await self.redis.zrevrangebyscore(
+            keys.result_slots(rollup), hi, lo, start=0, num=limit
+        )
+        return [int(x) for x in found]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False

@@ -1,0 +1,166 @@
+"""The websocket transport: the JSON-RPC methods of ``api.rpc`` plus subscriptions.
+
+Frames (text or binary) hold one JSON object each:
+- a signed call: ``{"signature": "<address>:<sig>", "body": "<JSON-RPC request text>"}``; the
+  signature covers the exact UTF-8 bytes of ``body`` (same scheme as X-Flashbots-Signature);
+- an unsigned call: a bare JSON-RPC request (eth_chainId, eth_blockNumber, bs_subscribe).
+
+Replies carry the request id and may arrive out of order (calls run concurrently, up to
+``MAX_IN_FLIGHT`` per connection). A connection is subscribed to bundle notifications of every
+searcher that has made a valid signed call on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from api import errors as wire
+from api.engine import Engine, TokenBucket
+from api.notify import Subscriber
+from api.rpc import dispatch, parse_request
+from auction.constants import MAX_REQUEST_BYTES
+from auction.errors import (
+    BlockspaceError,
+    InvalidParams,
+    InvalidRequest,
+    ParseError,
+    RateLimited,
+    RequestTooLarge,
+)
+
+log = logging.getLogger("blockspace.ws")
+
+MAX_IN_FLIGHT = 512
+# Frames per second one connection may send before frames are refused (a flood guard that
+# runs before any signature check, so it also covers unsigned garbage).
+CONN_RATE_PER_S = 50_000
+CONN_BURST = 50_000
+# Refusals in a row after which the connection is closed.
+MAX_CONSECUTIVE_FLOOD = 10_000
+
+
+def _split_frame(frame: bytes) -> tuple[bytes, str | None]:
+    """Return (JSON-RPC body, signature or None) of one frame."""
+    if len(frame) > MAX_REQUEST_BYTES:
+        raise RequestTooLarge(f"frame is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise ParseError("frame is not valid JSON") from None
+    if isinstance(obj, dict) and "body" in obj and "jsonrpc" not in obj:
+        body, sig = obj.get("body"), obj.get("signature")
+        if not isinstance(body, str):
+            raise InvalidRequest('"body" must be the JSON-RPC request as a string')
+        if sig is not None and not isinstance(sig, str):
+            raise InvalidRequest('"signature" must be a string')
+        return body.encode(), sig
+    return frame, None
+
+
+async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | None) -> None:
+    await ws.accept()
+    sub = Subscriber()
+    engine.metrics.websocket_connections.inc()
+    bucket = TokenBucket(CONN_RATE_PER_S, CONN_BURST, engine.now_ms())
+    in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+    floods = 0
+
+    async def writer() -> None:
+        while True:
+            msg = await sub.queue.get()
+            await ws.send_text(orjson.dumps(msg).decode())
+
+    async def handle(frame: bytes) -> None:
+        try:
+            try:
+                body, sig = _split_frame(frame)
+            except BlockspaceError as exc:
+                engine.metrics.requests_rejected.labels("ws", exc.code).inc()
+                sub.offer(wire.jsonrpc_error(None, exc))
+                return
+            if sig is None and await _maybe_subscribe(body, engine, sub):
+                return
+            response, searcher = await dispatch(
+                engine, body, sig, endpoint_rollup=endpoint_rollup, transport="ws"
+            )
+            if searcher is not None:
+                engine.notifier.watch_searcher(searcher, sub)
+            sub.offer(response)
+        finally:
+            in_flight.release()
+
+    writer_task = asyncio.create_task(writer())
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            frame = message.get("bytes") or (message.get("text") or "").encode()
+            if not bucket.take(engine.now_ms()):
+                floods += 1
+                exc = RateLimited("too many frames on this connection; slow down")
+                engine.metrics.requests_rejected.labels("ws", exc.code).inc()
+                sub.offer(wire.jsonrpc_error(None, exc))
+                if floods >= MAX_CONSECUTIVE_FLOOD:
+                    await ws.close(code=wire.WS_CLOSE_FLOOD, reason="flood")
+                    break
+                continue
+            floods = 0
+            await in_flight.acquire()
+            task = asyncio.create_task(handle(frame))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        engine.metrics.system_faults.labels("websocket").inc()
+        log.exception("websocket connection fault")
+    finally:
+        engine.notifier.forget(sub)
+        engine.metrics.websocket_connections.dec()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        # Flush what is queued (replies to calls the client made), then stop the writer.
+        with contextlib.suppress(Exception):
+            while not sub.queue.empty():
+                await ws.send_text(orjson.dumps(sub.queue.get_nowait()).decode())
+        writer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer_task
+
+
+async def _maybe_subscribe(body: bytes, engine: Engine, sub: Subscriber) -> bool:
+    """Handle an unsigned ``bs_subscribe`` / ``bs_unsubscribe``; False if it is another call."""
+    try:
+        req = parse_request(body)
+    except BlockspaceError:
+        return False
+    method = req["method"]
+    if method not in ("bs_subscribe", "bs_unsubscribe"):
+        return False
+    rid: Any = req.get("id")
+    params = req.get("params") or []
+    topic = params[0] if isinstance(params, list) and params else None
+    if method == "bs_unsubscribe":
+        engine.notifier.forget(sub)
+        sub.offer({"jsonrpc": "2.0", "id": rid, "result": True})
+        return True
+    if topic == "slots":
+        engine.notifier.watch_slots(sub)
+    elif topic == "blocks":
+        engine.notifier.watch_blocks(sub)
+    else:
+        exc = InvalidParams(
+            'bs_subscribe takes "slots" or "blocks"; bundle events follow any signed call'
+        )
+        sub.offer(wire.jsonrpc_error(rid, exc))
+        return True
+    sub.offer({"jsonrpc": "2.0", "id": rid, "result": topic})
+    return True

@@ -1,0 +1,246 @@
+"""From a signed ``eth_sendBundle`` / ``eth_cancelBundle`` request to a Bid or a Cancel.
+
+Every rule a bundle must pass at intake lives here, in the order they are checked; the transports
+(HTTP, websocket) only parse JSON and hand over the params.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from auction.errors import (
+    BidTooLow,
+    BundleGasTooHigh,
+    BundleTooLarge,
+    ChainIdMismatch,
+    DuplicateTransaction,
+    EmptyBundle,
+    InvalidParams,
+    InvalidTimestampRange,
+    InvalidTransaction,
+    ProtectedTransactionMisplaced,
+    UnknownRollup,
+)
+from auction.hashing import from_hex, keccak256, to_hex
+from auction.presets import Rollup
+from auction.slots import SlotClock, check_target_slot, compute_slot_timestamp
+from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
+from auction.types import Bid, Cancel, Evidence, Tx
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_MAX_UINT256 = (1 << 256) - 1
+
+
+def parse_quantity(value: Any, what: str, *, allow_decimal_string: bool = False) -> int | None:
+    """A JSON quantity: int, 0x-hex string (or decimal string where allowed). None/0 mean unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidParams(f"{what} must be a number or a hex string", field=what)
+    if isinstance(value, int):
+        out = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.startswith(("0x", "0X")):
+                out = int(text, 16) if len(text) > 2 else 0
+            elif allow_decimal_string and text.isdigit():
+                out = int(text)
+            else:
+                raise ValueError
+        except ValueError:
+            raise InvalidParams(f"{what} is not a valid quantity", field=what) from None
+    else:
+        raise InvalidParams(f"{what} must be a number or a hex string", field=what)
+    if out < 0 or out > _MAX_UINT256:
+        raise InvalidParams(f"{what} is out of range", field=what)
+    return out
+
+
+def compute_bid_id(evidence: Evidence) -> str:
+    """Unique id of one signed submission: keccak256(signature header || body)."""
+    return to_hex(keccak256(evidence.signature.encode() + b"\n" + evidence.body))
+
+
+def _params_object(params: Any, method: str) -> Mapping[str, Any]:
+    if isinstance(params, list):
+        if len(params) != 1:
+            raise InvalidParams(f"{method} takes exactly one parameter object")
+        params = params[0]
+    if not isinstance(params, Mapping):
+        raise InvalidParams(f"{method} parameter must be an object")
+    return params
+
+
+def _uuid(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise InvalidParams("replacementUuid must be a UUID string", field="replacementUuid")
+    return value.lower().replace("-", "")
+
+
+def _decode_txs(raw_list: Any, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
+    if not isinstance(raw_list, list):
+        raise InvalidParams("txs must be a list of raw transaction hex strings", field="txs")
+    # Verify the bundle is neither empty nor over the size limits, before any crypto
+    if not raw_list:
+        raise EmptyBundle("a bundle needs at least one transaction")
+    if len(raw_list) > max_txs:
+        raise BundleTooLarge(f"a bundle may hold at most {max_txs} transactions", limit=max_txs)
+    raws: list[bytes] = []
+    size = 0
+    for i, item in enumerate(raw_list):
+        try:
+            raw = from_hex(item, what=f"txs[{i}]")
+        except ValueError as exc:
+            raise InvalidParams(str(exc), field="txs", index=i) from None
+        size += len(raw)
+        raws.append(raw)
+    if size > max_bytes:
+        raise BundleTooLarge(f"bundle is {size} bytes; the limit is {max_bytes}", limit=max_bytes)
+    txs: list[Tx] = []
+    for i, raw in enumerate(raws):
+        try:
+            txs.append(decode_transaction(raw))
+        except InvalidTransaction as exc:
+            exc.data.setdefault("index", i)
+            raise
+    return tuple(txs)
+
+
+def compute_bid(
+    params: Any,
+    *,
+    searcher: str,
+    evidence: Evidence,
+    rollups: Mapping[int, Rollup],
+    clock: SlotClock,
+    now_ms: int,
+    max_slots_ahead: int,
+    endpoint_rollup: int | None = None,
+    protected_hashes: frozenset[str] = frozenset(),
+) -> Bid:
+    """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass."""
+    p = _params_object(params, "eth_sendBundle")
+    # Verify the target slot first: it is cheap and most floods fail it
+    slot = parse_quantity(p.get("blockNumber"), "blockNumber")
+    if slot is None:
+        raise InvalidParams("blockNumber (the target slot) is required", field="blockNumber")
+    check_target_slot(clock, slot, now_ms, max_slots_ahead)
+    # Verify the rollup from the transactions' chain id
+    # (size limits before decoding use the loosest rollup; the exact rollup's are checked after)
+    txs = _decode_txs(
+        p.get("txs"),
+        max(r.policy.max_txs_per_bundle for r in rollups.values()),
+        max(r.policy.max_bundle_bytes for r in rollups.values()),
+    )
+    chain_ids = {t.chain_id for t in txs}
+    if len(chain_ids) != 1:
+        raise ChainIdMismatch("all transactions of a bundle must be for one chain")
+    (chain_id,) = chain_ids
+    if chain_id not in rollups:
+        raise UnknownRollup(f"chain id {chain_id} is not served here", chain_id=chain_id)
+    if endpoint_rollup is not None and chain_id != endpoint_rollup:
+        raise ChainIdMismatch(
+            f"transactions are for chain {chain_id}, this endpoint serves {endpoint_rollup}"
+        )
+    rollup = rollups[chain_id]
+    policy = rollup.policy
+    if len(txs) > policy.max_txs_per_bundle:
+        raise BundleTooLarge(f"at most {policy.max_txs_per_bundle} transactions per bundle")
+    size = sum(len(t.raw) for t in txs)
+    if size > policy.max_bundle_bytes:
+        raise BundleTooLarge(f"bundle is {size} bytes; the limit is {policy.max_bundle_bytes}")
+    # Verify no transaction appears twice
+    hashes = [t.hash for t in txs]
+    if len(set(hashes)) != len(hashes):
+        raise DuplicateTransaction("a transaction appears twice in the bundle")
+    nonces = [(t.sender, t.nonce) for t in txs]
+    if len(set(nonces)) != len(nonces):
+        raise DuplicateTransaction("two transactions of the bundle share sender and nonce")
+    # Verify protected transactions only open a bundle (back-runs yes, front-runs no)
+    for i, t in enumerate(txs):
+        if i > 0 and t.hash in protected_hashes:
+            raise ProtectedTransactionMisplaced(
+                "a protected transaction may only be the first of a bundle", index=i, tx=t.hash
+            )
+    # Verify the bundle fits the gas bundles may use
+    gas = sum(t.gas_limit for t in txs)
+    bundle_gas = policy.gas_limit - policy.reserved_public_gas
+    if gas > bundle_gas:
+        raise BundleGasTooHigh(f"bundle needs {gas} gas; bundles get {bundle_gas}", gas=gas)
+    # Verify reverting hashes name transactions of the bundle
+    reverting_raw = p.get("revertingTxHashes") or []
+    if not isinstance(reverting_raw, list):
+        raise InvalidParams("revertingTxHashes must be a list", field="revertingTxHashes")
+    reverting: list[str] = []
+    for h in reverting_raw:
+        try:
+            hh = to_hex(from_hex(h, what="revertingTxHashes entry", length=32))
+        except ValueError as exc:
+            raise InvalidParams(str(exc), field="revertingTxHashes") from None
+        if hh not in hashes:
+            raise InvalidParams(f"reverting hash {hh} is not in the bundle")
+        reverting.append(hh)
+    # Verify the timestamp window admits the slot's block
+    min_ts = parse_quantity(p.get("minTimestamp"), "minTimestamp") or None
+    max_ts = parse_quantity(p.get("maxTimestamp"), "maxTimestamp") or None
+    ts = compute_slot_timestamp(clock, slot)
+    if min_ts is not None and max_ts is not None and min_ts > max_ts:
+        raise InvalidTimestampRange("minTimestamp is after maxTimestamp")
+    if (min_ts is not None and min_ts > ts) or (max_ts is not None and max_ts < ts):
+        raise InvalidTimestampRange(
+            f"the bundle's timestamp window excludes slot {slot} (timestamp {ts})", timestamp=ts
+        )
+    # The bid: the explicit field (our extension) or the bundle's priority tips
+    explicit = parse_quantity(p.get("bid"), "bid", allow_decimal_string=True)
+    bid_wei = explicit if explicit is not None else sum(compute_tip_wei(t) for t in txs)
+    if bid_wei < max(policy.reserve_price_wei, 1):
+        raise BidTooLow(
+            f"bid {bid_wei} wei is below the reserve price {policy.reserve_price_wei}",
+            reserve_price_wei=str(policy.reserve_price_wei),
+        )
+    return Bid(
+        bid_id=compute_bid_id(evidence),
+        rollup=chain_id,
+        slot=slot,
+        searcher=searcher,
+        bundle_hash=compute_bundle_hash(hashes),
+        txs=txs,
+        bid_wei=bid_wei,
+        gas=gas,
+        received_ms=now_ms,
+        evidence=evidence,
+        replacement_uuid=_uuid(p.get("replacementUuid")),
+        reverting_tx_hashes=tuple(reverting),
+        min_timestamp=min_ts,
+        max_timestamp=max_ts,
+        explicit_bid=explicit is not None,
+    )
+
+
+def compute_cancel(
+    params: Any,
+    *,
+    searcher: str,
+    evidence: Evidence,
+    rollup: int,
+    now_ms: int,
+) -> Cancel:
+    """Validate ``eth_cancelBundle`` params ({"replacementUuid": ...})."""
+    p = _params_object(params, "eth_cancelBundle")
+    uuid = _uuid(p.get("replacementUuid"))
+    if uuid is None:
+        raise InvalidParams("replacementUuid is required", field="replacementUuid")
+    return Cancel(
+        rollup=rollup,
+        searcher=searcher,
+        replacement_uuid=uuid,
+        received_ms=now_ms,
+        evidence=evidence,
+    )

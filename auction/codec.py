@@ -1,0 +1,234 @@
+"""JSON-safe forms of the core types, shared by the stores and the APIs (one representation).
+
+Wei amounts are decimal strings, bytes are 0x-hex, times are integer ms. ``*_to_json`` /
+``*_from_json`` round-trip exactly; the decoded forms are trusted (they come from our own store),
+re-checking evidence is the committee's job (``auction.bundles``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from auction.types import (
+    Bid,
+    BidOutcome,
+    Block,
+    Cancel,
+    Evidence,
+    IntakeEvent,
+    SlotResult,
+    Tx,
+    WinningBundle,
+)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _unhex(s: str) -> bytes:
+    return bytes.fromhex(s[2:])
+
+
+def tx_to_json(t: Tx) -> dict[str, Any]:
+    return {
+        "raw": _hex(t.raw),
+        "hash": t.hash,
+        "type": t.tx_type,
+        "chain_id": t.chain_id,
+        "sender": t.sender,
+        "nonce": t.nonce,
+        "gas_limit": t.gas_limit,
+        "priority_fee_wei": str(t.priority_fee_wei),
+        "max_fee_wei": str(t.max_fee_wei),
+        "to": t.to,
+        "access_keys": list(t.access_keys),
+    }
+
+
+def tx_from_json(d: dict[str, Any]) -> Tx:
+    return Tx(
+        raw=_unhex(d["raw"]),
+        hash=d["hash"],
+        tx_type=d["type"],
+        chain_id=d["chain_id"],
+        sender=d["sender"],
+        nonce=d["nonce"],
+        gas_limit=d["gas_limit"],
+        priority_fee_wei=int(d["priority_fee_wei"]),
+        max_fee_wei=int(d["max_fee_wei"]),
+        to=d["to"],
+        access_keys=tuple(d["access_keys"]),
+    )
+
+
+def evidence_to_json(e: Evidence) -> dict[str, str]:
+    return {"body": e.body.decode("utf-8", "surrogateescape"), "signature": e.signature}
+
+
+def evidence_from_json(d: dict[str, str]) -> Evidence:
+    return Evidence(body=d["body"].encode("utf-8", "surrogateescape"), signature=d["signature"])
+
+
+def bid_to_json(b: Bid) -> dict[str, Any]:
+    return {
+        "kind": "bid",
+        "bid_id": b.bid_id,
+        "rollup": b.rollup,
+        "slot": b.slot,
+        "searcher": b.searcher,
+        "bundle_hash": b.bundle_hash,
+        "txs": [tx_to_json(t) for t in b.txs],
+        "bid_wei": str(b.bid_wei),
+        "gas": b.gas,
+        "received_ms": b.received_ms,
+        "evidence": evidence_to_json(b.evidence),
+        "replacement_uuid": b.replacement_uuid,
+        "reverting_tx_hashes": list(b.reverting_tx_hashes),
+        "min_timestamp": b.min_timestamp,
+        "max_timestamp": b.max_timestamp,
+        "explicit_bid": b.explicit_bid,
+    }
+
+
+def bid_from_json(d: dict[str, Any]) -> Bid:
+    return Bid(
+        bid_id=d["bid_id"],
+        rollup=d["rollup"],
+        slot=d["slot"],
+        searcher=d["searcher"],
+        bundle_hash=d["bundle_hash"],
+        txs=tuple(tx_from_json(t) for t in d["txs"]),
+        bid_wei=int(d["bid_wei"]),
+        gas=d["gas"],
+        received_ms=d["received_ms"],
+        evidence=evidence_from_json(d["evidence"]),
+        replacement_uuid=d["replacement_uuid"],
+        reverting_tx_hashes=tuple(d["reverting_tx_hashes"]),
+        min_timestamp=d["min_timestamp"],
+        max_timestamp=d["max_timestamp"],
+        explicit_bid=d["explicit_bid"],
+    )
+
+
+def cancel_to_json(c: Cancel) -> dict[str, Any]:
+    return {
+        "kind": "cancel",
+        "rollup": c.rollup,
+        "searcher": c.searcher,
+        "replacement_uuid": c.replacement_uuid,
+        "received_ms": c.received_ms,
+        "evidence": evidence_to_json(c.evidence),
+    }
+
+
+def cancel_from_json(d: dict[str, Any]) -> Cancel:
+    return Cancel(
+        rollup=d["rollup"],
+        searcher=d["searcher"],
+        replacement_uuid=d["replacement_uuid"],
+        received_ms=d["received_ms"],
+        evidence=evidence_from_json(d["evidence"]),
+    )
+
+
+def event_to_bytes(ev: IntakeEvent) -> bytes:
+    return orjson.dumps(bid_to_json(ev) if isinstance(ev, Bid) else cancel_to_json(ev))
+
+
+def event_from_bytes(data: bytes) -> IntakeEvent:
+    d = orjson.loads(data)
+    return bid_from_json(d) if d["kind"] == "bid" else cancel_from_json(d)
+
+
+def block_to_json(b: Block) -> dict[str, Any]:
+    return {
+        "rollup": b.rollup,
+        "slot": b.slot,
+        "parent_hash": b.parent_hash,
+        "block_hash": b.block_hash,
+        "bid_set_root": b.bid_set_root,
+        "gas_used": b.gas_used,
+        "revenue_wei": str(b.revenue_wei),
+        "bundles": [
+            {
+                "bid_id": w.bid_id,
+                "bundle_hash": w.bundle_hash,
+                "searcher": w.searcher,
+                "bid_wei": str(w.bid_wei),
+                "payment_wei": str(w.payment_wei),
+                "gas": w.gas,
+            }
+            for w in b.bundles
+        ],
+        "txs": [_hex(t) for t in b.txs],
+    }
+
+
+def block_from_json(d: dict[str, Any]) -> Block:
+    return Block(
+        rollup=d["rollup"],
+        slot=d["slot"],
+        parent_hash=d["parent_hash"],
+        bundles=tuple(
+            WinningBundle(
+                bid_id=w["bid_id"],
+                bundle_hash=w["bundle_hash"],
+                searcher=w["searcher"],
+                bid_wei=int(w["bid_wei"]),
+                payment_wei=int(w["payment_wei"]),
+                gas=w["gas"],
+            )
+            for w in d["bundles"]
+        ),
+        txs=tuple(_unhex(t) for t in d["txs"]),
+        gas_used=d["gas_used"],
+        revenue_wei=int(d["revenue_wei"]),
+        bid_set_root=d["bid_set_root"],
+        block_hash=d["block_hash"],
+    )
+
+
+def result_to_json(r: SlotResult) -> dict[str, Any]:
+    return {
+        "rollup": r.rollup,
+        "slot": r.slot,
+        "deadline_ms": r.deadline_ms,
+        "block": block_to_json(r.block),
+        "outcomes": [
+            {
+                "bid": bid_to_json(o.bid),
+                "outcome": o.outcome,
+                "payment_wei": str(o.payment_wei),
+                "seq": o.seq,
+            }
+            for o in r.outcomes
+        ],
+        "winning_bids_wei": str(r.winning_bids_wei),
+        "upper_bound_wei": str(r.upper_bound_wei),
+        "unconstrained_bids_wei": str(r.unconstrained_bids_wei),
+        "solver": r.solver,
+        "solve_ms": r.solve_ms,
+        "extra": r.extra,
+    }
+
+
+def result_from_json(d: dict[str, Any]) -> SlotResult:
+    return SlotResult(
+        rollup=d["rollup"],
+        slot=d["slot"],
+        deadline_ms=d["deadline_ms"],
+        block=block_from_json(d["block"]),
+        outcomes=tuple(
+            BidOutcome(bid_from_json(o["bid"]), o["outcome"], int(o["payment_wei"]), o["seq"])
+            for o in d["outcomes"]
+        ),
+        winning_bids_wei=int(d["winning_bids_wei"]),
+        upper_bound_wei=int(d["upper_bound_wei"]),
+        unconstrained_bids_wei=int(d["unconstrained_bids_wei"]),
+        solver=d["solver"],
+        solve_ms=d["solve_ms"],
+        extra=d.get("extra") or {},
+    )

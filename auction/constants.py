@@ -1,0 +1,31 @@
+"""Protocol constants: fixed for every deployment (presets hold what varies)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Flashbots' limits for one bundle; ours are the defaults of the per-rollup policy.
+FLASHBOTS_MAX_TXS_PER_BUNDLE: Final = 100
+FLASHBOTS_MAX_BUNDLE_BYTES: Final = 300_000
+
+# A JSON-RPC body or websocket frame larger than this is refused before parsing.
+MAX_REQUEST_BYTES: Final = 1_048_576
+
+# Intrinsic gas of the cheapest transaction; a tx claiming less cannot be valid.
+MIN_TX_GAS: Final = 21_000
+
+# Payment rules a rollup may choose.
+PAYMENT_FIRST_PRICE: Final = "first_price"
+PAYMENT_VCG: Final = "vcg"
+PAYMENT_RULES: Final = (PAYMENT_FIRST_PRICE, PAYMENT_VCG)
+
+# Outcomes a bid can have once its slot has closed.
+OUTCOME_WON: Final = "won"
+OUTCOME_LOST: Final = "lost"
+OUTCOME_CANCELLED: Final = "cancelled"
+OUTCOME_REPLACED: Final = "replaced"
+OUTCOME_REJECTED: Final = "rejected"
+OUTCOMES: Final = (OUTCOME_WON, OUTCOME_LOST, OUTCOME_CANCELLED, OUTCOME_REPLACED, OUTCOME_REJECTED)
+
+# Version byte of the canonical encodings (bid-set root, block hash). Bumped on any change.
+ENCODING_VERSION: Final = 1

@@ -1,0 +1,82 @@
+"""Canonical byte encodings and the hashes over them: the bid-set root and the block hash.
+
+Documented in docs/encoding.md; any change bumps ``constants.ENCODING_VERSION``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from auction import constants as C
+from auction.hashing import keccak256, to_hex
+from auction.types import WinningBundle
+
+ZERO_HASH = "0x" + "00" * 32
+_BLOCK_DOMAIN = b"blockspace/block"
+
+
+def compute_merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """Binary keccak Merkle root; leaves and nodes are domain-separated, odd nodes promoted."""
+    if not leaves:
+        return bytes(32)
+    level = [keccak256(b"\x00" + leaf) for leaf in leaves]
+    while len(level) > 1:
+        nxt = [keccak256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def compute_bid_set_root(event_ids: Sequence[str]) -> str:
+    """Root over the ids of a slot's logged events (bids and cancels) in log order."""
+    return to_hex(compute_merkle_root([bytes.fromhex(i[2:]) for i in event_ids]))
+
+
+def _u(n: int, size: int) -> bytes:
+    return n.to_bytes(size, "big")
+
+
+def _h(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text[2:])
+
+
+def encode_block_header(
+    *,
+    rollup: int,
+    slot: int,
+    parent_hash: str,
+    bid_set_root: str,
+    gas_used: int,
+    revenue_wei: int,
+    bundles: Sequence[WinningBundle],
+    tx_hashes: Sequence[str],
+) -> bytes:
+    """The exact bytes the block hash (and so the committee signature) commits to."""
+    out = [
+        _BLOCK_DOMAIN,
+        _u(C.ENCODING_VERSION, 1),
+        _u(rollup, 8),
+        _u(slot, 8),
+        _h(parent_hash),
+        _h(bid_set_root),
+        _u(gas_used, 8),
+        _u(revenue_wei, 32),
+        _u(len(bundles), 4),
+    ]
+    for b in bundles:
+        out += [
+            _h(b.bundle_hash),
+            _h(b.bid_id),
+            _h(b.searcher),
+            _u(b.bid_wei, 32),
+            _u(b.payment_wei, 32),
+            _u(b.gas, 8),
+        ]
+    out.append(_u(len(tx_hashes), 4))
+    out += [_h(t) for t in tx_hashes]
+    return b"".join(out)
+
+
+def compute_block_hash(**fields: object) -> str:
+    return to_hex(keccak256(encode_block_header(**fields)))  # type: ignore[arg-type]

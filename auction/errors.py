@@ -1,0 +1,180 @@
+"""One exception tree for every rule the engine enforces.
+
+Each error carries a stable string ``code`` (part of the public API: clients match on it) and its
+data as attributes. Transports map errors in exactly one place (``api/errors.py``); nothing else
+decides how an error looks on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BlockspaceError(Exception):
+    """Base of every rule violation; ``code`` is stable, ``message`` is for people."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+# --- request shape --------------------------------------------------------------------------
+
+
+class InvalidRequest(BlockspaceError):
+    """The request is not a well-formed JSON-RPC call (wrong types, missing fields)."""
+
+    code = "invalid_request"
+
+
+class ParseError(BlockspaceError):
+    """The body is not JSON."""
+
+    code = "parse_error"
+
+
+class MethodNotFound(BlockspaceError):
+    code = "method_not_found"
+
+
+class InvalidParams(BlockspaceError):
+    """A parameter has the wrong type, bad hex, or a value out of range."""
+
+    code = "invalid_params"
+
+
+class RequestTooLarge(BlockspaceError):
+    code = "request_too_large"
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+class MissingSignature(BlockspaceError):
+    code = "missing_signature"
+
+
+class InvalidSignature(BlockspaceError):
+    code = "invalid_signature"
+
+
+# --- transactions and bundles ---------------------------------------------------------------
+
+
+class InvalidTransaction(BlockspaceError):
+    """A raw transaction that does not decode or whose signature does not recover a sender."""
+
+    code = "invalid_transaction"
+
+
+class UnprotectedTransaction(BlockspaceError):
+    """A legacy transaction without an EIP-155 chain id: it could be replayed on any rollup."""
+
+    code = "unprotected_transaction"
+
+
+class UnknownRollup(BlockspaceError):
+    code = "unknown_rollup"
+
+
+class ChainIdMismatch(BlockspaceError):
+    """The transactions of one bundle name different chains."""
+
+    code = "chain_id_mismatch"
+
+
+class EmptyBundle(BlockspaceError):
+    code = "empty_bundle"
+
+
+class BundleTooLarge(BlockspaceError):
+    code = "bundle_too_large"
+
+
+class DuplicateTransaction(BlockspaceError):
+    code = "duplicate_transaction"
+
+
+class BundleGasTooHigh(BlockspaceError):
+    """The bundle alone uses more gas than a block may give to bundles."""
+
+    code = "bundle_gas_too_high"
+
+
+class BidTooLow(BlockspaceError):
+    """The bid is below the rollup's reserve price."""
+
+    code = "bid_too_low"
+
+
+class ProtectedTransactionMisplaced(BlockspaceError):
+    """A protected transaction appears after position 0 of a bundle (front-run or sandwich)."""
+
+    code = "protected_tx_not_first"
+
+
+class InvalidTimestampRange(BlockspaceError):
+    code = "invalid_timestamp_range"
+
+
+# --- slots ----------------------------------------------------------------------------------
+
+
+class SlotClosed(BlockspaceError):
+    """The target slot's deadline has passed (or it is in the past)."""
+
+    code = "slot_closed"
+
+
+class SlotTooFarAhead(BlockspaceError):
+    code = "slot_too_far_ahead"
+
+
+class SlotNotFound(BlockspaceError):
+    code = "slot_not_found"
+
+
+# --- searcher limits ------------------------------------------------------------------------
+
+
+class SearcherLimitExceeded(BlockspaceError):
+    """Per-searcher limit for one slot (bundles, bytes) reached."""
+
+    code = "searcher_limit_exceeded"
+
+
+class RateLimited(BlockspaceError):
+    """Too many requests from one searcher or connection in a short window."""
+
+    code = "rate_limited"
+
+
+class BundleNotFound(BlockspaceError):
+    code = "bundle_not_found"
+
+
+# --- solver ---------------------------------------------------------------------------------
+
+
+class InfeasibleInstance(BlockspaceError):
+    """Forced bundles that cannot all be included (gas, conflicts, fairness)."""
+
+    code = "infeasible_instance"
+
+
+# --- system ---------------------------------------------------------------------------------
+
+
+class StoreUnavailable(BlockspaceError):
+    """The bid store did not accept the write; the bid is NOT acknowledged."""
+
+    code = "store_unavailable"

@@ -1,0 +1,35 @@
+"""Keccak-256 and address helpers shared by every rule that hashes (one implementation)."""
+
+from __future__ import annotations
+
+from Crypto.Hash import keccak as _keccak
+
+
+def keccak256(data: bytes) -> bytes:
+    """Ethereum's Keccak-256 (not NIST SHA3-256)."""
+    return _keccak.new(digest_bits=256, data=data).digest()
+
+
+def to_hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def from_hex(text: str, *, what: str = "value", length: int | None = None) -> bytes:
+    """Decode 0x-prefixed hex; raise ValueError naming ``what`` on bad input."""
+    if not isinstance(text, str) or not text.startswith(("0x", "0X")):
+        raise ValueError(f"{what} must be a 0x-prefixed hex string")
+    body = text[2:]
+    if len(body) % 2:
+        raise ValueError(f"{what} has an odd number of hex digits")
+    try:
+        out = bytes.fromhex(body)
+    except ValueError:
+        raise ValueError(f"{what} is not valid hex") from None
+    if length is not None and len(out) != length:
+        raise ValueError(f"{what} must be {length} bytes, got {len(out)}")
+    return out
+
+
+def normalize_address(text: str) -> str:
+    """Lowercase 0x address after checking it is 20 bytes of hex."""
+    return to_hex(from_hex(text, what="address", length=20))

@@ -1,0 +1,75 @@
+"""Parameters that differ between deployments and tests.
+
+``MAINNET`` is what ``blockspace serve`` uses unless told otherwise; ``MINIMAL`` makes edge cases
+cheap to reach in tests (tiny gas limit, few transactions per bundle, short slots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from auction import constants as C
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Per-rollup auction policy: every rule a rollup may tune lives here."""
+
+    gas_limit: int = 30_000_000
+    reserve_price_wei: int = 0
+    payment_rule: str = C.PAYMENT_FIRST_PRICE
+    # Fairness (hard constraints, enforced by the packer).
+    max_gas_share_per_searcher: float = 1.0
+    reserved_public_gas: int = 0
+    inclusion_after_slots: int = 0  # 0 disables the inclusion list
+    # Solver budget, so a slot's deadline always holds.
+    time_budget_ms: int = 50
+    # Intake limits.
+    max_txs_per_bundle: int = C.FLASHBOTS_MAX_TXS_PER_BUNDLE
+    max_bundle_bytes: int = C.FLASHBOTS_MAX_BUNDLE_BYTES
+    max_bundles_per_searcher_per_slot: int = 512
+    max_bytes_per_searcher_per_slot: int = 16 * 1024 * 1024
+
+    def with_(self, **changes: object) -> Policy:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A rollup served by this deployment; its id is its EIP-155 chain id."""
+
+    chain_id: int
+    name: str = ""
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """Deployment-wide timing and intake parameters."""
+
+    slot_ms: int = 2_000
+    max_slots_ahead: int = 32
+    # Requests per second one searcher may send over one connection before being rate limited.
+    searcher_rate_per_s: int = 20_000
+    searcher_burst: int = 40_000
+    policy: Policy = field(default_factory=Policy)
+
+
+MAINNET = Preset()
+
+MINIMAL = Preset(
+    slot_ms=250,
+    max_slots_ahead=4,
+    searcher_rate_per_s=1_000,
+    searcher_burst=1_000,
+    policy=Policy(
+        gas_limit=1_000_000,
+        max_txs_per_bundle=4,
+        max_bundle_bytes=4_096,
+        max_bundles_per_searcher_per_slot=8,
+        max_bytes_per_searcher_per_slot=32_768,
+        time_budget_ms=20,
+    ),
+)
+
+DEFAULT_CHAIN_ID = 167_001

@@ -1,0 +1,139 @@
+"""Plain data of the auction: every value the core computes on, frozen and hashable.
+
+Conventions: addresses and hashes are lowercase ``0x`` hex strings; amounts are Python ints of
+wei (``*_wei``); times are integer milliseconds since the Unix epoch (``*_ms``); a rollup is named
+by its chain id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A decoded, signed Ethereum transaction (legacy, EIP-2930 or EIP-1559)."""
+
+    raw: bytes
+    hash: str
+    tx_type: int
+    chain_id: int | None
+    sender: str
+    nonce: int
+    gas_limit: int
+    priority_fee_wei: int  # legacy: gas price; typed 1559: max priority fee per gas
+    max_fee_wei: int  # legacy/2930: gas price
+    to: str | None
+    # Storage locations the access list names, as "<address>:<slot>"; they serve as write keys.
+    access_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the searcher signed: the exact bytes and the signature header value.
+
+    Anyone (a committee member, an auditor) can re-check it: recover the address from
+    ``signature`` over ``body`` and re-derive the bid from the body.
+    """
+
+    body: bytes
+    signature: str  # "0x<address>:0x<65-byte signature>", as in X-Flashbots-Signature
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    """One accepted ``eth_sendBundle``: a bundle with its sealed bid for one slot of one rollup."""
+
+    bid_id: str  # keccak256(signature || body): unique per signed submission
+    rollup: int
+    slot: int
+    searcher: str
+    bundle_hash: str  # keccak256(concat(tx hashes)), exactly as Flashbots clients compute it
+    txs: tuple[Tx, ...]
+    bid_wei: int
+    gas: int  # sum of the transactions' gas limits
+    received_ms: int
+    evidence: Evidence
+    replacement_uuid: str | None = None
+    reverting_tx_hashes: tuple[str, ...] = ()
+    min_timestamp: int | None = None
+    max_timestamp: int | None = None
+    explicit_bid: bool = False  # True when the searcher gave a `bid` field, else priority tips
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(t.raw) for t in self.txs)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """One accepted ``eth_cancelBundle``: cancels the searcher's bundles under that uuid."""
+
+    rollup: int
+    searcher: str
+    replacement_uuid: str
+    received_ms: int
+    evidence: Evidence
+
+
+IntakeEvent = Bid | Cancel
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An intake event with the position the store gave it in its slot's log (``<ms>-<seq>``)."""
+
+    seq: str
+    event: IntakeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class BidOutcome:
+    """A bid as revealed after its slot closed."""
+
+    bid: Bid
+    outcome: str  # one of constants.OUTCOMES
+    payment_wei: int = 0
+    seq: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WinningBundle:
+    bid_id: str
+    bundle_hash: str
+    searcher: str
+    bid_wei: int
+    payment_wei: int
+    gas: int
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """The ordered block of one slot of one rollup, before or after committee signing."""
+
+    rollup: int
+    slot: int
+    parent_hash: str
+    bundles: tuple[WinningBundle, ...]
+    txs: tuple[bytes, ...]  # raw transactions in block order
+    gas_used: int
+    revenue_wei: int
+    bid_set_root: str
+    block_hash: str  # signing root over the canonical encoding (auction.encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotResult:
+    """Everything decided at a slot's close: the block and the fate of every bid."""
+
+    rollup: int
+    slot: int
+    deadline_ms: int
+    block: Block
+    outcomes: tuple[BidOutcome, ...]
+    winning_bids_wei: int  # the packer's objective: sum of the winning bids
+    upper_bound_wei: int  # certified bound on the objective (== winning_bids_wei when optimal)
+    unconstrained_bids_wei: int  # the objective without fairness constraints (price of fairness)
+    solver: str = "greedy"
+    solve_ms: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict, compare=False)

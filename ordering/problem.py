@@ -1,0 +1,63 @@
+"""The packing problem as plain values: what every packer (greedy, numba, exact) takes and returns.
+
+A packer sees bundles as *items*: a bid, a gas amount, a searcher and a set of conflict keys. Two
+items that share a key cannot both be in the block (a shared tx hash, a shared (sender, nonce)
+pair, or a shared written storage location). Fairness is expressed as capacities: the gas given
+to bundles (block gas limit minus the public lane's reserve) and a per-searcher gas cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One bundle as the packer sees it."""
+
+    id: str  # unique within the problem; also the deterministic tie-break (ascending)
+    searcher: str
+    bid_wei: int
+    gas: int
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PackingInput:
+    """One slot's packing instance."""
+
+    gas_limit: int  # gas available to bundles
+    items: tuple[Item, ...]
+    max_gas_per_searcher: int | None = None  # None: no per-searcher cap
+    forced: frozenset[str] = frozenset()  # item ids that must be included
+
+
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """A packer's answer: the chosen items in block order, with a certified bound."""
+
+    included: tuple[str, ...]
+    revenue_wei: int
+    gas_used: int
+    upper_bound_wei: int  # no feasible packing earns more than this
+    solver: str = ""
+    proven_optimal: bool = False
+
+
+def compute_searcher_gas_cap(gas_limit: int, max_gas_share_per_searcher: float) -> int | None:
+    """Gas one searcher's winning bundles may use, or None when the share does not bind."""
+    if max_gas_share_per_searcher >= 1.0:
+        return None
+    # Fraction of the float is exact, so every member computes the same cap bit for bit.
+    return int(Fraction(max_gas_share_per_searcher) * gas_limit)
+
+
+def compute_block_order(items: list[Item]) -> list[Item]:
+    """Winning bundles in block order: bid per gas descending, then id ascending (deterministic)."""
+    return sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))
+
+
+def compute_greedy_order(items: tuple[Item, ...] | list[Item]) -> list[Item]:
+    """Order in which the greedy packer considers items (same rule as the block order)."""
+    return compute_block_order(list(items))
