@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -58,8 +59,13 @@ async def dispatch(
     *,
     endpoint_rollup: int | None,
     transport: str,
+    on_searcher: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """Answer one request. Returns the response object and the authenticated searcher, if any."""
+    """Answer one request. Returns the response object and the authenticated searcher, if any.
+
+    ``on_searcher`` runs as soon as the signature checks out, before the call's effects (the
+    websocket subscribes the connection there, so it also gets the ``received`` notification).
+    """
     rid: Any = None
     searcher: str | None = None
     try:
@@ -69,6 +75,8 @@ async def dispatch(
         params = req.get("params", [])
         if method in SIGNED_METHODS:
             searcher = engine.authenticate(body, signature)
+            if on_searcher is not None:
+                on_searcher(searcher)
             evidence = Evidence(body=body, signature=signature or "")
             if method == "eth_sendBundle":
                 result: Any = await engine.submit_bundle(

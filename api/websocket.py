@@ -87,11 +87,14 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
                 return
             if sig is None and await _maybe_subscribe(body, engine, sub):
                 return
-            response, searcher = await dispatch(
-                engine, body, sig, endpoint_rollup=endpoint_rollup, transport="ws"
+            response, _ = await dispatch(
+                engine,
+                body,
+                sig,
+                endpoint_rollup=endpoint_rollup,
+                transport="ws",
+                on_searcher=lambda searcher: engine.notifier.watch_searcher(searcher, sub),
             )
-            if searcher is not None:
-                engine.notifier.watch_searcher(searcher, sub)
             sub.offer(response)
         finally:
             in_flight.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ class MemoryStore(Store):
         done = []
         for slot in slots:
             log = self._logs.get((cancel.rollup, slot))
-            if log is None or log.closed:
+            # A slot "has a log" once an event was logged (a refused bid leaves an empty one)
+            if log is None or log.closed or not log.events:
                 continue
             log.events.append(LoggedEvent(self._next_seq(), cancel))
             done.append(slot)
@@ -114,12 +116,7 @@ class MemoryStore(Store):
     ) -> list[int]:
         results = self._results[rollup]
         keys = results.irange(from_slot, to_slot, reverse=True)
-        out = []
-        for k in keys:
-            out.append(k)
-            if len(out) >= limit:
-                break
-        return out
+        return list(itertools.islice(keys, max(limit, 0)))
 
     async def ping(self) -> bool:
         return True

@@ -9,12 +9,17 @@ flag, the idempotency index and the searcher's limits, then appends: one atomic 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from api.stores import keys
 from api.stores.base import SearcherLimits, Store
@@ -65,6 +70,15 @@ return 0
 """
 
 
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Map a Redis or socket failure to StoreUnavailable, the one error callers handle."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+
+
 def _decode_entries(entries: list[Any]) -> list[LoggedEvent]:
     out = []
     for seq, fields in entries:
@@ -91,6 +105,10 @@ def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
     return out
 
 
+# A queued append: the bid, its limits, its encoded event and the caller's future.
+_Pending = tuple[Bid, SearcherLimits, bytes, asyncio.Future[str]]
+
+
 class RedisStore(Store):
     name = "redis"
 
@@ -100,12 +118,16 @@ class RedisStore(Store):
         *,
         appendfsync: str = "everysec",
         max_batch: int = 512,
+        socket_timeout_s: float = 1.0,
+        connect_timeout_s: float = 1.0,
     ) -> None:
         self.url = url
         self.appendfsync = appendfsync
         self.max_batch = max_batch
+        self.socket_timeout_s = socket_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._r: aioredis.Redis | None = None
-        self._queue: asyncio.Queue[tuple[Bid, SearcherLimits, asyncio.Future[str]]] | None = None
+        self._queue: asyncio.Queue[_Pending] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._sha: dict[str, str] = {}
 
@@ -116,7 +138,20 @@ class RedisStore(Store):
         return self._r
 
     async def connect(self) -> None:
-        self._r = aioredis.from_url(self.url, decode_responses=False)
+        self._r = aioredis.from_url(
+            self.url,
+            decode_responses=False,
+            # A dead or stalled server must refuse the write (StoreUnavailable) within a bound,
+            # never leave intake waiting; redis-py had no socket timeout by default before 8.0.
+            socket_timeout=self.socket_timeout_s,
+            socket_connect_timeout=self.connect_timeout_s,
+            # One quick retry on a broken connection (a pooled socket to a restarted server);
+            # re-sending a batch is safe since append_bid is idempotent by bid id. A timeout
+            # is not retried: a stalled server would only double the wait.
+            retry=Retry(
+                ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,)
+            ),
+        )
         try:
             await self._r.ping()
             if self.appendfsync in ("everysec", "always"):
@@ -149,11 +184,9 @@ class RedisStore(Store):
     async def _evalsha(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         try:
             return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
-        except ResponseError as exc:
-            if "NOSCRIPT" in str(exc):  # the server restarted and lost its script cache
-                await self._reload_scripts()
-                return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
-            raise
+        except NoScriptError:  # the server restarted and lost its script cache
+            await self._reload_scripts()
+            return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
 
     async def _reload_scripts(self) -> None:
         for name, script in (
@@ -169,8 +202,10 @@ class RedisStore(Store):
     async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
         if self._queue is None:
             raise StoreUnavailable("store is not connected")
+        # Encode before queueing: a bid that cannot be encoded fails alone, not its whole batch
+        payload = codec.event_to_bytes(bid)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((bid, limits, fut))
+        self._queue.put_nowait((bid, limits, payload, fut))
         return await fut
 
     async def _flush_forever(self) -> None:
@@ -180,14 +215,21 @@ class RedisStore(Store):
             batch = [first]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._flush(batch)
+            try:
+                await self._flush(batch)
+            except Exception as exc:  # the flusher must outlive any one batch
+                log.error("redis group commit failed: %r", exc)
+                err = StoreUnavailable("the bid store failed; the bid was not accepted")
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
 
-    async def _flush(self, batch: list[tuple[Bid, SearcherLimits, asyncio.Future[str]]]) -> None:
+    async def _flush(self, batch: list[_Pending]) -> None:
         try:
             if not self._sha:
                 await self._reload_scripts()
             pipe = self.redis.pipeline(transaction=False)
-            for bid, limits, _ in batch:
+            for bid, limits, payload, _ in batch:
                 r, s = bid.rollup, bid.slot
                 pipe.evalsha(
                     self._sha["append_bid"],
@@ -196,7 +238,7 @@ class RedisStore(Store):
                     keys.slot_closed(r, s),
                     keys.slot_limits(r, s),
                     keys.slot_index(r, s),
-                    codec.event_to_bytes(bid),
+                    payload,
                     bid.searcher,
                     bid.size_bytes,
                     limits.max_bundles,
@@ -205,18 +247,18 @@ class RedisStore(Store):
                     f"{bid.searcher}:{bid.bundle_hash}",
                 )
             replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(x, ResponseError) and "NOSCRIPT" in str(x) for x in replies):
+            if any(isinstance(x, NoScriptError) for x in replies):
                 await self._reload_scripts()
                 await self._flush(batch)
                 return
         except (RedisError, OSError) as exc:
             log.error("redis write failed: %s", exc)
             err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
-            for _, _, fut in batch:
+            for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
-        for (bid, limits, fut), reply in zip(batch, replies, strict=True):
+        for (bid, limits, _, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
             if isinstance(reply, ResponseError):
@@ -272,24 +314,28 @@ class RedisStore(Store):
         return _decode_entries(entries)
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
-        seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
+        with _store_errors():
+            seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
         return seq.decode() if seq is not None else None
 
     async def save_result(self, result: SlotResult) -> bool:
         data = orjson.dumps(codec.result_to_json(result))
-        reply = await self._evalsha(
-            "save_result",
-            [keys.slot_result(result.rollup, result.slot), keys.result_slots(result.rollup)],
-            [data, result.slot],
-        )
+        with _store_errors():
+            reply = await self._evalsha(
+                "save_result",
+                [keys.slot_result(result.rollup, result.slot), keys.result_slots(result.rollup)],
+                [data, result.slot],
+            )
         return bool(reply)
 
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None:
-        data = await self.redis.get(keys.slot_result(rollup, slot))
+        with _store_errors():
+            data = await self.redis.get(keys.slot_result(rollup, slot))
         return codec.result_from_json(orjson.loads(data)) if data is not None else None
 
     async def latest_result(self, rollup: int) -> SlotResult | None:
-        top = await self.redis.zrange(keys.result_slots(rollup), -1, -1)
+        with _store_errors():
+            top = await self.redis.zrange(keys.result_slots(rollup), -1, -1)
         return await self.get_result(rollup, int(top[0])) if top else None
 
     async def list_result_slots(
@@ -297,9 +343,10 @@ class RedisStore(Store):
     ) -> list[int]:
         hi = "+inf" if to_slot is None else to_slot
         lo = "-inf" if from_slot is None else from_slot
-        found = await self.redis.zrevrangebyscore(
-            keys.result_slots(rollup), hi, lo, start=0, num=limit
-        )
+        with _store_errors():
+            found = await self.redis.zrevrangebyscore(
+                keys.result_slots(rollup), hi, lo, start=0, num=max(limit, 0)
+            )
         return [int(x) for x in found]
 
     async def ping(self) -> bool:

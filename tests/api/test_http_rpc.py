@@ -1,0 +1,168 @@
+"""JSON-RPC over HTTP: the Flashbots surface, and a precise error for every kind of bad input."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from api.searcher import bundle_params
+from auction import constants as C
+from tests.api.conftest import START_SLOT
+from tests.factories import CHAIN, key, signed_request, tx
+
+
+def post(client, body: bytes, sig: str | None = None, path: str = "/"):
+    headers = {"Content-Type": "application/json"}
+    if sig is not None:
+        headers["X-Flashbots-Signature"] = sig
+    r = client.post(path, content=body, headers=headers)
+    return r.status_code, r.json()
+
+
+def send(client, k, params, path="/"):
+    body, sig = signed_request(k, "eth_sendBundle", [params])
+    return post(client, body, sig, path)
+
+
+def test_send_bundle_returns_flashbots_bundle_hash(client, engine):
+    from eth_utils import keccak
+
+    k = key(1)
+    t1, t2 = tx(k), tx(k)
+    status, reply = send(client, k, bundle_params([t1, t2], START_SLOT, bid_wei=10**15))
+    assert status == 200, reply
+    expected = "0x" + keccak(keccak(t1) + keccak(t2)).hex()
+    assert reply["result"] == {"bundleHash": expected}
+
+
+def test_bid_takes_part_and_wins(client, engine, clock):
+    k = key(1)
+    send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    assert [o.outcome for o in result.outcomes] == [C.OUTCOME_WON]
+    body, sig = signed_request(
+        k, "flashbots_getBundleStatsV2",
+        [{"bundleHash": result.outcomes[0].bid.bundle_hash, "blockNumber": hex(START_SLOT)}],
+    )
+    status, reply = post(client, body, sig)
+    assert reply["result"]["status"] == "won" and reply["result"]["paymentWei"] == str(10**15)
+
+
+def test_stats_are_private_to_the_searcher(client, engine):
+    k, other = key(1), key(2)
+    _, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+    h = reply["result"]["bundleHash"]
+    body, sig = signed_request(other, "flashbots_getBundleStatsV2",
+                               [{"bundleHash": h, "blockNumber": hex(START_SLOT)}])
+    _, reply = post(client, body, sig)
+    assert reply["error"]["data"]["code"] == "bundle_not_found"
+
+
+def test_cancel_by_uuid(client, engine):
+    k = key(1)
+    uuid = "12345678-1234-1234-1234-123456789abc"
+    send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15, replacement_uuid=uuid))
+    body, sig = signed_request(k, "eth_cancelBundle", [{"replacementUuid": uuid}])
+    _, reply = post(client, body, sig)
+    assert reply["result"] is True
+    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    assert [o.outcome for o in result.outcomes] == [C.OUTCOME_CANCELLED]
+    assert result.block.bundles == ()
+
+
+def test_unsigned_chain_and_block_number(client, engine):
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}')
+    assert reply["result"] == hex(CHAIN)
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}', path="/rollup/10")
+    assert reply["result"] == "0xa"
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":3,"method":"eth_blockNumber","params":[]}')
+    assert int(reply["result"], 16) == START_SLOT - 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "num"),
+    [
+        (b"{not json", "parse_error", -32700),
+        (b"[]", "invalid_request", -32600),
+        (b'"str"', "invalid_request", -32600),
+        (b'{"jsonrpc":"1.0","id":1,"method":"eth_chainId"}', "invalid_request", -32600),
+        (b'{"jsonrpc":"2.0","id":1,"method":5}', "invalid_request", -32600),
+        (b'{"jsonrpc":"2.0","id":{},"method":"eth_chainId"}', "invalid_request", -32600),
+        (b'{"jsonrpc":"2.0","id":1,"method":"eth_nope"}', "method_not_found", -32601),
+        (b'{"jsonrpc":"2.0","id":1,"method":"eth_sendBundle","params":[]}', "missing_signature",
+         -32001),
+    ],
+)
+def test_bad_requests_get_stable_errors(client, body, code, num):
+    status, reply = post(client, body)
+    assert status == 200
+    assert reply["error"]["data"]["code"] == code and reply["error"]["code"] == num
+
+
+def test_bad_signature(client):
+    k = key(1)
+    body, sig = signed_request(k, "eth_sendBundle", [bundle_params([tx(k)], START_SLOT)])
+    _, reply = post(client, body + b" ", sig)
+    assert reply["error"]["data"]["code"] == "invalid_signature"
+
+
+def test_wrong_slot(client):
+    k = key(1)
+    _, reply = send(client, k, bundle_params([tx(k)], START_SLOT - 1))
+    assert reply["error"]["data"]["code"] == "slot_closed"
+    assert reply["error"]["data"]["open_slot"] == START_SLOT
+    _, reply = send(client, k, bundle_params([tx(k)], START_SLOT + 1000))
+    assert reply["error"]["data"]["code"] == "slot_too_far_ahead"
+
+
+def test_oversized_body_refused(client):
+    status, reply = post(client, b"x" * (1_048_577))
+    assert status == 413 and reply["error"]["data"]["code"] == "request_too_large"
+
+
+def test_unsigned_garbage_tx(client):
+    k = key(1)
+    _, reply = send(client, k, {"txs": ["0xdeadbeef"], "blockNumber": hex(START_SLOT)})
+    assert reply["error"]["data"]["code"] == "invalid_transaction"
+    assert reply["error"]["data"]["index"] == 0
+
+
+def test_flood_from_one_searcher_is_rate_limited(client, engine):
+    k = key(7)
+    engine._buckets.clear()
+    from api.engine import TokenBucket
+
+    engine._buckets[k.address] = TokenBucket(1, 3, engine.now_ms())
+    codes = []
+    for _ in range(6):
+        _, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+        codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
+    assert codes[:3] == ["ok"] * 3 and set(codes[3:]) == {"rate_limited"}
+    # Other searchers are untouched.
+    other = key(8)
+    _, reply = send(client, other, bundle_params([tx(other)], START_SLOT, bid_wei=10**15))
+    assert "result" in reply
+
+
+def test_rejections_are_counted_in_metrics(client):
+    post(client, b"{not json")
+    text = client.get("/metrics").text
+    assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"}' in text
+
+
+def test_healthz(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["store_ok"] is True
+
+
+def test_searcher_limit_per_slot(client, engine):
+    from auction.presets import Policy, Rollup
+
+    engine.rollups[CHAIN] = Rollup(CHAIN, policy=Policy(max_bundles_per_searcher_per_slot=2))
+    k = key(9)
+    codes = []
+    for _ in range(3):
+        _, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+        codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
+    assert codes == ["ok", "ok", "searcher_limit_exceeded"]
+    _ = orjson

@@ -1,0 +1,84 @@
+"""The websocket transport: same methods and errors as HTTP, plus notifications."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from api.searcher import bundle_params
+from tests.api.conftest import START_SLOT
+from tests.factories import CHAIN, key, tx
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def recv_until(ws, pred, limit=20):
+    for _ in range(limit):
+        msg = orjson.loads(ws.receive_text())
+        if pred(msg):
+            return msg
+    raise AssertionError("message not received")
+
+
+def test_signed_bid_over_websocket_and_won_notification(client, engine):
+    k = key(1)
+    body = k.request("eth_sendBundle", [bundle_params([tx(k)], START_SLOT, bid_wei=10**15)])
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(k.ws_frame(body))
+        first_two = [orjson.loads(ws.receive_text()) for _ in range(2)]
+        reply = next(m for m in first_two if "id" in m)
+        assert "bundleHash" in reply["result"]
+        received = next(m for m in first_two if m.get("method") == "bs_subscription")
+        assert received["params"]["result"]["event"] == "received"
+        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        won = recv_until(ws, lambda m: m.get("method") == "bs_subscription")
+        assert won["params"]["result"]["event"] == "won"
+        assert won["params"]["result"]["paymentWei"] == str(10**15)
+
+
+def test_slot_subscription(client, engine):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text('{"jsonrpc":"2.0","id":1,"method":"bs_subscribe","params":["slots"]}')
+        assert recv_until(ws, lambda m: "id" in m)["result"] == "slots"
+        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        note = recv_until(ws, lambda m: m.get("method") == "bs_subscription")
+        assert note["params"]["result"]["slot"] == START_SLOT
+
+
+def test_unsigned_calls_and_errors_keep_the_connection(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text("{garbage")
+        assert recv_until(ws, lambda m: "error" in m)["error"]["data"]["code"] == "parse_error"
+        ws.send_text('{"body": 5, "signature": "x"}')
+        assert recv_until(ws, lambda m: "error" in m)["error"]["data"]["code"] == "invalid_request"
+        ws.send_text('{"jsonrpc":"2.0","id":2,"method":"eth_sendBundle","params":[]}')
+        err = recv_until(ws, lambda m: "error" in m)
+        assert err["id"] == 2 and err["error"]["data"]["code"] == "missing_signature"
+        ws.send_text('{"jsonrpc":"2.0","id":3,"method":"bs_subscribe","params":["nope"]}')
+        assert recv_until(ws, lambda m: "error" in m)["error"]["data"]["code"] == "invalid_params"
+        ws.send_text('{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}')
+        assert recv_until(ws, lambda m: m.get("id") == 4)["result"] == hex(CHAIN)
+
+
+def test_bad_signature_over_websocket(client):
+    k = key(1)
+    body = k.request("eth_sendBundle", [bundle_params([tx(k)], START_SLOT)])
+    frame = orjson.loads(k.ws_frame(body))
+    frame["body"] = frame["body"].replace('"id":', '"id": ')
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(orjson.dumps(frame).decode())
+        err = recv_until(ws, lambda m: "error" in m)
+        assert err["error"]["data"]["code"] == "invalid_signature"
+
+
+def test_oversized_frame_refused(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text("x" * 1_048_577)
+        err = recv_until(ws, lambda m: "error" in m)
+        assert err["error"]["data"]["code"] == "request_too_large"
+
+
+def test_per_rollup_endpoint(client):
+    with client.websocket_connect("/rollup/10/ws") as ws:
+        ws.send_text('{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
+        assert recv_until(ws, lambda m: m.get("id") == 1)["result"] == "0xa"
