@@ -1,0 +1,54 @@
+"""Fixtures: the ``store`` under test, once embedded (MemoryStore) and once on Redis.
+
+Redis tests share the session's ``redis_server`` (ours, created for this run) and use one
+logical database reserved for store tests, flushed before every test, so no test sees another's
+keys. Async tests run on asyncio through anyio's pytest plugin (no extra dependency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api.stores.base import Store
+from api.stores.memory import MemoryStore
+from api.stores.redis import RedisStore
+from tests.redis_server import RedisServer
+
+# The logical database store tests own on the shared session server.
+STORE_DB = 13
+
+
+def db_url(server: RedisServer, db: int) -> str:
+    return f"redis://127.0.0.1:{server.port}/{db}"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return db_url(server, STORE_DB)
+
+
+async def open_test_store(url: str) -> Store:
+    """A connected store with an empty database (Redis) or a new instance (memory)."""
+    if url == "memory":
+        return MemoryStore()
+    store = RedisStore(url)
+    await store.connect()
+    await store.redis.flushdb()
+    return store
+
+
+@pytest.fixture
+async def store(store_url: str, anyio_backend: str) -> AsyncIterator[Store]:
+    s = await open_test_store(store_url)
+    yield s
+    await s.aclose()
