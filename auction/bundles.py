@@ -33,9 +33,12 @@ _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 )
 _MAX_UINT256 = (1 << 256) - 1
+_MAX_TIMESTAMP = (1 << 63) - 1
 
 
-def parse_quantity(value: Any, what: str, *, allow_decimal_string: bool = False) -> int | None:
+def parse_quantity(
+    value: Any, what: str, *, allow_decimal_string: bool = False, maximum: int = _MAX_UINT256
+) -> int | None:
     """A JSON quantity: int, 0x-hex string (or decimal string where allowed). None/0 mean unset."""
     if value is None:
         return None
@@ -56,7 +59,7 @@ def parse_quantity(value: Any, what: str, *, allow_decimal_string: bool = False)
             raise InvalidParams(f"{what} is not a valid quantity", field=what) from None
     else:
         raise InvalidParams(f"{what} must be a number or a hex string", field=what)
-    if out < 0 or out > _MAX_UINT256:
+    if out < 0 or out > maximum:
         raise InvalidParams(f"{what} is out of range", field=what)
     return out
 
@@ -128,7 +131,7 @@ def compute_bid(
     """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass."""
     p = _params_object(params, "eth_sendBundle")
     # Verify the target slot first: it is cheap and most floods fail it
-    slot = parse_quantity(p.get("blockNumber"), "blockNumber")
+    slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)
     if slot is None:
         raise InvalidParams("blockNumber (the target slot) is required", field="blockNumber")
     check_target_slot(clock, slot, now_ms, max_slots_ahead)
@@ -188,8 +191,8 @@ def compute_bid(
             raise InvalidParams(f"reverting hash {hh} is not in the bundle")
         reverting.append(hh)
     # Verify the timestamp window admits the slot's block
-    min_ts = parse_quantity(p.get("minTimestamp"), "minTimestamp") or None
-    max_ts = parse_quantity(p.get("maxTimestamp"), "maxTimestamp") or None
+    min_ts = parse_quantity(p.get("minTimestamp"), "minTimestamp", maximum=_MAX_TIMESTAMP) or None
+    max_ts = parse_quantity(p.get("maxTimestamp"), "maxTimestamp", maximum=_MAX_TIMESTAMP) or None
     ts = compute_slot_timestamp(clock, slot)
     if min_ts is not None and max_ts is not None and min_ts > max_ts:
         raise InvalidTimestampRange("minTimestamp is after maxTimestamp")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedDict
 
 from api.stores.base import SearcherLimits, Store
+from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed
 from auction.types import Bid, Cancel, LoggedEvent, SlotResult
 
@@ -80,7 +81,11 @@ class MemoryStore(Store):
             # A slot "has a log" once an event was logged (a refused bid leaves an empty one)
             if log is None or log.closed or not log.events:
                 continue
-            log.events.append(LoggedEvent(self._next_seq(), cancel))
+            cancel_id = compute_bid_id(cancel.evidence)
+            if cancel_id not in log.index:  # a retried cancel is logged once
+                seq = self._next_seq()
+                log.events.append(LoggedEvent(seq, cancel))
+                log.index[cancel_id] = seq
             done.append(slot)
         return done
 

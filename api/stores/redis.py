@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from api.stores import keys
 from api.stores.base import SearcherLimits, Store
 from auction import codec
+from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed, StoreUnavailable
 from auction.types import Bid, Cancel, LoggedEvent, SlotResult
 
@@ -48,10 +49,15 @@ redis.call('HSETNX', KEYS[4], ARGV[7], id)
 return id
 """
 
-# KEYS: log, closed. ARGV: event. Appends only to an open slot that already has a log.
+# KEYS: log, closed, index. ARGV: event, cancel id. Appends only to an open slot that already
+# has a log; a cancel already logged (a retry) is not logged again but still counts as done.
 _APPEND_CANCEL = """
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+local prev = redis.call('HGET', KEYS[3], ARGV[2])
+if prev then return prev end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[2], id)
+return id
 """
 
 # KEYS: log, closed. Marks closed and returns the whole log in the same atomic step.
@@ -171,6 +177,11 @@ class RedisStore(Store):
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-group-commit")
 
     async def aclose(self) -> None:
+        # Appends still queued were never written: refuse them rather than leave callers waiting.
+        while self._queue is not None and not self._queue.empty():
+            *_, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(StoreUnavailable("store closing; the bid was not accepted"))
         if self._flusher is not None:
             self._flusher.cancel()
             try:
@@ -283,13 +294,18 @@ class RedisStore(Store):
 
     async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
         payload = codec.event_to_bytes(cancel)
+        cancel_id = compute_bid_id(cancel.evidence)
         done = []
         try:
             for slot in slots:
                 reply = await self._evalsha(
                     "append_cancel",
-                    [keys.slot_log(cancel.rollup, slot), keys.slot_closed(cancel.rollup, slot)],
-                    [payload],
+                    [
+                        keys.slot_log(cancel.rollup, slot),
+                        keys.slot_closed(cancel.rollup, slot),
+                        keys.slot_index(cancel.rollup, slot),
+                    ],
+                    [payload, cancel_id],
                 )
                 if reply:
                     done.append(slot)

@@ -180,3 +180,11 @@ def test_cancel_needs_uuid():
     c = compute_cancel([{"replacementUuid": "12345678-1234-1234-1234-123456789abc"}],
                        searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN, now_ms=0)
     assert c.replacement_uuid == "12345678123412341234123456789abc"
+
+
+def test_huge_timestamps_and_slots_refused():
+    p = bundle_params([tx(key(1))], SLOT)
+    with pytest.raises(E.InvalidParams):
+        bid_from([{**p, "maxTimestamp": 2**64}])
+    with pytest.raises(E.InvalidParams):
+        bid_from([{**p, "blockNumber": hex(2**70)}])

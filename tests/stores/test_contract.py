@@ -497,3 +497,14 @@ def test_stores_are_observationally_equivalent(
     redis_server: RedisServer, ops: list[tuple[Any, ...]]
 ) -> None:
     anyio.run(run_side_by_side, db_url(redis_server, STORE_DB), ops)
+
+
+@pytest.mark.anyio
+async def test_retried_cancel_is_logged_once(store):
+    bid = make_bid(1, searcher=ALICE, replacement_uuid="c" * 32)
+    await store.append_bid(bid, WIDE)
+    cancel = make_cancel(ALICE, "c" * 32)
+    assert await store.append_cancel(cancel, [bid.slot]) == [bid.slot]
+    assert await store.append_cancel(cancel, [bid.slot]) == [bid.slot]
+    log = await store.read_log(bid.rollup, bid.slot)
+    assert sum(isinstance(e.event, type(cancel)) for e in log) == 1
