@@ -30,16 +30,20 @@ UNSIGNED_METHODS = frozenset(
 )
 
 
-def parse_request(body: bytes) -> dict[str, Any]:
-    """Parse one JSON-RPC 2.0 request object; raise ParseError / InvalidRequest."""
+MAX_BATCH = 100
+
+
+def _load(body: bytes) -> Any:
     if len(body) > MAX_REQUEST_BYTES:
         raise RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        req = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ParseError("request body is not valid JSON") from None
-    if isinstance(req, list):
-        raise InvalidRequest("batch requests are not supported; send one request per call")
+
+
+def check_request(req: Any) -> dict[str, Any]:
+    """Check one parsed JSON-RPC 2.0 request object; raise InvalidRequest."""
     if not isinstance(req, dict):
         raise InvalidRequest("request must be a JSON object")
     if req.get("jsonrpc") != "2.0":
@@ -47,9 +51,17 @@ def parse_request(body: bytes) -> dict[str, Any]:
     if not isinstance(req.get("method"), str):
         raise InvalidRequest('"method" must be a string')
     rid = req.get("id")
-    if rid is not None and not isinstance(rid, (str, int)) or isinstance(rid, bool):
+    if isinstance(rid, bool) or (rid is not None and not isinstance(rid, (str, int))):
         raise InvalidRequest('"id" must be a string, a number or null')
     return req
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """Parse one JSON-RPC 2.0 request object; raise ParseError / InvalidRequest."""
+    req = _load(body)
+    if isinstance(req, list):
+        raise InvalidRequest("a batch is not allowed here")
+    return check_request(req)
 
 
 async def dispatch(
@@ -60,17 +72,65 @@ async def dispatch(
     endpoint_rollup: int | None,
     transport: str,
     on_searcher: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Any], str | None]:
-    """Answer one request. Returns the response object and the authenticated searcher, if any.
+) -> tuple[Any, str | None]:
+    """Answer one request (or a batch). Returns the response and the authenticated searcher.
 
     ``on_searcher`` runs as soon as the signature checks out, before the call's effects (the
     websocket subscribes the connection there, so it also gets the ``received`` notification).
+
+    Batches (ethers' JsonRpcProvider sends them by default) may hold unsigned calls only: a
+    signature covers a whole body, and a bid's evidence must be exactly one request.
     """
-    rid: Any = None
+    try:
+        parsed = _load(body)
+    except BlockspaceError as exc:
+        return _refuse(engine, transport, None, exc), None
+    if isinstance(parsed, list):
+        if not parsed:
+            return _refuse(engine, transport, None, InvalidRequest("empty batch")), None
+        if len(parsed) > MAX_BATCH:
+            exc = InvalidRequest(f"a batch may hold at most {MAX_BATCH} calls")
+            return _refuse(engine, transport, None, exc), None
+        answers = []
+        for item in parsed:
+            rid = item.get("id") if isinstance(item, dict) else None
+            try:
+                req = check_request(item)
+                if req["method"] in SIGNED_METHODS:
+                    raise InvalidRequest(f"{req['method']} cannot be sent in a batch")
+                answer, _ = await _answer(
+                    engine, req, body, signature, endpoint_rollup, transport, on_searcher
+                )
+                answers.append(answer)
+            except BlockspaceError as exc:
+                answers.append(_refuse(engine, transport, rid, exc))
+        return answers, None
+    rid = parsed.get("id") if isinstance(parsed, dict) else None
+    try:
+        req = check_request(parsed)
+    except BlockspaceError as exc:
+        return _refuse(engine, transport, rid, exc), None
+    return await _answer(engine, req, body, signature, endpoint_rollup, transport, on_searcher)
+
+
+def _refuse(engine: Engine, transport: str, rid: Any, exc: BlockspaceError) -> dict[str, Any]:
+    engine.metrics.requests_rejected.labels(transport, exc.code).inc()
+    log.info("rejected %s: %s", exc.code, exc.message)
+    return jsonrpc_error(rid, exc)
+
+
+async def _answer(
+    engine: Engine,
+    req: dict[str, Any],
+    body: bytes,
+    signature: str | None,
+    endpoint_rollup: int | None,
+    transport: str,
+    on_searcher: Callable[[str], None] | None,
+) -> tuple[dict[str, Any], str | None]:
+    rid: Any = req.get("id")
     searcher: str | None = None
     try:
-        req = parse_request(body)
-        rid = req.get("id")
         method = req["method"]
         params = req.get("params", [])
         if method in SIGNED_METHODS:
@@ -106,9 +166,7 @@ async def dispatch(
             raise MethodNotFound(f"method {method!r} is not supported")
         return {"jsonrpc": "2.0", "id": rid, "result": result}, searcher
     except BlockspaceError as exc:
-        engine.metrics.requests_rejected.labels(transport, exc.code).inc()
-        log.info("rejected %s: %s", exc.code, exc.message)
-        return jsonrpc_error(rid, exc), searcher
+        return _refuse(engine, transport, rid, exc), searcher
     except Exception:
         engine.metrics.system_faults.labels("rpc").inc()
         log.exception("internal error answering a request")

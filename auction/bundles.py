@@ -203,9 +203,13 @@ def compute_bid(
     # The bid: the explicit field (our extension) or the bundle's priority tips
     explicit = parse_quantity(p.get("bid"), "bid", allow_decimal_string=True)
     bid_wei = explicit if explicit is not None else sum(compute_tip_wei(t) for t in txs)
-    if bid_wei < max(policy.reserve_price_wei, 1):
+    minimum = max(policy.reserve_price_wei, 1)
+    if bid_wei < minimum:
+        source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
         raise BidTooLow(
-            f"bid {bid_wei} wei is below the reserve price {policy.reserve_price_wei}",
+            f"{source} of {bid_wei} wei is below the minimum {minimum} wei "
+            f"(reserve price {policy.reserve_price_wei})",
+            minimum_wei=str(minimum),
             reserve_price_wei=str(policy.reserve_price_wei),
         )
     return Bid(

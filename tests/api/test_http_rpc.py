@@ -166,3 +166,22 @@ def test_searcher_limit_per_slot(client, engine):
         codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
     assert codes == ["ok", "ok", "searcher_limit_exceeded"]
     _ = orjson
+
+
+def test_batch_of_unsigned_calls_answered_by_id(client):
+    body = (b'[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},'
+            b'{"jsonrpc":"2.0","id":"b","method":"eth_blockNumber"},'
+            b'{"jsonrpc":"2.0","id":3,"method":"eth_sendBundle","params":[]},'
+            b'{"jsonrpc":"2.0","id":4,"method":"nope"}, 5]')
+    status, reply = post(client, body)
+    assert status == 200 and [r["id"] for r in reply] == [1, "b", 3, 4, None]
+    assert reply[0]["result"] == hex(CHAIN) and int(reply[1]["result"], 16) == START_SLOT - 1
+    assert reply[2]["error"]["data"]["code"] == "invalid_request"
+    assert reply[3]["error"]["data"]["code"] == "method_not_found"
+    assert reply[4]["error"]["data"]["code"] == "invalid_request"
+
+
+def test_oversized_batch_refused(client):
+    body = b"[" + b",".join([b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}'] * 101) + b"]"
+    _, reply = post(client, body)
+    assert reply["error"]["data"]["code"] == "invalid_request"

@@ -1,0 +1,1 @@
+"""Third-party Flashbots clients, each in its own environment, against `blockspace serve`."""
