@@ -17,20 +17,22 @@ from api.notify import Notifier
 from api.stores.base import SearcherLimits, Store
 from auction import constants as C
 from auction.auth import recover_searcher
-from auction.bundles import compute_bid, compute_cancel, parse_quantity
+from auction.bundles import compute_bid, compute_cancel, compute_public_tx, parse_quantity
 from auction.encoding import ZERO_HASH
 from auction.errors import (
     BlockspaceError,
     BundleNotFound,
     InvalidParams,
+    PublicPoolFull,
     RateLimited,
+    SlotClosed,
     UnknownRollup,
 )
 from auction.hashing import from_hex, to_hex
 from auction.presets import Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Evidence, SlotResult
+from auction.types import Evidence, PendingTx, SlotResult
 
 log = logging.getLogger("blockspace.engine")
 
@@ -84,6 +86,11 @@ class Engine:
         self.result_hooks: list[ResultHook] = []
         self._buckets: dict[str, TokenBucket] = {}
         self._heads: dict[int, str] = {}
+        # The public pool: txs carried over from the last block, and this engine's view of the
+        # protected hashes (for the intake check; the close re-checks from the log).
+        self._pending: dict[int, tuple[PendingTx, ...]] = {}
+        self._protected: dict[int, set[str]] = {cid: set() for cid in self.rollups}
+        self._arrivals: dict[int, int] = {cid: 0 for cid in self.rollups}
         self._closed_through: dict[int, int] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.closing = asyncio.Lock()
@@ -106,6 +113,7 @@ class Engine:
         for cid in self.rollups:
             latest = await self.store.latest_result(cid)
             self._heads[cid] = latest.block.block_hash if latest else ZERO_HASH
+            self._set_pending(cid, latest.pending if latest else ())
             self._closed_through[cid] = latest.slot if latest else self.open_slot() - 1
         if run_clock:
             self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
@@ -162,6 +170,7 @@ class Engine:
                 compute_deadline_ms(self.clock, slot),
                 self._heads.get(rollup_id, ZERO_HASH),
                 entries,
+                self._pending.get(rollup_id, ()),
             )
             t2 = time.perf_counter()
             stored = await self.store.save_result(result)
@@ -189,6 +198,12 @@ class Engine:
         if result.slot > self._closed_through.get(rollup_id, -1):
             self._closed_through[rollup_id] = result.slot
             self._heads[rollup_id] = result.block.block_hash
+            self._set_pending(rollup_id, result.pending)
+
+    def _set_pending(self, rollup_id: int, pending: tuple[PendingTx, ...]) -> None:
+        self._pending[rollup_id] = pending
+        self._protected[rollup_id] = {p.tx.hash for p in pending if p.protected}
+        self._arrivals[rollup_id] = 0
 
     def _announce(self, result: SlotResult) -> None:
         self.notifier.to_slot_watchers(
@@ -233,6 +248,13 @@ class Engine:
     def authenticate(self, body: bytes, signature: str | None) -> str:
         return recover_searcher(body, signature)
 
+    def _protected_for(self, endpoint_rollup: int | None, params: Any) -> frozenset[str]:
+        # The bundle's rollup is only known after decoding; protected hashes of every rollup
+        # are few, and a hash names one tx on one chain, so the union is exact.
+        if endpoint_rollup is not None:
+            return frozenset(self._protected.get(endpoint_rollup, ()))
+        return frozenset().union(*self._protected.values())
+
     def _endpoint_rollup(self, endpoint_rollup: int | None) -> int:
         if endpoint_rollup is None:
             return self.default_rollup
@@ -260,6 +282,7 @@ class Engine:
             now_ms=now,
             max_slots_ahead=self.max_slots_ahead,
             endpoint_rollup=endpoint_rollup,
+            protected_hashes=self._protected_for(endpoint_rollup, params),
         )
         policy = self.rollups[bid.rollup].policy
         limits = SearcherLimits(
@@ -280,6 +303,33 @@ class Engine:
             },
         )
         return {"bundleHash": bid.bundle_hash}
+
+    async def submit_public_tx(
+        self, params: Any, *, endpoint_rollup: int | None, protected: bool
+    ) -> str:
+        """A public tx for the rollup's lane (``eth_sendRawTransaction`` / private: protected)."""
+        now = self.now_ms()
+        ptx = compute_public_tx(
+            params,
+            rollups=self.rollups,
+            now_ms=now,
+            endpoint_rollup=endpoint_rollup,
+            protected=protected,
+        )
+        cid = ptx.rollup
+        limit = self.rollups[cid].policy.max_pending_public_txs
+        if len(self._pending.get(cid, ())) + self._arrivals[cid] >= limit:
+            raise PublicPoolFull(f"rollup {cid} has {limit} public txs pending")
+        slot = compute_slot_at(self.clock, now)
+        try:
+            await self.store.append_public_tx(ptx, slot)
+        except SlotClosed:
+            # The slot closed between the clock read and the write: the tx joins the next one.
+            await self.store.append_public_tx(ptx, slot + 1)
+        self._arrivals[cid] += 1
+        if protected:
+            self._protected[cid].add(ptx.tx.hash)
+        return ptx.tx.hash
 
     async def cancel_bundle(
         self, params: Any, *, searcher: str, evidence: Evidence, endpoint_rollup: int | None

@@ -33,6 +33,7 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
     E.SearcherLimitExceeded: -32040,
     E.RateLimited: -32041,
     E.BundleNotFound: -32042,
+    E.PublicPoolFull: -32043,
     E.InfeasibleInstance: -32050,
     E.StoreUnavailable: -32060,
 }
@@ -43,6 +44,7 @@ _HTTP_STATUS: dict[str, int] = {
     "bundle_not_found": 404,
     "unknown_rollup": 404,
     "rate_limited": 429,
+    "public_pool_full": 429,
     "request_too_large": 413,
     "store_unavailable": 503,
     "internal_error": 500,

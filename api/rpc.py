@@ -154,6 +154,12 @@ async def _answer(
                 result = await engine.bundle_stats(
                     params, searcher=searcher, endpoint_rollup=endpoint_rollup
                 )
+        elif method in ("eth_sendRawTransaction", "eth_sendPrivateTransaction"):
+            result = await engine.submit_public_tx(
+                params,
+                endpoint_rollup=endpoint_rollup,
+                protected=method == "eth_sendPrivateTransaction",
+            )
         elif method == "eth_chainId":
             result = hex(endpoint_rollup if endpoint_rollup is not None else engine.default_rollup)
         elif method == "net_version":

@@ -27,7 +27,7 @@ from auction.hashing import from_hex, keccak256, to_hex
 from auction.presets import Rollup
 from auction.slots import SlotClock, check_target_slot, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
-from auction.types import Bid, Cancel, Evidence, Tx
+from auction.types import Bid, Cancel, Evidence, PublicTx, Tx
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -251,3 +251,35 @@ def compute_cancel(
         received_ms=now_ms,
         evidence=evidence,
     )
+
+
+def compute_public_tx(
+    params: Any,
+    *,
+    rollups: Mapping[int, Rollup],
+    now_ms: int,
+    endpoint_rollup: int | None = None,
+    protected: bool = False,
+) -> PublicTx:
+    """Validate ``eth_sendRawTransaction`` (``["0x.."]``) or ``eth_sendPrivateTransaction``
+    (``[{"tx": "0x.."}]``) params into a public tx for the rollup's lane."""
+    if not isinstance(params, list) or len(params) != 1:
+        raise InvalidParams("takes exactly one parameter")
+    raw_hex = params[0].get("tx") if isinstance(params[0], Mapping) else params[0]
+    try:
+        raw = from_hex(raw_hex, what="transaction")
+    except ValueError as exc:
+        raise InvalidParams(str(exc), field="tx") from None
+    t = decode_transaction(raw)
+    # Verify the tx is for a rollup served here (and this endpoint's, if it names one)
+    if t.chain_id not in rollups:
+        raise UnknownRollup(f"chain id {t.chain_id} is not served here", chain_id=t.chain_id)
+    if endpoint_rollup is not None and t.chain_id != endpoint_rollup:
+        raise ChainIdMismatch(
+            f"transaction is for chain {t.chain_id}, this endpoint serves {endpoint_rollup}"
+        )
+    # Verify it could ever fit in a block
+    limit = rollups[t.chain_id].policy.gas_limit
+    if t.gas_limit > limit:
+        raise InvalidTransaction(f"transaction gas {t.gas_limit} exceeds the block's {limit}")
+    return PublicTx(rollup=t.chain_id, tx=t, received_ms=now_ms, protected=protected)

@@ -18,6 +18,8 @@ from auction.types import (
     Cancel,
     Evidence,
     IntakeEvent,
+    PendingTx,
+    PublicTx,
     SlotResult,
     Tx,
     WinningBundle,
@@ -134,13 +136,61 @@ def cancel_from_json(d: dict[str, Any]) -> Cancel:
     )
 
 
+def public_tx_to_json(p: PublicTx) -> dict[str, Any]:
+    return {
+        "kind": "public_tx",
+        "rollup": p.rollup,
+        "tx": tx_to_json(p.tx),
+        "received_ms": p.received_ms,
+        "protected": p.protected,
+    }
+
+
+def public_tx_from_json(d: dict[str, Any]) -> PublicTx:
+    return PublicTx(
+        rollup=d["rollup"],
+        tx=tx_from_json(d["tx"]),
+        received_ms=d["received_ms"],
+        protected=d["protected"],
+    )
+
+
+def pending_to_json(p: PendingTx) -> dict[str, Any]:
+    return {
+        "tx": tx_to_json(p.tx),
+        "arrival_slot": p.arrival_slot,
+        "seq": p.seq,
+        "protected": p.protected,
+    }
+
+
+def pending_from_json(d: dict[str, Any]) -> PendingTx:
+    return PendingTx(tx_from_json(d["tx"]), d["arrival_slot"], d["seq"], d["protected"])
+
+
+def event_to_json(ev: IntakeEvent) -> dict[str, Any]:
+    if isinstance(ev, Bid):
+        return bid_to_json(ev)
+    if isinstance(ev, PublicTx):
+        return public_tx_to_json(ev)
+    return cancel_to_json(ev)
+
+
+def event_from_json(d: dict[str, Any]) -> IntakeEvent:
+    kind = d["kind"]
+    if kind == "bid":
+        return bid_from_json(d)
+    if kind == "public_tx":
+        return public_tx_from_json(d)
+    return cancel_from_json(d)
+
+
 def event_to_bytes(ev: IntakeEvent) -> bytes:
-    return orjson.dumps(bid_to_json(ev) if isinstance(ev, Bid) else cancel_to_json(ev))
+    return orjson.dumps(event_to_json(ev))
 
 
 def event_from_bytes(data: bytes) -> IntakeEvent:
-    d = orjson.loads(data)
-    return bid_from_json(d) if d["kind"] == "bid" else cancel_from_json(d)
+    return event_from_json(orjson.loads(data))
 
 
 def block_to_json(b: Block) -> dict[str, Any]:
@@ -150,6 +200,9 @@ def block_to_json(b: Block) -> dict[str, Any]:
         "parent_hash": b.parent_hash,
         "block_hash": b.block_hash,
         "bid_set_root": b.bid_set_root,
+        "carried_root": b.carried_root,
+        "pending_root": b.pending_root,
+        "public_tx_count": b.public_tx_count,
         "gas_used": b.gas_used,
         "revenue_wei": str(b.revenue_wei),
         "bundles": [
@@ -188,6 +241,9 @@ def block_from_json(d: dict[str, Any]) -> Block:
         revenue_wei=int(d["revenue_wei"]),
         bid_set_root=d["bid_set_root"],
         block_hash=d["block_hash"],
+        public_tx_count=d["public_tx_count"],
+        carried_root=d["carried_root"],
+        pending_root=d["pending_root"],
     )
 
 
@@ -211,6 +267,7 @@ def result_to_json(r: SlotResult) -> dict[str, Any]:
         "unconstrained_bids_wei": str(r.unconstrained_bids_wei),
         "solver": r.solver,
         "solve_ms": r.solve_ms,
+        "pending": [pending_to_json(p) for p in r.pending],
         "extra": r.extra,
     }
 
@@ -222,7 +279,13 @@ def result_from_json(d: dict[str, Any]) -> SlotResult:
         deadline_ms=d["deadline_ms"],
         block=block_from_json(d["block"]),
         outcomes=tuple(
-            BidOutcome(bid_from_json(o["bid"]), o["outcome"], int(o["payment_wei"]), o["seq"])
+            BidOutcome(
+                bid_from_json(o["bid"]),
+                o["outcome"],
+                int(o["payment_wei"]),
+                o["seq"],
+                o.get("code", ""),
+            )
             for o in d["outcomes"]
         ),
         winning_bids_wei=int(d["winning_bids_wei"]),
@@ -230,5 +293,6 @@ def result_from_json(d: dict[str, Any]) -> SlotResult:
         unconstrained_bids_wei=int(d["unconstrained_bids_wei"]),
         solver=d["solver"],
         solve_ms=d["solve_ms"],
+        pending=tuple(pending_from_json(p) for p in d.get("pending", ())),
         extra=d.get("extra") or {},
     )

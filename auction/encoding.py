@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from auction import constants as C
 from auction.hashing import keccak256, to_hex
-from auction.types import WinningBundle
+from auction.types import PendingTx, WinningBundle
 
 ZERO_HASH = "0x" + "00" * 32
 _BLOCK_DOMAIN = b"blockspace/block"
@@ -33,6 +33,19 @@ def compute_bid_set_root(event_ids: Sequence[str]) -> str:
     return to_hex(compute_merkle_root([bytes.fromhex(i[2:]) for i in event_ids]))
 
 
+def compute_pending_root(pending: Sequence[PendingTx]) -> str:
+    """Root over a pool of pending public txs in first-come first-served order."""
+    return to_hex(
+        compute_merkle_root(
+            [
+                bytes.fromhex(p.tx.hash[2:]) + p.arrival_slot.to_bytes(8, "big")
+                + bytes([p.protected]) + p.seq.encode()
+                for p in pending
+            ]
+        )
+    )
+
+
 def _u(n: int, size: int) -> bytes:
     return n.to_bytes(size, "big")
 
@@ -51,6 +64,9 @@ def encode_block_header(
     revenue_wei: int,
     bundles: Sequence[WinningBundle],
     tx_hashes: Sequence[str],
+    public_tx_count: int = 0,
+    carried_root: str = ZERO_HASH,
+    pending_root: str = ZERO_HASH,
 ) -> bytes:
     """The exact bytes the block hash (and so the committee signature) commits to."""
     out = [
@@ -75,6 +91,7 @@ def encode_block_header(
         ]
     out.append(_u(len(tx_hashes), 4))
     out += [_h(t) for t in tx_hashes]
+    out += [_u(public_tx_count, 4), _h(carried_root), _h(pending_root)]
     return b"".join(out)
 
 

@@ -158,6 +158,12 @@ class RateLimited(BlockspaceError):
     code = "rate_limited"
 
 
+class PublicPoolFull(BlockspaceError):
+    """The rollup's pool of pending public transactions is full; try again after a block."""
+
+    code = "public_pool_full"
+
+
 class BundleNotFound(BlockspaceError):
     code = "bundle_not_found"
 

@@ -29,6 +29,7 @@ class Policy:
     max_bundle_bytes: int = C.FLASHBOTS_MAX_BUNDLE_BYTES
     max_bundles_per_searcher_per_slot: int = 512
     max_bytes_per_searcher_per_slot: int = 16 * 1024 * 1024
+    max_pending_public_txs: int = 8_192
 
     def with_(self, **changes: object) -> Policy:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,4 +1,14 @@
-"""Closing a slot: from its intake log to the block and the outcome of every bid."""
+"""Closing a slot: from its intake log (and the public txs carried over) to the block and the
+outcome of every bid.
+
+Order of the block: winning bundles (block order of ``ordering.problem``), then the public lane
+first-come first-served. Fairness rules are hard constraints:
+- ``reserved_public_gas`` is kept from bundles for the public lane;
+- public txs that waited ``inclusion_after_slots`` slots or more are *due*: they are in the block
+  (the lane grows past its reserve if they need it, and no bundle that conflicts with one may win);
+- a bundle carrying a protected tx anywhere but first is rejected (no front-runs or sandwiches);
+- ``max_gas_share_per_searcher`` caps each searcher's bundle gas.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +17,49 @@ from collections.abc import Sequence
 from auction import constants as C
 from auction.book import compute_book
 from auction.bundles import compute_bid_id
-from auction.encoding import compute_bid_set_root, compute_block_hash
+from auction.encoding import compute_bid_set_root, compute_block_hash, compute_pending_root
 from auction.presets import Rollup
-from auction.types import Bid, BidOutcome, Block, LoggedEvent, SlotResult, WinningBundle
+from auction.types import (
+    Bid,
+    BidOutcome,
+    Block,
+    LoggedEvent,
+    PendingTx,
+    PublicTx,
+    SlotResult,
+    Tx,
+    WinningBundle,
+)
 from ordering import packer
 from ordering.problem import Item, PackingInput, compute_searcher_gas_cap
+
+CODE_PROTECTED = "protected_tx_not_first"
+
+
+def compute_tx_keys(t: Tx) -> tuple[str, ...]:
+    """Keys two transactions (or bundles holding them) must not share."""
+    return ("t" + t.hash, f"n{t.sender}:{t.nonce}", *("w" + k for k in t.access_keys))
 
 
 def compute_conflict_keys(bid: Bid) -> tuple[str, ...]:
     """Keys two bundles must not share: tx hash, (sender, nonce), accessed storage location."""
     keys: list[str] = []
     for t in bid.txs:
-        keys.append("t" + t.hash)
-        keys.append(f"n{t.sender}:{t.nonce}")
-        keys.extend("w" + k for k in t.access_keys)
+        keys.extend(compute_tx_keys(t))
     return tuple(dict.fromkeys(keys))
 
 
 def compute_packing_input(
-    rollup: Rollup, bids: Sequence[Bid], *, fair: bool = True
+    rollup: Rollup,
+    bids: Sequence[Bid],
+    *,
+    fair: bool = True,
+    lane_gas: int | None = None,
 ) -> PackingInput:
-    """The packing instance of a slot's live bids under the rollup's policy."""
+    """The packing instance of a slot's eligible bids under the rollup's policy."""
     policy = rollup.policy
-    gas_limit = policy.gas_limit - policy.reserved_public_gas
+    reserve = policy.reserved_public_gas if lane_gas is None else lane_gas
+    gas_limit = policy.gas_limit - reserve if fair else policy.gas_limit
     items = tuple(
         Item(
             id=b.bid_id,
@@ -46,7 +76,48 @@ def compute_packing_input(
 
 def compute_event_id(entry: LoggedEvent) -> str:
     ev = entry.event
-    return ev.bid_id if isinstance(ev, Bid) else compute_bid_id(ev.evidence)
+    if isinstance(ev, Bid):
+        return ev.bid_id
+    if isinstance(ev, PublicTx):
+        return ev.tx.hash
+    return compute_bid_id(ev.evidence)
+
+
+def compute_pool(
+    slot: int, carried: Sequence[PendingTx], log: Sequence[LoggedEvent]
+) -> list[PendingTx]:
+    """The public txs this slot may include: those carried over, then its own arrivals."""
+    pool = list(carried)
+    seen = {p.tx.hash for p in pool}
+    for entry in log:
+        ev = entry.event
+        if isinstance(ev, PublicTx) and ev.tx.hash not in seen:
+            seen.add(ev.tx.hash)
+            pool.append(PendingTx(ev.tx, slot, entry.seq, ev.protected))
+    return pool
+
+
+def is_protected_misplaced(bid: Bid, protected: set[str]) -> bool:
+    return any(t.hash in protected for t in bid.txs[1:])
+
+
+def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[PendingTx]:
+    """The inclusion list: due txs that can all be in the block together, oldest first."""
+    after = rollup.policy.inclusion_after_slots
+    if after <= 0:
+        return []
+    due, keys, gas = [], set(), 0
+    for p in pool:
+        if slot - p.arrival_slot < after:
+            continue
+        k = set(compute_tx_keys(p.tx)[:2])  # hash and (sender, nonce); access lists don't bind txs
+        # A due tx that cannot fit (gas) or is invalid beside an older due tx stays pending.
+        if k & keys or gas + p.tx.gas_limit > rollup.policy.gas_limit:
+            continue
+        due.append(p)
+        keys |= k
+        gas += p.tx.gas_limit
+    return due
 
 
 def compute_slot_result(
@@ -55,23 +126,42 @@ def compute_slot_result(
     deadline_ms: int,
     parent_hash: str,
     log: Sequence[LoggedEvent],
+    carried: Sequence[PendingTx] = (),
 ) -> SlotResult:
-    """Run the slot's auction on its log. Deterministic: same inputs, same result, bit for bit."""
+    """Run the slot's auction. Deterministic: same inputs, same result, bit for bit."""
     policy = rollup.policy
     book = compute_book(log)
-    live = [e.event for e in book.live]
-    assert all(isinstance(b, Bid) for b in live)
-    inp = compute_packing_input(rollup, live)  # type: ignore[arg-type]
+    pool = compute_pool(slot, carried, log)
+    protected = {p.tx.hash for p in pool if p.protected}
+    due = compute_due(rollup, slot, pool)
+    due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
+    lane_gas = max(policy.reserved_public_gas, sum(p.tx.gas_limit for p in due))
+
+    rejected: dict[str, str] = {}
+    eligible: list[Bid] = []
+    for entry in book.live:
+        bid = entry.event
+        assert isinstance(bid, Bid)
+        if is_protected_misplaced(bid, protected):
+            rejected[bid.bid_id] = CODE_PROTECTED
+        elif due_keys.isdisjoint(compute_conflict_keys(bid)):
+            eligible.append(bid)
+        # else: it conflicts with a due public tx, so it cannot win (outcome lost)
+
+    inp = compute_packing_input(rollup, eligible, lane_gas=lane_gas)
     packing = packer.pack(inp, policy.time_budget_ms)
-    if inp.max_gas_per_searcher is not None:
+    if inp.max_gas_per_searcher is not None or lane_gas > 0 or len(eligible) < len(book.live):
+        all_live = [e.event for e in book.live if e.event.bid_id not in rejected]  # type: ignore[union-attr]
         unconstrained = packer.pack(
-            compute_packing_input(rollup, live, fair=False),  # type: ignore[arg-type]
+            compute_packing_input(rollup, all_live, fair=False),  # type: ignore[arg-type]
             policy.time_budget_ms,
         ).revenue_wei
     else:
         unconstrained = packing.revenue_wei
+    unconstrained = max(unconstrained, packing.revenue_wei)
     payments = packer.compute_payments(inp, packing, policy.payment_rule)
-    by_id: dict[str, Bid] = {b.bid_id: b for b in live}  # type: ignore[union-attr]
+
+    by_id: dict[str, Bid] = {b.bid_id: b for b in eligible}
     winners = [by_id[i] for i in packing.included]
     bundles = tuple(
         WinningBundle(
@@ -84,18 +174,50 @@ def compute_slot_result(
         )
         for b in winners
     )
-    txs = tuple(t for b in winners for t in b.txs)
+    bundle_txs = [t for b in winners for t in b.txs]
+
+    # The public lane: due txs first (room is reserved for them), then first-come first-served.
+    used_keys = {k for t in bundle_txs for k in compute_tx_keys(t)[:2]}
+    included_hashes = {t.hash for t in bundle_txs}
+    room = policy.gas_limit - packing.gas_used
+    lane: list[Tx] = []
+    due_hashes = {p.tx.hash for p in due}
+    for p in [*due, *(p for p in pool if p.tx.hash not in due_hashes)]:
+        keys = compute_tx_keys(p.tx)[:2]
+        if p.tx.hash in included_hashes or used_keys.intersection(keys):
+            continue
+        if p.tx.gas_limit > room:
+            continue
+        lane.append(p.tx)
+        used_keys.update(keys)
+        included_hashes.add(p.tx.hash)
+        room -= p.tx.gas_limit
+    # What stays pending: not included, and not made invalid by a block tx with its nonce.
+    block_nonces = {f"n{t.sender}:{t.nonce}" for t in [*bundle_txs, *lane]}
+    pending = tuple(
+        p
+        for p in pool
+        if p.tx.hash not in included_hashes and f"n{p.tx.sender}:{p.tx.nonce}" not in block_nonces
+    )
+
+    txs = [*bundle_txs, *lane]
+    gas_used = packing.gas_used + sum(t.gas_limit for t in lane)
     revenue = sum(payments.values())
     bid_set_root = compute_bid_set_root([compute_event_id(e) for e in log])
+    carried_root = compute_pending_root(carried)
+    pending_root = compute_pending_root(pending)
     block_hash = compute_block_hash(
         rollup=rollup.chain_id,
         slot=slot,
         parent_hash=parent_hash,
         bid_set_root=bid_set_root,
-        gas_used=packing.gas_used,
+        gas_used=gas_used,
         revenue_wei=revenue,
         bundles=bundles,
         tx_hashes=[t.hash for t in txs],
+        public_tx_count=len(lane),
+        carried_root=carried_root,
+        pending_root=pending_root,
     )
     block = Block(
         rollup=rollup.chain_id,
@@ -103,10 +225,13 @@ def compute_slot_result(
         parent_hash=parent_hash,
         bundles=bundles,
         txs=tuple(t.raw for t in txs),
-        gas_used=packing.gas_used,
+        gas_used=gas_used,
         revenue_wei=revenue,
         bid_set_root=bid_set_root,
         block_hash=block_hash,
+        public_tx_count=len(lane),
+        carried_root=carried_root,
+        pending_root=pending_root,
     )
     won = set(packing.included)
     outcomes = []
@@ -115,6 +240,8 @@ def compute_slot_result(
         assert isinstance(bid, Bid)
         if bid.bid_id in won:
             outcomes.append(BidOutcome(bid, C.OUTCOME_WON, payments[bid.bid_id], entry.seq))
+        elif bid.bid_id in rejected:
+            outcomes.append(BidOutcome(bid, C.OUTCOME_REJECTED, 0, entry.seq, rejected[bid.bid_id]))
         else:
             outcome = book.superseded.get(bid.bid_id, C.OUTCOME_LOST)
             outcomes.append(BidOutcome(bid, outcome, 0, entry.seq))
@@ -128,4 +255,5 @@ def compute_slot_result(
         upper_bound_wei=packing.upper_bound_wei,
         unconstrained_bids_wei=unconstrained,
         solver=packing.solver,
+        pending=pending,
     )

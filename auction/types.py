@@ -76,7 +76,30 @@ class Cancel:
     evidence: Evidence
 
 
-IntakeEvent = Bid | Cancel
+@dataclass(frozen=True, slots=True)
+class PublicTx:
+    """A public (non-bundle) transaction sent with ``eth_sendRawTransaction``, or a protected one
+    sent with ``eth_sendPrivateTransaction``: bundles may carry a protected tx only first
+    (back-runs yes, front-runs and sandwiches no). The signed tx is its own evidence."""
+
+    rollup: int
+    tx: Tx
+    received_ms: int
+    protected: bool = False
+
+
+IntakeEvent = Bid | Cancel | PublicTx
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    """A public transaction waiting for inclusion; served first-come first-served, by
+    (arrival_slot, seq)."""
+
+    tx: Tx
+    arrival_slot: int
+    seq: str
+    protected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +118,7 @@ class BidOutcome:
     outcome: str  # one of constants.OUTCOMES
     payment_wei: int = 0
     seq: str = ""
+    code: str = ""  # why a bid was rejected at close (e.g. protected_tx_not_first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +139,14 @@ class Block:
     slot: int
     parent_hash: str
     bundles: tuple[WinningBundle, ...]
-    txs: tuple[bytes, ...]  # raw transactions in block order
+    txs: tuple[bytes, ...]  # raw transactions in block order: bundles, then the public lane
     gas_used: int
     revenue_wei: int
     bid_set_root: str
     block_hash: str  # signing root over the canonical encoding (auction.encoding)
+    public_tx_count: int = 0  # the last public_tx_count of ``txs`` are the public lane
+    carried_root: str = "0x" + "00" * 32  # the pending public txs this slot started from
+    pending_root: str = "0x" + "00" * 32  # the pending public txs it leaves to the next slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +163,5 @@ class SlotResult:
     unconstrained_bids_wei: int  # the objective without fairness constraints (price of fairness)
     solver: str = "greedy"
     solve_ms: float = 0.0
+    pending: tuple[PendingTx, ...] = ()  # public txs left waiting after this block
     extra: dict[str, object] = field(default_factory=dict, compare=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,10 @@ class Store(ABC):
     @abstractmethod
     async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
         """Log a bid for its (rollup, slot); return its seq."""
+
+    @abstractmethod
+    async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
+        """Log a public tx in the slot it arrived in (once per tx hash); return its seq."""
 
     @abstractmethod
     async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:

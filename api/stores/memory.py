@@ -12,7 +12,7 @@ from sortedcontainers import SortedDict
 from api.stores.base import SearcherLimits, Store
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed
-from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 
 @dataclass
@@ -72,6 +72,18 @@ class MemoryStore(Store):
         log.events.append(LoggedEvent(seq, bid))
         log.index[bid.bid_id] = seq
         log.index.setdefault(f"{bid.searcher}:{bid.bundle_hash}", seq)
+        return seq
+
+    async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
+        log = self._log(ptx.rollup, slot)
+        if log.closed:
+            raise SlotClosed(f"slot {slot} is closed", slot=slot)
+        prev = log.index.get(ptx.tx.hash)
+        if prev is not None:
+            return prev
+        seq = self._next_seq()
+        log.events.append(LoggedEvent(seq, ptx))
+        log.index[ptx.tx.hash] = seq
         return seq
 
     async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:

@@ -26,7 +26,7 @@ from api.stores.base import SearcherLimits, Store
 from auction import codec
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed, StoreUnavailable
-from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 log = logging.getLogger("blockspace.store")
 
@@ -60,6 +60,16 @@ redis.call('HSET', KEYS[3], ARGV[2], id)
 return id
 """
 
+# KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
+_APPEND_PUBLIC_TX = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('slot_closed') end
+local prev = redis.call('HGET', KEYS[3], ARGV[2])
+if prev then return prev end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[2], id)
+return id
+"""
+
 # KEYS: log, closed. Marks closed and returns the whole log in the same atomic step.
 _CLOSE = """
 redis.call('SET', KEYS[2], '1')
@@ -74,6 +84,15 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
 end
 return 0
 """
+
+# Every script, by name; loaded at connect and again after a server restart (NOSCRIPT).
+SCRIPTS = {
+    "append_bid": _APPEND_BID,
+    "append_cancel": _APPEND_CANCEL,
+    "append_public_tx": _APPEND_PUBLIC_TX,
+    "close": _CLOSE,
+    "save_result": _SAVE_RESULT,
+}
 
 
 @contextlib.contextmanager
@@ -113,6 +132,10 @@ def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
 
 # A queued append: the bid, its limits, its encoded event and the caller's future.
 _Pending = tuple[Bid, SearcherLimits, bytes, asyncio.Future[str]]
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 class RedisStore(Store):
@@ -164,13 +187,7 @@ class RedisStore(Store):
                 # Durability is part of our contract: make sure the AOF is on.
                 await self._r.config_set("appendonly", "yes")
                 await self._r.config_set("appendfsync", self.appendfsync)
-            for name, script in (
-                ("append_bid", _APPEND_BID),
-                ("append_cancel", _APPEND_CANCEL),
-                ("close", _CLOSE),
-                ("save_result", _SAVE_RESULT),
-            ):
-                self._sha[name] = await self._r.script_load(script)
+            await self._reload_scripts()
         except RedisError as exc:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {exc}") from exc
         self._queue = asyncio.Queue()
@@ -200,12 +217,7 @@ class RedisStore(Store):
             return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
 
     async def _reload_scripts(self) -> None:
-        for name, script in (
-            ("append_bid", _APPEND_BID),
-            ("append_cancel", _APPEND_CANCEL),
-            ("close", _CLOSE),
-            ("save_result", _SAVE_RESULT),
-        ):
+        for name, script in SCRIPTS.items():
             self._sha[name] = await self.redis.script_load(script)
 
     # --- intake (group commit) -------------------------------------------------------------
@@ -291,6 +303,27 @@ class RedisStore(Store):
                 fut.set_exception(StoreUnavailable(f"the bid store failed: {reply}"))
             else:
                 fut.set_result(reply.decode() if isinstance(reply, bytes) else str(reply))
+
+    async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
+        payload = codec.event_to_bytes(ptx)
+        try:
+            return _text(
+                await self._evalsha(
+                    "append_public_tx",
+                    [
+                        keys.slot_log(ptx.rollup, slot),
+                        keys.slot_closed(ptx.rollup, slot),
+                        keys.slot_index(ptx.rollup, slot),
+                    ],
+                    [payload, ptx.tx.hash],
+                )
+            )
+        except ResponseError as exc:
+            if str(exc).startswith("slot_closed"):
+                raise SlotClosed(f"slot {slot} is closed", slot=slot) from None
+            raise StoreUnavailable(f"the bid store refused the write: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
 
     async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
         payload = codec.event_to_bytes(cancel)

@@ -185,3 +185,36 @@ def test_oversized_batch_refused(client):
     body = b"[" + b",".join([b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}'] * 101) + b"]"
     _, reply = post(client, body)
     assert reply["error"]["data"]["code"] == "invalid_request"
+
+
+def test_public_and_protected_txs_over_json_rpc(client, engine):
+    from auction.transactions import decode_transaction
+
+    victim = tx(key(40))
+    body = ('{"jsonrpc":"2.0","id":1,"method":"eth_sendPrivateTransaction","params":[{"tx":"0x'
+            + victim.hex() + '"}]}').encode()
+    _, reply = post(client, body)
+    assert reply["result"] == decode_transaction(victim).hash
+    plain = tx(key(41))
+    body = ('{"jsonrpc":"2.0","id":2,"method":"eth_sendRawTransaction","params":["0x'
+            + plain.hex() + '"]}').encode()
+    assert post(client, body)[1]["result"] == decode_transaction(plain).hash
+    # A sandwich around the protected tx is refused at intake; a back-run is accepted.
+    k = key(1)
+    _, reply = send(client, k, bundle_params([tx(k), victim], START_SLOT, bid_wei=10**15))
+    assert reply["error"]["data"]["code"] == "protected_tx_not_first"
+    _, reply = send(client, k, bundle_params([victim, tx(k)], START_SLOT, bid_wei=10**15))
+    assert "result" in reply
+    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    in_block = [decode_transaction(t).hash for t in result.block.txs]
+    assert decode_transaction(plain).hash in in_block
+    assert in_block.count(decode_transaction(victim).hash) == 1
+
+
+def test_bad_public_tx_refused(client):
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction",'
+                            b'"params":["0x1234"]}')
+    assert reply["error"]["data"]["code"] == "invalid_transaction"
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction",'
+                            b'"params":[]}')
+    assert reply["error"]["data"]["code"] == "invalid_params"
