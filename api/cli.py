@@ -58,6 +58,41 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _solve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    import orjson
+
+    from auction.errors import BlockspaceError
+    from ordering import packer
+    from ordering.instances import packing_to_json, parse_instance
+
+    try:
+        with open(args.instance, "rb") as f:
+            data = orjson.loads(f.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"blockspace solve: cannot read {args.instance}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        inst = parse_instance(data)
+        budget = args.time_budget_ms or inst.time_budget_ms
+        packer.warm_up()
+        t0 = time.perf_counter()
+        packing = packer.pack(inst.inp, budget)
+        seconds = time.perf_counter() - t0
+        payments = packer.compute_payments(inst.inp, packing, inst.payment_rule)
+        free = dataclasses.replace(inst.inp, max_gas_per_searcher=None)
+        unconstrained = packing.revenue_wei
+        if inst.inp.max_gas_per_searcher is not None:
+            unconstrained = max(unconstrained, packer.pack(free, budget).revenue_wei)
+    except BlockspaceError as exc:
+        print(orjson.dumps({"error": exc.to_dict()}).decode())
+        return 1
+    print(orjson.dumps(packing_to_json(packing, payments, seconds, unconstrained)).decode())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blockspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--searchers", type=int, default=8)
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=_demo)
+
+    solve = sub.add_parser("solve", help="pack one instance (JSON) offline; see docs/solver.md")
+    solve.add_argument("instance", help="instance JSON file")
+    solve.add_argument("--time-budget-ms", type=int, dest="time_budget_ms")
+    solve.set_defaults(func=_solve)
 
     args = parser.parse_args(argv)
     return int(args.func(args))
