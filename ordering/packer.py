@@ -1,28 +1,28 @@
-"""The one entry point the engine and the committee use to pack a slot.
+"""The one entry point the engine, the committee and ``blockspace solve`` use to pack a slot.
 
 Whatever solver sits behind it, the interface is fixed: ``PackingInput`` in, ``Packing`` out, the
-same input always giving the same block.
+same input always giving the same block (the numba solver turns its time budget into a fixed work
+limit, never a clock: see docs/solver.md).
 """
 
 from __future__ import annotations
 
-from ordering.greedy import pack_greedy
+from ordering import payments, solver
 from ordering.problem import Packing, PackingInput
 
 
 def pack(inp: PackingInput, time_budget_ms: int = 50) -> Packing:
-    """Pack one slot. Deterministic in ``inp``."""
-    del time_budget_ms  # the greedy packer needs no budget
-    return pack_greedy(inp)
+    """Pack one slot. Deterministic in (``inp``, ``time_budget_ms``)."""
+    return solver.pack(inp, time_budget_ms)
 
 
 def warm_up() -> None:
-    """Compile whatever the packer compiles, outside any slot's deadline."""
+    """Compile the solver's kernels (or load them from the cache) outside any slot's deadline."""
+    solver.warm_up()
 
 
-def compute_payments(inp: PackingInput, packing: Packing, rule: str) -> dict[str, int]:
-    """What each winner pays under the rollup's payment rule."""
-    if rule == "first_price":
-        by_id = {it.id: it for it in inp.items}
-        return {i: by_id[i].bid_wei for i in packing.included}
-    raise ValueError(f"payment rule {rule!r} is not available")
+def compute_payments(
+    inp: PackingInput, packing: Packing, rule: str, time_budget_ms: int = 200
+) -> dict[str, int]:
+    """What each winner pays under the rollup's payment rule (``first_price`` or ``vcg``)."""
+    return payments.compute_payments(inp, packing, rule, time_budget_ms=time_budget_ms)

@@ -1,0 +1,1094 @@
+"""The numba packer: greedy starts, a Lagrangian bound, and iterated local search.
+
+Model (all on the canonical arrays of ``ordering.arrays``): binary x_i per item;
+
+    maximise   sum_i v_i x_i
+    subject to sum_i g_i x_i <= C                       (block gas for bundles)
+               sum_{i in s} g_i x_i <= c                for every searcher s (fairness cap)
+               sum_{i in k} x_i <= 1                    for every conflict key k (a clique)
+               x_f = 1                                  for every forced item f
+
+Forced items are fixed first: they use gas and searcher gas, and every item sharing a key with a
+forced item is excluded. What remains (the *candidates*) is solved by:
+
+1. two greedy starts (bid per gas; Lagrangian-reduced bid per gas) - O(nnz + n log n);
+2. a Lagrangian dual bound by block-coordinate descent (see ``_dual_bound``), which also yields
+   reduced costs used to pick a *core* of items worth moving (reduced-cost fixing);
+3. iterated local search on the core: ``insert`` moves (add one item, evict the items it conflicts
+   with, evict the cheapest items until gas and searcher caps hold, greedily refill) with
+   first-improvement descent, random kicks with a short tabu, and a return to the best solution.
+
+Instances with at most ``EXACT_MAX_ITEMS`` candidates are solved exactly by enumeration.
+
+Determinism: every kernel is integer/IEEE arithmetic without fastmath, the random stream is a
+seeded splitmix64, loops run in canonical index order and the search stops on a *work count*
+(elementary inner-loop steps), never on a clock. ``time_budget_ms`` is translated into a work cap
+by the fixed constant ``WORK_UNITS_PER_MS``, so the same input, seed and budget give the same block
+on every machine; a slow machine just takes longer. See docs/solver.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from ordering.arrays import PackingArrays, compute_packing_arrays
+from ordering.problem import Item, Packing, PackingInput, compute_block_order
+from ordering.reference import check_forced_feasible
+
+# Work units (inner-loop steps) per millisecond of budget. Calibrated once on the reference
+# machine (see docs/solver.md); a constant, so the result never depends on the machine's speed.
+WORK_UNITS_PER_MS = 250_000
+# Instances with at most this many candidates are enumerated exactly (2**16 Gray-code steps).
+EXACT_MAX_ITEMS = 16
+# Iterated local search stops when this share of the work cap passed without a new best.
+STALL_FRACTION = 0.1
+# ... or after this many descent passes' worth of work (core^2 each) without a new best.
+STALL_PASSES = 40
+# Largest core the local search moves around in (items with the best reduced costs).
+CORE_MAX = 1500
+# Block-coordinate passes of the dual bound, and the relative gain below which a pass is stale
+# (three stale passes end the descent).
+DUAL_PASSES = 40
+DUAL_STALE_REL = 1e-6
+
+_U53 = 2.0**-53
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+
+# --- random stream ------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _next_random(rng: np.ndarray) -> int:
+    """splitmix64 step on rng[0]; returns a non-negative int63."""
+    rng[0] = rng[0] + np.uint64(0x9E3779B97F4A7C15)
+    z = rng[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z >> np.uint64(1))
+
+
+# --- instance preparation ------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+             gas_limit, searcher_cap, n_searchers):  # fmt: skip
+    """Candidates after fixing forced items, and per-searcher gas caps.
+
+    Returns (cand mask, scap[S] total cap per searcher, forced gas). O(nnz).
+    """
+    n = gas.shape[0]
+    scap = np.empty(n_searchers, dtype=np.int64)
+    for s in range(n_searchers):
+        scap[s] = searcher_cap if searcher_cap >= 0 else gas_limit
+    fgas = 0
+    sforced = np.zeros(n_searchers, dtype=np.int64)
+    blocked = np.zeros(n, dtype=np.uint8)
+    for i in range(n):
+        if forced[i] and not banned[i]:
+            fgas += gas[i]
+            sforced[searcher[i]] += gas[i]
+            for p in range(key_ptr[i], key_ptr[i + 1]):
+                k = key_idx[p]
+                for q in range(ki_ptr[k], ki_ptr[k + 1]):
+                    blocked[ki_items[q]] = 1
+    cand = np.zeros(n, dtype=np.uint8)
+    for i in range(n):
+        if forced[i] or banned[i] or blocked[i] or not positive[i]:
+            continue
+        s = searcher[i]
+        if fgas + gas[i] > gas_limit or sforced[s] + gas[i] > scap[s]:
+            continue
+        cand[i] = 1
+    return cand, scap, fgas
+
+
+# --- solution state --------------------------------------------------------------------------
+# St = (sel[n] u8, cnt[n] i64 conflict incidences with selected items, owner[K] i64,
+#       sgas[S] i64, slist[n] i64 selected items, spos[n] i64, acc[4] i64)
+# acc = [gas_used, value, work, n_selected]
+
+
+@njit(cache=True)
+def _new_state(n, n_keys, n_searchers):
+    sel = np.zeros(n, dtype=np.uint8)
+    cnt = np.zeros(n, dtype=np.int64)
+    owner = np.full(n_keys, -1, dtype=np.int64)
+    sgas = np.zeros(n_searchers, dtype=np.int64)
+    slist = np.zeros(n, dtype=np.int64)
+    spos = np.full(n, -1, dtype=np.int64)
+    acc = np.zeros(4, dtype=np.int64)
+    return sel, cnt, owner, sgas, slist, spos, acc
+
+
+@njit(cache=True)
+def _add(i, P, St):
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel[i] = 1
+    acc[0] += gas[i]
+    acc[1] += value[i]
+    sgas[searcher[i]] += gas[i]
+    slist[acc[3]] = i
+    spos[i] = acc[3]
+    acc[3] += 1
+    for p in range(key_ptr[i], key_ptr[i + 1]):
+        k = key_idx[p]
+        owner[k] = i
+        a = ki_ptr[k]
+        b = ki_ptr[k + 1]
+        for q in range(a, b):
+            cnt[ki_items[q]] += 1
+        acc[2] += b - a + 1
+
+
+@njit(cache=True)
+def _remove(i, P, St):
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel[i] = 0
+    acc[0] -= gas[i]
+    acc[1] -= value[i]
+    sgas[searcher[i]] -= gas[i]
+    last = slist[acc[3] - 1]
+    pos = spos[i]
+    slist[pos] = last
+    spos[last] = pos
+    spos[i] = -1
+    acc[3] -= 1
+    for p in range(key_ptr[i], key_ptr[i + 1]):
+        k = key_idx[p]
+        owner[k] = -1
+        a = ki_ptr[k]
+        b = ki_ptr[k + 1]
+        for q in range(a, b):
+            cnt[ki_items[q]] -= 1
+        acc[2] += b - a + 1
+
+
+@njit(cache=True)
+def _fits(i, P, St, gas_limit):
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    s = searcher[i]
+    return (
+        sel[i] == 0
+        and cnt[i] == 0
+        and acc[0] + gas[i] <= gas_limit
+        and sgas[s] + gas[i] <= scap[s]
+    )
+
+
+@njit(cache=True)
+def _greedy_fill(order, P, St, gas_limit):
+    """Add items of ``order`` that fit, in that order. O(len(order) + updates)."""
+    for t in range(order.shape[0]):
+        i = order[t]
+        if _fits(i, P, St, gas_limit):
+            _add(i, P, St)
+        St[6][2] += 1
+
+
+@njit(cache=True)
+def _efficiency_order(items, value, gas):
+    """Items by value per gas descending, then index ascending (stable sort)."""
+    m = items.shape[0]
+    key = np.empty(m, dtype=np.float64)
+    for t in range(m):
+        i = items[t]
+        key[t] = -(value[i] / max(gas[i], 1))
+    return items[np.argsort(key, kind="mergesort")]
+
+
+@njit(cache=True)
+def _score_order(items, score):
+    m = items.shape[0]
+    key = np.empty(m, dtype=np.float64)
+    for t in range(m):
+        key[t] = -score[items[t]]
+    return items[np.argsort(key, kind="mergesort")]
+
+
+# --- Lagrangian bound ----------------------------------------------------------------------------
+# For any mu_k >= 0 (keys), lam >= 0 (block gas) and nu_s >= 0 (searcher caps), every feasible x
+# of the candidate problem satisfies
+#     sum_i v_i x_i <= sum_i v_i x_i + sum_k mu_k (1 - sum_{i in k} x_i) + lam (C' - sum_i g_i x_i)
+#                                    + sum_s nu_s (c'_s - sum_{i in s} g_i x_i)
+#                    = sum_k mu_k + lam C' + sum_s nu_s c'_s + sum_i d_i x_i
+#                   <= sum_k mu_k + lam C' + sum_s nu_s c'_s + sum_i max(0, d_i)   =: L(mu, lam, nu)
+# with d_i = v_i - sum_{k ni i} mu_k - (lam + nu_{s(i)}) g_i, because each added term is >= 0 for
+# a feasible x and x_i in {0, 1}. So L is an upper bound for *every* choice of multipliers (weak
+# duality of the LP with one clique row per key); the descent below only makes it tighter. L is
+# evaluated in float64 from scratch, and the rounding error of that evaluation is bounded by
+# gamma_N * A with A the sum of the absolute values of all terms (Higham, "Accuracy and Stability of
+# Numerical Algorithms", eq. 3.5); the kernel returns L and that error, and the caller adds it,
+# rounds up and floors (the optimum of integer values is an integer).
+
+
+@njit(cache=True)
+def _critical_ratio(items, m, r, gas, cap):
+    """lam minimising lam*cap + sum max(0, r_i - lam g_i) over items[:m]: the ratio r/g at which
+    the items taken by decreasing ratio first overflow ``cap`` (0 when they all fit).
+
+    Weighted quickselect with a deterministic median-of-three pivot: O(m) expected."""
+    cnt = 0
+    tot = 0
+    for t in range(m):
+        i = items[t]
+        if r[i] > 0.0 and gas[i] > 0:
+            cnt += 1
+            tot += gas[i]
+    if tot <= cap:
+        return 0.0
+    ratio = np.empty(cnt, dtype=np.float64)
+    w = np.empty(cnt, dtype=np.int64)
+    c = 0
+    for t in range(m):
+        i = items[t]
+        if r[i] > 0.0 and gas[i] > 0:
+            ratio[c] = r[i] / gas[i]
+            w[c] = gas[i]
+            c += 1
+    lo = 0
+    hi = cnt  # search ratio[lo:hi]; ``before`` = gas of items known to rank above the window
+    before = 0
+    while hi - lo > 1:
+        a = ratio[lo]
+        b = ratio[(lo + hi) // 2]
+        d = ratio[hi - 1]
+        pivot = max(min(a, b), min(max(a, b), d))
+        # three-way partition: > pivot | == pivot | < pivot
+        i = lo
+        lt = lo
+        gt = hi
+        while i < gt:
+            if ratio[i] > pivot:
+                ratio[i], ratio[lt] = ratio[lt], ratio[i]
+                w[i], w[lt] = w[lt], w[i]
+                lt += 1
+                i += 1
+            elif ratio[i] < pivot:
+                gt -= 1
+                ratio[i], ratio[gt] = ratio[gt], ratio[i]
+                w[i], w[gt] = w[gt], w[i]
+            else:
+                i += 1
+        g_hi = 0
+        for t in range(lo, lt):
+            g_hi += w[t]
+        g_eq = 0
+        for t in range(lt, gt):
+            g_eq += w[t]
+        if before + g_hi > cap:
+            hi = lt
+        elif before + g_hi + g_eq > cap:
+            return pivot
+        else:
+            before += g_hi + g_eq
+            lo = gt
+    if hi - lo == 1 and before + w[lo] > cap:
+        return ratio[lo]
+    return 0.0
+
+
+@njit(cache=True)
+def _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam, nu, cap_rem,
+                   key_rem, n_keys_max_deg, musum):  # fmt: skip
+    """L(mu, lam, nu) from scratch, with a bound on its float rounding error; refreshes
+    ``musum`` (the sum of mu over each item's keys) on the way. O(nnz)."""
+    total = 0.0
+    absum = 0.0
+    for k in range(mu.shape[0]):
+        total += mu[k]
+        absum += mu[k]
+    total += lam * key_rem
+    absum += lam * key_rem
+    for s in range(nu.shape[0]):
+        if nu[s] > 0.0:
+            total += nu[s] * cap_rem[s]
+            absum += nu[s] * abs(cap_rem[s])
+    for t in range(cand_items.shape[0]):
+        i = cand_items[t]
+        ms = 0.0
+        for p in range(key_ptr[i], key_ptr[i + 1]):
+            ms += mu[key_idx[p]]
+        musum[i] = ms
+        pr = (lam + nu[searcher[i]]) * gas[i]
+        d = value[i] - ms - pr
+        if d > 0.0:
+            total += d
+        absum += value[i] + ms + pr
+    nops = cand_items.shape[0] + mu.shape[0] + nu.shape[0] + n_keys_max_deg + 8
+    gamma = nops * _U53 / (1.0 - nops * _U53)
+    return total, 2.0 * gamma * absum + 1e-300
+
+
+@njit(cache=True)
+def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_items, cand,
+                gas_rem, cap_rem, cap_binding, s_ptr, s_items, passes, stale_rel, acc):  # fmt: skip
+    """Block-coordinate descent on L(mu, lam, nu); returns the best point, its L and error.
+
+    One pass: lam exactly for fixed (mu, nu) (critical ratio, O(n log n)); each binding nu_s
+    exactly (critical ratio within the searcher); each mu_k exactly for the others fixed (the
+    minimiser of mu + sum max(0, a_i - mu) is any mu in [a_(2), a_(1)]; we take the midpoint,
+    clipped at 0). O(passes * (nnz + n log n)).
+    """
+    n = value.shape[0]
+    n_keys = ki_ptr.shape[0] - 1
+    n_s = cap_rem.shape[0]
+    mu = np.zeros(n_keys, dtype=np.float64)
+    nu = np.zeros(n_s, dtype=np.float64)
+    lam = 0.0
+    musum = np.zeros(n, dtype=np.float64)
+    r = np.zeros(n, dtype=np.float64)
+    m = cand_items.shape[0]
+    maxdeg = 0
+    for t in range(m):
+        i = cand_items[t]
+        maxdeg = max(maxdeg, key_ptr[i + 1] - key_ptr[i])
+    best_mu = mu.copy()
+    best_nu = nu.copy()
+    best_lam = 0.0
+    best_l = np.inf
+    best_err = 0.0
+    # keys that bind: at least two candidates
+    active = np.zeros(n_keys, dtype=np.uint8)
+    for k in range(n_keys):
+        c = 0
+        for q in range(ki_ptr[k], ki_ptr[k + 1]):
+            c += cand[ki_items[q]]
+        if c >= 2:
+            active[k] = 1
+    stale = 0
+    for _ps in range(passes):
+        # lam for fixed mu, nu
+        for t in range(m):
+            i = cand_items[t]
+            r[i] = value[i] - musum[i] - nu[searcher[i]] * gas[i]
+        lam = _critical_ratio(cand_items, m, r, gas, gas_rem)
+        # nu_s for fixed mu, lam
+        for s in range(n_s):
+            if not cap_binding[s]:
+                continue
+            a = s_ptr[s]
+            b = s_ptr[s + 1]
+            for q in range(a, b):
+                i = s_items[q]
+                r[i] = value[i] - musum[i] - lam * gas[i]
+            nu[s] = _critical_ratio(s_items[a:b], b - a, r, gas, cap_rem[s])
+        # mu_k for the rest fixed
+        for k in range(n_keys):
+            if not active[k]:
+                continue
+            a1 = -np.inf
+            a2 = -np.inf
+            for q in range(ki_ptr[k], ki_ptr[k + 1]):
+                i = ki_items[q]
+                if not cand[i]:
+                    continue
+                a = value[i] - (musum[i] - mu[k]) - (lam + nu[searcher[i]]) * gas[i]
+                if a > a1:
+                    a2 = a1
+                    a1 = a
+                elif a > a2:
+                    a2 = a
+            acc[2] += ki_ptr[k + 1] - ki_ptr[k]
+            lo = max(a2, 0.0)
+            hi = max(a1, 0.0)
+            new = 0.5 * (lo + hi)
+            delta = new - mu[k]
+            if delta != 0.0:
+                mu[k] = new
+                for q in range(ki_ptr[k], ki_ptr[k + 1]):
+                    musum[ki_items[q]] += delta
+        acc[2] += 3 * (key_ptr[-1] + m)
+        ell, err = _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam,
+                                  nu, cap_rem, gas_rem, maxdeg, musum)  # fmt: skip
+        if ell + err < best_l + best_err:
+            stale = stale + 1 if best_l - ell < stale_rel * abs(ell) else 0
+            best_l = ell
+            best_err = err
+            best_mu[:] = mu
+            best_nu[:] = nu
+            best_lam = lam
+        else:
+            stale += 1
+        if stale >= 3:
+            break
+    return best_l, best_err, best_mu, best_lam, best_nu
+
+
+# --- local search ----------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _evict_set(j, scope_searcher, over, P, St, ebuf):
+    """Choose selected items (not forced, not j) freeing at least ``over`` gas at little value.
+
+    Two candidates: the cheapest single item that frees enough, and the lowest-value-per-gas
+    items taken until enough is freed (then pruned of items no longer needed, most efficient
+    first); the cheaper set is written to ``ebuf``. scope_searcher >= 0 restricts to that
+    searcher. Returns the set's size, -1 when nothing frees enough. O(|S| log |S|)."""
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    ns = acc[3]
+    pool = np.empty(ns, dtype=np.int64)
+    key = np.empty(ns, dtype=np.float64)
+    npool = 0
+    single = -1
+    for t in range(ns):
+        i = slist[t]
+        if i == j or forced[i]:
+            continue
+        if scope_searcher >= 0 and searcher[i] != scope_searcher:
+            continue
+        pool[npool] = i
+        npool += 1
+        if gas[i] >= over and (
+            single < 0 or value[i] < value[single] or (value[i] == value[single] and i < single)
+        ):
+            single = i
+    acc[2] += ns
+    if npool == 0:
+        return -1
+    pool = pool[:npool]
+    # canonical order first (slist order depends on history), then by value per gas ascending
+    pool.sort()
+    for t in range(npool):
+        key[t] = value[pool[t]] / max(gas[pool[t]], 1)
+    order = np.argsort(key[:npool], kind="mergesort")
+    freed = 0
+    lost = 0
+    c = 0
+    for t in range(npool):
+        i = pool[order[t]]
+        ebuf[c] = i
+        c += 1
+        freed += gas[i]
+        lost += value[i]
+        if freed >= over:
+            break
+    if freed < over:
+        if single < 0:
+            return -1
+    else:
+        # drop items the prefix no longer needs, most efficient first
+        t = c - 1
+        while t >= 0:
+            i = ebuf[t]
+            if freed - gas[i] >= over:
+                freed -= gas[i]
+                lost -= value[i]
+                for u in range(t, c - 1):
+                    ebuf[u] = ebuf[u + 1]
+                c -= 1
+            t -= 1
+    if single >= 0 and (freed < over or value[single] < lost):
+        ebuf[0] = single
+        return 1
+    return c
+
+
+@njit(cache=True)
+def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
+    """Apply the insert move for j; returns (n_removed, n_added) or (-1, -1) when impossible."""
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    nr = 0
+    for p in range(key_ptr[j], key_ptr[j + 1]):
+        o = owner[key_idx[p]]
+        if o >= 0:
+            if forced[o]:
+                for t in range(nr - 1, -1, -1):
+                    _add(rbuf[t], P, St)
+                return -1, -1
+            _remove(o, P, St)
+            rbuf[nr] = o
+            nr += 1
+    _add(j, P, St)
+    s = searcher[j]
+    ok = True
+    if sgas[s] > scap[s]:
+        ne = _evict_set(j, s, sgas[s] - scap[s], P, St, ebuf)
+        if ne < 0:
+            ok = False
+        for t in range(max(ne, 0)):
+            _remove(ebuf[t], P, St)
+            rbuf[nr] = ebuf[t]
+            nr += 1
+    if ok and acc[0] > gas_limit:
+        ne = _evict_set(j, -1, acc[0] - gas_limit, P, St, ebuf)
+        if ne < 0:
+            ok = False
+        for t in range(max(ne, 0)):
+            _remove(ebuf[t], P, St)
+            rbuf[nr] = ebuf[t]
+            nr += 1
+    if not ok:
+        _remove(j, P, St)
+        for t in range(nr - 1, -1, -1):
+            _add(rbuf[t], P, St)
+        return -1, -1
+    na = 0
+    m = core.shape[0]
+    for pos in range(m):
+        slack = gas_limit - acc[0]
+        if slack < minsuf[pos]:
+            break
+        i = core[pos]
+        if tabu[i] > it:
+            continue
+        if _fits(i, P, St, gas_limit):
+            _add(i, P, St)
+            abuf[na] = i
+            na += 1
+    acc[2] += m
+    return nr, na
+
+
+@njit(cache=True)
+def _undo_insert(j, nr, na, P, St, rbuf, abuf):
+    for t in range(na - 1, -1, -1):
+        _remove(abuf[t], P, St)
+    _remove(j, P, St)
+    for t in range(nr - 1, -1, -1):
+        _add(rbuf[t], P, St)
+
+
+@njit(cache=True)
+def _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
+             reduced, cut):  # fmt: skip
+    """First-improvement insert moves over the core until none improves.
+
+    Items with reduced cost d_j <= cut are skipped: every solution containing j is worth at most
+    L + d_j, which is no better than the best solution found so far."""
+    sel = St[0]
+    acc = St[6]
+    m = core.shape[0]
+    improved = True
+    while improved and acc[2] < work_limit:
+        improved = False
+        acc[2] += m  # the scan itself is work: a pass that skips every item still ends the search
+        for t in range(m):
+            j = core[(t + start) % m]
+            if sel[j] or tabu[j] > it or reduced[j] <= cut:
+                continue
+            before = acc[1]
+            nr, na = _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf)
+            if nr < 0:
+                continue
+            if acc[1] > before:
+                improved = True
+            else:
+                _undo_insert(j, nr, na, P, St, rbuf, abuf)
+            if acc[2] >= work_limit:
+                break
+
+
+@njit(cache=True)
+def _restore(target, nt, P, St, mark):
+    """Make the selection equal to target[:nt] (forced items stay)."""
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    forced = P[8]
+    for t in range(nt):
+        mark[target[t]] = 1
+    t = 0
+    while t < acc[3]:
+        i = slist[t]
+        if not mark[i] and not forced[i]:
+            _remove(i, P, St)
+        else:
+            t += 1
+    for t in range(nt):
+        i = target[t]
+        if not sel[i]:
+            _add(i, P, St)
+    for t in range(nt):
+        mark[target[t]] = 0
+
+
+@njit(cache=True)
+def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval):
+    """Iterated local search from the current state; leaves the best solution in St.
+
+    ``reduced``/``ell_err``: Lagrangian reduced costs and bound (+inf: none) for pruning moves;
+    ``fval``: scaled value of the forced items (the bound covers the candidates only)."""
+    sel, cnt, owner, sgas, slist, spos, acc = St
+    n = sel.shape[0]
+    gas = P[0]
+    value = P[1]
+    m = core.shape[0]
+    rbuf = np.zeros(n, dtype=np.int64)
+    abuf = np.zeros(n, dtype=np.int64)
+    ebuf = np.zeros(n, dtype=np.int64)
+    mark = np.zeros(n, dtype=np.uint8)
+    tabu = np.zeros(n, dtype=np.int64)
+    minsuf = np.empty(m + 1, dtype=np.int64)
+    minsuf[m] = np.iinfo(np.int64).max
+    for pos in range(m - 1, -1, -1):
+        minsuf[pos] = min(minsuf[pos + 1], gas[core[pos]])
+    rng = np.zeros(1, dtype=np.uint64)
+    rng[0] = np.uint64(seed) * np.uint64(0x2545F4914F6CDD1D) + np.uint64(1)
+    best = slist[: acc[3]].copy()
+    best_val = acc[1]
+    if m == 0:
+        return best_val
+    last_best_work = acc[2]
+    it = 1
+    start = 0
+    while True:
+        cut = float(best_val - fval) - ell_err
+        _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
+                 reduced, cut)  # fmt: skip
+        if acc[1] > best_val:
+            best_val = acc[1]
+            best = slist[: acc[3]].copy()
+            last_best_work = acc[2]
+        if acc[2] >= work_limit or acc[2] - last_best_work >= stall_work or best_val >= target:
+            break
+        if acc[1] < best_val and _next_random(rng) % 4 != 0:
+            _restore(best, best.shape[0], P, St, mark)
+        # kick: force one to three random core items in, make what they evicted tabu
+        kicks = 1 + _next_random(rng) % 3
+        acc[2] += 1 + kicks
+        for _ in range(kicks):
+            j = -1
+            # tournament of four by value: big bids are where compound moves pay off
+            for _try in range(4):
+                c = core[_next_random(rng) % m]
+                if not sel[c] and tabu[c] <= it and reduced[c] > cut:
+                    if j < 0 or value[c] > value[j]:
+                        j = c
+            if j < 0:
+                continue
+            nr, na = _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf)
+            tenure = 3 + _next_random(rng) % 8
+            for t in range(max(nr, 0)):
+                tabu[rbuf[t]] = it + tenure
+        start = _next_random(rng) % m
+        it += 1
+    _restore(best, best.shape[0], P, St, mark)
+    return best_val
+
+
+@njit(cache=True)
+def _restrict_keys(core, n, ki_ptr, ki_items):
+    """key -> items CSR keeping only the items of ``core``. O(nnz)."""
+    inc = np.zeros(n, dtype=np.uint8)
+    for t in range(core.shape[0]):
+        inc[core[t]] = 1
+    n_keys = ki_ptr.shape[0] - 1
+    ptr = np.zeros(n_keys + 1, dtype=np.int64)
+    for k in range(n_keys):
+        c = 0
+        for q in range(ki_ptr[k], ki_ptr[k + 1]):
+            c += inc[ki_items[q]]
+        ptr[k + 1] = ptr[k] + c
+    out = np.empty(ptr[n_keys], dtype=ki_items.dtype)
+    c = 0
+    for q in range(ki_ptr[n_keys]):
+        if inc[ki_items[q]]:
+            out[c] = ki_items[q]
+            c += 1
+    return ptr, out
+
+
+# --- exact enumeration for tiny instances ------------------------------------------------------
+
+
+@njit(cache=True)
+def _enumerate(cand_items, P, St, gas_limit, n_keys):
+    """Exact optimum over subsets of cand_items (len <= EXACT_MAX_ITEMS) by Gray code, added to
+    the forced items already in St. O(2^m * deg). Ties keep the first subset in Gray order."""
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sgas = St[3].copy()
+    g = St[6][0]
+    m = cand_items.shape[0]
+    kc = np.zeros(n_keys, dtype=np.int64)
+    viol = 0
+    over = 0
+    val = 0
+    mask = 0
+    best_mask = 0
+    best_val = 0
+    for t in range(1, 1 << m):
+        b = 0
+        while not (t >> b) & 1:
+            b += 1
+        i = cand_items[b]
+        s = searcher[i]
+        was_over = sgas[s] > scap[s]
+        if (mask >> b) & 1:
+            mask ^= 1 << b
+            g -= gas[i]
+            val -= value[i]
+            sgas[s] -= gas[i]
+            for p in range(key_ptr[i], key_ptr[i + 1]):
+                k = key_idx[p]
+                kc[k] -= 1
+                if kc[k] >= 1:
+                    viol -= 1
+        else:
+            mask |= 1 << b
+            g += gas[i]
+            val += value[i]
+            sgas[s] += gas[i]
+            for p in range(key_ptr[i], key_ptr[i + 1]):
+                k = key_idx[p]
+                if kc[k] >= 1:
+                    viol += 1
+                kc[k] += 1
+        is_over = sgas[s] > scap[s]
+        over += int(is_over) - int(was_over)
+        if viol == 0 and over == 0 and g <= gas_limit and val > best_val:
+            best_val = val
+            best_mask = mask
+    for b in range(m):
+        if (best_mask >> b) & 1:
+            _add(cand_items[b], P, St)
+    St[6][2] += 1 << m
+    return best_val
+
+
+# --- the whole solve -------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+           gas_limit, searcher_cap, n_searchers, work_limit, seed, init, use_bound, exact_max,
+           stall_work, core_max, dual_passes, dual_stale_rel):  # fmt: skip
+    """Full solve on arrays. Returns (selected mask, scaled value, L, L error, n candidates,
+    work used, greedy value). ``init`` (item indices, may be empty) is a warm start; ``banned``
+    items are treated as absent. Complexity: see ``pack``."""
+    n = gas.shape[0]
+    n_keys = ki_ptr.shape[0] - 1
+    cand, scap, fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
+                                ki_ptr, ki_items, gas_limit, searcher_cap, n_searchers)  # fmt: skip
+    P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
+    St = _new_state(n, n_keys, n_searchers)
+    acc = St[6]
+    for i in range(n):
+        if forced[i] and not banned[i]:
+            _add(i, P, St)
+    m = 0
+    for i in range(n):
+        m += cand[i]
+    cand_items = np.empty(m, dtype=np.int64)
+    c = 0
+    for i in range(n):
+        if cand[i]:
+            cand_items[c] = i
+            c += 1
+    ell = np.inf
+    err = 0.0
+    fval = acc[1]
+    if m <= exact_max:
+        best = _enumerate(cand_items, P, St, gas_limit, n_keys)
+        return St[0], acc[1], float(best), 0.0, m, acc[2], best, cand_items, np.zeros(n)
+    # greedy start 1: value per gas (after the warm start, if any)
+    eff = _efficiency_order(cand_items, value, gas)
+    for t in range(init.shape[0]):
+        if cand[init[t]] and _fits(init[t], P, St, gas_limit):
+            _add(init[t], P, St)
+    _greedy_fill(eff, P, St, gas_limit)
+    greedy_val = acc[1]
+    first_greedy = acc[1]
+    start_list = St[4][: acc[3]].copy()
+    reduced = np.full(n, np.inf, dtype=np.float64)
+    core = eff
+    if use_bound:
+        gas_rem = gas_limit - fgas
+        cap_rem = np.empty(n_searchers, dtype=np.int64)
+        sforced = np.zeros(n_searchers, dtype=np.int64)
+        for i in range(n):
+            if forced[i] and not banned[i]:
+                sforced[searcher[i]] += gas[i]
+        scand = np.zeros(n_searchers, dtype=np.int64)
+        s_count = np.zeros(n_searchers + 1, dtype=np.int64)
+        for t in range(m):
+            i = cand_items[t]
+            scand[searcher[i]] += gas[i]
+            s_count[searcher[i] + 1] += 1
+        cap_binding = np.zeros(n_searchers, dtype=np.uint8)
+        for s in range(n_searchers):
+            cap_rem[s] = scap[s] - sforced[s]
+            if searcher_cap >= 0 and scand[s] > cap_rem[s] and cap_rem[s] < gas_rem:
+                cap_binding[s] = 1
+        s_ptr = np.cumsum(s_count)
+        s_items = np.empty(m, dtype=np.int64)
+        fill = s_ptr[:-1].copy()
+        for t in range(m):
+            i = cand_items[t]
+            s_items[fill[searcher[i]]] = i
+            fill[searcher[i]] += 1
+        ell, err, mu, lam, nu = _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx,
+                                            ki_ptr, ki_items, cand, gas_rem, cap_rem,
+                                            cap_binding, s_ptr, s_items, dual_passes,
+                                            dual_stale_rel, acc)  # fmt: skip
+        # greedy start 2: Lagrangian-reduced value per gas (mu only: the conflict prices)
+        lscore = np.zeros(n, dtype=np.float64)
+        for t in range(m):
+            i = cand_items[t]
+            ms = 0.0
+            for p in range(key_ptr[i], key_ptr[i + 1]):
+                ms += mu[key_idx[p]]
+            lscore[i] = (value[i] - ms) / max(gas[i], 1)
+            reduced[i] = value[i] - ms - (lam + nu[searcher[i]]) * gas[i]
+        lorder = _score_order(cand_items, lscore)
+        mark = np.zeros(n, dtype=np.uint8)
+        _restore(np.empty(0, dtype=np.int64), 0, P, St, mark)
+        _greedy_fill(lorder, P, St, gas_limit)
+        if acc[1] > greedy_val:
+            greedy_val = acc[1]
+            start_list = St[4][: acc[3]].copy()
+        # greedy start 3: biggest bids first (heavy tails: one bundle can be worth a dozen)
+        _restore(np.empty(0, dtype=np.int64), 0, P, St, mark)
+        _greedy_fill(_score_order(cand_items, value.astype(np.float64)), P, St, gas_limit)
+        if acc[1] < greedy_val:
+            _restore(start_list, start_list.shape[0], P, St, mark)
+        # core: items not excluded by reduced-cost fixing (L + d_i <= incumbent => x_i = 0 in any
+        # better solution), best reduced cost first, capped at core_max, always with the selection
+        inc = float(acc[1] - fval)
+        keep = np.zeros(m, dtype=np.int64)
+        nk = 0
+        for t in range(m):
+            i = cand_items[t]
+            if St[0][i] or ell + min(reduced[i], 0.0) + err >= inc:
+                keep[nk] = i
+                nk += 1
+        kept = _score_order(keep[:nk], reduced)
+        if nk > core_max:
+            extra = 0
+            for t in range(core_max, nk):
+                if St[0][kept[t]]:
+                    extra += 1
+            chosen = np.empty(core_max + extra, dtype=np.int64)
+            for t in range(core_max):
+                chosen[t] = kept[t]
+            c = core_max
+            for t in range(core_max, nk):
+                if St[0][kept[t]]:
+                    chosen[c] = kept[t]
+                    c += 1
+            kept = chosen
+        core = _efficiency_order(kept, value, gas)
+    # The local search only ever adds core items, so conflict counts are kept for core items only:
+    # a hot key shared by thousands of bundles costs the search only its few core members.
+    ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
+    Pc = (gas, value, searcher, key_ptr, key_idx, ki_ptr_c, ki_items_c, scap, forced)
+    Sc = _new_state(n, n_keys, n_searchers)
+    Sc[6][2] = acc[2]
+    for i in range(n):
+        if forced[i] and not banned[i]:
+            _add(i, Pc, Sc)
+    for t in range(acc[3]):
+        if not forced[St[4][t]]:
+            _add(St[4][t], Pc, Sc)
+    St = Sc
+    acc = St[6]
+    target = np.iinfo(np.int64).max
+    if ell < np.inf:
+        target = fval + np.int64(math.floor((ell + err) * (1.0 + 4.0 * _U53)))
+    # Stall: a few descent passes' worth of work (a pass costs about core^2), at most the share
+    # of the cap; both are fixed by the instance and the budget, so the stop is deterministic.
+    mc = core.shape[0]
+    stall_work = min(stall_work, STALL_PASSES * mc * (mc + 64))
+    _ils(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval)
+    return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced
+
+
+@njit(cache=True)
+def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items, gas_limit,
+             scap, n_searchers, core, init, reduced, ell_err, work_limit, stall_work,
+             seed):  # fmt: skip
+    """Warm-started solve on a given core (VCG re-solves): ``init`` plus a greedy refill, then
+    iterated local search. ``banned`` items must not be in ``core`` or ``init``. Returns the
+    selection mask and its scaled value. O(nnz_core + work_limit)."""
+    n = gas.shape[0]
+    n_keys = ki_ptr.shape[0] - 1
+    ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
+    P = (gas, value, searcher, key_ptr, key_idx, ki_ptr_c, ki_items_c, scap, forced)
+    St = _new_state(n, n_keys, n_searchers)
+    fval = 0
+    for i in range(n):
+        if forced[i] and not banned[i]:
+            _add(i, P, St)
+    fval = St[6][1]
+    for t in range(init.shape[0]):
+        if _fits(init[t], P, St, gas_limit):
+            _add(init[t], P, St)
+    _greedy_fill(core, P, St, gas_limit)
+    target = np.iinfo(np.int64).max
+    _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval)
+    return St[0], St[6][1]
+
+
+# --- Python entry points -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SolveStats:
+    """What a solve did (for benchmarks and logs)."""
+
+    candidates: int
+    core: int  # items the local search moved around in
+    work_units: int
+    greedy_value: int  # scaled
+    core_items: I64  # the core (item indices), for warm-started re-solves
+    reduced: npt.NDArray[np.float64]  # Lagrangian reduced costs (+inf: no bound computed)
+    dual_bound: float  # L + its rounding error, scaled candidate values (inf: none)
+
+
+def compute_work_limit(time_budget_ms: int) -> int:
+    """Deterministic work cap for a time budget: the only way the budget reaches the search."""
+    return max(1, int(time_budget_ms)) * WORK_UNITS_PER_MS
+
+
+def compute_bound_wei(arrays: PackingArrays, forced_wei: int, ell: float, err: float,
+                      n_cand: int, cand_value_sum: int) -> int:  # fmt: skip
+    """Turn the kernel's float bound on scaled candidate values into a valid bound in wei.
+
+    The optimum of the scaled problem is an integer <= L + err, so it is <= floor((L + err)(1+4u)).
+    A scaled value under-counts each bid by less than 2**shift, hence the ``n_cand`` term.
+    """
+    scaled = cand_value_sum
+    if math.isfinite(ell):
+        scaled = min(scaled, math.floor((ell + err) * (1.0 + 4.0 * _U53)))
+    scaled = max(scaled, 0)
+    slack = n_cand if arrays.value_shift > 0 else 0
+    return forced_wei + ((scaled + slack) << arrays.value_shift)
+
+
+def solve_arrays(
+    arrays: PackingArrays,
+    work_limit: int,
+    seed: int = 0,
+    banned: U8 | None = None,
+    init: I64 | None = None,
+    use_bound: bool = True,
+    exact_max: int = EXACT_MAX_ITEMS,
+) -> tuple[U8, int, SolveStats]:
+    """Run the kernel; returns (selected mask, upper bound in wei, stats). O(see ``pack``)."""
+    n = arrays.n
+    if banned is None:
+        banned = np.zeros(n, dtype=np.uint8)
+    if init is None:
+        init = np.zeros(0, dtype=np.int64)
+    sel, _val, ell, err, n_cand, work, greedy_val, core, reduced = _solve(
+        arrays.gas, arrays.value, arrays.positive, arrays.forced, banned, arrays.searcher,
+        arrays.key_ptr, arrays.key_idx, arrays.key_item_ptr, arrays.key_items,
+        np.int64(arrays.gas_limit), np.int64(arrays.searcher_cap), arrays.n_searchers,
+        np.int64(work_limit), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), init, use_bound,
+        exact_max, np.int64(STALL_FRACTION * work_limit), CORE_MAX, DUAL_PASSES, DUAL_STALE_REL,
+    )  # fmt: skip
+    sel = sel.copy()
+    forced_wei = sum(
+        arrays.bids_wei[i] for i in np.flatnonzero(arrays.forced & (banned == 0)).tolist()
+    )
+    # Trivial cap on the candidates' bound: all positive, non-forced, non-banned values.
+    free = (arrays.positive == 1) & (arrays.forced == 0) & (banned == 0)
+    cand_value_sum = int(arrays.value[free].sum())
+    bound = compute_bound_wei(arrays, forced_wei, ell, err, n_cand, cand_value_sum)
+    stats = SolveStats(
+        candidates=int(n_cand),
+        core=int(core.shape[0]),
+        work_units=int(work),
+        greedy_value=int(greedy_val),
+        core_items=core,
+        reduced=reduced,
+        dual_bound=float(ell + err),
+    )
+    return sel, bound, stats
+
+
+def pack(inp: PackingInput, time_budget_ms: int = 50, seed: int = 0) -> Packing:
+    """Maximum-revenue block for ``inp``, anytime and deterministic.
+
+    The result depends only on (inp as a set of items, time_budget_ms, seed): the budget becomes
+    a work cap (``compute_work_limit``), never a clock. Raises InfeasibleInstance when the forced
+    items cannot all be included.
+
+    Complexity: O(nnz + n log n) to encode and start, O(DUAL_PASSES * (nnz_c + n log n)) for the
+    bound (nnz_c: key incidences summed over key sizes), then at most the work cap for the local
+    search. Instances with <= EXACT_MAX_ITEMS candidates are solved exactly in O(2^m * deg).
+    """
+    if inp.forced:
+        check_forced_feasible(inp)
+    arrays = compute_packing_arrays(inp)
+    sel, bound, _stats = solve_arrays(arrays, compute_work_limit(time_budget_ms), seed)
+    return compute_packing(inp, arrays, sel, bound, solver="numba")
+
+
+def compute_packing(
+    inp: PackingInput, arrays: PackingArrays, sel: U8, bound_wei: int, solver: str
+) -> Packing:
+    """Packing from a selection mask: exact revenue and gas, block order, bound (-1: exact)."""
+    chosen: list[Item] = [arrays.items[i] for i in np.flatnonzero(sel).tolist()]
+    ordered = compute_block_order(chosen)
+    revenue = sum(it.bid_wei for it in ordered)
+    gas_used = sum(it.gas for it in ordered)
+    upper = revenue if bound_wei < 0 else max(bound_wei, revenue)
+    return Packing(
+        included=tuple(it.id for it in ordered),
+        revenue_wei=revenue,
+        gas_used=gas_used,
+        upper_bound_wei=upper,
+        solver=solver,
+        proven_optimal=upper == revenue,
+    )
+
+
+def compute_greedy_selection(arrays: PackingArrays) -> U8:
+    """The kernel's first greedy start alone (forced items, then bid per gas): the deterministic
+    step that ``ordering.greedy.pack_greedy`` implements in pure Python. O(nnz + n log n)."""
+    n = arrays.n
+    banned = np.zeros(n, dtype=np.uint8)
+    return _greedy_only(
+        arrays.gas, arrays.value, arrays.positive, arrays.forced, banned, arrays.searcher,
+        arrays.key_ptr, arrays.key_idx, arrays.key_item_ptr, arrays.key_items,
+        np.int64(arrays.gas_limit), np.int64(arrays.searcher_cap), arrays.n_searchers,
+    ).copy()  # fmt: skip
+
+
+@njit(cache=True)
+def _greedy_only(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr,
+                 ki_items, gas_limit, searcher_cap, n_searchers):  # fmt: skip
+    n = gas.shape[0]
+    cand, scap, _fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
+                                 ki_ptr, ki_items, gas_limit, searcher_cap,
+                                 n_searchers)  # fmt: skip
+    P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
+    St = _new_state(n, ki_ptr.shape[0] - 1, n_searchers)
+    for i in range(n):
+        if forced[i] and not banned[i]:
+            _add(i, P, St)
+    cand_items = np.flatnonzero(cand).astype(np.int64)
+    _greedy_fill(_efficiency_order(cand_items, value, gas), P, St, gas_limit)
+    return St[0]
+
+
+def warm_up() -> None:
+    """Compile every kernel on a tiny instance, so no JIT happens inside a slot deadline."""
+    items = tuple(
+        Item(id=f"w{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i, gas=21_000 + 1000 * i,
+             keys=(f"k{i % 5}", f"n{i}"))  # fmt: skip
+        for i in range(EXACT_MAX_ITEMS + 8)
+    )
+    inp = PackingInput(gas_limit=200_000, items=items, max_gas_per_searcher=120_000,
+                       forced=frozenset({"w00"}))  # fmt: skip
+    packing = pack(inp, time_budget_ms=1)
+    pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
+    compute_greedy_selection(compute_packing_arrays(inp))
+    # the VCG re-solve kernel
+    from ordering.payments import compute_vcg_payments
+
+    compute_vcg_payments(inp, packing, time_budget_ms=1)

@@ -1,0 +1,70 @@
+"""The array encoding: canonical, consistent CSR, safe value scaling."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from packing_cases import small_instances
+
+from ordering.arrays import VALUE_SUM_BITS, compute_packing_arrays, compute_value_shift
+from ordering.problem import Item, PackingInput
+
+
+def _shuffled(inp: PackingInput, seed: int) -> PackingInput:
+    items = list(inp.items)
+    random.Random(seed).shuffle(items)
+    return PackingInput(inp.gas_limit, tuple(items), inp.max_gas_per_searcher, inp.forced)
+
+
+@settings(max_examples=60, deadline=None)
+@given(small_instances())
+def test_arrays_do_not_depend_on_item_order(inp: PackingInput) -> None:
+    a = compute_packing_arrays(inp)
+    b = compute_packing_arrays(_shuffled(inp, 7))
+    assert a.ids == b.ids and a.keys == b.keys and a.searchers == b.searchers
+    for name in ("gas", "value", "positive", "forced", "searcher", "key_ptr", "key_idx",
+                 "key_item_ptr", "key_items"):  # fmt: skip
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(small_instances())
+def test_csr_matches_items(inp: PackingInput) -> None:
+    a = compute_packing_arrays(inp)
+    by_id = {it.id: it for it in inp.items}
+    for r, i in enumerate(a.ids):
+        keys = [a.keys[k] for k in a.key_idx[a.key_ptr[r] : a.key_ptr[r + 1]]]
+        # Verify that each item's keys are its distinct keys
+        assert sorted(keys) == sorted(set(by_id[i].keys))
+        assert a.gas[r] == by_id[i].gas
+        assert a.searchers[a.searcher[r]] == by_id[i].searcher
+    for k in range(a.n_keys):
+        members = a.key_items[a.key_item_ptr[k] : a.key_item_ptr[k + 1]].tolist()
+        assert members == sorted(members)
+        assert all(a.keys[k] in by_id[a.ids[r]].keys for r in members)
+
+
+def test_huge_bids_are_scaled_below_2_53() -> None:
+    items = tuple(
+        Item(f"i{j:02d}", "s", bid_wei=(10**21) * (j + 1) + j, gas=21_000, keys=())
+        for j in range(50)
+    )
+    a = compute_packing_arrays(PackingInput(30_000_000, items))
+    assert a.value_shift > 0
+    assert int(a.value.sum()) < 2**VALUE_SUM_BITS
+    # Verify that the scaled values keep the order of the bids
+    assert np.all(np.diff(a.value) > 0)
+
+
+def test_value_shift_is_zero_for_small_totals() -> None:
+    assert compute_value_shift([1, 2, 3, -10**30]) == 0
+    assert compute_value_shift([2**53]) == 1
+
+
+def test_duplicate_ids_rejected() -> None:
+    it = Item("x", "s", 1, 1, ())
+    with pytest.raises(ValueError):
+        compute_packing_arrays(PackingInput(10, (it, it)))
