@@ -34,8 +34,8 @@ def read_instance(path: Path) -> tuple[list[int], list[int], int, list[tuple[int
     """(profits, weights, capacity, 0-based edges) from either published format."""
     text = gzip.open(path, "rt").read()
     if "param" in text:
-        n = int(re.search(r"param n := (\d+);", text).group(1))  # type: ignore[union-attr]
-        cap = int(re.search(r"param c := (\d+);", text).group(1))  # type: ignore[union-attr]
+        n = int(re.search(r"param n := (\d+)", text).group(1))  # type: ignore[union-attr]
+        cap = int(re.search(r"param c := (\d+)", text).group(1))  # type: ignore[union-attr]
         body = text.split("param : V : p w :=")[1].split(";")[0].split()
         vals = list(map(int, body))
         profits = [0] * n

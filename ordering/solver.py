@@ -42,19 +42,22 @@ from ordering.reference import check_forced_feasible
 
 # Work units (inner-loop steps) per millisecond of budget. Calibrated once on the reference
 # machine (see docs/solver.md); a constant, so the result never depends on the machine's speed.
-WORK_UNITS_PER_MS = 250_000
+WORK_UNITS_PER_MS = 200_000
 # Instances with at most this many candidates are enumerated exactly (2**16 Gray-code steps).
 EXACT_MAX_ITEMS = 16
 # Iterated local search stops when this share of the work cap passed without a new best.
 STALL_FRACTION = 0.1
-# ... or after this many descent passes' worth of work (core^2 each) without a new best.
-STALL_PASSES = 40
+# Swap tabu search: moves without a better solution of the round before it ends.
+TABU_DEPTH = 400
 # Largest core the local search moves around in (items with the best reduced costs).
 CORE_MAX = 1500
 # Block-coordinate passes of the dual bound, and the relative gain below which a pass is stale
 # (three stale passes end the descent).
 DUAL_PASSES = 40
 DUAL_STALE_REL = 1e-6
+# Share of the work cap the dual bound may use (it stops after the pass that crosses it; the
+# first pass always runs, so even a 1 ms budget gets a valid bound and reduced costs).
+DUAL_SHARE = 0.3
 
 _U53 = 2.0**-53
 
@@ -65,7 +68,7 @@ U8 = npt.NDArray[np.uint8]
 # --- random stream ------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next_random(rng: np.ndarray) -> int:
     """splitmix64 step on rng[0]; returns a non-negative int63."""
     rng[0] = rng[0] + np.uint64(0x9E3779B97F4A7C15)
@@ -114,26 +117,67 @@ def _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, 
 
 # --- solution state --------------------------------------------------------------------------
 # St = (sel[n] u8, cnt[n] i64 conflict incidences with selected items, owner[K] i64,
-#       sgas[S] i64, slist[n] i64 selected items, spos[n] i64, acc[4] i64)
-# acc = [gas_used, value, work, n_selected]
+#       sgas[S] i64, slist[n] i64 selected items, spos[n] i64, acc[5] i64,
+#       csum[n] i64 sum of the conflicting selected items' indices (one term per incidence),
+#       csq[n] i64 the same sum of squares, clist[n] i64 / cpos[n] i64 the *swap list*,
+#       lmask[n] u8 items allowed in the swap list)
+# acc = [gas_used, value, work, n_selected, swap list length]
+# The swap list holds the unselected items of lmask whose conflicts with the selection all come
+# from at most one selected item: the only items an ADD or a SWAP(1,1) move can bring in. "All
+# from one item" is tested in O(1): by Cauchy-Schwarz, cnt * csq == csum^2 exactly when every
+# incidence carries the same index (csum / cnt). Indices < 2^20 and degrees < 2^10 keep every
+# product below 2^63; a misclassification could only make a move fail its re-check, never break
+# feasibility (moves are re-verified when applied).
 
 
 @njit(cache=True)
-def _new_state(n, n_keys, n_searchers):
+def _new_state(n, n_keys, n_searchers, lmask):
     sel = np.zeros(n, dtype=np.uint8)
     cnt = np.zeros(n, dtype=np.int64)
     owner = np.full(n_keys, -1, dtype=np.int64)
     sgas = np.zeros(n_searchers, dtype=np.int64)
     slist = np.zeros(n, dtype=np.int64)
     spos = np.full(n, -1, dtype=np.int64)
-    acc = np.zeros(4, dtype=np.int64)
-    return sel, cnt, owner, sgas, slist, spos, acc
+    acc = np.zeros(5, dtype=np.int64)
+    csum = np.zeros(n, dtype=np.int64)
+    csq = np.zeros(n, dtype=np.int64)
+    clist = np.zeros(n, dtype=np.int64)
+    cpos = np.full(n, -1, dtype=np.int64)
+    St = (sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask)
+    for i in range(n):
+        _touch(i, St)
+    return St
 
 
 @njit(cache=True)
+def _touch(x, St):
+    """Re-file item x in or out of the swap list after its conflict counts changed. O(1)."""
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
+    _file(x, sel, cnt, csum, csq, clist, cpos, lmask, acc)
+
+
+@njit(cache=True, inline="always")
+def _file(x, sel, cnt, csum, csq, clist, cpos, lmask, acc):
+    c = cnt[x]
+    want = lmask[x] != 0 and sel[x] == 0 and (c == 0 or c * csq[x] == csum[x] * csum[x])
+    if want:
+        if cpos[x] < 0:
+            cpos[x] = acc[4]
+            clist[acc[4]] = x
+            acc[4] += 1
+    elif cpos[x] >= 0:
+        last = clist[acc[4] - 1]
+        pos = cpos[x]
+        clist[pos] = last
+        cpos[last] = pos
+        cpos[x] = -1
+        acc[4] -= 1
+
+
+@njit(cache=True, inline="always")
 def _add(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     sel[i] = 1
     acc[0] += gas[i]
     acc[1] += value[i]
@@ -141,20 +185,42 @@ def _add(i, P, St):
     slist[acc[3]] = i
     spos[i] = acc[3]
     acc[3] += 1
+    i2 = i * i
     for p in range(key_ptr[i], key_ptr[i + 1]):
         k = key_idx[p]
         owner[k] = i
         a = ki_ptr[k]
         b = ki_ptr[k + 1]
         for q in range(a, b):
-            cnt[ki_items[q]] += 1
-        acc[2] += b - a + 1
+            x = ki_items[q]
+            c = cnt[x] + 1
+            cnt[x] = c
+            csum[x] += i
+            csq[x] += i2
+            # an item outside the list with a conflict already is mixed and stays so
+            if lmask[x] and sel[x] == 0 and (c <= 1 or cpos[x] >= 0):
+                # (inlined _file: a call per incidence costs numba several times the loop)
+                want = c == 0 or c * csq[x] == csum[x] * csum[x]
+                if want:
+                    if cpos[x] < 0:
+                        cpos[x] = acc[4]
+                        clist[acc[4]] = x
+                        acc[4] += 1
+                elif cpos[x] >= 0:
+                    last = clist[acc[4] - 1]
+                    pos = cpos[x]
+                    clist[pos] = last
+                    cpos[last] = pos
+                    cpos[x] = -1
+                    acc[4] -= 1
+        acc[2] += 2 * (b - a) + 1
+    _touch(i, St)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _remove(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     sel[i] = 0
     acc[0] -= gas[i]
     acc[1] -= value[i]
@@ -165,20 +231,41 @@ def _remove(i, P, St):
     spos[last] = pos
     spos[i] = -1
     acc[3] -= 1
+    i2 = i * i
     for p in range(key_ptr[i], key_ptr[i + 1]):
         k = key_idx[p]
         owner[k] = -1
         a = ki_ptr[k]
         b = ki_ptr[k + 1]
         for q in range(a, b):
-            cnt[ki_items[q]] -= 1
-        acc[2] += b - a + 1
+            x = ki_items[q]
+            c = cnt[x] - 1
+            cnt[x] = c
+            csum[x] -= i
+            csq[x] -= i2
+            # an item in the list stays single-owner (or free) when a conflict leaves
+            if lmask[x] and cpos[x] < 0 and sel[x] == 0:
+                want = c == 0 or c * csq[x] == csum[x] * csum[x]
+                if want:
+                    if cpos[x] < 0:
+                        cpos[x] = acc[4]
+                        clist[acc[4]] = x
+                        acc[4] += 1
+                elif cpos[x] >= 0:
+                    last = clist[acc[4] - 1]
+                    pos = cpos[x]
+                    clist[pos] = last
+                    cpos[last] = pos
+                    cpos[x] = -1
+                    acc[4] -= 1
+        acc[2] += 2 * (b - a) + 1
+    _touch(i, St)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fits(i, P, St, gas_limit):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     s = searcher[i]
     return (
         sel[i] == 0
@@ -191,11 +278,16 @@ def _fits(i, P, St, gas_limit):
 @njit(cache=True)
 def _greedy_fill(order, P, St, gas_limit):
     """Add items of ``order`` that fit, in that order. O(len(order) + updates)."""
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     for t in range(order.shape[0]):
         i = order[t]
-        if _fits(i, P, St, gas_limit):
+        # inlined _fits: numba passes every array of P and St to a call (refcounts included)
+        s = searcher[i]
+        if (sel[i] == 0 and cnt[i] == 0 and acc[0] + gas[i] <= gas_limit
+                and sgas[s] + gas[i] <= scap[s]):  # fmt: skip
             _add(i, P, St)
-        St[6][2] += 1
+    acc[2] += order.shape[0]
 
 
 @njit(cache=True)
@@ -334,7 +426,8 @@ def _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam, 
 
 @njit(cache=True)
 def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_items, cand,
-                gas_rem, cap_rem, cap_binding, s_ptr, s_items, passes, stale_rel, acc):  # fmt: skip
+                gas_rem, cap_rem, cap_binding, s_ptr, s_items, passes, stale_rel, acc,
+                dual_work):  # fmt: skip
     """Block-coordinate descent on L(mu, lam, nu); returns the best point, its L and error.
 
     One pass: lam exactly for fixed (mu, nu) (critical ratio, O(n log n)); each binding nu_s
@@ -369,6 +462,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
         if c >= 2:
             active[k] = 1
     stale = 0
+    work0 = acc[2]
     for _ps in range(passes):
         # lam for fixed mu, nu
         for t in range(m):
@@ -422,7 +516,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
             best_lam = lam
         else:
             stale += 1
-        if stale >= 3:
+        if stale >= 3 or acc[2] - work0 >= dual_work:
             break
     return best_l, best_err, best_mu, best_lam, best_nu
 
@@ -439,7 +533,7 @@ def _evict_set(j, scope_searcher, over, P, St, ebuf):
     first); the cheaper set is written to ``ebuf``. scope_searcher >= 0 restricts to that
     searcher. Returns the set's size, -1 when nothing frees enough. O(|S| log |S|)."""
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     ns = acc[3]
     pool = np.empty(ns, dtype=np.int64)
     key = np.empty(ns, dtype=np.float64)
@@ -502,7 +596,7 @@ def _evict_set(j, scope_searcher, over, P, St, ebuf):
 def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
     """Apply the insert move for j; returns (n_removed, n_added) or (-1, -1) when impossible."""
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     nr = 0
     for p in range(key_ptr[j], key_ptr[j + 1]):
         o = owner[key_idx[p]]
@@ -547,11 +641,13 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
         i = core[pos]
         if tabu[i] > it:
             continue
-        if _fits(i, P, St, gas_limit):
+        s = searcher[i]
+        if (sel[i] == 0 and cnt[i] == 0 and gas[i] <= slack
+                and sgas[s] + gas[i] <= scap[s]):  # fmt: skip
             _add(i, P, St)
             abuf[na] = i
             na += 1
-    acc[2] += m
+    acc[2] += m + 24  # + the call itself
     return nr, na
 
 
@@ -597,7 +693,7 @@ def _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, e
 @njit(cache=True)
 def _restore(target, nt, P, St, mark):
     """Make the selection equal to target[:nt] (forced items stay)."""
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     forced = P[8]
     for t in range(nt):
         mark[target[t]] = 1
@@ -617,12 +713,157 @@ def _restore(target, nt, P, St, mark):
 
 
 @njit(cache=True)
-def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval):
-    """Iterated local search from the current state; leaves the best solution in St.
+def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbuf, sgasb, smin):
+    """Choose and apply one move of the swap tabu search; returns False when no move exists.
 
-    ``reduced``/``ell_err``: Lagrangian reduced costs and bound (+inf: none) for pruning moves;
-    ``fval``: scaled value of the forced items (the bound covers the candidates only)."""
-    sel, cnt, owner, sgas, slist, spos, acc = St
+    Moves (all O(1) to evaluate per swap-list item, thanks to the conflict sums):
+    ADD j (no conflict, fits), SWAP(i, j) with i the one selected item j conflicts with, or the
+    selected item of least value whose gas makes room for a conflict-free j, and DROP i when no
+    add or swap is admissible. Best gain first, ties broken at random; an item dropped may not
+    come back before ``tin[i]``, an item added may not leave before ``tout[j]``, unless the move
+    yields a new best (aspiration). O(swap list + |S| log |S|) plus the move's updates."""
+    gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
+    ns = acc[3]
+    nl = acc[4]
+    cur = acc[1]
+    bgain = np.iinfo(np.int64).min
+    bj = -1
+    bi = -1
+    ties = 0
+    built = False
+    nb = 0
+    for t in range(nl):
+        j = clist[t]
+        if reduced[j] <= cut:
+            continue
+        c = cnt[j]
+        sj = searcher[j]
+        i = -1
+        if c == 0:
+            over = acc[0] + gas[j] - gas_limit
+            if sgas[sj] + gas[j] > scap[sj]:
+                continue  # searcher cap: left to the insert moves (they evict within a searcher)
+            if over > 0:
+                if not built:
+                    # selected, removable items by gas ascending, with the index of the least
+                    # valuable one from each position on (suffix minimum)
+                    nb = 0
+                    for u in range(ns):
+                        x = slist[u]
+                        if not forced[x]:
+                            sbuf[nb] = x
+                            nb += 1
+                    for u in range(nb):
+                        sgasb[u] = gas[sbuf[u]]
+                    order = np.argsort(sgasb[:nb])
+                    tmp = sbuf[:nb][order]
+                    sbuf[:nb] = tmp
+                    for u in range(nb):
+                        sgasb[u] = gas[sbuf[u]]
+                    for u in range(nb - 1, -1, -1):
+                        if u == nb - 1 or value[sbuf[u]] < value[sbuf[smin[u + 1]]]:
+                            smin[u] = u
+                        else:
+                            smin[u] = smin[u + 1]
+                    acc[2] += 4 * nb + 8
+                    built = True
+                if nb == 0:
+                    continue
+                if sgasb[nb - 1] < over:
+                    continue
+                lo = 0
+                hi = nb - 1  # first position with gas >= over (binary search, inlined)
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if sgasb[mid] < over:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                u = lo
+                i = sbuf[smin[u]]
+                if searcher[i] == sj and sgas[sj] - gas[i] + gas[j] > scap[sj]:
+                    continue
+        else:
+            i = csum[j] // c
+            if i < 0 or i >= sel.shape[0] or not sel[i] or forced[i]:
+                continue
+            if acc[0] - gas[i] + gas[j] > gas_limit:
+                continue
+            sg = sgas[sj] + gas[j]
+            if searcher[i] == sj:
+                sg -= gas[i]
+            if sg > scap[sj]:
+                continue
+        gain = value[j]
+        if i >= 0:
+            gain -= value[i]
+        if tin[j] > it or (i >= 0 and tout[i] > it):
+            if cur + gain <= best_val:
+                continue
+        if gain > bgain:
+            bgain = gain
+            bj = j
+            bi = i
+            ties = 1
+        elif gain == bgain:
+            ties += 1
+            if _next_random(rng) % ties == 0:
+                bj = j
+                bi = i
+    acc[2] += 2 * nl + 40  # fixed: the call itself (numba passes every state array)
+    if bj < 0:
+        # DROP: the least valuable removable, non-tabu item
+        bi = -1
+        bv = np.iinfo(np.int64).max
+        ties = 0
+        for u in range(ns):
+            x = slist[u]
+            if forced[x] or tout[x] > it:
+                continue
+            if value[x] < bv:
+                bv = value[x]
+                bi = x
+                ties = 1
+            elif value[x] == bv:
+                ties += 1
+                if _next_random(rng) % ties == 0:
+                    bi = x
+        acc[2] += ns
+        if bi < 0:
+            return False
+        _remove(bi, P, St)
+        tin[bi] = it + 7 + _next_random(rng) % 8
+        return True
+    if bi >= 0:
+        _remove(bi, P, St)
+    if not _fits(bj, P, St, gas_limit):
+        # the O(1) classification was wrong (cannot happen within the index/degree limits):
+        # undo and bar j for a while
+        if bi >= 0:
+            _add(bi, P, St)
+        tin[bj] = it + 1000
+        return True
+    _add(bj, P, St)
+    if bi >= 0:
+        tin[bi] = it + 7 + _next_random(rng) % 8
+    tout[bj] = it + 3 + _next_random(rng) % 4
+    return True
+
+
+@njit(cache=True)
+def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval,
+            depth):  # fmt: skip
+    """Hybrid local search from the current state; leaves the best solution found in St.
+
+    Rounds of: first-improvement *insert* descent (compound moves: add one item, evict what it
+    conflicts with and what overflows gas or its searcher's cap, refill greedily), then a *swap
+    tabu search* (ADD / SWAP(1,1) / DROP, ``_tabu_move``) until ``depth`` moves bring no better
+    solution of the round; a round that improved its start continues from its best, otherwise
+    the search restarts from the global best (probability 3/4) and *kicks* 1-3 random core items
+    in. Stops at the work cap, after ``stall_work`` work without a new best, or when the best
+    reaches ``target`` (the bound: proven optimal). Returns the best value."""
+    sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     n = sel.shape[0]
     gas = P[0]
     value = P[1]
@@ -630,8 +871,13 @@ def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, 
     rbuf = np.zeros(n, dtype=np.int64)
     abuf = np.zeros(n, dtype=np.int64)
     ebuf = np.zeros(n, dtype=np.int64)
+    sbuf = np.zeros(n, dtype=np.int64)
+    sgasb = np.zeros(n, dtype=np.int64)
+    smin = np.zeros(n, dtype=np.int64)
     mark = np.zeros(n, dtype=np.uint8)
     tabu = np.zeros(n, dtype=np.int64)
+    tin = np.zeros(n, dtype=np.int64)
+    tout = np.zeros(n, dtype=np.int64)
     minsuf = np.empty(m + 1, dtype=np.int64)
     minsuf[m] = np.iinfo(np.int64).max
     for pos in range(m - 1, -1, -1):
@@ -643,11 +889,12 @@ def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, 
     if m == 0:
         return best_val
     last_best_work = acc[2]
-    it = 1
+    kround = 1
+    tit = 1
     start = 0
     while True:
         cut = float(best_val - fval) - ell_err
-        _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
+        _descent(kround, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
                  reduced, cut)  # fmt: skip
         if acc[1] > best_val:
             best_val = acc[1]
@@ -655,9 +902,39 @@ def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, 
             last_best_work = acc[2]
         if acc[2] >= work_limit or acc[2] - last_best_work >= stall_work or best_val >= target:
             break
+        # swap tabu search from this local optimum
+        round_val = acc[1]
+        round_best = round_val
+        round_list = slist[: acc[3]].copy()
+        acc[2] += 64 + acc[3]
+        noimp = 0
+        while noimp < depth and acc[2] < work_limit:
+            cut = float(best_val - fval) - ell_err
+            if not _tabu_move(tit, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut,
+                              sbuf, sgasb, smin):  # fmt: skip
+                break
+            tit += 1
+            if acc[1] > round_best:
+                round_best = acc[1]
+                round_list = slist[: acc[3]].copy()
+                noimp = 0
+                if acc[1] > best_val:
+                    best_val = acc[1]
+                    best = round_list.copy()
+                    last_best_work = acc[2]
+                    if best_val >= target:
+                        break
+            else:
+                noimp += 1
+        if acc[2] >= work_limit or acc[2] - last_best_work >= stall_work or best_val >= target:
+            break
+        if round_best > round_val:
+            _restore(round_list, round_list.shape[0], P, St, mark)
+            continue
         if acc[1] < best_val and _next_random(rng) % 4 != 0:
             _restore(best, best.shape[0], P, St, mark)
         # kick: force one to three random core items in, make what they evicted tabu
+        cut = float(best_val - fval) - ell_err
         kicks = 1 + _next_random(rng) % 3
         acc[2] += 1 + kicks
         for _ in range(kicks):
@@ -665,17 +942,18 @@ def _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, 
             # tournament of four by value: big bids are where compound moves pay off
             for _try in range(4):
                 c = core[_next_random(rng) % m]
-                if not sel[c] and tabu[c] <= it and reduced[c] > cut:
+                if not sel[c] and tabu[c] <= kround and reduced[c] > cut:
                     if j < 0 or value[c] > value[j]:
                         j = c
             if j < 0:
                 continue
-            nr, na = _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf)
+            nr, na = _insert(j, kround, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf)
             tenure = 3 + _next_random(rng) % 8
             for t in range(max(nr, 0)):
-                tabu[rbuf[t]] = it + tenure
+                tabu[rbuf[t]] = kround + tenure
+                tin[rbuf[t]] = tit + 7 + _next_random(rng) % 8
         start = _next_random(rng) % m
-        it += 1
+        kround += 1
     _restore(best, best.shape[0], P, St, mark)
     return best_val
 
@@ -765,7 +1043,7 @@ def _enumerate(cand_items, P, St, gas_limit, n_keys):
 @njit(cache=True)
 def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
            gas_limit, searcher_cap, n_searchers, work_limit, seed, init, use_bound, exact_max,
-           stall_work, core_max, dual_passes, dual_stale_rel):  # fmt: skip
+           stall_work, core_max, dual_passes, dual_stale_rel, tabu_depth):  # fmt: skip
     """Full solve on arrays. Returns (selected mask, scaled value, L, L error, n candidates,
     work used, greedy value). ``init`` (item indices, may be empty) is a warm start; ``banned``
     items are treated as absent. Complexity: see ``pack``."""
@@ -774,7 +1052,7 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     cand, scap, fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
                                 ki_ptr, ki_items, gas_limit, searcher_cap, n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
-    St = _new_state(n, n_keys, n_searchers)
+    St = _new_state(n, n_keys, n_searchers, np.zeros(n, dtype=np.uint8))
     acc = St[6]
     for i in range(n):
         if forced[i] and not banned[i]:
@@ -833,7 +1111,8 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
         ell, err, mu, lam, nu = _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx,
                                             ki_ptr, ki_items, cand, gas_rem, cap_rem,
                                             cap_binding, s_ptr, s_items, dual_passes,
-                                            dual_stale_rel, acc)  # fmt: skip
+                                            dual_stale_rel, acc,
+                                            max(1, int(DUAL_SHARE * work_limit)))  # fmt: skip
         # greedy start 2: Lagrangian-reduced value per gas (mu only: the conflict prices)
         lscore = np.zeros(n, dtype=np.float64)
         for t in range(m):
@@ -855,6 +1134,8 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
         _greedy_fill(_score_order(cand_items, value.astype(np.float64)), P, St, gas_limit)
         if acc[1] < greedy_val:
             _restore(start_list, start_list.shape[0], P, St, mark)
+        # the sorts, the greedy passes and the core's key restriction are work too (fixed cost)
+        acc[2] += 4 * m * (1 + int(math.log2(m + 1))) + ki_ptr[n_keys] // 2 + n // 2
         # core: items not excluded by reduced-cost fixing (L + d_i <= incumbent => x_i = 0 in any
         # better solution), best reduced cost first, capped at core_max, always with the selection
         inc = float(acc[1] - fval)
@@ -885,7 +1166,10 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     # a hot key shared by thousands of bundles costs the search only its few core members.
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
     Pc = (gas, value, searcher, key_ptr, key_idx, ki_ptr_c, ki_items_c, scap, forced)
-    Sc = _new_state(n, n_keys, n_searchers)
+    lmask = np.zeros(n, dtype=np.uint8)
+    for t in range(core.shape[0]):
+        lmask[core[t]] = 1
+    Sc = _new_state(n, n_keys, n_searchers, lmask)
     Sc[6][2] = acc[2]
     for i in range(n):
         if forced[i] and not banned[i]:
@@ -898,11 +1182,8 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     target = np.iinfo(np.int64).max
     if ell < np.inf:
         target = fval + np.int64(math.floor((ell + err) * (1.0 + 4.0 * _U53)))
-    # Stall: a few descent passes' worth of work (a pass costs about core^2), at most the share
-    # of the cap; both are fixed by the instance and the budget, so the stop is deterministic.
-    mc = core.shape[0]
-    stall_work = min(stall_work, STALL_PASSES * mc * (mc + 64))
-    _ils(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval)
+    _search(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval,
+            tabu_depth)  # fmt: skip
     return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced
 
 
@@ -917,7 +1198,10 @@ def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_
     n_keys = ki_ptr.shape[0] - 1
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr_c, ki_items_c, scap, forced)
-    St = _new_state(n, n_keys, n_searchers)
+    lmask = np.zeros(n, dtype=np.uint8)
+    for t in range(core.shape[0]):
+        lmask[core[t]] = 1
+    St = _new_state(n, n_keys, n_searchers, lmask)
     fval = 0
     for i in range(n):
         if forced[i] and not banned[i]:
@@ -928,7 +1212,8 @@ def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_
             _add(init[t], P, St)
     _greedy_fill(core, P, St, gas_limit)
     target = np.iinfo(np.int64).max
-    _ils(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval)
+    _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval,
+            TABU_DEPTH)  # fmt: skip
     return St[0], St[6][1]
 
 
@@ -976,6 +1261,7 @@ def solve_arrays(
     init: I64 | None = None,
     use_bound: bool = True,
     exact_max: int = EXACT_MAX_ITEMS,
+    stall_work: int | None = None,
 ) -> tuple[U8, int, SolveStats]:
     """Run the kernel; returns (selected mask, upper bound in wei, stats). O(see ``pack``)."""
     n = arrays.n
@@ -988,7 +1274,8 @@ def solve_arrays(
         arrays.key_ptr, arrays.key_idx, arrays.key_item_ptr, arrays.key_items,
         np.int64(arrays.gas_limit), np.int64(arrays.searcher_cap), arrays.n_searchers,
         np.int64(work_limit), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), init, use_bound,
-        exact_max, np.int64(STALL_FRACTION * work_limit), CORE_MAX, DUAL_PASSES, DUAL_STALE_REL,
+        exact_max, np.int64(stall_work if stall_work is not None else work_limit), CORE_MAX,
+        DUAL_PASSES, DUAL_STALE_REL, TABU_DEPTH,
     )  # fmt: skip
     sel = sel.copy()
     forced_wei = sum(
@@ -1067,7 +1354,7 @@ def _greedy_only(gas, value, positive, forced, banned, searcher, key_ptr, key_id
                                  ki_ptr, ki_items, gas_limit, searcher_cap,
                                  n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
-    St = _new_state(n, ki_ptr.shape[0] - 1, n_searchers)
+    St = _new_state(n, ki_ptr.shape[0] - 1, n_searchers, np.zeros(n, dtype=np.uint8))
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, P, St)
