@@ -69,3 +69,107 @@ class InvalidKeyfile(CommitteeError):
     """A key file that is not JSON, or has a missing, unknown or mistyped field, or bad hex."""
 
     code = "invalid_keyfile"
+
+
+# --- signing: refusals by members, delivery of signed blocks ----------------------------------
+
+
+class Refusal(CommitteeError):
+    """A member refuses to sign a proposal; the subclass's ``code`` names the check that failed.
+
+    Members answer a refusal to the coordinator as ``{"code", "reason", "data"}``; the coordinator
+    counts and records it. Refusals are rejected input, never system faults.
+    """
+
+    code = "refused"
+
+
+class MalformedProposal(Refusal):
+    """The proposal does not decode (not JSON, missing or mistyped fields, bad hex)."""
+
+    code = "malformed_proposal"
+
+
+class NotMember(Refusal):
+    """The proposal is for another committee, or for a rollup this member does not serve."""
+
+    code = "not_member"
+
+
+class SlotNotClosed(Refusal):
+    """By the member's clock the slot's auction has not closed yet (beyond the skew bound)."""
+
+    code = "slot_not_closed"
+
+
+class SlotExpired(Refusal):
+    """The slot's signing deadline has passed by the member's clock."""
+
+    code = "slot_expired"
+
+
+class DoubleSign(Refusal):
+    """The member already signed a different block for this (rollup, slot)."""
+
+    code = "double_sign"
+
+
+class UnknownParent(Refusal):
+    """The block's parent is neither the member's last known block nor a newer signed block."""
+
+    code = "unknown_parent"
+
+
+class PoolMismatch(Refusal):
+    """The public txs carried into the slot are not the parent's pending pool."""
+
+    code = "pool_mismatch"
+
+
+class InvalidEvidence(Refusal):
+    """A logged event whose searcher evidence does not check out for this slot."""
+
+    code = "invalid_evidence"
+
+
+class BidSetMismatch(Refusal):
+    """The header's bid-set root is not the root of the proposed log."""
+
+    code = "bid_set_mismatch"
+
+
+class BlockMismatch(Refusal):
+    """Re-running the slot on the proposed log gives a different block (``data.field`` says
+    which field differs first)."""
+
+    code = "block_mismatch"
+
+
+class FairnessViolation(Refusal):
+    """The block breaks a fairness rule of the member's own policy (``data.rule`` names it)."""
+
+    code = "fairness_violation"
+
+
+class ForcedTxMissing(FairnessViolation):
+    """A due public transaction (the inclusion list) is missing from the block."""
+
+    code = "forced_tx_missing"
+
+
+class InvalidSignedBlock(CommitteeError):
+    """A signed block that does not verify: bad shape, wrong hash, bad signature, few signers."""
+
+    code = "invalid_signed_block"
+
+
+class BlockNotFound(CommitteeError):
+    """No signed block for that (rollup, slot), and the slot has not failed (yet)."""
+
+    code = "block_not_found"
+
+
+class SlotFailed(CommitteeError):
+    """The slot was published as failed: fewer than t valid partials by its signing deadline."""
+
+    code = "slot_failed"

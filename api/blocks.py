@@ -1,0 +1,88 @@
+"""Block delivery to rollups: signed blocks over HTTP, and the committee's evidence record.
+
+- ``GET /v1/blocks/{rollup}/latest``: the newest signed block (the head of the signed chain);
+- ``GET /v1/blocks/{rollup}/{slot}``: that slot's signed block; a failed slot answers 404 with
+  code ``slot_failed`` and the failure record in ``data``; an unknown or undecided one 404 with
+  ``block_not_found``;
+- ``GET /v1/committee/evidence/{rollup}?before=&limit=``: evidence against members (invalid
+  partials, equivocations), newest first, paged by id.
+
+Signed blocks also go to websocket subscribers of ``bs_subscribe ["blocks"]``. The JSON is
+``committee.records.signed_block_to_json`` (snake_case, wei as decimal strings); verify it with
+``blockspace verify`` or any Ethereum BLS library (docs/committee.md).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from api import errors as wire
+from api.engine import Engine
+from auction.errors import BlockspaceError, UnknownRollup
+from committee.errors import BlockNotFound, SlotFailed
+from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
+
+router = APIRouter(tags=["blocks"])
+
+MAX_EVIDENCE_PAGE = 500
+
+
+def _engine(request: Request, rollup: int) -> Engine:
+    engine: Engine = request.app.state.engine
+    if rollup not in engine.rollups:
+        raise UnknownRollup(f"rollup {rollup} is not served here", rollup=rollup)
+    return engine
+
+
+def _error(exc: BlockspaceError) -> Response:
+    return JSONResponse(wire.http_error_body(exc), status_code=wire.http_status(exc))
+
+
+@router.get("/v1/blocks/{rollup}/latest", summary="The newest signed block of a rollup")
+async def latest_block(request: Request, rollup: int) -> Response:
+    try:
+        engine = _engine(request, rollup)
+        signed = await engine.store.latest_signed_block(rollup)
+        if signed is None:
+            raise BlockNotFound(f"rollup {rollup} has no signed block yet", rollup=rollup)
+    except BlockspaceError as exc:
+        return _error(exc)
+    return JSONResponse(signed_block_to_json(signed))
+
+
+@router.get("/v1/blocks/{rollup}/{slot}", summary="A slot's signed block")
+async def block_at(request: Request, rollup: int, slot: int) -> Response:
+    try:
+        engine = _engine(request, rollup)
+        signed = await engine.store.get_signed_block(rollup, slot)
+        if signed is None:
+            failed = await engine.store.get_failed_slot(rollup, slot)
+            if failed is not None:
+                raise SlotFailed(
+                    f"slot {slot} failed: {failed.reason}", **failed_slot_to_json(failed)
+                )
+            raise BlockNotFound(f"no signed block for slot {slot}", rollup=rollup, slot=slot)
+    except BlockspaceError as exc:
+        return _error(exc)
+    return JSONResponse(signed_block_to_json(signed))
+
+
+@router.get("/v1/committee/evidence/{rollup}", summary="Evidence against committee members")
+async def member_evidence(
+    request: Request,
+    rollup: int,
+    before: str | None = Query(None, pattern=r"^\d+-\d+$", description="page below this id"),
+    limit: int = Query(100, ge=1, le=MAX_EVIDENCE_PAGE),
+) -> Response:
+    try:
+        engine = _engine(request, rollup)
+        page = await engine.store.list_evidence(rollup, before=before, limit=limit)
+    except BlockspaceError as exc:
+        return _error(exc)
+    return JSONResponse(
+        {
+            "evidence": [{"id": eid, **evidence_to_json(e)} for eid, e in page],
+            "next": page[-1][0] if len(page) == limit else None,
+        }
+    )

@@ -1,0 +1,223 @@
+"""The signing committee's records in Redis (mixed into ``RedisStore``); keys in ``keys.py``.
+
+- A signed block and a failure record exclude each other: each is one Lua script that checks the
+  other key and then ``SET NX``es its own, so a slot is published once, either way.
+- ``record_partial`` is one script: ``HSETNX`` of the (committee, member, signing root) field,
+  then, if the member already had a partial for another root, an ``XADD`` of the equivocation
+  evidence built from both records. Detection and storage cannot be separated by a crash.
+- Nothing here has a TTL: signed blocks, failures, partials and evidence are the record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from api.stores import keys
+from auction.errors import StoreUnavailable
+from committee.records import (
+    EVIDENCE_EQUIVOCATION,
+    FailedSlot,
+    MemberEvidence,
+    PartialRecord,
+    SignedBlock,
+    compute_equivocation_detail,
+    evidence_from_json,
+    evidence_to_json,
+    failed_slot_from_json,
+    failed_slot_to_json,
+    partial_from_json,
+    partial_to_json,
+    signed_block_from_store,
+    signed_block_to_json,
+)
+
+# KEYS: signed, failed, signed_slots. ARGV: json, slot.
+_SAVE_SIGNED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: failed, signed. ARGV: json.
+_SAVE_FAILED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+return 0
+"""
+
+# KEYS: partials, evidence. ARGV: "<committee>:<member>", root hex, record json, evidence prefix
+# (the evidence JSON up to and including '"first":'). Returns nil, or {evidence id, first json}.
+_RECORD_PARTIAL = """
+local field = ARGV[1] .. ':' .. ARGV[2]
+if redis.call('HSETNX', KEYS[1], field, ARGV[3]) == 0 then return false end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then return false end
+local first_root = redis.call('HGET', KEYS[1], ARGV[1])
+local first = redis.call('HGET', KEYS[1], ARGV[1] .. ':' .. first_root)
+local id = redis.call('XADD', KEYS[2], '*', 'e', ARGV[4] .. first .. ',"second":' .. ARGV[3] .. '}')
+return {id, first}
+"""
+
+_SCRIPTS = {
+    "save_signed": _SAVE_SIGNED,
+    "save_failed": _SAVE_FAILED,
+    "record_partial": _RECORD_PARTIAL,
+}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisCommittee:
+    """The committee methods of ``RedisStore``; see ``api.stores.base.Store`` for the contract."""
+
+    _committee_sha: dict[str, str] | None = None
+
+    if TYPE_CHECKING:
+
+        @property
+        def redis(self) -> aioredis.Redis: ...  # provided by RedisStore
+
+    async def _committee_script(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        if self._committee_sha is None:
+            self._committee_sha = {}
+        try:
+            sha = self._committee_sha.get(name)
+            if sha is None:
+                sha = self._committee_sha[name] = await self.redis.script_load(_SCRIPTS[name])
+            try:
+                return await self.redis.evalsha(sha, len(keys_), *keys_, *args)
+            except NoScriptError:  # a restarted server lost its script cache: load, retry once
+                sha = self._committee_sha[name] = await self.redis.script_load(_SCRIPTS[name])
+                return await self.redis.evalsha(sha, len(keys_), *keys_, *args)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+
+    async def _committee_get(self, key: str) -> bytes | None:
+        try:
+            value = await self.redis.get(key)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        return value if isinstance(value, bytes) else None
+
+    async def save_signed_block(self, block: SignedBlock) -> bool:
+        b = block.block
+        reply = await self._committee_script(
+            "save_signed",
+            [keys.signed_block(b.rollup, b.slot), keys.failed_slot(b.rollup, b.slot),
+             keys.signed_slots(b.rollup)],
+            [orjson.dumps(signed_block_to_json(block)), b.slot],
+        )
+        return bool(reply)
+
+    async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None:
+        data = await self._committee_get(keys.signed_block(rollup, slot))
+        return signed_block_from_store(orjson.loads(data)) if data is not None else None
+
+    async def latest_signed_block(self, rollup: int) -> SignedBlock | None:
+        try:
+            top = await self.redis.zrange(keys.signed_slots(rollup), -1, -1)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        return await self.get_signed_block(rollup, int(_text(top[0]))) if top else None
+
+    async def save_failed_slot(self, failed: FailedSlot) -> bool:
+        reply = await self._committee_script(
+            "save_failed",
+            [keys.failed_slot(failed.rollup, failed.slot),
+             keys.signed_block(failed.rollup, failed.slot)],
+            [orjson.dumps(failed_slot_to_json(failed))],
+        )
+        return bool(reply)
+
+    async def get_failed_slot(self, rollup: int, slot: int) -> FailedSlot | None:
+        data = await self._committee_get(keys.failed_slot(rollup, slot))
+        return failed_slot_from_json(orjson.loads(data)) if data is not None else None
+
+    async def record_partial(self, partial: PartialRecord) -> MemberEvidence | None:
+        member_key = f"{partial.committee_id.hex()}:{partial.member}"
+        record = orjson.dumps(partial_to_json(partial))
+        # Everything of the evidence but the two records, which the script splices in.
+        detail = compute_equivocation_detail(partial.member, partial.slot)
+        head = {
+            "kind": EVIDENCE_EQUIVOCATION,
+            "rollup": partial.rollup,
+            "slot": partial.slot,
+            "member": partial.member,
+            "committee_id": "0x" + partial.committee_id.hex(),
+            "detail": detail,
+            "recorded_ms": partial.received_ms,
+        }
+        prefix = orjson.dumps(head)[:-1] + b',"first":'
+        reply = await self._committee_script(
+            "record_partial",
+            [
+                keys.slot_partials(partial.rollup, partial.slot),
+                keys.member_evidence(partial.rollup),
+            ],
+            [member_key, partial.signing_root.hex(), record, prefix],
+        )
+        if not reply:
+            return None
+        first = partial_from_json(orjson.loads(reply[1]))
+        return MemberEvidence(
+            kind=EVIDENCE_EQUIVOCATION,
+            rollup=partial.rollup,
+            slot=partial.slot,
+            member=partial.member,
+            committee_id=partial.committee_id,
+            detail=detail,
+            recorded_ms=partial.received_ms,
+            first=first,
+            second=partial,
+        )
+
+    async def list_partials(self, rollup: int, slot: int) -> list[PartialRecord]:
+        try:
+            fields = await self.redis.hgetall(keys.slot_partials(rollup, slot))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        # Fields <committee>:<member>:<root> hold records; <committee>:<member> a first root.
+        records = [
+            partial_from_json(orjson.loads(v))
+            for k, v in fields.items()
+            if _text(k).count(":") == 2
+        ]
+        return sorted(records, key=lambda p: (p.member, p.received_ms))
+
+    async def save_evidence(self, evidence: MemberEvidence) -> str:
+        try:
+            eid = await self.redis.xadd(
+                keys.member_evidence(evidence.rollup),
+                {"e": orjson.dumps(evidence_to_json(evidence))},
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        return _text(eid)
+
+    async def list_evidence(
+        self, rollup: int, *, before: str | None, limit: int
+    ) -> list[tuple[str, MemberEvidence]]:
+        if limit <= 0:
+            return []
+        try:
+            entries = await self.redis.xrevrange(
+                keys.member_evidence(rollup),
+                max="+" if before is None else f"({before}",
+                min="-",
+                count=limit,
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        out: list[tuple[str, MemberEvidence]] = []
+        for eid, fields in entries or ():
+            data: Any = (fields or {})[b"e"]
+            out.append((_text(eid), evidence_from_json(orjson.loads(data))))
+        return out

@@ -1,0 +1,257 @@
+"""Deadline-to-published latency of signed blocks with real signer processes on this machine.
+
+    .venv/bin/python -m bench.committee_latency [--n 10] [--t 7] [--sizes 100 2000]
+        [--samples 12] [--repeat 3] [--slot-ms 2000]
+
+Starts n ``blockspace signer`` processes on loopback and an engine (memory store) in this
+process with the coordinator attached, then for each slot: appends that many real signed bids
+(real transactions; only the request bodies are re-signed per slot), waits for the deadline,
+closes the slot and times until the signed block is published. Prints, per slot size, the
+median over repeats of p50 and p99 of deadline -> published, and where the time went (medians):
+the engine's close, building the proposal, members re-checking and signing (their own wall
+times, under contention for the cores), the coordinator verifying and combining. For scale it
+also times one member checking the same proposal alone in this process (no contention), which
+is what a deployment with one member per host pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.engine import Engine
+from api.metrics import Metrics
+from api.searcher import SearcherKey, bundle_params
+from api.settings import Settings
+from api.stores.base import SearcherLimits
+from api.stores.memory import MemoryStore
+from auction.bundles import compute_bid, compute_bid_id
+from auction.results import compute_slot_result
+from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from auction.types import Bid, Evidence, LoggedEvent
+from committee import keyfiles, threshold
+from committee.coordinator import Coordinator, HttpMember
+from committee.local import SignerProcesses, compute_settings_env, write_committee_files
+from committee.member import Member
+from committee.proposal import Proposal, encode_proposal
+from committee.protection import ProtectionStore
+from committee.signer import compute_member_config
+from ordering import packer
+
+ROLLUP = 167_001
+GWEI = 10**9
+WIDE = SearcherLimits(max_bundles=10**9, max_bytes=10**12)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+class BidPool:
+    """``size`` signed bundles whose transactions are signed once; per slot only the request
+    body is re-signed (the Bid is exactly what ``compute_bid`` derives for that slot)."""
+
+    def __init__(self, size: int, settings: Settings, seed: int = 1) -> None:
+        rng = random.Random(seed)
+        searchers = [SearcherKey.from_seed(1_000 + i) for i in range(max(8, size // 25))]
+        rollups = settings.rollup_configs()
+        self.settings = settings
+        self.templates: list[tuple[SearcherKey, list[bytes], int, Bid]] = []
+        clock = Engine(store=MemoryStore(), rollups=rollups, preset=settings.base_preset(),
+                       slot_ms=settings.slot_ms).clock
+        slot0 = (int(time.time() * 1000) - settings.genesis_ms) // settings.slot_ms + 1
+        nonces: dict[str, int] = {}
+        for i in range(size):
+            k = searchers[int(rng.paretovariate(1.2)) % len(searchers)]
+            txs = []
+            for _ in range(rng.choice((1, 1, 2))):
+                nonces[k.address] = nonces.get(k.address, 0) + 1
+                hot = rng.random() < 0.5
+                access = [{"address": "0x" + "aa" * 20,
+                           "storageKeys": ["0x" + f"{rng.randrange(40):064x}"]}] if hot else []
+                txs.append(k.sign_tx(
+                    type=2, chainId=ROLLUP, nonce=nonces[k.address],
+                    maxPriorityFeePerGas=rng.randint(1, 40) * GWEI, maxFeePerGas=200 * GWEI,
+                    gas=rng.choice((21_000, 90_000, 150_000, 400_000)),
+                    to="0x" + "bb" * 20, value=0, data=b"", accessList=access))
+            bid_wei = int(rng.paretovariate(1.5) * 10**15) + i
+            params = bundle_params(txs, slot0, bid_wei=bid_wei)
+            body = k.request("eth_sendBundle", [params])
+            template = compute_bid(
+                params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
+                rollups=rollups, clock=clock, now_ms=compute_slot_start_ms(clock, slot0),
+                max_slots_ahead=settings.base_preset().max_slots_ahead,
+            )
+            self.templates.append((k, txs, bid_wei, template))
+
+    def bids_for(self, slot: int, now_ms: int) -> list[Bid]:
+        out = []
+        for k, txs, bid_wei, template in self.templates:
+            body = k.request("eth_sendBundle", [bundle_params(txs, slot, bid_wei=bid_wei)])
+            evidence = Evidence(body, k.sign_body(body))
+            out.append(dataclasses.replace(
+                template, slot=slot, evidence=evidence, bid_id=compute_bid_id(evidence),
+                received_ms=now_ms))
+        return out
+
+
+async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool, samples: int
+                   ) -> list[dict[str, Any]]:
+    """Time ``samples`` slots of ``len(pool.templates)`` bids; return one record per slot."""
+    out = []
+    for _ in range(samples):
+        slot = engine.open_slot() + 1
+        start = compute_slot_start_ms(engine.clock, slot)
+        await asyncio.sleep(max(0.0, (start - engine.now_ms()) / 1000 + 0.005))
+        for bid in pool.bids_for(slot, engine.now_ms()):
+            await engine.store.append_bid(bid, WIDE)
+        deadline = compute_deadline_ms(engine.clock, slot)
+        await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
+        t0 = time.time()
+        await engine.close_slot(ROLLUP, slot)
+        done_ms = (time.time() - deadline / 1000) * 1000
+        timing = dict(coordinator.timings[-1])
+        timing["deadline_to_published_ms"] = done_ms
+        timing["late_start_ms"] = (t0 * 1000) - deadline
+        out.append(timing)
+    return out
+
+
+def member_phase(records: list[dict[str, Any]], phases: tuple[str, ...]) -> float:
+    """Median over slots of the median member's time in ``phases`` (members that answered)."""
+    per_slot = []
+    for r in records:
+        sums = [sum(m.get(p, 0.0) for p in phases) for m in r["members"].values()]
+        if sums:
+            per_slot.append(statistics.median(sums))
+    return statistics.median(per_slot) if per_slot else float("nan")
+
+
+def alone_ms(pool: BidPool, settings: Settings, committee: threshold.CommitteeInfo,
+             share: threshold.KeyShare, workdir: Path, engine: Engine) -> dict[str, float]:
+    """One member checking one proposal of this size in this process, without contention."""
+    slot = engine.open_slot() + 3
+    log = tuple(LoggedEvent(f"{i}-0", b) for i, b in
+                enumerate(pool.bids_for(slot, compute_slot_start_ms(engine.clock, slot))))
+    t0 = time.perf_counter()
+    result = compute_slot_result(settings.rollup_configs()[ROLLUP], slot,
+                                 compute_deadline_ms(engine.clock, slot), "0x" + "00" * 32, log)
+    engine_ms = (time.perf_counter() - t0) * 1e3
+    body = encode_proposal(Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (),
+                                    log))
+    member = Member(share, compute_member_config(settings, committee, share.index),
+                    ProtectionStore(workdir / f"alone-{slot}.sqlite3"),
+                    evidence_sample=settings.signer_evidence_sample,
+                    clock_ms=lambda: compute_deadline_ms(engine.clock, slot) + 1)
+    t0 = time.perf_counter()
+    reply = member.sign_proposal(body)
+    total = (time.perf_counter() - t0) * 1e3
+    return {"engine_result_ms": engine_ms, "member_total_ms": total, **reply.timings_ms,
+            "proposal_mb": len(body) / 1e6}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    t = args.t or threshold.default_threshold(args.n)
+    settings = Settings(slot_ms=args.slot_ms, rollups=[ROLLUP], genesis_ms=0)
+    packer.warm_up()
+    with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
+        workdir = Path(tmp)
+        committee_path, share_paths = write_committee_files(workdir, args.n, t)
+        committee = keyfiles.read_committee_file(committee_path)
+        share = keyfiles.read_share_file(share_paths[0])[0]
+        procs = SignerProcesses(share_paths, env=compute_settings_env(settings))
+        procs.start_all()
+        try:
+            await asyncio.to_thread(procs.wait_ready, None, 300)
+            engine = Engine(store=MemoryStore(), rollups=settings.rollup_configs(),
+                            preset=settings.base_preset(), slot_ms=settings.slot_ms,
+                            metrics=Metrics())
+            client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=args.n))
+            coordinator = Coordinator(
+                engine, committee,
+                [HttpMember(i, u, client) for i, u in enumerate(procs.urls, start=1)],
+                signing_window_ms=settings.slot_ms, owned_client=client)
+            coordinator.attach()
+            await engine.start(run_clock=False)
+            print(f"committee {t} of {args.n} signer processes, slots of {args.slot_ms} ms, "
+                  f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+            for size in args.sizes:
+                pool = BidPool(size, settings)
+                rounds = []
+                for _ in range(args.repeat):
+                    rounds.append(await run_size(engine, coordinator, pool, args.samples))
+                report(size, rounds, alone_ms(pool, settings, committee, share, workdir, engine))
+            await engine.stop()
+            await coordinator.aclose()
+        finally:
+            procs.stop_all()
+
+
+def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float]) -> None:
+    records = [r for rnd in rounds for r in rnd]
+    signed = [r for r in records if r["status"] == "signed"]
+    p50 = statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], 50)
+                            for rnd in rounds)
+    p99 = statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], 99)
+                            for rnd in rounds)
+
+    def med(key: str) -> float:
+        values = [r[key] for r in signed if key in r]
+        return statistics.median(values) if values else float("nan")
+
+    total = med("deadline_to_published_ms")
+    close = med("close_done_after_deadline_ms")
+    proposal = med("proposal_ms")
+    collect = med("collect_ms")
+    recheck = member_phase(signed, ("decode", "checks", "evidence", "repack"))
+    sign = member_phase(signed, ("sign",))
+    combine = med("verify_ms") + med("combine_ms")
+    print(f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
+          f"{statistics.median(r['proposal_bytes'] for r in records) / 1e6:.2f} MB")
+    print(f"  deadline -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+          f"(median over {len(rounds)} repeats of {len(rounds[0])} slots)")
+    print(f"  median breakdown of {total:.0f} ms:")
+    for name, value in [
+        ("engine close (log, slot result, history, store)", close),
+        ("build + encode proposal", proposal),
+        ("collect t partials (wall, send -> t-th valid)", collect),
+        ("  member re-check: decode+checks+evidence+repack", recheck),
+        ("  member sign: partial + fsync of protection", sign),
+        ("coordinator verify partials + combine", combine),
+    ]:
+        print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
+    print("  one member alone (no contention, this process): "
+          f"{alone['member_total_ms']:.0f} ms = decode {alone['decode']:.0f} + checks "
+          f"{alone['checks']:.0f} + evidence {alone['evidence']:.0f} + repack "
+          f"{alone['repack']:.0f} + sign {alone['sign']:.0f}; engine slot result "
+          f"{alone['engine_result_ms']:.0f} ms")
+    print(f"  contention ratio (member re-check+sign under load / alone): "
+          f"{(recheck + sign) / max(alone['member_total_ms'], 1e-9):.1f}x", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--t", type=int, default=None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 2000])
+    parser.add_argument("--samples", type=int, default=12, help="slots per repeat and size")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--slot-ms", type=int, default=2000, dest="slot_ms")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,636 @@
+"""The coordinator: at each slot close, get the block signed by the committee and publish it.
+
+It runs in the engine as its first result hook (``attach``) and owns the signed chain's head:
+with a committee the engine's parent for the next block is the newest *signed* block (set
+through ``Engine.set_head``), so a failed slot never becomes a parent (docs/committee.md).
+
+Per slot: build the proposal (block, log, parent certificate, carried pool), serialize it once,
+send the same bytes to every member concurrently, verify each partial as it arrives against
+that member's public key share, and as soon as t are valid combine them (Lagrange at 0), verify
+the result against the group key and publish. Invalid partials are recorded as evidence; late
+or missing members are tolerated up to n - t; refusals are counted by code. If t valid partials
+cannot arrive by the signing deadline (or can no longer arrive at all), the slot is published
+as failed. Answers that arrive after publication are still verified and recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import httpx
+import orjson
+from prometheus_client import Counter, Histogram
+
+from auction.encoding import ZERO_HASH, compute_pending_root
+from auction.types import PendingTx, SlotResult
+from committee import bls, keyfiles, threshold
+from committee.checks import compute_signing_deadline_ms
+from committee.errors import CommitteeError, Refusal
+from committee.member import Member
+from committee.proposal import Proposal, compute_parent_certificate, encode_proposal
+from committee.records import (
+    EVIDENCE_INVALID_PARTIAL,
+    FAILED_NOT_ENOUGH_PARTIALS,
+    FAILED_NOT_PROPOSED,
+    MAX_EVIDENCE_BYTES,
+    STATUS_FAILED,
+    STATUS_SIGNED,
+    FailedSlot,
+    MemberEvidence,
+    PartialRecord,
+    SignedBlock,
+    failed_slot_to_json,
+    signed_block_to_json,
+)
+from committee.signing import compute_signing_root
+from committee.threshold import CommitteeInfo
+
+if TYPE_CHECKING:
+    from api.engine import Engine
+    from api.settings import Settings
+
+log = logging.getLogger("blockspace.coordinator")
+
+# A member's answer is a few hundred bytes; a lying member must not make us read megabytes.
+MAX_ANSWER_BYTES: Final[int] = 64 * 1024
+# Slot timings kept for /metrics-free inspection (the benchmark reads them).
+TIMINGS_KEPT: Final[int] = 1024
+
+
+# --- members as the coordinator sees them -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAnswer:
+    """What one member answered: a partial (maybe bad), a refusal, or nothing usable."""
+
+    index: int
+    partial: bytes | None = None
+    block_hash: str | None = None
+    refusal: str | None = None  # the stable refusal code
+    message: str = ""
+    error: str | None = None  # unreachable, timeout, malformed answer
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class MemberClient(Protocol):
+    """A way to reach one member."""
+
+    index: int
+
+    async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer: ...
+
+    async def aclose(self) -> None: ...
+
+
+def answer_from_json(index: int, status: int, data: bytes) -> MemberAnswer:
+    """Interpret a member's HTTP answer (any bytes: the member may be lying)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return MemberAnswer(index, error=f"HTTP {status}: answer is not JSON")
+    if not isinstance(doc, dict):
+        return MemberAnswer(index, error=f"HTTP {status}: answer is not an object")
+    if status == 200:
+        partial = doc.get("partial")
+        if not isinstance(partial, str) or not partial.startswith("0x"):
+            return MemberAnswer(index, error="answer has no partial")
+        try:
+            raw = bytes.fromhex(partial[2:])
+        except ValueError:
+            return MemberAnswer(index, error="partial is not hex")
+        block_hash = doc.get("block_hash")
+        timings = doc.get("timings_ms")
+        return MemberAnswer(
+            index,
+            partial=raw,
+            block_hash=block_hash if isinstance(block_hash, str) else None,
+            timings_ms=timings if isinstance(timings, dict) else {},
+        )
+    code = doc.get("code")
+    message = doc.get("message")
+    return MemberAnswer(
+        index,
+        refusal=code if isinstance(code, str) else "unknown",
+        message=message if isinstance(message, str) else "",
+    )
+
+
+class HttpMember:
+    """A member behind ``blockspace signer`` (``POST <url>/v1/sign``)."""
+
+    def __init__(self, index: int, url: str, client: httpx.AsyncClient) -> None:
+        self.index = index
+        self.url = url.rstrip("/") + "/v1/sign"
+        self._client = client
+
+    async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._client.stream(
+                    "POST",
+                    self.url,
+                    content=body,
+                    headers={"content-type": "application/json"},
+                    timeout=timeout_s,
+                ) as response:
+                    data = b""
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > MAX_ANSWER_BYTES:
+                            return MemberAnswer(self.index, error="answer too large")
+                    return answer_from_json(self.index, response.status_code, data)
+        except TimeoutError:
+            return MemberAnswer(self.index, error="no answer before the signing deadline")
+        except httpx.HTTPError as exc:
+            return MemberAnswer(self.index, error=f"unreachable: {type(exc).__name__}")
+
+    async def aclose(self) -> None:
+        """The shared client is closed by whoever made it."""
+
+
+class LocalMember:
+    """An in-process member (``blockspace demo``'s default committee): same checks, no socket."""
+
+    def __init__(self, member: Member) -> None:
+        self.member = member
+        self.index = member.index
+
+    async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
+        try:
+            async with asyncio.timeout(timeout_s):
+                reply = await asyncio.to_thread(self.member.sign_proposal, body)
+        except Refusal as refusal:
+            return MemberAnswer(self.index, refusal=refusal.code, message=refusal.message)
+        except TimeoutError:
+            return MemberAnswer(self.index, error="no answer before the signing deadline")
+        return MemberAnswer(
+            self.index,
+            partial=reply.partial,
+            block_hash=reply.block_hash,
+            timings_ms=reply.timings_ms,
+        )
+
+    async def aclose(self) -> None:
+        self.member.protection.close()
+
+
+# --- collecting partials ----------------------------------------------------------------------
+
+
+@dataclass
+class Collection:
+    """Everything the members answered for one proposal, as classified so far."""
+
+    valid: dict[int, bytes] = field(default_factory=dict)  # in arrival order
+    refused: dict[int, str] = field(default_factory=dict)
+    invalid: dict[int, bytes] = field(default_factory=dict)
+    missing: dict[int, str] = field(default_factory=dict)
+    timings_ms: dict[int, dict[str, float]] = field(default_factory=dict)
+    verify_ms: float = 0.0
+
+
+class _CoordinatorMetrics:
+    def __init__(self, registry: Any) -> None:
+        self.slots = Counter(
+            "blockspace_committee_slots", "Slots published, by status", ["status"],
+            registry=registry,
+        )
+        self.answers = Counter(
+            "blockspace_committee_answers",
+            "Member answers: valid, invalid, refused (with code), missing",
+            ["member", "kind", "code"],
+            registry=registry,
+        )
+        self.evidence = Counter(
+            "blockspace_committee_evidence", "Evidence recorded against members, by kind",
+            ["kind"], registry=registry,
+        )
+        self.seconds = Histogram(
+            "blockspace_committee_seconds",
+            "From a slot's deadline to its publication, and its phases",
+            ["phase"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+
+
+class Coordinator:
+    """Gets each closed slot's block signed by t of n members and publishes the outcome."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        committee: CommitteeInfo,
+        members: Sequence[MemberClient],
+        *,
+        signing_window_ms: int,
+        clock_ms: Callable[[], int] | None = None,
+        owned_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        indices = sorted(m.index for m in members)
+        if indices != list(range(1, committee.n + 1)):
+            raise ValueError(f"need exactly one client per member 1..{committee.n}")
+        self.engine = engine
+        self.committee = committee
+        self.members = sorted(members, key=lambda m: m.index)
+        self.signing_window_ms = signing_window_ms
+        self._clock_ms = clock_ms or engine.now_ms
+        self._client = owned_client
+        self._heads: dict[int, tuple[SignedBlock, tuple[PendingTx, ...]] | None] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self.metrics = _CoordinatorMetrics(engine.metrics.registry)
+        self.timings: list[dict[str, Any]] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Sign every slot the engine closes; the engine's head follows signed blocks only."""
+        self.engine.signed_chain = True
+        # First hook: later hooks (the demo's printout) see the slot already signed or failed.
+        self.engine.result_hooks.insert(0, self.sign_slot_hook)
+
+    async def recover(self) -> None:
+        """After a restart: settle the newest closed slot if it was never signed nor failed."""
+        for rollup in self.engine.rollups:
+            result = await self.engine.store.latest_result(rollup)
+            if result is None or await self._published(rollup, result.slot):
+                continue
+            head = await self._head(rollup)
+            within = self._clock_ms() <= self._signing_deadline_ms(result.slot)
+            parent = head[0].block.block_hash if head else ZERO_HASH
+            if within and result.block.parent_hash == parent:
+                await self.sign_slot(result)
+            else:
+                await self._publish_failed(
+                    result, Collection(), FAILED_NOT_PROPOSED, "closed but never proposed"
+                )
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for m in self.members:
+            await m.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+    # --- the signed chain ----------------------------------------------------------------------
+
+    async def _head(self, rollup: int) -> tuple[SignedBlock, tuple[PendingTx, ...]] | None:
+        """The newest signed block and the public pool it left pending (loaded once)."""
+        if rollup not in self._heads:
+            signed = await self.engine.store.latest_signed_block(rollup)
+            pending: tuple[PendingTx, ...] = ()
+            if signed is not None:
+                result = await self.engine.store.get_result(rollup, signed.block.slot)
+                pending = result.pending if result is not None else ()
+            self._heads[rollup] = (signed, pending) if signed is not None else None
+        return self._heads[rollup]
+
+    async def _published(self, rollup: int, slot: int) -> bool:
+        store = self.engine.store
+        return (await store.get_signed_block(rollup, slot)) is not None or (
+            await store.get_failed_slot(rollup, slot)
+        ) is not None
+
+    def _signing_deadline_ms(self, slot: int) -> int:
+        return compute_signing_deadline_ms(self.engine.clock, slot, self.signing_window_ms)
+
+    # --- one slot --------------------------------------------------------------------------------
+
+    async def sign_slot_hook(self, result: SlotResult) -> None:
+        await self.sign_slot(result)
+
+    async def build_proposal(self, result: SlotResult) -> Proposal:
+        """The proposal for a closed slot: its block, its log, the signed parent and pool."""
+        rollup = result.rollup
+        head = await self._head(rollup)
+        log_entries = await self.engine.store.read_log(rollup, result.slot)
+        return Proposal(
+            committee_id=self.committee.committee_id,
+            rollup=rollup,
+            slot=result.slot,
+            block=result.block,
+            parent=compute_parent_certificate(head[0].block, head[0].signature) if head else None,
+            carried=head[1] if head else (),
+            log=tuple(log_entries),
+        )
+
+    async def sign_slot(self, result: SlotResult) -> SignedBlock | FailedSlot:
+        """Get ``result``'s block signed and publish it, or publish the slot as failed."""
+        started_ms = self._clock_ms()
+        t0 = time.perf_counter()
+        proposal = await self.build_proposal(result)
+        head = await self._head(result.rollup)
+        parent_hash = head[0].block.block_hash if head else ZERO_HASH
+        # Verify the block extends the signed chain with the pool it left: else no member can
+        # sign it (it would fork), so do not ask them.
+        if result.block.parent_hash != parent_hash or result.block.carried_root != (
+            compute_pending_root(proposal.carried)
+        ):
+            log.error("slot %d's block does not extend the signed head", result.slot)
+            return await self._publish_failed(
+                result, Collection(), FAILED_NOT_PROPOSED, "the block does not extend the head"
+            )
+        body = encode_proposal(proposal)
+        t1 = time.perf_counter()
+        root = compute_signing_root(
+            self.committee.committee_id, result.rollup, result.slot, result.block.block_hash
+        )
+        deadline_ms = self._signing_deadline_ms(result.slot)
+        collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=True)
+        t2 = time.perf_counter()
+        timing: dict[str, Any] = {
+            "rollup": result.rollup,
+            "slot": result.slot,
+            "bids": len(result.outcomes),
+            "proposal_bytes": len(body),
+            "close_done_after_deadline_ms": started_ms - result.deadline_ms,
+            "proposal_ms": (t1 - t0) * 1e3,
+            "collect_ms": (t2 - t1) * 1e3,
+            "verify_ms": collection.verify_ms,
+            "members": dict(collection.timings_ms),
+        }
+        outcome: SignedBlock | FailedSlot
+        if len(collection.valid) >= self.committee.t:
+            t3 = time.perf_counter()
+            chosen = list(collection.valid.items())[: self.committee.t]
+            signature = threshold.combine(chosen, self.committee.t, self.committee.n)
+            # Verify the combination: each partial verified, so this fails only on a bug.
+            if not bls.verify(self.committee.group_public_key, root, signature):
+                log.error("combined signature for slot %d does not verify", result.slot)
+                outcome = await self._publish_failed(
+                    result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify"
+                )
+            else:
+                timing["combine_ms"] = (time.perf_counter() - t3) * 1e3
+                outcome = await self._publish_signed(result, signature, sorted(chosen))
+        else:
+            outcome = await self._publish_failed(
+                result, collection, FAILED_NOT_ENOUGH_PARTIALS,
+                f"{len(collection.valid)} valid partials of the {self.committee.t} needed",
+            )
+        timing["status"] = STATUS_SIGNED if isinstance(outcome, SignedBlock) else STATUS_FAILED
+        timing["published_after_deadline_ms"] = outcome.published_ms - result.deadline_ms
+        self.timings.append(timing)
+        del self.timings[:-TIMINGS_KEPT]
+        self.metrics.seconds.labels("deadline_to_published").observe(
+            max(0, outcome.published_ms - result.deadline_ms) / 1000
+        )
+        self.metrics.seconds.labels("collect").observe(t2 - t1)
+        # Late answers and the partials already in hand are recorded off the critical path.
+        task = asyncio.create_task(
+            self._record(proposal, root, collection, pending, deadline_ms),
+            name="committee-record",
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return outcome
+
+    async def solicit(self, proposal: Proposal) -> Collection:
+        """Send any proposal to every member, wait for every answer (or the slot's signing
+        deadline), record valid partials (equivocation detection) and invalid ones (evidence).
+
+        ``sign_slot`` does the same but stops waiting at t valid partials; this is for audits
+        and for tests of proposals that break a rule.
+        """
+        root = compute_signing_root(
+            self.committee.committee_id, proposal.rollup, proposal.slot,
+            proposal.block.block_hash,
+        )
+        deadline_ms = self._signing_deadline_ms(proposal.slot)
+        body = encode_proposal(proposal)
+        collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=False)
+        await self._record(proposal, root, collection, pending, deadline_ms)
+        return collection
+
+    async def _collect(
+        self, body: bytes, root: bytes, deadline_ms: int, *, stop_at_t: bool
+    ) -> tuple[Collection, set[asyncio.Task[MemberAnswer]]]:
+        """Ask every member; return once every member answered, or (``stop_at_t``) t partials
+        are valid or t became impossible, or the deadline passed. Also returns the requests
+        still running."""
+        c = Collection()
+        timeout_s = max(0.0, (deadline_ms - self._clock_ms()) / 1000)
+        pending = {asyncio.create_task(m.sign(body, timeout_s)) for m in self.members}
+        t = self.committee.t if stop_at_t else self.committee.n + 1
+        while pending and len(c.valid) < t:
+            remaining_s = (deadline_ms - self._clock_ms()) / 1000
+            if remaining_s <= 0:
+                break
+            done, pending = await asyncio.wait(
+                pending, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                self._classify(task.result(), root, c)
+            # Stop early once t valid partials can no longer arrive (e.g. members are down).
+            if stop_at_t and len(c.valid) + len(pending) < t:
+                break
+        return c, pending
+
+    def _classify(self, answer: MemberAnswer, root: bytes, c: Collection) -> None:
+        i = answer.index
+        if answer.timings_ms:
+            c.timings_ms[i] = answer.timings_ms
+        if answer.partial is not None:
+            t0 = time.perf_counter()
+            ok = threshold.verify_partial(self.committee.member_public_key(i), root, answer.partial)
+            c.verify_ms += (time.perf_counter() - t0) * 1e3
+            if ok:
+                c.valid[i] = answer.partial
+                self.metrics.answers.labels(str(i), "valid", "").inc()
+            else:
+                c.invalid[i] = answer.partial
+                self.metrics.answers.labels(str(i), "invalid", "").inc()
+                log.warning("member %d answered an invalid partial", i)
+        elif answer.refusal is not None:
+            c.refused[i] = answer.refusal
+            self.metrics.answers.labels(str(i), "refused", answer.refusal).inc()
+            log.info("member %d refused: %s %s", i, answer.refusal, answer.message)
+        else:
+            c.missing[i] = answer.error or "no answer"
+            self.metrics.answers.labels(str(i), "missing", "").inc()
+
+    async def _record(
+        self,
+        proposal: Proposal,
+        root: bytes,
+        c: Collection,
+        pending: set[asyncio.Task[MemberAnswer]],
+        deadline_ms: int,
+    ) -> None:
+        """Wait for late answers (until the deadline), then record partials and evidence."""
+        if pending:
+            remaining_s = max(0.0, (deadline_ms - self._clock_ms()) / 1000)
+            done, still = await asyncio.wait(pending, timeout=remaining_s)
+            for task in done:
+                self._classify(task.result(), root, c)
+            for task in still:
+                task.cancel()
+        store = self.engine.store
+        now = self._clock_ms()
+        try:
+            for i, partial in c.valid.items():
+                evidence = await store.record_partial(
+                    PartialRecord(
+                        rollup=proposal.rollup,
+                        slot=proposal.slot,
+                        member=i,
+                        committee_id=self.committee.committee_id,
+                        block_hash=proposal.block.block_hash,
+                        signing_root=root,
+                        partial=partial,
+                        received_ms=now,
+                    )
+                )
+                if evidence is not None:
+                    self.metrics.evidence.labels(evidence.kind).inc()
+                    log.warning("equivocation by member %d in slot %d", i, proposal.slot)
+            for i, partial in c.invalid.items():
+                await store.save_evidence(
+                    MemberEvidence(
+                        kind=EVIDENCE_INVALID_PARTIAL,
+                        rollup=proposal.rollup,
+                        slot=proposal.slot,
+                        member=i,
+                        committee_id=self.committee.committee_id,
+                        detail=f"member {i}'s partial does not verify under its key share",
+                        recorded_ms=now,
+                        block_hash=proposal.block.block_hash,
+                        signing_root=root,
+                        partial=partial[:MAX_EVIDENCE_BYTES],
+                    )
+                )
+                self.metrics.evidence.labels(EVIDENCE_INVALID_PARTIAL).inc()
+        except Exception:
+            log.exception("recording partials and evidence failed")
+            self.engine.metrics.system_faults.labels("committee_record").inc()
+
+    # --- publishing ------------------------------------------------------------------------------
+
+    async def _publish_signed(
+        self, result: SlotResult, signature: bytes, partials: list[tuple[int, bytes]]
+    ) -> SignedBlock | FailedSlot:
+        signed = SignedBlock(
+            block=result.block,
+            committee_id=self.committee.committee_id,
+            signature=signature,
+            partials=tuple(partials),
+            deadline_ms=result.deadline_ms,
+            published_ms=self._clock_ms(),
+        )
+        store = self.engine.store
+        if not await store.save_signed_block(signed):
+            # Another engine process published this slot first: its record is the truth.
+            other = await store.get_signed_block(result.rollup, result.slot)
+            if other is None:
+                failed = await store.get_failed_slot(result.rollup, result.slot)
+                if failed is not None:
+                    return failed
+                raise RuntimeError("the store refused a signed block but holds no record")
+            signed = other
+        self._heads[result.rollup] = (signed, result.pending)
+        self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
+        self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
+        await store.record_committee(
+            result.rollup,
+            result.slot,
+            {
+                "status": STATUS_SIGNED,
+                "block_hash": signed.block.block_hash,
+                "committee_id": "0x" + signed.committee_id.hex(),
+                "signers": list(signed.signers),
+                "signature": "0x" + signed.signature.hex(),
+            },
+        )
+        self.metrics.slots.labels(STATUS_SIGNED).inc()
+        return signed
+
+    async def _publish_failed(
+        self, result: SlotResult, c: Collection, reason: str, detail: str
+    ) -> SignedBlock | FailedSlot:
+        failed = FailedSlot(
+            rollup=result.rollup,
+            slot=result.slot,
+            committee_id=self.committee.committee_id,
+            block_hash=result.block.block_hash,
+            reason=reason,
+            valid=tuple(sorted(c.valid)),
+            refused=tuple(sorted(c.refused.items())),
+            invalid=tuple(sorted(c.invalid)),
+            missing=tuple(
+                sorted(
+                    set(range(1, self.committee.n + 1))
+                    - set(c.valid) - set(c.refused) - set(c.invalid)
+                )
+            ),
+            deadline_ms=self._signing_deadline_ms(result.slot),
+            published_ms=self._clock_ms(),
+        )
+        store = self.engine.store
+        if not await store.save_failed_slot(failed):
+            # Already published (signed or failed, by this engine or another): that stands.
+            signed = await store.get_signed_block(result.rollup, result.slot)
+            stored = await store.get_failed_slot(result.rollup, result.slot)
+            existing = signed or stored
+            if existing is None:
+                raise RuntimeError("the store refused a failure record but holds no record")
+            return existing
+        log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
+        payload = failed_slot_to_json(failed)
+        self.engine.notifier.to_block_watchers(payload)
+        await store.record_committee(result.rollup, result.slot, payload)
+        self.metrics.slots.labels(STATUS_FAILED).inc()
+        return failed
+
+
+def build_coordinator(settings: Settings, engine: Engine) -> Coordinator:
+    """The coordinator ``blockspace serve`` runs: the committee file, HTTP members, attached."""
+    committee = keyfiles.read_committee_file(settings.committee or "")
+    if len(settings.signers) != committee.n:
+        raise ValueError(
+            f"the committee has {committee.n} members; give one --signer URL each "
+            f"(got {len(settings.signers)})"
+        )
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=4 * committee.n, max_keepalive_connections=committee.n)
+    )
+    members = [HttpMember(i, url, client) for i, url in enumerate(settings.signers, start=1)]
+    coordinator = Coordinator(
+        engine,
+        committee,
+        members,
+        signing_window_ms=settings.signing_window_ms or settings.slot_ms,
+        owned_client=client,
+    )
+    coordinator.attach()
+    return coordinator
+
+
+def check_committee_settings(settings: Settings, *, workers: int = 1) -> str | None:
+    """What is wrong with ``serve``'s committee settings, or None (checked before starting)."""
+    if not settings.committee:
+        return None
+    if workers > 1:
+        # Each worker would run its own coordinator, and only the one that signs a slot would
+        # move its head (docs/committee.md, "not yet").
+        return "--committee runs with one engine process; drop --workers"
+    try:
+        committee = keyfiles.read_committee_file(settings.committee)
+    except (OSError, CommitteeError) as exc:
+        return f"committee file {settings.committee}: {exc}"
+    if len(settings.signers) != committee.n:
+        return (
+            f"the committee has {committee.n} members: give one --signer URL each, member 1 "
+            f"first (got {len(settings.signers)})"
+        )
+    return None

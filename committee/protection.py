@@ -1,0 +1,161 @@
+"""A member's durable slashing protection: what it signed, and the newest signed block it knows.
+
+EIP-3076 semantics for blocks, keyed by (committee id, rollup, slot): a member never signs a
+second, different block for a slot; asked again for the same block it answers the same partial.
+The record is committed (and fsynced) before the partial leaves the process, so a member killed
+at any instant and restarted from this file cannot sign twice.
+
+SQLite from the standard library: ``journal_mode=WAL`` with ``synchronous=FULL`` makes every
+commit durable (the WAL is fsynced on commit). One connection, used by one thread at a time (the
+member serializes signing).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+from committee.checks import KnownBlock
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signed (
+    committee_id BLOB NOT NULL,
+    rollup INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    block_hash TEXT NOT NULL,
+    signing_root BLOB NOT NULL,
+    partial BLOB NOT NULL,
+    signed_ms INTEGER NOT NULL,
+    PRIMARY KEY (committee_id, rollup, slot)
+);
+CREATE TABLE IF NOT EXISTS heads (
+    committee_id BLOB NOT NULL,
+    rollup INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    block_hash TEXT NOT NULL,
+    pending_root TEXT NOT NULL,
+    PRIMARY KEY (committee_id, rollup)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRecord:
+    """One partial a member released."""
+
+    block_hash: str
+    signing_root: bytes
+    partial: bytes
+    signed_ms: int
+
+
+class ProtectionStore:
+    """The member's SQLite file of signed slots and known heads."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a write is one transaction.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsynced at every commit, before we answer anyone.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def get_signed(self, committee_id: bytes, rollup: int, slot: int) -> SignedRecord | None:
+        """What this member signed for (rollup, slot), if anything."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT block_hash, signing_root, partial, signed_ms FROM signed "
+                "WHERE committee_id = ? AND rollup = ? AND slot = ?",
+                (committee_id, rollup, slot),
+            ).fetchone()
+        return SignedRecord(row[0], bytes(row[1]), bytes(row[2]), row[3]) if row else None
+
+    def record_signed(
+        self,
+        committee_id: bytes,
+        rollup: int,
+        slot: int,
+        record: SignedRecord,
+        head: KnownBlock | None = None,
+    ) -> SignedRecord:
+        """Durably record a partial before it is released; return the record that stands.
+
+        If a record for (rollup, slot) already exists (a concurrent request won), it is returned
+        unchanged and the caller must answer with it, or refuse if it is for another block.
+        ``head``, a newer signed block learnt from the proposal, is adopted in the same
+        transaction: one fsync per signature.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT block_hash, signing_root, partial, signed_ms FROM signed "
+                    "WHERE committee_id = ? AND rollup = ? AND slot = ?",
+                    (committee_id, rollup, slot),
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO signed VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            committee_id,
+                            rollup,
+                            slot,
+                            record.block_hash,
+                            record.signing_root,
+                            record.partial,
+                            record.signed_ms,
+                        ),
+                    )
+                if head is not None:
+                    self._upsert_head(committee_id, rollup, head)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return record if row is None else SignedRecord(row[0], bytes(row[1]), bytes(row[2]), row[3])
+
+    def get_head(self, committee_id: bytes, rollup: int) -> KnownBlock | None:
+        """The newest committee-signed block this member knows for the rollup."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT slot, block_hash, pending_root FROM heads "
+                "WHERE committee_id = ? AND rollup = ?",
+                (committee_id, rollup),
+            ).fetchone()
+        return KnownBlock(row[0], row[1], row[2]) if row else None
+
+    def set_head(self, committee_id: bytes, rollup: int, head: KnownBlock) -> None:
+        """Adopt a newer signed block as head (never moves backwards)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._upsert_head(committee_id, rollup, head)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _upsert_head(self, committee_id: bytes, rollup: int, head: KnownBlock) -> None:
+        self._db.execute(
+            "INSERT INTO heads VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (committee_id, rollup) DO UPDATE SET "
+            "slot = excluded.slot, block_hash = excluded.block_hash, "
+            "pending_root = excluded.pending_root WHERE excluded.slot > heads.slot",
+            (committee_id, rollup, head.slot, head.block_hash, head.pending_root),
+        )
+
+    def count_signed(self, committee_id: bytes) -> int:
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM signed WHERE committee_id = ?", (committee_id,)
+                ).fetchone()[0]
+            )

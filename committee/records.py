@@ -1,0 +1,427 @@
+"""What the committee publishes and keeps: signed blocks, failed slots, partials, evidence.
+
+Plain frozen values and their JSON forms (snake_case, wei as decimal strings, bytes as ``0x``
+hex), shared by the coordinator, the stores, the blocks API and ``blockspace verify``. The JSON of
+a signed block is the delivery format rollups read; docs/committee.md documents it field by
+field. Decoding is strict (``committee.wire``): a signed block usually comes from a third party.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from auction.hashing import keccak256, to_hex
+from auction.types import Block, WinningBundle
+from committee import bls, wire
+from committee.errors import InvalidSignedBlock
+from committee.signing import compute_signing_root
+
+SIGNED_BLOCK_KIND: Final[str] = "blockspace-signed-block"
+FORMAT_VERSION: Final[int] = 1
+
+STATUS_SIGNED: Final[str] = "signed"
+STATUS_FAILED: Final[str] = "failed"
+
+# Why a slot failed.
+FAILED_NOT_ENOUGH_PARTIALS: Final[str] = "not_enough_partials"
+FAILED_NOT_PROPOSED: Final[str] = "not_proposed"  # the engine restarted before proposing it
+
+# Kinds of member evidence.
+EVIDENCE_INVALID_PARTIAL: Final[str] = "invalid_partial"
+EVIDENCE_EQUIVOCATION: Final[str] = "equivocation"
+
+# A lying member may answer anything; evidence keeps at most this many of its bytes.
+MAX_EVIDENCE_BYTES: Final[int] = 4096
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+# --- signed blocks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedBlock:
+    """A block with the committee's threshold signature and the partials it was combined from."""
+
+    block: Block
+    committee_id: bytes
+    signature: bytes
+    partials: tuple[tuple[int, bytes], ...]  # (member index, partial), ascending index
+    deadline_ms: int  # the slot's auction deadline
+    published_ms: int
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        """Indices of the members whose partials make the signature."""
+        return tuple(i for i, _ in self.partials)
+
+    @property
+    def signing_root(self) -> bytes:
+        return compute_signing_root(
+            self.committee_id, self.block.rollup, self.block.slot, self.block.block_hash
+        )
+
+
+def block_fields_to_json(b: Block) -> dict[str, Any]:
+    """The block's fields in delivery order (the header fields, then the raw transactions)."""
+    return {
+        "rollup": b.rollup,
+        "slot": b.slot,
+        "parent_hash": b.parent_hash,
+        "block_hash": b.block_hash,
+        "bid_set_root": b.bid_set_root,
+        "carried_root": b.carried_root,
+        "pending_root": b.pending_root,
+        "public_tx_count": b.public_tx_count,
+        "gas_used": b.gas_used,
+        "revenue_wei": str(b.revenue_wei),
+        "bundles": [
+            {
+                "bid_id": w.bid_id,
+                "bundle_hash": w.bundle_hash,
+                "searcher": w.searcher,
+                "bid_wei": str(w.bid_wei),
+                "payment_wei": str(w.payment_wei),
+                "gas": w.gas,
+            }
+            for w in b.bundles
+        ],
+        "txs": [_hex(t) for t in b.txs],
+    }
+
+
+def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
+    """The delivery JSON of a signed block (``GET /v1/blocks/...``, websocket, ``verify``)."""
+    return {
+        "kind": SIGNED_BLOCK_KIND,
+        "version": FORMAT_VERSION,
+        "status": STATUS_SIGNED,
+        **block_fields_to_json(s.block),
+        "committee_id": _hex(s.committee_id),
+        "signing_root": _hex(s.signing_root),
+        "signature": _hex(s.signature),
+        "signers": list(s.signers),
+        "partials": [{"index": i, "partial": _hex(p)} for i, p in s.partials],
+        "deadline_ms": s.deadline_ms,
+        "published_ms": s.published_ms,
+    }
+
+
+_BUNDLE_KEYS = {"bid_id", "bundle_hash", "searcher", "bid_wei", "payment_wei", "gas"}
+_BLOCK_KEYS = {
+    "rollup", "slot", "parent_hash", "block_hash", "bid_set_root", "carried_root",
+    "pending_root", "public_tx_count", "gas_used", "revenue_wei", "bundles", "txs",
+}
+_SIGNED_KEYS = _BLOCK_KEYS | {
+    "kind", "version", "status", "committee_id", "signing_root", "signature", "signers",
+    "partials", "deadline_ms", "published_ms",
+}
+
+
+def _bundle_from_json(value: Any, field: str) -> WinningBundle:
+    d = wire.obj(value, field)
+    wire.exact_keys(d, _BUNDLE_KEYS, field + ".")
+    return WinningBundle(
+        bid_id=wire.hash_hex(wire.get(d, "bid_id", field + "."), field + ".bid_id"),
+        bundle_hash=wire.hash_hex(wire.get(d, "bundle_hash", field + "."), field + ".bundle_hash"),
+        searcher=wire.hash_hex(wire.get(d, "searcher", field + "."), field + ".searcher", 20),
+        bid_wei=wire.wei(wire.get(d, "bid_wei", field + "."), field + ".bid_wei"),
+        payment_wei=wire.wei(wire.get(d, "payment_wei", field + "."), field + ".payment_wei"),
+        gas=wire.integer(wire.get(d, "gas", field + "."), field + ".gas"),
+    )
+
+
+def block_from_json_strict(d: dict[str, Any], *, prefix: str = "", with_txs: bool = True) -> Block:
+    """Read a block's fields from untrusted JSON (every type and length checked)."""
+
+    def g(key: str) -> Any:
+        return wire.get(d, key, prefix)
+
+    def f(key: str) -> str:
+        return prefix + key
+
+    return Block(
+        rollup=wire.integer(g("rollup"), f("rollup")),
+        slot=wire.integer(g("slot"), f("slot")),
+        parent_hash=wire.hash_hex(g("parent_hash"), f("parent_hash")),
+        bundles=tuple(wire.array(g("bundles"), f("bundles"), _bundle_from_json)),
+        txs=tuple(wire.array(g("txs"), f("txs"), wire.hex_bytes)) if with_txs else (),
+        gas_used=wire.integer(g("gas_used"), f("gas_used")),
+        revenue_wei=wire.wei(g("revenue_wei"), f("revenue_wei")),
+        bid_set_root=wire.hash_hex(g("bid_set_root"), f("bid_set_root")),
+        block_hash=wire.hash_hex(g("block_hash"), f("block_hash")),
+        public_tx_count=wire.integer(g("public_tx_count"), f("public_tx_count"), 1 << 32),
+        carried_root=wire.hash_hex(g("carried_root"), f("carried_root")),
+        pending_root=wire.hash_hex(g("pending_root"), f("pending_root")),
+    )
+
+
+def _partial_from_json(value: Any, field: str) -> tuple[int, bytes]:
+    d = wire.obj(value, field)
+    wire.exact_keys(d, {"index", "partial"}, field + ".")
+    index = wire.integer(wire.get(d, "index", field + "."), field + ".index")
+    partial = wire.hex_bytes(
+        wire.get(d, "partial", field + "."), field + ".partial", bls.SIGNATURE_LENGTH
+    )
+    return index, partial
+
+
+def signed_block_from_json(d: Any) -> SignedBlock:
+    """Read a signed block from untrusted JSON; raise ``InvalidSignedBlock`` naming the field.
+
+    Only the shape is checked here; ``committee.verify.verify_signed_block`` checks the hash and
+    the signature.
+    """
+    try:
+        doc = wire.obj(d, "document")
+        wire.exact_keys(doc, _SIGNED_KEYS, "")
+        if doc.get("kind") != SIGNED_BLOCK_KIND:
+            raise wire.FieldError("kind", f"must be {SIGNED_BLOCK_KIND!r}")
+        if doc.get("version") != FORMAT_VERSION or isinstance(doc.get("version"), bool):
+            raise wire.FieldError("version", f"must be {FORMAT_VERSION}")
+        if doc.get("status", STATUS_SIGNED) != STATUS_SIGNED:
+            raise wire.FieldError("status", f"must be {STATUS_SIGNED!r}")
+        block = block_from_json_strict(doc)
+        partials = tuple(wire.array(wire.get(doc, "partials"), "partials", _partial_from_json))
+        signers = wire.array(wire.get(doc, "signers"), "signers", wire.integer)
+        # Verify the signer list names exactly the partials' members, in the same order.
+        if signers != [i for i, _ in partials]:
+            raise wire.FieldError("signers", "must list the partials' member indices in order")
+        signed = SignedBlock(
+            block=block,
+            committee_id=wire.hex_bytes(wire.get(doc, "committee_id"), "committee_id", 32),
+            signature=wire.hex_bytes(
+                wire.get(doc, "signature"), "signature", bls.SIGNATURE_LENGTH
+            ),
+            partials=partials,
+            deadline_ms=wire.integer(wire.get(doc, "deadline_ms"), "deadline_ms"),
+            published_ms=wire.integer(wire.get(doc, "published_ms"), "published_ms"),
+        )
+        stated_root = wire.hex_bytes(wire.get(doc, "signing_root"), "signing_root", 32)
+    except wire.FieldError as exc:
+        raise InvalidSignedBlock(f"bad signed block: {exc}", field=exc.field) from None
+    # Verify the stated signing root is the one the fields imply (it is a convenience copy).
+    if stated_root != signed.signing_root:
+        raise InvalidSignedBlock("signing_root does not match the block", field="signing_root")
+    return signed
+
+
+# --- failed slots -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FailedSlot:
+    """A slot published as failed: its block never got t valid partials by the deadline."""
+
+    rollup: int
+    slot: int
+    committee_id: bytes
+    block_hash: str  # the proposed block, which is NOT signed and never becomes a parent
+    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED
+    valid: tuple[int, ...]  # members whose valid partial arrived in time
+    refused: tuple[tuple[int, str], ...]  # (member, refusal code)
+    invalid: tuple[int, ...]  # members that answered an invalid partial
+    missing: tuple[int, ...]  # members with no answer (down, unreachable, too slow)
+    deadline_ms: int
+    published_ms: int
+
+
+def failed_slot_to_json(f: FailedSlot) -> dict[str, Any]:
+    return {
+        "status": STATUS_FAILED,
+        "rollup": f.rollup,
+        "slot": f.slot,
+        "committee_id": _hex(f.committee_id),
+        "block_hash": f.block_hash,
+        "reason": f.reason,
+        "valid": list(f.valid),
+        "refused": [{"index": i, "code": c} for i, c in f.refused],
+        "invalid": list(f.invalid),
+        "missing": list(f.missing),
+        "deadline_ms": f.deadline_ms,
+        "published_ms": f.published_ms,
+    }
+
+
+def failed_slot_from_json(d: dict[str, Any]) -> FailedSlot:
+    """Decode a failed-slot record written by ``failed_slot_to_json`` (our own store)."""
+    return FailedSlot(
+        rollup=d["rollup"],
+        slot=d["slot"],
+        committee_id=bytes.fromhex(d["committee_id"][2:]),
+        block_hash=d["block_hash"],
+        reason=d["reason"],
+        valid=tuple(d["valid"]),
+        refused=tuple((r["index"], r["code"]) for r in d["refused"]),
+        invalid=tuple(d["invalid"]),
+        missing=tuple(d["missing"]),
+        deadline_ms=d["deadline_ms"],
+        published_ms=d["published_ms"],
+    )
+
+
+def signed_block_from_store(d: dict[str, Any]) -> SignedBlock:
+    """Decode a signed block written by our own store (trusted, so no re-checks)."""
+    return SignedBlock(
+        block=block_from_json_strict(d),
+        committee_id=bytes.fromhex(d["committee_id"][2:]),
+        signature=bytes.fromhex(d["signature"][2:]),
+        partials=tuple((p["index"], bytes.fromhex(p["partial"][2:])) for p in d["partials"]),
+        deadline_ms=d["deadline_ms"],
+        published_ms=d["published_ms"],
+    )
+
+
+# --- partials and evidence --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRecord:
+    """A valid partial signature one member gave for one block of a (rollup, slot)."""
+
+    rollup: int
+    slot: int
+    member: int
+    committee_id: bytes
+    block_hash: str
+    signing_root: bytes
+    partial: bytes
+    received_ms: int
+
+
+def partial_to_json(p: PartialRecord) -> dict[str, Any]:
+    return {
+        "rollup": p.rollup,
+        "slot": p.slot,
+        "member": p.member,
+        "committee_id": _hex(p.committee_id),
+        "block_hash": p.block_hash,
+        "signing_root": _hex(p.signing_root),
+        "partial": _hex(p.partial),
+        "received_ms": p.received_ms,
+    }
+
+
+def partial_from_json(d: dict[str, Any]) -> PartialRecord:
+    return PartialRecord(
+        rollup=d["rollup"],
+        slot=d["slot"],
+        member=d["member"],
+        committee_id=bytes.fromhex(d["committee_id"][2:]),
+        block_hash=d["block_hash"],
+        signing_root=bytes.fromhex(d["signing_root"][2:]),
+        partial=bytes.fromhex(d["partial"][2:]),
+        received_ms=d["received_ms"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvidence:
+    """Evidence against one member, kept for slashing and audits.
+
+    ``invalid_partial``: ``partial`` is what the member answered for ``block_hash`` (truncated to
+    ``MAX_EVIDENCE_BYTES``) and does not verify under its public key share.
+    ``equivocation``: ``first`` and ``second`` are two valid partials by the member for two
+    different blocks of the same (rollup, slot): anyone can check both with the member's key.
+    """
+
+    kind: str
+    rollup: int
+    slot: int
+    member: int
+    committee_id: bytes
+    detail: str
+    recorded_ms: int
+    block_hash: str = ""
+    signing_root: bytes = b""
+    partial: bytes = b""
+    first: PartialRecord | None = None
+    second: PartialRecord | None = None
+
+
+def evidence_to_json(e: MemberEvidence) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": e.kind,
+        "rollup": e.rollup,
+        "slot": e.slot,
+        "member": e.member,
+        "committee_id": _hex(e.committee_id),
+        "detail": e.detail,
+        "recorded_ms": e.recorded_ms,
+    }
+    if e.kind == EVIDENCE_EQUIVOCATION:
+        assert e.first is not None and e.second is not None
+        out["first"] = partial_to_json(e.first)
+        out["second"] = partial_to_json(e.second)
+    else:
+        out["block_hash"] = e.block_hash
+        out["signing_root"] = _hex(e.signing_root)
+        out["partial"] = _hex(e.partial)
+    return out
+
+
+def evidence_from_json(d: dict[str, Any]) -> MemberEvidence:
+    if d["kind"] == EVIDENCE_EQUIVOCATION:
+        return MemberEvidence(
+            kind=d["kind"],
+            rollup=d["rollup"],
+            slot=d["slot"],
+            member=d["member"],
+            committee_id=bytes.fromhex(d["committee_id"][2:]),
+            detail=d["detail"],
+            recorded_ms=d["recorded_ms"],
+            first=partial_from_json(d["first"]),
+            second=partial_from_json(d["second"]),
+        )
+    return MemberEvidence(
+        kind=d["kind"],
+        rollup=d["rollup"],
+        slot=d["slot"],
+        member=d["member"],
+        committee_id=bytes.fromhex(d["committee_id"][2:]),
+        detail=d["detail"],
+        recorded_ms=d["recorded_ms"],
+        block_hash=d["block_hash"],
+        signing_root=bytes.fromhex(d["signing_root"][2:]),
+        partial=bytes.fromhex(d["partial"][2:]),
+    )
+
+
+def compute_equivocation_detail(member: int, slot: int) -> str:
+    return f"member {member} signed two different blocks for slot {slot}"
+
+
+def compute_equivocation(
+    first: PartialRecord, second: PartialRecord, recorded_ms: int
+) -> MemberEvidence | None:
+    """Return equivocation evidence if the two partials are one member's for two blocks of one
+    (rollup, slot) under one committee; None otherwise."""
+    # Verify they are about the same member, committee and slot, but different messages.
+    same_place = (first.rollup, first.slot, first.member, first.committee_id) == (
+        second.rollup,
+        second.slot,
+        second.member,
+        second.committee_id,
+    )
+    if not same_place or first.signing_root == second.signing_root:
+        return None
+    return MemberEvidence(
+        kind=EVIDENCE_EQUIVOCATION,
+        rollup=first.rollup,
+        slot=first.slot,
+        member=first.member,
+        committee_id=first.committee_id,
+        detail=compute_equivocation_detail(first.member, first.slot),
+        recorded_ms=recorded_ms,
+        first=first,
+        second=second,
+    )
+
+
+def compute_tx_hashes(block: Block) -> list[str]:
+    """The block's transaction hashes (keccak-256 of each raw transaction), in block order."""
+    return [to_hex(keccak256(t)) for t in block.txs]

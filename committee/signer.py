@@ -1,0 +1,237 @@
+"""``blockspace signer``: one committee member as its own process.
+
+HTTP on loopback or a private network:
+
+- ``POST /v1/sign``: body = proposal bytes (``committee.proposal``); 200 with the partial
+  (``MemberReply.to_json``) or 4xx with ``{"code", "message", "data"}`` naming the refusal;
+- ``GET /healthz``: the member's index, committee id and how many partials it has released;
+- ``GET /metrics``: Prometheus counters of signatures and refusals by code, check latency.
+
+The member reads its rollups, policies and slot clock from its OWN settings (``BLOCKSPACE_*``,
+the same variables as ``blockspace serve``), never from the coordinator. Proposals are checked
+one at a time (slashing protection is serialized anyway), in a worker thread so health checks
+still answer during a long check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from api import errors as wire_errors
+from api.settings import Settings
+from auction.slots import SlotClock
+from committee import keyfiles
+from committee.checks import MemberConfig
+from committee.errors import MalformedProposal, Refusal
+from committee.member import FAULTS, Member
+from committee.protection import ProtectionStore
+from committee.threshold import CommitteeInfo
+from ordering import packer
+
+log = logging.getLogger("blockspace.signer")
+
+# Far above a 2,000-bid proposal (about 5 MB); stops a runaway body.
+MAX_PROPOSAL_BYTES: Final[int] = 64 * 1024 * 1024
+FAULT_ENV: Final[str] = "BLOCKSPACE_SIGNER_FAULT"
+
+
+def compute_member_config(settings: Settings, committee: CommitteeInfo, index: int) -> MemberConfig:
+    """The member's own view of rollups, policies and time, from its settings."""
+    preset = settings.base_preset()
+    return MemberConfig(
+        committee=committee,
+        index=index,
+        rollups=settings.rollup_configs(),
+        clock=SlotClock(genesis_ms=settings.genesis_ms, slot_ms=settings.slot_ms),
+        max_slots_ahead=(
+            preset.max_slots_ahead if settings.max_slots_ahead is None else settings.max_slots_ahead
+        ),
+        signing_window_ms=settings.signing_window_ms or settings.slot_ms,
+        max_clock_skew_ms=settings.max_clock_skew_ms,
+    )
+
+
+def default_protection_path(share_path: str | os.PathLike[str], index: int) -> Path:
+    """Next to the share file: ``member-<index>.protection.sqlite3``."""
+    return Path(share_path).resolve().parent / f"member-{index}.protection.sqlite3"
+
+
+class _SignerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.signed = Counter(
+            "blockspace_signer_partials", "Partials released", ["repeated"], registry=self.registry
+        )
+        self.refused = Counter(
+            "blockspace_signer_refusals",
+            "Proposals refused, by stable code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.check_seconds = Histogram(
+            "blockspace_signer_check_seconds",
+            "Time from a proposal's arrival to the answer",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.faults = Counter(
+            "blockspace_signer_faults", "Internal errors", ["where"], registry=self.registry
+        )
+        self.abandoned = Counter(
+            "blockspace_signer_abandoned",
+            "Queued proposals skipped because the coordinator had disconnected",
+            registry=self.registry,
+        )
+
+
+def create_signer_app(member: Member) -> FastAPI:
+    """The member's HTTP app."""
+    app = FastAPI(title="blockspace signer", version="0.1.0")
+    metrics = _SignerMetrics()
+    lock = asyncio.Lock()
+
+    @app.post("/v1/sign", summary="Check a proposal and answer a partial signature or a refusal")
+    async def sign(request: Request) -> Response:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_PROPOSAL_BYTES:
+                exc: Refusal = MalformedProposal("proposal too large", limit=MAX_PROPOSAL_BYTES)
+                metrics.refused.labels(exc.code).inc()
+                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        with metrics.check_seconds.time():
+            async with lock:
+                # A coordinator that gave up (its deadline passed while this proposal waited
+                # behind another) is gone: checking for nobody would only delay the next slot.
+                if await request.is_disconnected():
+                    metrics.abandoned.inc()
+                    log.info("skipped a proposal whose coordinator disconnected")
+                    return Response(status_code=499)
+                try:
+                    reply = await asyncio.to_thread(member.sign_proposal, body)
+                except Refusal as refusal:
+                    metrics.refused.labels(refusal.code).inc()
+                    log.info("refused %s: %s", refusal.code, refusal.message)
+                    return JSONResponse(
+                        wire_errors.http_error_body(refusal),
+                        status_code=wire_errors.http_status(refusal),
+                    )
+                except Exception:
+                    # A proposal that crashes a check is still refused, never signed; the
+                    # traceback goes to the log because it may also be a bug of ours.
+                    metrics.faults.labels("sign").inc()
+                    log.exception("proposal check failed unexpectedly")
+                    exc = MalformedProposal("the proposal could not be checked")
+                    metrics.refused.labels(exc.code).inc()
+                    return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+        metrics.signed.labels(str(reply.repeated).lower()).inc()
+        return JSONResponse(reply.to_json())
+
+    @app.get("/healthz", summary="Member identity and liveness")
+    async def healthz() -> Response:
+        cid = member.config.committee.committee_id
+        return JSONResponse(
+            {
+                "status": "ok",
+                "member": member.index,
+                "committee_id": "0x" + cid.hex(),
+                "rollups": sorted(member.config.rollups),
+                "signed": await asyncio.to_thread(member.protection.count_signed, cid),
+                "fault": member.fault,
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def build_member(
+    share_path: str | os.PathLike[str],
+    settings: Settings,
+    *,
+    db_path: str | os.PathLike[str] | None = None,
+    fault: str | None = None,
+) -> Member:
+    """Load (and fully check) the share file, open the protection store, build the member."""
+    share, committee = keyfiles.read_share_file(share_path)
+    path = db_path or default_protection_path(share_path, share.index)
+    return Member(
+        share,
+        compute_member_config(settings, committee, share.index),
+        ProtectionStore(path),
+        evidence_sample=settings.signer_evidence_sample,
+        fault=fault,
+    )
+
+
+def run_signer(
+    share_path: str,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    db_path: str | None,
+    port_file: str | None = None,
+) -> int:
+    """Run one member until interrupted.
+
+    ``port`` 0 binds a free port; ``port_file`` receives the bound port (written atomically once
+    the member is ready to listen), so a supervisor never races another process for a port.
+    """
+    import uvicorn
+
+    fault = os.environ.get(FAULT_ENV) or None
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"{FAULT_ENV} must be one of {', '.join(FAULTS)}")
+    member = build_member(share_path, settings, db_path=db_path, fault=fault)
+    # Compile (or load from cache) the packer before answering anything: never in a deadline.
+    packer.warm_up()
+    # Everything loaded so far lives as long as the process: keep collections from rescanning it.
+    gc.collect()
+    gc.freeze()
+    if fault:
+        log.warning("TEST FAULT INJECTION ACTIVE: %s (never use in production)", fault)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound = int(sock.getsockname()[1])
+    log.info(
+        "member %d of committee 0x%s on %s:%d",
+        member.index,
+        member.config.committee.committee_id.hex(),
+        host,
+        bound,
+    )
+    if port_file:
+        tmp = f"{port_file}.tmp"
+        Path(tmp).write_text(str(bound))
+        os.replace(tmp, port_file)
+    server = uvicorn.Server(uvicorn.Config(create_signer_app(member), log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        member.protection.close()
+    return 0

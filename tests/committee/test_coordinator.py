@@ -1,0 +1,367 @@
+"""The coordinator in the engine with in-process members (the real Member, a fake clock).
+
+Process-level faults (killed and restarted signers) are in test_processes.py; here the same
+coordinator runs against members in this process, which makes the slot clock injectable and the
+tests fast and exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from api.engine import Engine
+from api.metrics import Metrics
+from api.notify import Subscriber
+from api.searcher import bundle_params
+from api.settings import Settings
+from api.stores.base import Store
+from api.stores.memory import MemoryStore
+from api.stores.redis import RedisStore
+from auction.encoding import ZERO_HASH
+from auction.presets import MAINNET
+from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from auction.types import Evidence
+from committee import threshold
+from committee.coordinator import Coordinator, LocalMember
+from committee.local import build_local_members
+from committee.records import (
+    EVIDENCE_EQUIVOCATION,
+    EVIDENCE_INVALID_PARTIAL,
+    FailedSlot,
+    SignedBlock,
+    signed_block_from_json,
+)
+from committee.verify import verify_signed_block
+from tests.committee.conftest import Dealt
+from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key, raw_tx, result_of
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+SETTINGS = Settings(slot_ms=SLOT_MS, rollups=[ROLLUP], signing_window_ms=WINDOW_MS)
+# The logical database these tests own on the session's Redis server (stores use 13).
+COMMITTEE_DB = 12
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
+
+
+class Harness:
+    """An engine on a memory store, its coordinator and n in-process members."""
+
+    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, faults: dict[int, str],
+                 store: Store | None = None) -> None:
+        self.dealt = dealt
+        self.clock = clock
+        self.store = store or MemoryStore()
+        self.engine = Engine(
+            store=self.store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
+            slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics(),
+        )
+        self.members = build_local_members(
+            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
+        )
+        self.coordinator = Coordinator(
+            self.engine, dealt.committee, self.members, signing_window_ms=WINDOW_MS
+        )
+        self.coordinator.attach()
+        self.nonce = 0
+
+    def member(self, index: int) -> LocalMember:
+        return self.members[index - 1]
+
+    async def bid(self, slot: int, i: int, bid_wei: int = 10**15) -> None:
+        k = key(i)
+        self.nonce += 1
+        raw = raw_tx(k, nonce=self.nonce)
+        params = bundle_params([raw], slot, bid_wei=bid_wei)
+        body = k.request("eth_sendBundle", [params])
+        await self.engine.submit_bundle(
+            params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
+            endpoint_rollup=None, transport="http",
+        )
+
+    async def run_slot(self, slot: int, bids: int = 3) -> SignedBlock | FailedSlot:
+        self.clock.ms = compute_slot_start_ms(CLOCK, slot) + 1
+        for i in range(bids):
+            await self.bid(slot, 100 * slot % 997 + i, 10**15 * (i + 1))
+        self.clock.ms = compute_deadline_ms(CLOCK, slot) + 5
+        await self.engine.close_slot(ROLLUP, slot)
+        return await self.outcome(slot)
+
+    async def outcome(self, slot: int) -> SignedBlock | FailedSlot:
+        signed = await self.store.get_signed_block(ROLLUP, slot)
+        if signed is not None:
+            return signed
+        failed = await self.store.get_failed_slot(ROLLUP, slot)
+        assert failed is not None, f"slot {slot} was neither signed nor failed"
+        return failed
+
+    async def settle(self) -> None:
+        """Let the background recording of partials and evidence finish."""
+        for task in list(self.coordinator._background):
+            await task
+
+
+@pytest.fixture
+async def harness(dealt: Dealt, tmp_path: Path, clock: Clock,
+                  request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    faults = getattr(request, "param", {})
+    h = Harness(dealt, tmp_path, clock, faults)
+    await h.engine.start(run_clock=False)
+    yield h
+    await h.coordinator.aclose()
+
+
+async def test_slots_are_signed_and_chained(harness: Harness) -> None:
+    first = await harness.run_slot(SLOT)
+    second = await harness.run_slot(SLOT + 1)
+    assert isinstance(first, SignedBlock) and isinstance(second, SignedBlock)
+    verify_signed_block(first, harness.dealt.committee)
+    verify_signed_block(second, harness.dealt.committee)
+    assert first.block.parent_hash == ZERO_HASH
+    assert second.block.parent_hash == first.block.block_hash
+    assert len(first.signers) == harness.dealt.committee.t
+    assert len(first.block.bundles) == 3
+    summary = (await harness.store.get_slot_summaries(ROLLUP, [SLOT]))[0]
+    assert summary is not None and summary["committee"]["status"] == "signed"
+    await harness.settle()
+    # Every valid partial is kept (who signed is part of the record), not only the t used.
+    kept = await harness.store.list_partials(ROLLUP, SLOT)
+    assert {p.member for p in kept} >= set(first.signers)
+
+
+@pytest.mark.parametrize(
+    "harness", [{2: "wrong_share", 5: "garbage", 9: "other_block"}], indirect=True
+)
+async def test_lying_members_are_excluded_and_recorded(harness: Harness) -> None:
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    assert not {2, 5, 9} & set(signed.signers)
+    verify_signed_block(signed, harness.dealt.committee)
+    await harness.settle()
+    evidence = [e for _, e in await harness.store.list_evidence(ROLLUP, before=None, limit=50)]
+    assert {(e.kind, e.member, e.slot) for e in evidence} == {
+        (EVIDENCE_INVALID_PARTIAL, m, SLOT) for m in (2, 5, 9)
+    }
+    assert all(len(e.partial) == 96 and e.block_hash == signed.block.block_hash for e in evidence)
+    assert not any(
+        threshold.verify_partial(harness.dealt.committee.member_public_key(e.member),
+                                 e.signing_root, e.partial) for e in evidence
+    )
+
+
+@pytest.mark.parametrize(
+    "harness", [{1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}], indirect=True
+)
+async def test_fewer_than_t_valid_partials_fail_the_slot_then_signing_resumes(
+    harness: Harness,
+) -> None:
+    failed = await harness.run_slot(SLOT)
+    assert isinstance(failed, FailedSlot)
+    # Published as soon as t became impossible: 4 invalid of 10 leave at most 6 < t = 7.
+    assert failed.invalid == (1, 2, 3, 4) and len(failed.valid) < harness.dealt.committee.t
+    assert await harness.store.get_signed_block(ROLLUP, SLOT) is None
+    # The failed block never becomes a parent: the liars are fixed, the next slot is signed
+    # on the genesis parent again.
+    for i in (1, 2, 3, 4):
+        harness.member(i).member.fault = None
+    signed = await harness.run_slot(SLOT + 1)
+    assert isinstance(signed, SignedBlock)
+    assert signed.block.parent_hash == ZERO_HASH
+    verify_signed_block(signed, harness.dealt.committee)
+
+
+@pytest.mark.parametrize("harness", [{6: "equivocate"}], indirect=True)
+async def test_second_block_for_a_signed_slot_is_refused_and_equivocation_recorded(
+    harness: Harness,
+) -> None:
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    await harness.settle()
+    # Another valid block for the signed slot (its log without the last bid), as a buggy
+    # coordinator or a second engine might propose it.
+    result = await harness.store.get_result(ROLLUP, SLOT)
+    assert result is not None
+    proposal = dataclasses.replace(await harness.coordinator.build_proposal(result), parent=None)
+    alt_log = proposal.log[:-1]
+    alt = dataclasses.replace(proposal, log=alt_log, block=result_of(alt_log, SLOT).block)
+    assert alt.block.block_hash != signed.block.block_hash
+    collection = await harness.coordinator.solicit(alt)
+    # Every honest member refuses; the equivocating one signs, and that is recorded.
+    assert collection.refused == {i: "double_sign" for i in range(1, 11) if i != 6}
+    assert set(collection.valid) == {6}
+    page = await harness.store.list_evidence(ROLLUP, before=None, limit=10)
+    (evidence,) = [e for _, e in page]
+    assert evidence.kind == EVIDENCE_EQUIVOCATION and evidence.member == 6
+    assert evidence.first is not None and evidence.second is not None
+    assert evidence.first.block_hash == signed.block.block_hash
+    assert evidence.second.block_hash == alt.block.block_hash
+    key6 = harness.dealt.committee.member_public_key(6)
+    for record in (evidence.first, evidence.second):
+        assert threshold.verify_partial(key6, record.signing_root, record.partial)
+    # The slot stays signed with the first block.
+    assert await harness.store.get_signed_block(ROLLUP, SLOT) == signed
+
+
+async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) -> None:
+    # The engine stored slot SLOT's result and died before proposing it.
+    harness.engine.result_hooks.clear()
+    harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
+    await harness.bid(SLOT, 1)
+    harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+    await harness.engine.close_slot(ROLLUP, SLOT)
+    await harness.coordinator.recover()  # still within the signing window: it signs
+    assert isinstance(await harness.outcome(SLOT), SignedBlock)
+    # Past the window, a never-proposed slot is published as failed.
+    harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+    await harness.bid(SLOT + 1, 2)
+    harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+    await harness.engine.close_slot(ROLLUP, SLOT + 1)
+    harness.clock.ms += 10 * SLOT_MS
+    await harness.coordinator.recover()
+    failed = await harness.outcome(SLOT + 1)
+    assert isinstance(failed, FailedSlot) and failed.reason == "not_proposed"
+
+
+@pytest.mark.parametrize("harness", [{}], indirect=True)
+async def test_restarted_engine_builds_on_the_last_signed_block(
+    harness: Harness, tmp_path: Path
+) -> None:
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    for i in (1, 2, 3, 4):
+        harness.member(i).member.fault = "garbage"
+    assert isinstance(await harness.run_slot(SLOT + 1), FailedSlot)
+    await harness.settle()
+    await harness.coordinator.aclose()
+    # A new engine process on the same store: its newest result is the failed slot's, but its
+    # parent must be the last signed block.
+    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    await restarted.engine.start(run_clock=False)
+    try:
+        nxt = await restarted.run_slot(SLOT + 2)
+    finally:
+        await restarted.coordinator.aclose()
+    assert isinstance(nxt, SignedBlock)
+    assert nxt.block.parent_hash == signed.block.block_hash
+
+
+@pytest.mark.redis
+async def test_committee_on_the_redis_store(dealt: Dealt, tmp_path: Path, clock: Clock,
+                                            redis_server: RedisServer) -> None:
+    """The same flow on Redis: signed, failed and evidence records, chain, history."""
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
+    await store.connect()
+    await store.redis.flushdb()
+    h = Harness(dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"},
+                store)
+    await h.engine.start(run_clock=False)
+    try:
+        failed = await h.run_slot(SLOT)
+        for i in (1, 2, 3, 4):
+            h.member(i).member.fault = None
+        signed = await h.run_slot(SLOT + 1)
+        await h.settle()
+        assert isinstance(failed, FailedSlot) and isinstance(signed, SignedBlock)
+        assert signed.block.parent_hash == ZERO_HASH
+        assert await store.latest_signed_block(ROLLUP) == signed
+        verify_signed_block(signed, dealt.committee)
+        page = await store.list_evidence(ROLLUP, before=None, limit=10)
+        assert {e.member for _, e in page} == {1, 2, 3, 4}
+        summary = (await store.get_slot_summaries(ROLLUP, [SLOT]))[0]
+        assert summary is not None and summary["committee"]["status"] == "failed"
+    finally:
+        await h.coordinator.aclose()
+        await store.aclose()
+
+
+async def test_published_blocks_reach_block_subscribers(harness: Harness) -> None:
+    sub = Subscriber()
+    harness.engine.notifier.watch_blocks(sub)
+    signed = await harness.run_slot(SLOT)
+    msg = sub.queue.get_nowait()
+    result = msg["params"]["result"]
+    assert msg["params"]["subscription"] == "blocks"
+    assert result["status"] == "signed" and result["block_hash"] == signed.block.block_hash
+
+
+# --- the blocks HTTP API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(dealt: Dealt, tmp_path: Path) -> Iterator[tuple[TestClient, Harness]]:
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
+                {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"})
+    with TestClient(create_app(engine=h.engine)) as client:
+        client.portal.call(lambda: h.engine.start(run_clock=False))  # type: ignore[union-attr]
+        yield client, h
+        client.portal.call(h.coordinator.aclose)  # type: ignore[union-attr]
+
+
+def test_blocks_api_serves_signed_failed_and_evidence(api: tuple[TestClient, Harness]) -> None:
+    client, h = api
+    assert client.get(f"/v1/blocks/{ROLLUP}/latest").json()["code"] == "block_not_found"
+    portal = client.portal
+    assert portal is not None
+    failed = portal.call(h.run_slot, SLOT)
+    assert isinstance(failed, FailedSlot)
+    r = client.get(f"/v1/blocks/{ROLLUP}/{SLOT}")
+    assert r.status_code == 404 and r.json()["code"] == "slot_failed"
+    assert r.json()["data"]["invalid"] == [1, 2, 3, 4]
+    for i in (1, 2, 3, 4):
+        h.member(i).member.fault = None
+    signed = portal.call(h.run_slot, SLOT + 1)
+    assert isinstance(signed, SignedBlock)
+    portal.call(h.settle)
+    body = client.get(f"/v1/blocks/{ROLLUP}/{SLOT + 1}").json()
+    assert body == orjson.loads(orjson.dumps(client.get(f"/v1/blocks/{ROLLUP}/latest").json()))
+    assert body["status"] == "signed" and body["signers"] == list(signed.signers)
+    verify_signed_block(signed_block_from_json(body), h.dealt.committee)
+    r = client.get(f"/v1/blocks/{ROLLUP}/{SLOT + 7}")
+    assert r.status_code == 404 and r.json()["code"] == "block_not_found"
+    assert client.get("/v1/blocks/999/latest").status_code == 404
+    page = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"limit": 2}).json()
+    assert len(page["evidence"]) == 2 and page["next"] == page["evidence"][-1]["id"]
+    rest = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": page["next"]}).json()
+    assert len(page["evidence"]) + len(rest["evidence"]) == 4 and rest["next"] is None
+    assert {e["member"] for e in page["evidence"] + rest["evidence"]} == {1, 2, 3, 4}
+    assert client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": "x"}).status_code == 422
+
+
+def test_blocks_subscription_over_the_websocket(api: tuple[TestClient, Harness]) -> None:
+    client, h = api
+    for i in (1, 2, 3, 4):
+        h.member(i).member.fault = None
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text('{"jsonrpc":"2.0","id":1,"method":"bs_subscribe","params":["blocks"]}')
+        assert ws.receive_json()["result"] == "blocks"
+        portal = client.portal
+        assert portal is not None
+        signed = portal.call(h.run_slot, SLOT)
+        msg = ws.receive_json()
+    assert msg["params"]["result"]["block_hash"] == signed.block.block_hash
+    assert msg["params"]["result"]["signature"] == "0x" + signed.signature.hex()

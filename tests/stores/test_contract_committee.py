@@ -1,0 +1,156 @@
+"""The committee part of the Store contract (api/stores/base.py), on MemoryStore and RedisStore.
+
+Signed blocks and failure records exclude each other and are written once; partials are kept per
+(committee, member, signing root) and a member's second signing root for a slot yields
+equivocation evidence exactly once, atomically with the write; evidence pages newest first.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from api.stores.base import Store
+from auction.encoding import ZERO_HASH
+from auction.types import Block, WinningBundle
+from committee.records import (
+    EVIDENCE_EQUIVOCATION,
+    EVIDENCE_INVALID_PARTIAL,
+    FAILED_NOT_ENOUGH_PARTIALS,
+    FailedSlot,
+    MemberEvidence,
+    PartialRecord,
+    SignedBlock,
+)
+
+pytestmark = pytest.mark.anyio
+
+ROLLUP = 167_001
+COMMITTEE = bytes(range(32))
+OTHER_COMMITTEE = bytes(range(1, 33))
+
+
+def _h(n: int) -> str:
+    return "0x" + n.to_bytes(32, "big").hex()
+
+
+def block(slot: int, *, rollup: int = ROLLUP) -> Block:
+    winner = WinningBundle(_h(1), _h(2), "0x" + "aa" * 20, 10**21 + slot, 10**21, 21_000)
+    return Block(
+        rollup=rollup,
+        slot=slot,
+        parent_hash=ZERO_HASH,
+        bundles=(winner,),
+        txs=(b"\x02\x01" * 40,),
+        gas_used=21_000,
+        revenue_wei=2**200 + slot,  # wei beyond 64 bits survives
+        bid_set_root=_h(3),
+        block_hash=_h(1000 + slot),
+        public_tx_count=0,
+        carried_root=ZERO_HASH,
+        pending_root=_h(4),
+    )
+
+
+def signed(slot: int, *, signers: tuple[int, ...] = (1, 2, 3)) -> SignedBlock:
+    return SignedBlock(
+        block=block(slot),
+        committee_id=COMMITTEE,
+        signature=bytes([0xA0]) + bytes(95),
+        partials=tuple((i, bytes([0x80 + i]) + bytes(95)) for i in signers),
+        deadline_ms=1_700_000_000_000 + slot,
+        published_ms=1_700_000_000_100 + slot,
+    )
+
+
+def failed(slot: int) -> FailedSlot:
+    return FailedSlot(
+        rollup=ROLLUP, slot=slot, committee_id=COMMITTEE, block_hash=_h(2000 + slot),
+        reason=FAILED_NOT_ENOUGH_PARTIALS, valid=(1,), refused=((2, "unknown_parent"),),
+        invalid=(3,), missing=(4,), deadline_ms=5, published_ms=6,
+    )
+
+
+def partial(slot: int, member: int, root: int, *, committee: bytes = COMMITTEE,
+            received_ms: int = 0) -> PartialRecord:
+    return PartialRecord(
+        rollup=ROLLUP, slot=slot, member=member, committee_id=committee,
+        block_hash=_h(root), signing_root=root.to_bytes(32, "big"),
+        partial=bytes([0x90 + member]) + root.to_bytes(95, "big"),
+        received_ms=received_ms or 1_700_000_000_000 + root,
+    )
+
+
+def invalid(slot: int, member: int) -> MemberEvidence:
+    return MemberEvidence(
+        kind=EVIDENCE_INVALID_PARTIAL, rollup=ROLLUP, slot=slot, member=member,
+        committee_id=COMMITTEE, detail="bad", recorded_ms=7, block_hash=_h(slot),
+        signing_root=bytes(32), partial=b"\xff" * 3,
+    )
+
+
+async def test_signed_block_is_written_once_and_read_back(store: Store) -> None:
+    assert await store.latest_signed_block(ROLLUP) is None
+    assert await store.save_signed_block(signed(5))
+    assert not await store.save_signed_block(signed(5, signers=(2, 3, 4)))
+    assert await store.get_signed_block(ROLLUP, 5) == signed(5)
+    assert await store.get_signed_block(ROLLUP, 6) is None
+    assert await store.get_signed_block(10, 5) is None
+
+
+async def test_latest_signed_block_is_the_highest_slot(store: Store) -> None:
+    for slot in (7, 9, 8):
+        await store.save_signed_block(signed(slot))
+    latest = await store.latest_signed_block(ROLLUP)
+    assert latest is not None and latest.block.slot == 9
+
+
+async def test_signed_and_failed_exclude_each_other(store: Store) -> None:
+    assert await store.save_failed_slot(failed(3))
+    assert not await store.save_signed_block(signed(3))
+    assert not await store.save_failed_slot(failed(3))
+    assert await store.get_signed_block(ROLLUP, 3) is None
+    assert await store.get_failed_slot(ROLLUP, 3) == failed(3)
+    assert await store.save_signed_block(signed(4))
+    assert not await store.save_failed_slot(failed(4))
+    assert await store.get_failed_slot(ROLLUP, 4) is None
+
+
+async def test_partials_are_kept_and_repeats_ignored(store: Store) -> None:
+    assert await store.record_partial(partial(1, 2, 10)) is None
+    assert await store.record_partial(partial(1, 2, 10)) is None  # same root again
+    assert await store.record_partial(partial(1, 1, 10)) is None
+    assert await store.list_partials(ROLLUP, 1) == [partial(1, 1, 10), partial(1, 2, 10)]
+    assert await store.list_partials(ROLLUP, 2) == []
+
+
+async def test_second_root_of_a_member_is_equivocation(store: Store) -> None:
+    await store.record_partial(partial(1, 2, 10))
+    evidence = await store.record_partial(partial(1, 2, 11))
+    assert evidence is not None and evidence.kind == EVIDENCE_EQUIVOCATION
+    assert (evidence.member, evidence.slot) == (2, 1)
+    assert evidence.first == partial(1, 2, 10) and evidence.second == partial(1, 2, 11)
+    listed = await store.list_evidence(ROLLUP, before=None, limit=10)
+    assert [e for _, e in listed] == [evidence]
+    # Detected once per new root; a third root is a new piece of evidence against the first.
+    assert await store.record_partial(partial(1, 2, 11)) is None
+    third = await store.record_partial(partial(1, 2, 12))
+    assert third is not None and third.first == partial(1, 2, 10)
+    assert len(await store.list_evidence(ROLLUP, before=None, limit=10)) == 2
+
+
+async def test_partials_of_other_slots_or_committees_are_not_equivocation(store: Store) -> None:
+    await store.record_partial(partial(1, 2, 10))
+    assert await store.record_partial(partial(2, 2, 11)) is None
+    assert await store.record_partial(partial(1, 2, 11, committee=OTHER_COMMITTEE)) is None
+    assert await store.list_evidence(ROLLUP, before=None, limit=10) == []
+
+
+async def test_evidence_pages_newest_first(store: Store) -> None:
+    ids = [await store.save_evidence(invalid(s, 3)) for s in range(5)]
+    assert ids == sorted(ids, key=lambda i: tuple(int(x) for x in i.split("-")))
+    first = await store.list_evidence(ROLLUP, before=None, limit=2)
+    assert [e.slot for _, e in first] == [4, 3]
+    rest = await store.list_evidence(ROLLUP, before=first[-1][0], limit=10)
+    assert [e.slot for _, e in rest] == [2, 1, 0]
+    assert rest[0][1] == invalid(2, 3)
+    assert await store.list_evidence(10, before=None, limit=10) == []
