@@ -1,0 +1,132 @@
+"""Closed slots for history tests, built exactly as Engine.close_slot builds them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.engine import Engine
+from api.history import BidRecord, SlotHistory, compute_slot_history
+from api.metrics import Metrics
+from api.settings import Settings
+from api.stores.base import SearcherLimits, Store
+from api.stores.memory import MemoryStore
+from auction import constants as C
+from auction.presets import MAINNET, MINIMAL, Rollup
+from auction.results import compute_slot_result
+from auction.types import Bid
+from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, make_bid, make_cancel
+
+WIDE = SearcherLimits(max_bundles=10_000, max_bytes=10**9)
+OTHER_ROLLUP = 10
+# A tight fairness cap, so that the price of fairness is positive when one searcher bids high.
+# A small solver budget keeps these tests fast; the history records whatever block it returns.
+FAIR_POLICY = MINIMAL.policy.with_(max_gas_share_per_searcher=0.25, time_budget_ms=2)
+ROLLUPS = {
+    ROLLUP: Rollup(ROLLUP, "a", FAIR_POLICY),
+    OTHER_ROLLUP: Rollup(OTHER_ROLLUP, "b", FAIR_POLICY),
+}
+SEARCHERS = ["0x" + f"{i:02x}" * 20 for i in (0xA1, 0xB2, 0xC3, 0xD4)]
+
+
+def random_bids(rng: random.Random, slot: int, n: int, rollup: int = ROLLUP) -> list[Bid | object]:
+    """``n`` bids for a slot from the four searchers, some replacing each other."""
+    events: list[Bid | object] = []
+    for k in range(n):
+        # One searcher sends half the bids, so the fairness cap binds
+        searcher = rng.choices(SEARCHERS, weights=(5, 2, 2, 1))[0]
+        uuid = f"{rng.randrange(3):032x}" if rng.random() < 0.3 else None
+        events.append(
+            make_bid(
+                k,
+                rollup=rollup,
+                slot=slot,
+                searcher=searcher,
+                bid_wei=rng.randrange(10**14, 10**16),
+                replacement_uuid=uuid,
+            )
+        )
+        if uuid is not None and rng.random() < 0.2:
+            events.append(make_cancel(searcher, uuid, rollup=rollup, n=k))
+    return events
+
+
+def refusal(slot: int, n: int, rollup: int = ROLLUP, code: str = "bid_too_low") -> BidRecord:
+    return BidRecord(
+        rollup=rollup,
+        slot=slot,
+        searcher=SEARCHERS[n % len(SEARCHERS)],
+        bundle_hash="0x" + f"{n:064x}",
+        bid_wei=n,
+        gas=None,
+        received_ms=deadline_ms(slot) - 1000 + n,
+        outcome=C.OUTCOME_REJECTED,
+        code=code,
+        tx_count=1,
+    )
+
+
+async def close_with_history(
+    store: Store,
+    slot: int,
+    events: Sequence[Bid | object],
+    *,
+    rollup: int = ROLLUP,
+    refusals: Sequence[BidRecord] = (),
+) -> SlotHistory:
+    """Log the events, file the refusals, then close the slot as Engine.close_slot does."""
+    for ev in events:
+        if isinstance(ev, Bid):
+            await store.append_bid(ev, WIDE)
+        else:
+            await store.append_cancel(ev, [slot])  # type: ignore[arg-type]
+    for r in refusals:
+        store.record_refusal(r)
+    entries = await store.close_slot(rollup, slot)
+    result = compute_slot_result(ROLLUPS[rollup], slot, deadline_ms(slot), PARENT_HASH, entries)
+    refused = await store.list_refusals(rollup, slot)
+    history = compute_slot_history(
+        result, refused, recorded_ms=deadline_ms(slot), gas_limit=FAIR_POLICY.gas_limit
+    )
+    assert await store.save_result(result, history=history)
+    return history
+
+
+def app_with_history(
+    slots: range = range(7, 12), bids_per_slot: tuple[int, int] = (10, 10), seed: int = 11
+) -> FastAPI:
+    """An app over an embedded store holding closed slots on both rollups, some refusals, and
+    committee records (one in twenty failed)."""
+    store = MemoryStore()
+
+    async def fill() -> None:
+        rng = random.Random(seed)
+        for slot in slots:
+            for rollup in (ROLLUP, OTHER_ROLLUP):
+                await close_with_history(
+                    store,
+                    slot,
+                    random_bids(rng, slot, rng.randint(*bids_per_slot), rollup=rollup),
+                    rollup=rollup,
+                    refusals=[refusal(slot, n, rollup=rollup) for n in range(rng.randrange(3))],
+                )
+                failed = rng.random() < 0.05
+                record = (
+                    {"status": "failed", "reason": "timeout"} if failed else {"status": "signed"}
+                )
+                await store.record_committee(rollup, slot, record)
+
+    asyncio.run(fill())
+    engine = Engine(
+        store=store,
+        rollups=ROLLUPS,
+        preset=MAINNET,
+        slot_ms=2000,
+        clock_ms=lambda: (slots.stop + 1) * 2000 + 5,
+        metrics=Metrics(),
+    )
+    return create_app(Settings(), engine=engine)
