@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import orjson
@@ -12,14 +13,19 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import errors as wire
+from api.blocks import router as blocks_router
+from api.data import dashboard as dashboard_router
+from api.data import router as data_router
 from api.engine import Engine
+from api.history import HistoryRetention
 from api.metrics import Metrics
 from api.rpc import dispatch
-from api.settings import Settings
+from api.settings import SETTINGS_ENV, Settings
 from api.stores import open_store
 from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import RequestTooLarge
+from committee.coordinator import Coordinator, build_coordinator
 
 log = logging.getLogger("blockspace.app")
 
@@ -37,6 +43,11 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
     )
 
 
+def create_app_from_env() -> FastAPI:
+    """App factory for worker processes (``serve --workers``): settings from the environment."""
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The app for ``settings``; pass ``engine`` to serve an engine the caller owns."""
     settings = settings or Settings()
@@ -44,6 +55,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
+        coordinator: Coordinator | None = None
         if owned:
             store = (
                 await open_store(settings.store, appendfsync=settings.redis_appendfsync)
@@ -51,14 +63,28 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 else await open_store("memory")
             )
             app.state.engine = build_engine(settings, store)
+            if settings.committee:  # sign blocks with the committee (docs/committee.md)
+                coordinator = build_coordinator(settings, app.state.engine)
             await app.state.engine.start()
+            if coordinator is not None:
+                await coordinator.recover()
         else:
             app.state.engine = engine
+        retention = app.state.retention = HistoryRetention.install(
+            app.state.engine,
+            keep_slots=settings.history_retention_slots,
+            keep_days=settings.history_retention_days,
+        )
         try:
             yield
         finally:
+            if retention is not None:
+                retention.uninstall(app.state.engine)
+                await retention.close()
             if owned:
                 await app.state.engine.stop()
+                if coordinator is not None:
+                    await coordinator.aclose()
                 await app.state.engine.store.aclose()
 
     app = FastAPI(
@@ -67,6 +93,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         summary="Sealed-bid block-space auctions for rollups",
         lifespan=lifespan,
     )
+    app.include_router(data_router)
+    app.include_router(blocks_router)
+    app.include_router(dashboard_router)
 
     async def rpc(request: Request, endpoint_rollup: int | None) -> Response:
         eng: Engine = request.app.state.engine

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+from api.settings import SETTINGS_ENV
+from committee.commands import add_commands as add_committee_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,6 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
             "rollups": args.rollup,
             "preset": args.preset,
             "redis_appendfsync": args.appendfsync,
+            "history_retention_slots": args.history_retention_slots,
+            "history_retention_days": args.history_retention_days,
+            "committee": args.committee,
+            "signers": args.signer,
+            "signing_window_ms": args.signing_window_ms,
         }.items()
         if v is not None
     }
@@ -34,18 +43,51 @@ def _serve(args: argparse.Namespace) -> int:
             field = ".".join(str(x) for x in err["loc"])
             print(f"blockspace serve: {field}: {err['msg']}", file=sys.stderr)
         return 2
+    from committee.coordinator import check_committee_settings
+
+    problem = check_committee_settings(settings, workers=args.workers or 1)
+    if problem is not None:
+        print(f"blockspace serve: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
     )
-    uvicorn.run(
-        create_app(settings),
+    workers = args.workers or 1
+    if workers > 1 and settings.store == "memory":
+        print(
+            "blockspace serve: --workers > 1 needs a shared store (--store redis://...)",
+            file=sys.stderr,
+        )
+        return 2
+    common = dict(
         host=settings.host,
         port=settings.port,
         log_level="warning",
         ws_max_size=2 * 1024 * 1024,
+        loop="uvloop" if _has_uvloop() else "asyncio",
     )
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+    else:
+        # Each worker process builds its app from the same settings; they share the port (one
+        # listening socket) and the Redis store. See docs/architecture.md.
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            "api.app:create_app_from_env",
+            factory=True,
+            workers=workers,
+            **common,  # type: ignore[arg-type]
+        )
     return 0
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -54,7 +96,14 @@ def _demo(args: argparse.Namespace) -> int:
     from api.demo import run_demo
 
     return asyncio.run(
-        run_demo(slots=args.slots, slot_ms=args.slot_ms, searchers=args.searchers, seed=args.seed)
+        run_demo(
+            slots=args.slots,
+            slot_ms=args.slot_ms,
+            searchers=args.searchers,
+            seed=args.seed,
+            committee_size=args.committee_size,
+            signer_processes=args.signer_processes,
+        )
     )
 
 
@@ -105,6 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--rollup", type=int, action="append", help="chain id; repeat for several")
     serve.add_argument("--preset", choices=["mainnet", "minimal"])
     serve.add_argument("--appendfsync", choices=["everysec", "always", "unmanaged"])
+    serve.add_argument("--workers", type=int, help="engine processes sharing the port and store")
+    serve.add_argument(
+        "--history-retention-slots",
+        type=int,
+        dest="history_retention_slots",
+        help="keep the history of this many newest slots (default: keep all)",
+    )
+    serve.add_argument(
+        "--history-retention-days",
+        type=float,
+        dest="history_retention_days",
+        help="keep this many days of history (default: keep all)",
+    )
+    serve.add_argument("--committee", help="public committee file: sign blocks (docs/committee.md)")
+    serve.add_argument(
+        "--signer", action="append", help="a member's URL, member 1 first; repeat for each"
+    )
+    serve.add_argument("--signing-window-ms", type=int, dest="signing_window_ms")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="engine + simulated searchers on loopback")
@@ -112,12 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--slot-ms", type=int, default=1000, dest="slot_ms")
     demo.add_argument("--searchers", type=int, default=8)
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--committee-size", type=int, default=4, dest="committee_size")
+    demo.add_argument(
+        "--signer-processes",
+        action="store_true",
+        dest="signer_processes",
+        help="run the committee as real signer processes (default: in-process members)",
+    )
     demo.set_defaults(func=_demo)
 
     solve = sub.add_parser("solve", help="pack one instance (JSON) offline; see docs/solver.md")
     solve.add_argument("instance", help="instance JSON file")
     solve.add_argument("--time-budget-ms", type=int, dest="time_budget_ms")
     solve.set_defaults(func=_solve)
+
+    add_committee_commands(sub)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -25,6 +25,7 @@ from api.settings import Settings
 from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
+from committee.local import start_local_committee
 
 GWEI = 10**9
 POOL = "0x" + "aa" * 20
@@ -92,10 +93,22 @@ async def _ws_session(url: str, frames: list[str]) -> list[dict]:
     return replies
 
 
-async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> int:
+async def run_demo(
+    *,
+    slots: int,
+    slot_ms: int,
+    searchers: int,
+    seed: int,
+    committee_size: int = 4,
+    signer_processes: bool = False,
+) -> int:
     port = free_port()
     settings = Settings(slot_ms=slot_ms, port=port)
     engine = build_engine(settings, MemoryStore())
+    # The signing committee: in-process members, or real signer processes on loopback.
+    committee = await start_local_committee(
+        engine, settings, n=committee_size, processes=signer_processes
+    )
     chain_id = engine.default_rollup
     app = create_app(settings, engine=engine)
     server = uvicorn.Server(
@@ -124,7 +137,8 @@ async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> in
         print(
             f"slot {r.slot}  bids {len(r.outcomes):3d}  winners {len(b.bundles):2d}  "
             f"revenue {_eth(b.revenue_wei)}  gas {b.gas_used:>10,}  "
-            f"bound gap {gap:6.2%}  block {b.block_hash[:14]}",
+            f"bound gap {gap:6.2%}  block {b.block_hash[:14]}  "
+            f"{await committee.describe(r.rollup, r.slot)}",
             flush=True,
         )
         if len(results) >= slots:
@@ -133,7 +147,9 @@ async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> in
     engine.result_hooks.append(on_result)
     print(
         f"blockspace demo: {searchers} searchers, {slots} slots of {slot_ms} ms, "
-        f"rollup {chain_id}, server on 127.0.0.1:{port}",
+        f"rollup {chain_id}, server on 127.0.0.1:{port}, committee "
+        f"{committee.committee.t} of {committee.committee.n} "
+        f"({'signer processes' if signer_processes else 'in-process'})",
         flush=True,
     )
     victim_nonce = 0
@@ -187,6 +203,8 @@ async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> in
             if compute_slot_at(engine.clock, engine.now_ms()) <= slot:
                 await asyncio.sleep(0.01)
     await engine.stop()
+    signed = [await engine.store.get_signed_block(r.rollup, r.slot) for r in results]
+    await committee.aclose()
     server.should_exit = True
     await server_task
     sent = sum(s.sent for s in sims)
@@ -196,7 +214,7 @@ async def run_demo(*, slots: int, slot_ms: int, searchers: int, seed: int) -> in
     print(
         f"summary: {len(results)} slots, {sent} bundles sent, {won} won, "
         f"{len(errors)} refused {sorted(set(errors))}, revenue {_eth(revenue)}, "
-        f"searchers {searchers}",
+        f"searchers {searchers}, signed {sum(s is not None for s in signed)}/{len(results)}",
         flush=True,
     )
     _ = rng, time

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from api.history import RefusalRecorder, compute_rejection, compute_slot_history
 from api.metrics import Metrics
 from api.notify import Notifier
 from api.stores.base import SearcherLimits, Store
@@ -33,10 +36,16 @@ from auction.presets import Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Evidence, PendingTx, SlotResult
+from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
 
 ResultHook = Callable[[SlotResult], Awaitable[None]]
+
+# How long one process may take to close a slot before another takes over, and how often the
+# others look for its result.
+CLOSE_LEASE_MS = 15_000
+FOLLOW_POLL_S = 0.005
 
 
 class TokenBucket:
@@ -84,6 +93,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
         self.result_hooks: list[ResultHook] = []
+        self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
         self._heads: dict[int, str] = {}
         # The public pool: txs carried over from the last block, and this engine's view of the
@@ -92,8 +102,13 @@ class Engine:
         self._protected: dict[int, set[str]] = {cid: set() for cid in self.rollups}
         self._arrivals: dict[int, int] = {cid: 0 for cid in self.rollups}
         self._closed_through: dict[int, int] = {}
+        # With a signing committee (committee/coordinator.py) the chain advances only on signed
+        # blocks: the coordinator sets the head (``set_head``), so a failed slot never becomes a
+        # parent and its pool is not carried (docs/committee.md).
+        self.signed_chain = False
         self._loop_task: asyncio.Task[None] | None = None
         self.closing = asyncio.Lock()
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     # --- time ------------------------------------------------------------------------------
 
@@ -110,11 +125,18 @@ class Engine:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self, *, run_clock: bool = True) -> None:
+        # Compile (or load from cache) the solver now: never inside a slot's deadline.
+        await asyncio.to_thread(packer.warm_up)
         for cid in self.rollups:
             latest = await self.store.latest_result(cid)
             self._heads[cid] = latest.block.block_hash if latest else ZERO_HASH
             self._set_pending(cid, latest.pending if latest else ())
             self._closed_through[cid] = latest.slot if latest else self.open_slot() - 1
+            if self.signed_chain:
+                signed = await self.store.latest_signed_block(cid)
+                parent = await self.store.get_result(cid, signed.block.slot) if signed else None
+                self._heads[cid] = signed.block.block_hash if signed else ZERO_HASH
+                self._set_pending(cid, parent.pending if parent else ())
         if run_clock:
             self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
 
@@ -153,39 +175,23 @@ class Engine:
     # --- closing a slot --------------------------------------------------------------------
 
     async def close_slot(self, rollup_id: int, slot: int) -> SlotResult:
-        """Close intake for (rollup, slot), build and store its result, announce it."""
+        """Close intake for (rollup, slot), build and store its result, announce it.
+
+        Several engine processes may share the store: the one holding the slot's close lease
+        builds the result and runs the result hooks (signing); the others follow, announcing the
+        stored result to their own connections.
+        """
         async with self.closing:
             existing = await self.store.get_result(rollup_id, slot)
             if existing is not None:
                 self._advance(rollup_id, existing)
                 return existing
-            rollup = self.rollups[rollup_id]
-            t0 = time.perf_counter()
-            entries = await self.store.close_slot(rollup_id, slot)
-            t1 = time.perf_counter()
-            result = await asyncio.to_thread(
-                compute_slot_result,
-                rollup,
-                slot,
-                compute_deadline_ms(self.clock, slot),
-                self._heads.get(rollup_id, ZERO_HASH),
-                entries,
-                self._pending.get(rollup_id, ()),
-            )
-            t2 = time.perf_counter()
-            stored = await self.store.save_result(result)
-            if not stored:  # another engine process stored it first: theirs is the truth
-                other = await self.store.get_result(rollup_id, slot)
-                if other is not None:
-                    result = other
-            t3 = time.perf_counter()
-            m = self.metrics.slot_close_seconds
-            m.labels("close_log").observe(t1 - t0)
-            m.labels("build").observe(t2 - t1)
-            m.labels("store").observe(t3 - t2)
-            self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
+            followed = await self._follow(rollup_id, slot)
+            result = followed or await self._build(rollup_id, slot)
             self._advance(rollup_id, result)
         self._announce(result)
+        if followed is not None:
+            return result
         for hook in self.result_hooks:
             try:
                 await hook(result)
@@ -194,11 +200,72 @@ class Engine:
                 self.metrics.system_faults.labels("result_hook").inc()
         return result
 
+    async def _build(self, rollup_id: int, slot: int) -> SlotResult:
+        """Close the slot's log, compute its result and store it (or take a stored one)."""
+        rollup = self.rollups[rollup_id]
+        t0 = time.perf_counter()
+        entries = await self.store.close_slot(rollup_id, slot)
+        t1 = time.perf_counter()
+        result = await asyncio.to_thread(
+            compute_slot_result,
+            rollup,
+            slot,
+            compute_deadline_ms(self.clock, slot),
+            self._heads.get(rollup_id, ZERO_HASH),
+            entries,
+            self._pending.get(rollup_id, ()),
+        )
+        refusals = await self.store.list_refusals(rollup_id, slot)
+        history = await asyncio.to_thread(
+            compute_slot_history,
+            result,
+            refusals,
+            recorded_ms=self.now_ms(),
+            gas_limit=rollup.policy.gas_limit,
+        )
+        t2 = time.perf_counter()
+        stored = await self.store.save_result(result, history=history)
+        self.refusals.forget_through(rollup_id, slot)
+        if not stored:  # another engine process stored it first: theirs is the truth
+            other = await self.store.get_result(rollup_id, slot)
+            if other is not None:
+                result = other
+        t3 = time.perf_counter()
+        m = self.metrics.slot_close_seconds
+        m.labels("close_log").observe(t1 - t0)
+        m.labels("build").observe(t2 - t1)
+        m.labels("store").observe(t3 - t2)
+        self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
+        return result
+
+    async def _follow(self, rollup_id: int, slot: int) -> SlotResult | None:
+        """None once this process holds the slot's close lease, else the result another stored."""
+        lease_ms = CLOSE_LEASE_MS
+        while not await self.store.claim_close(rollup_id, slot, self.instance_id, lease_ms):
+            # Another process closes this slot; if its lease runs out, we take over.
+            waited = 0.0
+            while waited < lease_ms / 1000:
+                result = await self.store.get_result(rollup_id, slot)
+                if result is not None:
+                    return result
+                await asyncio.sleep(FOLLOW_POLL_S)
+                waited += FOLLOW_POLL_S
+        return None
+
     def _advance(self, rollup_id: int, result: SlotResult) -> None:
         if result.slot > self._closed_through.get(rollup_id, -1):
             self._closed_through[rollup_id] = result.slot
-            self._heads[rollup_id] = result.block.block_hash
-            self._set_pending(rollup_id, result.pending)
+            if self.signed_chain:
+                self._arrivals[rollup_id] = 0  # the head moves in set_head, once signed
+            else:
+                self._heads[rollup_id] = result.block.block_hash
+                self._set_pending(rollup_id, result.pending)
+
+    def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None:
+        """Make a signed block the parent of the next one, with the pool it left pending."""
+        self._heads[rollup_id] = block_hash
+        self._pending[rollup_id] = pending
+        self._protected[rollup_id] = {p.tx.hash for p in pending if p.protected}
 
     def _set_pending(self, rollup_id: int, pending: tuple[PendingTx, ...]) -> None:
         self._pending[rollup_id] = pending
@@ -263,6 +330,44 @@ class Engine:
         return endpoint_rollup
 
     async def submit_bundle(
+        self,
+        params: Any,
+        *,
+        searcher: str,
+        evidence: Evidence,
+        endpoint_rollup: int | None,
+        transport: str,
+    ) -> dict[str, Any]:
+        """eth_sendBundle; a refusal whose target slot is still open goes into its history."""
+        received_ms = self.now_ms()
+        try:
+            return await self._submit_bundle(
+                params,
+                searcher=searcher,
+                evidence=evidence,
+                endpoint_rollup=endpoint_rollup,
+                transport=transport,
+            )
+        except BlockspaceError as exc:
+            record = compute_rejection(
+                params,
+                searcher=searcher,
+                code=exc.code,
+                received_ms=received_ms,
+                default_rollup=self.default_rollup,
+                endpoint_rollup=endpoint_rollup,
+            )
+            if record is not None and record.rollup in self.rollups:
+                self.refusals.record(
+                    self.store,
+                    record,
+                    closed_through=self._closed_through.get(record.rollup, self.head_slot()),
+                    open_slot=self.open_slot(),
+                    max_slots_ahead=self.max_slots_ahead,
+                )
+            raise
+
+    async def _submit_bundle(
         self,
         params: Any,
         *,

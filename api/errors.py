@@ -42,6 +42,8 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
 _HTTP_STATUS: dict[str, int] = {
     "slot_not_found": 404,
     "bundle_not_found": 404,
+    "block_not_found": 404,
+    "slot_failed": 404,
     "unknown_rollup": 404,
     "rate_limited": 429,
     "public_pool_full": 429,

@@ -7,6 +7,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auction.presets import DEFAULT_CHAIN_ID, MAINNET, MINIMAL, Preset, Rollup
 
+# Where `blockspace serve --workers N` hands the settings to its worker processes.
+SETTINGS_ENV = "BLOCKSPACE_SETTINGS_JSON"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BLOCKSPACE_", extra="ignore")
@@ -26,6 +29,19 @@ class Settings(BaseSettings):
     max_gas_share_per_searcher: float | None = None
     reserve_price_wei: int | None = None
     payment_rule: str | None = None
+    # History retention (issue 5): trim whole slots older than this many slots and/or days.
+    history_retention_slots: int | None = Field(default=None, ge=1)
+    history_retention_days: float | None = Field(default=None, gt=0)
+    # Policy override: public txs due for the inclusion list after this many slots.
+    inclusion_after_slots: int | None = Field(default=None, ge=0)
+    # Signing committee (issue 4, docs/committee.md). ``serve`` signs blocks when ``committee``
+    # (the public committee file) is set; ``signers`` are the members' URLs, member 1 first.
+    committee: str | None = None
+    signers: list[str] = Field(default_factory=list)
+    # A slot may be signed until its deadline + this (default: one slot).
+    signing_window_ms: int | None = Field(default=None, ge=50)
+    max_clock_skew_ms: int = Field(default=250, ge=0, le=60_000)
+    signer_evidence_sample: int = Field(default=16, ge=0)  # losing events a member fully re-derives
 
     @field_validator("store")
     @classmethod
@@ -60,6 +76,7 @@ class Settings(BaseSettings):
                 "max_gas_share_per_searcher",
                 "reserve_price_wei",
                 "payment_rule",
+                "inclusion_after_slots",
             )
             if getattr(self, k) is not None
         }

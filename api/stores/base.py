@@ -8,15 +8,30 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   idempotent: it returns the first seq and changes nothing.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
-- Results are written once per (rollup, slot) and never expire.
+- Results are written once per (rollup, slot) and never expire (retention aside).
+- History (issue 5, ``api/history.py``): ``save_result(result, history=...)`` writes the slot's
+  history in the same atomic step as its result, so a slot has a history exactly when it has a
+  result, and nothing of it is readable before the slot closed. Bid records get history ids
+  (``<ms>-<n>``) that increase in the order they were written; every listing of bids is newest
+  first by that id, so a cursor (the last id seen) pages through every bid exactly once while new
+  slots arrive. ``trim_history`` removes whole slots (history, result, log and intake keys).
+- Committee (issue 4, ``committee/records.py``; tests/stores/test_contract_committee.py): a slot
+  gets at most one of a signed block or a failure record, written once, never trimmed or
+  expired. ``record_partial`` keeps every distinct valid partial per (committee, member, signing
+  root) and, atomically with the write, stores equivocation evidence when a member's second
+  signing root for the slot arrives. Evidence ids (``<ms>-<n>``) increase in write order.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from api.history import BidRecord, SlotDetail, SlotHistory, StatsPart
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +56,10 @@ class Store(ABC):
         """Log a cancel into each still-open slot of ``slots``; return the slots it went into."""
 
     @abstractmethod
+    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
+        """Take the lease to close (rollup, slot); True for the one process that should."""
+
+    @abstractmethod
     async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
         """Stop intake for the slot and return its log."""
 
@@ -53,8 +72,9 @@ class Store(ABC):
         """Seq of a logged bid by bid id or by ``<searcher>:<bundle_hash>``."""
 
     @abstractmethod
-    async def save_result(self, result: SlotResult) -> bool:
-        """Store a slot's result; False (and no change) if one is already stored."""
+    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
+        """Store a slot's result (and its history, atomically with it); False (and no change)
+        if one is already stored."""
 
     @abstractmethod
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None: ...
@@ -67,6 +87,124 @@ class Store(ABC):
         self, rollup: int, *, from_slot: int | None, to_slot: int | None, limit: int
     ) -> list[int]:
         """Slots with a stored result in [from_slot, to_slot], newest first."""
+
+    # --- auction history (issue 5; api/history.py, docs/data-api.md) ---------------------------
+
+    @abstractmethod
+    def record_refusal(self, record: BidRecord) -> None:
+        """File a refused bid under its (still open) slot. Best effort and bounded: it never
+        waits for I/O, and may drop refusals under a flood."""
+
+    @abstractmethod
+    async def list_refusals(self, rollup: int, slot: int) -> list[BidRecord]:
+        """The refusals filed under a slot, in the order they were filed."""
+
+    @abstractmethod
+    async def list_history_slots(
+        self,
+        rollup: int,
+        *,
+        from_slot: int | None,
+        to_slot: int | None,
+        limit: int,
+        descending: bool = True,
+    ) -> list[int]:
+        """Slots with a history in [from_slot, to_slot], newest first unless ``descending`` is
+        False."""
+
+    @abstractmethod
+    async def get_slot_summaries(
+        self, rollup: int, slots: Sequence[int]
+    ) -> list[dict[str, Any] | None]:
+        """Each slot's summary, with ``committee`` set to its committee record or None."""
+
+    @abstractmethod
+    async def get_slot_details(self, rollup: int, slots: Sequence[int]) -> list[SlotDetail | None]:
+        """Each slot's summary, block order and bids (arrival order)."""
+
+    @abstractmethod
+    async def list_history_bids(
+        self,
+        rollup: int,
+        *,
+        searcher: str | None,
+        outcome: str | None,
+        slot: int | None,
+        before: str | None,
+        inclusive: bool,
+        limit: int,
+    ) -> list[tuple[str, BidRecord]]:
+        """Up to ``limit`` (history id, bid) matching every given filter, newest first, with ids
+        below ``before`` (or equal to it, if ``inclusive``)."""
+
+    @abstractmethod
+    async def get_searcher_tally(self, rollup: int, searcher: str) -> dict[str, int]:
+        """The searcher's counters (``api.history.TALLY_FIELDS``) over the retained history."""
+
+    @abstractmethod
+    async def list_stats_parts(
+        self, rollup: int, *, from_slot: int | None, to_slot: int | None
+    ) -> list[StatsPart]:
+        """Stats parts (single slots or pre-aggregated buckets) that together cover exactly the
+        slots with a history in [from_slot, to_slot]."""
+
+    @abstractmethod
+    async def record_committee(self, rollup: int, slot: int, record: Mapping[str, Any]) -> bool:
+        """Attach the committee's result (``{"status": "signed" | "failed", ...}``) to a slot's
+        history; False if the slot has none. The last record wins."""
+
+    @abstractmethod
+    async def count_failed_slots(
+        self, rollup: int, *, from_slot: int | None, to_slot: int | None
+    ) -> int:
+        """Slots in [from_slot, to_slot] whose committee record says ``failed``."""
+
+    @abstractmethod
+    async def trim_history(self, rollup: int, before_slot: int, max_slots: int) -> list[int]:
+        """Remove up to ``max_slots`` of the oldest slots below ``before_slot`` entirely (history,
+        result, log and intake keys); return the slots removed, oldest first."""
+
+    # --- signing committee (issue 4; committee/records.py, docs/committee.md) -------------------
+
+    @abstractmethod
+    async def save_signed_block(self, block: SignedBlock) -> bool:
+        """Store a slot's signed block; False (and no change) if the slot already has a signed
+        block or a failure record."""
+
+    @abstractmethod
+    async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None: ...
+
+    @abstractmethod
+    async def latest_signed_block(self, rollup: int) -> SignedBlock | None:
+        """The signed block of the highest slot (the head of the signed chain)."""
+
+    @abstractmethod
+    async def save_failed_slot(self, failed: FailedSlot) -> bool:
+        """Record a slot published as failed; False (and no change) if the slot already has a
+        signed block or a failure record."""
+
+    @abstractmethod
+    async def get_failed_slot(self, rollup: int, slot: int) -> FailedSlot | None: ...
+
+    @abstractmethod
+    async def record_partial(self, partial: PartialRecord) -> MemberEvidence | None:
+        """Keep a member's valid partial. If the member already gave one for another signing
+        root of the same (rollup, slot) and committee, store and return the equivocation
+        evidence (its first partial and this one); otherwise return None."""
+
+    @abstractmethod
+    async def list_partials(self, rollup: int, slot: int) -> list[PartialRecord]:
+        """Every kept partial of the slot, by member, then arrival."""
+
+    @abstractmethod
+    async def save_evidence(self, evidence: MemberEvidence) -> str:
+        """Append evidence against a member (an invalid partial); return its id."""
+
+    @abstractmethod
+    async def list_evidence(
+        self, rollup: int, *, before: str | None, limit: int
+    ) -> list[tuple[str, MemberEvidence]]:
+        """Up to ``limit`` (id, evidence), newest first, with ids below ``before``."""
 
     @abstractmethod
     async def ping(self) -> bool: ...

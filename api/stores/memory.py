@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
 
+from api.history import SlotHistory
 from api.stores.base import SearcherLimits, Store
+from api.stores.memory_committee import MemoryCommittee
+from api.stores.memory_history import MemoryHistory
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
@@ -24,7 +27,7 @@ class _SlotLog:
     bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryCommittee, MemoryHistory, Store):
     name = "memory"
 
     def __init__(self) -> None:
@@ -101,6 +104,10 @@ class MemoryStore(Store):
             done.append(slot)
         return done
 
+    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
+        # One process holds an embedded store, so its engine always closes its own slots.
+        return True
+
     async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
         log = self._log(rollup, slot)
         log.closed = True
@@ -114,11 +121,13 @@ class MemoryStore(Store):
         log = self._logs.get((rollup, slot))
         return log.index.get(key) if log else None
 
-    async def save_result(self, result: SlotResult) -> bool:
+    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
         results = self._results[result.rollup]
         if result.slot in results:
             return False
         results[result.slot] = result
+        if history is not None:
+            self._write_history(history)
         return True
 
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None:

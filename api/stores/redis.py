@@ -21,8 +21,11 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from api.history import SlotHistory
 from api.stores import keys
 from api.stores.base import SearcherLimits, Store
+from api.stores.redis_committee import RedisCommittee
+from api.stores.redis_history import RedisHistory
 from auction import codec
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed, StoreUnavailable
@@ -30,23 +33,39 @@ from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 log = logging.getLogger("blockspace.store")
 
-# KEYS: log, closed, limits, index. ARGV: event, searcher, size, max_bundles, max_bytes,
-# bid_id, owner key. Returns the seq, or an error reply starting with a stable code.
-_APPEND_BID = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('slot_closed') end
-local prev = redis.call('HGET', KEYS[4], ARGV[6])
-if prev then return prev end
-local n = redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], 1)
-local b = redis.call('HINCRBY', KEYS[3], 'b:' .. ARGV[2], tonumber(ARGV[3]))
-if n > tonumber(ARGV[4]) or b > tonumber(ARGV[5]) then
-  redis.call('HINCRBY', KEYS[3], 'n:' .. ARGV[2], -1)
-  redis.call('HINCRBY', KEYS[3], 'b:' .. ARGV[2], -tonumber(ARGV[3]))
-  return redis.error_reply('searcher_limit_exceeded')
+# A batch of bids in one call (group commit). Per bid i: KEYS[4i+1..4i+4] = log, closed, limits,
+# index; ARGV[7i+1..7i+7] = event, searcher, size, max_bundles, max_bytes, bid id, owner key.
+# Each bid is checked and appended on its own (closed slot, idempotency, searcher limits); the
+# reply holds one entry per bid: its seq, or "!" followed by a stable error code.
+_APPEND_BIDS = """
+local out = {}
+for i = 0, #KEYS / 4 - 1 do
+  local lk, ck, mk, ik = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
+  local a = 7*i
+  local who, size, id = ARGV[a+2], tonumber(ARGV[a+3]), ARGV[a+6]
+  if redis.call('EXISTS', ck) == 1 then
+    out[i+1] = '!slot_closed'
+  else
+    local prev = redis.call('HGET', ik, id)
+    if prev then
+      out[i+1] = prev
+    else
+      local n = redis.call('HINCRBY', mk, 'n:' .. who, 1)
+      local b = redis.call('HINCRBY', mk, 'b:' .. who, size)
+      if n > tonumber(ARGV[a+4]) or b > tonumber(ARGV[a+5]) then
+        redis.call('HINCRBY', mk, 'n:' .. who, -1)
+        redis.call('HINCRBY', mk, 'b:' .. who, -size)
+        out[i+1] = '!searcher_limit_exceeded'
+      else
+        local xid = redis.call('XADD', lk, '*', 'e', ARGV[a+1])
+        redis.call('HSET', ik, id, xid)
+        redis.call('HSETNX', ik, ARGV[a+7], xid)
+        out[i+1] = xid
+      end
+    end
+  end
 end
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[6], id)
-redis.call('HSETNX', KEYS[4], ARGV[7], id)
-return id
+return out
 """
 
 # KEYS: log, closed, index. ARGV: event, cancel id. Appends only to an open slot that already
@@ -87,7 +106,7 @@ return 0
 
 # Every script, by name; loaded at connect and again after a server restart (NOSCRIPT).
 SCRIPTS = {
-    "append_bid": _APPEND_BID,
+    "append_bids": _APPEND_BIDS,
     "append_cancel": _APPEND_CANCEL,
     "append_public_tx": _APPEND_PUBLIC_TX,
     "close": _CLOSE,
@@ -138,7 +157,7 @@ def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-class RedisStore(Store):
+class RedisStore(RedisCommittee, RedisHistory, Store):
     name = "redis"
 
     def __init__(
@@ -194,6 +213,7 @@ class RedisStore(Store):
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-group-commit")
 
     async def aclose(self) -> None:
+        await self._close_history()
         # Appends still queued were never written: refuse them rather than leave callers waiting.
         while self._queue is not None and not self._queue.empty():
             *_, fut = self._queue.get_nowait()
@@ -248,32 +268,27 @@ class RedisStore(Store):
                         fut.set_exception(err)
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        keys_: list[str] = []
+        args: list[Any] = []
+        for bid, limits, payload, _ in batch:
+            r, s = bid.rollup, bid.slot
+            keys_ += [
+                keys.slot_log(r, s),
+                keys.slot_closed(r, s),
+                keys.slot_limits(r, s),
+                keys.slot_index(r, s),
+            ]
+            args += [
+                payload,
+                bid.searcher,
+                bid.size_bytes,
+                limits.max_bundles,
+                limits.max_bytes,
+                bid.bid_id,
+                f"{bid.searcher}:{bid.bundle_hash}",
+            ]
         try:
-            if not self._sha:
-                await self._reload_scripts()
-            pipe = self.redis.pipeline(transaction=False)
-            for bid, limits, payload, _ in batch:
-                r, s = bid.rollup, bid.slot
-                pipe.evalsha(
-                    self._sha["append_bid"],
-                    4,
-                    keys.slot_log(r, s),
-                    keys.slot_closed(r, s),
-                    keys.slot_limits(r, s),
-                    keys.slot_index(r, s),
-                    payload,
-                    bid.searcher,
-                    bid.size_bytes,
-                    limits.max_bundles,
-                    limits.max_bytes,
-                    bid.bid_id,
-                    f"{bid.searcher}:{bid.bundle_hash}",
-                )
-            replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(x, NoScriptError) for x in replies):
-                await self._reload_scripts()
-                await self._flush(batch)
-                return
+            replies = await self._evalsha("append_bids", keys_, args)
         except (RedisError, OSError) as exc:
             log.error("redis write failed: %s", exc)
             err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
@@ -284,25 +299,19 @@ class RedisStore(Store):
         for (bid, limits, _, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
-            if isinstance(reply, ResponseError):
-                text = str(reply)
-                if text.startswith("slot_closed"):
-                    fut.set_exception(SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot))
-                elif text.startswith("searcher_limit_exceeded"):
-                    fut.set_exception(
-                        SearcherLimitExceeded(
-                            "searcher limit for this slot reached",
-                            max_bundles=limits.max_bundles,
-                            max_bytes=limits.max_bytes,
-                        )
+            text = _text(reply)
+            if text == "!slot_closed":
+                fut.set_exception(SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot))
+            elif text == "!searcher_limit_exceeded":
+                fut.set_exception(
+                    SearcherLimitExceeded(
+                        "searcher limit for this slot reached",
+                        max_bundles=limits.max_bundles,
+                        max_bytes=limits.max_bytes,
                     )
-                else:
-                    log.error("redis refused a bid: %s", text)
-                    fut.set_exception(StoreUnavailable("the bid store refused the write"))
-            elif isinstance(reply, Exception):
-                fut.set_exception(StoreUnavailable(f"the bid store failed: {reply}"))
+                )
             else:
-                fut.set_result(reply.decode() if isinstance(reply, bytes) else str(reply))
+                fut.set_result(text)
 
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         payload = codec.event_to_bytes(ptx)
@@ -346,6 +355,13 @@ class RedisStore(Store):
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
         return done
 
+    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
+        key = keys.slot_closer(rollup, slot)
+        with _store_errors():
+            if await self.redis.set(key, owner, nx=True, px=lease_ms):
+                return True
+            return _text(await self.redis.get(key) or b"") == owner
+
     async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
         try:
             reply = await self._evalsha(
@@ -367,8 +383,11 @@ class RedisStore(Store):
             seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
         return seq.decode() if seq is not None else None
 
-    async def save_result(self, result: SlotResult) -> bool:
+    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
         data = orjson.dumps(codec.result_to_json(result))
+        if history is not None:  # the result and its history in one script (redis_history.py)
+            with _store_errors():
+                return await self._save_result_with_history(data, history)
         with _store_errors():
             reply = await self._evalsha(
                 "save_result",
