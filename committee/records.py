@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from auction.codec import block_to_json
 from auction.hashing import keccak256, to_hex
 from auction.types import Block, WinningBundle
 from committee import bls, wire
@@ -68,30 +69,7 @@ class SignedBlock:
 
 def block_fields_to_json(b: Block) -> dict[str, Any]:
     """The block's fields in delivery order (the header fields, then the raw transactions)."""
-    return {
-        "rollup": b.rollup,
-        "slot": b.slot,
-        "parent_hash": b.parent_hash,
-        "block_hash": b.block_hash,
-        "bid_set_root": b.bid_set_root,
-        "carried_root": b.carried_root,
-        "pending_root": b.pending_root,
-        "public_tx_count": b.public_tx_count,
-        "gas_used": b.gas_used,
-        "revenue_wei": str(b.revenue_wei),
-        "bundles": [
-            {
-                "bid_id": w.bid_id,
-                "bundle_hash": w.bundle_hash,
-                "searcher": w.searcher,
-                "bid_wei": str(w.bid_wei),
-                "payment_wei": str(w.payment_wei),
-                "gas": w.gas,
-            }
-            for w in b.bundles
-        ],
-        "txs": [_hex(t) for t in b.txs],
-    }
+    return block_to_json(b)
 
 
 def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
