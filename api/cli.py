@@ -13,35 +13,26 @@ from committee.commands import add_commands as add_committee_commands
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from pydantic import ValidationError
 
     from api.app import create_app
-    from api.settings import Settings
+    from api.settings import settings_from_flags
 
-    overrides = {
-        k: v
-        for k, v in {
-            "host": args.host,
-            "port": args.port,
-            "slot_ms": args.slot_ms,
-            "store": args.store,
-            "rollups": args.rollup,
-            "preset": args.preset,
-            "redis_appendfsync": args.appendfsync,
-            "history_retention_slots": args.history_retention_slots,
-            "history_retention_days": args.history_retention_days,
-            "committee": args.committee,
-            "signers": args.signer,
-            "signing_window_ms": args.signing_window_ms,
-        }.items()
-        if v is not None
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "slot_ms": args.slot_ms,
+        "store": args.store,
+        "rollups": args.rollup,
+        "preset": args.preset,
+        "redis_appendfsync": args.appendfsync,
+        "history_retention_slots": args.history_retention_slots,
+        "history_retention_days": args.history_retention_days,
+        "committee": args.committee,
+        "signers": args.signer,
+        "signing_window_ms": args.signing_window_ms,
     }
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(x) for x in err["loc"])
-            print(f"blockspace serve: {field}: {err['msg']}", file=sys.stderr)
+    settings = settings_from_flags("blockspace serve", flags)
+    if settings is None:
         return 2
     from committee.coordinator import check_committee_settings
 

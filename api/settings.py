@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import sys
+
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auction.presets import DEFAULT_CHAIN_ID, MAINNET, MINIMAL, Preset, Rollup
@@ -85,3 +87,15 @@ class Settings(BaseSettings):
         return {
             cid: Rollup(chain_id=cid, name=f"rollup-{cid}", policy=policy) for cid in self.rollups
         }
+
+
+def settings_from_flags(prog: str, flags: dict[str, object]) -> Settings | None:
+    """Settings from the environment overridden by the flags that were given (not None); on a
+    bad value, print one line per problem to stderr, prefixed with ``prog``, and return None."""
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(x) for x in err["loc"])
+            print(f"{prog}: {field}: {err['msg']}", file=sys.stderr)
+        return None

@@ -34,27 +34,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _signer(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from api.settings import Settings
+    from api.settings import settings_from_flags
     from committee.errors import CommitteeError
     from committee.signer import run_signer
 
-    overrides = {
-        k: v
-        for k, v in {
-            "slot_ms": args.slot_ms,
-            "rollups": args.rollup,
-            "preset": args.preset,
-        }.items()
-        if v is not None
-    }
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(x) for x in err["loc"])
-            print(f"blockspace signer: {field}: {err['msg']}", file=sys.stderr)
+    flags = {"slot_ms": args.slot_ms, "rollups": args.rollup, "preset": args.preset}
+    settings = settings_from_flags("blockspace signer", flags)
+    if settings is None:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format=_LOG_FORMAT)
     try:
