@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from auction import constants as C
 from auction.hashing import keccak256, to_hex
-from auction.types import PendingTx, WinningBundle
+from auction.types import Block, PendingTx, WinningBundle
 
 ZERO_HASH = "0x" + "00" * 32
 _BLOCK_DOMAIN = b"blockspace/block"
@@ -97,3 +97,20 @@ def encode_block_header(
 
 def compute_block_hash(**fields: object) -> str:
     return to_hex(keccak256(encode_block_header(**fields)))  # type: ignore[arg-type]
+
+
+def compute_header_hash(header: Block, tx_hashes: Sequence[str]) -> str:
+    """The block hash that a block's header fields and its transactions' hashes imply."""
+    return compute_block_hash(
+        rollup=header.rollup,
+        slot=header.slot,
+        parent_hash=header.parent_hash,
+        bid_set_root=header.bid_set_root,
+        gas_used=header.gas_used,
+        revenue_wei=header.revenue_wei,
+        bundles=header.bundles,
+        tx_hashes=list(tx_hashes),
+        public_tx_count=header.public_tx_count,
+        carried_root=header.carried_root,
+        pending_root=header.pending_root,
+    )

@@ -26,7 +26,7 @@ from typing import Any, Final
 import orjson
 
 from auction import codec
-from auction.encoding import compute_block_hash
+from auction.encoding import compute_header_hash
 from auction.types import Bid, Block, Cancel, LoggedEvent, PendingTx, PublicTx, Tx
 from committee import bls, wire
 from committee.errors import MalformedProposal
@@ -60,23 +60,6 @@ class Proposal:
     parent: ParentCertificate | None
     carried: tuple[PendingTx, ...]
     log: tuple[LoggedEvent, ...]
-
-
-def compute_header_hash(header: Block, tx_hashes: tuple[str, ...] | list[str]) -> str:
-    """Block hash from header fields and transaction hashes (``auction.encoding``)."""
-    return compute_block_hash(
-        rollup=header.rollup,
-        slot=header.slot,
-        parent_hash=header.parent_hash,
-        bid_set_root=header.bid_set_root,
-        gas_used=header.gas_used,
-        revenue_wei=header.revenue_wei,
-        bundles=header.bundles,
-        tx_hashes=list(tx_hashes),
-        public_tx_count=header.public_tx_count,
-        carried_root=header.carried_root,
-        pending_root=header.pending_root,
-    )
 
 
 def parent_certificate_to_json(cert: ParentCertificate) -> dict[str, Any]:

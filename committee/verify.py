@@ -8,7 +8,7 @@ who signed. Pure: no I/O.
 
 from __future__ import annotations
 
-from auction.encoding import compute_block_hash
+from auction.encoding import compute_header_hash
 from committee import bls, threshold
 from committee.errors import InvalidSignedBlock
 from committee.records import SignedBlock, compute_tx_hashes
@@ -17,20 +17,7 @@ from committee.signing import compute_signing_root
 
 def compute_block_hash_of(signed: SignedBlock) -> str:
     """The block hash the signed block's fields and raw transactions imply."""
-    b = signed.block
-    return compute_block_hash(
-        rollup=b.rollup,
-        slot=b.slot,
-        parent_hash=b.parent_hash,
-        bid_set_root=b.bid_set_root,
-        gas_used=b.gas_used,
-        revenue_wei=b.revenue_wei,
-        bundles=b.bundles,
-        tx_hashes=compute_tx_hashes(b),
-        public_tx_count=b.public_tx_count,
-        carried_root=b.carried_root,
-        pending_root=b.pending_root,
-    )
+    return compute_header_hash(signed.block, compute_tx_hashes(signed.block))
 
 
 def verify_signed_block(
