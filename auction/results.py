@@ -127,8 +127,15 @@ def compute_slot_result(
     parent_hash: str,
     log: Sequence[LoggedEvent],
     carried: Sequence[PendingTx] = (),
+    *,
+    price_of_fairness: bool = True,
 ) -> SlotResult:
-    """Run the slot's auction. Deterministic: same inputs, same result, bit for bit."""
+    """Run the slot's auction. Deterministic: same inputs, same result, bit for bit.
+
+    ``price_of_fairness=False`` skips the second, unconstrained packing (then
+    ``unconstrained_bids_wei`` is just the winning bids): the figure is for analysts and is not
+    part of the block, so a committee member re-checking a block need not pay for it.
+    """
     policy = rollup.policy
     book = compute_book(log)
     pool = compute_pool(slot, carried, log)
@@ -150,7 +157,10 @@ def compute_slot_result(
 
     inp = compute_packing_input(rollup, eligible, lane_gas=lane_gas)
     packing = packer.pack(inp, policy.time_budget_ms)
-    if inp.max_gas_per_searcher is not None or lane_gas > 0 or len(eligible) < len(book.live):
+    constrained = (
+        inp.max_gas_per_searcher is not None or lane_gas > 0 or len(eligible) < len(book.live)
+    )
+    if price_of_fairness and constrained:
         all_live = [e.event for e in book.live if e.event.bid_id not in rejected]  # type: ignore[union-attr]
         unconstrained = packer.pack(
             compute_packing_input(rollup, all_live, fair=False),  # type: ignore[arg-type]

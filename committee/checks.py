@@ -392,7 +392,8 @@ def _first_difference(a: object, b: object) -> str:
 
 
 def compute_expected_result(config: MemberConfig, proposal: Proposal) -> SlotResult:
-    """Re-run the slot with the member's own policy and clock on the proposed log."""
+    """Re-run the slot with the member's own policy and clock on the proposed log (without the
+    analysts' price-of-fairness packing: it is not part of the block)."""
     return compute_slot_result(
         config.rollups[proposal.rollup],
         proposal.slot,
@@ -400,6 +401,7 @@ def compute_expected_result(config: MemberConfig, proposal: Proposal) -> SlotRes
         proposal.block.parent_hash,
         proposal.log,
         proposal.carried,
+        price_of_fairness=False,
     )
 
 

@@ -44,6 +44,12 @@ def test_reserved_gas_is_kept_from_bundles():
                             [LoggedEvent("1-0", big), LoggedEvent("2-0", small)])
     assert [w.bid_id for w in r.block.bundles] == [small.bid_id]
     assert r.unconstrained_bids_wei == 10**18  # the price of fairness is visible
+    # A committee member skips that second packing: same block, no analyst figure.
+    lean = compute_slot_result(rollup, SLOT, 1, ZERO_HASH,
+                               [LoggedEvent("1-0", big), LoggedEvent("2-0", small)],
+                               price_of_fairness=False)
+    assert lean.block == r.block and lean.outcomes == r.outcomes
+    assert lean.unconstrained_bids_wei == lean.winning_bids_wei == 10**15
 
 
 def test_due_public_tx_is_included_and_blocks_conflicting_bundles():
