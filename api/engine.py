@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from api.history import RefusalRecorder, compute_rejection, compute_slot_history
@@ -35,7 +35,7 @@ from auction.hashing import from_hex, to_hex
 from auction.presets import Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Evidence, PendingTx, SlotResult
+from auction.types import Evidence, PendingTx, PublicTx, SlotResult
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
@@ -425,16 +425,26 @@ class Engine:
         limit = self.rollups[cid].policy.max_pending_public_txs
         if len(self._pending.get(cid, ())) + self._arrivals[cid] >= limit:
             raise PublicPoolFull(f"rollup {cid} has {limit} public txs pending")
-        slot = compute_slot_at(self.clock, now)
+        await self._log_public_tx(ptx)
+        return ptx.tx.hash
+
+    async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
+        """Log again, in the open slot, the public txs that arrived during a slot that failed to
+        be signed: that block never happened, so they are still waiting (docs/committee.md).
+        They keep their arrival time and protection; their inclusion-list age restarts."""
+        for ptx in arrivals:
+            await self._log_public_tx(ptx)
+
+    async def _log_public_tx(self, ptx: PublicTx) -> None:
+        slot = self.open_slot()
         try:
             await self.store.append_public_tx(ptx, slot)
         except SlotClosed:
             # The slot closed between the clock read and the write: the tx joins the next one.
             await self.store.append_public_tx(ptx, slot + 1)
-        self._arrivals[cid] += 1
-        if protected:
-            self._protected[cid].add(ptx.tx.hash)
-        return ptx.tx.hash
+        self._arrivals[ptx.rollup] += 1
+        if ptx.protected:
+            self._protected[ptx.rollup].add(ptx.tx.hash)
 
     async def cancel_bundle(
         self, params: Any, *, searcher: str, evidence: Evidence, endpoint_rollup: int | None

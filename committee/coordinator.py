@@ -28,7 +28,7 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from auction.encoding import ZERO_HASH, compute_pending_root
-from auction.types import PendingTx, SlotResult
+from auction.types import PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.errors import CommitteeError, Refusal
@@ -199,7 +199,9 @@ class Collection:
 class _CoordinatorMetrics:
     def __init__(self, registry: Any) -> None:
         self.slots = Counter(
-            "blockspace_committee_slots", "Slots published, by status", ["status"],
+            "blockspace_committee_slots",
+            "Slots published, by status",
+            ["status"],
             registry=registry,
         )
         self.answers = Counter(
@@ -209,8 +211,10 @@ class _CoordinatorMetrics:
             registry=registry,
         )
         self.evidence = Counter(
-            "blockspace_committee_evidence", "Evidence recorded against members, by kind",
-            ["kind"], registry=registry,
+            "blockspace_committee_evidence",
+            "Evidence recorded against members, by kind",
+            ["kind"],
+            registry=registry,
         )
         self.seconds = Histogram(
             "blockspace_committee_seconds",
@@ -376,7 +380,9 @@ class Coordinator:
                 outcome = await self._publish_signed(result, signature, sorted(chosen))
         else:
             outcome = await self._publish_failed(
-                result, collection, FAILED_NOT_ENOUGH_PARTIALS,
+                result,
+                collection,
+                FAILED_NOT_ENOUGH_PARTIALS,
                 f"{len(collection.valid)} valid partials of the {self.committee.t} needed",
             )
         timing["status"] = STATUS_SIGNED if isinstance(outcome, SignedBlock) else STATUS_FAILED
@@ -404,7 +410,9 @@ class Coordinator:
         and for tests of proposals that break a rule.
         """
         root = compute_signing_root(
-            self.committee.committee_id, proposal.rollup, proposal.slot,
+            self.committee.committee_id,
+            proposal.rollup,
+            proposal.slot,
             proposal.block.block_hash,
         )
         deadline_ms = self._signing_deadline_ms(proposal.slot)
@@ -570,7 +578,9 @@ class Coordinator:
             missing=tuple(
                 sorted(
                     set(range(1, self.committee.n + 1))
-                    - set(c.valid) - set(c.refused) - set(c.invalid)
+                    - set(c.valid)
+                    - set(c.refused)
+                    - set(c.invalid)
                 )
             ),
             deadline_ms=self._signing_deadline_ms(result.slot),
@@ -586,6 +596,12 @@ class Coordinator:
                 raise RuntimeError("the store refused a failure record but holds no record")
             return existing
         log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
+        # Its block never happened: the public txs that arrived in it wait in the open slot.
+        # (After the failure record, which only one process gets to write, so never twice.)
+        entries = await store.read_log(result.rollup, result.slot)
+        await self.engine.requeue_public_txs(
+            [e.event for e in entries if isinstance(e.event, PublicTx)]
+        )
         payload = failed_slot_to_json(failed)
         self.engine.notifier.to_block_watchers(payload)
         await store.record_committee(result.rollup, result.slot, payload)

@@ -25,9 +25,10 @@ from api.stores.base import Store
 from api.stores.memory import MemoryStore
 from api.stores.redis import RedisStore
 from auction.encoding import ZERO_HASH
+from auction.hashing import keccak256, to_hex
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from auction.types import Evidence
+from auction.types import Evidence, PublicTx
 from committee import threshold
 from committee.coordinator import Coordinator, LocalMember
 from committee.local import build_local_members
@@ -72,14 +73,24 @@ def clock() -> Clock:
 class Harness:
     """An engine on a memory store, its coordinator and n in-process members."""
 
-    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, faults: dict[int, str],
-                 store: Store | None = None) -> None:
+    def __init__(
+        self,
+        dealt: Dealt,
+        tmp: Path,
+        clock: Clock,
+        faults: dict[int, str],
+        store: Store | None = None,
+    ) -> None:
         self.dealt = dealt
         self.clock = clock
         self.store = store or MemoryStore()
         self.engine = Engine(
-            store=self.store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
-            slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics(),
+            store=self.store,
+            rollups=SETTINGS.rollup_configs(),
+            preset=MAINNET,
+            slot_ms=SLOT_MS,
+            clock_ms=clock,
+            metrics=Metrics(),
         )
         self.members = build_local_members(
             SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
@@ -100,8 +111,11 @@ class Harness:
         params = bundle_params([raw], slot, bid_wei=bid_wei)
         body = k.request("eth_sendBundle", [params])
         await self.engine.submit_bundle(
-            params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
-            endpoint_rollup=None, transport="http",
+            params,
+            searcher=k.address,
+            evidence=Evidence(body, k.sign_body(body)),
+            endpoint_rollup=None,
+            transport="http",
         )
 
     async def run_slot(self, slot: int, bids: int = 3) -> SignedBlock | FailedSlot:
@@ -127,8 +141,9 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(dealt: Dealt, tmp_path: Path, clock: Clock,
-                  request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+async def harness(
+    dealt: Dealt, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
     faults = getattr(request, "param", {})
     h = Harness(dealt, tmp_path, clock, faults)
     await h.engine.start(run_clock=False)
@@ -169,8 +184,10 @@ async def test_lying_members_are_excluded_and_recorded(harness: Harness) -> None
     }
     assert all(len(e.partial) == 96 and e.block_hash == signed.block.block_hash for e in evidence)
     assert not any(
-        threshold.verify_partial(harness.dealt.committee.member_public_key(e.member),
-                                 e.signing_root, e.partial) for e in evidence
+        threshold.verify_partial(
+            harness.dealt.committee.member_public_key(e.member), e.signing_root, e.partial
+        )
+        for e in evidence
     )
 
 
@@ -193,6 +210,29 @@ async def test_fewer_than_t_valid_partials_fail_the_slot_then_signing_resumes(
     assert isinstance(signed, SignedBlock)
     assert signed.block.parent_hash == ZERO_HASH
     verify_signed_block(signed, harness.dealt.committee)
+
+
+@pytest.mark.parametrize(
+    "harness", [{1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}], indirect=True
+)
+async def test_public_txs_of_a_failed_slot_wait_for_the_next_block(harness: Harness) -> None:
+    harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
+    waiting = raw_tx(key(77), nonce=0, gas=21_000)
+    sent = await harness.engine.submit_public_tx(
+        ["0x" + waiting.hex()], endpoint_rollup=None, protected=True
+    )
+    failed = await harness.run_slot(SLOT)
+    assert isinstance(failed, FailedSlot)
+    # The failed block held it; that block never happened, so the tx is logged again now.
+    requeued = await harness.store.read_log(ROLLUP, SLOT + 1)
+    assert [e.event.tx.hash for e in requeued if isinstance(e.event, PublicTx)] == [sent]
+    assert all(e.event.protected for e in requeued if isinstance(e.event, PublicTx))
+    for i in (1, 2, 3, 4):
+        harness.member(i).member.fault = None
+    signed = await harness.run_slot(SLOT + 1)
+    assert isinstance(signed, SignedBlock)
+    lane = signed.block.txs[len(signed.block.txs) - signed.block.public_tx_count :]
+    assert [to_hex(keccak256(raw)) for raw in lane] == [sent]
 
 
 @pytest.mark.parametrize("harness", [{6: "equivocate"}], indirect=True)
@@ -271,14 +311,16 @@ async def test_restarted_engine_builds_on_the_last_signed_block(
 
 
 @pytest.mark.redis
-async def test_committee_on_the_redis_store(dealt: Dealt, tmp_path: Path, clock: Clock,
-                                            redis_server: RedisServer) -> None:
+async def test_committee_on_the_redis_store(
+    dealt: Dealt, tmp_path: Path, clock: Clock, redis_server: RedisServer
+) -> None:
     """The same flow on Redis: signed, failed and evidence records, chain, history."""
     store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
     await store.connect()
     await store.redis.flushdb()
-    h = Harness(dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"},
-                store)
+    h = Harness(
+        dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}, store
+    )
     await h.engine.start(run_clock=False)
     try:
         failed = await h.run_slot(SLOT)
@@ -314,8 +356,12 @@ async def test_published_blocks_reach_block_subscribers(harness: Harness) -> Non
 
 @pytest.fixture
 def api(dealt: Dealt, tmp_path: Path) -> Iterator[tuple[TestClient, Harness]]:
-    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
-                {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"})
+    h = Harness(
+        dealt,
+        tmp_path,
+        Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
+        {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"},
+    )
     with TestClient(create_app(engine=h.engine)) as client:
         client.portal.call(lambda: h.engine.start(run_clock=False))  # type: ignore[union-attr]
         yield client, h
