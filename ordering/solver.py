@@ -47,6 +47,9 @@ WORK_UNITS_PER_MS = 200_000
 EXACT_MAX_ITEMS = 16
 # Iterated local search stops when this share of the work cap passed without a new best.
 STALL_FRACTION = 0.1
+# The search stops once its block is proven within this relative gap of the optimum (the bound):
+# HiGHS's default MIP gap. Most small slots prove it within the greedy starts and stop at once.
+GAP_TOLERANCE = 1e-4
 # Swap tabu search: moves without a better solution of the round before it ends.
 TABU_DEPTH = 400
 # Largest core the local search moves around in (items with the best reduced costs).
@@ -69,7 +72,7 @@ U8 = npt.NDArray[np.uint8]
 
 
 @njit(cache=True, inline="always")
-def _next_random(rng: np.ndarray) -> int:
+def _next_random(rng: np.ndarray) -> np.int64:
     """splitmix64 step on rng[0]; returns a non-negative int63."""
     rng[0] = rng[0] + np.uint64(0x9E3779B97F4A7C15)
     z = rng[0]
@@ -1043,7 +1046,8 @@ def _enumerate(cand_items, P, St, gas_limit, n_keys):
 @njit(cache=True)
 def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
            gas_limit, searcher_cap, n_searchers, work_limit, seed, init, use_bound, exact_max,
-           stall_work, core_max, dual_passes, dual_stale_rel, tabu_depth):  # fmt: skip
+           stall_work, core_max, dual_passes, dual_stale_rel, tabu_depth,
+           gap_tolerance):  # fmt: skip
     """Full solve on arrays. Returns (selected mask, scaled value, L, L error, n candidates,
     work used, greedy value). ``init`` (item indices, may be empty) is a warm start; ``banned``
     items are treated as absent. Complexity: see ``pack``."""
@@ -1182,6 +1186,8 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     target = np.iinfo(np.int64).max
     if ell < np.inf:
         target = fval + np.int64(math.floor((ell + err) * (1.0 + 4.0 * _U53)))
+        # proven within the gap tolerance: best >= (1 - tol) * bound >= (1 - tol) * optimum
+        target -= np.int64(math.floor(gap_tolerance * float(target)))
     _search(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval,
             tabu_depth)  # fmt: skip
     return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced
@@ -1262,6 +1268,7 @@ def solve_arrays(
     use_bound: bool = True,
     exact_max: int = EXACT_MAX_ITEMS,
     stall_work: int | None = None,
+    gap_tolerance: float = GAP_TOLERANCE,
 ) -> tuple[U8, int, SolveStats]:
     """Run the kernel; returns (selected mask, upper bound in wei, stats). O(see ``pack``)."""
     n = arrays.n
@@ -1275,7 +1282,7 @@ def solve_arrays(
         np.int64(arrays.gas_limit), np.int64(arrays.searcher_cap), arrays.n_searchers,
         np.int64(work_limit), np.uint64(seed & 0xFFFFFFFFFFFFFFFF), init, use_bound,
         exact_max, np.int64(stall_work if stall_work is not None else work_limit), CORE_MAX,
-        DUAL_PASSES, DUAL_STALE_REL, TABU_DEPTH,
+        DUAL_PASSES, DUAL_STALE_REL, TABU_DEPTH, gap_tolerance,
     )  # fmt: skip
     sel = sel.copy()
     forced_wei = sum(
