@@ -36,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from committee.coordinator import check_committee_settings
 
-    problem = check_committee_settings(settings, workers=args.workers or 1)
+    problem = check_committee_settings(settings)
     if problem is not None:
         print(f"blockspace serve: {problem}", file=sys.stderr)
         return 2

@@ -92,7 +92,8 @@ class Engine:
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
-        self.result_hooks: list[ResultHook] = []
+        self.result_hooks: list[ResultHook] = []  # results this process built
+        self.follow_hooks: list[ResultHook] = []  # results another process built
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
         self._heads: dict[int, str] = {}
@@ -179,20 +180,22 @@ class Engine:
 
         Several engine processes may share the store: the one holding the slot's close lease
         builds the result and runs the result hooks (signing); the others follow, announcing the
-        stored result to their own connections.
+        stored result to their own connections, and run the follow hooks (adopting the signed
+        head: docs/committee.md).
         """
         async with self.closing:
-            existing = await self.store.get_result(rollup_id, slot)
-            if existing is not None:
-                self._advance(rollup_id, existing)
-                return existing
-            followed = await self._follow(rollup_id, slot)
-            result = followed or await self._build(rollup_id, slot)
+            result = await self.store.get_result(rollup_id, slot)
+            built = announce = False
+            if result is None:
+                announce = True
+                result = await self._follow(rollup_id, slot)
+                if result is None:
+                    result = await self._build(rollup_id, slot)
+                    built = True
             self._advance(rollup_id, result)
-        self._announce(result)
-        if followed is not None:
-            return result
-        for hook in self.result_hooks:
+        if announce:
+            self._announce(result)
+        for hook in self.result_hooks if built else self.follow_hooks:
             try:
                 await hook(result)
             except Exception:

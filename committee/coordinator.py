@@ -11,6 +11,12 @@ the result against the group key and publish. Invalid partials are recorded as e
 or missing members are tolerated up to n - t; refusals are counted by code. If t valid partials
 cannot arrive by the signing deadline (or can no longer arrive at all), the slot is published
 as failed. Answers that arrive after publication are still verified and recorded.
+
+Several engine processes may share one store: the process that closes a slot signs it; every
+other process follows (``follow_slot``): it waits for the outcome in the store, adopts a signed
+block as its head and tells its own block subscribers. If no outcome appears by the signing
+deadline plus ``FOLLOW_GRACE_MS`` (the closer died mid-slot), the follower publishes the slot
+as failed; the store keeps only the first record, so a late signed block is never overwritten.
 """
 
 from __future__ import annotations
@@ -56,6 +62,12 @@ if TYPE_CHECKING:
     from api.settings import Settings
 
 log = logging.getLogger("blockspace.coordinator")
+
+# A follower waits this long after a slot's signing deadline for its closer's outcome, then
+# publishes the slot as failed (members refuse proposals after the deadline, so nothing valid
+# can still be in flight by then; the margin covers combining and writing the record).
+FOLLOW_GRACE_MS = 1_000
+FOLLOW_POLL_S = 0.02
 
 # A member's answer is a few hundred bytes; a lying member must not make us read megabytes.
 MAX_ANSWER_BYTES: Final[int] = 64 * 1024
@@ -248,6 +260,7 @@ class Coordinator:
         self._clock_ms = clock_ms or engine.now_ms
         self._client = owned_client
         self._heads: dict[int, tuple[SignedBlock, tuple[PendingTx, ...]] | None] = {}
+        self._settled: dict[int, int] = {}  # per rollup, the newest slot whose outcome we know
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = _CoordinatorMetrics(engine.metrics.registry)
         self.timings: list[dict[str, Any]] = []
@@ -259,6 +272,7 @@ class Coordinator:
         self.engine.signed_chain = True
         # First hook: later hooks (the demo's printout) see the slot already signed or failed.
         self.engine.result_hooks.insert(0, self.sign_slot_hook)
+        self.engine.follow_hooks.insert(0, self.follow_slot_hook)
 
     async def recover(self) -> None:
         """After a restart: settle the newest closed slot if it was never signed nor failed."""
@@ -313,6 +327,55 @@ class Coordinator:
 
     async def sign_slot_hook(self, result: SlotResult) -> None:
         await self.sign_slot(result)
+
+    async def follow_slot_hook(self, result: SlotResult) -> None:
+        await self.follow_slot(result)
+
+    async def follow_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
+        """The outcome of a slot another engine process closed (and is signing): adopt a signed
+        block as the head and tell this process's block subscribers. Publishes the slot as
+        failed if its closer left no outcome by the signing deadline plus FOLLOW_GRACE_MS.
+        None only for a slot older than one whose outcome this process already knows."""
+        rollup, slot = result.rollup, result.slot
+        if self._settled.get(rollup, -1) >= slot:
+            return await self._await_outcome(rollup, slot, wait=False)
+        outcome = await self._await_outcome(rollup, slot, wait=True)
+        if outcome is None:
+            outcome, wrote = await self._write_failed(
+                result, Collection(), FAILED_NOT_PROPOSED,
+                "the engine process that closed it published no outcome",
+            )  # fmt: skip
+            if wrote:
+                return outcome
+        self._adopt(result, outcome)
+        return outcome
+
+    async def _await_outcome(
+        self, rollup: int, slot: int, *, wait: bool
+    ) -> SignedBlock | FailedSlot | None:
+        """The slot's signed or failed record, polling the store until the signing deadline
+        plus FOLLOW_GRACE_MS (once only when ``wait`` is false)."""
+        store = self.engine.store
+        give_up_ms = self._signing_deadline_ms(slot) + FOLLOW_GRACE_MS
+        while True:
+            record = await store.get_signed_block(rollup, slot) or await store.get_failed_slot(
+                rollup, slot
+            )
+            if record is not None or not wait or self._clock_ms() > give_up_ms:
+                return record
+            await asyncio.sleep(FOLLOW_POLL_S)
+
+    def _adopt(self, result: SlotResult, outcome: SignedBlock | FailedSlot) -> None:
+        """Take an outcome another process published: a signed block becomes the head."""
+        if result.slot <= self._settled.get(result.rollup, -1):
+            return
+        self._settled[result.rollup] = result.slot
+        if isinstance(outcome, SignedBlock):
+            self._heads[result.rollup] = (outcome, result.pending)
+            self.engine.set_head(result.rollup, outcome.block.block_hash, result.pending)
+            self.engine.notifier.to_block_watchers(signed_block_to_json(outcome))
+        else:
+            self.engine.notifier.to_block_watchers(failed_slot_to_json(outcome))
 
     async def build_proposal(self, result: SlotResult) -> Proposal:
         """The proposal for a closed slot: its block, its log, the signed parent and pool."""
@@ -547,6 +610,7 @@ class Coordinator:
                 raise RuntimeError("the store refused a signed block but holds no record")
             signed = other
         self._heads[result.rollup] = (signed, result.pending)
+        self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
         self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
         self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
         await store.record_committee(
@@ -566,6 +630,12 @@ class Coordinator:
     async def _publish_failed(
         self, result: SlotResult, c: Collection, reason: str, detail: str
     ) -> SignedBlock | FailedSlot:
+        return (await self._write_failed(result, c, reason, detail))[0]
+
+    async def _write_failed(
+        self, result: SlotResult, c: Collection, reason: str, detail: str
+    ) -> tuple[SignedBlock | FailedSlot, bool]:
+        """Publish the slot as failed; (the record that stands, whether it is ours)."""
         failed = FailedSlot(
             rollup=result.rollup,
             slot=result.slot,
@@ -594,7 +664,8 @@ class Coordinator:
             existing = signed or stored
             if existing is None:
                 raise RuntimeError("the store refused a failure record but holds no record")
-            return existing
+            return existing, False
+        self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
         log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
         # Its block never happened: the public txs that arrived in it wait in the open slot.
         # (After the failure record, which only one process gets to write, so never twice.)
@@ -606,7 +677,7 @@ class Coordinator:
         self.engine.notifier.to_block_watchers(payload)
         await store.record_committee(result.rollup, result.slot, payload)
         self.metrics.slots.labels(STATUS_FAILED).inc()
-        return failed
+        return failed, True
 
 
 def build_coordinator(settings: Settings, engine: Engine) -> Coordinator:
@@ -632,14 +703,10 @@ def build_coordinator(settings: Settings, engine: Engine) -> Coordinator:
     return coordinator
 
 
-def check_committee_settings(settings: Settings, *, workers: int = 1) -> str | None:
+def check_committee_settings(settings: Settings) -> str | None:
     """What is wrong with ``serve``'s committee settings, or None (checked before starting)."""
     if not settings.committee:
         return None
-    if workers > 1:
-        # Each worker would run its own coordinator, and only the one that signs a slot would
-        # move its head (docs/committee.md, "not yet").
-        return "--committee runs with one engine process; drop --workers"
     try:
         committee = keyfiles.read_committee_file(settings.committee)
     except (OSError, CommitteeError) as exc:

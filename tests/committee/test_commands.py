@@ -31,8 +31,7 @@ def test_keygen_with_explicit_threshold_and_refusals(tmp_path: Path, capsys) -> 
     assert keyfiles.read_committee_file(tmp_path / "committee.json").t == 7
     # Never overwrites a key file; refuses a threshold above n.
     assert main(["committee", "keygen", "--n", "10", "--out", str(tmp_path)]) == 2
-    assert main(["committee", "keygen", "--n", "3", "--t", "4", "--out",
-                 str(tmp_path / "x")]) == 2
+    assert main(["committee", "keygen", "--n", "3", "--t", "4", "--out", str(tmp_path / "x")]) == 2
     assert "t must be" in capsys.readouterr().err
 
 
@@ -96,11 +95,3 @@ def test_serve_refuses_a_committee_without_one_signer_per_member(tmp_path: Path,
     assert "give one --signer URL each" in capsys.readouterr().err
     assert main(["serve", "--committee", str(tmp_path / "none.json")]) == 2
     assert "committee file" in capsys.readouterr().err
-
-
-def test_serve_refuses_a_committee_with_several_engine_workers(tmp_path: Path, capsys) -> None:
-    committee, _, _ = _vector_files(tmp_path)
-    signers = [x for i in range(4) for x in ("--signer", f"http://127.0.0.1:{9001 + i}")]
-    assert main(["serve", "--committee", str(committee), *signers, "--workers", "2",
-                 "--store", "redis://127.0.0.1:1/0"]) == 2
-    assert "one engine process" in capsys.readouterr().err

@@ -30,11 +30,12 @@ from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Evidence, PublicTx
 from committee import threshold
-from committee.coordinator import Coordinator, LocalMember
+from committee.coordinator import FOLLOW_GRACE_MS, Coordinator, LocalMember
 from committee.local import build_local_members
 from committee.records import (
     EVIDENCE_EQUIVOCATION,
     EVIDENCE_INVALID_PARTIAL,
+    FAILED_NOT_PROPOSED,
     FailedSlot,
     SignedBlock,
     signed_block_from_json,
@@ -349,6 +350,91 @@ async def test_published_blocks_reach_block_subscribers(harness: Harness) -> Non
     result = msg["params"]["result"]
     assert msg["params"]["subscription"] == "blocks"
     assert result["status"] == "signed" and result["block_hash"] == signed.block.block_hash
+
+
+# --- several engine processes on one store ---------------------------------------------------
+
+
+def _second_engine(h: Harness) -> tuple[Engine, Coordinator]:
+    """Another engine process on h's store, asking the same members (as ``serve --workers``)."""
+    engine = Engine(
+        store=h.store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
+        slot_ms=SLOT_MS, clock_ms=h.clock, metrics=Metrics(),
+    )  # fmt: skip
+    coordinator = Coordinator(engine, h.dealt.committee, h.members, signing_window_ms=WINDOW_MS)
+    coordinator.attach()
+    return engine, coordinator
+
+
+def _blocks(sub: Subscriber) -> list[tuple[str, int, str]]:
+    out = []
+    while not sub.queue.empty():
+        r = sub.queue.get_nowait()["params"]["result"]
+        out.append((r["status"], r["slot"], r["block_hash"]))
+    return out
+
+
+async def test_engines_sharing_a_store_sign_one_chain(harness: Harness) -> None:
+    other, coordinator = _second_engine(harness)
+    await other.start(run_clock=False)
+    subs = Subscriber(), Subscriber()
+    harness.engine.notifier.watch_blocks(subs[0])
+    other.notifier.watch_blocks(subs[1])
+    try:
+        # Slot 1 closes on the first engine; the second follows and adopts the signed head.
+        first = await harness.run_slot(SLOT)
+        await other.close_slot(ROLLUP, SLOT)
+        # Slot 2 closes on the second engine (it wins the close lease): it builds on slot 1.
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+        await harness.bid(SLOT + 1, 5)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+        await other.close_slot(ROLLUP, SLOT + 1)
+        await harness.engine.close_slot(ROLLUP, SLOT + 1)
+        second = await harness.outcome(SLOT + 1)
+        # Slot 3 on the first engine again: its head followed the second engine's block.
+        third = await harness.run_slot(SLOT + 2)
+        await other.close_slot(ROLLUP, SLOT + 2)
+    finally:
+        await coordinator.aclose()
+    assert isinstance(first, SignedBlock) and isinstance(second, SignedBlock)
+    assert isinstance(third, SignedBlock)
+    assert second.block.parent_hash == first.block.block_hash
+    assert third.block.parent_hash == second.block.block_hash
+    for b in (first, second, third):
+        verify_signed_block(b, harness.dealt.committee)
+    # Every process tells its own subscribers of every block, once.
+    chain = [("signed", b.block.slot, b.block.block_hash) for b in (first, second, third)]
+    assert _blocks(subs[0]) == chain
+    assert _blocks(subs[1]) == chain
+
+
+async def test_a_follower_fails_a_slot_its_closer_never_published(harness: Harness) -> None:
+    other, coordinator = _second_engine(harness)
+    await other.start(run_clock=False)
+    sub = Subscriber()
+    other.notifier.watch_blocks(sub)
+    # The first engine closes the slot and dies before proposing it (no signing hook runs).
+    harness.engine.result_hooks.clear()
+    try:
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
+        await harness.bid(SLOT, 1)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+        await harness.engine.close_slot(ROLLUP, SLOT)
+        # The follower waits for an outcome until the signing deadline (plus a grace)...
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + WINDOW_MS + FOLLOW_GRACE_MS + 1
+        await other.close_slot(ROLLUP, SLOT)
+        failed = await harness.outcome(SLOT)
+        # ... then the next slot is signed on the old parent, by whichever engine closes it.
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+        await harness.bid(SLOT + 1, 2)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+        await other.close_slot(ROLLUP, SLOT + 1)
+        signed = await harness.outcome(SLOT + 1)
+    finally:
+        await coordinator.aclose()
+    assert isinstance(failed, FailedSlot) and failed.reason == FAILED_NOT_PROPOSED
+    assert isinstance(signed, SignedBlock) and signed.block.parent_hash == ZERO_HASH
+    assert [status for status, _, _ in _blocks(sub)] == ["failed", "signed"]
 
 
 # --- the blocks HTTP API ----------------------------------------------------------------------

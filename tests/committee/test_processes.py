@@ -446,3 +446,123 @@ def test_demo_runs_with_signer_processes() -> None:
     slot_lines = [line for line in out.stdout.splitlines() if line.startswith("slot ")]
     assert len(slot_lines) >= 3 and all("signed by" in line for line in slot_lines), out.stdout
     assert "signed 3/3" in out.stdout
+
+
+@pytest.mark.redis
+async def test_serve_with_two_engine_workers_signs_one_chain(tmp_path: Path, fresh_redis) -> None:
+    """``serve --workers 2`` on Redis with the committee: whichever worker closes a slot signs
+    it, the other adopts the signed head, and block subscribers on either worker see every
+    block. The chain of signed blocks has no fork."""
+    keys = tmp_path / "keys"
+    out = subprocess.run(
+        [str(BIN), "committee", "keygen", "--n", "4", "--out", str(keys)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
+    procs = SignerProcesses(sorted(keys.glob("member-*.share.json")), env=env, log_dir=tmp_path)
+    port = free_port()
+    with procs, open(tmp_path / "serve.log", "wb") as serve_log:
+        procs.start_all()
+        procs.wait_ready(timeout_s=240)
+        signer_flags = [x for url in procs.urls for x in ("--signer", url)]
+        serve = subprocess.Popen(
+            [
+                str(BIN),
+                "serve",
+                "--port",
+                str(port),
+                "--slot-ms",
+                "1000",
+                "--workers",
+                "2",
+                "--store",
+                fresh_redis.url,
+                "--committee",
+                str(keys / "committee.json"),
+                *signer_flags,
+            ],  # fmt: skip
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=serve_log,
+        )
+        try:
+            await _check_one_chain(serve, port)
+        finally:
+            serve.terminate()
+            serve.wait(timeout=30)
+
+
+async def _check_one_chain(serve: subprocess.Popen[bytes], port: int) -> None:
+    import websockets
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:  # both workers up: the port answers
+        assert serve.poll() is None, "serve exited"
+        assert time.monotonic() < deadline, "serve did not start"
+        try:
+            async with httpx.AsyncClient() as http:
+                if (await http.get(url + "/healthz")).status_code == 200:
+                    break
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.3)
+    # Several subscriber connections: the kernel spreads them over the two workers.
+    sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/ws") for _ in range(6)]
+    try:
+        for ws in sockets:
+            await ws.send('{"jsonrpc":"2.0","id":1,"method":"bs_subscribe","params":["blocks"]}')
+            assert orjson.loads(await ws.recv())["result"] == "blocks"
+        seen: list[list[dict[str, Any]]] = [[] for _ in sockets]
+
+        async def listen(i: int) -> None:
+            async for frame in sockets[i]:
+                seen[i].append(orjson.loads(frame)["params"]["result"])
+
+        listeners = [asyncio.create_task(listen(i)) for i in range(len(sockets))]
+        async with httpx.AsyncClient(base_url=url) as http:
+            head = (await http.post("/", content=b'{"jsonrpc":"2.0","id":1,'
+                                    b'"method":"eth_blockNumber"}')).json()  # fmt: skip
+        first = int(head["result"], 16) + 2  # published after every subscription
+        k = SearcherKey.from_seed(9)
+        signed: dict[int, dict[str, Any]] = {}
+        nonce = 0
+        while len(signed) < 6:
+            assert serve.poll() is None, "serve exited"
+            assert time.monotonic() < deadline, f"only {len(signed)} signed blocks in time"
+            # A fresh connection per request, so both workers take bundles.
+            async with httpx.AsyncClient(base_url=url) as http:
+                head = (await http.post("/", content=b'{"jsonrpc":"2.0","id":1,'
+                                        b'"method":"eth_blockNumber"}')).json()  # fmt: skip
+                slot = int(head["result"], 16) + 1
+                nonce += 1
+                raw = k.sign_tx(type=2, chainId=ROLLUP, nonce=nonce, maxPriorityFeePerGas=2 * GWEI,
+                                maxFeePerGas=100 * GWEI, gas=50_000, to="0x" + "42" * 20,
+                                value=0, data=b"")  # fmt: skip
+                body = k.request("eth_sendBundle", [bundle_params([raw], slot, bid_wei=10**15)])
+                await http.post("/", content=body,
+                                headers={"X-Flashbots-Signature": k.sign_body(body)})  # fmt: skip
+            await asyncio.sleep(1.0)
+            async with httpx.AsyncClient(base_url=url) as http:
+                for s in range(max(first, slot - 3), slot):
+                    r = await http.get(f"/v1/blocks/{ROLLUP}/{s}")
+                    if r.status_code == 200:
+                        signed[s] = r.json()
+        await asyncio.sleep(1.5)  # the last notifications
+        for t in listeners:
+            t.cancel()
+    finally:
+        for ws in sockets:
+            await ws.close()
+    # One chain: each signed block's parent is the newest signed block before it.
+    slots = sorted(signed)
+    for a, b in zip(slots, slots[1:], strict=False):
+        if b == a + 1:
+            assert signed[b]["parent_hash"] == signed[a]["block_hash"], (a, b)
+    # Every subscriber, whichever worker it is on, saw every signed block of the run.
+    hashes = {signed[s]["block_hash"] for s in slots}
+    for got in seen:
+        assert hashes <= {m["block_hash"] for m in got if m.get("status") == "signed"}
