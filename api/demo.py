@@ -82,7 +82,7 @@ class SimulatedSearcher:
 
 
 async def _ws_session(url: str, frames: list[str]) -> list[dict]:
-    replies = []
+    replies: list[dict] = []
     async with websockets.connect(url) as ws:
         for f in frames:
             await ws.send(f)

@@ -89,8 +89,8 @@ async def dispatch(
         if not parsed:
             return _refuse(engine, transport, None, InvalidRequest("empty batch")), None
         if len(parsed) > MAX_BATCH:
-            exc = InvalidRequest(f"a batch may hold at most {MAX_BATCH} calls")
-            return _refuse(engine, transport, None, exc), None
+            too_many = InvalidRequest(f"a batch may hold at most {MAX_BATCH} calls")
+            return _refuse(engine, transport, None, too_many), None
         answers = []
         for item in parsed:
             rid = item.get("id") if isinstance(item, dict) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,8 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BLOCKSPACE_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(8545, ge=0, le=65535)
-    slot_ms: int = Field(2000, ge=250, le=12_000)
+    port: int = Field(default=8545, ge=0, le=65535)
+    slot_ms: int = Field(default=2000, ge=250, le=12_000)
     store: str = "memory"
     rollups: list[int] = Field(default_factory=lambda: [DEFAULT_CHAIN_ID])
     preset: str = "mainnet"
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
         }
 
 
-def settings_from_flags(prog: str, flags: dict[str, object]) -> Settings | None:
+def settings_from_flags(prog: str, flags: dict[str, Any]) -> Settings | None:
     """Settings from the environment overridden by the flags that were given (not None); on a
     bad value, print one line per problem to stderr, prefixed with ``prog``, and return None."""
     try:

@@ -146,7 +146,7 @@ def compute_bid(
     if len(chain_ids) != 1:
         raise ChainIdMismatch("all transactions of a bundle must be for one chain")
     (chain_id,) = chain_ids
-    if chain_id not in rollups:
+    if chain_id is None or chain_id not in rollups:
         raise UnknownRollup(f"chain id {chain_id} is not served here", chain_id=chain_id)
     if endpoint_rollup is not None and chain_id != endpoint_rollup:
         raise ChainIdMismatch(
@@ -272,7 +272,7 @@ def compute_public_tx(
         raise InvalidParams(str(exc), field="tx") from None
     t = decode_transaction(raw)
     # Verify the tx is for a rollup served here (and this endpoint's, if it names one)
-    if t.chain_id not in rollups:
+    if t.chain_id is None or t.chain_id not in rollups:
         raise UnknownRollup(f"chain id {t.chain_id} is not served here", chain_id=t.chain_id)
     if endpoint_rollup is not None and t.chain_id != endpoint_rollup:
         raise ChainIdMismatch(

@@ -18,7 +18,7 @@ def to_hex(data: bytes) -> str:
     return "0x" + data.hex()
 
 
-def from_hex(text: str, *, what: str = "value", length: int | None = None) -> bytes:
+def from_hex(text: object, *, what: str = "value", length: int | None = None) -> bytes:
     """Decode 0x-prefixed hex; raise ValueError naming ``what`` on bad input."""
     if not isinstance(text, str) or not text.startswith(("0x", "0X")):
         raise ValueError(f"{what} must be a 0x-prefixed hex string")

@@ -106,7 +106,7 @@ def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[Pe
     after = rollup.policy.inclusion_after_slots
     if after <= 0:
         return []
-    due, keys, gas = [], set(), 0
+    due, keys, gas = [], set[str](), 0
     for p in pool:
         if slot - p.arrival_slot < after:
             continue

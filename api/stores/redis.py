@@ -140,7 +140,7 @@ def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
     out = []
     for seq, flat in reply:
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        raw = fields.get(b"e", fields.get("e"))
+        raw = fields[b"e"] if b"e" in fields else fields["e"]
         out.append(
             LoggedEvent(
                 seq.decode() if isinstance(seq, bytes) else seq, codec.event_from_bytes(raw)
@@ -376,12 +376,12 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             entries = await self.redis.xrange(keys.slot_log(rollup, slot))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
-        return _decode_entries(entries)
+        return _decode_entries(entries or [])  # redis-py types the reply as optional
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         with _store_errors():
             seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
-        return seq.decode() if seq is not None else None
+        return _text(seq) if seq is not None else None
 
     async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
         data = orjson.dumps(codec.result_to_json(result))
@@ -404,7 +404,7 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
     async def latest_result(self, rollup: int) -> SlotResult | None:
         with _store_errors():
             top = await self.redis.zrange(keys.result_slots(rollup), -1, -1)
-        return await self.get_result(rollup, int(top[0])) if top else None
+        return await self.get_result(rollup, int(_text(top[0]))) if top else None
 
     async def list_result_slots(
         self, rollup: int, *, from_slot: int | None, to_slot: int | None, limit: int
@@ -415,7 +415,7 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             found = await self.redis.zrevrangebyscore(
                 keys.result_slots(rollup), hi, lo, start=0, num=max(limit, 0)
             )
-        return [int(x) for x in found]
+        return [int(_text(x)) for x in found]
 
     async def ping(self) -> bool:
         try:
