@@ -65,9 +65,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             app.state.engine = build_engine(settings, store)
             if settings.committee:  # sign blocks with the committee (docs/committee.md)
                 coordinator = build_coordinator(settings, app.state.engine)
-            await app.state.engine.start()
+            # The clock starts after recovery: a slot still unsettled from before a restart is
+            # signed or failed before any later slot is built on the head.
+            await app.state.engine.start(run_clock=False)
             if coordinator is not None:
                 await coordinator.recover()
+            app.state.engine.start_clock()
         else:
             app.state.engine = engine
         retention = app.state.retention = HistoryRetention.install(

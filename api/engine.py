@@ -94,6 +94,9 @@ class Engine:
         self.notifier = Notifier()
         self.result_hooks: list[ResultHook] = []  # results this process built
         self.follow_hooks: list[ResultHook] = []  # results another process built
+        # Awaited before this process builds a slot (rollup, slot): the committee's coordinator
+        # settles earlier slots still being signed and refreshes the head from the store.
+        self.build_guards: list[Callable[[int, int], Awaitable[None]]] = []
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
         self._heads: dict[int, str] = {}
@@ -139,6 +142,11 @@ class Engine:
                 self._heads[cid] = signed.block.block_hash if signed else ZERO_HASH
                 self._set_pending(cid, parent.pending if parent else ())
         if run_clock:
+            self.start_clock()
+
+    def start_clock(self) -> None:
+        """Run the slot clock (closing each slot at its deadline) in the background."""
+        if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
 
     async def stop(self) -> None:
@@ -184,16 +192,20 @@ class Engine:
         head: docs/committee.md).
         """
         async with self.closing:
+            # Each process announces a slot's outcome to its own connections once, whether it
+            # built the result, waited for it, or found it already stored.
+            first_time = slot > self._closed_through.get(rollup_id, -1)
             result = await self.store.get_result(rollup_id, slot)
-            built = announce = False
+            built = False
             if result is None:
-                announce = True
+                for guard in self.build_guards:
+                    await guard(rollup_id, slot)
                 result = await self._follow(rollup_id, slot)
                 if result is None:
                     result = await self._build(rollup_id, slot)
                     built = True
             self._advance(rollup_id, result)
-        if announce:
+        if first_time:
             self._announce(result)
         for hook in self.result_hooks if built else self.follow_hooks:
             try:
@@ -436,7 +448,10 @@ class Engine:
         be signed: that block never happened, so they are still waiting (docs/committee.md).
         They keep their arrival time and protection; their inclusion-list age restarts."""
         for ptx in arrivals:
-            await self._log_public_tx(ptx)
+            try:
+                await self._log_public_tx(ptx)
+            except BlockspaceError as exc:  # one tx lost is logged, the others still go in
+                log.warning("could not re-log public tx %s: %s", ptx.tx.hash, exc.message)
 
     async def _log_public_tx(self, ptx: PublicTx) -> None:
         slot = self.open_slot()

@@ -34,6 +34,8 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from auction.encoding import ZERO_HASH, compute_pending_root
+from auction.errors import BlockspaceError
+from auction.hashing import keccak256, to_hex
 from auction.types import PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
@@ -259,7 +261,6 @@ class Coordinator:
         self.signing_window_ms = signing_window_ms
         self._clock_ms = clock_ms or engine.now_ms
         self._client = owned_client
-        self._heads: dict[int, tuple[SignedBlock, tuple[PendingTx, ...]] | None] = {}
         self._settled: dict[int, int] = {}  # per rollup, the newest slot whose outcome we know
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = _CoordinatorMetrics(engine.metrics.registry)
@@ -273,6 +274,7 @@ class Coordinator:
         # First hook: later hooks (the demo's printout) see the slot already signed or failed.
         self.engine.result_hooks.insert(0, self.sign_slot_hook)
         self.engine.follow_hooks.insert(0, self.follow_slot_hook)
+        self.engine.build_guards.insert(0, self.settle_before)
 
     async def recover(self) -> None:
         """After a restart: settle the newest closed slot if it was never signed nor failed."""
@@ -284,11 +286,11 @@ class Coordinator:
             within = self._clock_ms() <= self._signing_deadline_ms(result.slot)
             parent = head[0].block.block_hash if head else ZERO_HASH
             if within and result.block.parent_hash == parent:
-                await self.sign_slot(result)
+                await self.sign_slot(result)  # another live process may be signing it too
             else:
-                await self._publish_failed(
-                    result, Collection(), FAILED_NOT_PROPOSED, "closed but never proposed"
-                )
+                # Past its signing deadline (or on a stale parent): another process may still
+                # be writing its outcome, so wait out the grace like any follower, then fail it.
+                await self.follow_slot(result)
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -304,15 +306,33 @@ class Coordinator:
     # --- the signed chain ----------------------------------------------------------------------
 
     async def _head(self, rollup: int) -> tuple[SignedBlock, tuple[PendingTx, ...]] | None:
-        """The newest signed block and the public pool it left pending (loaded once)."""
-        if rollup not in self._heads:
-            signed = await self.engine.store.latest_signed_block(rollup)
-            pending: tuple[PendingTx, ...] = ()
-            if signed is not None:
-                result = await self.engine.store.get_result(rollup, signed.block.slot)
-                pending = result.pending if result is not None else ()
-            self._heads[rollup] = (signed, pending) if signed is not None else None
-        return self._heads[rollup]
+        """The newest signed block and the public pool it left pending, read from the store
+        (the one truth when several engine processes sign in turn)."""
+        signed = await self.engine.store.latest_signed_block(rollup)
+        if signed is None:
+            return None
+        result = await self.engine.store.get_result(rollup, signed.block.slot)
+        return signed, result.pending if result is not None else ()
+
+    async def settle_before(self, rollup: int, slot: int) -> None:
+        """Before this process builds ``slot``: wait for (or fail) every earlier slot that could
+        still be signed, then take the newest signed block as the engine's head. A slot whose
+        signing deadline (plus the grace) has passed can no longer be signed, so only the last
+        few slots are looked at. Without this, a process whose follow hook failed, or that
+        restarted while another was signing, would build on a stale head and fork the chain."""
+        now = self._clock_ms()
+        first = slot - 1
+        while first > 0 and self._signing_deadline_ms(first - 1) + FOLLOW_GRACE_MS >= now:
+            first -= 1
+        for j in range(max(first, 0), slot):
+            if self._settled.get(rollup, -1) >= j:
+                continue
+            earlier = await self.engine.store.get_result(rollup, j)
+            if earlier is not None:
+                await self.follow_slot(earlier)
+        head = await self._head(rollup)
+        if head is not None:
+            self.engine.set_head(rollup, head[0].block.block_hash, head[1])
 
     async def _published(self, rollup: int, slot: int) -> bool:
         store = self.engine.store
@@ -357,12 +377,16 @@ class Coordinator:
         plus FOLLOW_GRACE_MS (once only when ``wait`` is false)."""
         store = self.engine.store
         give_up_ms = self._signing_deadline_ms(slot) + FOLLOW_GRACE_MS
+        # Also bounded in real time, so a clock that stands still (tests) cannot hang it.
+        give_up_s = time.monotonic() + max(0, give_up_ms - self._clock_ms()) / 1000 + 1.0
         while True:
             record = await store.get_signed_block(rollup, slot) or await store.get_failed_slot(
                 rollup, slot
             )
-            if record is not None or not wait or self._clock_ms() > give_up_ms:
+            if record is not None or not wait:
                 return record
+            if self._clock_ms() > give_up_ms or time.monotonic() > give_up_s:
+                return None
             await asyncio.sleep(FOLLOW_POLL_S)
 
     def _adopt(self, result: SlotResult, outcome: SignedBlock | FailedSlot) -> None:
@@ -371,7 +395,6 @@ class Coordinator:
             return
         self._settled[result.rollup] = result.slot
         if isinstance(outcome, SignedBlock):
-            self._heads[result.rollup] = (outcome, result.pending)
             self.engine.set_head(result.rollup, outcome.block.block_hash, result.pending)
             self.engine.notifier.to_block_watchers(signed_block_to_json(outcome))
         else:
@@ -602,14 +625,13 @@ class Coordinator:
         store = self.engine.store
         if not await store.save_signed_block(signed):
             # Another engine process published this slot first: its record is the truth.
-            other = await store.get_signed_block(result.rollup, result.slot)
-            if other is None:
-                failed = await store.get_failed_slot(result.rollup, result.slot)
-                if failed is not None:
-                    return failed
+            existing = await store.get_signed_block(
+                result.rollup, result.slot
+            ) or await store.get_failed_slot(result.rollup, result.slot)
+            if existing is None:
                 raise RuntimeError("the store refused a signed block but holds no record")
-            signed = other
-        self._heads[result.rollup] = (signed, result.pending)
+            self._adopt(result, existing)
+            return existing
         self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
         self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
         self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
@@ -664,20 +686,39 @@ class Coordinator:
             existing = signed or stored
             if existing is None:
                 raise RuntimeError("the store refused a failure record but holds no record")
+            self._adopt(result, existing)
             return existing, False
         self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
         log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
-        # Its block never happened: the public txs that arrived in it wait in the open slot.
-        # (After the failure record, which only one process gets to write, so never twice.)
-        entries = await store.read_log(result.rollup, result.slot)
-        await self.engine.requeue_public_txs(
-            [e.event for e in entries if isinstance(e.event, PublicTx)]
-        )
         payload = failed_slot_to_json(failed)
         self.engine.notifier.to_block_watchers(payload)
-        await store.record_committee(result.rollup, result.slot, payload)
         self.metrics.slots.labels(STATUS_FAILED).inc()
+        try:
+            await store.record_committee(result.rollup, result.slot, payload)
+            # Its block never happened: the public txs that arrived in it wait in the open slot
+            # (only the process that wrote the failure record gets here, so never twice).
+            await self.engine.requeue_public_txs(await self._unsettled_arrivals(result))
+        except BlockspaceError as exc:
+            log.error("after failing slot %d: %s", result.slot, exc.message)
         return failed, True
+
+    async def _unsettled_arrivals(self, result: SlotResult) -> list[PublicTx]:
+        """The failed slot's public arrivals that no later slot has seen: not logged again since
+        (a sender's resend) and not in a block signed since (a bundle may carry a public tx)."""
+        store = self.engine.store
+        entries = await store.read_log(result.rollup, result.slot)
+        arrivals = [e.event for e in entries if isinstance(e.event, PublicTx)]
+        if not arrivals:
+            return []
+        seen: set[str] = set()
+        for j in range(result.slot + 1, self.engine.open_slot() + 1):
+            for e in await store.read_log(result.rollup, j):
+                if isinstance(e.event, PublicTx):
+                    seen.add(e.event.tx.hash)
+            signed = await store.get_signed_block(result.rollup, j)
+            if signed is not None:
+                seen.update(to_hex(keccak256(raw)) for raw in signed.block.txs)
+        return [p for p in arrivals if p.tx.hash not in seen]
 
 
 def build_coordinator(settings: Settings, engine: Engine) -> Coordinator:

@@ -25,10 +25,11 @@ from api.stores.base import Store
 from api.stores.memory import MemoryStore
 from api.stores.redis import RedisStore
 from auction.encoding import ZERO_HASH
+from auction.errors import StoreUnavailable
 from auction.hashing import keccak256, to_hex
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from auction.types import Evidence, PublicTx
+from auction.types import Evidence, PublicTx, SlotResult
 from committee import threshold
 from committee.coordinator import FOLLOW_GRACE_MS, Coordinator, LocalMember
 from committee.local import build_local_members
@@ -435,6 +436,64 @@ async def test_a_follower_fails_a_slot_its_closer_never_published(harness: Harne
     assert isinstance(failed, FailedSlot) and failed.reason == FAILED_NOT_PROPOSED
     assert isinstance(signed, SignedBlock) and signed.block.parent_hash == ZERO_HASH
     assert [status for status, _, _ in _blocks(sub)] == ["failed", "signed"]
+
+
+async def test_a_process_whose_follow_failed_still_builds_on_the_signed_head(
+    harness: Harness,
+) -> None:
+    other, coordinator = _second_engine(harness)
+    await other.start(run_clock=False)
+    real_follow = coordinator.follow_slot
+    calls = 0
+
+    async def flaky_follow(result: SlotResult) -> SignedBlock | FailedSlot | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("a store blip while following")
+        return await real_follow(result)
+
+    coordinator.follow_slot = flaky_follow  # type: ignore[method-assign]
+    try:
+        first = await harness.run_slot(SLOT)
+        await other.close_slot(ROLLUP, SLOT)  # its follow hook fails: no head adopted here
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+        await harness.bid(SLOT + 1, 5)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+        await other.close_slot(ROLLUP, SLOT + 1)  # builds: settles slot 1 first, no fork
+        second = await harness.outcome(SLOT + 1)
+    finally:
+        await coordinator.aclose()
+    assert calls >= 2
+    assert isinstance(first, SignedBlock) and isinstance(second, SignedBlock)
+    assert second.block.parent_hash == first.block.block_hash
+
+
+async def test_a_failed_slots_public_tx_resent_meanwhile_is_not_logged_twice(
+    harness: Harness,
+) -> None:
+    other, coordinator = _second_engine(harness)
+    await other.start(run_clock=False)
+    harness.engine.result_hooks.clear()  # the first engine dies before proposing its slot
+    raw = "0x" + raw_tx(key(78), nonce=0, gas=21_000).hex()
+    try:
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
+        sent = await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+        await harness.engine.close_slot(ROLLUP, SLOT)
+        # The sender resends it in the next slot, before the failure is known.
+        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+        await other.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + FOLLOW_GRACE_MS + 5
+        await other.close_slot(ROLLUP, SLOT)  # fails it: the tx is already in a later log
+        await other.close_slot(ROLLUP, SLOT + 1)
+        failed, signed = await harness.outcome(SLOT), await harness.outcome(SLOT + 1)
+        later = await harness.store.read_log(ROLLUP, SLOT + 2)
+    finally:
+        await coordinator.aclose()
+    assert isinstance(failed, FailedSlot) and isinstance(signed, SignedBlock)
+    assert [to_hex(keccak256(t)) for t in signed.block.txs].count(sent) == 1
+    assert not [e for e in later if isinstance(e.event, PublicTx)]
 
 
 # --- the blocks HTTP API ----------------------------------------------------------------------
