@@ -7,6 +7,7 @@ re-checking evidence is the committee's job (``auction.bundles``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -247,21 +248,25 @@ def block_from_json(d: dict[str, Any]) -> Block:
     )
 
 
-def result_to_json(r: SlotResult) -> dict[str, Any]:
+def result_to_json(r: SlotResult, *, with_bids: bool = True) -> dict[str, Any]:
+    """A slot result as JSON. ``with_bids=False`` names each outcome's bid by its log seq
+    instead of repeating it (bid, transactions, evidence: ~3 KB each): for a store that keeps
+    the slot's log as long as its result and passes the log to ``result_from_json``."""
+    outcomes = []
+    for o in r.outcomes:
+        row: dict[str, Any] = (
+            {"bid": bid_to_json(o.bid)} if with_bids else {"bid_id": o.bid.bid_id}
+        )
+        row.update(outcome=o.outcome, payment_wei=str(o.payment_wei), seq=o.seq)
+        if o.code:
+            row["code"] = o.code
+        outcomes.append(row)
     return {
         "rollup": r.rollup,
         "slot": r.slot,
         "deadline_ms": r.deadline_ms,
         "block": block_to_json(r.block),
-        "outcomes": [
-            {
-                "bid": bid_to_json(o.bid),
-                "outcome": o.outcome,
-                "payment_wei": str(o.payment_wei),
-                "seq": o.seq,
-            }
-            for o in r.outcomes
-        ],
+        "outcomes": outcomes,
         "winning_bids_wei": str(r.winning_bids_wei),
         "upper_bound_wei": str(r.upper_bound_wei),
         "unconstrained_bids_wei": str(r.unconstrained_bids_wei),
@@ -272,7 +277,20 @@ def result_to_json(r: SlotResult) -> dict[str, Any]:
     }
 
 
-def result_from_json(d: dict[str, Any]) -> SlotResult:
+def _outcome_bid(o: dict[str, Any], logged: Mapping[str, IntakeEvent] | None) -> Bid:
+    if "bid" in o:
+        return bid_from_json(o["bid"])
+    event = logged.get(o["seq"]) if logged is not None else None
+    if not isinstance(event, Bid) or event.bid_id != o["bid_id"]:
+        raise ValueError(f"outcome {o['seq']}: bid {o['bid_id']} is not in the slot's log")
+    return event
+
+
+def result_from_json(
+    d: dict[str, Any], logged: Mapping[str, IntakeEvent] | None = None
+) -> SlotResult:
+    """Inverse of ``result_to_json``; ``logged`` (the slot's log events by seq) supplies the bids
+    of a result written ``with_bids=False``."""
     return SlotResult(
         rollup=d["rollup"],
         slot=d["slot"],
@@ -280,7 +298,7 @@ def result_from_json(d: dict[str, Any]) -> SlotResult:
         block=block_from_json(d["block"]),
         outcomes=tuple(
             BidOutcome(
-                bid_from_json(o["bid"]),
+                _outcome_bid(o, logged),
                 o["outcome"],
                 int(o["payment_wei"]),
                 o["seq"],

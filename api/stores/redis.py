@@ -384,7 +384,8 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         return _text(seq) if seq is not None else None
 
     async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
-        data = orjson.dumps(codec.result_to_json(result))
+        # Bids by log seq, not repeated: the slot's log lives exactly as long (see trim_slot).
+        data = orjson.dumps(codec.result_to_json(result, with_bids=False))
         if history is not None:  # the result and its history in one script (redis_history.py)
             with _store_errors():
                 return await self._save_result_with_history(data, history)
@@ -399,7 +400,13 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None:
         with _store_errors():
             data = await self.redis.get(keys.slot_result(rollup, slot))
-        return codec.result_from_json(orjson.loads(data)) if data is not None else None
+        if data is None:
+            return None
+        doc = orjson.loads(data)
+        logged = None
+        if any("bid" not in o for o in doc["outcomes"]):
+            logged = {e.seq: e.event for e in await self.read_log(rollup, slot)}
+        return codec.result_from_json(doc, logged)
 
     async def latest_result(self, rollup: int) -> SlotResult | None:
         with _store_errors():
