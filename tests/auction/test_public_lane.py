@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+
+from auction import codec
 from auction import constants as C
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.presets import Policy, Rollup
@@ -92,6 +95,12 @@ def test_protected_tx_may_only_open_a_bundle():
     assert outcome[sandwich.bid_id] == (C.OUTCOME_REJECTED, "protected_tx_not_first")
     # The victim is included once, inside the back-run, not again in the lane.
     assert hashes(r).count(decode_transaction(victim_raw).hash) == 1
+    # The refusal code survives the JSON a store keeps, with bids inline or by log seq.
+    log = {"1-0": victim.event, "2-0": backrun, "3-0": sandwich}
+    assert codec.result_from_json(orjson.loads(orjson.dumps(codec.result_to_json(r)))) == r
+    by_seq = orjson.loads(orjson.dumps(codec.result_to_json(r, with_bids=False)))
+    assert "bid" not in by_seq["outcomes"][0]
+    assert codec.result_from_json(by_seq, log) == r
 
 
 def test_pending_carries_over_and_chains_roots():
