@@ -108,7 +108,7 @@ class Engine:
         self._closed_through: dict[int, int] = {}
         # With a signing committee (committee/coordinator.py) the chain advances only on signed
         # blocks: the coordinator sets the head (``set_head``), so a failed slot never becomes a
-        # parent and its pool is not carried (docs/committee.md).
+        # parent; its public arrivals are logged again in a later slot (docs/committee.md).
         self.signed_chain = False
         self._loop_task: asyncio.Task[None] | None = None
         self.closing = asyncio.Lock()
