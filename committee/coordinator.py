@@ -262,6 +262,9 @@ class Coordinator:
         self._clock_ms = clock_ms or engine.now_ms
         self._client = owned_client
         self._settled: dict[int, int] = {}  # per rollup, the newest slot whose outcome we know
+        # per rollup, the newest signed block this process knows and the pool it left pending
+        # (so reading the head from the store does not re-read that slot's whole result)
+        self._head_pending: dict[int, tuple[str, tuple[PendingTx, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.metrics = _CoordinatorMetrics(engine.metrics.registry)
         self.timings: list[dict[str, Any]] = []
@@ -311,8 +314,14 @@ class Coordinator:
         signed = await self.engine.store.latest_signed_block(rollup)
         if signed is None:
             return None
+        known = self._head_pending.get(rollup)
+        if known is not None and known[0] == signed.block.block_hash:
+            return signed, known[1]
+        # A head this process neither signed nor followed: its pool is in its result.
         result = await self.engine.store.get_result(rollup, signed.block.slot)
-        return signed, result.pending if result is not None else ()
+        pending = result.pending if result is not None else ()
+        self._head_pending[rollup] = (signed.block.block_hash, pending)
+        return signed, pending
 
     async def settle_before(self, rollup: int, slot: int) -> None:
         """Before this process builds ``slot``: wait for (or fail) every earlier slot that could
@@ -395,6 +404,7 @@ class Coordinator:
             return
         self._settled[result.rollup] = result.slot
         if isinstance(outcome, SignedBlock):
+            self._head_pending[result.rollup] = (outcome.block.block_hash, result.pending)
             self.engine.set_head(result.rollup, outcome.block.block_hash, result.pending)
             self.engine.notifier.to_block_watchers(signed_block_to_json(outcome))
         else:
@@ -633,6 +643,7 @@ class Coordinator:
             self._adopt(result, existing)
             return existing
         self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
+        self._head_pending[result.rollup] = (signed.block.block_hash, result.pending)
         self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
         self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
         await store.record_committee(

@@ -96,6 +96,10 @@ def _scaled_values(bids: tuple[int, ...], shift: int) -> tuple[I64, U8]:
     return np.maximum(exact, 0) >> shift, positive
 
 
+# Items with more keys than this get their keys sorted by np.sort instead of insertion.
+_SMALL_ITEM_KEYS = 16
+
+
 @njit(cache=True)
 def _build_csr(first, lens):  # pragma: no cover - compiled
     """Conflict incidence in CSR both ways, from each key occurrence's first position.
@@ -103,8 +107,9 @@ def _build_csr(first, lens):  # pragma: no cover - compiled
     ``first[p]`` is the position in the flat key list where the key of position p first appears
     (items in canonical order, each item's keys contiguous, ``lens[i]`` of them). Keys are
     numbered by first appearance; each item's keys come out distinct and ascending (insertion
-    sort: an item has a handful); key -> items by a counting sort, so items ascend within a key.
-    O(nnz + sum of lens^2), no comparison sort over all incidences."""
+    sort for the usual handful, a real sort above ``_SMALL_ITEM_KEYS``: a bundle's access list is
+    the sender's to order, so no item may cost quadratic time); key -> items by a counting sort,
+    so items ascend within a key. O(nnz log L_max), no comparison sort over all incidences."""
     nnz = first.shape[0]
     n = lens.shape[0]
     dense = np.empty(nnz, dtype=np.int64)
@@ -121,6 +126,15 @@ def _build_csr(first, lens):  # pragma: no cover - compiled
     p = 0
     for i in range(n):
         start = w
+        if lens[i] > _SMALL_ITEM_KEYS:
+            seg = np.sort(dense[p : p + lens[i]])
+            p += lens[i]
+            for t in range(seg.shape[0]):
+                if t == 0 or seg[t] != seg[t - 1]:
+                    key_idx[w] = seg[t]
+                    w += 1
+            key_ptr[i + 1] = w
+            continue
         for _ in range(lens[i]):
             k = dense[p]
             p += 1

@@ -58,6 +58,11 @@ CORE_MAX = 1500
 # (three stale passes end the descent).
 DUAL_PASSES = 40
 DUAL_STALE_REL = 1e-6
+# Polyak subgradient steps after the block-coordinate descent stalls (at most this many, and at
+# most SUBGRADIENT_SHARE of the work cap: the search keeps the rest; the step halves after 4
+# steps without a better bound and the phase ends below 1/1024).
+SUBGRADIENT_STEPS = 300
+SUBGRADIENT_SHARE = 0.05
 # Share of the work cap the dual bound may use (it stops after the pass that crosses it; the
 # first pass always runs, so even a 1 ms budget gets a valid bound and reduced costs).
 DUAL_SHARE = 0.3
@@ -430,8 +435,12 @@ def _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam, 
 @njit(cache=True)
 def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_items, cand,
                 gas_rem, cap_rem, cap_binding, s_ptr, s_items, passes, stale_rel, acc,
-                dual_work):  # fmt: skip
-    """Block-coordinate descent on L(mu, lam, nu); returns the best point, its L and error.
+                dual_work, lower, sub_work, gap_tolerance):  # fmt: skip
+    """Block-coordinate descent on L(mu, lam, nu), then subgradient steps from its best point
+    (``_subgradient``; ``lower`` is a feasible value, the Polyak target). Returns the descent's
+    best point with its L and error (the reduced costs, core and search use these), and the best
+    bound of either phase with its error (what the block reports and the gap stop uses: the
+    subgradient phase tightens the proof without moving the search).
 
     One pass: lam exactly for fixed (mu, nu) (critical ratio, O(n log n)); each binding nu_s
     exactly (critical ratio within the searcher); each mu_k exactly for the others fixed (the
@@ -521,7 +530,102 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
             stale += 1
         if stale >= 3 or acc[2] - work0 >= dual_work:
             break
-    return best_l, best_err, best_mu, best_lam, best_nu
+    bound_l, bound_err = best_l, best_err
+    if acc[2] - work0 < dual_work and best_l < np.inf:
+        end = min(work0 + dual_work, acc[2] + sub_work)
+        bound_l, bound_err = _subgradient(cand_items, value, gas, searcher, key_ptr, key_idx,
+                                          active, best_mu, best_lam, best_nu, gas_rem, cap_rem,
+                                          cap_binding, maxdeg, musum, lower, acc, end, best_l,
+                                          best_err, gap_tolerance)  # fmt: skip
+    return best_l, best_err, best_mu, best_lam, best_nu, bound_l, bound_err
+
+
+@njit(cache=True)
+def _subgradient(cand_items, value, gas, searcher, key_ptr, key_idx, active, mu0, lam0, nu0,
+                 gas_rem, cap_rem, cap_binding, maxdeg, musum, lower, acc, work_end, best_l,
+                 best_err, gap_tolerance):  # fmt: skip
+    """Polyak subgradient steps on L from (mu0, lam0, nu0); returns the best L and its error.
+
+    Coordinate descent on this nonsmooth dual can stall short of its minimum (the LP bound);
+    moving all multipliers along a subgradient gets past that. The subgradient at a point is
+    the slack of each dualised row for the items with positive reduced cost; rows are scaled to
+    a unit right-hand side (gas rows by their capacity) so that one step length suits them all:
+    step = theta * (L - lower) / |g|^2. Any multipliers >= 0 give a valid bound, so the result
+    is as sound as the descent's. O(SUBGRADIENT_STEPS * (nnz + n_keys))."""
+    n_keys = mu0.shape[0]
+    n_s = nu0.shape[0]
+    m = cand_items.shape[0]
+    nnz = 0
+    for t in range(m):
+        i = cand_items[t]
+        nnz += key_ptr[i + 1] - key_ptr[i]
+    act = np.flatnonzero(active)  # keys shared by two candidates: the only rows that move
+    n_act = act.shape[0]
+    mu = mu0.copy()
+    nu = nu0.copy()
+    lam = lam0
+    g = np.zeros(n_keys, dtype=np.float64)
+    gs = np.zeros(n_s, dtype=np.float64)
+    cg = max(float(gas_rem), 1.0)
+    theta = 1.0
+    noimp = 0
+    acc[2] += n_keys
+    for _step in range(SUBGRADIENT_STEPS):
+        if acc[2] >= work_end:
+            break
+        # evaluating L: items x keys, every key once; the step: items x keys, active rows x 3
+        acc[2] += 2 * (nnz + m) + n_keys + 3 * n_act + 3 * n_s
+        ell, err = _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam,
+                                  nu, cap_rem, gas_rem, maxdeg, musum)  # fmt: skip
+        if ell + err < best_l + best_err:
+            noimp = 0 if (best_l + best_err) - (ell + err) > 1e-9 * abs(ell) else noimp + 1
+            best_l = ell
+            best_err = err
+        else:
+            noimp += 1
+        if noimp >= 4:
+            theta *= 0.5
+            noimp = 0
+            if theta < 1.0 / 1024.0:
+                break
+        if lower >= (best_l + best_err) * (1.0 + 4.0 * _U53) * (1.0 - gap_tolerance):
+            break  # the bound proves a feasible value within the tolerance: nothing left to do
+        for t in range(n_act):
+            g[act[t]] = 1.0
+        glam = float(gas_rem)
+        for s in range(n_s):
+            gs[s] = float(cap_rem[s]) if cap_binding[s] else 0.0
+        for t in range(m):
+            i = cand_items[t]
+            s = searcher[i]
+            if value[i] - musum[i] - (lam + nu[s]) * gas[i] <= 0.0:
+                continue
+            for p in range(key_ptr[i], key_ptr[i + 1]):
+                if active[key_idx[p]]:
+                    g[key_idx[p]] -= 1.0
+            glam -= gas[i]
+            if cap_binding[s]:
+                gs[s] -= gas[i]
+        norm = (glam / cg) ** 2
+        for t in range(n_act):
+            norm += g[act[t]] * g[act[t]]
+        for s in range(n_s):
+            if cap_binding[s]:
+                cs = max(float(cap_rem[s]), 1.0)
+                norm += (gs[s] / cs) ** 2
+        if norm <= 0.0:
+            break  # a zero subgradient: this point minimises L
+        step = theta * (ell - lower) / norm
+        for t in range(n_act):
+            k = act[t]
+            if g[k] != 0.0:
+                mu[k] = max(0.0, mu[k] - step * g[k])
+        lam = max(0.0, lam - step * glam / (cg * cg))
+        for s in range(n_s):
+            if cap_binding[s]:
+                cs = max(float(cap_rem[s]), 1.0)
+                nu[s] = max(0.0, nu[s] - step * gs[s] / (cs * cs))
+    return best_l, best_err
 
 
 # --- local search ----------------------------------------------------------------------------
@@ -1072,10 +1176,13 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
             c += 1
     ell = np.inf
     err = 0.0
+    bell = np.inf  # the reported bound (descent, or tighter after subgradient steps)
+    berr = 0.0
     fval = acc[1]
     if m <= exact_max:
         best = _enumerate(cand_items, P, St, gas_limit, n_keys)
-        return St[0], acc[1], float(best), 0.0, m, acc[2], best, cand_items, np.zeros(n)
+        return (St[0], acc[1], float(best), 0.0, m, acc[2], best, cand_items, np.zeros(n),
+                float(best), 0.0)
     # greedy start 1: value per gas (after the warm start, if any)
     eff = _efficiency_order(cand_items, value, gas)
     for t in range(init.shape[0]):
@@ -1112,11 +1219,15 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
             i = cand_items[t]
             s_items[fill[searcher[i]]] = i
             fill[searcher[i]] += 1
-        ell, err, mu, lam, nu = _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx,
+        ell, err, mu, lam, nu, bell, berr = _dual_bound(cand_items, value, gas, searcher,
+                                                        key_ptr, key_idx,
                                             ki_ptr, ki_items, cand, gas_rem, cap_rem,
                                             cap_binding, s_ptr, s_items, dual_passes,
                                             dual_stale_rel, acc,
-                                            max(1, int(DUAL_SHARE * work_limit)))  # fmt: skip
+                                            max(1, int(DUAL_SHARE * work_limit)),
+                                            float(greedy_val - fval),
+                                            int(SUBGRADIENT_SHARE * work_limit),
+                                            gap_tolerance)  # fmt: skip
         # greedy start 2: Lagrangian-reduced value per gas (mu only: the conflict prices)
         lscore = np.zeros(n, dtype=np.float64)
         for t in range(m):
@@ -1184,13 +1295,13 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     St = Sc
     acc = St[6]
     target = np.iinfo(np.int64).max
-    if ell < np.inf:
-        target = fval + np.int64(math.floor((ell + err) * (1.0 + 4.0 * _U53)))
+    if bell < np.inf:
+        target = fval + np.int64(math.floor((bell + berr) * (1.0 + 4.0 * _U53)))
         # proven within the gap tolerance: best >= (1 - tol) * bound >= (1 - tol) * optimum
         target -= np.int64(math.floor(gap_tolerance * float(target)))
     _search(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval,
             tabu_depth)  # fmt: skip
-    return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced
+    return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced, bell, berr
 
 
 @njit(cache=True)
@@ -1276,7 +1387,7 @@ def solve_arrays(
         banned = np.zeros(n, dtype=np.uint8)
     if init is None:
         init = np.zeros(0, dtype=np.int64)
-    sel, _val, ell, err, n_cand, work, greedy_val, core, reduced = _solve(
+    sel, _val, ell, err, n_cand, work, greedy_val, core, reduced, bell, berr = _solve(
         arrays.gas, arrays.value, arrays.positive, arrays.forced, banned, arrays.searcher,
         arrays.key_ptr, arrays.key_idx, arrays.key_item_ptr, arrays.key_items,
         np.int64(arrays.gas_limit), np.int64(arrays.searcher_cap), arrays.n_searchers,
@@ -1291,7 +1402,7 @@ def solve_arrays(
     # Trivial cap on the candidates' bound: all positive, non-forced, non-banned values.
     free = (arrays.positive == 1) & (arrays.forced == 0) & (banned == 0)
     cand_value_sum = int(arrays.value[free].sum())
-    bound = compute_bound_wei(arrays, forced_wei, ell, err, n_cand, cand_value_sum)
+    bound = compute_bound_wei(arrays, forced_wei, bell, berr, n_cand, cand_value_sum)
     stats = SolveStats(
         candidates=int(n_cand),
         core=int(core.shape[0]),

@@ -8,10 +8,10 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   idempotent: it returns the first seq and changes nothing.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
-- Results are written once per (rollup, slot) and never expire (retention aside). A result's
-  outcomes are bids of its slot's closed log (the engine builds it from that log), and a
-  store may keep them only there: the Redis store writes each outcome's bid as its log seq and
-  reads the bids back from the log, which lives exactly as long as the result.
+- Results are written once per (rollup, slot) and never expire (retention aside). The Redis
+  store writes each outcome's bid as its log seq when the slot's log is stored (the engine's
+  case: the log lives exactly as long as the result) and reads the bids back from it; a
+  result saved without its log keeps its bids inline.
 - History (issue 5, ``api/history.py``): ``save_result(result, history=...)`` writes the slot's
   history in the same atomic step as its result, so a slot has a history exactly when it has a
   result, and nothing of it is readable before the slot closed. Bid records get history ids

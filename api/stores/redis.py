@@ -384,8 +384,12 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         return _text(seq) if seq is not None else None
 
     async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
-        # Bids by log seq, not repeated: the slot's log lives exactly as long (see trim_slot).
-        data = orjson.dumps(codec.result_to_json(result, with_bids=False))
+        # Bids by log seq, not repeated, when the slot's log is here: it lives exactly as long as
+        # the result (trim_slot removes both at once). A result built from a log kept elsewhere
+        # (a replay, a benchmark) keeps its bids inline.
+        with _store_errors():
+            logged = bool(await self.redis.exists(keys.slot_log(result.rollup, result.slot)))
+        data = orjson.dumps(codec.result_to_json(result, with_bids=not logged))
         if history is not None:  # the result and its history in one script (redis_history.py)
             with _store_errors():
                 return await self._save_result_with_history(data, history)
@@ -400,13 +404,22 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None:
         with _store_errors():
             data = await self.redis.get(keys.slot_result(rollup, slot))
-        if data is None:
+        if data is None:  # cheap: followers poll for a result that is not there yet
             return None
         doc = orjson.loads(data)
-        logged = None
-        if any("bid" not in o for o in doc["outcomes"]):
-            logged = {e.seq: e.event for e in await self.read_log(rollup, slot)}
-        return codec.result_from_json(doc, logged)
+        if all("bid" in o for o in doc["outcomes"]):
+            return codec.result_from_json(doc)
+        # Bids by log seq: read the result again with its log in one transaction, so a trim
+        # between two reads cannot leave a result whose bids are gone.
+        with _store_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(keys.slot_result(rollup, slot))
+            pipe.xrange(keys.slot_log(rollup, slot))
+            data, entries = await pipe.execute()
+        if data is None:
+            return None
+        logged = {e.seq: e.event for e in _decode_entries(entries or [])}
+        return codec.result_from_json(orjson.loads(data), logged)
 
     async def latest_result(self, rollup: int) -> SlotResult | None:
         with _store_errors():

@@ -68,3 +68,26 @@ def test_duplicate_ids_rejected() -> None:
     it = Item("x", "s", 1, 1, ())
     with pytest.raises(ValueError):
         compute_packing_arrays(PackingInput(10, (it, it)))
+
+
+def test_items_with_many_keys_in_any_order() -> None:
+    # A bundle's access list is the sender's to order (and may repeat): long key lists take the
+    # sorting path, short ones the insertion path; both give distinct ascending key ids.
+    rng = random.Random(3)
+    pool = [f"w{j}" for j in range(200)]
+    items = []
+    for j in range(30):
+        keys = rng.sample(pool, rng.choice([3, 17, 60, 150]))
+        keys = keys + keys[: len(keys) // 3]  # repeats
+        if j % 2:
+            keys.sort(reverse=True)
+        items.append(Item(f"i{j:02d}", "s", 10 + j, 21_000, tuple(keys)))
+    a = compute_packing_arrays(PackingInput(30_000_000, tuple(items)))
+    by_id = {it.id: it for it in items}
+    for r, i in enumerate(a.ids):
+        row = a.key_idx[a.key_ptr[r] : a.key_ptr[r + 1]].tolist()
+        assert row == sorted(set(row))
+        assert sorted(a.keys[k] for k in row) == sorted(set(by_id[i].keys))
+    for k in range(a.n_keys):
+        members = a.key_items[a.key_item_ptr[k] : a.key_item_ptr[k + 1]].tolist()
+        assert members == sorted(set(members))

@@ -210,3 +210,22 @@ def test_search_stops_once_the_gap_tolerance_is_proven() -> None:
     full = compute_packing(inp, arrays, sel0, bound0, solver="numba")
     assert stats0.work_units >= cap
     assert packing.revenue_wei <= full.revenue_wei <= packing.upper_bound_wei
+
+
+def test_subgradient_steps_prove_what_the_descent_leaves_open() -> None:
+    # 100 bundles with a binding searcher cap: coordinate descent stalls 0.76% above the LP
+    # bound, which here is the optimum; the subgradient phase reaches it, so the block is
+    # proven (within the gap tolerance) and the search stops at once.
+    inp = generate_instance(100, seed=1, searcher_share=0.2)
+    arrays = compute_packing_arrays(inp)
+    cap = compute_work_limit(50)
+    sel, bound, stats = solve_arrays(arrays, cap)
+    packing = compute_packing(inp, arrays, sel, bound, solver="numba")
+    check_packing(inp, packing)
+    exact, proven = pack_exact(inp)
+    assert proven and packing.revenue_wei == exact.revenue_wei
+    opt = exact.revenue_wei
+    assert opt <= packing.upper_bound_wei <= (1 + 2 * GAP_TOLERANCE) * opt
+    assert stats.work_units < cap // 10
+    # The descent's own bound (what the reduced costs come from) is the looser one.
+    assert stats.dual_bound * 2**arrays.value_shift > 1.005 * exact.revenue_wei

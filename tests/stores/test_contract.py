@@ -351,9 +351,8 @@ async def test_save_result_once_second_returns_false_and_first_kept(store: Store
 
 
 def result_for(base: SlotResult, slot: int, rollup: int = ROLLUP) -> SlotResult:
-    """``base`` moved to another slot. That slot has no log, so no outcomes: a store may keep a
-    result's bids only in its slot's log (the Redis store does)."""
-    return dataclasses.replace(base, slot=slot, rollup=rollup, outcomes=())
+    """``base`` moved to another slot, one without a log (its bids then stay in the result)."""
+    return dataclasses.replace(base, slot=slot, rollup=rollup)
 
 
 @pytest.mark.anyio
@@ -510,3 +509,12 @@ async def test_retried_cancel_is_logged_once(store):
     assert await store.append_cancel(cancel, [bid.slot]) == [bid.slot]
     log = await store.read_log(bid.rollup, bid.slot)
     assert sum(isinstance(e.event, type(cancel)) for e in log) == 1
+
+
+@pytest.mark.anyio
+async def test_a_result_keeps_its_bids_whether_or_not_its_log_is_stored(store: Store) -> None:
+    result = await closed_slot_result(store)  # slot 20 has its log in the store
+    elsewhere = result_for(result, 21)  # slot 21 has none: a replay, a benchmark
+    assert await store.save_result(result) and await store.save_result(elsewhere)
+    assert await store.get_result(ROLLUP, 20) == result
+    assert await store.get_result(ROLLUP, 21) == elsewhere
