@@ -9,11 +9,13 @@ process health) with timeouts; a slot's deadline is the only thing waited for by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -359,16 +361,16 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
     assert set(again.valid) >= {1, 2, 3}
 
 
-async def test_multi_process_committee_as_in_the_readme(tmp_path: Path) -> None:
-    """``committee keygen``, n ``signer`` processes, ``serve --committee``, the blocks API,
-    ``blockspace verify``: the documented multi-process run, as commands."""
+@contextlib.asynccontextmanager
+async def _served_committee(
+    tmp_path: Path, *serve_flags: str
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``committee keygen --n 4``, four ``signer`` processes and ``blockspace serve --committee``
+    (plus ``serve_flags``), as commands; yields (serve, its port, the keys folder)."""
     keys = tmp_path / "keys"
     out = subprocess.run([str(BIN), "committee", "keygen", "--n", "4", "--out", str(keys)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in keys.iterdir()) == [
-        "committee.json", *(f"member-{i}.share.json" for i in range(1, 5))]
-    assert oct((keys / "member-1.share.json").stat().st_mode & 0o777) == "0o600"
     env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
     procs = SignerProcesses(sorted(keys.glob("member-*.share.json")), env=env, log_dir=tmp_path)
     port = free_port()
@@ -377,15 +379,26 @@ async def test_multi_process_committee_as_in_the_readme(tmp_path: Path) -> None:
         procs.wait_ready(timeout_s=240)
         signer_flags = [x for url in procs.urls for x in ("--signer", url)]
         serve = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(port), "--slot-ms", "1000",
+            [str(BIN), "serve", "--port", str(port), "--slot-ms", "1000", *serve_flags,
              "--committee", str(keys / "committee.json"), *signer_flags],
             env=env, stdout=subprocess.DEVNULL, stderr=serve_log,
         )
         try:
-            await _check_served_block(serve, port, keys)
+            yield serve, port, keys
         finally:
             serve.terminate()
-            serve.wait(timeout=20)
+            serve.wait(timeout=30)
+
+
+async def test_multi_process_committee_as_in_the_readme(tmp_path: Path) -> None:
+    """``committee keygen``, n ``signer`` processes, ``serve --committee``, the blocks API,
+    ``blockspace verify``: the documented multi-process run, as commands."""
+    async with _served_committee(tmp_path) as (serve, port, keys):
+        # what keygen wrote (the signers keep their slashing records beside their shares)
+        assert sorted(p.name for p in keys.glob("*.json")) == [
+            "committee.json", *(f"member-{i}.share.json" for i in range(1, 5))]
+        assert oct((keys / "member-1.share.json").stat().st_mode & 0o777) == "0o600"
+        await _check_served_block(serve, port, keys)
 
 
 async def _check_served_block(serve: subprocess.Popen[bytes], port: int, keys: Path) -> None:
@@ -453,46 +466,9 @@ async def test_serve_with_two_engine_workers_signs_one_chain(tmp_path: Path, fre
     """``serve --workers 2`` on Redis with the committee: whichever worker closes a slot signs
     it, the other adopts the signed head, and block subscribers on either worker see every
     block. The chain of signed blocks has no fork."""
-    keys = tmp_path / "keys"
-    out = subprocess.run(
-        [str(BIN), "committee", "keygen", "--n", "4", "--out", str(keys)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
-    procs = SignerProcesses(sorted(keys.glob("member-*.share.json")), env=env, log_dir=tmp_path)
-    port = free_port()
-    with procs, open(tmp_path / "serve.log", "wb") as serve_log:
-        procs.start_all()
-        procs.wait_ready(timeout_s=240)
-        signer_flags = [x for url in procs.urls for x in ("--signer", url)]
-        serve = subprocess.Popen(
-            [
-                str(BIN),
-                "serve",
-                "--port",
-                str(port),
-                "--slot-ms",
-                "1000",
-                "--workers",
-                "2",
-                "--store",
-                fresh_redis.url,
-                "--committee",
-                str(keys / "committee.json"),
-                *signer_flags,
-            ],  # fmt: skip
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=serve_log,
-        )
-        try:
-            await _check_one_chain(serve, port)
-        finally:
-            serve.terminate()
-            serve.wait(timeout=30)
+    flags = ("--workers", "2", "--store", fresh_redis.url)
+    async with _served_committee(tmp_path, *flags) as (serve, port, _keys):
+        await _check_one_chain(serve, port)
 
 
 async def _check_one_chain(serve: subprocess.Popen[bytes], port: int) -> None:
