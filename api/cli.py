@@ -56,6 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="warning",
         ws_max_size=2 * 1024 * 1024,
+        # After SIGTERM, open connections get this long to finish before they are cancelled.
+        timeout_graceful_shutdown=10,
         loop="uvloop" if _has_uvloop() else "asyncio",
     )
     if workers == 1:

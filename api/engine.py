@@ -111,6 +111,7 @@ class Engine:
         # parent; its public arrivals are logged again in a later slot (docs/committee.md).
         self.signed_chain = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.closing = asyncio.Lock()
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
@@ -146,21 +147,25 @@ class Engine:
 
     def start_clock(self) -> None:
         """Run the slot clock (closing each slot at its deadline) in the background."""
+        self._stopping = False
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except asyncio.CancelledError:
-                pass
-            self._loop_task = None
+        """Stop the slot clock. Bounded: a cancellation swallowed inside a library (Python 3.11's
+        ``asyncio.wait_for`` can lose one) is repeated, and the loop also checks a stop flag, so
+        a shutdown never waits forever on the clock."""
+        self._stopping = True
+        task, self._loop_task = self._loop_task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("slot clock ended with %r", task.exception())
 
     async def _run_slots(self) -> None:
         # Catch up slots whose deadline passed while no engine ran (their bids are acknowledged).
-        while True:
+        while not self._stopping:
             try:
                 now = self.now_ms()
                 due = compute_slot_at(self.clock, now) - 1

@@ -22,7 +22,6 @@ as failed; the store keeps only the first record, so a late signed block is neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -296,11 +295,11 @@ class Coordinator:
                 await self.follow_slot(result)
 
     async def aclose(self) -> None:
-        for task in list(self._background):
+        tasks = list(self._background)
+        for task in tasks:
             task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:  # bounded: a shutdown never waits on a task that lost its cancellation
+            await asyncio.wait(tasks, timeout=5.0)
         for m in self.members:
             await m.aclose()
         if self._client is not None:
