@@ -429,8 +429,8 @@ class Coordinator:
         started_ms = self._clock_ms()
         t0 = time.perf_counter()
         proposal = await self.build_proposal(result)
-        head = await self._head(result.rollup)
-        parent_hash = head[0].block.block_hash if head else ZERO_HASH
+        # the head the proposal was built on (read from the store once, in build_proposal)
+        parent_hash = proposal.parent.header.block_hash if proposal.parent else ZERO_HASH
         # Verify the block extends the signed chain with the pool it left: else no member can
         # sign it (it would fork), so do not ask them.
         if result.block.parent_hash != parent_hash or result.block.carried_root != (

@@ -71,20 +71,7 @@ def parent_certificate_to_json(cert: ParentCertificate) -> dict[str, Any]:
 
 def compute_parent_certificate(block: Block, signature: bytes) -> ParentCertificate:
     """The certificate of a signed block, as the next proposal carries it."""
-    header = Block(
-        rollup=block.rollup,
-        slot=block.slot,
-        parent_hash=block.parent_hash,
-        bundles=block.bundles,
-        txs=(),
-        gas_used=block.gas_used,
-        revenue_wei=block.revenue_wei,
-        bid_set_root=block.bid_set_root,
-        block_hash=block.block_hash,
-        public_tx_count=block.public_tx_count,
-        carried_root=block.carried_root,
-        pending_root=block.pending_root,
-    )
+    header = dataclasses.replace(block, txs=())  # the header: every field but the txs
     return ParentCertificate(header, tuple(compute_tx_hashes(block)), signature)
 
 

@@ -343,19 +343,7 @@ def evidence_to_json(e: MemberEvidence) -> dict[str, Any]:
 
 
 def evidence_from_json(d: dict[str, Any]) -> MemberEvidence:
-    if d["kind"] == EVIDENCE_EQUIVOCATION:
-        return MemberEvidence(
-            kind=d["kind"],
-            rollup=d["rollup"],
-            slot=d["slot"],
-            member=d["member"],
-            committee_id=bytes.fromhex(d["committee_id"][2:]),
-            detail=d["detail"],
-            recorded_ms=d["recorded_ms"],
-            first=partial_from_json(d["first"]),
-            second=partial_from_json(d["second"]),
-        )
-    return MemberEvidence(
+    common: dict[str, Any] = dict(
         kind=d["kind"],
         rollup=d["rollup"],
         slot=d["slot"],
@@ -363,6 +351,13 @@ def evidence_from_json(d: dict[str, Any]) -> MemberEvidence:
         committee_id=bytes.fromhex(d["committee_id"][2:]),
         detail=d["detail"],
         recorded_ms=d["recorded_ms"],
+    )
+    if d["kind"] == EVIDENCE_EQUIVOCATION:
+        return MemberEvidence(
+            **common, first=partial_from_json(d["first"]), second=partial_from_json(d["second"])
+        )
+    return MemberEvidence(
+        **common,
         block_hash=d["block_hash"],
         signing_root=bytes.fromhex(d["signing_root"][2:]),
         partial=bytes.fromhex(d["partial"][2:]),
