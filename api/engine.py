@@ -7,6 +7,7 @@ I/O and concurrency.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -17,10 +18,16 @@ from typing import Any
 from api.history import RefusalRecorder, compute_rejection, compute_slot_history
 from api.metrics import Metrics
 from api.notify import Notifier
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 from auction import constants as C
-from auction.auth import recover_searcher
-from auction.bundles import compute_bid, compute_cancel, compute_public_tx, parse_quantity
+from auction.auth import recover_evidence
+from auction.bundles import (
+    compute_bid,
+    compute_cancel,
+    compute_cancel_slots,
+    compute_public_tx,
+    parse_quantity,
+)
 from auction.encoding import ZERO_HASH
 from auction.errors import (
     BlockspaceError,
@@ -29,23 +36,45 @@ from auction.errors import (
     PublicPoolFull,
     RateLimited,
     SlotClosed,
+    StoreUnavailable,
     UnknownRollup,
 )
 from auction.hashing import from_hex, to_hex
-from auction.presets import Preset, Rollup
+from auction.presets import Policy, Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Evidence, PendingTx, PublicTx, SlotResult
+from auction.types import Bid, Evidence, PendingTx, PublicTx, SlotResult
+from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
 
+
+class SlotCloseFailed(Exception):
+    """Another engine process recorded the slot as failed while this one waited for it."""
+
 ResultHook = Callable[[SlotResult], Awaitable[None]]
+
+# Signed requests at least this large are decoded in a worker thread (docs/decisions.md).
+OFFLOAD_BYTES = 32 * 1024
+# A signed cancel takes effect once, when first seen; it is remembered this long, so a replay
+# (or a retry) within it changes nothing (docs/protocol.md: cancels).
+CANCEL_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 # How long one process may take to close a slot before another takes over, and how often the
 # others look for its result.
 CLOSE_LEASE_MS = 15_000
 FOLLOW_POLL_S = 0.005
+
+
+def compute_intake_limits(policy: Policy) -> IntakeLimits:
+    """The limits a slot's log enforces with every append, from the rollup's policy."""
+    return IntakeLimits(
+        max_bundles=policy.max_bundles_per_searcher_per_slot,
+        max_bytes=policy.max_bytes_per_searcher_per_slot,
+        max_slot_events=policy.max_bids_per_slot,
+        max_slot_bytes=policy.max_bytes_per_slot,
+    )
 
 
 class TokenBucket:
@@ -113,6 +142,8 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.closing = asyncio.Lock()
+        # Named in failure records; the signing committee's id once one is attached.
+        self.committee_id = bytes(32)
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     # --- time ------------------------------------------------------------------------------
@@ -169,22 +200,84 @@ class Engine:
             try:
                 now = self.now_ms()
                 due = compute_slot_at(self.clock, now) - 1
+                behind = False
                 for cid in self.rollups:
                     start = max(self._closed_through[cid] + 1, due - 1000)
                     for slot in range(start, due + 1):
-                        await self.close_slot(cid, slot)
-                next_deadline = compute_deadline_ms(self.clock, due + 1)
-                await asyncio.sleep(max(0.0, (next_deadline - self.now_ms()) / 1000.0))
+                        if not await self.close_or_fail(cid, slot):
+                            behind = True  # the store is down: retry soon; other rollups go on
+                            break
+                wait_ms = compute_deadline_ms(self.clock, due + 1) - self.now_ms()
+                if behind:
+                    wait_ms = min(wait_ms, self.clock.slot_ms // 4, 1000)
+                await asyncio.sleep(max(0.0, wait_ms / 1000.0))
             except asyncio.CancelledError:
                 raise
-            except BlockspaceError as exc:
-                log.error("slot close failed: %s", exc.message)
-                self.metrics.system_faults.labels("slot_close").inc()
-                await asyncio.sleep(min(1.0, self.clock.slot_ms / 4000.0))
             except Exception:
                 log.exception("slot clock fault")
                 self.metrics.system_faults.labels("slot_clock").inc()
                 await asyncio.sleep(min(1.0, self.clock.slot_ms / 4000.0))
+
+    async def close_or_fail(self, rollup_id: int, slot: int) -> bool:
+        """Close a slot; if closing fails for any reason but an unreachable store, record the
+        slot as failed so the clock moves on. False only while the store is unreachable (the
+        slot is retried; a failing close never blocks later slots or other rollups)."""
+        try:
+            await self.close_slot(rollup_id, slot)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable as exc:
+            log.error("closing slot %d of rollup %d: %s", slot, rollup_id, exc.message)
+            self.metrics.system_faults.labels("slot_close").inc()
+            return False
+        except SlotCloseFailed:
+            self._closed_through[rollup_id] = max(self._closed_through[rollup_id], slot)
+            return True  # another engine process recorded it
+        except Exception as exc:
+            log.exception("closing slot %d of rollup %d failed; it is recorded as failed", slot,
+                          rollup_id)
+            self.metrics.system_faults.labels("slot_close").inc()
+            try:
+                await self._record_failed_close(rollup_id, slot, repr(exc))
+            except StoreUnavailable:
+                return False
+            return True
+
+    async def _record_failed_close(self, rollup_id: int, slot: int, detail: str) -> None:
+        """Publish a slot whose result could not be built as failed, and move past it: intake
+        stops, its public arrivals wait in the open slot, its searchers are told."""
+        entries = await self.store.close_slot(rollup_id, slot)
+        failed = FailedSlot(
+            rollup=rollup_id,
+            slot=slot,
+            committee_id=self.committee_id,
+            block_hash=ZERO_HASH,
+            reason=FAILED_CLOSE,
+            valid=(),
+            refused=(),
+            invalid=(),
+            missing=(),
+            deadline_ms=compute_deadline_ms(self.clock, slot),
+            published_ms=self.now_ms(),
+        )
+        first = await self.store.save_failed_slot(failed)
+        async with self.closing:
+            self._closed_through[rollup_id] = max(self._closed_through[rollup_id], slot)
+            self._arrivals[rollup_id] = 0  # they are logged again below, in the open slot
+        if not first:
+            return  # another engine process recorded it (and re-logged its public txs)
+        log.error("slot %d of rollup %d failed to close: %s", slot, rollup_id, detail)
+        await self.requeue_public_txs([e.event for e in entries if isinstance(e.event, PublicTx)])
+        self.notifier.to_slot_watchers(
+            {"rollup": rollup_id, "slot": slot, "closed": True, "failed": True,
+             "reason": FAILED_CLOSE, "open_slot": self.open_slot()}
+        )
+        self.notifier.to_block_watchers(failed_slot_to_json(failed))
+        for searcher in {e.event.searcher for e in entries if isinstance(e.event, Bid)}:
+            self.notifier.to_searcher(
+                searcher, "slot_failed", {"rollup": rollup_id, "slot": slot, "reason": FAILED_CLOSE}
+            )
 
     # --- closing a slot --------------------------------------------------------------------
 
@@ -268,6 +361,8 @@ class Engine:
                 result = await self.store.get_result(rollup_id, slot)
                 if result is not None:
                     return result
+                if await self.store.get_failed_slot(rollup_id, slot) is not None:
+                    raise SlotCloseFailed(f"slot {slot} failed to close in another process")
                 await asyncio.sleep(FOLLOW_POLL_S)
                 waited += FOLLOW_POLL_S
         return None
@@ -332,8 +427,9 @@ class Engine:
         if not bucket.take(now_ms):
             raise RateLimited("too many requests from this searcher; slow down")
 
-    def authenticate(self, body: bytes, signature: str | None) -> str:
-        return recover_searcher(body, signature)
+    def authenticate(self, body: bytes, signature: str | None) -> tuple[str, Evidence]:
+        """The searcher who signed ``body``, and the evidence (its signature header canonical)."""
+        return recover_evidence(body, signature)
 
     def _protected_for(self, endpoint_rollup: int | None, params: Any) -> frozenset[str]:
         # The bundle's rollup is only known after decoding; protected hashes of every rollup
@@ -398,7 +494,8 @@ class Engine:
     ) -> dict[str, Any]:
         now = self.now_ms()
         self._rate_check(searcher, now)
-        bid = compute_bid(
+        derive = functools.partial(
+            compute_bid,
             params,
             searcher=searcher,
             evidence=evidence,
@@ -409,10 +506,10 @@ class Engine:
             endpoint_rollup=endpoint_rollup,
             protected_hashes=self._protected_for(endpoint_rollup, params),
         )
-        policy = self.rollups[bid.rollup].policy
-        limits = SearcherLimits(
-            policy.max_bundles_per_searcher_per_slot, policy.max_bytes_per_searcher_per_slot
-        )
+        # A large request (long access lists) takes tens of ms to decode: off the event loop,
+        # so it never delays other searchers' acknowledgements.
+        bid = derive() if len(evidence.body) < OFFLOAD_BYTES else await asyncio.to_thread(derive)
+        limits = compute_intake_limits(self.rollups[bid.rollup].policy)
         t0 = time.perf_counter()
         await self.store.append_bid(bid, limits)
         self.metrics.store_seconds.labels("append_bid").observe(time.perf_counter() - t0)
@@ -476,11 +573,21 @@ class Engine:
         self._rate_check(searcher, now)
         rollup = self._endpoint_rollup(endpoint_rollup)
         cancel = compute_cancel(
-            params, searcher=searcher, evidence=evidence, rollup=rollup, now_ms=now
+            params,
+            searcher=searcher,
+            evidence=evidence,
+            rollup=rollup,
+            clock=self.clock,
+            now_ms=now,
+            max_slots_ahead=self.max_slots_ahead,
         )
-        current = compute_slot_at(self.clock, now)
-        slots = list(range(current, current + self.max_slots_ahead + 1))
-        done = await self.store.append_cancel(cancel, slots)
+        # The answer and the notifications depend only on this searcher's own bids.
+        done = await self.store.append_cancel(
+            cancel,
+            compute_cancel_slots(cancel, self.clock, self.max_slots_ahead),
+            compute_intake_limits(self.rollups[rollup].policy),
+            CANCEL_WINDOW_MS,
+        )
         for slot in done:
             self.notifier.to_searcher(
                 searcher,

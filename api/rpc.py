@@ -18,7 +18,6 @@ from auction.errors import (
     ParseError,
     RequestTooLarge,
 )
-from auction.types import Evidence
 
 log = logging.getLogger("blockspace.rpc")
 
@@ -134,10 +133,9 @@ async def _answer(
         method = req["method"]
         params = req.get("params", [])
         if method in SIGNED_METHODS:
-            searcher = engine.authenticate(body, signature)
+            searcher, evidence = engine.authenticate(body, signature)
             if on_searcher is not None:
                 on_searcher(searcher)
-            evidence = Evidence(body=body, signature=signature or "")
             if method == "eth_sendBundle":
                 result: Any = await engine.submit_bundle(
                     params,

@@ -10,7 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from auction import constants as C
 from auction.errors import (
+    BidTooHigh,
     BidTooLow,
     BundleGasTooHigh,
     BundleTooLarge,
@@ -25,7 +27,7 @@ from auction.errors import (
 )
 from auction.hashing import from_hex, keccak256, to_hex
 from auction.presets import Rollup
-from auction.slots import SlotClock, check_target_slot, compute_slot_timestamp
+from auction.slots import SlotClock, check_target_slot, compute_slot_at, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
 from auction.types import Bid, Cancel, Evidence, PublicTx, Tx
 
@@ -109,11 +111,31 @@ def _decode_txs(raw_list: Any, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
     txs: list[Tx] = []
     for i, raw in enumerate(raws):
         try:
-            txs.append(decode_transaction(raw))
+            txs.append(check_tx_gas(decode_transaction(raw)))
         except InvalidTransaction as exc:
             exc.data.setdefault("index", i)
             raise
     return tuple(txs)
+
+
+def check_tx_gas(t: Tx) -> Tx:
+    """Refuse a transaction whose gas limit is below the intrinsic gas of any transaction."""
+    # Verify the gas limit could pay for the cheapest transaction (a 0-gas tx never executes)
+    if t.gas_limit < C.MIN_TX_GAS:
+        raise InvalidTransaction(
+            f"gas limit {t.gas_limit} is below the intrinsic {C.MIN_TX_GAS}",
+            gas=t.gas_limit,
+            minimum=C.MIN_TX_GAS,
+        )
+    return t
+
+
+def compute_request_allowance(tx_bytes: int, tx_count: int) -> int:
+    """The most bytes an honest signed ``eth_sendBundle`` needs for its transactions: their hex
+    (twice their bytes), a reverting and a dropping hash for each, JSON punctuation, and 2 KiB
+    for the other fields. A longer request is padding that every committee member would have to
+    receive."""
+    return 2 * tx_bytes + 160 * tx_count + 2048
 
 
 def compute_bid(
@@ -159,6 +181,22 @@ def compute_bid(
     size = sum(len(t.raw) for t in txs)
     if size > policy.max_bundle_bytes:
         raise BundleTooLarge(f"bundle is {size} bytes; the limit is {policy.max_bundle_bytes}")
+    # Verify the signed request is not padded beyond what its transactions need
+    allowance = compute_request_allowance(size, len(txs))
+    if len(evidence.body) > allowance:
+        raise BundleTooLarge(
+            f"the signed request is {len(evidence.body)} bytes; its transactions need at most "
+            f"{allowance}",
+            limit=allowance,
+        )
+    # Verify the access lists name a bounded number of storage keys (each is a conflict key)
+    access_keys = sum(len(t.access_keys) for t in txs)
+    if access_keys > policy.max_access_keys_per_bundle:
+        raise BundleTooLarge(
+            f"the access lists name {access_keys} storage keys; the limit is "
+            f"{policy.max_access_keys_per_bundle}",
+            limit=policy.max_access_keys_per_bundle,
+        )
     # Verify no transaction appears twice
     hashes = [t.hash for t in txs]
     if len(set(hashes)) != len(hashes):
@@ -179,16 +217,19 @@ def compute_bid(
         raise BundleGasTooHigh(f"bundle needs {gas} gas; bundles get {bundle_gas}", gas=gas)
     # Verify reverting hashes name transactions of the bundle
     reverting_raw = p.get("revertingTxHashes") or []
-    if not isinstance(reverting_raw, list):
-        raise InvalidParams("revertingTxHashes must be a list", field="revertingTxHashes")
+    if not isinstance(reverting_raw, list) or len(reverting_raw) > len(txs):
+        raise InvalidParams(
+            "revertingTxHashes must be a list of at most one hash per transaction",
+            field="revertingTxHashes",
+        )
     reverting: list[str] = []
     for h in reverting_raw:
         try:
             hh = to_hex(from_hex(h, what="revertingTxHashes entry", length=32))
         except ValueError as exc:
             raise InvalidParams(str(exc), field="revertingTxHashes") from None
-        if hh not in hashes:
-            raise InvalidParams(f"reverting hash {hh} is not in the bundle")
+        if hh not in hashes or hh in reverting:
+            raise InvalidParams(f"reverting hash {hh} is not in the bundle, or named twice")
         reverting.append(hh)
     # Verify the timestamp window admits the slot's block
     min_ts = parse_quantity(p.get("minTimestamp"), "minTimestamp", maximum=_MAX_TIMESTAMP) or None
@@ -203,6 +244,12 @@ def compute_bid(
     # The bid: the explicit field (our extension) or the bundle's priority tips
     explicit = parse_quantity(p.get("bid"), "bid", allow_decimal_string=True)
     bid_wei = explicit if explicit is not None else sum(compute_tip_wei(t) for t in txs)
+    # Verify the bid fits the block's amount fields with room for a slot's sums
+    if bid_wei > C.MAX_BID_WEI:
+        source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
+        raise BidTooHigh(
+            f"{source} is above the maximum {C.MAX_BID_WEI} wei", maximum_wei=str(C.MAX_BID_WEI)
+        )
     minimum = max(policy.reserve_price_wei, 1)
     if bid_wei < minimum:
         source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
@@ -237,20 +284,37 @@ def compute_cancel(
     searcher: str,
     evidence: Evidence,
     rollup: int,
+    clock: SlotClock,
     now_ms: int,
+    max_slots_ahead: int,
 ) -> Cancel:
-    """Validate ``eth_cancelBundle`` params ({"replacementUuid": ...})."""
+    """Validate ``eth_cancelBundle`` params (``{"replacementUuid": ...}``, optionally with our
+    ``blockNumber`` extension naming the one slot it cancels in)."""
     p = _params_object(params, "eth_cancelBundle")
     uuid = _uuid(p.get("replacementUuid"))
     if uuid is None:
         raise InvalidParams("replacementUuid is required", field="replacementUuid")
+    slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)
+    if slot is not None:
+        # Verify the named slot still takes events (a cancel bound to a slot dies with it)
+        check_target_slot(clock, slot, now_ms, max_slots_ahead)
     return Cancel(
         rollup=rollup,
         searcher=searcher,
         replacement_uuid=uuid,
         received_ms=now_ms,
         evidence=evidence,
+        slot=slot,
     )
+
+
+def compute_cancel_slots(cancel: Cancel, clock: SlotClock, max_slots_ahead: int) -> list[int]:
+    """The slots a cancel may apply to: the one it names, else every slot open when it arrived
+    (its validity window: a replay after they closed cancels nothing)."""
+    if cancel.slot is not None:
+        return [cancel.slot]
+    current = compute_slot_at(clock, cancel.received_ms)
+    return list(range(current, current + max_slots_ahead + 1))
 
 
 def compute_public_tx(
@@ -270,7 +334,7 @@ def compute_public_tx(
         raw = from_hex(raw_hex, what="transaction")
     except ValueError as exc:
         raise InvalidParams(str(exc), field="tx") from None
-    t = decode_transaction(raw)
+    t = check_tx_gas(decode_transaction(raw))
     # Verify the tx is for a rollup served here (and this endpoint's, if it names one)
     if t.chain_id is None or t.chain_id not in rollups:
         raise UnknownRollup(f"chain id {t.chain_id} is not served here", chain_id=t.chain_id)

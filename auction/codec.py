@@ -124,6 +124,7 @@ def cancel_to_json(c: Cancel) -> dict[str, Any]:
         "replacement_uuid": c.replacement_uuid,
         "received_ms": c.received_ms,
         "evidence": evidence_to_json(c.evidence),
+        "slot": c.slot,
     }
 
 
@@ -134,6 +135,7 @@ def cancel_from_json(d: dict[str, Any]) -> Cancel:
         replacement_uuid=d["replacement_uuid"],
         received_ms=d["received_ms"],
         evidence=evidence_from_json(d["evidence"]),
+        slot=d.get("slot"),
     )
 
 

@@ -14,6 +14,16 @@ MAX_REQUEST_BYTES: Final = 1_048_576
 # Intrinsic gas of the cheapest transaction; a tx claiming less cannot be valid.
 MIN_TX_GAS: Final = 21_000
 
+# Amounts. Every amount that reaches a uint256 field of the block header (a bid, a payment, the
+# revenue) is bounded at intake: a bid, and the priority tips a bundle implies, are at most
+# MAX_BID_WEI (2**128 - 1 wei, about 3.4e20 ETH, far above any real supply), and a slot holds
+# at most MAX_BIDS_PER_SLOT = 2**24 events, so every per-slot sum stays below 2**152
+# (docs/decisions.md).
+MAX_BID_WEI: Final = (1 << 128) - 1
+MAX_BIDS_PER_SLOT: Final = 1 << 24
+# EIP-2681: a transaction's nonce is below 2**64 - 1.
+MAX_TX_NONCE: Final = (1 << 64) - 2
+
 # Payment rules a rollup may choose.
 PAYMENT_FIRST_PRICE: Final = "first_price"
 PAYMENT_VCG: Final = "vcg"

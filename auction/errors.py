@@ -116,6 +116,12 @@ class BidTooLow(BlockspaceError):
     code = "bid_too_low"
 
 
+class BidTooHigh(BlockspaceError):
+    """The bid (explicit, or the bundle's priority tips) is above ``constants.MAX_BID_WEI``."""
+
+    code = "bid_too_high"
+
+
 class ProtectedTransactionMisplaced(BlockspaceError):
     """A protected transaction appears after position 0 of a bundle (front-run or sandwich)."""
 
@@ -141,6 +147,12 @@ class SlotTooFarAhead(BlockspaceError):
 
 class SlotNotFound(BlockspaceError):
     code = "slot_not_found"
+
+
+class SlotFull(BlockspaceError):
+    """The slot holds as many events or bytes as a slot may (docs/decisions.md: slot capacity)."""
+
+    code = "slot_full"
 
 
 # --- searcher limits ------------------------------------------------------------------------

@@ -24,12 +24,24 @@ class Policy:
     inclusion_after_slots: int = 0  # 0 disables the inclusion list
     # Solver budget, so a slot's deadline always holds.
     time_budget_ms: int = 50
-    # Intake limits.
+    # Intake limits. Bytes are those of the signed requests (what the log stores and every
+    # committee member receives), not only of the transactions in them.
     max_txs_per_bundle: int = C.FLASHBOTS_MAX_TXS_PER_BUNDLE
-    max_bundle_bytes: int = C.FLASHBOTS_MAX_BUNDLE_BYTES
-    max_bundles_per_searcher_per_slot: int = 512
-    max_bytes_per_searcher_per_slot: int = 16 * 1024 * 1024
+    max_bundle_bytes: int = C.FLASHBOTS_MAX_BUNDLE_BYTES  # the transactions' bytes
+    max_access_keys_per_bundle: int = 4_096  # storage keys named in the access lists
+    max_bundles_per_searcher_per_slot: int = 512  # bids and cancels
+    max_bytes_per_searcher_per_slot: int = 4 * 1024 * 1024
+    # Slot capacity, first come first served (docs/decisions.md): a slot's log holds at most
+    # this many bids and cancels and this many bytes of signed requests, so a proposal stays
+    # below the signers' limit (committee.signer.MAX_PROPOSAL_BYTES) whoever sends them.
+    max_bids_per_slot: int = 32_768
+    max_bytes_per_slot: int = 16 * 1024 * 1024
     max_pending_public_txs: int = 8_192
+
+    def __post_init__(self) -> None:
+        # Verify every per-slot sum of bids stays far inside the header's uint256 fields
+        if not 1 <= self.max_bids_per_slot <= C.MAX_BIDS_PER_SLOT:
+            raise ValueError(f"max_bids_per_slot must be in 1..{C.MAX_BIDS_PER_SLOT}")
 
     def with_(self, **changes: object) -> Policy:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -67,8 +79,11 @@ MINIMAL = Preset(
         gas_limit=1_000_000,
         max_txs_per_bundle=4,
         max_bundle_bytes=4_096,
+        max_access_keys_per_bundle=64,
         max_bundles_per_searcher_per_slot=8,
         max_bytes_per_searcher_per_slot=32_768,
+        max_bids_per_slot=64,
+        max_bytes_per_slot=262_144,
         time_budget_ms=20,
     ),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import rlp
 from coincurve import PublicKey
 
+from auction.constants import MAX_TX_NONCE
 from auction.errors import InvalidTransaction, UnprotectedTransaction
 from auction.hashing import keccak256, to_hex
 from auction.types import Tx
@@ -31,6 +32,14 @@ def _uint(field: object, what: str) -> int:
     if len(field) > 32 or (len(field) > 0 and field[0] == 0):
         raise InvalidTransaction(f"{what} is not a canonical integer")
     return int.from_bytes(field, "big")
+
+
+def _nonce(field: object) -> int:
+    nonce = _uint(field, "nonce")
+    # Verify EIP-2681: a nonce at or above 2**64 - 1 can never be valid
+    if nonce > MAX_TX_NONCE:
+        raise InvalidTransaction("nonce must be below 2**64 - 1 (EIP-2681)")
+    return nonce
 
 
 def _to(field: object) -> str | None:
@@ -123,7 +132,7 @@ def _decode_legacy(raw: bytes) -> Tx:
     fields = _rlp_list(raw)
     if len(fields) != 9:
         raise InvalidTransaction("legacy transaction must have 9 fields")
-    nonce = _uint(fields[0], "nonce")
+    nonce = _nonce(fields[0])
     gas_price = _uint(fields[1], "gasPrice")
     gas = _uint(fields[2], "gas")
     to = _to(fields[3])
@@ -163,7 +172,7 @@ def _decode_typed(raw: bytes, tx_type: int) -> Tx:
     if len(fields) != expected:
         raise InvalidTransaction(f"type-{tx_type} transaction must have {expected} fields")
     chain_id = _uint(fields[0], "chainId")
-    nonce = _uint(fields[1], "nonce")
+    nonce = _nonce(fields[1])
     if tx_type == TX_ACCESS_LIST:
         priority = max_fee = _uint(fields[2], "gasPrice")
         rest = fields[3:]

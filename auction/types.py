@@ -62,18 +62,30 @@ class Bid:
 
     @property
     def size_bytes(self) -> int:
+        """Bytes of the transactions (what Flashbots' per-bundle limit counts)."""
         return sum(len(t.raw) for t in self.txs)
+
+    @property
+    def request_bytes(self) -> int:
+        """Bytes of the signed request (what the log keeps and the intake limits count)."""
+        return len(self.evidence.body)
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """One accepted ``eth_cancelBundle``: cancels the searcher's bundles under that uuid."""
+    """One accepted ``eth_cancelBundle``: cancels the searcher's bundles under that uuid, in the
+    slot it names (``slot``) or in the slots open when it arrived."""
 
     rollup: int
     searcher: str
     replacement_uuid: str
     received_ms: int
     evidence: Evidence
+    slot: int | None = None
+
+    @property
+    def request_bytes(self) -> int:
+        return len(self.evidence.body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from api.engine import Engine
 from api.metrics import Metrics
 from api.searcher import SearcherKey, bundle_params
 from api.settings import Settings
-from api.stores.base import SearcherLimits
+from api.stores.base import IntakeLimits
 from api.stores.memory import MemoryStore
 from auction.bundles import compute_bid, compute_bid_id
 from auction.results import compute_slot_result
@@ -50,7 +50,7 @@ from ordering import packer
 
 ROLLUP = 167_001
 GWEI = 10**9
-WIDE = SearcherLimits(max_bundles=10**9, max_bytes=10**12)
+WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -45,7 +45,7 @@ import orjson
 
 from api.history import BidRecord, SlotHistory, compute_slot_history
 from api.stores import keys
-from api.stores.base import SearcherLimits
+from api.stores.base import IntakeLimits
 from api.stores.redis import RedisStore
 from auction import constants as C
 from auction.presets import MAINNET, Rollup
@@ -60,7 +60,7 @@ CLOCK = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
 # The solver's budget only changes how long the fill takes, not what the history stores.
 POLICY = MAINNET.policy.with_(max_gas_share_per_searcher=0.15, time_budget_ms=1)
 RULES = Rollup(ROLLUP, "bench", POLICY)
-WIDE = SearcherLimits(max_bundles=10**9, max_bytes=10**12)
+WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
 GAS_CHOICES = (21_000, 60_000, 120_000, 250_000, 500_000, 900_000)
 REFUSAL_CODES = ("bid_too_low", "slot_closed", "rate_limited", "invalid_transaction")
 

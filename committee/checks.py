@@ -30,9 +30,15 @@ from typing import Any
 
 import orjson
 
-from auction.auth import recover_searcher
+from auction.auth import is_canonical_signature, recover_evidence
 from auction.book import compute_book
-from auction.bundles import compute_bid, compute_bid_id, compute_cancel, parse_quantity
+from auction.bundles import (
+    compute_bid,
+    compute_bid_id,
+    compute_cancel,
+    compute_cancel_slots,
+    parse_quantity,
+)
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
@@ -45,7 +51,7 @@ from auction.results import (
     compute_tx_keys,
     is_protected_misplaced,
 )
-from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
+from auction.slots import SlotClock, compute_deadline_ms
 from auction.transactions import decode_transaction
 from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult
 from committee.errors import (
@@ -242,6 +248,9 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
     # Verify the id is the hash of the evidence: the bid-set root then commits to the evidence.
     if compute_bid_id(bid.evidence) != bid.bid_id:
         raise InvalidEvidence("bid id is not the hash of its evidence", **what)
+    # Verify the header is in the one spelling intake stores (so the id is spelling-free).
+    if not is_canonical_signature(bid.evidence.signature):
+        raise InvalidEvidence("the signature header is not in canonical form", **what)
     # Verify the searcher is the one the signature header names.
     if _header_address(bid.evidence.signature) != bid.searcher:
         raise InvalidEvidence("searcher differs from the signature header", **what)
@@ -270,12 +279,12 @@ def check_bid_derivation(config: MemberConfig, bid: Bid) -> None:
     signed request at its receive time (ECDSA for the header and every transaction)."""
     what = {"bid_id": bid.bid_id}
     try:
-        searcher = recover_searcher(bid.evidence.body, bid.evidence.signature)
+        searcher, evidence = recover_evidence(bid.evidence.body, bid.evidence.signature)
         params = _request_params(bid.evidence.body, "eth_sendBundle")
         derived = compute_bid(
             params,
             searcher=searcher,
-            evidence=bid.evidence,
+            evidence=evidence,
             rollups=config.rollups,
             clock=config.clock,
             now_ms=bid.received_ms,
@@ -296,21 +305,22 @@ def check_bid_derivation(config: MemberConfig, bid: Bid) -> None:
 def check_cancel(config: MemberConfig, cancel: Cancel, proposal: Proposal) -> None:
     """Full check of a cancel (it removes a bid, so it is never sampled)."""
     what = {"searcher": cancel.searcher, "replacement_uuid": cancel.replacement_uuid}
-    # Verify it is for this rollup and arrived while this slot could take it.
-    received_slot = compute_slot_at(config.clock, cancel.received_ms)
-    if cancel.rollup != proposal.rollup or not (
-        proposal.slot - config.max_slots_ahead <= received_slot <= proposal.slot
-    ):
+    # Verify it is for this rollup and this slot is in its window (the slot it names, or one
+    # open when it arrived).
+    window = compute_cancel_slots(cancel, config.clock, config.max_slots_ahead)
+    if cancel.rollup != proposal.rollup or proposal.slot not in window:
         raise InvalidEvidence("a cancel for another rollup or time is in the log", **what)
     try:
-        searcher = recover_searcher(cancel.evidence.body, cancel.evidence.signature)
+        searcher, evidence = recover_evidence(cancel.evidence.body, cancel.evidence.signature)
         params = _request_params(cancel.evidence.body, "eth_cancelBundle")
         derived = compute_cancel(
             params,
             searcher=searcher,
-            evidence=cancel.evidence,
+            evidence=evidence,
             rollup=cancel.rollup,
+            clock=config.clock,
             now_ms=cancel.received_ms,
+            max_slots_ahead=config.max_slots_ahead,
         )
     except (BlockspaceError, ValueError) as exc:
         raise InvalidEvidence(f"cancel evidence does not check: {exc}", **what) from None

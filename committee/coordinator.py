@@ -273,6 +273,7 @@ class Coordinator:
     def attach(self) -> None:
         """Sign every slot the engine closes; the engine's head follows signed blocks only."""
         self.engine.signed_chain = True
+        self.engine.committee_id = self.committee.committee_id
         # First hook: later hooks (the demo's printout) see the slot already signed or failed.
         self.engine.result_hooks.insert(0, self.sign_slot_hook)
         self.engine.follow_hooks.insert(0, self.follow_slot_hook)

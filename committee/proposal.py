@@ -148,6 +148,7 @@ def _check_event(ev: Bid | Cancel | PublicTx) -> None:
         and isinstance(ev.searcher, str)
         and isinstance(ev.replacement_uuid, str)
         and isinstance(ev.evidence.signature, str)
+        and (ev.slot is None or _is_int(ev.slot))
     ):
         raise ValueError("a cancel field has the wrong type")
 

@@ -28,6 +28,7 @@ STATUS_FAILED: Final[str] = "failed"
 # Why a slot failed.
 FAILED_NOT_ENOUGH_PARTIALS: Final[str] = "not_enough_partials"
 FAILED_NOT_PROPOSED: Final[str] = "not_proposed"  # the engine restarted before proposing it
+FAILED_CLOSE: Final[str] = "close_failed"  # the engine could not build the slot's result
 
 # Kinds of member evidence.
 EVIDENCE_INVALID_PARTIAL: Final[str] = "invalid_partial"
@@ -198,8 +199,8 @@ class FailedSlot:
     rollup: int
     slot: int
     committee_id: bytes
-    block_hash: str  # the proposed block, which is NOT signed and never becomes a parent
-    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED
+    block_hash: str  # the proposed block (NOT signed, never a parent); zero if there was none
+    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED | FAILED_CLOSE
     valid: tuple[int, ...]  # members whose valid partial arrived in time
     refused: tuple[tuple[int, str], ...]  # (member, refusal code)
     invalid: tuple[int, ...]  # members that answered an invalid partial

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 
 
 async def open_store(url: str, **options: object) -> Store:
@@ -20,4 +20,4 @@ async def open_store(url: str, **options: object) -> Store:
     raise ValueError(f"unknown store {url!r}: use 'memory' or a redis:// URL")
 
 
-__all__ = ["SearcherLimits", "Store", "open_store"]
+__all__ = ["IntakeLimits", "Store", "open_store"]

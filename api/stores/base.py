@@ -4,8 +4,10 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
 - ``append`` returns only after the event is durable in the store; the returned ``seq`` orders
   the slot's log. It raises ``SlotClosed`` once ``close_slot`` ran for that slot, and
   ``SearcherLimitExceeded`` when the searcher's bundles or bytes for the slot would pass the limits
-  (the check and the append are one atomic step). Re-appending an already logged bid id is
-  idempotent: it returns the first seq and changes nothing.
+  (the check and the append are one atomic step), and ``SlotFull`` when the slot's total events
+  or bytes would. Bytes are those of the signed request (the evidence), which is what the log
+  keeps. Re-appending an already logged bid id is idempotent: it returns the first seq and
+  changes nothing.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
 - Results are written once per (rollup, slot) and never expire (retention aside). The Redis
@@ -38,16 +40,21 @@ from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedB
 
 
 @dataclass(frozen=True, slots=True)
-class SearcherLimits:
+class IntakeLimits:
+    """What one slot's log may take, checked atomically with each append (bids and cancels):
+    per searcher, events and bytes of signed requests; per slot, the same for everyone."""
+
     max_bundles: int
     max_bytes: int
+    max_slot_events: int = 1 << 24
+    max_slot_bytes: int = 1 << 40
 
 
 class Store(ABC):
     name: str = "store"
 
     @abstractmethod
-    async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
+    async def append_bid(self, bid: Bid, limits: IntakeLimits) -> str:
         """Log a bid for its (rollup, slot); return its seq."""
 
     @abstractmethod
@@ -55,8 +62,17 @@ class Store(ABC):
         """Log a public tx in the slot it arrived in (once per tx hash); return its seq."""
 
     @abstractmethod
-    async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
-        """Log a cancel into each still-open slot of ``slots``; return the slots it went into."""
+    async def append_cancel(
+        self, cancel: Cancel, slots: list[int], limits: IntakeLimits, window_ms: int
+    ) -> list[int]:
+        """Log a cancel into each still-open slot of ``slots`` (its window) where its searcher
+        logged a bid under its uuid; return those slots.
+
+        A signed cancel takes effect once: for ``window_ms`` after it was first seen, the same
+        cancel sent again (a retry, or anyone's replay, to any rollup) answers what it answered
+        then, for its first rollup only, and changes nothing. Each slot it goes into counts it
+        against ``limits``; a slot whose limits it would pass is skipped (``SearcherLimitExceeded``
+        or ``SlotFull`` if that leaves none)."""
 
     @abstractmethod
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:

@@ -5,10 +5,12 @@
 | bs:<rollup>:log:<slot>     | stream | the slot's intake log; field ``e``: event JSON |
 | bs:<rollup>:closed:<slot>  | string | exists once the slot's intake is closed        |
 | bs:<rollup>:limits:<slot>  | hash   | n:<searcher> bundles, b:<searcher> bytes       |
-| bs:<rollup>:index:<slot>   | hash   | bid id, <searcher>:<bundle hash> -> seq        |
+| bs:<rollup>:index:<slot>   | hash   | bid id, <searcher>:<bundle hash> -> seq;      |
+|                            |        | u:<searcher>:<uuid> -> 1 (a bid under the uuid) |
 | bs:<rollup>:closer:<slot>  | string | the closing engine's id; expires (lease)      |
 | bs:<rollup>:result:<slot>  | string | the slot's result JSON                         |
 | bs:<rollup>:results        | zset   | every slot with a result (score = slot)        |
+| bs:cancel:<cancel id>      | string | [rollup, [slots]] a signed cancel went into; TTL |
 
 Auction history (issue 5, docs/data-api.md), written with the result in one script:
 
@@ -28,7 +30,8 @@ Auction history (issue 5, docs/data-api.md), written with the result in one scri
 | bs:<rollup>:history:bucket:<n>          | hash   | stats of slots 100n..100n+99, summed     |
 | bs:<rollup>:refusals:<slot>             | stream | refused bids of an open slot (1-day TTL) |
 
-Only ``refusals`` has a TTL: it is folded into the history when the slot closes.
+Only ``refusals`` (folded into the history when the slot closes) and ``cancel`` (the replay
+window of a signed cancel) have a TTL.
 
 Retention (issue 5) trims whole slots: the keys above of the slot, its history entries and its
 intake keys. Nothing else expires on its own, since an acknowledged bid must survive until its
@@ -54,6 +57,16 @@ def slot_limits(rollup: int, slot: int) -> str:
 
 def slot_index(rollup: int, slot: int) -> str:
     return f"{PREFIX}:{rollup}:index:{slot}"
+
+
+def index_uuid(searcher: str, replacement_uuid: str) -> str:
+    """Field of a slot's index marking that ``searcher`` logged a bid under the uuid there."""
+    return f"u:{searcher}:{replacement_uuid}"
+
+
+def cancel_answer(cancel_id: str) -> str:
+    """What a signed cancel did when first seen: it takes effect once (expires)."""
+    return f"{PREFIX}:cancel:{cancel_id}"
 
 
 def slot_closer(rollup: int, slot: int) -> str:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedDict
 
 from api.history import SlotHistory
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 from api.stores.memory_committee import MemoryCommittee
 from api.stores.memory_history import MemoryHistory
 from auction.bundles import compute_bid_id
-from auction.errors import SearcherLimitExceeded, SlotClosed
+from auction.errors import SearcherLimitExceeded, SlotClosed, SlotFull
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 
@@ -25,6 +25,35 @@ class _SlotLog:
     index: dict[str, str] = field(default_factory=dict)
     bundles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    uuids: set[tuple[str, str]] = field(default_factory=set)  # (searcher, uuid) of logged bids
+
+    def take(self, searcher: str, size: int, limits: IntakeLimits) -> None:
+        """Count one event of ``size`` bytes against the limits, or raise without counting."""
+        if (
+            self.bundles[searcher] + 1 > limits.max_bundles
+            or self.bytes[searcher] + size > limits.max_bytes
+        ):
+            raise SearcherLimitExceeded(
+                "searcher limit for this slot reached",
+                max_bundles=limits.max_bundles,
+                max_bytes=limits.max_bytes,
+            )
+        if (
+            self.bundles[_SLOT] + 1 > limits.max_slot_events
+            or self.bytes[_SLOT] + size > limits.max_slot_bytes
+        ):
+            raise SlotFull(
+                "this slot holds as many bids as a slot may",
+                max_events=limits.max_slot_events,
+                max_bytes=limits.max_slot_bytes,
+            )
+        for who in (searcher, _SLOT):
+            self.bundles[who] += 1
+            self.bytes[who] += size
+
+
+# The slot-wide counters sit beside the searchers' under a name no address can have.
+_SLOT = "*"
 
 
 class MemoryStore(MemoryCommittee, MemoryHistory, Store):
@@ -33,6 +62,8 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
     def __init__(self) -> None:
         self._logs: dict[tuple[int, int], _SlotLog] = {}
         self._results: dict[int, SortedDict] = defaultdict(SortedDict)
+        # cancel id -> (rollup, the slots it went into when first seen, expiry ms)
+        self._cancels: dict[str, tuple[int, tuple[int, ...], int]] = {}
         self._last_ms = 0
         self._n = 0
 
@@ -52,29 +83,20 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
             log = self._logs[key] = _SlotLog()
         return log
 
-    async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
+    async def append_bid(self, bid: Bid, limits: IntakeLimits) -> str:
         log = self._log(bid.rollup, bid.slot)
         if log.closed:
             raise SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot)
         prev = log.index.get(bid.bid_id)
         if prev is not None:
             return prev
-        size = bid.size_bytes
-        if (
-            log.bundles[bid.searcher] + 1 > limits.max_bundles
-            or log.bytes[bid.searcher] + size > limits.max_bytes
-        ):
-            raise SearcherLimitExceeded(
-                "searcher limit for this slot reached",
-                max_bundles=limits.max_bundles,
-                max_bytes=limits.max_bytes,
-            )
-        log.bundles[bid.searcher] += 1
-        log.bytes[bid.searcher] += size
+        log.take(bid.searcher, bid.request_bytes, limits)
         seq = self._next_seq()
         log.events.append(LoggedEvent(seq, bid))
         log.index[bid.bid_id] = seq
         log.index.setdefault(f"{bid.searcher}:{bid.bundle_hash}", seq)
+        if bid.replacement_uuid is not None:
+            log.uuids.add((bid.searcher, bid.replacement_uuid))
         return seq
 
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
@@ -89,20 +111,38 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
         log.index[ptx.tx.hash] = seq
         return seq
 
-    async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
-        done = []
+    async def append_cancel(
+        self, cancel: Cancel, slots: list[int], limits: IntakeLimits, window_ms: int
+    ) -> list[int]:
+        cancel_id = compute_bid_id(cancel.evidence)
+        now = cancel.received_ms
+        for cid in [c for c, (_, _, expiry) in self._cancels.items() if expiry < now]:
+            del self._cancels[cid]
+        seen = self._cancels.get(cancel_id)
+        if seen is not None:  # sent again (a retry or a replay): same answer, no new effect
+            rollup, done, _ = seen
+            return list(done) if rollup == cancel.rollup else []
+        applied, refused = [], None
         for slot in slots:
             log = self._logs.get((cancel.rollup, slot))
-            # A slot "has a log" once an event was logged (a refused bid leaves an empty one)
-            if log is None or log.closed or not log.events:
+            # Only where this searcher has a bid under the uuid: nothing else is visible here
+            if log is None or log.closed:
                 continue
-            cancel_id = compute_bid_id(cancel.evidence)
-            if cancel_id not in log.index:  # a retried cancel is logged once
-                seq = self._next_seq()
-                log.events.append(LoggedEvent(seq, cancel))
-                log.index[cancel_id] = seq
-            done.append(slot)
-        return done
+            if (cancel.searcher, cancel.replacement_uuid) not in log.uuids:
+                continue
+            try:
+                log.take(cancel.searcher, cancel.request_bytes, limits)
+            except (SearcherLimitExceeded, SlotFull) as exc:
+                refused = exc
+                continue
+            seq = self._next_seq()
+            log.events.append(LoggedEvent(seq, cancel))
+            log.index[cancel_id] = seq
+            applied.append(slot)
+        if not applied and refused is not None:
+            raise refused
+        self._cancels[cancel_id] = (cancel.rollup, tuple(applied), now + window_ms)
+        return applied
 
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
         # One process holds an embedded store, so its engine always closes its own slots.

@@ -23,25 +23,55 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from api.history import SlotHistory
 from api.stores import keys
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 from api.stores.redis_committee import RedisCommittee
 from api.stores.redis_history import RedisHistory
 from auction import codec
 from auction.bundles import compute_bid_id
-from auction.errors import SearcherLimitExceeded, SlotClosed, StoreUnavailable
+from auction.errors import (
+    BlockspaceError,
+    SearcherLimitExceeded,
+    SlotClosed,
+    SlotFull,
+    StoreUnavailable,
+)
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 log = logging.getLogger("blockspace.store")
 
+# Counting one event against a slot's limits (bids and cancels share it): per searcher
+# (n:<searcher>, b:<searcher>) and for the whole slot (n:*, b:*). Returns an error code, or false
+# after counting.
+_TAKE = """
+local function take(mk, who, size, maxn, maxb, slotn, slotb)
+  local n = tonumber(redis.call('HGET', mk, 'n:' .. who) or '0')
+  local b = tonumber(redis.call('HGET', mk, 'b:' .. who) or '0')
+  if n + 1 > tonumber(maxn) or b + size > tonumber(maxb) then
+    return '!searcher_limit_exceeded'
+  end
+  local sn = tonumber(redis.call('HGET', mk, 'n:*') or '0')
+  local sb = tonumber(redis.call('HGET', mk, 'b:*') or '0')
+  if sn + 1 > tonumber(slotn) or sb + size > tonumber(slotb) then
+    return '!slot_full'
+  end
+  redis.call('HINCRBY', mk, 'n:' .. who, 1)
+  redis.call('HINCRBY', mk, 'b:' .. who, size)
+  redis.call('HINCRBY', mk, 'n:*', 1)
+  redis.call('HINCRBY', mk, 'b:*', size)
+  return false
+end
+"""
+
 # A batch of bids in one call (group commit). Per bid i: KEYS[4i+1..4i+4] = log, closed, limits,
-# index; ARGV[7i+1..7i+7] = event, searcher, size, max_bundles, max_bytes, bid id, owner key.
-# Each bid is checked and appended on its own (closed slot, idempotency, searcher limits); the
-# reply holds one entry per bid: its seq, or "!" followed by a stable error code.
-_APPEND_BIDS = """
+# index; ARGV[10i+1..10i+10] = event, searcher, size, max_bundles, max_bytes, bid id, owner key,
+# max slot events, max slot bytes, uuid key ("" without a uuid). Each bid is checked and
+# appended on its own (closed slot, idempotency, limits); the reply holds one entry per bid: its
+# seq, or "!" followed by a stable error code.
+_APPEND_BIDS = _TAKE + """
 local out = {}
 for i = 0, #KEYS / 4 - 1 do
   local lk, ck, mk, ik = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
-  local a = 7*i
+  local a = 10*i
   local who, size, id = ARGV[a+2], tonumber(ARGV[a+3]), ARGV[a+6]
   if redis.call('EXISTS', ck) == 1 then
     out[i+1] = '!slot_closed'
@@ -50,16 +80,14 @@ for i = 0, #KEYS / 4 - 1 do
     if prev then
       out[i+1] = prev
     else
-      local n = redis.call('HINCRBY', mk, 'n:' .. who, 1)
-      local b = redis.call('HINCRBY', mk, 'b:' .. who, size)
-      if n > tonumber(ARGV[a+4]) or b > tonumber(ARGV[a+5]) then
-        redis.call('HINCRBY', mk, 'n:' .. who, -1)
-        redis.call('HINCRBY', mk, 'b:' .. who, -size)
-        out[i+1] = '!searcher_limit_exceeded'
+      local refused = take(mk, who, size, ARGV[a+4], ARGV[a+5], ARGV[a+8], ARGV[a+9])
+      if refused then
+        out[i+1] = refused
       else
         local xid = redis.call('XADD', lk, '*', 'e', ARGV[a+1])
         redis.call('HSET', ik, id, xid)
         redis.call('HSETNX', ik, ARGV[a+7], xid)
+        if ARGV[a+10] ~= '' then redis.call('HSET', ik, ARGV[a+10], '1') end
         out[i+1] = xid
       end
     end
@@ -68,15 +96,37 @@ end
 return out
 """
 
-# KEYS: log, closed, index. ARGV: event, cancel id. Appends only to an open slot that already
-# has a log; a cancel already logged (a retry) is not logged again but still counts as done.
-_APPEND_CANCEL = """
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local prev = redis.call('HGET', KEYS[3], ARGV[2])
-if prev then return prev end
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[2], id)
-return id
+# KEYS[1] = the cancel's key (its answer once seen), then per slot i of its window
+# KEYS[4i+2..4i+5] = log, closed, limits, index. ARGV: event, cancel id, searcher, size,
+# max_bundles, max_bytes, max slot events, max slot bytes, uuid key, rollup, window ms.
+# A cancel seen before (a retry, or a replay) answers what it answered then and changes nothing.
+# Otherwise it goes into each open slot where the searcher logged a bid under the uuid, counted
+# against the limits. Reply: a JSON array of the slots it is in, or "!" and an error code.
+_APPEND_CANCEL = _TAKE + """
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  local first = cjson.decode(seen)
+  if first[1] ~= ARGV[10] then return '[]' end
+  return cjson.encode(first[2])
+end
+local done, refused = {}, false
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local lk, ck, mk, ik = KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4], KEYS[4*i+5]
+  if redis.call('EXISTS', ck) == 0 and redis.call('HEXISTS', ik, ARGV[9]) == 1 then
+    local r = take(mk, ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+    if r then
+      refused = r
+    else
+      local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
+      redis.call('HSET', ik, ARGV[2], id)
+      done[#done + 1] = tonumber(string.match(lk, '(%d+)$'))
+    end
+  end
+end
+if #done == 0 and refused then return refused end
+local answer = '[' .. table.concat(done, ',') .. ']'
+redis.call('SET', KEYS[1], '["' .. ARGV[10] .. '",' .. answer .. ']', 'PX', ARGV[11])
+return answer
 """
 
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
@@ -150,11 +200,28 @@ def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
 
 
 # A queued append: the bid, its limits, its encoded event and the caller's future.
-_Pending = tuple[Bid, SearcherLimits, bytes, asyncio.Future[str]]
+_Pending = tuple[Bid, IntakeLimits, bytes, asyncio.Future[str]]
 
 
 def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
+    """The error a script's "!<code>" reply stands for."""
+    if code == "!slot_closed":
+        return SlotClosed(f"slot {slot} is closed", slot=slot)
+    if code == "!slot_full":
+        return SlotFull(
+            "this slot holds as many bids as a slot may",
+            max_events=limits.max_slot_events,
+            max_bytes=limits.max_slot_bytes,
+        )
+    return SearcherLimitExceeded(
+        "searcher limit for this slot reached",
+        max_bundles=limits.max_bundles,
+        max_bytes=limits.max_bytes,
+    )
 
 
 class RedisStore(RedisCommittee, RedisHistory, Store):
@@ -242,7 +309,7 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
 
     # --- intake (group commit) -------------------------------------------------------------
 
-    async def append_bid(self, bid: Bid, limits: SearcherLimits) -> str:
+    async def append_bid(self, bid: Bid, limits: IntakeLimits) -> str:
         if self._queue is None:
             raise StoreUnavailable("store is not connected")
         # Encode before queueing: a bid that cannot be encoded fails alone, not its whole batch
@@ -278,14 +345,20 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 keys.slot_limits(r, s),
                 keys.slot_index(r, s),
             ]
+            uuid_key = (
+                keys.index_uuid(bid.searcher, bid.replacement_uuid) if bid.replacement_uuid else ""
+            )
             args += [
                 payload,
                 bid.searcher,
-                bid.size_bytes,
+                bid.request_bytes,
                 limits.max_bundles,
                 limits.max_bytes,
                 bid.bid_id,
                 f"{bid.searcher}:{bid.bundle_hash}",
+                limits.max_slot_events,
+                limits.max_slot_bytes,
+                uuid_key,
             ]
         try:
             replies = await self._evalsha("append_bids", keys_, args)
@@ -300,16 +373,8 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             if fut.done():
                 continue
             text = _text(reply)
-            if text == "!slot_closed":
-                fut.set_exception(SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot))
-            elif text == "!searcher_limit_exceeded":
-                fut.set_exception(
-                    SearcherLimitExceeded(
-                        "searcher limit for this slot reached",
-                        max_bundles=limits.max_bundles,
-                        max_bytes=limits.max_bytes,
-                    )
-                )
+            if text.startswith("!"):
+                fut.set_exception(_refusal(text, bid.slot, limits))
             else:
                 fut.set_result(text)
 
@@ -334,26 +399,38 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
 
-    async def append_cancel(self, cancel: Cancel, slots: list[int]) -> list[int]:
-        payload = codec.event_to_bytes(cancel)
-        cancel_id = compute_bid_id(cancel.evidence)
-        done = []
+    async def append_cancel(
+        self, cancel: Cancel, slots: list[int], limits: IntakeLimits, window_ms: int
+    ) -> list[int]:
+        r = cancel.rollup
+        keys_ = [keys.cancel_answer(compute_bid_id(cancel.evidence))]
+        for slot in slots:
+            keys_ += [
+                keys.slot_log(r, slot),
+                keys.slot_closed(r, slot),
+                keys.slot_limits(r, slot),
+                keys.slot_index(r, slot),
+            ]
+        args = [
+            codec.event_to_bytes(cancel),
+            compute_bid_id(cancel.evidence),
+            cancel.searcher,
+            cancel.request_bytes,
+            limits.max_bundles,
+            limits.max_bytes,
+            limits.max_slot_events,
+            limits.max_slot_bytes,
+            keys.index_uuid(cancel.searcher, cancel.replacement_uuid),
+            r,
+            window_ms,
+        ]
         try:
-            for slot in slots:
-                reply = await self._evalsha(
-                    "append_cancel",
-                    [
-                        keys.slot_log(cancel.rollup, slot),
-                        keys.slot_closed(cancel.rollup, slot),
-                        keys.slot_index(cancel.rollup, slot),
-                    ],
-                    [payload, cancel_id],
-                )
-                if reply:
-                    done.append(slot)
+            reply = _text(await self._evalsha("append_cancel", keys_, args))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
-        return done
+        if reply.startswith("!"):
+            raise _refusal(reply, slots[0] if slots else 0, limits)
+        return [int(x) for x in orjson.loads(reply)]
 
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
         key = keys.slot_closer(rollup, slot)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from api.searcher import bundle_params
+from auction import constants as C
 from auction import errors as E
 from auction.bundles import compute_bid, compute_cancel
 from auction.presets import MAINNET, MINIMAL, Policy, Rollup
 from auction.slots import SlotClock
+from auction.transactions import decode_transaction
 from auction.types import Evidence
 from tests.factories import CHAIN, key, make_bid, tx
 
@@ -176,9 +179,11 @@ def test_bid_id_is_unique_per_signed_request():
 
 def test_cancel_needs_uuid():
     with pytest.raises(E.InvalidParams):
-        compute_cancel([{}], searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN, now_ms=0)
+        compute_cancel([{}], searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN, clock=CLOCK,
+                       now_ms=0, max_slots_ahead=4)
     c = compute_cancel([{"replacementUuid": "12345678-1234-1234-1234-123456789abc"}],
-                       searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN, now_ms=0)
+                       searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN, clock=CLOCK,
+                       now_ms=0, max_slots_ahead=4)
     assert c.replacement_uuid == "12345678123412341234123456789abc"
 
 
@@ -188,3 +193,84 @@ def test_huge_timestamps_and_slots_refused():
         bid_from([{**p, "maxTimestamp": 2**64}])
     with pytest.raises(E.InvalidParams):
         bid_from([{**p, "blockNumber": hex(2**70)}])
+
+
+# --- bounds on every amount and size (issue 9, findings 1, 9 and 12) ------------------------
+
+
+def signed_bid_from(params, *, rollups=ROLLUPS, body_extra=None):
+    """compute_bid over a real signed body (``body_extra`` adds fields to the request object)."""
+    k = key(1)
+    request = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendBundle", "params": [params]}
+    if body_extra:
+        request.update(body_extra)
+    body = orjson.dumps(request)
+    return compute_bid(
+        [params], searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
+        rollups=rollups, clock=CLOCK, now_ms=NOW, max_slots_ahead=MAINNET.max_slots_ahead,
+    )
+
+
+def test_priority_tips_above_the_maximum_bid_are_refused():
+    # 2**200 gwei of gas price: the implied tips overflow the block header's uint256 fields
+    huge = tx(key(1), kind=0, tip_gwei=2**200)
+    with pytest.raises(E.BidTooHigh) as info:
+        bid_from([bundle_params([huge], SLOT)])
+    assert info.value.code == "bid_too_high"
+
+
+@pytest.mark.parametrize("bid", [C.MAX_BID_WEI + 1, 2**255, 2**256 - 1])
+def test_explicit_bid_above_the_maximum_is_refused(bid):
+    with pytest.raises(E.BidTooHigh):
+        bid_from([bundle_params([tx(key(1))], SLOT, bid_wei=bid)])
+
+
+def test_the_maximum_bid_is_accepted():
+    assert bid_from([bundle_params([tx(key(1))], SLOT, bid_wei=C.MAX_BID_WEI)]).bid_wei == (
+        C.MAX_BID_WEI
+    )
+
+
+@pytest.mark.parametrize("gas", [0, 1, C.MIN_TX_GAS - 1])
+def test_transaction_below_intrinsic_gas_is_refused(gas):
+    with pytest.raises(E.InvalidTransaction) as info:
+        bid_from([bundle_params([tx(key(1), gas=gas)], SLOT)])
+    assert info.value.data["minimum"] == C.MIN_TX_GAS
+
+
+def test_nonce_at_the_eip_2681_limit_is_refused():
+    with pytest.raises(E.InvalidTransaction):
+        bid_from([bundle_params([tx(key(1), nonce=2**64 - 1)], SLOT)])
+    assert bid_from([bundle_params([tx(key(1), nonce=2**64 - 2)], SLOT)]).txs[0].nonce == 2**64 - 2
+
+
+def test_padded_signed_request_is_refused():
+    params = bundle_params([tx(key(1))], SLOT)
+    assert signed_bid_from(params, body_extra={"note": "x" * 1000})
+    with pytest.raises(E.BundleTooLarge):
+        signed_bid_from(params, body_extra={"note": "x" * 100_000})
+
+
+def test_reverting_hashes_may_not_repeat():
+    t = tx(key(1))
+    h = decode_transaction(t).hash
+    with pytest.raises(E.InvalidParams):
+        bid_from([{**bundle_params([t], SLOT), "revertingTxHashes": [h, h]}])
+
+
+def test_access_lists_are_bounded():
+    rollups = {CHAIN: Rollup(CHAIN, policy=Policy(max_access_keys_per_bundle=8))}
+    access = [("0x" + "22" * 20, f"0x{i:064x}") for i in range(9)]
+    with pytest.raises(E.BundleTooLarge):
+        bid_from([bundle_params([tx(key(1), access=access)], SLOT)], rollups=rollups)
+    assert bid_from([bundle_params([tx(key(1), access=access[:8])], SLOT)], rollups=rollups)
+
+
+def test_cancel_bound_to_a_slot_is_refused_once_that_slot_closed():
+    params = {"replacementUuid": "12345678-1234-1234-1234-123456789abc", "blockNumber": hex(SLOT)}
+    c = compute_cancel([params], searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN,
+                       clock=CLOCK, now_ms=NOW, max_slots_ahead=4)
+    assert c.slot == SLOT
+    with pytest.raises(E.SlotClosed):
+        compute_cancel([params], searcher="0x" + "11" * 20, evidence=EV, rollup=CHAIN,
+                       clock=CLOCK, now_ms=NOW + 2000, max_slots_ahead=4)

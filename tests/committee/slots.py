@@ -110,7 +110,8 @@ def signed_cancel(k: SearcherKey, uuid: str, slot: int = SLOT) -> Cancel:
     body = k.request("eth_cancelBundle", [params])
     return compute_cancel(
         params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)), rollup=ROLLUP,
-        now_ms=compute_slot_start_ms(CLOCK, slot) + 50,
+        clock=CLOCK, now_ms=compute_slot_start_ms(CLOCK, slot) + 50,
+        max_slots_ahead=MAINNET.max_slots_ahead,
     )
 
 

@@ -13,15 +13,15 @@ from api.engine import Engine
 from api.history import BidRecord, SlotHistory, compute_slot_history
 from api.metrics import Metrics
 from api.settings import Settings
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 from api.stores.memory import MemoryStore
 from auction import constants as C
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.results import compute_slot_result
 from auction.types import Bid
-from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, make_bid, make_cancel
+from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, log_cancel, make_bid, make_cancel
 
-WIDE = SearcherLimits(max_bundles=10_000, max_bytes=10**9)
+WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)
 OTHER_ROLLUP = 10
 # A tight fairness cap, so that the price of fairness is positive when one searcher bids high.
 # A small solver budget keeps these tests fast; the history records whatever block it returns.
@@ -83,7 +83,7 @@ async def close_with_history(
         if isinstance(ev, Bid):
             await store.append_bid(ev, WIDE)
         else:
-            await store.append_cancel(ev, [slot])  # type: ignore[arg-type]
+            await log_cancel(store, ev, [slot])  # type: ignore[arg-type]
     for r in refusals:
         store.record_refusal(r)
     entries = await store.close_slot(rollup, slot)

@@ -8,6 +8,7 @@ can be closed with ``compute_slot_result`` exactly as the engine does.
 from __future__ import annotations
 
 from api.searcher import SearcherKey, bundle_params
+from api.stores.base import IntakeLimits, Store
 from auction.bundles import compute_bid, compute_cancel
 from auction.hashing import keccak256, to_hex
 from auction.presets import MINIMAL, Rollup
@@ -51,7 +52,8 @@ def make_bid(
         to="0x" + "bb" * 20,
         access_keys=(f"0x{'cc' * 20}:{n}",),
     )
-    body = f'{{"n":{n},"slot":{slot},"searcher":"{searcher}"}}'.encode()
+    # The intake limits count the signed request's bytes: make them exactly ``size_bytes``
+    body = (f'{{"n":{n},"slot":{slot},"searcher":"{searcher}"}}'.encode() * size_bytes)[:size_bytes]
     return Bid(
         bid_id=_hash("bid", rollup, slot, searcher, n),
         rollup=rollup,
@@ -125,7 +127,9 @@ def make_signed_cancel(key: SearcherKey, slot: int, replacement_uuid: str) -> Ca
         searcher=key.address,
         evidence=Evidence(body=body, signature=key.sign_body(body)),
         rollup=ROLLUP,
+        clock=CLOCK,
         now_ms=compute_slot_start_ms(CLOCK, slot) + 1,
+        max_slots_ahead=MINIMAL.max_slots_ahead,
     )
 
 
@@ -137,3 +141,16 @@ def parse_seq(seq: str) -> tuple[int, int]:
     """A seq (``<ms>-<n>``) as a tuple that orders like the log."""
     ms, n = seq.split("-")
     return int(ms), int(n)
+
+
+# Limits wide enough that no store test meets them unless it means to.
+WIDE_LIMITS = IntakeLimits(max_bundles=10**6, max_bytes=10**12)
+# How long a signed cancel is remembered in these tests (the engine's default).
+CANCEL_WINDOW_MS = 7 * 24 * 3600 * 1000
+
+
+async def log_cancel(
+    store: Store, cancel: Cancel, slots: list[int], limits: IntakeLimits = WIDE_LIMITS
+) -> list[int]:
+    """Log a cancel as the engine does: in its window, against the slot's limits."""
+    return await store.append_cancel(cancel, slots, limits, CANCEL_WINDOW_MS)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.searcher import SearcherKey
-from api.stores.base import SearcherLimits, Store
+from api.stores.base import IntakeLimits, Store
 from auction import constants as C
 from auction.book import compute_book
 from auction.errors import SearcherLimitExceeded, SlotClosed
@@ -29,6 +29,7 @@ from tests.stores.bids import (
     PARENT_HASH,
     ROLLUP,
     deadline_ms,
+    log_cancel,
     make_bid,
     make_cancel,
     make_signed_bid,
@@ -37,7 +38,7 @@ from tests.stores.bids import (
 )
 from tests.stores.conftest import STORE_DB, db_url, open_test_store
 
-WIDE = SearcherLimits(max_bundles=10_000, max_bytes=10**9)
+WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)
 ALICE = "0x" + "a1" * 20
 BOB = "0x" + "b0" * 20
 UUID_1 = "11111111222233334444555555555555"
@@ -85,7 +86,7 @@ async def test_log_order_is_append_order(store: Store) -> None:
         appended.append(bid)
         if n % 4 == 3:
             cancel = make_cancel(ALICE, UUID_1, n=n)
-            assert await store.append_cancel(cancel, [7]) == [7]
+            assert await log_cancel(store, cancel, [7]) == [7]
             appended.append(cancel)
     log = await store.read_log(ROLLUP, 7)
     assert [e.event for e in log] == appended
@@ -153,7 +154,7 @@ async def test_200_concurrent_appends_all_acknowledged_and_logged_once(store: St
 async def test_close_slot_returns_whole_log_and_is_repeatable(store: Store) -> None:
     for n in range(5):
         await store.append_bid(make_bid(n, replacement_uuid=UUID_1), WIDE)
-    await store.append_cancel(make_cancel("0x" + "aa" * 20, UUID_1), [7])
+    await log_cancel(store, make_cancel("0x" + "aa" * 20, UUID_1), [7])
     before = await store.read_log(ROLLUP, 7)
     closed = await store.close_slot(ROLLUP, 7)
     assert closed == before
@@ -175,7 +176,7 @@ async def test_close_slot_leaves_other_slots_open(store: Store) -> None:
 
 @pytest.mark.anyio
 async def test_bundle_limit_enforced_atomically_under_concurrency(store: Store) -> None:
-    limits = SearcherLimits(max_bundles=10, max_bytes=10**9)
+    limits = IntakeLimits(max_bundles=10, max_bytes=10**9)
     attempts = [make_bid(n, searcher=ALICE) for n in range(50)]
     results = await asyncio.gather(
         *(store.append_bid(b, limits) for b in attempts), return_exceptions=True
@@ -195,7 +196,7 @@ async def test_bundle_limit_enforced_atomically_under_concurrency(store: Store) 
 
 @pytest.mark.anyio
 async def test_byte_limit_counts_bundle_sizes(store: Store) -> None:
-    limits = SearcherLimits(max_bundles=100, max_bytes=350)
+    limits = IntakeLimits(max_bundles=100, max_bytes=350)
     for n in range(3):
         await store.append_bid(make_bid(n, searcher=ALICE, size_bytes=100), limits)
     with pytest.raises(SearcherLimitExceeded):
@@ -209,7 +210,7 @@ async def test_byte_limit_counts_bundle_sizes(store: Store) -> None:
 
 @pytest.mark.anyio
 async def test_refused_bid_leaves_counters_unchanged(store: Store) -> None:
-    limits = SearcherLimits(max_bundles=3, max_bytes=300)
+    limits = IntakeLimits(max_bundles=3, max_bytes=300)
     await store.append_bid(make_bid(1, searcher=ALICE, size_bytes=100), limits)
     # Refused for bytes: had it counted a bundle or its bytes, the bids below would not fit
     with pytest.raises(SearcherLimitExceeded):
@@ -224,7 +225,7 @@ async def test_refused_bid_leaves_counters_unchanged(store: Store) -> None:
 
 @pytest.mark.anyio
 async def test_reappend_does_not_count_against_limits(store: Store) -> None:
-    limits = SearcherLimits(max_bundles=2, max_bytes=10**9)
+    limits = IntakeLimits(max_bundles=2, max_bytes=10**9)
     bid = make_bid(1, searcher=ALICE)
     first = await store.append_bid(bid, limits)
     for _ in range(5):
@@ -246,10 +247,10 @@ async def test_cancel_goes_only_into_open_slots_with_a_log(store: Store) -> None
     with pytest.raises(SearcherLimitExceeded):
         await store.append_bid(
             make_bid(3, slot=13, searcher=ALICE, size_bytes=500),
-            SearcherLimits(max_bundles=10, max_bytes=100),
+            IntakeLimits(max_bundles=10, max_bytes=100),
         )
     cancel = make_cancel(ALICE, UUID_1)
-    assert await store.append_cancel(cancel, [10, 11, 12, 13, 14]) == [10]
+    assert await log_cancel(store, cancel, [10, 11, 12, 13, 14]) == [10]
     assert [e.event for e in await store.read_log(ROLLUP, 10)][-1] == cancel
     for slot in (11, 13, 14):
         assert await store.read_log(ROLLUP, slot) == []
@@ -262,7 +263,7 @@ async def test_cancel_ends_the_live_bid_in_the_book(store: Store) -> None:
     cancelled = make_bid(2, searcher=ALICE, replacement_uuid=UUID_1)
     await store.append_bid(kept, WIDE)
     await store.append_bid(cancelled, WIDE)
-    await store.append_cancel(make_cancel(ALICE, UUID_1), [7])
+    await log_cancel(store, make_cancel(ALICE, UUID_1), [7])
     book = compute_book(await store.close_slot(ROLLUP, 7))
     assert [e.event.bid_id for e in book.live] == [kept.bid_id]
     assert book.superseded == {cancelled.bid_id: C.OUTCOME_CANCELLED}
@@ -294,7 +295,7 @@ async def test_find_bid_seq_by_bid_id_and_by_searcher_bundle_hash(store: Store) 
 async def test_refused_bid_is_not_findable(store: Store) -> None:
     refused = make_bid(1, searcher=ALICE, size_bytes=500)
     with pytest.raises(SearcherLimitExceeded):
-        await store.append_bid(refused, SearcherLimits(max_bundles=10, max_bytes=100))
+        await store.append_bid(refused, IntakeLimits(max_bundles=10, max_bytes=100))
     assert await store.find_bid_seq(ROLLUP, 7, refused.bid_id) is None
     assert await store.find_bid_seq(ROLLUP, 7, f"{ALICE}:{refused.bundle_hash}") is None
 
@@ -320,7 +321,7 @@ async def closed_slot_result(store: Store) -> SlotResult:
     bids, cancel = signed_log_bids()
     for bid in bids[:3]:
         await store.append_bid(bid, WIDE)
-    assert await store.append_cancel(cancel, [20]) == [20]
+    assert await log_cancel(store, cancel, [20]) == [20]
     for bid in bids[3:]:
         await store.append_bid(bid, WIDE)
     log = await store.close_slot(ROLLUP, 20)
@@ -384,7 +385,7 @@ async def test_results_queries_newest_first_with_range_and_limit(store: Store) -
 @pytest.mark.anyio
 async def test_rollups_are_isolated(store: Store) -> None:
     other = ROLLUP + 1
-    limits = SearcherLimits(max_bundles=1, max_bytes=10**9)
+    limits = IntakeLimits(max_bundles=1, max_bytes=10**9)
     a = make_bid(1, rollup=ROLLUP, searcher=ALICE, replacement_uuid=UUID_1)
     b = make_bid(1, rollup=other, searcher=ALICE, replacement_uuid=UUID_1)
     seq_a = await store.append_bid(a, limits)
@@ -394,7 +395,7 @@ async def test_rollups_are_isolated(store: Store) -> None:
     assert await store.find_bid_seq(other, 7, b.bid_id) == seq_b
     assert await store.close_slot(ROLLUP, 7) == [LoggedEvent(seq_a, a)]
     # Closing slot 7 of one rollup leaves slot 7 of the other open
-    assert await store.append_cancel(make_cancel(ALICE, UUID_1, rollup=other), [7]) == [7]
+    assert await log_cancel(store, make_cancel(ALICE, UUID_1, rollup=other), [7]) == [7]
     assert ids(await store.read_log(other, 7)) == [
         ("bid", b.bid_id),
         ("cancel", f"{ALICE}/{UUID_1}"),
@@ -411,7 +412,7 @@ async def test_rollups_are_isolated(store: Store) -> None:
 SLOTS = (50, 51, 52)
 SEARCHERS = (ALICE, BOB, "0x" + "c2" * 20)
 UUIDS = (None, UUID_1, UUID_2)
-RANDOM_LIMITS = SearcherLimits(max_bundles=3, max_bytes=600)
+RANDOM_LIMITS = IntakeLimits(max_bundles=3, max_bytes=600)
 
 
 def pool_bid(slot: int, searcher: int, variant: int) -> Bid:
@@ -457,7 +458,7 @@ async def apply(store: Store, op: tuple[Any, ...], seqs: dict[str, str]) -> obje
         return "ok"
     if op[0] == "cancel":
         cancel = make_cancel(SEARCHERS[op[1]], op[2])
-        return await store.append_cancel(cancel, list(op[3]))
+        return await log_cancel(store, cancel, list(op[3]), RANDOM_LIMITS)
     log = await store.close_slot(ROLLUP, op[1])
     assert log == await store.read_log(ROLLUP, op[1])
     return ids(log)
@@ -505,8 +506,8 @@ async def test_retried_cancel_is_logged_once(store):
     bid = make_bid(1, searcher=ALICE, replacement_uuid="c" * 32)
     await store.append_bid(bid, WIDE)
     cancel = make_cancel(ALICE, "c" * 32)
-    assert await store.append_cancel(cancel, [bid.slot]) == [bid.slot]
-    assert await store.append_cancel(cancel, [bid.slot]) == [bid.slot]
+    assert await log_cancel(store, cancel, [bid.slot]) == [bid.slot]
+    assert await log_cancel(store, cancel, [bid.slot]) == [bid.slot]
     log = await store.read_log(bid.rollup, bid.slot)
     assert sum(isinstance(e.event, type(cancel)) for e in log) == 1
 

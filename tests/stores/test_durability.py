@@ -17,17 +17,17 @@ from collections.abc import Awaitable, Callable, Iterator
 import anyio
 import pytest
 
-from api.stores.base import SearcherLimits
+from api.stores.base import IntakeLimits
 from api.stores.redis import RedisStore
 from auction.errors import StoreUnavailable
 from auction.types import Bid, LoggedEvent
 from tests.redis_server import RedisServer
-from tests.stores.bids import ROLLUP, make_bid, make_cancel, parse_seq
+from tests.stores.bids import ROLLUP, log_cancel, make_bid, make_cancel, parse_seq
 from tests.stores.conftest import STORE_DB, db_url, open_test_store
 
 pytestmark = pytest.mark.redis
 
-WIDE = SearcherLimits(max_bundles=100_000, max_bytes=10**10)
+WIDE = IntakeLimits(max_bundles=100_000, max_bytes=10**10)
 STREAM_BIDS = 8_000
 KILL_AFTER_ACKS = 4_000
 WORKERS = 200
@@ -151,7 +151,7 @@ async def test_noscript_after_script_flush_reloads_scripts(
         seq = await store.append_bid(bid, WIDE)
         # Single-call paths (_evalsha)
         await store.redis.script_flush()
-        assert await store.append_cancel(make_cancel(bid.searcher, uuid), [60]) == [60]
+        assert await log_cancel(store, make_cancel(bid.searcher, uuid), [60]) == [60]
         await store.redis.script_flush()
         log = await store.close_slot(ROLLUP, 60)
         assert [e.seq for e in log][0] == seq and len(log) == 2
@@ -198,7 +198,7 @@ async def test_calls_while_server_down_raise_store_unavailable_promptly(
         assert time.monotonic() - t0 < 2.0
         # Every other call refuses the same way (the engine maps one error, not redis-py's)
         calls: list[Callable[[], Awaitable[object]]] = [
-            lambda: store.append_cancel(make_cancel(before.searcher, "ab" * 16), [70]),
+            lambda: log_cancel(store, make_cancel(before.searcher, "ab" * 16), [70]),
             lambda: store.close_slot(ROLLUP, 70),
             lambda: store.read_log(ROLLUP, 70),
             lambda: store.find_bid_seq(ROLLUP, 70, before.bid_id),
