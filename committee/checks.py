@@ -60,6 +60,7 @@ from committee.errors import (
     FairnessViolation,
     ForcedTxMissing,
     InvalidEvidence,
+    Locked,
     MalformedProposal,
     NotMember,
     PoolMismatch,
@@ -89,7 +90,8 @@ class MemberConfig:
 
 @dataclass(frozen=True, slots=True)
 class KnownBlock:
-    """The newest committee-signed block a member knows for a rollup."""
+    """A member's head for a rollup: the newest block it signed, or the newest committee-signed
+    block it adopted, whichever has the higher slot. It only signs children of its head."""
 
     slot: int
     block_hash: str
@@ -137,7 +139,14 @@ def compute_signing_deadline_ms(clock: SlotClock, slot: int, signing_window_ms: 
 
 
 def check_timing(config: MemberConfig, proposal: Proposal, now_ms: int) -> None:
-    """Refuse a slot that has not closed yet or whose signing deadline has passed."""
+    """Refuse a slot that has not closed yet, or (unless the coordinator asks to complete a
+    block others already signed) whose signing deadline has passed.
+
+    The deadline is not what keeps the chain from forking (the lock in ``check_parent`` does);
+    it keeps a slow member from signing, and so locking itself to, a block its coordinator has
+    already given up on. A completion request is how a block that missed its deadline with
+    some partials gets its other signatures (docs/committee.md, "Safety and liveness").
+    """
     deadline = compute_deadline_ms(config.clock, proposal.slot)
     # Verify the auction is over: signing early would let a coordinator cut bids off.
     if now_ms + config.max_clock_skew_ms < deadline:
@@ -146,7 +155,9 @@ def check_timing(config: MemberConfig, proposal: Proposal, now_ms: int) -> None:
             slot=proposal.slot,
             deadline_ms=deadline,
         )
-    # Verify the slot is still current: a late signature could fork the chain.
+    if proposal.completion:
+        return
+    # Verify the slot is still being signed.
     signing_deadline = compute_signing_deadline_ms(
         config.clock, proposal.slot, config.signing_window_ms
     )
@@ -164,11 +175,15 @@ def check_timing(config: MemberConfig, proposal: Proposal, now_ms: int) -> None:
 def check_parent(
     config: MemberConfig, proposal: Proposal, known: KnownBlock | None
 ) -> KnownBlock | None:
-    """Refuse an unknown parent or a wrongly carried pool; return a newer signed head to adopt.
+    """Refuse a block that is not a child of the member's head; return a newer signed head to
+    adopt first.
 
-    The parent must be the last signed block this member knows, or (a member back from
-    downtime, or one that missed a slot's outcome) a newer block with a valid committee
-    signature. It returns that newer block, which the shell persists as the member's head.
+    The lock (docs/committee.md, "Safety"): a member's head is the newest block it signed or
+    adopted, and it signs only children of its head, each at a higher slot. So it never signs
+    two blocks with the same parent, and two blocks that t members signed always lie on one
+    chain. A parent carrying a valid committee signature at a slot above the head (a member back
+    from downtime, or one whose signed block was overtaken) is adopted: a sibling of what the
+    member signed can only have t signatures if what it signed can never get them.
     """
     cert = proposal.parent
     block = proposal.block
@@ -178,9 +193,10 @@ def check_parent(
         if block.parent_hash != ZERO_HASH:
             raise UnknownParent("a block with a parent must carry the parent's certificate")
         if known is not None:
-            raise UnknownParent(
-                f"this member knows signed block {known.block_hash} (slot {known.slot})",
+            raise Locked(
+                f"this member's head is block {known.block_hash} (slot {known.slot})",
                 known_slot=known.slot,
+                known_block_hash=known.block_hash,
             )
         pool_root = ZERO_HASH
     else:
@@ -193,7 +209,7 @@ def check_parent(
         if header.block_hash != block.parent_hash:
             raise UnknownParent("the block's parent_hash is not the certified parent")
         if known is not None and (known.slot, known.block_hash) == (header.slot, header.block_hash):
-            pass  # the head this member already knows
+            pass  # the member's head: the block it signed or adopted last
         elif known is None or header.slot > known.slot:
             # Verify the committee signed it: only then may it replace what the member knows.
             if not is_valid_block_signature(
@@ -202,10 +218,12 @@ def check_parent(
                 raise UnknownParent("the parent's committee signature does not verify")
             adopt = KnownBlock(header.slot, header.block_hash, header.pending_root)
         else:
-            raise UnknownParent(
-                f"the parent (slot {header.slot}) is not this member's last signed block "
-                f"(slot {known.slot})",
+            # Verify the block extends the head: a parent at or below it would fork from it.
+            raise Locked(
+                f"the parent (slot {header.slot}) is not this member's head "
+                f"(block {known.block_hash}, slot {known.slot})",
                 known_slot=known.slot,
+                known_block_hash=known.block_hash,
                 parent_slot=header.slot,
             )
         pool_root = header.pending_root

@@ -22,6 +22,7 @@ as failed; the store keeps only the first record, so a late signed block is neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from prometheus_client import Counter, Histogram
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
+from auction.slots import compute_deadline_ms
 from auction.types import PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
@@ -43,10 +45,12 @@ from committee.member import Member
 from committee.proposal import Proposal, compute_parent_certificate, encode_proposal
 from committee.records import (
     EVIDENCE_INVALID_PARTIAL,
+    FAILED_BLOCKED,
     FAILED_NOT_ENOUGH_PARTIALS,
     FAILED_NOT_PROPOSED,
     MAX_EVIDENCE_BYTES,
     STATUS_FAILED,
+    STATUS_PENDING,
     STATUS_SIGNED,
     FailedSlot,
     MemberEvidence,
@@ -69,6 +73,15 @@ log = logging.getLogger("blockspace.coordinator")
 # can still be in flight by then; the margin covers combining and writing the record).
 FOLLOW_GRACE_MS = 1_000
 FOLLOW_POLL_S = 0.02
+
+# Answers in flight at a slot's signing deadline are awaited this much longer (members' clocks
+# may lag ours by up to their max_clock_skew_ms, 250 by default).
+LATE_ANSWER_MS = 250
+# How far back a process looks for a pending block it did not pin itself (another engine
+# process did, or this one restarted).
+PIN_SCAN_SLOTS = 64
+# Refusals that say "not now" rather than "never": a member refusing so may still sign later.
+TRANSIENT_REFUSALS: Final[frozenset[str]] = frozenset({"slot_not_closed", "slot_expired"})
 
 # A member's answer is a few hundred bytes; a lying member must not make us read megabytes.
 MAX_ANSWER_BYTES: Final[int] = 64 * 1024
@@ -197,6 +210,16 @@ class LocalMember:
 # --- collecting partials ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A pending block: some members signed it (so they are locked to it) but fewer than t
+    by its signing deadline. It is completed late, or failed once it can never be, before any
+    later block of its rollup is proposed."""
+
+    result: SlotResult
+    proposal: Proposal
+
+
 @dataclass
 class Collection:
     """Everything the members answered for one proposal, as classified so far."""
@@ -250,6 +273,7 @@ class Coordinator:
         signing_window_ms: int,
         clock_ms: Callable[[], int] | None = None,
         owned_client: httpx.AsyncClient | None = None,
+        late_answer_ms: int = LATE_ANSWER_MS,
     ) -> None:
         indices = sorted(m.index for m in members)
         if indices != list(range(1, committee.n + 1)):
@@ -265,6 +289,11 @@ class Coordinator:
         # (so reading the head from the store does not re-read that slot's whole result)
         self._head_pending: dict[int, tuple[str, tuple[PendingTx, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # per rollup, the pending block: some members signed it, fewer than t by its deadline
+        self._pinned: dict[int, Pin] = {}
+        # How long after a slot's signing deadline answers already in flight are awaited (a
+        # member's clock may run this much behind ours; it still signs until its deadline).
+        self.late_answer_ms = late_answer_ms
         self.metrics = _CoordinatorMetrics(engine.metrics.registry)
         self.timings: list[dict[str, Any]] = []
 
@@ -339,6 +368,11 @@ class Coordinator:
             earlier = await self.engine.store.get_result(rollup, j)
             if earlier is not None:
                 await self.follow_slot(earlier)
+        # A pending block is completed first: half of this slot's signing window at most.
+        pin = await self._pinned_block(rollup, slot)
+        if pin is not None:
+            until = compute_deadline_ms(self.engine.clock, slot) + self.signing_window_ms // 2
+            await self._complete(pin, until)
         head = await self._head(rollup)
         if head is not None:
             self.engine.set_head(rollup, head[0].block.block_hash, head[1])
@@ -370,12 +404,11 @@ class Coordinator:
             return await self._await_outcome(rollup, slot, wait=False)
         outcome = await self._await_outcome(rollup, slot, wait=True)
         if outcome is None:
-            outcome, wrote = await self._write_failed(
-                result, Collection(), FAILED_NOT_PROPOSED,
-                "the engine process that closed it published no outcome",
-            )  # fmt: skip
-            if wrote:
-                return outcome
+            # Its closer pinned it, or died while members may have signed it: it is pending,
+            # and whoever builds the next slot completes it first (settle_before).
+            if rollup not in self._pinned:
+                self._pinned[rollup] = Pin(result, await self.build_proposal(result))
+            return None
         self._adopt(result, outcome)
         return outcome
 
@@ -425,9 +458,18 @@ class Coordinator:
             log=tuple(log_entries),
         )
 
-    async def sign_slot(self, result: SlotResult) -> SignedBlock | FailedSlot:
-        """Get ``result``'s block signed and publish it, or publish the slot as failed."""
+    async def sign_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
+        """Get ``result``'s block signed and publish it, or publish the slot as failed. None:
+        some members signed it but fewer than t by its deadline; it is *pending* (pinned) and
+        completed before any later block is proposed (``settle_before``)."""
         started_ms = self._clock_ms()
+        pin = self._pinned.get(result.rollup)
+        if pin is not None and pin.result.slot < result.slot:
+            # A block on the pinned block's parent would be its sibling: never propose it.
+            return await self._publish_failed(
+                result, Collection(), FAILED_BLOCKED,
+                f"slot {pin.result.slot}'s block is still being signed",
+            )  # fmt: skip
         t0 = time.perf_counter()
         proposal = await self.build_proposal(result)
         # the head the proposal was built on (read from the store once, in build_proposal)
@@ -443,52 +485,16 @@ class Coordinator:
             )
         body = encode_proposal(proposal)
         t1 = time.perf_counter()
-        root = compute_signing_root(
-            self.committee.committee_id, result.rollup, result.slot, result.block.block_hash
-        )
+        root = self._root(result)
         deadline_ms = self._signing_deadline_ms(result.slot)
         collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=True)
+        if len(collection.valid) < self.committee.t and pending:
+            # Answers in flight at the deadline decide whether any member signed: wait them out.
+            pending = await self._await_answers(pending, root, collection,
+                                                deadline_ms + self.late_answer_ms)
         t2 = time.perf_counter()
-        timing: dict[str, Any] = {
-            "rollup": result.rollup,
-            "slot": result.slot,
-            "bids": len(result.outcomes),
-            "proposal_bytes": len(body),
-            "close_done_after_deadline_ms": started_ms - result.deadline_ms,
-            "proposal_ms": (t1 - t0) * 1e3,
-            "collect_ms": (t2 - t1) * 1e3,
-            "verify_ms": collection.verify_ms,
-            "members": dict(collection.timings_ms),
-        }
-        outcome: SignedBlock | FailedSlot
-        if len(collection.valid) >= self.committee.t:
-            t3 = time.perf_counter()
-            chosen = list(collection.valid.items())[: self.committee.t]
-            signature = threshold.combine(chosen, self.committee.t, self.committee.n)
-            # Verify the combination: each partial verified, so this fails only on a bug.
-            if not bls.verify(self.committee.group_public_key, root, signature):
-                log.error("combined signature for slot %d does not verify", result.slot)
-                outcome = await self._publish_failed(
-                    result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify"
-                )
-            else:
-                timing["combine_ms"] = (time.perf_counter() - t3) * 1e3
-                outcome = await self._publish_signed(result, signature, sorted(chosen))
-        else:
-            outcome = await self._publish_failed(
-                result,
-                collection,
-                FAILED_NOT_ENOUGH_PARTIALS,
-                f"{len(collection.valid)} valid partials of the {self.committee.t} needed",
-            )
-        timing["status"] = STATUS_SIGNED if isinstance(outcome, SignedBlock) else STATUS_FAILED
-        timing["published_after_deadline_ms"] = outcome.published_ms - result.deadline_ms
-        self.timings.append(timing)
-        del self.timings[:-TIMINGS_KEPT]
-        self.metrics.seconds.labels("deadline_to_published").observe(
-            max(0, outcome.published_ms - result.deadline_ms) / 1000
-        )
-        self.metrics.seconds.labels("collect").observe(t2 - t1)
+        outcome = await self._conclude(result, proposal, root, collection)
+        self._time_slot(result, started_ms, len(body), t1 - t0, t2 - t1, collection, outcome)
         # Late answers and the partials already in hand are recorded off the critical path.
         task = asyncio.create_task(
             self._record(proposal, root, collection, pending, deadline_ms),
@@ -497,6 +503,133 @@ class Coordinator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return outcome
+
+    def _root(self, result: SlotResult) -> bytes:
+        return compute_signing_root(
+            self.committee.committee_id, result.rollup, result.slot, result.block.block_hash
+        )
+
+    async def _conclude(
+        self, result: SlotResult, proposal: Proposal, root: bytes, collection: Collection
+    ) -> SignedBlock | FailedSlot | None:
+        """Publish the block signed (t valid partials), pin it (some, fewer than t: those
+        members are locked to it, so it must be completed, never replaced), or publish the slot
+        as failed (none)."""
+        if len(collection.valid) >= self.committee.t:
+            chosen = list(collection.valid.items())[: self.committee.t]
+            signature = threshold.combine(chosen, self.committee.t, self.committee.n)
+            # Verify the combination: each partial verified, so this fails only on a bug.
+            if bls.verify(self.committee.group_public_key, root, signature):
+                self._pinned.pop(result.rollup, None)
+                return await self._publish_signed(result, signature, sorted(chosen))
+            log.error("combined signature for slot %d does not verify", result.slot)
+            return await self._publish_failed(
+                result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify"
+            )
+        if self._can_never_be_signed(collection):
+            self._pinned.pop(result.rollup, None)
+            return await self._publish_failed(
+                result,
+                collection,
+                FAILED_NOT_ENOUGH_PARTIALS,
+                f"{len(collection.valid)} valid partials of the {self.committee.t} needed, and "
+                f"{self.committee.n - self.committee.t + 1} or more members refused it for good",
+            )
+        # Some members may have signed it (a valid partial came, or an answer did not): they
+        # are locked to it, so it must be completed, never replaced by a sibling.
+        await self._keep_partials(proposal, root, collection)
+        self._pinned[result.rollup] = Pin(result, proposal)
+        self.metrics.slots.labels(STATUS_PENDING).inc()
+        log.warning(
+            "slot %d of rollup %d is pending: %d valid partials of the %d needed; it is "
+            "completed before any later block is proposed",
+            result.slot, result.rollup, len(collection.valid), self.committee.t,
+        )  # fmt: skip
+        return None
+
+    def _can_never_be_signed(self, c: Collection) -> bool:
+        """Whether more than n - t members refused the block for good (a rule it breaks, a
+        lock on another block): then t valid partials can never exist. Invalid partials do not
+        count: a lying member may still sign it."""
+        final = {i for i, code in c.refused.items() if code not in TRANSIENT_REFUSALS}
+        return len(final) > self.committee.n - self.committee.t
+
+    def _time_slot(
+        self,
+        result: SlotResult,
+        started_ms: int,
+        proposal_bytes: int,
+        proposal_s: float,
+        collect_s: float,
+        collection: Collection,
+        outcome: SignedBlock | FailedSlot | None,
+    ) -> None:
+        """Keep the slot's timings (the benchmark reads them) and observe the histograms."""
+        timing: dict[str, Any] = {
+            "rollup": result.rollup,
+            "slot": result.slot,
+            "bids": len(result.outcomes),
+            "proposal_bytes": proposal_bytes,
+            "close_done_after_deadline_ms": started_ms - result.deadline_ms,
+            "proposal_ms": proposal_s * 1e3,
+            "collect_ms": collect_s * 1e3,
+            "verify_ms": collection.verify_ms,
+            "members": dict(collection.timings_ms),
+        }
+        if outcome is None:
+            timing["status"] = STATUS_PENDING
+        else:
+            timing["status"] = (
+                STATUS_SIGNED if isinstance(outcome, SignedBlock) else STATUS_FAILED
+            )
+            timing["published_after_deadline_ms"] = outcome.published_ms - result.deadline_ms
+            self.metrics.seconds.labels("deadline_to_published").observe(
+                max(0, outcome.published_ms - result.deadline_ms) / 1000
+            )
+        self.timings.append(timing)
+        del self.timings[:-TIMINGS_KEPT]
+        self.metrics.seconds.labels("collect").observe(collect_s)
+
+    # --- pending blocks: completed, never replaced ----------------------------------------------
+
+    async def _pinned_block(self, rollup: int, before_slot: int) -> Pin | None:
+        """The pending block of ``rollup`` older than ``before_slot``, if any: this process's
+        own, or (another engine process pinned it, or this one restarted) one found in the
+        store: a slot after the signed head with kept partials and no outcome."""
+        store = self.engine.store
+        pin = self._pinned.get(rollup)
+        if pin is not None:
+            if await self._published(rollup, pin.result.slot):
+                self._pinned.pop(rollup, None)  # another process completed or failed it
+            else:
+                return pin
+        head = await self._head(rollup)
+        first = head[0].block.slot + 1 if head else 0
+        for j in range(max(first, before_slot - PIN_SCAN_SLOTS), before_slot):
+            if await self._published(rollup, j) or not await store.list_partials(rollup, j):
+                continue
+            result = await store.get_result(rollup, j)
+            if result is None:
+                continue
+            pin = self._pinned[rollup] = Pin(result, await self.build_proposal(result))
+            return pin
+        return None
+
+    async def _complete(self, pin: Pin, until_ms: int) -> SignedBlock | FailedSlot | None:
+        """Ask every member to sign the pending block, late; publish it once t partials are
+        valid, or fail it once it can never get them. None: still pending."""
+        result, proposal = pin.result, pin.proposal
+        root = self._root(result)
+        body = encode_proposal(dataclasses.replace(proposal, completion=True))
+        collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
+        for task in pending:
+            task.cancel()
+        for kept in await self.engine.store.list_partials(result.rollup, result.slot):
+            if kept.signing_root == root and kept.member not in collection.valid:
+                collection.valid[kept.member] = kept.partial
+        if len(collection.valid) >= self.committee.t:
+            log.info("pending slot %d of rollup %d completed", result.slot, result.rollup)
+        return await self._conclude(result, proposal, root, collection)
 
     async def solicit(self, proposal: Proposal) -> Collection:
         """Send any proposal to every member, wait for every answer (or the slot's signing
@@ -574,31 +707,13 @@ class Coordinator:
     ) -> None:
         """Wait for late answers (until the deadline), then record partials and evidence."""
         if pending:
-            remaining_s = max(0.0, (deadline_ms - self._clock_ms()) / 1000)
-            done, still = await asyncio.wait(pending, timeout=remaining_s)
-            for task in done:
-                self._classify(task.result(), root, c)
+            still = await self._await_answers(pending, root, c, deadline_ms)
             for task in still:
                 task.cancel()
         store = self.engine.store
         now = self._clock_ms()
         try:
-            for i, partial in c.valid.items():
-                evidence = await store.record_partial(
-                    PartialRecord(
-                        rollup=proposal.rollup,
-                        slot=proposal.slot,
-                        member=i,
-                        committee_id=self.committee.committee_id,
-                        block_hash=proposal.block.block_hash,
-                        signing_root=root,
-                        partial=partial,
-                        received_ms=now,
-                    )
-                )
-                if evidence is not None:
-                    self.metrics.evidence.labels(evidence.kind).inc()
-                    log.warning("equivocation by member %d in slot %d", i, proposal.slot)
+            await self._keep_partials(proposal, root, c)
             for i, partial in c.invalid.items():
                 await store.save_evidence(
                     MemberEvidence(
@@ -618,6 +733,44 @@ class Coordinator:
         except Exception:
             log.exception("recording partials and evidence failed")
             self.engine.metrics.system_faults.labels("committee_record").inc()
+
+    async def _await_answers(
+        self,
+        pending: set[asyncio.Task[MemberAnswer]],
+        root: bytes,
+        c: Collection,
+        until_ms: int,
+    ) -> set[asyncio.Task[MemberAnswer]]:
+        """Classify the answers that arrive before ``until_ms``; return the requests still
+        running."""
+        remaining_s = max(0.0, (until_ms - self._clock_ms()) / 1000)
+        if not pending:
+            return pending
+        done, still = await asyncio.wait(pending, timeout=remaining_s)
+        for task in done:
+            self._classify(task.result(), root, c)
+        return still
+
+    async def _keep_partials(self, proposal: Proposal, root: bytes, c: Collection) -> None:
+        """Store every valid partial in hand (equivocation detection, and how another engine
+        process learns that a block is pending)."""
+        now = self._clock_ms()
+        for i, partial in c.valid.items():
+            evidence = await self.engine.store.record_partial(
+                PartialRecord(
+                    rollup=proposal.rollup,
+                    slot=proposal.slot,
+                    member=i,
+                    committee_id=self.committee.committee_id,
+                    block_hash=proposal.block.block_hash,
+                    signing_root=root,
+                    partial=partial,
+                    received_ms=now,
+                )
+            )
+            if evidence is not None:
+                self.metrics.evidence.labels(evidence.kind).inc()
+                log.warning("equivocation by member %d in slot %d", i, proposal.slot)
 
     # --- publishing ------------------------------------------------------------------------------
 

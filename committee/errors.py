@@ -120,6 +120,14 @@ class UnknownParent(Refusal):
     code = "unknown_parent"
 
 
+class Locked(Refusal):
+    """The member's head (the newest block it signed or adopted, ``data``) is not the block's
+    parent: signing would extend a block it never signed past, or fork from one it did.
+    A member never signs two blocks with the same parent."""
+
+    code = "locked"
+
+
 class PoolMismatch(Refusal):
     """The public txs carried into the slot are not the parent's pending pool."""
 

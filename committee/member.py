@@ -26,6 +26,7 @@ from typing import Final
 
 from committee import bls, threshold
 from committee.checks import (
+    KnownBlock,
     MemberConfig,
     check_block,
     check_evidence,
@@ -37,7 +38,7 @@ from committee.checks import (
     compute_event_ids,
     compute_expected_result,
 )
-from committee.errors import DoubleSign
+from committee.errors import DoubleSign, Locked
 from committee.proposal import parse_proposal
 from committee.protection import ProtectionStore, SignedRecord
 from committee.signing import compute_signing_root
@@ -147,13 +148,13 @@ class Member:
         t0 = time.perf_counter()
         parsed = parse_proposal(data)
         head = parsed.head
-        # 1. shape and membership, 2. timing: on the header, before decoding the log.
+        # 1. shape and membership: on the header, before decoding the log.
         check_shape(head)
         check_membership(cfg, head)
-        check_timing(cfg, head, self._clock_ms())
         block = head.block
         root = compute_signing_root(cid, head.rollup, head.slot, block.block_hash)
-        # 3. slashing protection: the same block again gets the same partial.
+        # 2. slashing protection: the same block again gets the same partial, at any time
+        # (that is how a block that missed its deadline is completed).
         previous = self.protection.get_signed(cid, head.rollup, head.slot)
         if previous is not None and self.fault != "equivocate":
             if previous.block_hash == block.block_hash:
@@ -162,12 +163,17 @@ class Member:
                 f"already signed block {previous.block_hash} for slot {head.slot}",
                 signed_block_hash=previous.block_hash,
             )
+        # 3. timing.
+        check_timing(cfg, head, self._clock_ms())
         proposal = parsed.decode_rest()
         t1 = time.perf_counter()
         timings["decode"] = (t1 - t0) * 1e3
-        # 4. parent and carried pool (a newer signed head is adopted with the signed record).
+        # 4. parent and carried pool: only a child of the member's head (the lock).
         known = self.protection.get_head(cid, proposal.rollup)
+        if self.fault == "equivocate":
+            known = None  # the test fault ignores its lock as it ignores its protection
         adopt = check_parent(cfg, proposal, known)
+        parent = adopt or known
         t2 = time.perf_counter()
         timings["checks"] = (t2 - t1) * 1e3
         # 5. evidence, with a fresh random sample of the losing events.
@@ -183,12 +189,27 @@ class Member:
         check_fairness(cfg.rollups[proposal.rollup], proposal, block)
         t4 = time.perf_counter()
         timings["repack"] = (t4 - t3) * 1e3
-        # Sign, and make the record durable before the partial leaves.
+        # A check that outlived the signing deadline must not lock this member to a block its
+        # coordinator gave up on: refuse rather than sign late (unless asked to complete it).
+        check_timing(cfg, proposal, self._clock_ms())
+        # Sign, and make the record (and the new head) durable before the partial leaves.
         partial = self._partial(root, proposal.rollup, proposal.slot)
         record = SignedRecord(block.block_hash, root, partial, self._clock_ms())
         stored = self.protection.record_signed(
-            cid, proposal.rollup, proposal.slot, record, head=adopt
+            cid,
+            proposal.rollup,
+            proposal.slot,
+            record,
+            head=KnownBlock(proposal.slot, block.block_hash, block.pending_root),
+            parent=parent,
         )
+        if stored is None:
+            moved = self.protection.get_head(cid, proposal.rollup)
+            raise Locked(
+                "this member signed another block meanwhile; it signs only children of it",
+                known_slot=moved.slot if moved else None,
+                known_block_hash=moved.block_hash if moved else None,
+            )
         if stored.block_hash != block.block_hash and self.fault != "equivocate":
             raise DoubleSign(
                 f"already signed block {stored.block_hash} for slot {proposal.slot}",

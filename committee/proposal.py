@@ -8,7 +8,8 @@ Wire form (JSON, serialized once and sent as the same bytes to every member)::
      "parent":  null | {"header": {<parent block fields without txs>, "tx_hashes": [..]},
                         "signature": "0x<96 bytes: the committee's signature of the parent>"},
      "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
-     "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...]}
+     "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...],
+     "completion": false | true}
 
 The log is the slot's whole intake log in log order (the bid set the header's ``bid_set_root``
 commits to). The parent travels as a header plus the committee's signature so a member that was
@@ -60,6 +61,9 @@ class Proposal:
     parent: ParentCertificate | None
     carried: tuple[PendingTx, ...]
     log: tuple[LoggedEvent, ...]
+    # A request to complete a block that some members already signed but that missed its
+    # signing deadline: members sign it late (still only as a child of their head).
+    completion: bool = False
 
 
 def parent_certificate_to_json(cert: ParentCertificate) -> dict[str, Any]:
@@ -88,6 +92,7 @@ def encode_proposal(p: Proposal) -> bytes:
             "parent": parent_certificate_to_json(p.parent) if p.parent else None,
             "carried": [codec.pending_to_json(c) for c in p.carried],
             "log": [{"seq": e.seq, "event": codec.event_to_json(e.event)} for e in p.log],
+            "completion": p.completion,
         }
     )
 
@@ -96,6 +101,7 @@ def encode_proposal(p: Proposal) -> bytes:
 
 _TOP_KEYS = {
     "kind", "version", "committee_id", "rollup", "slot", "block", "parent", "carried", "log",
+    "completion",
 }
 
 
@@ -216,9 +222,12 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         log_doc = wire.get(d, "log")
         if not isinstance(carried_doc, list) or not isinstance(log_doc, list):
             raise wire.FieldError("log", "log and carried must be arrays")
+        completion = d.get("completion", False)
+        if not isinstance(completion, bool):
+            raise wire.FieldError("completion", "must be true or false")
     except wire.FieldError as exc:
         raise MalformedProposal(f"bad proposal: {exc}", field=exc.field) from None
-    head = Proposal(committee_id, rollup, slot, block, parent, (), ())
+    head = Proposal(committee_id, rollup, slot, block, parent, (), (), completion)
     return ParsedProposal(head, carried_doc, log_doc)
 
 

@@ -1,4 +1,5 @@
-"""A member's durable slashing protection: what it signed, and the newest signed block it knows.
+"""A member's durable slashing protection: what it signed, and its head (the newest block it
+signed or adopted: it signs only children of it).
 
 EIP-3076 semantics for blocks, keyed by (committee id, rollup, slot): a member never signs a
 second, different block for a slot; asked again for the same block it answers the same partial.
@@ -84,14 +85,19 @@ class ProtectionStore:
         rollup: int,
         slot: int,
         record: SignedRecord,
-        head: KnownBlock | None = None,
-    ) -> SignedRecord:
+        head: KnownBlock,
+        parent: KnownBlock | None,
+    ) -> SignedRecord | None:
         """Durably record a partial before it is released; return the record that stands.
 
         If a record for (rollup, slot) already exists (a concurrent request won), it is returned
         unchanged and the caller must answer with it, or refuse if it is for another block.
-        ``head``, a newer signed block learnt from the proposal, is adopted in the same
-        transaction: one fsync per signature.
+        Otherwise ``head`` (the block being signed) becomes the member's head in the same
+        transaction, one fsync per signature: from then on it signs only children of it.
+
+        ``parent`` is the block's parent as the checks saw it (None: the rollup's first block).
+        If the head moved since (a concurrent proposal was signed), nothing is written and None
+        is returned: the caller must refuse, or it could sign two children of one parent.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -101,6 +107,9 @@ class ProtectionStore:
                     "WHERE committee_id = ? AND rollup = ? AND slot = ?",
                     (committee_id, rollup, slot),
                 ).fetchone()
+                if row is None and not self._head_allows(committee_id, rollup, parent):
+                    self._db.execute("ROLLBACK")
+                    return None
                 if row is None:
                     self._db.execute(
                         "INSERT INTO signed VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -114,13 +123,25 @@ class ProtectionStore:
                             record.signed_ms,
                         ),
                     )
-                if head is not None:
                     self._upsert_head(committee_id, rollup, head)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return record if row is None else SignedRecord(row[0], bytes(row[1]), bytes(row[2]), row[3])
+
+    def _head_allows(self, committee_id: bytes, rollup: int, parent: KnownBlock | None) -> bool:
+        """Whether the current head still lets a child of ``parent`` be signed: it is the parent,
+        or (the parent being a newer certified block, adopted now) older than it."""
+        row = self._db.execute(
+            "SELECT slot, block_hash FROM heads WHERE committee_id = ? AND rollup = ?",
+            (committee_id, rollup),
+        ).fetchone()
+        if row is None:
+            return True
+        if parent is None:
+            return False
+        return bool(row[0] < parent.slot or (row[0], row[1]) == (parent.slot, parent.block_hash))
 
     def get_head(self, committee_id: bytes, rollup: int) -> KnownBlock | None:
         """The newest committee-signed block this member knows for the rollup."""

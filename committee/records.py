@@ -24,11 +24,15 @@ FORMAT_VERSION: Final[int] = 1
 
 STATUS_SIGNED: Final[str] = "signed"
 STATUS_FAILED: Final[str] = "failed"
+STATUS_PENDING: Final[str] = "pending"  # never stored: some partials, fewer than t (yet)
 
 # Why a slot failed.
 FAILED_NOT_ENOUGH_PARTIALS: Final[str] = "not_enough_partials"
 FAILED_NOT_PROPOSED: Final[str] = "not_proposed"  # the engine restarted before proposing it
 FAILED_CLOSE: Final[str] = "close_failed"  # the engine could not build the slot's result
+# An earlier block some members signed is still being completed: a block on its parent would
+# be its sibling, which those members never sign (docs/committee.md, "Safety and liveness").
+FAILED_BLOCKED: Final[str] = "blocked_by_pending_slot"
 
 # Kinds of member evidence.
 EVIDENCE_INVALID_PARTIAL: Final[str] = "invalid_partial"
@@ -200,7 +204,7 @@ class FailedSlot:
     slot: int
     committee_id: bytes
     block_hash: str  # the proposed block (NOT signed, never a parent); zero if there was none
-    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED | FAILED_CLOSE
+    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED | FAILED_CLOSE | FAILED_BLOCKED
     valid: tuple[int, ...]  # members whose valid partial arrived in time
     refused: tuple[tuple[int, str], ...]  # (member, refusal code)
     invalid: tuple[int, ...]  # members that answered an invalid partial

@@ -18,7 +18,7 @@ ACCT_KEY = key(1)
 @settings(max_examples=40, deadline=None)
 @given(
     kind=st.sampled_from([0, 1, 2]),
-    nonce=st.integers(0, 2**64 - 1),
+    nonce=st.integers(0, 2**64 - 2),  # EIP-2681: 2**64 - 1 is refused (test_bundles)
     gas=st.integers(21_000, 30_000_000),
     tip=st.integers(0, 10**6),
     chain_id=st.integers(1, 2**32),

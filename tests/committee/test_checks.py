@@ -30,6 +30,7 @@ from committee.errors import (
     FairnessViolation,
     ForcedTxMissing,
     InvalidEvidence,
+    Locked,
     MalformedProposal,
     NotMember,
     PoolMismatch,
@@ -201,16 +202,35 @@ def test_parent_with_bad_signature_is_unknown(config, chain) -> None:
         check_parent(config, dataclasses.replace(second, parent=forged), None)
 
 
-def test_parent_older_than_known_head_is_unknown(config, chain) -> None:
+def test_parent_older_than_the_head_is_refused_as_locked(config, chain) -> None:
     _, second = chain
     newer = KnownBlock(SLOT + 1, "0x" + "cd" * 32, ZERO_HASH)
-    assert refusal(config, second, known=newer).code == "unknown_parent"
+    refused = refusal(config, second, known=newer)
+    assert refused.code == "locked"
+    assert refused.data["known_block_hash"] == newer.block_hash
 
 
-def test_parentless_block_when_a_head_is_known_is_unknown(config, honest) -> None:
+def test_parentless_block_when_a_head_is_known_is_refused_as_locked(config, honest) -> None:
     known = KnownBlock(SLOT - 1, "0x" + "cd" * 32, ZERO_HASH)
-    with pytest.raises(UnknownParent):
+    with pytest.raises(Locked):
         check_parent(config, honest, known)
+
+
+def test_a_sibling_of_the_head_is_refused_even_with_the_same_parent(config, chain) -> None:
+    first, second = chain
+    # The member signed a block at SLOT + 1 on ``first`` (its head); ``second`` (SLOT + 2) has
+    # the same parent: signing it too would make two children of one parent.
+    signed = KnownBlock(SLOT + 1, "0x" + "ef" * 32, ZERO_HASH)
+    with pytest.raises(Locked):
+        check_parent(config, second, signed)
+
+
+def test_a_completion_request_may_be_signed_late(config, honest) -> None:
+    deadline = compute_deadline_ms(CLOCK, SLOT)
+    late = deadline + WINDOW_MS + 60_000
+    with pytest.raises(SlotExpired):
+        check_timing(config, honest, late)
+    check_timing(config, dataclasses.replace(honest, completion=True), late)
 
 
 def test_carried_pool_must_be_the_parents_pending(config, chain) -> None:
@@ -390,11 +410,12 @@ def test_bundle_conflicting_with_due_tx_breaks_fairness(dealt) -> None:
 
 def test_refusal_codes_are_stable() -> None:
     codes = {cls.code for cls in (
-        MalformedProposal, NotMember, SlotNotClosed, SlotExpired, UnknownParent, PoolMismatch,
-        InvalidEvidence, BidSetMismatch, BlockMismatch, FairnessViolation, ForcedTxMissing)}
+        MalformedProposal, NotMember, SlotNotClosed, SlotExpired, UnknownParent, Locked,
+        PoolMismatch, InvalidEvidence, BidSetMismatch, BlockMismatch, FairnessViolation,
+        ForcedTxMissing)}
     assert codes == {
         "malformed_proposal", "not_member", "slot_not_closed", "slot_expired", "unknown_parent",
-        "pool_mismatch", "invalid_evidence", "bid_set_mismatch", "block_mismatch",
+        "locked", "pool_mismatch", "invalid_evidence", "bid_set_mismatch", "block_mismatch",
         "fairness_violation", "forced_tx_missing",
     }
 

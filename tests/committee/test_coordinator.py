@@ -31,12 +31,12 @@ from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Evidence, PublicTx, SlotResult
 from committee import threshold
-from committee.coordinator import FOLLOW_GRACE_MS, Coordinator, LocalMember
+from committee.coordinator import FOLLOW_GRACE_MS, Coordinator, LocalMember, MemberAnswer
 from committee.local import build_local_members
 from committee.records import (
     EVIDENCE_EQUIVOCATION,
     EVIDENCE_INVALID_PARTIAL,
-    FAILED_NOT_PROPOSED,
+    FAILED_BLOCKED,
     FailedSlot,
     SignedBlock,
     signed_block_from_json,
@@ -70,6 +70,19 @@ def anyio_backend() -> str:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
+
+
+class Unreachable:
+    """A member whose process is down."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
+        return MemberAnswer(self.index, error="unreachable: ConnectError")
+
+    async def aclose(self) -> None:
+        pass
 
 
 class Harness:
@@ -106,6 +119,15 @@ class Harness:
     def member(self, index: int) -> LocalMember:
         return self.members[index - 1]
 
+    def down(self, *indices: int) -> None:
+        """Make members unreachable (their process is down): the coordinator gets no answer."""
+        for i in indices:
+            self.coordinator.members[i - 1] = Unreachable(i)
+
+    def up(self, *indices: int) -> None:
+        for i in indices:
+            self.coordinator.members[i - 1] = self.members[i - 1]
+
     async def bid(self, slot: int, i: int, bid_wei: int = 10**15) -> None:
         k = key(i)
         self.nonce += 1
@@ -120,7 +142,7 @@ class Harness:
             transport="http",
         )
 
-    async def run_slot(self, slot: int, bids: int = 3) -> SignedBlock | FailedSlot:
+    async def run_slot(self, slot: int, bids: int = 3) -> SignedBlock | FailedSlot | None:
         self.clock.ms = compute_slot_start_ms(CLOCK, slot) + 1
         for i in range(bids):
             await self.bid(slot, 100 * slot % 997 + i, 10**15 * (i + 1))
@@ -128,12 +150,15 @@ class Harness:
         await self.engine.close_slot(ROLLUP, slot)
         return await self.outcome(slot)
 
-    async def outcome(self, slot: int) -> SignedBlock | FailedSlot:
+    async def outcome(self, slot: int) -> SignedBlock | FailedSlot | None:
+        """The slot's published outcome; None while it is pending (pinned, to be completed)."""
         signed = await self.store.get_signed_block(ROLLUP, slot)
         if signed is not None:
             return signed
         failed = await self.store.get_failed_slot(ROLLUP, slot)
-        assert failed is not None, f"slot {slot} was neither signed nor failed"
+        if failed is None:
+            pin = self.coordinator._pinned.get(ROLLUP)
+            assert pin is not None and pin.result.slot == slot, f"slot {slot} has no outcome"
         return failed
 
     async def settle(self) -> None:
@@ -193,31 +218,59 @@ async def test_lying_members_are_excluded_and_recorded(harness: Harness) -> None
     )
 
 
-@pytest.mark.parametrize(
-    "harness", [{1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}], indirect=True
-)
-async def test_fewer_than_t_valid_partials_fail_the_slot_then_signing_resumes(
-    harness: Harness,
-) -> None:
+def members_use_policy(harness: Harness, payment_rule: str) -> None:
+    """Give every member its own payment rule: if it differs from the engine's, each member
+    re-runs the slot to another block and refuses it for good (block_mismatch)."""
+    for m in harness.members:
+        config = m.member.config
+        rollup = config.rollups[ROLLUP]
+        policy = rollup.policy.with_(payment_rule=payment_rule)
+        m.member.config = dataclasses.replace(
+            config, rollups={ROLLUP: dataclasses.replace(rollup, policy=policy)}
+        )
+
+
+async def test_a_slot_every_member_refuses_fails_then_signing_resumes(harness: Harness) -> None:
+    members_use_policy(harness, "vcg")  # the engine's rule is first price: every block differs
     failed = await harness.run_slot(SLOT)
     assert isinstance(failed, FailedSlot)
-    # Published as soon as t became impossible: 4 invalid of 10 leave at most 6 < t = 7.
-    assert failed.invalid == (1, 2, 3, 4) and len(failed.valid) < harness.dealt.committee.t
+    assert {code for _, code in failed.refused} == {"block_mismatch"} and failed.valid == ()
     assert await harness.store.get_signed_block(ROLLUP, SLOT) is None
-    # The failed block never becomes a parent: the liars are fixed, the next slot is signed
-    # on the genesis parent again.
-    for i in (1, 2, 3, 4):
-        harness.member(i).member.fault = None
+    # Nobody signed the failed block, so nobody is locked to it: the next slot is signed on
+    # the genesis parent again.
+    members_use_policy(harness, "first_price")
     signed = await harness.run_slot(SLOT + 1)
     assert isinstance(signed, SignedBlock)
     assert signed.block.parent_hash == ZERO_HASH
     verify_signed_block(signed, harness.dealt.committee)
 
 
-@pytest.mark.parametrize(
-    "harness", [{1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}], indirect=True
-)
+async def test_a_block_fewer_than_t_signed_is_pending_until_completed_never_replaced(
+    harness: Harness,
+) -> None:
+    # 6 members sign, 4 are down: 6 < t = 7. The 6 are locked to this block now, so it is
+    # pending, not failed: no sibling on its parent is ever proposed.
+    harness.down(1, 2, 3, 4)
+    assert await harness.run_slot(SLOT) is None
+    pending = harness.coordinator._pinned[ROLLUP].result.block
+    # While they stay down, completing it fails and the next slot is blocked.
+    blocked = await harness.run_slot(SLOT + 1)
+    assert isinstance(blocked, FailedSlot) and blocked.reason == FAILED_BLOCKED
+    assert blocked.valid == () and blocked.refused == ()  # never proposed
+    # Once they are back, the pending block is completed (late) before the next slot's block,
+    # which is built on it.
+    harness.up(1, 2, 3, 4)
+    signed = await harness.run_slot(SLOT + 2)
+    assert isinstance(signed, SignedBlock)
+    completed = await harness.store.get_signed_block(ROLLUP, SLOT)
+    assert completed is not None and completed.block == pending
+    verify_signed_block(completed, harness.dealt.committee)
+    assert signed.block.parent_hash == pending.block_hash
+    verify_signed_block(signed, harness.dealt.committee)
+
+
 async def test_public_txs_of_a_failed_slot_wait_for_the_next_block(harness: Harness) -> None:
+    members_use_policy(harness, "vcg")
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
     waiting = raw_tx(key(77), nonce=0, gas=21_000)
     sent = await harness.engine.submit_public_tx(
@@ -229,8 +282,7 @@ async def test_public_txs_of_a_failed_slot_wait_for_the_next_block(harness: Harn
     requeued = await harness.store.read_log(ROLLUP, SLOT + 1)
     assert [e.event.tx.hash for e in requeued if isinstance(e.event, PublicTx)] == [sent]
     assert all(e.event.protected for e in requeued if isinstance(e.event, PublicTx))
-    for i in (1, 2, 3, 4):
-        harness.member(i).member.fault = None
+    members_use_policy(harness, "first_price")
     signed = await harness.run_slot(SLOT + 1)
     assert isinstance(signed, SignedBlock)
     lane = signed.block.txs[len(signed.block.txs) - signed.block.public_tx_count :]
@@ -278,15 +330,20 @@ async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) 
     await harness.engine.close_slot(ROLLUP, SLOT)
     await harness.coordinator.recover()  # still within the signing window: it signs
     assert isinstance(await harness.outcome(SLOT), SignedBlock)
-    # Past the window, a never-proposed slot is published as failed.
+    # Past the window the slot may have been signed by some members before the restart: it
+    # is pending, and completed (late) before the next block, which is built on it.
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
     await harness.bid(SLOT + 1, 2)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
     await harness.engine.close_slot(ROLLUP, SLOT + 1)
     harness.clock.ms += 10 * SLOT_MS
     await harness.coordinator.recover()
-    failed = await harness.outcome(SLOT + 1)
-    assert isinstance(failed, FailedSlot) and failed.reason == "not_proposed"
+    assert await harness.outcome(SLOT + 1) is None
+    harness.engine.result_hooks.insert(0, harness.coordinator.sign_slot_hook)  # back up
+    nxt = await harness.run_slot(SLOT + 12)
+    late = await harness.outcome(SLOT + 1)
+    assert isinstance(late, SignedBlock) and isinstance(nxt, SignedBlock)
+    assert nxt.block.parent_hash == late.block.block_hash
 
 
 @pytest.mark.parametrize("harness", [{}], indirect=True)
@@ -295,8 +352,7 @@ async def test_restarted_engine_builds_on_the_last_signed_block(
 ) -> None:
     signed = await harness.run_slot(SLOT)
     assert isinstance(signed, SignedBlock)
-    for i in (1, 2, 3, 4):
-        harness.member(i).member.fault = "garbage"
+    members_use_policy(harness, "vcg")
     assert isinstance(await harness.run_slot(SLOT + 1), FailedSlot)
     await harness.settle()
     await harness.coordinator.aclose()
@@ -312,6 +368,28 @@ async def test_restarted_engine_builds_on_the_last_signed_block(
     assert nxt.block.parent_hash == signed.block.block_hash
 
 
+async def test_a_restarted_engine_completes_a_pending_block_it_finds_in_the_store(
+    harness: Harness, tmp_path: Path
+) -> None:
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    harness.down(1, 2, 3, 4)
+    assert await harness.run_slot(SLOT + 1) is None  # pending: 6 of 7
+    await harness.settle()
+    await harness.coordinator.aclose()
+    # A new engine process on the same store and the same members (their locks on disk)
+    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    await restarted.engine.start(run_clock=False)
+    try:
+        nxt = await restarted.run_slot(SLOT + 2)
+    finally:
+        await restarted.coordinator.aclose()
+    completed = await harness.store.get_signed_block(ROLLUP, SLOT + 1)
+    assert isinstance(nxt, SignedBlock) and completed is not None
+    assert completed.block.parent_hash == signed.block.block_hash
+    assert nxt.block.parent_hash == completed.block.block_hash
+
+
 @pytest.mark.redis
 async def test_committee_on_the_redis_store(
     dealt: Dealt, tmp_path: Path, clock: Clock, redis_server: RedisServer
@@ -320,22 +398,31 @@ async def test_committee_on_the_redis_store(
     store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
     await store.connect()
     await store.redis.flushdb()
-    h = Harness(
-        dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"}, store
-    )
+    h = Harness(dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage"}, store)
     await h.engine.start(run_clock=False)
     try:
+        members_use_policy(h, "vcg")
         failed = await h.run_slot(SLOT)
-        for i in (1, 2, 3, 4):
-            h.member(i).member.fault = None
+        members_use_policy(h, "first_price")
         signed = await h.run_slot(SLOT + 1)
+        h.down(1, 2, 3, 4)
+        assert await h.run_slot(SLOT + 2) is None  # pending: 6 of 7 valid
+        h.up(1, 2, 3, 4)
+        for i in (1, 2, 3):
+            h.member(i).member.fault = None
+        after = await h.run_slot(SLOT + 3)
         await h.settle()
         assert isinstance(failed, FailedSlot) and isinstance(signed, SignedBlock)
         assert signed.block.parent_hash == ZERO_HASH
-        assert await store.latest_signed_block(ROLLUP) == signed
-        verify_signed_block(signed, dealt.committee)
+        completed = await store.get_signed_block(ROLLUP, SLOT + 2)
+        assert isinstance(after, SignedBlock) and completed is not None
+        assert after.block.parent_hash == completed.block.block_hash
+        assert completed.block.parent_hash == signed.block.block_hash
+        assert await store.latest_signed_block(ROLLUP) == after
+        for b in (signed, completed, after):
+            verify_signed_block(b, dealt.committee)
         page = await store.list_evidence(ROLLUP, before=None, limit=10)
-        assert {e.member for _, e in page} == {1, 2, 3, 4}
+        assert {e.member for _, e in page} == {1, 2, 3}
         summary = (await store.get_slot_summaries(ROLLUP, [SLOT]))[0]
         assert summary is not None and summary["committee"]["status"] == "failed"
     finally:
@@ -409,7 +496,7 @@ async def test_engines_sharing_a_store_sign_one_chain(harness: Harness) -> None:
     assert _blocks(subs[1]) == chain
 
 
-async def test_a_follower_fails_a_slot_its_closer_never_published(harness: Harness) -> None:
+async def test_a_follower_completes_a_slot_its_closer_never_published(harness: Harness) -> None:
     other, coordinator = _second_engine(harness)
     await other.start(run_clock=False)
     sub = Subscriber()
@@ -421,21 +508,26 @@ async def test_a_follower_fails_a_slot_its_closer_never_published(harness: Harne
         await harness.bid(SLOT, 1)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
         await harness.engine.close_slot(ROLLUP, SLOT)
-        # The follower waits for an outcome until the signing deadline (plus a grace)...
+        # The follower waits for an outcome until the signing deadline (plus a grace); some
+        # members may have signed the block, so it is pending, not failed...
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + WINDOW_MS + FOLLOW_GRACE_MS + 1
         await other.close_slot(ROLLUP, SLOT)
-        failed = await harness.outcome(SLOT)
-        # ... then the next slot is signed on the old parent, by whichever engine closes it.
+        assert await harness.store.get_failed_slot(ROLLUP, SLOT) is None
+        # ... and whichever engine builds the next slot completes it first, then builds on it.
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
         await harness.bid(SLOT + 1, 2)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
         await other.close_slot(ROLLUP, SLOT + 1)
+        completed = await harness.outcome(SLOT)
         signed = await harness.outcome(SLOT + 1)
     finally:
         await coordinator.aclose()
-    assert isinstance(failed, FailedSlot) and failed.reason == FAILED_NOT_PROPOSED
-    assert isinstance(signed, SignedBlock) and signed.block.parent_hash == ZERO_HASH
-    assert [status for status, _, _ in _blocks(sub)] == ["failed", "signed"]
+    assert isinstance(completed, SignedBlock) and completed.block.parent_hash == ZERO_HASH
+    assert isinstance(signed, SignedBlock)
+    assert signed.block.parent_hash == completed.block.block_hash
+    assert [(status, slot) for status, slot, _ in _blocks(sub)] == [
+        ("signed", SLOT), ("signed", SLOT + 1)
+    ]
 
 
 async def test_a_process_whose_follow_failed_still_builds_on_the_signed_head(
@@ -472,26 +564,24 @@ async def test_a_process_whose_follow_failed_still_builds_on_the_signed_head(
 async def test_a_failed_slots_public_tx_resent_meanwhile_is_not_logged_twice(
     harness: Harness,
 ) -> None:
-    other, coordinator = _second_engine(harness)
-    await other.start(run_clock=False)
-    harness.engine.result_hooks.clear()  # the first engine dies before proposing its slot
+    harness.down(1, 2, 3, 4)
+    assert await harness.run_slot(SLOT) is None  # pending: 6 of 7 signed
     raw = "0x" + raw_tx(key(78), nonce=0, gas=21_000).hex()
-    try:
-        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
-        sent = await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
-        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
-        await harness.engine.close_slot(ROLLUP, SLOT)
-        # The sender resends it in the next slot, before the failure is known.
-        harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
-        await other.submit_public_tx([raw], endpoint_rollup=None, protected=False)
-        harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + FOLLOW_GRACE_MS + 5
-        await other.close_slot(ROLLUP, SLOT)  # fails it: the tx is already in a later log
-        await other.close_slot(ROLLUP, SLOT + 1)
-        failed, signed = await harness.outcome(SLOT), await harness.outcome(SLOT + 1)
-        later = await harness.store.read_log(ROLLUP, SLOT + 2)
-    finally:
-        await coordinator.aclose()
-    assert isinstance(failed, FailedSlot) and isinstance(signed, SignedBlock)
+    harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+    sent = await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+    # The sender resends it in the next slot, before it learns its slot was blocked.
+    harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 2) + 1
+    await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+    harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+    await harness.engine.close_slot(ROLLUP, SLOT + 1)  # blocked: failed, never proposed
+    blocked = await harness.outcome(SLOT + 1)
+    harness.up(1, 2, 3, 4)
+    harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 2) + 5
+    await harness.engine.close_slot(ROLLUP, SLOT + 2)
+    signed = await harness.outcome(SLOT + 2)
+    later = await harness.store.read_log(ROLLUP, SLOT + 3)
+    assert isinstance(blocked, FailedSlot) and blocked.reason == FAILED_BLOCKED
+    assert isinstance(signed, SignedBlock)
     assert [to_hex(keccak256(t)) for t in signed.block.txs].count(sent) == 1
     assert not [e for e in later if isinstance(e.event, PublicTx)]
 
@@ -505,7 +595,7 @@ def api(dealt: Dealt, tmp_path: Path) -> Iterator[tuple[TestClient, Harness]]:
         dealt,
         tmp_path,
         Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
-        {1: "garbage", 2: "garbage", 3: "garbage", 4: "garbage"},
+        {1: "garbage", 2: "garbage", 3: "garbage"},
     )
     with TestClient(create_app(engine=h.engine)) as client:
         client.portal.call(lambda: h.engine.start(run_clock=False))  # type: ignore[union-attr]
@@ -518,13 +608,13 @@ def test_blocks_api_serves_signed_failed_and_evidence(api: tuple[TestClient, Har
     assert client.get(f"/v1/blocks/{ROLLUP}/latest").json()["code"] == "block_not_found"
     portal = client.portal
     assert portal is not None
+    members_use_policy(h, "vcg")
     failed = portal.call(h.run_slot, SLOT)
     assert isinstance(failed, FailedSlot)
     r = client.get(f"/v1/blocks/{ROLLUP}/{SLOT}")
     assert r.status_code == 404 and r.json()["code"] == "slot_failed"
-    assert r.json()["data"]["invalid"] == [1, 2, 3, 4]
-    for i in (1, 2, 3, 4):
-        h.member(i).member.fault = None
+    assert {x["code"] for x in r.json()["data"]["refused"]} == {"block_mismatch"}
+    members_use_policy(h, "first_price")
     signed = portal.call(h.run_slot, SLOT + 1)
     assert isinstance(signed, SignedBlock)
     portal.call(h.settle)
@@ -538,14 +628,14 @@ def test_blocks_api_serves_signed_failed_and_evidence(api: tuple[TestClient, Har
     page = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"limit": 2}).json()
     assert len(page["evidence"]) == 2 and page["next"] == page["evidence"][-1]["id"]
     rest = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": page["next"]}).json()
-    assert len(page["evidence"]) + len(rest["evidence"]) == 4 and rest["next"] is None
-    assert {e["member"] for e in page["evidence"] + rest["evidence"]} == {1, 2, 3, 4}
+    assert len(page["evidence"]) + len(rest["evidence"]) == 3 and rest["next"] is None
+    assert {e["member"] for e in page["evidence"] + rest["evidence"]} == {1, 2, 3}
     assert client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": "x"}).status_code == 422
 
 
 def test_blocks_subscription_over_the_websocket(api: tuple[TestClient, Harness]) -> None:
     client, h = api
-    for i in (1, 2, 3, 4):
+    for i in (1, 2, 3):
         h.member(i).member.fault = None
     with client.websocket_connect("/ws") as ws:
         ws.send_text('{"jsonrpc":"2.0","id":1,"method":"bs_subscribe","params":["blocks"]}')

@@ -118,14 +118,16 @@ def test_refused_proposal_leaves_no_record(dealt, proposal, tmp_path) -> None:
     assert member.protection.get_signed(dealt.committee.committee_id, proposal.rollup, SLOT) is None
 
 
-def test_newer_parent_is_adopted_with_the_signature(dealt, proposal, tmp_path) -> None:
+def test_newer_parent_is_adopted_and_the_signed_block_becomes_the_head(
+    dealt, proposal, tmp_path
+) -> None:
     cert = certify(dealt.committee, dealt.group_secret, proposal.block)
     nxt = proposal_of(dealt.committee, log_of([signed_bid(key(7), SLOT + 1)], SLOT + 1),
                       SLOT + 1, parent=cert)
     member = member_of(dealt, tmp_path, clock=Clock(after_close(SLOT + 1)))
     member.sign_proposal(encode_proposal(nxt))
     head = member.protection.get_head(dealt.committee.committee_id, proposal.rollup)
-    assert head is not None and (head.slot, head.block_hash) == (SLOT, proposal.block.block_hash)
+    assert head is not None and (head.slot, head.block_hash) == (SLOT + 1, nxt.block.block_hash)
 
 
 @pytest.mark.parametrize("fault", ["wrong_share", "garbage", "other_block"])
