@@ -34,6 +34,8 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
     E.RateLimited: -32041,
     E.BundleNotFound: -32042,
     E.PublicPoolFull: -32043,
+    E.FeeTooLow: -32044,
+    E.TxGasTooHigh: -32046,
     E.InfeasibleInstance: -32050,
     E.StoreUnavailable: -32060,
 }

@@ -126,6 +126,18 @@ class InvalidTimestampRange(BlockspaceError):
     code = "invalid_timestamp_range"
 
 
+class FeeTooLow(BlockspaceError):
+    """A public tx's priority fee per gas is below the rollup's floor for its public pool."""
+
+    code = "fee_too_low"
+
+
+class TxGasTooHigh(BlockspaceError):
+    """A public tx claims more gas than the rollup lets one public tx have."""
+
+    code = "tx_gas_too_high"
+
+
 # --- slots ----------------------------------------------------------------------------------
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from auction import codec
 from auction import constants as C
+from auction import errors as E
+from auction.bundles import compute_public_tx
 from auction.encoding import ZERO_HASH, compute_pending_root
-from auction.presets import Policy, Rollup
+from auction.presets import MAINNET, MINIMAL, Policy, Rollup
 from auction.results import compute_slot_result
 from auction.transactions import decode_transaction
 from auction.types import LoggedEvent, PendingTx, PublicTx
-from tests.factories import CHAIN, key, make_bid, tx
+from tests.factories import CHAIN, GWEI, key, make_bid, tx
 
 SLOT = 700
 
@@ -112,3 +115,135 @@ def test_pending_carries_over_and_chains_roots():
     r2 = compute_slot_result(rollup, SLOT + 1, 2, r1.block.block_hash, [], r1.pending)
     assert r2.block.carried_root == r1.block.pending_root
     assert hashes(r2) == [r1.pending[0].tx.hash] and r2.pending == ()
+
+
+# --- the pool's bounds: fee floor, gas cap, age, per-sender and size caps -----------------------
+
+
+def intake(raw: bytes, policy: Policy = MAINNET.policy) -> PublicTx:
+    return compute_public_tx(["0x" + raw.hex()], rollups={CHAIN: Rollup(CHAIN, policy=policy)},
+                             now_ms=0)
+
+
+def pending(raw: bytes, arrival_slot: int, seq: str) -> PendingTx:
+    return PendingTx(decode_transaction(raw), arrival_slot, seq)
+
+
+def test_zero_fee_public_tx_refused_at_intake():
+    with pytest.raises(E.FeeTooLow) as excinfo:
+        intake(tx(key(60), tip_gwei=0))
+    assert excinfo.value.code == "fee_too_low"
+    floor = MAINNET.policy.min_public_fee_per_gas_wei
+    assert excinfo.value.data == {"fee_per_gas_wei": "0", "min_fee_per_gas_wei": str(floor)}
+    # Legacy and access-list txs pay their gas price; the floor is per gas, whatever the type.
+    with pytest.raises(E.FeeTooLow):
+        intake(tx(key(60), tip_gwei=0, kind=0))
+    assert intake(tx(key(60), tip_gwei=1, kind=1)).tx.priority_fee_wei == GWEI
+
+
+def test_fee_floor_is_the_policys():
+    floor = MINIMAL.policy.min_public_fee_per_gas_wei
+    raw = tx(key(61), tip_gwei=floor // GWEI)
+    assert intake(raw, MINIMAL.policy).tx.priority_fee_wei == floor
+    with pytest.raises(E.FeeTooLow):
+        intake(raw, MINIMAL.policy.with_(min_public_fee_per_gas_wei=floor + 1))
+
+
+def test_public_tx_gas_over_the_cap_refused_at_intake():
+    # The finding's flood used 30M-gas txs: a whole block each, over L1's per-tx cap (2**24).
+    with pytest.raises(E.TxGasTooHigh) as excinfo:
+        intake(tx(key(62), gas=30_000_000))
+    assert excinfo.value.code == "tx_gas_too_high"
+    assert intake(tx(key(62), gas=2**24)).tx.gas_limit == 2**24
+    cap = MINIMAL.policy.max_public_tx_gas
+    assert intake(tx(key(62), gas=cap), MINIMAL.policy).tx.gas_limit == cap
+    with pytest.raises(E.TxGasTooHigh):
+        intake(tx(key(62), gas=cap + 1), MINIMAL.policy)
+    # The cap never exceeds the block.
+    small_block = MAINNET.policy.with_(gas_limit=100_000)
+    with pytest.raises(E.TxGasTooHigh):
+        intake(tx(key(62), gas=100_001), small_block)
+
+
+def test_logged_tx_the_pool_refuses_never_waits():
+    # However a zero-fee or oversized tx reached the log, the close holds it to the same rules.
+    rollup = Rollup(CHAIN, policy=Policy(gas_limit=100_000, max_public_tx_gas=50_000))
+    free, huge, fair = tx(key(63), tip_gwei=0), tx(key(64), gas=60_000), tx(key(65))
+    r = compute_slot_result(rollup, SLOT, 1, ZERO_HASH,
+                            [public(free, seq="1-0"), public(huge, seq="1-1"),
+                             public(fair, seq="1-2")])
+    assert hashes(r) == [decode_transaction(fair).hash] and r.pending == ()
+
+
+def test_tx_that_never_fits_is_evicted_at_its_max_age():
+    # Bundles win every slot and leave less room than the tx needs: before, it waited for ever.
+    policy = Policy(gas_limit=100_000, max_public_tx_age_slots=3)
+    rollup = Rollup(CHAIN, policy=policy)
+    stuck = tx(key(66), gas=60_000)
+    carried: tuple[PendingTx, ...] = ()
+    log = [public(stuck, seq="1-0")]
+    for s in range(SLOT, SLOT + 5):
+        bundle = make_bid(key(1), [tx(key(1), gas=50_000)], s)
+        r = compute_slot_result(rollup, s, 1, ZERO_HASH, [*log, LoggedEvent("2-0", bundle)],
+                                carried)
+        assert [w.bid_id for w in r.block.bundles] == [bundle.bid_id]
+        assert decode_transaction(stuck).hash not in hashes(r)
+        # It is in the pool of slots SLOT..SLOT+3 (ages 0..3), then gone.
+        assert [p.tx.hash for p in r.pending] == (
+            [decode_transaction(stuck).hash] if s < SLOT + 3 else [])
+        carried, log = r.pending, []
+
+
+def test_full_pool_keeps_the_best_paying_then_the_oldest():
+    policy = Policy(gas_limit=21_000, max_pending_public_txs=3)
+    rollup = Rollup(CHAIN, policy=policy)
+    block_filler = tx(key(70), tip_gwei=9)  # pays most and arrived first: it is the block
+    carried = (pending(block_filler, SLOT - 1, "0-0"),
+               pending(tx(key(71), tip_gwei=2), SLOT - 1, "0-1"),
+               pending(tx(key(72), tip_gwei=5), SLOT - 1, "0-2"))
+    cheap_new, rich_new = tx(key(73), tip_gwei=1), tx(key(74), tip_gwei=7)
+    tie_new = tx(key(75), tip_gwei=2)
+    log = [public(cheap_new, seq="1-0"), public(rich_new, seq="1-1"), public(tie_new, seq="1-2")]
+    r = compute_slot_result(rollup, SLOT, 1, ZERO_HASH, log, carried)
+    assert hashes(r) == [carried[0].tx.hash]
+    # Waiting: 2 (old), 5, 1, 7, 2 (new). Kept: 7, 5, and the older of the two at 2 gwei; the
+    # pool's first-come first-served order is unchanged.
+    assert [p.tx.hash for p in r.pending] == [
+        carried[1].tx.hash, carried[2].tx.hash, decode_transaction(rich_new).hash]
+    assert r.block.pending_root == compute_pending_root(r.pending)
+
+
+def test_each_sender_keeps_at_most_its_cap():
+    policy = Policy(gas_limit=21_000, max_public_txs_per_sender=2)
+    rollup = Rollup(CHAIN, policy=policy)
+    k = key(80)
+    own = [tx(k, nonce=n, tip_gwei=tip) for n, tip in ((1, 3), (2, 5), (3, 4), (4, 4))]
+    other = tx(key(81), tip_gwei=1)
+    filler = tx(key(82), tip_gwei=9)
+    log = [public(filler, seq="0-0"), *(public(raw, seq=f"1-{i}") for i, raw in enumerate(own)),
+           public(other, seq="2-0")]
+    r = compute_slot_result(rollup, SLOT, 1, ZERO_HASH, log)
+    assert hashes(r) == [decode_transaction(filler).hash]
+    # The sender's best two (5, then the older 4) stay; the cheap other sender is not crowded out.
+    assert [p.tx.hash for p in r.pending] == [
+        decode_transaction(own[1]).hash, decode_transaction(own[2]).hash,
+        decode_transaction(other).hash]
+
+
+def test_due_tx_is_still_included_at_the_max_age():
+    policy = Policy(gas_limit=100_000, inclusion_after_slots=2, max_public_tx_age_slots=2)
+    rollup = Rollup(CHAIN, policy=policy)
+    waiting = tx(key(83), gas=60_000)
+    rich = make_bid(key(1), [tx(key(1), gas=90_000)], SLOT, bid_wei=10**18)
+    r = compute_slot_result(rollup, SLOT, 1, ZERO_HASH, [LoggedEvent("2-0", rich)],
+                            (pending(waiting, SLOT - 2, "1-0"),))
+    assert hashes(r) == [decode_transaction(waiting).hash]  # due: the lane grew, the bundle lost
+    assert r.pending == ()
+
+
+def test_policy_whose_pool_forgets_txs_before_they_are_due_is_refused():
+    with pytest.raises(ValueError, match="inclusion_after_slots"):
+        Policy(inclusion_after_slots=5, max_public_tx_age_slots=4)
+    with pytest.raises(ValueError):
+        MAINNET.policy.with_(max_public_txs_per_sender=0)
+
