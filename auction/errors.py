@@ -171,9 +171,16 @@ class RateLimited(BlockspaceError):
 
 
 class PublicPoolFull(BlockspaceError):
-    """The rollup's pool of pending public transactions is full; try again after a block."""
+    """The rollup's pool of pending public transactions is full and the tx does not pay more per
+    gas than the cheapest waiting one (or this slot has logged as many as the pool holds)."""
 
     code = "public_pool_full"
+
+
+class SenderLimitExceeded(BlockspaceError):
+    """The tx's sender already has as many public txs waiting as one sender may."""
+
+    code = "sender_limit_exceeded"
 
 
 class BundleNotFound(BlockspaceError):

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Sequence
+
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from auction import codec
 from auction import constants as C
 from auction import errors as E
 from auction.bundles import compute_public_tx
 from auction.encoding import ZERO_HASH, compute_pending_root
+from auction.pool import PoolView, compute_max_arrivals_per_slot, is_public_tx_admissible
 from auction.presets import MAINNET, MINIMAL, Policy, Rollup
-from auction.results import compute_slot_result
-from auction.transactions import decode_transaction
-from auction.types import LoggedEvent, PendingTx, PublicTx
+from auction.results import compute_due, compute_pool, compute_slot_result
+from auction.transactions import compute_priority_fee_wei, decode_transaction
+from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult, Tx
 from tests.factories import CHAIN, GWEI, key, make_bid, tx
 
 SLOT = 700
@@ -247,3 +254,140 @@ def test_policy_whose_pool_forgets_txs_before_they_are_due_is_refused():
     with pytest.raises(ValueError):
         MAINNET.policy.with_(max_public_txs_per_sender=0)
 
+
+# --- property: the pool's invariants hold after every slot, whatever arrives ---------------------
+
+PROP = Rollup(CHAIN, policy=Policy(
+    gas_limit=200_000, reserved_public_gas=30_000, inclusion_after_slots=2, time_budget_ms=5,
+    max_pending_public_txs=6, max_public_txs_per_sender=2, min_public_fee_per_gas_wei=GWEI,
+    max_public_tx_gas=100_000, max_public_tx_age_slots=3,
+))
+
+
+@functools.cache
+def signed(sender: int, nonce: int, tip_gwei: int, gas: int) -> bytes:
+    return tx(key(100 + sender), nonce=nonce, tip_gwei=tip_gwei, gas=gas)
+
+
+@functools.cache
+def decoded(raw: bytes) -> Tx:
+    return decode_transaction(raw)
+
+
+@functools.cache
+def bundle(searcher: int, sender: int, nonce: int, gas: int, bid_wei: int, slot: int) -> Bid:
+    return make_bid(key(200 + searcher), [signed(sender, nonce, 2, gas)], slot, bid_wei=bid_wei,
+                    rollups={CHAIN: PROP})
+
+
+def check_pool(rollup: Rollup, slot: int, carried: Sequence[PendingTx],
+               log: Sequence[LoggedEvent], r: SlotResult, parent: SlotResult | None) -> None:
+    """Every rule of the pool, checked on one closed slot."""
+    policy, pending = rollup.policy, r.pending
+    # The roots chain: this slot started from its parent's pending pool and commits to its own.
+    assert r.block.carried_root == compute_pending_root(carried)
+    if parent is not None:
+        assert r.block.carried_root == parent.block.pending_root
+    assert r.block.pending_root == compute_pending_root(pending)
+    # Bounded: size, per sender, age; and nothing the pool refuses ever waits.
+    assert len(pending) <= policy.max_pending_public_txs
+    assert max(Counter(p.tx.sender for p in pending).values(), default=0) <= (
+        policy.max_public_txs_per_sender)
+    for p in pending:
+        assert slot + 1 - p.arrival_slot <= policy.max_public_tx_age_slots
+        assert is_public_tx_admissible(policy, p.tx)
+    # The inclusion list: every due tx is in the block.
+    pool = compute_pool(rollup, slot, carried, log)
+    block_txs = [decoded(t) for t in r.block.txs]
+    in_block = {t.hash for t in block_txs}
+    assert all(p.tx.hash in in_block for p in compute_due(rollup, slot, pool))
+    # The lane only takes pool txs.
+    index = {p.tx.hash: i for i, p in enumerate(pool)}
+    lane = block_txs[len(block_txs) - r.block.public_tx_count:]
+    assert all(t.hash in index for t in lane)
+    # Pending is the pool's txs that still wait, in first-come first-served order...
+    order = [index[p.tx.hash] for p in pending]
+    assert order == sorted(order)
+    nonces = {(t.sender, t.nonce) for t in block_txs}
+    eligible = [p for p in pool if p.tx.hash not in in_block
+                and (p.tx.sender, p.tx.nonce) not in nonces
+                and slot + 1 - p.arrival_slot <= policy.max_public_tx_age_slots]
+    kept = {p.tx.hash for p in pending}
+    assert kept <= {p.tx.hash for p in eligible}
+
+    # ... and a tx that could wait was evicted only by better ones (fee per gas, then age).
+    def rank(p: PendingTx) -> tuple[int, int]:
+        return -compute_priority_fee_wei(p.tx), index[p.tx.hash]
+
+    for p in eligible:
+        if p.tx.hash in kept:
+            continue
+        own = [q for q in pending if q.tx.sender == p.tx.sender]
+        by_sender = len(own) == policy.max_public_txs_per_sender and all(
+            rank(q) < rank(p) for q in own)
+        by_size = len(pending) == policy.max_pending_public_txs and all(
+            rank(q) < rank(p) for q in pending)
+        assert by_sender or by_size, p
+
+
+def check_view(view: PoolView, senders: set[str]) -> None:
+    policy = view.policy
+    assert len(view) <= policy.max_pending_public_txs
+    assert all(view.count_sender(s) <= policy.max_public_txs_per_sender for s in senders)
+    assert view.logged <= compute_max_arrivals_per_slot(policy)
+
+
+arrival = st.tuples(
+    st.integers(0, 4),  # sender
+    st.integers(0, 3),  # nonce
+    st.sampled_from([0, 1, 2, 3, 5]),  # priority fee, gwei (0 is below the floor)
+    st.sampled_from([21_000, 60_000, 100_000, 150_000]),  # gas (150k is over the cap)
+    st.booleans(),  # through the intake view (else straight into the log: a racing engine)
+    st.booleans(),  # protected
+)
+bundle_spec = st.tuples(
+    st.integers(0, 2),  # searcher
+    st.integers(0, 4),  # the sender of its tx (a public sender's nonce may be taken)
+    st.integers(0, 3),
+    st.sampled_from([21_000, 50_000, 100_000]),
+    st.integers(1, 5),
+)
+slot_step = st.tuples(st.integers(1, 3), st.lists(arrival, max_size=10),
+                      st.lists(bundle_spec, max_size=2))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(slot_step, min_size=1, max_size=8))
+def test_pool_invariants_hold_after_every_slot(steps):
+    view = PoolView(PROP.policy)
+    carried: tuple[PendingTx, ...] = ()
+    parent: SlotResult | None = None
+    slot = SLOT
+    senders: set[str] = set()
+    for gap, arrivals, bundles in steps:
+        slot += gap  # a gap: slots that failed, or had nothing to close
+        view.set_pending(carried)
+        log: list[LoggedEvent] = []
+        for i, (sender, nonce, tip, gas, via_intake, protected) in enumerate(arrivals):
+            raw = signed(sender, nonce, tip, gas)
+            senders.add(decoded(raw).sender)
+            if via_intake:
+                try:
+                    ptx = compute_public_tx(["0x" + raw.hex()], rollups={CHAIN: PROP}, now_ms=0,
+                                            protected=protected)
+                    if not view.check(ptx.tx):
+                        continue
+                except (E.FeeTooLow, E.TxGasTooHigh, E.SenderLimitExceeded, E.PublicPoolFull):
+                    continue
+                view.add(ptx.tx)
+                check_view(view, senders)
+            else:
+                ptx = PublicTx(CHAIN, decoded(raw), 0, protected)
+            log.append(LoggedEvent(f"{slot}-{i}", ptx))
+        for j, (searcher, sender, nonce, gas, bid) in enumerate(bundles):
+            log.append(LoggedEvent(f"{slot}-{100 + j}",
+                                   bundle(searcher, sender, nonce, gas, bid * 10**15, slot)))
+        r = compute_slot_result(PROP, slot, 1, parent.block.block_hash if parent else ZERO_HASH,
+                                log, carried, price_of_fairness=False)
+        check_pool(PROP, slot, carried, log, r, parent)
+        carried, parent = r.pending, r
