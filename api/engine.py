@@ -33,13 +33,13 @@ from auction.errors import (
     BlockspaceError,
     BundleNotFound,
     InvalidParams,
-    PublicPoolFull,
     RateLimited,
     SlotClosed,
     StoreUnavailable,
     UnknownRollup,
 )
 from auction.hashing import from_hex, to_hex
+from auction.pool import PoolView
 from auction.presets import Policy, Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
@@ -130,10 +130,11 @@ class Engine:
         self._buckets: dict[str, TokenBucket] = {}
         self._heads: dict[int, str] = {}
         # The public pool: txs carried over from the last block, and this engine's view of the
-        # protected hashes (for the intake check; the close re-checks from the log).
+        # protected hashes and of the pool's fees and senders (for the intake checks; the close
+        # re-checks from the log and decides what stays pending).
         self._pending: dict[int, tuple[PendingTx, ...]] = {}
         self._protected: dict[int, set[str]] = {cid: set() for cid in self.rollups}
-        self._arrivals: dict[int, int] = {cid: 0 for cid in self.rollups}
+        self._pools = {cid: PoolView(r.policy) for cid, r in self.rollups.items()}
         self._closed_through: dict[int, int] = {}
         # With a signing committee (committee/coordinator.py) the chain advances only on signed
         # blocks: the coordinator sets the head (``set_head``), so a failed slot never becomes a
@@ -264,7 +265,7 @@ class Engine:
         first = await self.store.save_failed_slot(failed)
         async with self.closing:
             self._closed_through[rollup_id] = max(self._closed_through[rollup_id], slot)
-            self._arrivals[rollup_id] = 0  # they are logged again below, in the open slot
+            self._pools[rollup_id].clear_arrivals()  # logged again below, in the open slot
         if not first:
             return  # another engine process recorded it (and re-logged its public txs)
         log.error("slot %d of rollup %d failed to close: %s", slot, rollup_id, detail)
@@ -371,7 +372,7 @@ class Engine:
         if result.slot > self._closed_through.get(rollup_id, -1):
             self._closed_through[rollup_id] = result.slot
             if self.signed_chain:
-                self._arrivals[rollup_id] = 0  # the head moves in set_head, once signed
+                self._pools[rollup_id].clear_arrivals()  # the head moves in set_head, once signed
             else:
                 self._heads[rollup_id] = result.block.block_hash
                 self._set_pending(rollup_id, result.pending)
@@ -379,13 +380,14 @@ class Engine:
     def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None:
         """Make a signed block the parent of the next one, with the pool it left pending."""
         self._heads[rollup_id] = block_hash
-        self._pending[rollup_id] = pending
-        self._protected[rollup_id] = {p.tx.hash for p in pending if p.protected}
+        self._set_pending(rollup_id, pending, keep_arrivals=True)
 
-    def _set_pending(self, rollup_id: int, pending: tuple[PendingTx, ...]) -> None:
+    def _set_pending(
+        self, rollup_id: int, pending: tuple[PendingTx, ...], *, keep_arrivals: bool = False
+    ) -> None:
         self._pending[rollup_id] = pending
         self._protected[rollup_id] = {p.tx.hash for p in pending if p.protected}
-        self._arrivals[rollup_id] = 0
+        self._pools[rollup_id].set_pending(pending, keep_arrivals=keep_arrivals)
 
     def _announce(self, result: SlotResult) -> None:
         self.notifier.to_slot_watchers(
@@ -538,11 +540,10 @@ class Engine:
             endpoint_rollup=endpoint_rollup,
             protected=protected,
         )
-        cid = ptx.rollup
-        limit = self.rollups[cid].policy.max_pending_public_txs
-        if len(self._pending.get(cid, ())) + self._arrivals[cid] >= limit:
-            raise PublicPoolFull(f"rollup {cid} has {limit} public txs pending")
-        await self._log_public_tx(ptx)
+        # Verify the pool takes it: the sender's cap, and room or a better fee than the cheapest
+        # (False: it already waits, so logging it again would only grow the log)
+        if self._pools[ptx.rollup].check(ptx.tx):
+            await self._log_public_tx(ptx)
         return ptx.tx.hash
 
     async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
@@ -562,7 +563,7 @@ class Engine:
         except SlotClosed:
             # The slot closed between the clock read and the write: the tx joins the next one.
             await self.store.append_public_tx(ptx, slot + 1)
-        self._arrivals[ptx.rollup] += 1
+        self._pools[ptx.rollup].add(ptx.tx)  # over the pool's size, the cheapest leaves the view
         if ptx.protected:
             self._protected[ptx.rollup].add(ptx.tx.hash)
 

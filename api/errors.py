@@ -36,6 +36,9 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
     E.RateLimited: -32041,
     E.BundleNotFound: -32042,
     E.PublicPoolFull: -32043,
+    E.FeeTooLow: -32044,
+    E.SenderLimitExceeded: -32045,
+    E.TxGasTooHigh: -32046,
     E.InfeasibleInstance: -32050,
     E.StoreUnavailable: -32060,
 }
@@ -49,6 +52,7 @@ _HTTP_STATUS: dict[str, int] = {
     "unknown_rollup": 404,
     "rate_limited": 429,
     "public_pool_full": 429,
+    "sender_limit_exceeded": 429,
     "request_too_large": 413,
     "store_unavailable": 503,
     "internal_error": 500,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auction.presets import DEFAULT_CHAIN_ID, MAINNET, MINIMAL, Preset, Rollup
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         if v not in ("mainnet", "minimal"):
             raise ValueError("preset must be mainnet or minimal")
         return v
+
+    @model_validator(mode="after")
+    def _policy(self) -> Settings:
+        # The overrides must make a policy that works (e.g. a public tx stays pending until due).
+        self.rollup_configs()
+        return self
 
     def base_preset(self) -> Preset:
         return MINIMAL if self.preset == "minimal" else MAINNET

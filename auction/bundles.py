@@ -26,6 +26,7 @@ from auction.errors import (
     UnknownRollup,
 )
 from auction.hashing import from_hex, keccak256, to_hex
+from auction.pool import check_public_tx_admissible
 from auction.presets import Rollup
 from auction.slots import SlotClock, check_target_slot, compute_slot_at, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
@@ -342,8 +343,6 @@ def compute_public_tx(
         raise ChainIdMismatch(
             f"transaction is for chain {t.chain_id}, this endpoint serves {endpoint_rollup}"
         )
-    # Verify it could ever fit in a block
-    limit = rollups[t.chain_id].policy.gas_limit
-    if t.gas_limit > limit:
-        raise InvalidTransaction(f"transaction gas {t.gas_limit} exceeds the block's {limit}")
+    # Verify the public pool may take it: fee floor and gas cap (auction/pool.py)
+    check_public_tx_admissible(rollups[t.chain_id].policy, t)
     return PublicTx(rollup=t.chain_id, tx=t, received_ms=now_ms, protected=protected)

@@ -132,6 +132,18 @@ class InvalidTimestampRange(BlockspaceError):
     code = "invalid_timestamp_range"
 
 
+class FeeTooLow(BlockspaceError):
+    """A public tx's priority fee per gas is below the rollup's floor for its public pool."""
+
+    code = "fee_too_low"
+
+
+class TxGasTooHigh(BlockspaceError):
+    """A public tx claims more gas than the rollup lets one public tx have."""
+
+    code = "tx_gas_too_high"
+
+
 # --- slots ----------------------------------------------------------------------------------
 
 
@@ -171,9 +183,16 @@ class RateLimited(BlockspaceError):
 
 
 class PublicPoolFull(BlockspaceError):
-    """The rollup's pool of pending public transactions is full; try again after a block."""
+    """The rollup's pool of pending public transactions is full and the tx does not pay more per
+    gas than the cheapest waiting one (or this slot has logged as many as the pool holds)."""
 
     code = "public_pool_full"
+
+
+class SenderLimitExceeded(BlockspaceError):
+    """The tx's sender already has as many public txs waiting as one sender may."""
+
+    code = "sender_limit_exceeded"
 
 
 class BundleNotFound(BlockspaceError):

@@ -36,9 +36,25 @@ class Policy:
     # below the signers' limit (committee.signer.MAX_PROPOSAL_BYTES) whoever sends them.
     max_bids_per_slot: int = 32_768
     max_bytes_per_slot: int = 16 * 1024 * 1024
+    # The public pool (auction/pool.py; docs/decisions.md, "The public pool's bounds").
     max_pending_public_txs: int = 8_192
+    max_public_txs_per_sender: int = 16
+    min_public_fee_per_gas_wei: int = 1_000_000  # 0.001 gwei of effective priority fee
+    max_public_tx_gas: int = 16_777_216  # 2**24, L1's per-transaction cap (EIP-7825)
+    max_public_tx_age_slots: int = 300  # 10 minutes of 2 s slots
 
     def __post_init__(self) -> None:
+        # A policy that cannot work is refused when it is made, not found out at a close.
+        if self.max_pending_public_txs < 1 or self.max_public_txs_per_sender < 1:
+            raise ValueError("the public pool and each sender must be allowed at least one tx")
+        if self.min_public_fee_per_gas_wei < 0 or self.max_public_tx_gas < 1:
+            raise ValueError("the public fee floor and gas cap must be non-negative and positive")
+        if self.max_public_tx_age_slots < max(self.inclusion_after_slots, 0):
+            raise ValueError(
+                f"max_public_tx_age_slots ({self.max_public_tx_age_slots}) must be at least "
+                f"inclusion_after_slots ({self.inclusion_after_slots}): a public tx must stay "
+                "pending until it is due"
+            )
         # Verify every per-slot sum of bids stays far inside the header's uint256 fields
         if not 1 <= self.max_bids_per_slot <= C.MAX_BIDS_PER_SLOT:
             raise ValueError(f"max_bids_per_slot must be in 1..{C.MAX_BIDS_PER_SLOT}")
@@ -85,6 +101,11 @@ MINIMAL = Preset(
         max_bids_per_slot=64,
         max_bytes_per_slot=262_144,
         time_budget_ms=20,
+        max_pending_public_txs=16,
+        max_public_txs_per_sender=4,
+        min_public_fee_per_gas_wei=10**9,
+        max_public_tx_gas=250_000,
+        max_public_tx_age_slots=4,
     ),
 )
 

@@ -7,17 +7,21 @@ first-come first-served. Fairness rules are hard constraints:
 - public txs that waited ``inclusion_after_slots`` slots or more are *due*: they are in the block
   (the lane grows past its reserve if they need it, and no bundle that conflicts with one may win);
 - a bundle carrying a protected tx anywhere but first is rejected (no front-runs or sandwiches);
-- ``max_gas_share_per_searcher`` caps each searcher's bundle gas.
+- ``max_gas_share_per_searcher`` caps each searcher's bundle gas;
+- the public pool is bounded (``auction.pool``): txs below the fee floor, over the gas cap or
+  too old are dropped, and what stays pending is capped per sender and in all (cheapest evicted).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from auction import constants as C
 from auction.book import compute_book
 from auction.bundles import compute_bid_id
 from auction.encoding import compute_bid_set_root, compute_block_hash, compute_pending_root
+from auction.pool import compute_kept, is_expired, is_public_tx_admissible
 from auction.presets import Rollup
 from auction.types import (
     Bid,
@@ -84,16 +88,25 @@ def compute_event_id(entry: LoggedEvent) -> str:
 
 
 def compute_pool(
-    slot: int, carried: Sequence[PendingTx], log: Sequence[LoggedEvent]
+    rollup: Rollup, slot: int, carried: Sequence[PendingTx], log: Sequence[LoggedEvent]
 ) -> list[PendingTx]:
-    """The public txs this slot may include: those carried over, then its own arrivals."""
-    pool = list(carried)
-    seen = {p.tx.hash for p in pool}
-    for entry in log:
-        ev = entry.event
-        if isinstance(ev, PublicTx) and ev.tx.hash not in seen:
-            seen.add(ev.tx.hash)
-            pool.append(PendingTx(ev.tx, slot, entry.seq, ev.protected))
+    """The public txs this slot may include: those carried over, then its own arrivals, less
+    any the pool's rules refuse (below the fee floor, over the gas cap, too old)."""
+    policy = rollup.policy
+    pool: list[PendingTx] = []
+    seen: set[str] = set()
+    arrivals = (
+        PendingTx(e.event.tx, slot, e.seq, e.event.protected)
+        for e in log
+        if isinstance(e.event, PublicTx)
+    )
+    for p in itertools.chain(carried, arrivals):
+        if p.tx.hash in seen:
+            continue
+        seen.add(p.tx.hash)
+        # Intake checked these; a log or pool that reached us otherwise is held to them too.
+        if is_public_tx_admissible(policy, p.tx) and not is_expired(policy, slot, p):
+            pool.append(p)
     return pool
 
 
@@ -120,6 +133,25 @@ def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[Pe
     return due
 
 
+def compute_pending(
+    rollup: Rollup, slot: int, pool: Sequence[PendingTx], block_txs: Sequence[Tx]
+) -> tuple[PendingTx, ...]:
+    """What the pool leaves to the next slot, in first-come first-served order: the txs not in
+    the block, not made invalid by a block tx with their (sender, nonce), not too old for the
+    next slot, and within the pool's size and per-sender caps (cheapest, then newest, evicted)."""
+    policy = rollup.policy
+    in_block = {t.hash for t in block_txs}
+    block_nonces = {f"n{t.sender}:{t.nonce}" for t in block_txs}
+    waiting = [
+        p
+        for p in pool
+        if p.tx.hash not in in_block
+        and f"n{p.tx.sender}:{p.tx.nonce}" not in block_nonces
+        and not is_expired(policy, slot + 1, p)
+    ]
+    return compute_kept(policy, waiting)
+
+
 def compute_slot_result(
     rollup: Rollup,
     slot: int,
@@ -138,7 +170,7 @@ def compute_slot_result(
     """
     policy = rollup.policy
     book = compute_book(log)
-    pool = compute_pool(slot, carried, log)
+    pool = compute_pool(rollup, slot, carried, log)
     protected = {p.tx.hash for p in pool if p.protected}
     due = compute_due(rollup, slot, pool)
     due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
@@ -202,13 +234,7 @@ def compute_slot_result(
         used_keys.update(keys)
         included_hashes.add(p.tx.hash)
         room -= p.tx.gas_limit
-    # What stays pending: not included, and not made invalid by a block tx with its nonce.
-    block_nonces = {f"n{t.sender}:{t.nonce}" for t in [*bundle_txs, *lane]}
-    pending = tuple(
-        p
-        for p in pool
-        if p.tx.hash not in included_hashes and f"n{p.tx.sender}:{p.tx.nonce}" not in block_nonces
-    )
+    pending = compute_pending(rollup, slot, pool, [*bundle_txs, *lane])
 
     txs = [*bundle_txs, *lane]
     gas_used = packing.gas_used + sum(t.gas_limit for t in lane)

@@ -214,6 +214,14 @@ def compute_bundle_hash(tx_hashes: list[str] | tuple[str, ...]) -> str:
     return to_hex(keccak256(b"".join(bytes.fromhex(h[2:]) for h in tx_hashes)))
 
 
+def compute_priority_fee_wei(tx: Tx) -> int:
+    """The priority fee per gas a transaction pays at most: min(priority fee, max fee).
+
+    Without the rollup's base fee this is an upper bound (the node pays min(priority fee,
+    max fee - base fee)); bids and the public pool's order use the same bound."""
+    return min(tx.priority_fee_wei, tx.max_fee_wei)
+
+
 def compute_tip_wei(tx: Tx) -> int:
     """The priority tip a transaction pays at most: gas limit x effective priority fee."""
-    return tx.gas_limit * min(tx.priority_fee_wei, tx.max_fee_wei)
+    return tx.gas_limit * compute_priority_fee_wei(tx)

@@ -467,7 +467,7 @@ def check_fairness(rollup: Rollup, proposal: Proposal, block: Block) -> None:
     """
     policy = rollup.policy
     slot = proposal.slot
-    pool = compute_pool(slot, proposal.carried, proposal.log)
+    pool = compute_pool(rollup, slot, proposal.carried, proposal.log)
     due = compute_due(rollup, slot, pool)
     # Verify the inclusion list: every due public tx is in the block.
     in_block = set(compute_tx_hashes(block))

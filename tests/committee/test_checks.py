@@ -408,6 +408,35 @@ def test_bundle_conflicting_with_due_tx_breaks_fairness(dealt) -> None:
     assert excinfo.value.data["rule"] == "conflict"
 
 
+def test_members_rederive_the_pools_evictions(dealt) -> None:
+    # The pool keeps 2; a carried tx reaches its max age in this slot. The honest block evicts
+    # both the old tx and the newest arrival; a coordinator that keeps them is refused.
+    policy = MAINNET.policy.with_(gas_limit=100_000, max_pending_public_txs=2,
+                                  max_public_tx_age_slots=2)
+    old = public_tx(key(80), SLOT - 2, gas=50_000, policy=policy)
+    carried = (PendingTx(old.tx, SLOT - 2, "1-0"),)
+    parent_block = rehash(dataclasses.replace(
+        result_of(log_of([]), SLOT - 1, policy=policy).block,
+        pending_root=compute_pending_root(carried),
+    ))
+    cert = certify(dealt.committee, dealt.group_secret, parent_block)
+    arrivals = [public_tx(key(81 + i), gas=50_000, policy=policy) for i in range(3)]
+    bid = signed_bid(key(85), bid_wei=10**15, gas=60_000, policy=policy)  # leaves 40k: none fit
+    log = log_of([*arrivals, bid])
+    p = proposal_of(dealt.committee, log, parent=cert, carried=carried, policy=policy)
+    config = config_of(dealt.committee, policy=policy)
+    run_all(config, p)
+    expected = result_of(log, parent_hash=cert.header.block_hash, carried=carried, policy=policy)
+    assert p.block.public_tx_count == 0
+    assert [x.tx.hash for x in expected.pending] == [a.tx.hash for a in arrivals[:2]]
+    # The lie: nothing evicted.
+    waiting = (*carried, *(PendingTx(a.tx, SLOT, e.seq) for a, e in zip(arrivals, log[:3],
+                                                                          strict=True)))
+    lie = with_block(p, dataclasses.replace(p.block, pending_root=compute_pending_root(waiting)))
+    r = refusal(config, lie)
+    assert isinstance(r, BlockMismatch) and r.data["expected_block_hash"] == p.block.block_hash
+
+
 def test_refusal_codes_are_stable() -> None:
     codes = {cls.code for cls in (
         MalformedProposal, NotMember, SlotNotClosed, SlotExpired, UnknownParent, Locked,
