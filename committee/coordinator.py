@@ -599,10 +599,12 @@ class Coordinator:
         store = self.engine.store
         pin = self._pinned.get(rollup)
         if pin is not None:
-            if await self._published(rollup, pin.result.slot):
-                self._pinned.pop(rollup, None)  # another process completed or failed it
-            else:
+            outcome = await self._await_outcome(rollup, pin.result.slot, wait=False)
+            if outcome is None:
                 return pin
+            # Another process completed (or failed) it: take its outcome as a follower would.
+            self._pinned.pop(rollup, None)
+            self._adopt(pin.result, outcome)
         head = await self._head(rollup)
         first = head[0].block.slot + 1 if head else 0
         for j in range(max(first, before_slot - PIN_SCAN_SLOTS), before_slot):
