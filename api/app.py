@@ -40,6 +40,7 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         max_slots_ahead=settings.max_slots_ahead,
         clock_ms=clock_ms,
         metrics=Metrics(),
+        decode_offload_bytes=settings.decode_offload_bytes,
     )
 
 

@@ -55,7 +55,8 @@ class SlotCloseFailed(Exception):
 
 ResultHook = Callable[[SlotResult], Awaitable[None]]
 
-# Signed requests at least this large are decoded in a worker thread (docs/decisions.md).
+# Signed requests at least this large are decoded in a worker thread (decision 19; the
+# setting decode_offload_bytes).
 OFFLOAD_BYTES = 32 * 1024
 # A signed cancel takes effect once, when first seen; it is remembered this long, so a replay
 # (or a retry) within it changes nothing (docs/protocol.md: cancels).
@@ -107,6 +108,7 @@ class Engine:
         max_slots_ahead: int | None = None,
         clock_ms: Callable[[], int] | None = None,
         metrics: Metrics | None = None,
+        decode_offload_bytes: int = OFFLOAD_BYTES,
     ) -> None:
         if not rollups:
             raise ValueError("an engine serves at least one rollup")
@@ -120,6 +122,7 @@ class Engine:
         )
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.metrics = metrics or Metrics()
+        self.decode_offload_bytes = decode_offload_bytes
         self.notifier = Notifier()
         self.result_hooks: list[ResultHook] = []  # results this process built
         self.follow_hooks: list[ResultHook] = []  # results another process built
@@ -510,7 +513,8 @@ class Engine:
         )
         # A large request (long access lists) takes tens of ms to decode: off the event loop,
         # so it never delays other searchers' acknowledgements.
-        bid = derive() if len(evidence.body) < OFFLOAD_BYTES else await asyncio.to_thread(derive)
+        large = len(evidence.body) >= self.decode_offload_bytes
+        bid = await asyncio.to_thread(derive) if large else derive()
         limits = compute_intake_limits(self.rollups[bid.rollup].policy)
         t0 = time.perf_counter()
         await self.store.append_bid(bid, limits)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     signing_window_ms: int | None = Field(default=None, ge=50)
     max_clock_skew_ms: int = Field(default=250, ge=0, le=60_000)
     signer_evidence_sample: int = Field(default=16, ge=0)  # losing events a member fully re-derives
+    # Signed requests at least this large are decoded in a worker thread, off the event loop.
+    decode_offload_bytes: int = Field(default=32 * 1024, ge=0)
 
     @field_validator("store")
     @classmethod
