@@ -7,7 +7,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-import orjson
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,7 +18,7 @@ from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
 from api.metrics import Metrics
-from api.rpc import dispatch
+from api.rpc import dispatch, encode_message
 from api.settings import SETTINGS_ENV, Settings
 from api.stores import open_store
 from api.websocket import serve_websocket
@@ -124,7 +123,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             endpoint_rollup=endpoint_rollup,
             transport="http",
         )
-        return Response(orjson.dumps(response), media_type="application/json")
+        return Response(encode_message(eng.metrics, response), media_type="application/json")
 
     @app.post("/", summary="JSON-RPC (Flashbots-compatible) for the default rollup")
     async def rpc_default(request: Request) -> Response:

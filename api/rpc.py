@@ -10,6 +10,7 @@ import orjson
 
 from api.engine import Engine
 from api.errors import internal_jsonrpc_error, jsonrpc_error
+from api.metrics import Metrics
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -111,6 +112,22 @@ async def dispatch(
     except BlockspaceError as exc:
         return _refuse(engine, transport, rid, exc), None
     return await _answer(engine, req, body, signature, endpoint_rollup, transport, on_searcher)
+
+
+def encode_message(metrics: Metrics, msg: Any) -> bytes:
+    """The JSON bytes of one outgoing message (reply, batch or notification). One that cannot be
+    encoded becomes an internal error with its id (counted, logged): never an exception, so a
+    transport's writer never dies of a message."""
+    try:
+        return orjson.dumps(msg)
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        metrics.system_faults.labels("encode").inc()
+        log.exception("could not encode an outgoing message")
+        rid = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            return orjson.dumps(internal_jsonrpc_error(rid))
+        except (orjson.JSONEncodeError, TypeError, ValueError):
+            return orjson.dumps(internal_jsonrpc_error(None))
 
 
 def _refuse(engine: Engine, transport: str, rid: Any, exc: BlockspaceError) -> dict[str, Any]:

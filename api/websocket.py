@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from api import errors as wire
 from api.engine import Engine, TokenBucket
 from api.notify import Subscriber
-from api.rpc import dispatch, parse_request
+from api.rpc import dispatch, encode_message, parse_request
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -73,9 +73,19 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
     floods = 0
 
     async def writer() -> None:
-        while True:
-            msg = await sub.queue.get()
-            await ws.send_text(orjson.dumps(msg).decode())
+        # encode_message never raises; a send that fails means the connection is gone, and the
+        # reader sees that too. Anything else closes the connection: never a silent dead writer.
+        try:
+            while True:
+                msg = await sub.queue.get()
+                await ws.send_text(encode_message(engine.metrics, msg).decode())
+        except (asyncio.CancelledError, WebSocketDisconnect):
+            raise
+        except Exception:
+            engine.metrics.system_faults.labels("websocket_writer").inc()
+            log.exception("websocket writer fault; closing the connection")
+            with contextlib.suppress(Exception):
+                await ws.close(code=wire.WS_CLOSE_INTERNAL, reason="internal error")
 
     async def handle(frame: bytes) -> None:
         try:
@@ -133,7 +143,7 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
         # Flush what is queued (replies to calls the client made), then stop the writer.
         with contextlib.suppress(Exception):
             while not sub.queue.empty():
-                await ws.send_text(orjson.dumps(sub.queue.get_nowait()).decode())
+                await ws.send_text(encode_message(engine.metrics, sub.queue.get_nowait()).decode())
         writer_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer_task

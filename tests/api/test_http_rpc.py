@@ -218,3 +218,37 @@ def test_bad_public_tx_refused(client):
     _, reply = post(client, b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction",'
                             b'"params":[]}')
     assert reply["error"]["data"]["code"] == "invalid_params"
+
+
+BIG_CHAIN = 2**100
+BIG_GAS = 2**70
+
+
+def _error_data_holds_only_json_scalars(data: dict) -> None:
+    for value in data.values():
+        assert value is None or isinstance(value, (str, bool, float)) or (
+            isinstance(value, int) and -(2**63) <= value < 2**64)
+
+
+@pytest.mark.parametrize("kind", ["bundle", "raw_tx"])
+@pytest.mark.parametrize("field", ["chain_id", "gas"])
+def test_huge_integers_in_errors_answer_a_stable_code_not_a_500(client, kind, field):
+    k = key(3)
+    t = tx(k, chain_id=BIG_CHAIN) if field == "chain_id" else tx(k, gas=BIG_GAS)
+    if kind == "bundle":
+        body, sig = signed_request(k, "eth_sendBundle",
+                                   [bundle_params([t], START_SLOT, bid_wei=10**15)])
+        status, reply = post(client, body, sig)
+    else:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 5, "method": "eth_sendRawTransaction",
+                             "params": ["0x" + t.hex()]})
+        status, reply = post(client, body)
+    assert status == 200, reply
+    data = reply["error"]["data"]
+    assert data["code"] in {"unknown_rollup", "bundle_gas_too_high", "invalid_transaction",
+                            "invalid_params"}, reply
+    _error_data_holds_only_json_scalars(data)
+    if "chain_id" in data:
+        assert data["chain_id"] == str(BIG_CHAIN)
+    if "gas" in data:
+        assert data["gas"] == str(BIG_GAS)

@@ -82,3 +82,20 @@ def test_per_rollup_endpoint(client):
     with client.websocket_connect("/rollup/10/ws") as ws:
         ws.send_text('{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
         assert recv_until(ws, lambda m: m.get("id") == 1)["result"] == "0xa"
+
+
+@pytest.mark.parametrize("field", ["chain_id", "gas"])
+def test_huge_integers_in_errors_keep_the_connection_answering(client, field):
+    k = key(3)
+    t = tx(k, chain_id=2**100) if field == "chain_id" else tx(k, gas=2**70)
+    body = k.request("eth_sendBundle", [bundle_params([t], START_SLOT, bid_wei=10**15)])
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(k.ws_frame(body))
+        err = recv_until(ws, lambda m: "error" in m)
+        assert err["error"]["data"]["code"] in {"unknown_rollup", "bundle_gas_too_high",
+                                                "invalid_params"}, err
+        assert err["error"]["data"].get(field, str(2**100 if field == "chain_id" else 2**70)) \
+            == str(2**100 if field == "chain_id" else 2**70)
+        # The writer is alive: later calls are answered.
+        ws.send_text('{"jsonrpc":"2.0","id":9,"method":"eth_chainId"}')
+        assert recv_until(ws, lambda m: m.get("id") == 9)["result"] == hex(CHAIN)
