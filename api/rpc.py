@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -72,12 +71,8 @@ async def dispatch(
     *,
     endpoint_rollup: int | None,
     transport: str,
-    on_searcher: Callable[[str], None] | None = None,
 ) -> tuple[Any, str | None]:
     """Answer one request (or a batch). Returns the response and the authenticated searcher.
-
-    ``on_searcher`` runs as soon as the signature checks out, before the call's effects (the
-    websocket subscribes the connection there, so it also gets the ``received`` notification).
 
     Batches (ethers' JsonRpcProvider sends them by default) may hold unsigned calls only: a
     signature covers a whole body, and a bid's evidence must be exactly one request.
@@ -99,9 +94,7 @@ async def dispatch(
                 req = check_request(item)
                 if req["method"] in SIGNED_METHODS:
                     raise InvalidRequest(f"{req['method']} cannot be sent in a batch")
-                answer, _ = await _answer(
-                    engine, req, body, signature, endpoint_rollup, transport, on_searcher
-                )
+                answer, _ = await _answer(engine, req, body, signature, endpoint_rollup, transport)
                 answers.append(answer)
             except BlockspaceError as exc:
                 answers.append(_refuse(engine, transport, rid, exc))
@@ -111,7 +104,7 @@ async def dispatch(
         req = check_request(parsed)
     except BlockspaceError as exc:
         return _refuse(engine, transport, rid, exc), None
-    return await _answer(engine, req, body, signature, endpoint_rollup, transport, on_searcher)
+    return await _answer(engine, req, body, signature, endpoint_rollup, transport)
 
 
 def encode_message(metrics: Metrics, msg: Any) -> bytes:
@@ -143,7 +136,6 @@ async def _answer(
     signature: str | None,
     endpoint_rollup: int | None,
     transport: str,
-    on_searcher: Callable[[str], None] | None,
 ) -> tuple[dict[str, Any], str | None]:
     rid: Any = req.get("id")
     searcher: str | None = None
@@ -152,8 +144,6 @@ async def _answer(
         params = req.get("params", [])
         if method in SIGNED_METHODS:
             searcher = engine.authenticate(body, signature)
-            if on_searcher is not None:
-                on_searcher(searcher)
             evidence = Evidence(body=body, signature=signature or "")
             if method == "eth_sendBundle":
                 result: Any = await engine.submit_bundle(
