@@ -18,7 +18,7 @@ from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
 from api.metrics import Metrics
-from api.rpc import dispatch, encode_message
+from api.rpc import count_refusal, dispatch, encode_message
 from api.settings import SETTINGS_ENV, Settings
 from api.stores import open_store
 from api.websocket import serve_websocket
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
             exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-            eng.metrics.requests_rejected.labels("http", exc.code).inc()
+            count_refusal(eng, "http", exc)
             return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
         chunks = []
         size = 0
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             size += len(chunk)
             if size > MAX_REQUEST_BYTES:
                 exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-                eng.metrics.requests_rejected.labels("http", exc.code).inc()
+                count_refusal(eng, "http", exc)
                 return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
             chunks.append(chunk)
         body = b"".join(chunks)

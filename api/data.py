@@ -116,7 +116,7 @@ def _refused(request: Request, exc: BlockspaceError) -> Response:
         if isinstance(exc, StoreUnavailable):
             engine.metrics.system_faults.labels("data_api").inc()
         else:
-            engine.metrics.requests_rejected.labels("data", exc.code).inc()
+            engine.metrics.count_refusal("data", exc.code, None)  # about closed slots only
     log.info("data API refused %s %s: %s", request.url.path, exc.code, exc.message)
     return _error_response(exc)
 

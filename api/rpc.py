@@ -10,6 +10,7 @@ import orjson
 from api.engine import Engine
 from api.errors import internal_jsonrpc_error, jsonrpc_error
 from api.metrics import Metrics
+from auction.bundles import parse_quantity
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -123,8 +124,32 @@ def encode_message(metrics: Metrics, msg: Any) -> bytes:
             return orjson.dumps(internal_jsonrpc_error(None))
 
 
-def _refuse(engine: Engine, transport: str, rid: Any, exc: BlockspaceError) -> dict[str, Any]:
-    engine.metrics.requests_rejected.labels(transport, exc.code).inc()
+def compute_refusal_slot(engine: Engine, req: Any) -> int:
+    """The slot whose close publishes a refusal's count (docs/metrics.md): a bundle's target slot
+    when it names one in the intake window (a searcher's full quota there is a fact about that
+    slot's pending bids), else the open slot."""
+    open_slot = engine.open_slot()
+    params = req.get("params") if isinstance(req, dict) else None
+    first = params[0] if isinstance(params, list) and params else None
+    if isinstance(first, dict) and req.get("method") == "eth_sendBundle":
+        try:
+            target = parse_quantity(first.get("blockNumber"), "blockNumber")
+        except BlockspaceError:
+            target = None
+        if target is not None:
+            return min(max(target, open_slot), open_slot + engine.max_slots_ahead)
+    return open_slot
+
+
+def count_refusal(engine: Engine, transport: str, exc: BlockspaceError, req: Any = None) -> None:
+    """Count a refused request; the count is published when its slot closes."""
+    engine.metrics.count_refusal(transport, exc.code, compute_refusal_slot(engine, req))
+
+
+def _refuse(
+    engine: Engine, transport: str, rid: Any, exc: BlockspaceError, req: Any = None
+) -> dict[str, Any]:
+    count_refusal(engine, transport, exc, req)
     log.info("rejected %s: %s", exc.code, exc.message)
     return jsonrpc_error(rid, exc)
 
@@ -179,7 +204,7 @@ async def _answer(
             raise MethodNotFound(f"method {method!r} is not supported")
         return {"jsonrpc": "2.0", "id": rid, "result": result}, searcher
     except BlockspaceError as exc:
-        return _refuse(engine, transport, rid, exc), searcher
+        return _refuse(engine, transport, rid, exc, req), searcher
     except Exception:
         engine.metrics.system_faults.labels("rpc").inc()
         log.exception("internal error answering a request")

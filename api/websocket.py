@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from api import errors as wire
 from api.engine import Engine, TokenBucket
 from api.notify import Subscriber
-from api.rpc import dispatch, encode_message, parse_request
+from api.rpc import count_refusal, dispatch, encode_message, parse_request
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -133,7 +133,7 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
             try:
                 body, sig = _split_frame(frame)
             except BlockspaceError as exc:
-                engine.metrics.requests_rejected.labels("ws", exc.code).inc()
+                count_refusal(engine, "ws", exc)
                 sub.offer(wire.jsonrpc_error(None, exc))
                 return
             if _subscription(body, sig, engine, sub, nonce):
@@ -155,7 +155,7 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
             if not bucket.take(engine.now_ms()):
                 floods += 1
                 exc = RateLimited("too many frames on this connection; slow down")
-                engine.metrics.requests_rejected.labels("ws", exc.code).inc()
+                count_refusal(engine, "ws", exc)
                 sub.offer(wire.jsonrpc_error(None, exc))
                 if floods >= MAX_CONSECUTIVE_FLOOD:
                     await ws.close(code=wire.WS_CLOSE_FLOOD, reason="flood")
@@ -223,7 +223,7 @@ def _subscription(
         else:
             raise InvalidParams(f"bs_subscribe takes one of {', '.join(TOPICS)}", field="params")
     except BlockspaceError as exc:
-        engine.metrics.requests_rejected.labels("ws", exc.code).inc()
+        count_refusal(engine, "ws", exc)
         sub.offer(wire.jsonrpc_error(rid, exc))
         return True
     sub.offer({"jsonrpc": "2.0", "id": rid, "result": result})

@@ -144,10 +144,49 @@ def test_flood_from_one_searcher_is_rate_limited(client, engine):
     assert "result" in reply
 
 
-def test_rejections_are_counted_in_metrics(client):
+def _sample(engine, name: str, **labels: str) -> float | None:
+    return engine.metrics.registry.get_sample_value(name, labels)
+
+
+def test_metrics_do_not_change_when_a_bid_is_accepted_into_an_open_slot(client, engine):
+    before = client.get("/metrics").text
+    k = key(1)
+    status, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+    assert "result" in reply, reply
+    assert client.get("/metrics").text == before
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
+    assert _sample(engine, "blockspace_store_seconds_count", op="append_bid") == 1
+
+
+def test_rejections_are_counted_in_metrics_once_the_slot_closes(client, engine):
+    before = client.get("/metrics").text
     post(client, b"{not json")
+    assert client.get("/metrics").text == before
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
     text = client.get("/metrics").text
-    assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"}' in text
+    assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"} 1.0' in text
+
+
+def test_a_later_slots_bids_and_quota_refusals_wait_for_that_slots_close(client, engine):
+    from auction.presets import Policy, Rollup
+
+    engine.rollups[CHAIN] = Rollup(CHAIN, policy=Policy(max_bundles_per_searcher_per_slot=1))
+    k, later = key(9), START_SLOT + 2
+    codes = []
+    for _ in range(2):
+        _, reply = send(client, k, bundle_params([tx(k)], later, bid_wei=10**15))
+        codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
+    assert codes == ["ok", "searcher_limit_exceeded"]
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT + 1)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") is None
+    assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
+                   code="searcher_limit_exceeded") is None
+    client.portal.call(engine.close_slot, CHAIN, later)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
+    assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
+                   code="searcher_limit_exceeded") == 1
 
 
 def test_healthz(client):
