@@ -30,8 +30,94 @@ UNSIGNED_METHODS = frozenset(
     {"eth_chainId", "eth_blockNumber", "net_version", "web3_clientVersion"}
 )
 
+PUBLIC_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendPrivateTransaction"})
 
 MAX_BATCH = 100
+
+# --- OpenAPI description of the JSON-RPC body (what schemathesis generates requests from) ------
+
+_ID_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]
+}
+_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "method"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": _ID_SCHEMA,
+        "method": {
+            "type": "string",
+            "enum": sorted(SIGNED_METHODS | UNSIGNED_METHODS | PUBLIC_METHODS),
+        },
+        "params": {"type": "array"},
+    },
+}
+_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "id"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": _ID_SCHEMA,
+        "result": {},
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "data"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "data": {
+                    "type": "object",
+                    "required": ["code"],
+                    "properties": {"code": {"type": "string", "description": "stable code"}},
+                },
+            },
+        },
+    },
+}
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "one JSON-RPC 2.0 request, or a batch of unsigned ones (docs/protocol.md)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _REQUEST_SCHEMA,
+                        {
+                            "type": "array",
+                            "items": _REQUEST_SCHEMA,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "parameters": [
+        {
+            "name": "X-Flashbots-Signature",
+            "in": "header",
+            "required": False,
+            "description": "<address>:<signature> for the signed methods",
+            "schema": {"type": "string"},
+        }
+    ],
+}
+OPENAPI_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the answer (errors too: HTTP 200, as Flashbots clients expect)",
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ANSWER_SCHEMA, {"type": "array", "items": _ANSWER_SCHEMA}]}
+            }
+        },
+    },
+    413: {
+        "description": "a body over 1 MiB (a JSON-RPC error, code request_too_large)",
+        "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
+    },
+}
 
 
 def _load(body: bytes) -> Any:
@@ -41,6 +127,15 @@ def _load(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ParseError("request body is not valid JSON") from None
+
+
+def compute_request_id(req: Any) -> Any:
+    """The id an answer to ``req`` carries: its own when well formed, else null (JSON-RPC 2.0:
+    an id that cannot be read is answered as null, never echoed)."""
+    rid = req.get("id") if isinstance(req, dict) else None
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return None
+    return rid
 
 
 def check_request(req: Any) -> dict[str, Any]:
@@ -90,7 +185,7 @@ async def dispatch(
             return _refuse(engine, transport, None, too_many), None
         answers = []
         for item in parsed:
-            rid = item.get("id") if isinstance(item, dict) else None
+            rid = compute_request_id(item)
             try:
                 req = check_request(item)
                 if req["method"] in SIGNED_METHODS:
@@ -100,7 +195,7 @@ async def dispatch(
             except BlockspaceError as exc:
                 answers.append(_refuse(engine, transport, rid, exc))
         return answers, None
-    rid = parsed.get("id") if isinstance(parsed, dict) else None
+    rid = compute_request_id(parsed)
     try:
         req = check_request(parsed)
     except BlockspaceError as exc:
@@ -186,7 +281,7 @@ async def _answer(
                 result = await engine.bundle_stats(
                     params, searcher=searcher, endpoint_rollup=endpoint_rollup
                 )
-        elif method in ("eth_sendRawTransaction", "eth_sendPrivateTransaction"):
+        elif method in PUBLIC_METHODS:
             result = await engine.submit_public_tx(
                 params,
                 endpoint_rollup=endpoint_rollup,

@@ -291,3 +291,25 @@ def test_huge_integers_in_errors_answer_a_stable_code_not_a_500(client, kind, fi
         assert data["chain_id"] == str(BIG_CHAIN)
     if "gas" in data:
         assert data["gas"] == str(BIG_GAS)
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [
+    ("GET", f"/v1/blocks/{CHAIN}/not-a-slot", "slot"),
+    ("GET", "/v1/blocks/-1/latest", "rollup"),
+    ("GET", f"/v1/committee/evidence/{CHAIN}?limit=0", "limit"),
+    ("GET", f"/v1/committee/evidence/{CHAIN}?before=x", "before"),
+    ("POST", "/rollup/not-a-chain", "chain_id"),
+])
+def test_bad_path_and_query_parameters_answer_the_stable_code_shape(client, method, path, field):
+    r = client.request(method, path, content=b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_params" and r.json()["data"] == {"field": field}
+    assert set(r.json()) == {"code", "message", "data"}
+
+
+def test_an_unreadable_id_is_answered_as_null_never_echoed(client):
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":{"x":1},"method":"eth_chainId"}')
+    assert reply["id"] is None and reply["error"]["data"]["code"] == "invalid_request"
+    _, replies = post(client, b'[{"jsonrpc":"2.0","id":[1],"method":"eth_chainId"},'
+                              b'{"jsonrpc":"2.0","id":7,"method":"eth_chainId"}]')
+    assert [r["id"] for r in replies] == [None, 7]
