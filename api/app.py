@@ -6,9 +6,9 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-import orjson
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,7 +19,8 @@ from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
 from api.metrics import Metrics
-from api.rpc import dispatch
+from api.routing import ERRORS, MAX_ROLLUP, RpcRoute
+from api.rpc import OPENAPI_ANSWERS, OPENAPI_BODY, count_refusal, dispatch, encode_message
 from api.settings import SETTINGS_ENV, Settings
 from api.stores import open_store
 from api.websocket import serve_websocket
@@ -101,12 +102,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(blocks_router)
     app.include_router(dashboard_router)
 
+    # JSON-RPC, health and metrics; a bad path (a chain id that is no number) answers the
+    # stable-code shape like every HTTP route (api/routing.py).
+    shell = APIRouter(route_class=RpcRoute)
+    rpc_docs: dict[str, Any] = {"openapi_extra": OPENAPI_BODY, "responses": OPENAPI_ANSWERS}
+
     async def rpc(request: Request, endpoint_rollup: int | None) -> Response:
         eng: Engine = request.app.state.engine
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
             exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-            eng.metrics.requests_rejected.labels("http", exc.code).inc()
+            count_refusal(eng, "http", exc)
             return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
         chunks = []
         size = 0
@@ -114,7 +120,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             size += len(chunk)
             if size > MAX_REQUEST_BYTES:
                 exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-                eng.metrics.requests_rejected.labels("http", exc.code).inc()
+                count_refusal(eng, "http", exc)
                 return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
             chunks.append(chunk)
         body = b"".join(chunks)
@@ -125,14 +131,21 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             endpoint_rollup=endpoint_rollup,
             transport="http",
         )
-        return Response(orjson.dumps(response), media_type="application/json")
+        return Response(encode_message(eng.metrics, response), media_type="application/json")
 
-    @app.post("/", summary="JSON-RPC (Flashbots-compatible) for the default rollup")
+    @shell.post("/", summary="JSON-RPC (Flashbots-compatible) for the default rollup", **rpc_docs)
     async def rpc_default(request: Request) -> Response:
         return await rpc(request, None)
 
-    @app.post("/rollup/{chain_id}", summary="JSON-RPC for one rollup")
-    async def rpc_rollup(chain_id: int, request: Request) -> Response:
+    @shell.post(
+        "/rollup/{chain_id}",
+        summary="JSON-RPC for one rollup",
+        openapi_extra=OPENAPI_BODY,
+        responses={**ERRORS, **OPENAPI_ANSWERS},
+    )
+    async def rpc_rollup(
+        chain_id: Annotated[int, Path(ge=0, le=MAX_ROLLUP)], request: Request
+    ) -> Response:
         return await rpc(request, chain_id)
 
     @app.websocket("/ws")
@@ -143,7 +156,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def ws_rollup(ws: WebSocket, chain_id: int) -> None:
         await serve_websocket(ws, ws.app.state.engine, chain_id)
 
-    @app.get("/healthz", summary="Liveness and store health")
+    @shell.get("/healthz", summary="Liveness and store health")
     async def healthz(request: Request) -> Response:
         eng: Engine = request.app.state.engine
         ok = await eng.store.ping()
@@ -156,9 +169,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @shell.get(
+        "/metrics",
+        summary="Prometheus metrics (docs/metrics.md)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         eng: Engine = request.app.state.engine
         return Response(generate_latest(eng.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(shell)
     return app

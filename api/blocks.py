@@ -14,16 +14,19 @@ Signed blocks also go to websocket subscribers of ``bs_subscribe ["blocks"]``. T
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api import errors as wire
 from api.engine import Engine
-from auction.errors import BlockspaceError, UnknownRollup
+from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, BlocksRoute
+from auction.errors import UnknownRollup
 from committee.errors import BlockNotFound, SlotFailed
 from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
 
-router = APIRouter(tags=["blocks"])
+# Refusals (and bad parameters) answer {"code", "message", "data"?} through api/routing.py.
+router = APIRouter(tags=["blocks"], route_class=BlocksRoute, responses=ERRORS)
 
 MAX_EVIDENCE_PAGE = 500
 
@@ -35,51 +38,40 @@ def _engine(request: Request, rollup: int) -> Engine:
     return engine
 
 
-def _error(exc: BlockspaceError) -> Response:
-    return JSONResponse(wire.http_error_body(exc), status_code=wire.http_status(exc))
+RollupP = Annotated[int, Path(ge=0, le=MAX_ROLLUP, description="chain id")]
+SlotP = Annotated[int, Path(ge=0, le=MAX_SLOT)]
 
 
 @router.get("/v1/blocks/{rollup}/latest", summary="The newest signed block of a rollup")
-async def latest_block(request: Request, rollup: int) -> Response:
-    try:
-        engine = _engine(request, rollup)
-        signed = await engine.store.latest_signed_block(rollup)
-        if signed is None:
-            raise BlockNotFound(f"rollup {rollup} has no signed block yet", rollup=rollup)
-    except BlockspaceError as exc:
-        return _error(exc)
+async def latest_block(request: Request, rollup: RollupP) -> Response:
+    signed = await _engine(request, rollup).store.latest_signed_block(rollup)
+    if signed is None:
+        raise BlockNotFound(f"rollup {rollup} has no signed block yet", rollup=rollup)
     return JSONResponse(signed_block_to_json(signed))
 
 
 @router.get("/v1/blocks/{rollup}/{slot}", summary="A slot's signed block")
-async def block_at(request: Request, rollup: int, slot: int) -> Response:
-    try:
-        engine = _engine(request, rollup)
-        signed = await engine.store.get_signed_block(rollup, slot)
-        if signed is None:
-            failed = await engine.store.get_failed_slot(rollup, slot)
-            if failed is not None:
-                raise SlotFailed(
-                    f"slot {slot} failed: {failed.reason}", **failed_slot_to_json(failed)
-                )
-            raise BlockNotFound(f"no signed block for slot {slot}", rollup=rollup, slot=slot)
-    except BlockspaceError as exc:
-        return _error(exc)
+async def block_at(request: Request, rollup: RollupP, slot: SlotP) -> Response:
+    engine = _engine(request, rollup)
+    signed = await engine.store.get_signed_block(rollup, slot)
+    if signed is None:
+        failed = await engine.store.get_failed_slot(rollup, slot)
+        if failed is not None:
+            raise SlotFailed(f"slot {slot} failed: {failed.reason}", **failed_slot_to_json(failed))
+        raise BlockNotFound(f"no signed block for slot {slot}", rollup=rollup, slot=slot)
     return JSONResponse(signed_block_to_json(signed))
 
 
 @router.get("/v1/committee/evidence/{rollup}", summary="Evidence against committee members")
 async def member_evidence(
     request: Request,
-    rollup: int,
-    before: str | None = Query(None, pattern=r"^\d+-\d+$", description="page below this id"),
+    rollup: RollupP,
+    before: str | None = Query(
+        None, pattern=r"^\d{1,19}-\d{1,19}$", description="page below this id"
+    ),
     limit: int = Query(100, ge=1, le=MAX_EVIDENCE_PAGE),
 ) -> Response:
-    try:
-        engine = _engine(request, rollup)
-        page = await engine.store.list_evidence(rollup, before=before, limit=limit)
-    except BlockspaceError as exc:
-        return _error(exc)
+    page = await _engine(request, rollup).store.list_evidence(rollup, before=before, limit=limit)
     return JSONResponse(
         {
             "evidence": [{"id": eid, **evidence_to_json(e)} for eid, e in page],

@@ -51,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from api.server import server_options
+
     common = dict(
         host=settings.host,
         port=settings.port,
@@ -59,6 +61,8 @@ def _serve(args: argparse.Namespace) -> int:
         # After SIGTERM, open connections get this long to finish before they are cancelled.
         timeout_graceful_shutdown=10,
         loop="uvloop" if _has_uvloop() else "asyncio",
+        # Read timeout, keep-alive and connection caps (slowloris; docs/protocol.md).
+        **server_options(settings, workers=workers),
     )
     if workers == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]

@@ -5,8 +5,8 @@ snake_case fields, wei amounts as decimal strings, times in ms, newest first, cu
 parameter is in the OpenAPI schema at ``/openapi.json``; docs/data-api.md has the details.
 
 Bad input is a 400 with a stable ``code`` (``invalid_params``) and a message naming the
-parameter; an unknown rollup or slot is a 404. The route class below maps both, and any
-``BlockspaceError``, through ``api/errors.py``, for these routes only.
+parameter; an unknown rollup or slot is a 404. ``api.routing.StableErrorRoute`` maps both, and
+any ``BlockspaceError``, through ``api/errors.py``.
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ import functools
 import io
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from api import errors as wire
 from api.history import (
     OUTCOMES,
     BidRecord,
@@ -36,12 +33,11 @@ from api.history import (
     compute_searcher_summary,
     compute_stats,
 )
+from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
 from api.stores.base import Store
 from auction.errors import (
-    BlockspaceError,
     InvalidParams,
     SlotNotFound,
-    StoreUnavailable,
     UnknownRollup,
 )
 
@@ -49,9 +45,6 @@ log = logging.getLogger("blockspace.data")
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 100
-# Slot numbers are exact in a Redis sorted-set score (a double) up to 2**53.
-MAX_SLOT = 2**53 - 1
-MAX_ROLLUP = 2**63 - 1
 # The widest slot range one stats request or export may span (keeps each request bounded).
 MAX_STATS_SPAN = 100_000
 DEFAULT_STATS_SPAN = 10_000
@@ -62,75 +55,10 @@ ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 _SLOT_CURSOR = re.compile(r"^([0-9]{1,16})\.([0-9]{1,19})$")
 _BID_CURSOR = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})\.([0-9]{1,19})$")
 
-# Friendlier messages than pydantic's for the checks people get wrong most.
-_FIELD_HINTS = {
-    "searcher": "must be a 0x-prefixed 20-byte hex address",
-    "address": "must be a 0x-prefixed 20-byte hex address",
-    "outcome": f"must be one of {', '.join(OUTCOMES)}",
-    "cursor": "is malformed: pass the next_cursor of a previous page of this endpoint",
-}
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-def _error_response(exc: BlockspaceError) -> Response:
-    return Response(
-        orjson.dumps(wire.http_error_body(exc)),
-        status_code=wire.http_status(exc),
-        media_type="application/json",
-    )
-
-
-def _validation_error(exc: RequestValidationError) -> InvalidParams:
-    """The first failed check as an InvalidParams naming the parameter."""
-    first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "path")]
-    field = loc[0] if loc else "request"
-    hint = _FIELD_HINTS.get(field)
-    message = f"{field} {hint}" if hint else f"{field}: {first.get('msg', 'invalid value')}"
-    return InvalidParams(message, field=field)
-
-
-class DataRoute(APIRoute):
-    """Maps bad parameters and BlockspaceErrors to 4xx/503 JSON bodies for the data routes."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                return _refused(request, _validation_error(exc))
-            except BlockspaceError as exc:
-                return _refused(request, exc)
-
-        return route
-
-
-def _refused(request: Request, exc: BlockspaceError) -> Response:
-    """Refused input is logged at info with its code and counted (a store outage is a fault)."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is not None:
-        if isinstance(exc, StoreUnavailable):
-            engine.metrics.system_faults.labels("data_api").inc()
-        else:
-            engine.metrics.requests_rejected.labels("data", exc.code).inc()
-    log.info("data API refused %s %s: %s", request.url.path, exc.code, exc.message)
-    return _error_response(exc)
-
-
 # --- wire models (the OpenAPI schema; handlers return the JSON directly) ----------------------
 
 Wei = Annotated[str, Field(pattern=r"^[0-9]+$", description="wei, decimal string")]
 SignedWei = Annotated[str, Field(pattern=r"^-?[0-9]+$", description="wei, decimal string")]
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="stable error code, e.g. invalid_params, slot_not_found")
-    message: str
-    data: dict[str, Any] | None = None
 
 
 class OutcomeCounts(BaseModel):
@@ -262,20 +190,6 @@ class StatsOut(BaseModel):
 
 class RollupsOut(BaseModel):
     rollups: list[int]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    # "4XX" also keeps FastAPI from documenting its 422, which these routes never send.
-    "4XX": {"model": ErrorBody, "description": "bad parameter (400) or unknown rollup/slot (404)"},
-    503: {"model": ErrorBody, "description": "the store is unavailable"},
-}
-# Routes whose success is not JSON still fail in JSON: name the media type explicitly (FastAPI
-# would otherwise document an error model under the route's own media type).
-_ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-_NON_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"description": "bad parameter (400) or unknown rollup (404)", "content": _ERROR_JSON},
-    503: {"description": "the store is unavailable", "content": _ERROR_JSON},
-}
 
 
 def _json(body: Any) -> Response:
@@ -509,7 +423,7 @@ async def _export(
 
 # --- routes ------------------------------------------------------------------------------------
 
-router = APIRouter(prefix="/v1/data", tags=["data"], route_class=DataRoute, responses=_ERRORS)
+router = APIRouter(prefix="/v1/data", tags=["data"], route_class=StableErrorRoute, responses=ERRORS)
 
 
 @router.get(
@@ -712,14 +626,14 @@ for _kind in ("slots", "bids"):
         response_class=CSVResponse,
         responses={
             200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-            **_NON_JSON_ERRORS,
+            **NON_JSON_ERRORS,
         },
     )
 
 
 # --- dashboard ---------------------------------------------------------------------------------
 
-dashboard = APIRouter(tags=["dashboard"], route_class=DataRoute, responses=_NON_JSON_ERRORS)
+dashboard = APIRouter(tags=["dashboard"], route_class=StableErrorRoute, responses=NON_JSON_ERRORS)
 _ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",

@@ -21,6 +21,7 @@ import websockets
 
 from api.app import build_engine, create_app
 from api.searcher import SearcherKey, bundle_params
+from api.server import server_options
 from api.settings import Settings
 from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_at
@@ -112,7 +113,14 @@ async def run_demo(
     chain_id = engine.default_rollup
     app = create_app(settings, engine=engine)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **server_options(settings),
+        )
     )
     server_task = asyncio.create_task(server.serve())
     while not server.started:

@@ -393,6 +393,7 @@ class Engine:
         self._pools[rollup_id].set_pending(pending, keep_arrivals=keep_arrivals)
 
     def _announce(self, result: SlotResult) -> None:
+        self.metrics.slot_closed(result.rollup, result.slot)  # intake counts go public now
         self.notifier.to_slot_watchers(
             {
                 "rollup": result.rollup,
@@ -518,8 +519,7 @@ class Engine:
         limits = compute_intake_limits(self.rollups[bid.rollup].policy)
         t0 = time.perf_counter()
         await self.store.append_bid(bid, limits)
-        self.metrics.store_seconds.labels("append_bid").observe(time.perf_counter() - t0)
-        self.metrics.bids_accepted.labels(transport).inc()
+        self.metrics.count_bid(bid.rollup, bid.slot, transport, time.perf_counter() - t0)
         self.notifier.to_searcher(
             searcher,
             "received",

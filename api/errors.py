@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auction import errors as E
+from auction.hashing import to_hex
 
 # JSON-RPC numeric codes. -32700..-32600 are JSON-RPC's own; -32000..-32099 are ours and stable.
 # The stable string code is always in error.data.code.
@@ -66,14 +67,35 @@ def jsonrpc_code(exc: E.BlockspaceError) -> int:
     return -32603
 
 
+# orjson (and most JSON stacks) write integers in [-2**63, 2**64) only.
+_MIN_WIRE_INT = -(2**63)
+_MAX_WIRE_INT = 2**64 - 1
+
+
+def compute_wire_value(value: Any) -> Any:
+    """``value`` as plain JSON any encoder writes: integers beyond 64 bits (a chain id of 2**100
+    in an error's data) become decimal strings, bytes 0x-hex, anything else unknown its str."""
+    if value is None or isinstance(value, (str, bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if _MIN_WIRE_INT <= value <= _MAX_WIRE_INT else str(value)
+    if isinstance(value, dict):
+        return {str(k): compute_wire_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [compute_wire_value(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return to_hex(bytes(value))
+    return str(value)
+
+
 def jsonrpc_error(request_id: Any, exc: E.BlockspaceError) -> dict[str, Any]:
-    """A JSON-RPC 2.0 error response for ``exc``."""
+    """A JSON-RPC 2.0 error response for ``exc``; its data serialise whatever they hold."""
     data: dict[str, Any] = {"code": exc.code}
-    data.update(exc.data)
+    data.update((k, v) for k, v in compute_wire_value(exc.data).items() if k != "code")
     return {
         "jsonrpc": "2.0",
         "id": request_id,
-        "error": {"code": jsonrpc_code(exc), "message": exc.message, "data": data},
+        "error": {"code": jsonrpc_code(exc), "message": str(exc.message), "data": data},
     }
 
 
@@ -90,10 +112,13 @@ def http_status(exc: E.BlockspaceError) -> int:
 
 
 def http_error_body(exc: E.BlockspaceError) -> dict[str, Any]:
-    return {"code": exc.code, "message": exc.message, **({"data": exc.data} if exc.data else {})}
+    """The ``{"code", "message", "data"?}`` body of an HTTP error; its data serialise anything."""
+    data = compute_wire_value(exc.data)
+    return {"code": exc.code, "message": str(exc.message), **({"data": data} if data else {})}
 
 
 # Websocket close codes (RFC 6455 and the 4000-4999 private range).
 WS_CLOSE_TOO_BIG = 1009
 WS_CLOSE_POLICY = 1008
+WS_CLOSE_INTERNAL = 1011
 WS_CLOSE_FLOOD = 4029

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from api.engine import Engine
 from api.errors import internal_jsonrpc_error, jsonrpc_error
+from api.metrics import Metrics
+from auction.bundles import parse_quantity
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -28,8 +29,94 @@ UNSIGNED_METHODS = frozenset(
     {"eth_chainId", "eth_blockNumber", "net_version", "web3_clientVersion"}
 )
 
+PUBLIC_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendPrivateTransaction"})
 
 MAX_BATCH = 100
+
+# --- OpenAPI description of the JSON-RPC body (what schemathesis generates requests from) ------
+
+_ID_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]
+}
+_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "method"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": _ID_SCHEMA,
+        "method": {
+            "type": "string",
+            "enum": sorted(SIGNED_METHODS | UNSIGNED_METHODS | PUBLIC_METHODS),
+        },
+        "params": {"type": "array"},
+    },
+}
+_ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "id"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": _ID_SCHEMA,
+        "result": {},
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "data"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "data": {
+                    "type": "object",
+                    "required": ["code"],
+                    "properties": {"code": {"type": "string", "description": "stable code"}},
+                },
+            },
+        },
+    },
+}
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "one JSON-RPC 2.0 request, or a batch of unsigned ones (docs/protocol.md)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _REQUEST_SCHEMA,
+                        {
+                            "type": "array",
+                            "items": _REQUEST_SCHEMA,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "parameters": [
+        {
+            "name": "X-Flashbots-Signature",
+            "in": "header",
+            "required": False,
+            "description": "<address>:<signature> for the signed methods",
+            "schema": {"type": "string"},
+        }
+    ],
+}
+OPENAPI_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the answer (errors too: HTTP 200, as Flashbots clients expect)",
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ANSWER_SCHEMA, {"type": "array", "items": _ANSWER_SCHEMA}]}
+            }
+        },
+    },
+    413: {
+        "description": "a body over 1 MiB (a JSON-RPC error, code request_too_large)",
+        "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
+    },
+}
 
 
 def _load(body: bytes) -> Any:
@@ -39,6 +126,15 @@ def _load(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ParseError("request body is not valid JSON") from None
+
+
+def compute_request_id(req: Any) -> Any:
+    """The id an answer to ``req`` carries: its own when well formed, else null (JSON-RPC 2.0:
+    an id that cannot be read is answered as null, never echoed)."""
+    rid = req.get("id") if isinstance(req, dict) else None
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return None
+    return rid
 
 
 def check_request(req: Any) -> dict[str, Any]:
@@ -70,12 +166,8 @@ async def dispatch(
     *,
     endpoint_rollup: int | None,
     transport: str,
-    on_searcher: Callable[[str], None] | None = None,
 ) -> tuple[Any, str | None]:
     """Answer one request (or a batch). Returns the response and the authenticated searcher.
-
-    ``on_searcher`` runs as soon as the signature checks out, before the call's effects (the
-    websocket subscribes the connection there, so it also gets the ``received`` notification).
 
     Batches (ethers' JsonRpcProvider sends them by default) may hold unsigned calls only: a
     signature covers a whole body, and a bid's evidence must be exactly one request.
@@ -92,28 +184,66 @@ async def dispatch(
             return _refuse(engine, transport, None, too_many), None
         answers = []
         for item in parsed:
-            rid = item.get("id") if isinstance(item, dict) else None
+            rid = compute_request_id(item)
             try:
                 req = check_request(item)
                 if req["method"] in SIGNED_METHODS:
                     raise InvalidRequest(f"{req['method']} cannot be sent in a batch")
-                answer, _ = await _answer(
-                    engine, req, body, signature, endpoint_rollup, transport, on_searcher
-                )
+                answer, _ = await _answer(engine, req, body, signature, endpoint_rollup, transport)
                 answers.append(answer)
             except BlockspaceError as exc:
                 answers.append(_refuse(engine, transport, rid, exc))
         return answers, None
-    rid = parsed.get("id") if isinstance(parsed, dict) else None
+    rid = compute_request_id(parsed)
     try:
         req = check_request(parsed)
     except BlockspaceError as exc:
         return _refuse(engine, transport, rid, exc), None
-    return await _answer(engine, req, body, signature, endpoint_rollup, transport, on_searcher)
+    return await _answer(engine, req, body, signature, endpoint_rollup, transport)
 
 
-def _refuse(engine: Engine, transport: str, rid: Any, exc: BlockspaceError) -> dict[str, Any]:
-    engine.metrics.requests_rejected.labels(transport, exc.code).inc()
+def encode_message(metrics: Metrics, msg: Any) -> bytes:
+    """The JSON bytes of one outgoing message (reply, batch or notification). One that cannot be
+    encoded becomes an internal error with its id (counted, logged): never an exception, so a
+    transport's writer never dies of a message."""
+    try:
+        return orjson.dumps(msg)
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        metrics.system_faults.labels("encode").inc()
+        log.exception("could not encode an outgoing message")
+        rid = msg.get("id") if isinstance(msg, dict) else None
+        try:
+            return orjson.dumps(internal_jsonrpc_error(rid))
+        except (orjson.JSONEncodeError, TypeError, ValueError):
+            return orjson.dumps(internal_jsonrpc_error(None))
+
+
+def compute_refusal_slot(engine: Engine, req: Any) -> int:
+    """The slot whose close publishes a refusal's count (docs/metrics.md): a bundle's target slot
+    when it names one in the intake window (a searcher's full quota there is a fact about that
+    slot's pending bids), else the open slot."""
+    open_slot = engine.open_slot()
+    params = req.get("params") if isinstance(req, dict) else None
+    first = params[0] if isinstance(params, list) and params else None
+    if isinstance(first, dict) and req.get("method") == "eth_sendBundle":
+        try:
+            target = parse_quantity(first.get("blockNumber"), "blockNumber")
+        except BlockspaceError:
+            target = None
+        if target is not None:
+            return min(max(target, open_slot), open_slot + engine.max_slots_ahead)
+    return open_slot
+
+
+def count_refusal(engine: Engine, transport: str, exc: BlockspaceError, req: Any = None) -> None:
+    """Count a refused request; the count is published when its slot closes."""
+    engine.metrics.count_refusal(transport, exc.code, compute_refusal_slot(engine, req))
+
+
+def _refuse(
+    engine: Engine, transport: str, rid: Any, exc: BlockspaceError, req: Any = None
+) -> dict[str, Any]:
+    count_refusal(engine, transport, exc, req)
     log.info("rejected %s: %s", exc.code, exc.message)
     return jsonrpc_error(rid, exc)
 
@@ -125,7 +255,6 @@ async def _answer(
     signature: str | None,
     endpoint_rollup: int | None,
     transport: str,
-    on_searcher: Callable[[str], None] | None,
 ) -> tuple[dict[str, Any], str | None]:
     rid: Any = req.get("id")
     searcher: str | None = None
@@ -134,8 +263,6 @@ async def _answer(
         params = req.get("params", [])
         if method in SIGNED_METHODS:
             searcher, evidence = engine.authenticate(body, signature)
-            if on_searcher is not None:
-                on_searcher(searcher)
             if method == "eth_sendBundle":
                 result: Any = await engine.submit_bundle(
                     params,
@@ -152,7 +279,7 @@ async def _answer(
                 result = await engine.bundle_stats(
                     params, searcher=searcher, endpoint_rollup=endpoint_rollup
                 )
-        elif method in ("eth_sendRawTransaction", "eth_sendPrivateTransaction"):
+        elif method in PUBLIC_METHODS:
             result = await engine.submit_public_tx(
                 params,
                 endpoint_rollup=endpoint_rollup,
@@ -170,7 +297,7 @@ async def _answer(
             raise MethodNotFound(f"method {method!r} is not supported")
         return {"jsonrpc": "2.0", "id": rid, "result": result}, searcher
     except BlockspaceError as exc:
-        return _refuse(engine, transport, rid, exc), searcher
+        return _refuse(engine, transport, rid, exc, req), searcher
     except Exception:
         engine.metrics.system_faults.labels("rpc").inc()
         log.exception("internal error answering a request")

@@ -49,6 +49,12 @@ class SearcherKey:
         """A signed websocket frame carrying ``body``."""
         return orjson.dumps({"signature": self.sign_body(body), "body": body.decode()}).decode()
 
+    def subscribe_frame(self, nonce: str, now_ms: int) -> str:
+        """The signed websocket frame subscribing a connection to this searcher's bundle events:
+        ``nonce`` is the connection's (the answer to ``nonce_request()``), ``now_ms`` the time."""
+        body = self.request("bs_subscribe", ["bundles", {"nonce": nonce, "timestampMs": now_ms}])
+        return self.ws_frame(body)
+
     def sign_tx(self, **tx: Any) -> bytes:
         """Sign an Ethereum transaction (dict as eth-account takes it) and return raw bytes."""
         if tx.get("to"):
@@ -60,6 +66,11 @@ class SearcherKey:
             ]
         signed = Account.sign_transaction(tx, self.private_key)
         return bytes(signed.raw_transaction)
+
+
+def nonce_request(rid: int | str = "nonce") -> str:
+    """The websocket call answering the connection's nonce (an unsigned frame)."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": "bs_nonce"}).decode()
 
 
 def bundle_params(

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # A slot may be signed until its deadline + this (default: one slot).
     signing_window_ms: int | None = Field(default=None, ge=50)
     max_clock_skew_ms: int = Field(default=250, ge=0, le=60_000)
+    # HTTP limits (issue 9, finding 12; api/server.py, docs/protocol.md): a request must arrive
+    # whole within the read timeout of its first byte; idle keep-alive connections close after
+    # http_keep_alive_s; connections over either cap get 503 and are closed (per process).
+    http_read_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    http_keep_alive_s: float = Field(default=5.0, gt=0, le=600)
+    http_max_connections: int = Field(default=4096, ge=1)
+    http_max_connections_per_client: int = Field(default=256, ge=1)
     signer_evidence_sample: int = Field(default=16, ge=0)  # losing events a member fully re-derives
     # Signed requests at least this large are decoded in a worker thread, off the event loop.
     decode_offload_bytes: int = Field(default=32 * 1024, ge=0)

@@ -34,6 +34,8 @@ from prometheus_client import (
 )
 
 from api import errors as wire_errors
+from api.routing import ErrorBody, StableErrorRoute
+from api.server import server_options
 from api.settings import Settings
 from auction.slots import SlotClock
 from committee import keyfiles
@@ -100,13 +102,26 @@ class _SignerMetrics:
         )
 
 
+# The body of POST /v1/sign in OpenAPI: the proposal's bytes (committee/proposal.py).
+_PROPOSAL_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
 def create_signer_app(member: Member) -> FastAPI:
     """The member's HTTP app."""
     app = FastAPI(title="blockspace signer", version="0.1.0")
+    app.router.route_class = StableErrorRoute  # any refusal has the stable-code shape
     metrics = _SignerMetrics()
     lock = asyncio.Lock()
 
-    @app.post("/v1/sign", summary="Check a proposal and answer a partial signature or a refusal")
+    @app.post(
+        "/v1/sign",
+        summary="Check a proposal and answer a partial signature or a refusal",
+        openapi_extra={"requestBody": _PROPOSAL_BODY},
+        responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
+    )
     async def sign(request: Request) -> Response:
         chunks: list[bytes] = []
         size = 0
@@ -160,7 +175,12 @@ def create_signer_app(member: Member) -> FastAPI:
             }
         )
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (docs/metrics.md)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -229,7 +249,11 @@ def run_signer(
         tmp = f"{port_file}.tmp"
         Path(tmp).write_text(str(bound))
         os.replace(tmp, port_file)
-    server = uvicorn.Server(uvicorn.Config(create_signer_app(member), log_level="warning"))
+    # The same HTTP read timeout and connection caps as the engine (a coordinator is one client;
+    # anything else reaching a member's port must not be able to hold it).
+    server = uvicorn.Server(
+        uvicorn.Config(create_signer_app(member), log_level="warning", **server_options(settings))
+    )
     try:
         server.run(sockets=[sock])
     finally:

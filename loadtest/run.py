@@ -86,8 +86,8 @@ def parse_variant(text: str) -> tuple[str, str, dict[str, str]]:
 def connection_rows(corpus: list[Bundle], connections: int) -> list[list[int]]:
     """Corpus rows per connection: a searcher sends on one connection only.
 
-    The engine pushes a ``received`` notification for each bid to every connection its searcher
-    has signed on; keeping each searcher on one connection keeps that at one per bid.
+    (Each searcher on one connection, as a real searcher would send; the client subscribes no
+    connection to bundle events, so no notifications are pushed.)
     """
     out: list[list[int]] = [[] for _ in range(connections)]
     for i, bid in enumerate(corpus):

@@ -144,10 +144,49 @@ def test_flood_from_one_searcher_is_rate_limited(client, engine):
     assert "result" in reply
 
 
-def test_rejections_are_counted_in_metrics(client):
+def _sample(engine, name: str, **labels: str) -> float | None:
+    return engine.metrics.registry.get_sample_value(name, labels)
+
+
+def test_metrics_do_not_change_when_a_bid_is_accepted_into_an_open_slot(client, engine):
+    before = client.get("/metrics").text
+    k = key(1)
+    status, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
+    assert "result" in reply, reply
+    assert client.get("/metrics").text == before
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
+    assert _sample(engine, "blockspace_store_seconds_count", op="append_bid") == 1
+
+
+def test_rejections_are_counted_in_metrics_once_the_slot_closes(client, engine):
+    before = client.get("/metrics").text
     post(client, b"{not json")
+    assert client.get("/metrics").text == before
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
     text = client.get("/metrics").text
-    assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"}' in text
+    assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"} 1.0' in text
+
+
+def test_a_later_slots_bids_and_quota_refusals_wait_for_that_slots_close(client, engine):
+    from auction.presets import Policy, Rollup
+
+    engine.rollups[CHAIN] = Rollup(CHAIN, policy=Policy(max_bundles_per_searcher_per_slot=1))
+    k, later = key(9), START_SLOT + 2
+    codes = []
+    for _ in range(2):
+        _, reply = send(client, k, bundle_params([tx(k)], later, bid_wei=10**15))
+        codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
+    assert codes == ["ok", "searcher_limit_exceeded"]
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    client.portal.call(engine.close_slot, CHAIN, START_SLOT + 1)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") is None
+    assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
+                   code="searcher_limit_exceeded") is None
+    client.portal.call(engine.close_slot, CHAIN, later)
+    assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
+    assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
+                   code="searcher_limit_exceeded") == 1
 
 
 def test_healthz(client):
@@ -218,3 +257,59 @@ def test_bad_public_tx_refused(client):
     _, reply = post(client, b'{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction",'
                             b'"params":[]}')
     assert reply["error"]["data"]["code"] == "invalid_params"
+
+
+BIG_CHAIN = 2**100
+BIG_GAS = 2**70
+
+
+def _error_data_holds_only_json_scalars(data: dict) -> None:
+    for value in data.values():
+        assert value is None or isinstance(value, (str, bool, float)) or (
+            isinstance(value, int) and -(2**63) <= value < 2**64)
+
+
+@pytest.mark.parametrize("kind", ["bundle", "raw_tx"])
+@pytest.mark.parametrize("field", ["chain_id", "gas"])
+def test_huge_integers_in_errors_answer_a_stable_code_not_a_500(client, kind, field):
+    k = key(3)
+    t = tx(k, chain_id=BIG_CHAIN) if field == "chain_id" else tx(k, gas=BIG_GAS)
+    if kind == "bundle":
+        body, sig = signed_request(k, "eth_sendBundle",
+                                   [bundle_params([t], START_SLOT, bid_wei=10**15)])
+        status, reply = post(client, body, sig)
+    else:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 5, "method": "eth_sendRawTransaction",
+                             "params": ["0x" + t.hex()]})
+        status, reply = post(client, body)
+    assert status == 200, reply
+    data = reply["error"]["data"]
+    assert data["code"] in {"unknown_rollup", "bundle_gas_too_high", "invalid_transaction",
+                            "invalid_params", "tx_gas_too_high"}, reply
+    _error_data_holds_only_json_scalars(data)
+    if "chain_id" in data:
+        assert data["chain_id"] == str(BIG_CHAIN)
+    if "gas" in data:
+        assert data["gas"] == str(BIG_GAS)
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [
+    ("GET", f"/v1/blocks/{CHAIN}/not-a-slot", "slot"),
+    ("GET", "/v1/blocks/-1/latest", "rollup"),
+    ("GET", f"/v1/committee/evidence/{CHAIN}?limit=0", "limit"),
+    ("GET", f"/v1/committee/evidence/{CHAIN}?before=x", "before"),
+    ("POST", "/rollup/not-a-chain", "chain_id"),
+])
+def test_bad_path_and_query_parameters_answer_the_stable_code_shape(client, method, path, field):
+    r = client.request(method, path, content=b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_params" and r.json()["data"] == {"field": field}
+    assert set(r.json()) == {"code", "message", "data"}
+
+
+def test_an_unreadable_id_is_answered_as_null_never_echoed(client):
+    _, reply = post(client, b'{"jsonrpc":"2.0","id":{"x":1},"method":"eth_chainId"}')
+    assert reply["id"] is None and reply["error"]["data"]["code"] == "invalid_request"
+    _, replies = post(client, b'[{"jsonrpc":"2.0","id":[1],"method":"eth_chainId"},'
+                              b'{"jsonrpc":"2.0","id":7,"method":"eth_chainId"}]')
+    assert [r["id"] for r in replies] == [None, 7]

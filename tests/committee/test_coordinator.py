@@ -630,7 +630,8 @@ def test_blocks_api_serves_signed_failed_and_evidence(api: tuple[TestClient, Har
     rest = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": page["next"]}).json()
     assert len(page["evidence"]) + len(rest["evidence"]) == 3 and rest["next"] is None
     assert {e["member"] for e in page["evidence"] + rest["evidence"]} == {1, 2, 3}
-    assert client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": "x"}).status_code == 422
+    bad = client.get(f"/v1/committee/evidence/{ROLLUP}", params={"before": "x"})
+    assert bad.status_code == 400 and bad.json()["data"] == {"field": "before"}
 
 
 def test_blocks_subscription_over_the_websocket(api: tuple[TestClient, Harness]) -> None:
