@@ -25,20 +25,20 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.history import (
-    OUTCOMES,
-    BidRecord,
-    bid_record_to_json,
-    block_to_json,
-    compute_searcher_summary,
-    compute_stats,
-)
 from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
 from api.stores.base import Store
 from auction.errors import (
     InvalidParams,
     SlotNotFound,
     UnknownRollup,
+)
+from auction.history import (
+    OUTCOMES,
+    BidRecord,
+    bid_record_to_json,
+    block_to_json,
+    compute_searcher_summary,
+    compute_stats,
 )
 
 log = logging.getLogger("blockspace.data")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from api.history import RefusalRecorder, compute_rejection, compute_slot_history
+from api.history import RefusalRecorder
 from api.metrics import Metrics
 from api.notify import Notifier
 from api.stores.base import IntakeLimits, Store
@@ -39,6 +39,7 @@ from auction.errors import (
     UnknownRollup,
 )
 from auction.hashing import from_hex, to_hex
+from auction.history import compute_rejection, compute_slot_history
 from auction.pool import PoolView
 from auction.presets import Policy, Preset, Rollup
 from auction.results import compute_slot_result

@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from api import errors as wire
-from api.history import OUTCOMES
 from auction.errors import BlockspaceError, InvalidParams, StoreUnavailable
+from auction.history import OUTCOMES
 
 log = logging.getLogger("blockspace.routing")
 

@@ -43,11 +43,11 @@ from typing import Any
 import httpx
 import orjson
 
-from api.history import BidRecord, SlotHistory, compute_slot_history
 from api.stores import keys
 from api.stores.base import IntakeLimits
 from api.stores.redis import RedisStore
 from auction import constants as C
+from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from api.history import BidRecord, SlotDetail, SlotHistory, StatsPart
+from auction.history import BidRecord, SlotDetail, SlotHistory, StatsPart
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
 
@@ -158,7 +158,7 @@ class Store(ABC):
 
     @abstractmethod
     async def get_searcher_tally(self, rollup: int, searcher: str) -> dict[str, int]:
-        """The searcher's counters (``api.history.TALLY_FIELDS``) over the retained history."""
+        """The searcher's counters (``auction.history.TALLY_FIELDS``) over the retained history."""
 
     @abstractmethod
     async def list_stats_parts(

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
 
-from api.history import SlotHistory
 from api.stores.base import IntakeLimits, Store
 from api.stores.memory_committee import MemoryCommittee
 from api.stores.memory_history import MemoryHistory
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed, SlotFull
+from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 

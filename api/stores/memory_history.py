@@ -18,7 +18,7 @@ from typing import Any
 
 from sortedcontainers import SortedDict, SortedList
 
-from api.history import (
+from auction.history import (
     MAX_REFUSALS_PER_SLOT,
     OUTCOMES,
     BidRecord,

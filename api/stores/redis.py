@@ -21,7 +21,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from api.history import SlotHistory
 from api.stores import keys
 from api.stores.base import IntakeLimits, Store
 from api.stores.redis_committee import RedisCommittee
@@ -35,6 +34,7 @@ from auction.errors import (
     SlotFull,
     StoreUnavailable,
 )
+from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 
 log = logging.getLogger("blockspace.store")

@@ -29,7 +29,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from api.history import (
+from api.stores import keys
+from auction.errors import StoreUnavailable
+from auction.history import (
     MAX_REFUSALS_PER_SLOT,
     OUTCOMES,
     STATS_BUCKET_SLOTS,
@@ -42,8 +44,6 @@ from api.history import (
     clearing_price_of,
     compute_tallies,
 )
-from api.stores import keys
-from auction.errors import StoreUnavailable
 
 log = logging.getLogger("blockspace.store")
 

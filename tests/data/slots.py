@@ -10,12 +10,12 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.engine import Engine
-from api.history import BidRecord, SlotHistory, compute_slot_history
 from api.metrics import Metrics
 from api.settings import Settings
 from api.stores.base import IntakeLimits, Store
 from api.stores.memory import MemoryStore
 from auction import constants as C
+from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.results import compute_slot_result
 from auction.types import Bid

@@ -6,9 +6,13 @@ import random
 
 import pytest
 
-from api.history import (
+from api.history import RefusalRecorder
+from api.searcher import bundle_params
+from api.stores.memory import MemoryStore
+from auction import constants as C
+from auction.hashing import keccak256, to_hex
+from auction.history import (
     BidRecord,
-    RefusalRecorder,
     StatsPart,
     compute_clearing_price,
     compute_concentration,
@@ -18,10 +22,6 @@ from api.history import (
     compute_tallies,
     peek_chain_id,
 )
-from api.searcher import bundle_params
-from api.stores.memory import MemoryStore
-from auction import constants as C
-from auction.hashing import keccak256, to_hex
 from auction.results import compute_slot_result
 from auction.transactions import compute_bundle_hash
 from auction.types import LoggedEvent

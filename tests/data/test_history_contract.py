@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from api.data import page_bids, page_slots, parse_bid_cursor, parse_slot_cursor
-from api.history import (
+from api.stores.base import Store
+from api.stores.redis import RedisStore
+from auction import constants as C
+from auction.history import (
     BidRecord,
     SlotHistory,
     StatsPart,
@@ -23,9 +26,6 @@ from api.history import (
     compute_stats,
     compute_tallies,
 )
-from api.stores.base import Store
-from api.stores.redis import RedisStore
-from auction import constants as C
 from auction.results import compute_slot_result
 from tests.data.slots import (
     FAIR_POLICY,
