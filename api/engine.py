@@ -251,7 +251,14 @@ class Engine:
 
     async def _record_failed_close(self, rollup_id: int, slot: int, detail: str) -> None:
         """Publish a slot whose result could not be built as failed, and move past it: intake
-        stops, its public arrivals wait in the open slot, its searchers are told."""
+        stops, its public arrivals wait in the open slot, its searchers are told. Only the process
+        holding the slot's close lease does, and only if no result is stored: another process may
+        be closing (and proposing) it right now."""
+        holder = await self.store.claim_close(rollup_id, slot, self.instance_id, CLOSE_LEASE_MS)
+        if not holder or await self.store.get_result(rollup_id, slot) is not None:
+            async with self.closing:
+                self._closed_through[rollup_id] = max(self._closed_through[rollup_id], slot)
+            return
         entries = await self.store.close_slot(rollup_id, slot)
         failed = FailedSlot(
             rollup=rollup_id,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from sha3 import keccak_256 as _keccak_256
+
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
 
 
 def keccak256(data: bytes) -> bytes:
@@ -19,16 +23,17 @@ def to_hex(data: bytes) -> str:
 
 
 def from_hex(text: object, *, what: str = "value", length: int | None = None) -> bytes:
-    """Decode 0x-prefixed hex; raise ValueError naming ``what`` on bad input."""
+    """Decode 0x-prefixed hex, strictly: hex digits only (``bytes.fromhex`` alone would skip
+    whitespace, so two spellings would decode to one value, and a committee member comparing
+    what a searcher signed could not bind them); raise ValueError naming ``what``."""
     if not isinstance(text, str) or not text.startswith(("0x", "0X")):
         raise ValueError(f"{what} must be a 0x-prefixed hex string")
     body = text[2:]
     if len(body) % 2:
         raise ValueError(f"{what} has an odd number of hex digits")
-    try:
-        out = bytes.fromhex(body)
-    except ValueError:
-        raise ValueError(f"{what} is not valid hex") from None
+    if _HEX_DIGITS.fullmatch(body) is None:
+        raise ValueError(f"{what} is not valid hex")
+    out = bytes.fromhex(body)
     if length is not None and len(out) != length:
         raise ValueError(f"{what} must be {length} bytes, got {len(out)}")
     return out

@@ -41,7 +41,7 @@ from auction.bundles import (
 )
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
-from auction.hashing import keccak256, to_hex
+from auction.hashing import from_hex, keccak256, to_hex
 from auction.presets import Rollup
 from auction.results import (
     compute_conflict_keys,
@@ -284,7 +284,12 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
         raise InvalidEvidence(f"bad evidence: {exc}", **what) from None
     if slot != bid.slot:
         raise InvalidEvidence("the signed request targets another slot", **what)
-    if [x.lower() for x in raw] != ["0x" + t.raw.hex() for t in bid.txs]:
+    # (decoded as intake decodes them: the bytes, not their spelling, are what was signed)
+    try:
+        signed_txs = [from_hex(x, what="txs entry") for x in raw]
+    except ValueError as exc:
+        raise InvalidEvidence(f"bad evidence: {exc}", **what) from None
+    if signed_txs != [t.raw for t in bid.txs]:
         raise InvalidEvidence("transactions differ from the signed request", **what)
     if bid.explicit_bid != (explicit is not None) or (
         explicit is not None and explicit != bid.bid_wei

@@ -21,7 +21,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
     try:
         t = args.t if args.t is not None else threshold.default_threshold(args.n)
-        threshold.check_params(args.n, t)
+        threshold.check_signing_threshold(args.n, t)
         committee_path, shares = write_committee_files(args.out, args.n, t)
     except (CommitteeError, FileExistsError, OSError) as exc:
         print(f"blockspace committee keygen: {exc}", file=sys.stderr)

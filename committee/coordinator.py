@@ -77,9 +77,9 @@ FOLLOW_POLL_S = 0.02
 # Answers in flight at a slot's signing deadline are awaited this much longer (members' clocks
 # may lag ours by up to their max_clock_skew_ms, 250 by default).
 LATE_ANSWER_MS = 250
-# How far back a process looks for a pending block it did not pin itself (another engine
-# process did, or this one restarted).
-PIN_SCAN_SLOTS = 64
+# Proposed slots after the signed head read at once when looking for a pending block (another
+# process pinned it, or this one restarted); blocked slots are never proposed, so these are few.
+PIN_SCAN_LIMIT = 64
 # Refusals that say "not now" rather than "never": a member refusing so may still sign later.
 TRANSIENT_REFUSALS: Final[frozenset[str]] = frozenset({"slot_not_closed", "slot_expired"})
 
@@ -275,6 +275,7 @@ class Coordinator:
         owned_client: httpx.AsyncClient | None = None,
         late_answer_ms: int = LATE_ANSWER_MS,
     ) -> None:
+        threshold.check_signing_threshold(committee.n, committee.t)
         indices = sorted(m.index for m in members)
         if indices != list(range(1, committee.n + 1)):
             raise ValueError(f"need exactly one client per member 1..{committee.n}")
@@ -371,7 +372,10 @@ class Coordinator:
         # A pending block is completed first: half of this slot's signing window at most.
         pin = await self._pinned_block(rollup, slot)
         if pin is not None:
-            until = compute_deadline_ms(self.engine.clock, slot) + self.signing_window_ms // 2
+            # Half of this slot's signing window, and at least half a window from now (a
+            # process catching up, or one that waited out a follow, still gives it a chance).
+            half = self.signing_window_ms // 2
+            until = max(compute_deadline_ms(self.engine.clock, slot), self._clock_ms()) + half
             await self._complete(pin, until)
         head = await self._head(rollup)
         if head is not None:
@@ -483,6 +487,18 @@ class Coordinator:
             return await self._publish_failed(
                 result, Collection(), FAILED_NOT_PROPOSED, "the block does not extend the head"
             )
+        # Record the proposal before any member can see it: a pending block is found from this
+        # record (however old, whichever process), and a slot proposed is never failed by
+        # anyone who merely lost track of it.
+        if not await self.engine.store.claim_proposal(
+            result.rollup, result.slot, result.block.block_hash
+        ):
+            log.error("slot %d of rollup %d was failed, or another block proposed for it",
+                      result.slot, result.rollup)
+            outcome = await self._await_outcome(result.rollup, result.slot, wait=False)
+            if outcome is not None:
+                self._adopt(result, outcome)
+            return outcome
         body = encode_proposal(proposal)
         t1 = time.perf_counter()
         root = self._root(result)
@@ -524,7 +540,8 @@ class Coordinator:
                 return await self._publish_signed(result, signature, sorted(chosen))
             log.error("combined signature for slot %d does not verify", result.slot)
             return await self._publish_failed(
-                result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify"
+                result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
+                proposed_ok=True,
             )
         if self._can_never_be_signed(collection):
             self._pinned.pop(result.rollup, None)
@@ -534,6 +551,7 @@ class Coordinator:
                 FAILED_NOT_ENOUGH_PARTIALS,
                 f"{len(collection.valid)} valid partials of the {self.committee.t} needed, and "
                 f"{self.committee.n - self.committee.t + 1} or more members refused it for good",
+                proposed_ok=True,
             )
         # Some members may have signed it (a valid partial came, or an answer did not): they
         # are locked to it, so it must be completed, never replaced by a sibling.
@@ -595,7 +613,7 @@ class Coordinator:
     async def _pinned_block(self, rollup: int, before_slot: int) -> Pin | None:
         """The pending block of ``rollup`` older than ``before_slot``, if any: this process's
         own, or (another engine process pinned it, or this one restarted) one found in the
-        store: a slot after the signed head with kept partials and no outcome."""
+        store: the oldest slot after the signed head that was proposed and has no outcome."""
         store = self.engine.store
         pin = self._pinned.get(rollup)
         if pin is not None:
@@ -607,11 +625,13 @@ class Coordinator:
             self._adopt(pin.result, outcome)
         head = await self._head(rollup)
         first = head[0].block.slot + 1 if head else 0
-        for j in range(max(first, before_slot - PIN_SCAN_SLOTS), before_slot):
-            if await self._published(rollup, j) or not await store.list_partials(rollup, j):
+        for j, block_hash in await store.list_proposed(rollup, first, PIN_SCAN_LIMIT):
+            if j >= before_slot:
+                break
+            if await self._published(rollup, j):
                 continue
             result = await store.get_result(rollup, j)
-            if result is None:
+            if result is None or result.block.block_hash != block_hash:
                 continue
             pin = self._pinned[rollup] = Pin(result, await self.build_proposal(result))
             return pin
@@ -622,6 +642,11 @@ class Coordinator:
         valid, or fail it once it can never get them. None: still pending."""
         result, proposal = pin.result, pin.proposal
         root = self._root(result)
+        if not await self.engine.store.claim_proposal(
+            result.rollup, result.slot, result.block.block_hash
+        ):
+            self._pinned.pop(result.rollup, None)  # failed, or another block: not ours to finish
+            return await self._await_outcome(result.rollup, result.slot, wait=False)
         body = encode_proposal(dataclasses.replace(proposal, completion=True))
         collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
         for task in pending:
@@ -816,14 +841,17 @@ class Coordinator:
         return signed
 
     async def _publish_failed(
-        self, result: SlotResult, c: Collection, reason: str, detail: str
-    ) -> SignedBlock | FailedSlot:
-        return (await self._write_failed(result, c, reason, detail))[0]
-
-    async def _write_failed(
-        self, result: SlotResult, c: Collection, reason: str, detail: str
-    ) -> tuple[SignedBlock | FailedSlot, bool]:
-        """Publish the slot as failed; (the record that stands, whether it is ours)."""
+        self,
+        result: SlotResult,
+        c: Collection,
+        reason: str,
+        detail: str,
+        *,
+        proposed_ok: bool = False,
+    ) -> SignedBlock | FailedSlot | None:
+        """Publish the slot as failed, or return the record that stands; None if a block was
+        proposed for it (members may be locked to it: it is pending) unless ``proposed_ok``
+        (it can never be signed)."""
         failed = FailedSlot(
             rollup=result.rollup,
             slot=result.slot,
@@ -845,15 +873,15 @@ class Coordinator:
             published_ms=self._clock_ms(),
         )
         store = self.engine.store
-        if not await store.save_failed_slot(failed):
+        if not await store.save_failed_slot(failed, proposed_ok=proposed_ok):
             # Already published (signed or failed, by this engine or another): that stands.
-            signed = await store.get_signed_block(result.rollup, result.slot)
-            stored = await store.get_failed_slot(result.rollup, result.slot)
-            existing = signed or stored
+            existing = await self._await_outcome(result.rollup, result.slot, wait=False)
             if existing is None:
-                raise RuntimeError("the store refused a failure record but holds no record")
+                log.warning("slot %d of rollup %d was proposed: pending, not failed",
+                            result.slot, result.rollup)
+                return None
             self._adopt(result, existing)
-            return existing, False
+            return existing
         self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
         log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
         payload = failed_slot_to_json(failed)
@@ -866,7 +894,7 @@ class Coordinator:
             await self.engine.requeue_public_txs(await self._unsettled_arrivals(result))
         except BlockspaceError as exc:
             log.error("after failing slot %d: %s", result.slot, exc.message)
-        return failed, True
+        return failed
 
     async def _unsettled_arrivals(self, result: SlotResult) -> list[PublicTx]:
         """The failed slot's public arrivals that no later slot has seen: not logged again since

@@ -119,6 +119,7 @@ class Member:
         fault: str | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        threshold.check_signing_threshold(config.committee.n, config.committee.t)
         if share.committee_id != config.committee.committee_id or share.index != config.index:
             raise ValueError("the share does not belong to this member's committee and index")
         if fault is not None and fault not in FAULTS:

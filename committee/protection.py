@@ -64,6 +64,28 @@ class ProtectionStore:
         # FULL: the WAL is fsynced at every commit, before we answer anyone.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate_heads()
+
+    def _migrate_heads(self) -> None:
+        """Files written before the lock kept only adopted blocks as heads: a member upgraded
+        mid-chain must also be locked to the newest block it signed (the pending root of such
+        a head is unknown; the checks take it from the parent certificate anyway)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO heads (committee_id, rollup, slot, block_hash, pending_root) "
+                    "SELECT s.committee_id, s.rollup, s.slot, s.block_hash, '' FROM signed s "
+                    "WHERE s.slot = (SELECT MAX(slot) FROM signed x WHERE "
+                    "x.committee_id = s.committee_id AND x.rollup = s.rollup) "
+                    "ON CONFLICT (committee_id, rollup) DO UPDATE SET slot = excluded.slot, "
+                    "block_hash = excluded.block_hash, pending_root = excluded.pending_root "
+                    "WHERE excluded.slot > heads.slot"
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:

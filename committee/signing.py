@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
+from auction.hashing import from_hex
 from committee import bls, threshold
 
 SIGNING_ROOT_TAG: Final[bytes] = b"blockspace/block-signing-root/v1\x00"
@@ -47,12 +48,9 @@ def compute_signing_root(committee_id: bytes, rollup: int, slot: int, block_hash
 
 def _hash_bytes(block_hash: str) -> bytes:
     """Decode a 0x-prefixed 32-byte hash, strictly (lowercase or uppercase hex, no spaces)."""
-    if not isinstance(block_hash, str) or len(block_hash) != 66 or block_hash[:2] != "0x":
+    if not isinstance(block_hash, str) or len(block_hash) != 66:
         raise ValueError("block hash must be 0x followed by 64 hex digits")
-    try:
-        return bytes.fromhex(block_hash[2:])
-    except ValueError:
-        raise ValueError("block hash is not hex") from None
+    return from_hex(block_hash, what="block hash", length=32)
 
 
 def is_valid_block_signature(

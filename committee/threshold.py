@@ -115,6 +115,21 @@ def default_threshold(n: int) -> int:
     return n - (n - 1) // 3
 
 
+def check_signing_threshold(n: int, t: int) -> None:
+    """Raise ``InvalidCommitteeParams`` unless t > 2n/3, which a committee that signs blocks
+    needs: two signer sets of t then share at least 2t - n >= n - t + 1 members, so with at most
+    n - t lying members an honest one is in both, and its lock keeps the chain from forking
+    (docs/committee.md, "Safety and liveness"). The crypto itself works for any t."""
+    check_params(n, t)
+    if 3 * t <= 2 * n:
+        raise InvalidCommitteeParams(
+            f"a signing committee needs t > 2n/3 (here {t} of {n}; the default is "
+            f"{default_threshold(n)}): with fewer, {n - t} lying members could sign two branches",
+            n=n,
+            t=t,
+        )
+
+
 def check_params(n: int, t: int) -> None:
     """Raise ``InvalidCommitteeParams`` unless 1 <= t <= n <= MAX_COMMITTEE_SIZE."""
     for name, value in (("n", n), ("t", t)):

@@ -72,7 +72,8 @@ class Store(ABC):
         cancel sent again (a retry, or anyone's replay, to any rollup) answers what it answered
         then, for its first rollup only, and changes nothing. Each slot it goes into counts it
         against ``limits``; a slot whose limits it would pass is skipped (``SearcherLimitExceeded``
-        or ``SlotFull`` if that leaves none)."""
+        or ``SlotFull`` if that leaves none). A cancel that goes nowhere is still remembered, so
+        it counts once against the sender's limits in the first slot of ``slots``."""
 
     @abstractmethod
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
@@ -198,9 +199,20 @@ class Store(ABC):
         """The signed block of the highest slot (the head of the signed chain)."""
 
     @abstractmethod
-    async def save_failed_slot(self, failed: FailedSlot) -> bool:
+    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
         """Record a slot published as failed; False (and no change) if the slot already has a
-        signed block or a failure record."""
+        signed block or a failure record, or (unless ``proposed_ok``: it can never be signed) a
+        block was proposed for it: members may be locked to that block."""
+
+    @abstractmethod
+    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
+        """Record, before it is sent, that ``block_hash`` is proposed for the slot; False if the
+        slot has a failure record or another block was proposed for it (the same block again is
+        fine). Never expires: it is how a pending block is found again, however old."""
+
+    @abstractmethod
+    async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (slot, block hash) proposed from ``from_slot`` on, oldest first."""
 
     @abstractmethod
     async def get_failed_slot(self, rollup: int, slot: int) -> FailedSlot | None: ...

@@ -141,6 +141,8 @@ def slot_refusals(rollup: int, slot: int) -> str:
 # bs:<rollup>:signed:<slot>   string  the slot's signed block JSON (never expires)
 # bs:<rollup>:signed_slots    zset    every slot with a signed block (score = slot)
 # bs:<rollup>:failed:<slot>   string  the slot's failure record JSON (never expires)
+# bs:<rollup>:proposed       hash    slot -> block hash proposed to the committee (once)
+# bs:<rollup>:proposed_slots zset    every slot with a proposed block (score = slot)
 # bs:<rollup>:partials:<slot> hash    <committee>:<member>:<root> -> valid partial JSON,
 #                                     <committee>:<member> -> root of its first partial
 # bs:<rollup>:evidence        stream  member evidence (invalid partials, equivocations), field e
@@ -156,6 +158,16 @@ def signed_slots(rollup: int) -> str:
 
 def failed_slot(rollup: int, slot: int) -> str:
     return f"{PREFIX}:{rollup}:failed:{slot}"
+
+
+def proposed(rollup: int) -> str:
+    """slot -> the block hash proposed to the committee for it (one per slot, never expires)."""
+    return f"{PREFIX}:{rollup}:proposed"
+
+
+def proposed_slots(rollup: int) -> str:
+    """Every slot with a proposed block (score = slot): where a pending block is found."""
+    return f"{PREFIX}:{rollup}:proposed_slots"
 
 
 def slot_partials(rollup: int, slot: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from collections import defaultdict
@@ -64,6 +65,7 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
         self._results: dict[int, SortedDict] = defaultdict(SortedDict)
         # cancel id -> (rollup, the slots it went into when first seen, expiry ms)
         self._cancels: dict[str, tuple[int, tuple[int, ...], int]] = {}
+        self._cancel_expiries: list[tuple[int, str]] = []  # heap of (expiry ms, cancel id)
         self._last_ms = 0
         self._n = 0
 
@@ -116,8 +118,9 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
     ) -> list[int]:
         cancel_id = compute_bid_id(cancel.evidence)
         now = cancel.received_ms
-        for cid in [c for c, (_, _, expiry) in self._cancels.items() if expiry < now]:
-            del self._cancels[cid]
+        while self._cancel_expiries and self._cancel_expiries[0][0] < now:
+            _, expired = heapq.heappop(self._cancel_expiries)
+            self._cancels.pop(expired, None)
         seen = self._cancels.get(cancel_id)
         if seen is not None:  # sent again (a retry or a replay): same answer, no new effect
             rollup, done, _ = seen
@@ -141,7 +144,12 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
             applied.append(slot)
         if not applied and refused is not None:
             raise refused
+        if not applied and slots:
+            # Remembered for the window like every cancel, so it counts like one: against the
+            # sender's quota in the first slot of its window, even though it went nowhere.
+            self._log(cancel.rollup, slots[0]).take(cancel.searcher, cancel.request_bytes, limits)
         self._cancels[cancel_id] = (cancel.rollup, tuple(applied), now + window_ms)
+        heapq.heappush(self._cancel_expiries, (now + window_ms, cancel_id))
         return applied
 
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:

@@ -30,6 +30,7 @@ class _RollupCommittee:
         default_factory=dict
     )
     evidence: SortedDict = field(default_factory=SortedDict)  # (ms, n) -> MemberEvidence
+    proposed: SortedDict = field(default_factory=SortedDict)  # slot -> block hash
 
 
 class MemoryCommittee:
@@ -69,12 +70,24 @@ class MemoryCommittee:
         signed = self._committee(rollup).signed
         return signed.peekitem(-1)[1] if signed else None
 
-    async def save_failed_slot(self, failed: FailedSlot) -> bool:
+    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
         c = self._committee(failed.rollup)
         if failed.slot in c.signed or failed.slot in c.failed:
             return False
+        if failed.slot in c.proposed and not proposed_ok:
+            return False
         c.failed[failed.slot] = failed
         return True
+
+    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
+        c = self._committee(rollup)
+        if slot in c.failed or c.proposed.setdefault(slot, block_hash) != block_hash:
+            return False
+        return True
+
+    async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:
+        proposed = self._committee(rollup).proposed
+        return [(s, proposed[s]) for s in proposed.irange(minimum=from_slot)][:limit]
 
     async def get_failed_slot(self, rollup: int, slot: int) -> FailedSlot | None:
         return self._committee(rollup).failed.get(slot)

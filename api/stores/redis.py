@@ -124,6 +124,12 @@ for i = 0, (#KEYS - 1) / 4 - 1 do
   end
 end
 if #done == 0 and refused then return refused end
+if #done == 0 and #KEYS >= 5 then
+  -- Remembered for the window like every cancel, so it counts like one: against the sender's
+  -- quota in the first slot of its window, even though it went nowhere.
+  local r = take(KEYS[4], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+  if r then return r end
+end
 local answer = '[' .. table.concat(done, ',') .. ']'
 redis.call('SET', KEYS[1], '["' .. ARGV[10] .. '",' .. answer .. ']', 'PX', ARGV[11])
 return answer

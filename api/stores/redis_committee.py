@@ -45,11 +45,23 @@ end
 return 0
 """
 
-# KEYS: failed, signed. ARGV: json.
+# KEYS: failed, signed, proposed. ARGV: json, slot, "1" if a proposed slot may be failed.
 _SAVE_FAILED = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[3] ~= '1' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
 return 0
+"""
+
+# KEYS: failed, proposed, proposed_slots. ARGV: slot, block hash. A slot gets one proposed
+# block, never after a failure record; the same block again is fine.
+_CLAIM_PROPOSAL = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current then return current == ARGV[2] and 1 or 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[1]), ARGV[1])
+return 1
 """
 
 # KEYS: partials, evidence. ARGV: "<committee>:<member>", root hex, record json, evidence prefix
@@ -67,6 +79,7 @@ return {id, first}
 _SCRIPTS = {
     "save_signed": _SAVE_SIGNED,
     "save_failed": _SAVE_FAILED,
+    "claim_proposal": _CLAIM_PROPOSAL,
     "record_partial": _RECORD_PARTIAL,
 }
 
@@ -128,14 +141,36 @@ class RedisCommittee:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         return await self.get_signed_block(rollup, int(_text(top[0]))) if top else None
 
-    async def save_failed_slot(self, failed: FailedSlot) -> bool:
+    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
         reply = await self._committee_script(
             "save_failed",
             [keys.failed_slot(failed.rollup, failed.slot),
-             keys.signed_block(failed.rollup, failed.slot)],
-            [orjson.dumps(failed_slot_to_json(failed))],
+             keys.signed_block(failed.rollup, failed.slot),
+             keys.proposed(failed.rollup)],
+            [orjson.dumps(failed_slot_to_json(failed)), failed.slot, "1" if proposed_ok else "0"],
         )
         return bool(reply)
+
+    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
+        reply = await self._committee_script(
+            "claim_proposal",
+            [keys.failed_slot(rollup, slot), keys.proposed(rollup), keys.proposed_slots(rollup)],
+            [slot, block_hash],
+        )
+        return bool(reply)
+
+    async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:
+        try:
+            slots = await self.redis.zrangebyscore(
+                keys.proposed_slots(rollup), from_slot, "+inf", start=0, num=max(limit, 0)
+            )
+            if not slots:
+                return []
+            names = [_text(x) for x in slots]
+            hashes = await self.redis.hmget(keys.proposed(rollup), names)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+        return [(int(n), _text(h)) for n, h in zip(names, hashes, strict=True) if h]
 
     async def get_failed_slot(self, rollup: int, slot: int) -> FailedSlot | None:
         data = await self._committee_get(keys.failed_slot(rollup, slot))

@@ -33,6 +33,9 @@ def test_keygen_with_explicit_threshold_and_refusals(tmp_path: Path, capsys) -> 
     assert main(["committee", "keygen", "--n", "10", "--out", str(tmp_path)]) == 2
     assert main(["committee", "keygen", "--n", "3", "--t", "4", "--out", str(tmp_path / "x")]) == 2
     assert "t must be" in capsys.readouterr().err
+    # and a threshold at or below 2n/3, with which n - t liars could sign two branches
+    assert main(["committee", "keygen", "--n", "3", "--t", "2", "--out", str(tmp_path / "y")]) == 2
+    assert "t > 2n/3" in capsys.readouterr().err
 
 
 def _vector_files(tmp_path: Path) -> tuple[Path, Path, dict]:

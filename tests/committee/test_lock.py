@@ -22,7 +22,7 @@ from auction.encoding import ZERO_HASH
 from auction.slots import compute_deadline_ms
 from auction.types import Block, LoggedEvent
 from committee import bls, threshold
-from committee.errors import Locked, Refusal
+from committee.errors import InvalidCommitteeParams, Locked, Refusal
 from committee.member import Member
 from committee.proposal import ParentCertificate, Proposal, compute_parent_certificate
 from committee.proposal import encode_proposal as encode
@@ -223,3 +223,13 @@ def test_locked_refusal_names_the_head(tmp_path: Path, with_lock: bool) -> None:
     with pytest.raises(Locked) as refused:
         coordinator.members[0].sign_proposal(encode(proposal))
     assert refused.value.data["known_block_hash"] == first.block.block_hash
+
+
+def test_a_committee_whose_threshold_allows_two_branches_is_refused(tmp_path: Path) -> None:
+    # 2 of 3 with one liar: two disjoint honest members plus the liar sign two siblings
+    # (found in review). A signing committee needs t > 2n/3.
+    committee, shares = threshold.deal(3, 2, b"two of three".ljust(32, b"\0"))
+    with pytest.raises(InvalidCommitteeParams):
+        Member(shares[0], config_of(committee, 1), ProtectionStore(tmp_path / "m.sqlite3"),
+               clock_ms=Clock())
+    threshold.check_signing_threshold(N, T)  # 3 of 4 holds: 2t - n = 2 > n - t = 1

@@ -152,3 +152,19 @@ def test_share_of_another_member_is_rejected(dealt, tmp_path) -> None:
     with pytest.raises(ValueError):
         Member(dealt.shares[0], config_of(dealt.committee, 2),
                ProtectionStore(tmp_path / "x.sqlite3"))
+
+
+def test_a_protection_file_from_before_the_lock_locks_the_member_to_what_it_signed(
+    dealt, proposal, tmp_path
+) -> None:
+    path = tmp_path / "member-1.sqlite3"
+    store = ProtectionStore(path)
+    cid = dealt.committee.committee_id
+    # What an older member wrote: a signed record, and no head (heads were only adopted blocks)
+    store._db.execute(
+        "INSERT INTO signed VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (cid, proposal.rollup, SLOT, proposal.block.block_hash, b"r", b"p", 1),
+    )
+    store.close()
+    head = ProtectionStore(path).get_head(cid, proposal.rollup)
+    assert head is not None and (head.slot, head.block_hash) == (SLOT, proposal.block.block_hash)

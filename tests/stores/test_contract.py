@@ -519,3 +519,18 @@ async def test_a_result_keeps_its_bids_whether_or_not_its_log_is_stored(store: S
     assert await store.save_result(result) and await store.save_result(elsewhere)
     assert await store.get_result(ROLLUP, 20) == result
     assert await store.get_result(ROLLUP, 21) == elsewhere
+
+
+@pytest.mark.anyio
+async def test_cancels_that_go_nowhere_still_count_against_the_quota(store: Store) -> None:
+    # Each is remembered for its replay window, so a flood of them must be bounded like bids
+    # (found in review: they filled Redis, and made the memory store's purge quadratic).
+    limits = IntakeLimits(max_bundles=5, max_bytes=10**9)
+    for n in range(5):
+        assert await log_cancel(store, make_cancel(ALICE, UUID_1, n=n), [7], limits) == []
+    with pytest.raises(SearcherLimitExceeded):
+        await log_cancel(store, make_cancel(ALICE, UUID_1, n=99), [7], limits)
+    # A resend of one already seen answers as before and counts nothing more
+    assert await log_cancel(store, make_cancel(ALICE, UUID_1, n=0), [7], limits) == []
+    # Another searcher's quota is its own
+    assert await log_cancel(store, make_cancel(BOB, UUID_1, n=1), [7], limits) == []

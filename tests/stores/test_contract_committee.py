@@ -154,3 +154,23 @@ async def test_evidence_pages_newest_first(store: Store) -> None:
     assert [e.slot for _, e in rest] == [2, 1, 0]
     assert rest[0][1] == invalid(2, 3)
     assert await store.list_evidence(10, before=None, limit=10) == []
+
+
+async def test_a_slot_is_proposed_once_and_then_failed_only_if_it_can_never_be_signed(
+    store: Store,
+) -> None:
+    a, b = _h(1), _h(2)
+    assert await store.claim_proposal(ROLLUP, 40, a)
+    assert await store.claim_proposal(ROLLUP, 40, a)  # the same block again
+    assert not await store.claim_proposal(ROLLUP, 40, b)  # never a second block for the slot
+    # Members may be locked to the proposed block: only "it can never be signed" fails it
+    assert not await store.save_failed_slot(failed(40))
+    assert await store.save_failed_slot(failed(40), proposed_ok=True)
+    # A failed slot is never proposed
+    assert await store.save_failed_slot(failed(41))
+    assert not await store.claim_proposal(ROLLUP, 41, a)
+    assert await store.claim_proposal(ROLLUP, 45, b)
+    assert await store.claim_proposal(ROLLUP, 43, a)
+    assert await store.list_proposed(ROLLUP, 41, 10) == [(43, a), (45, b)]
+    assert await store.list_proposed(ROLLUP, 0, 2) == [(40, a), (43, a)]
+    assert await store.list_proposed(ROLLUP + 1, 0, 10) == []
