@@ -21,13 +21,7 @@ from api.notify import Notifier
 from api.stores.base import IntakeLimits, Store
 from auction import constants as C
 from auction.auth import recover_evidence
-from auction.bundles import (
-    compute_bid,
-    compute_cancel,
-    compute_cancel_slots,
-    compute_public_tx,
-    parse_quantity,
-)
+from auction.bundles import compute_cancel_slots, parse_quantity
 from auction.encoding import ZERO_HASH
 from auction.errors import (
     BlockspaceError,
@@ -39,12 +33,22 @@ from auction.errors import (
     UnknownRollup,
 )
 from auction.hashing import from_hex, to_hex
-from auction.history import compute_rejection, compute_slot_history
+from auction.history import compute_slot_history
+from auction.intake import (
+    CANCEL_BUNDLE,
+    SEND_BUNDLE,
+    SEND_PRIVATE_TX,
+    SEND_RAW_TX,
+    IntakeContext,
+    Refused,
+    compute_intake_event,
+    compute_refused,
+)
 from auction.pool import PoolView
 from auction.presets import Policy, Preset, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Bid, Evidence, PendingTx, PublicTx, SlotResult
+from auction.types import Bid, Cancel, Evidence, IntakeEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
 from ordering import packer
 
@@ -445,19 +449,79 @@ class Engine:
         """The searcher who signed ``body``, and the evidence (its signature header canonical)."""
         return recover_evidence(body, signature)
 
-    def _protected_for(self, endpoint_rollup: int | None, params: Any) -> frozenset[str]:
-        # The bundle's rollup is only known after decoding; protected hashes of every rollup
-        # are few, and a hash names one tx on one chain, so the union is exact.
-        if endpoint_rollup is not None:
-            return frozenset(self._protected.get(endpoint_rollup, ()))
-        return frozenset().union(*self._protected.values())
-
     def _endpoint_rollup(self, endpoint_rollup: int | None) -> int:
         if endpoint_rollup is None:
             return self.default_rollup
         if endpoint_rollup not in self.rollups:
             raise UnknownRollup(f"rollup {endpoint_rollup} is not served here")
         return endpoint_rollup
+
+    def intake_context(self, endpoint_rollup: int | None) -> IntakeContext:
+        """What requests to ``endpoint_rollup`` (None: ``POST /``) are judged against."""
+        # A bundle's rollup is only known once decoded; protected hashes of every rollup are
+        # few, and a hash names one tx on one chain, so the union is exact.
+        if endpoint_rollup is not None:
+            protected = frozenset(self._protected.get(endpoint_rollup, ()))
+        else:
+            protected = frozenset().union(*self._protected.values())
+        return IntakeContext(
+            rollups=self.rollups,
+            clock=self.clock,
+            max_slots_ahead=self.max_slots_ahead,
+            default_rollup=self.default_rollup,
+            endpoint_rollup=endpoint_rollup,
+            protected_hashes=protected,
+        )
+
+    async def _derive(
+        self,
+        method: str,
+        params: Any,
+        ctx: IntakeContext,
+        received_ms: int,
+        signer: tuple[str, Evidence] | None = None,
+    ) -> IntakeEvent | Refused:
+        """The request's event, or its refusal (``auction.intake``). A large request (long
+        access lists) takes tens of ms to decode: off the event loop, so it never delays other
+        searchers' acknowledgements."""
+        body = signer[1].body if signer is not None else b""
+        derive = functools.partial(
+            compute_intake_event,
+            body,
+            signer[1].signature if signer is not None else None,
+            received_ms,
+            ctx,
+            request={"method": method, "params": params},
+            signer=signer,
+        )
+        large = len(body) >= self.decode_offload_bytes
+        return await asyncio.to_thread(derive) if large else derive()
+
+    async def _event(
+        self,
+        method: str,
+        params: Any,
+        ctx: IntakeContext,
+        received_ms: int,
+        signer: tuple[str, Evidence] | None = None,
+    ) -> IntakeEvent:
+        """The request's event; its refusal is raised."""
+        event = await self._derive(method, params, ctx, received_ms, signer)
+        if isinstance(event, Refused):
+            raise event.error
+        return event
+
+    def _file_refusal(self, refused: Refused) -> None:
+        """A refused bundle whose target slot is still open goes into that slot's history."""
+        record = refused.record
+        if record is not None and record.rollup in self.rollups:
+            self.refusals.record(
+                self.store,
+                record,
+                closed_through=self._closed_through.get(record.rollup, self.head_slot()),
+                open_slot=self.open_slot(),
+                max_slots_ahead=self.max_slots_ahead,
+            )
 
     async def submit_bundle(
         self,
@@ -470,63 +534,25 @@ class Engine:
     ) -> dict[str, Any]:
         """eth_sendBundle; a refusal whose target slot is still open goes into its history."""
         received_ms = self.now_ms()
+        ctx = self.intake_context(endpoint_rollup)
+        refused: Refused | None = None
         try:
-            return await self._submit_bundle(
-                params,
-                searcher=searcher,
-                evidence=evidence,
-                endpoint_rollup=endpoint_rollup,
-                transport=transport,
-            )
-        except BlockspaceError as exc:
-            record = compute_rejection(
-                params,
-                searcher=searcher,
-                code=exc.code,
-                received_ms=received_ms,
-                default_rollup=self.default_rollup,
-                endpoint_rollup=endpoint_rollup,
-            )
-            if record is not None and record.rollup in self.rollups:
-                self.refusals.record(
-                    self.store,
-                    record,
-                    closed_through=self._closed_through.get(record.rollup, self.head_slot()),
-                    open_slot=self.open_slot(),
-                    max_slots_ahead=self.max_slots_ahead,
+            self._rate_check(searcher, received_ms)
+            event = await self._derive(SEND_BUNDLE, params, ctx, received_ms, (searcher, evidence))
+            if isinstance(event, Refused):
+                refused = event
+            else:
+                assert isinstance(event, Bid)
+                bid = event
+                t0 = time.perf_counter()
+                await self.store.append_bid(
+                    bid, compute_intake_limits(self.rollups[bid.rollup].policy)
                 )
-            raise
-
-    async def _submit_bundle(
-        self,
-        params: Any,
-        *,
-        searcher: str,
-        evidence: Evidence,
-        endpoint_rollup: int | None,
-        transport: str,
-    ) -> dict[str, Any]:
-        now = self.now_ms()
-        self._rate_check(searcher, now)
-        derive = functools.partial(
-            compute_bid,
-            params,
-            searcher=searcher,
-            evidence=evidence,
-            rollups=self.rollups,
-            clock=self.clock,
-            now_ms=now,
-            max_slots_ahead=self.max_slots_ahead,
-            endpoint_rollup=endpoint_rollup,
-            protected_hashes=self._protected_for(endpoint_rollup, params),
-        )
-        # A large request (long access lists) takes tens of ms to decode: off the event loop,
-        # so it never delays other searchers' acknowledgements.
-        large = len(evidence.body) >= self.decode_offload_bytes
-        bid = await asyncio.to_thread(derive) if large else derive()
-        limits = compute_intake_limits(self.rollups[bid.rollup].policy)
-        t0 = time.perf_counter()
-        await self.store.append_bid(bid, limits)
+        except BlockspaceError as exc:  # rate limits and the store's limits
+            refused = compute_refused(exc, SEND_BUNDLE, params, searcher, received_ms, ctx)
+        if refused is not None:
+            self._file_refusal(refused)
+            raise refused.error
         self.metrics.count_bid(bid.rollup, bid.slot, transport, time.perf_counter() - t0)
         self.notifier.to_searcher(
             searcher,
@@ -544,14 +570,9 @@ class Engine:
         self, params: Any, *, endpoint_rollup: int | None, protected: bool
     ) -> str:
         """A public tx for the rollup's lane (``eth_sendRawTransaction`` / private: protected)."""
-        now = self.now_ms()
-        ptx = compute_public_tx(
-            params,
-            rollups=self.rollups,
-            now_ms=now,
-            endpoint_rollup=endpoint_rollup,
-            protected=protected,
-        )
+        method = SEND_PRIVATE_TX if protected else SEND_RAW_TX
+        ptx = await self._event(method, params, self.intake_context(endpoint_rollup), self.now_ms())
+        assert isinstance(ptx, PublicTx)
         # Verify the pool takes it: the sender's cap, and room or a better fee than the cheapest
         # (False: it already waits, so logging it again would only grow the log)
         if self._pools[ptx.rollup].check(ptx.tx):
@@ -584,28 +605,22 @@ class Engine:
     ) -> bool:
         now = self.now_ms()
         self._rate_check(searcher, now)
-        rollup = self._endpoint_rollup(endpoint_rollup)
-        cancel = compute_cancel(
-            params,
-            searcher=searcher,
-            evidence=evidence,
-            rollup=rollup,
-            clock=self.clock,
-            now_ms=now,
-            max_slots_ahead=self.max_slots_ahead,
-        )
+        self._endpoint_rollup(endpoint_rollup)  # a cancel's rollup is its endpoint's: served?
+        ctx = self.intake_context(endpoint_rollup)
+        cancel = await self._event(CANCEL_BUNDLE, params, ctx, now, (searcher, evidence))
+        assert isinstance(cancel, Cancel)
         # The answer and the notifications depend only on this searcher's own bids.
         done = await self.store.append_cancel(
             cancel,
             compute_cancel_slots(cancel, self.clock, self.max_slots_ahead),
-            compute_intake_limits(self.rollups[rollup].policy),
+            compute_intake_limits(self.rollups[cancel.rollup].policy),
             CANCEL_WINDOW_MS,
         )
         for slot in done:
             self.notifier.to_searcher(
                 searcher,
                 "cancelled",
-                {"rollup": rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
+                {"rollup": cancel.rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
             )
         return bool(done)
 

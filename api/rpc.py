@@ -11,14 +11,8 @@ from api.engine import Engine
 from api.errors import internal_jsonrpc_error, jsonrpc_error
 from api.metrics import Metrics
 from auction.bundles import parse_quantity
-from auction.constants import MAX_REQUEST_BYTES
-from auction.errors import (
-    BlockspaceError,
-    InvalidRequest,
-    MethodNotFound,
-    ParseError,
-    RequestTooLarge,
-)
+from auction.errors import BlockspaceError, InvalidRequest, MethodNotFound
+from auction.intake import check_request, load_request
 
 log = logging.getLogger("blockspace.rpc")
 
@@ -119,15 +113,6 @@ OPENAPI_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _load(body: bytes) -> Any:
-    if len(body) > MAX_REQUEST_BYTES:
-        raise RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ParseError("request body is not valid JSON") from None
-
-
 def compute_request_id(req: Any) -> Any:
     """The id an answer to ``req`` carries: its own when well formed, else null (JSON-RPC 2.0:
     an id that cannot be read is answered as null, never echoed)."""
@@ -135,28 +120,6 @@ def compute_request_id(req: Any) -> Any:
     if isinstance(rid, bool) or not isinstance(rid, (str, int)):
         return None
     return rid
-
-
-def check_request(req: Any) -> dict[str, Any]:
-    """Check one parsed JSON-RPC 2.0 request object; raise InvalidRequest."""
-    if not isinstance(req, dict):
-        raise InvalidRequest("request must be a JSON object")
-    if req.get("jsonrpc") != "2.0":
-        raise InvalidRequest('"jsonrpc" must be "2.0"')
-    if not isinstance(req.get("method"), str):
-        raise InvalidRequest('"method" must be a string')
-    rid = req.get("id")
-    if isinstance(rid, bool) or (rid is not None and not isinstance(rid, (str, int))):
-        raise InvalidRequest('"id" must be a string, a number or null')
-    return req
-
-
-def parse_request(body: bytes) -> dict[str, Any]:
-    """Parse one JSON-RPC 2.0 request object; raise ParseError / InvalidRequest."""
-    req = _load(body)
-    if isinstance(req, list):
-        raise InvalidRequest("a batch is not allowed here")
-    return check_request(req)
 
 
 async def dispatch(
@@ -173,7 +136,7 @@ async def dispatch(
     signature covers a whole body, and a bid's evidence must be exactly one request.
     """
     try:
-        parsed = _load(body)
+        parsed = load_request(body)
     except BlockspaceError as exc:
         return _refuse(engine, transport, None, exc), None
     if isinstance(parsed, list):

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from api import errors as wire
 from api.engine import Engine, TokenBucket
 from api.notify import Subscriber
-from api.rpc import count_refusal, dispatch, encode_message, parse_request
+from api.rpc import count_refusal, dispatch, encode_message
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
     BlockspaceError,
@@ -41,6 +41,7 @@ from auction.errors import (
     RateLimited,
     RequestTooLarge,
 )
+from auction.intake import parse_request
 
 log = logging.getLogger("blockspace.ws")
 

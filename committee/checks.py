@@ -26,22 +26,20 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from auction.auth import is_canonical_signature, recover_evidence
+from auction.auth import is_canonical_signature
 from auction.book import compute_book
-from auction.bundles import (
-    compute_bid,
-    compute_bid_id,
-    compute_cancel,
-    compute_cancel_slots,
-    parse_quantity,
-)
+from auction.bundles import compute_bid_id, compute_cancel_slots, parse_quantity
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import from_hex, keccak256, to_hex
+from auction.intake import (
+    SEND_BUNDLE,
+    IntakeContext,
+    Refused,
+    compute_intake_event,
+    parse_params_object,
+)
 from auction.presets import Rollup
 from auction.results import (
     compute_conflict_keys,
@@ -236,22 +234,6 @@ def check_parent(
 # --- 5. evidence ------------------------------------------------------------------------------
 
 
-def _request_params(body: bytes, method: str) -> Any:
-    """The params object of the signed JSON-RPC request ``body`` (which must call ``method``)."""
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ValueError("the signed body is not JSON") from None
-    if not isinstance(request, dict) or request.get("method") != method:
-        raise ValueError(f"the signed body is not an {method} request")
-    params = request.get("params")
-    if isinstance(params, list) and len(params) == 1:
-        params = params[0]
-    if not isinstance(params, dict):
-        raise ValueError("the signed body has no parameter object")
-    return params
-
-
 def _header_address(signature: str) -> str:
     return signature.split(":", 1)[0].lower()
 
@@ -274,7 +256,7 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
         raise InvalidEvidence("searcher differs from the signature header", **what)
     # Verify the slot, transactions and explicit bid are the signed ones.
     try:
-        params = _request_params(bid.evidence.body, "eth_sendBundle")
+        params = parse_params_object(bid.evidence.body, SEND_BUNDLE)
         slot = parse_quantity(params.get("blockNumber"), "blockNumber")
         raw = params.get("txs")
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
@@ -297,31 +279,35 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
         raise InvalidEvidence("bid amount differs from the signed request", **what)
 
 
+def compute_member_context(config: MemberConfig, rollup: int) -> IntakeContext:
+    """The intake context a member re-derives events in: its own rollups and clock; no endpoint
+    pin and no protected hashes (the close re-checks protection from the log and the pool)."""
+    return IntakeContext(
+        rollups=config.rollups,
+        clock=config.clock,
+        max_slots_ahead=config.max_slots_ahead,
+        default_rollup=rollup,
+    )
+
+
 def check_bid_derivation(config: MemberConfig, bid: Bid) -> None:
-    """Full check: recover the searcher from the signature and re-derive the whole bid from the
-    signed request at its receive time (ECDSA for the header and every transaction)."""
+    """Full check: re-derive the whole bid from its evidence at its receive time, through the
+    intake's own function (ECDSA for the header and every transaction)."""
     what = {"bid_id": bid.bid_id}
-    try:
-        searcher, evidence = recover_evidence(bid.evidence.body, bid.evidence.signature)
-        params = _request_params(bid.evidence.body, "eth_sendBundle")
-        derived = compute_bid(
-            params,
-            searcher=searcher,
-            evidence=evidence,
-            rollups=config.rollups,
-            clock=config.clock,
-            now_ms=bid.received_ms,
-            max_slots_ahead=config.max_slots_ahead,
-        )
-    except BlockspaceError as exc:
+    derived = compute_intake_event(
+        bid.evidence.body,
+        bid.evidence.signature,
+        bid.received_ms,
+        compute_member_context(config, bid.rollup),
+    )
+    if isinstance(derived, Refused):
+        error = derived.error
         raise InvalidEvidence(
-            f"evidence does not check: {exc.message}", cause=exc.code, **what
-        ) from None
-    except ValueError as exc:
-        raise InvalidEvidence(f"evidence does not check: {exc}", **what) from None
+            f"evidence does not check: {error.message}", cause=error.code, **what
+        )
     # Verify every field (amount, gas, transactions, senders, uuid, ...) is the derived one.
     if derived != bid:
-        field = _first_difference(derived, bid)
+        field = _first_difference(derived, bid) if isinstance(derived, Bid) else "kind"
         raise InvalidEvidence(f"bid field {field!r} differs from its evidence", field=field, **what)
 
 
@@ -333,20 +319,14 @@ def check_cancel(config: MemberConfig, cancel: Cancel, proposal: Proposal) -> No
     window = compute_cancel_slots(cancel, config.clock, config.max_slots_ahead)
     if cancel.rollup != proposal.rollup or proposal.slot not in window:
         raise InvalidEvidence("a cancel for another rollup or time is in the log", **what)
-    try:
-        searcher, evidence = recover_evidence(cancel.evidence.body, cancel.evidence.signature)
-        params = _request_params(cancel.evidence.body, "eth_cancelBundle")
-        derived = compute_cancel(
-            params,
-            searcher=searcher,
-            evidence=evidence,
-            rollup=cancel.rollup,
-            clock=config.clock,
-            now_ms=cancel.received_ms,
-            max_slots_ahead=config.max_slots_ahead,
-        )
-    except (BlockspaceError, ValueError) as exc:
-        raise InvalidEvidence(f"cancel evidence does not check: {exc}", **what) from None
+    derived = compute_intake_event(
+        cancel.evidence.body,
+        cancel.evidence.signature,
+        cancel.received_ms,
+        compute_member_context(config, cancel.rollup),
+    )
+    if isinstance(derived, Refused):
+        raise InvalidEvidence(f"cancel evidence does not check: {derived.error.message}", **what)
     if derived != cancel:
         raise InvalidEvidence("cancel differs from its evidence", **what)
 

@@ -1,0 +1,205 @@
+"""From signed evidence to an intake event: the one path every reader of a request takes.
+
+``compute_intake_event`` turns what arrived (the exact request bytes, the signature header, the
+receive time) and the slot context into a ``Bid``, a ``Cancel``, a ``PublicTx`` or a ``Refused``
+with its stable code. The engine's intake calls it for every request; the slot's history files a
+refused bundle from the ``Refused`` it returns; every committee member calls it to re-derive the
+events of a proposed log. "Replaying the log" is this function, run again on the evidence.
+
+The per-method rules themselves are in ``auction.bundles`` (``compute_bid``, ``compute_cancel``,
+``compute_public_tx``), in the order they are checked. Pure: time is ``received_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from auction import constants as C
+from auction.auth import recover_evidence
+from auction.bundles import compute_bid, compute_cancel, compute_public_tx
+from auction.errors import (
+    BlockspaceError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    RequestTooLarge,
+)
+from auction.history import BidRecord, compute_rejection
+from auction.presets import Rollup
+from auction.slots import SlotClock
+from auction.types import Evidence, IntakeEvent
+
+SEND_BUNDLE: Final = "eth_sendBundle"
+CANCEL_BUNDLE: Final = "eth_cancelBundle"
+SEND_RAW_TX: Final = "eth_sendRawTransaction"
+SEND_PRIVATE_TX: Final = "eth_sendPrivateTransaction"
+# Methods whose request becomes an event in a slot's log.
+EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE, SEND_RAW_TX, SEND_PRIVATE_TX})
+# Methods that must be signed: their evidence is the signed request.
+SIGNED_EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE})
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeContext:
+    """What a request is judged against besides itself: the rollups served, the slot clock, how
+    far ahead a bid may target, and the endpoint it came to."""
+
+    rollups: Mapping[int, Rollup]
+    clock: SlotClock
+    max_slots_ahead: int
+    default_rollup: int
+    endpoint_rollup: int | None = None  # POST /rollup/{id}: bundles must be for it
+    protected_hashes: frozenset[str] = frozenset()  # known protected txs (a bundle's first only)
+
+    @property
+    def rollup(self) -> int:
+        """The rollup a request names by its endpoint (a cancel has no transactions)."""
+        return self.endpoint_rollup if self.endpoint_rollup is not None else self.default_rollup
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A request intake refused: the error (its ``code`` is stable) and, for a bundle whose
+    target slot could be read, its record for that slot's history."""
+
+    error: BlockspaceError
+    record: BidRecord | None = None
+
+
+# --- the request -----------------------------------------------------------------------------
+
+
+def load_request(body: bytes) -> Any:
+    """The JSON of a request body (an object, or a batch); ``ParseError`` / too large."""
+    if len(body) > C.MAX_REQUEST_BYTES:
+        raise RequestTooLarge(f"request is larger than {C.MAX_REQUEST_BYTES} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ParseError("request body is not valid JSON") from None
+
+
+def check_request(req: Any) -> dict[str, Any]:
+    """Check one parsed JSON-RPC 2.0 request object; raise InvalidRequest."""
+    if not isinstance(req, dict):
+        raise InvalidRequest("request must be a JSON object")
+    if req.get("jsonrpc") != "2.0":
+        raise InvalidRequest('"jsonrpc" must be "2.0"')
+    if not isinstance(req.get("method"), str):
+        raise InvalidRequest('"method" must be a string')
+    rid = req.get("id")
+    if isinstance(rid, bool) or (rid is not None and not isinstance(rid, (str, int))):
+        raise InvalidRequest('"id" must be a string, a number or null')
+    return req
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """Parse one JSON-RPC 2.0 request object (not a batch); raise ParseError / InvalidRequest."""
+    req = load_request(body)
+    if isinstance(req, list):
+        raise InvalidRequest("a batch is not allowed here")
+    return check_request(req)
+
+
+def parse_params_object(body: bytes, method: str) -> Mapping[str, Any]:
+    """The parameter object of the signed request ``body``, which must call ``method`` (what a
+    member's cheap binding check reads, parsed exactly as intake parses it)."""
+    req = parse_request(body)
+    if req["method"] != method:
+        raise InvalidParams(f"the signed request is not an {method} request")
+    params = req.get("params")
+    if isinstance(params, list) and len(params) == 1:
+        params = params[0]
+    if not isinstance(params, Mapping):
+        raise InvalidParams(f"{method} parameter must be an object")
+    return params
+
+
+# --- the event --------------------------------------------------------------------------------
+
+
+def compute_intake_event(
+    body: bytes,
+    signature: str | None,
+    received_ms: int,
+    ctx: IntakeContext,
+    *,
+    request: Mapping[str, Any] | None = None,
+    signer: tuple[str, Evidence] | None = None,
+) -> IntakeEvent | Refused:
+    """The event a request makes, or its refusal. Deterministic in its arguments.
+
+    ``request`` is ``body`` already parsed (a transport that parsed it to route it passes it, so
+    it is read once); ``signer`` the searcher and canonical evidence already recovered from
+    ``signature`` (a shell that rate-limits per searcher recovers it first). Both default to
+    being computed here from ``body`` and ``signature``, which is what a member does.
+    """
+    method = ""
+    searcher: str | None = None
+    params: Any = None
+    try:
+        req = request if request is not None else parse_request(body)
+        method = str(req["method"])
+        params = req.get("params", [])
+        if method not in EVENT_METHODS:
+            raise MethodNotFound(f"method {method!r} makes no intake event")
+        if method in SIGNED_EVENT_METHODS:
+            searcher, evidence = signer or recover_evidence(body, signature)
+            if method == SEND_BUNDLE:
+                return compute_bid(
+                    params,
+                    searcher=searcher,
+                    evidence=evidence,
+                    rollups=ctx.rollups,
+                    clock=ctx.clock,
+                    now_ms=received_ms,
+                    max_slots_ahead=ctx.max_slots_ahead,
+                    endpoint_rollup=ctx.endpoint_rollup,
+                    protected_hashes=ctx.protected_hashes,
+                )
+            return compute_cancel(
+                params,
+                searcher=searcher,
+                evidence=evidence,
+                rollup=ctx.rollup,
+                clock=ctx.clock,
+                now_ms=received_ms,
+                max_slots_ahead=ctx.max_slots_ahead,
+            )
+        return compute_public_tx(
+            params,
+            rollups=ctx.rollups,
+            now_ms=received_ms,
+            endpoint_rollup=ctx.endpoint_rollup,
+            protected=method == SEND_PRIVATE_TX,
+        )
+    except BlockspaceError as exc:
+        return compute_refused(exc, method, params, searcher, received_ms, ctx)
+
+
+def compute_refused(
+    error: BlockspaceError,
+    method: str,
+    params: Any,
+    searcher: str | None,
+    received_ms: int,
+    ctx: IntakeContext,
+) -> Refused:
+    """A refusal, with the history record of a refused bundle whose signer is known (one that
+    fails its signature check names nobody, so it is filed nowhere)."""
+    if method != SEND_BUNDLE or searcher is None:
+        return Refused(error)
+    record = compute_rejection(
+        params,
+        searcher=searcher,
+        code=error.code,
+        received_ms=received_ms,
+        default_rollup=ctx.default_rollup,
+        endpoint_rollup=ctx.endpoint_rollup,
+    )
+    return Refused(error, record)

@@ -1,0 +1,72 @@
+"""One path from signed evidence to an event (issue 10): the engine's intake and every committee
+member's re-check call the same core function on the same bytes and reach the same event."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+import api.engine
+import committee.checks
+from api.app import create_app
+from api.engine import Engine
+from api.metrics import Metrics
+from api.searcher import bundle_params
+from api.stores.memory import MemoryStore
+from auction import intake
+from auction.presets import MAINNET, Rollup
+from auction.types import Bid, Cancel
+from committee.checks import check_bid_derivation, check_cancel
+from committee.proposal import Proposal
+from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
+from tests.committee.slots import config_of
+from tests.factories import CHAIN, key, signed_request, tx
+
+UUID = "12345678-1234-1234-1234-123456789abc"
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """Every call of ``compute_intake_event``, from the engine and from members, and what it
+    returned; both modules are given the same spy around the one core function."""
+    seen: list[tuple[str, object]] = []
+    real = intake.compute_intake_event
+
+    def spy(body, signature, received_ms, ctx, **kw):  # noqa: ANN001, ANN003
+        event = real(body, signature, received_ms, ctx, **kw)
+        seen.append((body.decode(), event))
+        return event
+
+    monkeypatch.setattr(api.engine, "compute_intake_event", spy)
+    monkeypatch.setattr(committee.checks, "compute_intake_event", spy)
+    return seen
+
+
+def test_intake_and_a_member_reach_the_same_event_through_one_function(calls) -> None:
+    clock = FakeClock(START_SLOT * SLOT_MS + 5)
+    engine = Engine(store=MemoryStore(), rollups={CHAIN: Rollup(CHAIN)}, preset=MAINNET,
+                    slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())
+    k = key(1)
+    with TestClient(create_app(engine=engine)) as client:
+        for method, params in (
+            ("eth_sendBundle", bundle_params([tx(k)], START_SLOT, bid_wei=10**15,
+                                             replacement_uuid=UUID)),
+            ("eth_cancelBundle", {"replacementUuid": UUID}),
+        ):
+            body, sig = signed_request(k, method, [params])
+            client.post("/", content=body, headers={"X-Flashbots-Signature": sig})
+        log = client.portal.call(engine.store.read_log, CHAIN, START_SLOT)  # type: ignore[union-attr]
+    at_intake = list(calls)
+    assert [type(e) for _, e in at_intake] == [Bid, Cancel]
+    # A member re-derives the logged events from their evidence alone
+    config = config_of(None)  # type: ignore[arg-type]
+    config = type(config)(**{**{f: getattr(config, f) for f in config.__slots__},
+                             "rollups": engine.rollups, "clock": engine.clock})
+    bid, cancel = (e.event for e in log)
+    assert isinstance(bid, Bid) and isinstance(cancel, Cancel)
+    check_bid_derivation(config, bid)
+    head = Proposal(bytes(32), CHAIN, START_SLOT, None, None, (), ())  # type: ignore[arg-type]
+    check_cancel(config, cancel, head)
+    by_member = calls[len(at_intake):]
+    assert [body for body, _ in by_member] == [body for body, _ in at_intake]
+    assert [e for _, e in by_member] == [e for _, e in at_intake] == [bid, cancel]
