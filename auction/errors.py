@@ -199,6 +199,21 @@ class BundleNotFound(BlockspaceError):
     code = "bundle_not_found"
 
 
+# --- fairness (auction/fairness.py) -------------------------------------------------------------
+
+
+class FairnessViolation(BlockspaceError):
+    """A block breaks a fairness rule of the rollup's policy (``data.rule`` names it)."""
+
+    code = "fairness_violation"
+
+
+class ForcedTxMissing(FairnessViolation):
+    """A due public transaction (the inclusion list) is missing from the block."""
+
+    code = "forced_tx_missing"
+
+
 # --- solver ---------------------------------------------------------------------------------
 
 

@@ -23,15 +23,14 @@ member builds from its own settings. Pure: time comes in as ``now_ms``, randomne
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from auction.auth import is_canonical_signature
-from auction.book import compute_book
 from auction.bundles import compute_bid_id, compute_cancel_slots, parse_quantity
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
+from auction.fairness import check_block_fairness
 from auction.hashing import from_hex, keccak256, to_hex
 from auction.intake import (
     SEND_BUNDLE,
@@ -42,12 +41,7 @@ from auction.intake import (
 )
 from auction.presets import Rollup
 from auction.results import (
-    compute_conflict_keys,
-    compute_due,
-    compute_pool,
     compute_slot_result,
-    compute_tx_keys,
-    is_protected_misplaced,
 )
 from auction.slots import SlotClock, compute_deadline_ms
 from auction.transactions import decode_transaction
@@ -55,8 +49,6 @@ from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult
 from committee.errors import (
     BidSetMismatch,
     BlockMismatch,
-    FairnessViolation,
-    ForcedTxMissing,
     InvalidEvidence,
     Locked,
     MalformedProposal,
@@ -70,7 +62,6 @@ from committee.proposal import Proposal, compute_header_hash
 from committee.records import compute_tx_hashes
 from committee.signing import is_valid_block_signature
 from committee.threshold import CommitteeInfo
-from ordering.problem import compute_searcher_gas_cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,73 +434,8 @@ def check_block(config: MemberConfig, proposal: Proposal, expected: SlotResult) 
 
 
 def check_fairness(rollup: Rollup, proposal: Proposal, block: Block) -> None:
-    """Refuse a block that breaks a fairness rule of ``rollup``'s policy.
-
-    Rules (auction/results.py): due public txs (the inclusion list) are in the block; bundles
-    leave the public lane's reserve (grown to the due txs' gas); each searcher stays under its gas
-    cap; no two winning bundles conflict, and none conflicts with a due tx; a protected tx only
-    opens a bundle.
-    """
-    policy = rollup.policy
-    slot = proposal.slot
-    pool = compute_pool(rollup, slot, proposal.carried, proposal.log)
-    due = compute_due(rollup, slot, pool)
-    # Verify the inclusion list: every due public tx is in the block.
-    in_block = set(compute_tx_hashes(block))
-    missing = [p.tx.hash for p in due if p.tx.hash not in in_block]
-    if missing:
-        raise ForcedTxMissing(
-            f"{len(missing)} due public tx(s) missing from the block", txs=missing[:16]
-        )
-    live = {e.event.bid_id: e.event for e in compute_book(proposal.log).live
-            if isinstance(e.event, Bid)}
-    winners: list[Bid] = []
-    for w in block.bundles:
-        bid = live.get(w.bid_id)
-        if bid is None:
-            raise FairnessViolation("a winning bundle is not a live bid", rule="live_bid")
-        winners.append(bid)
-    # Verify the public lane's reserve (grown to the due txs' gas) is kept from bundles.
-    lane_gas = max(policy.reserved_public_gas, sum(p.tx.gas_limit for p in due))
-    bundle_gas_limit = policy.gas_limit - lane_gas
-    bundle_gas = sum(b.gas for b in winners)
-    if bundle_gas > bundle_gas_limit:
-        raise FairnessViolation(
-            f"bundles use {bundle_gas} gas; the public lane leaves them {bundle_gas_limit}",
-            rule="public_lane_reserve",
-        )
-    # Verify each searcher's gas cap.
-    cap = compute_searcher_gas_cap(bundle_gas_limit, policy.max_gas_share_per_searcher)
-    if cap is not None:
-        per: dict[str, int] = defaultdict(int)
-        for b in winners:
-            per[b.searcher] += b.gas
-        over = sorted(s for s, g in per.items() if g > cap)
-        if over:
-            raise FairnessViolation(
-                f"searcher {over[0]} uses {per[over[0]]} gas; the cap is {cap}",
-                rule="searcher_cap",
-            )
-    # Verify no bundle conflicts with another or with a due public tx.
-    owner: dict[str, str] = {}
-    for p in due:
-        for k in compute_tx_keys(p.tx)[:2]:
-            owner[k] = p.tx.hash
-    for b in winners:
-        for k in compute_conflict_keys(b):
-            if k in owner:
-                raise FairnessViolation(
-                    f"bundle {b.bid_id} conflicts with {owner[k]}", rule="conflict", key=k
-                )
-        for k in compute_conflict_keys(b):
-            owner[k] = b.bid_id
-    # Verify protected txs only open bundles (no front-runs, no sandwiches).
-    protected = {p.tx.hash for p in pool if p.protected}
-    for b in winners:
-        if is_protected_misplaced(b, protected):
-            raise FairnessViolation(
-                f"bundle {b.bid_id} carries a protected tx after its first", rule="protected_tx"
-            )
+    """Refuse a block that breaks a fairness rule of ``rollup``'s policy (the core's checker)."""
+    check_block_fairness(rollup, proposal.slot, proposal.carried, proposal.log, block)
 
 
 def compute_event_ids(log: tuple[LoggedEvent, ...] | list[LoggedEvent]) -> list[str]:

@@ -40,7 +40,7 @@ from auction.slots import compute_deadline_ms
 from auction.types import PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
-from committee.errors import CommitteeError, Refusal
+from committee.errors import CommitteeError
 from committee.member import Member
 from committee.proposal import Proposal, compute_parent_certificate, encode_proposal
 from committee.records import (
@@ -192,7 +192,7 @@ class LocalMember:
         try:
             async with asyncio.timeout(timeout_s):
                 reply = await asyncio.to_thread(self.member.sign_proposal, body)
-        except Refusal as refusal:
+        except BlockspaceError as refusal:  # every check raises its stable code
             return MemberAnswer(self.index, refusal=refusal.code, message=refusal.message)
         except TimeoutError:
             return MemberAnswer(self.index, error="no answer before the signing deadline")

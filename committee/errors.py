@@ -153,18 +153,6 @@ class BlockMismatch(Refusal):
     code = "block_mismatch"
 
 
-class FairnessViolation(Refusal):
-    """The block breaks a fairness rule of the member's own policy (``data.rule`` names it)."""
-
-    code = "fairness_violation"
-
-
-class ForcedTxMissing(FairnessViolation):
-    """A due public transaction (the inclusion list) is missing from the block."""
-
-    code = "forced_tx_missing"
-
-
 class InvalidSignedBlock(CommitteeError):
     """A signed block that does not verify: bad shape, wrong hash, bad signature, few signers."""
 

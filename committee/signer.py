@@ -37,6 +37,7 @@ from api import errors as wire_errors
 from api.routing import ErrorBody, StableErrorRoute
 from api.server import server_options
 from api.settings import Settings
+from auction.errors import BlockspaceError
 from auction.slots import SlotClock
 from committee import keyfiles
 from committee.checks import MemberConfig
@@ -143,7 +144,7 @@ def create_signer_app(member: Member) -> FastAPI:
                     return Response(status_code=499)
                 try:
                     reply = await asyncio.to_thread(member.sign_proposal, body)
-                except Refusal as refusal:
+                except BlockspaceError as refusal:  # every check raises its stable code
                     metrics.refused.labels(refusal.code).inc()
                     log.info("refused %s: %s", refusal.code, refusal.message)
                     return JSONResponse(

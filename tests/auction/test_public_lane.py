@@ -16,6 +16,7 @@ from auction import constants as C
 from auction import errors as E
 from auction.bundles import compute_public_tx
 from auction.encoding import ZERO_HASH, compute_pending_root
+from auction.fairness import check_block_fairness
 from auction.pool import PoolView, compute_max_arrivals_per_slot, is_public_tx_admissible
 from auction.presets import MAINNET, MINIMAL, Policy, Rollup
 from auction.results import compute_due, compute_pool, compute_slot_result
@@ -282,7 +283,9 @@ def bundle(searcher: int, sender: int, nonce: int, gas: int, bid_wei: int, slot:
 
 def check_pool(rollup: Rollup, slot: int, carried: Sequence[PendingTx],
                log: Sequence[LoggedEvent], r: SlotResult, parent: SlotResult | None) -> None:
-    """Every rule of the pool, checked on one closed slot."""
+    """Every rule of the pool, checked on one closed slot (and every fairness rule of the block,
+    by the core's own checker)."""
+    check_block_fairness(rollup, slot, carried, log, r.block)
     policy, pending = rollup.policy, r.pending
     # The roots chain: this slot started from its parent's pending pool and commits to its own.
     assert r.block.carried_root == compute_pending_root(carried)

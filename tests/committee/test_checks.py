@@ -8,6 +8,7 @@ import pytest
 
 from auction.bundles import compute_bid_id
 from auction.encoding import ZERO_HASH, compute_pending_root
+from auction.errors import FairnessViolation, ForcedTxMissing
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms
 from auction.types import Evidence, LoggedEvent, PendingTx, WinningBundle
@@ -27,8 +28,6 @@ from committee.checks import (
 from committee.errors import (
     BidSetMismatch,
     BlockMismatch,
-    FairnessViolation,
-    ForcedTxMissing,
     InvalidEvidence,
     Locked,
     MalformedProposal,
