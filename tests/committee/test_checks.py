@@ -8,7 +8,7 @@ import pytest
 
 from auction.bundles import compute_bid_id
 from auction.encoding import ZERO_HASH, compute_pending_root
-from auction.errors import FairnessViolation, ForcedTxMissing
+from auction.errors import BlockspaceError, FairnessViolation, ForcedTxMissing
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms
 from auction.types import Evidence, LoggedEvent, PendingTx, WinningBundle
@@ -75,8 +75,9 @@ def run_all(config: MemberConfig, p: Proposal, *, known: KnownBlock | None = Non
     check_fairness(config.rollups[p.rollup], p, p.block)
 
 
-def refusal(config: MemberConfig, p: Proposal, **kwargs: object) -> Refusal:
-    with pytest.raises(Refusal) as excinfo:
+def refusal(config: MemberConfig, p: Proposal, **kwargs: object) -> BlockspaceError:
+    """What a member refuses ``p`` with: a committee Refusal, or a core rule (fairness)."""
+    with pytest.raises((Refusal, FairnessViolation)) as excinfo:
         run_all(config, p, **kwargs)  # type: ignore[arg-type]
     return excinfo.value
 
