@@ -26,7 +26,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
-from api.stores.base import Store
+from api.stores.base import HistoryRecords
 from auction.errors import (
     InvalidParams,
     SlotNotFound,
@@ -219,8 +219,8 @@ BidCursorQ = Annotated[
 ]
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.engine.store
+def _store(request: Request) -> HistoryRecords:
+    store: HistoryRecords = request.app.state.engine.store
     return store
 
 
@@ -272,7 +272,7 @@ def parse_bid_cursor(cursor: str) -> tuple[tuple[int, int], int]:
 
 
 async def page_slots(
-    store: Store,
+    store: HistoryRecords,
     rollups: Sequence[int],
     *,
     from_slot: int | None,
@@ -310,7 +310,7 @@ async def page_slots(
 
 
 async def page_bids(
-    store: Store,
+    store: HistoryRecords,
     rollups: Sequence[int],
     *,
     slot: int | None,
@@ -349,7 +349,7 @@ async def page_bids(
     return [c[2] for c in page], next_cursor
 
 
-async def _newest_slot(store: Store, rollups: Sequence[int]) -> int | None:
+async def _newest_slot(store: HistoryRecords, rollups: Sequence[int]) -> int | None:
     newest = [
         s
         for r in rollups
@@ -396,7 +396,7 @@ def _bid_row(b: BidRecord) -> list[Any]:
 
 
 async def _export(
-    store: Store,
+    store: HistoryRecords,
     rollups: Sequence[int],
     from_slot: int,
     to_slot: int,

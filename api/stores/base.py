@@ -50,8 +50,10 @@ class IntakeLimits:
     max_slot_bytes: int = 1 << 40
 
 
-class Store(ABC):
-    name: str = "store"
+class SlotLogs(ABC):
+    """Each slot's append-only intake log: bids, cancels and public txs, checked against the
+    intake limits as they are appended; closed once (memory: ``memory.py``; Redis: the scripts in
+    ``redis.py``)."""
 
     @abstractmethod
     async def append_bid(self, bid: Bid, limits: IntakeLimits) -> str:
@@ -91,6 +93,11 @@ class Store(ABC):
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         """Seq of a logged bid by bid id or by ``<searcher>:<bundle_hash>``."""
 
+
+
+class Results(ABC):
+    """Each closed slot's result, written once (with its history, atomically)."""
+
     @abstractmethod
     async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
         """Store a slot's result (and its history, atomically with it); False (and no change)
@@ -108,7 +115,11 @@ class Store(ABC):
     ) -> list[int]:
         """Slots with a stored result in [from_slot, to_slot], newest first."""
 
-    # --- auction history (issue 5; api/history.py, docs/data-api.md) ---------------------------
+
+
+class HistoryRecords(ABC):
+    """What analysts read about closed slots (issue 5; auction/history.py, docs/data-api.md;
+    memory: ``memory_history.py``; Redis: ``redis_history.py`` and its scripts)."""
 
     @abstractmethod
     def record_refusal(self, record: BidRecord) -> None:
@@ -184,7 +195,11 @@ class Store(ABC):
         """Remove up to ``max_slots`` of the oldest slots below ``before_slot`` entirely (history,
         result, log and intake keys); return the slots removed, oldest first."""
 
-    # --- signing committee (issue 4; committee/records.py, docs/committee.md) -------------------
+
+
+class CommitteeRecords(ABC):
+    """What the signing committee publishes and keeps (issue 4; committee/records.py,
+    docs/committee.md; memory: ``memory_committee.py``; Redis: ``redis_committee.py``)."""
 
     @abstractmethod
     async def save_signed_block(self, block: SignedBlock) -> bool:
@@ -236,6 +251,13 @@ class Store(ABC):
         self, rollup: int, *, before: str | None, limit: int
     ) -> list[tuple[str, MemberEvidence]]:
         """Up to ``limit`` (id, evidence), newest first, with ids below ``before``."""
+
+
+
+class Store(SlotLogs, Results, HistoryRecords, CommitteeRecords):
+    """Everything an engine process keeps, in one backend (memory or Redis)."""
+
+    name: str = "store"
 
     @abstractmethod
     async def ping(self) -> bool: ...
