@@ -12,21 +12,21 @@ from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors as wire
 from api.blocks import router as blocks_router
 from api.data import dashboard as dashboard_router
 from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
 from api.metrics import Metrics
-from api.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from api.rpc import OPENAPI_ANSWERS, OPENAPI_BODY, count_refusal, dispatch, encode_message
-from api.settings import SETTINGS_ENV, Settings
 from api.stores import open_store
 from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import RequestTooLarge
 from committee.coordinator import Coordinator, build_coordinator
+from node import errors as wire
+from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
+from node.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger("blockspace.app")
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(dashboard_router)
 
     # JSON-RPC, health and metrics; a bad path (a chain id that is no number) answers the
-    # stable-code shape like every HTTP route (api/routing.py).
+    # stable-code shape like every HTTP route (node/routing.py).
     shell = APIRouter(route_class=RpcRoute)
     rpc_docs: dict[str, Any] = {"openapi_extra": OPENAPI_BODY, "responses": OPENAPI_ANSWERS}
 

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.engine import Engine
-from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, BlocksRoute
 from auction.errors import UnknownRollup
 from committee.errors import BlockNotFound, SlotFailed
 from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
+from node.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, BlocksRoute
 
-# Refusals (and bad parameters) answer {"code", "message", "data"?} through api/routing.py.
+# Refusals (and bad parameters) answer {"code", "message", "data"?} through node/routing.py.
 router = APIRouter(tags=["blocks"], route_class=BlocksRoute, responses=ERRORS)
 
 MAX_EVIDENCE_PAGE = 500

@@ -7,15 +7,15 @@ import logging
 import os
 import sys
 
-from api.settings import SETTINGS_ENV
 from committee.commands import add_commands as add_committee_commands
+from node.settings import SETTINGS_ENV
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from api.settings import settings_from_flags
+    from node.settings import settings_from_flags
 
     flags = {
         "host": args.host,
@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from api.server import server_options
+    from node.server import server_options
 
     common = dict(
         host=settings.host,

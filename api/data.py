@@ -5,8 +5,8 @@ snake_case fields, wei amounts as decimal strings, times in ms, newest first, cu
 parameter is in the OpenAPI schema at ``/openapi.json``; docs/data-api.md has the details.
 
 Bad input is a 400 with a stable ``code`` (``invalid_params``) and a message naming the
-parameter; an unknown rollup or slot is a 404. ``api.routing.StableErrorRoute`` maps both, and
-any ``BlockspaceError``, through ``api/errors.py``.
+parameter; an unknown rollup or slot is a 404. ``node.routing.StableErrorRoute`` maps both, and
+any ``BlockspaceError``, through ``node/errors.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
 from api.stores.base import HistoryRecords
 from auction.errors import (
     InvalidParams,
@@ -40,6 +39,7 @@ from auction.history import (
     compute_searcher_summary,
     compute_stats,
 )
+from node.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
 
 log = logging.getLogger("blockspace.data")
 

@@ -21,12 +21,12 @@ import websockets
 
 from api.app import build_engine, create_app
 from api.searcher import SearcherKey, bundle_params
-from api.server import server_options
-from api.settings import Settings
 from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
 from committee.local import start_local_committee
+from node.server import server_options
+from node.settings import Settings
 
 GWEI = 10**9
 POOL = "0x" + "aa" * 20

@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api import errors as wire
 from api.engine import Engine, TokenBucket
 from api.notify import Subscriber
 from api.rpc import count_refusal, dispatch, encode_message
@@ -42,6 +41,7 @@ from auction.errors import (
     RequestTooLarge,
 )
 from auction.intake import parse_request
+from node import errors as wire
 
 log = logging.getLogger("blockspace.ws")
 

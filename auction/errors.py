@@ -1,7 +1,7 @@
 """One exception tree for every rule the engine enforces.
 
 Each error carries a stable string ``code`` (part of the public API: clients match on it) and its
-data as attributes. Transports map errors in exactly one place (``api/errors.py``); nothing else
+data as attributes. Transports map errors in exactly one place (``node/errors.py``); nothing else
 decides how an error looks on the wire.
 """
 

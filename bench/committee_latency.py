@@ -32,7 +32,6 @@ import httpx
 from api.engine import Engine
 from api.metrics import Metrics
 from api.searcher import SearcherKey, bundle_params
-from api.settings import Settings
 from api.stores.base import IntakeLimits
 from api.stores.memory import MemoryStore
 from auction.bundles import compute_bid, compute_bid_id
@@ -46,6 +45,7 @@ from committee.member import Member
 from committee.proposal import Proposal, encode_proposal
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
+from node.settings import Settings
 from ordering import packer
 
 ROLLUP = 167_001

@@ -34,9 +34,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _signer(args: argparse.Namespace) -> int:
-    from api.settings import settings_from_flags
     from committee.errors import CommitteeError
     from committee.signer import run_signer
+    from node.settings import settings_from_flags
 
     flags = {"slot_ms": args.slot_ms, "rollups": args.rollup, "preset": args.preset}
     settings = settings_from_flags("blockspace signer", flags)

@@ -64,7 +64,7 @@ from committee.threshold import CommitteeInfo
 
 if TYPE_CHECKING:
     from api.engine import Engine
-    from api.settings import Settings
+    from node.settings import Settings
 
 log = logging.getLogger("blockspace.coordinator")
 

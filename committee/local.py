@@ -25,13 +25,13 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
-from api.settings import Settings
 from committee import keyfiles, threshold
 from committee.coordinator import Coordinator, HttpMember, LocalMember
 from committee.member import Member
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
 from committee.threshold import CommitteeInfo, KeyShare
+from node.settings import Settings
 from ordering import packer
 
 if TYPE_CHECKING:

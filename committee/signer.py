@@ -33,10 +33,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from api import errors as wire_errors
-from api.routing import ErrorBody, StableErrorRoute
-from api.server import server_options
-from api.settings import Settings
 from auction.errors import BlockspaceError
 from auction.slots import SlotClock
 from committee import keyfiles
@@ -45,6 +41,10 @@ from committee.errors import MalformedProposal, Refusal
 from committee.member import FAULTS, Member
 from committee.protection import ProtectionStore
 from committee.threshold import CommitteeInfo
+from node import errors as wire_errors
+from node.routing import ErrorBody, StableErrorRoute
+from node.server import server_options
+from node.settings import Settings
 from ordering import packer
 
 log = logging.getLogger("blockspace.signer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.errors import _JSONRPC_CODES
+from node.errors import _JSONRPC_CODES
 
 ROOT = Path(__file__).resolve().parents[1]
 

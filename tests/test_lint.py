@@ -27,5 +27,6 @@ def test_ruff_check_passes() -> None:
 
 @pytest.mark.slow
 def test_mypy_passes() -> None:
-    out = _run(str(BIN / "mypy"), "api", "committee", "auction", "ordering", "bench", "loadtest")
+    packages = ("api", "node", "committee", "auction", "ordering", "bench", "loadtest")
+    out = _run(str(BIN / "mypy"), *packages)
     assert out.returncode == 0, out.stdout + out.stderr

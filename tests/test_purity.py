@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "fastapi", "starlette", "redis", "websockets", "asyncio", "httpx", "uvicorn", "socket",
     "subprocess", "os", "time", "random", "datetime", "threading", "multiprocessing",
-    "api", "committee", "requests", "pydantic_settings", "prometheus_client",
+    "api", "node", "committee", "requests", "pydantic_settings", "prometheus_client",
 }
 # A solver may read a monotonic clock for its documented safety cutoff only (ordering/solver.py).
 ALLOWED = {("ordering/solver.py", "time")}

@@ -1,13 +1,13 @@
-"""api/errors.py: every error becomes a wire error that any JSON encoder writes."""
+"""node/errors.py: every error becomes a wire error that any JSON encoder writes."""
 
 from __future__ import annotations
 
 import orjson
 
-from api import errors as wire
 from api.metrics import Metrics
 from api.rpc import encode_message
 from auction.errors import InvalidParams
+from node import errors as wire
 
 
 class _Opaque:

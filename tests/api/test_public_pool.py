@@ -7,10 +7,10 @@ from starlette.testclient import TestClient
 
 from api.engine import Engine
 from api.metrics import Metrics
-from api.settings import settings_from_flags
 from api.stores.memory import MemoryStore
 from auction.presets import MAINNET, Policy, Rollup
 from auction.transactions import decode_transaction
+from node.settings import settings_from_flags
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
 from tests.factories import CHAIN, key, tx
 

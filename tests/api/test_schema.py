@@ -15,11 +15,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from api.data import MAX_EXPORT_SPAN, MAX_STATS_SPAN
-from api.settings import Settings
 from committee import threshold
 from committee.member import Member
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config, create_signer_app
+from node.settings import Settings
 from tests.data.slots import app_with_history
 
 # Loaded at collection (schemathesis' lazy fixture loader does not run under pytest 9).

@@ -20,7 +20,6 @@ from api.engine import Engine
 from api.metrics import Metrics
 from api.notify import Subscriber
 from api.searcher import bundle_params
-from api.settings import Settings
 from api.stores.base import Store
 from api.stores.memory import MemoryStore
 from api.stores.redis import RedisStore
@@ -42,6 +41,7 @@ from committee.records import (
     signed_block_from_json,
 )
 from committee.verify import verify_signed_block
+from node.settings import Settings
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key, raw_tx, result_of
 from tests.redis_server import RedisServer

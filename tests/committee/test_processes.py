@@ -29,7 +29,6 @@ from api.engine import Engine
 from api.metrics import Metrics
 from api.notify import Subscriber
 from api.searcher import SearcherKey, bundle_params
-from api.settings import Settings
 from api.stores.memory import MemoryStore
 from auction.bundles import compute_bid, compute_bid_id
 from auction.errors import BlockspaceError
@@ -48,6 +47,7 @@ from committee.records import (
 from committee.signer import compute_member_config
 from committee.threshold import CommitteeInfo
 from committee.verify import verify_signed_block
+from node.settings import Settings
 from ordering import packer
 from tests.committee.slots import rehash
 

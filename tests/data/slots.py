@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.engine import Engine
 from api.metrics import Metrics
-from api.settings import Settings
 from api.stores.base import IntakeLimits, Store
 from api.stores.memory import MemoryStore
 from auction import constants as C
@@ -19,6 +18,7 @@ from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.results import compute_slot_result
 from auction.types import Bid
+from node.settings import Settings
 from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, log_cancel, make_bid, make_cancel
 
 WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)

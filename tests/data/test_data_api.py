@@ -19,11 +19,11 @@ from api.engine import Engine
 from api.history import HistoryRetention
 from api.metrics import Metrics
 from api.searcher import SearcherKey, bundle_params
-from api.settings import Settings
 from api.stores.base import Store
 from api.stores.redis import RedisStore
 from auction.presets import MAINNET, Rollup
 from auction.types import Evidence
+from node.settings import Settings
 from tests.factories import CHAIN, key, signed_request, tx
 from tests.redis_server import RedisServer
 

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # A slot may be signed until its deadline + this (default: one slot).
     signing_window_ms: int | None = Field(default=None, ge=50)
     max_clock_skew_ms: int = Field(default=250, ge=0, le=60_000)
-    # HTTP limits (issue 9, finding 12; api/server.py, docs/protocol.md): a request must arrive
+    # HTTP limits (issue 9, finding 12; node/server.py, docs/protocol.md): a request must arrive
     # whole within the read timeout of its first byte; idle keep-alive connections close after
     # http_keep_alive_s; connections over either cap get 503 and are closed (per process).
     http_read_timeout_s: float = Field(default=10.0, gt=0, le=600)

@@ -2,7 +2,7 @@
 
 FastAPI answers a bad path or query parameter with its own 422 body; ``StableErrorRoute`` turns
 it (and any ``BlockspaceError`` a handler raises) into an ``invalid_params`` 400, or the error's
-own status, through ``api/errors.py``. Every HTTP router of the engine uses it (data, dashboard,
+own status, through ``node/errors.py``. Every HTTP router of the engine uses it (data, dashboard,
 blocks, JSON-RPC); ``ERRORS`` and ``NON_JSON_ERRORS`` document those answers in OpenAPI.
 """
 
@@ -19,9 +19,9 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from api import errors as wire
 from auction.errors import BlockspaceError, InvalidParams, StoreUnavailable
 from auction.history import OUTCOMES
+from node import errors as wire
 
 log = logging.getLogger("blockspace.routing")
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.settings import SETTINGS_ENV, Settings
+from node.settings import SETTINGS_ENV, Settings
 
 _SERVICE_UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -171,6 +171,6 @@ def worker_protocol(**kwargs: Any) -> BoundedH11Protocol:
 def server_options(settings: Settings, *, workers: int = 1) -> dict[str, Any]:
     """uvicorn options that serve with ``settings``' HTTP limits (docs/protocol.md)."""
     return {
-        "http": compute_protocol(settings) if workers == 1 else "api.server:worker_protocol",
+        "http": compute_protocol(settings) if workers == 1 else "node.server:worker_protocol",
         "timeout_keep_alive": settings.http_keep_alive_s,
     }
