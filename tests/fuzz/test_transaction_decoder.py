@@ -14,6 +14,7 @@ the same sender, nonce and chain id from the same bytes.
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 import pytest
@@ -151,3 +152,30 @@ def test_field_edits_are_decoded_or_refused(data: st.DataObject, raw: bytes) -> 
 @given(raw=huge_declared_lengths)
 def test_huge_declared_lengths_are_refused(raw: bytes) -> None:
     assert decode_or_refuse(raw) is None
+
+
+def nested_lists(depth: int) -> bytes:
+    """``depth`` RLP lists, each holding the next (about 3.7 bytes a level at 75,000)."""
+    inner = b"\xc0"
+    for _ in range(depth):
+        size = len(inner)
+        if size <= 55:
+            head = bytes([0xC0 + size])
+        else:
+            n = (size.bit_length() + 7) // 8
+            head = bytes([0xF7 + n]) + size.to_bytes(n, "big")
+        inner = head + inner
+    return inner
+
+
+def test_deep_nesting_is_refused_quickly_whatever_the_recursion_limit() -> None:
+    """py_ecc (which eth-account imports) raises the recursion limit to 100,000; rlp's
+    recursive decoder then took 29 s to refuse this 278 kB transaction of nested lists."""
+    raw = nested_lists(75_000)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 100_000))
+    try:
+        for nest in (b"\x02" + raw, b"\x01" + raw, raw, b"\x02" + nested_lists(5)):
+            assert decode_or_refuse(nest) is None
+    finally:
+        sys.setrecursionlimit(old)
