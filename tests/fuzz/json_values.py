@@ -123,3 +123,23 @@ def mutated(
             elif isinstance(node, list):
                 node.insert(draw(st.integers(0, len(node))), draw(json_values(), label="value"))
     return doc
+
+
+def differences(before: Any, after: Any, path: tuple[Any, ...] = ()) -> list[str]:
+    """Where ``after`` differs from ``before``, one short line each (for failure reports)."""
+    if type(before) is type(after) and isinstance(before, dict):
+        out = []
+        for k in sorted(set(before) | set(after), key=str):
+            if k not in after:
+                out.append(f"{(*path, k)}: dropped")
+            elif k not in before:
+                out.append(f"{(*path, k)}: added {repr(after[k])[:80]}")
+            else:
+                out += differences(before[k], after[k], (*path, k))
+        return out
+    if type(before) is type(after) and isinstance(before, list) and len(before) == len(after):
+        return [d for i, (b, a) in enumerate(zip(before, after, strict=True))
+                for d in differences(b, a, (*path, i))]
+    if before == after and type(before) is type(after):
+        return []
+    return [f"{path}: {repr(before)[:60]} -> {repr(after)[:80]}"]
