@@ -9,6 +9,7 @@ pending txs (due under the inclusion list) and holding a replacement and a cance
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from auction.presets import MAINNET, Rollup
@@ -93,15 +94,18 @@ def build_world() -> World:
     return World(committee, shares, group_secret, [first, second], signed)
 
 
-def fresh_member(world: World, slot: int) -> Member:
-    """Member 1 with empty slashing protection, just after ``slot`` closed, checking the
-    evidence of every event (no sampling: what it signs must then be exactly right)."""
+def fresh_member(
+    world: World, slot: int, *, clock_ms: Callable[[], int] | None = None
+) -> Member:
+    """Member 1 with empty slashing protection, just after ``slot`` closed (or at
+    ``clock_ms``), checking the evidence of every event (no sampling: what it signs must then
+    be exactly right)."""
     return Member(
         world.shares[0],
         config_of(world.committee, 1, POLICY),
         ProtectionStore(":memory:"),
         evidence_sample=1 << 30,
-        clock_ms=lambda: after_close(slot),
+        clock_ms=clock_ms or (lambda: after_close(slot)),
     )
 
 
