@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # A slot may be signed until its deadline + this (default: one slot).
     signing_window_ms: int | None = Field(default=None, ge=50)
     max_clock_skew_ms: int = Field(default=250, ge=0, le=60_000)
-    signer_evidence_sample: int = Field(default=16, ge=0)  # losing events a member fully re-derives
+    signer_evidence_sample: int = Field(default=16, ge=0)  # losing bids a member fully re-derives
 
     @field_validator("store")
     @classmethod

@@ -24,11 +24,15 @@ import pytest
 from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
-from auction.types import Bid, Cancel, PublicTx, Tx
+from auction.results import compute_slot_result
+from auction.slots import compute_deadline_ms
+from auction.types import Bid, Cancel, LoggedEvent, PendingTx, PublicTx, Tx
 from committee.errors import MalformedProposal, Refusal
 from committee.proposal import Proposal, decode_proposal, encode_proposal, parse_proposal
+from tests.committee.slots import CLOCK, ROLLUP, after_close
 from tests.fuzz.budget import fuzz, timeout_s
 from tests.fuzz.committee_world import (
+    ROLLUPS,
     World,
     build_world,
     fresh_member,
@@ -227,6 +231,43 @@ REGRESSIONS: dict[str, Any] = {
 }
 
 
+def _loser(p: Proposal) -> int:
+    """The index in the log of a bid that loses (never fully checked unless sampled)."""
+    winners = {w.bid_id for w in p.block.bundles}
+    return next(i for i, e in enumerate(p.log)
+                if isinstance(e.event, Bid) and e.event.bid_id not in winners
+                and e.event.replacement_uuid is None)
+
+
+def _set_loser(field: str, value: Any, tx_field: str | None = None) -> Any:
+    def change(d: dict[str, Any]) -> None:
+        ev = d["log"][_loser(decode_proposal(to_json_bytes(d)))]["event"]
+        ev[field] = value
+        if tx_field:
+            ev["txs"][0][tx_field] = value
+
+    return change
+
+
+# A losing bid's claimed amounts reached the solver unchecked unless sampled (was: a crash)
+LOSER_REGRESSIONS: dict[str, Any] = {
+    "gas 2**64 - 1": _set_loser("gas", 2**64 - 1),
+    "gas 2**63 with its tx's": _set_loser("gas", 2**63, "gas_limit"),
+    "gas above the block": _set_loser("gas", 10**9, "gas_limit"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSER_REGRESSIONS))
+def test_unsampled_losing_bids_out_of_range_are_refused(world: World, name: str) -> None:
+    honest = world.proposals[0]
+    data = _edit(honest, LOSER_REGRESSIONS[name])
+    member = fresh_member(world, honest.slot)
+    member.evidence_sample = 0
+    with pytest.raises(Refusal) as refused:
+        member.sign_proposal(data)
+    assert refused.value.code == "invalid_evidence"
+
+
 @pytest.mark.parametrize("name", list(REGRESSIONS))
 def test_regressions_are_malformed(world: World, name: str) -> None:
     data = _edit(world.proposals[1], REGRESSIONS[name])
@@ -240,3 +281,174 @@ def test_honest_proposals_are_signed(world: World) -> None:
         assert fresh_member(world, p.slot).sign_proposal(encode_proposal(p)).block_hash == (
             p.block.block_hash
         )
+
+
+# --- well-formed lies -------------------------------------------------------------------------
+
+OTHER_ADDRESS = "0x" + "77" * 20
+OTHER_HASH = "0x" + "99" * 32
+
+
+def _tx_lies(t: Tx) -> list[Tx]:
+    r = dataclasses.replace
+    return [
+        r(t, gas_limit=t.gas_limit + 1), r(t, gas_limit=max(t.gas_limit - 1, 0)),
+        r(t, gas_limit=2**24 + 1), r(t, priority_fee_wei=t.priority_fee_wei * 2),
+        r(t, priority_fee_wei=0, max_fee_wei=0), r(t, max_fee_wei=t.max_fee_wei + 1),
+        r(t, nonce=t.nonce + 1), r(t, sender=OTHER_ADDRESS),
+        r(t, access_keys=(*t.access_keys, "aa" * 20 + ":" + "01" * 32)),
+        r(t, access_keys=()), r(t, to=None), r(t, chain_id=t.chain_id + 1 if t.chain_id else 1),
+        r(t, hash=OTHER_HASH), r(t, raw=t.raw + b"\x00"), r(t, tx_type=(t.tx_type + 1) % 3),
+    ]
+
+
+def _event_lies(ev: Bid | Cancel | PublicTx) -> list[Bid | Cancel | PublicTx]:
+    r = dataclasses.replace
+    if isinstance(ev, Bid):
+        lies: list[Any] = [
+            r(ev, bid_wei=ev.bid_wei + 1), r(ev, bid_wei=ev.bid_wei * 100), r(ev, bid_wei=1),
+            r(ev, gas=ev.gas + 1), r(ev, gas=2**63), r(ev, slot=ev.slot + 1),
+            r(ev, replacement_uuid=None), r(ev, replacement_uuid="ab" * 16),
+            r(ev, reverting_tx_hashes=(ev.txs[0].hash,)), r(ev, min_timestamp=2**40),
+            r(ev, max_timestamp=1), r(ev, searcher=OTHER_ADDRESS),
+            r(ev, explicit_bid=not ev.explicit_bid), r(ev, bundle_hash=OTHER_HASH),
+            r(ev, bid_id=OTHER_HASH), r(ev, received_ms=ev.received_ms + 10**7),
+            r(ev, txs=ev.txs + ev.txs), r(ev, txs=()),
+        ]
+        lies += [r(ev, txs=(t, *ev.txs[1:])) for t in _tx_lies(ev.txs[0])]
+        return lies
+    if isinstance(ev, PublicTx):
+        return [r(ev, rollup=ev.rollup + 1), r(ev, protected=not ev.protected),
+                *(r(ev, tx=t) for t in _tx_lies(ev.tx))]
+    return [r(ev, replacement_uuid="ab" * 16), r(ev, searcher=OTHER_ADDRESS),
+            r(ev, slot=None), r(ev, slot=(ev.slot or 0) + 5), r(ev, rollup=ev.rollup + 1),
+            r(ev, received_ms=ev.received_ms + 10**7)]
+
+
+def _carried_lies(p: PendingTx) -> list[PendingTx]:
+    r = dataclasses.replace
+    return [r(p, arrival_slot=p.arrival_slot - 1), r(p, protected=not p.protected),
+            r(p, seq=p.seq + "0"), *(r(p, tx=t) for t in _tx_lies(p.tx))]
+
+
+@st.composite
+def lies(draw: st.DrawFn, world: World) -> tuple[Proposal, Proposal]:
+    """An honest proposal and a lie about it, with a block consistent with the lie (when the
+    slot function can build one) or the honest block."""
+    honest = draw(st.sampled_from(world.proposals), label="honest")
+    log, carried = list(honest.log), list(honest.carried)
+    kind = draw(st.sampled_from(["event", "event", "carried", "shape"]), label="kind")
+    if kind == "event":
+        i = draw(st.integers(0, len(log) - 1))
+        lie = draw(st.sampled_from(_event_lies(log[i].event)), label="lie")
+        log[i] = LoggedEvent(log[i].seq, lie)
+    elif kind == "carried" and carried:
+        i = draw(st.integers(0, len(carried) - 1))
+        op = draw(st.sampled_from(["field", "drop", "duplicate", "swap"]))
+        if op == "field":
+            carried[i] = draw(st.sampled_from(_carried_lies(carried[i])), label="lie")
+        elif op == "drop":
+            del carried[i]
+        elif op == "duplicate":
+            carried.insert(i, carried[i])
+        else:
+            carried.reverse()
+    else:
+        i = draw(st.integers(0, len(log) - 1))
+        op = draw(st.sampled_from(["drop", "duplicate", "swap"]))
+        if op == "drop":
+            del log[i]
+        elif op == "duplicate":
+            log.insert(i, log[i])
+        else:
+            j = draw(st.integers(0, len(log) - 1))
+            log[i], log[j] = log[j], log[i]
+    lied = dataclasses.replace(honest, log=tuple(log), carried=tuple(carried))
+    if draw(st.booleans(), label="recompute block"):
+        try:
+            result = compute_slot_result(
+                ROLLUPS[ROLLUP], honest.slot, compute_deadline_ms(CLOCK, honest.slot),
+                honest.block.parent_hash, lied.log, lied.carried,
+            )
+            lied = dataclasses.replace(lied, block=result.block)
+        except Exception:
+            event("the slot function refuses the lie")
+    return honest, lied
+
+
+@fuzz(200)
+@given(data=st.data())
+def test_well_formed_lies_are_never_signed(world: World, data: st.DataObject) -> None:
+    honest, lied = data.draw(lies(world))
+    check_member(world, honest, encode_proposal(lied),
+                 sampled=data.draw(st.booleans(), label="sampled"))
+
+
+# --- regressions: forged public txs censor; members decode every one ------------------------
+
+
+def _relog(honest: Proposal, log: Any, carried: Any) -> Proposal:
+    """``honest`` with another log and carried pool, and the block the slot function builds
+    from them: a lie consistent in every field a member recomputes."""
+    lied = dataclasses.replace(honest, log=tuple(log), carried=tuple(carried))
+    result = compute_slot_result(
+        ROLLUPS[ROLLUP], honest.slot, compute_deadline_ms(CLOCK, honest.slot),
+        honest.block.parent_hash, lied.log, lied.carried,
+    )
+    return dataclasses.replace(lied, block=result.block)
+
+
+def _over_the_gas_cap(t: Tx) -> Tx:
+    # The pool drops a tx over the cap "however it reached the log": the due tx is censored
+    return dataclasses.replace(t, gas_limit=ROLLUPS[ROLLUP].policy.max_public_tx_gas + 1)
+
+
+def test_a_forged_carried_tx_is_refused(world: World) -> None:
+    """A carried tx whose claimed gas is over the pool's cap leaves the pool, so it is never
+    included although it is due; the pending root pins only its hash. Members signed this."""
+    honest = world.proposals[1]
+    first, *rest = honest.carried
+    forged = dataclasses.replace(first, tx=_over_the_gas_cap(first.tx))
+    lie = _relog(honest, honest.log, [forged, *rest])
+    assert first.tx.raw not in lie.block.txs  # the lie leaves it out
+    member = fresh_member(world, honest.slot)
+    with pytest.raises(Refusal) as refused:
+        member.sign_proposal(encode_proposal(lie))
+    assert refused.value.code == "invalid_evidence"
+
+
+def test_a_forged_logged_public_tx_is_refused_without_sampling(world: World) -> None:
+    """A public tx in the log with a forged gas limit was checked only if it was in the block
+    or in the member's random sample; now every public tx is decoded."""
+    honest = world.proposals[0]
+    log = list(honest.log)
+    i = next(i for i, e in enumerate(log) if isinstance(e.event, PublicTx)
+             and e.event.tx.raw in honest.block.txs)
+    ptx = log[i].event
+    assert isinstance(ptx, PublicTx)
+    log[i] = LoggedEvent(log[i].seq, dataclasses.replace(ptx, tx=_over_the_gas_cap(ptx.tx)))
+    lie = _relog(honest, log, honest.carried)
+    assert ptx.tx.raw not in lie.block.txs
+    member = fresh_member(world, honest.slot)
+    member.evidence_sample = 0
+    with pytest.raises(Refusal) as refused:
+        member.sign_proposal(encode_proposal(lie))
+    assert refused.value.code == "invalid_evidence"
+
+
+def test_a_carried_tx_is_decoded_once_per_member(world: World) -> None:
+    first, second = world.proposals
+    now = [after_close(first.slot)]
+    member = fresh_member(world, first.slot, clock_ms=lambda: now[0])
+    member.sign_proposal(encode_proposal(first))
+    assert member.decoded_txs.misses == sum(isinstance(e.event, PublicTx) for e in first.log)
+    before = member.decoded_txs.misses
+    now[0] = after_close(second.slot)
+    member.sign_proposal(encode_proposal(second))
+    # the carried txs arrived in the first slot: only the second slot's arrivals are new
+    assert {c.tx.raw for c in second.carried} <= {
+        e.event.tx.raw for e in first.log if isinstance(e.event, PublicTx)
+    }
+    assert member.decoded_txs.misses - before == sum(
+        isinstance(e.event, PublicTx) for e in second.log
+    )
