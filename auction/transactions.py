@@ -24,6 +24,10 @@ TX_LEGACY = 0
 TX_ACCESS_LIST = 1
 TX_DYNAMIC_FEE = 2
 
+# Lists nest at most this deep in a transaction: the transaction, its access list, an entry,
+# the entry's storage keys.
+MAX_RLP_DEPTH = 4
+
 
 def _uint(field: object, what: str) -> int:
     # RLP integers are big-endian byte strings without leading zeros.
@@ -118,7 +122,42 @@ def _unsigned_payload(encoded_list: bytes, fields: list) -> bytes:
     return encoded_list[start : len(encoded_list) - tail]
 
 
+def _check_rlp_depth(data: bytes) -> None:
+    """Refuse lists nested deeper than ``MAX_RLP_DEPTH`` before the recursive decoder sees them.
+
+    ``rlp.decode`` recurses once per level and copies the rest of the input at each: a 300 kB
+    transaction of nested lists cost 29 s to refuse in a process whose recursion limit was
+    raised (py_ecc, which eth-account imports, sets it to 100,000). This walk reads headers
+    only, without recursion; malformed lengths are left to ``rlp.decode`` to refuse.
+    """
+    ends: list[int] = []  # where each open list's payload ends
+    pos, size = 0, len(data)
+    while pos < size:
+        while ends and pos >= ends[-1]:
+            ends.pop()
+        b = data[pos]
+        if b < 0x80:
+            pos += 1
+        elif b <= 0xB7:
+            pos += 1 + b - 0x80
+        elif b <= 0xBF:
+            n = b - 0xB7
+            pos += 1 + n + int.from_bytes(data[pos + 1 : pos + 1 + n], "big")
+        else:
+            if b <= 0xF7:
+                header, length = 1, b - 0xC0
+            else:
+                n = b - 0xF7
+                header, length = 1 + n, int.from_bytes(data[pos + 1 : pos + 1 + n], "big")
+            ends.append(pos + header + length)
+            # Verify the nesting is no deeper than a transaction's
+            if len(ends) > MAX_RLP_DEPTH:
+                raise InvalidTransaction("transaction RLP nests lists too deep")
+            pos += header
+
+
 def _rlp_list(data: bytes) -> list:
+    _check_rlp_depth(data)
     try:
         items = rlp.decode(data, strict=True)
     except Exception as exc:  # rlp.DecodingError and friends

@@ -28,6 +28,8 @@ import re
 import tempfile
 from typing import Any, Final
 
+import orjson
+
 from committee import bls
 from committee.errors import CommitteeMismatch, InvalidKeyfile, InvalidShare
 from committee.threshold import (
@@ -136,8 +138,13 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _parse_document(text: str | bytes, kind: str, fields: tuple[str, ...]) -> dict[str, Any]:
     """Parse JSON and check the envelope: object, exact field set, kind, version, ciphersuite."""
     try:
+        # orjson first: it refuses nesting deeper than 1,024 levels, where json's C scanner
+        # recurses until the recursion limit (RecursionError; a segfault once a library has
+        # raised the limit, as py_ecc does). json then reads it, refusing duplicate keys.
+        orjson.loads(text)
         document = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+    # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is not
+    except (ValueError, RecursionError) as exc:
         raise InvalidKeyfile(f"not a JSON document: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidKeyfile("key file must hold a JSON object")

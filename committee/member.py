@@ -20,10 +20,13 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from auction.transactions import decode_transaction
+from auction.types import Tx
 from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
@@ -47,7 +50,10 @@ from committee.threshold import KeyShare
 log = logging.getLogger("blockspace.member")
 
 FAULTS: Final[tuple[str, ...]] = ("wrong_share", "garbage", "other_block", "equivocate")
-# Losing events fully re-derived per proposal, drawn at random (docs/committee.md).
+# Public txs a member remembers having decoded, per rollup it serves: the pending pool and as
+# many arrivals (a tx carried from slot to slot is then decoded once, not in every proposal).
+DECODED_TXS_PER_POOL: Final[int] = 2
+# Losing bids fully re-derived per proposal, drawn at random (docs/committee.md).
 DEFAULT_EVIDENCE_SAMPLE: Final[int] = 16
 
 
@@ -106,6 +112,34 @@ def paused_gc() -> Iterator[None]:
                     gc.enable()
 
 
+class DecodedTxs:
+    """A bounded memo of ``decode_transaction`` by raw bytes (oldest forgotten first).
+
+    Decoding is a pure function of the bytes, so a remembered result is exactly what decoding
+    again would give; refusals are not remembered. Thread-safe (proposals may be checked
+    concurrently)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.misses = 0  # decodings done (not remembered)
+        self._txs: OrderedDict[bytes, Tx] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def decode(self, raw: bytes) -> Tx:
+        with self._lock:
+            tx = self._txs.get(raw)
+            if tx is not None:
+                self._txs.move_to_end(raw)
+                return tx
+        tx = decode_transaction(raw)
+        with self._lock:
+            self.misses += 1
+            self._txs[raw] = tx
+            while len(self._txs) > self.size:
+                self._txs.popitem(last=False)
+        return tx
+
+
 class Member:
     """A member: its share, its own configuration, its slashing protection."""
 
@@ -132,6 +166,10 @@ class Member:
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         # The sample must be unpredictable to the coordinator: OS randomness, not a seed.
         self._rng = random.SystemRandom()
+        self.decoded_txs = DecodedTxs(
+            DECODED_TXS_PER_POOL
+            * sum(r.policy.max_pending_public_txs for r in config.rollups.values())
+        )
 
     @property
     def index(self) -> int:
@@ -177,10 +215,10 @@ class Member:
         parent = adopt or known
         t2 = time.perf_counter()
         timings["checks"] = (t2 - t1) * 1e3
-        # 5. evidence, with a fresh random sample of the losing events.
+        # 5. evidence, with a fresh random sample of the losing bids.
         ids = compute_event_ids(proposal.log)
         sample = frozenset(self._rng.sample(ids, min(self.evidence_sample, len(ids))))
-        check_evidence(cfg, proposal, sample)
+        check_evidence(cfg, proposal, sample, decode=self.decoded_txs.decode)
         t3 = time.perf_counter()
         timings["evidence"] = (t3 - t2) * 1e3
         # 6. the block is the slot function's; 7. fairness (defence in depth: a packer bug

@@ -21,6 +21,7 @@ rules are in ``committee.checks``. Pure: no I/O.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,17 +106,39 @@ _TOP_KEYS = {
 }
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+_U64 = (1 << 64) - 1
+_U256 = (1 << 256) - 1
+
+
+def _is_int(v: object, maximum: int = _U256) -> bool:
+    # Amounts and fees fit 256 bits; slots, times, gas and nonces 64 (what intake can produce).
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= maximum
+
+
+def _is_u64(v: object) -> bool:
+    return _is_int(v, _U64)
+
+
+def _is_opt_u64(v: object) -> bool:
+    return v is None or _is_u64(v)
+
+
+_HASH = re.compile(r"0x[0-9a-f]{64}")
+
+
+def _is_hash(v: object) -> bool:
+    # Hashes go into the roots as bytes (bytes.fromhex): lowercase 0x-hex of 32 bytes only.
+    return isinstance(v, str) and _HASH.fullmatch(v) is not None
 
 
 def _check_tx(t: Tx) -> None:
     # Codec trusts its input; a member must not, so pin the types the rules compute with.
     if not (
         isinstance(t.raw, bytes)
-        and isinstance(t.hash, str)
+        and _is_hash(t.hash)
         and isinstance(t.sender, str)
-        and _is_int(t.nonce)
+        and (t.to is None or isinstance(t.to, str))
+        and _is_u64(t.nonce)
         and _is_int(t.gas_limit)
         and _is_int(t.priority_fee_wei)
         and _is_int(t.max_fee_wei)
@@ -129,15 +152,18 @@ def _check_tx(t: Tx) -> None:
 def _check_event(ev: Bid | Cancel | PublicTx) -> None:
     if isinstance(ev, Bid):
         if not (
-            _is_int(ev.rollup)
-            and _is_int(ev.slot)
+            _is_u64(ev.rollup)
+            and _is_u64(ev.slot)
             and _is_int(ev.bid_wei)
-            and _is_int(ev.gas)
-            and _is_int(ev.received_ms)
-            and isinstance(ev.bid_id, str)
+            and _is_u64(ev.gas)
+            and _is_u64(ev.received_ms)
+            and _is_hash(ev.bid_id)
             and isinstance(ev.searcher, str)
             and isinstance(ev.bundle_hash, str)
             and (ev.replacement_uuid is None or isinstance(ev.replacement_uuid, str))
+            and all(isinstance(h, str) for h in ev.reverting_tx_hashes)
+            and _is_opt_u64(ev.min_timestamp)
+            and _is_opt_u64(ev.max_timestamp)
             and isinstance(ev.explicit_bid, bool)
             and isinstance(ev.evidence.signature, str)
         ):
@@ -145,16 +171,16 @@ def _check_event(ev: Bid | Cancel | PublicTx) -> None:
         for t in ev.txs:
             _check_tx(t)
     elif isinstance(ev, PublicTx):
-        if not (_is_int(ev.rollup) and _is_int(ev.received_ms) and isinstance(ev.protected, bool)):
+        if not (_is_u64(ev.rollup) and _is_u64(ev.received_ms) and isinstance(ev.protected, bool)):
             raise ValueError("a public tx field has the wrong type")
         _check_tx(ev.tx)
     elif not (
-        _is_int(ev.rollup)
-        and _is_int(ev.received_ms)
+        _is_u64(ev.rollup)
+        and _is_u64(ev.received_ms)
         and isinstance(ev.searcher, str)
         and isinstance(ev.replacement_uuid, str)
         and isinstance(ev.evidence.signature, str)
-        and (ev.slot is None or _is_int(ev.slot))
+        and _is_opt_u64(ev.slot)
     ):
         raise ValueError("a cancel field has the wrong type")
 
@@ -236,7 +262,9 @@ def _decode_carried(carried_doc: list[Any]) -> tuple[PendingTx, ...]:
         carried = tuple(codec.pending_from_json(c) for c in carried_doc)
         for c in carried:
             _check_tx(c.tx)
-            if not (_is_int(c.arrival_slot) and isinstance(c.seq, str)):
+            if not (
+                _is_u64(c.arrival_slot) and isinstance(c.seq, str) and isinstance(c.protected, bool)
+            ):
                 raise ValueError("a carried tx field has the wrong type")
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         raise MalformedProposal("bad proposal: a carried entry is malformed") from None

@@ -17,6 +17,7 @@ _HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
 
 _MAX_U64 = (1 << 64) - 1
 _MAX_U256 = (1 << 256) - 1
+_MAX_U256_DIGITS = len(str(_MAX_U256))
 
 
 class FieldError(ValueError):
@@ -54,6 +55,9 @@ def wei(value: Any, field: str) -> int:
         raise FieldError(field, "must be a decimal string")
     if len(value) > 1 and value[0] == "0":
         raise FieldError(field, "must not have leading zeros")
+    # Verify the length first: int() refuses more than 4,300 digits with a plain ValueError
+    if len(value) > _MAX_U256_DIGITS:
+        raise FieldError(field, "is out of range")
     out = int(value)
     if out > _MAX_U256:
         raise FieldError(field, "is out of range")

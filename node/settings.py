@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     http_keep_alive_s: float = Field(default=5.0, gt=0, le=600)
     http_max_connections: int = Field(default=4096, ge=1)
     http_max_connections_per_client: int = Field(default=256, ge=1)
-    signer_evidence_sample: int = Field(default=16, ge=0)  # losing events a member fully re-derives
+    signer_evidence_sample: int = Field(default=16, ge=0)  # losing bids a member fully re-derives
     # Signed requests at least this large are decoded in a worker thread, off the event loop.
     decode_offload_bytes: int = Field(default=32 * 1024, ge=0)
 

@@ -275,16 +275,25 @@ def test_losing_bid_amount_must_be_the_signed_one(dealt, config, slot_bids) -> N
 
 
 def test_sampled_loser_is_fully_rederived(dealt, config, slot_bids) -> None:
-    # A lie about a field only the transactions' decoding gives (gas) passes the cheap binding
-    # checks, and is caught when the loser is in the member's random sample.
+    # A lie about a field only the transactions' decoding gives (a tx's gas, and so the bid's)
+    # passes the cheap binding checks, and is caught when the loser is in the member's sample.
     real = signed_bid(key(33), bid_wei=1)
-    lie = dataclasses.replace(real, gas=real.gas + 1)
+    tx = dataclasses.replace(real.txs[0], gas_limit=real.txs[0].gas_limit + 1)
+    lie = dataclasses.replace(real, txs=(tx,), gas=real.gas + 1)
     p = proposal_of(dealt.committee, log_of([*slot_bids, lie]))
     assert lie.bid_id not in {w.bid_id for w in p.block.bundles}
     check_evidence(config, p, NO_SAMPLE)
     with pytest.raises(InvalidEvidence) as excinfo:
         check_evidence(config, p, frozenset({lie.bid_id}))
-    assert excinfo.value.data["field"] == "gas"
+    assert excinfo.value.data["field"] == "txs"
+
+
+def test_a_losers_gas_must_be_its_transactions_even_unsampled(dealt, config, slot_bids) -> None:
+    real = signed_bid(key(33), bid_wei=1)
+    lie = dataclasses.replace(real, gas=real.gas + 1)
+    p = proposal_of(dealt.committee, log_of([*slot_bids, lie]))
+    with pytest.raises(InvalidEvidence, match="gas"):
+        check_evidence(config, p, NO_SAMPLE)
 
 
 def test_forged_replacement_is_refused(dealt, config, slot_bids) -> None:
