@@ -1307,10 +1307,11 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
 @njit(cache=True)
 def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items, gas_limit,
              scap, n_searchers, core, init, reduced, ell_err, work_limit, stall_work,
-             seed):  # fmt: skip
+             seed, target):  # fmt: skip
     """Warm-started solve on a given core (VCG re-solves): ``init`` plus a greedy refill, then
-    iterated local search. ``banned`` items must not be in ``core`` or ``init``. Returns the
-    selection mask and its scaled value. O(nnz_core + work_limit)."""
+    iterated local search, stopping early once the value (forced items included) reaches
+    ``target`` (a bound: proven optimal). ``banned`` items must not be in ``core`` or ``init``.
+    Returns the selection mask and its scaled value. O(nnz_core + work_limit)."""
     n = gas.shape[0]
     n_keys = ki_ptr.shape[0] - 1
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
@@ -1328,7 +1329,6 @@ def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_
         if _fits(init[t], P, St, gas_limit):
             _add(init[t], P, St)
     _greedy_fill(core, P, St, gas_limit)
-    target = np.iinfo(np.int64).max
     _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval,
             TABU_DEPTH)  # fmt: skip
     return St[0], St[6][1]
