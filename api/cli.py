@@ -88,6 +88,13 @@ def _has_uvloop() -> bool:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # Say what is happening before the heavy imports (numba, fastapi: about a second) and the
+    # first run's solver compile.
+    print(
+        f"blockspace demo: starting the engine, a committee of {args.committee_size} and "
+        f"{args.searchers} simulated searchers on loopback",
+        flush=True,
+    )
     import asyncio
 
     from api.demo import run_demo
@@ -100,6 +107,7 @@ def _demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             committee_size=args.committee_size,
             signer_processes=args.signer_processes,
+            keep_serving=args.keep_serving,
         )
     )
 
@@ -123,7 +131,7 @@ def _solve(args: argparse.Namespace) -> int:
     try:
         inst = parse_instance(data)
         budget = args.time_budget_ms or inst.time_budget_ms
-        packer.warm_up()
+        packer.warm_up({inst.payment_rule})
         t0 = time.perf_counter()
         packing = packer.pack(inst.inp, budget)
         seconds = time.perf_counter() - t0
@@ -182,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         dest="signer_processes",
         help="run the committee as real signer processes (default: in-process members)",
+    )
+    demo.add_argument(
+        "--keep-serving",
+        action="store_true",
+        dest="keep_serving",
+        help="after the slots, keep the server (dashboard), engine and committee up until Ctrl-C",
     )
     demo.set_defaults(func=_demo)
 

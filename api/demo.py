@@ -3,6 +3,10 @@
 Searchers sign real transactions and requests and talk to the server over real websocket and
 HTTP connections. Back-runs of shared victim transactions and arbitrages on one hot pool make the
 conflicts the auction exists to resolve.
+
+The first run on a machine compiles the solver (numba, cached afterwards): ``CompileReport``
+prints its progress as it happens. ``--keep-serving`` leaves the server, engine and committee
+up after the slots (the dashboard keeps working) until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import socket
+import sys
 import time
 import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 import httpx
 import orjson
@@ -27,9 +35,74 @@ from auction.types import SlotResult
 from committee.local import start_local_committee
 from node.server import server_options
 from node.settings import Settings
+from ordering import packer
+from ordering.solver import PACK_KERNELS, VCG_KERNELS
 
 GWEI = 10**9
 POOL = "0x" + "aa" * 20
+
+
+# Cold compile of every kernel on the reference machine (2 shared cores): 47-57 s wall.
+COMPILE_ESTIMATE_S = 50
+
+
+class CompileReport:
+    """Prints the solver's first-run compile progress (``packer.warm_up``'s progress hook).
+
+    On a terminal one line is rewritten per kernel; into a pipe or file a line is printed when
+    compiling starts and at every quarter. A warm start (everything loaded from numba's cache)
+    prints nothing.
+    """
+
+    def __init__(self, out: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.out = out if out is not None else sys.stdout
+        self.clock = clock
+        self.tty = self.out.isatty()
+        self.started_at: float | None = None
+        self.last_quarter = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.started_at is None:
+            self.started_at = self.clock()
+        text = (
+            f"compiling the solver (first run only, about {COMPILE_ESTIMATE_S} s): "
+            f"{done}/{total} kernels"
+        )
+        if self.tty:
+            self.out.write("\r" + text)
+        else:
+            quarter = 4 * done // max(total, 1)
+            if quarter == self.last_quarter:
+                return
+            self.last_quarter = quarter
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        """End the progress line (if anything was compiled) with the time it took."""
+        if self.started_at is None:
+            return
+        seconds = self.clock() - self.started_at
+        self.out.write(
+            ("\n" if self.tty else "")
+            + f"compiled the solver in {seconds:.0f} s; later runs load it from the cache\n"
+        )
+        self.out.flush()
+
+
+def compute_kernel_total(payment_rules: set[str]) -> int:
+    """How many kernels ``packer.warm_up(payment_rules)`` compiles on a cold start."""
+    from auction import constants as C
+
+    return len(PACK_KERNELS) + (len(VCG_KERNELS) if C.PAYMENT_VCG in payment_rules else 0)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo stops everything itself on Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def free_port() -> int:
@@ -102,9 +175,30 @@ async def run_demo(
     seed: int,
     committee_size: int = 4,
     signer_processes: bool = False,
+    keep_serving: bool = False,
 ) -> int:
     port = free_port()
     settings = Settings(slot_ms=slot_ms, port=port)
+    # Ctrl-C / SIGTERM: stop the slots (or the serving) and shut down in order; a second one
+    # gets Python's default behaviour (KeyboardInterrupt, termination)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        stop.set()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    # Compile the solver first (once per machine), with progress, before anything waits on it;
+    # the committee's and the engine's own warm-ups then find it compiled.
+    rules = {r.policy.payment_rule for r in settings.rollup_configs().values()}
+    report = CompileReport()
+    await asyncio.to_thread(packer.warm_up, rules, report)
+    report.finish()
     engine = build_engine(settings, MemoryStore())
     # The signing committee: in-process members, or real signer processes on loopback.
     committee = await start_local_committee(
@@ -112,7 +206,7 @@ async def run_demo(
     )
     chain_id = engine.default_rollup
     app = create_app(settings, engine=engine)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -160,9 +254,11 @@ async def run_demo(
         f"({'signer processes' if signer_processes else 'in-process'})",
         flush=True,
     )
+    print(f"dashboard: http://127.0.0.1:{port}/dashboard", flush=True)
+    stop_task = asyncio.create_task(stop.wait())
     victim_nonce = 0
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        while not done.is_set():
+        while not done.is_set() and not stop.is_set():
             slot = engine.open_slot()
             if slot < first_slot:
                 slot = first_slot
@@ -206,10 +302,23 @@ async def run_demo(
                     sims[0].errors.append(reply["error"]["data"]["code"])
             # Wait for the next slot to open.
             next_open = compute_deadline_ms(engine.clock, slot)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(done.wait(), max(0.0, next_open - engine.now_ms()) / 1000)
+            waiter = asyncio.create_task(done.wait())
+            await asyncio.wait(
+                [waiter, stop_task],
+                timeout=max(0.0, next_open - engine.now_ms()) / 1000,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiter.cancel()
             if compute_slot_at(engine.clock, engine.now_ms()) <= slot:
                 await asyncio.sleep(0.01)
+    if keep_serving and not stop.is_set():
+        print(
+            f"serving http://127.0.0.1:{port} (dashboard: http://127.0.0.1:{port}/dashboard); "
+            "slots continue without searchers; Ctrl-C stops",
+            flush=True,
+        )
+        await stop.wait()
+    stop_task.cancel()
     await engine.stop()
     signed = [await engine.store.get_signed_block(r.rollup, r.slot) for r in results]
     await committee.aclose()
@@ -225,5 +334,5 @@ async def run_demo(
         f"searchers {searchers}, signed {sum(s is not None for s in signed)}/{len(results)}",
         flush=True,
     )
-    _ = rng, time
+    _ = rng
     return 0

@@ -171,7 +171,8 @@ class Engine:
 
     async def start(self, *, run_clock: bool = True) -> None:
         # Compile (or load from cache) the solver now: never inside a slot's deadline.
-        await asyncio.to_thread(packer.warm_up)
+        rules = {r.policy.payment_rule for r in self.rollups.values()}
+        await asyncio.to_thread(packer.warm_up, rules)
         for cid in self.rollups:
             latest = await self.store.latest_result(cid)
             self._heads[cid] = latest.block.block_hash if latest else ZERO_HASH

@@ -309,7 +309,9 @@ async def start_local_committee(
         procs = None
         shares = [keyfiles.read_share_file(p)[0] for p in share_paths]
         local = build_local_members(settings, committee, shares, workdir.name)
-        await asyncio.to_thread(packer.warm_up)  # members repack in this process
+        # members repack in this process
+        rules = {r.policy.payment_rule for r in settings.rollup_configs().values()}
+        await asyncio.to_thread(packer.warm_up, rules)
         coordinator = Coordinator(engine, committee, local, signing_window_ms=window)
     coordinator.attach()
     return LocalCommittee(coordinator, committee, workdir, procs)

@@ -228,7 +228,7 @@ def run_signer(
         raise ValueError(f"{FAULT_ENV} must be one of {', '.join(FAULTS)}")
     member = build_member(share_path, settings, db_path=db_path, fault=fault)
     # Compile (or load from cache) the packer before answering anything: never in a deadline.
-    packer.warm_up()
+    packer.warm_up({r.policy.payment_rule for r in member.config.rollups.values()})
     # Everything loaded so far lives as long as the process: keep collections from rescanning it.
     gc.collect()
     gc.freeze()

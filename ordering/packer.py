@@ -7,8 +7,12 @@ limit, never a clock: see docs/solver.md).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from auction import constants as C
 from ordering import payments, solver
 from ordering.problem import Packing, PackingInput
+from ordering.solver import WarmUpProgress
 
 
 def pack(inp: PackingInput, time_budget_ms: int = 50) -> Packing:
@@ -16,9 +20,13 @@ def pack(inp: PackingInput, time_budget_ms: int = 50) -> Packing:
     return solver.pack(inp, time_budget_ms)
 
 
-def warm_up() -> None:
-    """Compile the solver's kernels (or load them from the cache) outside any slot's deadline."""
-    solver.warm_up()
+def warm_up(
+    payment_rules: Collection[str] = C.PAYMENT_RULES, progress: WarmUpProgress | None = None
+) -> None:
+    """Compile the solver's kernels (or load them from the cache) outside any slot's deadline:
+    those every slot needs, and the VCG re-solve when ``payment_rules`` include VCG.
+    ``progress(done, total)`` reports kernels as they compile (never on a warm start)."""
+    solver.warm_up(progress, vcg=C.PAYMENT_VCG in payment_rules)
 
 
 def compute_payments(

@@ -29,12 +29,15 @@ on every machine; a slow machine just takes longer. See docs/solver.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+from numba.core import event
 
 from ordering.arrays import PackingArrays, compute_packing_arrays
 from ordering.problem import Item, Packing, PackingInput, compute_block_order
@@ -68,6 +71,12 @@ SUBGRADIENT_SHARE = 0.05
 DUAL_SHARE = 0.3
 
 _U53 = 2.0**-53
+
+# Compile note: numba compiles a kernel once per tuple of argument *types*, and an int literal
+# (``-1``, ``0``, a global constant such as TABU_DEPTH) is a type of its own (Literal[int](-1)).
+# Calls between kernels therefore pass ``np.int64(...)`` values, never literals, so each kernel
+# compiles once: literal arguments had made 15 extra copies (_insert 3x, _evict_set 4x, ...),
+# a third of the cold compile. tests/ordering/test_packing_compile.py keeps it that way.
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -182,7 +191,7 @@ def _file(x, sel, cnt, csum, csq, clist, cpos, lmask, acc):
         acc[4] -= 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _add(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
@@ -225,7 +234,7 @@ def _add(i, P, St):
     _touch(i, St)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _remove(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
@@ -270,7 +279,7 @@ def _remove(i, P, St):
     _touch(i, St)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _fits(i, P, St, gas_limit):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
@@ -456,7 +465,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
     musum = np.zeros(n, dtype=np.float64)
     r = np.zeros(n, dtype=np.float64)
     m = cand_items.shape[0]
-    maxdeg = 0
+    maxdeg = np.int64(0)  # not a literal (compile note at the top)
     for t in range(m):
         i = cand_items[t]
         maxdeg = max(maxdeg, key_ptr[i + 1] - key_ptr[i])
@@ -719,7 +728,7 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
     s = searcher[j]
     ok = True
     if sgas[s] > scap[s]:
-        ne = _evict_set(j, s, sgas[s] - scap[s], P, St, ebuf)
+        ne = _evict_set(j, np.int64(s), sgas[s] - scap[s], P, St, ebuf)
         if ne < 0:
             ok = False
         for t in range(max(ne, 0)):
@@ -727,7 +736,7 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
             rbuf[nr] = ebuf[t]
             nr += 1
     if ok and acc[0] > gas_limit:
-        ne = _evict_set(j, -1, acc[0] - gas_limit, P, St, ebuf)
+        ne = _evict_set(j, np.int64(-1), acc[0] - gas_limit, P, St, ebuf)
         if ne < 0:
             ok = False
         for t in range(max(ne, 0)):
@@ -835,8 +844,8 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
     nl = acc[4]
     cur = acc[1]
     bgain = np.iinfo(np.int64).min
-    bj = -1
-    bi = -1
+    bj = np.int64(-1)
+    bi = np.int64(-1)
     ties = 0
     built = False
     nb = 0
@@ -921,7 +930,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
     acc[2] += 2 * nl + 40  # fixed: the call itself (numba passes every state array)
     if bj < 0:
         # DROP: the least valuable removable, non-tabu item
-        bi = -1
+        bi = np.int64(-1)
         bv = np.iinfo(np.int64).max
         ties = 0
         for u in range(ns):
@@ -996,9 +1005,10 @@ def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduce
     if m == 0:
         return best_val
     last_best_work = acc[2]
-    kround = 1
-    tit = 1
-    start = 0
+    # not literals (compile note at the top)
+    kround = np.int64(1)
+    tit = np.int64(1)
+    start = np.int64(0)
     while True:
         cut = float(best_val - fval) - ell_err
         _descent(kround, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
@@ -1045,7 +1055,7 @@ def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduce
         kicks = 1 + _next_random(rng) % 3
         acc[2] += 1 + kicks
         for _ in range(kicks):
-            j = -1
+            j = np.int64(-1)
             # tournament of four by value: big bids are where compound moves pay off
             for _try in range(4):
                 c = core[_next_random(rng) % m]
@@ -1239,13 +1249,13 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
             reduced[i] = value[i] - ms - (lam + nu[searcher[i]]) * gas[i]
         lorder = _score_order(cand_items, lscore)
         mark = np.zeros(n, dtype=np.uint8)
-        _restore(np.empty(0, dtype=np.int64), 0, P, St, mark)
+        _restore(np.empty(0, dtype=np.int64), np.int64(0), P, St, mark)
         _greedy_fill(lorder, P, St, gas_limit)
         if acc[1] > greedy_val:
             greedy_val = acc[1]
             start_list = St[4][: acc[3]].copy()
         # greedy start 3: biggest bids first (heavy tails: one bundle can be worth a dozen)
-        _restore(np.empty(0, dtype=np.int64), 0, P, St, mark)
+        _restore(np.empty(0, dtype=np.int64), np.int64(0), P, St, mark)
         _greedy_fill(_score_order(cand_items, value.astype(np.float64)), P, St, gas_limit)
         if acc[1] < greedy_val:
             _restore(start_list, start_list.shape[0], P, St, mark)
@@ -1307,10 +1317,11 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
 @njit(cache=True)
 def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items, gas_limit,
              scap, n_searchers, core, init, reduced, ell_err, work_limit, stall_work,
-             seed):  # fmt: skip
+             seed, target):  # fmt: skip
     """Warm-started solve on a given core (VCG re-solves): ``init`` plus a greedy refill, then
-    iterated local search. ``banned`` items must not be in ``core`` or ``init``. Returns the
-    selection mask and its scaled value. O(nnz_core + work_limit)."""
+    iterated local search, stopping early once the value (forced items included) reaches
+    ``target`` (a bound: proven optimal). ``banned`` items must not be in ``core`` or ``init``.
+    Returns the selection mask and its scaled value. O(nnz_core + work_limit)."""
     n = gas.shape[0]
     n_keys = ki_ptr.shape[0] - 1
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
@@ -1328,9 +1339,8 @@ def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_
         if _fits(init[t], P, St, gas_limit):
             _add(init[t], P, St)
     _greedy_fill(core, P, St, gas_limit)
-    target = np.iinfo(np.int64).max
     _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval,
-            TABU_DEPTH)  # fmt: skip
+            np.int64(TABU_DEPTH))  # fmt: skip
     return St[0], St[6][1]
 
 
@@ -1481,19 +1491,72 @@ def _greedy_only(gas, value, positive, forced, banned, searcher, key_ptr, key_id
     return St[0]
 
 
-def warm_up() -> None:
-    """Compile every kernel on a tiny instance, so no JIT happens inside a slot deadline."""
-    items = tuple(
-        Item(id=f"w{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i, gas=21_000 + 1000 * i,
-             keys=(f"k{i % 5}", f"n{i}"))  # fmt: skip
-        for i in range(EXACT_MAX_ITEMS + 8)
-    )
-    inp = PackingInput(gas_limit=200_000, items=items, max_gas_per_searcher=120_000,
-                       forced=frozenset({"w00"}))  # fmt: skip
-    packing = pack(inp, time_budget_ms=1)
-    pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
-    compute_greedy_selection(compute_packing_arrays(inp))
-    # the VCG re-solve kernel
-    from ordering.payments import compute_vcg_payments
+# The kernels a slot's packing compiles (first), and what VCG payments add; each compiles once
+# (compile note at the top). warm_up reports progress against these counts.
+PACK_KERNELS: tuple[str, ...] = (
+    "_build_csr", "_prepare", "_touch", "_new_state", "_add", "_enumerate", "_efficiency_order",
+    "_fits", "_greedy_fill", "_critical_ratio", "_evaluate_dual", "_subgradient", "_dual_bound",
+    "_score_order", "_remove", "_restore", "_restrict_keys", "_evict_set", "_insert",
+    "_undo_insert", "_descent", "_tabu_move", "_search", "_solve",
+)  # fmt: skip
+VCG_KERNELS: tuple[str, ...] = ("_resolve",)
 
-    compute_vcg_payments(inp, packing, time_budget_ms=1)
+WarmUpProgress = Callable[[int, int], None]
+
+
+class _CompileProgress(event.Listener):
+    """Counts this package's kernels as numba finishes compiling them (a kernel loaded from the
+    cache is not compiled, so a warm start reports nothing)."""
+
+    def __init__(self, progress: WarmUpProgress, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.started = False
+        self.done: set[str] = set()
+
+    @staticmethod
+    def _ours(ev: event.Event) -> str | None:
+        func = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if func is None or not func.__module__.startswith("ordering."):
+            return None
+        return str(func.__name__)
+
+    def on_start(self, ev: event.Event) -> None:
+        if not self.started and self._ours(ev) is not None:
+            self.started = True
+            self.progress(0, self.total)
+
+    def on_end(self, ev: event.Event) -> None:
+        name = self._ours(ev)
+        if name is not None and name not in self.done:
+            self.done.add(name)
+            self.progress(min(len(self.done), self.total), self.total)
+
+
+def warm_up(progress: WarmUpProgress | None = None, vcg: bool = True) -> None:
+    """Compile the kernels a slot needs (or load them from numba's cache) on tiny instances, so
+    no JIT happens inside a slot deadline: the packing's first, then (``vcg``) the VCG re-solve.
+
+    ``progress(done, total)`` is called with 0 when the first kernel starts compiling and after
+    each kernel is compiled; when everything loads from the cache it is never called. A cold
+    compile takes about 50 s of CPU on the reference machine, loading about 0.3 s.
+    """
+    total = len(PACK_KERNELS) + (len(VCG_KERNELS) if vcg else 0)
+    with contextlib.ExitStack() as stack:
+        if progress is not None:
+            stack.enter_context(
+                event.install_listener("numba:compile", _CompileProgress(progress, total))
+            )
+        items = tuple(
+            Item(id=f"w{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i,
+                 gas=21_000 + 1000 * i, keys=(f"k{i % 5}", f"n{i}"))  # fmt: skip
+            for i in range(EXACT_MAX_ITEMS + 8)
+        )
+        inp = PackingInput(gas_limit=200_000, items=items, max_gas_per_searcher=120_000,
+                           forced=frozenset({"w00"}))  # fmt: skip
+        packing = pack(inp, time_budget_ms=1)
+        pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
+        if vcg:
+            from ordering.payments import compute_vcg_payments
+
+            compute_vcg_payments(inp, packing, time_budget_ms=1)

@@ -70,3 +70,57 @@ def test_bad_flags_exit_nonzero():
     out = subprocess.run([str(BIN), "serve", "--store", "postgres://x"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "store" in out.stderr
+
+
+def _demo_process(*flags: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    # python -m from the checkout (the console script may belong to another install)
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", *flags],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_demo_says_what_it_does_before_the_first_compile_ends(tmp_path: Path) -> None:
+    # An empty numba cache: the first run on a new machine, which compiles the solver
+    proc = _demo_process("--slots", "1", env={"NUMBA_CACHE_DIR": str(tmp_path)})
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("blockspace demo: starting the engine, a committee of 4")
+        second = proc.stdout.readline()
+        assert second.startswith("compiling the solver (first run only, about ")
+        assert second.rstrip().endswith(" 0/24 kernels")
+        # Verify that both lines came while compiling: the last kernel is not in the cache yet
+        assert not list(tmp_path.rglob("solver._solve-*.nbi"))
+    finally:
+        proc.kill()  # mid-compile: nothing to shut down
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_demo_keep_serving_serves_the_dashboard_until_terminated() -> None:
+    proc = _demo_process("--slots", "1", "--slot-ms", "500", "--searchers", "2", "--keep-serving")
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the solver is compiled (or loaded) first: up to minutes
+            lines.append(line)
+            if line.startswith("serving http://"):
+                break
+        assert any(line.startswith("slot ") for line in lines), lines
+        base = lines[-1].split()[1]
+        dashboard = [line for line in lines if line.startswith("dashboard: ")]
+        assert dashboard == [f"dashboard: {base}/dashboard\n"]
+        # Verify that the server still answers after the slots: the dashboard page
+        r = httpx.get(f"{base}/dashboard", timeout=10)
+        assert r.status_code == 200 and "<html" in r.text.lower()
+        assert proc.poll() is None
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest
+        assert "summary: 1 slots" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

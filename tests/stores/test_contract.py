@@ -458,7 +458,10 @@ async def apply(store: Store, op: tuple[Any, ...], seqs: dict[str, str]) -> obje
         return "ok"
     if op[0] == "cancel":
         cancel = make_cancel(SEARCHERS[op[1]], op[2])
-        return await log_cancel(store, cancel, list(op[3]), RANDOM_LIMITS)
+        try:
+            return await log_cancel(store, cancel, list(op[3]), RANDOM_LIMITS)
+        except SearcherLimitExceeded as exc:  # a cancel counts against the quota too
+            return exc.code
     log = await store.close_slot(ROLLUP, op[1])
     assert log == await store.read_log(ROLLUP, op[1])
     return ids(log)
