@@ -225,9 +225,9 @@ async def _answer(
         method = req["method"]
         params = req.get("params", [])
         if method in SIGNED_METHODS:
-            searcher, evidence = engine.authenticate(body, signature)
+            searcher, evidence = engine.intake.authenticate(body, signature)
             if method == "eth_sendBundle":
-                result: Any = await engine.submit_bundle(
+                result: Any = await engine.intake.submit_bundle(
                     params,
                     searcher=searcher,
                     evidence=evidence,
@@ -235,15 +235,15 @@ async def _answer(
                     transport=transport,
                 )
             elif method == "eth_cancelBundle":
-                result = await engine.cancel_bundle(
+                result = await engine.intake.cancel_bundle(
                     params, searcher=searcher, evidence=evidence, endpoint_rollup=endpoint_rollup
                 )
             else:
-                result = await engine.bundle_stats(
+                result = await engine.intake.bundle_stats(
                     params, searcher=searcher, endpoint_rollup=endpoint_rollup
                 )
         elif method in PUBLIC_METHODS:
-            result = await engine.submit_public_tx(
+            result = await engine.intake.submit_public_tx(
                 params,
                 endpoint_rollup=endpoint_rollup,
                 protected=method == "eth_sendPrivateTransaction",

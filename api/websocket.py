@@ -27,7 +27,8 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.engine import Engine, TokenBucket
+from api.engine import Engine
+from api.intake import TokenBucket
 from api.notify import Subscriber
 from api.rpc import count_refusal, dispatch, encode_message
 from auction.constants import MAX_REQUEST_BYTES
@@ -217,7 +218,7 @@ def _subscription(
                 raise MissingSignature(
                     'bs_subscribe ["bundles", ...] must be a signed frame: it proves the key'
                 )
-            searcher, _ = engine.authenticate(body, sig)
+            searcher, _ = engine.intake.authenticate(body, sig)
             check_bundle_subscription(params, nonce=nonce, now_ms=engine.now_ms())
             engine.notifier.watch_searcher(searcher, sub)
             result = topic

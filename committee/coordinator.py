@@ -37,7 +37,7 @@ from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
 from auction.slots import compute_deadline_ms
-from auction.types import PendingTx, PublicTx, SlotResult
+from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.errors import CommitteeError
@@ -301,13 +301,26 @@ class Coordinator:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def attach(self) -> None:
-        """Sign every slot the engine closes; the engine's head follows signed blocks only."""
-        self.engine.signed_chain = True
-        self.engine.committee_id = self.committee.committee_id
-        # First hook: later hooks (the demo's printout) see the slot already signed or failed.
-        self.engine.result_hooks.insert(0, self.sign_slot_hook)
-        self.engine.follow_hooks.insert(0, self.follow_slot_hook)
-        self.engine.build_guards.insert(0, self.settle_before)
+        """Become the engine's signer: its close pipeline asks this coordinator to prepare each
+        build, sign each block it built, and follow each result another process built; the
+        engine's head follows signed blocks only."""
+        self.engine.use_signer(self, self.committee.committee_id)
+
+    # --- the engine's signer (api.engine.SlotSigner) -------------------------------------------
+
+    async def load_head(self, rollup: int) -> tuple[str, tuple[PendingTx, ...]]:
+        """The newest signed block and the pool it left pending (where a restart takes up)."""
+        head = await self._head(rollup)
+        return (head[0].block.block_hash, head[1]) if head else (ZERO_HASH, ())
+
+    async def prepare(self, rollup: int, slot: int) -> None:
+        await self.settle_before(rollup, slot)
+
+    async def sign(self, result: SlotResult, entries: Sequence[LoggedEvent]) -> None:
+        await self.sign_slot(result, entries)
+
+    async def follow(self, result: SlotResult) -> None:
+        await self.follow_slot(result)
 
     async def recover(self) -> None:
         """After a restart: settle the newest closed slot if it was never signed nor failed."""
@@ -392,12 +405,6 @@ class Coordinator:
 
     # --- one slot --------------------------------------------------------------------------------
 
-    async def sign_slot_hook(self, result: SlotResult) -> None:
-        await self.sign_slot(result)
-
-    async def follow_slot_hook(self, result: SlotResult) -> None:
-        await self.follow_slot(result)
-
     async def follow_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
         """The outcome of a slot another engine process closed (and is signing): adopt a signed
         block as the head and tell this process's block subscribers. Publishes the slot as
@@ -447,11 +454,16 @@ class Coordinator:
         else:
             self.engine.notifier.to_block_watchers(failed_slot_to_json(outcome))
 
-    async def build_proposal(self, result: SlotResult) -> Proposal:
-        """The proposal for a closed slot: its block, its log, the signed parent and pool."""
+    async def build_proposal(
+        self, result: SlotResult, entries: Sequence[LoggedEvent] | None = None
+    ) -> Proposal:
+        """The proposal for a closed slot: its block, its log (read from the store unless the
+        close just held it), the signed parent and pool."""
         rollup = result.rollup
         head = await self._head(rollup)
-        log_entries = await self.engine.store.read_log(rollup, result.slot)
+        log_entries = entries if entries is not None else await self.engine.store.read_log(
+            rollup, result.slot
+        )
         return Proposal(
             committee_id=self.committee.committee_id,
             rollup=rollup,
@@ -462,7 +474,9 @@ class Coordinator:
             log=tuple(log_entries),
         )
 
-    async def sign_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
+    async def sign_slot(
+        self, result: SlotResult, entries: Sequence[LoggedEvent] | None = None
+    ) -> SignedBlock | FailedSlot | None:
         """Get ``result``'s block signed and publish it, or publish the slot as failed. None:
         some members signed it but fewer than t by its deadline; it is *pending* (pinned) and
         completed before any later block is proposed (``settle_before``)."""
@@ -475,7 +489,7 @@ class Coordinator:
                 f"slot {pin.result.slot}'s block is still being signed",
             )  # fmt: skip
         t0 = time.perf_counter()
-        proposal = await self.build_proposal(result)
+        proposal = await self.build_proposal(result, entries)
         # the head the proposal was built on (read from the store once, in build_proposal)
         parent_hash = proposal.parent.header.block_hash if proposal.parent else ZERO_HASH
         # Verify the block extends the signed chain with the pool it left: else no member can
@@ -891,7 +905,7 @@ class Coordinator:
             await store.record_committee(result.rollup, result.slot, payload)
             # Its block never happened: the public txs that arrived in it wait in the open slot
             # (only the process that wrote the failure record gets here, so never twice).
-            await self.engine.requeue_public_txs(await self._unsettled_arrivals(result))
+            await self.engine.intake.requeue_public_txs(await self._unsettled_arrivals(result))
         except BlockspaceError as exc:
             log.error("after failing slot %d: %s", result.slot, exc.message)
         return failed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-import api.engine
+import api.intake
 import committee.checks
 from api.app import create_app
 from api.engine import Engine
@@ -37,7 +37,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
         seen.append((body.decode(), event))
         return event
 
-    monkeypatch.setattr(api.engine, "compute_intake_event", spy)
+    monkeypatch.setattr(api.intake, "compute_intake_event", spy)
     monkeypatch.setattr(committee.checks, "compute_intake_event", spy)
     return seen
 

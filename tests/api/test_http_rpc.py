@@ -129,10 +129,10 @@ def test_unsigned_garbage_tx(client):
 
 def test_flood_from_one_searcher_is_rate_limited(client, engine):
     k = key(7)
-    engine._buckets.clear()
-    from api.engine import TokenBucket
+    engine.intake._buckets.clear()
+    from api.intake import TokenBucket
 
-    engine._buckets[k.address] = TokenBucket(1, 3, engine.now_ms())
+    engine.intake._buckets[k.address] = TokenBucket(1, 3, engine.now_ms())
     codes = []
     for _ in range(6):
         _, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))

@@ -67,12 +67,12 @@ async def test_a_slot_whose_close_fails_is_published_failed_and_the_clock_moves_
     await engine.start(run_clock=False)
     k = key(1)
     raw = tx(k)
-    await engine.submit_public_tx(["0x" + raw.hex()], endpoint_rollup=None, protected=False)
+    await engine.intake.submit_public_tx(["0x" + raw.hex()], endpoint_rollup=None, protected=False)
     clock.ms = (START_SLOT + 3) * SLOT_MS + 5  # three deadlines passed while nobody looked
     engine.start_clock()
     try:
         for _ in range(600):
-            if all(engine._closed_through[cid] >= START_SLOT + 2 for cid in (CHAIN, 10)):
+            if all(engine.chains[cid].closed_through >= START_SLOT + 2 for cid in (CHAIN, 10)):
                 break
             await asyncio.sleep(0.05)
     finally:

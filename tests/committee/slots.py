@@ -177,3 +177,24 @@ def with_block(p: Proposal, block: Block) -> Proposal:
 def combine_all(committee: CommitteeInfo, shares: list[threshold.KeyShare], root: bytes) -> bytes:
     partials = {s.index: threshold.partial_sign(s, root) for s in shares[: committee.t]}
     return threshold.combine(partials, committee.t, committee.n)
+
+
+class SignsNothing:
+    """An engine's signer that prepares and follows like ``coordinator`` but never proposes a
+    block it built: an engine that stores a result and dies before proposing it (or a test that
+    sends proposals by hand)."""
+
+    def __init__(self, coordinator) -> None:  # noqa: ANN001
+        self.coordinator = coordinator
+
+    async def load_head(self, rollup: int):  # noqa: ANN201
+        return await self.coordinator.load_head(rollup)
+
+    async def prepare(self, rollup: int, slot: int) -> None:
+        await self.coordinator.prepare(rollup, slot)
+
+    async def sign(self, result, entries) -> None:  # noqa: ANN001
+        return None
+
+    async def follow(self, result) -> None:  # noqa: ANN001
+        await self.coordinator.follow(result)

@@ -43,7 +43,17 @@ from committee.records import (
 from committee.verify import verify_signed_block
 from node.settings import Settings
 from tests.committee.conftest import Dealt
-from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key, raw_tx, result_of
+from tests.committee.slots import (
+    CLOCK,
+    ROLLUP,
+    SLOT,
+    SLOT_MS,
+    WINDOW_MS,
+    SignsNothing,
+    key,
+    raw_tx,
+    result_of,
+)
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -134,7 +144,7 @@ class Harness:
         raw = raw_tx(k, nonce=self.nonce)
         params = bundle_params([raw], slot, bid_wei=bid_wei)
         body = k.request("eth_sendBundle", [params])
-        await self.engine.submit_bundle(
+        await self.engine.intake.submit_bundle(
             params,
             searcher=k.address,
             evidence=Evidence(body, k.sign_body(body)),
@@ -273,7 +283,7 @@ async def test_public_txs_of_a_failed_slot_wait_for_the_next_block(harness: Harn
     members_use_policy(harness, "vcg")
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
     waiting = raw_tx(key(77), nonce=0, gas=21_000)
-    sent = await harness.engine.submit_public_tx(
+    sent = await harness.engine.intake.submit_public_tx(
         ["0x" + waiting.hex()], endpoint_rollup=None, protected=True
     )
     failed = await harness.run_slot(SLOT)
@@ -323,7 +333,7 @@ async def test_second_block_for_a_signed_slot_is_refused_and_equivocation_record
 
 async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) -> None:
     # The engine stored slot SLOT's result and died before proposing it.
-    harness.engine.result_hooks.clear()
+    harness.engine.signer = SignsNothing(harness.coordinator)
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
     await harness.bid(SLOT, 1)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
@@ -339,7 +349,7 @@ async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) 
     harness.clock.ms += 10 * SLOT_MS
     await harness.coordinator.recover()
     assert await harness.outcome(SLOT + 1) is None
-    harness.engine.result_hooks.insert(0, harness.coordinator.sign_slot_hook)  # back up
+    harness.engine.signer = harness.coordinator  # back up
     nxt = await harness.run_slot(SLOT + 12)
     late = await harness.outcome(SLOT + 1)
     assert isinstance(late, SignedBlock) and isinstance(nxt, SignedBlock)
@@ -501,8 +511,8 @@ async def test_a_follower_completes_a_slot_its_closer_never_published(harness: H
     await other.start(run_clock=False)
     sub = Subscriber()
     other.notifier.watch_blocks(sub)
-    # The first engine closes the slot and dies before proposing it (no signing hook runs).
-    harness.engine.result_hooks.clear()
+    # The first engine closes the slot and dies before proposing it.
+    harness.engine.signer = SignsNothing(harness.coordinator)
     try:
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
         await harness.bid(SLOT, 1)
@@ -568,10 +578,12 @@ async def test_a_failed_slots_public_tx_resent_meanwhile_is_not_logged_twice(
     assert await harness.run_slot(SLOT) is None  # pending: 6 of 7 signed
     raw = "0x" + raw_tx(key(78), nonce=0, gas=21_000).hex()
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
-    sent = await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+    sent = await harness.engine.intake.submit_public_tx(
+        [raw], endpoint_rollup=None, protected=False
+    )
     # The sender resends it in the next slot, before it learns its slot was blocked.
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 2) + 1
-    await harness.engine.submit_public_tx([raw], endpoint_rollup=None, protected=False)
+    await harness.engine.intake.submit_public_tx([raw], endpoint_rollup=None, protected=False)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
     await harness.engine.close_slot(ROLLUP, SLOT + 1)  # blocked: failed, never proposed
     blocked = await harness.outcome(SLOT + 1)

@@ -111,10 +111,11 @@ async def test_a_failed_close_in_another_process_never_lets_members_lock_to_a_fa
     other, coordinator = _second_engine(h)
     await other.start(run_clock=False)
 
-    async def broken_guard(rollup: int, slot: int) -> None:
+    async def broken_prepare(rollup: int, slot: int) -> None:
         raise RuntimeError("a bug in another engine process")
 
-    other.build_guards.insert(0, broken_guard)
+    real_prepare = coordinator.prepare
+    coordinator.prepare = broken_prepare  # type: ignore[method-assign]
     try:
         await h.bid(SLOT, 1)
         clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
@@ -123,7 +124,7 @@ async def test_a_failed_close_in_another_process_never_lets_members_lock_to_a_fa
         await h.engine.close_slot(ROLLUP, SLOT)
         await h.settle()
         assert await store.list_partials(ROLLUP, SLOT) == []
-        other.build_guards.remove(broken_guard)
+        coordinator.prepare = real_prepare  # type: ignore[method-assign]
         nxt = await h.run_slot(SLOT + 1)
     finally:
         await coordinator.aclose()

@@ -49,7 +49,7 @@ from committee.threshold import CommitteeInfo
 from committee.verify import verify_signed_block
 from node.settings import Settings
 from ordering import packer
-from tests.committee.slots import rehash
+from tests.committee.slots import SignsNothing, rehash
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -126,7 +126,7 @@ class Bidding:
             maxFeePerGas=100 * GWEI, gas=gas, to="0x" + "42" * 20, value=0, data=b"")]
         params = bundle_params(raws, slot, bid_wei=bid_wei)
         body = k.request("eth_sendBundle", [params])
-        await self.engine.submit_bundle(
+        await self.engine.intake.submit_bundle(
             params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
             endpoint_rollup=None, transport="http",
         )
@@ -274,13 +274,15 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
     waiting = waiting_key.sign_tx(
         type=2, chainId=ROLLUP, nonce=1, maxPriorityFeePerGas=GWEI, maxFeePerGas=100 * GWEI,
         gas=21_000, to="0x" + "43" * 20, value=0, data=b"")
-    await engine.submit_public_tx(["0x" + waiting.hex()], endpoint_rollup=None, protected=False)
+    await engine.intake.submit_public_tx(
+        ["0x" + waiting.hex()], endpoint_rollup=None, protected=False
+    )
     await _until_closed(engine, slot_a)
     result_a = await engine.close_slot(ROLLUP, slot_a)  # the hook signs it
     assert await store.get_signed_block(ROLLUP, slot_a) is not None
     assert [p.tx.raw for p in result_a.pending] == [waiting]
     # Slot B: proposals are sent by hand (the hook is off) so each can be tampered with.
-    engine.result_hooks.remove(b.coordinator.sign_slot_hook)
+    engine.signer = SignsNothing(b.coordinator)
     slot_b = slot_a + 1
     for i in range(3):
         await b.bid(slot_b, 10 + i, bid_wei=10**15 * (i + 1), gas=100_000)

@@ -411,7 +411,7 @@ async def test_retention_trims_in_the_background_while_intake_goes_on(store: Sto
     for n in range(10):
         params = [bundle_params([tx(A)], open_slot, bid_wei=GWEI * 21_000 + n)]
         body, sig = signed_request(A, "eth_sendBundle", params)
-        await engine.submit_bundle(
+        await engine.intake.submit_bundle(
             params,
             searcher=A.address,
             evidence=Evidence(body, sig),

@@ -1,0 +1,352 @@
+"""Intake: every request that may become an event in a slot's log, from the transports to the
+store, and what its sender hears back.
+
+``Intake`` authenticates and rate-limits a searcher, turns each request into its event with the
+core's one function (``auction.intake.compute_intake_event``, off the event loop for large
+requests), appends it to its slot's log under the intake limits, files a refused bundle in its
+slot's history, and sends the sender's ``received`` / ``cancelled`` notifications. It reads
+and moves only the rollups' ``ChainState`` (protected txs, the pool's view). Shell only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from api.chain import ChainState
+from api.history import RefusalRecorder
+from api.metrics import Metrics
+from api.notify import Notifier
+from api.stores.base import IntakeLimits, Store
+from auction import constants as C
+from auction.auth import recover_evidence
+from auction.bundles import compute_cancel_slots, parse_quantity
+from auction.errors import (
+    BlockspaceError,
+    BundleNotFound,
+    InvalidParams,
+    RateLimited,
+    SlotClosed,
+    UnknownRollup,
+)
+from auction.hashing import from_hex, to_hex
+from auction.intake import (
+    CANCEL_BUNDLE,
+    SEND_BUNDLE,
+    SEND_PRIVATE_TX,
+    SEND_RAW_TX,
+    IntakeContext,
+    Refused,
+    compute_intake_event,
+    compute_refused,
+)
+from auction.presets import Policy, Preset, Rollup
+from auction.slots import SlotClock, compute_slot_at
+from auction.types import Bid, Cancel, Evidence, IntakeEvent, PublicTx
+
+log = logging.getLogger("blockspace.intake")
+
+# Signed requests at least this large are decoded in a worker thread (decision 19; the
+# setting decode_offload_bytes).
+OFFLOAD_BYTES = 32 * 1024
+# A signed cancel takes effect once, when first seen; it is remembered this long, so a replay
+# (or a retry) within it changes nothing (docs/protocol.md: cancels).
+CANCEL_WINDOW_MS = 7 * 24 * 3600 * 1000
+
+
+def compute_intake_limits(policy: Policy) -> IntakeLimits:
+    """The limits a slot's log enforces with every append, from the rollup's policy."""
+    return IntakeLimits(
+        max_bundles=policy.max_bundles_per_searcher_per_slot,
+        max_bytes=policy.max_bytes_per_searcher_per_slot,
+        max_slot_events=policy.max_bids_per_slot,
+        max_slot_bytes=policy.max_bytes_per_slot,
+    )
+
+
+class TokenBucket:
+    """Per-searcher flood control; time is passed in."""
+
+    __slots__ = ("rate", "burst", "tokens", "last_ms")
+
+    def __init__(self, rate_per_s: float, burst: float, now_ms: int) -> None:
+        self.rate, self.burst, self.tokens, self.last_ms = rate_per_s, burst, burst, now_ms
+
+    def take(self, now_ms: int) -> bool:
+        elapsed = max(0, now_ms - self.last_ms)
+        self.last_ms = now_ms
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate / 1000.0)
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class Intake:
+    """The intake of one engine process (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        rollups: Mapping[int, Rollup],
+        chains: Mapping[int, ChainState],
+        preset: Preset,
+        clock: SlotClock,
+        max_slots_ahead: int,
+        clock_ms: Callable[[], int],
+        notifier: Notifier,
+        metrics: Metrics,
+        decode_offload_bytes: int = OFFLOAD_BYTES,
+    ) -> None:
+        self.store = store
+        self.rollups = rollups
+        self.default_rollup = next(iter(rollups))
+        self.chains = chains
+        self.preset = preset
+        self.clock = clock
+        self.max_slots_ahead = max_slots_ahead
+        self._clock_ms = clock_ms
+        self.notifier = notifier
+        self.metrics = metrics
+        self.decode_offload_bytes = decode_offload_bytes
+        self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def _rate_check(self, searcher: str, now_ms: int) -> None:
+        bucket = self._buckets.get(searcher)
+        if bucket is None:
+            bucket = self._buckets[searcher] = TokenBucket(
+                self.preset.searcher_rate_per_s, self.preset.searcher_burst, now_ms
+            )
+        if not bucket.take(now_ms):
+            raise RateLimited("too many requests from this searcher; slow down")
+
+    def authenticate(self, body: bytes, signature: str | None) -> tuple[str, Evidence]:
+        """The searcher who signed ``body``, and the evidence (its signature header canonical)."""
+        return recover_evidence(body, signature)
+
+    def _endpoint_rollup(self, endpoint_rollup: int | None) -> int:
+        if endpoint_rollup is None:
+            return self.default_rollup
+        if endpoint_rollup not in self.rollups:
+            raise UnknownRollup(f"rollup {endpoint_rollup} is not served here")
+        return endpoint_rollup
+
+    def intake_context(self, endpoint_rollup: int | None) -> IntakeContext:
+        """What requests to ``endpoint_rollup`` (None: ``POST /``) are judged against."""
+        # A bundle's rollup is only known once decoded; protected hashes of every rollup are
+        # few, and a hash names one tx on one chain, so the union is exact.
+        chains = self.chains.values() if endpoint_rollup is None else (
+            [self.chains[endpoint_rollup]] if endpoint_rollup in self.chains else []
+        )
+        protected = frozenset().union(*(c.protected for c in chains))
+        return IntakeContext(
+            rollups=self.rollups,
+            clock=self.clock,
+            max_slots_ahead=self.max_slots_ahead,
+            default_rollup=self.default_rollup,
+            endpoint_rollup=endpoint_rollup,
+            protected_hashes=protected,
+        )
+
+    async def _derive(
+        self,
+        method: str,
+        params: Any,
+        ctx: IntakeContext,
+        received_ms: int,
+        signer: tuple[str, Evidence] | None = None,
+    ) -> IntakeEvent | Refused:
+        """The request's event, or its refusal (``auction.intake``). A large request (long
+        access lists) takes tens of ms to decode: off the event loop, so it never delays other
+        searchers' acknowledgements."""
+        body = signer[1].body if signer is not None else b""
+        derive = functools.partial(
+            compute_intake_event,
+            body,
+            signer[1].signature if signer is not None else None,
+            received_ms,
+            ctx,
+            request={"method": method, "params": params},
+            signer=signer,
+        )
+        large = len(body) >= self.decode_offload_bytes
+        return await asyncio.to_thread(derive) if large else derive()
+
+    async def _event(
+        self,
+        method: str,
+        params: Any,
+        ctx: IntakeContext,
+        received_ms: int,
+        signer: tuple[str, Evidence] | None = None,
+    ) -> IntakeEvent:
+        """The request's event; its refusal is raised."""
+        event = await self._derive(method, params, ctx, received_ms, signer)
+        if isinstance(event, Refused):
+            raise event.error
+        return event
+
+    def _file_refusal(self, refused: Refused) -> None:
+        """A refused bundle whose target slot is still open goes into that slot's history."""
+        record = refused.record
+        if record is not None and record.rollup in self.rollups:
+            self.refusals.record(
+                self.store,
+                record,
+                closed_through=self.chains[record.rollup].closed_through,
+                open_slot=compute_slot_at(self.clock, self._clock_ms()),
+                max_slots_ahead=self.max_slots_ahead,
+            )
+
+    async def submit_bundle(
+        self,
+        params: Any,
+        *,
+        searcher: str,
+        evidence: Evidence,
+        endpoint_rollup: int | None,
+        transport: str,
+    ) -> dict[str, Any]:
+        """eth_sendBundle; a refusal whose target slot is still open goes into its history."""
+        received_ms = self._clock_ms()
+        ctx = self.intake_context(endpoint_rollup)
+        refused: Refused | None = None
+        try:
+            self._rate_check(searcher, received_ms)
+            event = await self._derive(SEND_BUNDLE, params, ctx, received_ms, (searcher, evidence))
+            if isinstance(event, Refused):
+                refused = event
+            else:
+                assert isinstance(event, Bid)
+                bid = event
+                t0 = time.perf_counter()
+                await self.store.append_bid(
+                    bid, compute_intake_limits(self.rollups[bid.rollup].policy)
+                )
+        except BlockspaceError as exc:  # rate limits and the store's limits
+            refused = compute_refused(exc, SEND_BUNDLE, params, searcher, received_ms, ctx)
+        if refused is not None:
+            self._file_refusal(refused)
+            raise refused.error
+        self.metrics.count_bid(bid.rollup, bid.slot, transport, time.perf_counter() - t0)
+        self.notifier.to_searcher(
+            searcher,
+            "received",
+            {
+                "rollup": bid.rollup,
+                "slot": bid.slot,
+                "bundleHash": bid.bundle_hash,
+                "bidWei": str(bid.bid_wei),
+            },
+        )
+        return {"bundleHash": bid.bundle_hash}
+
+    async def submit_public_tx(
+        self, params: Any, *, endpoint_rollup: int | None, protected: bool
+    ) -> str:
+        """A public tx for the rollup's lane (``eth_sendRawTransaction`` / private: protected)."""
+        method = SEND_PRIVATE_TX if protected else SEND_RAW_TX
+        ctx = self.intake_context(endpoint_rollup)
+        ptx = await self._event(method, params, ctx, self._clock_ms())
+        assert isinstance(ptx, PublicTx)
+        # Verify the pool takes it: the sender's cap, and room or a better fee than the cheapest
+        # (False: it already waits, so logging it again would only grow the log)
+        if self.chains[ptx.rollup].pool.check(ptx.tx):
+            await self._log_public_tx(ptx)
+        return ptx.tx.hash
+
+    async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
+        """Log again, in the open slot, the public txs that arrived during a slot that failed to
+        be signed: that block never happened, so they are still waiting (docs/committee.md).
+        They keep their arrival time and protection; their inclusion-list age restarts."""
+        for ptx in arrivals:
+            try:
+                await self._log_public_tx(ptx)
+            except BlockspaceError as exc:  # one tx lost is logged, the others still go in
+                log.warning("could not re-log public tx %s: %s", ptx.tx.hash, exc.message)
+
+    async def _log_public_tx(self, ptx: PublicTx) -> None:
+        slot = compute_slot_at(self.clock, self._clock_ms())
+        try:
+            await self.store.append_public_tx(ptx, slot)
+        except SlotClosed:
+            # The slot closed between the clock read and the write: the tx joins the next one.
+            await self.store.append_public_tx(ptx, slot + 1)
+        self.chains[ptx.rollup].arrived(ptx)
+
+    async def cancel_bundle(
+        self, params: Any, *, searcher: str, evidence: Evidence, endpoint_rollup: int | None
+    ) -> bool:
+        now = self._clock_ms()
+        self._rate_check(searcher, now)
+        self._endpoint_rollup(endpoint_rollup)  # a cancel's rollup is its endpoint's: served?
+        ctx = self.intake_context(endpoint_rollup)
+        cancel = await self._event(CANCEL_BUNDLE, params, ctx, now, (searcher, evidence))
+        assert isinstance(cancel, Cancel)
+        # The answer and the notifications depend only on this searcher's own bids.
+        done = await self.store.append_cancel(
+            cancel,
+            compute_cancel_slots(cancel, self.clock, self.max_slots_ahead),
+            compute_intake_limits(self.rollups[cancel.rollup].policy),
+            CANCEL_WINDOW_MS,
+        )
+        for slot in done:
+            self.notifier.to_searcher(
+                searcher,
+                "cancelled",
+                {"rollup": cancel.rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
+            )
+        return bool(done)
+
+    async def bundle_stats(
+        self, params: Any, *, searcher: str, endpoint_rollup: int | None
+    ) -> dict[str, Any]:
+        """flashbots_getBundleStatsV2 for the searcher's own bundle; nothing about others'."""
+        if isinstance(params, list) and len(params) == 1:
+            params = params[0]
+        if not isinstance(params, dict):
+            raise InvalidParams("flashbots_getBundleStatsV2 takes one object parameter")
+        try:
+            bundle_hash = to_hex(from_hex(params.get("bundleHash"), what="bundleHash", length=32))
+        except ValueError as exc:
+            raise InvalidParams(str(exc), field="bundleHash") from None
+        slot = parse_quantity(params.get("blockNumber"), "blockNumber")
+        if slot is None:
+            raise InvalidParams("blockNumber is required", field="blockNumber")
+        rollup = self._endpoint_rollup(endpoint_rollup)
+        seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+        if seq is None:
+            raise BundleNotFound("no bundle with that hash from this searcher for that slot")
+        received_ms = int(seq.split("-")[0])
+        out: dict[str, Any] = {
+            "isSimulated": False,
+            "isHighPriority": True,
+            "receivedAt": _iso(received_ms),
+            "status": "pending",
+        }
+        result = await self.store.get_result(rollup, slot)
+        if result is not None:
+            sealed_at = _iso(result.deadline_ms)
+            out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+            status = C.OUTCOME_LOST
+            for o in result.outcomes:
+                if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
+                    status = o.outcome
+                    if o.outcome == C.OUTCOME_WON:
+                        out["sealedByBuildersAt"] = [
+                            {"pubkey": "blockspace", "timestamp": sealed_at}
+                        ]
+                        out["paymentWei"] = str(o.payment_wei)
+                    break
+            out["status"] = status
+        return out
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
