@@ -45,13 +45,14 @@ from committee.verify import verify_signed_block
 from ordering import packer
 from tests.redis_server import RedisServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.anyio]
-
 ROLLUP = 167_001
 BIN = Path(sys.executable).parent / "blockspace"
 GWEI = 10**9
 SLOT_MS = 1000
 SOAK_S = float(os.environ.get("BLOCKSPACE_SOAK_SECONDS", "600"))
+# The soak's own length plus start-up (signer warm-up), drain and the history checks.
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.anyio,
+              pytest.mark.timeout(SOAK_S + 900)]
 REDIS_KILL_EVERY_S = 60.0
 SIGNER_KILL_EVERY_S = 45.0
 HONEST_SEARCHERS = 12
