@@ -17,16 +17,16 @@ from api.data import dashboard as dashboard_router
 from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
-from api.metrics import Metrics
 from api.rpc import OPENAPI_ANSWERS, OPENAPI_BODY, count_refusal, dispatch, encode_message
-from api.stores import open_store
 from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import RequestTooLarge
 from committee.coordinator import Coordinator, build_coordinator
 from node import errors as wire
+from node.metrics import Metrics
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from node.settings import SETTINGS_ENV, Settings
+from node.stores import open_store
 
 log = logging.getLogger("blockspace.app")
 

@@ -29,13 +29,14 @@ import websockets
 
 from api.app import build_engine, create_app
 from api.searcher import SearcherKey, bundle_params
-from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
 from committee.local import start_local_committee
 from node.server import server_options
 from node.settings import Settings
+from node.stores.memory import MemoryStore
 from ordering import packer
+from ordering.problem import PAYMENT_VCG
 from ordering.solver import PACK_KERNELS, VCG_KERNELS
 
 GWEI = 10**9
@@ -92,9 +93,8 @@ class CompileReport:
 
 def compute_kernel_total(payment_rules: set[str]) -> int:
     """How many kernels ``packer.warm_up(payment_rules)`` compiles on a cold start."""
-    from auction import constants as C
 
-    return len(PACK_KERNELS) + (len(VCG_KERNELS) if C.PAYMENT_VCG in payment_rules else 0)
+    return len(PACK_KERNELS) + (len(VCG_KERNELS) if PAYMENT_VCG in payment_rules else 0)
 
 
 class _Server(uvicorn.Server):

@@ -29,7 +29,6 @@ on every machine; a slow machine just takes longer. See docs/solver.md.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +99,7 @@ def _next_random(rng: np.ndarray) -> np.int64:
 
 
 @njit(cache=True)
-def _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+def prepare_candidates(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
              gas_limit, searcher_cap, n_searchers):  # fmt: skip
     """Candidates after fixing forced items, and per-searcher gas caps.
 
@@ -308,7 +307,7 @@ def _greedy_fill(order, P, St, gas_limit):
 
 
 @njit(cache=True)
-def _efficiency_order(items, value, gas):
+def efficiency_order(items, value, gas):
     """Items by value per gas descending, then index ascending (stable sort)."""
     m = items.shape[0]
     key = np.empty(m, dtype=np.float64)
@@ -1167,7 +1166,7 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     items are treated as absent. Complexity: see ``pack``."""
     n = gas.shape[0]
     n_keys = ki_ptr.shape[0] - 1
-    cand, scap, fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
+    cand, scap, fgas = prepare_candidates(gas, positive, forced, banned, searcher, key_ptr, key_idx,
                                 ki_ptr, ki_items, gas_limit, searcher_cap, n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
     St = _new_state(n, n_keys, n_searchers, np.zeros(n, dtype=np.uint8))
@@ -1194,7 +1193,7 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
         return (St[0], acc[1], float(best), 0.0, m, acc[2], best, cand_items, np.zeros(n),
                 float(best), 0.0)
     # greedy start 1: value per gas (after the warm start, if any)
-    eff = _efficiency_order(cand_items, value, gas)
+    eff = efficiency_order(cand_items, value, gas)
     for t in range(init.shape[0]):
         if cand[init[t]] and _fits(init[t], P, St, gas_limit):
             _add(init[t], P, St)
@@ -1286,7 +1285,7 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
                     chosen[c] = kept[t]
                     c += 1
             kept = chosen
-        core = _efficiency_order(kept, value, gas)
+        core = efficiency_order(kept, value, gas)
     # The local search only ever adds core items, so conflict counts are kept for core items only:
     # a hot key shared by thousands of bundles costs the search only its few core members.
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
@@ -1315,9 +1314,9 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
 
 
 @njit(cache=True)
-def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items, gas_limit,
-             scap, n_searchers, core, init, reduced, ell_err, work_limit, stall_work,
-             seed, target):  # fmt: skip
+def resolve_without(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+                    gas_limit, scap, n_searchers, core, init, reduced, ell_err, work_limit,
+                    stall_work, seed, target):  # fmt: skip
     """Warm-started solve on a given core (VCG re-solves): ``init`` plus a greedy refill, then
     iterated local search, stopping early once the value (forced items included) reaches
     ``target`` (a bound: proven optimal). ``banned`` items must not be in ``core`` or ``init``.
@@ -1478,33 +1477,33 @@ def compute_greedy_selection(arrays: PackingArrays) -> U8:
 def _greedy_only(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr,
                  ki_items, gas_limit, searcher_cap, n_searchers):  # fmt: skip
     n = gas.shape[0]
-    cand, scap, _fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
-                                 ki_ptr, ki_items, gas_limit, searcher_cap,
-                                 n_searchers)  # fmt: skip
+    cand, scap, _fgas = prepare_candidates(gas, positive, forced, banned, searcher, key_ptr,
+                                           key_idx, ki_ptr, ki_items, gas_limit, searcher_cap,
+                                           n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
     St = _new_state(n, ki_ptr.shape[0] - 1, n_searchers, np.zeros(n, dtype=np.uint8))
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, P, St)
     cand_items = np.flatnonzero(cand).astype(np.int64)
-    _greedy_fill(_efficiency_order(cand_items, value, gas), P, St, gas_limit)
+    _greedy_fill(efficiency_order(cand_items, value, gas), P, St, gas_limit)
     return St[0]
 
 
 # The kernels a slot's packing compiles (first), and what VCG payments add; each compiles once
 # (compile note at the top). warm_up reports progress against these counts.
 PACK_KERNELS: tuple[str, ...] = (
-    "_build_csr", "_prepare", "_touch", "_new_state", "_add", "_enumerate", "_efficiency_order",
-    "_fits", "_greedy_fill", "_critical_ratio", "_evaluate_dual", "_subgradient", "_dual_bound",
-    "_score_order", "_remove", "_restore", "_restrict_keys", "_evict_set", "_insert",
-    "_undo_insert", "_descent", "_tabu_move", "_search", "_solve",
+    "_build_csr", "prepare_candidates", "_touch", "_new_state", "_add", "_enumerate",
+    "efficiency_order", "_fits", "_greedy_fill", "_critical_ratio", "_evaluate_dual",
+    "_subgradient", "_dual_bound", "_score_order", "_remove", "_restore", "_restrict_keys",
+    "_evict_set", "_insert", "_undo_insert", "_descent", "_tabu_move", "_search", "_solve",
 )  # fmt: skip
-VCG_KERNELS: tuple[str, ...] = ("_resolve",)
+VCG_KERNELS: tuple[str, ...] = ("resolve_without",)
 
 WarmUpProgress = Callable[[int, int], None]
 
 
-class _CompileProgress(event.Listener):
+class CompileProgress(event.Listener):
     """Counts this package's kernels as numba finishes compiling them (a kernel loaded from the
     cache is not compiled, so a warm start reports nothing)."""
 
@@ -1531,32 +1530,3 @@ class _CompileProgress(event.Listener):
         if name is not None and name not in self.done:
             self.done.add(name)
             self.progress(min(len(self.done), self.total), self.total)
-
-
-def warm_up(progress: WarmUpProgress | None = None, vcg: bool = True) -> None:
-    """Compile the kernels a slot needs (or load them from numba's cache) on tiny instances, so
-    no JIT happens inside a slot deadline: the packing's first, then (``vcg``) the VCG re-solve.
-
-    ``progress(done, total)`` is called with 0 when the first kernel starts compiling and after
-    each kernel is compiled; when everything loads from the cache it is never called. A cold
-    compile takes about 50 s of CPU on the reference machine, loading about 0.3 s.
-    """
-    total = len(PACK_KERNELS) + (len(VCG_KERNELS) if vcg else 0)
-    with contextlib.ExitStack() as stack:
-        if progress is not None:
-            stack.enter_context(
-                event.install_listener("numba:compile", _CompileProgress(progress, total))
-            )
-        items = tuple(
-            Item(id=f"w{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i,
-                 gas=21_000 + 1000 * i, keys=(f"k{i % 5}", f"n{i}"))  # fmt: skip
-            for i in range(EXACT_MAX_ITEMS + 8)
-        )
-        inp = PackingInput(gas_limit=200_000, items=items, max_gas_per_searcher=120_000,
-                           forced=frozenset({"w00"}))  # fmt: skip
-        packing = pack(inp, time_budget_ms=1)
-        pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
-        if vcg:
-            from ordering.payments import compute_vcg_payments
-
-            compute_vcg_payments(inp, packing, time_budget_ms=1)
