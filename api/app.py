@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
@@ -17,16 +17,16 @@ from api.data import dashboard as dashboard_router
 from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
-from api.metrics import Metrics
 from api.rpc import OPENAPI_ANSWERS, OPENAPI_BODY, count_refusal, dispatch, encode_message
-from api.stores import open_store
 from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import RequestTooLarge
 from committee.coordinator import Coordinator, build_coordinator
 from node import errors as wire
+from node.metrics import Metrics
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from node.settings import SETTINGS_ENV, Settings
+from node.stores import open_store
 
 log = logging.getLogger("blockspace.app")
 
@@ -52,7 +52,24 @@ def create_app_from_env() -> FastAPI:
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The app for ``settings``; pass ``engine`` to serve an engine the caller owns."""
-    settings = settings or Settings()
+    app = FastAPI(
+        title="blockspace",
+        version="0.1.0",
+        summary="Sealed-bid block-space auctions for rollups",
+        lifespan=_lifespan(settings or Settings(), engine),
+    )
+    app.include_router(data_router)
+    app.include_router(blocks_router)
+    app.include_router(dashboard_router)
+    app.include_router(shell)
+    app.add_api_websocket_route("/ws", ws_default)
+    app.add_api_websocket_route("/rollup/{chain_id}/ws", ws_rollup)
+    return app
+
+
+def _lifespan(settings: Settings, engine: Engine | None):  # type: ignore[no-untyped-def]
+    """Open the store, build the engine (and the committee's coordinator), recover, start the
+    clock; and the reverse on shutdown. With ``engine``, serve that one and own nothing."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,92 +109,98 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                     await coordinator.aclose()
                 await app.state.engine.store.aclose()
 
-    app = FastAPI(
-        title="blockspace",
-        version="0.1.0",
-        summary="Sealed-bid block-space auctions for rollups",
-        lifespan=lifespan,
+    return lifespan
+
+
+# JSON-RPC, health and metrics; a bad path (a chain id that is no number) answers the
+# stable-code shape like every HTTP route (node/routing.py).
+shell = APIRouter(route_class=RpcRoute)
+
+
+async def rpc(request: Request, endpoint_rollup: int | None) -> Response:
+    """One JSON-RPC request over HTTP: the body (refused past MAX_REQUEST_BYTES, before it is
+    all read), dispatched like every transport's (api/rpc.py)."""
+    eng: Engine = request.app.state.engine
+    body = await _read_body(request)
+    if body is None:
+        exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+        count_refusal(eng, "http", exc)
+        return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
+    response, _ = await dispatch(
+        eng,
+        body,
+        request.headers.get("x-flashbots-signature"),
+        endpoint_rollup=endpoint_rollup,
+        transport="http",
     )
-    app.include_router(data_router)
-    app.include_router(blocks_router)
-    app.include_router(dashboard_router)
+    return Response(encode_message(eng.metrics, response), media_type="application/json")
 
-    # JSON-RPC, health and metrics; a bad path (a chain id that is no number) answers the
-    # stable-code shape like every HTTP route (node/routing.py).
-    shell = APIRouter(route_class=RpcRoute)
-    rpc_docs: dict[str, Any] = {"openapi_extra": OPENAPI_BODY, "responses": OPENAPI_ANSWERS}
 
-    async def rpc(request: Request, endpoint_rollup: int | None) -> Response:
-        eng: Engine = request.app.state.engine
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-            exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-            count_refusal(eng, "http", exc)
-            return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_REQUEST_BYTES:
-                exc = RequestTooLarge(f"request is larger than {MAX_REQUEST_BYTES} bytes")
-                count_refusal(eng, "http", exc)
-                return JSONResponse(wire.jsonrpc_error(None, exc), status_code=413)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        response, _ = await dispatch(
-            eng,
-            body,
-            request.headers.get("x-flashbots-signature"),
-            endpoint_rollup=endpoint_rollup,
-            transport="http",
-        )
-        return Response(encode_message(eng.metrics, response), media_type="application/json")
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None once it is (or says it is) over MAX_REQUEST_BYTES."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
+        return None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
-    @shell.post("/", summary="JSON-RPC (Flashbots-compatible) for the default rollup", **rpc_docs)
-    async def rpc_default(request: Request) -> Response:
-        return await rpc(request, None)
 
-    @shell.post(
-        "/rollup/{chain_id}",
-        summary="JSON-RPC for one rollup",
-        openapi_extra=OPENAPI_BODY,
-        responses={**ERRORS, **OPENAPI_ANSWERS},
-    )
-    async def rpc_rollup(
-        chain_id: Annotated[int, Path(ge=0, le=MAX_ROLLUP)], request: Request
-    ) -> Response:
-        return await rpc(request, chain_id)
+@shell.post(
+    "/",
+    summary="JSON-RPC (Flashbots-compatible) for the default rollup",
+    openapi_extra=OPENAPI_BODY,
+    responses=OPENAPI_ANSWERS,
+)
+async def rpc_default(request: Request) -> Response:
+    return await rpc(request, None)
 
-    @app.websocket("/ws")
-    async def ws_default(ws: WebSocket) -> None:
-        await serve_websocket(ws, ws.app.state.engine, None)
 
-    @app.websocket("/rollup/{chain_id}/ws")
-    async def ws_rollup(ws: WebSocket, chain_id: int) -> None:
-        await serve_websocket(ws, ws.app.state.engine, chain_id)
+@shell.post(
+    "/rollup/{chain_id}",
+    summary="JSON-RPC for one rollup",
+    openapi_extra=OPENAPI_BODY,
+    responses={**ERRORS, **OPENAPI_ANSWERS},
+)
+async def rpc_rollup(
+    chain_id: Annotated[int, Path(ge=0, le=MAX_ROLLUP)], request: Request
+) -> Response:
+    return await rpc(request, chain_id)
 
-    @shell.get("/healthz", summary="Liveness and store health")
-    async def healthz(request: Request) -> Response:
-        eng: Engine = request.app.state.engine
-        ok = await eng.store.ping()
-        body = {
-            "status": "ok" if ok else "degraded",
-            "store": eng.store.name,
-            "store_ok": ok,
-            "open_slot": eng.open_slot(),
-            "rollups": sorted(eng.rollups),
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
 
-    @shell.get(
-        "/metrics",
-        summary="Prometheus metrics (docs/metrics.md)",
-        response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
-    )
-    async def metrics(request: Request) -> Response:
-        eng: Engine = request.app.state.engine
-        return Response(generate_latest(eng.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def ws_default(ws: WebSocket) -> None:
+    await serve_websocket(ws, ws.app.state.engine, None)
 
-    app.include_router(shell)
-    return app
+
+async def ws_rollup(ws: WebSocket, chain_id: int) -> None:
+    await serve_websocket(ws, ws.app.state.engine, chain_id)
+
+
+@shell.get("/healthz", summary="Liveness and store health")
+async def healthz(request: Request) -> Response:
+    eng: Engine = request.app.state.engine
+    ok = await eng.store.ping()
+    body = {
+        "status": "ok" if ok else "degraded",
+        "store": eng.store.name,
+        "store_ok": ok,
+        "open_slot": eng.open_slot(),
+        "rollups": sorted(eng.rollups),
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@shell.get(
+    "/metrics",
+    summary="Prometheus metrics (docs/metrics.md)",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    eng: Engine = request.app.state.engine
+    return Response(generate_latest(eng.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -119,8 +119,8 @@ def _solve(args: argparse.Namespace) -> int:
     import orjson
 
     from auction.errors import BlockspaceError
+    from auction.instances import packing_to_json, parse_instance
     from ordering import packer
-    from ordering.instances import packing_to_json, parse_instance
 
     try:
         with open(args.instance, "rb") as f:

@@ -25,7 +25,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.stores.base import HistoryRecords
 from auction.errors import (
     InvalidParams,
     SlotNotFound,
@@ -40,6 +39,7 @@ from auction.history import (
     compute_stats,
 )
 from node.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, NON_JSON_ERRORS, StableErrorRoute
+from node.stores.base import HistoryRecords
 
 log = logging.getLogger("blockspace.data")
 

@@ -26,16 +26,19 @@ import httpx
 import orjson
 import uvicorn
 import websockets
+from fastapi import FastAPI
 
 from api.app import build_engine, create_app
+from api.engine import Engine
 from api.searcher import SearcherKey, bundle_params
-from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
 from committee.local import start_local_committee
 from node.server import server_options
 from node.settings import Settings
+from node.stores.memory import MemoryStore
 from ordering import packer
+from ordering.problem import PAYMENT_VCG
 from ordering.solver import PACK_KERNELS, VCG_KERNELS
 
 GWEI = 10**9
@@ -92,9 +95,8 @@ class CompileReport:
 
 def compute_kernel_total(payment_rules: set[str]) -> int:
     """How many kernels ``packer.warm_up(payment_rules)`` compiles on a cold start."""
-    from auction import constants as C
 
-    return len(PACK_KERNELS) + (len(VCG_KERNELS) if C.PAYMENT_VCG in payment_rules else 0)
+    return len(PACK_KERNELS) + (len(VCG_KERNELS) if PAYMENT_VCG in payment_rules else 0)
 
 
 class _Server(uvicorn.Server):
@@ -178,21 +180,9 @@ async def run_demo(
     keep_serving: bool = False,
 ) -> int:
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     settings = Settings(slot_ms=slot_ms, port=port)
-    # Ctrl-C / SIGTERM: stop the slots (or the serving) and shut down in order; a second one
-    # gets Python's default behaviour (KeyboardInterrupt, termination)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-
-    def on_signal() -> None:
-        stop.set()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+    stop = _stop_on_signals()
     # Compile the solver first (once per machine), with progress, before anything waits on it;
     # the committee's and the engine's own warm-ups then find it compiled.
     rules = {r.policy.payment_rule for r in settings.rollup_configs().values()}
@@ -205,27 +195,12 @@ async def run_demo(
         engine, settings, n=committee_size, processes=signer_processes
     )
     chain_id = engine.default_rollup
-    app = create_app(settings, engine=engine)
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            **server_options(settings),
-        )
-    )
-    server_task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    server, server_task = await _serve(create_app(settings, engine=engine), settings)
     await engine.start()
-    rng = random.Random(seed)
     sims = [
         SimulatedSearcher(i, chain_id, random.Random(seed * 1000 + i), i % 2 == 0)
         for i in range(searchers)
     ]
-    victims_key = SearcherKey.from_seed(10_000)
     results: list[SlotResult] = []
     done = asyncio.Event()
     first_slot = engine.open_slot() + 1
@@ -234,15 +209,7 @@ async def run_demo(
         if r.slot < first_slot:
             return
         results.append(r)
-        b = r.block
-        gap = (r.upper_bound_wei - r.winning_bids_wei) / max(r.upper_bound_wei, 1)
-        print(
-            f"slot {r.slot}  bids {len(r.outcomes):3d}  winners {len(b.bundles):2d}  "
-            f"revenue {_eth(b.revenue_wei)}  gas {b.gas_used:>10,}  "
-            f"bound gap {gap:6.2%}  block {b.block_hash[:14]}  "
-            f"{await committee.describe(r.rollup, r.slot)}",
-            flush=True,
-        )
+        print(_slot_line(r, await committee.describe(r.rollup, r.slot)), flush=True)
         if len(results) >= slots:
             done.set()
 
@@ -254,55 +221,63 @@ async def run_demo(
         f"({'signer processes' if signer_processes else 'in-process'})",
         flush=True,
     )
-    print(f"dashboard: http://127.0.0.1:{port}/dashboard", flush=True)
+    print(f"dashboard: {url}/dashboard", flush=True)
+    await _drive_slots(engine, url, sims, first_slot, until=done, stop=stop)
+    if keep_serving and not stop.is_set():
+        print(
+            f"serving {url} (dashboard: {url}/dashboard); "
+            "slots continue without searchers; Ctrl-C stops",
+            flush=True,
+        )
+        await stop.wait()
+    await engine.stop()
+    signed = [await engine.store.get_signed_block(r.rollup, r.slot) for r in results]
+    await committee.aclose()
+    server.should_exit = True
+    await server_task
+    print(_summary_line(results, sims, sum(s is not None for s in signed)), flush=True)
+    return 0
+
+
+async def _serve(app: FastAPI, settings: Settings) -> tuple[_Server, asyncio.Task[None]]:
+    """Serve ``app`` on loopback at ``settings.port``; return once it is listening."""
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+            **server_options(settings),
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def _drive_slots(
+    engine: Engine,
+    url: str,
+    sims: list[SimulatedSearcher],
+    first_slot: int,
+    *,
+    until: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    """Each open slot from ``first_slot`` on: the searchers' bundles (with fresh victim
+    transactions to back-run), then wait for the next slot, until ``until`` or ``stop``."""
+    victims = VictimFlow(engine.default_rollup)
+    ws_url = url.replace("http://", "ws://") + "/ws"
     stop_task = asyncio.create_task(stop.wait())
-    victim_nonce = 0
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        while not done.is_set() and not stop.is_set():
-            slot = engine.open_slot()
-            if slot < first_slot:
-                slot = first_slot
-            victims = []
-            for _ in range(3):
-                victim_nonce += 1
-                victims.append(
-                    victims_key.sign_tx(
-                        type=2,
-                        chainId=chain_id,
-                        nonce=victim_nonce,
-                        maxPriorityFeePerGas=GWEI,
-                        maxFeePerGas=50 * GWEI,
-                        gas=120_000,
-                        to=POOL,
-                        value=0,
-                        data=b"\x01",
-                    )
-                )
-            frames_by_ws: list[str] = []
-            for sim in sims:
-                for params in sim.bundles_for(slot, victims):
-                    body = sim.key.request("eth_sendBundle", [params])
-                    sim.sent += 1
-                    if sim.use_ws:
-                        frames_by_ws.append(sim.key.ws_frame(body))
-                    else:
-                        resp = await http.post(
-                            "/",
-                            content=body,
-                            headers={
-                                "X-Flashbots-Signature": sim.key.sign_body(body),
-                                "Content-Type": "application/json",
-                            },
-                        )
-                        reply = resp.json()
-                        if "error" in reply:
-                            sim.errors.append(reply["error"]["data"]["code"])
-            for reply in await _ws_session(f"ws://127.0.0.1:{port}/ws", frames_by_ws):
-                if "error" in reply:
-                    sims[0].errors.append(reply["error"]["data"]["code"])
+    async with httpx.AsyncClient(base_url=url) as http:
+        while not until.is_set() and not stop.is_set():
+            slot = max(engine.open_slot(), first_slot)
+            await _send_slot_bids(http, ws_url, sims, slot, victims.next(3))
             # Wait for the next slot to open.
             next_open = compute_deadline_ms(engine.clock, slot)
-            waiter = asyncio.create_task(done.wait())
+            waiter = asyncio.create_task(until.wait())
             await asyncio.wait(
                 [waiter, stop_task],
                 timeout=max(0.0, next_open - engine.now_ms()) / 1000,
@@ -311,28 +286,104 @@ async def run_demo(
             waiter.cancel()
             if compute_slot_at(engine.clock, engine.now_ms()) <= slot:
                 await asyncio.sleep(0.01)
-    if keep_serving and not stop.is_set():
-        print(
-            f"serving http://127.0.0.1:{port} (dashboard: http://127.0.0.1:{port}/dashboard); "
-            "slots continue without searchers; Ctrl-C stops",
-            flush=True,
-        )
-        await stop.wait()
     stop_task.cancel()
-    await engine.stop()
-    signed = [await engine.store.get_signed_block(r.rollup, r.slot) for r in results]
-    await committee.aclose()
-    server.should_exit = True
-    await server_task
-    sent = sum(s.sent for s in sims)
-    errors = [e for s in sims for e in s.errors]
-    won = sum(len(r.block.bundles) for r in results)
-    revenue = sum(r.block.revenue_wei for r in results)
-    print(
-        f"summary: {len(results)} slots, {sent} bundles sent, {won} won, "
-        f"{len(errors)} refused {sorted(set(errors))}, revenue {_eth(revenue)}, "
-        f"searchers {searchers}, signed {sum(s is not None for s in signed)}/{len(results)}",
-        flush=True,
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event Ctrl-C / SIGTERM sets: the demo stops the slots (or the serving) and shuts down
+    in order; a second signal gets Python's default behaviour (KeyboardInterrupt, termination)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        stop.set()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+    return stop
+
+
+class VictimFlow:
+    """Ordinary users' swaps on the hot pool: the transactions searchers back-run."""
+
+    def __init__(self, chain_id: int) -> None:
+        self.key = SearcherKey.from_seed(10_000)
+        self.chain_id = chain_id
+        self.nonce = 0
+
+    def next(self, count: int) -> list[bytes]:
+        txs = []
+        for _ in range(count):
+            self.nonce += 1
+            txs.append(
+                self.key.sign_tx(
+                    type=2,
+                    chainId=self.chain_id,
+                    nonce=self.nonce,
+                    maxPriorityFeePerGas=GWEI,
+                    maxFeePerGas=50 * GWEI,
+                    gas=120_000,
+                    to=POOL,
+                    value=0,
+                    data=b"\x01",
+                )
+            )
+        return txs
+
+
+async def _send_slot_bids(
+    http: httpx.AsyncClient,
+    ws_url: str,
+    sims: list[SimulatedSearcher],
+    slot: int,
+    victims: list[bytes],
+) -> None:
+    """Every simulated searcher's bundles for ``slot``: over HTTP one by one, or together over
+    one websocket session. Refusals are kept per searcher for the summary."""
+    frames_by_ws: list[str] = []
+    for sim in sims:
+        for params in sim.bundles_for(slot, victims):
+            body = sim.key.request("eth_sendBundle", [params])
+            sim.sent += 1
+            if sim.use_ws:
+                frames_by_ws.append(sim.key.ws_frame(body))
+                continue
+            resp = await http.post(
+                "/",
+                content=body,
+                headers={
+                    "X-Flashbots-Signature": sim.key.sign_body(body),
+                    "Content-Type": "application/json",
+                },
+            )
+            reply = resp.json()
+            if "error" in reply:
+                sim.errors.append(reply["error"]["data"]["code"])
+    for reply in await _ws_session(ws_url, frames_by_ws):
+        if "error" in reply:
+            sims[0].errors.append(reply["error"]["data"]["code"])
+
+
+def _slot_line(r: SlotResult, committee: str) -> str:
+    b = r.block
+    gap = (r.upper_bound_wei - r.winning_bids_wei) / max(r.upper_bound_wei, 1)
+    return (
+        f"slot {r.slot}  bids {len(r.outcomes):3d}  winners {len(b.bundles):2d}  "
+        f"revenue {_eth(b.revenue_wei)}  gas {b.gas_used:>10,}  "
+        f"bound gap {gap:6.2%}  block {b.block_hash[:14]}  {committee}"
     )
-    _ = rng
-    return 0
+
+
+def _summary_line(results: list[SlotResult], sims: list[SimulatedSearcher], signed: int) -> str:
+    errors = [e for s in sims for e in s.errors]
+    return (
+        f"summary: {len(results)} slots, {sum(s.sent for s in sims)} bundles sent, "
+        f"{sum(len(r.block.bundles) for r in results)} won, "
+        f"{len(errors)} refused {sorted(set(errors))}, "
+        f"revenue {_eth(sum(r.block.revenue_wei for r in results))}, "
+        f"searchers {len(sims)}, signed {signed}/{len(results)}"
+    )

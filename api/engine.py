@@ -31,9 +31,6 @@ from typing import Protocol
 
 from api.chain import ChainState
 from api.intake import OFFLOAD_BYTES, Intake
-from api.metrics import Metrics
-from api.notify import Notifier
-from api.stores.base import Store
 from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.history import compute_slot_history
@@ -42,6 +39,9 @@ from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
+from node.metrics import Metrics
+from node.notify import Notifier
+from node.stores.base import Store
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")

@@ -7,17 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from auction.errors import BlockspaceError
 from auction.history import MAX_REFUSALS_PER_SLOT, BidRecord
-from auction.slots import compute_slot_at
+from auction.slots import SlotClock, compute_slot_at
 from auction.types import SlotResult
 
 if TYPE_CHECKING:
-    from api.engine import Engine
-    from api.stores.base import Store
+    from node.stores.base import Store
+
+
+class RetentionHost(Protocol):
+    """What a retention hooks into (``api.engine.Engine`` is one)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def clock(self) -> SlotClock: ...
+
+    @property
+    def result_hooks(self) -> list[Callable[[SlotResult], Awaitable[None]]]: ...
+
+    def now_ms(self) -> int: ...
 
 log = logging.getLogger("blockspace.history")
 
@@ -145,7 +159,7 @@ class HistoryRetention:
 
     @classmethod
     def install(
-        cls, engine: Engine, *, keep_slots: int | None, keep_days: float | None
+        cls, engine: RetentionHost, *, keep_slots: int | None, keep_days: float | None
     ) -> HistoryRetention | None:
         """Hook a retention into ``engine`` (None, and nothing hooked, when neither is set)."""
         if keep_slots is None and keep_days is None:
@@ -160,6 +174,6 @@ class HistoryRetention:
         engine.result_hooks.append(retention.after_close)
         return retention
 
-    def uninstall(self, engine: Engine) -> None:
+    def uninstall(self, engine: RetentionHost) -> None:
         if self.after_close in engine.result_hooks:
             engine.result_hooks.remove(self.after_close)

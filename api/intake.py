@@ -19,9 +19,6 @@ from typing import Any
 
 from api.chain import ChainState
 from api.history import RefusalRecorder
-from api.metrics import Metrics
-from api.notify import Notifier
-from api.stores.base import IntakeLimits, Store
 from auction import constants as C
 from auction.auth import recover_evidence
 from auction.bundles import compute_cancel_slots, parse_quantity
@@ -47,6 +44,9 @@ from auction.intake import (
 from auction.presets import Policy, Preset, Rollup
 from auction.slots import SlotClock, compute_slot_at
 from auction.types import Bid, Cancel, Evidence, IntakeEvent, PublicTx
+from node.metrics import Metrics
+from node.notify import Notifier
+from node.stores.base import IntakeLimits, Store
 
 log = logging.getLogger("blockspace.intake")
 

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 
 from api.engine import Engine
-from api.metrics import Metrics
 from auction.bundles import parse_quantity
 from auction.errors import BlockspaceError, InvalidRequest, MethodNotFound
 from auction.intake import check_request, load_request
 from node.errors import internal_jsonrpc_error, jsonrpc_error
+from node.metrics import Metrics
 
 log = logging.getLogger("blockspace.rpc")
 

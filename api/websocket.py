@@ -29,7 +29,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.engine import Engine
 from api.intake import TokenBucket
-from api.notify import Subscriber
 from api.rpc import count_refusal, dispatch, encode_message
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import (
@@ -43,6 +42,7 @@ from auction.errors import (
 )
 from auction.intake import parse_request
 from node import errors as wire
+from node.notify import Subscriber
 
 log = logging.getLogger("blockspace.ws")
 

@@ -7,7 +7,7 @@ Every rule a bundle must pass at intake lives here, in the order they are checke
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from auction import constants as C
@@ -27,7 +27,7 @@ from auction.errors import (
 )
 from auction.hashing import from_hex, keccak256, to_hex
 from auction.pool import check_public_tx_admissible
-from auction.presets import Rollup
+from auction.presets import Policy, Rollup
 from auction.slots import SlotClock, check_target_slot, compute_slot_at, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
 from auction.types import Bid, Cancel, Evidence, PublicTx, Tx
@@ -151,32 +151,69 @@ def compute_bid(
     endpoint_rollup: int | None = None,
     protected_hashes: frozenset[str] = frozenset(),
 ) -> Bid:
-    """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass."""
+    """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass.
+    The checks run in this order, cheapest first."""
     p = _params_object(params, "eth_sendBundle")
     # Verify the target slot first: it is cheap and most floods fail it
     slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)
     if slot is None:
         raise InvalidParams("blockNumber (the target slot) is required", field="blockNumber")
     check_target_slot(clock, slot, now_ms, max_slots_ahead)
-    # Verify the rollup from the transactions' chain id
-    # (size limits before decoding use the loosest rollup; the exact rollup's are checked after)
+    # Decode (size limits before decoding use the loosest rollup; the exact rollup's after)
     txs = _decode_txs(
         p.get("txs"),
         max(r.policy.max_txs_per_bundle for r in rollups.values()),
         max(r.policy.max_bundle_bytes for r in rollups.values()),
     )
+    rollup = compute_bundle_rollup(txs, rollups, endpoint_rollup)
+    check_bundle_size(txs, rollup.policy, evidence)
+    gas = check_bundle_txs(txs, rollup.policy, protected_hashes)
+    reverting = compute_reverting_hashes(p, txs)
+    min_ts, max_ts = compute_timestamp_window(p, clock, slot)
+    bid_wei, explicit = compute_bid_amount(p, txs, rollup.policy)
+    return Bid(
+        bid_id=compute_bid_id(evidence),
+        rollup=rollup.chain_id,
+        slot=slot,
+        searcher=searcher,
+        bundle_hash=compute_bundle_hash([t.hash for t in txs]),
+        txs=txs,
+        bid_wei=bid_wei,
+        gas=gas,
+        received_ms=now_ms,
+        evidence=evidence,
+        replacement_uuid=_uuid(p.get("replacementUuid")),
+        reverting_tx_hashes=reverting,
+        min_timestamp=min_ts,
+        max_timestamp=max_ts,
+        explicit_bid=explicit,
+    )
+
+
+def compute_bundle_rollup(
+    txs: Sequence[Tx], rollups: Mapping[int, Rollup], endpoint_rollup: int | None
+) -> Rollup:
+    """The rollup a bundle is for: its transactions' one chain id, served here (and the
+    endpoint's, if the request came to a rollup's own endpoint)."""
     chain_ids = {t.chain_id for t in txs}
+    # Verify every transaction names the same chain
     if len(chain_ids) != 1:
         raise ChainIdMismatch("all transactions of a bundle must be for one chain")
     (chain_id,) = chain_ids
+    # Verify that chain is served here, and is the endpoint's
     if chain_id is None or chain_id not in rollups:
         raise UnknownRollup(f"chain id {chain_id} is not served here", chain_id=chain_id)
     if endpoint_rollup is not None and chain_id != endpoint_rollup:
         raise ChainIdMismatch(
             f"transactions are for chain {chain_id}, this endpoint serves {endpoint_rollup}"
         )
-    rollup = rollups[chain_id]
-    policy = rollup.policy
+    return rollups[chain_id]
+
+
+def check_bundle_size(txs: Sequence[Tx], policy: Policy, evidence: Evidence) -> None:
+    """Refuse a bundle over its rollup's limits: transactions, bytes, the signed request's
+    padding, and the storage keys its access lists name (each is a conflict key)."""
+    # Verify the count and bytes of the transactions
     if len(txs) > policy.max_txs_per_bundle:
         raise BundleTooLarge(f"at most {policy.max_txs_per_bundle} transactions per bundle")
     size = sum(len(t.raw) for t in txs)
@@ -190,7 +227,7 @@ def compute_bid(
             f"{allowance}",
             limit=allowance,
         )
-    # Verify the access lists name a bounded number of storage keys (each is a conflict key)
+    # Verify the access lists name a bounded number of storage keys
     access_keys = sum(len(t.access_keys) for t in txs)
     if access_keys > policy.max_access_keys_per_bundle:
         raise BundleTooLarge(
@@ -198,6 +235,11 @@ def compute_bid(
             f"{policy.max_access_keys_per_bundle}",
             limit=policy.max_access_keys_per_bundle,
         )
+
+
+def check_bundle_txs(txs: Sequence[Tx], policy: Policy, protected_hashes: frozenset[str]) -> int:
+    """Refuse a bundle whose transactions repeat, front-run a protected tx, or need more gas
+    than bundles may use; return its gas."""
     # Verify no transaction appears twice
     hashes = [t.hash for t in txs]
     if len(set(hashes)) != len(hashes):
@@ -216,67 +258,70 @@ def compute_bid(
     bundle_gas = policy.gas_limit - policy.reserved_public_gas
     if gas > bundle_gas:
         raise BundleGasTooHigh(f"bundle needs {gas} gas; bundles get {bundle_gas}", gas=gas)
-    # Verify reverting hashes name transactions of the bundle
+    return gas
+
+
+def compute_reverting_hashes(p: Mapping[str, Any], txs: Sequence[Tx]) -> tuple[str, ...]:
+    """``revertingTxHashes``: hashes of the bundle's own transactions, each at most once."""
     reverting_raw = p.get("revertingTxHashes") or []
     if not isinstance(reverting_raw, list) or len(reverting_raw) > len(txs):
         raise InvalidParams(
             "revertingTxHashes must be a list of at most one hash per transaction",
             field="revertingTxHashes",
         )
+    hashes = {t.hash for t in txs}
     reverting: list[str] = []
     for h in reverting_raw:
         try:
             hh = to_hex(from_hex(h, what="revertingTxHashes entry", length=32))
         except ValueError as exc:
             raise InvalidParams(str(exc), field="revertingTxHashes") from None
+        # Verify it names a transaction of the bundle, once
         if hh not in hashes or hh in reverting:
             raise InvalidParams(f"reverting hash {hh} is not in the bundle, or named twice")
         reverting.append(hh)
-    # Verify the timestamp window admits the slot's block
+    return tuple(reverting)
+
+
+def compute_timestamp_window(
+    p: Mapping[str, Any], clock: SlotClock, slot: int
+) -> tuple[int | None, int | None]:
+    """``minTimestamp`` / ``maxTimestamp`` (0 or absent: unset), which must admit the slot's
+    block timestamp."""
     min_ts = parse_quantity(p.get("minTimestamp"), "minTimestamp", maximum=_MAX_TIMESTAMP) or None
     max_ts = parse_quantity(p.get("maxTimestamp"), "maxTimestamp", maximum=_MAX_TIMESTAMP) or None
     ts = compute_slot_timestamp(clock, slot)
+    # Verify the window is a window, and admits the slot's block
     if min_ts is not None and max_ts is not None and min_ts > max_ts:
         raise InvalidTimestampRange("minTimestamp is after maxTimestamp")
     if (min_ts is not None and min_ts > ts) or (max_ts is not None and max_ts < ts):
         raise InvalidTimestampRange(
             f"the bundle's timestamp window excludes slot {slot} (timestamp {ts})", timestamp=ts
         )
-    # The bid: the explicit field (our extension) or the bundle's priority tips
+    return min_ts, max_ts
+
+
+def compute_bid_amount(p: Mapping[str, Any], txs: Sequence[Tx], policy: Policy) -> tuple[int, bool]:
+    """The bid in wei: the explicit field (our extension) or the bundle's priority tips; and
+    whether it was explicit."""
     explicit = parse_quantity(p.get("bid"), "bid", allow_decimal_string=True)
     bid_wei = explicit if explicit is not None else sum(compute_tip_wei(t) for t in txs)
+    source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
     # Verify the bid fits the block's amount fields with room for a slot's sums
     if bid_wei > C.MAX_BID_WEI:
-        source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
         raise BidTooHigh(
             f"{source} is above the maximum {C.MAX_BID_WEI} wei", maximum_wei=str(C.MAX_BID_WEI)
         )
+    # Verify the reserve price
     minimum = max(policy.reserve_price_wei, 1)
     if bid_wei < minimum:
-        source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
         raise BidTooLow(
             f"{source} of {bid_wei} wei is below the minimum {minimum} wei "
             f"(reserve price {policy.reserve_price_wei})",
             minimum_wei=str(minimum),
             reserve_price_wei=str(policy.reserve_price_wei),
         )
-    return Bid(
-        bid_id=compute_bid_id(evidence),
-        rollup=chain_id,
-        slot=slot,
-        searcher=searcher,
-        bundle_hash=compute_bundle_hash(hashes),
-        txs=txs,
-        bid_wei=bid_wei,
-        gas=gas,
-        received_ms=now_ms,
-        evidence=evidence,
-        replacement_uuid=_uuid(p.get("replacementUuid")),
-        reverting_tx_hashes=tuple(reverting),
-        min_timestamp=min_ts,
-        max_timestamp=max_ts,
-        explicit_bid=explicit is not None,
-    )
+    return bid_wei, explicit is not None
 
 
 def compute_cancel(

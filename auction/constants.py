@@ -24,11 +24,6 @@ MAX_BIDS_PER_SLOT: Final = 1 << 24
 # EIP-2681: a transaction's nonce is below 2**64 - 1.
 MAX_TX_NONCE: Final = (1 << 64) - 2
 
-# Payment rules a rollup may choose.
-PAYMENT_FIRST_PRICE: Final = "first_price"
-PAYMENT_VCG: Final = "vcg"
-PAYMENT_RULES: Final = (PAYMENT_FIRST_PRICE, PAYMENT_VCG)
-
 # Outcomes a bid can have once its slot has closed.
 OUTCOME_WON: Final = "won"
 OUTCOME_LOST: Final = "lost"

@@ -7,25 +7,9 @@ decides how an error looks on the wire.
 
 from __future__ import annotations
 
-from typing import Any
-
-
-class BlockspaceError(Exception):
-    """Base of every rule violation; ``code`` is stable, ``message`` is for people."""
-
-    code: str = "internal_error"
-
-    def __init__(self, message: str, **data: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data = data
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data:
-            out["data"] = self.data
-        return out
-
+# The tree's root and the packer's error live in the bottom layer; they are part of this tree.
+from ordering.errors import BlockspaceError as BlockspaceError
+from ordering.errors import InfeasibleInstance as InfeasibleInstance
 
 # --- request shape --------------------------------------------------------------------------
 
@@ -212,15 +196,6 @@ class ForcedTxMissing(FairnessViolation):
     """A due public transaction (the inclusion list) is missing from the block."""
 
     code = "forced_tx_missing"
-
-
-# --- solver ---------------------------------------------------------------------------------
-
-
-class InfeasibleInstance(BlockspaceError):
-    """Forced bundles that cannot all be included (gas, conflicts, fairness)."""
-
-    code = "infeasible_instance"
 
 
 # --- system ---------------------------------------------------------------------------------

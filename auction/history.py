@@ -246,6 +246,45 @@ def compute_slot_history(
 ) -> SlotHistory:
     """The history of a closed slot: its result's bids and block, plus the refusals at intake."""
     block = result.block
+    records, order = compute_slot_records(result, refusals)
+    clearing = compute_clearing_price((w.bid_wei, w.gas) for w in block.bundles)
+    outcomes = Counter(r.outcome for r in records)
+    wins: Counter[str] = Counter()
+    gas_by: Counter[str] = Counter()
+    for w in block.bundles:
+        wins[w.searcher] += 1
+        gas_by[w.searcher] += w.gas
+    summary = compute_slot_summary(
+        result, records, outcomes, wins, clearing, recorded_ms=recorded_ms, gas_limit=gas_limit
+    )
+    stats = StatsRow(
+        slot=result.slot,
+        revenue_wei=block.revenue_wei,
+        bids=len(records),
+        rejected=outcomes.get(C.OUTCOME_REJECTED, 0),
+        winners=len(block.bundles),
+        gas_used=block.gas_used,
+        winning_bids_wei=result.winning_bids_wei,
+        unconstrained_bids_wei=result.unconstrained_bids_wei,
+        upper_bound_wei=result.upper_bound_wei,
+        winners_by_searcher=tuple((s, wins[s], gas_by[s]) for s in sorted(wins)),
+    )
+    return SlotHistory(
+        rollup=result.rollup,
+        slot=result.slot,
+        summary=summary,
+        block=order,
+        stats=stats,
+        bids=records,
+        tallies=compute_tallies(records, clearing),
+    )
+
+
+def compute_slot_records(
+    result: SlotResult, refusals: Sequence[BidRecord]
+) -> tuple[tuple[BidRecord, ...], list[int]]:
+    """A closed slot's bid records in arrival order (its result's outcomes and the refusals at
+    intake), and its block as indexes into them."""
     logged = [
         BidRecord(
             rollup=result.rollup,
@@ -273,17 +312,23 @@ def compute_slot_history(
     records = tuple(everything[i] for i in arrival)
     # The block order as indexes into the slot's bids: the records already hold every field.
     index_of = {ids[i]: n for n, i in enumerate(arrival) if ids[i] is not None}
-    order = [index_of[w.bid_id] for w in block.bundles]
+    return records, [index_of[w.bid_id] for w in result.block.bundles]
 
-    clearing = compute_clearing_price((w.bid_wei, w.gas) for w in block.bundles)
-    outcomes = Counter(r.outcome for r in records)
-    wins: Counter[str] = Counter()
-    gas_by: Counter[str] = Counter()
-    for w in block.bundles:
-        wins[w.searcher] += 1
-        gas_by[w.searcher] += w.gas
+
+def compute_slot_summary(
+    result: SlotResult,
+    records: Sequence[BidRecord],
+    outcomes: Mapping[str, int],
+    wins: Mapping[str, int],
+    clearing: int | None,
+    *,
+    recorded_ms: int,
+    gas_limit: int,
+) -> dict[str, Any]:
+    """The summary row of a closed slot (``/v1/data/slots``): amounts as decimal strings."""
+    block = result.block
     win_conc = compute_concentration(wins)
-    summary: dict[str, Any] = {
+    return {
         "rollup": result.rollup,
         "slot": result.slot,
         "deadline_ms": result.deadline_ms,
@@ -312,27 +357,6 @@ def compute_slot_history(
         "solver": result.solver,
         "solve_ms": result.solve_ms,
     }
-    stats = StatsRow(
-        slot=result.slot,
-        revenue_wei=block.revenue_wei,
-        bids=len(records),
-        rejected=outcomes.get(C.OUTCOME_REJECTED, 0),
-        winners=len(block.bundles),
-        gas_used=block.gas_used,
-        winning_bids_wei=result.winning_bids_wei,
-        unconstrained_bids_wei=result.unconstrained_bids_wei,
-        upper_bound_wei=result.upper_bound_wei,
-        winners_by_searcher=tuple((s, wins[s], gas_by[s]) for s in sorted(wins)),
-    )
-    return SlotHistory(
-        rollup=result.rollup,
-        slot=result.slot,
-        summary=summary,
-        block=order,
-        stats=stats,
-        bids=records,
-        tallies=compute_tallies(records, clearing),
-    )
 
 
 def clearing_price_of(summary: Mapping[str, Any]) -> int | None:

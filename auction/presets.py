@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from auction import constants as C
+from ordering.problem import PAYMENT_FIRST_PRICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +18,7 @@ class Policy:
 
     gas_limit: int = 30_000_000
     reserve_price_wei: int = 0
-    payment_rule: str = C.PAYMENT_FIRST_PRICE
+    payment_rule: str = PAYMENT_FIRST_PRICE
     # Fairness (hard constraints, enforced by the packer).
     max_gas_share_per_searcher: float = 1.0
     reserved_public_gas: int = 0

@@ -15,10 +15,10 @@ first-come first-served. Fairness rules are hard constraints:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from auction import constants as C
-from auction.book import compute_book
+from auction.book import Book, compute_book
 from auction.bundles import compute_bid_id
 from auction.encoding import compute_bid_set_root, compute_block_hash, compute_pending_root
 from auction.pool import compute_kept, is_expired, is_public_tx_admissible
@@ -35,7 +35,7 @@ from auction.types import (
     WinningBundle,
 )
 from ordering import packer
-from ordering.problem import Item, PackingInput, compute_searcher_gas_cap
+from ordering.problem import Item, Packing, PackingInput, compute_searcher_gas_cap
 
 CODE_PROTECTED = "protected_tx_not_first"
 
@@ -171,11 +171,44 @@ def compute_slot_result(
     policy = rollup.policy
     book = compute_book(log)
     pool = compute_pool(rollup, slot, carried, log)
-    protected = {p.tx.hash for p in pool if p.protected}
     due = compute_due(rollup, slot, pool)
-    due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
+    eligible, rejected = compute_eligible_bids(book, pool, due)
+    # The bundles: packed under the lane's reserve (grown to the due txs' gas), then priced.
     lane_gas = max(policy.reserved_public_gas, sum(p.tx.gas_limit for p in due))
+    inp = compute_packing_input(rollup, eligible, lane_gas=lane_gas)
+    packing = packer.pack(inp, policy.time_budget_ms)
+    unconstrained = packing.revenue_wei
+    if price_of_fairness:
+        unconstrained = compute_unconstrained_wei(rollup, book, rejected, packing, inp, eligible)
+    payments = packer.compute_payments(inp, packing, policy.payment_rule)
+    by_id = {b.bid_id: b for b in eligible}
+    winners = [by_id[i] for i in packing.included]
+    bundle_txs = [t for b in winners for t in b.txs]
+    # The public lane, then what stays pending for the next slot.
+    lane = compute_public_lane(pool, due, bundle_txs, policy.gas_limit - packing.gas_used)
+    pending = compute_pending(rollup, slot, pool, [*bundle_txs, *lane])
+    block = compute_block(rollup, slot, parent_hash, log, carried, winners, payments, lane, pending)
+    return SlotResult(
+        rollup=rollup.chain_id,
+        slot=slot,
+        deadline_ms=deadline_ms,
+        block=block,
+        outcomes=compute_outcomes(book, set(packing.included), payments, rejected),
+        winning_bids_wei=packing.revenue_wei,
+        upper_bound_wei=packing.upper_bound_wei,
+        unconstrained_bids_wei=unconstrained,
+        solver=packing.solver,
+        pending=pending,
+    )
 
+
+def compute_eligible_bids(
+    book: Book, pool: Sequence[PendingTx], due: Sequence[PendingTx]
+) -> tuple[list[Bid], dict[str, str]]:
+    """The live bids that may win, and those rejected with a code. A bundle carrying a protected
+    tx after its first is rejected; one that conflicts with a due public tx cannot win (lost)."""
+    protected = {p.tx.hash for p in pool if p.protected}
+    due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
     rejected: dict[str, str] = {}
     eligible: list[Bid] = []
     for entry in book.live:
@@ -185,43 +218,39 @@ def compute_slot_result(
             rejected[bid.bid_id] = CODE_PROTECTED
         elif due_keys.isdisjoint(compute_conflict_keys(bid)):
             eligible.append(bid)
-        # else: it conflicts with a due public tx, so it cannot win (outcome lost)
+    return eligible, rejected
 
-    inp = compute_packing_input(rollup, eligible, lane_gas=lane_gas)
-    packing = packer.pack(inp, policy.time_budget_ms)
+
+def compute_unconstrained_wei(
+    rollup: Rollup,
+    book: Book,
+    rejected: Mapping[str, str],
+    packing: Packing,
+    inp: PackingInput,
+    eligible: Sequence[Bid],
+) -> int:
+    """The best block without the fairness rules (the price of fairness, for analysts)."""
     constrained = (
-        inp.max_gas_per_searcher is not None or lane_gas > 0 or len(eligible) < len(book.live)
-    )
-    if price_of_fairness and constrained:
-        all_live = [e.event for e in book.live if e.event.bid_id not in rejected]  # type: ignore[union-attr]
-        unconstrained = packer.pack(
-            compute_packing_input(rollup, all_live, fair=False),  # type: ignore[arg-type]
-            policy.time_budget_ms,
-        ).revenue_wei
-    else:
-        unconstrained = packing.revenue_wei
-    unconstrained = max(unconstrained, packing.revenue_wei)
-    payments = packer.compute_payments(inp, packing, policy.payment_rule)
+        inp.max_gas_per_searcher is not None or inp.gas_limit < rollup.policy.gas_limit
+        or len(eligible) < len(book.live)
+    )  # fmt: skip
+    if not constrained:
+        return packing.revenue_wei
+    all_live = [e.event for e in book.live if e.event.bid_id not in rejected]  # type: ignore[union-attr]
+    unconstrained = packer.pack(
+        compute_packing_input(rollup, all_live, fair=False),  # type: ignore[arg-type]
+        rollup.policy.time_budget_ms,
+    ).revenue_wei
+    return max(unconstrained, packing.revenue_wei)
 
-    by_id: dict[str, Bid] = {b.bid_id: b for b in eligible}
-    winners = [by_id[i] for i in packing.included]
-    bundles = tuple(
-        WinningBundle(
-            bid_id=b.bid_id,
-            bundle_hash=b.bundle_hash,
-            searcher=b.searcher,
-            bid_wei=b.bid_wei,
-            payment_wei=payments[b.bid_id],
-            gas=b.gas,
-        )
-        for b in winners
-    )
-    bundle_txs = [t for b in winners for t in b.txs]
 
-    # The public lane: due txs first (room is reserved for them), then first-come first-served.
+def compute_public_lane(
+    pool: Sequence[PendingTx], due: Sequence[PendingTx], bundle_txs: Sequence[Tx], room: int
+) -> list[Tx]:
+    """The public lane after the bundles: due txs first (room is reserved for them), then
+    first-come first-served, each only if it fits and is not made invalid by a block tx."""
     used_keys = {k for t in bundle_txs for k in compute_tx_keys(t)[:2]}
     included_hashes = {t.hash for t in bundle_txs}
-    room = policy.gas_limit - packing.gas_used
     lane: list[Tx] = []
     due_hashes = {p.tx.hash for p in due}
     for p in [*due, *(p for p in pool if p.tx.hash not in due_hashes)]:
@@ -234,42 +263,53 @@ def compute_slot_result(
         used_keys.update(keys)
         included_hashes.add(p.tx.hash)
         room -= p.tx.gas_limit
-    pending = compute_pending(rollup, slot, pool, [*bundle_txs, *lane])
+    return lane
 
-    txs = [*bundle_txs, *lane]
-    gas_used = packing.gas_used + sum(t.gas_limit for t in lane)
-    revenue = sum(payments.values())
-    bid_set_root = compute_bid_set_root([compute_event_id(e) for e in log])
-    carried_root = compute_pending_root(carried)
-    pending_root = compute_pending_root(pending)
-    block_hash = compute_block_hash(
+
+def compute_block(
+    rollup: Rollup,
+    slot: int,
+    parent_hash: str,
+    log: Sequence[LoggedEvent],
+    carried: Sequence[PendingTx],
+    winners: Sequence[Bid],
+    payments: Mapping[str, int],
+    lane: Sequence[Tx],
+    pending: Sequence[PendingTx],
+) -> Block:
+    """The block: the winning bundles in block order, then the lane, with its roots and hash."""
+    bundles = tuple(
+        WinningBundle(
+            bid_id=b.bid_id,
+            bundle_hash=b.bundle_hash,
+            searcher=b.searcher,
+            bid_wei=b.bid_wei,
+            payment_wei=payments[b.bid_id],
+            gas=b.gas,
+        )
+        for b in winners
+    )
+    txs = [*(t for b in winners for t in b.txs), *lane]
+    fields = dict(
         rollup=rollup.chain_id,
         slot=slot,
         parent_hash=parent_hash,
-        bid_set_root=bid_set_root,
-        gas_used=gas_used,
-        revenue_wei=revenue,
+        bid_set_root=compute_bid_set_root([compute_event_id(e) for e in log]),
+        gas_used=sum(t.gas_limit for t in txs),
+        revenue_wei=sum(payments.values()),
         bundles=bundles,
-        tx_hashes=[t.hash for t in txs],
         public_tx_count=len(lane),
-        carried_root=carried_root,
-        pending_root=pending_root,
+        carried_root=compute_pending_root(carried),
+        pending_root=compute_pending_root(pending),
     )
-    block = Block(
-        rollup=rollup.chain_id,
-        slot=slot,
-        parent_hash=parent_hash,
-        bundles=bundles,
-        txs=tuple(t.raw for t in txs),
-        gas_used=gas_used,
-        revenue_wei=revenue,
-        bid_set_root=bid_set_root,
-        block_hash=block_hash,
-        public_tx_count=len(lane),
-        carried_root=carried_root,
-        pending_root=pending_root,
-    )
-    won = set(packing.included)
+    block_hash = compute_block_hash(tx_hashes=[t.hash for t in txs], **fields)
+    return Block(txs=tuple(t.raw for t in txs), block_hash=block_hash, **fields)  # type: ignore[arg-type]
+
+
+def compute_outcomes(
+    book: Book, won: set[str], payments: Mapping[str, int], rejected: Mapping[str, str]
+) -> tuple[BidOutcome, ...]:
+    """What became of every distinct bid of the log, in log order."""
     outcomes = []
     for entry in book.bids:
         bid = entry.event
@@ -281,15 +321,4 @@ def compute_slot_result(
         else:
             outcome = book.superseded.get(bid.bid_id, C.OUTCOME_LOST)
             outcomes.append(BidOutcome(bid, outcome, 0, entry.seq))
-    return SlotResult(
-        rollup=rollup.chain_id,
-        slot=slot,
-        deadline_ms=deadline_ms,
-        block=block,
-        outcomes=tuple(outcomes),
-        winning_bids_wei=packing.revenue_wei,
-        upper_bound_wei=packing.upper_bound_wei,
-        unconstrained_bids_wei=unconstrained,
-        solver=packing.solver,
-        pending=pending,
-    )
+    return tuple(outcomes)

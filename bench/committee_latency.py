@@ -30,10 +30,7 @@ from typing import Any
 import httpx
 
 from api.engine import Engine
-from api.metrics import Metrics
 from api.searcher import SearcherKey, bundle_params
-from api.stores.base import IntakeLimits
-from api.stores.memory import MemoryStore
 from auction.bundles import compute_bid, compute_bid_id
 from auction.results import compute_slot_result
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
@@ -45,7 +42,10 @@ from committee.member import Member
 from committee.proposal import Proposal, encode_proposal
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
+from node.metrics import Metrics
 from node.settings import Settings
+from node.stores.base import IntakeLimits
+from node.stores.memory import MemoryStore
 from ordering import packer
 
 ROLLUP = 167_001

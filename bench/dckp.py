@@ -24,8 +24,9 @@ import numpy as np
 
 from ordering.arrays import compute_packing_arrays
 from ordering.exact import build_highs
+from ordering.packer import warm_up
 from ordering.problem import Item, PackingInput
-from ordering.solver import compute_work_limit, solve_arrays, warm_up
+from ordering.solver import compute_work_limit, solve_arrays
 
 ROOT = Path("/work/shared/bench/dckp")
 

@@ -43,15 +43,15 @@ from typing import Any
 import httpx
 import orjson
 
-from api.stores import keys
-from api.stores.base import IntakeLimits
-from api.stores.redis import RedisStore
 from auction import constants as C
 from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, Rollup
 from auction.results import compute_slot_result
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, Cancel, Evidence, LoggedEvent, SlotResult, Tx
+from node.stores import keys
+from node.stores.base import IntakeLimits
+from node.stores.redis import RedisStore
 
 ROLLUP = 167_001
 SLOT_MS = 2_000

@@ -29,15 +29,15 @@ from typing import TypeVar
 
 import numpy as np
 
-from auction import constants as C
 from bench.generate import generate_instance
 from ordering.arrays import PackingArrays, compute_packing_arrays
 from ordering.exact import _objective_scale, build_highs, pack_exact
 from ordering.greedy import pack_greedy
+from ordering.packer import warm_up
 from ordering.payments import compute_payments
-from ordering.problem import Packing, PackingInput
+from ordering.problem import PAYMENT_VCG, Packing, PackingInput
 from ordering.reference import check_packing
-from ordering.solver import compute_packing, compute_work_limit, pack, solve_arrays, warm_up
+from ordering.solver import compute_packing, compute_work_limit, pack, solve_arrays
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ def run(sizes: list[int], seeds: list[int], shares: list[float], budgets: dict[i
         for n in [s for s in sizes if s >= 1000][:2] or sizes[:1]:
             inp = generate_instance(n, 0)
             p = pack(inp, time_budget_ms=budgets.get(n, budgets[0])[-1])
-            _, wall, cpu = _timed(lambda: compute_payments(inp, p, C.PAYMENT_VCG), repeats)  # noqa: B023
+            _, wall, cpu = _timed(lambda: compute_payments(inp, p, PAYMENT_VCG), repeats)  # noqa: B023
             print(
                 f"VCG n={n}: {len(p.included)} winners, wall {wall * 1e3:.1f} ms, "
                 f"cpu {cpu * 1e3:.1f} ms"

@@ -2,7 +2,7 @@
 
 It runs in the engine as its first result hook (``attach``) and owns the signed chain's head:
 with a committee the engine's parent for the next block is the newest *signed* block (set
-through ``Engine.set_head``), so a failed slot never becomes a parent (docs/committee.md).
+through ``EngineHost.set_head``), so a failed slot never becomes a parent (docs/committee.md).
 
 Per slot: build the proposal (block, log, parent certificate, carried pool), serialize it once,
 send the same bytes to every member concurrently, verify each partial as it arrives against
@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -36,7 +36,8 @@ from prometheus_client import Counter, Histogram
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
-from auction.slots import compute_deadline_ms
+from auction.presets import Rollup
+from auction.slots import SlotClock, compute_deadline_ms
 from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
@@ -61,10 +62,49 @@ from committee.records import (
 )
 from committee.signing import compute_signing_root
 from committee.threshold import CommitteeInfo
+from node.metrics import Metrics
+from node.notify import Notifier
+from node.stores.base import Store
 
 if TYPE_CHECKING:
-    from api.engine import Engine
     from node.settings import Settings
+
+
+class Requeue(Protocol):
+    async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None: ...
+
+
+class EngineHost(Protocol):
+    """What a coordinator needs of the engine it signs for (``api.engine.Engine`` is one): its
+    store and clock, its block subscribers and metrics, its chains' heads, and its intake (to
+    log a failed slot's public txs again). The engine depends on the committee, never the
+    reverse."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def clock(self) -> SlotClock: ...
+
+    @property
+    def rollups(self) -> Mapping[int, Rollup]: ...
+
+    @property
+    def intake(self) -> Requeue: ...
+
+    def now_ms(self) -> int: ...
+
+    def open_slot(self) -> int: ...
+
+    def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None: ...
+
+    def use_signer(self, signer: Any, committee_id: bytes) -> None: ...
 
 log = logging.getLogger("blockspace.coordinator")
 
@@ -266,7 +306,7 @@ class Coordinator:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineHost,
         committee: CommitteeInfo,
         members: Sequence[MemberClient],
         *,
@@ -929,7 +969,7 @@ class Coordinator:
         return [p for p in arrivals if p.tx.hash not in seen]
 
 
-def build_coordinator(settings: Settings, engine: Engine) -> Coordinator:
+def build_coordinator(settings: Settings, engine: EngineHost) -> Coordinator:
     """The coordinator ``blockspace serve`` runs: the committee file, HTTP members, attached."""
     committee = keyfiles.read_committee_file(settings.committee or "")
     if len(settings.signers) != committee.n:

@@ -21,21 +21,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import httpx
 
 from committee import keyfiles, threshold
-from committee.coordinator import Coordinator, HttpMember, LocalMember
+from committee.coordinator import Coordinator, EngineHost, HttpMember, LocalMember
 from committee.member import Member
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
 from committee.threshold import CommitteeInfo, KeyShare
 from node.settings import Settings
 from ordering import packer
-
-if TYPE_CHECKING:
-    from api.engine import Engine
 
 COMMITTEE_FILE = "committee.json"
 
@@ -276,7 +273,7 @@ class LocalCommittee:
 
 
 async def start_local_committee(
-    engine: Engine, settings: Settings, *, n: int, processes: bool
+    engine: EngineHost, settings: Settings, *, n: int, processes: bool
 ) -> LocalCommittee:
     """Deal a fresh committee (default threshold) and attach its coordinator to ``engine``.
 

@@ -29,19 +29,18 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from auction import constants as C
 from ordering.arrays import PackingArrays, compute_packing_arrays
-from ordering.problem import Packing, PackingInput
+from ordering.problem import PAYMENT_FIRST_PRICE, PAYMENT_VCG, Packing, PackingInput
 from ordering.solver import (
     EXACT_MAX_ITEMS,
     I64,
     STALL_FRACTION,
     U8,
     SolveStats,
-    _efficiency_order,
-    _prepare,
-    _resolve,
     compute_work_limit,
+    efficiency_order,
+    prepare_candidates,
+    resolve_without,
     solve_arrays,
 )
 
@@ -65,9 +64,9 @@ def compute_payments(
     Complexity: first price O(k); VCG see ``compute_vcg_quotes``.
     """
     by_id = {it.id: it for it in inp.items}
-    if rule == C.PAYMENT_FIRST_PRICE:
+    if rule == PAYMENT_FIRST_PRICE:
         return {i: by_id[i].bid_wei for i in packing.included}
-    if rule != C.PAYMENT_VCG:
+    if rule != PAYMENT_VCG:
         raise ValueError(f"unknown payment rule {rule!r}")
     return compute_vcg_payments(inp, packing, time_budget_ms, seed)
 
@@ -121,7 +120,7 @@ def compute_vcg_quotes(
     _sel, _bound, stats = solve_arrays(arrays, per_winner, seed)
     exact = stats.candidates <= EXACT_MAX_ITEMS
     no_ban = np.zeros(arrays.n, dtype=np.uint8)
-    cand, scap, _fgas = _prepare(
+    cand, scap, _fgas = prepare_candidates(
         arrays.gas, arrays.positive, arrays.forced, no_ban, arrays.searcher, arrays.key_ptr,
         arrays.key_idx, arrays.key_item_ptr, arrays.key_items, np.int64(arrays.gas_limit),
         np.int64(arrays.searcher_cap), arrays.n_searchers,
@@ -144,7 +143,7 @@ def compute_vcg_quotes(
         else:
             core, bound_w = admission.core_without(w)
             target = max(0, math.floor(bound_w))
-            sel, _v = _resolve(
+            sel, _v = resolve_without(
                 arrays.gas, arrays.value, arrays.forced, banned, arrays.searcher,
                 arrays.key_ptr, arrays.key_idx, arrays.key_item_ptr, arrays.key_items,
                 np.int64(arrays.gas_limit), scap, arrays.n_searchers, core, init,
@@ -274,7 +273,7 @@ class _Admission:
         mark[admitted[mark[admitted] == 0][:VCG_EXTRA]] = 1
         mark[self.selected == 1] = 1
         mark[w] = 0
-        core = _efficiency_order(np.flatnonzero(mark), self.value, self.gas)
+        core = efficiency_order(np.flatnonzero(mark), self.value, self.gas)
         return core, bound_w
 
 

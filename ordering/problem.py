@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Final
+
+# Payment rules a rollup may choose (ordering/payments.py computes each).
+PAYMENT_FIRST_PRICE: Final = "first_price"
+PAYMENT_VCG: Final = "vcg"
+PAYMENT_RULES: Final = (PAYMENT_FIRST_PRICE, PAYMENT_VCG)
 
 
 @dataclass(frozen=True, slots=True)

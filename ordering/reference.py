@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from auction.errors import InfeasibleInstance
+from ordering.errors import InfeasibleInstance
 from ordering.problem import Item, Packing, PackingInput, compute_block_order
 
 

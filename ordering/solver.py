@@ -29,7 +29,6 @@ on every machine; a slow machine just takes longer. See docs/solver.md.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +99,7 @@ def _next_random(rng: np.ndarray) -> np.int64:
 
 
 @njit(cache=True)
-def _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+def prepare_candidates(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
              gas_limit, searcher_cap, n_searchers):  # fmt: skip
     """Candidates after fixing forced items, and per-searcher gas caps.
 
@@ -139,6 +138,11 @@ def _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr, 
 #       csq[n] i64 the same sum of squares, clist[n] i64 / cpos[n] i64 the *swap list*,
 #       lmask[n] u8 items allowed in the swap list)
 # acc = [gas_used, value, work, n_selected, swap list length]
+# Named positions (numba folds these module constants at compile time):
+ST_SEL, ST_CNT, ST_OWNER, ST_SGAS, ST_SLIST, ST_SPOS, ST_ACC = 0, 1, 2, 3, 4, 5, 6
+ACC_GAS, ACC_VALUE, ACC_WORK, ACC_COUNT, ACC_SWAPS = 0, 1, 2, 3, 4
+# P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced): the instance.
+P_GAS, P_VALUE, P_FORCED = 0, 1, 8
 # The swap list holds the unselected items of lmask whose conflicts with the selection all come
 # from at most one selected item: the only items an ADD or a SWAP(1,1) move can bring in. "All
 # from one item" is tested in O(1): by Cauchy-Schwarz, cnt * csq == csum^2 exactly when every
@@ -179,16 +183,16 @@ def _file(x, sel, cnt, csum, csq, clist, cpos, lmask, acc):
     want = lmask[x] != 0 and sel[x] == 0 and (c == 0 or c * csq[x] == csum[x] * csum[x])
     if want:
         if cpos[x] < 0:
-            cpos[x] = acc[4]
-            clist[acc[4]] = x
-            acc[4] += 1
+            cpos[x] = acc[ACC_SWAPS]
+            clist[acc[ACC_SWAPS]] = x
+            acc[ACC_SWAPS] += 1
     elif cpos[x] >= 0:
-        last = clist[acc[4] - 1]
+        last = clist[acc[ACC_SWAPS] - 1]
         pos = cpos[x]
         clist[pos] = last
         cpos[last] = pos
         cpos[x] = -1
-        acc[4] -= 1
+        acc[ACC_SWAPS] -= 1
 
 
 @njit(cache=True)
@@ -196,12 +200,12 @@ def _add(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     sel[i] = 1
-    acc[0] += gas[i]
-    acc[1] += value[i]
+    acc[ACC_GAS] += gas[i]
+    acc[ACC_VALUE] += value[i]
     sgas[searcher[i]] += gas[i]
-    slist[acc[3]] = i
-    spos[i] = acc[3]
-    acc[3] += 1
+    slist[acc[ACC_COUNT]] = i
+    spos[i] = acc[ACC_COUNT]
+    acc[ACC_COUNT] += 1
     i2 = i * i
     for p in range(key_ptr[i], key_ptr[i + 1]):
         k = key_idx[p]
@@ -220,17 +224,17 @@ def _add(i, P, St):
                 want = c == 0 or c * csq[x] == csum[x] * csum[x]
                 if want:
                     if cpos[x] < 0:
-                        cpos[x] = acc[4]
-                        clist[acc[4]] = x
-                        acc[4] += 1
+                        cpos[x] = acc[ACC_SWAPS]
+                        clist[acc[ACC_SWAPS]] = x
+                        acc[ACC_SWAPS] += 1
                 elif cpos[x] >= 0:
-                    last = clist[acc[4] - 1]
+                    last = clist[acc[ACC_SWAPS] - 1]
                     pos = cpos[x]
                     clist[pos] = last
                     cpos[last] = pos
                     cpos[x] = -1
-                    acc[4] -= 1
-        acc[2] += 2 * (b - a) + 1
+                    acc[ACC_SWAPS] -= 1
+        acc[ACC_WORK] += 2 * (b - a) + 1
     _touch(i, St)
 
 
@@ -239,15 +243,15 @@ def _remove(i, P, St):
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     sel[i] = 0
-    acc[0] -= gas[i]
-    acc[1] -= value[i]
+    acc[ACC_GAS] -= gas[i]
+    acc[ACC_VALUE] -= value[i]
     sgas[searcher[i]] -= gas[i]
-    last = slist[acc[3] - 1]
+    last = slist[acc[ACC_COUNT] - 1]
     pos = spos[i]
     slist[pos] = last
     spos[last] = pos
     spos[i] = -1
-    acc[3] -= 1
+    acc[ACC_COUNT] -= 1
     i2 = i * i
     for p in range(key_ptr[i], key_ptr[i + 1]):
         k = key_idx[p]
@@ -265,17 +269,17 @@ def _remove(i, P, St):
                 want = c == 0 or c * csq[x] == csum[x] * csum[x]
                 if want:
                     if cpos[x] < 0:
-                        cpos[x] = acc[4]
-                        clist[acc[4]] = x
-                        acc[4] += 1
+                        cpos[x] = acc[ACC_SWAPS]
+                        clist[acc[ACC_SWAPS]] = x
+                        acc[ACC_SWAPS] += 1
                 elif cpos[x] >= 0:
-                    last = clist[acc[4] - 1]
+                    last = clist[acc[ACC_SWAPS] - 1]
                     pos = cpos[x]
                     clist[pos] = last
                     cpos[last] = pos
                     cpos[x] = -1
-                    acc[4] -= 1
-        acc[2] += 2 * (b - a) + 1
+                    acc[ACC_SWAPS] -= 1
+        acc[ACC_WORK] += 2 * (b - a) + 1
     _touch(i, St)
 
 
@@ -287,7 +291,7 @@ def _fits(i, P, St, gas_limit):
     return (
         sel[i] == 0
         and cnt[i] == 0
-        and acc[0] + gas[i] <= gas_limit
+        and acc[ACC_GAS] + gas[i] <= gas_limit
         and sgas[s] + gas[i] <= scap[s]
     )
 
@@ -301,14 +305,14 @@ def _greedy_fill(order, P, St, gas_limit):
         i = order[t]
         # inlined _fits: numba passes every array of P and St to a call (refcounts included)
         s = searcher[i]
-        if (sel[i] == 0 and cnt[i] == 0 and acc[0] + gas[i] <= gas_limit
+        if (sel[i] == 0 and cnt[i] == 0 and acc[ACC_GAS] + gas[i] <= gas_limit
                 and sgas[s] + gas[i] <= scap[s]):  # fmt: skip
             _add(i, P, St)
-    acc[2] += order.shape[0]
+    acc[ACC_WORK] += order.shape[0]
 
 
 @njit(cache=True)
-def _efficiency_order(items, value, gas):
+def efficiency_order(items, value, gas):
     """Items by value per gas descending, then index ascending (stable sort)."""
     m = items.shape[0]
     key = np.empty(m, dtype=np.float64)
@@ -483,7 +487,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
         if c >= 2:
             active[k] = 1
     stale = 0
-    work0 = acc[2]
+    work0 = acc[ACC_WORK]
     for _ps in range(passes):
         # lam for fixed mu, nu
         for t in range(m):
@@ -516,7 +520,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
                     a1 = a
                 elif a > a2:
                     a2 = a
-            acc[2] += ki_ptr[k + 1] - ki_ptr[k]
+            acc[ACC_WORK] += ki_ptr[k + 1] - ki_ptr[k]
             lo = max(a2, 0.0)
             hi = max(a1, 0.0)
             new = 0.5 * (lo + hi)
@@ -525,7 +529,7 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
                 mu[k] = new
                 for q in range(ki_ptr[k], ki_ptr[k + 1]):
                     musum[ki_items[q]] += delta
-        acc[2] += 3 * (key_ptr[-1] + m)
+        acc[ACC_WORK] += 3 * (key_ptr[-1] + m)
         ell, err = _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam,
                                   nu, cap_rem, gas_rem, maxdeg, musum)  # fmt: skip
         if ell + err < best_l + best_err:
@@ -537,11 +541,11 @@ def _dual_bound(cand_items, value, gas, searcher, key_ptr, key_idx, ki_ptr, ki_i
             best_lam = lam
         else:
             stale += 1
-        if stale >= 3 or acc[2] - work0 >= dual_work:
+        if stale >= 3 or acc[ACC_WORK] - work0 >= dual_work:
             break
     bound_l, bound_err = best_l, best_err
-    if acc[2] - work0 < dual_work and best_l < np.inf:
-        end = min(work0 + dual_work, acc[2] + sub_work)
+    if acc[ACC_WORK] - work0 < dual_work and best_l < np.inf:
+        end = min(work0 + dual_work, acc[ACC_WORK] + sub_work)
         bound_l, bound_err = _subgradient(cand_items, value, gas, searcher, key_ptr, key_idx,
                                           active, best_mu, best_lam, best_nu, gas_rem, cap_rem,
                                           cap_binding, maxdeg, musum, lower, acc, end, best_l,
@@ -578,12 +582,12 @@ def _subgradient(cand_items, value, gas, searcher, key_ptr, key_idx, active, mu0
     cg = max(float(gas_rem), 1.0)
     theta = 1.0
     noimp = 0
-    acc[2] += n_keys
+    acc[ACC_WORK] += n_keys
     for _step in range(SUBGRADIENT_STEPS):
-        if acc[2] >= work_end:
+        if acc[ACC_WORK] >= work_end:
             break
         # evaluating L: items x keys, every key once; the step: items x keys, active rows x 3
-        acc[2] += 2 * (nnz + m) + n_keys + 3 * n_act + 3 * n_s
+        acc[ACC_WORK] += 2 * (nnz + m) + n_keys + 3 * n_act + 3 * n_s
         ell, err = _evaluate_dual(cand_items, value, gas, searcher, key_ptr, key_idx, mu, lam,
                                   nu, cap_rem, gas_rem, maxdeg, musum)  # fmt: skip
         if ell + err < best_l + best_err:
@@ -650,7 +654,7 @@ def _evict_set(j, scope_searcher, over, P, St, ebuf):
     searcher. Returns the set's size, -1 when nothing frees enough. O(|S| log |S|)."""
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
-    ns = acc[3]
+    ns = acc[ACC_COUNT]
     pool = np.empty(ns, dtype=np.int64)
     key = np.empty(ns, dtype=np.float64)
     npool = 0
@@ -667,7 +671,7 @@ def _evict_set(j, scope_searcher, over, P, St, ebuf):
             single < 0 or value[i] < value[single] or (value[i] == value[single] and i < single)
         ):
             single = i
-    acc[2] += ns
+    acc[ACC_WORK] += ns
     if npool == 0:
         return -1
     pool = pool[:npool]
@@ -735,8 +739,8 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
             _remove(ebuf[t], P, St)
             rbuf[nr] = ebuf[t]
             nr += 1
-    if ok and acc[0] > gas_limit:
-        ne = _evict_set(j, np.int64(-1), acc[0] - gas_limit, P, St, ebuf)
+    if ok and acc[ACC_GAS] > gas_limit:
+        ne = _evict_set(j, np.int64(-1), acc[ACC_GAS] - gas_limit, P, St, ebuf)
         if ne < 0:
             ok = False
         for t in range(max(ne, 0)):
@@ -751,7 +755,7 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
     na = 0
     m = core.shape[0]
     for pos in range(m):
-        slack = gas_limit - acc[0]
+        slack = gas_limit - acc[ACC_GAS]
         if slack < minsuf[pos]:
             break
         i = core[pos]
@@ -763,7 +767,7 @@ def _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf):
             _add(i, P, St)
             abuf[na] = i
             na += 1
-    acc[2] += m + 24  # + the call itself
+    acc[ACC_WORK] += m + 24  # + the call itself
     return nr, na
 
 
@@ -783,26 +787,27 @@ def _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, e
 
     Items with reduced cost d_j <= cut are skipped: every solution containing j is worth at most
     L + d_j, which is no better than the best solution found so far."""
-    sel = St[0]
-    acc = St[6]
+    sel = St[ST_SEL]
+    acc = St[ST_ACC]
     m = core.shape[0]
     improved = True
-    while improved and acc[2] < work_limit:
+    while improved and acc[ACC_WORK] < work_limit:
         improved = False
-        acc[2] += m  # the scan itself is work: a pass that skips every item still ends the search
+        # the scan itself is work: a pass that skips every item still ends the search
+        acc[ACC_WORK] += m
         for t in range(m):
             j = core[(t + start) % m]
             if sel[j] or tabu[j] > it or reduced[j] <= cut:
                 continue
-            before = acc[1]
+            before = acc[ACC_VALUE]
             nr, na = _insert(j, it, core, minsuf, tabu, P, St, gas_limit, rbuf, abuf, ebuf)
             if nr < 0:
                 continue
-            if acc[1] > before:
+            if acc[ACC_VALUE] > before:
                 improved = True
             else:
                 _undo_insert(j, nr, na, P, St, rbuf, abuf)
-            if acc[2] >= work_limit:
+            if acc[ACC_WORK] >= work_limit:
                 break
 
 
@@ -810,11 +815,11 @@ def _descent(it, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, e
 def _restore(target, nt, P, St, mark):
     """Make the selection equal to target[:nt] (forced items stay)."""
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
-    forced = P[8]
+    forced = P[P_FORCED]
     for t in range(nt):
         mark[target[t]] = 1
     t = 0
-    while t < acc[3]:
+    while t < acc[ACC_COUNT]:
         i = slist[t]
         if not mark[i] and not forced[i]:
             _remove(i, P, St)
@@ -840,9 +845,9 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
     yields a new best (aspiration). O(swap list + |S| log |S|) plus the move's updates."""
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
-    ns = acc[3]
-    nl = acc[4]
-    cur = acc[1]
+    ns = acc[ACC_COUNT]
+    nl = acc[ACC_SWAPS]
+    cur = acc[ACC_VALUE]
     bgain = np.iinfo(np.int64).min
     bj = np.int64(-1)
     bi = np.int64(-1)
@@ -857,7 +862,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
         sj = searcher[j]
         i = -1
         if c == 0:
-            over = acc[0] + gas[j] - gas_limit
+            over = acc[ACC_GAS] + gas[j] - gas_limit
             if sgas[sj] + gas[j] > scap[sj]:
                 continue  # searcher cap: left to the insert moves (they evict within a searcher)
             if over > 0:
@@ -882,7 +887,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
                             smin[u] = u
                         else:
                             smin[u] = smin[u + 1]
-                    acc[2] += 4 * nb + 8
+                    acc[ACC_WORK] += 4 * nb + 8
                     built = True
                 if nb == 0:
                     continue
@@ -904,7 +909,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
             i = csum[j] // c
             if i < 0 or i >= sel.shape[0] or not sel[i] or forced[i]:
                 continue
-            if acc[0] - gas[i] + gas[j] > gas_limit:
+            if acc[ACC_GAS] - gas[i] + gas[j] > gas_limit:
                 continue
             sg = sgas[sj] + gas[j]
             if searcher[i] == sj:
@@ -927,7 +932,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
             if _next_random(rng) % ties == 0:
                 bj = j
                 bi = i
-    acc[2] += 2 * nl + 40  # fixed: the call itself (numba passes every state array)
+    acc[ACC_WORK] += 2 * nl + 40  # fixed: the call itself (numba passes every state array)
     if bj < 0:
         # DROP: the least valuable removable, non-tabu item
         bi = np.int64(-1)
@@ -945,7 +950,7 @@ def _tabu_move(it, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut, sbu
                 ties += 1
                 if _next_random(rng) % ties == 0:
                     bi = x
-        acc[2] += ns
+        acc[ACC_WORK] += ns
         if bi < 0:
             return False
         _remove(bi, P, St)
@@ -981,8 +986,8 @@ def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduce
     reaches ``target`` (the bound: proven optimal). Returns the best value."""
     sel, cnt, owner, sgas, slist, spos, acc, csum, csq, clist, cpos, lmask = St
     n = sel.shape[0]
-    gas = P[0]
-    value = P[1]
+    gas = P[P_GAS]
+    value = P[P_VALUE]
     m = core.shape[0]
     rbuf = np.zeros(n, dtype=np.int64)
     abuf = np.zeros(n, dtype=np.int64)
@@ -1000,11 +1005,11 @@ def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduce
         minsuf[pos] = min(minsuf[pos + 1], gas[core[pos]])
     rng = np.zeros(1, dtype=np.uint64)
     rng[0] = np.uint64(seed) * np.uint64(0x2545F4914F6CDD1D) + np.uint64(1)
-    best = slist[: acc[3]].copy()
-    best_val = acc[1]
+    best = slist[: acc[ACC_COUNT]].copy()
+    best_val = acc[ACC_VALUE]
     if m == 0:
         return best_val
-    last_best_work = acc[2]
+    last_best_work = acc[ACC_WORK]
     # not literals (compile note at the top)
     kround = np.int64(1)
     tit = np.int64(1)
@@ -1013,47 +1018,49 @@ def _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduce
         cut = float(best_val - fval) - ell_err
         _descent(kround, core, minsuf, tabu, P, St, gas_limit, work_limit, rbuf, abuf, ebuf, start,
                  reduced, cut)  # fmt: skip
-        if acc[1] > best_val:
-            best_val = acc[1]
-            best = slist[: acc[3]].copy()
-            last_best_work = acc[2]
-        if acc[2] >= work_limit or acc[2] - last_best_work >= stall_work or best_val >= target:
+        if acc[ACC_VALUE] > best_val:
+            best_val = acc[ACC_VALUE]
+            best = slist[: acc[ACC_COUNT]].copy()
+            last_best_work = acc[ACC_WORK]
+        work = acc[ACC_WORK]
+        if work >= work_limit or work - last_best_work >= stall_work or best_val >= target:
             break
         # swap tabu search from this local optimum
-        round_val = acc[1]
+        round_val = acc[ACC_VALUE]
         round_best = round_val
-        round_list = slist[: acc[3]].copy()
-        acc[2] += 64 + acc[3]
+        round_list = slist[: acc[ACC_COUNT]].copy()
+        acc[ACC_WORK] += 64 + acc[ACC_COUNT]
         noimp = 0
-        while noimp < depth and acc[2] < work_limit:
+        while noimp < depth and acc[ACC_WORK] < work_limit:
             cut = float(best_val - fval) - ell_err
             if not _tabu_move(tit, P, St, gas_limit, tin, tout, rng, best_val, reduced, cut,
                               sbuf, sgasb, smin):  # fmt: skip
                 break
             tit += 1
-            if acc[1] > round_best:
-                round_best = acc[1]
-                round_list = slist[: acc[3]].copy()
+            if acc[ACC_VALUE] > round_best:
+                round_best = acc[ACC_VALUE]
+                round_list = slist[: acc[ACC_COUNT]].copy()
                 noimp = 0
-                if acc[1] > best_val:
-                    best_val = acc[1]
+                if acc[ACC_VALUE] > best_val:
+                    best_val = acc[ACC_VALUE]
                     best = round_list.copy()
-                    last_best_work = acc[2]
+                    last_best_work = acc[ACC_WORK]
                     if best_val >= target:
                         break
             else:
                 noimp += 1
-        if acc[2] >= work_limit or acc[2] - last_best_work >= stall_work or best_val >= target:
+        work = acc[ACC_WORK]
+        if work >= work_limit or work - last_best_work >= stall_work or best_val >= target:
             break
         if round_best > round_val:
             _restore(round_list, round_list.shape[0], P, St, mark)
             continue
-        if acc[1] < best_val and _next_random(rng) % 4 != 0:
+        if acc[ACC_VALUE] < best_val and _next_random(rng) % 4 != 0:
             _restore(best, best.shape[0], P, St, mark)
         # kick: force one to three random core items in, make what they evicted tabu
         cut = float(best_val - fval) - ell_err
         kicks = 1 + _next_random(rng) % 3
-        acc[2] += 1 + kicks
+        acc[ACC_WORK] += 1 + kicks
         for _ in range(kicks):
             j = np.int64(-1)
             # tournament of four by value: big bids are where compound moves pay off
@@ -1105,8 +1112,8 @@ def _enumerate(cand_items, P, St, gas_limit, n_keys):
     """Exact optimum over subsets of cand_items (len <= EXACT_MAX_ITEMS) by Gray code, added to
     the forced items already in St. O(2^m * deg). Ties keep the first subset in Gray order."""
     gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced = P
-    sgas = St[3].copy()
-    g = St[6][0]
+    sgas = St[ST_SGAS].copy()
+    g = St[ST_ACC][ACC_GAS]
     m = cand_items.shape[0]
     kc = np.zeros(n_keys, dtype=np.int64)
     viol = 0
@@ -1150,7 +1157,7 @@ def _enumerate(cand_items, P, St, gas_limit, n_keys):
     for b in range(m):
         if (best_mask >> b) & 1:
             _add(cand_items[b], P, St)
-    St[6][2] += 1 << m
+    St[ST_ACC][ACC_WORK] += 1 << m
     return best_val
 
 
@@ -1167,11 +1174,11 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     items are treated as absent. Complexity: see ``pack``."""
     n = gas.shape[0]
     n_keys = ki_ptr.shape[0] - 1
-    cand, scap, fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
+    cand, scap, fgas = prepare_candidates(gas, positive, forced, banned, searcher, key_ptr, key_idx,
                                 ki_ptr, ki_items, gas_limit, searcher_cap, n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
     St = _new_state(n, n_keys, n_searchers, np.zeros(n, dtype=np.uint8))
-    acc = St[6]
+    acc = St[ST_ACC]
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, P, St)
@@ -1188,20 +1195,20 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     err = 0.0
     bell = np.inf  # the reported bound (descent, or tighter after subgradient steps)
     berr = 0.0
-    fval = acc[1]
+    fval = acc[ACC_VALUE]
     if m <= exact_max:
         best = _enumerate(cand_items, P, St, gas_limit, n_keys)
-        return (St[0], acc[1], float(best), 0.0, m, acc[2], best, cand_items, np.zeros(n),
-                float(best), 0.0)
+        return (St[ST_SEL], acc[ACC_VALUE], float(best), 0.0, m, acc[ACC_WORK], best, cand_items,
+                np.zeros(n), float(best), 0.0)
     # greedy start 1: value per gas (after the warm start, if any)
-    eff = _efficiency_order(cand_items, value, gas)
+    eff = efficiency_order(cand_items, value, gas)
     for t in range(init.shape[0]):
         if cand[init[t]] and _fits(init[t], P, St, gas_limit):
             _add(init[t], P, St)
     _greedy_fill(eff, P, St, gas_limit)
-    greedy_val = acc[1]
-    first_greedy = acc[1]
-    start_list = St[4][: acc[3]].copy()
+    greedy_val = acc[ACC_VALUE]
+    first_greedy = acc[ACC_VALUE]
+    start_list = St[ST_SLIST][: acc[ACC_COUNT]].copy()
     reduced = np.full(n, np.inf, dtype=np.float64)
     core = eff
     if use_bound:
@@ -1251,42 +1258,42 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
         mark = np.zeros(n, dtype=np.uint8)
         _restore(np.empty(0, dtype=np.int64), np.int64(0), P, St, mark)
         _greedy_fill(lorder, P, St, gas_limit)
-        if acc[1] > greedy_val:
-            greedy_val = acc[1]
-            start_list = St[4][: acc[3]].copy()
+        if acc[ACC_VALUE] > greedy_val:
+            greedy_val = acc[ACC_VALUE]
+            start_list = St[ST_SLIST][: acc[ACC_COUNT]].copy()
         # greedy start 3: biggest bids first (heavy tails: one bundle can be worth a dozen)
         _restore(np.empty(0, dtype=np.int64), np.int64(0), P, St, mark)
         _greedy_fill(_score_order(cand_items, value.astype(np.float64)), P, St, gas_limit)
-        if acc[1] < greedy_val:
+        if acc[ACC_VALUE] < greedy_val:
             _restore(start_list, start_list.shape[0], P, St, mark)
         # the sorts, the greedy passes and the core's key restriction are work too (fixed cost)
-        acc[2] += 4 * m * (1 + int(math.log2(m + 1))) + ki_ptr[n_keys] // 2 + n // 2
+        acc[ACC_WORK] += 4 * m * (1 + int(math.log2(m + 1))) + ki_ptr[n_keys] // 2 + n // 2
         # core: items not excluded by reduced-cost fixing (L + d_i <= incumbent => x_i = 0 in any
         # better solution), best reduced cost first, capped at core_max, always with the selection
-        inc = float(acc[1] - fval)
+        inc = float(acc[ACC_VALUE] - fval)
         keep = np.zeros(m, dtype=np.int64)
         nk = 0
         for t in range(m):
             i = cand_items[t]
-            if St[0][i] or ell + min(reduced[i], 0.0) + err >= inc:
+            if St[ST_SEL][i] or ell + min(reduced[i], 0.0) + err >= inc:
                 keep[nk] = i
                 nk += 1
         kept = _score_order(keep[:nk], reduced)
         if nk > core_max:
             extra = 0
             for t in range(core_max, nk):
-                if St[0][kept[t]]:
+                if St[ST_SEL][kept[t]]:
                     extra += 1
             chosen = np.empty(core_max + extra, dtype=np.int64)
             for t in range(core_max):
                 chosen[t] = kept[t]
             c = core_max
             for t in range(core_max, nk):
-                if St[0][kept[t]]:
+                if St[ST_SEL][kept[t]]:
                     chosen[c] = kept[t]
                     c += 1
             kept = chosen
-        core = _efficiency_order(kept, value, gas)
+        core = efficiency_order(kept, value, gas)
     # The local search only ever adds core items, so conflict counts are kept for core items only:
     # a hot key shared by thousands of bundles costs the search only its few core members.
     ki_ptr_c, ki_items_c = _restrict_keys(core, n, ki_ptr, ki_items)
@@ -1295,15 +1302,15 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
     for t in range(core.shape[0]):
         lmask[core[t]] = 1
     Sc = _new_state(n, n_keys, n_searchers, lmask)
-    Sc[6][2] = acc[2]
+    Sc[6][2] = acc[ACC_WORK]
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, Pc, Sc)
-    for t in range(acc[3]):
-        if not forced[St[4][t]]:
-            _add(St[4][t], Pc, Sc)
+    for t in range(acc[ACC_COUNT]):
+        if not forced[St[ST_SLIST][t]]:
+            _add(St[ST_SLIST][t], Pc, Sc)
     St = Sc
-    acc = St[6]
+    acc = St[ST_ACC]
     target = np.iinfo(np.int64).max
     if bell < np.inf:
         target = fval + np.int64(math.floor((bell + berr) * (1.0 + 4.0 * _U53)))
@@ -1311,13 +1318,14 @@ def _solve(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_
         target -= np.int64(math.floor(gap_tolerance * float(target)))
     _search(core, Pc, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell + err, fval,
             tabu_depth)  # fmt: skip
-    return St[0], acc[1], ell, err, m, acc[2], first_greedy, core, reduced, bell, berr
+    return (St[ST_SEL], acc[ACC_VALUE], ell, err, m, acc[ACC_WORK], first_greedy, core, reduced,
+            bell, berr)
 
 
 @njit(cache=True)
-def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items, gas_limit,
-             scap, n_searchers, core, init, reduced, ell_err, work_limit, stall_work,
-             seed, target):  # fmt: skip
+def resolve_without(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_items,
+                    gas_limit, scap, n_searchers, core, init, reduced, ell_err, work_limit,
+                    stall_work, seed, target):  # fmt: skip
     """Warm-started solve on a given core (VCG re-solves): ``init`` plus a greedy refill, then
     iterated local search, stopping early once the value (forced items included) reaches
     ``target`` (a bound: proven optimal). ``banned`` items must not be in ``core`` or ``init``.
@@ -1334,14 +1342,14 @@ def _resolve(gas, value, forced, banned, searcher, key_ptr, key_idx, ki_ptr, ki_
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, P, St)
-    fval = St[6][1]
+    fval = St[ST_ACC][ACC_VALUE]
     for t in range(init.shape[0]):
         if _fits(init[t], P, St, gas_limit):
             _add(init[t], P, St)
     _greedy_fill(core, P, St, gas_limit)
     _search(core, P, St, gas_limit, work_limit, stall_work, target, seed, reduced, ell_err, fval,
             np.int64(TABU_DEPTH))  # fmt: skip
-    return St[0], St[6][1]
+    return St[ST_SEL], St[ST_ACC][ACC_VALUE]
 
 
 # --- Python entry points -----------------------------------------------------------------------
@@ -1478,33 +1486,33 @@ def compute_greedy_selection(arrays: PackingArrays) -> U8:
 def _greedy_only(gas, value, positive, forced, banned, searcher, key_ptr, key_idx, ki_ptr,
                  ki_items, gas_limit, searcher_cap, n_searchers):  # fmt: skip
     n = gas.shape[0]
-    cand, scap, _fgas = _prepare(gas, positive, forced, banned, searcher, key_ptr, key_idx,
-                                 ki_ptr, ki_items, gas_limit, searcher_cap,
-                                 n_searchers)  # fmt: skip
+    cand, scap, _fgas = prepare_candidates(gas, positive, forced, banned, searcher, key_ptr,
+                                           key_idx, ki_ptr, ki_items, gas_limit, searcher_cap,
+                                           n_searchers)  # fmt: skip
     P = (gas, value, searcher, key_ptr, key_idx, ki_ptr, ki_items, scap, forced)
     St = _new_state(n, ki_ptr.shape[0] - 1, n_searchers, np.zeros(n, dtype=np.uint8))
     for i in range(n):
         if forced[i] and not banned[i]:
             _add(i, P, St)
     cand_items = np.flatnonzero(cand).astype(np.int64)
-    _greedy_fill(_efficiency_order(cand_items, value, gas), P, St, gas_limit)
-    return St[0]
+    _greedy_fill(efficiency_order(cand_items, value, gas), P, St, gas_limit)
+    return St[ST_SEL]
 
 
 # The kernels a slot's packing compiles (first), and what VCG payments add; each compiles once
 # (compile note at the top). warm_up reports progress against these counts.
 PACK_KERNELS: tuple[str, ...] = (
-    "_build_csr", "_prepare", "_touch", "_new_state", "_add", "_enumerate", "_efficiency_order",
-    "_fits", "_greedy_fill", "_critical_ratio", "_evaluate_dual", "_subgradient", "_dual_bound",
-    "_score_order", "_remove", "_restore", "_restrict_keys", "_evict_set", "_insert",
-    "_undo_insert", "_descent", "_tabu_move", "_search", "_solve",
+    "_build_csr", "prepare_candidates", "_touch", "_new_state", "_add", "_enumerate",
+    "efficiency_order", "_fits", "_greedy_fill", "_critical_ratio", "_evaluate_dual",
+    "_subgradient", "_dual_bound", "_score_order", "_remove", "_restore", "_restrict_keys",
+    "_evict_set", "_insert", "_undo_insert", "_descent", "_tabu_move", "_search", "_solve",
 )  # fmt: skip
-VCG_KERNELS: tuple[str, ...] = ("_resolve",)
+VCG_KERNELS: tuple[str, ...] = ("resolve_without",)
 
 WarmUpProgress = Callable[[int, int], None]
 
 
-class _CompileProgress(event.Listener):
+class CompileProgress(event.Listener):
     """Counts this package's kernels as numba finishes compiling them (a kernel loaded from the
     cache is not compiled, so a warm start reports nothing)."""
 
@@ -1531,32 +1539,3 @@ class _CompileProgress(event.Listener):
         if name is not None and name not in self.done:
             self.done.add(name)
             self.progress(min(len(self.done), self.total), self.total)
-
-
-def warm_up(progress: WarmUpProgress | None = None, vcg: bool = True) -> None:
-    """Compile the kernels a slot needs (or load them from numba's cache) on tiny instances, so
-    no JIT happens inside a slot deadline: the packing's first, then (``vcg``) the VCG re-solve.
-
-    ``progress(done, total)`` is called with 0 when the first kernel starts compiling and after
-    each kernel is compiled; when everything loads from the cache it is never called. A cold
-    compile takes about 50 s of CPU on the reference machine, loading about 0.3 s.
-    """
-    total = len(PACK_KERNELS) + (len(VCG_KERNELS) if vcg else 0)
-    with contextlib.ExitStack() as stack:
-        if progress is not None:
-            stack.enter_context(
-                event.install_listener("numba:compile", _CompileProgress(progress, total))
-            )
-        items = tuple(
-            Item(id=f"w{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i,
-                 gas=21_000 + 1000 * i, keys=(f"k{i % 5}", f"n{i}"))  # fmt: skip
-            for i in range(EXACT_MAX_ITEMS + 8)
-        )
-        inp = PackingInput(gas_limit=200_000, items=items, max_gas_per_searcher=120_000,
-                           forced=frozenset({"w00"}))  # fmt: skip
-        packing = pack(inp, time_budget_ms=1)
-        pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
-        if vcg:
-            from ordering.payments import compute_vcg_payments
-
-            compute_vcg_payments(inp, packing, time_budget_ms=1)

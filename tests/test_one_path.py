@@ -10,14 +10,14 @@ import api.intake
 import committee.checks
 from api.app import create_app
 from api.engine import Engine
-from api.metrics import Metrics
 from api.searcher import bundle_params
-from api.stores.memory import MemoryStore
 from auction import intake
 from auction.presets import MAINNET, Rollup
 from auction.types import Bid, Cancel
 from committee.checks import check_bid_derivation, check_cancel
 from committee.proposal import Proposal
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
 from tests.committee.slots import config_of
 from tests.factories import CHAIN, key, signed_request, tx

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from auction.errors import InvalidParams
-from ordering.instances import parse_instance
+from auction.instances import parse_instance
 
 BIN = Path(sys.executable).parent / "blockspace"
 

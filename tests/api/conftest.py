@@ -7,9 +7,9 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.engine import Engine
-from api.metrics import Metrics
-from api.stores.memory import MemoryStore
 from auction.presets import MAINNET, Rollup
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.factories import CHAIN
 
 

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from api.engine import Engine
-from api.metrics import Metrics
-from api.stores.memory import MemoryStore
 from auction.presets import MAINNET, Rollup
 from auction.types import SlotResult
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.factories import CHAIN
 
 pytestmark = pytest.mark.anyio

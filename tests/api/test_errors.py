@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from api.metrics import Metrics
 from api.rpc import encode_message
 from auction.errors import InvalidParams
 from node import errors as wire
+from node.metrics import Metrics
 
 
 class _Opaque:

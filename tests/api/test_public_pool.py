@@ -6,11 +6,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.engine import Engine
-from api.metrics import Metrics
-from api.stores.memory import MemoryStore
 from auction.presets import MAINNET, Policy, Rollup
 from auction.transactions import decode_transaction
+from node.metrics import Metrics
 from node.settings import settings_from_flags
+from node.stores.memory import MemoryStore
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
 from tests.factories import CHAIN, key, tx
 

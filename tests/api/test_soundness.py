@@ -8,13 +8,13 @@ import asyncio
 import pytest
 
 from api.engine import Engine
-from api.metrics import Metrics
 from api.searcher import bundle_params
-from api.stores.memory import MemoryStore
 from auction import constants as C
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.types import SlotResult
 from committee.records import FAILED_CLOSE
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
 from tests.api.test_http_rpc import post, send
 from tests.factories import CHAIN, key, signed_request, tx

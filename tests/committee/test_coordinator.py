@@ -17,12 +17,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.engine import Engine
-from api.metrics import Metrics
-from api.notify import Subscriber
 from api.searcher import bundle_params
-from api.stores.base import Store
-from api.stores.memory import MemoryStore
-from api.stores.redis import RedisStore
 from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.hashing import keccak256, to_hex
@@ -41,7 +36,12 @@ from committee.records import (
     signed_block_from_json,
 )
 from committee.verify import verify_signed_block
+from node.metrics import Metrics
+from node.notify import Subscriber
 from node.settings import Settings
+from node.stores.base import Store
+from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import (
     CLOCK,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from api.stores.memory import MemoryStore
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from committee.coordinator import MemberAnswer
 from committee.records import FAILED_BLOCKED, FailedSlot, SignedBlock
+from node.stores.memory import MemoryStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT
 from tests.committee.test_coordinator import Clock, Harness, _second_engine

@@ -26,10 +26,7 @@ from eth_typing import BLSPubkey, BLSSignature
 from py_ecc.bls import G2ProofOfPossession
 
 from api.engine import Engine
-from api.metrics import Metrics
-from api.notify import Subscriber
 from api.searcher import SearcherKey, bundle_params
-from api.stores.memory import MemoryStore
 from auction.bundles import compute_bid, compute_bid_id
 from auction.errors import BlockspaceError
 from auction.slots import compute_deadline_ms
@@ -47,7 +44,10 @@ from committee.records import (
 from committee.signer import compute_member_config
 from committee.threshold import CommitteeInfo
 from committee.verify import verify_signed_block
+from node.metrics import Metrics
+from node.notify import Subscriber
 from node.settings import Settings
+from node.stores.memory import MemoryStore
 from ordering import packer
 from tests.committee.slots import SignsNothing, rehash
 

@@ -10,15 +10,15 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.engine import Engine
-from api.metrics import Metrics
-from api.stores.base import IntakeLimits, Store
-from api.stores.memory import MemoryStore
 from auction import constants as C
 from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.results import compute_slot_result
 from auction.types import Bid
+from node.metrics import Metrics
 from node.settings import Settings
+from node.stores.base import IntakeLimits, Store
+from node.stores.memory import MemoryStore
 from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, log_cancel, make_bid, make_cancel
 
 WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)

@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.engine import Engine
 from api.history import HistoryRetention
-from api.metrics import Metrics
 from api.searcher import SearcherKey, bundle_params
-from api.stores.base import Store
-from api.stores.redis import RedisStore
 from auction.presets import MAINNET, Rollup
 from auction.types import Evidence
+from node.metrics import Metrics
 from node.settings import Settings
+from node.stores.base import Store
+from node.stores.redis import RedisStore
 from tests.factories import CHAIN, key, signed_request, tx
 from tests.redis_server import RedisServer
 

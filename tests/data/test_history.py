@@ -8,7 +8,6 @@ import pytest
 
 from api.history import RefusalRecorder
 from api.searcher import bundle_params
-from api.stores.memory import MemoryStore
 from auction import constants as C
 from auction.hashing import keccak256, to_hex
 from auction.history import (
@@ -25,6 +24,7 @@ from auction.history import (
 from auction.results import compute_slot_result
 from auction.transactions import compute_bundle_hash
 from auction.types import LoggedEvent
+from node.stores.memory import MemoryStore
 from tests.data.slots import FAIR_POLICY, ROLLUPS, SEARCHERS, random_bids, refusal
 from tests.factories import CHAIN, key, tx
 from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 
 from api.data import page_bids, page_slots, parse_bid_cursor, parse_slot_cursor
-from api.stores.base import Store
-from api.stores.redis import RedisStore
 from auction import constants as C
 from auction.history import (
     BidRecord,
@@ -27,6 +25,8 @@ from auction.history import (
     compute_tallies,
 )
 from auction.results import compute_slot_result
+from node.stores.base import Store
+from node.stores.redis import RedisStore
 from tests.data.slots import (
     FAIR_POLICY,
     OTHER_ROLLUP,
@@ -137,8 +137,8 @@ async def test_refusals_fold_into_the_history_once(store: Store) -> None:
 
 
 async def test_refusals_per_slot_are_capped(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import api.stores.memory_history as memory_history
-    import api.stores.redis_history as redis_history
+    import node.stores.memory_history as memory_history
+    import node.stores.redis_history as redis_history
 
     monkeypatch.setattr(memory_history, "MAX_REFUSALS_PER_SLOT", 10)
     monkeypatch.setattr(redis_history, "MAX_REFUSALS_PER_SLOT", 10)

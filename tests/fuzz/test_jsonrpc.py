@@ -26,15 +26,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api.engine import Engine
-from api.metrics import Metrics
 from api.rpc import dispatch
 from api.searcher import bundle_params
-from api.stores.memory import MemoryStore
 from auction import errors as E
 from auction.bundles import compute_bid, compute_cancel, compute_public_tx, parse_quantity
 from auction.intake import check_request, parse_request
 from auction.presets import MAINNET
 from auction.types import Evidence
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.factories import CHAIN, tx
 from tests.fuzz.budget import fuzz, timeout_s
 from tests.fuzz.json_values import json_values, mutated, to_json_bytes

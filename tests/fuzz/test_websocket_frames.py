@@ -26,11 +26,11 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.engine import Engine
-from api.metrics import Metrics
-from api.stores.memory import MemoryStore
 from api.websocket import _split_frame
 from auction import errors as E
 from auction.presets import MAINNET
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
 from tests.fuzz.budget import fuzz, timeout_s
 from tests.fuzz.json_values import json_values, mutated, to_json_bytes
 from tests.fuzz.requests import (

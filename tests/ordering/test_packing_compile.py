@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ordering.solver import PACK_KERNELS, VCG_KERNELS, warm_up
+from ordering.packer import warm_up
+from ordering.solver import PACK_KERNELS, VCG_KERNELS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,9 +30,9 @@ class Record(event.Listener):
             compiled.append(func.__name__)
 
 event.register("numba:compile", Record())
-from ordering.solver import warm_up
+from ordering.packer import warm_up
 calls = []
-warm_up(lambda done, total: calls.append([done, total]))
+warm_up(progress=lambda done, total: calls.append([done, total]))
 print(json.dumps({"compiled": compiled, "calls": calls}))
 """
 
@@ -39,7 +40,7 @@ print(json.dumps({"compiled": compiled, "calls": calls}))
 def test_warm_start_reports_no_progress() -> None:
     warm_up()  # compiled or loaded: from here on everything is in memory
     calls: list[tuple[int, int]] = []
-    warm_up(lambda done, total: calls.append((done, total)))
+    warm_up(progress=lambda done, total: calls.append((done, total)))
     assert calls == []
 
 

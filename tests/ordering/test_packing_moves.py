@@ -18,27 +18,27 @@ from ordering.arrays import PackingArrays, compute_packing_arrays
 from ordering.problem import Item, PackingInput
 from ordering.reference import is_feasible_set
 from ordering.solver import (
-    _efficiency_order,
     _greedy_fill,
     _insert,
     _new_state,
     _next_random,
-    _prepare,
     _restrict_keys,
     _tabu_move,
+    efficiency_order,
     pack,
+    prepare_candidates,
 )
 
 
 def _setup(arrays: PackingArrays):  # type: ignore[no-untyped-def]
     n = arrays.n
     banned = np.zeros(n, dtype=np.uint8)
-    cand, scap, _fgas = _prepare(
+    cand, scap, _fgas = prepare_candidates(
         arrays.gas, arrays.positive, arrays.forced, banned, arrays.searcher, arrays.key_ptr,
         arrays.key_idx, arrays.key_item_ptr, arrays.key_items, np.int64(arrays.gas_limit),
         np.int64(arrays.searcher_cap), arrays.n_searchers,
     )  # fmt: skip
-    core = _efficiency_order(np.flatnonzero(cand).astype(np.int64), arrays.value, arrays.gas)
+    core = efficiency_order(np.flatnonzero(cand).astype(np.int64), arrays.value, arrays.gas)
     kp, ki = _restrict_keys(core, n, arrays.key_item_ptr, arrays.key_items)
     P = (arrays.gas, arrays.value, arrays.searcher, arrays.key_ptr, arrays.key_idx, kp, ki, scap,
          arrays.forced)  # fmt: skip

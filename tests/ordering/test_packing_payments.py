@@ -15,11 +15,10 @@ from packing_cases import (
     without,
 )
 
-from auction import constants as C
 from auction.errors import InfeasibleInstance
 from bench.generate import generate_instance
 from ordering.payments import compute_payments, compute_vcg_quotes
-from ordering.problem import Item, PackingInput
+from ordering.problem import PAYMENT_FIRST_PRICE, PAYMENT_VCG, Item, PackingInput
 from ordering.solver import pack
 
 
@@ -30,7 +29,7 @@ def test_vcg_equals_brute_force_vcg(inp: PackingInput) -> None:
         packing = pack(inp)
     except InfeasibleInstance:
         return
-    pay = compute_payments(inp, packing, C.PAYMENT_VCG)
+    pay = compute_payments(inp, packing, PAYMENT_VCG)
     assert set(pay) == set(packing.included)
     bids = {it.id: it.bid_wei for it in inp.items}
     for w in packing.included:
@@ -48,7 +47,7 @@ def test_first_price_pays_the_bid(inp: PackingInput) -> None:
     except InfeasibleInstance:
         return
     bids = {it.id: it.bid_wei for it in inp.items}
-    assert compute_payments(inp, packing, C.PAYMENT_FIRST_PRICE) == {
+    assert compute_payments(inp, packing, PAYMENT_FIRST_PRICE) == {
         i: bids[i] for i in packing.included
     }
 
@@ -57,13 +56,13 @@ def test_first_price_pays_the_bid(inp: PackingInput) -> None:
 def test_vcg_individually_rational_and_deterministic(n: int, share: float) -> None:
     inp = generate_instance(n, seed=4, searcher_share=share, n_forced=2)
     packing = pack(inp)
-    pay = compute_payments(inp, packing, C.PAYMENT_VCG, time_budget_ms=50)
+    pay = compute_payments(inp, packing, PAYMENT_VCG, time_budget_ms=50)
     bids = {it.id: it.bid_wei for it in inp.items}
     assert set(pay) == set(packing.included)
     # Verify that nobody pays more than its bid or less than nothing
     assert all(0 <= pay[i] <= bids[i] for i in pay)
     assert sum(pay.values()) <= packing.revenue_wei
-    assert compute_payments(inp, packing, C.PAYMENT_VCG, time_budget_ms=50) == pay
+    assert compute_payments(inp, packing, PAYMENT_VCG, time_budget_ms=50) == pay
 
 
 def test_unknown_rule_rejected() -> None:
@@ -85,7 +84,7 @@ def test_vcg_winner_pays_for_a_rival_outside_the_full_core(n_fillers: int) -> No
     inp = PackingInput(gas_limit=10_000, items=(*fillers, w, r))
     packing = pack(inp)
     assert "w" in packing.included and packing.proven_optimal
-    pay = compute_payments(inp, packing, C.PAYMENT_VCG)
+    pay = compute_payments(inp, packing, PAYMENT_VCG)
     # Verify that w pays its externality: r's bid, which the block loses by including w
     assert pay["w"] == 60
     assert pay == exact_vcg_payments(inp, packing)
@@ -127,7 +126,7 @@ def test_vcg_payments_exact_on_medium_slots() -> None:
             packing = pack(inp)
         except InfeasibleInstance:
             continue
-        pay = compute_payments(inp, packing, C.PAYMENT_VCG)
+        pay = compute_payments(inp, packing, PAYMENT_VCG)
         exact = exact_vcg_payments(inp, packing)
         total += len(pay)
         exact_count += sum(pay[w] == exact[w] for w in pay)

@@ -16,6 +16,7 @@ from bench.generate import generate_instance
 from ordering.arrays import compute_packing_arrays
 from ordering.exact import pack_exact
 from ordering.greedy import pack_greedy
+from ordering.packer import warm_up
 from ordering.problem import Item, PackingInput
 from ordering.reference import check_packing
 from ordering.solver import (
@@ -26,7 +27,6 @@ from ordering.solver import (
     compute_work_limit,
     pack,
     solve_arrays,
-    warm_up,
 )
 
 

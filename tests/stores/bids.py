@@ -8,12 +8,12 @@ can be closed with ``compute_slot_result`` exactly as the engine does.
 from __future__ import annotations
 
 from api.searcher import SearcherKey, bundle_params
-from api.stores.base import IntakeLimits, Store
 from auction.bundles import compute_bid, compute_cancel
 from auction.hashing import keccak256, to_hex
 from auction.presets import MINIMAL, Rollup
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Cancel, Evidence, Tx
+from node.stores.base import IntakeLimits, Store
 
 ROLLUP = 167_001
 CLOCK = SlotClock(genesis_ms=1_700_000_000_000, slot_ms=MINIMAL.slot_ms)

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.stores.base import Store
-from api.stores.memory import MemoryStore
-from api.stores.redis import RedisStore
+from node.stores.base import Store
+from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
 from tests.redis_server import RedisServer
 
 # The logical database store tests own on the shared session server.

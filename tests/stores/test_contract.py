@@ -1,4 +1,4 @@
-"""The Store contract (api/stores/base.py), run against every implementation.
+"""The Store contract (node/stores/base.py), run against every implementation.
 
 Each test takes the parametrized ``store`` fixture: once a MemoryStore, once a RedisStore on a
 real server. The randomized test at the end runs both side by side on the same operations and
@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.searcher import SearcherKey
-from api.stores.base import IntakeLimits, Store
 from auction import constants as C
 from auction.book import compute_book
 from auction.errors import SearcherLimitExceeded, SlotClosed
 from auction.results import compute_slot_result
 from auction.types import Bid, Cancel, LoggedEvent, SlotResult
+from node.stores.base import IntakeLimits, Store
 from tests.redis_server import RedisServer
 from tests.stores.bids import (
     MINIMAL_ROLLUP,

@@ -1,4 +1,4 @@
-"""The committee part of the Store contract (api/stores/base.py), on MemoryStore and RedisStore.
+"""The committee part of the Store contract (node/stores/base.py), on MemoryStore and RedisStore.
 
 Signed blocks and failure records exclude each other and are written once; partials are kept per
 (committee, member, signing root) and a member's second signing root for a slot yields
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from api.stores.base import Store
 from auction.encoding import ZERO_HASH
 from auction.types import Block, WinningBundle
 from committee.records import (
@@ -21,6 +20,7 @@ from committee.records import (
     PartialRecord,
     SignedBlock,
 )
+from node.stores.base import Store
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """RedisStore under failure: SIGKILL mid-stream, restarts, a stalled server, lost scripts.
 
-The promise under test (api/stores/base.py): ``append_bid`` returns only once the bid is durable.
+The promise under test (node/stores/base.py): ``append_bid`` returns only once the bid is durable.
 So after a crash every acknowledged bid is in its slot's log with the seq it was given, decoded
 equal to what was sent; a refused append (StoreUnavailable) promises nothing either way.
 """
@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Iterator
 import anyio
 import pytest
 
-from api.stores.base import IntakeLimits
-from api.stores.redis import RedisStore
 from auction.errors import StoreUnavailable
 from auction.types import Bid, LoggedEvent
+from node.stores.base import IntakeLimits
+from node.stores.redis import RedisStore
 from tests.redis_server import RedisServer
 from tests.stores.bids import ROLLUP, log_cancel, make_bid, make_cancel, parse_seq
 from tests.stores.conftest import STORE_DB, db_url, open_test_store

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from api.stores.base import IntakeLimits, Store
+from node.stores.base import IntakeLimits, Store
 
 
 async def open_store(url: str, **options: object) -> Store:
     """``memory`` for the embedded store, ``redis://...`` for Redis."""
     if url == "memory":
-        from api.stores.memory import MemoryStore
+        from node.stores.memory import MemoryStore
 
         return MemoryStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from api.stores.redis import RedisStore
+        from node.stores.redis import RedisStore
 
         store = RedisStore(url, **options)  # type: ignore[arg-type]
         await store.connect()

@@ -1,6 +1,6 @@
 """Auction history in the embedded store (mixed into ``MemoryStore``).
 
-Same contract and same orderings as the Redis layout (``api/stores/redis_history.py``): bid
+Same contract and same orderings as the Redis layout (``node/stores/redis_history.py``): bid
 records get ``<ms>-<n>`` history ids in write order, indexes by outcome and by (searcher,
 outcome) hold those ids in sorted lists, and per-searcher counters are kept as they are written
 and taken back when a slot is trimmed.
@@ -59,7 +59,7 @@ class _RollupHistory:
 
 
 class MemoryHistory:
-    """The history methods of ``MemoryStore``; see ``api.stores.base.Store`` for the contract."""
+    """The history methods of ``MemoryStore``; see ``node.stores.base.Store`` for the contract."""
 
     # Declared by MemoryStore; trimming removes whole slots, intake keys included.
     _logs: dict[tuple[int, int], Any]

@@ -16,7 +16,6 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from api.stores import keys
 from auction.errors import StoreUnavailable
 from committee.records import (
     EVIDENCE_EQUIVOCATION,
@@ -34,6 +33,7 @@ from committee.records import (
     signed_block_from_store,
     signed_block_to_json,
 )
+from node.stores import keys
 
 # KEYS: signed, failed, signed_slots. ARGV: json, slot.
 _SAVE_SIGNED = """
@@ -89,7 +89,7 @@ def _text(value: object) -> str:
 
 
 class RedisCommittee:
-    """The committee methods of ``RedisStore``; see ``api.stores.base.Store`` for the contract."""
+    """The committee methods of ``RedisStore``; see ``node.stores.base.Store`` for the contract."""
 
     _committee_sha: dict[str, str] | None = None
 

@@ -1,4 +1,4 @@
-"""Auction history in Redis (mixed into ``RedisStore``); key layout in ``api/stores/keys.py``.
+"""Auction history in Redis (mixed into ``RedisStore``); key layout in ``node/stores/keys.py``.
 
 Writes:
 - A slot's history goes in with its result in **one Lua script** (``_SAVE_RESULT_HISTORY``):
@@ -29,7 +29,6 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from api.stores import keys
 from auction.errors import StoreUnavailable
 from auction.history import (
     MAX_REFUSALS_PER_SLOT,
@@ -44,6 +43,7 @@ from auction.history import (
     clearing_price_of,
     compute_tallies,
 )
+from node.stores import keys
 
 log = logging.getLogger("blockspace.store")
 
@@ -62,7 +62,7 @@ _REFUSAL_BATCH = 512
 # ARGV: 1 result json, 2 slot, 3 summary, 4 block, 5 stats row, 6 record count, 7 op count; then
 #       per record its 12 field values, its outcome-stream and searcher-stream key indexes; then
 #       per op: key index, field, increment.
-# The first two commands are _SAVE_RESULT's (api/stores/redis.py): keep them in step.
+# The first two commands are _SAVE_RESULT's (node/stores/redis.py): keep them in step.
 _SAVE_RESULT_HISTORY = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 local slot = ARGV[2]
@@ -322,7 +322,7 @@ class _KeyList:
 
 
 class RedisHistory:
-    """The history methods of ``RedisStore``; see ``api.stores.base.Store`` for the contract."""
+    """The history methods of ``RedisStore``; see ``node.stores.base.Store`` for the contract."""
 
     # Provided by RedisStore.
     _r: aioredis.Redis | None

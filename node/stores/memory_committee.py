@@ -1,6 +1,6 @@
 """The signing committee's records in the embedded store (mixed into ``MemoryStore``).
 
-Same contract as the Redis layout (``api/stores/redis_committee.py``): a slot has at most one of
+Same contract as the Redis layout (``node/stores/redis_committee.py``): a slot has at most one of
 a signed block or a failure record, written once and never expiring; partials are kept per
 (slot, member, signing root); evidence gets ``<ms>-<n>`` ids in write order.
 """
@@ -34,7 +34,7 @@ class _RollupCommittee:
 
 
 class MemoryCommittee:
-    """The committee methods of ``MemoryStore``; see ``api.stores.base.Store`` for the contract."""
+    """The committee methods of ``MemoryStore``; see ``node.stores.base.Store`` for the contract."""
 
     # Created on first use so MemoryStore.__init__ needs no change.
     _committee_state: dict[int, _RollupCommittee] | None = None

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
 
-from api.stores.base import IntakeLimits, Store
-from api.stores.memory_committee import MemoryCommittee
-from api.stores.memory_history import MemoryHistory
 from auction.bundles import compute_bid_id
 from auction.errors import SearcherLimitExceeded, SlotClosed, SlotFull
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from node.stores.base import IntakeLimits, Store
+from node.stores.memory_committee import MemoryCommittee
+from node.stores.memory_history import MemoryHistory
 
 
 @dataclass

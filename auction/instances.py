@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from auction.constants import PAYMENT_RULES
 from auction.errors import InvalidParams
-from ordering.problem import Item, Packing, PackingInput, compute_searcher_gas_cap
+from ordering.problem import PAYMENT_RULES, Item, Packing, PackingInput, compute_searcher_gas_cap
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ def result_slots(rollup: int) -> str:
     return f"{PREFIX}:{rollup}:results"
 
 
-# --- auction history (api/history.py, api/stores/redis_history.py) ----------------------------
+# --- auction history (api/history.py, node/stores/redis_history.py) ----------------------------
 
 
 def history_slots(rollup: int) -> str:
@@ -137,7 +137,7 @@ def slot_refusals(rollup: int, slot: int) -> str:
     return f"{PREFIX}:{rollup}:refusals:{slot}"
 
 
-# --- signing committee (committee/records.py, api/stores/redis_committee.py) -------------------
+# --- signing committee (committee/records.py, node/stores/redis_committee.py) -------------------
 # bs:<rollup>:signed:<slot>   string  the slot's signed block JSON (never expires)
 # bs:<rollup>:signed_slots    zset    every slot with a signed block (score = slot)
 # bs:<rollup>:failed:<slot>   string  the slot's failure record JSON (never expires)

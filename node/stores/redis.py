@@ -21,10 +21,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from api.stores import keys
-from api.stores.base import IntakeLimits, Store
-from api.stores.redis_committee import RedisCommittee
-from api.stores.redis_history import RedisHistory
 from auction import codec
 from auction.bundles import compute_bid_id
 from auction.errors import (
@@ -36,6 +32,10 @@ from auction.errors import (
 )
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from node.stores import keys
+from node.stores.base import IntakeLimits, Store
+from node.stores.redis_committee import RedisCommittee
+from node.stores.redis_history import RedisHistory
 
 log = logging.getLogger("blockspace.store")
 
