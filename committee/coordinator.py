@@ -188,6 +188,9 @@ def answer_from_json(index: int, status: int, data: bytes) -> MemberAnswer:
     )
 
 
+LATE = "no answer before the signing deadline"
+
+
 class HttpMember:
     """A member behind ``blockspace signer`` (``POST <url>/v1/sign``)."""
 
@@ -197,23 +200,31 @@ class HttpMember:
         self._client = client
 
     async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
+        """Ask the member; give up after ``timeout_s``. The request is never cancelled from
+        outside (a cancelled httpx request can leave its pooled connection taken for good, and
+        a starved pool reaches no member again): the coordinator stops waiting at its deadline
+        and the request ends by itself, by httpx's timeouts or the check between chunks."""
+        if timeout_s <= 0:
+            return MemberAnswer(self.index, error="no time left before the signing deadline")
+        give_up = time.monotonic() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                async with self._client.stream(
-                    "POST",
-                    self.url,
-                    content=body,
-                    headers={"content-type": "application/json"},
-                    timeout=timeout_s,
-                ) as response:
-                    data = b""
-                    async for chunk in response.aiter_bytes():
-                        data += chunk
-                        if len(data) > MAX_ANSWER_BYTES:
-                            return MemberAnswer(self.index, error="answer too large")
-                    return answer_from_json(self.index, response.status_code, data)
-        except TimeoutError:
-            return MemberAnswer(self.index, error="no answer before the signing deadline")
+            async with self._client.stream(
+                "POST",
+                self.url,
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=timeout_s,
+            ) as response:
+                data = b""
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        return MemberAnswer(self.index, error="answer too large")
+                    if time.monotonic() > give_up:  # a member trickling its answer
+                        return MemberAnswer(self.index, error=LATE)
+                return answer_from_json(self.index, response.status_code, data)
+        except httpx.TimeoutException:
+            return MemberAnswer(self.index, error=LATE)
         except httpx.HTTPError as exc:
             return MemberAnswer(self.index, error=f"unreachable: {type(exc).__name__}")
 
@@ -235,7 +246,7 @@ class LocalMember:
         except BlockspaceError as refusal:  # every check raises its stable code
             return MemberAnswer(self.index, refusal=refusal.code, message=refusal.message)
         except TimeoutError:
-            return MemberAnswer(self.index, error="no answer before the signing deadline")
+            return MemberAnswer(self.index, error=LATE)
         return MemberAnswer(
             self.index,
             partial=reply.partial,
@@ -330,6 +341,7 @@ class Coordinator:
         # (so reading the head from the store does not re-read that slot's whole result)
         self._head_pending: dict[int, tuple[str, tuple[PendingTx, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[MemberAnswer]] = set()  # requests no longer awaited
         # per rollup, the pending block: some members signed it, fewer than t by its deadline
         self._pinned: dict[int, Pin] = {}
         # How long after a slot's signing deadline answers already in flight are awaited (a
@@ -378,8 +390,15 @@ class Coordinator:
                 # be writing its outcome, so wait out the grace like any follower, then fail it.
                 await self.follow_slot(result)
 
+    def _abandon(self, requests: set[asyncio.Task[MemberAnswer]]) -> None:
+        """Stop waiting for member requests still running, without cancelling them
+        (``HttpMember.sign``): each ends by its own timeout, referenced until then."""
+        for task in requests:
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
     async def aclose(self) -> None:
-        tasks = list(self._background)
+        tasks = [*self._background, *self._in_flight]
         for task in tasks:
             task.cancel()
         if tasks:  # bounded: a shutdown never waits on a task that lost its cancellation
@@ -447,19 +466,26 @@ class Coordinator:
 
     async def follow_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
         """The outcome of a slot another engine process closed (and is signing): adopt a signed
-        block as the head and tell this process's block subscribers. Publishes the slot as
-        failed if its closer left no outcome by the signing deadline plus FOLLOW_GRACE_MS.
-        None only for a slot older than one whose outcome this process already knows."""
+        block as the head and tell this process's block subscribers. None: the slot is pending
+        (no outcome by its signing deadline plus FOLLOW_GRACE_MS, or one this process already
+        pinned), or older than one whose outcome this process already knows."""
         rollup, slot = result.rollup, result.slot
         if self._settled.get(rollup, -1) >= slot:
             return await self._await_outcome(rollup, slot, wait=False)
-        outcome = await self._await_outcome(rollup, slot, wait=True)
+        pin = self._pinned.get(rollup)
+        # A block this process already found pending: nothing to wait for (whoever builds the
+        # next slot completes it). Waiting out its deadline here would start that next build
+        # after the next slot's own signing deadline, leaving it pending too, slot after slot.
+        known_pending = pin is not None and pin.result.slot == slot
+        outcome = await self._await_outcome(rollup, slot, wait=not known_pending)
         if outcome is None:
             # Its closer pinned it, or died while members may have signed it: it is pending,
             # and whoever builds the next slot completes it first (settle_before).
             if rollup not in self._pinned:
                 self._pinned[rollup] = Pin(result, await self.build_proposal(result))
             return None
+        if known_pending:  # another process completed (or failed) it meanwhile
+            self._pinned.pop(rollup, None)
         self._adopt(result, outcome)
         return outcome
 
@@ -613,9 +639,10 @@ class Coordinator:
         self._pinned[result.rollup] = Pin(result, proposal)
         self.metrics.slots.labels(STATUS_PENDING).inc()
         log.warning(
-            "slot %d of rollup %d is pending: %d valid partials of the %d needed; it is "
-            "completed before any later block is proposed",
+            "slot %d of rollup %d is pending: %d valid partials of the %d needed (missing %s, "
+            "refused %s); it is completed before any later block is proposed",
             result.slot, result.rollup, len(collection.valid), self.committee.t,
+            collection.missing, collection.refused,
         )  # fmt: skip
         return None
 
@@ -703,8 +730,7 @@ class Coordinator:
             return await self._await_outcome(result.rollup, result.slot, wait=False)
         body = encode_proposal(dataclasses.replace(proposal, completion=True))
         collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
-        for task in pending:
-            task.cancel()
+        self._abandon(pending)
         for kept in await self.engine.store.list_partials(result.rollup, result.slot):
             if kept.signing_root == root and kept.member not in collection.valid:
                 collection.valid[kept.member] = kept.partial
@@ -788,9 +814,7 @@ class Coordinator:
     ) -> None:
         """Wait for late answers (until the deadline), then record partials and evidence."""
         if pending:
-            still = await self._await_answers(pending, root, c, deadline_ms)
-            for task in still:
-                task.cancel()
+            self._abandon(await self._await_answers(pending, root, c, deadline_ms))
         store = self.engine.store
         now = self._clock_ms()
         try:

@@ -368,6 +368,13 @@ async def test_soak_with_redis_and_signer_kills_and_a_hostile_key(tmp_path: Path
         soak.close()
         redis.stop()
     # The figures
+    signed_slots = [b.block.slot for b in blocks]
+    # The longest run of slots without a signed block (a stalled chain shows here).
+    longest_gap = max(
+        (b - a - 1 for a, b in zip([first_slot - 1, *signed_slots], [*signed_slots, last_slot + 1],
+                                   strict=True)),
+        default=0,
+    )  # fmt: skip
     acks = sorted(soak.seen.ack_ms)
     p50 = statistics.median(acks)
     p99 = acks[int(0.99 * (len(acks) - 1))]
@@ -376,8 +383,9 @@ async def test_soak_with_redis_and_signer_kills_and_a_hostile_key(tmp_path: Path
     print(
         f"\nsoak {SOAK_S:.0f} s: {len(soak.seen.acked)} bids acknowledged "
         f"(honest refusals {soak.seen.refused}), {len(blocks)} signed blocks over slots "
-        f"{first_slot}..{last_slot}, redis kills {soak.seen.redis_kills}, signer kills "
-        f"{soak.seen.signer_kills}; ack p50 {p50:.1f} ms, p99 {p99:.1f} ms; server RSS after "
+        f"{first_slot}..{last_slot} (longest run unsigned {longest_gap}), redis kills "
+        f"{soak.seen.redis_kills}, signer kills {soak.seen.signer_kills}; ack p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms; server RSS after "
         f"warm-up {warm // 1024} MiB, max {max(rss) // 1024 if rss else 0} MiB, last "
         f"{rss[-1] // 1024 if rss else 0} MiB; hostile frames {soak.seen.hostile_sent}, answers "
         f"{soak.seen.hostile}"
@@ -385,6 +393,10 @@ async def test_soak_with_redis_and_signer_kills_and_a_hostile_key(tmp_path: Path
     assert not soak.seen.internal_errors, soak.seen.internal_errors[:3]
     assert not lost, f"{len(lost)} acknowledged bids missing from history: {sorted(lost)[:5]}"
     assert len(blocks) > 0
+    # Liveness: a store outage (a few seconds every REDIS_KILL_EVERY_S) fails the slots it
+    # spans, and a killed member costs nothing; a stalled chain would leave a far longer run of
+    # unsigned slots (the 600 s soak once found one of 370).
+    assert longest_gap <= REDIS_KILL_EVERY_S * 1000 / SLOT_MS / 2, f"chain stalled {longest_gap}"
     for b in blocks:
         verify_signed_block(b, soak.committee)
     for a, b in zip(blocks, blocks[1:], strict=False):  # one chain, whatever failed between
