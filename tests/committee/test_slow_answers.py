@@ -29,6 +29,7 @@ from starlette.routing import Mount
 
 from api.engine import Engine
 from auction.presets import MAINNET
+from auction.slots import compute_deadline_ms
 from committee.coordinator import Coordinator, HttpMember, MemberAnswer
 from committee.local import build_local_members, free_port
 from committee.records import STATUS_PENDING, SignedBlock
@@ -53,13 +54,14 @@ def anyio_backend() -> str:
 
 
 class Network:
-    """Holds every member's answer back by ``delay_s`` (a slow link, or busy members); the
+    """Holds members' answers back by ``delay_s`` (a slow link, or busy members); the
     ``trickler`` member answers one byte at a time, for longer than any signing window."""
 
     def __init__(self, app: Any, trickler: int) -> None:
         self.app = app
         self.trickler = f"/m{trickler}/"
         self.delay_s = 0.0
+        self.slow_until = 0.0  # requests arriving before this (monotonic) instant are held
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -73,7 +75,7 @@ class Network:
                     await asyncio.sleep(0.2)
                 await send({"type": "http.response.body", "body": b"{}"})
             return None
-        if self.delay_s:
+        if time.monotonic() < self.slow_until:
             await asyncio.sleep(self.delay_s)
         return await self.app(scope, receive, send)
 
@@ -153,14 +155,14 @@ async def test_late_answers_leave_one_slot_pending_and_no_request_cancelled(
         try:
             start = engine.open_slot()
             await wait_for_slot(engine, start + 1)  # a signed slot or two first
-            # One slot's answers all arrive after its deadline (and the grace for late ones).
-            network.delay_s = (WINDOW_MS + 600) / 1000
+            # One slot's answers all arrive after its deadline (and the grace for late ones):
+            # the requests of its round, sent once the slot before it is signed.
             late = engine.open_slot()
-            await wait_for_slot(engine, late)
-            started = time.monotonic()
-            while coordinator._pinned.get(ROLLUP) is None and time.monotonic() - started < 5:
+            while await engine.store.get_signed_block(ROLLUP, late - 1) is None:
                 await asyncio.sleep(0.02)
-            network.delay_s = 0.0
+            to_deadline_s = (compute_deadline_ms(engine.clock, late) - engine.now_ms()) / 1000
+            network.slow_until = time.monotonic() + to_deadline_s + 0.5
+            network.delay_s = (WINDOW_MS + 600) / 1000
             last = late + 6
             await wait_for_slot(engine, last + 1)
             pending_now = coordinator.metrics.slots.labels(STATUS_PENDING)._value.get()
