@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from ordering.problem import Item, PackingInput
+from ordering.problem import Item, JointInput, JointItem, PackingInput
 
 # Sum of scaled values stays below this, so float64 and int64 hold every partial sum exactly.
 VALUE_SUM_BITS = 53
@@ -228,3 +228,111 @@ def compute_packing_arrays(inp: PackingInput) -> PackingArrays:
         gas_limit=int(inp.gas_limit),
         searcher_cap=cap,
     )
+
+
+# --- the joint (multi-rollup) problem -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JointArrays:
+    """A joint instance in canonical array form (item index = rank of the id).
+
+    Capacities are *rows*: row r < n_rollups is rollup r's gas for bundles (rollups in the input's
+    order), then one row per (rollup with a cap, searcher with a leg there), in first appearance.
+    Each item has one entry per leg in its rollup's gas row and, where that rollup caps searchers,
+    one in its (rollup, searcher) row, with the leg's gas. Conflict keys are (rollup, key) pairs,
+    so the same key string on two rollups is two keys."""
+
+    items: tuple[JointItem, ...]  # canonical order: ascending id
+    ids: tuple[str, ...]
+    bids_wei: tuple[int, ...]
+    value: I64  # [n] max(bid, 0) >> value_shift
+    value_shift: int
+    positive: U8  # [n]
+    forced: U8  # [n]
+    rollups: tuple[int, ...]  # rollup ids, input order (row r < n_rollups is rollups[r])
+    row_ptr: I64  # [n + 1] CSR item -> capacity rows
+    row_idx: I64  # [nnz_rows] rows, ascending within an item
+    row_gas: I64  # [nnz_rows] the leg's gas in that row
+    row_cap: I64  # [n_rows] capacity of each row
+    row_rollup: I64  # [n_rows] rollup index of each row
+    total_gas: I64  # [n] gas over all legs
+    key_ptr: I64  # [n + 1] CSR item -> keys
+    key_idx: I32
+    keys: tuple[tuple[int, str], ...]  # (rollup index, key), first appearance
+    key_item_ptr: I64
+    key_items: I32
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_rollups(self) -> int:
+        return len(self.rollups)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_cap.shape[0])
+
+
+def compute_joint_arrays(inp: JointInput) -> JointArrays:
+    """Encode a (validated: ``check_joint_input``) joint instance canonically.
+
+    O(n log n + total legs + total keys)."""
+    items = sorted(inp.items, key=_get_id)
+    n = len(items)
+    ids = tuple(map(_get_id, items))
+    bids = tuple(map(_get_bid, items))
+    shift = compute_value_shift(bids)
+    value, positive = _scaled_values(bids, shift)
+    forced = np.zeros(n, dtype=np.uint8)
+    if inp.forced:
+        rank = {i: r for r, i in enumerate(ids)}
+        for f in inp.forced:
+            if f in rank:
+                forced[rank[f]] = 1
+    rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
+    capped = [r.max_gas_per_searcher is not None for r in inp.rollups]
+    row_of: dict[tuple[int, str], int] = {}
+    caps = [int(r.gas_limit) for r in inp.rollups]
+    row_rollup = list(range(len(caps)))
+    row_ptr = np.zeros(n + 1, dtype=np.int64)
+    rows: list[int] = []
+    rgas: list[int] = []
+    lens = np.zeros(n, dtype=np.int64)
+    key_first: dict[tuple[int, str], int] = {}
+    first: list[int] = []
+    for i, it in enumerate(items):
+        entries: list[tuple[int, int]] = []
+        for leg in it.legs:
+            r = rindex[leg.rollup]
+            entries.append((r, leg.gas))
+            if capped[r]:
+                row = row_of.get((r, it.searcher))
+                if row is None:
+                    row = row_of[(r, it.searcher)] = len(caps)
+                    cap = inp.rollups[r].max_gas_per_searcher
+                    caps.append(int(cap if cap is not None else 0))
+                    row_rollup.append(r)
+                entries.append((row, leg.gas))
+            first.extend(map(key_first.setdefault, [(r, k) for k in leg.keys],
+                             count(len(first))))  # fmt: skip
+            lens[i] += len(leg.keys)
+        entries.sort()
+        rows.extend(e[0] for e in entries)
+        rgas.extend(e[1] for e in entries)
+        row_ptr[i + 1] = len(rows)
+    row_gas = np.array(rgas, dtype=np.int64)
+    total_gas = np.zeros(n, dtype=np.int64)
+    for i, it in enumerate(items):
+        total_gas[i] = it.gas
+    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(np.array(first, dtype=np.int64), lens)
+    return JointArrays(
+        items=tuple(items), ids=ids, bids_wei=bids, value=value, value_shift=shift,
+        positive=positive, forced=forced, rollups=tuple(r.rollup for r in inp.rollups),
+        row_ptr=row_ptr, row_idx=np.array(rows, dtype=np.int64), row_gas=row_gas,
+        row_cap=np.array(caps, dtype=np.int64), row_rollup=np.array(row_rollup, dtype=np.int64),
+        total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx, keys=tuple(key_first),
+        key_item_ptr=key_item_ptr, key_items=key_items,
+    )  # fmt: skip
