@@ -74,12 +74,12 @@ def generate_joint_instance(
             premium[fam] = float(rng.uniform(1.0, 1.6))
         for it in single.items:
             fam = _family(it.keys)
-            legs = (Leg(rollup_ids[r], it.gas, it.keys), *extra.get(fam, ()))
+            all_legs = (Leg(rollup_ids[r], it.gas, it.keys), *extra.get(fam, ()))
             bid = it.bid_wei
             if fam in extra:
                 more = sum(leg.gas for leg in extra[fam])
                 bid = int(bid * (1 + more / max(it.gas, 1)) * premium[fam])
-            items.append(JointItem(it.id, it.searcher, bid, tuple(legs)))
+            items.append(JointItem(it.id, it.searcher, bid, all_legs))
     order = rng.permutation(len(items))
     rollups = tuple(
         RollupCapacity(rollup_ids[r], caps[r], compute_searcher_gas_cap(caps[r], searcher_share))

@@ -320,8 +320,8 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
     pair = leg_r[leg_capped] * max(len(searcher_id), 1) + searcher[leg_item[leg_capped]]
     pairs, pair_row = np.unique(pair, return_inverse=True)
     pair_rollup = pairs // max(len(searcher_id), 1)
-    row_cap = np.array([int(r.gas_limit) for r in inp.rollups]
-                       + [int(cap_of[int(r)] or 0) for r in pair_rollup], dtype=np.int64)  # fmt: skip
+    caps = [int(r.gas_limit) for r in inp.rollups] + [int(cap_of[r] or 0) for r in pair_rollup]
+    row_cap = np.array(caps, dtype=np.int64)
     row_rollup = np.concatenate([np.arange(n_rollups, dtype=np.int64), pair_rollup])
     entries = 1 + leg_capped.astype(np.int64)
     leg_at = np.zeros(n_legs + 1, dtype=np.int64)
