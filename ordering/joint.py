@@ -42,7 +42,7 @@ from ordering.problem import (
     PackingInput,
     compute_joint_order,
 )
-from ordering.reference import check_joint_forced_feasible, check_joint_input
+from ordering.reference import check_joint_forced_feasible
 from ordering.solver import (
     DUAL_PASSES,
     DUAL_SHARE,
@@ -977,10 +977,9 @@ def pack_joint_kernel(inp: JointInput, time_budget_ms: int = 50, seed: int = 0) 
     """The joint kernel on any number of rollups (``ordering.packer.pack_joint`` hands one-rollup
     slots to the single-rollup solver instead). Validates ``inp`` (InvalidJointInput tree) and
     raises InfeasibleInstance when the forced items do not fit."""
-    check_joint_input(inp)
+    arrays = compute_joint_arrays(inp)  # checks the shape (check_joint_input's rules)
     if inp.forced:
         check_joint_forced_feasible(inp)
-    arrays = compute_joint_arrays(inp)
     sel, bound, _ = solve_joint_arrays(arrays, compute_work_limit(time_budget_ms), seed)
     return compute_joint_packing(arrays, sel, bound, solver="numba-joint")
 
