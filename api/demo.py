@@ -44,7 +44,7 @@ POOL = "0x" + "aa" * 20
 
 
 # Cold compile of every kernel on the reference machine (2 shared cores): 47-57 s wall for the
-# single-rollup kernels, 80-85 s with the joint kernels (decision 35).
+# single-rollup kernels, 80-85 s with the joint kernels (decision 40).
 COMPILE_ESTIMATE_S = 80
 
 
