@@ -131,6 +131,38 @@ def test_a_header_without_0x_still_gives_a_bid_members_can_bind(client, engine):
     check_bid_binding(bid, head)  # raised invalid_evidence before: the slot was unsignable
 
 
+def test_large_requests_are_decoded_off_the_event_loop(client, engine, monkeypatch):
+    """Finding 9: a request at or above the offload size is turned into its event in a worker
+    thread, so its decoding never holds the event loop that acknowledges other searchers."""
+    import threading
+
+    import api.intake as intake_module
+
+    threads: list[tuple[int, int]] = []  # (request bytes, thread that derived it)
+    derive = intake_module.compute_intake_event
+
+    def recording(body, *args, **kwargs):
+        threads.append((len(body), threading.get_ident()))
+        return derive(body, *args, **kwargs)
+
+    monkeypatch.setattr(intake_module, "compute_intake_event", recording)
+    loop_thread = client.portal.call(threading.get_ident)
+    small, large = key(1), key(2)
+    body, sig = signed_request(small, "eth_sendBundle",
+                               [bundle_params([tx(small)], START_SLOT, bid_wei=10**15)])
+    engine.intake.decode_offload_bytes = len(body) + 1
+    assert post(client, body, sig)[0] == 200
+    padded = [tx(large, nonce=i) for i in range(3)]
+    body2, sig2 = signed_request(large, "eth_sendBundle",
+                                 [bundle_params(padded, START_SLOT, bid_wei=10**15)])
+    assert len(body2) > len(body)
+    assert post(client, body2, sig2)[0] == 200
+    (n1, t1), (n2, t2) = threads
+    assert (n1, n2) == (len(body), len(body2))
+    assert t1 == loop_thread  # below the offload size: decoded in line
+    assert t2 != loop_thread  # at or above it: in a worker thread
+
+
 # --- finding 6: a cancel reveals nothing about others -------------------------------------------
 
 
