@@ -39,7 +39,7 @@ from committee import keyfiles, threshold
 from committee.coordinator import Coordinator, HttpMember
 from committee.local import SignerProcesses, compute_settings_env, write_committee_files
 from committee.member import Member
-from committee.proposal import Proposal, encode_proposal
+from committee.proposal import Proposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
 from node.metrics import Metrics
@@ -121,7 +121,7 @@ async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool, samp
         deadline = compute_deadline_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
         t0 = time.time()
-        await engine.close_slot(ROLLUP, slot)
+        await engine.close_slot(slot)
         done_ms = (time.time() - deadline / 1000) * 1000
         timing = dict(coordinator.timings[-1])
         timing["deadline_to_published_ms"] = done_ms
@@ -150,8 +150,8 @@ def alone_ms(pool: BidPool, settings: Settings, committee: threshold.CommitteeIn
     result = compute_slot_result(settings.rollup_configs()[ROLLUP], slot,
                                  compute_deadline_ms(engine.clock, slot), "0x" + "00" * 32, log)
     engine_ms = (time.perf_counter() - t0) * 1e3
-    body = encode_proposal(Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (),
-                                    log))
+    part = Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (), log)
+    body = encode_proposal(compute_slot_proposal(committee.committee_id, slot, [part]))
     member = Member(share, compute_member_config(settings, committee, share.index),
                     ProtectionStore(workdir / f"alone-{slot}.sqlite3"),
                     evidence_sample=settings.signer_evidence_sample,
