@@ -15,11 +15,11 @@ from auction.bundles import compute_bid, compute_cancel, compute_public_tx
 from auction.encoding import ZERO_HASH
 from auction.presets import MAINNET, Policy, Rollup
 from auction.results import compute_slot_result
+from auction.slotroot import compute_slot_proof, compute_slot_root
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Block, Cancel, Evidence, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, threshold
 from committee.checks import MemberConfig
-from auction.slotroot import compute_slot_proof, compute_slot_root
 from committee.proposal import (
     ParentCertificate,
     Proposal,

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auction.encoding import ZERO_HASH
+from auction.slotroot import compute_slot_proof
 from auction.slots import compute_deadline_ms
 from auction.types import Block, LoggedEvent
 from committee import bls, threshold
 from committee.errors import InvalidCommitteeParams, Locked, Refusal
 from committee.member import Member
-from auction.slotroot import compute_slot_proof
 from committee.proposal import ParentCertificate, Proposal, compute_parent_certificate
 from committee.protection import ProtectionStore
 from committee.records import compute_slot_leaves
