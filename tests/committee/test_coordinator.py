@@ -106,20 +106,21 @@ class Harness:
         clock: Clock,
         faults: dict[int, str],
         store: Store | None = None,
+        settings: Settings = SETTINGS,
     ) -> None:
         self.dealt = dealt
         self.clock = clock
         self.store = store or MemoryStore()
         self.engine = Engine(
             store=self.store,
-            rollups=SETTINGS.rollup_configs(),
+            rollups=settings.rollup_configs(),
             preset=MAINNET,
             slot_ms=SLOT_MS,
             clock_ms=clock,
             metrics=Metrics(),
         )
         self.members = build_local_members(
-            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
+            settings, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
         )
         self.coordinator = Coordinator(
             self.engine, dealt.committee, self.members, signing_window_ms=WINDOW_MS
