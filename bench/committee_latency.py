@@ -64,7 +64,7 @@ class BidPool:
     """``size`` signed bundles whose transactions are signed once; per slot only the request
     body is re-signed (the Bid is exactly what ``compute_bid`` derives for that slot)."""
 
-    def __init__(self, size: int, settings: Settings, seed: int = 1) -> None:
+    def __init__(self, size: int, settings: Settings, seed: int = 1, rollup: int = ROLLUP) -> None:
         rng = random.Random(seed)
         searchers = [SearcherKey.from_seed(1_000 + i) for i in range(max(8, size // 25))]
         rollups = settings.rollup_configs()
@@ -83,7 +83,7 @@ class BidPool:
                 access = [{"address": "0x" + "aa" * 20,
                            "storageKeys": ["0x" + f"{rng.randrange(40):064x}"]}] if hot else []
                 txs.append(k.sign_tx(
-                    type=2, chainId=ROLLUP, nonce=nonces[k.address],
+                    type=2, chainId=rollup, nonce=nonces[k.address],
                     maxPriorityFeePerGas=rng.randint(1, 40) * GWEI, maxFeePerGas=200 * GWEI,
                     gas=rng.choice((21_000, 90_000, 150_000, 400_000)),
                     to="0x" + "bb" * 20, value=0, data=b"", accessList=access))
