@@ -1,19 +1,22 @@
 """The engine: the slot clock, and closing each slot in named steps.
 
+A slot is closed for every rollup the engine serves together (shared sequencing, issue 13):
 ``Engine.close_slot`` is the close pipeline, in this order:
 
-1. ``prepare``: the signer settles earlier slots and sets the head the block builds on;
-2. ``close log``: the store stops intake for the slot and returns its log (or another engine
-   process holding the slot's close lease does, and this one follows its stored result);
-3. ``compute result``: ``auction.results.compute_slot_result`` on the log and the chain state;
-4. ``record history``: the result and its history, in one atomic store write;
+1. ``prepare``: the signer settles earlier slots and sets the heads the blocks build on;
+2. ``close log``: for each rollup the store stops intake for the slot and returns its log (or
+   another engine process holding the slot's close lease does, and this one follows its stored
+   results);
+3. ``compute result``: ``auction.results.compute_slot_result`` on each log and chain state;
+4. ``record history``: each result and its history, in one atomic store write per rollup;
 5. ``publish``: the slot's watchers and every bidder are told;
-6. ``sign``: the signer gets the block signed (the log passed along, not re-read) and
-   advances the head; a follower process adopts the outcome instead;
-7. observers (history retention, the demo's printout) see the result.
+6. ``sign``: the signer gets every rollup's block of the slot signed at once (the logs passed
+   along, not re-read) and advances the heads; a follower process adopts the outcome instead;
+7. observers (history retention, the demo's printout) see each result.
 
-Signing is a small protocol (``SlotSigner``): ``UnsignedChain`` without a committee (the head
-follows each result), the committee's coordinator with one (the head follows signed blocks
+A slot whose close fails for any rollup fails for every rollup, and the clock moves on.
+Signing is a small protocol (``SlotSigner``): ``UnsignedChain`` without a committee (the heads
+follow each result), the committee's coordinator with one (the heads follow signed blocks
 only). Intake lives in ``api/intake.py``, a rollup's chain state in ``api/chain.py``. Shell only:
 every decision is a call into ``auction`` / ``ordering``; this module adds time, I/O and
 concurrency.
@@ -54,23 +57,26 @@ ResultHook = Callable[[SlotResult], Awaitable[None]]
 
 
 class SlotSigner(Protocol):
-    """What the close pipeline asks of whoever signs blocks (docs/architecture.md)."""
+    """What the close pipeline asks of whoever signs slots (docs/architecture.md)."""
 
     async def load_head(self, rollup: int) -> tuple[str, tuple[PendingTx, ...]]:
-        """The block the next one builds on, and the pool it left pending (at start)."""
+        """The block a rollup's next one builds on, and the pool it left pending (at start)."""
 
-    async def prepare(self, rollup: int, slot: int) -> None:
-        """Before this process builds ``slot``: settle earlier slots, set the head."""
+    async def prepare(self, slot: int) -> None:
+        """Before this process builds ``slot``: settle earlier slots, set the heads."""
 
-    async def sign(self, result: SlotResult, entries: Sequence[LoggedEvent]) -> None:
-        """Get the block of a result this process built signed, publish it, advance the head."""
+    async def sign(
+        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+    ) -> None:
+        """Get the slot's blocks (one result per rollup, built by this process; the logs it
+        held by rollup) signed, publish them, advance the heads."""
 
-    async def follow(self, result: SlotResult) -> None:
-        """Adopt the outcome of a result another process built."""
+    async def follow(self, results: Sequence[SlotResult]) -> None:
+        """Adopt the outcome of a slot another process built."""
 
 
 class UnsignedChain:
-    """No committee: every block is final as built, and the head follows each result."""
+    """No committee: every block is final as built, and the heads follow each result."""
 
     def __init__(self, store: Store, chains: Mapping[int, ChainState]) -> None:
         self.store = store
@@ -80,19 +86,22 @@ class UnsignedChain:
         latest = await self.store.latest_result(rollup)
         return (latest.block.block_hash, latest.pending) if latest else (ZERO_HASH, ())
 
-    async def prepare(self, rollup: int, slot: int) -> None:
+    async def prepare(self, slot: int) -> None:
         return None
 
-    async def sign(self, result: SlotResult, entries: Sequence[LoggedEvent]) -> None:
-        self._advance(result)
+    async def sign(
+        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+    ) -> None:
+        self._advance(results)
 
-    async def follow(self, result: SlotResult) -> None:
-        self._advance(result)
+    async def follow(self, results: Sequence[SlotResult]) -> None:
+        self._advance(results)
 
-    def _advance(self, result: SlotResult) -> None:
-        chain = self.chains[result.rollup]
-        if chain.closed_through == result.slot:  # the newest closed: the next builds on it
-            chain.set_head(result.block.block_hash, result.pending)
+    def _advance(self, results: Sequence[SlotResult]) -> None:
+        for result in results:
+            chain = self.chains[result.rollup]
+            if chain.closed_through == result.slot:  # the newest closed: the next builds on it
+                chain.set_head(result.block.block_hash, result.pending)
 
 
 # How long one process may take to close a slot before another takes over, and how often the
@@ -120,6 +129,9 @@ class Engine:
         self.store = store
         self.rollups = dict(rollups)
         self.default_rollup = next(iter(self.rollups))
+        # A slot's close lease is held under its lowest rollup's key: one process closes (and
+        # signs) every rollup of a slot.
+        self.lease_rollup = min(self.rollups)
         self.preset = preset
         self.clock = SlotClock(genesis_ms=genesis_ms, slot_ms=slot_ms)
         self.max_slots_ahead = (
@@ -208,12 +220,11 @@ class Engine:
                 now = self.now_ms()
                 due = compute_slot_at(self.clock, now) - 1
                 behind = False
-                for cid in self.rollups:
-                    start = max(self.chains[cid].closed_through + 1, due - 1000)
-                    for slot in range(start, due + 1):
-                        if not await self.close_or_fail(cid, slot):
-                            behind = True  # the store is down: retry soon; other rollups go on
-                            break
+                closed = min(chain.closed_through for chain in self.chains.values())
+                for slot in range(max(closed + 1, due - 1000), due + 1):
+                    if not await self.close_or_fail(slot):
+                        behind = True  # the store is down: retry soon
+                        break
                 wait_ms = compute_deadline_ms(self.clock, due + 1) - self.now_ms()
                 if behind:
                     wait_ms = min(wait_ms, self.clock.slot_ms // 4, 1000)
@@ -225,63 +236,78 @@ class Engine:
                 self.metrics.system_faults.labels("slot_clock").inc()
                 await asyncio.sleep(min(1.0, self.clock.slot_ms / 4000.0))
 
-    async def close_or_fail(self, rollup_id: int, slot: int) -> bool:
-        """Close a slot; if closing fails for any reason but an unreachable store, record the
-        slot as failed so the clock moves on. False only while the store is unreachable (the
-        slot is retried; a failing close never blocks later slots or other rollups)."""
+    async def close_or_fail(self, slot: int) -> bool:
+        """Close a slot (every rollup's); if closing fails for any reason but an unreachable
+        store, record the slot as failed for every rollup so the clock moves on. False only
+        while the store is unreachable (the slot is retried; a failing close never blocks later
+        slots)."""
         try:
-            await self.close_slot(rollup_id, slot)
+            await self.close_slot(slot)
             return True
         except asyncio.CancelledError:
             raise
         except StoreUnavailable as exc:
-            log.error("closing slot %d of rollup %d: %s", slot, rollup_id, exc.message)
+            log.error("closing slot %d: %s", slot, exc.message)
             self.metrics.system_faults.labels("slot_close").inc()
             return False
         except SlotCloseFailed:
-            self.chains[rollup_id].skip(slot)
+            for chain in self.chains.values():
+                chain.skip(slot)
             return True  # another engine process recorded it
         except Exception as exc:
-            log.exception("closing slot %d of rollup %d failed; it is recorded as failed", slot,
-                          rollup_id)
+            log.exception("closing slot %d failed; it is recorded as failed", slot)
             self.metrics.system_faults.labels("slot_close").inc()
             try:
-                await self._record_failed_close(rollup_id, slot, repr(exc))
+                await self._record_failed_close(slot, repr(exc))
             except StoreUnavailable:
                 return False
             return True
 
-    async def _record_failed_close(self, rollup_id: int, slot: int, detail: str) -> None:
-        """Publish a slot whose result could not be built as failed, and move past it: intake
-        stops, its public arrivals wait in the open slot, its searchers are told. Only the process
-        holding the slot's close lease does, and only if no result is stored: another process may
-        be closing (and proposing) it right now."""
-        holder = await self.store.claim_close(rollup_id, slot, self.instance_id, CLOSE_LEASE_MS)
-        if not holder or await self.store.get_result(rollup_id, slot) is not None:
+    async def _record_failed_close(self, slot: int, detail: str) -> None:
+        """Publish a slot whose results could not all be built as failed, for every rollup, and
+        move past it: intake stops, its public arrivals wait in the open slot, its searchers are
+        told. Only the process holding the slot's close lease does, and only if not every result
+        is stored: another process may be closing (and proposing) it right now. A slot proposed
+        is never failed here (the store refuses: members may be locked to its blocks)."""
+        holder = await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
+                                              CLOSE_LEASE_MS)
+        stored = [await self.store.get_result(r, slot) for r in self.rollups]
+        if not holder or all(r is not None for r in stored):
             async with self.closing:
-                self.chains[rollup_id].skip(slot)
+                for chain in self.chains.values():
+                    chain.skip(slot)
             return
-        entries = await self.store.close_slot(rollup_id, slot)
-        failed = FailedSlot(
-            rollup=rollup_id,
-            slot=slot,
-            committee_id=self.committee_id,
-            block_hash=ZERO_HASH,
-            reason=FAILED_CLOSE,
-            valid=(),
-            refused=(),
-            invalid=(),
-            missing=(),
-            deadline_ms=compute_deadline_ms(self.clock, slot),
-            published_ms=self.now_ms(),
-        )
-        first = await self.store.save_failed_slot(failed)
+        entries = {r: await self.store.close_slot(r, slot) for r in self.rollups}
+        failed = [
+            FailedSlot(
+                rollup=r,
+                slot=slot,
+                committee_id=self.committee_id,
+                block_hash=ZERO_HASH,
+                reason=FAILED_CLOSE,
+                valid=(),
+                refused=(),
+                invalid=(),
+                missing=(),
+                deadline_ms=compute_deadline_ms(self.clock, slot),
+                published_ms=self.now_ms(),
+            )
+            for r in sorted(self.rollups)
+        ]
+        first = await self.store.save_failed_slots(failed)
         async with self.closing:
-            self.chains[rollup_id].skip(slot)
-            self.chains[rollup_id].pool.clear_arrivals()  # logged again below, in the open slot
+            for chain in self.chains.values():
+                chain.skip(slot)
+                chain.pool.clear_arrivals()  # logged again below, in the open slot
         if not first:
             return  # another engine process recorded it (and re-logged its public txs)
-        log.error("slot %d of rollup %d failed to close: %s", slot, rollup_id, detail)
+        log.error("slot %d failed to close: %s", slot, detail)
+        for record in failed:
+            await self._announce_failed_close(record, entries[record.rollup])
+
+    async def _announce_failed_close(self, failed: FailedSlot, entries: list[LoggedEvent]) -> None:
+        """Re-log a rollup's public arrivals of a slot that failed to close, and tell everyone."""
+        rollup_id, slot = failed.rollup, failed.slot
         await self.intake.requeue_public_txs(
             [e.event for e in entries if isinstance(e.event, PublicTx)]
         )
@@ -297,33 +323,42 @@ class Engine:
 
     # --- closing a slot --------------------------------------------------------------------
 
-    async def close_slot(self, rollup_id: int, slot: int) -> SlotResult:
-        """Close (rollup, slot) in the pipeline's steps (module docstring) and return its result.
+    async def close_slot(self, slot: int) -> list[SlotResult]:
+        """Close ``slot`` for every rollup in the pipeline's steps (module docstring) and return
+        its results (ascending rollup).
 
         Several engine processes may share the store: the one holding the slot's close lease
-        builds and signs the result; the others follow, announcing the stored result to their
-        own connections and adopting its outcome (docs/committee.md).
+        builds every rollup's result and signs the slot; the others follow, announcing the
+        stored results to their own connections and adopting the slot's outcome
+        (docs/committee.md). A result already stored (a restart mid-close) is taken as it is.
         """
-        chain = self.chains[rollup_id]
-        entries: list[LoggedEvent] | None = None
+        rollups = sorted(self.rollups)
+        entries: dict[int, list[LoggedEvent]] = {}
         async with self.closing:
-            result = await self.store.get_result(rollup_id, slot)
-            if result is None:
-                await self.signer.prepare(rollup_id, slot)  # 1. settle earlier slots, the head
-                result = await self._follow(rollup_id, slot)
-                if result is None:
-                    entries, result = await self._build(rollup_id, slot)  # 2, 3, 4
+            stored = {r: await self.store.get_result(r, slot) for r in rollups}
+            if any(result is None for result in stored.values()):
+                await self.signer.prepare(slot)  # 1. settle earlier slots, the heads
+                followed = await self._follow(slot)
+                if followed is not None:
+                    stored = followed
+                else:
+                    for r in rollups:
+                        if stored[r] is None:
+                            entries[r], stored[r] = await self._build(r, slot)  # 2, 3, 4
+            results = [result for result in stored.values() if result is not None]
             # Each process announces a slot's outcome to its own connections once.
-            first_time = chain.closed(result)
-        if first_time:
-            self._announce(result)  # 5. publish
-        if entries is not None:
-            await self._observe(self.signer.sign(result, entries), "sign")  # 6. sign, advance
+            first_time = [self.chains[result.rollup].closed(result) for result in results]
+        for result, first in zip(results, first_time, strict=True):
+            if first:
+                self._announce(result)  # 5. publish
+        if entries:
+            await self._observe(self.signer.sign(results, entries), "sign")  # 6. sign, advance
         else:
-            await self._observe(self.signer.follow(result), "follow")
-        for hook in self.result_hooks if entries is not None else self.follow_hooks:
-            await self._observe(hook(result), "result_hook")  # 7. observers
-        return result
+            await self._observe(self.signer.follow(results), "follow")
+        for hook in self.result_hooks if entries else self.follow_hooks:
+            for result in results:
+                await self._observe(hook(result), "result_hook")  # 7. observers
+        return results
 
     async def _observe(self, step: Awaitable[None], where: str) -> None:
         """Run a step after the result is stored: its failure is logged and counted, never
@@ -375,17 +410,19 @@ class Engine:
         self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
         return entries, result
 
-    async def _follow(self, rollup_id: int, slot: int) -> SlotResult | None:
-        """None once this process holds the slot's close lease, else the result another stored."""
+    async def _follow(self, slot: int) -> dict[int, SlotResult | None] | None:
+        """None once this process holds the slot's close lease, else every rollup's result
+        another process stored."""
         lease_ms = CLOSE_LEASE_MS
-        while not await self.store.claim_close(rollup_id, slot, self.instance_id, lease_ms):
+        while not await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
+                                               lease_ms):
             # Another process closes this slot; if its lease runs out, we take over.
             waited = 0.0
             while waited < lease_ms / 1000:
-                result = await self.store.get_result(rollup_id, slot)
-                if result is not None:
-                    return result
-                if await self.store.get_failed_slot(rollup_id, slot) is not None:
+                results = {r: await self.store.get_result(r, slot) for r in sorted(self.rollups)}
+                if all(result is not None for result in results.values()):
+                    return results
+                if await self.store.get_failed_slot(self.lease_rollup, slot) is not None:
                     raise SlotCloseFailed(f"slot {slot} failed to close in another process")
                 await asyncio.sleep(FOLLOW_POLL_S)
                 waited += FOLLOW_POLL_S

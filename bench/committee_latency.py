@@ -39,7 +39,7 @@ from committee import keyfiles, threshold
 from committee.coordinator import Coordinator, HttpMember
 from committee.local import SignerProcesses, compute_settings_env, write_committee_files
 from committee.member import Member
-from committee.proposal import Proposal, encode_proposal
+from committee.proposal import Proposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
 from node.metrics import Metrics
@@ -64,7 +64,7 @@ class BidPool:
     """``size`` signed bundles whose transactions are signed once; per slot only the request
     body is re-signed (the Bid is exactly what ``compute_bid`` derives for that slot)."""
 
-    def __init__(self, size: int, settings: Settings, seed: int = 1) -> None:
+    def __init__(self, size: int, settings: Settings, seed: int = 1, rollup: int = ROLLUP) -> None:
         rng = random.Random(seed)
         searchers = [SearcherKey.from_seed(1_000 + i) for i in range(max(8, size // 25))]
         rollups = settings.rollup_configs()
@@ -83,7 +83,7 @@ class BidPool:
                 access = [{"address": "0x" + "aa" * 20,
                            "storageKeys": ["0x" + f"{rng.randrange(40):064x}"]}] if hot else []
                 txs.append(k.sign_tx(
-                    type=2, chainId=ROLLUP, nonce=nonces[k.address],
+                    type=2, chainId=rollup, nonce=nonces[k.address],
                     maxPriorityFeePerGas=rng.randint(1, 40) * GWEI, maxFeePerGas=200 * GWEI,
                     gas=rng.choice((21_000, 90_000, 150_000, 400_000)),
                     to="0x" + "bb" * 20, value=0, data=b"", accessList=access))
@@ -121,7 +121,7 @@ async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool, samp
         deadline = compute_deadline_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
         t0 = time.time()
-        await engine.close_slot(ROLLUP, slot)
+        await engine.close_slot(slot)
         done_ms = (time.time() - deadline / 1000) * 1000
         timing = dict(coordinator.timings[-1])
         timing["deadline_to_published_ms"] = done_ms
@@ -150,8 +150,8 @@ def alone_ms(pool: BidPool, settings: Settings, committee: threshold.CommitteeIn
     result = compute_slot_result(settings.rollup_configs()[ROLLUP], slot,
                                  compute_deadline_ms(engine.clock, slot), "0x" + "00" * 32, log)
     engine_ms = (time.perf_counter() - t0) * 1e3
-    body = encode_proposal(Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (),
-                                    log))
+    part = Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (), log)
+    body = encode_proposal(compute_slot_proposal(committee.committee_id, slot, [part]))
     member = Member(share, compute_member_config(settings, committee, share.index),
                     ProtectionStore(workdir / f"alone-{slot}.sqlite3"),
                     evidence_sample=settings.signer_evidence_sample,

@@ -1,15 +1,20 @@
 """The rules a member checks before it releases a partial signature, as pure functions.
 
-The member shell (``committee.member``) calls them in this order, and refuses at the first that
-raises (each raises a ``committee.errors.Refusal`` subclass with a stable code):
+A proposal is a whole slot: one part per rollup (``committee.proposal.SlotProposal``), and the
+committee signs the slot root over every part's block once. The member shell
+(``committee.member``) calls the checks in this order, on every part, and refuses the whole slot
+at the first that raises (each raises a ``committee.errors.Refusal`` subclass with a stable
+code):
 
-1. ``check_shape``, ``check_membership``: the proposal is well formed, its block hash matches its
-   fields, and it is for this member's committee and one of its rollups;
+1. ``check_shape``, ``check_slot``: every part is well formed, its block hash matches its
+   fields; the slot is for this member's committee and has exactly one part per rollup it
+   serves (no rollup left out, none twice, none it does not serve);
 2. ``check_timing``: by the member's own clock the slot has closed (within the skew bound) and
    its signing deadline has not passed;
-3. (shell) slashing protection: the member never signed a different block for (rollup, slot);
-4. ``check_parent``: the parent is the last signed block the member knows, or a newer block
-   carrying a valid committee signature; the carried public pool is the parent's pending pool;
+3. (shell) slashing protection: the member never signed a different slot root for the slot;
+4. ``check_parent``: each part's parent is the last signed block of its rollup the member knows,
+   or a newer block carrying a valid committee certificate (its proof under a slot root the
+   committee signed); the carried public pool is the parent's pending pool;
 5. ``check_evidence``: every event of the log is bound to its searcher's signed bytes; winners,
    replacements, cancels, every public tx (logged or carried) and a random sample of the other
    bids are fully re-derived;
@@ -51,6 +56,7 @@ from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult,
 from committee.errors import (
     BidSetMismatch,
     BlockMismatch,
+    IncompleteSlot,
     InvalidEvidence,
     Locked,
     MalformedProposal,
@@ -60,9 +66,9 @@ from committee.errors import (
     SlotNotClosed,
     UnknownParent,
 )
-from committee.proposal import Proposal, compute_header_hash
+from committee.proposal import Proposal, SlotProposal, compute_header_hash
 from committee.records import compute_tx_hashes
-from committee.signing import is_valid_block_signature
+from committee.signing import is_valid_block_certificate
 from committee.threshold import CommitteeInfo
 
 TxDecoder = Callable[[bytes], Tx]
@@ -120,6 +126,29 @@ def check_membership(config: MemberConfig, proposal: Proposal) -> None:
     if proposal.rollup not in config.rollups:
         raise NotMember(
             f"this member does not serve rollup {proposal.rollup}", rollup=proposal.rollup
+        )
+
+
+def check_slot(config: MemberConfig, proposal: SlotProposal) -> None:
+    """Refuse a slot for another committee, or whose parts are not exactly one per rollup this
+    member serves: a slot root that leaves out a served rollup, or names one twice, is never
+    signed (each rollup's block must be checked, and the leaves are one per rollup)."""
+    for part in proposal.parts:
+        # Verify each part is this slot's (a part is checked alone by the checks below).
+        if (part.committee_id, part.slot, part.completion) != (
+            proposal.committee_id, proposal.slot, proposal.completion,
+        ):
+            raise MalformedProposal("a part names another committee, slot or completion")
+        check_membership(config, part)
+    rollups = proposal.rollups
+    # Verify no rollup has two parts (two leaves for one rollup).
+    if len(set(rollups)) != len(rollups):
+        raise IncompleteSlot("a rollup has two parts in this slot", rollups=list(rollups))
+    # Verify every rollup this member serves is in the slot (completeness).
+    missing = sorted(set(config.rollups) - set(rollups))
+    if missing:
+        raise IncompleteSlot(
+            f"the slot leaves out rollups {missing} that this member serves", missing=missing
         )
 
 
@@ -188,6 +217,7 @@ def check_parent(
         if known is not None:
             raise Locked(
                 f"this member's head is block {known.block_hash} (slot {known.slot})",
+                rollup=proposal.rollup,
                 known_slot=known.slot,
                 known_block_hash=known.block_hash,
             )
@@ -204,17 +234,24 @@ def check_parent(
         if known is not None and (known.slot, known.block_hash) == (header.slot, header.block_hash):
             pass  # the member's head: the block it signed or adopted last
         elif known is None or header.slot > known.slot:
-            # Verify the committee signed it: only then may it replace what the member knows.
-            if not is_valid_block_signature(
-                config.committee, header.rollup, header.slot, header.block_hash, cert.signature
+            # Verify the committee signed it (its proof under a signed slot root): only then may
+            # it replace what the member knows.
+            if not is_valid_block_certificate(
+                config.committee,
+                header.rollup,
+                header.slot,
+                header.block_hash,
+                cert.slot_proof,
+                cert.signature,
             ):
-                raise UnknownParent("the parent's committee signature does not verify")
+                raise UnknownParent("the parent's committee certificate does not verify")
             adopt = KnownBlock(header.slot, header.block_hash, header.pending_root)
         else:
             # Verify the block extends the head: a parent at or below it would fork from it.
             raise Locked(
                 f"the parent (slot {header.slot}) is not this member's head "
                 f"(block {known.block_hash}, slot {known.slot})",
+                rollup=proposal.rollup,
                 known_slot=known.slot,
                 known_block_hash=known.block_hash,
                 parent_slot=header.slot,

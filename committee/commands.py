@@ -63,25 +63,35 @@ def _verify(args: argparse.Namespace) -> int:
     from committee import keyfiles
     from committee.errors import CommitteeError
     from committee.records import signed_block_from_json
-    from committee.verify import verify_signed_block
+    from committee.verify import verify_partner_blocks, verify_signed_block
 
     try:
         committee = keyfiles.read_committee_file(args.committee)
         document = orjson.loads(Path(args.block).read_bytes())
-    except (OSError, orjson.JSONDecodeError, CommitteeError) as exc:
+        partner_docs = [orjson.loads(Path(p).read_bytes()) for p in args.partner or ()]
+        expected = (
+            [int(x) for x in args.rollups.split(",") if x.strip()] if args.rollups else None
+        )
+    except (OSError, orjson.JSONDecodeError, CommitteeError, ValueError) as exc:
         print(f"blockspace verify: cannot read input: {exc}", file=sys.stderr)
         return 2
     try:
         signed = signed_block_from_json(document)
-        verify_signed_block(signed, committee, check_partials=not args.signature_only)
+        verify_signed_block(
+            signed, committee, check_partials=not args.signature_only, expected_rollups=expected
+        )
+        partners = [signed_block_from_json(d) for d in partner_docs]
+        verify_partner_blocks(signed, partners, committee)
     except CommitteeError as exc:
         print(f"INVALID: {exc.message}", file=sys.stderr)
         return 1
     b = signed.block
+    with_partners = f", with partner blocks of rollups {sorted(p.block.rollup for p in partners)}"
     print(
-        f"OK: rollup {b.rollup} slot {b.slot} block {b.block_hash} signed by members "
+        f"OK: rollup {b.rollup} slot {b.slot} block {b.block_hash} under slot root "
+        f"0x{signed.slot_root.hex()} (rollups {list(signed.slot_rollups)}) signed by members "
         f"{list(signed.signers)} of committee 0x{committee.committee_id.hex()} "
-        f"({committee.t} of {committee.n})"
+        f"({committee.t} of {committee.n}){with_partners if partners else ''}"
     )
     return 0
 
@@ -112,6 +122,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     verify = sub.add_parser("verify", help="check a signed block against the committee file")
     verify.add_argument("block", help="signed block JSON (GET /v1/blocks/...)")
     verify.add_argument("--committee", required=True, help="public committee file")
+    verify.add_argument(
+        "--partner",
+        action="append",
+        help="another rollup's signed block of the same slot (repeat): it must be under the "
+        "same signed slot root",
+    )
+    verify.add_argument(
+        "--rollups",
+        help="the deployment's rollups, comma-separated: the slot must have exactly these",
+    )
     verify.add_argument(
         "--signature-only",
         action="store_true",

@@ -1,22 +1,27 @@
-"""The coordinator: at each slot close, get the block signed by the committee and publish it.
+"""The coordinator: at each slot close, get the slot signed by the committee and publish it.
 
-It runs in the engine as its first result hook (``attach``) and owns the signed chain's head:
-with a committee the engine's parent for the next block is the newest *signed* block (set
-through ``EngineHost.set_head``), so a failed slot never becomes a parent (docs/committee.md).
+A slot is one block per rollup the deployment serves, and the committee signs it once, over its
+slot root (``auction.slotroot``, ``committee.signing``). The coordinator runs in the engine as
+its signer (``attach``) and owns the signed chains' heads: with a committee the engine's parent
+for a rollup's next block is its newest *signed* block (set through ``EngineHost.set_head``), so
+a failed slot never becomes a parent (docs/committee.md).
 
-Per slot: build the proposal (block, log, parent certificate, carried pool), serialize it once,
-send the same bytes to every member concurrently, verify each partial as it arrives against
-that member's public key share, and as soon as t are valid combine them (Lagrange at 0), verify
-the result against the group key and publish. Invalid partials are recorded as evidence; late
-or missing members are tolerated up to n - t; refusals are counted by code. If t valid partials
-cannot arrive by the signing deadline (or can no longer arrive at all), the slot is published
-as failed. Answers that arrive after publication are still verified and recorded.
+Per slot: build one proposal with a part per rollup (block, log, parent certificate, carried
+pool), serialize it once, send the same bytes to every member concurrently, verify each partial
+as it arrives against that member's public key share, and as soon as t are valid combine them
+(Lagrange at 0), verify the result against the group key and publish every rollup's signed
+block (each with its proof under the slot root) in one store write. Invalid partials are
+recorded as evidence; late or missing members are tolerated up to n - t; refusals are counted
+by code. If t valid partials cannot arrive by the signing deadline (or can no longer arrive at
+all), the slot is published as failed for every rollup together. Answers that arrive after
+publication are still verified and recorded.
 
 Several engine processes may share one store: the process that closes a slot signs it; every
-other process follows (``follow_slot``): it waits for the outcome in the store, adopts a signed
-block as its head and tells its own block subscribers. If no outcome appears by the signing
-deadline plus ``FOLLOW_GRACE_MS`` (the closer died mid-slot), the follower publishes the slot
-as failed; the store keeps only the first record, so a late signed block is never overwritten.
+other process follows (``follow_slot``): it waits for the outcome in the store, adopts the
+signed blocks as its heads and tells its own block subscribers. If no outcome appears by the
+signing deadline plus ``FOLLOW_GRACE_MS`` (the closer died mid-slot), the slot is pending and
+whoever builds the next slot completes or fails it; the store keeps only the first record, so a
+late signed slot is never overwritten.
 """
 
 from __future__ import annotations
@@ -43,7 +48,13 @@ from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.errors import CommitteeError
 from committee.member import Member
-from committee.proposal import Proposal, compute_parent_certificate, encode_proposal
+from committee.proposal import (
+    Proposal,
+    SlotProposal,
+    compute_parent_certificate,
+    compute_slot_proposal,
+    encode_proposal,
+)
 from committee.records import (
     EVIDENCE_INVALID_PARTIAL,
     FAILED_BLOCKED,
@@ -57,10 +68,11 @@ from committee.records import (
     MemberEvidence,
     PartialRecord,
     SignedBlock,
+    compute_signed_slot,
     failed_slot_to_json,
     signed_block_to_json,
 )
-from committee.signing import compute_signing_root
+from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
 from node.metrics import Metrics
 from node.notify import Notifier
@@ -138,7 +150,7 @@ class MemberAnswer:
 
     index: int
     partial: bytes | None = None
-    block_hash: str | None = None
+    slot_root: str | None = None
     refusal: str | None = None  # the stable refusal code
     message: str = ""
     error: str | None = None  # unreachable, timeout, malformed answer
@@ -171,12 +183,12 @@ def answer_from_json(index: int, status: int, data: bytes) -> MemberAnswer:
             raw = bytes.fromhex(partial[2:])
         except ValueError:
             return MemberAnswer(index, error="partial is not hex")
-        block_hash = doc.get("block_hash")
+        slot_root = doc.get("slot_root")
         timings = doc.get("timings_ms")
         return MemberAnswer(
             index,
             partial=raw,
-            block_hash=block_hash if isinstance(block_hash, str) else None,
+            slot_root=slot_root if isinstance(slot_root, str) else None,
             timings_ms=timings if isinstance(timings, dict) else {},
         )
     code = doc.get("code")
@@ -250,7 +262,7 @@ class LocalMember:
         return MemberAnswer(
             self.index,
             partial=reply.partial,
-            block_hash=reply.block_hash,
+            slot_root="0x" + reply.slot_root.hex(),
             timings_ms=reply.timings_ms,
         )
 
@@ -261,14 +273,32 @@ class LocalMember:
 # --- collecting partials ----------------------------------------------------------------------
 
 
+# A slot's published outcome: every rollup's signed block, or every rollup's failure record
+# (ascending rollup; written together).
+Outcome = tuple[SignedBlock, ...] | tuple[FailedSlot, ...]
+
+
+def _ordered(results: Sequence[SlotResult]) -> tuple[SlotResult, ...]:
+    """A slot's results in leaf order (ascending rollup)."""
+    return tuple(sorted(results, key=lambda r: r.rollup))
+
+
+def _blocks_of(results: Sequence[SlotResult]) -> list[tuple[int, str]]:
+    return [(r.rollup, r.block.block_hash) for r in results]
+
+
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """A pending block: some members signed it (so they are locked to it) but fewer than t
-    by its signing deadline. It is completed late, or failed once it can never be, before any
-    later block of its rollup is proposed."""
+    """A pending slot: some members signed it (so they are locked to its blocks) but fewer
+    than t by its signing deadline. It is completed late, or failed once it can never be,
+    before any later slot is proposed."""
 
-    result: SlotResult
-    proposal: Proposal
+    results: tuple[SlotResult, ...]  # ascending rollup
+    proposal: SlotProposal
+
+    @property
+    def slot(self) -> int:
+        return self.proposal.slot
 
 
 @dataclass
@@ -313,7 +343,8 @@ class _CoordinatorMetrics:
 
 
 class Coordinator:
-    """Gets each closed slot's block signed by t of n members and publishes the outcome."""
+    """Gets each closed slot (every rollup's block) signed by t of n members, once, over its
+    slot root, and publishes the outcome for every rollup together."""
 
     def __init__(
         self,
@@ -336,14 +367,16 @@ class Coordinator:
         self.signing_window_ms = signing_window_ms
         self._clock_ms = clock_ms or engine.now_ms
         self._client = owned_client
-        self._settled: dict[int, int] = {}  # per rollup, the newest slot whose outcome we know
+        # The deployment's rollups, ascending: every slot has one block of each.
+        self.rollups = tuple(sorted(engine.rollups))
+        self._settled = -1  # the newest slot whose outcome this process knows
         # per rollup, the newest signed block this process knows and the pool it left pending
         # (so reading the head from the store does not re-read that slot's whole result)
         self._head_pending: dict[int, tuple[str, tuple[PendingTx, ...]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[MemberAnswer]] = set()  # requests no longer awaited
-        # per rollup, the pending block: some members signed it, fewer than t by its deadline
-        self._pinned: dict[int, Pin] = {}
+        # the pending slot: some members signed it, fewer than t by its deadline
+        self._pinned: Pin | None = None
         # How long after a slot's signing deadline answers already in flight are awaited (a
         # member's clock may run this much behind ours; it still signs until its deadline).
         self.late_answer_ms = late_answer_ms
@@ -354,8 +387,8 @@ class Coordinator:
 
     def attach(self) -> None:
         """Become the engine's signer: its close pipeline asks this coordinator to prepare each
-        build, sign each block it built, and follow each result another process built; the
-        engine's head follows signed blocks only."""
+        build, sign each slot it built, and follow each slot another process built; the
+        engine's heads follow signed blocks only."""
         self.engine.use_signer(self, self.committee.committee_id)
 
     # --- the engine's signer (api.engine.SlotSigner) -------------------------------------------
@@ -365,30 +398,39 @@ class Coordinator:
         head = await self._head(rollup)
         return (head[0].block.block_hash, head[1]) if head else (ZERO_HASH, ())
 
-    async def prepare(self, rollup: int, slot: int) -> None:
-        await self.settle_before(rollup, slot)
+    async def prepare(self, slot: int) -> None:
+        await self.settle_before(slot)
 
-    async def sign(self, result: SlotResult, entries: Sequence[LoggedEvent]) -> None:
-        await self.sign_slot(result, entries)
+    async def sign(
+        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+    ) -> None:
+        await self.sign_slot(results, entries)
 
-    async def follow(self, result: SlotResult) -> None:
-        await self.follow_slot(result)
+    async def follow(self, results: Sequence[SlotResult]) -> None:
+        await self.follow_slot(results)
 
     async def recover(self) -> None:
-        """After a restart: settle the newest closed slot if it was never signed nor failed."""
-        for rollup in self.engine.rollups:
-            result = await self.engine.store.latest_result(rollup)
-            if result is None or await self._published(rollup, result.slot):
-                continue
-            head = await self._head(rollup)
-            within = self._clock_ms() <= self._signing_deadline_ms(result.slot)
+        """After a restart: settle the newest slot every rollup closed, if it was never signed
+        nor failed."""
+        latest = [await self.engine.store.latest_result(r) for r in self.rollups]
+        if any(x is None for x in latest):
+            return
+        slot = min(x.slot for x in latest if x is not None)
+        results = await self._results_at(slot)
+        if results is None or await self._published(slot):
+            return
+        within = self._clock_ms() <= self._signing_deadline_ms(slot)
+        on_heads = True
+        for result in results:
+            head = await self._head(result.rollup)
             parent = head[0].block.block_hash if head else ZERO_HASH
-            if within and result.block.parent_hash == parent:
-                await self.sign_slot(result)  # another live process may be signing it too
-            else:
-                # Past its signing deadline (or on a stale parent): another process may still
-                # be writing its outcome, so wait out the grace like any follower, then fail it.
-                await self.follow_slot(result)
+            on_heads = on_heads and result.block.parent_hash == parent
+        if within and on_heads:
+            await self.sign_slot(results)  # another live process may be signing it too
+        else:
+            # Past its signing deadline (or on a stale parent): another process may still
+            # be writing its outcome, so wait out the grace like any follower, then fail it.
+            await self.follow_slot(results)
 
     def _abandon(self, requests: set[asyncio.Task[MemberAnswer]]) -> None:
         """Stop waiting for member requests still running, without cancelling them
@@ -408,11 +450,11 @@ class Coordinator:
         if self._client is not None:
             await self._client.aclose()
 
-    # --- the signed chain ----------------------------------------------------------------------
+    # --- the signed chains -----------------------------------------------------------------------
 
     async def _head(self, rollup: int) -> tuple[SignedBlock, tuple[PendingTx, ...]] | None:
-        """The newest signed block and the public pool it left pending, read from the store
-        (the one truth when several engine processes sign in turn)."""
+        """The newest signed block of a rollup and the public pool it left pending, read from
+        the store (the one truth when several engine processes sign in turn)."""
         signed = await self.engine.store.latest_signed_block(rollup)
         if signed is None:
             return None
@@ -425,172 +467,207 @@ class Coordinator:
         self._head_pending[rollup] = (signed.block.block_hash, pending)
         return signed, pending
 
-    async def settle_before(self, rollup: int, slot: int) -> None:
+    async def _results_at(self, slot: int) -> tuple[SlotResult, ...] | None:
+        """Every rollup's stored result of ``slot`` (ascending rollup), or None if one has none
+        (the slot did not close, or its close failed)."""
+        results = []
+        for rollup in self.rollups:
+            result = await self.engine.store.get_result(rollup, slot)
+            if result is None:
+                return None
+            results.append(result)
+        return tuple(results)
+
+    async def settle_before(self, slot: int) -> None:
         """Before this process builds ``slot``: wait for (or fail) every earlier slot that could
-        still be signed, then take the newest signed block as the engine's head. A slot whose
+        still be signed, then take the newest signed blocks as the engine's heads. A slot whose
         signing deadline (plus the grace) has passed can no longer be signed, so only the last
         few slots are looked at. Without this, a process whose follow hook failed, or that
-        restarted while another was signing, would build on a stale head and fork the chain."""
+        restarted while another was signing, would build on a stale head and fork a chain."""
         now = self._clock_ms()
         first = slot - 1
         while first > 0 and self._signing_deadline_ms(first - 1) + FOLLOW_GRACE_MS >= now:
             first -= 1
         for j in range(max(first, 0), slot):
-            if self._settled.get(rollup, -1) >= j:
+            if self._settled >= j:
                 continue
-            earlier = await self.engine.store.get_result(rollup, j)
+            earlier = await self._results_at(j)
             if earlier is not None:
                 await self.follow_slot(earlier)
-        # A pending block is completed first: half of this slot's signing window at most.
-        pin = await self._pinned_block(rollup, slot)
+        # A pending slot is completed first: half of this slot's signing window at most.
+        pin = await self._pinned_slot(slot)
         if pin is not None:
             # Half of this slot's signing window, and at least half a window from now (a
             # process catching up, or one that waited out a follow, still gives it a chance).
             half = self.signing_window_ms // 2
             until = max(compute_deadline_ms(self.engine.clock, slot), self._clock_ms()) + half
             await self._complete(pin, until)
-        head = await self._head(rollup)
-        if head is not None:
-            self.engine.set_head(rollup, head[0].block.block_hash, head[1])
+        for rollup in self.rollups:
+            head = await self._head(rollup)
+            if head is not None:
+                self.engine.set_head(rollup, head[0].block.block_hash, head[1])
 
-    async def _published(self, rollup: int, slot: int) -> bool:
-        store = self.engine.store
-        return (await store.get_signed_block(rollup, slot)) is not None or (
-            await store.get_failed_slot(rollup, slot)
-        ) is not None
+    async def _published(self, slot: int) -> bool:
+        return await self._await_outcome(slot, wait=False) is not None
 
     def _signing_deadline_ms(self, slot: int) -> int:
         return compute_signing_deadline_ms(self.engine.clock, slot, self.signing_window_ms)
 
     # --- one slot --------------------------------------------------------------------------------
 
-    async def follow_slot(self, result: SlotResult) -> SignedBlock | FailedSlot | None:
-        """The outcome of a slot another engine process closed (and is signing): adopt a signed
-        block as the head and tell this process's block subscribers. None: the slot is pending
-        (no outcome by its signing deadline plus FOLLOW_GRACE_MS, or one this process already
-        pinned), or older than one whose outcome this process already knows."""
-        rollup, slot = result.rollup, result.slot
-        if self._settled.get(rollup, -1) >= slot:
-            return await self._await_outcome(rollup, slot, wait=False)
-        pin = self._pinned.get(rollup)
-        # A block this process already found pending: nothing to wait for (whoever builds the
+    async def follow_slot(self, results: Sequence[SlotResult]) -> Outcome | None:
+        """The outcome of a slot another engine process closed (and is signing): adopt its
+        signed blocks as the heads and tell this process's block subscribers. None: the slot is
+        pending (no outcome by its signing deadline plus FOLLOW_GRACE_MS, or one this process
+        already pinned), or older than one whose outcome this process already knows."""
+        slot = results[0].slot
+        if self._settled >= slot:
+            return await self._await_outcome(slot, wait=False)
+        pin = self._pinned
+        # A slot this process already found pending: nothing to wait for (whoever builds the
         # next slot completes it). Waiting out its deadline here would start that next build
         # after the next slot's own signing deadline, leaving it pending too, slot after slot.
-        known_pending = pin is not None and pin.result.slot == slot
-        outcome = await self._await_outcome(rollup, slot, wait=not known_pending)
+        known_pending = pin is not None and pin.slot == slot
+        outcome = await self._await_outcome(slot, wait=not known_pending)
         if outcome is None:
             # Its closer pinned it, or died while members may have signed it: it is pending,
             # and whoever builds the next slot completes it first (settle_before).
-            if rollup not in self._pinned:
-                self._pinned[rollup] = Pin(result, await self.build_proposal(result))
+            if self._pinned is None:
+                ordered = _ordered(results)
+                self._pinned = Pin(ordered, await self.build_proposal(ordered))
             return None
         if known_pending:  # another process completed (or failed) it meanwhile
-            self._pinned.pop(rollup, None)
-        self._adopt(result, outcome)
+            self._pinned = None
+        self._adopt(results, outcome)
         return outcome
 
-    async def _await_outcome(
-        self, rollup: int, slot: int, *, wait: bool
-    ) -> SignedBlock | FailedSlot | None:
-        """The slot's signed or failed record, polling the store until the signing deadline
-        plus FOLLOW_GRACE_MS (once only when ``wait`` is false)."""
+    async def _await_outcome(self, slot: int, *, wait: bool) -> Outcome | None:
+        """The slot's signed blocks or failure records (every rollup's: they are written
+        together), polling the store until the signing deadline plus FOLLOW_GRACE_MS (once
+        only when ``wait`` is false)."""
         store = self.engine.store
         give_up_ms = self._signing_deadline_ms(slot) + FOLLOW_GRACE_MS
         # Also bounded in real time, so a clock that stands still (tests) cannot hang it.
         give_up_s = time.monotonic() + max(0, give_up_ms - self._clock_ms()) / 1000 + 1.0
+        first = self.rollups[0]
         while True:
-            record = await store.get_signed_block(rollup, slot) or await store.get_failed_slot(
-                rollup, slot
-            )
-            if record is not None or not wait:
-                return record
+            if await store.get_signed_block(first, slot) is not None:
+                signed = [await store.get_signed_block(r, slot) for r in self.rollups]
+                return tuple(s for s in signed if s is not None)
+            if await store.get_failed_slot(first, slot) is not None:
+                failed = [await store.get_failed_slot(r, slot) for r in self.rollups]
+                return tuple(f for f in failed if f is not None)
+            if not wait:
+                return None
             if self._clock_ms() > give_up_ms or time.monotonic() > give_up_s:
                 return None
             await asyncio.sleep(FOLLOW_POLL_S)
 
-    def _adopt(self, result: SlotResult, outcome: SignedBlock | FailedSlot) -> None:
-        """Take an outcome another process published: a signed block becomes the head."""
-        if result.slot <= self._settled.get(result.rollup, -1):
+    def _adopt(self, results: Sequence[SlotResult], outcome: Outcome) -> None:
+        """Take an outcome another process published: signed blocks become the heads."""
+        slot = results[0].slot
+        if slot <= self._settled:
             return
-        self._settled[result.rollup] = result.slot
-        if isinstance(outcome, SignedBlock):
-            self._head_pending[result.rollup] = (outcome.block.block_hash, result.pending)
-            self.engine.set_head(result.rollup, outcome.block.block_hash, result.pending)
-            self.engine.notifier.to_block_watchers(signed_block_to_json(outcome))
-        else:
-            self.engine.notifier.to_block_watchers(failed_slot_to_json(outcome))
+        self._settled = slot
+        pending = {r.rollup: r.pending for r in results}
+        for record in outcome:
+            if isinstance(record, SignedBlock):
+                rollup, block_hash = record.block.rollup, record.block.block_hash
+                self._head_pending[rollup] = (block_hash, pending.get(rollup, ()))
+                self.engine.set_head(rollup, block_hash, pending.get(rollup, ()))
+                self.engine.notifier.to_block_watchers(signed_block_to_json(record))
+            else:
+                self.engine.notifier.to_block_watchers(failed_slot_to_json(record))
 
     async def build_proposal(
-        self, result: SlotResult, entries: Sequence[LoggedEvent] | None = None
-    ) -> Proposal:
-        """The proposal for a closed slot: its block, its log (read from the store unless the
-        close just held it), the signed parent and pool."""
-        rollup = result.rollup
-        head = await self._head(rollup)
-        log_entries = entries if entries is not None else await self.engine.store.read_log(
-            rollup, result.slot
-        )
-        return Proposal(
-            committee_id=self.committee.committee_id,
-            rollup=rollup,
-            slot=result.slot,
-            block=result.block,
-            parent=compute_parent_certificate(head[0].block, head[0].signature) if head else None,
-            carried=head[1] if head else (),
-            log=tuple(log_entries),
-        )
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]] | None = None,
+    ) -> SlotProposal:
+        """The proposal for a closed slot: every rollup's block, its log (read from the store
+        unless the close just held it), its signed parent and pool."""
+        parts = []
+        for result in results:
+            rollup = result.rollup
+            head = await self._head(rollup)
+            held = entries.get(rollup) if entries is not None else None
+            log_entries = held if held is not None else await self.engine.store.read_log(
+                rollup, result.slot
+            )
+            parent = None
+            if head is not None:
+                signed = head[0]
+                parent = compute_parent_certificate(
+                    signed.block, signed.slot_proof, signed.signature
+                )
+            parts.append(
+                Proposal(
+                    committee_id=self.committee.committee_id,
+                    rollup=rollup,
+                    slot=result.slot,
+                    block=result.block,
+                    parent=parent,
+                    carried=head[1] if head else (),
+                    log=tuple(log_entries),
+                )
+            )
+        return compute_slot_proposal(self.committee.committee_id, results[0].slot, parts)
 
     async def sign_slot(
-        self, result: SlotResult, entries: Sequence[LoggedEvent] | None = None
-    ) -> SignedBlock | FailedSlot | None:
-        """Get ``result``'s block signed and publish it, or publish the slot as failed. None:
-        some members signed it but fewer than t by its deadline; it is *pending* (pinned) and
-        completed before any later block is proposed (``settle_before``)."""
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]] | None = None,
+    ) -> Outcome | None:
+        """Get the slot's blocks (``results``: one per rollup) signed under one slot root and
+        publish them, or publish the slot as failed for every rollup. None: some members signed
+        it but fewer than t by its deadline; it is *pending* (pinned) and completed before any
+        later slot is proposed (``settle_before``)."""
         started_ms = self._clock_ms()
-        pin = self._pinned.get(result.rollup)
-        if pin is not None and pin.result.slot < result.slot:
-            # A block on the pinned block's parent would be its sibling: never propose it.
+        results = _ordered(results)
+        slot = results[0].slot
+        pin = self._pinned
+        if pin is not None and pin.slot < slot:
+            # A block on a pinned block's parent would be its sibling: never propose it.
             return await self._publish_failed(
-                result, Collection(), FAILED_BLOCKED,
-                f"slot {pin.result.slot}'s block is still being signed",
+                results, Collection(), FAILED_BLOCKED,
+                f"slot {pin.slot}'s blocks are still being signed",
             )  # fmt: skip
         t0 = time.perf_counter()
-        proposal = await self.build_proposal(result, entries)
-        # the head the proposal was built on (read from the store once, in build_proposal)
-        parent_hash = proposal.parent.header.block_hash if proposal.parent else ZERO_HASH
-        # Verify the block extends the signed chain with the pool it left: else no member can
-        # sign it (it would fork), so do not ask them.
-        if result.block.parent_hash != parent_hash or result.block.carried_root != (
-            compute_pending_root(proposal.carried)
-        ):
-            log.error("slot %d's block does not extend the signed head", result.slot)
-            return await self._publish_failed(
-                result, Collection(), FAILED_NOT_PROPOSED, "the block does not extend the head"
-            )
-        # Record the proposal before any member can see it: a pending block is found from this
+        proposal = await self.build_proposal(results, entries)
+        # Verify every block extends its signed chain with the pool it left: else no member can
+        # sign the slot (it would fork), so do not ask them.
+        for part, result in zip(proposal.parts, results, strict=True):
+            parent_hash = part.parent.header.block_hash if part.parent else ZERO_HASH
+            if result.block.parent_hash != parent_hash or result.block.carried_root != (
+                compute_pending_root(part.carried)
+            ):
+                log.error("slot %d: rollup %d's block does not extend its signed head",
+                          slot, result.rollup)
+                return await self._publish_failed(
+                    results, Collection(), FAILED_NOT_PROPOSED,
+                    f"rollup {result.rollup}'s block does not extend its head",
+                )  # fmt: skip
+        # Record the proposal before any member can see it: a pending slot is found from this
         # record (however old, whichever process), and a slot proposed is never failed by
         # anyone who merely lost track of it.
-        if not await self.engine.store.claim_proposal(
-            result.rollup, result.slot, result.block.block_hash
-        ):
-            log.error("slot %d of rollup %d was failed, or another block proposed for it",
-                      result.slot, result.rollup)
-            outcome = await self._await_outcome(result.rollup, result.slot, wait=False)
+        if not await self.engine.store.claim_proposal(slot, _blocks_of(results)):
+            log.error("slot %d was failed, or other blocks proposed for it", slot)
+            outcome = await self._await_outcome(slot, wait=False)
             if outcome is not None:
-                self._adopt(result, outcome)
+                self._adopt(results, outcome)
             return outcome
         body = encode_proposal(proposal)
         t1 = time.perf_counter()
-        root = self._root(result)
-        deadline_ms = self._signing_deadline_ms(result.slot)
+        root = self._root(proposal)
+        deadline_ms = self._signing_deadline_ms(slot)
         collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=True)
         if len(collection.valid) < self.committee.t and pending:
             # Answers in flight at the deadline decide whether any member signed: wait them out.
             pending = await self._await_answers(pending, root, collection,
                                                 deadline_ms + self.late_answer_ms)
         t2 = time.perf_counter()
-        outcome = await self._conclude(result, proposal, root, collection)
-        self._time_slot(result, started_ms, len(body), t1 - t0, t2 - t1, collection, outcome)
+        outcome = await self._conclude(results, proposal, root, collection)
+        self._time_slot(results, started_ms, len(body), t1 - t0, t2 - t1, collection, outcome)
         # Late answers and the partials already in hand are recorded off the critical path.
         task = asyncio.create_task(
             self._record(proposal, root, collection, pending, deadline_ms),
@@ -600,33 +677,39 @@ class Coordinator:
         task.add_done_callback(self._background.discard)
         return outcome
 
-    def _root(self, result: SlotResult) -> bytes:
-        return compute_signing_root(
-            self.committee.committee_id, result.rollup, result.slot, result.block.block_hash
+    def _root(self, proposal: SlotProposal) -> bytes:
+        """The slot signing root of a proposal (over its slot root)."""
+        return compute_slot_signing_root(
+            self.committee.committee_id, proposal.slot, proposal.compute_slot_root()
         )
 
     async def _conclude(
-        self, result: SlotResult, proposal: Proposal, root: bytes, collection: Collection
-    ) -> SignedBlock | FailedSlot | None:
-        """Publish the block signed (t valid partials), pin it (some, fewer than t: those
-        members are locked to it, so it must be completed, never replaced), or publish the slot
-        as failed (none)."""
+        self,
+        results: tuple[SlotResult, ...],
+        proposal: SlotProposal,
+        root: bytes,
+        collection: Collection,
+    ) -> Outcome | None:
+        """Publish the slot signed (t valid partials), pin it (some, fewer than t: those
+        members are locked to its blocks, so it must be completed, never replaced), or publish
+        it as failed (none)."""
+        slot = proposal.slot
         if len(collection.valid) >= self.committee.t:
             chosen = list(collection.valid.items())[: self.committee.t]
             signature = threshold.combine(chosen, self.committee.t, self.committee.n)
             # Verify the combination: each partial verified, so this fails only on a bug.
             if bls.verify(self.committee.group_public_key, root, signature):
-                self._pinned.pop(result.rollup, None)
-                return await self._publish_signed(result, signature, sorted(chosen))
-            log.error("combined signature for slot %d does not verify", result.slot)
+                self._pinned = None
+                return await self._publish_signed(results, signature, sorted(chosen))
+            log.error("combined signature for slot %d does not verify", slot)
             return await self._publish_failed(
-                result, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
+                results, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
                 proposed_ok=True,
             )
         if self._can_never_be_signed(collection):
-            self._pinned.pop(result.rollup, None)
+            self._pinned = None
             return await self._publish_failed(
-                result,
+                results,
                 collection,
                 FAILED_NOT_ENOUGH_PARTIALS,
                 f"{len(collection.valid)} valid partials of the {self.committee.t} needed, and "
@@ -634,20 +717,19 @@ class Coordinator:
                 proposed_ok=True,
             )
         # Some members may have signed it (a valid partial came, or an answer did not): they
-        # are locked to it, so it must be completed, never replaced by a sibling.
+        # are locked to its blocks, so it must be completed, never replaced by siblings.
         await self._keep_partials(proposal, root, collection)
-        self._pinned[result.rollup] = Pin(result, proposal)
+        self._pinned = Pin(results, proposal)
         self.metrics.slots.labels(STATUS_PENDING).inc()
         log.warning(
-            "slot %d of rollup %d is pending: %d valid partials of the %d needed (missing %s, "
-            "refused %s); it is completed before any later block is proposed",
-            result.slot, result.rollup, len(collection.valid), self.committee.t,
-            collection.missing, collection.refused,
+            "slot %d is pending: %d valid partials of the %d needed (missing %s, refused %s); "
+            "it is completed before any later slot is proposed",
+            slot, len(collection.valid), self.committee.t, collection.missing, collection.refused,
         )  # fmt: skip
         return None
 
     def _can_never_be_signed(self, c: Collection) -> bool:
-        """Whether more than n - t members refused the block for good (a rule it breaks, a
+        """Whether more than n - t members refused the slot for good (a rule a block breaks, a
         lock on another block): then t valid partials can never exist. Invalid partials do not
         count: a lying member may still sign it."""
         final = {i for i, code in c.refused.items() if code not in TRANSIENT_REFUSALS}
@@ -655,21 +737,22 @@ class Coordinator:
 
     def _time_slot(
         self,
-        result: SlotResult,
+        results: tuple[SlotResult, ...],
         started_ms: int,
         proposal_bytes: int,
         proposal_s: float,
         collect_s: float,
         collection: Collection,
-        outcome: SignedBlock | FailedSlot | None,
+        outcome: Outcome | None,
     ) -> None:
         """Keep the slot's timings (the benchmark reads them) and observe the histograms."""
+        deadline_ms = results[0].deadline_ms
         timing: dict[str, Any] = {
-            "rollup": result.rollup,
-            "slot": result.slot,
-            "bids": len(result.outcomes),
+            "rollups": [r.rollup for r in results],
+            "slot": results[0].slot,
+            "bids": sum(len(r.outcomes) for r in results),
             "proposal_bytes": proposal_bytes,
-            "close_done_after_deadline_ms": started_ms - result.deadline_ms,
+            "close_done_after_deadline_ms": started_ms - deadline_ms,
             "proposal_ms": proposal_s * 1e3,
             "collect_ms": collect_s * 1e3,
             "verify_ms": collection.verify_ms,
@@ -678,79 +761,74 @@ class Coordinator:
         if outcome is None:
             timing["status"] = STATUS_PENDING
         else:
-            timing["status"] = (
-                STATUS_SIGNED if isinstance(outcome, SignedBlock) else STATUS_FAILED
-            )
-            timing["published_after_deadline_ms"] = outcome.published_ms - result.deadline_ms
+            first = outcome[0]
+            timing["status"] = STATUS_SIGNED if isinstance(first, SignedBlock) else STATUS_FAILED
+            timing["published_after_deadline_ms"] = first.published_ms - deadline_ms
             self.metrics.seconds.labels("deadline_to_published").observe(
-                max(0, outcome.published_ms - result.deadline_ms) / 1000
+                max(0, first.published_ms - deadline_ms) / 1000
             )
         self.timings.append(timing)
         del self.timings[:-TIMINGS_KEPT]
         self.metrics.seconds.labels("collect").observe(collect_s)
 
-    # --- pending blocks: completed, never replaced ----------------------------------------------
+    # --- pending slots: completed, never replaced ------------------------------------------------
 
-    async def _pinned_block(self, rollup: int, before_slot: int) -> Pin | None:
-        """The pending block of ``rollup`` older than ``before_slot``, if any: this process's
-        own, or (another engine process pinned it, or this one restarted) one found in the
-        store: the oldest slot after the signed head that was proposed and has no outcome."""
+    async def _pinned_slot(self, before_slot: int) -> Pin | None:
+        """The pending slot older than ``before_slot``, if any: this process's own, or (another
+        engine process pinned it, or this one restarted) one found in the store: the oldest
+        slot after the signed heads that was proposed and has no outcome."""
         store = self.engine.store
-        pin = self._pinned.get(rollup)
+        pin = self._pinned
         if pin is not None:
-            outcome = await self._await_outcome(rollup, pin.result.slot, wait=False)
+            outcome = await self._await_outcome(pin.slot, wait=False)
             if outcome is None:
                 return pin
             # Another process completed (or failed) it: take its outcome as a follower would.
-            self._pinned.pop(rollup, None)
-            self._adopt(pin.result, outcome)
-        head = await self._head(rollup)
-        first = head[0].block.slot + 1 if head else 0
-        for j, block_hash in await store.list_proposed(rollup, first, PIN_SCAN_LIMIT):
+            self._pinned = None
+            self._adopt(pin.results, outcome)
+        # Every rollup's proposal is claimed in one step, so the first rollup's list is the
+        # slot's.
+        first = self.rollups[0]
+        head = await self._head(first)
+        start = head[0].block.slot + 1 if head else 0
+        for j, block_hash in await store.list_proposed(first, start, PIN_SCAN_LIMIT):
             if j >= before_slot:
                 break
-            if await self._published(rollup, j):
+            if await self._published(j):
                 continue
-            result = await store.get_result(rollup, j)
-            if result is None or result.block.block_hash != block_hash:
+            results = await self._results_at(j)
+            if results is None or results[0].block.block_hash != block_hash:
                 continue
-            pin = self._pinned[rollup] = Pin(result, await self.build_proposal(result))
+            pin = self._pinned = Pin(results, await self.build_proposal(results))
             return pin
         return None
 
-    async def _complete(self, pin: Pin, until_ms: int) -> SignedBlock | FailedSlot | None:
-        """Ask every member to sign the pending block, late; publish it once t partials are
+    async def _complete(self, pin: Pin, until_ms: int) -> Outcome | None:
+        """Ask every member to sign the pending slot, late; publish it once t partials are
         valid, or fail it once it can never get them. None: still pending."""
-        result, proposal = pin.result, pin.proposal
-        root = self._root(result)
-        if not await self.engine.store.claim_proposal(
-            result.rollup, result.slot, result.block.block_hash
-        ):
-            self._pinned.pop(result.rollup, None)  # failed, or another block: not ours to finish
-            return await self._await_outcome(result.rollup, result.slot, wait=False)
+        results, proposal = pin.results, pin.proposal
+        root = self._root(proposal)
+        if not await self.engine.store.claim_proposal(pin.slot, _blocks_of(results)):
+            self._pinned = None  # failed, or other blocks: not ours to finish
+            return await self._await_outcome(pin.slot, wait=False)
         body = encode_proposal(dataclasses.replace(proposal, completion=True))
         collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
         self._abandon(pending)
-        for kept in await self.engine.store.list_partials(result.rollup, result.slot):
+        for kept in await self.engine.store.list_partials(self.rollups[0], pin.slot):
             if kept.signing_root == root and kept.member not in collection.valid:
                 collection.valid[kept.member] = kept.partial
         if len(collection.valid) >= self.committee.t:
-            log.info("pending slot %d of rollup %d completed", result.slot, result.rollup)
-        return await self._conclude(result, proposal, root, collection)
+            log.info("pending slot %d completed", pin.slot)
+        return await self._conclude(results, proposal, root, collection)
 
-    async def solicit(self, proposal: Proposal) -> Collection:
+    async def solicit(self, proposal: SlotProposal) -> Collection:
         """Send any proposal to every member, wait for every answer (or the slot's signing
         deadline), record valid partials (equivocation detection) and invalid ones (evidence).
 
         ``sign_slot`` does the same but stops waiting at t valid partials; this is for audits
         and for tests of proposals that break a rule.
         """
-        root = compute_signing_root(
-            self.committee.committee_id,
-            proposal.rollup,
-            proposal.slot,
-            proposal.block.block_hash,
-        )
+        root = self._root(proposal)
         deadline_ms = self._signing_deadline_ms(proposal.slot)
         body = encode_proposal(proposal)
         collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=False)
@@ -806,13 +884,14 @@ class Coordinator:
 
     async def _record(
         self,
-        proposal: Proposal,
+        proposal: SlotProposal,
         root: bytes,
         c: Collection,
         pending: set[asyncio.Task[MemberAnswer]],
         deadline_ms: int,
     ) -> None:
-        """Wait for late answers (until the deadline), then record partials and evidence."""
+        """Wait for late answers (until the deadline), then record partials and evidence (under
+        every rollup of the slot)."""
         if pending:
             self._abandon(await self._await_answers(pending, root, c, deadline_ms))
         store = self.engine.store
@@ -820,20 +899,21 @@ class Coordinator:
         try:
             await self._keep_partials(proposal, root, c)
             for i, partial in c.invalid.items():
-                await store.save_evidence(
-                    MemberEvidence(
-                        kind=EVIDENCE_INVALID_PARTIAL,
-                        rollup=proposal.rollup,
-                        slot=proposal.slot,
-                        member=i,
-                        committee_id=self.committee.committee_id,
-                        detail=f"member {i}'s partial does not verify under its key share",
-                        recorded_ms=now,
-                        block_hash=proposal.block.block_hash,
-                        signing_root=root,
-                        partial=partial[:MAX_EVIDENCE_BYTES],
+                for part in proposal.parts:
+                    await store.save_evidence(
+                        MemberEvidence(
+                            kind=EVIDENCE_INVALID_PARTIAL,
+                            rollup=part.rollup,
+                            slot=proposal.slot,
+                            member=i,
+                            committee_id=self.committee.committee_id,
+                            detail=f"member {i}'s partial does not verify under its key share",
+                            recorded_ms=now,
+                            block_hash=part.block.block_hash,
+                            signing_root=root,
+                            partial=partial[:MAX_EVIDENCE_BYTES],
+                        )
                     )
-                )
                 self.metrics.evidence.labels(EVIDENCE_INVALID_PARTIAL).inc()
         except Exception:
             log.exception("recording partials and evidence failed")
@@ -856,123 +936,131 @@ class Coordinator:
             self._classify(task.result(), root, c)
         return still
 
-    async def _keep_partials(self, proposal: Proposal, root: bytes, c: Collection) -> None:
-        """Store every valid partial in hand (equivocation detection, and how another engine
-        process learns that a block is pending)."""
+    async def _keep_partials(self, proposal: SlotProposal, root: bytes, c: Collection) -> None:
+        """Store every valid partial in hand, under each rollup of the slot with its block
+        (equivocation detection, and how another engine process learns that a slot is
+        pending)."""
         now = self._clock_ms()
         for i, partial in c.valid.items():
-            evidence = await self.engine.store.record_partial(
-                PartialRecord(
-                    rollup=proposal.rollup,
-                    slot=proposal.slot,
-                    member=i,
-                    committee_id=self.committee.committee_id,
-                    block_hash=proposal.block.block_hash,
-                    signing_root=root,
-                    partial=partial,
-                    received_ms=now,
+            for part in proposal.parts:
+                evidence = await self.engine.store.record_partial(
+                    PartialRecord(
+                        rollup=part.rollup,
+                        slot=proposal.slot,
+                        member=i,
+                        committee_id=self.committee.committee_id,
+                        block_hash=part.block.block_hash,
+                        signing_root=root,
+                        partial=partial,
+                        received_ms=now,
+                    )
                 )
-            )
-            if evidence is not None:
-                self.metrics.evidence.labels(evidence.kind).inc()
-                log.warning("equivocation by member %d in slot %d", i, proposal.slot)
+                if evidence is not None and part is proposal.parts[0]:
+                    self.metrics.evidence.labels(evidence.kind).inc()
+                    log.warning("equivocation by member %d in slot %d", i, proposal.slot)
 
     # --- publishing ------------------------------------------------------------------------------
 
     async def _publish_signed(
-        self, result: SlotResult, signature: bytes, partials: list[tuple[int, bytes]]
-    ) -> SignedBlock | FailedSlot:
-        signed = SignedBlock(
-            block=result.block,
-            committee_id=self.committee.committee_id,
-            signature=signature,
-            partials=tuple(partials),
-            deadline_ms=result.deadline_ms,
+        self,
+        results: tuple[SlotResult, ...],
+        signature: bytes,
+        partials: list[tuple[int, bytes]],
+    ) -> Outcome:
+        blocks = compute_signed_slot(
+            [r.block for r in results],
+            self.committee.committee_id,
+            signature,
+            partials,
+            deadline_ms=results[0].deadline_ms,
             published_ms=self._clock_ms(),
         )
         store = self.engine.store
-        if not await store.save_signed_block(signed):
+        slot = results[0].slot
+        if not await store.save_signed_blocks(blocks):
             # Another engine process published this slot first: its record is the truth.
-            existing = await store.get_signed_block(
-                result.rollup, result.slot
-            ) or await store.get_failed_slot(result.rollup, result.slot)
+            existing = await self._await_outcome(slot, wait=False)
             if existing is None:
-                raise RuntimeError("the store refused a signed block but holds no record")
-            self._adopt(result, existing)
+                raise RuntimeError("the store refused signed blocks but holds no record")
+            self._adopt(results, existing)
             return existing
-        self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
-        self._head_pending[result.rollup] = (signed.block.block_hash, result.pending)
-        self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
-        self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
-        await store.record_committee(
-            result.rollup,
-            result.slot,
-            {
-                "status": STATUS_SIGNED,
-                "block_hash": signed.block.block_hash,
-                "committee_id": "0x" + signed.committee_id.hex(),
-                "signers": list(signed.signers),
-                "signature": "0x" + signed.signature.hex(),
-            },
-        )
+        self._settled = max(self._settled, slot)
+        for result, signed in zip(results, blocks, strict=True):
+            self._head_pending[result.rollup] = (signed.block.block_hash, result.pending)
+            self.engine.set_head(result.rollup, signed.block.block_hash, result.pending)
+            self.engine.notifier.to_block_watchers(signed_block_to_json(signed))
+            await store.record_committee(
+                result.rollup,
+                slot,
+                {
+                    "status": STATUS_SIGNED,
+                    "block_hash": signed.block.block_hash,
+                    "slot_root": "0x" + signed.slot_root.hex(),
+                    "committee_id": "0x" + signed.committee_id.hex(),
+                    "signers": list(signed.signers),
+                    "signature": "0x" + signed.signature.hex(),
+                },
+            )
         self.metrics.slots.labels(STATUS_SIGNED).inc()
-        return signed
+        return tuple(blocks)
 
     async def _publish_failed(
         self,
-        result: SlotResult,
+        results: tuple[SlotResult, ...],
         c: Collection,
         reason: str,
         detail: str,
         *,
         proposed_ok: bool = False,
-    ) -> SignedBlock | FailedSlot | None:
-        """Publish the slot as failed, or return the record that stands; None if a block was
-        proposed for it (members may be locked to it: it is pending) unless ``proposed_ok``
-        (it can never be signed)."""
-        failed = FailedSlot(
-            rollup=result.rollup,
-            slot=result.slot,
-            committee_id=self.committee.committee_id,
-            block_hash=result.block.block_hash,
-            reason=reason,
-            valid=tuple(sorted(c.valid)),
-            refused=tuple(sorted(c.refused.items())),
-            invalid=tuple(sorted(c.invalid)),
-            missing=tuple(
-                sorted(
-                    set(range(1, self.committee.n + 1))
-                    - set(c.valid)
-                    - set(c.refused)
-                    - set(c.invalid)
-                )
-            ),
-            deadline_ms=self._signing_deadline_ms(result.slot),
-            published_ms=self._clock_ms(),
-        )
+    ) -> Outcome | None:
+        """Publish the slot as failed for every rollup, or return the record that stands; None
+        if its blocks were proposed (members may be locked to them: it is pending) unless
+        ``proposed_ok`` (it can never be signed)."""
+        slot = results[0].slot
+        missing = set(range(1, self.committee.n + 1)) - set(c.valid) - set(c.refused)
+        failed = [
+            FailedSlot(
+                rollup=result.rollup,
+                slot=slot,
+                committee_id=self.committee.committee_id,
+                block_hash=result.block.block_hash,
+                reason=reason,
+                valid=tuple(sorted(c.valid)),
+                refused=tuple(sorted(c.refused.items())),
+                invalid=tuple(sorted(c.invalid)),
+                missing=tuple(sorted(missing - set(c.invalid))),
+                deadline_ms=self._signing_deadline_ms(slot),
+                published_ms=self._clock_ms(),
+            )
+            for result in results
+        ]
         store = self.engine.store
-        if not await store.save_failed_slot(failed, proposed_ok=proposed_ok):
+        if not await store.save_failed_slots(failed, proposed_ok=proposed_ok):
             # Already published (signed or failed, by this engine or another): that stands.
-            existing = await self._await_outcome(result.rollup, result.slot, wait=False)
+            existing = await self._await_outcome(slot, wait=False)
             if existing is None:
-                log.warning("slot %d of rollup %d was proposed: pending, not failed",
-                            result.slot, result.rollup)
+                log.warning("slot %d was proposed: pending, not failed", slot)
                 return None
-            self._adopt(result, existing)
+            self._adopt(results, existing)
             return existing
-        self._settled[result.rollup] = max(self._settled.get(result.rollup, -1), result.slot)
-        log.warning("slot %d of rollup %d failed: %s", result.slot, result.rollup, detail)
-        payload = failed_slot_to_json(failed)
-        self.engine.notifier.to_block_watchers(payload)
+        self._settled = max(self._settled, slot)
+        log.warning("slot %d failed: %s", slot, detail)
         self.metrics.slots.labels(STATUS_FAILED).inc()
-        try:
-            await store.record_committee(result.rollup, result.slot, payload)
-            # Its block never happened: the public txs that arrived in it wait in the open slot
-            # (only the process that wrote the failure record gets here, so never twice).
-            await self.engine.intake.requeue_public_txs(await self._unsettled_arrivals(result))
-        except BlockspaceError as exc:
-            log.error("after failing slot %d: %s", result.slot, exc.message)
-        return failed
+        for result, record in zip(results, failed, strict=True):
+            payload = failed_slot_to_json(record)
+            self.engine.notifier.to_block_watchers(payload)
+            try:
+                await store.record_committee(result.rollup, slot, payload)
+                # Its blocks never happened: the public txs that arrived in it wait in the open
+                # slot (only the process that wrote the failure records gets here, so never
+                # twice).
+                await self.engine.intake.requeue_public_txs(
+                    await self._unsettled_arrivals(result)
+                )
+            except BlockspaceError as exc:
+                log.error("after failing slot %d of rollup %d: %s", slot, result.rollup,
+                          exc.message)
+        return tuple(failed)
 
     async def _unsettled_arrivals(self, result: SlotResult) -> list[PublicTx]:
         """The failed slot's public arrivals that no later slot has seen: not logged again since

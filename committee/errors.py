@@ -96,6 +96,13 @@ class NotMember(Refusal):
     code = "not_member"
 
 
+class IncompleteSlot(Refusal):
+    """The slot proposal does not have exactly one part per rollup the member serves (one is
+    left out, or one has two parts): its slot root would not cover the member's rollups."""
+
+    code = "incomplete_slot"
+
+
 class SlotNotClosed(Refusal):
     """By the member's clock the slot's auction has not closed yet (beyond the skew bound)."""
 
@@ -109,7 +116,7 @@ class SlotExpired(Refusal):
 
 
 class DoubleSign(Refusal):
-    """The member already signed a different block for this (rollup, slot)."""
+    """The member already signed a different slot root for this slot."""
 
     code = "double_sign"
 

@@ -260,9 +260,9 @@ class LocalCommittee:
         failed = await store.get_failed_slot(rollup, slot)
         if failed is not None:
             return f"FAILED ({failed.reason})"
-        pin = self.coordinator._pinned.get(rollup)
-        if pin is not None and pin.result.slot == slot:
-            return "PENDING (fewer than t signed by the deadline; completed before later blocks)"
+        pin = self.coordinator._pinned
+        if pin is not None and pin.slot == slot:
+            return "PENDING (fewer than t signed by the deadline; completed before later slots)"
         return "unsigned"
 
     async def aclose(self) -> None:

@@ -1,15 +1,16 @@
 """One committee member's signing logic, without a transport: proposal bytes in, partial out.
 
-``Member.sign_proposal`` runs the checks of ``committee.checks`` in their order, consults and
-updates the durable slashing protection, and only then signs. The signer process
+``Member.sign_proposal`` runs the checks of ``committee.checks`` in their order on every rollup's
+part of the slot, rebuilds the slot root from the parts' blocks, consults and updates the
+durable slashing protection, and only then signs the slot signing root. The signer process
 (``committee.signer``) serves it over HTTP; the in-process committee of ``blockspace demo`` calls
 it directly. Both run the same code.
 
 Fault injection (TEST ONLY, ``fault=``; the signer process reads ``BLOCKSPACE_SIGNER_FAULT``):
 ``wrong_share`` signs with a share that is not its own, ``garbage`` answers 96 random bytes,
-``other_block`` signs a different block but claims the proposed one, ``equivocate`` ignores its
-slashing protection (signs a second block for a slot it signed). Each passes every check first,
-so it behaves like a member that lies only at the last step. Production never sets it.
+``other_block`` signs a different slot root but claims the proposed one, ``equivocate`` ignores
+its slashing protection (signs a second slot root for a slot it signed). Each passes every check
+first, so it behaves like a member that lies only at the last step. Production never sets it.
 """
 
 from __future__ import annotations
@@ -34,17 +35,17 @@ from committee.checks import (
     check_block,
     check_evidence,
     check_fairness,
-    check_membership,
     check_parent,
     check_shape,
+    check_slot,
     check_timing,
     compute_event_ids,
     compute_expected_result,
 )
 from committee.errors import DoubleSign, Locked
-from committee.proposal import parse_proposal
-from committee.protection import ProtectionStore, SignedRecord
-from committee.signing import compute_signing_root
+from committee.proposal import Proposal, parse_proposal
+from committee.protection import HeadMove, ProtectionStore, SignedRecord
+from committee.signing import compute_slot_signing_root
 from committee.threshold import KeyShare
 
 log = logging.getLogger("blockspace.member")
@@ -62,20 +63,18 @@ class MemberReply:
     """A released partial signature, with where the member's time went."""
 
     index: int
-    rollup: int
     slot: int
-    block_hash: str
+    slot_root: bytes
     signing_root: bytes
     partial: bytes
-    repeated: bool  # the same block was signed before: this is the stored partial
+    repeated: bool  # the same slot root was signed before: this is the stored partial
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
             "index": self.index,
-            "rollup": self.rollup,
             "slot": self.slot,
-            "block_hash": self.block_hash,
+            "slot_root": "0x" + self.slot_root.hex(),
             "signing_root": "0x" + self.signing_root.hex(),
             "partial": "0x" + self.partial.hex(),
             "repeated": self.repeated,
@@ -187,80 +186,83 @@ class Member:
         t0 = time.perf_counter()
         parsed = parse_proposal(data)
         head = parsed.head
-        # 1. shape and membership: on the header, before decoding the log.
-        check_shape(head)
-        check_membership(cfg, head)
-        block = head.block
-        root = compute_signing_root(cid, head.rollup, head.slot, block.block_hash)
-        # 2. slashing protection: the same block again gets the same partial, at any time
-        # (that is how a block that missed its deadline is completed).
-        previous = self.protection.get_signed(cid, head.rollup, head.slot)
+        # 1. shape, membership and completeness: on the headers, before decoding the logs.
+        for part in head.parts:
+            check_shape(part)
+        check_slot(cfg, head)
+        slot_root = head.compute_slot_root()
+        root = compute_slot_signing_root(cid, head.slot, slot_root)
+        # 2. slashing protection: the same slot root again gets the same partial, at any time
+        # (that is how a slot that missed its deadline is completed).
+        previous = self.protection.get_signed(cid, head.slot)
         if previous is not None and self.fault != "equivocate":
-            if previous.block_hash == block.block_hash:
-                return self._reply(head.rollup, head.slot, previous, True, timings)
+            if previous.slot_root == slot_root:
+                return self._reply(head.slot, previous, True, timings)
             raise DoubleSign(
-                f"already signed block {previous.block_hash} for slot {head.slot}",
-                signed_block_hash=previous.block_hash,
+                f"already signed slot root 0x{previous.slot_root.hex()} for slot {head.slot}",
+                signed_slot_root="0x" + previous.slot_root.hex(),
             )
-        # 3. timing.
-        check_timing(cfg, head, self._clock_ms())
+        # 3. timing (the parts share the slot's).
+        check_timing(cfg, head.parts[0], self._clock_ms())
         proposal = parsed.decode_rest()
-        t1 = time.perf_counter()
-        timings["decode"] = (t1 - t0) * 1e3
-        # 4. parent and carried pool: only a child of the member's head (the lock).
-        known = self.protection.get_head(cid, proposal.rollup)
-        if self.fault == "equivocate":
-            known = None  # the test fault ignores its lock as it ignores its protection
-        adopt = check_parent(cfg, proposal, known)
-        parent = adopt or known
-        t2 = time.perf_counter()
-        timings["checks"] = (t2 - t1) * 1e3
-        # 5. evidence, with a fresh random sample of the losing bids.
-        ids = compute_event_ids(proposal.log)
-        sample = frozenset(self._rng.sample(ids, min(self.evidence_sample, len(ids))))
-        check_evidence(cfg, proposal, sample, decode=self.decoded_txs.decode)
-        t3 = time.perf_counter()
-        timings["evidence"] = (t3 - t2) * 1e3
-        # 6. the block is the slot function's; 7. fairness (defence in depth: a packer bug
-        # must not get signed).
-        expected = compute_expected_result(cfg, proposal)
-        check_block(cfg, proposal, expected)
-        check_fairness(cfg.rollups[proposal.rollup], proposal, block)
+        timings["decode"] = (time.perf_counter() - t0) * 1e3
+        # 4-7, every rollup's part with every check.
+        moves = [self._check_part(part, timings) for part in proposal.parts]
         t4 = time.perf_counter()
-        timings["repack"] = (t4 - t3) * 1e3
-        # A check that outlived the signing deadline must not lock this member to a block its
+        # A check that outlived the signing deadline must not lock this member to a slot its
         # coordinator gave up on: refuse rather than sign late (unless asked to complete it).
-        check_timing(cfg, proposal, self._clock_ms())
-        # Sign, and make the record (and the new head) durable before the partial leaves.
-        partial = self._partial(root, proposal.rollup, proposal.slot)
-        record = SignedRecord(block.block_hash, root, partial, self._clock_ms())
-        stored = self.protection.record_signed(
-            cid,
-            proposal.rollup,
-            proposal.slot,
-            record,
-            head=KnownBlock(proposal.slot, block.block_hash, block.pending_root),
-            parent=parent,
-        )
+        check_timing(cfg, proposal.parts[0], self._clock_ms())
+        # Sign, and make the record (and the new heads) durable before the partial leaves.
+        partial = self._partial(root, proposal.slot)
+        record = SignedRecord(slot_root, root, partial, self._clock_ms())
+        stored = self.protection.record_signed(cid, proposal.slot, record, moves)
         if stored is None:
-            moved = self.protection.get_head(cid, proposal.rollup)
             raise Locked(
-                "this member signed another block meanwhile; it signs only children of it",
-                known_slot=moved.slot if moved else None,
-                known_block_hash=moved.block_hash if moved else None,
+                "this member signed another slot meanwhile; it signs only children of its heads",
+                rollups=[m.rollup for m in moves],
             )
-        if stored.block_hash != block.block_hash and self.fault != "equivocate":
+        if stored.slot_root != slot_root and self.fault != "equivocate":
             raise DoubleSign(
-                f"already signed block {stored.block_hash} for slot {proposal.slot}",
-                signed_block_hash=stored.block_hash,
+                f"already signed slot root 0x{stored.slot_root.hex()} for slot {proposal.slot}",
+                signed_slot_root="0x" + stored.slot_root.hex(),
             )
         released = record if self.fault == "equivocate" else stored
         timings["sign"] = (time.perf_counter() - t4) * 1e3
-        return self._reply(proposal.rollup, proposal.slot, released, False, timings)
+        return self._reply(proposal.slot, released, False, timings)
+
+    def _check_part(self, part: Proposal, timings: dict[str, float]) -> HeadMove:
+        """Every check of one rollup's part (parent, evidence, the block, fairness); return how
+        signing the slot moves that rollup's head. Timings add up over the parts."""
+        cfg = self.config
+        t1 = time.perf_counter()
+        # 4. parent and carried pool: only a child of the member's head (the lock).
+        known = self.protection.get_head(cfg.committee.committee_id, part.rollup)
+        if self.fault == "equivocate":
+            known = None  # the test fault ignores its lock as it ignores its protection
+        adopt = check_parent(cfg, part, known)
+        t2 = time.perf_counter()
+        # 5. evidence, with a fresh random sample of the losing bids.
+        ids = compute_event_ids(part.log)
+        sample = frozenset(self._rng.sample(ids, min(self.evidence_sample, len(ids))))
+        check_evidence(cfg, part, sample, decode=self.decoded_txs.decode)
+        t3 = time.perf_counter()
+        # 6. the block is the slot function's; 7. fairness (defence in depth: a packer bug
+        # must not get signed).
+        expected = compute_expected_result(cfg, part)
+        check_block(cfg, part, expected)
+        check_fairness(cfg.rollups[part.rollup], part, part.block)
+        t4 = time.perf_counter()
+        for name, ms in (("checks", t2 - t1), ("evidence", t3 - t2), ("repack", t4 - t3)):
+            timings[name] = timings.get(name, 0.0) + ms * 1e3
+        block = part.block
+        return HeadMove(
+            part.rollup,
+            KnownBlock(part.slot, block.block_hash, block.pending_root),
+            adopt or known,
+        )
 
     def _reply(
         self,
-        rollup: int,
         slot: int,
         record: SignedRecord,
         repeated: bool,
@@ -268,16 +270,15 @@ class Member:
     ) -> MemberReply:
         return MemberReply(
             index=self.index,
-            rollup=rollup,
             slot=slot,
-            block_hash=record.block_hash,
+            slot_root=record.slot_root,
             signing_root=record.signing_root,
             partial=record.partial,
             repeated=repeated,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
         )
 
-    def _partial(self, root: bytes, rollup: int, slot: int) -> bytes:
+    def _partial(self, root: bytes, slot: int) -> bytes:
         """This member's partial of ``root`` (or, under a test fault, a lie about it)."""
         if self.fault == "wrong_share":
             wrong = self.share.secret + 1 if self.share.secret + 1 < bls.CURVE_ORDER else 1
@@ -285,8 +286,7 @@ class Member:
         if self.fault == "garbage":
             return bytes(self._rng.getrandbits(8) for _ in range(bls.SIGNATURE_LENGTH))
         if self.fault == "other_block":
-            other = compute_signing_root(
-                self.config.committee.committee_id, rollup, slot, "0x" + "ee" * 32
-            )
+            cid = self.config.committee.committee_id
+            other = compute_slot_signing_root(cid, slot, b"\xee" * 32)
             return threshold.partial_sign(self.share, other)
         return threshold.partial_sign(self.share, root)

@@ -1,21 +1,32 @@
-"""The proposal a coordinator sends to every member: a block and everything needed to re-derive it.
+"""The proposal a coordinator sends to every member: a slot's blocks and everything needed to
+re-derive them.
 
-Wire form (JSON, serialized once and sent as the same bytes to every member)::
+One proposal per slot, with one *part* per rollup the deployment serves (ascending rollup id);
+the committee signs the slot root over every part's block (``auction.slotroot``,
+``committee.signing``). Wire form (JSON, serialized once and sent as the same bytes to every
+member)::
 
-    {"kind": "blockspace-proposal", "version": 1,
-     "committee_id": "0x<32 bytes>", "rollup": 167001, "slot": 123,
-     "block":   {<the block's fields, as in a signed block>},
-     "parent":  null | {"header": {<parent block fields without txs>, "tx_hashes": [..]},
-                        "signature": "0x<96 bytes: the committee's signature of the parent>"},
-     "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
-     "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...],
+    {"kind": "blockspace-proposal", "version": 2,
+     "committee_id": "0x<32 bytes>", "slot": 123,
+     "parts": [
+       {"rollup": 10,
+        "block":   {<the block's fields, as in a signed block>},
+        "parent":  null | {"header": {<parent block fields without txs>, "tx_hashes": [..]},
+                           "slot_proof": {"leaf_index", "leaf_count", "siblings"},
+                           "signature": "0x<96 bytes: the committee's signature of the
+                                         parent's slot root>"},
+        "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
+        "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...]},
+       ...],
      "completion": false | true}
 
-The log is the slot's whole intake log in log order (the bid set the header's ``bid_set_root``
-commits to). The parent travels as a header plus the committee's signature so a member that was
-down can check and adopt a newer parent without having seen it (docs/committee.md). Decoding
-refuses anything malformed with ``MalformedProposal``; it checks shapes and types only, the
-rules are in ``committee.checks``. Pure: no I/O.
+A part's log is its rollup's whole intake log of the slot in log order (the bid set its
+header's ``bid_set_root`` commits to). A parent travels as a header, its proof under its slot's
+root and the committee's signature of that root, so a member that was down can check and adopt
+a newer parent without having seen it (docs/committee.md). Each part is a ``Proposal``, the
+per-rollup view every check in ``committee.checks`` takes. Decoding refuses anything malformed
+with ``MalformedProposal``; it checks shapes and types only, the rules are in
+``committee.checks``. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,21 +40,32 @@ import orjson
 
 from auction import codec
 from auction.encoding import compute_header_hash
+from auction.slotroot import MAX_SLOT_LEAVES, SlotProof, compute_slot_root
 from auction.types import Bid, Block, Cancel, LoggedEvent, PendingTx, PublicTx, Tx
 from committee import bls, wire
 from committee.errors import MalformedProposal
-from committee.records import block_fields_to_json, block_from_json_strict, compute_tx_hashes
+from committee.records import (
+    block_fields_to_json,
+    block_from_json_strict,
+    compute_slot_leaves,
+    compute_tx_hashes,
+    slot_proof_from_json,
+    slot_proof_to_json,
+)
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
-FORMAT_VERSION: Final[int] = 1
+# 2: one proposal per slot with a part per rollup, signed over the slot root; 1 was per rollup.
+FORMAT_VERSION: Final[int] = 2
 
 
 @dataclass(frozen=True, slots=True)
 class ParentCertificate:
-    """The parent block's header (with its transaction hashes) and the committee's signature."""
+    """The parent block's header (with its transaction hashes), its proof under its slot's root
+    and the committee's signature of that root."""
 
     header: Block  # every field but ``txs`` (left empty)
     tx_hashes: tuple[str, ...]
+    slot_proof: SlotProof
     signature: bytes
 
     def compute_block_hash(self) -> str:
@@ -53,7 +75,8 @@ class ParentCertificate:
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """One slot's block for the committee to check and sign."""
+    """One rollup's part of a slot proposal: its block and what re-derives it. Every check of
+    ``committee.checks`` takes one part (the slot's committee, slot and completion copied in)."""
 
     committee_id: bytes
     rollup: int
@@ -67,32 +90,79 @@ class Proposal:
     completion: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SlotProposal:
+    """One slot for the committee to check and sign: a part per rollup, ascending rollup id."""
+
+    committee_id: bytes
+    slot: int
+    parts: tuple[Proposal, ...]
+    completion: bool = False
+
+    @property
+    def rollups(self) -> tuple[int, ...]:
+        return tuple(p.rollup for p in self.parts)
+
+    def compute_slot_root(self) -> bytes:
+        """The root the committee signs: over every part's block (raises ValueError if a
+        rollup has two parts)."""
+        return compute_slot_root(compute_slot_leaves([p.block for p in self.parts]))
+
+
+def compute_slot_proposal(
+    committee_id: bytes, slot: int, parts: list[Proposal], *, completion: bool = False
+) -> SlotProposal:
+    """The slot proposal of ``parts`` (sorted by rollup; each part gets the slot's fields)."""
+    ordered = sorted(parts, key=lambda p: p.rollup)
+    return SlotProposal(
+        committee_id,
+        slot,
+        tuple(
+            dataclasses.replace(p, committee_id=committee_id, slot=slot, completion=completion)
+            for p in ordered
+        ),
+        completion,
+    )
+
+
 def parent_certificate_to_json(cert: ParentCertificate) -> dict[str, Any]:
     header = block_fields_to_json(cert.header)
     del header["txs"]
     header["tx_hashes"] = list(cert.tx_hashes)
-    return {"header": header, "signature": "0x" + cert.signature.hex()}
+    return {
+        "header": header,
+        "slot_proof": slot_proof_to_json(cert.slot_proof),
+        "signature": "0x" + cert.signature.hex(),
+    }
 
 
-def compute_parent_certificate(block: Block, signature: bytes) -> ParentCertificate:
+def compute_parent_certificate(
+    block: Block, slot_proof: SlotProof, signature: bytes
+) -> ParentCertificate:
     """The certificate of a signed block, as the next proposal carries it."""
     header = dataclasses.replace(block, txs=())  # the header: every field but the txs
-    return ParentCertificate(header, tuple(compute_tx_hashes(block)), signature)
+    return ParentCertificate(header, tuple(compute_tx_hashes(block)), slot_proof, signature)
 
 
-def encode_proposal(p: Proposal) -> bytes:
+def _part_to_json(p: Proposal) -> dict[str, Any]:
+    return {
+        "rollup": p.rollup,
+        "block": block_fields_to_json(p.block),
+        "parent": parent_certificate_to_json(p.parent) if p.parent else None,
+        "carried": [codec.pending_to_json(c) for c in p.carried],
+        "log": [{"seq": e.seq, "event": codec.event_to_json(e.event)} for e in p.log],
+    }
+
+
+def encode_proposal(p: SlotProposal) -> bytes:
     """The proposal's wire bytes (one serialization, sent to every member)."""
     return orjson.dumps(
         {
             "kind": PROPOSAL_KIND,
             "version": FORMAT_VERSION,
             "committee_id": "0x" + p.committee_id.hex(),
-            "rollup": p.rollup,
             "slot": p.slot,
-            "block": block_fields_to_json(p.block),
-            "parent": parent_certificate_to_json(p.parent) if p.parent else None,
-            "carried": [codec.pending_to_json(c) for c in p.carried],
-            "log": [{"seq": e.seq, "event": codec.event_to_json(e.event)} for e in p.log],
+            "parts": [_part_to_json(part) for part in p.parts],
             "completion": p.completion,
         }
     )
@@ -100,10 +170,8 @@ def encode_proposal(p: Proposal) -> bytes:
 
 # --- decoding ---------------------------------------------------------------------------------
 
-_TOP_KEYS = {
-    "kind", "version", "committee_id", "rollup", "slot", "block", "parent", "carried", "log",
-    "completion",
-}
+_TOP_KEYS = {"kind", "version", "committee_id", "slot", "parts", "completion"}
+_PART_KEYS = {"rollup", "block", "parent", "carried", "log"}
 
 
 _U64 = (1 << 64) - 1
@@ -189,45 +257,67 @@ def _parent_from_json(value: Any) -> ParentCertificate | None:
     if value is None:
         return None
     d = wire.obj(value, "parent")
-    wire.exact_keys(d, {"header", "signature"}, "parent.")
+    wire.exact_keys(d, {"header", "slot_proof", "signature"}, "parent.")
     header_doc = wire.obj(wire.get(d, "header", "parent."), "parent.header")
     header = block_from_json_strict(header_doc, prefix="parent.header.", with_txs=False)
     tx_hashes = wire.array(
         wire.get(header_doc, "tx_hashes", "parent.header."), "parent.header.tx_hashes",
         wire.hash_hex,
     )
+    proof = slot_proof_from_json(wire.get(d, "slot_proof", "parent."), "parent.slot_proof")
     signature = wire.hex_bytes(
         wire.get(d, "signature", "parent."), "parent.signature", bls.SIGNATURE_LENGTH
     )
-    return ParentCertificate(header, tuple(tx_hashes), signature)
+    return ParentCertificate(header, tuple(tx_hashes), proof, signature)
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedProposal:
-    """A proposal whose header is decoded (``head``: the log and pool still empty) and whose
-    log is not yet: a member checks membership, timing and protection on the head first, so a
-    proposal it will refuse anyway costs it no decoding of thousands of bids."""
+    """A slot proposal whose headers are decoded (``head``: every part's log and pool still
+    empty) and whose logs are not yet: a member checks membership, timing and protection on the
+    head first, so a proposal it will refuse anyway costs it no decoding of thousands of bids."""
 
-    head: Proposal
-    carried_doc: list[Any]
-    log_doc: list[Any]
+    head: SlotProposal
+    carried_docs: tuple[list[Any], ...]  # per part
+    log_docs: tuple[list[Any], ...]  # per part
 
-    def decode_rest(self) -> Proposal:
-        """Decode the carried pool and the log; raise ``MalformedProposal`` if malformed."""
-        return dataclasses.replace(
-            self.head,
-            carried=_decode_carried(self.carried_doc),
-            log=_decode_log(self.log_doc),
+    def decode_rest(self) -> SlotProposal:
+        """Decode every part's carried pool and log; raise ``MalformedProposal`` if malformed."""
+        parts = tuple(
+            dataclasses.replace(part, carried=_decode_carried(carried), log=_decode_log(log))
+            for part, carried, log in zip(
+                self.head.parts, self.carried_docs, self.log_docs, strict=True
+            )
         )
+        return dataclasses.replace(self.head, parts=parts)
 
 
-def decode_proposal(data: bytes) -> Proposal:
+def decode_proposal(data: bytes) -> SlotProposal:
     """Decode a proposal's wire bytes; raise ``MalformedProposal`` on any shape or type error."""
     return parse_proposal(data).decode_rest()
 
 
+def _parse_part(
+    value: Any, index: int, committee_id: bytes, slot: int, completion: bool
+) -> tuple[Proposal, list[Any], list[Any]]:
+    """One part's header (rollup, block, parent) and its undecoded pool and log."""
+    field = f"parts[{index}]"
+    d = wire.obj(value, field)
+    wire.exact_keys(d, _PART_KEYS, field + ".")
+    rollup = wire.integer(wire.get(d, "rollup", field + "."), field + ".rollup")
+    block_doc = wire.obj(wire.get(d, "block", field + "."), field + ".block")
+    block = block_from_json_strict(block_doc, prefix=field + ".block.")
+    parent = _parent_from_json(wire.get(d, "parent", field + "."))
+    carried_doc = wire.get(d, "carried", field + ".")
+    log_doc = wire.get(d, "log", field + ".")
+    if not isinstance(carried_doc, list) or not isinstance(log_doc, list):
+        raise wire.FieldError(field + ".log", "log and carried must be arrays")
+    part = Proposal(committee_id, rollup, slot, block, parent, (), (), completion)
+    return part, carried_doc, log_doc
+
+
 def parse_proposal(data: bytes) -> ParsedProposal:
-    """Parse the JSON and decode everything but the log and the carried pool."""
+    """Parse the JSON and decode everything but the logs and the carried pools."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -240,21 +330,29 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         if d.get("version") != FORMAT_VERSION or isinstance(d.get("version"), bool):
             raise wire.FieldError("version", f"must be {FORMAT_VERSION}")
         committee_id = wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32)
-        rollup = wire.integer(wire.get(d, "rollup"), "rollup")
         slot = wire.integer(wire.get(d, "slot"), "slot")
-        block = block_from_json_strict(wire.obj(wire.get(d, "block"), "block"), prefix="block.")
-        parent = _parent_from_json(wire.get(d, "parent"))
-        carried_doc = wire.get(d, "carried")
-        log_doc = wire.get(d, "log")
-        if not isinstance(carried_doc, list) or not isinstance(log_doc, list):
-            raise wire.FieldError("log", "log and carried must be arrays")
         completion = d.get("completion", False)
         if not isinstance(completion, bool):
             raise wire.FieldError("completion", "must be true or false")
+        parsed = wire.array(
+            wire.get(d, "parts"),
+            "parts",
+            lambda v, f: v,
+            MAX_SLOT_LEAVES,
+        )
+        if not parsed:
+            raise wire.FieldError("parts", "a slot has at least one rollup")
+        triples = [_parse_part(v, i, committee_id, slot, completion) for i, v in enumerate(parsed)]
+        rollups = [part.rollup for part, _, _ in triples]
+        # Verify each rollup has one part, in the leaves' order (ascending).
+        if any(a >= b for a, b in zip(rollups, rollups[1:], strict=False)):
+            raise wire.FieldError("parts", "must be in ascending rollup order, each rollup once")
     except wire.FieldError as exc:
         raise MalformedProposal(f"bad proposal: {exc}", field=exc.field) from None
-    head = Proposal(committee_id, rollup, slot, block, parent, (), (), completion)
-    return ParsedProposal(head, carried_doc, log_doc)
+    head = SlotProposal(committee_id, slot, tuple(p for p, _, _ in triples), completion)
+    return ParsedProposal(
+        head, tuple(c for _, c, _ in triples), tuple(lg for _, _, lg in triples)
+    )
 
 
 def _decode_carried(carried_doc: list[Any]) -> tuple[PendingTx, ...]:

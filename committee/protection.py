@@ -1,10 +1,12 @@
-"""A member's durable slashing protection: what it signed, and its head (the newest block it
-signed or adopted: it signs only children of it).
+"""A member's durable slashing protection: what it signed, and its heads (per rollup, the newest
+block it signed or adopted: it signs only children of it).
 
-EIP-3076 semantics for blocks, keyed by (committee id, rollup, slot): a member never signs a
-second, different block for a slot; asked again for the same block it answers the same partial.
-The record is committed (and fsynced) before the partial leaves the process, so a member killed
-at any instant and restarted from this file cannot sign twice.
+EIP-3076 semantics for slots, keyed by (committee id, slot): a member never signs a second,
+different slot root for a slot; asked again for the same root it answers the same partial. A
+slot root covers one block per rollup, and signing it moves every one of those rollups' heads,
+in the same transaction, only if each head still is that block's parent. The record is
+committed (and fsynced) before the partial leaves the process, so a member killed at any
+instant and restarted from this file cannot sign twice.
 
 SQLite from the standard library: ``journal_mode=WAL`` with ``synchronous=FULL`` makes every
 commit durable (the WAL is fsynced on commit). One connection, used by one thread at a time (the
@@ -16,11 +18,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from committee.checks import KnownBlock
 
+# ``signed`` is protocol version 1's table (a block per rollup and slot); it is only read to
+# migrate heads of files written before version 2. ``slot_signed`` is what a member signs now.
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS slot_signed (
+    committee_id BLOB NOT NULL,
+    slot INTEGER NOT NULL,
+    slot_root BLOB NOT NULL,
+    signing_root BLOB NOT NULL,
+    partial BLOB NOT NULL,
+    signed_ms INTEGER NOT NULL,
+    PRIMARY KEY (committee_id, slot)
+);
 CREATE TABLE IF NOT EXISTS signed (
     committee_id BLOB NOT NULL,
     rollup INTEGER NOT NULL,
@@ -44,12 +58,22 @@ CREATE TABLE IF NOT EXISTS heads (
 
 @dataclass(frozen=True, slots=True)
 class SignedRecord:
-    """One partial a member released."""
+    """One partial a member released (for a slot root)."""
 
-    block_hash: str
+    slot_root: bytes
     signing_root: bytes
     partial: bytes
     signed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadMove:
+    """Signing a slot moves a rollup's head from ``parent`` (as the checks saw it; None for the
+    rollup's first block) to ``head`` (the block being signed)."""
+
+    rollup: int
+    head: KnownBlock
+    parent: KnownBlock | None
 
 
 class ProtectionStore:
@@ -91,66 +115,67 @@ class ProtectionStore:
         with self._lock:
             self._db.close()
 
-    def get_signed(self, committee_id: bytes, rollup: int, slot: int) -> SignedRecord | None:
-        """What this member signed for (rollup, slot), if anything."""
+    def get_signed(self, committee_id: bytes, slot: int) -> SignedRecord | None:
+        """What this member signed for ``slot``, if anything."""
         with self._lock:
             row = self._db.execute(
-                "SELECT block_hash, signing_root, partial, signed_ms FROM signed "
-                "WHERE committee_id = ? AND rollup = ? AND slot = ?",
-                (committee_id, rollup, slot),
+                "SELECT slot_root, signing_root, partial, signed_ms FROM slot_signed "
+                "WHERE committee_id = ? AND slot = ?",
+                (committee_id, slot),
             ).fetchone()
-        return SignedRecord(row[0], bytes(row[1]), bytes(row[2]), row[3]) if row else None
+        return _record(row) if row else None
 
     def record_signed(
         self,
         committee_id: bytes,
-        rollup: int,
         slot: int,
         record: SignedRecord,
-        head: KnownBlock,
-        parent: KnownBlock | None,
+        moves: Sequence[HeadMove],
     ) -> SignedRecord | None:
         """Durably record a partial before it is released; return the record that stands.
 
-        If a record for (rollup, slot) already exists (a concurrent request won), it is returned
-        unchanged and the caller must answer with it, or refuse if it is for another block.
-        Otherwise ``head`` (the block being signed) becomes the member's head in the same
-        transaction, one fsync per signature: from then on it signs only children of it.
+        If a record for ``slot`` already exists (a concurrent request won), it is returned
+        unchanged and the caller must answer with it, or refuse if it is for another root.
+        Otherwise every move's ``head`` (the slot's block of that rollup) becomes the member's
+        head for its rollup in the same transaction, one fsync per signature: from then on it
+        signs only children of them.
 
-        ``parent`` is the block's parent as the checks saw it (None: the rollup's first block).
-        If the head moved since (a concurrent proposal was signed), nothing is written and None
-        is returned: the caller must refuse, or it could sign two children of one parent.
+        If any rollup's head moved since the checks (a concurrent proposal was signed), nothing
+        is written and None is returned: the caller must refuse, or it could sign two children
+        of one parent.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT block_hash, signing_root, partial, signed_ms FROM signed "
-                    "WHERE committee_id = ? AND rollup = ? AND slot = ?",
-                    (committee_id, rollup, slot),
+                    "SELECT slot_root, signing_root, partial, signed_ms FROM slot_signed "
+                    "WHERE committee_id = ? AND slot = ?",
+                    (committee_id, slot),
                 ).fetchone()
-                if row is None and not self._head_allows(committee_id, rollup, parent):
+                if row is None and not all(
+                    self._head_allows(committee_id, m.rollup, m.parent) for m in moves
+                ):
                     self._db.execute("ROLLBACK")
                     return None
                 if row is None:
                     self._db.execute(
-                        "INSERT INTO signed VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO slot_signed VALUES (?, ?, ?, ?, ?, ?)",
                         (
                             committee_id,
-                            rollup,
                             slot,
-                            record.block_hash,
+                            record.slot_root,
                             record.signing_root,
                             record.partial,
                             record.signed_ms,
                         ),
                     )
-                    self._upsert_head(committee_id, rollup, head)
+                    for m in moves:
+                        self._upsert_head(committee_id, m.rollup, m.head)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return record if row is None else SignedRecord(row[0], bytes(row[1]), bytes(row[2]), row[3])
+        return record if row is None else _record(row)
 
     def _head_allows(self, committee_id: bytes, rollup: int, parent: KnownBlock | None) -> bool:
         """Whether the current head still lets a child of ``parent`` be signed: it is the parent,
@@ -196,9 +221,14 @@ class ProtectionStore:
         )
 
     def count_signed(self, committee_id: bytes) -> int:
+        """Slots this member signed."""
         with self._lock:
             return int(
                 self._db.execute(
-                    "SELECT COUNT(*) FROM signed WHERE committee_id = ?", (committee_id,)
+                    "SELECT COUNT(*) FROM slot_signed WHERE committee_id = ?", (committee_id,)
                 ).fetchone()[0]
             )
+
+
+def _record(row: tuple[bytes, bytes, bytes, int]) -> SignedRecord:
+    return SignedRecord(bytes(row[0]), bytes(row[1]), bytes(row[2]), row[3])

@@ -4,23 +4,38 @@ Plain frozen values and their JSON forms (snake_case, wei as decimal strings, by
 hex), shared by the coordinator, the stores, the blocks API and ``blockspace verify``. The JSON of
 a signed block is the delivery format rollups read; docs/committee.md documents it field by
 field. Decoding is strict (``committee.wire``): a signed block usually comes from a third party.
-Pure: no I/O.
+
+The committee signs a whole slot (every rollup's block) once, over its slot root; each rollup's
+signed block carries that root, its own inclusion proof and the slot's rollup list
+(``compute_signed_slot``). Partials and evidence are kept per rollup: the same slot partial is
+recorded under each rollup of the slot, with that rollup's block hash, so each rollup's records
+stand alone. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from auction.codec import block_to_json
 from auction.hashing import keccak256, to_hex
+from auction.slotroot import (
+    MAX_SLOT_LEAVES,
+    SlotLeaf,
+    SlotProof,
+    compute_slot_proof,
+    compute_slot_root,
+)
 from auction.types import Block, WinningBundle
 from committee import bls, wire
 from committee.errors import InvalidSignedBlock
-from committee.signing import compute_signing_root
+from committee.signing import compute_slot_signing_root
 
 SIGNED_BLOCK_KIND: Final[str] = "blockspace-signed-block"
-FORMAT_VERSION: Final[int] = 1
+# 2: signed under the slot root (one signature per slot over every rollup's block), with the
+# block's slot proof; 1 signed each rollup's block alone (never accepted now).
+FORMAT_VERSION: Final[int] = 2
 
 STATUS_SIGNED: Final[str] = "signed"
 STATUS_FAILED: Final[str] = "failed"
@@ -51,10 +66,14 @@ def _hex(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SignedBlock:
-    """A block with the committee's threshold signature and the partials it was combined from."""
+    """One rollup's block of a signed slot: the block, the slot root the committee signed, the
+    block's proof under it, the slot's rollups, the threshold signature and its partials."""
 
     block: Block
     committee_id: bytes
+    slot_root: bytes
+    slot_proof: SlotProof  # the block's leaf under ``slot_root``
+    slot_rollups: tuple[int, ...]  # every rollup of the slot, ascending (the leaves' order)
     signature: bytes
     partials: tuple[tuple[int, bytes], ...]  # (member index, partial), ascending index
     deadline_ms: int  # the slot's auction deadline
@@ -67,14 +86,72 @@ class SignedBlock:
 
     @property
     def signing_root(self) -> bytes:
-        return compute_signing_root(
-            self.committee_id, self.block.rollup, self.block.slot, self.block.block_hash
+        return compute_slot_signing_root(self.committee_id, self.block.slot, self.slot_root)
+
+
+def compute_slot_leaves(blocks: Sequence[Block]) -> list[SlotLeaf]:
+    """The leaves of a slot's blocks (one per rollup)."""
+    return [SlotLeaf(b.rollup, b.block_hash) for b in blocks]
+
+
+def compute_signed_slot(
+    blocks: Sequence[Block],
+    committee_id: bytes,
+    signature: bytes,
+    partials: Sequence[tuple[int, bytes]],
+    *,
+    deadline_ms: int,
+    published_ms: int,
+) -> list[SignedBlock]:
+    """Every rollup's signed block of one signed slot (ascending rollup), each with its proof."""
+    leaves = compute_slot_leaves(blocks)
+    root = compute_slot_root(leaves)
+    rollups = tuple(sorted(b.rollup for b in blocks))
+    return [
+        SignedBlock(
+            block=b,
+            committee_id=committee_id,
+            slot_root=root,
+            slot_proof=compute_slot_proof(leaves, b.rollup),
+            slot_rollups=rollups,
+            signature=signature,
+            partials=tuple(partials),
+            deadline_ms=deadline_ms,
+            published_ms=published_ms,
         )
+        for b in sorted(blocks, key=lambda b: b.rollup)
+    ]
 
 
 def block_fields_to_json(b: Block) -> dict[str, Any]:
     """The block's fields in delivery order (the header fields, then the raw transactions)."""
     return block_to_json(b)
+
+
+def slot_proof_to_json(p: SlotProof) -> dict[str, Any]:
+    return {
+        "leaf_index": p.leaf_index,
+        "leaf_count": p.leaf_count,
+        "siblings": [_hex(s) for s in p.siblings],
+    }
+
+
+def slot_proof_from_json(value: Any, field: str) -> SlotProof:
+    """Read a slot proof from untrusted JSON (types and lengths; ``verify`` checks the rest)."""
+    d = wire.obj(value, field)
+    wire.exact_keys(d, {"leaf_index", "leaf_count", "siblings"}, field + ".")
+    return SlotProof(
+        leaf_index=wire.integer(wire.get(d, "leaf_index", field + "."), field + ".leaf_index"),
+        leaf_count=wire.integer(wire.get(d, "leaf_count", field + "."), field + ".leaf_count"),
+        siblings=tuple(
+            wire.array(
+                wire.get(d, "siblings", field + "."),
+                field + ".siblings",
+                lambda v, f: wire.hex_bytes(v, f, 32),
+                max_items=64,  # a path in a tree of at most 2^16 leaves has at most 16
+            )
+        ),
+    )
 
 
 def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
@@ -85,6 +162,9 @@ def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
         "status": STATUS_SIGNED,
         **block_fields_to_json(s.block),
         "committee_id": _hex(s.committee_id),
+        "slot_root": _hex(s.slot_root),
+        "slot_proof": slot_proof_to_json(s.slot_proof),
+        "slot_rollups": list(s.slot_rollups),
         "signing_root": _hex(s.signing_root),
         "signature": _hex(s.signature),
         "signers": list(s.signers),
@@ -94,14 +174,18 @@ def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
     }
 
 
+# A bundle entry of a block. Stage 2 of shared sequencing (issue 13) adds, for a cross-rollup
+# bundle, the bundle's id and the other rollups it spans to its entry (committed by the block
+# hash, under a new encoding version): ``committee.verify.verify_partner_blocks`` is where a
+# verifier then finds the other legs in the partner blocks (docs/protocol.md, "Slot roots").
 _BUNDLE_KEYS = {"bid_id", "bundle_hash", "searcher", "bid_wei", "payment_wei", "gas"}
 _BLOCK_KEYS = {
     "rollup", "slot", "parent_hash", "block_hash", "bid_set_root", "carried_root",
     "pending_root", "public_tx_count", "gas_used", "revenue_wei", "bundles", "txs",
 }
 _SIGNED_KEYS = _BLOCK_KEYS | {
-    "kind", "version", "status", "committee_id", "signing_root", "signature", "signers",
-    "partials", "deadline_ms", "published_ms",
+    "kind", "version", "status", "committee_id", "slot_root", "slot_proof", "slot_rollups",
+    "signing_root", "signature", "signers", "partials", "deadline_ms", "published_ms",
 }
 
 
@@ -177,6 +261,13 @@ def signed_block_from_json(d: Any) -> SignedBlock:
         signed = SignedBlock(
             block=block,
             committee_id=wire.hex_bytes(wire.get(doc, "committee_id"), "committee_id", 32),
+            slot_root=wire.hex_bytes(wire.get(doc, "slot_root"), "slot_root", 32),
+            slot_proof=slot_proof_from_json(wire.get(doc, "slot_proof"), "slot_proof"),
+            slot_rollups=tuple(
+                wire.array(
+                    wire.get(doc, "slot_rollups"), "slot_rollups", wire.integer, MAX_SLOT_LEAVES
+                )
+            ),
             signature=wire.hex_bytes(
                 wire.get(doc, "signature"), "signature", bls.SIGNATURE_LENGTH
             ),
@@ -189,7 +280,7 @@ def signed_block_from_json(d: Any) -> SignedBlock:
         raise InvalidSignedBlock(f"bad signed block: {exc}", field=exc.field) from None
     # Verify the stated signing root is the one the fields imply (it is a convenience copy).
     if stated_root != signed.signing_root:
-        raise InvalidSignedBlock("signing_root does not match the block", field="signing_root")
+        raise InvalidSignedBlock("signing_root does not match the slot root", field="signing_root")
     return signed
 
 
@@ -249,9 +340,17 @@ def failed_slot_from_json(d: dict[str, Any]) -> FailedSlot:
 
 def signed_block_from_store(d: dict[str, Any]) -> SignedBlock:
     """Decode a signed block written by our own store (trusted, so no re-checks)."""
+    proof = d["slot_proof"]
     return SignedBlock(
         block=block_from_json_strict(d),
         committee_id=bytes.fromhex(d["committee_id"][2:]),
+        slot_root=bytes.fromhex(d["slot_root"][2:]),
+        slot_proof=SlotProof(
+            proof["leaf_index"],
+            proof["leaf_count"],
+            tuple(bytes.fromhex(s[2:]) for s in proof["siblings"]),
+        ),
+        slot_rollups=tuple(d["slot_rollups"]),
         signature=bytes.fromhex(d["signature"][2:]),
         partials=tuple((p["index"], bytes.fromhex(p["partial"][2:])) for p in d["partials"]),
         deadline_ms=d["deadline_ms"],

@@ -1,18 +1,23 @@
 """Offline verification of a signed block against the public committee file.
 
 What ``blockspace verify BLOCK.json --committee COMMITTEE.json`` runs, and what a rollup's own
-verifier should do (docs/committee.md): recompute the block hash from the fields and the raw
-transactions, recompute the signing root, check the group signature, then check the record of
-who signed. Pure: no I/O.
+verifier should do (docs/protocol.md, "Slot roots"): recompute the block hash from the fields
+and the raw transactions, check the block's proof under the slot root (and, given the
+deployment's rollups, that the slot has exactly those), recompute the slot signing root, check
+the group signature, then check the record of who signed. Given partner blocks (other rollups'
+signed blocks of the same slot), check that each is under the same signed root. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from auction.encoding import compute_header_hash
+from auction.slotroot import verify_slot_proof
 from committee import bls, threshold
 from committee.errors import InvalidSignedBlock
 from committee.records import SignedBlock, compute_tx_hashes
-from committee.signing import compute_signing_root
+from committee.signing import compute_slot_signing_root
 
 
 def compute_block_hash_of(signed: SignedBlock) -> str:
@@ -20,19 +25,9 @@ def compute_block_hash_of(signed: SignedBlock) -> str:
     return compute_header_hash(signed.block, compute_tx_hashes(signed.block))
 
 
-def verify_signed_block(
-    signed: SignedBlock, committee: threshold.CommitteeInfo, *, check_partials: bool = True
-) -> None:
-    """Raise ``InvalidSignedBlock`` unless ``signed`` is a block the committee signed.
-
-    Costs one pairing for the group signature, plus one per partial with ``check_partials``.
-    """
+def _check_block_and_slot(signed: SignedBlock, expected_rollups: Iterable[int] | None) -> None:
+    """The block hash, the slot's rollup list and the block's proof under the slot root."""
     b = signed.block
-    # Verify the block is for this committee.
-    if signed.committee_id != committee.committee_id:
-        raise InvalidSignedBlock(
-            "the block was signed by another committee", field="committee_id"
-        )
     # Verify the public lane count fits the transactions.
     if b.public_tx_count > len(b.txs):
         raise InvalidSignedBlock(
@@ -43,8 +38,53 @@ def verify_signed_block(
         raise InvalidSignedBlock(
             "block_hash does not match the block's fields and transactions", field="block_hash"
         )
-    # Verify the group signature over the signing root: the one check a rollup needs.
-    root = compute_signing_root(signed.committee_id, b.rollup, b.slot, b.block_hash)
+    # Verify the stated rollup list is the leaves' (ascending, one per leaf, this block's at
+    # its index): the proof authenticates the count and this position.
+    rollups, proof = signed.slot_rollups, signed.slot_proof
+    ascending = all(x < y for x, y in zip(rollups, rollups[1:], strict=False))
+    if not ascending or len(rollups) != proof.leaf_count:
+        raise InvalidSignedBlock(
+            "slot_rollups must be ascending, one per leaf of the slot", field="slot_rollups"
+        )
+    if not 0 <= proof.leaf_index < len(rollups) or rollups[proof.leaf_index] != b.rollup:
+        raise InvalidSignedBlock(
+            "the block's rollup is not at its leaf index in slot_rollups", field="slot_proof"
+        )
+    # Verify the block's leaf is under the slot root (the one root the committee signs).
+    if not verify_slot_proof(signed.slot_root, b.rollup, b.block_hash, proof):
+        raise InvalidSignedBlock(
+            "the slot proof does not put the block under the slot root", field="slot_proof"
+        )
+    # Verify completeness against the deployment's rollups, when the verifier knows them.
+    if expected_rollups is not None and list(rollups) != sorted(set(expected_rollups)):
+        raise InvalidSignedBlock(
+            f"the slot's rollups {list(rollups)} are not the expected "
+            f"{sorted(set(expected_rollups))}",
+            field="slot_rollups",
+        )
+
+
+def verify_signed_block(
+    signed: SignedBlock,
+    committee: threshold.CommitteeInfo,
+    *,
+    check_partials: bool = True,
+    expected_rollups: Iterable[int] | None = None,
+) -> None:
+    """Raise ``InvalidSignedBlock`` unless ``signed`` is a block under a slot root the committee
+    signed. With ``expected_rollups`` (the deployment's rollups), the slot must have exactly
+    those.
+
+    Costs one pairing for the group signature, plus one per partial with ``check_partials``.
+    """
+    # Verify the block is for this committee.
+    if signed.committee_id != committee.committee_id:
+        raise InvalidSignedBlock(
+            "the block was signed by another committee", field="committee_id"
+        )
+    _check_block_and_slot(signed, expected_rollups)
+    # Verify the group signature over the slot signing root: the one check a rollup needs.
+    root = compute_slot_signing_root(signed.committee_id, signed.block.slot, signed.slot_root)
     if not bls.verify(committee.group_public_key, root, signed.signature):
         raise InvalidSignedBlock("the committee signature does not verify", field="signature")
     # Verify the record of who signed: t distinct members, ascending.
@@ -70,3 +110,51 @@ def verify_signed_block(
         raise InvalidSignedBlock(
             "the listed partials do not combine to the signature", field="partials"
         )
+
+
+def verify_partner_blocks(
+    signed: SignedBlock, partners: Sequence[SignedBlock], committee: threshold.CommitteeInfo
+) -> dict[int, SignedBlock]:
+    """Check that every partner (another rollup's signed block) is under the same signed slot
+    root as ``signed`` (which the caller verified with ``verify_signed_block``); return the
+    slot's blocks by rollup, ``signed`` included.
+
+    Each partner's hash and proof are checked against the same root, committee, slot and rollup
+    list; its signature costs a pairing only if it is not the same bytes as ``signed``'s. With
+    every partner given, the whole rollup list is authenticated (each partner's proof pins its
+    rollup at its index). This map is where stage 2 of shared sequencing (issue 13) checks
+    atomicity: a block entry naming a cross-rollup bundle must find its other legs in the blocks
+    of the other rollups it names.
+    """
+    by_rollup = {signed.block.rollup: signed}
+    for p in partners:
+        what = f"partner block of rollup {p.block.rollup}"
+        same = (p.committee_id, p.block.slot, p.slot_root, p.slot_rollups) == (
+            signed.committee_id, signed.block.slot, signed.slot_root, signed.slot_rollups,
+        )
+        if not same:
+            raise InvalidSignedBlock(
+                f"the {what} is not of the same signed slot (committee, slot, slot root, "
+                "rollups)",
+                field="partners",
+                rollup=p.block.rollup,
+            )
+        if p.block.rollup in by_rollup:
+            raise InvalidSignedBlock(
+                f"rollup {p.block.rollup} is given twice", field="partners", rollup=p.block.rollup
+            )
+        try:
+            _check_block_and_slot(p, None)
+        except InvalidSignedBlock as exc:
+            raise InvalidSignedBlock(
+                f"{what}: {exc.message}", field="partners", rollup=p.block.rollup
+            ) from None
+        if p.signature != signed.signature:
+            message = compute_slot_signing_root(p.committee_id, p.block.slot, p.slot_root)
+            if not bls.verify(committee.group_public_key, message, p.signature):
+                raise InvalidSignedBlock(
+                    f"the {what}'s signature does not verify", field="partners",
+                    rollup=p.block.rollup,
+                )
+        by_rollup[p.block.rollup] = p
+    return by_rollup

@@ -202,9 +202,10 @@ class CommitteeRecords(ABC):
     docs/committee.md; memory: ``memory_committee.py``; Redis: ``redis_committee.py``)."""
 
     @abstractmethod
-    async def save_signed_block(self, block: SignedBlock) -> bool:
-        """Store a slot's signed block; False (and no change) if the slot already has a signed
-        block or a failure record."""
+    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+        """Store one slot's signed blocks (every rollup's, under one slot root) in one atomic
+        write; False (and no change) if any of their rollups already has a signed block or a
+        failure record for the slot."""
 
     @abstractmethod
     async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None: ...
@@ -214,16 +215,20 @@ class CommitteeRecords(ABC):
         """The signed block of the highest slot (the head of the signed chain)."""
 
     @abstractmethod
-    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
-        """Record a slot published as failed; False (and no change) if the slot already has a
-        signed block or a failure record, or (unless ``proposed_ok``: it can never be signed) a
-        block was proposed for it: members may be locked to that block."""
+    async def save_failed_slots(
+        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+    ) -> bool:
+        """Record one slot published as failed, for each of its rollups, in one atomic write;
+        False (and no change) if any of them already has a signed block or a failure record
+        for the slot, or (unless ``proposed_ok``: it can never be signed) a block was proposed
+        for it: members may be locked to that block."""
 
     @abstractmethod
-    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
-        """Record, before it is sent, that ``block_hash`` is proposed for the slot; False if the
-        slot has a failure record or another block was proposed for it (the same block again is
-        fine). Never expires: it is how a pending block is found again, however old."""
+    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+        """Record, before it is sent, that the (rollup, block hash) pairs are proposed for the
+        slot, in one atomic write; False (and no change) if any of them has a failure record or
+        another block proposed for the slot (the same blocks again are fine). Never expires: it
+        is how a pending slot is found again, however old."""
 
     @abstractmethod
     async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:

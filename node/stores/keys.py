@@ -7,7 +7,9 @@
 | bs:<rollup>:limits:<slot>  | hash   | n:<searcher> bundles, b:<searcher> bytes       |
 | bs:<rollup>:index:<slot>   | hash   | bid id, <searcher>:<bundle hash> -> seq;      |
 |                            |        | u:<searcher>:<uuid> -> 1 (a bid under the uuid) |
-| bs:<rollup>:closer:<slot>  | string | the closing engine's id; expires (lease)      |
+| bs:<rollup>:closer:<slot>  | string | the closing engine's id; expires (lease); a   |
+|                            |        | slot's lease is its lowest rollup's (one      |
+|                            |        | process closes every rollup of a slot)        |
 | bs:<rollup>:result:<slot>  | string | the slot's result JSON                         |
 | bs:<rollup>:results        | zset   | every slot with a result (score = slot)        |
 | bs:cancel:<cancel id>      | string | [rollup, [slots]] a signed cancel went into; TTL |
@@ -70,7 +72,8 @@ def cancel_answer(cancel_id: str) -> str:
 
 
 def slot_closer(rollup: int, slot: int) -> str:
-    """Lease of the engine process closing the slot (PX lease; several engines share a store)."""
+    """Lease of the engine process closing the slot (PX lease; several engines share a store).
+    The engine takes a slot's lease under its lowest rollup: one process closes every rollup."""
     return f"{PREFIX}:{rollup}:closer:{slot}"
 
 
@@ -138,6 +141,8 @@ def slot_refusals(rollup: int, slot: int) -> str:
 
 
 # --- signing committee (committee/records.py, node/stores/redis_committee.py) -------------------
+# A slot is signed once for every rollup: its signed blocks (or failure records, or proposed
+# blocks) are written for every rollup of the slot in one script, all or none.
 # bs:<rollup>:signed:<slot>   string  the slot's signed block JSON (never expires)
 # bs:<rollup>:signed_slots    zset    every slot with a signed block (score = slot)
 # bs:<rollup>:failed:<slot>   string  the slot's failure record JSON (never expires)

@@ -1,13 +1,15 @@
 """The signing committee's records in the embedded store (mixed into ``MemoryStore``).
 
 Same contract as the Redis layout (``node/stores/redis_committee.py``): a slot has at most one of
-a signed block or a failure record, written once and never expiring; partials are kept per
-(slot, member, signing root); evidence gets ``<ms>-<n>`` ids in write order.
+a signed block or a failure record per rollup, written once for every rollup of the slot
+together and never expiring; partials are kept per (slot, member, signing root); evidence gets
+``<ms>-<n>`` ids in write order.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
@@ -55,12 +57,14 @@ class MemoryCommittee:
         self._evidence_last_id = eid
         return eid
 
-    async def save_signed_block(self, block: SignedBlock) -> bool:
-        c = self._committee(block.block.rollup)
-        slot = block.block.slot
-        if slot in c.signed or slot in c.failed:
-            return False
-        c.signed[slot] = block
+    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+        # One process, no awaits in between: the checks and the writes are one atomic step.
+        for b in blocks:
+            c = self._committee(b.block.rollup)
+            if b.block.slot in c.signed or b.block.slot in c.failed:
+                return False
+        for b in blocks:
+            self._committee(b.block.rollup).signed[b.block.slot] = b
         return True
 
     async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None:
@@ -70,19 +74,26 @@ class MemoryCommittee:
         signed = self._committee(rollup).signed
         return signed.peekitem(-1)[1] if signed else None
 
-    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
-        c = self._committee(failed.rollup)
-        if failed.slot in c.signed or failed.slot in c.failed:
-            return False
-        if failed.slot in c.proposed and not proposed_ok:
-            return False
-        c.failed[failed.slot] = failed
+    async def save_failed_slots(
+        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+    ) -> bool:
+        for f in failed:
+            c = self._committee(f.rollup)
+            if f.slot in c.signed or f.slot in c.failed:
+                return False
+            if f.slot in c.proposed and not proposed_ok:
+                return False
+        for f in failed:
+            self._committee(f.rollup).failed[f.slot] = f
         return True
 
-    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
-        c = self._committee(rollup)
-        if slot in c.failed or c.proposed.setdefault(slot, block_hash) != block_hash:
-            return False
+    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+        for rollup, block_hash in blocks:
+            c = self._committee(rollup)
+            if slot in c.failed or c.proposed.get(slot, block_hash) != block_hash:
+                return False
+        for rollup, block_hash in blocks:
+            self._committee(rollup).proposed[slot] = block_hash
         return True
 
     async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:

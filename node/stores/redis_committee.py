@@ -1,7 +1,8 @@
 """The signing committee's records in Redis (mixed into ``RedisStore``); keys in ``keys.py``.
 
-- A signed block and a failure record exclude each other: each is one Lua script that checks the
-  other key and then ``SET NX``es its own, so a slot is published once, either way.
+- A signed block and a failure record exclude each other: a slot's records (one per rollup of
+  the slot) are written by one Lua script that checks every rollup's keys first and writes them
+  all or none, so a slot is published once, either way, for every rollup together.
 - ``record_partial`` is one script: ``HSETNX`` of the (committee, member, signing root) field,
   then, if the member already had a partial for another root, an ``XADD`` of the equivocation
   evidence built from both records. Detection and storage cannot be separated by a crash.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,32 +37,50 @@ from committee.records import (
 )
 from node.stores import keys
 
-# KEYS: signed, failed, signed_slots. ARGV: json, slot.
+# KEYS: per rollup of the slot (signed, failed, signed_slots). ARGV: slot, then each rollup's
+# signed block JSON in KEYS order. All or nothing.
 _SAVE_SIGNED = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), ARGV[2])
-  return 1
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 or redis.call('EXISTS', KEYS[3 * i + 2]) == 1 then
+    return 0
+  end
 end
-return 0
+for i = 0, n - 1 do
+  redis.call('SET', KEYS[3 * i + 1], ARGV[i + 2])
+  redis.call('ZADD', KEYS[3 * i + 3], tonumber(ARGV[1]), ARGV[1])
+end
+return 1
 """
 
-# KEYS: failed, signed, proposed. ARGV: json, slot, "1" if a proposed slot may be failed.
+# KEYS: per rollup of the slot (failed, signed, proposed). ARGV: slot, "1" if a proposed slot
+# may be failed, then each rollup's failure JSON in KEYS order. All or nothing.
 _SAVE_FAILED = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if ARGV[3] ~= '1' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 0 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
-return 0
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 or redis.call('EXISTS', KEYS[3 * i + 2]) == 1 then
+    return 0
+  end
+  if ARGV[2] ~= '1' and redis.call('HEXISTS', KEYS[3 * i + 3], ARGV[1]) == 1 then return 0 end
+end
+for i = 0, n - 1 do redis.call('SET', KEYS[3 * i + 1], ARGV[i + 3]) end
+return 1
 """
 
-# KEYS: failed, proposed, proposed_slots. ARGV: slot, block hash. A slot gets one proposed
-# block, never after a failure record; the same block again is fine.
+# KEYS: per rollup of the slot (failed, proposed, proposed_slots). ARGV: slot, then each
+# rollup's block hash in KEYS order. A slot gets one proposed block per rollup, never after a
+# failure record; the same blocks again are fine. All or nothing.
 _CLAIM_PROPOSAL = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if current then return current == ARGV[2] and 1 or 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], tonumber(ARGV[1]), ARGV[1])
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 then return 0 end
+  local current = redis.call('HGET', KEYS[3 * i + 2], ARGV[1])
+  if current and current ~= ARGV[i + 2] then return 0 end
+end
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[3 * i + 2], ARGV[1], ARGV[i + 2])
+  redis.call('ZADD', KEYS[3 * i + 3], tonumber(ARGV[1]), ARGV[1])
+end
 return 1
 """
 
@@ -120,15 +140,16 @@ class RedisCommittee:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         return value if isinstance(value, bytes) else None
 
-    async def save_signed_block(self, block: SignedBlock) -> bool:
-        b = block.block
-        reply = await self._committee_script(
-            "save_signed",
-            [keys.signed_block(b.rollup, b.slot), keys.failed_slot(b.rollup, b.slot),
-             keys.signed_slots(b.rollup)],
-            [orjson.dumps(signed_block_to_json(block)), b.slot],
-        )
-        return bool(reply)
+    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+        if not blocks:
+            return False
+        slot = blocks[0].block.slot
+        keys_: list[str] = []
+        for b in blocks:
+            r = b.block.rollup
+            keys_ += [keys.signed_block(r, slot), keys.failed_slot(r, slot), keys.signed_slots(r)]
+        docs = [orjson.dumps(signed_block_to_json(b)) for b in blocks]
+        return bool(await self._committee_script("save_signed", keys_, [slot, *docs]))
 
     async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None:
         data = await self._committee_get(keys.signed_block(rollup, slot))
@@ -141,21 +162,29 @@ class RedisCommittee:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         return await self.get_signed_block(rollup, int(_text(top[0]))) if top else None
 
-    async def save_failed_slot(self, failed: FailedSlot, *, proposed_ok: bool = False) -> bool:
+    async def save_failed_slots(
+        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+    ) -> bool:
+        if not failed:
+            return False
+        slot = failed[0].slot
+        keys_: list[str] = []
+        for f in failed:
+            keys_ += [keys.failed_slot(f.rollup, slot), keys.signed_block(f.rollup, slot),
+                      keys.proposed(f.rollup)]
+        docs = [orjson.dumps(failed_slot_to_json(f)) for f in failed]
         reply = await self._committee_script(
-            "save_failed",
-            [keys.failed_slot(failed.rollup, failed.slot),
-             keys.signed_block(failed.rollup, failed.slot),
-             keys.proposed(failed.rollup)],
-            [orjson.dumps(failed_slot_to_json(failed)), failed.slot, "1" if proposed_ok else "0"],
+            "save_failed", keys_, [slot, "1" if proposed_ok else "0", *docs]
         )
         return bool(reply)
 
-    async def claim_proposal(self, rollup: int, slot: int, block_hash: str) -> bool:
+    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+        keys_: list[str] = []
+        for rollup, _ in blocks:
+            keys_ += [keys.failed_slot(rollup, slot), keys.proposed(rollup),
+                      keys.proposed_slots(rollup)]
         reply = await self._committee_script(
-            "claim_proposal",
-            [keys.failed_slot(rollup, slot), keys.proposed(rollup), keys.proposed_slots(rollup)],
-            [slot, block_hash],
+            "claim_proposal", keys_, [slot, *(h for _, h in blocks)]
         )
         return bool(reply)
 

@@ -8,6 +8,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from api.engine import Engine
 from auction.presets import MAINNET, Rollup
+from auction.types import SlotResult
 from node.metrics import Metrics
 from node.stores.memory import MemoryStore
 from tests.factories import CHAIN
@@ -23,6 +24,13 @@ class FakeClock:
 
 SLOT_MS = 2000
 START_SLOT = 1_000
+
+
+def close_slot_of(client: TestClient, engine: Engine, rollup: int, slot: int) -> SlotResult:
+    """Close ``slot`` (every rollup's: the engine closes a slot for its whole deployment) and
+    return ``rollup``'s result."""
+    results = client.portal.call(engine.close_slot, slot)
+    return next(r for r in results if r.rollup == rollup)
 
 
 @pytest.fixture

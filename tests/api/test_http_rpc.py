@@ -7,7 +7,7 @@ import pytest
 
 from api.searcher import bundle_params
 from auction import constants as C
-from tests.api.conftest import START_SLOT
+from tests.api.conftest import START_SLOT, close_slot_of
 from tests.factories import CHAIN, key, signed_request, tx
 
 
@@ -38,7 +38,7 @@ def test_send_bundle_returns_flashbots_bundle_hash(client, engine):
 def test_bid_takes_part_and_wins(client, engine, clock):
     k = key(1)
     send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert [o.outcome for o in result.outcomes] == [C.OUTCOME_WON]
     body, sig = signed_request(
         k, "flashbots_getBundleStatsV2",
@@ -65,7 +65,7 @@ def test_cancel_by_uuid(client, engine):
     body, sig = signed_request(k, "eth_cancelBundle", [{"replacementUuid": uuid}])
     _, reply = post(client, body, sig)
     assert reply["result"] is True
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert [o.outcome for o in result.outcomes] == [C.OUTCOME_CANCELLED]
     assert result.block.bundles == ()
 
@@ -154,7 +154,7 @@ def test_metrics_do_not_change_when_a_bid_is_accepted_into_an_open_slot(client, 
     status, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15))
     assert "result" in reply, reply
     assert client.get("/metrics").text == before
-    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    close_slot_of(client, engine, CHAIN, START_SLOT)
     assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
     assert _sample(engine, "blockspace_store_seconds_count", op="append_bid") == 1
 
@@ -163,7 +163,7 @@ def test_rejections_are_counted_in_metrics_once_the_slot_closes(client, engine):
     before = client.get("/metrics").text
     post(client, b"{not json")
     assert client.get("/metrics").text == before
-    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    close_slot_of(client, engine, CHAIN, START_SLOT)
     text = client.get("/metrics").text
     assert 'blockspace_requests_rejected_total{code="parse_error",transport="http"} 1.0' in text
 
@@ -178,12 +178,12 @@ def test_a_later_slots_bids_and_quota_refusals_wait_for_that_slots_close(client,
         _, reply = send(client, k, bundle_params([tx(k)], later, bid_wei=10**15))
         codes.append(reply.get("error", {}).get("data", {}).get("code", "ok"))
     assert codes == ["ok", "searcher_limit_exceeded"]
-    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
-    client.portal.call(engine.close_slot, CHAIN, START_SLOT + 1)
+    close_slot_of(client, engine, CHAIN, START_SLOT)
+    close_slot_of(client, engine, CHAIN, START_SLOT + 1)
     assert _sample(engine, "blockspace_bids_accepted_total", transport="http") is None
     assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
                    code="searcher_limit_exceeded") is None
-    client.portal.call(engine.close_slot, CHAIN, later)
+    close_slot_of(client, engine, CHAIN, later)
     assert _sample(engine, "blockspace_bids_accepted_total", transport="http") == 1
     assert _sample(engine, "blockspace_requests_rejected_total", transport="http",
                    code="searcher_limit_exceeded") == 1
@@ -244,7 +244,7 @@ def test_public_and_protected_txs_over_json_rpc(client, engine):
     assert reply["error"]["data"]["code"] == "protected_tx_not_first"
     _, reply = send(client, k, bundle_params([victim, tx(k)], START_SLOT, bid_wei=10**15))
     assert "result" in reply
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     in_block = [decode_transaction(t).hash for t in result.block.txs]
     assert decode_transaction(plain).hash in in_block
     assert in_block.count(decode_transaction(victim).hash) == 1

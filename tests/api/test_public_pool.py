@@ -11,7 +11,7 @@ from auction.transactions import decode_transaction
 from node.metrics import Metrics
 from node.settings import settings_from_flags
 from node.stores.memory import MemoryStore
-from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
+from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock, close_slot_of
 from tests.factories import CHAIN, key, tx
 
 # A small pool, so that the old engine's limit is reachable in a test.
@@ -62,7 +62,7 @@ def test_one_unfunded_key_cannot_fill_the_pool(client: TestClient, engine: Engin
     # Someone else's fair tx is still accepted, and included.
     fair = tx(key(91))
     assert send_raw(client, fair)["result"] == decode_transaction(fair).hash
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert decode_transaction(fair).hash in {decode_transaction(t).hash for t in result.block.txs}
     # Every refusal is counted under its code (published once the slot closed: decision 23).
     assert rejected(engine, "fee_too_low") == 16
@@ -84,7 +84,7 @@ def test_full_pool_takes_a_better_fee_and_the_close_evicts_the_cheapest(
     assert reply["error"]["data"]["min_fee_per_gas_wei"] == str(10**9 + 1)
     c, d = tx(key(94), tip_gwei=3), tx(key(95), tip_gwei=4)
     assert code(send_raw(client, c)) == "ok" and code(send_raw(client, d)) == "ok"
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     # The block holds the first tx; of the five left, the newest of the cheapest is evicted.
     h = [decode_transaction(raw).hash for raw in [*a, *b, c, d]]
     assert [decode_transaction(t).hash for t in result.block.txs] == [h[0]]

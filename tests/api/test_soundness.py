@@ -15,7 +15,7 @@ from auction.types import SlotResult
 from committee.records import FAILED_CLOSE
 from node.metrics import Metrics
 from node.stores.memory import MemoryStore
-from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
+from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock, close_slot_of
 from tests.api.test_http_rpc import post, send
 from tests.factories import CHAIN, key, signed_request, tx
 
@@ -42,7 +42,7 @@ def test_bids_that_would_overflow_the_block_header_are_refused(client, engine):
     for _ in range(3):
         _, reply = send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=C.MAX_BID_WEI))
         assert "result" in reply, reply
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert result.block.revenue_wei == 3 * C.MAX_BID_WEI
 
 
@@ -111,7 +111,7 @@ def test_one_request_under_six_spellings_is_one_bid(client, engine):
         assert status == 200 and "result" in reply, (spelled, reply)
         hashes.add(reply["result"]["bundleHash"])
     assert len(hashes) == 1
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert len(result.outcomes) == 1  # counted once against the searcher's quota too
     # The stored evidence is the canonical spelling: every member can bind it
     assert result.outcomes[0].bid.evidence.signature == sig
@@ -125,10 +125,42 @@ def test_a_header_without_0x_still_gives_a_bid_members_can_bind(client, engine):
     body, sig = signed_request(k, "eth_sendBundle",
                                [bundle_params([tx(k)], START_SLOT, bid_wei=10**15)])
     post(client, body, sig[2:])
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     bid = result.outcomes[0].bid
     head = Proposal(bytes(32), CHAIN, START_SLOT, result.block, None, (), ())
     check_bid_binding(bid, head)  # raised invalid_evidence before: the slot was unsignable
+
+
+def test_large_requests_are_decoded_off_the_event_loop(client, engine, monkeypatch):
+    """Finding 9: a request at or above the offload size is turned into its event in a worker
+    thread, so its decoding never holds the event loop that acknowledges other searchers."""
+    import threading
+
+    import api.intake as intake_module
+
+    threads: list[tuple[int, int]] = []  # (request bytes, thread that derived it)
+    derive = intake_module.compute_intake_event
+
+    def recording(body, *args, **kwargs):
+        threads.append((len(body), threading.get_ident()))
+        return derive(body, *args, **kwargs)
+
+    monkeypatch.setattr(intake_module, "compute_intake_event", recording)
+    loop_thread = client.portal.call(threading.get_ident)
+    small, large = key(1), key(2)
+    body, sig = signed_request(small, "eth_sendBundle",
+                               [bundle_params([tx(small)], START_SLOT, bid_wei=10**15)])
+    engine.intake.decode_offload_bytes = len(body) + 1
+    assert post(client, body, sig)[0] == 200
+    padded = [tx(large, nonce=i) for i in range(3)]
+    body2, sig2 = signed_request(large, "eth_sendBundle",
+                                 [bundle_params(padded, START_SLOT, bid_wei=10**15)])
+    assert len(body2) > len(body)
+    assert post(client, body2, sig2)[0] == 200
+    (n1, t1), (n2, t2) = threads
+    assert (n1, n2) == (len(body), len(body2))
+    assert t1 == loop_thread  # below the offload size: decoded in line
+    assert t2 != loop_thread  # at or above it: in a worker thread
 
 
 # --- finding 6: a cancel reveals nothing about others -------------------------------------------
@@ -144,7 +176,7 @@ def test_a_cancel_answers_the_same_whatever_other_searchers_did(client, engine):
     assert before == {**after, "id": before["id"]}
     assert after["result"] is False
     # And the other searcher's bid is untouched
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert [o.outcome for o in result.outcomes] == [C.OUTCOME_WON]
 
 
@@ -157,7 +189,7 @@ def test_a_replayed_cancel_does_not_cancel_a_later_bundle(client, engine, clock)
                                        replacement_uuid=UUID))
     reply, (body, sig) = cancel(client, victim, {"replacementUuid": UUID})
     assert reply["result"] is True
-    client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    close_slot_of(client, engine, CHAIN, START_SLOT)
     clock.ms += SLOT_MS
     # The victim bids again under the same uuid, in this slot and one ahead
     for slot in (START_SLOT + 1, START_SLOT + 2):
@@ -169,7 +201,7 @@ def test_a_replayed_cancel_does_not_cancel_a_later_bundle(client, engine, clock)
         assert replayed.get("result") in (True, False), replayed
     for slot in (START_SLOT + 1, START_SLOT + 2):
         clock.ms = (slot + 1) * SLOT_MS + 5
-        result = client.portal.call(engine.close_slot, CHAIN, slot)
+        result = close_slot_of(client, engine, CHAIN, slot)
         assert [o.outcome for o in result.outcomes] == [C.OUTCOME_WON], slot
 
 
@@ -178,7 +210,7 @@ def test_a_cancel_for_another_rollup_leaves_this_rollups_bundle(client, engine):
     send(client, k, bundle_params([tx(k)], START_SLOT, bid_wei=10**15, replacement_uuid=UUID))
     reply, _ = cancel(client, k, {"replacementUuid": UUID}, path="/rollup/10")
     assert reply["result"] is False
-    result = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    result = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert [o.outcome for o in result.outcomes] == [C.OUTCOME_WON]
 
 
@@ -188,7 +220,7 @@ def test_a_cancel_bound_to_a_slot_cancels_only_there(client, engine):
         send(client, k, bundle_params([tx(k)], slot, bid_wei=10**15, replacement_uuid=UUID))
     reply, _ = cancel(client, k, {"replacementUuid": UUID, "blockNumber": hex(START_SLOT + 1)})
     assert reply["result"] is True
-    first = client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+    first = close_slot_of(client, engine, CHAIN, START_SLOT)
     assert [o.outcome for o in first.outcomes] == [C.OUTCOME_WON]
 
 

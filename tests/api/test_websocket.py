@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from api.searcher import bundle_params, nonce_request
-from tests.api.conftest import START_SLOT
+from tests.api.conftest import START_SLOT, close_slot_of
 from tests.factories import CHAIN, key, tx
 
 pytestmark = pytest.mark.timeout(30)
@@ -40,7 +40,7 @@ def test_signed_bid_over_websocket_and_won_notification(client, engine):
         assert "bundleHash" in reply["result"]
         received = next(m for m in first_two if m.get("method") == "bs_subscription")
         assert received["params"]["result"]["event"] == "received"
-        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        close_slot_of(client, engine, CHAIN, START_SLOT)
         won = recv_until(ws, lambda m: m.get("method") == "bs_subscription")
         assert won["params"]["result"]["event"] == "won"
         assert won["params"]["result"]["paymentWei"] == str(10**15)
@@ -50,7 +50,7 @@ def test_slot_subscription(client, engine):
     with client.websocket_connect("/ws") as ws:
         ws.send_text('{"jsonrpc":"2.0","id":1,"method":"bs_subscribe","params":["slots"]}')
         assert recv_until(ws, lambda m: "id" in m)["result"] == "slots"
-        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        close_slot_of(client, engine, CHAIN, START_SLOT)
         note = recv_until(ws, lambda m: m.get("method") == "bs_subscription")
         assert note["params"]["result"]["slot"] == START_SLOT
 
@@ -136,7 +136,7 @@ def test_replayed_signed_bid_subscribes_the_replaying_connection_to_nothing(clie
         recv_until(own, lambda m: m.get("id") == 1)
         attacker.send_text(frame)  # a copy of the victim's signed frame, sent by someone else
         recv_until(attacker, lambda m: m.get("id") == 1)
-        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        close_slot_of(client, engine, CHAIN, START_SLOT)
         # Notifications of the close are queued before this call's reply (one FIFO outbox).
         attacker.send_text('{"jsonrpc":"2.0","id":99,"method":"eth_chainId"}')
         leaked = [m for m in drain_until_reply(attacker, 99) if m.get("method")]
@@ -160,7 +160,7 @@ def test_subscription_replayed_on_another_connection_is_refused(client, engine):
         own.send_text(victim.ws_frame(bid))
         assert recv_until(own, lambda m: m.get("method"))["params"]["result"]["event"] == \
             "received"
-        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        close_slot_of(client, engine, CHAIN, START_SLOT)
         assert recv_until(own, lambda m: m.get("method"))["params"]["result"]["event"] == "won"
         attacker.send_text('{"jsonrpc":"2.0","id":99,"method":"eth_chainId"}')
         assert [m for m in drain_until_reply(attacker, 99) if m.get("method")] == []
@@ -209,6 +209,6 @@ def test_signed_calls_alone_subscribe_nothing(client, engine):
     with client.websocket_connect("/ws") as ws:
         ws.send_text(k.ws_frame(body))
         recv_until(ws, lambda m: m.get("id") == 1)
-        client.portal.call(engine.close_slot, CHAIN, START_SLOT)
+        close_slot_of(client, engine, CHAIN, START_SLOT)
         ws.send_text('{"jsonrpc":"2.0","id":99,"method":"eth_chainId"}')
         assert [m for m in drain_until_reply(ws, 99) if m.get("method")] == []

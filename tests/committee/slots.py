@@ -15,6 +15,7 @@ from auction.bundles import compute_bid, compute_cancel, compute_public_tx
 from auction.encoding import ZERO_HASH
 from auction.presets import MAINNET, Policy, Rollup
 from auction.results import compute_slot_result
+from auction.slotroot import compute_slot_proof, compute_slot_root
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Block, Cancel, Evidence, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, threshold
@@ -22,11 +23,14 @@ from committee.checks import MemberConfig
 from committee.proposal import (
     ParentCertificate,
     Proposal,
+    SlotProposal,
     compute_header_hash,
     compute_parent_certificate,
+    compute_slot_proposal,
+    encode_proposal,
 )
-from committee.records import compute_tx_hashes
-from committee.signing import compute_signing_root
+from committee.records import compute_slot_leaves, compute_tx_hashes
+from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
 
 ROLLUP = 167_001
@@ -142,10 +146,33 @@ def result_of(
     )
 
 
-def certify(committee: CommitteeInfo, group_secret: int, block: Block) -> ParentCertificate:
-    """The certificate of ``block`` as if the committee had signed it."""
-    root = compute_signing_root(committee.committee_id, block.rollup, block.slot, block.block_hash)
-    return compute_parent_certificate(block, bls.sign(group_secret, root))
+def signing_root_of(committee: CommitteeInfo, *blocks: Block) -> bytes:
+    """The slot signing root of a slot made of ``blocks`` (one per rollup, one slot)."""
+    slot_root = compute_slot_root(compute_slot_leaves(blocks))
+    return compute_slot_signing_root(committee.committee_id, blocks[0].slot, slot_root)
+
+
+def certify(
+    committee: CommitteeInfo, group_secret: int, block: Block, *others: Block
+) -> ParentCertificate:
+    """The certificate of ``block`` as if the committee had signed its slot (``block`` and the
+    other rollups' ``others``)."""
+    leaves = compute_slot_leaves([block, *others])
+    signature = bls.sign(group_secret, signing_root_of(committee, block, *others))
+    return compute_parent_certificate(block, compute_slot_proof(leaves, block.rollup), signature)
+
+
+def slot_of(*parts: Proposal) -> SlotProposal:
+    """The slot proposal made of ``parts`` (the first one's committee, slot and completion)."""
+    first = parts[0]
+    return compute_slot_proposal(
+        first.committee_id, first.slot, list(parts), completion=first.completion
+    )
+
+
+def encode_part(*parts: Proposal) -> bytes:
+    """The wire bytes of the slot made of ``parts`` (a one-rollup slot for one part)."""
+    return encode_proposal(slot_of(*parts))
 
 
 def proposal_of(
@@ -190,11 +217,11 @@ class SignsNothing:
     async def load_head(self, rollup: int):  # noqa: ANN201
         return await self.coordinator.load_head(rollup)
 
-    async def prepare(self, rollup: int, slot: int) -> None:
-        await self.coordinator.prepare(rollup, slot)
+    async def prepare(self, slot: int) -> None:
+        await self.coordinator.prepare(slot)
 
-    async def sign(self, result, entries) -> None:  # noqa: ANN001
+    async def sign(self, results, entries) -> None:  # noqa: ANN001
         return None
 
-    async def follow(self, result) -> None:  # noqa: ANN001
-        await self.coordinator.follow(result)
+    async def follow(self, results) -> None:  # noqa: ANN001
+        await self.coordinator.follow(results)

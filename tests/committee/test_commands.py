@@ -10,7 +10,7 @@ import pytest
 from api.cli import main
 from committee import keyfiles, threshold
 
-VECTOR = Path(__file__).parent / "vectors" / "signed_block_3_of_4.json"
+VECTOR = Path(__file__).parent / "vectors" / "signed_slot_3_rollups_3_of_4.json"
 
 
 def test_keygen_writes_checked_files_with_the_default_threshold(tmp_path: Path, capsys) -> None:
@@ -39,12 +39,17 @@ def test_keygen_with_explicit_threshold_and_refusals(tmp_path: Path, capsys) -> 
 
 
 def _vector_files(tmp_path: Path) -> tuple[Path, Path, dict]:
+    """The committee file and rollup 167001's signed block of the vector's three-rollup slot
+    (its partners are written next to it as partner-<rollup>.json)."""
     vector = json.loads(VECTOR.read_text())
     committee = tmp_path / "committee.json"
     committee.write_text(json.dumps(vector["committee"]))
+    *partners, doc = vector["signed_blocks"]
     block = tmp_path / "block.json"
-    block.write_text(json.dumps(vector["signed_block"]))
-    return committee, block, vector["signed_block"]
+    block.write_text(json.dumps(doc))
+    for p in partners:
+        (tmp_path / f"partner-{p['rollup']}.json").write_text(json.dumps(p))
+    return committee, block, doc
 
 
 def test_verify_accepts_a_signed_block(tmp_path: Path, capsys) -> None:
@@ -52,6 +57,30 @@ def test_verify_accepts_a_signed_block(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(block), "--committee", str(committee)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OK:") and doc["block_hash"] in out and "[2, 3, 4]" in out
+    assert doc["slot_root"] in out and "rollups [10, 8453, 167001]" in out
+
+
+def test_verify_checks_the_expected_rollups_and_partner_blocks(tmp_path: Path, capsys) -> None:
+    committee, block, _ = _vector_files(tmp_path)
+    base = ["verify", str(block), "--committee", str(committee)]
+    partners = ["--partner", str(tmp_path / "partner-10.json"),
+                "--partner", str(tmp_path / "partner-8453.json")]
+    assert main([*base, "--rollups", "167001,10,8453", *partners]) == 0
+    assert "with partner blocks of rollups [10, 8453]" in capsys.readouterr().out
+    # a slot without a rollup the deployment serves, or with one more, is refused
+    assert main([*base, "--rollups", "167001,10"]) == 1
+    assert main([*base, "--rollups", "167001,10,8453,42161"]) == 1
+    assert "slot_rollups" not in capsys.readouterr().out
+    # a partner of another slot root: its block changed (its hash no longer matches)
+    other = json.loads((tmp_path / "partner-10.json").read_text())
+    other["gas_used"] = 1
+    (tmp_path / "bad.json").write_text(json.dumps(other))
+    assert main([*base, "--partner", str(tmp_path / "bad.json")]) == 1
+    assert "partner block of rollup 10" in capsys.readouterr().err
+    # the block itself given as its own partner
+    assert main([*base, "--partner", str(block)]) == 1
+    assert "given twice" in capsys.readouterr().err
+    assert main([*base, "--rollups", "ten"]) == 2
 
 
 @pytest.mark.parametrize(

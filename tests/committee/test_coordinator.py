@@ -53,6 +53,7 @@ from tests.committee.slots import (
     key,
     raw_tx,
     result_of,
+    slot_of,
 )
 from tests.redis_server import RedisServer
 
@@ -105,20 +106,21 @@ class Harness:
         clock: Clock,
         faults: dict[int, str],
         store: Store | None = None,
+        settings: Settings = SETTINGS,
     ) -> None:
         self.dealt = dealt
         self.clock = clock
         self.store = store or MemoryStore()
         self.engine = Engine(
             store=self.store,
-            rollups=SETTINGS.rollup_configs(),
+            rollups=settings.rollup_configs(),
             preset=MAINNET,
             slot_ms=SLOT_MS,
             clock_ms=clock,
             metrics=Metrics(),
         )
         self.members = build_local_members(
-            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
+            settings, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
         )
         self.coordinator = Coordinator(
             self.engine, dealt.committee, self.members, signing_window_ms=WINDOW_MS
@@ -157,7 +159,7 @@ class Harness:
         for i in range(bids):
             await self.bid(slot, 100 * slot % 997 + i, 10**15 * (i + 1))
         self.clock.ms = compute_deadline_ms(CLOCK, slot) + 5
-        await self.engine.close_slot(ROLLUP, slot)
+        await self.engine.close_slot(slot)
         return await self.outcome(slot)
 
     async def outcome(self, slot: int) -> SignedBlock | FailedSlot | None:
@@ -167,8 +169,8 @@ class Harness:
             return signed
         failed = await self.store.get_failed_slot(ROLLUP, slot)
         if failed is None:
-            pin = self.coordinator._pinned.get(ROLLUP)
-            assert pin is not None and pin.result.slot == slot, f"slot {slot} has no outcome"
+            pin = self.coordinator._pinned
+            assert pin is not None and pin.slot == slot, f"slot {slot} has no outcome"
         return failed
 
     async def settle(self) -> None:
@@ -262,7 +264,7 @@ async def test_a_block_fewer_than_t_signed_is_pending_until_completed_never_repl
     # pending, not failed: no sibling on its parent is ever proposed.
     harness.down(1, 2, 3, 4)
     assert await harness.run_slot(SLOT) is None
-    pending = harness.coordinator._pinned[ROLLUP].result.block
+    pending = harness.coordinator._pinned.results[0].block
     # While they stay down, completing it fails and the next slot is blocked.
     blocked = await harness.run_slot(SLOT + 1)
     assert isinstance(blocked, FailedSlot) and blocked.reason == FAILED_BLOCKED
@@ -310,11 +312,12 @@ async def test_second_block_for_a_signed_slot_is_refused_and_equivocation_record
     # coordinator or a second engine might propose it.
     result = await harness.store.get_result(ROLLUP, SLOT)
     assert result is not None
-    proposal = dataclasses.replace(await harness.coordinator.build_proposal(result), parent=None)
+    (part,) = (await harness.coordinator.build_proposal([result])).parts
+    proposal = dataclasses.replace(part, parent=None)
     alt_log = proposal.log[:-1]
     alt = dataclasses.replace(proposal, log=alt_log, block=result_of(alt_log, SLOT).block)
     assert alt.block.block_hash != signed.block.block_hash
-    collection = await harness.coordinator.solicit(alt)
+    collection = await harness.coordinator.solicit(slot_of(alt))
     # Every honest member refuses; the equivocating one signs, and that is recorded.
     assert collection.refused == {i: "double_sign" for i in range(1, 11) if i != 6}
     assert set(collection.valid) == {6}
@@ -337,7 +340,7 @@ async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) 
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
     await harness.bid(SLOT, 1)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
-    await harness.engine.close_slot(ROLLUP, SLOT)
+    await harness.engine.close_slot(SLOT)
     await harness.coordinator.recover()  # still within the signing window: it signs
     assert isinstance(await harness.outcome(SLOT), SignedBlock)
     # Past the window the slot may have been signed by some members before the restart: it
@@ -345,7 +348,7 @@ async def test_recover_settles_a_slot_closed_before_a_restart(harness: Harness) 
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
     await harness.bid(SLOT + 1, 2)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
-    await harness.engine.close_slot(ROLLUP, SLOT + 1)
+    await harness.engine.close_slot(SLOT + 1)
     harness.clock.ms += 10 * SLOT_MS
     await harness.coordinator.recover()
     assert await harness.outcome(SLOT + 1) is None
@@ -481,17 +484,17 @@ async def test_engines_sharing_a_store_sign_one_chain(harness: Harness) -> None:
     try:
         # Slot 1 closes on the first engine; the second follows and adopts the signed head.
         first = await harness.run_slot(SLOT)
-        await other.close_slot(ROLLUP, SLOT)
+        await other.close_slot(SLOT)
         # Slot 2 closes on the second engine (it wins the close lease): it builds on slot 1.
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
         await harness.bid(SLOT + 1, 5)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
-        await other.close_slot(ROLLUP, SLOT + 1)
-        await harness.engine.close_slot(ROLLUP, SLOT + 1)
+        await other.close_slot(SLOT + 1)
+        await harness.engine.close_slot(SLOT + 1)
         second = await harness.outcome(SLOT + 1)
         # Slot 3 on the first engine again: its head followed the second engine's block.
         third = await harness.run_slot(SLOT + 2)
-        await other.close_slot(ROLLUP, SLOT + 2)
+        await other.close_slot(SLOT + 2)
     finally:
         await coordinator.aclose()
     assert isinstance(first, SignedBlock) and isinstance(second, SignedBlock)
@@ -517,17 +520,17 @@ async def test_a_follower_completes_a_slot_its_closer_never_published(harness: H
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
         await harness.bid(SLOT, 1)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
-        await harness.engine.close_slot(ROLLUP, SLOT)
+        await harness.engine.close_slot(SLOT)
         # The follower waits for an outcome until the signing deadline (plus a grace); some
         # members may have signed the block, so it is pending, not failed...
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT) + WINDOW_MS + FOLLOW_GRACE_MS + 1
-        await other.close_slot(ROLLUP, SLOT)
+        await other.close_slot(SLOT)
         assert await harness.store.get_failed_slot(ROLLUP, SLOT) is None
         # ... and whichever engine builds the next slot completes it first, then builds on it.
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
         await harness.bid(SLOT + 1, 2)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
-        await other.close_slot(ROLLUP, SLOT + 1)
+        await other.close_slot(SLOT + 1)
         completed = await harness.outcome(SLOT)
         signed = await harness.outcome(SLOT + 1)
     finally:
@@ -558,11 +561,11 @@ async def test_a_process_whose_follow_failed_still_builds_on_the_signed_head(
     coordinator.follow_slot = flaky_follow  # type: ignore[method-assign]
     try:
         first = await harness.run_slot(SLOT)
-        await other.close_slot(ROLLUP, SLOT)  # its follow hook fails: no head adopted here
+        await other.close_slot(SLOT)  # its follow hook fails: no head adopted here
         harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
         await harness.bid(SLOT + 1, 5)
         harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
-        await other.close_slot(ROLLUP, SLOT + 1)  # builds: settles slot 1 first, no fork
+        await other.close_slot(SLOT + 1)  # builds: settles slot 1 first, no fork
         second = await harness.outcome(SLOT + 1)
     finally:
         await coordinator.aclose()
@@ -585,11 +588,11 @@ async def test_a_failed_slots_public_tx_resent_meanwhile_is_not_logged_twice(
     harness.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 2) + 1
     await harness.engine.intake.submit_public_tx([raw], endpoint_rollup=None, protected=False)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
-    await harness.engine.close_slot(ROLLUP, SLOT + 1)  # blocked: failed, never proposed
+    await harness.engine.close_slot(SLOT + 1)  # blocked: failed, never proposed
     blocked = await harness.outcome(SLOT + 1)
     harness.up(1, 2, 3, 4)
     harness.clock.ms = compute_deadline_ms(CLOCK, SLOT + 2) + 5
-    await harness.engine.close_slot(ROLLUP, SLOT + 2)
+    await harness.engine.close_slot(SLOT + 2)
     signed = await harness.outcome(SLOT + 2)
     later = await harness.store.read_log(ROLLUP, SLOT + 3)
     assert isinstance(blocked, FailedSlot) and blocked.reason == FAILED_BLOCKED

@@ -111,7 +111,7 @@ async def test_a_failed_close_in_another_process_never_lets_members_lock_to_a_fa
     other, coordinator = _second_engine(h)
     await other.start(run_clock=False)
 
-    async def broken_prepare(rollup: int, slot: int) -> None:
+    async def broken_prepare(slot: int) -> None:
         raise RuntimeError("a bug in another engine process")
 
     real_prepare = coordinator.prepare
@@ -119,9 +119,9 @@ async def test_a_failed_close_in_another_process_never_lets_members_lock_to_a_fa
     try:
         await h.bid(SLOT, 1)
         clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
-        assert await other.close_or_fail(ROLLUP, SLOT)  # the other process fails the slot
+        assert await other.close_or_fail(SLOT)  # the other process fails the slot
         # The closer does not propose a slot that has a failure record: nobody signs it.
-        await h.engine.close_slot(ROLLUP, SLOT)
+        await h.engine.close_slot(SLOT)
         await h.settle()
         assert await store.list_partials(ROLLUP, SLOT) == []
         coordinator.prepare = real_prepare  # type: ignore[method-assign]

@@ -19,16 +19,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auction.encoding import ZERO_HASH
+from auction.slotroot import compute_slot_proof
 from auction.slots import compute_deadline_ms
 from auction.types import Block, LoggedEvent
 from committee import bls, threshold
 from committee.errors import InvalidCommitteeParams, Locked, Refusal
 from committee.member import Member
 from committee.proposal import ParentCertificate, Proposal, compute_parent_certificate
-from committee.proposal import encode_proposal as encode
 from committee.protection import ProtectionStore
-from committee.signing import compute_signing_root
-from tests.committee.slots import CLOCK, ROLLUP, SLOT, config_of, key, log_of, public_tx, result_of
+from committee.records import compute_slot_leaves
+from tests.committee.slots import (
+    CLOCK,
+    ROLLUP,
+    SLOT,
+    config_of,
+    key,
+    log_of,
+    public_tx,
+    result_of,
+    signing_root_of,
+)
+from tests.committee.slots import encode_part as encode
 
 N, T = 4, 3
 LIAR = 4  # the coordinator holds this member's share: it signs whatever the coordinator likes
@@ -61,8 +72,7 @@ class Built:
 
     @property
     def root(self) -> bytes:
-        b = self.block
-        return compute_signing_root(COMMITTEE.committee_id, b.rollup, b.slot, b.block_hash)
+        return signing_root_of(COMMITTEE, self.block)
 
     def certified(self) -> bool:
         return len(self.partials) >= T
@@ -88,7 +98,8 @@ class LyingCoordinator:
             signature = threshold.combine(chosen, T, N)
         else:
             signature = bls.sign(12345, parent.root)  # well formed, signed by nobody
-        return compute_parent_certificate(parent.block, signature)
+        proof = compute_slot_proof(compute_slot_leaves([parent.block]), ROLLUP)
+        return compute_parent_certificate(parent.block, proof, signature)
 
     def build(self, slot: int, parent: Built | None, variant: int) -> Built:
         log = log_of([public_tx(key(900 + variant), slot)] if variant else [], slot)

@@ -9,19 +9,20 @@ import pytest
 from committee import threshold
 from committee.errors import DoubleSign, SlotExpired
 from committee.member import Member
-from committee.proposal import Proposal, encode_proposal
+from committee.proposal import Proposal
 from committee.protection import ProtectionStore
-from committee.signing import compute_signing_root
 from tests.committee.conftest import Dealt
 from tests.committee.slots import (
     SLOT,
     after_close,
     certify,
     config_of,
+    encode_part,
     key,
     log_of,
     proposal_of,
     signed_bid,
+    signing_root_of,
 )
 
 
@@ -61,11 +62,11 @@ def other_block(dealt: Dealt, bids: list) -> Proposal:
 
 
 def root_of(dealt: Dealt, p: Proposal) -> bytes:
-    return compute_signing_root(dealt.committee.committee_id, p.rollup, p.slot, p.block.block_hash)
+    return signing_root_of(dealt.committee, p.block)
 
 
 def test_partial_verifies_under_the_members_key(dealt, proposal, tmp_path) -> None:
-    reply = member_of(dealt, tmp_path, 3).sign_proposal(encode_proposal(proposal))
+    reply = member_of(dealt, tmp_path, 3).sign_proposal(encode_part(proposal))
     assert reply.index == 3 and not reply.repeated
     assert reply.signing_root == root_of(dealt, proposal)
     assert threshold.verify_partial(
@@ -76,36 +77,36 @@ def test_partial_verifies_under_the_members_key(dealt, proposal, tmp_path) -> No
 
 def test_same_block_again_gets_the_same_partial(dealt, proposal, tmp_path) -> None:
     member = member_of(dealt, tmp_path)
-    first = member.sign_proposal(encode_proposal(proposal))
-    again = member.sign_proposal(encode_proposal(proposal))
+    first = member.sign_proposal(encode_part(proposal))
+    again = member.sign_proposal(encode_part(proposal))
     assert again.repeated and again.partial == first.partial
 
 
 def test_second_block_for_a_signed_slot_is_refused(dealt, proposal, other_block, tmp_path):
     member = member_of(dealt, tmp_path)
-    member.sign_proposal(encode_proposal(proposal))
+    first = member.sign_proposal(encode_part(proposal))
     with pytest.raises(DoubleSign) as excinfo:
-        member.sign_proposal(encode_proposal(other_block))
-    assert excinfo.value.data["signed_block_hash"] == proposal.block.block_hash
+        member.sign_proposal(encode_part(other_block))
+    assert excinfo.value.data["signed_slot_root"] == "0x" + first.slot_root.hex()
 
 
 def test_restarted_member_remembers_what_it_signed(dealt, proposal, other_block, tmp_path):
     member = member_of(dealt, tmp_path)
-    first = member.sign_proposal(encode_proposal(proposal))
+    first = member.sign_proposal(encode_part(proposal))
     member.protection.close()
     # A new process on the same file: same answer for the same block, refusal for another.
     restarted = member_of(dealt, tmp_path)
-    assert restarted.sign_proposal(encode_proposal(proposal)).partial == first.partial
+    assert restarted.sign_proposal(encode_part(proposal)).partial == first.partial
     with pytest.raises(DoubleSign):
-        restarted.sign_proposal(encode_proposal(other_block))
+        restarted.sign_proposal(encode_part(other_block))
 
 
 def test_record_is_committed_before_the_partial_is_returned(dealt, proposal, tmp_path):
     member = member_of(dealt, tmp_path)
-    reply = member.sign_proposal(encode_proposal(proposal))
+    reply = member.sign_proposal(encode_part(proposal))
     # A second connection (another process would see the same) finds the committed record.
     reader = ProtectionStore(tmp_path / "member-1.sqlite3")
-    record = reader.get_signed(dealt.committee.committee_id, proposal.rollup, SLOT)
+    record = reader.get_signed(dealt.committee.committee_id, SLOT)
     assert record is not None and record.partial == reply.partial
     assert reader.count_signed(dealt.committee.committee_id) == 1
 
@@ -114,8 +115,8 @@ def test_refused_proposal_leaves_no_record(dealt, proposal, tmp_path) -> None:
     late = Clock(after_close(SLOT) + 10_000)
     member = member_of(dealt, tmp_path, clock=late)
     with pytest.raises(SlotExpired):
-        member.sign_proposal(encode_proposal(proposal))
-    assert member.protection.get_signed(dealt.committee.committee_id, proposal.rollup, SLOT) is None
+        member.sign_proposal(encode_part(proposal))
+    assert member.protection.get_signed(dealt.committee.committee_id, SLOT) is None
 
 
 def test_newer_parent_is_adopted_and_the_signed_block_becomes_the_head(
@@ -125,15 +126,15 @@ def test_newer_parent_is_adopted_and_the_signed_block_becomes_the_head(
     nxt = proposal_of(dealt.committee, log_of([signed_bid(key(7), SLOT + 1)], SLOT + 1),
                       SLOT + 1, parent=cert)
     member = member_of(dealt, tmp_path, clock=Clock(after_close(SLOT + 1)))
-    member.sign_proposal(encode_proposal(nxt))
+    member.sign_proposal(encode_part(nxt))
     head = member.protection.get_head(dealt.committee.committee_id, proposal.rollup)
     assert head is not None and (head.slot, head.block_hash) == (SLOT + 1, nxt.block.block_hash)
 
 
 @pytest.mark.parametrize("fault", ["wrong_share", "garbage", "other_block"])
 def test_lying_member_answers_an_invalid_partial(dealt, proposal, tmp_path, fault) -> None:
-    reply = member_of(dealt, tmp_path, 2, fault=fault).sign_proposal(encode_proposal(proposal))
-    assert reply.block_hash == proposal.block.block_hash  # it claims the proposed block
+    reply = member_of(dealt, tmp_path, 2, fault=fault).sign_proposal(encode_part(proposal))
+    assert reply.signing_root == root_of(dealt, proposal)  # it claims the proposed slot
     assert not threshold.verify_partial(
         dealt.committee.member_public_key(2), root_of(dealt, proposal), reply.partial
     )
@@ -141,8 +142,8 @@ def test_lying_member_answers_an_invalid_partial(dealt, proposal, tmp_path, faul
 
 def test_equivocating_member_signs_two_blocks(dealt, proposal, other_block, tmp_path) -> None:
     member = member_of(dealt, tmp_path, 4, fault="equivocate")
-    a = member.sign_proposal(encode_proposal(proposal))
-    b = member.sign_proposal(encode_proposal(other_block))
+    a = member.sign_proposal(encode_part(proposal))
+    b = member.sign_proposal(encode_part(other_block))
     key4 = dealt.committee.member_public_key(4)
     assert threshold.verify_partial(key4, root_of(dealt, proposal), a.partial)
     assert threshold.verify_partial(key4, root_of(dealt, other_block), b.partial)

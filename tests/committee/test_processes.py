@@ -49,7 +49,7 @@ from node.notify import Subscriber
 from node.settings import Settings
 from node.stores.memory import MemoryStore
 from ordering import packer
-from tests.committee.slots import SignsNothing, rehash
+from tests.committee.slots import SignsNothing, rehash, slot_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -278,7 +278,7 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
         ["0x" + waiting.hex()], endpoint_rollup=None, protected=False
     )
     await _until_closed(engine, slot_a)
-    result_a = await engine.close_slot(ROLLUP, slot_a)  # the hook signs it
+    (result_a,) = await engine.close_slot(slot_a)  # the hook signs it
     assert await store.get_signed_block(ROLLUP, slot_a) is not None
     assert [p.tx.raw for p in result_a.pending] == [waiting]
     # Slot B: proposals are sent by hand (the hook is off) so each can be tampered with.
@@ -287,13 +287,13 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
     for i in range(3):
         await b.bid(slot_b, 10 + i, bid_wei=10**15 * (i + 1), gas=100_000)
     await _until_closed(engine, slot_b)
-    result_b = await engine.close_slot(ROLLUP, slot_b)
-    honest = await b.coordinator.build_proposal(result_b)
+    (result_b,) = await engine.close_slot(slot_b)
+    (honest,) = (await b.coordinator.build_proposal([result_b])).parts
     assert honest.block.public_tx_count == 1 and honest.block.txs[-1] == waiting
     assert len(honest.block.bundles) == 3
 
     async def answers(p: Proposal) -> dict[int, str]:
-        c = await b.coordinator.solicit(p)
+        c = await b.coordinator.solicit(slot_of(p))
         out = {i: "partial" for i in c.valid} | dict(c.refused)
         out |= {i: "invalid" for i in c.invalid} | {i: "missing" for i in c.missing}
         return out
@@ -342,7 +342,7 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
     assert await answers(dataclasses.replace(honest, block=no_lane)) == dict.fromkeys(
         every, "forced_tx_missing")
     # The honest block is signed by all.
-    signed_answers = await b.coordinator.solicit(honest)
+    signed_answers = await b.coordinator.solicit(slot_of(honest))
     assert set(signed_answers.valid) == every
     # A second, valid, different block for the signed slot: honest members refuse; the one
     # that ignores its protection signs, and is caught equivocating.
@@ -362,7 +362,7 @@ async def _rule_breaking(b: Bidding, cluster: Cluster) -> None:
     await asyncio.to_thread(cluster.procs.wait_ready, None, 240)
     after = await answers(alt)
     assert {i: after[i] for i in (1, 2, 3)} == dict.fromkeys((1, 2, 3), "double_sign")
-    again = await b.coordinator.solicit(honest)
+    again = await b.coordinator.solicit(slot_of(honest))
     assert again.valid == {i: signed_answers.valid[i] for i in again.valid}
     assert set(again.valid) >= {1, 2, 3}
 

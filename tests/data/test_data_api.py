@@ -63,9 +63,10 @@ class Api:
         reply: dict[str, Any] = r.json()
         return reply
 
-    async def close(self, slot: int, rollup: int = CHAIN) -> None:
+    async def close(self, slot: int) -> None:
+        """Close ``slot`` (every rollup's: one slot across the deployment)."""
         self.clock.ms = max(self.clock.ms, (slot + 1) * SLOT_MS + 5)
-        await self.engine.close_slot(rollup, slot)
+        await self.engine.close_slot(slot)
 
     async def get(self, path: str, **params: Any) -> tuple[int, Any]:
         r = await self.http.get(path, params=params)
@@ -204,7 +205,7 @@ async def test_refusal_on_a_rollup_endpoint_is_filed_under_that_rollup(api: Api)
     slot = START_SLOT
     reply = await api.send(A, slot, 0, chain=OTHER)
     assert reply["error"]["data"]["code"] == "bid_too_low"
-    await api.close(slot, OTHER)
+    await api.close(slot)
     _, body = await api.get("/v1/data/bids", rollup=OTHER, outcome="rejected")
     assert [(b["rollup"], b["searcher"], b["code"]) for b in body["data"]] == [
         (OTHER, A.address, "bid_too_low")
@@ -245,7 +246,11 @@ async def test_stats_concentration_fairness_and_failed_slots(api: Api) -> None:
     assert stats["failed_slots"] == 1
     assert stats["price_of_fairness_wei"] == "0"
     _, only_first = await api.get("/v1/data/stats", from_slot=START_SLOT, to_slot=START_SLOT)
-    assert only_first["slots"] == 1 and only_first["failed_slots"] == 0
+    # every rollup's slot closes together: the other rollup's (empty) slot counts too
+    assert only_first["slots"] == 2 and only_first["failed_slots"] == 0
+    _, ours = await api.get("/v1/data/stats", rollup=CHAIN, from_slot=START_SLOT,
+                            to_slot=START_SLOT)
+    assert ours["slots"] == 1 and ours["bids"] == 4
 
 
 # --- paging and exports ---------------------------------------------------------------------------
@@ -362,7 +367,7 @@ async def test_retention_by_slots_trims_old_slots_after_closes(store: Store) -> 
         retention: HistoryRetention = app.state.retention
         for i in range(5):
             clock.ms = (START_SLOT + i + 1) * SLOT_MS + 5
-            await engine.close_slot(CHAIN, START_SLOT + i)
+            await engine.close_slot(START_SLOT + i)
             await retention.wait()
         slots = await store.list_history_slots(CHAIN, from_slot=None, to_slot=None, limit=10)
         assert slots == [START_SLOT + 4, START_SLOT + 3]
@@ -379,7 +384,7 @@ async def test_retention_by_days_uses_the_clock(store: Store) -> None:
     await engine.start(run_clock=False)
     for i in range(4):
         clock.ms = (START_SLOT + i + 1) * SLOT_MS + 5
-        await engine.close_slot(CHAIN, START_SLOT + i)
+        await engine.close_slot(START_SLOT + i)
         await retention.wait()
     # At the last close "now" is slot START+4; one second back is within slot START+3
     slots = await store.list_history_slots(CHAIN, from_slot=None, to_slot=None, limit=10)
@@ -392,7 +397,7 @@ async def test_retention_trims_in_the_background_while_intake_goes_on(store: Sto
     await engine.start(run_clock=False)
     for i in range(60):
         clock.ms = (START_SLOT + i + 1) * SLOT_MS + 5
-        await engine.close_slot(CHAIN, START_SLOT + i)
+        await engine.close_slot(START_SLOT + i)
     retention = HistoryRetention(
         store,
         keep_slots=1,

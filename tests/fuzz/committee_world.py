@@ -19,8 +19,7 @@ from committee import bls, threshold
 from committee.member import Member
 from committee.proposal import Proposal
 from committee.protection import ProtectionStore
-from committee.records import SignedBlock
-from committee.signing import compute_signing_root
+from committee.records import SignedBlock, compute_signed_slot
 from committee.threshold import CommitteeInfo, KeyShare
 from tests.committee.slots import (
     CLOCK,
@@ -36,6 +35,7 @@ from tests.committee.slots import (
     result_of,
     signed_bid,
     signed_cancel,
+    signing_root_of,
 )
 
 # A small block (two bundles and a public tx fill it) with the inclusion list on, so txs stay
@@ -81,13 +81,13 @@ def build_world() -> World:
     ], SLOT + 1)
     second = proposal_of(committee, log1, SLOT + 1, parent=parent, carried=pending,
                          policy=POLICY)
-    root = compute_signing_root(committee.committee_id, ROLLUP, SLOT, first.block.block_hash)
+    root = signing_root_of(committee, first.block)
     partials = tuple((s.index, threshold.partial_sign(s, root)) for s in shares[:3])
-    signed = SignedBlock(
-        block=first.block,
-        committee_id=committee.committee_id,
-        signature=threshold.combine(partials, committee.t, committee.n),
-        partials=partials,
+    (signed,) = compute_signed_slot(
+        [first.block],
+        committee.committee_id,
+        threshold.combine(partials, committee.t, committee.n),
+        partials,
         deadline_ms=CLOCK.slot_ms * (SLOT + 1),
         published_ms=CLOCK.slot_ms * (SLOT + 1) + 300,
     )

@@ -28,8 +28,9 @@ from auction.results import compute_slot_result
 from auction.slots import compute_deadline_ms
 from auction.types import Bid, Cancel, LoggedEvent, PendingTx, PublicTx, Tx
 from committee.errors import MalformedProposal, Refusal
-from committee.proposal import Proposal, decode_proposal, encode_proposal, parse_proposal
+from committee.proposal import Proposal, SlotProposal, decode_proposal, parse_proposal
 from tests.committee.slots import CLOCK, ROLLUP, after_close
+from tests.committee.slots import encode_part as encode_proposal
 from tests.fuzz.budget import fuzz, timeout_s
 from tests.fuzz.committee_world import (
     ROLLUPS,
@@ -114,7 +115,7 @@ def check_types(p: Proposal) -> None:
             assert ev.slot is None or _is_uint(ev.slot)
 
 
-def decode_or_refuse(data: bytes) -> Proposal | None:
+def decode_or_refuse(data: bytes) -> SlotProposal | None:
     try:
         parsed = parse_proposal(data)
     except MalformedProposal as exc:
@@ -125,8 +126,14 @@ def decode_or_refuse(data: bytes) -> Proposal | None:
     except MalformedProposal as exc:
         assert exc.code == "malformed_proposal"
         return None
-    assert dataclasses.replace(p, carried=(), log=()) == parsed.head
-    check_types(p)
+    heads = tuple(dataclasses.replace(part, carried=(), log=()) for part in p.parts)
+    assert dataclasses.replace(p, parts=heads) == parsed.head
+    assert isinstance(p.committee_id, bytes) and _is_uint(p.slot)
+    assert isinstance(p.completion, bool) and p.parts
+    for part in p.parts:
+        assert (part.committee_id, part.slot, part.completion) == (
+            p.committee_id, p.slot, p.completion)
+        check_types(part)
     return p
 
 
@@ -147,8 +154,9 @@ def check_member(world: World, honest: Proposal, data: bytes, *, sampled: bool =
         event(f"refused {exc.code}")
         return
     event("signed")
-    signed = decode_proposal(data)
-    assert reply.block_hash == signed.block.block_hash
+    slot = decode_proposal(data)
+    assert reply.slot_root == slot.compute_slot_root()
+    (signed,) = slot.parts  # the member serves one rollup: a one-part slot
     honest_events = {unauthenticated(e.event) for e in honest.log}
     winners = {w.bid_id for w in signed.block.bundles}
     for e in signed.log:
@@ -171,10 +179,13 @@ def test_random_bytes_are_malformed(data: bytes) -> None:
     assert decode_or_refuse(data) is None
 
 
+PART: tuple[Any, ...] = ("parts", 0)
 EDIT_PLACES: list[tuple[Any, ...]] = [
-    (), ("block",), ("parent",), ("carried",), ("log",), ("log", 0, "event"),
-    ("log", 0, "event", "txs", 0), ("log", 0, "event", "evidence"), ("log", 3, "event"),
-    ("log", 4, "event", "tx"), ("carried", 0, "tx"), ("block", "bundles", 0),
+    (), ("parts",), PART, (*PART, "block"), (*PART, "parent"), (*PART, "carried"),
+    (*PART, "log"), (*PART, "log", 0, "event"), (*PART, "log", 0, "event", "txs", 0),
+    (*PART, "log", 0, "event", "evidence"), (*PART, "log", 3, "event"),
+    (*PART, "log", 4, "event", "tx"), (*PART, "carried", 0, "tx"),
+    (*PART, "block", "bundles", 0),
 ]
 
 
@@ -207,8 +218,9 @@ def test_edited_proposals_are_refused_or_decode_to_typed_values(
 
 
 def _edit(p: Proposal, change: Any) -> bytes:
+    """``p``'s wire bytes with ``change`` applied to its (only) part."""
     doc = orjson.loads(encode_proposal(p))
-    change(doc)
+    change(doc["parts"][0])
     return to_json_bytes(doc)
 
 
@@ -241,7 +253,9 @@ def _loser(p: Proposal) -> int:
 
 def _set_loser(field: str, value: Any, tx_field: str | None = None) -> Any:
     def change(d: dict[str, Any]) -> None:
-        ev = d["log"][_loser(decode_proposal(to_json_bytes(d)))]["event"]
+        wire = {"kind": "blockspace-proposal", "version": 2, "committee_id": "0x" + "00" * 32,
+                "slot": 0, "parts": [d], "completion": False}
+        ev = d["log"][_loser(decode_proposal(to_json_bytes(wire)).parts[0])]["event"]
         ev[field] = value
         if tx_field:
             ev["txs"][0][tx_field] = value
@@ -278,9 +292,8 @@ def test_regressions_are_malformed(world: World, name: str) -> None:
 
 def test_honest_proposals_are_signed(world: World) -> None:
     for p in world.proposals:
-        assert fresh_member(world, p.slot).sign_proposal(encode_proposal(p)).block_hash == (
-            p.block.block_hash
-        )
+        reply = fresh_member(world, p.slot).sign_proposal(encode_proposal(p))
+        assert reply.slot_root == decode_proposal(encode_proposal(p)).compute_slot_root()
 
 
 # --- well-formed lies -------------------------------------------------------------------------
