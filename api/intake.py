@@ -235,10 +235,11 @@ class Intake:
         if refused is not None:
             self._file_refusal(refused)
             raise refused.error
-        seconds = time.perf_counter() - t0
+        # One acknowledged request, counted once (under its lowest rollup for a cross bundle)
+        first = copies[0]
+        self.metrics.count_bid(first.rollup, first.slot, transport, time.perf_counter() - t0)
         spans = [b.rollup for b in copies] if len(copies) > 1 else None
         for bid in copies:
-            self.metrics.count_bid(bid.rollup, bid.slot, transport, seconds)
             received = {
                 "rollup": bid.rollup,
                 "slot": bid.slot,
@@ -246,7 +247,7 @@ class Intake:
                 "bidWei": str(bid.bid_wei),
             }
             self.notifier.to_searcher(searcher, "received", received | _rollups(spans))
-        return {"bundleHash": copies[0].bundle_hash} | _rollups(spans)
+        return {"bundleHash": first.bundle_hash} | _rollups(spans)
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
         """Append a bid to its slot's log; a cross-rollup bundle's copies to every spanned
