@@ -46,13 +46,13 @@ def _bid_id(event: object) -> str | None:
 
 def compute_cross_books(books: Mapping[int, Book]) -> dict[int, Book]:
     """Every rollup's book after the cross-rollup rule: a cross-rollup bundle not live in all
-    its rollups moves from ``live`` to ``superseded`` in each book that holds it, with the
-    reason ``compute_cross_reason`` gives. ``books`` must hold every rollup of the slot.
-    O(total live bids x rollups per bundle)."""
+    its rollups is superseded in each book that holds it (moved out of ``live``), with one
+    reason in all of them, the one ``compute_cross_reason`` gives. ``books`` must hold every
+    rollup of the slot. O(bids x rollups per bundle)."""
     live_ids = {r: {_bid_id(e.event) for e in book.live} for r, book in books.items()}
     dead: dict[str, str] = {}
     for book in books.values():
-        for entry in book.live:
+        for entry in book.bids:
             bid = entry.event
             if not isinstance(bid, Bid) or not bid.legs or bid.bid_id in dead:
                 continue
@@ -61,9 +61,9 @@ def compute_cross_books(books: Mapping[int, Book]) -> dict[int, Book]:
             dead[bid.bid_id] = compute_cross_reason(bid, books) or C.OUTCOME_REJECTED
     out: dict[int, Book] = {}
     for rollup, book in books.items():
-        killed = {e.event.bid_id: dead[e.event.bid_id]  # type: ignore[union-attr]
-                  for e in book.live if _bid_id(e.event) in dead}
-        if not killed:
+        held = {_bid_id(e.event) for e in book.bids}
+        killed = {i: why for i, why in dead.items() if i in held}
+        if all(book.superseded.get(i) == why for i, why in killed.items()):
             out[rollup] = book
             continue
         out[rollup] = Book(

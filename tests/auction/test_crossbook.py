@@ -80,7 +80,7 @@ def run(seq) -> tuple[dict[int, list[LoggedEvent]], dict[str, str], dict[str, tu
     return logs, verdict, spans
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(ops)
 def test_cross_books_match_model(seq) -> None:
     logs, verdict, spans = run(seq)
@@ -129,3 +129,15 @@ def test_a_copy_missing_from_a_spanned_log_is_not_live() -> None:
     assert compute_cross_reason(a[0], books) == C.OUTCOME_REJECTED
     joined = compute_cross_books(books)
     assert joined[1].live == () and joined[1].superseded == {a[0].bid_id: C.OUTCOME_REJECTED}
+
+
+def test_a_bundle_dead_everywhere_has_one_reason_in_every_rollup() -> None:
+    # Cancelled on rollup 1, replaced (by a bundle on rollup 2 only) on rollup 2: one outcome
+    old = copies(1, SEARCHERS[0], UUIDS[1], (1, 2))
+    new = copies(3, SEARCHERS[0], UUIDS[1], (2,))
+    logs = {1: [LoggedEvent("1-0", old[0]),
+                LoggedEvent("2-0", Cancel(1, SEARCHERS[0], UUIDS[1], 2, EV))],
+            2: [LoggedEvent("1-0", old[1]), LoggedEvent("3-0", new[0])]}
+    joined = compute_cross_books({r: compute_book(log) for r, log in logs.items()})
+    assert joined[1].superseded[old[0].bid_id] == joined[2].superseded[old[0].bid_id] == (
+        C.OUTCOME_CANCELLED)
