@@ -19,6 +19,7 @@ from auction.types import (
     Cancel,
     Evidence,
     IntakeEvent,
+    Leg,
     PendingTx,
     PublicTx,
     SlotResult,
@@ -75,8 +76,18 @@ def evidence_from_json(d: dict[str, str]) -> Evidence:
     return Evidence(body=d["body"].encode("utf-8", "surrogateescape"), signature=d["signature"])
 
 
+def leg_to_json(g: Leg) -> dict[str, Any]:
+    return {"rollup": g.rollup, "gas": g.gas, "txs": [tx_to_json(t) for t in g.txs]}
+
+
+def leg_from_json(d: dict[str, Any]) -> Leg:
+    return Leg(rollup=d["rollup"], txs=tuple(tx_from_json(t) for t in d["txs"]), gas=d["gas"])
+
+
 def bid_to_json(b: Bid) -> dict[str, Any]:
-    return {
+    """A bid as JSON; ``legs`` only for a cross-rollup bundle's copy (a single-rollup bid's
+    encoding is what it was before shared sequencing)."""
+    out = {
         "kind": "bid",
         "bid_id": b.bid_id,
         "rollup": b.rollup,
@@ -94,6 +105,9 @@ def bid_to_json(b: Bid) -> dict[str, Any]:
         "max_timestamp": b.max_timestamp,
         "explicit_bid": b.explicit_bid,
     }
+    if b.legs:
+        out["legs"] = [leg_to_json(g) for g in b.legs]
+    return out
 
 
 def bid_from_json(d: dict[str, Any]) -> Bid:
@@ -113,6 +127,7 @@ def bid_from_json(d: dict[str, Any]) -> Bid:
         min_timestamp=d["min_timestamp"],
         max_timestamp=d["max_timestamp"],
         explicit_bid=d["explicit_bid"],
+        legs=tuple(leg_from_json(g) for g in d.get("legs", ())),
     )
 
 
