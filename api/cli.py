@@ -113,14 +113,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    import dataclasses
-    import time
-
     import orjson
 
     from auction.errors import BlockspaceError
-    from auction.instances import packing_to_json, parse_instance
-    from ordering import packer
+    from auction.instances import is_joint_document
 
     try:
         with open(args.instance, "rb") as f:
@@ -129,22 +125,59 @@ def _solve(args: argparse.Namespace) -> int:
         print(f"blockspace solve: cannot read {args.instance}: {exc}", file=sys.stderr)
         return 2
     try:
-        inst = parse_instance(data)
-        budget = args.time_budget_ms or inst.time_budget_ms
-        packer.warm_up({inst.payment_rule})
-        t0 = time.perf_counter()
-        packing = packer.pack(inst.inp, budget)
-        seconds = time.perf_counter() - t0
-        payments = packer.compute_payments(inst.inp, packing, inst.payment_rule)
-        free = dataclasses.replace(inst.inp, max_gas_per_searcher=None)
-        unconstrained = packing.revenue_wei
-        if inst.inp.max_gas_per_searcher is not None:
-            unconstrained = max(unconstrained, packer.pack(free, budget).revenue_wei)
+        out = _solve_joint(data, args) if is_joint_document(data) else _solve_single(data, args)
     except BlockspaceError as exc:
         print(orjson.dumps({"error": exc.to_dict()}).decode())
         return 1
-    print(orjson.dumps(packing_to_json(packing, payments, seconds, unconstrained)).decode())
+    print(orjson.dumps(out).decode())
     return 0
+
+
+def _solve_single(data: object, args: argparse.Namespace) -> dict[str, object]:
+    """One rollup: the block, its bound, payments and the price of fairness."""
+    import dataclasses
+    import time
+
+    from auction.instances import packing_to_json, parse_instance
+    from ordering import packer
+
+    inst = parse_instance(data)
+    budget = args.time_budget_ms or inst.time_budget_ms
+    packer.warm_up({inst.payment_rule}, joint_slots=False)
+    t0 = time.perf_counter()
+    packing = packer.pack(inst.inp, budget)
+    seconds = time.perf_counter() - t0
+    payments = packer.compute_payments(inst.inp, packing, inst.payment_rule)
+    free = dataclasses.replace(inst.inp, max_gas_per_searcher=None)
+    unconstrained = packing.revenue_wei
+    if inst.inp.max_gas_per_searcher is not None:
+        unconstrained = max(unconstrained, packer.pack(free, budget).revenue_wei)
+    return packing_to_json(packing, payments, seconds, unconstrained)
+
+
+def _solve_joint(data: object, args: argparse.Namespace) -> dict[str, object]:
+    """A shared slot: one block per rollup (atomic cross-rollup bundles), one bound, payments
+    and the price of fairness (every rollup's searcher cap lifted)."""
+    import dataclasses
+    import time
+
+    from auction.instances import joint_packing_to_json, parse_joint_instance
+    from ordering import packer
+
+    inst = parse_joint_instance(data)
+    budget = args.time_budget_ms or inst.time_budget_ms
+    packer.warm_up({inst.payment_rule})
+    t0 = time.perf_counter()
+    packing = packer.pack_joint(inst.inp, budget)
+    seconds = time.perf_counter() - t0
+    payments = packer.compute_joint_payments(inst.inp, packing, inst.payment_rule)
+    unconstrained = packing.revenue_wei
+    if any(r.max_gas_per_searcher is not None for r in inst.inp.rollups):
+        free_rollups = tuple(dataclasses.replace(r, max_gas_per_searcher=None)
+                             for r in inst.inp.rollups)  # fmt: skip
+        free = dataclasses.replace(inst.inp, rollups=free_rollups)
+        unconstrained = max(unconstrained, packer.pack_joint(free, budget).revenue_wei)
+    return joint_packing_to_json(packing, payments, seconds, unconstrained)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,8 +38,6 @@ from node.server import server_options
 from node.settings import Settings
 from node.stores.memory import MemoryStore
 from ordering import packer
-from ordering.problem import PAYMENT_VCG
-from ordering.solver import PACK_KERNELS, VCG_KERNELS
 
 GWEI = 10**9
 POOL = "0x" + "aa" * 20
@@ -95,8 +93,7 @@ class CompileReport:
 
 def compute_kernel_total(payment_rules: set[str]) -> int:
     """How many kernels ``packer.warm_up(payment_rules)`` compiles on a cold start."""
-
-    return len(PACK_KERNELS) + (len(VCG_KERNELS) if PAYMENT_VCG in payment_rules else 0)
+    return packer.compute_kernel_total(payment_rules)
 
 
 class _Server(uvicorn.Server):

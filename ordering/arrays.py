@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from ordering.problem import Item, PackingInput
+from ordering.problem import Item, JointInput, JointItem, PackingInput
 
 # Sum of scaled values stays below this, so float64 and int64 hold every partial sum exactly.
 VALUE_SUM_BITS = 53
@@ -228,3 +228,138 @@ def compute_packing_arrays(inp: PackingInput) -> PackingArrays:
         gas_limit=int(inp.gas_limit),
         searcher_cap=cap,
     )
+
+
+# --- the joint (multi-rollup) problem -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JointArrays:
+    """A joint instance in canonical array form (item index = rank of the id).
+
+    Capacities are *rows*: row r < n_rollups is rollup r's gas for bundles (rollups in the input's
+    order), then one row per (rollup with a cap, searcher with a leg there), in first appearance.
+    Each item has one entry per leg in its rollup's gas row and, where that rollup caps searchers,
+    one in its (rollup, searcher) row, with the leg's gas. Conflict keys are (rollup, key) pairs,
+    so the same key string on two rollups is two keys."""
+
+    items: tuple[JointItem, ...]  # canonical order: ascending id
+    ids: tuple[str, ...]
+    bids_wei: tuple[int, ...]
+    value: I64  # [n] max(bid, 0) >> value_shift
+    value_shift: int
+    positive: U8  # [n]
+    forced: U8  # [n]
+    rollups: tuple[int, ...]  # rollup ids, input order (row r < n_rollups is rollups[r])
+    row_ptr: I64  # [n + 1] CSR item -> capacity rows
+    row_idx: I64  # [nnz_rows] rows: per leg its rollup's row, then its (rollup, searcher) row
+    row_gas: I64  # [nnz_rows] the leg's gas in that row
+    row_cap: I64  # [n_rows] capacity of each row
+    row_rollup: I64  # [n_rows] rollup index of each row
+    total_gas: I64  # [n] gas over all legs
+    key_ptr: I64  # [n + 1] CSR item -> keys
+    key_idx: I32
+    n_keys: int  # distinct (rollup, key) pairs
+    key_item_ptr: I64
+    key_items: I32
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_rollups(self) -> int:
+        return len(self.rollups)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_cap.shape[0])
+
+
+_get_legs = attrgetter("legs")
+_get_rollup = attrgetter("rollup")
+
+
+def compute_joint_arrays(inp: JointInput) -> JointArrays:
+    """Encode a (validated: ``check_joint_input``) joint instance canonically.
+
+    Columnar: the only per-object Python work is reading each item's and each leg's fields and
+    one dict lookup per key occurrence (interned per rollup, so keys are (rollup, key) pairs
+    without building a pair object); everything else is numpy or ``_build_csr``.
+    O(n log n + total legs + total keys)."""
+    raw_ids = list(map(_get_id, inp.items))
+    rank_order = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
+    items = list(map(inp.items.__getitem__, rank_order))
+    n = len(items)
+    ids = tuple(map(raw_ids.__getitem__, rank_order))
+    bids = tuple(map(_get_bid, items))
+    shift = compute_value_shift(bids)
+    value, positive = _scaled_values(bids, shift)
+    forced = np.zeros(n, dtype=np.uint8)
+    if inp.forced:
+        rank = {i: r for r, i in enumerate(ids)}
+        for f in inp.forced:
+            if f in rank:
+                forced[rank[f]] = 1
+    n_rollups = len(inp.rollups)
+    rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
+    leg_lists = list(map(_get_legs, items))
+    legs = list(chain.from_iterable(leg_lists))
+    n_legs = len(legs)
+    leg_count = np.fromiter(map(len, leg_lists), dtype=np.int64, count=n)
+    leg_item = np.repeat(np.arange(n, dtype=np.int64), leg_count)
+    leg_r = np.fromiter(map(rindex.__getitem__, map(_get_rollup, legs)), np.int64, n_legs)
+    leg_gas = np.fromiter(map(_get_gas, legs), dtype=np.int64, count=n_legs)
+    # Capacity rows: one per rollup, then one per (capped rollup, searcher) that occurs
+    names = list(map(_get_searcher, items))
+    searcher_id = {name: j for j, name in enumerate(dict.fromkeys(names))}
+    searcher = np.fromiter(map(searcher_id.__getitem__, names), dtype=np.int64, count=n)
+    cap_of = [r.max_gas_per_searcher for r in inp.rollups]
+    capped = np.array([c is not None for c in cap_of], dtype=bool)
+    leg_capped = capped[leg_r] if n_legs else np.zeros(0, dtype=bool)
+    pair = leg_r[leg_capped] * max(len(searcher_id), 1) + searcher[leg_item[leg_capped]]
+    pairs, pair_row = np.unique(pair, return_inverse=True)
+    pair_rollup = pairs // max(len(searcher_id), 1)
+    caps = [int(r.gas_limit) for r in inp.rollups] + [int(cap_of[r] or 0) for r in pair_rollup]
+    row_cap = np.array(caps, dtype=np.int64)
+    row_rollup = np.concatenate([np.arange(n_rollups, dtype=np.int64), pair_rollup])
+    entries = 1 + leg_capped.astype(np.int64)
+    leg_at = np.zeros(n_legs + 1, dtype=np.int64)
+    np.cumsum(entries, out=leg_at[1:])
+    row_idx = np.empty(int(leg_at[-1]), dtype=np.int64)
+    row_idx[leg_at[:-1]] = leg_r
+    row_idx[leg_at[:-1][leg_capped] + 1] = n_rollups + pair_row
+    row_gas = np.repeat(leg_gas, entries)
+    row_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(leg_item, weights=entries, minlength=n).astype(np.int64),
+              out=row_ptr[1:])  # fmt: skip
+    total_gas = np.bincount(leg_item, weights=leg_gas, minlength=n).astype(np.int64)
+    # Keys, interned per rollup: each maps to the flat position of its first appearance
+    key_lists = list(map(_get_keys, legs))
+    leg_keys = np.fromiter(map(len, key_lists), dtype=np.int64, count=n_legs)
+    key_at = np.zeros(n_legs + 1, dtype=np.int64)
+    np.cumsum(leg_keys, out=key_at[1:])
+    first = np.empty(int(key_at[-1]), dtype=np.int64)
+    n_keys_total = 0
+    for r in range(n_rollups):
+        on_r = np.flatnonzero(leg_r == r)
+        if not on_r.shape[0]:
+            continue
+        lens_r = leg_keys[on_r]
+        # flat positions of the keys of rollup r's legs, in canonical order
+        pos = np.repeat(key_at[on_r] - np.cumsum(lens_r) + lens_r, lens_r)
+        pos += np.arange(pos.shape[0], dtype=np.int64)
+        seen: dict[str, int] = {}
+        chained = chain.from_iterable(map(key_lists.__getitem__, on_r.tolist()))
+        first[pos] = np.fromiter(map(seen.setdefault, chained, pos.tolist()), np.int64,
+                                 pos.shape[0])  # fmt: skip
+        n_keys_total += len(seen)
+    item_keys = np.bincount(leg_item, weights=leg_keys, minlength=n).astype(np.int64)
+    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(first, item_keys)
+    return JointArrays(
+        items=tuple(items), ids=ids, bids_wei=bids, value=value, value_shift=shift,
+        positive=positive, forced=forced, rollups=tuple(r.rollup for r in inp.rollups),
+        row_ptr=row_ptr, row_idx=row_idx, row_gas=row_gas, row_cap=row_cap,
+        row_rollup=row_rollup, total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
+        n_keys=n_keys_total, key_item_ptr=key_item_ptr, key_items=key_items,
+    )  # fmt: skip

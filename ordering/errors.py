@@ -31,3 +31,47 @@ class InfeasibleInstance(BlockspaceError):
     """Forced bundles that cannot all be included (gas, conflicts, fairness)."""
 
     code = "infeasible_instance"
+
+
+class InvalidJointInput(BlockspaceError):
+    """A joint (multi-rollup) instance that breaks the model's shape; subclasses name the rule."""
+
+    code = "invalid_joint_input"
+
+
+class DuplicateRollup(InvalidJointInput):
+    """The same rollup id twice in the slot's rollup list."""
+
+    code = "duplicate_rollup"
+
+
+class InvalidCapacity(InvalidJointInput):
+    """A rollup's gas for bundles or per-searcher cap below zero."""
+
+    code = "invalid_capacity"
+
+
+class DuplicateBundleId(InvalidJointInput):
+    code = "duplicate_bundle_id"
+
+
+class BundleWithoutLegs(InvalidJointInput):
+    """A bundle with no leg at all (it would touch no rollup)."""
+
+    code = "bundle_without_legs"
+
+
+class LegForUnknownRollup(InvalidJointInput):
+    """A leg on a rollup that is not in the slot."""
+
+    code = "leg_unknown_rollup"
+
+
+class DuplicateLegRollup(InvalidJointInput):
+    """Two legs of one bundle on the same rollup (one leg per rollup, in order)."""
+
+    code = "duplicate_leg_rollup"
+
+
+class NegativeGas(InvalidJointInput):
+    code = "negative_gas"

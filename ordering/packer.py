@@ -12,8 +12,20 @@ from collections.abc import Collection
 
 from numba.core import event
 
-from ordering import payments, solver
-from ordering.problem import PAYMENT_RULES, PAYMENT_VCG, Item, Packing, PackingInput
+from ordering import joint, payments, solver
+from ordering.problem import (
+    PAYMENT_RULES,
+    PAYMENT_VCG,
+    Item,
+    JointInput,
+    JointItem,
+    JointPacking,
+    Leg,
+    Packing,
+    PackingInput,
+    RollupCapacity,
+)
+from ordering.reference import check_joint_forced_feasible, check_joint_input
 from ordering.solver import WarmUpProgress
 
 
@@ -22,19 +34,53 @@ def pack(inp: PackingInput, time_budget_ms: int = 50) -> Packing:
     return solver.pack(inp, time_budget_ms)
 
 
+def pack_joint(inp: JointInput, time_budget_ms: int = 50) -> JointPacking:
+    """Pack one shared slot: one block per rollup, cross-rollup bundles in all or none of their
+    rollups' blocks. Deterministic in (``inp``, ``time_budget_ms``).
+
+    Raises the InvalidJointInput tree on a malformed instance and InfeasibleInstance when the
+    forced bundles cannot all be included. A one-rollup slot is the single-rollup problem and is
+    solved by ``pack`` (same block, bound and speed); several rollups by the joint kernel.
+    """
+    check_joint_input(inp)
+    if inp.forced:
+        check_joint_forced_feasible(inp)
+    if len(inp.rollups) == 1:
+        single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
+        return joint.compute_joint_from_single(inp, single)
+    return joint.pack_joint_kernel(inp, time_budget_ms)
+
+
+def compute_joint_payments(
+    inp: JointInput, packing: JointPacking, rule: str, time_budget_ms: int = 200
+) -> dict[str, int]:
+    """What each winner of a shared slot pays under ``rule`` (``first_price`` or ``vcg``)."""
+    return payments.compute_joint_payments(inp, packing, rule, time_budget_ms=time_budget_ms)
+
+
+def compute_kernel_total(payment_rules: Collection[str], joint_slots: bool = True) -> int:
+    """How many kernels ``warm_up(payment_rules, joint_slots=joint_slots)`` compiles cold."""
+    total = len(solver.PACK_KERNELS) + len(joint.JOINT_KERNELS if joint_slots else ())
+    return total + (len(solver.VCG_KERNELS) if PAYMENT_VCG in payment_rules else 0)
+
+
 def warm_up(
-    payment_rules: Collection[str] = PAYMENT_RULES, progress: WarmUpProgress | None = None
+    payment_rules: Collection[str] = PAYMENT_RULES,
+    progress: WarmUpProgress | None = None,
+    joint_slots: bool = True,
 ) -> None:
     """Compile the kernels a slot needs (or load them from numba's cache) on tiny instances, so
-    no JIT happens inside a slot deadline: the packing's first, then the VCG re-solve when
-    ``payment_rules`` include VCG.
+    no JIT happens inside a slot deadline: the packing's first, then the joint packing of shared
+    slots unless ``joint_slots`` is False, then the VCG re-solves when ``payment_rules`` include
+    VCG.
 
     ``progress(done, total)`` is called with 0 when the first kernel starts compiling and after
     each kernel is compiled; when everything loads from the cache it is never called. A cold
-    compile takes about 50 s of CPU on the reference machine, loading about 0.3 s.
+    compile takes about 45 s of CPU on the reference machine (80 s with the joint kernels),
+    loading about 0.3-1 s.
     """
     vcg = PAYMENT_VCG in payment_rules
-    total = len(solver.PACK_KERNELS) + (len(solver.VCG_KERNELS) if vcg else 0)
+    total = compute_kernel_total(payment_rules, joint_slots)
     with contextlib.ExitStack() as stack:
         if progress is not None:
             stack.enter_context(
@@ -51,6 +97,24 @@ def warm_up(
         pack(PackingInput(gas_limit=200_000, items=items[:6]), time_budget_ms=1)
         if vcg:
             payments.compute_vcg_payments(inp, packing, time_budget_ms=1)
+        if joint_slots:
+            _warm_up_joint(vcg)
+
+
+def _warm_up_joint(vcg: bool) -> None:
+    """The joint kernels on a tiny two-rollup slot (search, then enumeration, then VCG)."""
+    rollups = (RollupCapacity(1, 200_000, 120_000), RollupCapacity(2, 150_000))
+    items = tuple(
+        JointItem(id=f"j{i:02d}", searcher=f"s{i % 3}", bid_wei=1000 + 37 * i,
+                  legs=(Leg(1 + i % 2, 21_000 + 1000 * i, (f"k{i % 5}",)),)
+                  + ((Leg(2 - i % 2, 30_000, (f"x{i % 4}",)),) if i % 3 == 0 else ()))
+        for i in range(solver.EXACT_MAX_ITEMS + 8)
+    )  # fmt: skip
+    inp = JointInput(rollups, items, forced=frozenset({"j01"}))
+    packing = pack_joint(inp, time_budget_ms=1)
+    pack_joint(JointInput(rollups, items[:6]), time_budget_ms=1)
+    if vcg:
+        compute_joint_payments(inp, packing, PAYMENT_VCG, time_budget_ms=1)
 
 
 def compute_payments(

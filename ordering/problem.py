@@ -67,3 +67,78 @@ def compute_block_order(items: list[Item]) -> list[Item]:
 def compute_greedy_order(items: tuple[Item, ...] | list[Item]) -> list[Item]:
     """Order in which the greedy packer considers items (same rule as the block order)."""
     return compute_block_order(list(items))
+
+
+# --- the joint (multi-rollup) problem -------------------------------------------------------
+# One auction per slot over several rollups (issue 13). A bundle has one *leg* per rollup it
+# touches; its one bid counts only when every leg is in its rollup's block (atomicity). Conflict
+# keys, gas and the per-searcher cap are per rollup: the same key string on two rollups is not a
+# conflict. docs/solver.md, "Joint packing".
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """The part of a bundle that lands on one rollup."""
+
+    rollup: int
+    gas: int
+    keys: tuple[str, ...]  # conflict keys within this rollup
+
+
+@dataclass(frozen=True, slots=True)
+class JointItem:
+    """One bundle of a shared slot: one bid for all its legs (one leg per rollup, >= 1)."""
+
+    id: str  # unique within the problem; also the deterministic tie-break (ascending)
+    searcher: str
+    bid_wei: int
+    legs: tuple[Leg, ...]
+
+    @property
+    def gas(self) -> int:
+        """Total gas over the legs (the block order's denominator)."""
+        return sum(leg.gas for leg in self.legs)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCapacity:
+    """One rollup's capacities in the slot."""
+
+    rollup: int
+    gas_limit: int  # gas available to bundles: block gas limit minus reserved public gas
+    max_gas_per_searcher: int | None = None  # None: no per-searcher cap on this rollup
+
+
+@dataclass(frozen=True, slots=True)
+class JointInput:
+    """One shared slot's packing instance (rollups in the deployment's order)."""
+
+    rollups: tuple[RollupCapacity, ...]
+    items: tuple[JointItem, ...]
+    forced: frozenset[str] = frozenset()  # item ids that must be included (on all their legs)
+
+
+@dataclass(frozen=True, slots=True)
+class JointPacking:
+    """A joint packer's answer: one block per rollup, one certified bound for the slot."""
+
+    included_by_rollup: tuple[tuple[int, tuple[str, ...]], ...]  # (rollup, ids in block order)
+    included: tuple[str, ...]  # every included item once, in slot order (see compute_joint_order)
+    revenue_wei: int  # bids of the included items, each counted once
+    gas_used_by_rollup: tuple[tuple[int, int], ...]  # (rollup, gas used by the included legs)
+    upper_bound_wei: int  # no feasible joint packing earns more than this
+    solver: str = ""
+    proven_optimal: bool = False
+
+    def block(self, rollup: int) -> tuple[str, ...]:
+        """Ids included in ``rollup``'s block, in block order."""
+        return dict(self.included_by_rollup)[rollup]
+
+
+def compute_joint_order(items: list[JointItem]) -> list[JointItem]:
+    """Slot order: bid per *total* gas (all legs) descending, then id ascending.
+
+    Each rollup's block is this order restricted to the items with a leg on it, so two bundles
+    that share rollups are in the same relative order on every one of them; for a one-leg item
+    this is ``compute_block_order``'s rule."""
+    return sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))

@@ -1,0 +1,215 @@
+"""Joint (multi-rollup) packing: atomic, valid, optimal on small slots, deterministic, with a
+sound slot bound; one rollup is exactly the single-rollup packer; bad input has stable codes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from joint_cases import is_feasible, joint_instances, optimum_or_none
+
+from bench.generate_joint import generate_joint_instance
+from ordering import packer
+from ordering.arrays import compute_joint_arrays
+from ordering.errors import InfeasibleInstance, InvalidJointInput
+from ordering.exact import pack_joint_exact
+from ordering.joint import (
+    compute_joint_from_single,
+    compute_joint_packing,
+    compute_single_input,
+    pack_joint_kernel,
+    solve_joint_arrays,
+)
+from ordering.problem import JointInput, JointItem, Leg, RollupCapacity
+from ordering.reference import check_joint_packing
+from ordering.solver import EXACT_MAX_ITEMS, compute_work_limit
+
+
+def _shuffled(inp: JointInput, seed: int) -> JointInput:
+    items = list(inp.items)
+    random.Random(seed).shuffle(items)
+    return JointInput(inp.rollups, tuple(items), inp.forced)
+
+
+@settings(max_examples=300, deadline=None)
+@given(joint_instances(max_items=EXACT_MAX_ITEMS))
+def test_joint_kernel_is_valid_atomic_and_optimal_on_small_slots(inp: JointInput) -> None:
+    # Up to EXACT_MAX_ITEMS candidates the kernel enumerates: it must equal brute force, and
+    # every invariant (atomicity, capacities, caps, per-rollup conflicts, forced, revenue,
+    # bound, order) must hold.
+    opt = optimum_or_none(inp)
+    if opt is None:
+        with pytest.raises(InfeasibleInstance):
+            pack_joint_kernel(inp, time_budget_ms=1)
+        return
+    p = pack_joint_kernel(inp, time_budget_ms=1)
+    check_joint_packing(inp, p)
+    assert p.revenue_wei == opt
+    assert p.upper_bound_wei >= opt
+
+
+@settings(max_examples=60, deadline=None)
+@given(joint_instances(max_items=24), st.integers(0, 3))
+def test_search_path_is_valid_with_a_sound_bound(inp: JointInput, seed: int) -> None:
+    # Above EXACT_MAX_ITEMS candidates: the search path (bound, core, insert moves)
+    opt = optimum_or_none(inp)
+    if opt is None:
+        return
+    arrays = compute_joint_arrays(inp)
+    sel, bound, _ = solve_joint_arrays(arrays, compute_work_limit(2), seed=seed, exact_max=0)
+    p = compute_joint_packing(arrays, sel, bound, solver="numba-joint")
+    check_joint_packing(inp, p)
+    assert p.upper_bound_wei >= opt >= p.revenue_wei
+
+
+def test_search_finds_the_optimum_on_most_small_slots() -> None:
+    # The local search alone (enumeration off) against brute force on random 14-20-bundle slots
+    rng = random.Random(7)
+    hits = 0
+    total = 0
+    for case in range(150):
+        inp = _random_slot(rng, rng.randint(14, 20), case)
+        opt = optimum_or_none(inp)
+        if opt is None:
+            continue
+        arrays = compute_joint_arrays(inp)
+        sel, _b, _ = solve_joint_arrays(arrays, compute_work_limit(5), exact_max=0)
+        p = compute_joint_packing(arrays, sel, -1, solver="numba-joint")
+        total += 1
+        hits += p.revenue_wei == opt
+    assert total > 100 and hits / total >= 0.95, (hits, total)
+
+
+def _random_slot(rng: random.Random, n: int, case: int) -> JointInput:
+    n_rollups = rng.randint(2, 4)
+    rollups = tuple(RollupCapacity(r, rng.randint(80, 250), rng.choice([None, 120]))
+                    for r in range(n_rollups))  # fmt: skip
+    items = []
+    for i in range(n):
+        on = rng.sample(range(n_rollups), rng.choice([1, 1, 2, 3][: n_rollups + 1]))
+        legs = tuple(Leg(r, rng.randint(5, 60), tuple(f"k{rng.randint(0, 6)}"
+                                                      for _ in range(rng.randint(0, 2))))
+                     for r in on)  # fmt: skip
+        items.append(JointItem(f"c{case}-{i:02d}", f"s{rng.randint(0, 3)}",
+                               rng.randint(1, 1000), legs))  # fmt: skip
+    return JointInput(rollups, tuple(items))
+
+
+@pytest.mark.parametrize(("n", "n_rollups", "cross"), [(400, 2, 0.3), (900, 3, 0.2), (800, 4, 0.1)])
+def test_bound_is_at_least_the_exact_optimum_on_generated_slots(n, n_rollups, cross) -> None:
+    inp = generate_joint_instance(n, n_rollups, seed=3, cross_share=cross, searcher_share=0.3)
+    h, proven = pack_joint_exact(inp, time_limit_s=120, presolve=False)
+    assert proven
+    p = packer.pack_joint(inp, time_budget_ms=20)
+    check_joint_packing(inp, p)
+    assert p.upper_bound_wei >= h.revenue_wei >= p.revenue_wei
+    assert p.revenue_wei >= 0.99 * h.revenue_wei
+
+
+@settings(max_examples=100, deadline=None)
+@given(joint_instances(max_items=12, max_rollups=1))
+def test_one_rollup_is_the_single_rollup_packer(inp: JointInput) -> None:
+    # pack_joint on one rollup is the single-rollup solver on the same instance: same block,
+    # bound and revenue
+    if optimum_or_none(inp) is None:
+        return
+    got = packer.pack_joint(inp, time_budget_ms=2)
+    single = packer.pack(compute_single_input(inp), time_budget_ms=2)
+    assert got == compute_joint_from_single(inp, single)
+    assert got.included == single.included and got.upper_bound_wei == single.upper_bound_wei
+    check_joint_packing(inp, got)
+
+
+@settings(max_examples=40, deadline=None)
+@given(joint_instances(max_items=24), st.integers(0, 2**32))
+def test_result_does_not_depend_on_item_order(inp: JointInput, shuffle_seed: int) -> None:
+    if optimum_or_none(inp) is None:
+        return
+    assert packer.pack_joint(inp, 3) == packer.pack_joint(_shuffled(inp, shuffle_seed), 3)
+
+
+def test_deterministic_on_a_generated_slot() -> None:
+    inp = generate_joint_instance(3000, 4, seed=5, cross_share=0.3)
+    first = packer.pack_joint(inp, 10)
+    again = packer.pack_joint(_shuffled(inp, 1), 10)
+    assert first == again
+    check_joint_packing(inp, first)
+    assert sum(1 for i in first.included if len(_by_id(inp)[i].legs) > 1) > 0
+
+
+def _by_id(inp: JointInput) -> dict[str, JointItem]:
+    return {it.id: it for it in inp.items}
+
+
+def test_same_key_on_two_rollups_is_not_a_conflict() -> None:
+    rollups = (RollupCapacity(1, 100), RollupCapacity(2, 100))
+    items = (JointItem("a", "s", 10, (Leg(1, 10, ("pool",)),)),
+             JointItem("b", "s", 10, (Leg(2, 10, ("pool",)),)),
+             JointItem("c", "s", 5, (Leg(1, 10, ("x",)), Leg(2, 10, ("pool",)))))  # fmt: skip
+    p = packer.pack_joint(JointInput(rollups, items), 1)
+    assert p.block(1) == ("a",) and p.block(2) == ("b",) and p.revenue_wei == 20
+
+
+def test_a_cross_bundle_wins_on_all_its_rollups_or_on_none() -> None:
+    # x pays more than a and b together but does not fit rollup 2 beside b's rival d
+    rollups = (RollupCapacity(1, 100), RollupCapacity(2, 50, 40))
+    items = (JointItem("x", "s1", 30, (Leg(1, 50, ("p",)), Leg(2, 30, ("q",)))),
+             JointItem("a", "s2", 12, (Leg(1, 50, ("p",)),)),
+             JointItem("d", "s2", 25, (Leg(2, 40, ("r",)),)))  # fmt: skip
+    p = packer.pack_joint(JointInput(rollups, items), 1)
+    check_joint_packing(JointInput(rollups, items), p)
+    assert p.included_by_rollup == ((1, ("a",)), (2, ("d",))) and p.revenue_wei == 37
+    # with more room on rollup 2, x is in both blocks; order: bid per total gas (d 25/40 first,
+    # x 30/80 after)
+    roomy = (RollupCapacity(1, 100), RollupCapacity(2, 70))
+    p = packer.pack_joint(JointInput(roomy, items), 1)
+    assert p.included_by_rollup == ((1, ("x",)), (2, ("d", "x"))) and p.revenue_wei == 55
+    assert p.included == ("d", "x") and p.gas_used_by_rollup == ((1, 50), (2, 70))
+
+
+def test_forced_cross_bundle_is_included_and_infeasible_forced_set_is_an_error() -> None:
+    rollups = (RollupCapacity(1, 100), RollupCapacity(2, 50))
+    items = (JointItem("f", "s", 1, (Leg(1, 10, ("p",)), Leg(2, 10, ("q",)))),
+             JointItem("g", "s", 99, (Leg(2, 45, ("z",)),)))  # fmt: skip
+    p = packer.pack_joint(JointInput(rollups, items, frozenset({"f"})), 1)
+    assert p.included == ("f",) and p.block(2) == ("f",)
+    with pytest.raises(InfeasibleInstance) as err:
+        packer.pack_joint(JointInput(rollups, items, frozenset({"f", "g"})), 1)
+    assert err.value.code == "infeasible_instance"
+    with pytest.raises(InfeasibleInstance):
+        packer.pack_joint(JointInput(rollups, items, frozenset({"nope"})), 1)
+
+
+_R = (RollupCapacity(1, 100), RollupCapacity(2, 100))
+
+
+@pytest.mark.parametrize(
+    ("inp", "code"),
+    [
+        (JointInput(_R, (JointItem("a", "s", 1, (Leg(3, 1, ()),)),)), "leg_unknown_rollup"),
+        (JointInput(_R, (JointItem("a", "s", 1, ()),)), "bundle_without_legs"),
+        (JointInput(_R, (JointItem("a", "s", 1, (Leg(1, 1, ()), Leg(1, 2, ()))),)),
+         "duplicate_leg_rollup"),
+        (JointInput(_R, (JointItem("a", "s", 1, (Leg(1, -1, ()),)),)), "negative_gas"),
+        (JointInput(_R, (JointItem("a", "s", 1, (Leg(1, 1, ()),)),) * 2), "duplicate_bundle_id"),
+        (JointInput((_R[0], _R[0]), ()), "duplicate_rollup"),
+        (JointInput((RollupCapacity(1, -5),), ()), "invalid_capacity"),
+        (JointInput((RollupCapacity(1, 5, -1),), ()), "invalid_capacity"),
+    ],
+)  # fmt: skip
+def test_bad_input_has_a_stable_code(inp: JointInput, code: str) -> None:
+    for pack in (packer.pack_joint, pack_joint_kernel):
+        with pytest.raises(InvalidJointInput) as err:
+            pack(inp, 1)
+        assert err.value.code == code
+
+
+def test_empty_and_zero_capacity_slots() -> None:
+    assert packer.pack_joint(JointInput(_R, ()), 1).included_by_rollup == ((1, ()), (2, ()))
+    full = (RollupCapacity(1, 0), RollupCapacity(2, 100))
+    items = (JointItem("a", "s", 5, (Leg(1, 1, ()), Leg(2, 1, ()))),
+             JointItem("b", "s", 3, (Leg(1, 0, ()), Leg(2, 1, ()))))  # fmt: skip
+    p = packer.pack_joint(JointInput(full, items), 1)
+    assert p.included == ("b",) and is_feasible(JointInput(full, items), p.included)
