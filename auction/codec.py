@@ -20,6 +20,7 @@ from auction.types import (
     Evidence,
     IntakeEvent,
     Leg,
+    LegEntry,
     PendingTx,
     PublicTx,
     SlotResult,
@@ -211,6 +212,34 @@ def event_from_bytes(data: bytes) -> IntakeEvent:
     return event_from_json(orjson.loads(data))
 
 
+def winning_bundle_to_json(w: WinningBundle) -> dict[str, Any]:
+    """A block entry; ``legs`` only for a cross-rollup bundle (a single-rollup entry is what it
+    was before shared sequencing)."""
+    out: dict[str, Any] = {
+        "bid_id": w.bid_id,
+        "bundle_hash": w.bundle_hash,
+        "searcher": w.searcher,
+        "bid_wei": str(w.bid_wei),
+        "payment_wei": str(w.payment_wei),
+        "gas": w.gas,
+    }
+    if w.legs:
+        out["legs"] = [{"rollup": g.rollup, "txs": list(g.tx_hashes)} for g in w.legs]
+    return out
+
+
+def winning_bundle_from_json(w: dict[str, Any]) -> WinningBundle:
+    return WinningBundle(
+        bid_id=w["bid_id"],
+        bundle_hash=w["bundle_hash"],
+        searcher=w["searcher"],
+        bid_wei=int(w["bid_wei"]),
+        payment_wei=int(w["payment_wei"]),
+        gas=w["gas"],
+        legs=tuple(LegEntry(g["rollup"], tuple(g["txs"])) for g in w.get("legs", ())),
+    )
+
+
 def block_to_json(b: Block) -> dict[str, Any]:
     return {
         "rollup": b.rollup,
@@ -223,17 +252,7 @@ def block_to_json(b: Block) -> dict[str, Any]:
         "public_tx_count": b.public_tx_count,
         "gas_used": b.gas_used,
         "revenue_wei": str(b.revenue_wei),
-        "bundles": [
-            {
-                "bid_id": w.bid_id,
-                "bundle_hash": w.bundle_hash,
-                "searcher": w.searcher,
-                "bid_wei": str(w.bid_wei),
-                "payment_wei": str(w.payment_wei),
-                "gas": w.gas,
-            }
-            for w in b.bundles
-        ],
+        "bundles": [winning_bundle_to_json(w) for w in b.bundles],
         "txs": [_hex(t) for t in b.txs],
     }
 
@@ -243,17 +262,7 @@ def block_from_json(d: dict[str, Any]) -> Block:
         rollup=d["rollup"],
         slot=d["slot"],
         parent_hash=d["parent_hash"],
-        bundles=tuple(
-            WinningBundle(
-                bid_id=w["bid_id"],
-                bundle_hash=w["bundle_hash"],
-                searcher=w["searcher"],
-                bid_wei=int(w["bid_wei"]),
-                payment_wei=int(w["payment_wei"]),
-                gas=w["gas"],
-            )
-            for w in d["bundles"]
-        ),
+        bundles=tuple(winning_bundle_from_json(w) for w in d["bundles"]),
         txs=tuple(_unhex(t) for t in d["txs"]),
         gas_used=d["gas_used"],
         revenue_wei=int(d["revenue_wei"]),

@@ -162,13 +162,33 @@ class BidOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class LegEntry:
+    """One leg of a cross-rollup bundle as a block names it: its rollup and its transactions'
+    hashes in order (what that rollup's block must carry for the bundle)."""
+
+    rollup: int
+    tx_hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WinningBundle:
+    """A block's entry for a winning bundle. For a cross-rollup bundle (docs/shared-sequencing.md)
+    the entry is the same bundle in the block of every rollup it spans: the same ``bid_id``,
+    ``bundle_hash``, ``searcher``, ``bid_wei`` and ``legs`` (every leg, by rollup), with this
+    rollup's leg gas as ``gas`` and its share of the payment as ``payment_wei``."""
+
     bid_id: str
     bundle_hash: str
     searcher: str
     bid_wei: int
     payment_wei: int
     gas: int
+    legs: tuple[LegEntry, ...] = ()  # every leg of a cross-rollup bundle; () otherwise
+
+    @property
+    def rollups(self) -> tuple[int, ...]:
+        """The rollups a cross-rollup bundle spans, ascending (``()`` for a single-rollup one)."""
+        return tuple(leg.rollup for leg in self.legs)
 
 
 @dataclass(frozen=True, slots=True)
