@@ -7,7 +7,8 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 2. ``close log``: for each rollup the store stops intake for the slot and returns its log (or
    another engine process holding the slot's close lease does, and this one follows its stored
    results);
-3. ``compute result``: ``auction.results.compute_slot_result`` on each log and chain state;
+3. ``compute result``: ``auction.results.compute_slot_results`` on every rollup's log and chain
+   state together (the joint close: cross-rollup bundles win on all their rollups or none);
 4. ``record history``: each result and its history, in one atomic store write per rollup;
 5. ``publish``: the slot's watchers and every bidder are told;
 6. ``sign``: the signer gets every rollup's block of the slot signed at once (the logs passed
@@ -38,7 +39,7 @@ from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
-from auction.results import compute_slot_result
+from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
@@ -342,9 +343,7 @@ class Engine:
                 if followed is not None:
                     stored = followed
                 else:
-                    for r in rollups:
-                        if stored[r] is None:
-                            entries[r], stored[r] = await self._build(r, slot)  # 2, 3, 4
+                    entries, stored = await self._build(slot, stored)  # 2, 3, 4
             results = [result for result in stored.values() if result is not None]
             # Each process announces a slot's outcome to its own connections once.
             first_time = [self.chains[result.rollup].closed(result) for result in results]
@@ -371,44 +370,55 @@ class Engine:
             log.exception("%s failed", where)
             self.metrics.system_faults.labels(where).inc()
 
-    async def _build(self, rollup_id: int, slot: int) -> tuple[list[LoggedEvent], SlotResult]:
-        """Close the slot's log, compute its result and store it with its history (or take the
-        one another process stored first)."""
-        rollup, chain = self.rollups[rollup_id], self.chains[rollup_id]
+    async def _build(
+        self, slot: int, stored: dict[int, SlotResult | None]
+    ) -> tuple[dict[int, list[LoggedEvent]], dict[int, SlotResult | None]]:
+        """Close every rollup's log of the slot, compute every result together (one joint
+        close: cross-rollup bundles couple the rollups) and store each missing result with its
+        history (or take the one another process stored first). A result already stored (a
+        restart mid-close) is kept; the computation is deterministic, so it agrees."""
+        rollups = sorted(self.rollups)
         t0 = time.perf_counter()
-        entries = await self.store.close_slot(rollup_id, slot)
+        entries = {r: await self.store.close_slot(r, slot) for r in rollups}
         t1 = time.perf_counter()
-        result = await asyncio.to_thread(
-            compute_slot_result,
-            rollup,
-            slot,
-            compute_deadline_ms(self.clock, slot),
-            chain.head,
-            entries,
-            chain.pending,
+        parts = [
+            SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
+            for r in rollups
+        ]
+        results = await asyncio.to_thread(
+            compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts
         )
+        t2 = time.perf_counter()
+        out = dict(stored)
+        for result in results:
+            if stored[result.rollup] is None:
+                out[result.rollup] = await self._record(result)
+        t3 = time.perf_counter()
+        m = self.metrics.slot_close_seconds
+        m.labels("close_log").observe(t1 - t0)
+        m.labels("build").observe(t2 - t1)
+        m.labels("store").observe(t3 - t2)
+        return entries, out
+
+    async def _record(self, result: SlotResult) -> SlotResult:
+        """Store one rollup's result with its history; the stored one if another process won."""
+        rollup_id, slot = result.rollup, result.slot
         refusals = await self.store.list_refusals(rollup_id, slot)
         history = await asyncio.to_thread(
             compute_slot_history,
             result,
             refusals,
             recorded_ms=self.now_ms(),
-            gas_limit=rollup.policy.gas_limit,
+            gas_limit=self.rollups[rollup_id].policy.gas_limit,
         )
-        t2 = time.perf_counter()
         stored = await self.store.save_result(result, history=history)
         self.intake.refusals.forget_through(rollup_id, slot)
         if not stored:  # another engine process stored it first: theirs is the truth
             other = await self.store.get_result(rollup_id, slot)
             if other is not None:
                 result = other
-        t3 = time.perf_counter()
-        m = self.metrics.slot_close_seconds
-        m.labels("close_log").observe(t1 - t0)
-        m.labels("build").observe(t2 - t1)
-        m.labels("store").observe(t3 - t2)
         self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
-        return entries, result
+        return result
 
     async def _follow(self, slot: int) -> dict[int, SlotResult | None] | None:
         """None once this process holds the slot's close lease, else every rollup's result
