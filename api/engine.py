@@ -35,6 +35,7 @@ from typing import Protocol
 
 from api.chain import ChainState
 from api.intake import OFFLOAD_BYTES, Intake
+from auction import constants as C
 from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.history import compute_slot_history
@@ -49,6 +50,16 @@ from node.stores.base import Store
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
+
+
+def compute_cross_payments(results: Sequence[SlotResult]) -> dict[str, int]:
+    """Every cross-rollup winner's whole payment: its shares in the slot's results summed."""
+    paid: dict[str, int] = {}
+    for result in results:
+        for o in result.outcomes:
+            if o.bid.legs and o.outcome == C.OUTCOME_WON:
+                paid[o.bid.bid_id] = paid.get(o.bid.bid_id, 0) + o.payment_wei
+    return paid
 
 
 class SlotCloseFailed(Exception):
@@ -347,9 +358,10 @@ class Engine:
             results = [result for result in stored.values() if result is not None]
             # Each process announces a slot's outcome to its own connections once.
             first_time = [self.chains[result.rollup].closed(result) for result in results]
+        paid = compute_cross_payments(results)
         for result, first in zip(results, first_time, strict=True):
             if first:
-                self._announce(result)  # 5. publish
+                self._announce(result, paid)  # 5. publish
         if entries:
             await self._observe(self.signer.sign(results, entries), "sign")  # 6. sign, advance
         else:
@@ -442,7 +454,7 @@ class Engine:
         """Make a signed block the parent of the next one, with the pool it left pending."""
         self.chains[rollup_id].set_head(block_hash, pending)
 
-    def _announce(self, result: SlotResult) -> None:
+    def _announce(self, result: SlotResult, cross_paid: Mapping[str, int]) -> None:
         self.metrics.slot_closed(result.rollup, result.slot)  # intake counts go public now
         self.notifier.to_slot_watchers(
             {
@@ -459,6 +471,14 @@ class Engine:
         )
         clearing = min((w.bid_wei for w in result.block.bundles), default=0)
         for o in result.outcomes:
+            extra: dict[str, object] = {}
+            if o.bid.legs:
+                # A cross-rollup bundle: one notification (from its lowest rollup's result, the
+                # outcome being the same in all), with its whole payment and its rollups.
+                if o.bid.rollup != o.bid.rollups[0]:
+                    continue
+                extra = {"rollups": list(o.bid.rollups)}
+            payment = cross_paid.get(o.bid.bid_id, o.payment_wei)
             self.notifier.to_searcher(
                 o.bid.searcher,
                 o.outcome,
@@ -467,7 +487,8 @@ class Engine:
                     "slot": result.slot,
                     "bundleHash": o.bid.bundle_hash,
                     "bidWei": str(o.bid.bid_wei),
-                    "paymentWei": str(o.payment_wei),
+                    "paymentWei": str(payment),
                     "clearingBidWei": str(clearing),
+                    **extra,
                 },
             )

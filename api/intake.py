@@ -44,7 +44,7 @@ from auction.intake import (
 from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
 from auction.slots import SlotClock, compute_slot_at
-from auction.types import Bid, Cancel, Evidence, IntakeEvent, PublicTx
+from auction.types import Bid, BidOutcome, Cancel, Evidence, IntakeEvent, PublicTx, SlotResult
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.stores.base import IntakeLimits, Store
@@ -330,8 +330,16 @@ class Intake:
         slot = parse_quantity(params.get("blockNumber"), "blockNumber")
         if slot is None:
             raise InvalidParams("blockNumber is required", field="blockNumber")
-        rollup = self._endpoint_rollup(endpoint_rollup)
-        seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+        # At a rollup's endpoint, its log; at POST /, the default rollup's, then every other
+        # served rollup's (a cross-rollup bundle is logged only in the rollups it spans).
+        first = self._endpoint_rollup(endpoint_rollup)
+        candidates = [first] if endpoint_rollup is not None else [
+            first, *(r for r in sorted(self.rollups) if r != first)]  # fmt: skip
+        seq, rollup = None, first
+        for rollup in candidates:
+            seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+            if seq is not None:
+                break
         if seq is None:
             raise BundleNotFound("no bundle with that hash from this searcher for that slot")
         received_ms = int(seq.split("-")[0])
@@ -343,20 +351,38 @@ class Intake:
         }
         result = await self.store.get_result(rollup, slot)
         if result is not None:
-            sealed_at = _iso(result.deadline_ms)
-            out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
-            status = C.OUTCOME_LOST
-            for o in result.outcomes:
-                if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
-                    status = o.outcome
-                    if o.outcome == C.OUTCOME_WON:
-                        out["sealedByBuildersAt"] = [
-                            {"pubkey": "blockspace", "timestamp": sealed_at}
-                        ]
-                        out["paymentWei"] = str(o.payment_wei)
-                    break
-            out["status"] = status
+            await self._add_outcome(out, result, searcher, bundle_hash)
         return out
+
+    async def _add_outcome(
+        self, out: dict[str, Any], result: SlotResult, searcher: str, bundle_hash: str
+    ) -> None:
+        """The closed slot's outcome of the bundle; a cross-rollup bundle's payment is the sum of
+        its shares in every rollup it spans (its outcome is the same in each)."""
+        sealed_at = _iso(result.deadline_ms)
+        out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+        status = C.OUTCOME_LOST
+        for o in result.outcomes:
+            if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
+                status = o.outcome
+                if o.outcome == C.OUTCOME_WON:
+                    out["sealedByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+                    out["paymentWei"] = str(await self._whole_payment(o))
+                if o.bid.legs:
+                    out["rollups"] = list(o.bid.rollups)
+                break
+        out["status"] = status
+
+    async def _whole_payment(self, o: BidOutcome) -> int:
+        """What a winner pays for its whole bundle: a cross-rollup one's shares summed."""
+        if not o.bid.legs:
+            return o.payment_wei
+        total = 0
+        for rollup in o.bid.rollups:
+            result = await self.store.get_result(rollup, o.bid.slot)
+            total += sum(x.payment_wei for x in (result.outcomes if result else ())
+                         if x.bid.bid_id == o.bid.bid_id)  # fmt: skip
+        return total
 
 
 def _rollups(spans: list[int] | None) -> dict[str, Any]:
