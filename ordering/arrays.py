@@ -21,13 +21,22 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from itertools import chain, count, islice
+from itertools import chain, count, islice, pairwise, repeat
 from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from ordering.errors import (
+    BundleWithoutLegs,
+    DuplicateBundleId,
+    DuplicateLegRollup,
+    DuplicateRollup,
+    InvalidCapacity,
+    LegForUnknownRollup,
+    NegativeGas,
+)
 from ordering.problem import Item, JointInput, JointItem, PackingInput
 
 # Sum of scaled values stays below this, so float64 and int64 hold every partial sum exactly.
@@ -281,17 +290,23 @@ _get_rollup = attrgetter("rollup")
 
 
 def compute_joint_arrays(inp: JointInput) -> JointArrays:
-    """Encode a (validated: ``check_joint_input``) joint instance canonically.
+    """Encode a joint instance canonically, checking its shape on the way (the rules of
+    ``ordering.reference.check_joint_input``, vectorised: the same stable errors).
 
     Columnar: the only per-object Python work is reading each item's and each leg's fields and
     one dict lookup per key occurrence (interned per rollup, so keys are (rollup, key) pairs
     without building a pair object); everything else is numpy or ``_build_csr``.
     O(n log n + total legs + total keys)."""
+    _check_rollups(inp)
     raw_ids = list(map(_get_id, inp.items))
     rank_order = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
     items = list(map(inp.items.__getitem__, rank_order))
     n = len(items)
     ids = tuple(map(raw_ids.__getitem__, rank_order))
+    # Verify that ids are unique: sorted, so a repeat sits next to itself
+    if any(map(operator.eq, ids, islice(ids, 1, None))):
+        at = next(i for i, (a, b) in enumerate(pairwise(ids)) if a == b)
+        raise DuplicateBundleId("a bundle id appears twice", id=ids[at])
     bids = tuple(map(_get_bid, items))
     shift = compute_value_shift(bids)
     value, positive = _scaled_values(bids, shift)
@@ -301,65 +316,122 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         for f in inp.forced:
             if f in rank:
                 forced[rank[f]] = 1
+    legs = _JointLegs.read(inp, items, ids)
+    rows = _joint_rows(inp, items, legs)
+    first = _joint_key_positions(legs, len(inp.rollups))
+    item_keys = np.bincount(legs.item, weights=legs.n_keys, minlength=n).astype(np.int64)
+    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(first, item_keys)
+    total_gas = np.bincount(legs.item, weights=legs.gas, minlength=n).astype(np.int64)
+    return JointArrays(
+        items=tuple(items), ids=ids, bids_wei=bids, value=value, value_shift=shift,
+        positive=positive, forced=forced, rollups=tuple(r.rollup for r in inp.rollups),
+        row_ptr=rows[0], row_idx=rows[1], row_gas=rows[2], row_cap=rows[3], row_rollup=rows[4],
+        total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
+        n_keys=int(key_item_ptr.shape[0] - 1), key_item_ptr=key_item_ptr, key_items=key_items,
+    )  # fmt: skip
+
+
+def _check_rollups(inp: JointInput) -> None:
+    rollups = [r.rollup for r in inp.rollups]
+    # Verify that each rollup appears once, with capacities >= 0
+    if len(set(rollups)) != len(rollups):
+        raise DuplicateRollup("a rollup appears twice in the slot", rollups=rollups)
+    for r in inp.rollups:
+        if r.gas_limit < 0 or (r.max_gas_per_searcher is not None and r.max_gas_per_searcher < 0):
+            raise InvalidCapacity("a rollup's capacity is negative", rollup=r.rollup)
+
+
+@dataclass(frozen=True, slots=True)
+class _JointLegs:
+    """Every leg of a joint instance as columns, in canonical item order."""
+
+    item: I64  # owning item index
+    rollup: I64  # rollup index (input order)
+    gas: I64
+    keys: list[tuple[str, ...]]
+    n_keys: I64
+
+    @classmethod
+    def read(cls, inp: JointInput, items: list[JointItem], ids: tuple[str, ...]) -> _JointLegs:
+        """Read the legs, raising the shape errors: no legs, unknown rollup, two legs on one
+        rollup, negative gas."""
+        rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
+        n = len(items)
+        leg_lists = list(map(_get_legs, items))
+        legs = list(chain.from_iterable(leg_lists))
+        n_legs = len(legs)
+        count = np.fromiter(map(len, leg_lists), dtype=np.int64, count=n)
+        if n and int(count.min()) == 0:
+            raise BundleWithoutLegs("a bundle has no legs", id=ids[int(np.argmin(count))])
+        item = np.repeat(np.arange(n, dtype=np.int64), count)
+        raw = list(map(_get_rollup, legs))
+        rollup = np.fromiter(map(rindex.get, raw, repeat(-1)), dtype=np.int64, count=n_legs)
+        if n_legs and int(rollup.min()) < 0:
+            at = int(np.argmin(rollup))
+            raise LegForUnknownRollup("a leg is on a rollup outside the slot",
+                                      id=ids[int(item[at])], rollup=raw[at])  # fmt: skip
+        pair = item * max(len(rindex), 1) + rollup
+        if n_legs and np.unique(pair).shape[0] != n_legs:
+            dup = np.sort(pair)
+            at = int(dup[:-1][dup[1:] == dup[:-1]][0]) // max(len(rindex), 1)
+            raise DuplicateLegRollup("two legs of a bundle on one rollup", id=ids[at])
+        gas = np.fromiter(map(_get_gas, legs), dtype=np.int64, count=n_legs)
+        if n_legs and int(gas.min()) < 0:
+            at = int(np.argmin(gas))
+            raise NegativeGas("a leg has negative gas", id=ids[int(item[at])], rollup=raw[at])
+        keys = list(map(_get_keys, legs))
+        n_keys = np.fromiter(map(len, keys), dtype=np.int64, count=n_legs)
+        return cls(item, rollup, gas, keys, n_keys)
+
+
+def _joint_rows(
+    inp: JointInput, items: list[JointItem], legs: _JointLegs
+) -> tuple[I64, I64, I64, I64, I64]:
+    """Capacity rows: one per rollup, then one per (capped rollup, searcher) that occurs.
+    Returns (row_ptr, row_idx, row_gas, row_cap, row_rollup)."""
+    n = len(items)
     n_rollups = len(inp.rollups)
-    rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
-    leg_lists = list(map(_get_legs, items))
-    legs = list(chain.from_iterable(leg_lists))
-    n_legs = len(legs)
-    leg_count = np.fromiter(map(len, leg_lists), dtype=np.int64, count=n)
-    leg_item = np.repeat(np.arange(n, dtype=np.int64), leg_count)
-    leg_r = np.fromiter(map(rindex.__getitem__, map(_get_rollup, legs)), np.int64, n_legs)
-    leg_gas = np.fromiter(map(_get_gas, legs), dtype=np.int64, count=n_legs)
-    # Capacity rows: one per rollup, then one per (capped rollup, searcher) that occurs
     names = list(map(_get_searcher, items))
     searcher_id = {name: j for j, name in enumerate(dict.fromkeys(names))}
+    n_s = max(len(searcher_id), 1)
     searcher = np.fromiter(map(searcher_id.__getitem__, names), dtype=np.int64, count=n)
     cap_of = [r.max_gas_per_searcher for r in inp.rollups]
     capped = np.array([c is not None for c in cap_of], dtype=bool)
-    leg_capped = capped[leg_r] if n_legs else np.zeros(0, dtype=bool)
-    pair = leg_r[leg_capped] * max(len(searcher_id), 1) + searcher[leg_item[leg_capped]]
-    pairs, pair_row = np.unique(pair, return_inverse=True)
-    pair_rollup = pairs // max(len(searcher_id), 1)
+    leg_capped = capped[legs.rollup] if legs.rollup.shape[0] else np.zeros(0, dtype=bool)
+    pairs, pair_row = np.unique(
+        legs.rollup[leg_capped] * n_s + searcher[legs.item[leg_capped]], return_inverse=True
+    )
+    pair_rollup = pairs // n_s
     caps = [int(r.gas_limit) for r in inp.rollups] + [int(cap_of[r] or 0) for r in pair_rollup]
-    row_cap = np.array(caps, dtype=np.int64)
-    row_rollup = np.concatenate([np.arange(n_rollups, dtype=np.int64), pair_rollup])
     entries = 1 + leg_capped.astype(np.int64)
-    leg_at = np.zeros(n_legs + 1, dtype=np.int64)
+    leg_at = np.zeros(legs.rollup.shape[0] + 1, dtype=np.int64)
     np.cumsum(entries, out=leg_at[1:])
     row_idx = np.empty(int(leg_at[-1]), dtype=np.int64)
-    row_idx[leg_at[:-1]] = leg_r
+    row_idx[leg_at[:-1]] = legs.rollup
     row_idx[leg_at[:-1][leg_capped] + 1] = n_rollups + pair_row
-    row_gas = np.repeat(leg_gas, entries)
     row_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(leg_item, weights=entries, minlength=n).astype(np.int64),
+    np.cumsum(np.bincount(legs.item, weights=entries, minlength=n).astype(np.int64),
               out=row_ptr[1:])  # fmt: skip
-    total_gas = np.bincount(leg_item, weights=leg_gas, minlength=n).astype(np.int64)
-    # Keys, interned per rollup: each maps to the flat position of its first appearance
-    key_lists = list(map(_get_keys, legs))
-    leg_keys = np.fromiter(map(len, key_lists), dtype=np.int64, count=n_legs)
-    key_at = np.zeros(n_legs + 1, dtype=np.int64)
-    np.cumsum(leg_keys, out=key_at[1:])
+    return (row_ptr, row_idx, np.repeat(legs.gas, entries), np.array(caps, dtype=np.int64),
+            np.concatenate([np.arange(n_rollups, dtype=np.int64), pair_rollup]))  # fmt: skip
+
+
+def _joint_key_positions(legs: _JointLegs, n_rollups: int) -> I64:
+    """For each key occurrence (legs in canonical order, each leg's keys contiguous) the flat
+    position of its first appearance *on the same rollup*: keys are interned per rollup."""
+    key_at = np.zeros(legs.n_keys.shape[0] + 1, dtype=np.int64)
+    np.cumsum(legs.n_keys, out=key_at[1:])
     first = np.empty(int(key_at[-1]), dtype=np.int64)
-    n_keys_total = 0
     for r in range(n_rollups):
-        on_r = np.flatnonzero(leg_r == r)
+        on_r = np.flatnonzero(legs.rollup == r)
         if not on_r.shape[0]:
             continue
-        lens_r = leg_keys[on_r]
+        lens_r = legs.n_keys[on_r]
         # flat positions of the keys of rollup r's legs, in canonical order
         pos = np.repeat(key_at[on_r] - np.cumsum(lens_r) + lens_r, lens_r)
         pos += np.arange(pos.shape[0], dtype=np.int64)
         seen: dict[str, int] = {}
-        chained = chain.from_iterable(map(key_lists.__getitem__, on_r.tolist()))
+        chained = chain.from_iterable(map(legs.keys.__getitem__, on_r.tolist()))
         first[pos] = np.fromiter(map(seen.setdefault, chained, pos.tolist()), np.int64,
                                  pos.shape[0])  # fmt: skip
-        n_keys_total += len(seen)
-    item_keys = np.bincount(leg_item, weights=leg_keys, minlength=n).astype(np.int64)
-    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(first, item_keys)
-    return JointArrays(
-        items=tuple(items), ids=ids, bids_wei=bids, value=value, value_shift=shift,
-        positive=positive, forced=forced, rollups=tuple(r.rollup for r in inp.rollups),
-        row_ptr=row_ptr, row_idx=row_idx, row_gas=row_gas, row_cap=row_cap,
-        row_rollup=row_rollup, total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
-        n_keys=n_keys_total, key_item_ptr=key_item_ptr, key_items=key_items,
-    )  # fmt: skip
+    return first

@@ -42,7 +42,7 @@ from ordering.problem import (
     PackingInput,
     compute_joint_order,
 )
-from ordering.reference import check_joint_forced_feasible, check_joint_input
+from ordering.reference import check_joint_forced_feasible
 from ordering.solver import (
     DUAL_PASSES,
     DUAL_SHARE,
@@ -63,6 +63,13 @@ from ordering.solver import (
 # docs/solver.md, "Joint packing").
 JOINT_CORE_MAX = 1500
 JOINT_CORE_PER_ROLLUP = 500
+
+# The dual descent runs at least this many passes (its DUAL_SHARE of the work cap allowing, or up
+# to JOINT_DUAL_SHARE_MAX): on 20,000-bundle slots a pass costs ~0.7M work units, so DUAL_SHARE
+# alone stopped it after 2-3 passes with a 10-20% gap, and the core chosen by those reduced costs
+# cost up to 2.7% of revenue (decision 45).
+JOINT_DUAL_PASSES = 5
+JOINT_DUAL_SHARE_MAX = 0.5
 
 _U53 = 2.0**-53
 I64 = npt.NDArray[np.int64]
@@ -144,6 +151,10 @@ def _jfits(i, P, St):
     for p in range(row_ptr[i], row_ptr[i + 1]):
         r = row_idx[p]
         if used[r] + row_gas[p] > cap[r]:
+            return False
+    # owners too: the greedy phase keeps no conflict counts (see _jsolve)
+    for p in range(key_ptr[i], key_ptr[i + 1]):
+        if owner[key_idx[p]] >= 0:
             return False
     return True
 
@@ -253,8 +264,12 @@ def _jevaluate(cand_items, value, row_ptr, row_idx, row_gas, key_ptr, key_idx, m
 
 @njit(cache=True)
 def _jdual_bound(cand_items, cand, value, row_ptr, row_idx, row_gas, cap_rem, key_ptr, key_idx,
-                 ki_ptr, ki_items, acc, dual_work, sub_work, lower, gap_tolerance):  # fmt: skip
+                 ki_ptr, ki_items, acc, dual_work, dual_cap, sub_work, lower,
+                 gap_tolerance):  # fmt: skip
     """Block-coordinate descent on L(mu, lam), then Polyak subgradient steps (``_jsubgradient``).
+
+    The descent stops when stale, or after ``dual_work`` once it made JOINT_DUAL_PASSES passes,
+    and always at ``dual_cap``.
 
     One pass: each binding row's lam_r exactly for the rest fixed (critical ratio over the row's
     candidates); each key's mu_k exactly (midpoint of [a_(2), a_(1)] of the key's adjusted
@@ -362,7 +377,8 @@ def _jdual_bound(cand_items, cand, value, row_ptr, row_idx, row_gas, cap_rem, ke
             best_lam[:] = lam
         else:
             stale += 1
-        if stale >= 3 or acc[JA_WORK] - work0 >= dual_work:
+        used = acc[JA_WORK] - work0
+        if stale >= 3 or used >= dual_cap or (used >= dual_work and _ps + 1 >= JOINT_DUAL_PASSES):
             break
     bl, be = best_l, best_err
     if acc[JA_WORK] - work0 < dual_work and best_l < np.inf:
@@ -746,7 +762,12 @@ def _jsolve(value, positive, forced, banned, row_ptr, row_idx, row_gas, cap, n_r
     n_rows = cap.shape[0]
     cand, cap_rem = _jprepare(positive, forced, banned, row_ptr, row_idx, row_gas, cap, key_ptr,
                               key_idx, ki_ptr, ki_items)  # fmt: skip
-    P = (value, row_ptr, row_idx, row_gas, cap, key_ptr, key_idx, ki_ptr, ki_items, forced)
+    # The greedy phase tests conflicts by key owner (O(keys of i)) and keeps no conflict counts:
+    # counting them would touch every member of a hot key per add (thousands), three greedy
+    # passes over. The search state below counts them for its core only.
+    no_ptr = np.zeros(n_keys + 1, dtype=np.int64)
+    no_items = np.empty(0, dtype=ki_items.dtype)
+    P = (value, row_ptr, row_idx, row_gas, cap, key_ptr, key_idx, no_ptr, no_items, forced)
     St = _jnew_state(n, n_keys, n_rows)
     acc = St[J_ACC]
     for i in range(n):
@@ -782,7 +803,8 @@ def _jsolve(value, positive, forced, banned, row_ptr, row_idx, row_gas, cap, n_r
     start_list = St[J_SLIST][: acc[JA_COUNT]].copy()
     ell, err, mu, lam, bell, berr = _jdual_bound(
         cand_items, cand, value, row_ptr, row_idx, row_gas, cap_rem, key_ptr, key_idx, ki_ptr,
-        ki_items, acc, max(1, int(DUAL_SHARE * work_limit)), int(SUBGRADIENT_SHARE * work_limit),
+        ki_items, acc, max(1, int(DUAL_SHARE * work_limit)),
+        max(1, int(JOINT_DUAL_SHARE_MAX * work_limit)), int(SUBGRADIENT_SHARE * work_limit),
         float(greedy_val - fval), gap_tolerance)  # fmt: skip
     musum = np.zeros(n, dtype=np.float64)
     reduced = np.full(n, -np.inf, dtype=np.float64)
@@ -810,7 +832,8 @@ def _jsolve(value, positive, forced, banned, row_ptr, row_idx, row_gas, cap, n_r
     _jgreedy_fill(_score_order(cand_items, value.astype(np.float64)), P, St)
     if acc[JA_VALUE] < greedy_val:
         _jrestore(start_list, P, St, mark)
-    acc[JA_WORK] += 6 * m * (1 + int(math.log2(m + 1))) + ki_ptr[n_keys] // 2 + n // 2
+    # the sorts and the greedy passes are work too (fixed cost; as in ordering/solver.py)
+    acc[JA_WORK] += 4 * m * (1 + int(math.log2(m + 1))) + ki_ptr[n_keys] // 2 + n // 2
     # core: items reduced-cost fixing cannot exclude, best reduced cost first, plus the selection
     inc = float(acc[JA_VALUE] - fval)
     keep = np.zeros(m, dtype=np.int64)
@@ -954,10 +977,9 @@ def pack_joint_kernel(inp: JointInput, time_budget_ms: int = 50, seed: int = 0) 
     """The joint kernel on any number of rollups (``ordering.packer.pack_joint`` hands one-rollup
     slots to the single-rollup solver instead). Validates ``inp`` (InvalidJointInput tree) and
     raises InfeasibleInstance when the forced items do not fit."""
-    check_joint_input(inp)
+    arrays = compute_joint_arrays(inp)  # checks the shape (check_joint_input's rules)
     if inp.forced:
         check_joint_forced_feasible(inp)
-    arrays = compute_joint_arrays(inp)
     sel, bound, _ = solve_joint_arrays(arrays, compute_work_limit(time_budget_ms), seed)
     return compute_joint_packing(arrays, sel, bound, solver="numba-joint")
 

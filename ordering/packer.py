@@ -44,13 +44,13 @@ def pack_joint(inp: JointInput, time_budget_ms: int = 50) -> JointPacking:
     forced bundles cannot all be included. A one-rollup slot is the single-rollup problem and is
     solved by ``pack`` (same block, bound and speed); several rollups by the joint kernel.
     """
+    if len(inp.rollups) != 1:
+        return joint.pack_joint_kernel(inp, time_budget_ms)
     check_joint_input(inp)
     if inp.forced:
         check_joint_forced_feasible(inp)
-    if len(inp.rollups) == 1:
-        single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
-        return joint.compute_joint_from_single(inp, single)
-    return joint.pack_joint_kernel(inp, time_budget_ms)
+    single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
+    return joint.compute_joint_from_single(inp, single)
 
 
 def compute_components(inp: JointInput) -> tuple[JointInput, ...]:

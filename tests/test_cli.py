@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.demo import free_port
+from api.demo import compute_kernel_total, free_port
+from ordering.problem import PAYMENT_FIRST_PRICE
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "blockspace"
@@ -90,7 +91,8 @@ def test_demo_says_what_it_does_before_the_first_compile_ends(tmp_path: Path) ->
         assert first.startswith("blockspace demo: starting the engine, a committee of 4")
         second = proc.stdout.readline()
         assert second.startswith("compiling the solver (first run only, about ")
-        assert second.rstrip().endswith(" 0/24 kernels")
+        total = compute_kernel_total({PAYMENT_FIRST_PRICE})  # the demo's rollups pay first price
+        assert second.rstrip().endswith(f" 0/{total} kernels")
         # Verify that both lines came while compiling: the last kernel is not in the cache yet
         assert not list(tmp_path.rglob("solver._solve-*.nbi"))
     finally:

@@ -23,7 +23,7 @@ from ordering.joint import (
     solve_joint_arrays,
 )
 from ordering.problem import JointInput, JointItem, Leg, RollupCapacity
-from ordering.reference import check_joint_packing
+from ordering.reference import check_joint_input, check_joint_packing
 from ordering.solver import EXACT_MAX_ITEMS, compute_work_limit
 
 
@@ -213,3 +213,33 @@ def test_empty_and_zero_capacity_slots() -> None:
              JointItem("b", "s", 3, (Leg(1, 0, ()), Leg(2, 1, ()))))  # fmt: skip
     p = packer.pack_joint(JointInput(full, items), 1)
     assert p.included == ("b",) and is_feasible(JointInput(full, items), p.included)
+
+
+@st.composite
+def maybe_malformed(draw: st.DrawFn) -> JointInput:
+    rollups = tuple(RollupCapacity(r, draw(st.integers(-1, 50)),
+                                   draw(st.one_of(st.none(), st.integers(-1, 50))))
+                    for r in draw(st.lists(st.integers(0, 3), min_size=1, max_size=3)))  # fmt: skip
+    items = tuple(
+        JointItem(draw(st.sampled_from(["a", "b", "c", "d"])), "s", 1,
+                  tuple(Leg(draw(st.integers(0, 4)), draw(st.integers(-1, 9)), ("k",))
+                        for _ in range(draw(st.integers(0, 3)))))
+        for _ in range(draw(st.integers(0, 4)))
+    )  # fmt: skip
+    return JointInput(rollups, items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(maybe_malformed())
+def test_vectorised_shape_check_agrees_with_the_reference(inp: JointInput) -> None:
+    # compute_joint_arrays checks the shape with numpy; check_joint_input is the readable rule
+    def code(fn: object) -> str:
+        try:
+            fn(inp)  # type: ignore[operator]
+        except InvalidJointInput as exc:
+            return exc.code
+        return ""
+
+    ref = code(check_joint_input)
+    got = code(compute_joint_arrays)
+    assert (ref == "") == (got == ""), (ref, got)
