@@ -157,7 +157,8 @@ def _solve_single(data: object, args: argparse.Namespace) -> dict[str, object]:
 
 def _solve_joint(data: object, args: argparse.Namespace) -> dict[str, object]:
     """A shared slot: one block per rollup (atomic cross-rollup bundles), one bound, payments
-    and the price of fairness (every rollup's searcher cap lifted)."""
+    and the price of fairness (every rollup's searcher cap lifted). Packed as the engine packs
+    a slot (``packer.pack_slot``: component by component under one budget), so both agree."""
     import dataclasses
     import time
 
@@ -168,15 +169,19 @@ def _solve_joint(data: object, args: argparse.Namespace) -> dict[str, object]:
     budget = args.time_budget_ms or inst.time_budget_ms
     packer.warm_up({inst.payment_rule})
     t0 = time.perf_counter()
-    packing = packer.pack_joint(inst.inp, budget)
+    parts = packer.pack_slot(inst.inp, budget)
     seconds = time.perf_counter() - t0
-    payments = packer.compute_joint_payments(inst.inp, packing, inst.payment_rule)
+    packing = packer.merge_component_packings(inst.inp, parts)
+    payments: dict[str, int] = {}
+    for part in parts:
+        payments.update(packer.compute_joint_payments(part.inp, part.packing, inst.payment_rule))
     unconstrained = packing.revenue_wei
     if any(r.max_gas_per_searcher is not None for r in inst.inp.rollups):
         free_rollups = tuple(dataclasses.replace(r, max_gas_per_searcher=None)
                              for r in inst.inp.rollups)  # fmt: skip
         free = dataclasses.replace(inst.inp, rollups=free_rollups)
-        unconstrained = max(unconstrained, packer.pack_joint(free, budget).revenue_wei)
+        free_parts = packer.pack_slot(free, budget)
+        unconstrained = max(unconstrained, sum(p.packing.revenue_wei for p in free_parts))
     return joint_packing_to_json(packing, payments, seconds, unconstrained)
 
 

@@ -7,7 +7,8 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 2. ``close log``: for each rollup the store stops intake for the slot and returns its log (or
    another engine process holding the slot's close lease does, and this one follows its stored
    results);
-3. ``compute result``: ``auction.results.compute_slot_result`` on each log and chain state;
+3. ``compute result``: ``auction.results.compute_slot_results`` on every rollup's log and chain
+   state together (the joint close: cross-rollup bundles win on all their rollups or none);
 4. ``record history``: each result and its history, in one atomic store write per rollup;
 5. ``publish``: the slot's watchers and every bidder are told;
 6. ``sign``: the signer gets every rollup's block of the slot signed at once (the logs passed
@@ -34,11 +35,12 @@ from typing import Protocol
 
 from api.chain import ChainState
 from api.intake import OFFLOAD_BYTES, Intake
+from auction import constants as C
 from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
-from auction.results import compute_slot_result
+from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
@@ -48,6 +50,16 @@ from node.stores.base import Store
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
+
+
+def compute_cross_payments(results: Sequence[SlotResult]) -> dict[str, int]:
+    """Every cross-rollup winner's whole payment: its shares in the slot's results summed."""
+    paid: dict[str, int] = {}
+    for result in results:
+        for o in result.outcomes:
+            if o.bid.legs and o.outcome == C.OUTCOME_WON:
+                paid[o.bid.bid_id] = paid.get(o.bid.bid_id, 0) + o.payment_wei
+    return paid
 
 
 class SlotCloseFailed(Exception):
@@ -342,15 +354,14 @@ class Engine:
                 if followed is not None:
                     stored = followed
                 else:
-                    for r in rollups:
-                        if stored[r] is None:
-                            entries[r], stored[r] = await self._build(r, slot)  # 2, 3, 4
+                    entries, stored = await self._build(slot, stored)  # 2, 3, 4
             results = [result for result in stored.values() if result is not None]
             # Each process announces a slot's outcome to its own connections once.
             first_time = [self.chains[result.rollup].closed(result) for result in results]
+        paid = compute_cross_payments(results)
         for result, first in zip(results, first_time, strict=True):
             if first:
-                self._announce(result)  # 5. publish
+                self._announce(result, paid)  # 5. publish
         if entries:
             await self._observe(self.signer.sign(results, entries), "sign")  # 6. sign, advance
         else:
@@ -371,44 +382,55 @@ class Engine:
             log.exception("%s failed", where)
             self.metrics.system_faults.labels(where).inc()
 
-    async def _build(self, rollup_id: int, slot: int) -> tuple[list[LoggedEvent], SlotResult]:
-        """Close the slot's log, compute its result and store it with its history (or take the
-        one another process stored first)."""
-        rollup, chain = self.rollups[rollup_id], self.chains[rollup_id]
+    async def _build(
+        self, slot: int, stored: dict[int, SlotResult | None]
+    ) -> tuple[dict[int, list[LoggedEvent]], dict[int, SlotResult | None]]:
+        """Close every rollup's log of the slot, compute every result together (one joint
+        close: cross-rollup bundles couple the rollups) and store each missing result with its
+        history (or take the one another process stored first). A result already stored (a
+        restart mid-close) is kept; the computation is deterministic, so it agrees."""
+        rollups = sorted(self.rollups)
         t0 = time.perf_counter()
-        entries = await self.store.close_slot(rollup_id, slot)
+        entries = {r: await self.store.close_slot(r, slot) for r in rollups}
         t1 = time.perf_counter()
-        result = await asyncio.to_thread(
-            compute_slot_result,
-            rollup,
-            slot,
-            compute_deadline_ms(self.clock, slot),
-            chain.head,
-            entries,
-            chain.pending,
+        parts = [
+            SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
+            for r in rollups
+        ]
+        results = await asyncio.to_thread(
+            compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts
         )
+        t2 = time.perf_counter()
+        out = dict(stored)
+        for result in results:
+            if stored[result.rollup] is None:
+                out[result.rollup] = await self._record(result)
+        t3 = time.perf_counter()
+        m = self.metrics.slot_close_seconds
+        m.labels("close_log").observe(t1 - t0)
+        m.labels("build").observe(t2 - t1)
+        m.labels("store").observe(t3 - t2)
+        return entries, out
+
+    async def _record(self, result: SlotResult) -> SlotResult:
+        """Store one rollup's result with its history; the stored one if another process won."""
+        rollup_id, slot = result.rollup, result.slot
         refusals = await self.store.list_refusals(rollup_id, slot)
         history = await asyncio.to_thread(
             compute_slot_history,
             result,
             refusals,
             recorded_ms=self.now_ms(),
-            gas_limit=rollup.policy.gas_limit,
+            gas_limit=self.rollups[rollup_id].policy.gas_limit,
         )
-        t2 = time.perf_counter()
         stored = await self.store.save_result(result, history=history)
         self.intake.refusals.forget_through(rollup_id, slot)
         if not stored:  # another engine process stored it first: theirs is the truth
             other = await self.store.get_result(rollup_id, slot)
             if other is not None:
                 result = other
-        t3 = time.perf_counter()
-        m = self.metrics.slot_close_seconds
-        m.labels("close_log").observe(t1 - t0)
-        m.labels("build").observe(t2 - t1)
-        m.labels("store").observe(t3 - t2)
         self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
-        return entries, result
+        return result
 
     async def _follow(self, slot: int) -> dict[int, SlotResult | None] | None:
         """None once this process holds the slot's close lease, else every rollup's result
@@ -432,7 +454,7 @@ class Engine:
         """Make a signed block the parent of the next one, with the pool it left pending."""
         self.chains[rollup_id].set_head(block_hash, pending)
 
-    def _announce(self, result: SlotResult) -> None:
+    def _announce(self, result: SlotResult, cross_paid: Mapping[str, int]) -> None:
         self.metrics.slot_closed(result.rollup, result.slot)  # intake counts go public now
         self.notifier.to_slot_watchers(
             {
@@ -449,6 +471,14 @@ class Engine:
         )
         clearing = min((w.bid_wei for w in result.block.bundles), default=0)
         for o in result.outcomes:
+            extra: dict[str, object] = {}
+            if o.bid.legs:
+                # A cross-rollup bundle: one notification (from its lowest rollup's result, the
+                # outcome being the same in all), with its whole payment and its rollups.
+                if o.bid.rollup != o.bid.rollups[0]:
+                    continue
+                extra = {"rollups": list(o.bid.rollups)}
+            payment = cross_paid.get(o.bid.bid_id, o.payment_wei)
             self.notifier.to_searcher(
                 o.bid.searcher,
                 o.outcome,
@@ -457,7 +487,8 @@ class Engine:
                     "slot": result.slot,
                     "bundleHash": o.bid.bundle_hash,
                     "bidWei": str(o.bid.bid_wei),
-                    "paymentWei": str(o.payment_wei),
+                    "paymentWei": str(payment),
                     "clearingBidWei": str(clearing),
+                    **extra,
                 },
             )

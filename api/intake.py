@@ -41,9 +41,10 @@ from auction.intake import (
     compute_intake_event,
     compute_refused,
 )
+from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
 from auction.slots import SlotClock, compute_slot_at
-from auction.types import Bid, Cancel, Evidence, IntakeEvent, PublicTx
+from auction.types import Bid, BidOutcome, Cancel, Evidence, IntakeEvent, PublicTx, SlotResult
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.stores.base import IntakeLimits, Store
@@ -152,6 +153,7 @@ class Intake:
             default_rollup=self.default_rollup,
             endpoint_rollup=endpoint_rollup,
             protected_hashes=protected,
+            max_rollups_per_bundle=self.preset.max_rollups_per_bundle,
         )
 
     async def _derive(
@@ -213,7 +215,8 @@ class Intake:
         endpoint_rollup: int | None,
         transport: str,
     ) -> dict[str, Any]:
-        """eth_sendBundle; a refusal whose target slot is still open goes into its history."""
+        """eth_sendBundle; a refusal whose target slot is still open goes into its history. A
+        cross-rollup bundle is logged in every rollup it spans at once, or nowhere."""
         received_ms = self._clock_ms()
         ctx = self.intake_context(endpoint_rollup)
         refused: Refused | None = None
@@ -224,28 +227,36 @@ class Intake:
                 refused = event
             else:
                 assert isinstance(event, Bid)
-                bid = event
+                copies = compute_bid_copies(event)
                 t0 = time.perf_counter()
-                await self.store.append_bid(
-                    bid, compute_intake_limits(self.rollups[bid.rollup].policy)
-                )
+                await self._log_bid(copies)
         except BlockspaceError as exc:  # rate limits and the store's limits
             refused = compute_refused(exc, SEND_BUNDLE, params, searcher, received_ms, ctx)
         if refused is not None:
             self._file_refusal(refused)
             raise refused.error
-        self.metrics.count_bid(bid.rollup, bid.slot, transport, time.perf_counter() - t0)
-        self.notifier.to_searcher(
-            searcher,
-            "received",
-            {
+        # One acknowledged request, counted once (under its lowest rollup for a cross bundle)
+        first = copies[0]
+        self.metrics.count_bid(first.rollup, first.slot, transport, time.perf_counter() - t0)
+        spans = [b.rollup for b in copies] if len(copies) > 1 else None
+        for bid in copies:
+            received = {
                 "rollup": bid.rollup,
                 "slot": bid.slot,
                 "bundleHash": bid.bundle_hash,
                 "bidWei": str(bid.bid_wei),
-            },
-        )
-        return {"bundleHash": bid.bundle_hash}
+            }
+            self.notifier.to_searcher(searcher, "received", received | _rollups(spans))
+        return {"bundleHash": first.bundle_hash} | _rollups(spans)
+
+    async def _log_bid(self, copies: Sequence[Bid]) -> None:
+        """Append a bid to its slot's log; a cross-rollup bundle's copies to every spanned
+        rollup's log in one atomic store step, each under its rollup's limits."""
+        limits = [compute_intake_limits(self.rollups[b.rollup].policy) for b in copies]
+        if len(copies) == 1:
+            await self.store.append_bid(copies[0], limits[0])
+        else:
+            await self.store.append_bid_copies(copies, limits)
 
     async def submit_public_tx(
         self, params: Any, *, endpoint_rollup: int | None, protected: bool
@@ -319,8 +330,16 @@ class Intake:
         slot = parse_quantity(params.get("blockNumber"), "blockNumber")
         if slot is None:
             raise InvalidParams("blockNumber is required", field="blockNumber")
-        rollup = self._endpoint_rollup(endpoint_rollup)
-        seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+        # At a rollup's endpoint, its log; at POST /, the default rollup's, then every other
+        # served rollup's (a cross-rollup bundle is logged only in the rollups it spans).
+        first = self._endpoint_rollup(endpoint_rollup)
+        candidates = [first] if endpoint_rollup is not None else [
+            first, *(r for r in sorted(self.rollups) if r != first)]  # fmt: skip
+        seq, rollup = None, first
+        for rollup in candidates:
+            seq = await self.store.find_bid_seq(rollup, slot, f"{searcher}:{bundle_hash}")
+            if seq is not None:
+                break
         if seq is None:
             raise BundleNotFound("no bundle with that hash from this searcher for that slot")
         received_ms = int(seq.split("-")[0])
@@ -332,20 +351,44 @@ class Intake:
         }
         result = await self.store.get_result(rollup, slot)
         if result is not None:
-            sealed_at = _iso(result.deadline_ms)
-            out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
-            status = C.OUTCOME_LOST
-            for o in result.outcomes:
-                if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
-                    status = o.outcome
-                    if o.outcome == C.OUTCOME_WON:
-                        out["sealedByBuildersAt"] = [
-                            {"pubkey": "blockspace", "timestamp": sealed_at}
-                        ]
-                        out["paymentWei"] = str(o.payment_wei)
-                    break
-            out["status"] = status
+            await self._add_outcome(out, result, searcher, bundle_hash)
         return out
+
+    async def _add_outcome(
+        self, out: dict[str, Any], result: SlotResult, searcher: str, bundle_hash: str
+    ) -> None:
+        """The closed slot's outcome of the bundle; a cross-rollup bundle's payment is the sum of
+        its shares in every rollup it spans (its outcome is the same in each)."""
+        sealed_at = _iso(result.deadline_ms)
+        out["consideredByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+        status = C.OUTCOME_LOST
+        for o in result.outcomes:
+            if o.bid.searcher == searcher and o.bid.bundle_hash == bundle_hash:
+                status = o.outcome
+                if o.outcome == C.OUTCOME_WON:
+                    out["sealedByBuildersAt"] = [{"pubkey": "blockspace", "timestamp": sealed_at}]
+                    out["paymentWei"] = str(await self._whole_payment(o))
+                if o.bid.legs:
+                    out["rollups"] = list(o.bid.rollups)
+                break
+        out["status"] = status
+
+    async def _whole_payment(self, o: BidOutcome) -> int:
+        """What a winner pays for its whole bundle: a cross-rollup one's shares summed."""
+        if not o.bid.legs:
+            return o.payment_wei
+        total = 0
+        for rollup in o.bid.rollups:
+            result = await self.store.get_result(rollup, o.bid.slot)
+            total += sum(x.payment_wei for x in (result.outcomes if result else ())
+                         if x.bid.bid_id == o.bid.bid_id)  # fmt: skip
+        return total
+
+
+def _rollups(spans: list[int] | None) -> dict[str, Any]:
+    """The ``rollups`` a cross-rollup bundle's answer and notifications name (none otherwise:
+    a single-rollup bundle's answer is Flashbots' exact shape)."""
+    return {"rollups": spans} if spans is not None else {}
 
 
 def _iso(ms: int) -> str:

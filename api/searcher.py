@@ -7,6 +7,7 @@ authors. Signing uses libsecp256k1 through coincurve (an EIP-191 signature is ~5
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,10 @@ def bundle_params(
     bid_wei: int | None = None,
     replacement_uuid: str | None = None,
     reverting: list[str] | None = None,
+    rollups: list[int] | None = None,
 ) -> dict[str, Any]:
+    """``eth_sendBundle`` params. ``txs`` may be of several chains (a cross-rollup bundle, sent
+    to ``POST /`` or ``/ws``); ``rollups`` states the chain ids it means to span."""
     p: dict[str, Any] = {"txs": [to_hex(t) for t in txs], "blockNumber": hex(slot)}
     if bid_wei is not None:
         p["bid"] = str(bid_wei)
@@ -88,4 +92,28 @@ def bundle_params(
         p["replacementUuid"] = replacement_uuid
     if reverting:
         p["revertingTxHashes"] = reverting
+    if rollups is not None:
+        p["rollups"] = rollups
     return p
+
+
+def cross_bundle_params(
+    legs: Mapping[int, Sequence[bytes]],
+    slot: int,
+    *,
+    bid_wei: int | None = None,
+    replacement_uuid: str | None = None,
+    state_rollups: bool = True,
+) -> dict[str, Any]:
+    """``eth_sendBundle`` params of a cross-rollup bundle: each rollup's signed transactions
+    (``legs``: chain id -> raw txs of that chain, in leg order), listed leg after leg in rollup
+    order; with ``state_rollups`` the ``rollups`` field names them, so the engine refuses the
+    bundle if its transactions say otherwise. The bundle hash covers the txs in this order."""
+    txs = [raw for rollup in sorted(legs) for raw in legs[rollup]]
+    return bundle_params(
+        txs,
+        slot,
+        bid_wei=bid_wei,
+        replacement_uuid=replacement_uuid,
+        rollups=sorted(legs) if state_rollups else None,
+    )

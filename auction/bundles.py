@@ -26,11 +26,18 @@ from auction.errors import (
     UnknownRollup,
 )
 from auction.hashing import from_hex, keccak256, to_hex
+from auction.legs import (
+    DEFAULT_MAX_ROLLUPS_PER_BUNDLE,
+    compute_bid_copy,
+    compute_decode_limits,
+    compute_legs,
+    parse_stated_rollups,
+)
 from auction.pool import check_public_tx_admissible
 from auction.presets import Policy, Rollup
 from auction.slots import SlotClock, check_target_slot, compute_slot_at, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
-from auction.types import Bid, Cancel, Evidence, PublicTx, Tx
+from auction.types import Bid, Cancel, Evidence, Leg, PublicTx, Tx
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -150,36 +157,47 @@ def compute_bid(
     max_slots_ahead: int,
     endpoint_rollup: int | None = None,
     protected_hashes: frozenset[str] = frozenset(),
+    rollup: int | None = None,
+    max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE,
 ) -> Bid:
     """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass.
-    The checks run in this order, cheapest first."""
+    The checks run in this order, cheapest first. A cross-rollup bundle comes back as its copy
+    for ``rollup`` if it spans it, else for its lowest rollup (``auction.legs``:
+    ``compute_bid_copies`` gives every copy)."""
     p = _params_object(params, "eth_sendBundle")
     # Verify the target slot first: it is cheap and most floods fail it
     slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)
     if slot is None:
         raise InvalidParams("blockNumber (the target slot) is required", field="blockNumber")
     check_target_slot(clock, slot, now_ms, max_slots_ahead)
-    # Decode (size limits before decoding use the loosest rollup; the exact rollup's after)
-    txs = _decode_txs(
-        p.get("txs"),
-        max(r.policy.max_txs_per_bundle for r in rollups.values()),
-        max(r.policy.max_bundle_bytes for r in rollups.values()),
+    stated = parse_stated_rollups(p.get("rollups"), max_rollups_per_bundle)
+    # Decode (size limits before decoding use the loosest rollups; each leg's own after)
+    txs = _decode_txs(p.get("txs"), *compute_decode_limits(rollups, max_rollups_per_bundle))
+    legs = compute_legs(
+        txs,
+        rollups,
+        endpoint_rollup=endpoint_rollup,
+        stated=stated,
+        max_rollups=max_rollups_per_bundle,
     )
-    rollup = compute_bundle_rollup(txs, rollups, endpoint_rollup)
-    check_bundle_size(txs, rollup.policy, evidence)
-    gas = check_bundle_txs(txs, rollup.policy, protected_hashes)
+    checked: list[Leg] = []
+    for leg_rollup, leg_txs in legs:
+        check_bundle_size(leg_txs, leg_rollup.policy, evidence, request_txs=txs)
+        gas = check_bundle_txs(leg_txs, leg_rollup.policy, protected_hashes)
+        checked.append(Leg(leg_rollup.chain_id, leg_txs, gas))
     reverting = compute_reverting_hashes(p, txs)
     min_ts, max_ts = compute_timestamp_window(p, clock, slot)
-    bid_wei, explicit = compute_bid_amount(p, txs, rollup.policy)
-    return Bid(
+    reserve_wei = sum(r.policy.reserve_price_wei for r, _ in legs)
+    bid_wei, explicit = compute_bid_amount(p, txs, reserve_wei)
+    whole = Bid(
         bid_id=compute_bid_id(evidence),
-        rollup=rollup.chain_id,
+        rollup=checked[0].rollup,
         slot=slot,
         searcher=searcher,
         bundle_hash=compute_bundle_hash([t.hash for t in txs]),
-        txs=txs,
+        txs=checked[0].txs,
         bid_wei=bid_wei,
-        gas=gas,
+        gas=checked[0].gas,
         received_ms=now_ms,
         evidence=evidence,
         replacement_uuid=_uuid(p.get("replacementUuid")),
@@ -187,32 +205,21 @@ def compute_bid(
         min_timestamp=min_ts,
         max_timestamp=max_ts,
         explicit_bid=explicit,
+        legs=tuple(checked) if len(checked) > 1 else (),
     )
+    return compute_bid_copy(whole, rollup)
 
 
-def compute_bundle_rollup(
-    txs: Sequence[Tx], rollups: Mapping[int, Rollup], endpoint_rollup: int | None
-) -> Rollup:
-    """The rollup a bundle is for: its transactions' one chain id, served here (and the
-    endpoint's, if the request came to a rollup's own endpoint)."""
-    chain_ids = {t.chain_id for t in txs}
-    # Verify every transaction names the same chain
-    if len(chain_ids) != 1:
-        raise ChainIdMismatch("all transactions of a bundle must be for one chain")
-    (chain_id,) = chain_ids
-    # Verify that chain is served here, and is the endpoint's
-    if chain_id is None or chain_id not in rollups:
-        raise UnknownRollup(f"chain id {chain_id} is not served here", chain_id=chain_id)
-    if endpoint_rollup is not None and chain_id != endpoint_rollup:
-        raise ChainIdMismatch(
-            f"transactions are for chain {chain_id}, this endpoint serves {endpoint_rollup}"
-        )
-    return rollups[chain_id]
-
-
-def check_bundle_size(txs: Sequence[Tx], policy: Policy, evidence: Evidence) -> None:
-    """Refuse a bundle over its rollup's limits: transactions, bytes, the signed request's
-    padding, and the storage keys its access lists name (each is a conflict key)."""
+def check_bundle_size(
+    txs: Sequence[Tx],
+    policy: Policy,
+    evidence: Evidence,
+    *,
+    request_txs: Sequence[Tx] | None = None,
+) -> None:
+    """Refuse a bundle (or a cross-rollup bundle's leg) over its rollup's limits: transactions,
+    bytes, the signed request's padding (over every transaction of the request,
+    ``request_txs``), and the storage keys its access lists name (each is a conflict key)."""
     # Verify the count and bytes of the transactions
     if len(txs) > policy.max_txs_per_bundle:
         raise BundleTooLarge(f"at most {policy.max_txs_per_bundle} transactions per bundle")
@@ -220,7 +227,8 @@ def check_bundle_size(txs: Sequence[Tx], policy: Policy, evidence: Evidence) -> 
     if size > policy.max_bundle_bytes:
         raise BundleTooLarge(f"bundle is {size} bytes; the limit is {policy.max_bundle_bytes}")
     # Verify the signed request is not padded beyond what its transactions need
-    allowance = compute_request_allowance(size, len(txs))
+    every = txs if request_txs is None else request_txs
+    allowance = compute_request_allowance(sum(len(t.raw) for t in every), len(every))
     if len(evidence.body) > allowance:
         raise BundleTooLarge(
             f"the signed request is {len(evidence.body)} bytes; its transactions need at most "
@@ -301,9 +309,12 @@ def compute_timestamp_window(
     return min_ts, max_ts
 
 
-def compute_bid_amount(p: Mapping[str, Any], txs: Sequence[Tx], policy: Policy) -> tuple[int, bool]:
-    """The bid in wei: the explicit field (our extension) or the bundle's priority tips; and
-    whether it was explicit."""
+def compute_bid_amount(
+    p: Mapping[str, Any], txs: Sequence[Tx], reserve_price_wei: int
+) -> tuple[int, bool]:
+    """The bid in wei: the explicit field (our extension) or the priority tips of every
+    transaction (of every leg); and whether it was explicit. ``reserve_price_wei``: the sum of
+    the spanned rollups' reserve prices."""
     explicit = parse_quantity(p.get("bid"), "bid", allow_decimal_string=True)
     bid_wei = explicit if explicit is not None else sum(compute_tip_wei(t) for t in txs)
     source = "explicit bid" if explicit is not None else "bid (the bundle's priority tips)"
@@ -313,13 +324,13 @@ def compute_bid_amount(p: Mapping[str, Any], txs: Sequence[Tx], policy: Policy) 
             f"{source} is above the maximum {C.MAX_BID_WEI} wei", maximum_wei=str(C.MAX_BID_WEI)
         )
     # Verify the reserve price
-    minimum = max(policy.reserve_price_wei, 1)
+    minimum = max(reserve_price_wei, 1)
     if bid_wei < minimum:
         raise BidTooLow(
             f"{source} of {bid_wei} wei is below the minimum {minimum} wei "
-            f"(reserve price {policy.reserve_price_wei})",
+            f"(reserve price {reserve_price_wei})",
             minimum_wei=str(minimum),
-            reserve_price_wei=str(policy.reserve_price_wei),
+            reserve_price_wei=str(reserve_price_wei),
         )
     return bid_wei, explicit is not None
 

@@ -19,6 +19,8 @@ from auction.types import (
     Cancel,
     Evidence,
     IntakeEvent,
+    Leg,
+    LegEntry,
     PendingTx,
     PublicTx,
     SlotResult,
@@ -75,8 +77,18 @@ def evidence_from_json(d: dict[str, str]) -> Evidence:
     return Evidence(body=d["body"].encode("utf-8", "surrogateescape"), signature=d["signature"])
 
 
+def leg_to_json(g: Leg) -> dict[str, Any]:
+    return {"rollup": g.rollup, "gas": g.gas, "txs": [tx_to_json(t) for t in g.txs]}
+
+
+def leg_from_json(d: dict[str, Any]) -> Leg:
+    return Leg(rollup=d["rollup"], txs=tuple(tx_from_json(t) for t in d["txs"]), gas=d["gas"])
+
+
 def bid_to_json(b: Bid) -> dict[str, Any]:
-    return {
+    """A bid as JSON; ``legs`` only for a cross-rollup bundle's copy (a single-rollup bid's
+    encoding is what it was before shared sequencing)."""
+    out = {
         "kind": "bid",
         "bid_id": b.bid_id,
         "rollup": b.rollup,
@@ -94,6 +106,9 @@ def bid_to_json(b: Bid) -> dict[str, Any]:
         "max_timestamp": b.max_timestamp,
         "explicit_bid": b.explicit_bid,
     }
+    if b.legs:
+        out["legs"] = [leg_to_json(g) for g in b.legs]
+    return out
 
 
 def bid_from_json(d: dict[str, Any]) -> Bid:
@@ -113,6 +128,7 @@ def bid_from_json(d: dict[str, Any]) -> Bid:
         min_timestamp=d["min_timestamp"],
         max_timestamp=d["max_timestamp"],
         explicit_bid=d["explicit_bid"],
+        legs=tuple(leg_from_json(g) for g in d.get("legs", ())),
     )
 
 
@@ -196,6 +212,34 @@ def event_from_bytes(data: bytes) -> IntakeEvent:
     return event_from_json(orjson.loads(data))
 
 
+def winning_bundle_to_json(w: WinningBundle) -> dict[str, Any]:
+    """A block entry; ``legs`` only for a cross-rollup bundle (a single-rollup entry is what it
+    was before shared sequencing)."""
+    out: dict[str, Any] = {
+        "bid_id": w.bid_id,
+        "bundle_hash": w.bundle_hash,
+        "searcher": w.searcher,
+        "bid_wei": str(w.bid_wei),
+        "payment_wei": str(w.payment_wei),
+        "gas": w.gas,
+    }
+    if w.legs:
+        out["legs"] = [{"rollup": g.rollup, "txs": list(g.tx_hashes)} for g in w.legs]
+    return out
+
+
+def winning_bundle_from_json(w: dict[str, Any]) -> WinningBundle:
+    return WinningBundle(
+        bid_id=w["bid_id"],
+        bundle_hash=w["bundle_hash"],
+        searcher=w["searcher"],
+        bid_wei=int(w["bid_wei"]),
+        payment_wei=int(w["payment_wei"]),
+        gas=w["gas"],
+        legs=tuple(LegEntry(g["rollup"], tuple(g["txs"])) for g in w.get("legs", ())),
+    )
+
+
 def block_to_json(b: Block) -> dict[str, Any]:
     return {
         "rollup": b.rollup,
@@ -208,17 +252,7 @@ def block_to_json(b: Block) -> dict[str, Any]:
         "public_tx_count": b.public_tx_count,
         "gas_used": b.gas_used,
         "revenue_wei": str(b.revenue_wei),
-        "bundles": [
-            {
-                "bid_id": w.bid_id,
-                "bundle_hash": w.bundle_hash,
-                "searcher": w.searcher,
-                "bid_wei": str(w.bid_wei),
-                "payment_wei": str(w.payment_wei),
-                "gas": w.gas,
-            }
-            for w in b.bundles
-        ],
+        "bundles": [winning_bundle_to_json(w) for w in b.bundles],
         "txs": [_hex(t) for t in b.txs],
     }
 
@@ -228,17 +262,7 @@ def block_from_json(d: dict[str, Any]) -> Block:
         rollup=d["rollup"],
         slot=d["slot"],
         parent_hash=d["parent_hash"],
-        bundles=tuple(
-            WinningBundle(
-                bid_id=w["bid_id"],
-                bundle_hash=w["bundle_hash"],
-                searcher=w["searcher"],
-                bid_wei=int(w["bid_wei"]),
-                payment_wei=int(w["payment_wei"]),
-                gas=w["gas"],
-            )
-            for w in d["bundles"]
-        ),
+        bundles=tuple(winning_bundle_from_json(w) for w in d["bundles"]),
         txs=tuple(_unhex(t) for t in d["txs"]),
         gas_used=d["gas_used"],
         revenue_wei=int(d["revenue_wei"]),

@@ -34,3 +34,6 @@ OUTCOMES: Final = (OUTCOME_WON, OUTCOME_LOST, OUTCOME_CANCELLED, OUTCOME_REPLACE
 
 # Version byte of the canonical encodings (bid-set root, block hash). Bumped on any change.
 ENCODING_VERSION: Final = 1
+# A block with a cross-rollup bundle entry: every entry also commits to its legs
+# (docs/protocol.md, "Cross-rollup entries"); a block without one keeps version 1's bytes.
+ENCODING_VERSION_CROSS: Final = 2

@@ -68,10 +68,16 @@ def encode_block_header(
     carried_root: str = ZERO_HASH,
     pending_root: str = ZERO_HASH,
 ) -> bytes:
-    """The exact bytes the block hash (and so the committee signature) commits to."""
+    """The exact bytes the block hash (and so the committee signature) commits to.
+
+    Version 1 unless an entry is a cross-rollup bundle's: then version 2, in which every entry
+    is followed by its legs (``u8`` count, then per leg ``u64`` rollup, ``u16`` tx count and the
+    tx hashes; a count of 0 for a single-rollup entry). A block without a cross-rollup entry
+    keeps version 1's bytes, so its hash is what it was before cross-rollup bundles."""
+    cross = any(b.legs for b in bundles)
     out = [
         _BLOCK_DOMAIN,
-        _u(C.ENCODING_VERSION, 1),
+        _u(C.ENCODING_VERSION_CROSS if cross else C.ENCODING_VERSION, 1),
         _u(rollup, 8),
         _u(slot, 8),
         _h(parent_hash),
@@ -89,9 +95,19 @@ def encode_block_header(
             _u(b.payment_wei, 32),
             _u(b.gas, 8),
         ]
+        if cross:
+            out.append(_encode_legs(b))
     out.append(_u(len(tx_hashes), 4))
     out += [_h(t) for t in tx_hashes]
     out += [_u(public_tx_count, 4), _h(carried_root), _h(pending_root)]
+    return b"".join(out)
+
+
+def _encode_legs(b: WinningBundle) -> bytes:
+    """A version-2 entry's legs: count, then each leg's rollup, tx count and tx hashes."""
+    out = [_u(len(b.legs), 1)]
+    for leg in b.legs:
+        out += [_u(leg.rollup, 8), _u(len(leg.tx_hashes), 2), *(_h(t) for t in leg.tx_hashes)]
     return b"".join(out)
 
 

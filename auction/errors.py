@@ -116,6 +116,34 @@ class InvalidTimestampRange(BlockspaceError):
     code = "invalid_timestamp_range"
 
 
+# --- cross-rollup bundles (docs/shared-sequencing.md) -------------------------------------------
+
+
+class CrossRollupNotAllowedHere(BlockspaceError):
+    """A bundle with transactions of several chains sent to one rollup's own endpoint
+    (``POST /rollup/{id}``): cross-rollup bundles go to ``POST /`` or ``/ws``."""
+
+    code = "cross_rollup_not_allowed_here"
+
+
+class LegChainMismatch(BlockspaceError):
+    """The bundle's ``rollups`` field names no leg for a chain its transactions are for."""
+
+    code = "leg_chain_mismatch"
+
+
+class EmptyLeg(BlockspaceError):
+    """The bundle's ``rollups`` field names a rollup none of its transactions is for."""
+
+    code = "empty_leg"
+
+
+class TooManyRollups(BlockspaceError):
+    """The bundle spans more rollups than ``Preset.max_rollups_per_bundle``."""
+
+    code = "too_many_rollups"
+
+
 class FeeTooLow(BlockspaceError):
     """A public tx's priority fee per gas is below the rollup's floor for its public pool."""
 

@@ -14,20 +14,21 @@ bundle; every winner is a live bid of the log. Pure.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from auction.book import compute_book
 from auction.errors import FairnessViolation, ForcedTxMissing
 from auction.hashing import keccak256, to_hex
 from auction.presets import Rollup
 from auction.results import (
+    compute_attribution,
     compute_conflict_keys,
     compute_due,
     compute_pool,
     compute_tx_keys,
     is_protected_misplaced,
 )
-from auction.types import Bid, Block, LoggedEvent, PendingTx
+from auction.types import Bid, Block, LoggedEvent, PendingTx, WinningBundle
 from ordering.problem import compute_searcher_gas_cap
 
 
@@ -104,4 +105,110 @@ def check_block_fairness(
         if is_protected_misplaced(b, protected):
             raise FairnessViolation(
                 f"bundle {b.bid_id} carries a protected tx after its first", rule="protected_tx"
+            )
+
+
+# --- atomicity of cross-rollup bundles, over the blocks of a slot ------------------------------
+
+
+def _bundle_tx_hashes(block: Block) -> list[str]:
+    """The hashes of the block's bundle transactions (the public lane left out), in order."""
+    n = len(block.txs) - block.public_tx_count
+    return [to_hex(keccak256(raw)) for raw in block.txs[:n]]
+
+
+def _has_run(hashes: Sequence[str], run: Sequence[str]) -> bool:
+    """Whether ``run`` (non-empty) is a contiguous run of ``hashes``, in order (a tx hash is in a
+    block once, so the run's first hash fixes where it must be)."""
+    if not run or run[0] not in hashes:
+        return False
+    i = hashes.index(run[0])
+    return list(hashes[i : i + len(run)]) == list(run)
+
+
+def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
+    """Check every cross-rollup entry of ``block`` against the blocks of the other rollups it
+    names (``blocks``, by rollup, of the same slot); return the rollups some entry names whose
+    block is not in ``blocks`` (those legs could not be checked).
+
+    An entry is atomic when it names two or more rollups, ascending, its own among them; its own
+    leg's txs are in ``block``, in order, as one run; and every other named rollup's block has an
+    entry with the same bid id, bundle hash, searcher, bid and legs, with that leg's txs in
+    order. When every named block is given, the entries' payments must be the split of their sum
+    by leg gas (``auction.results.compute_attribution``) and their sum at most the bid. Raises
+    ``FairnessViolation`` (rule ``atomicity``) on the first entry that breaks this. Pure; one
+    keccak per bundle tx of each block looked at."""
+    hashes: dict[int, list[str]] = {}
+
+    def txs_of(rollup: int) -> list[str]:
+        if rollup not in hashes:
+            hashes[rollup] = _bundle_tx_hashes(blocks[rollup] if rollup != block.rollup else block)
+        return hashes[rollup]
+
+    missing: set[int] = set()
+    for w in block.bundles:
+        if not w.legs:
+            continue
+        what = {"rule": "atomicity", "bid_id": w.bid_id}
+        rollups = w.rollups
+        # Verify the entry names its rollups properly, its own included.
+        if len(rollups) < 2 or list(rollups) != sorted(set(rollups)) or block.rollup not in rollups:
+            raise FairnessViolation(
+                f"cross-rollup entry {w.bid_id} names its rollups wrongly", **what
+            )
+        entries = {block.rollup: w}
+        for leg in w.legs:
+            if leg.rollup != block.rollup and leg.rollup not in blocks:
+                missing.add(leg.rollup)
+                continue
+            other = entries.get(leg.rollup) or _entry_of(blocks[leg.rollup], w.bid_id)
+            # Verify the bundle is in that rollup's block, as the same bundle.
+            if other is None or _identity(other) != _identity(w):
+                raise FairnessViolation(
+                    f"cross-rollup bundle {w.bid_id} is not in rollup {leg.rollup}'s block "
+                    "as the same bundle", rollup=leg.rollup, **what,
+                )
+            entries[leg.rollup] = other
+            # Verify its leg's txs are in that block, in order.
+            if not _has_run(txs_of(leg.rollup), leg.tx_hashes):
+                raise FairnessViolation(
+                    f"cross-rollup bundle {w.bid_id}'s leg is not in rollup {leg.rollup}'s "
+                    "block in order", rollup=leg.rollup, **what,
+                )
+        if len(entries) == len(rollups):
+            _check_attribution(w, entries)
+    return sorted(missing)
+
+
+def _entry_of(block: Block, bid_id: str) -> WinningBundle | None:
+    return next((b for b in block.bundles if b.bid_id == bid_id), None)
+
+
+def _identity(w: WinningBundle) -> tuple[object, ...]:
+    return (w.bid_id, w.bundle_hash, w.searcher, w.bid_wei, w.legs)
+
+
+def _check_attribution(w: WinningBundle, entries: Mapping[int, WinningBundle]) -> None:
+    """The payment's split over the blocks is the one rule's (by leg gas, remainder to the lowest
+    rollup) and the whole payment is at most the bid."""
+    total = sum(e.payment_wei for e in entries.values())
+    expected = compute_attribution(total, [(r, e.gas) for r, e in entries.items()])
+    if total > w.bid_wei or any(e.payment_wei != expected[r] for r, e in entries.items()):
+        raise FairnessViolation(
+            f"cross-rollup bundle {w.bid_id}'s payment is not split over its rollups by gas",
+            rule="atomicity", bid_id=w.bid_id,
+        )
+
+
+def check_slot_atomicity(blocks: Mapping[int, Block]) -> None:
+    """Raise ``FairnessViolation`` (rule ``atomicity``) unless every cross-rollup entry of every
+    block of the slot (``blocks``, by rollup: all of them) is in the block of every rollup it
+    names, as the same bundle, with each leg's txs in order, and its payment split by gas."""
+    for block in blocks.values():
+        missing = check_cross_entries(block, blocks)
+        if missing:
+            raise FairnessViolation(
+                f"a cross-rollup entry of rollup {block.rollup}'s block names rollup "
+                f"{missing[0]}, which has no block in the slot",
+                rule="atomicity", rollup=missing[0],
             )

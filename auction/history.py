@@ -15,7 +15,7 @@ of it. The signed evidence and raw transactions stay in the slot's intake log, f
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,11 +392,14 @@ def compute_rejection(
     received_ms: int,
     default_rollup: int,
     endpoint_rollup: int | None,
+    served: Collection[int] = (),
 ) -> BidRecord | None:
     """The history record of a refused ``eth_sendBundle``; None when its target slot is unknown.
 
     It reads what it can of the params (target slot, transactions, bid, replacement uuid) and
-    never raises: refused input is arbitrary.
+    never raises: refused input is arbitrary. It is filed under the endpoint's rollup, else
+    under the lowest of ``served`` its transactions name (a refused cross-rollup bundle is filed
+    once), else the first transaction's chain, else ``default_rollup``.
     """
     if isinstance(params, list) and len(params) == 1:
         params = params[0]
@@ -418,7 +421,7 @@ def compute_rejection(
         if raws:
             bundle_hash = compute_bundle_hash([to_hex(keccak256(r)) for r in raws])
             if endpoint_rollup is None:
-                rollup = peek_chain_id(raws[0]) or default_rollup
+                rollup = compute_refusal_rollup(raws, served) or default_rollup
     try:
         bid_wei = parse_quantity(params.get("bid"), "bid", allow_decimal_string=True)
     except BlockspaceError:
@@ -438,6 +441,14 @@ def compute_rejection(
         replacement_uuid=uuid_hex if _is_uuid_hex(uuid_hex) else None,
         tx_count=tx_count,
     )
+
+
+def compute_refusal_rollup(raws: Sequence[bytes], served: Collection[int]) -> int | None:
+    """The rollup a refused bundle without an endpoint is filed under: the lowest served chain
+    its transactions name, else the first transaction's chain (None if unreadable)."""
+    chains = [peek_chain_id(r) for r in raws]
+    named = [c for c in chains if c is not None and c in served]
+    return min(named) if named else chains[0]
 
 
 def _raw_txs(txs: list[Any]) -> list[bytes]:

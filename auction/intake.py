@@ -30,6 +30,7 @@ from auction.errors import (
     RequestTooLarge,
 )
 from auction.history import BidRecord, compute_rejection
+from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE
 from auction.presets import Rollup
 from auction.slots import SlotClock
 from auction.types import Evidence, IntakeEvent
@@ -47,18 +48,25 @@ SIGNED_EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE})
 @dataclass(frozen=True, slots=True)
 class IntakeContext:
     """What a request is judged against besides itself: the rollups served, the slot clock, how
-    far ahead a bid may target, and the endpoint it came to."""
+    far ahead a bid may target, and the endpoint it came to.
+
+    ``rollup`` is the rollup a request is read for: its endpoint's, else ``default_rollup`` (a
+    member sets it to the rollup of the log it re-derives). A cross-rollup bundle's event is
+    its copy for that rollup when the bundle spans it, else for its lowest rollup;
+    ``auction.legs.compute_bid_copies`` gives every copy.
+    """
 
     rollups: Mapping[int, Rollup]
     clock: SlotClock
     max_slots_ahead: int
     default_rollup: int
     endpoint_rollup: int | None = None  # POST /rollup/{id}: bundles must be for it
-    protected_hashes: frozenset[str] = frozenset()  # known protected txs (a bundle's first only)
+    protected_hashes: frozenset[str] = frozenset()  # known protected txs (a leg's first only)
+    max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE  # Preset's
 
     @property
     def rollup(self) -> int:
-        """The rollup a request names by its endpoint (a cancel has no transactions)."""
+        """The rollup a request is read for: its endpoint's, else ``default_rollup``."""
         return self.endpoint_rollup if self.endpoint_rollup is not None else self.default_rollup
 
 
@@ -161,6 +169,8 @@ def compute_intake_event(
                     max_slots_ahead=ctx.max_slots_ahead,
                     endpoint_rollup=ctx.endpoint_rollup,
                     protected_hashes=ctx.protected_hashes,
+                    rollup=ctx.rollup,
+                    max_rollups_per_bundle=ctx.max_rollups_per_bundle,
                 )
             return compute_cancel(
                 params,
@@ -201,5 +211,6 @@ def compute_refused(
         received_ms=received_ms,
         default_rollup=ctx.default_rollup,
         endpoint_rollup=ctx.endpoint_rollup,
+        served=ctx.rollups,
     )
     return Refused(error, record)

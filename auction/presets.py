@@ -73,6 +73,10 @@ class Rollup:
     policy: Policy = field(default_factory=Policy)
 
 
+# The most rollups any deployment lets one bundle span (a copy per rollup in one store step).
+MAX_ROLLUPS_PER_BUNDLE = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Preset:
     """Deployment-wide timing and intake parameters."""
@@ -83,6 +87,17 @@ class Preset:
     searcher_rate_per_s: int = 20_000
     searcher_burst: int = 40_000
     policy: Policy = field(default_factory=Policy)
+    # Rollups one cross-rollup bundle may span (docs/shared-sequencing.md): each leg is a copy
+    # in another slot log and a constraint of the joint solve.
+    max_rollups_per_bundle: int = 4
+
+    def __post_init__(self) -> None:
+        # Verify a bundle may span at least its own rollup, and a bounded number of them
+        if not 1 <= self.max_rollups_per_bundle <= MAX_ROLLUPS_PER_BUNDLE:
+            raise ValueError(
+                f"max_rollups_per_bundle must be in 1..{MAX_ROLLUPS_PER_BUNDLE}, "
+                f"not {self.max_rollups_per_bundle}"
+            )
 
 
 MAINNET = Preset()

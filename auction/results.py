@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from auction import constants as C
 from auction.book import Book, compute_book
 from auction.bundles import compute_bid_id
+from auction.crossbook import compute_cross_books
 from auction.encoding import compute_bid_set_root, compute_block_hash, compute_pending_root
 from auction.pool import compute_kept, is_expired, is_public_tx_admissible
 from auction.presets import Rollup
@@ -27,6 +29,7 @@ from auction.types import (
     Bid,
     BidOutcome,
     Block,
+    LegEntry,
     LoggedEvent,
     PendingTx,
     PublicTx,
@@ -35,7 +38,18 @@ from auction.types import (
     WinningBundle,
 )
 from ordering import packer
-from ordering.problem import Item, Packing, PackingInput, compute_searcher_gas_cap
+from ordering.problem import (
+    PAYMENT_FIRST_PRICE,
+    PAYMENT_VCG,
+    ComponentPacking,
+    Item,
+    JointInput,
+    JointItem,
+    PackingInput,
+    RollupCapacity,
+    compute_searcher_gas_cap,
+)
+from ordering.problem import Leg as PackLeg
 
 CODE_PROTECTED = "protected_tx_not_first"
 
@@ -152,6 +166,42 @@ def compute_pending(
     return compute_kept(policy, waiting)
 
 
+@dataclass(frozen=True, slots=True)
+class SlotPart:
+    """One rollup's share of a slot's close: the rollup, its block's parent, its intake log of
+    the slot and the public txs carried from the parent."""
+
+    rollup: Rollup
+    parent_hash: str
+    log: Sequence[LoggedEvent]
+    carried: Sequence[PendingTx] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _RollupClose:
+    """What one rollup brings to the slot's packing (after the cross-rollup rules)."""
+
+    part: SlotPart
+    book: Book
+    pool: list[PendingTx]
+    due: list[PendingTx]
+    lane_gas: int
+    eligible: list[Bid]
+    rejected: dict[str, str]
+
+    @property
+    def chain_id(self) -> int:
+        return self.part.rollup.chain_id
+
+    def capacity(self, fair: bool = True) -> RollupCapacity:
+        policy = self.part.rollup.policy
+        if not fair:
+            return RollupCapacity(self.chain_id, policy.gas_limit, None)
+        gas_limit = policy.gas_limit - self.lane_gas
+        cap = compute_searcher_gas_cap(gas_limit, policy.max_gas_share_per_searcher)
+        return RollupCapacity(self.chain_id, gas_limit, cap)
+
+
 def compute_slot_result(
     rollup: Rollup,
     slot: int,
@@ -162,44 +212,238 @@ def compute_slot_result(
     *,
     price_of_fairness: bool = True,
 ) -> SlotResult:
-    """Run the slot's auction. Deterministic: same inputs, same result, bit for bit.
+    """The slot's result when ``rollup`` is the slot's only rollup (``compute_slot_results``
+    with one part; a cross-rollup bundle's copy in ``log`` then misses its other rollups and
+    is rejected)."""
+    part = SlotPart(rollup, parent_hash, log, carried)
+    return compute_slot_results(slot, deadline_ms, [part], price_of_fairness=price_of_fairness)[0]
 
-    ``price_of_fairness=False`` skips the second, unconstrained packing (then
-    ``unconstrained_bids_wei`` is just the winning bids): the figure is for analysts and is not
-    part of the block, so a committee member re-checking a block need not pay for it.
+
+def compute_slot_results(
+    slot: int,
+    deadline_ms: int,
+    parts: Sequence[SlotPart],
+    *,
+    price_of_fairness: bool = True,
+) -> tuple[SlotResult, ...]:
+    """Run the slot's auction over every rollup of the slot together: one result per part,
+    ascending rollup. Deterministic: same inputs, same results, bit for bit.
+
+    Each log is replayed into its book, the books are joined by the cross-rollup rule
+    (``auction.crossbook``), each rollup's fairness rules select its eligible bids (a
+    cross-rollup bundle is eligible, or rejected, in all its rollups or in none), and the slot is
+    packed component by component (``ordering.packer.pack_slot``: rollups linked by eligible
+    cross-rollup bundles) under one time budget, the largest of the rollups' ``time_budget_ms``.
+    A one-rollup slot is exactly the single-rollup auction. ``price_of_fairness=False`` skips the
+    analysts' second, unconstrained packing (``unconstrained_bids_wei`` is then the winning
+    bids): it is not part of any block, so a committee member need not pay for it.
     """
-    policy = rollup.policy
-    book = compute_book(log)
-    pool = compute_pool(rollup, slot, carried, log)
-    due = compute_due(rollup, slot, pool)
+    ordered = sorted(parts, key=lambda p: p.rollup.chain_id)
+    ids = [p.rollup.chain_id for p in ordered]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"a rollup has two parts in slot {slot}")
+    books = compute_cross_books({p.rollup.chain_id: compute_book(p.log) for p in ordered})
+    closes = [_prepare_close(p, slot, books[p.rollup.chain_id]) for p in ordered]
+    _join_cross_eligibility(closes)
+    budget = max(p.rollup.policy.time_budget_ms for p in ordered)
+    inp = compute_slot_input(closes)
+    components = packer.pack_slot(inp, budget)
+    payments = compute_slot_payments(components, {c.chain_id: c for c in closes})
+    unconstrained = None
+    if price_of_fairness and any(_is_constrained(c) for c in closes):
+        free = compute_slot_input(closes, fair=False)
+        unconstrained = packer.pack_slot(free, budget)
+    return tuple(
+        _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained)
+        for c in closes
+    )
+
+
+def _prepare_close(part: SlotPart, slot: int, book: Book) -> _RollupClose:
+    """One rollup's pool, inclusion list, lane reserve and eligible bids."""
+    policy = part.rollup.policy
+    pool = compute_pool(part.rollup, slot, part.carried, part.log)
+    due = compute_due(part.rollup, slot, pool)
     eligible, rejected = compute_eligible_bids(book, pool, due)
-    # The bundles: packed under the lane's reserve (grown to the due txs' gas), then priced.
     lane_gas = max(policy.reserved_public_gas, sum(p.tx.gas_limit for p in due))
-    inp = compute_packing_input(rollup, eligible, lane_gas=lane_gas)
-    packing = packer.pack(inp, policy.time_budget_ms)
-    unconstrained = packing.revenue_wei
-    if price_of_fairness:
-        unconstrained = compute_unconstrained_wei(rollup, book, rejected, packing, inp, eligible)
-    payments = packer.compute_payments(inp, packing, policy.payment_rule)
-    by_id = {b.bid_id: b for b in eligible}
-    winners = [by_id[i] for i in packing.included]
+    return _RollupClose(part, book, pool, due, lane_gas, eligible, rejected)
+
+
+def _join_cross_eligibility(closes: Sequence[_RollupClose]) -> None:
+    """A cross-rollup bundle is rejected in all its rollups when one rule of one rollup rejects
+    it (the code of the lowest such rollup), and may win in none when it conflicts with a due
+    public tx of one of them (it loses everywhere). Single-rollup bids are untouched."""
+    rejected: dict[str, str] = {}
+    blocked: set[str] = set()
+    for c in closes:  # ascending rollup: the lowest rollup's code is kept
+        eligible = {b.bid_id for b in c.eligible}
+        for entry in c.book.live:
+            bid = entry.event
+            assert isinstance(bid, Bid)
+            if not bid.legs:
+                continue
+            if bid.bid_id in c.rejected:
+                rejected.setdefault(bid.bid_id, c.rejected[bid.bid_id])
+            elif bid.bid_id not in eligible:
+                blocked.add(bid.bid_id)
+    for c in closes:
+        held = {e.event.bid_id for e in c.book.live}  # type: ignore[union-attr]
+        c.rejected.update({i: code for i, code in rejected.items() if i in held})
+        c.eligible[:] = [b for b in c.eligible if b.bid_id not in rejected
+                         and b.bid_id not in blocked]  # fmt: skip
+
+
+def compute_slot_input(closes: Sequence[_RollupClose], *, fair: bool = True) -> JointInput:
+    """The slot's packing instance: every eligible bid once (a cross-rollup bundle with a leg
+    per rollup from each rollup's copy), in rollup then log order; ``fair=False`` lifts the
+    fairness rules (full gas, no searcher cap, every live bid that was not rejected)."""
+    legs: dict[str, list[PackLeg]] = {}
+    first: dict[str, Bid] = {}
+    for c in closes:
+        bids = c.eligible if fair else [
+            e.event for e in c.book.live if e.event.bid_id not in c.rejected  # type: ignore[union-attr]
+        ]
+        for b in bids:
+            assert isinstance(b, Bid)
+            first.setdefault(b.bid_id, b)
+            legs.setdefault(b.bid_id, []).append(
+                PackLeg(c.chain_id, b.gas, compute_conflict_keys(b))
+            )
+    items = tuple(
+        JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
+        for i, b in first.items()
+    )
+    return JointInput(tuple(c.capacity(fair) for c in closes), items)
+
+
+def _is_constrained(c: _RollupClose) -> bool:
+    """Whether a fairness rule may have cost this rollup revenue (else the price is 0)."""
+    cap = c.capacity()
+    return (
+        cap.max_gas_per_searcher is not None
+        or cap.gas_limit < c.part.rollup.policy.gas_limit
+        or len(c.eligible) < len(c.book.live)
+    )
+
+
+def compute_slot_payments(
+    components: Sequence[ComponentPacking], closes: Mapping[int, _RollupClose]
+) -> dict[str, int]:
+    """What each winner pays for the whole bundle: a component of one rollup under that rollup's
+    rule, exactly as a one-rollup slot; in a joint component a winner pays its VCG payment over
+    the joint problem when every rollup it spans sells by VCG, else its bid (first price)."""
+    out: dict[str, int] = {}
+    for comp in components:
+        rules = {r.rollup: closes[r.rollup].part.rollup.policy.payment_rule
+                 for r in comp.inp.rollups}  # fmt: skip
+        vcg = PAYMENT_VCG in rules.values()
+        paid = packer.compute_joint_payments(
+            comp.inp, comp.packing, PAYMENT_VCG if vcg else PAYMENT_FIRST_PRICE
+        )
+        by_id = {it.id: it for it in comp.inp.items}
+        for i, amount in paid.items():
+            item = by_id[i]
+            all_vcg = all(rules[leg.rollup] == PAYMENT_VCG for leg in item.legs)
+            out[i] = amount if all_vcg else item.bid_wei
+    return out
+
+
+def compute_attribution(total: int, gas_by_rollup: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """``total`` wei split over rollups in proportion to their gas (floor), the remainder to the
+    lowest rollup id (all of it when no gas): the shares sum to ``total``. How a cross-rollup
+    bundle's payment (and bid) is attributed to the blocks of its rollups."""
+    rollups = sorted(r for r, _ in gas_by_rollup)
+    gas = dict(gas_by_rollup)
+    whole = sum(gas.values())
+    shares = {r: (total * gas[r] // whole if whole else 0) for r in rollups}
+    shares[rollups[0]] += total - sum(shares.values())
+    return shares
+
+
+def _share(bid: Bid, rollup: int, total: int) -> int:
+    """A bid's part of ``total`` attributed to ``rollup`` (all of it for a single-rollup bid)."""
+    if not bid.legs:
+        return total
+    return compute_attribution(total, [(g.rollup, g.gas) for g in bid.legs])[rollup]
+
+
+def _compute_rollup_result(
+    c: _RollupClose,
+    slot: int,
+    deadline_ms: int,
+    components: Sequence[ComponentPacking],
+    payments: Mapping[str, int],
+    unconstrained: Sequence[ComponentPacking] | None,
+) -> SlotResult:
+    """One rollup's block, outcomes and figures from the slot's packing."""
+    r = c.chain_id
+    comp = _component_of(components, r)
+    packing = comp.packing
+    by_id = {b.bid_id: b for b in c.eligible}
+    winners = [by_id[i] for i in packing.block(r)]
+    paid = {b.bid_id: _share(b, r, payments[b.bid_id]) for b in winners}
+    winning = sum(_share(b, r, b.bid_wei) for b in winners)
+    gas_used = dict(packing.gas_used_by_rollup)[r]
     bundle_txs = [t for b in winners for t in b.txs]
-    # The public lane, then what stays pending for the next slot.
-    lane = compute_public_lane(pool, due, bundle_txs, policy.gas_limit - packing.gas_used)
-    pending = compute_pending(rollup, slot, pool, [*bundle_txs, *lane])
-    block = compute_block(rollup, slot, parent_hash, log, carried, winners, payments, lane, pending)
+    rollup, policy = c.part.rollup, c.part.rollup.policy
+    lane = compute_public_lane(c.pool, c.due, bundle_txs, policy.gas_limit - gas_used)
+    pending = compute_pending(rollup, slot, c.pool, [*bundle_txs, *lane])
+    block = compute_block(rollup, slot, c.part.parent_hash, c.part.log, c.part.carried, winners,
+                          paid, lane, pending)  # fmt: skip
     return SlotResult(
-        rollup=rollup.chain_id,
+        rollup=r,
         slot=slot,
         deadline_ms=deadline_ms,
         block=block,
-        outcomes=compute_outcomes(book, set(packing.included), payments, rejected),
-        winning_bids_wei=packing.revenue_wei,
-        upper_bound_wei=packing.upper_bound_wei,
-        unconstrained_bids_wei=unconstrained,
+        outcomes=compute_outcomes(c.book, set(paid), paid, c.rejected),
+        winning_bids_wei=winning,
+        upper_bound_wei=winning + _rollup_gap(comp, r),
+        unconstrained_bids_wei=_rollup_unconstrained(c, winning, components, unconstrained),
         solver=packing.solver,
         pending=pending,
     )
+
+
+def _component_of(components: Sequence[ComponentPacking], rollup: int) -> ComponentPacking:
+    return next(p for p in components if any(cap.rollup == rollup for cap in p.inp.rollups))
+
+
+def _attributed_bids(comp: ComponentPacking, rollup: int) -> int:
+    """The bids of a component's winners on ``rollup`` (cross-rollup bids by leg gas)."""
+    by_id = {it.id: it for it in comp.inp.items}
+    total = 0
+    for i in comp.packing.block(rollup):
+        legs = [(leg.rollup, leg.gas) for leg in by_id[i].legs]
+        bid = by_id[i].bid_wei
+        total += compute_attribution(bid, legs)[rollup] if len(legs) > 1 else bid
+    return total
+
+
+def _rollup_gap(comp: ComponentPacking, rollup: int) -> int:
+    """This rollup's part of its component's optimality gap (bound minus winning bids), split
+    by the gas each rollup's block uses: the parts sum to the component's gap."""
+    gap = comp.packing.upper_bound_wei - comp.packing.revenue_wei
+    if len(comp.inp.rollups) == 1:
+        return gap
+    return compute_attribution(gap, comp.packing.gas_used_by_rollup)[rollup]
+
+
+def _rollup_unconstrained(
+    c: _RollupClose,
+    winning: int,
+    components: Sequence[ComponentPacking],
+    unconstrained: Sequence[ComponentPacking] | None,
+) -> int:
+    """This rollup's part of the slot's best packing without the fairness rules (the price of
+    fairness is per slot): its attributed bids in that packing, or its winning bids when the
+    unconstrained packing of the slot earned no more than the fair one."""
+    if unconstrained is None:
+        return winning
+    fair_total = sum(p.packing.revenue_wei for p in components)
+    free_total = sum(p.packing.revenue_wei for p in unconstrained)
+    if free_total <= fair_total:
+        return winning
+    return _attributed_bids(_component_of(unconstrained, c.chain_id), c.chain_id)
 
 
 def compute_eligible_bids(
@@ -219,29 +463,6 @@ def compute_eligible_bids(
         elif due_keys.isdisjoint(compute_conflict_keys(bid)):
             eligible.append(bid)
     return eligible, rejected
-
-
-def compute_unconstrained_wei(
-    rollup: Rollup,
-    book: Book,
-    rejected: Mapping[str, str],
-    packing: Packing,
-    inp: PackingInput,
-    eligible: Sequence[Bid],
-) -> int:
-    """The best block without the fairness rules (the price of fairness, for analysts)."""
-    constrained = (
-        inp.max_gas_per_searcher is not None or inp.gas_limit < rollup.policy.gas_limit
-        or len(eligible) < len(book.live)
-    )  # fmt: skip
-    if not constrained:
-        return packing.revenue_wei
-    all_live = [e.event for e in book.live if e.event.bid_id not in rejected]  # type: ignore[union-attr]
-    unconstrained = packer.pack(
-        compute_packing_input(rollup, all_live, fair=False),  # type: ignore[arg-type]
-        rollup.policy.time_budget_ms,
-    ).revenue_wei
-    return max(unconstrained, packing.revenue_wei)
 
 
 def compute_public_lane(
@@ -286,6 +507,7 @@ def compute_block(
             bid_wei=b.bid_wei,
             payment_wei=payments[b.bid_id],
             gas=b.gas,
+            legs=tuple(LegEntry(g.rollup, tuple(t.hash for t in g.txs)) for g in b.legs),
         )
         for b in winners
     )

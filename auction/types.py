@@ -41,8 +41,25 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Leg:
+    """The part of a bundle on one rollup: that chain's transactions, in the request's order."""
+
+    rollup: int
+    txs: tuple[Tx, ...]
+    gas: int  # sum of the leg's gas limits
+
+
+@dataclass(frozen=True, slots=True)
 class Bid:
-    """One accepted ``eth_sendBundle``: a bundle with its sealed bid for one slot of one rollup."""
+    """One accepted ``eth_sendBundle``: a bundle with its sealed bid for one slot of one rollup.
+
+    A cross-rollup bundle (transactions of several chain ids, docs/shared-sequencing.md) is
+    logged once per rollup it spans, each copy the bundle *as seen from that rollup*: ``rollup``,
+    ``txs`` and ``gas`` are that rollup's leg; ``bid_id``, ``bundle_hash`` (over every
+    transaction of the request), ``searcher``, ``bid_wei`` (the whole bundle's one bid) and
+    ``evidence`` are the same in every copy; ``legs`` holds every leg, sorted by rollup. A
+    single-rollup bundle has no legs (``()``).
+    """
 
     bid_id: str  # keccak256(signature || body): unique per signed submission
     rollup: int
@@ -59,6 +76,17 @@ class Bid:
     min_timestamp: int | None = None
     max_timestamp: int | None = None
     explicit_bid: bool = False  # True when the searcher gave a `bid` field, else priority tips
+    legs: tuple[Leg, ...] = ()  # every leg of a cross-rollup bundle, by rollup; () otherwise
+
+    @property
+    def rollups(self) -> tuple[int, ...]:
+        """Every rollup the bundle spans, ascending (just its own for a single-rollup bundle)."""
+        return tuple(leg.rollup for leg in self.legs) if self.legs else (self.rollup,)
+
+    @property
+    def spans(self) -> tuple[int, ...]:
+        """The other rollups a cross-rollup bundle spans (``()`` for a single-rollup bundle)."""
+        return tuple(leg.rollup for leg in self.legs if leg.rollup != self.rollup)
 
     @property
     def size_bytes(self) -> int:
@@ -134,13 +162,33 @@ class BidOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class LegEntry:
+    """One leg of a cross-rollup bundle as a block names it: its rollup and its transactions'
+    hashes in order (what that rollup's block must carry for the bundle)."""
+
+    rollup: int
+    tx_hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WinningBundle:
+    """A block's entry for a winning bundle. For a cross-rollup bundle (docs/shared-sequencing.md)
+    the entry is the same bundle in the block of every rollup it spans: the same ``bid_id``,
+    ``bundle_hash``, ``searcher``, ``bid_wei`` and ``legs`` (every leg, by rollup), with this
+    rollup's leg gas as ``gas`` and its share of the payment as ``payment_wei``."""
+
     bid_id: str
     bundle_hash: str
     searcher: str
     bid_wei: int
     payment_wei: int
     gas: int
+    legs: tuple[LegEntry, ...] = ()  # every leg of a cross-rollup bundle; () otherwise
+
+    @property
+    def rollups(self) -> tuple[int, ...]:
+        """The rollups a cross-rollup bundle spans, ascending (``()`` for a single-rollup one)."""
+        return tuple(leg.rollup for leg in self.legs)
 
 
 @dataclass(frozen=True, slots=True)

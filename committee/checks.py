@@ -18,9 +18,11 @@ code):
 5. ``check_evidence``: every event of the log is bound to its searcher's signed bytes; winners,
    replacements, cancels, every public tx (logged or carried) and a random sample of the other
    bids are fully re-derived;
-6. ``check_block``: re-running the slot (``auction.results.compute_slot_result``) on the log,
-   with the member's own rollup policy and clock, gives exactly the proposed block;
-7. ``check_fairness``: the block keeps the fairness rules of the member's own policy.
+6. ``check_block``: re-running the whole slot (``auction.results.compute_slot_results``, every
+   rollup's log together: ``compute_expected_results``) with the member's own rollup policies
+   and clock gives exactly each proposed block;
+7. ``check_fairness``: each block keeps the fairness rules of the member's own policy, and
+   ``check_atomicity``: every cross-rollup entry is in the block of every rollup it names.
 
 Nothing here trusts the coordinator's policy or clock: both come from ``MemberConfig``, which the
 member builds from its own settings. Pure: time comes in as ``now_ms``, randomness as ``sample``.
@@ -37,7 +39,7 @@ from auction.auth import is_canonical_signature
 from auction.bundles import compute_bid_id, compute_cancel_slots, parse_quantity
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
-from auction.fairness import check_block_fairness
+from auction.fairness import check_block_fairness, check_slot_atomicity
 from auction.hashing import from_hex, keccak256, to_hex
 from auction.intake import (
     SEND_BUNDLE,
@@ -46,10 +48,9 @@ from auction.intake import (
     compute_intake_event,
     parse_params_object,
 )
+from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE
 from auction.presets import Policy, Rollup
-from auction.results import (
-    compute_slot_result,
-)
+from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms
 from auction.transactions import decode_transaction
 from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult, Tx
@@ -85,6 +86,8 @@ class MemberConfig:
     max_slots_ahead: int
     signing_window_ms: int  # a slot may be signed until deadline + this
     max_clock_skew_ms: int  # how early (by this member's clock) a closed slot may be proposed
+    # Rollups one cross-rollup bundle may span (the engine's ``Preset.max_rollups_per_bundle``).
+    max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +306,47 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
         signed_txs = [from_hex(x, what="txs entry") for x in raw]
     except ValueError as exc:
         raise InvalidEvidence(f"bad evidence: {exc}", **what) from None
-    if signed_txs != [t.raw for t in bid.txs]:
-        raise InvalidEvidence("transactions differ from the signed request", **what)
+    check_copy_txs(bid, signed_txs)
     if bid.explicit_bid != (explicit is not None) or (
         explicit is not None and explicit != bid.bid_wei
     ):
         raise InvalidEvidence("bid amount differs from the signed request", **what)
+
+
+def check_copy_txs(bid: Bid, signed_txs: list[bytes]) -> None:
+    """A bid's transactions are the signed request's. A cross-rollup bundle's copy: its legs,
+    one per rollup (two or more, ascending, at most ``max_rollups_per_bundle`` was checked at
+    intake and is re-checked on winners), are the request's transactions split by leg, each in
+    request order, every transaction in exactly one leg; the copy's own transactions are its
+    rollup's leg; each leg's transactions name its chain. (That the chain ids are the ones the
+    raw bytes encode is what only decoding shows: checked on winners and sampled bids.)"""
+    what = {"bid_id": bid.bid_id}
+    if not bid.legs:
+        if signed_txs != [t.raw for t in bid.txs]:
+            raise InvalidEvidence("transactions differ from the signed request", **what)
+        return
+    rollups = [leg.rollup for leg in bid.legs]
+    # Verify the legs: two or more, ascending, the copy's own rollup among them.
+    if len(rollups) < 2 or rollups != sorted(set(rollups)) or bid.rollup not in rollups:
+        raise InvalidEvidence("a cross-rollup bid's legs are malformed", **what)
+    leg_of: dict[bytes, int] = {}
+    for leg in bid.legs:
+        for t in leg.txs:
+            if t.chain_id != leg.rollup or t.raw in leg_of:
+                raise InvalidEvidence("a leg holds another chain's or a repeated tx", **what)
+            leg_of[t.raw] = leg.rollup
+        if leg.gas != sum(t.gas_limit for t in leg.txs):
+            raise InvalidEvidence("a leg's gas is not its transactions'", **what)
+    # Verify every signed transaction is in one leg, each leg in request order.
+    if sorted(leg_of) != sorted(signed_txs):
+        raise InvalidEvidence("the legs' transactions differ from the signed request", **what)
+    for leg in bid.legs:
+        if [raw for raw in signed_txs if leg_of[raw] == leg.rollup] != [t.raw for t in leg.txs]:
+            raise InvalidEvidence("a leg is not in the signed request's order", **what)
+    # Verify the copy is its rollup's leg.
+    own = next(leg for leg in bid.legs if leg.rollup == bid.rollup)
+    if (bid.txs, bid.gas) != (own.txs, own.gas):
+        raise InvalidEvidence("the copy's transactions are not its rollup's leg", **what)
 
 
 def compute_member_context(config: MemberConfig, rollup: int) -> IntakeContext:
@@ -319,6 +357,7 @@ def compute_member_context(config: MemberConfig, rollup: int) -> IntakeContext:
         clock=config.clock,
         max_slots_ahead=config.max_slots_ahead,
         default_rollup=rollup,
+        max_rollups_per_bundle=config.max_rollups_per_bundle,
     )
 
 
@@ -462,18 +501,24 @@ def _first_difference(a: object, b: object) -> str:
     return ""
 
 
+def compute_expected_results(config: MemberConfig, proposal: SlotProposal) -> dict[int, SlotResult]:
+    """Re-run the whole slot with the member's own policies and clock on the proposed logs,
+    every rollup together, as the engine closes it (``compute_slot_results``: cross-rollup
+    bundles couple the rollups), without the analysts' price-of-fairness packing (it is not
+    part of any block). By rollup."""
+    deadline = compute_deadline_ms(config.clock, proposal.slot)
+    parts = [
+        SlotPart(config.rollups[p.rollup], p.block.parent_hash, p.log, p.carried)
+        for p in proposal.parts
+    ]
+    results = compute_slot_results(proposal.slot, deadline, parts, price_of_fairness=False)
+    return {r.rollup: r for r in results}
+
+
 def compute_expected_result(config: MemberConfig, proposal: Proposal) -> SlotResult:
-    """Re-run the slot with the member's own policy and clock on the proposed log (without the
-    analysts' price-of-fairness packing: it is not part of the block)."""
-    return compute_slot_result(
-        config.rollups[proposal.rollup],
-        proposal.slot,
-        compute_deadline_ms(config.clock, proposal.slot),
-        proposal.block.parent_hash,
-        proposal.log,
-        proposal.carried,
-        price_of_fairness=False,
-    )
+    """One part re-run as the slot's only rollup (a one-rollup slot is exactly that)."""
+    one = SlotProposal(proposal.committee_id, proposal.slot, (proposal,), proposal.completion)
+    return compute_expected_results(config, one)[proposal.rollup]
 
 
 def check_block(config: MemberConfig, proposal: Proposal, expected: SlotResult) -> None:
@@ -503,6 +548,13 @@ def check_block(config: MemberConfig, proposal: Proposal, expected: SlotResult) 
 def check_fairness(rollup: Rollup, proposal: Proposal, block: Block) -> None:
     """Refuse a block that breaks a fairness rule of ``rollup``'s policy (the core's checker)."""
     check_block_fairness(rollup, proposal.slot, proposal.carried, proposal.log, block)
+
+
+def check_atomicity(proposal: SlotProposal) -> None:
+    """Refuse a slot whose blocks break cross-rollup atomicity (``auction.fairness``): every
+    cross-rollup entry in the block of every rollup it names, as the same bundle, its legs'
+    txs in order, its payment split by gas. Defence in depth beside the re-run."""
+    check_slot_atomicity({p.rollup: p.block for p in proposal.parts})
 
 
 def compute_event_ids(log: tuple[LoggedEvent, ...] | list[LoggedEvent]) -> list[str]:

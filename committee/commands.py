@@ -1,7 +1,8 @@
 """The committee's subcommands of ``blockspace``: ``committee keygen``, ``signer``, ``verify``.
 
 ``api/cli.py`` registers them with ``add_commands``; each returns a process exit code (0 ok,
-1 the thing checked is bad, 2 bad usage or unreadable input).
+1 the thing checked is bad, 2 bad usage or unreadable input, 3 ``verify`` cannot check a
+cross-rollup bundle's atomicity: a partner block is missing).
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ def _verify(args: argparse.Namespace) -> int:
     from committee import keyfiles
     from committee.errors import CommitteeError
     from committee.records import signed_block_from_json
-    from committee.verify import verify_partner_blocks, verify_signed_block
+    from committee.verify import (
+        compute_unchecked_rollups,
+        verify_partner_blocks,
+        verify_signed_block,
+    )
 
     try:
         committee = keyfiles.read_committee_file(args.committee)
@@ -81,10 +86,18 @@ def _verify(args: argparse.Namespace) -> int:
             signed, committee, check_partials=not args.signature_only, expected_rollups=expected
         )
         partners = [signed_block_from_json(d) for d in partner_docs]
-        verify_partner_blocks(signed, partners, committee)
+        by_rollup = verify_partner_blocks(signed, partners, committee)
     except CommitteeError as exc:
         print(f"INVALID: {exc.message}", file=sys.stderr)
         return 1
+    unchecked = compute_unchecked_rollups(signed, by_rollup)
+    if unchecked:
+        print(
+            f"CANNOT CHECK: cross-rollup bundles of this block span rollups {unchecked}; give "
+            "their signed blocks of the slot with --partner to check atomicity",
+            file=sys.stderr,
+        )
+        return 3
     b = signed.block
     with_partners = f", with partner blocks of rollups {sorted(p.block.rollup for p in partners)}"
     print(
@@ -126,7 +139,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--partner",
         action="append",
         help="another rollup's signed block of the same slot (repeat): it must be under the "
-        "same signed slot root",
+        "same signed slot root; a block with cross-rollup bundles needs the blocks of every "
+        "rollup they span (else exit 3: cannot check atomicity)",
     )
     verify.add_argument(
         "--rollups",

@@ -32,6 +32,7 @@ from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
     MemberConfig,
+    check_atomicity,
     check_block,
     check_evidence,
     check_fairness,
@@ -40,7 +41,7 @@ from committee.checks import (
     check_slot,
     check_timing,
     compute_event_ids,
-    compute_expected_result,
+    compute_expected_results,
 )
 from committee.errors import DoubleSign, Locked
 from committee.proposal import Proposal, parse_proposal
@@ -206,9 +207,17 @@ class Member:
         check_timing(cfg, head.parts[0], self._clock_ms())
         proposal = parsed.decode_rest()
         timings["decode"] = (time.perf_counter() - t0) * 1e3
-        # 4-7, every rollup's part with every check.
+        # 4-5, every rollup's part; 6-7, the whole slot re-run at once (cross-rollup bundles
+        # couple the rollups), every block compared and checked, and atomicity across blocks.
         moves = [self._check_part(part, timings) for part in proposal.parts]
+        t3 = time.perf_counter()
+        expected = compute_expected_results(cfg, proposal)
+        for part in proposal.parts:
+            check_block(cfg, part, expected[part.rollup])
+            check_fairness(cfg.rollups[part.rollup], part, part.block)
+        check_atomicity(proposal)
         t4 = time.perf_counter()
+        timings["repack"] = (t4 - t3) * 1e3
         # A check that outlived the signing deadline must not lock this member to a slot its
         # coordinator gave up on: refuse rather than sign late (unless asked to complete it).
         check_timing(cfg, proposal.parts[0], self._clock_ms())
@@ -231,8 +240,8 @@ class Member:
         return self._reply(proposal.slot, released, False, timings)
 
     def _check_part(self, part: Proposal, timings: dict[str, float]) -> HeadMove:
-        """Every check of one rollup's part (parent, evidence, the block, fairness); return how
-        signing the slot moves that rollup's head. Timings add up over the parts."""
+        """The checks of one rollup's part before the slot's re-run (parent, evidence); return
+        how signing the slot moves that rollup's head. Timings add up over the parts."""
         cfg = self.config
         t1 = time.perf_counter()
         # 4. parent and carried pool: only a child of the member's head (the lock).
@@ -246,13 +255,7 @@ class Member:
         sample = frozenset(self._rng.sample(ids, min(self.evidence_sample, len(ids))))
         check_evidence(cfg, part, sample, decode=self.decoded_txs.decode)
         t3 = time.perf_counter()
-        # 6. the block is the slot function's; 7. fairness (defence in depth: a packer bug
-        # must not get signed).
-        expected = compute_expected_result(cfg, part)
-        check_block(cfg, part, expected)
-        check_fairness(cfg.rollups[part.rollup], part, part.block)
-        t4 = time.perf_counter()
-        for name, ms in (("checks", t2 - t1), ("evidence", t3 - t2), ("repack", t4 - t3)):
+        for name, ms in (("checks", t2 - t1), ("evidence", t3 - t2)):
             timings[name] = timings.get(name, 0.0) + ms * 1e3
         block = part.block
         return HeadMove(

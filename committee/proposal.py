@@ -40,8 +40,9 @@ import orjson
 
 from auction import codec
 from auction.encoding import compute_header_hash
+from auction.presets import MAX_ROLLUPS_PER_BUNDLE
 from auction.slotroot import MAX_SLOT_LEAVES, SlotProof, compute_slot_root
-from auction.types import Bid, Block, Cancel, LoggedEvent, PendingTx, PublicTx, Tx
+from auction.types import Bid, Block, Cancel, Leg, LoggedEvent, PendingTx, PublicTx, Tx
 from committee import bls, wire
 from committee.errors import MalformedProposal
 from committee.records import (
@@ -217,6 +218,19 @@ def _check_tx(t: Tx) -> None:
         raise ValueError("a transaction field has the wrong type")
 
 
+def _check_legs(ev: Bid) -> None:
+    # A cross-rollup copy's legs: a tuple of Leg (at most MAX_ROLLUPS_PER_BUNDLE), each with a
+    # u64 rollup and gas and well-typed transactions. Their rules are committee.checks'.
+    if not isinstance(ev.legs, tuple) or len(ev.legs) > MAX_ROLLUPS_PER_BUNDLE:
+        raise ValueError("a bid's legs have the wrong type")
+    for leg in ev.legs:
+        if not (isinstance(leg, Leg) and _is_u64(leg.rollup) and _is_u64(leg.gas)
+                and isinstance(leg.txs, tuple)):  # fmt: skip
+            raise ValueError("a leg field has the wrong type")
+        for t in leg.txs:
+            _check_tx(t)
+
+
 def _check_event(ev: Bid | Cancel | PublicTx) -> None:
     if isinstance(ev, Bid):
         if not (
@@ -238,6 +252,7 @@ def _check_event(ev: Bid | Cancel | PublicTx) -> None:
             raise ValueError("a bid field has the wrong type")
         for t in ev.txs:
             _check_tx(t)
+        _check_legs(ev)
     elif isinstance(ev, PublicTx):
         if not (_is_u64(ev.rollup) and _is_u64(ev.received_ms) and isinstance(ev.protected, bool)):
             raise ValueError("a public tx field has the wrong type")

@@ -27,7 +27,7 @@ from auction.slotroot import (
     compute_slot_proof,
     compute_slot_root,
 )
-from auction.types import Block, WinningBundle
+from auction.types import Block, LegEntry, WinningBundle
 from committee import bls, wire
 from committee.errors import InvalidSignedBlock
 from committee.signing import compute_slot_signing_root
@@ -174,11 +174,16 @@ def signed_block_to_json(s: SignedBlock) -> dict[str, Any]:
     }
 
 
-# A bundle entry of a block. Stage 2 of shared sequencing (issue 13) adds, for a cross-rollup
-# bundle, the bundle's id and the other rollups it spans to its entry (committed by the block
-# hash, under a new encoding version): ``committee.verify.verify_partner_blocks`` is where a
-# verifier then finds the other legs in the partner blocks (docs/protocol.md, "Slot roots").
-_BUNDLE_KEYS = {"bid_id", "bundle_hash", "searcher", "bid_wei", "payment_wei", "gas"}
+# A bundle entry of a block; a cross-rollup bundle's also has ``legs`` (every leg's rollup
+# and tx hashes, committed by the block hash under encoding version 2): what
+# ``committee.verify.verify_partner_blocks`` checks against the partner blocks
+# (docs/protocol.md, "Cross-rollup entries").
+_BUNDLE_KEYS = {"bid_id", "bundle_hash", "searcher", "bid_wei", "payment_wei", "gas", "legs"}
+_LEG_KEYS = {"rollup", "txs"}
+# A bundle spans at most 64 rollups (``auction.presets.MAX_ROLLUPS_PER_BUNDLE``); a leg's tx
+# count is a u16 in the block encoding.
+_MAX_LEGS = 64
+_MAX_LEG_TXS = (1 << 16) - 1
 _BLOCK_KEYS = {
     "rollup", "slot", "parent_hash", "block_hash", "bid_set_root", "carried_root",
     "pending_root", "public_tx_count", "gas_used", "revenue_wei", "bundles", "txs",
@@ -199,6 +204,31 @@ def _bundle_from_json(value: Any, field: str) -> WinningBundle:
         bid_wei=wire.wei(wire.get(d, "bid_wei", field + "."), field + ".bid_wei"),
         payment_wei=wire.wei(wire.get(d, "payment_wei", field + "."), field + ".payment_wei"),
         gas=wire.integer(wire.get(d, "gas", field + "."), field + ".gas"),
+        legs=_legs_from_json(d, field) if "legs" in d else (),
+    )
+
+
+def _legs_from_json(d: dict[str, Any], field: str) -> tuple[LegEntry, ...]:
+    """A cross-rollup entry's legs: at least two, rollups ascending (the verifier checks them
+    against the partner blocks); an empty ``legs`` is refused (a single-rollup entry has none)."""
+    legs = tuple(wire.array(d["legs"], field + ".legs", _leg_from_json, _MAX_LEGS))
+    rollups = [g.rollup for g in legs]
+    if len(legs) < 2 or any(a >= b for a, b in zip(rollups, rollups[1:], strict=False)):
+        raise wire.FieldError(field + ".legs", "must be two or more legs, rollups ascending")
+    if not all(g.tx_hashes for g in legs):
+        raise wire.FieldError(field + ".legs", "a leg has at least one transaction")
+    return legs
+
+
+def _leg_from_json(value: Any, field: str) -> LegEntry:
+    d = wire.obj(value, field)
+    wire.exact_keys(d, _LEG_KEYS, field + ".")
+    return LegEntry(
+        rollup=wire.integer(wire.get(d, "rollup", field + "."), field + ".rollup"),
+        tx_hashes=tuple(
+            wire.array(wire.get(d, "txs", field + "."), field + ".txs", wire.hash_hex,
+                       _MAX_LEG_TXS)
+        ),
     )
 
 

@@ -67,6 +67,7 @@ def compute_member_config(settings: Settings, committee: CommitteeInfo, index: i
         ),
         signing_window_ms=settings.signing_window_ms or settings.slot_ms,
         max_clock_skew_ms=settings.max_clock_skew_ms,
+        max_rollups_per_bundle=preset.max_rollups_per_bundle,
     )
 
 

@@ -10,9 +10,11 @@ signed blocks of the same slot), check that each is under the same signed root. 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from auction.encoding import compute_header_hash
+from auction.errors import FairnessViolation
+from auction.fairness import check_cross_entries
 from auction.slotroot import verify_slot_proof
 from committee import bls, threshold
 from committee.errors import InvalidSignedBlock
@@ -122,9 +124,11 @@ def verify_partner_blocks(
     Each partner's hash and proof are checked against the same root, committee, slot and rollup
     list; its signature costs a pairing only if it is not the same bytes as ``signed``'s. With
     every partner given, the whole rollup list is authenticated (each partner's proof pins its
-    rollup at its index). This map is where stage 2 of shared sequencing (issue 13) checks
-    atomicity: a block entry naming a cross-rollup bundle must find its other legs in the blocks
-    of the other rollups it names.
+    rollup at its index). Then the atomicity of every cross-rollup entry of ``signed`` is
+    checked against the partners given (``auction.fairness.check_cross_entries``: the same
+    bundle in the block of every rollup it names, each leg's txs in order, the payment split by
+    gas). A named rollup whose partner is not given is not checked here:
+    ``compute_unchecked_rollups`` names them, and a verifier must not call such a block atomic.
     """
     by_rollup = {signed.block.rollup: signed}
     for p in partners:
@@ -157,4 +161,19 @@ def verify_partner_blocks(
                     rollup=p.block.rollup,
                 )
         by_rollup[p.block.rollup] = p
+    try:
+        check_cross_entries(signed.block, {r: s.block for r, s in by_rollup.items()})
+    except FairnessViolation as exc:
+        raise InvalidSignedBlock(
+            f"a cross-rollup bundle is not atomic: {exc.message}", field="bundles", **exc.data
+        ) from None
     return by_rollup
+
+
+def compute_unchecked_rollups(
+    signed: SignedBlock, by_rollup: Mapping[int, SignedBlock]
+) -> list[int]:
+    """The rollups that a cross-rollup entry of ``signed`` names but whose block is not in
+    ``by_rollup``: that entry's atomicity cannot be checked without them."""
+    named = {r for w in signed.block.bundles for r in w.rollups}
+    return sorted(named - set(by_rollup) - {signed.block.rollup})

@@ -67,7 +67,7 @@ JOINT_CORE_PER_ROLLUP = 500
 # The dual descent runs at least this many passes (its DUAL_SHARE of the work cap allowing, or up
 # to JOINT_DUAL_SHARE_MAX): on 20,000-bundle slots a pass costs ~0.7M work units, so DUAL_SHARE
 # alone stopped it after 2-3 passes with a 10-20% gap, and the core chosen by those reduced costs
-# cost up to 2.7% of revenue (decision 41).
+# cost up to 2.7% of revenue (decision 45).
 JOINT_DUAL_PASSES = 5
 JOINT_DUAL_SHARE_MAX = 0.5
 

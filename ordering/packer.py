@@ -16,6 +16,7 @@ from ordering import joint, payments, solver
 from ordering.problem import (
     PAYMENT_RULES,
     PAYMENT_VCG,
+    ComponentPacking,
     Item,
     JointInput,
     JointItem,
@@ -24,6 +25,7 @@ from ordering.problem import (
     Packing,
     PackingInput,
     RollupCapacity,
+    compute_joint_order,
 )
 from ordering.reference import check_joint_forced_feasible, check_joint_input
 from ordering.solver import WarmUpProgress
@@ -49,6 +51,87 @@ def pack_joint(inp: JointInput, time_budget_ms: int = 50) -> JointPacking:
         check_joint_forced_feasible(inp)
     single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
     return joint.compute_joint_from_single(inp, single)
+
+
+def compute_components(inp: JointInput) -> tuple[JointInput, ...]:
+    """The slot split into independent problems: rollups linked by a bundle with legs on both
+    are in one component. Each keeps the input's rollup order, item order and forced items;
+    components are ordered by their first rollup in ``inp.rollups``. O(items x legs)."""
+    position = {r.rollup: i for i, r in enumerate(inp.rollups)}
+    parent = list(range(len(inp.rollups)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for it in inp.items:
+        roots = sorted({find(position[leg.rollup]) for leg in it.legs})
+        for r in roots[1:]:
+            parent[r] = roots[0]
+    groups: dict[int, list[int]] = {}
+    for i in range(len(inp.rollups)):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for members in sorted(groups.values()):
+        rollups = tuple(inp.rollups[i] for i in members)
+        ids = {r.rollup for r in rollups}
+        items = tuple(it for it in inp.items if it.legs[0].rollup in ids)
+        forced = frozenset(it.id for it in items if it.id in inp.forced)
+        out.append(JointInput(rollups, items, forced))
+    return tuple(out)
+
+
+def compute_component_budgets(
+    components: tuple[JointInput, ...], time_budget_ms: int
+) -> tuple[int, ...]:
+    """The slot's one time budget shared by its components in proportion to their bundles
+    (at least 1 ms each; integer arithmetic, so deterministic). One component gets it all."""
+    total = sum(len(c.items) for c in components)
+    if total == 0:
+        return tuple(time_budget_ms for _ in components)
+    return tuple(max(1, time_budget_ms * len(c.items) // total) for c in components)
+
+
+def pack_slot(inp: JointInput, time_budget_ms: int = 50) -> tuple[ComponentPacking, ...]:
+    """Pack a shared slot component by component (``compute_components``) under one time
+    budget (``compute_component_budgets``): a component of one rollup with the single-rollup
+    packer (``pack_joint`` delegates to it: the same block as ``pack``), one of several with
+    the joint kernel. The engine's close and ``blockspace solve`` both pack this way.
+    Deterministic in (``inp``, ``time_budget_ms``). Raises as ``pack_joint`` does."""
+    check_joint_input(inp)
+    if inp.forced:
+        check_joint_forced_feasible(inp)
+    components = compute_components(inp)
+    budgets = compute_component_budgets(components, time_budget_ms)
+    return tuple(
+        ComponentPacking(c, pack_joint(c, b), b) for c, b in zip(components, budgets, strict=True)
+    )
+
+
+def merge_component_packings(
+    inp: JointInput, parts: tuple[ComponentPacking, ...]
+) -> JointPacking:
+    """The slot's packing from its components' (blocks in ``inp``'s rollup order; revenue and
+    bound summed: the components are independent, so the sum of their bounds bounds the slot)."""
+    blocks: dict[int, tuple[str, ...]] = {}
+    gas: dict[int, int] = {}
+    for p in parts:
+        blocks.update(p.packing.included_by_rollup)
+        gas.update(p.packing.gas_used_by_rollup)
+    by_id = {it.id: it for it in inp.items}
+    chosen = [by_id[i] for p in parts for i in p.packing.included]
+    solvers = sorted({p.packing.solver for p in parts if p.packing.solver})
+    return JointPacking(
+        included_by_rollup=tuple((r.rollup, blocks[r.rollup]) for r in inp.rollups),
+        included=tuple(it.id for it in compute_joint_order(chosen)),
+        revenue_wei=sum(p.packing.revenue_wei for p in parts),
+        gas_used_by_rollup=tuple((r.rollup, gas[r.rollup]) for r in inp.rollups),
+        upper_bound_wei=sum(p.packing.upper_bound_wei for p in parts),
+        solver="+".join(solvers),
+        proven_optimal=all(p.packing.proven_optimal for p in parts),
+    )
 
 
 def compute_joint_payments(

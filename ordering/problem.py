@@ -142,3 +142,13 @@ def compute_joint_order(items: list[JointItem]) -> list[JointItem]:
     that share rollups are in the same relative order on every one of them; for a one-leg item
     this is ``compute_block_order``'s rule."""
     return sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPacking:
+    """One connected component of a shared slot (rollups linked by cross-rollup bundles), as
+    ``ordering.packer.pack_slot`` packed it: its own instance, packing and time budget."""
+
+    inp: JointInput
+    packing: JointPacking
+    time_budget_ms: int

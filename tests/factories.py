@@ -7,6 +7,7 @@ from typing import Any
 
 from api.searcher import SearcherKey, bundle_params
 from auction.bundles import compute_bid
+from auction.legs import compute_bid_copies
 from auction.presets import DEFAULT_CHAIN_ID, MAINNET, Preset, Rollup
 from auction.slots import SlotClock
 from auction.types import Bid, Evidence
@@ -78,3 +79,31 @@ def make_bid(
         now_ms=now,
         max_slots_ahead=preset.max_slots_ahead,
     )
+
+
+def make_cross_bid(
+    k: SearcherKey,
+    txs: list[bytes],
+    slot: int,
+    *,
+    rollups: dict[int, Rollup],
+    bid_wei: int | None = 10**15,
+    uuid: str | None = None,
+    clock: SlotClock | None = None,
+    preset: Preset = MAINNET,
+) -> tuple[Bid, ...]:
+    """Every copy of a signed bundle of ``txs`` (of any chains), one per rollup it spans."""
+    clock = clock or SlotClock(genesis_ms=0, slot_ms=2000)
+    params = bundle_params(txs, slot, bid_wei=bid_wei, replacement_uuid=uuid)
+    body, sig = signed_request(k, "eth_sendBundle", [params])
+    bid = compute_bid(
+        [params],
+        searcher=k.address,
+        evidence=Evidence(body, sig),
+        rollups=rollups,
+        clock=clock,
+        now_ms=slot * clock.slot_ms,
+        max_slots_ahead=preset.max_slots_ahead,
+        max_rollups_per_bundle=preset.max_rollups_per_bundle,
+    )
+    return compute_bid_copies(bid)

@@ -10,7 +10,7 @@ import api.intake
 import committee.checks
 from api.app import create_app
 from api.engine import Engine
-from api.searcher import bundle_params
+from api.searcher import bundle_params, cross_bundle_params
 from auction import intake
 from auction.presets import MAINNET, Rollup
 from auction.types import Bid, Cancel
@@ -70,3 +70,34 @@ def test_intake_and_a_member_reach_the_same_event_through_one_function(calls) ->
     by_member = calls[len(at_intake):]
     assert [body for body, _ in by_member] == [body for body, _ in at_intake]
     assert [e for _, e in by_member] == [e for _, e in at_intake] == [bid, cancel]
+
+
+def test_members_re_derive_each_copy_of_a_cross_rollup_bundle_through_one_function(
+    calls,
+) -> None:
+    # Issue 13: a cross-rollup bundle is logged once per rollup it spans; a member reading a
+    # rollup's log re-derives that rollup's copy from the evidence, through the same function
+    clock = FakeClock(START_SLOT * SLOT_MS + 5)
+    rollups = {CHAIN: Rollup(CHAIN), 10: Rollup(10)}
+    engine = Engine(store=MemoryStore(), rollups=rollups, preset=MAINNET,
+                    slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())
+    k = key(2)
+    params = cross_bundle_params({CHAIN: [tx(k), tx(k)], 10: [tx(k, chain_id=10)]}, START_SLOT,
+                                 bid_wei=10**15)
+    with TestClient(create_app(engine=engine)) as client:
+        body, sig = signed_request(k, "eth_sendBundle", [params])
+        client.post("/", content=body, headers={"X-Flashbots-Signature": sig})
+        logs = {r: client.portal.call(engine.store.read_log, r, START_SLOT)  # type: ignore[union-attr]
+                for r in rollups}
+    assert len(calls) == 1  # intake derived the bundle once, then logged every copy
+    copies = {r: log[0].event for r, log in logs.items()}
+    assert all(isinstance(c, Bid) and c.rollup == r and c.legs for r, c in copies.items())
+    config = config_of(None)  # type: ignore[arg-type]
+    config = type(config)(**{**{f: getattr(config, f) for f in config.__slots__},
+                             "rollups": engine.rollups, "clock": engine.clock})
+    for copy in copies.values():
+        assert isinstance(copy, Bid)
+        check_bid_derivation(config, copy)
+    by_member = calls[1:]
+    assert [body for body, _ in by_member] == [body.decode()] * 2
+    assert [e for _, e in by_member] == [copies[CHAIN], copies[10]]

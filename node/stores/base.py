@@ -8,6 +8,8 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   or bytes would. Bytes are those of the signed request (the evidence), which is what the log
   keeps. Re-appending an already logged bid id is idempotent: it returns the first seq and
   changes nothing.
+- ``append_bid_copies`` logs the copies of one cross-rollup bundle in every spanned rollup's
+  log at once or in none (docs/shared-sequencing.md), under each log's own limits.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
 - Results are written once per (rollup, slot) and never expire (retention aside). The Redis
@@ -58,6 +60,17 @@ class SlotLogs(ABC):
     @abstractmethod
     async def append_bid(self, bid: Bid, limits: IntakeLimits) -> str:
         """Log a bid for its (rollup, slot); return its seq."""
+
+    @abstractmethod
+    async def append_bid_copies(
+        self, copies: Sequence[Bid], limits: Sequence[IntakeLimits]
+    ) -> list[str]:
+        """Log every copy of one cross-rollup bundle (``auction.legs.compute_bid_copies``: one
+        per rollup it spans, all of one slot), each in its rollup's slot log, in ONE atomic
+        step: all or none. Every log must be open (else ``SlotClosed``) and take its copy under
+        ``limits[i]``, that rollup's (else that log's ``SearcherLimitExceeded`` or ``SlotFull``,
+        ``data.rollup`` naming it); a refusal logs and counts nothing anywhere. Returns each
+        copy's seq; re-appending a logged bundle returns its seqs and changes nothing."""
 
     @abstractmethod
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:

@@ -6,6 +6,7 @@ import heapq
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
@@ -30,6 +31,11 @@ class _SlotLog:
 
     def take(self, searcher: str, size: int, limits: IntakeLimits) -> None:
         """Count one event of ``size`` bytes against the limits, or raise without counting."""
+        self.check(searcher, size, limits)
+        self.count(searcher, size)
+
+    def check(self, searcher: str, size: int, limits: IntakeLimits) -> None:
+        """Raise if one more event of ``size`` bytes would pass the limits; count nothing."""
         if (
             self.bundles[searcher] + 1 > limits.max_bundles
             or self.bytes[searcher] + size > limits.max_bytes
@@ -48,6 +54,8 @@ class _SlotLog:
                 max_events=limits.max_slot_events,
                 max_bytes=limits.max_slot_bytes,
             )
+
+    def count(self, searcher: str, size: int) -> None:
         for who in (searcher, _SLOT):
             self.bundles[who] += 1
             self.bytes[who] += size
@@ -100,6 +108,32 @@ class MemoryStore(MemoryCommittee, MemoryHistory, Store):
         if bid.replacement_uuid is not None:
             log.uuids.add((bid.searcher, bid.replacement_uuid))
         return seq
+
+    async def append_bid_copies(
+        self, copies: Sequence[Bid], limits: Sequence[IntakeLimits]
+    ) -> list[str]:
+        logs = [self._log(b.rollup, b.slot) for b in copies]
+        # Verify every spanned slot is open and takes its copy, before anything is written
+        for bid, log in zip(copies, logs, strict=True):
+            if log.closed:
+                raise SlotClosed(f"slot {bid.slot} is closed", slot=bid.slot, rollup=bid.rollup)
+        todo = [i for i, b in enumerate(copies) if b.bid_id not in logs[i].index]
+        for i in todo:
+            try:
+                logs[i].check(copies[i].searcher, copies[i].request_bytes, limits[i])
+            except (SearcherLimitExceeded, SlotFull) as exc:
+                exc.data["rollup"] = copies[i].rollup
+                raise
+        for i in todo:
+            bid, log = copies[i], logs[i]
+            log.count(bid.searcher, bid.request_bytes)
+            seq = self._next_seq()
+            log.events.append(LoggedEvent(seq, bid))
+            log.index[bid.bid_id] = seq
+            log.index.setdefault(f"{bid.searcher}:{bid.bundle_hash}", seq)
+            if bid.replacement_uuid is not None:
+                log.uuids.add((bid.searcher, bid.replacement_uuid))
+        return [log.index[b.bid_id] for b, log in zip(copies, logs, strict=True)]
 
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         log = self._log(ptx.rollup, slot)

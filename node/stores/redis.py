@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -43,7 +43,7 @@ log = logging.getLogger("blockspace.store")
 # (n:<searcher>, b:<searcher>) and for the whole slot (n:*, b:*). Returns an error code, or false
 # after counting.
 _TAKE = """
-local function take(mk, who, size, maxn, maxb, slotn, slotb)
+local function check(mk, who, size, maxn, maxb, slotn, slotb)
   local n = tonumber(redis.call('HGET', mk, 'n:' .. who) or '0')
   local b = tonumber(redis.call('HGET', mk, 'b:' .. who) or '0')
   if n + 1 > tonumber(maxn) or b + size > tonumber(maxb) then
@@ -54,10 +54,18 @@ local function take(mk, who, size, maxn, maxb, slotn, slotb)
   if sn + 1 > tonumber(slotn) or sb + size > tonumber(slotb) then
     return '!slot_full'
   end
+  return false
+end
+local function count(mk, who, size)
   redis.call('HINCRBY', mk, 'n:' .. who, 1)
   redis.call('HINCRBY', mk, 'b:' .. who, size)
   redis.call('HINCRBY', mk, 'n:*', 1)
   redis.call('HINCRBY', mk, 'b:*', size)
+end
+local function take(mk, who, size, maxn, maxb, slotn, slotb)
+  local refused = check(mk, who, size, maxn, maxb, slotn, slotb)
+  if refused then return refused end
+  count(mk, who, size)
   return false
 end
 """
@@ -94,6 +102,40 @@ for i = 0, #KEYS / 4 - 1 do
   end
 end
 return out
+"""
+
+# The copies of one cross-rollup bundle (one per rollup it spans), all or none. Per copy i:
+# KEYS[4i+1..4i+4] = its rollup's log, closed, limits, index; ARGV[1..5] = searcher, size,
+# bid id, owner key, uuid key ("" without a uuid), then ARGV[5+5i+1..5+5i+5] = event, max
+# bundles, max bytes, max slot events, max slot bytes (its rollup's limits). Every log is checked
+# (closed, then each copy not yet logged against its limits) before anything is written. Reply:
+# a JSON array of the copies' seqs, or "!<code>@<i>" naming the first copy refused.
+_APPEND_COPIES = _TAKE + """
+local who, size, id, owner, ukey = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local n = #KEYS / 4
+for i = 0, n - 1 do
+  if redis.call('EXISTS', KEYS[4*i+2]) == 1 then return '!slot_closed@' .. i end
+end
+local seqs, todo = {}, {}
+for i = 0, n - 1 do
+  local prev = redis.call('HGET', KEYS[4*i+4], id)
+  if prev then seqs[i+1] = prev else todo[#todo+1] = i end
+end
+for _, i in ipairs(todo) do
+  local a = 5 + 5*i
+  local r = check(KEYS[4*i+3], who, size, ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5])
+  if r then return r .. '@' .. i end
+end
+for _, i in ipairs(todo) do
+  local a = 5 + 5*i
+  count(KEYS[4*i+3], who, size)
+  local xid = redis.call('XADD', KEYS[4*i+1], '*', 'e', ARGV[a+1])
+  redis.call('HSET', KEYS[4*i+4], id, xid)
+  redis.call('HSETNX', KEYS[4*i+4], owner, xid)
+  if ukey ~= '' then redis.call('HSET', KEYS[4*i+4], ukey, '1') end
+  seqs[i+1] = xid
+end
+return cjson.encode(seqs)
 """
 
 # KEYS[1] = the cancel's key (its answer once seen), then per slot i of its window
@@ -163,6 +205,7 @@ return 0
 # Every script, by name; loaded at connect and again after a server restart (NOSCRIPT).
 SCRIPTS = {
     "append_bids": _APPEND_BIDS,
+    "append_copies": _APPEND_COPIES,
     "append_cancel": _APPEND_CANCEL,
     "append_public_tx": _APPEND_PUBLIC_TX,
     "close": _CLOSE,
@@ -383,6 +426,48 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 fut.set_exception(_refusal(text, bid.slot, limits))
             else:
                 fut.set_result(text)
+
+    async def append_bid_copies(
+        self, copies: Sequence[Bid], limits: Sequence[IntakeLimits]
+    ) -> list[str]:
+        # One script over every spanned log's keys (not group-committed: cross-rollup bundles
+        # are the fewer, and their keys differ per rollup). With Redis Cluster these keys must
+        # share a hash slot (docs/redis.md).
+        first = copies[0]
+        keys_: list[str] = []
+        args: list[Any] = [
+            first.searcher,
+            first.request_bytes,
+            first.bid_id,
+            f"{first.searcher}:{first.bundle_hash}",
+            keys.index_uuid(first.searcher, first.replacement_uuid)
+            if first.replacement_uuid
+            else "",
+        ]
+        for bid, lim in zip(copies, limits, strict=True):
+            r, s = bid.rollup, bid.slot
+            keys_ += [
+                keys.slot_log(r, s),
+                keys.slot_closed(r, s),
+                keys.slot_limits(r, s),
+                keys.slot_index(r, s),
+            ]
+            args += [
+                codec.event_to_bytes(bid),
+                lim.max_bundles,
+                lim.max_bytes,
+                lim.max_slot_events,
+                lim.max_slot_bytes,
+            ]
+        with _store_errors():
+            reply = _text(await self._evalsha("append_copies", keys_, args))
+        if reply.startswith("!"):
+            code, at = reply.rsplit("@", 1)
+            refused = copies[int(at)]
+            error = _refusal(code, refused.slot, limits[int(at)])
+            error.data["rollup"] = refused.rollup
+            raise error
+        return [str(seq) for seq in orjson.loads(reply)]
 
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         payload = codec.event_to_bytes(ptx)

@@ -56,14 +56,15 @@ async def test_a_slot_whose_close_fails_is_published_failed_and_the_clock_moves_
                     preset=MAINNET, slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())
     import api.engine as engine_module
 
-    real = engine_module.compute_slot_result
+    real = engine_module.compute_slot_results
 
-    def broken_for_one_slot(rollup, slot, *args, **kwargs) -> SlotResult:
-        if (rollup.chain_id, slot) == (CHAIN, START_SLOT):
+    def broken_for_one_slot(slot, deadline_ms, parts, **kwargs) -> tuple[SlotResult, ...]:
+        # The slot's results are computed together: CHAIN's part breaking breaks the slot.
+        if slot == START_SLOT and any(p.rollup.chain_id == CHAIN for p in parts):
             raise OverflowError("int too big to convert")
-        return real(rollup, slot, *args, **kwargs)
+        return real(slot, deadline_ms, parts, **kwargs)
 
-    monkeypatch.setattr(engine_module, "compute_slot_result", broken_for_one_slot)
+    monkeypatch.setattr(engine_module, "compute_slot_results", broken_for_one_slot)
     await engine.start(run_clock=False)
     k = key(1)
     raw = tx(k)
@@ -81,7 +82,9 @@ async def test_a_slot_whose_close_fails_is_published_failed_and_the_clock_moves_
     for cid in (CHAIN, 10):
         for slot in (START_SLOT + 1, START_SLOT + 2):
             assert await engine.store.get_result(cid, slot) is not None, (cid, slot)
-    assert await engine.store.get_result(10, START_SLOT) is not None
+    # One joint close: no rollup's result of the broken slot is stored, and it failed for both.
+    assert await engine.store.get_result(10, START_SLOT) is None
+    assert await engine.store.get_failed_slot(10, START_SLOT) is not None
     # The broken slot is published as failed, and its public tx waits in a later slot
     failed = await engine.store.get_failed_slot(CHAIN, START_SLOT)
     assert failed is not None and failed.reason == FAILED_CLOSE

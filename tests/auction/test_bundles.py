@@ -72,11 +72,14 @@ def test_wrong_chain_is_unknown_rollup():
         bid_from([bundle_params([tx(key(1), chain_id=1)], SLOT)])
 
 
-def test_mixed_chains_refused():
+def test_mixed_chains_refused_at_a_rollups_own_endpoint():
+    # Shared sequencing (issue 13): mixed chains make a cross-rollup bundle, which only the
+    # deployment-wide endpoints take (tests/auction/test_cross_intake.py covers the rest)
     k = key(1)
     rollups = {CHAIN: Rollup(CHAIN), 10: Rollup(10)}
-    with pytest.raises(E.ChainIdMismatch):
-        bid_from([bundle_params([tx(k), tx(k, chain_id=10)], SLOT)], rollups=rollups)
+    with pytest.raises(E.CrossRollupNotAllowedHere):
+        bid_from([bundle_params([tx(k), tx(k, chain_id=10)], SLOT)], rollups=rollups,
+                 endpoint=CHAIN)
 
 
 def test_endpoint_rollup_must_match():

@@ -148,14 +148,14 @@ async def test_a_slot_one_rollups_block_is_refused_fails_for_every_rollup(h: Har
 async def test_a_slot_whose_close_fails_for_one_rollup_fails_for_all_and_the_clock_moves_on(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_build = h.engine._build
+    real_record = h.engine._record
 
-    async def build(rollup: int, slot: int):  # noqa: ANN202
-        if (rollup, slot) == (A, SLOT):
-            raise RuntimeError("a bug while building rollup A's block")
-        return await real_build(rollup, slot)
+    async def record(result):  # noqa: ANN001, ANN202
+        if (result.rollup, result.slot) == (A, SLOT):
+            raise RuntimeError("a bug while storing rollup A's block")
+        return await real_record(result)
 
-    monkeypatch.setattr(h.engine, "_build", build)
+    monkeypatch.setattr(h.engine, "_record", record)
     h.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
     await h.bid(SLOT, 1)
     h.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5

@@ -32,6 +32,7 @@ _STABLE_CODE = re.compile(r"[a-z][a-z0-9_]*")
 FUZZER = key(40)  # signs the fuzzed requests
 HONEST = key(41)  # checks the engine afterwards
 TXS = [tx(FUZZER, kind=k, nonce=n) for k, n in ((2, 1), (1, 2), (0, 3))]
+OTHER_TX = tx(FUZZER, chain_id=10, nonce=4)  # a leg on the second rollup: cross-rollup bundles
 
 
 def hex_of(raw: bytes) -> str:
@@ -50,6 +51,8 @@ TEMPLATES: list[dict[str, Any]] = [
     request("eth_sendBundle", [{**bundle_params([TXS[2]], START_SLOT + 1),
                                 "minTimestamp": 0, "maxTimestamp": 2**40,
                                 "revertingTxHashes": []}]),
+    request("eth_sendBundle", [bundle_params([TXS[0], OTHER_TX], START_SLOT, bid_wei=10**15,
+                                             rollups=[CHAIN, 10])]),
     request("eth_cancelBundle", [{"replacementUuid": "12345678-1234-1234-1234-123456789abc",
                                   "blockNumber": hex(START_SLOT)}]),
     request("flashbots_getBundleStatsV2", [{"bundleHash": "0x" + "ab" * 32,

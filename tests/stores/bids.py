@@ -7,12 +7,14 @@ can be closed with ``compute_slot_result`` exactly as the engine does.
 
 from __future__ import annotations
 
+import dataclasses
+
 from api.searcher import SearcherKey, bundle_params
 from auction.bundles import compute_bid, compute_cancel
 from auction.hashing import keccak256, to_hex
 from auction.presets import MINIMAL, Rollup
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
-from auction.types import Bid, Cancel, Evidence, Tx
+from auction.types import Bid, Cancel, Evidence, Leg, Tx
 from node.stores.base import IntakeLimits, Store
 
 ROLLUP = 167_001
@@ -154,3 +156,28 @@ async def log_cancel(
 ) -> list[int]:
     """Log a cancel as the engine does: in its window, against the slot's limits."""
     return await store.append_cancel(cancel, slots, limits, CANCEL_WINDOW_MS)
+
+
+# A second rollup, for the copies of cross-rollup bundles (docs/shared-sequencing.md).
+OTHER_ROLLUP = 10
+
+
+def make_cross_copies(
+    n: int,
+    *,
+    rollups: tuple[int, ...] = (OTHER_ROLLUP, ROLLUP),
+    slot: int = 7,
+    searcher: str = "0x" + "aa" * 20,
+    size_bytes: int = 120,
+    replacement_uuid: str | None = None,
+) -> tuple[Bid, ...]:
+    """The copies of one cross-rollup bundle, one per rollup (ascending), as
+    ``auction.legs.compute_bid_copies`` makes them: each rollup's leg, every other field shared."""
+    per = [make_bid(n, rollup=r, slot=slot, searcher=searcher, size_bytes=size_bytes,
+                    replacement_uuid=replacement_uuid) for r in sorted(rollups)]
+    legs = tuple(Leg(b.rollup, b.txs, b.gas) for b in per)
+    shared = per[0]
+    return tuple(
+        dataclasses.replace(shared, rollup=b.rollup, txs=b.txs, gas=b.gas, legs=legs)
+        for b in per
+    )

@@ -22,7 +22,15 @@ from auction.types import Bid, LoggedEvent
 from node.stores.base import IntakeLimits
 from node.stores.redis import RedisStore
 from tests.redis_server import RedisServer
-from tests.stores.bids import ROLLUP, log_cancel, make_bid, make_cancel, parse_seq
+from tests.stores.bids import (
+    OTHER_ROLLUP,
+    ROLLUP,
+    log_cancel,
+    make_bid,
+    make_cancel,
+    make_cross_copies,
+    parse_seq,
+)
 from tests.stores.conftest import STORE_DB, db_url, open_test_store
 
 pytestmark = pytest.mark.redis
@@ -278,3 +286,35 @@ async def test_unencodable_bid_fails_alone_and_intake_continues(
         assert len(log) == 21 and log[-1].seq == late
     finally:
         await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_acknowledged_cross_bundles_survive_sigkill_in_every_spanned_log(
+    fresh_redis: RedisServer, anyio_backend: str
+) -> None:
+    # A cross-rollup bundle is acknowledged once one script logged it in every rollup it spans
+    # (docs/shared-sequencing.md); after kill -9 and an AOF replay it is in all of them.
+    store = RedisStore(fresh_redis.url, appendfsync="always")
+    await store.connect()
+    spans = [(OTHER_ROLLUP, ROLLUP), (1, OTHER_ROLLUP, ROLLUP), (1, ROLLUP)]
+    bundles = [make_cross_copies(n, rollups=spans[n % 3], slot=310) for n in range(60)]
+    acked = {}
+    try:
+        for copies in bundles:
+            acked[copies[0].bid_id] = await store.append_bid_copies(copies, [WIDE] * len(copies))
+    finally:
+        fresh_redis.kill()  # SIGKILL: nothing is flushed on the way out
+        await store.aclose()
+    fresh_redis.start()
+    reader = RedisStore(fresh_redis.url, appendfsync="always")
+    await reader.connect()
+    try:
+        logs = {r: {e.seq: e.event for e in await reader.read_log(r, 310)}
+                for r in (1, OTHER_ROLLUP, ROLLUP)}
+        for copies in bundles:
+            seqs = acked[copies[0].bid_id]
+            for copy, seq in zip(copies, seqs, strict=True):
+                assert logs[copy.rollup][seq] == copy
+        assert sum(len(log) for log in logs.values()) == sum(len(c) for c in bundles)
+    finally:
+        await reader.aclose()

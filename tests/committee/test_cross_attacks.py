@@ -1,0 +1,180 @@
+"""Cross-rollup bundles before the committee: an honest slot is signed; a lying coordinator that
+drops one leg's copy, reorders legs, puts a cross bundle in one block only, or changes how its
+payment is split over the rollups gets the whole slot refused; a copy missing from a log makes
+the bundle lose everywhere (never a crash); a losing copy's binding is checked leg by leg."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from api.searcher import bundle_params
+from auction.bundles import compute_bid
+from auction.encoding import ZERO_HASH
+from auction.hashing import keccak256, to_hex
+from auction.legs import compute_bid_copies
+from auction.presets import MAINNET, Rollup
+from auction.results import SlotPart, compute_slot_results
+from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from auction.types import Bid, Evidence, LoggedEvent
+from committee.checks import check_bid_binding
+from committee.errors import InvalidEvidence
+from committee.member import Member
+from committee.proposal import Proposal, SlotProposal, encode_proposal
+from committee.protection import ProtectionStore
+from tests.committee.conftest import Dealt
+from tests.committee.slots import (
+    CLOCK,
+    ROLLUP,
+    SLOT,
+    after_close,
+    config_of,
+    key,
+    log_of,
+    rehash,
+    signed_bid,
+    slot_of,
+)
+
+A, B = 10, 8453
+RIGHT = (A, B, ROLLUP)
+ROLLUPS = {r: Rollup(r, "test", MAINNET.policy) for r in RIGHT}
+
+
+def member3(dealt: Dealt, path: Path, index: int = 1) -> Member:
+    config = dataclasses.replace(config_of(dealt.committee, index), rollups=ROLLUPS)
+    return Member(dealt.shares[index - 1], config,
+                  ProtectionStore(path / f"member-{index}.sqlite3"),
+                  clock_ms=lambda: after_close(SLOT))  # fmt: skip
+
+
+def raw_on(chain: int, seed: int, nonce: int, gas: int = 60_000) -> bytes:
+    return key(seed).sign_tx(
+        type=2, chainId=chain, nonce=nonce, maxPriorityFeePerGas=2 * 10**9,
+        maxFeePerGas=100 * 10**9, gas=gas, to="0x" + "42" * 20, value=0, data=b"",
+    )  # fmt: skip
+
+
+def cross_bid(seed: int, chains: tuple[int, ...], bid_wei: int, tx_seed: int = 0) -> Bid:
+    """A signed cross-rollup bundle, a transaction per chain (of ``tx_seed``'s key, else the
+    searcher's), its copy for the lowest chain."""
+    k = key(seed)
+    txs = [raw_on(c, tx_seed or seed, 7 + i) for i, c in enumerate(chains)]
+    params = bundle_params(txs, SLOT, bid_wei=bid_wei)
+    body = k.request("eth_sendBundle", [params])
+    return compute_bid(
+        params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)), rollups=ROLLUPS,
+        clock=CLOCK, now_ms=compute_slot_start_ms(CLOCK, SLOT) + 3,
+        max_slots_ahead=MAINNET.max_slots_ahead,
+    )  # fmt: skip
+
+
+def proposal(dealt: Dealt, logs: dict[int, tuple[LoggedEvent, ...]]) -> SlotProposal:
+    """The honest slot of these logs: every block from the joint close."""
+    parts = [SlotPart(ROLLUPS[r], ZERO_HASH, logs[r]) for r in RIGHT]
+    results = compute_slot_results(SLOT, compute_deadline_ms(CLOCK, SLOT), parts)
+    return slot_of(*(Proposal(dealt.committee.committee_id, r.rollup, SLOT, r.block, None, (),
+                              logs[r.rollup]) for r in results))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def logs() -> dict[int, tuple[LoggedEvent, ...]]:
+    """A cross bundle over A and ROLLUP that wins, a losing one over all three, singles."""
+    win = compute_bid_copies(cross_bid(40, (A, ROLLUP), 9 * 10**15))
+    # (its tx on A is the winner's: they conflict, and the lower bid loses on every rollup)
+    lose = compute_bid_copies(cross_bid(41, (A, B, ROLLUP), 10**14, tx_seed=40))
+    single = signed_bid(key(42), bid_wei=2 * 10**15)
+    by = {r: [c for c in (*win, *lose) if c.rollup == r] for r in RIGHT}
+    return {A: log_of(by[A]), B: log_of(by[B]), ROLLUP: log_of([single, *by[ROLLUP]])}
+
+
+def cross_entry(p: Proposal):
+    (w,) = [w for w in p.block.bundles if w.legs]
+    return w
+
+
+def replace_part(slot: SlotProposal, rollup: int, part: Proposal) -> SlotProposal:
+    return dataclasses.replace(
+        slot, parts=tuple(part if p.rollup == rollup else p for p in slot.parts)
+    )
+
+
+def test_an_honest_slot_with_cross_bundles_is_signed(dealt, logs, tmp_path) -> None:
+    honest = proposal(dealt, logs)
+    parts = {p.rollup: p for p in honest.parts}
+    assert cross_entry(parts[A]).rollups == cross_entry(parts[ROLLUP]).rollups == (A, ROLLUP)
+    assert not parts[B].block.bundles  # the losing three-rollup bundle lost everywhere
+    reply = member3(dealt, tmp_path).sign_proposal(encode_proposal(honest))
+    assert reply.slot_root == honest.compute_slot_root()
+
+
+def test_a_dropped_leg_copy_gets_the_slot_refused_or_the_bundle_lost(dealt, logs, tmp_path):
+    honest = proposal(dealt, logs)
+    parts = {p.rollup: p for p in honest.parts}
+    dropped = tuple(e for e in logs[A] if not (isinstance(e.event, Bid) and e.event.legs
+                                               and e.event.bid_wei > 10**15))  # fmt: skip
+    # The blocks kept, the copy dropped from A's log: refused.
+    lying = replace_part(honest, A, dataclasses.replace(parts[A], log=dropped))
+    with pytest.raises(Exception) as refused:
+        member3(dealt, tmp_path).sign_proposal(encode_proposal(lying))
+    assert refused.value.code in ("bid_set_mismatch", "invalid_evidence", "block_mismatch")
+    # Blocks rebuilt from the short logs: the bundle is not live anywhere (no crash), and the
+    # slot is a consistent one: every copy of the bundle lost its place in both blocks.
+    rebuilt = proposal(dealt, {**logs, A: dropped})
+    gone = cross_entry(parts[A]).bid_id
+    assert all(w.bid_id != gone for p in rebuilt.parts for w in p.block.bundles)
+    other = tmp_path / "other"
+    other.mkdir()
+    reply = member3(dealt, other).sign_proposal(encode_proposal(rebuilt))
+    assert reply.slot_root == rebuilt.compute_slot_root()
+
+
+@pytest.mark.parametrize("lie", ["legs_reordered", "one_block_only", "attribution"])
+def test_a_lying_coordinator_gets_the_slot_refused(dealt, logs, tmp_path, lie) -> None:
+    honest = proposal(dealt, logs)
+    part = {p.rollup: p for p in honest.parts}[ROLLUP]
+    w = cross_entry(part)
+    others = [b for b in part.block.bundles if b is not w]
+    block = part.block
+    if lie == "legs_reordered":
+        bundles = [dataclasses.replace(w, legs=w.legs[::-1]) if b is w else b
+                   for b in block.bundles]  # fmt: skip
+        block = dataclasses.replace(block, bundles=tuple(bundles))
+    elif lie == "one_block_only":  # the entry and its leg's tx left out of ROLLUP's block
+        leg = next(g for g in w.legs if g.rollup == ROLLUP)
+        txs = tuple(t for t in block.txs if to_hex(keccak256(t)) not in leg.tx_hashes)
+        block = dataclasses.replace(block, bundles=tuple(others), txs=txs,
+                                    revenue_wei=block.revenue_wei - w.payment_wei)  # fmt: skip
+    else:  # one wei of the payment moved from A's share to ROLLUP's
+        bundles = [dataclasses.replace(w, payment_wei=w.payment_wei + 1) if b is w else b
+                   for b in block.bundles]  # fmt: skip
+        block = dataclasses.replace(block, bundles=tuple(bundles),
+                                    revenue_wei=block.revenue_wei + 1)  # fmt: skip
+    lying = replace_part(honest, ROLLUP, dataclasses.replace(part, block=rehash(block)))
+    member = member3(dealt, tmp_path)
+    with pytest.raises(Exception) as refused:
+        member.sign_proposal(encode_proposal(lying))
+    assert refused.value.code in ("block_mismatch", "fairness_violation", "malformed_proposal")
+    assert member.protection.get_signed(dealt.committee.committee_id, SLOT) is None
+
+
+def test_a_losing_copys_binding_is_checked_leg_by_leg(dealt, logs) -> None:
+    honest = proposal(dealt, logs)
+    part = {p.rollup: p for p in honest.parts}[B]
+    (copy,) = [e.event for e in part.log if isinstance(e.event, Bid)]
+    check_bid_binding(copy, part)  # the honest copy binds
+    a_leg, b_leg, r_leg = copy.legs
+    lies = {
+        "legs reordered": dataclasses.replace(copy, legs=(b_leg, a_leg, r_leg)),
+        "a leg dropped": dataclasses.replace(copy, legs=(b_leg, r_leg)),
+        "own txs another leg's": dataclasses.replace(copy, txs=a_leg.txs),
+        "a tx moved between legs": dataclasses.replace(copy, legs=(
+            dataclasses.replace(a_leg, txs=()),
+            dataclasses.replace(b_leg, txs=a_leg.txs + b_leg.txs), r_leg)),
+    }  # fmt: skip
+    for name, lie in lies.items():
+        with pytest.raises(InvalidEvidence):
+            check_bid_binding(lie, part)
+        assert name
