@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -13,13 +14,21 @@ from api.engine import Engine
 from auction import constants as C
 from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, MINIMAL, Rollup
-from auction.results import compute_slot_result
-from auction.types import Bid
+from auction.results import SlotPart, compute_slot_result, compute_slot_results
+from auction.types import Bid, SlotResult
 from node.metrics import Metrics
 from node.settings import Settings
 from node.stores.base import IntakeLimits, Store
 from node.stores.memory import MemoryStore
-from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, log_cancel, make_bid, make_cancel
+from tests.stores.bids import (
+    PARENT_HASH,
+    ROLLUP,
+    deadline_ms,
+    log_cancel,
+    make_bid,
+    make_cancel,
+    make_cross_copies,
+)
 
 WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)
 OTHER_ROLLUP = 10
@@ -130,3 +139,45 @@ def app_with_history(
         metrics=Metrics(),
     )
     return create_app(Settings(), engine=engine)
+
+
+def random_cross_bundles(
+    rng: random.Random, slot: int, n: int, rollups: tuple[int, ...] = (OTHER_ROLLUP, ROLLUP)
+) -> list[tuple[Bid, ...]]:
+    """``n`` cross-rollup bundles over ``rollups`` (their copies, one per rollup), from the four
+    searchers, with bids in the range of ``random_bids``' (so some win and some lose)."""
+    out = []
+    for k in range(n):
+        copies = make_cross_copies(
+            1000 + k, rollups=rollups, slot=slot, searcher=rng.choice(SEARCHERS)
+        )
+        bid_wei = rng.randrange(10**14, 3 * 10**16)
+        out.append(tuple(dataclasses.replace(c, bid_wei=bid_wei) for c in copies))
+    return out
+
+
+async def close_joint_with_history(
+    store: Store,
+    slot: int,
+    singles: Sequence[Bid],
+    crosses: Sequence[tuple[Bid, ...]],
+) -> tuple[SlotResult, ...]:
+    """Log single-rollup bids and cross-rollup bundles' copies, then close the slot over both
+    rollups as Engine._build does (one joint close), storing each rollup's history."""
+    for bid in singles:
+        await store.append_bid(bid, WIDE)
+    for copies in crosses:
+        await store.append_bid_copies(copies, [WIDE] * len(copies))
+    parts = [
+        SlotPart(ROLLUPS[r], PARENT_HASH, await store.close_slot(r, slot)) for r in sorted(ROLLUPS)
+    ]
+    results = compute_slot_results(slot, deadline_ms(slot), parts)
+    for result in results:
+        history = compute_slot_history(
+            result,
+            await store.list_refusals(result.rollup, slot),
+            recorded_ms=deadline_ms(slot),
+            gas_limit=FAIR_POLICY.gas_limit,
+        )
+        assert await store.save_result(result, history=history)
+    return results
