@@ -106,28 +106,44 @@ async def close_with_history(
 
 
 def app_with_history(
-    slots: range = range(7, 12), bids_per_slot: tuple[int, int] = (10, 10), seed: int = 11
+    slots: range = range(7, 12),
+    bids_per_slot: tuple[int, int] = (10, 10),
+    seed: int = 11,
+    cross_per_slot: tuple[int, int] | None = None,
 ) -> FastAPI:
     """An app over an embedded store holding closed slots on both rollups, some refusals, and
-    committee records (one in twenty failed)."""
+    committee records (one in twenty failed). With ``cross_per_slot``, each slot also has that
+    many cross-rollup bundles over both rollups and is closed jointly, as the engine does."""
     store = MemoryStore()
 
     async def fill() -> None:
         rng = random.Random(seed)
         for slot in slots:
+            if cross_per_slot is not None:
+                await close_joint(rng, slot, cross_per_slot)
             for rollup in (ROLLUP, OTHER_ROLLUP):
-                await close_with_history(
-                    store,
-                    slot,
-                    random_bids(rng, slot, rng.randint(*bids_per_slot), rollup=rollup),
-                    rollup=rollup,
-                    refusals=[refusal(slot, n, rollup=rollup) for n in range(rng.randrange(3))],
-                )
+                if cross_per_slot is None:
+                    await close_with_history(
+                        store,
+                        slot,
+                        random_bids(rng, slot, rng.randint(*bids_per_slot), rollup=rollup),
+                        rollup=rollup,
+                        refusals=[
+                            refusal(slot, n, rollup=rollup) for n in range(rng.randrange(3))
+                        ],
+                    )
                 failed = rng.random() < 0.05
                 record = (
                     {"status": "failed", "reason": "timeout"} if failed else {"status": "signed"}
                 )
                 await store.record_committee(rollup, slot, record)
+
+    async def close_joint(rng: random.Random, slot: int, crosses: tuple[int, int]) -> None:
+        both = (ROLLUP, OTHER_ROLLUP)
+        singles = [e for r in both for e in random_bids(rng, slot, rng.randint(*bids_per_slot), r)]
+        refused = [refusal(slot, n, rollup=r) for r in both for n in range(rng.randrange(3))]
+        cross = random_cross_bundles(rng, slot, rng.randint(*crosses))
+        await close_joint_with_history(store, slot, singles, cross, refusals=refused)
 
     asyncio.run(fill())
     engine = Engine(
@@ -159,15 +175,23 @@ def random_cross_bundles(
 async def close_joint_with_history(
     store: Store,
     slot: int,
-    singles: Sequence[Bid],
+    singles: Sequence[Bid | object],
     crosses: Sequence[tuple[Bid, ...]],
+    *,
+    refusals: Sequence[BidRecord] = (),
 ) -> tuple[SlotResult, ...]:
-    """Log single-rollup bids and cross-rollup bundles' copies, then close the slot over both
-    rollups as Engine._build does (one joint close), storing each rollup's history."""
-    for bid in singles:
-        await store.append_bid(bid, WIDE)
+    """Log single-rollup bids (and cancels) and cross-rollup bundles' copies, file the refusals,
+    then close the slot over both rollups as Engine._build does (one joint close), storing each
+    rollup's history."""
+    for ev in singles:
+        if isinstance(ev, Bid):
+            await store.append_bid(ev, WIDE)
+        else:
+            await log_cancel(store, ev, [slot])  # type: ignore[arg-type]
     for copies in crosses:
         await store.append_bid_copies(copies, [WIDE] * len(copies))
+    for r in refusals:
+        store.record_refusal(r)
     parts = [
         SlotPart(ROLLUPS[r], PARENT_HASH, await store.close_slot(r, slot)) for r in sorted(ROLLUPS)
     ]
