@@ -108,6 +108,7 @@ def _demo(args: argparse.Namespace) -> int:
             committee_size=args.committee_size,
             signer_processes=args.signer_processes,
             keep_serving=args.keep_serving,
+            rollups=args.rollups,
         )
     )
 
@@ -234,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         dest="keep_serving",
         help="after the slots, keep the server (dashboard), engine and committee up until Ctrl-C",
+    )
+    demo.add_argument(
+        "--rollups",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="rollups served by one auction per slot (1-8); with 2 or more, cross-rollup "
+        "arbitrageurs send atomic bundles spanning two rollups",
     )
     demo.set_defaults(func=_demo)
 

@@ -98,6 +98,10 @@ class SlotSummary(BaseModel):
     solver: str
     solve_ms: float
     committee: dict[str, Any] | None = Field(description="the committee's result, once known")
+    cross_revenue_wei: Wei = Field(
+        "0", description="this rollup's shares of the payments of its cross-rollup winners"
+    )
+    cross_winners: int = Field(0, description="block entries of cross-rollup bundles")
 
 
 class BidOut(BaseModel):
@@ -114,6 +118,10 @@ class BidOut(BaseModel):
     seq: str | None = Field(description="position in the slot's intake log (the evidence)")
     replacement_uuid: str | None
     tx_count: int | None
+    rollups: list[int] = Field(
+        description="every rollup the bundle spans, ascending (just this one unless cross)"
+    )
+    cross: bool = Field(description="a cross-rollup bundle's copy (listed under each rollup)")
 
 
 class BlockEntry(BidOut):
@@ -186,6 +194,13 @@ class StatsOut(BaseModel):
     price_of_fairness_ratio: float | None
     optimality_gap_wei: SignedWei
     failed_slots: int = Field(description="slots whose committee signing failed")
+    cross_revenue_wei: Wei = Field(
+        description="revenue from cross-rollup bundles (each bundle's payment counted once)"
+    )
+    cross_revenue_share: float | None = Field(
+        description="cross_revenue_wei / revenue_wei; null without revenue"
+    )
+    cross_winners: int = Field(description="block entries of cross-rollup bundles")
 
 
 class RollupsOut(BaseModel):
@@ -318,6 +333,8 @@ async def page_bids(
     outcome: str | None,
     cursor: tuple[tuple[int, int], int] | None,
     limit: int,
+    cross: bool | None = None,
+    spans: int | None = None,
 ) -> tuple[list[BidRecord], str | None]:
     """Bids newest first by (history id, rollup), strictly after ``cursor``."""
     candidates: list[tuple[tuple[int, int], int, BidRecord]] = []
@@ -336,6 +353,8 @@ async def page_bids(
             before=before,
             inclusive=inclusive,
             limit=limit + 1,
+            cross=cross,
+            spans=spans,
         )
         for hid, record in got:
             ms_text, _, n_text = hid.partition("-")
@@ -366,11 +385,11 @@ SLOT_COLUMNS = (
     "unconstrained_bids_wei", "price_of_fairness_wei", "optimality_gap_wei",
     "clearing_price_wei_per_gas", "bids", "winners", "searchers", "won", "lost", "cancelled",
     "replaced", "rejected", "wins_top1_share", "wins_hhi", "solver", "solve_ms",
-    "committee_status",
+    "committee_status", "cross_revenue_wei", "cross_winners",
 )  # fmt: skip
 BID_COLUMNS = (
     "rollup", "slot", "seq", "received_ms", "searcher", "bundle_hash", "bid_wei", "gas",
-    "tx_count", "outcome", "payment_wei", "code", "replacement_uuid",
+    "tx_count", "outcome", "payment_wei", "code", "replacement_uuid", "rollups",
 )  # fmt: skip
 
 
@@ -387,11 +406,13 @@ def _slot_row(s: dict[str, Any]) -> list[Any]:
     row += [outcomes[o] for o in OUTCOMES]
     row += [s["wins_top1_share"], s["wins_hhi"], s["solver"], s["solve_ms"]]
     row.append(committee.get("status", ""))
+    row += [s.get("cross_revenue_wei", "0"), s.get("cross_winners", 0)]
     return ["" if v is None else v for v in row]
 
 
 def _bid_row(b: BidRecord) -> list[Any]:
     d = bid_record_to_json(b)
+    d["rollups"] = " ".join(map(str, b.spanned))
     return ["" if d[c] is None else d[c] for c in BID_COLUMNS]
 
 
@@ -503,13 +524,27 @@ async def list_bids(
     outcome: Annotated[
         Literal["won", "lost", "cancelled", "replaced", "rejected"] | None, Query()
     ] = None,
+    cross: Annotated[
+        bool | None,
+        Query(description="true: only cross-rollup bundles' bids; false: only single-rollup ones"),
+    ] = None,
+    spans: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_ROLLUP, description="only bids of bundles spanning this rollup"),
+    ] = None,
     cursor: BidCursorQ = None,
     limit: LimitQ = DEFAULT_LIMIT,
 ) -> Response:
-    """Every bid revealed after its slot closed, with its outcome, payment and refusal code."""
+    """Every bid revealed after its slot closed, with its outcome, payment and refusal code.
+
+    A cross-rollup bundle appears under each rollup it spans (its copy there: that rollup's leg
+    and share of the payment), naming every rollup it spans in ``rollups``."""
     # Verify the query names at least one filter (a full scan is what the exports are for)
     if rollup is None and slot is None and searcher is None and outcome is None:
         raise InvalidParams("give at least one of rollup, slot, searcher, outcome", field="rollup")
+    # Verify a spanned rollup is one served here
+    if spans is not None:
+        _rollups(request, spans)
     rollups = _rollups(request, rollup)
     parsed = parse_bid_cursor(cursor) if cursor is not None else None
     records, next_cursor = await page_bids(
@@ -520,6 +555,8 @@ async def list_bids(
         outcome=outcome,
         cursor=parsed,
         limit=limit,
+        cross=cross,
+        spans=spans,
     )
     return _json({"data": [bid_record_to_json(b) for b in records], "next_cursor": next_cursor})
 

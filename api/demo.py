@@ -4,6 +4,13 @@ Searchers sign real transactions and requests and talk to the server over real w
 HTTP connections. Back-runs of shared victim transactions and arbitrages on one hot pool make the
 conflicts the auction exists to resolve.
 
+With ``--rollups N`` (N > 1) the engine serves N rollups (distinct chain ids) in one auction per
+slot: today's searchers are spread over the rollups, and cross-rollup arbitrageurs send atomic
+bundles that buy on one rollup's hot pool and sell on another's (a real signed transaction for
+each chain), competing with the single-rollup bundles on the same hot keys. Each slot prints one
+line: the slot root the committee signed, every rollup's block, the cross-rollup bundles won and
+their share of the slot's revenue.
+
 The first run on a machine compiles the solver (numba, cached afterwards): ``CompileReport``
 prints its progress as it happens. ``--keep-serving`` leaves the server, engine and committee
 up after the slots (the dashboard keeps working) until Ctrl-C or SIGTERM.
@@ -29,8 +36,8 @@ import websockets
 from fastapi import FastAPI
 
 from api.app import build_engine, create_app
-from api.engine import Engine
-from api.searcher import SearcherKey, bundle_params
+from api.engine import Engine, compute_cross_payments
+from api.searcher import SearcherKey, bundle_params, cross_bundle_params
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
 from committee.local import start_local_committee
@@ -41,6 +48,17 @@ from ordering import packer
 
 GWEI = 10**9
 POOL = "0x" + "aa" * 20
+# The rollups of ``--rollups N``: the default rollup first, then these chain ids.
+EXTRA_CHAIN_IDS = (10, 8453, 42161, 324, 59144, 534352, 81457)
+MAX_DEMO_ROLLUPS = 1 + len(EXTRA_CHAIN_IDS)
+
+
+def compute_demo_chain_ids(default_chain_id: int, rollups: int) -> list[int]:
+    """The chain ids of a demo with ``rollups`` rollups: the default one, then distinct others."""
+    if not 1 <= rollups <= MAX_DEMO_ROLLUPS:
+        raise ValueError(f"--rollups must be 1..{MAX_DEMO_ROLLUPS}")
+    others = [c for c in EXTRA_CHAIN_IDS if c != default_chain_id]
+    return [default_chain_id, *others[: rollups - 1]]
 
 
 # Cold compile of every kernel on the reference machine (2 shared cores): 47-57 s wall for the
@@ -155,6 +173,46 @@ class SimulatedSearcher:
         return out
 
 
+class CrossArbitrageur:
+    """A searcher arbitraging the hot pool between two rollups: each bundle buys on one rollup
+    and sells on another, one real signed transaction per chain, atomic (both legs or none)."""
+
+    def __init__(self, index: int, chain_ids: list[int], rng: random.Random, use_ws: bool) -> None:
+        self.key = SearcherKey.from_seed(index)
+        self.chain_ids = chain_ids
+        self.rng = rng
+        self.use_ws = use_ws
+        self.nonces = dict.fromkeys(chain_ids, 0)
+        self.sent = 0
+        self.errors: list[str] = []
+
+    def leg(self, chain_id: int, side: bytes) -> bytes:
+        self.nonces[chain_id] += 1
+        return self.key.sign_tx(
+            type=2,
+            chainId=chain_id,
+            nonce=self.nonces[chain_id],
+            maxPriorityFeePerGas=self.rng.randint(1, 50) * GWEI,
+            maxFeePerGas=100 * GWEI,
+            gas=self.rng.choice([90_000, 150_000]),
+            to=POOL,
+            value=0,
+            data=side,
+            # The same hot key the single-rollup searchers' pool transactions touch.
+            accessList=[{"address": POOL, "storageKeys": ["0x" + "00" * 32]}],
+        )
+
+    def bundles_for(self, slot: int, victims: list[bytes]) -> list[dict]:
+        out = []
+        for _ in range(self.rng.randint(1, 2)):
+            buy_on, sell_on = self.rng.sample(self.chain_ids, 2)
+            legs = {buy_on: [self.leg(buy_on, b"buy")], sell_on: [self.leg(sell_on, b"sell")]}
+            # An arbitrage pays for two blocks' worth of opportunity: bids run higher.
+            bid = int(self.rng.paretovariate(1.5) * 2 * 10**15)
+            out.append(cross_bundle_params(legs, slot, bid_wei=bid))
+        return out
+
+
 async def _ws_session(url: str, frames: list[str]) -> list[dict]:
     replies: list[dict] = []
     async with websockets.connect(url) as ws:
@@ -176,10 +234,12 @@ async def run_demo(
     committee_size: int = 4,
     signer_processes: bool = False,
     keep_serving: bool = False,
+    rollups: int = 1,
 ) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(slot_ms=slot_ms, port=port)
+    chain_ids = compute_demo_chain_ids(Settings().rollups[0], rollups)
+    settings = Settings(slot_ms=slot_ms, port=port, rollups=chain_ids)
     stop = _stop_on_signals()
     # Compile the solver first (once per machine), with progress, before anything waits on it;
     # the committee's and the engine's own warm-ups then find it compiled.
@@ -195,32 +255,60 @@ async def run_demo(
     chain_id = engine.default_rollup
     server, server_task = await _serve(create_app(settings, engine=engine), settings)
     await engine.start()
-    sims = [
-        SimulatedSearcher(i, chain_id, random.Random(seed * 1000 + i), i % 2 == 0)
+    sims: list[SimulatedSearcher | CrossArbitrageur] = [
+        SimulatedSearcher(
+            i, chain_ids[i % len(chain_ids)], random.Random(seed * 1000 + i), i % 2 == 0
+        )
         for i in range(searchers)
+    ]
+    arbs = max(2, searchers // 2) if len(chain_ids) > 1 else 0
+    sims += [
+        CrossArbitrageur(5000 + i, chain_ids, random.Random(seed * 1000 + 500 + i), i % 2 == 1)
+        for i in range(arbs)
     ]
     results: list[SlotResult] = []
     done = asyncio.Event()
     first_slot = engine.open_slot() + 1
+    pending: dict[int, list[SlotResult]] = {}
 
     async def on_result(r: SlotResult) -> None:
         if r.slot < first_slot:
             return
         results.append(r)
-        print(_slot_line(r, await committee.describe(r.rollup, r.slot)), flush=True)
-        if len(results) >= slots:
+        if len(chain_ids) == 1:
+            print(_slot_line(r, await committee.describe(r.rollup, r.slot)), flush=True)
+            if len(results) >= slots:
+                done.set()
+            return
+        # One line per slot, once every rollup's result is in (the hooks run rollup by rollup).
+        got = pending.setdefault(r.slot, [])
+        got.append(r)
+        if len(got) < len(chain_ids):
+            return
+        del pending[r.slot]
+        signed = await engine.store.get_signed_block(got[0].rollup, r.slot)
+        root = "0x" + signed.slot_root.hex() if signed is not None else None
+        line = _shared_slot_line(got, root, await committee.describe(got[0].rollup, r.slot))
+        print(line, flush=True)
+        if len(results) >= slots * len(chain_ids):
             done.set()
 
     engine.result_hooks.append(on_result)
+    where = (
+        f"rollup {chain_id}"
+        if len(chain_ids) == 1
+        else f"rollups {', '.join(map(str, chain_ids))} (one auction per slot, {arbs} "
+        "cross-rollup arbitrageurs)"
+    )
     print(
         f"blockspace demo: {searchers} searchers, {slots} slots of {slot_ms} ms, "
-        f"rollup {chain_id}, server on 127.0.0.1:{port}, committee "
+        f"{where}, server on 127.0.0.1:{port}, committee "
         f"{committee.committee.t} of {committee.committee.n} "
         f"({'signer processes' if signer_processes else 'in-process'})",
         flush=True,
     )
     print(f"dashboard: {url}/dashboard", flush=True)
-    await _drive_slots(engine, url, sims, first_slot, until=done, stop=stop)
+    await _drive_slots(engine, url, sims, chain_ids, first_slot, until=done, stop=stop)
     if keep_serving and not stop.is_set():
         print(
             f"serving {url} (dashboard: {url}/dashboard); "
@@ -233,7 +321,10 @@ async def run_demo(
     await committee.aclose()
     server.should_exit = True
     await server_task
-    print(_summary_line(results, sims, sum(s is not None for s in signed)), flush=True)
+    line = _summary_line(results, sims, sum(s is not None for s in signed))
+    if len(chain_ids) > 1:
+        line += "; " + _cross_summary(results, sims)
+    print(line, flush=True)
     return 0
 
 
@@ -258,21 +349,24 @@ async def _serve(app: FastAPI, settings: Settings) -> tuple[_Server, asyncio.Tas
 async def _drive_slots(
     engine: Engine,
     url: str,
-    sims: list[SimulatedSearcher],
+    sims: list[SimulatedSearcher | CrossArbitrageur],
+    chain_ids: list[int],
     first_slot: int,
     *,
     until: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
     """Each open slot from ``first_slot`` on: the searchers' bundles (with fresh victim
-    transactions to back-run), then wait for the next slot, until ``until`` or ``stop``."""
-    victims = VictimFlow(engine.default_rollup)
+    transactions of every rollup to back-run), then wait for the next slot, until ``until`` or
+    ``stop``."""
+    flows = {c: VictimFlow(c) for c in chain_ids}
     ws_url = url.replace("http://", "ws://") + "/ws"
     stop_task = asyncio.create_task(stop.wait())
     async with httpx.AsyncClient(base_url=url) as http:
         while not until.is_set() and not stop.is_set():
             slot = max(engine.open_slot(), first_slot)
-            await _send_slot_bids(http, ws_url, sims, slot, victims.next(3))
+            victims = {c: flow.next(3) for c, flow in flows.items()}
+            await _send_slot_bids(http, ws_url, sims, slot, victims)
             # Wait for the next slot to open.
             next_open = compute_deadline_ms(engine.clock, slot)
             waiter = asyncio.create_task(until.wait())
@@ -336,15 +430,16 @@ class VictimFlow:
 async def _send_slot_bids(
     http: httpx.AsyncClient,
     ws_url: str,
-    sims: list[SimulatedSearcher],
+    sims: list[SimulatedSearcher | CrossArbitrageur],
     slot: int,
-    victims: list[bytes],
+    victims: dict[int, list[bytes]],
 ) -> None:
     """Every simulated searcher's bundles for ``slot``: over HTTP one by one, or together over
     one websocket session. Refusals are kept per searcher for the summary."""
     frames_by_ws: list[str] = []
     for sim in sims:
-        for params in sim.bundles_for(slot, victims):
+        own = victims.get(sim.chain_id, []) if isinstance(sim, SimulatedSearcher) else []
+        for params in sim.bundles_for(slot, own):
             body = sim.key.request("eth_sendBundle", [params])
             sim.sent += 1
             if sim.use_ws:
@@ -376,10 +471,45 @@ def _slot_line(r: SlotResult, committee: str) -> str:
     )
 
 
-def _summary_line(results: list[SlotResult], sims: list[SimulatedSearcher], signed: int) -> str:
+def _shared_slot_line(results: list[SlotResult], root: str | None, committee: str) -> str:
+    """One slot of several rollups: its signed slot root, each rollup's block (bids, winners,
+    block hash), the cross-rollup bundles won and their share of the slot's revenue."""
+    revenue = sum(r.block.revenue_wei for r in results)
+    paid = compute_cross_payments(results)
+    blocks = "  ".join(
+        f"{r.rollup}: {len(r.outcomes)} bids {len(r.block.bundles)} won {r.block.block_hash[:10]}"
+        for r in sorted(results, key=lambda r: r.rollup)
+    )
+    share = sum(paid.values()) / revenue if revenue else 0.0
+    return (
+        f"slot {results[0].slot}  root {(root or 'unsigned')[:14]}  {blocks}  "
+        f"cross won {len(paid)} ({share:.1%} of revenue {_eth(revenue)})  {committee}"
+    )
+
+
+def _cross_summary(
+    results: list[SlotResult], sims: list[SimulatedSearcher | CrossArbitrageur]
+) -> str:
+    by_slot: dict[int, list[SlotResult]] = {}
+    for r in results:
+        by_slot.setdefault(r.slot, []).append(r)
+    paid = [compute_cross_payments(rs) for rs in by_slot.values()]
+    revenue = sum(r.block.revenue_wei for r in results)
+    cross = sum(sum(p.values()) for p in paid)
+    sent = sum(s.sent for s in sims if isinstance(s, CrossArbitrageur))
+    return (
+        f"cross-rollup bundles {sent} sent, {sum(len(p) for p in paid)} won, "
+        f"{cross / revenue if revenue else 0.0:.1%} of revenue"
+    )
+
+
+def _summary_line(
+    results: list[SlotResult], sims: list[SimulatedSearcher | CrossArbitrageur], signed: int
+) -> str:
     errors = [e for s in sims for e in s.errors]
     return (
-        f"summary: {len(results)} slots, {sum(s.sent for s in sims)} bundles sent, "
+        f"summary: {len({r.slot for r in results})} slots, "
+        f"{sum(s.sent for s in sims)} bundles sent, "
         f"{sum(len(r.block.bundles) for r in results)} won, "
         f"{len(errors)} refused {sorted(set(errors))}, "
         f"revenue {_eth(sum(r.block.revenue_wei for r in results))}, "

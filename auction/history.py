@@ -68,6 +68,41 @@ class BidRecord:
     seq: str | None = None  # position in the slot's intake log (its evidence); None if never logged
     replacement_uuid: str | None = None
     tx_count: int | None = None
+    # Every rollup a cross-rollup bundle spans, ascending; () for a single-rollup bundle (and for
+    # refusals, whose legs were never derived). Its copy in each spanned rollup is one record.
+    rollups: tuple[int, ...] = ()
+
+    @property
+    def is_cross(self) -> bool:
+        """Whether the bid is a copy of a cross-rollup bundle."""
+        return len(self.rollups) > 1
+
+    @property
+    def spanned(self) -> tuple[int, ...]:
+        """The rollups the bundle spans (just its own for a single-rollup bid)."""
+        return self.rollups if self.rollups else (self.rollup,)
+
+
+def is_record_match(record: BidRecord, *, cross: bool | None, spans: int | None) -> bool:
+    """Whether a bid record passes the data API's cross-rollup filters (None: no filter)."""
+    if cross is not None and record.is_cross != cross:
+        return False
+    return spans is None or spans in record.spanned
+
+
+def compute_cross_revenue(records: Iterable[BidRecord]) -> tuple[int, int]:
+    """(revenue, winners) of the cross-rollup bundles among some records.
+
+    A cross-rollup bundle's record in each rollup carries that rollup's share of its payment
+    (the shares sum to the payment), so summing records over every rollup of a deployment counts
+    each bundle's payment exactly once.
+    """
+    revenue = winners = 0
+    for r in records:
+        if r.outcome == C.OUTCOME_WON and r.is_cross:
+            revenue += r.payment_wei
+            winners += 1
+    return revenue, winners
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +119,8 @@ class StatsRow:
     unconstrained_bids_wei: int
     upper_bound_wei: int
     winners_by_searcher: tuple[tuple[str, int, int], ...]  # (searcher, winning bundles, gas)
+    cross_revenue_wei: int = 0  # this rollup's shares of its cross-rollup winners' payments
+    cross_winners: int = 0  # block entries of cross-rollup bundles
 
     def to_json(self) -> list[Any]:
         return [
@@ -97,6 +134,8 @@ class StatsRow:
             str(self.unconstrained_bids_wei),
             str(self.upper_bound_wei),
             [list(w) for w in self.winners_by_searcher],
+            str(self.cross_revenue_wei),
+            self.cross_winners,
         ]
 
     @classmethod
@@ -112,6 +151,9 @@ class StatsRow:
             unconstrained_bids_wei=int(d[7]),
             upper_bound_wei=int(d[8]),
             winners_by_searcher=tuple((s, w, g) for s, w, g in d[9]),
+            # Rows written before shared sequencing have no cross-rollup fields.
+            cross_revenue_wei=int(d[10]) if len(d) > 10 else 0,
+            cross_winners=d[11] if len(d) > 11 else 0,
         )
 
 
@@ -156,6 +198,8 @@ def bid_record_to_json(r: BidRecord) -> dict[str, Any]:
         "seq": r.seq,
         "replacement_uuid": r.replacement_uuid,
         "tx_count": r.tx_count,
+        "rollups": list(r.spanned),
+        "cross": r.is_cross,
     }
 
 
@@ -257,6 +301,7 @@ def compute_slot_history(
     summary = compute_slot_summary(
         result, records, outcomes, wins, clearing, recorded_ms=recorded_ms, gas_limit=gas_limit
     )
+    cross_revenue, cross_winners = compute_cross_revenue(records)
     stats = StatsRow(
         slot=result.slot,
         revenue_wei=block.revenue_wei,
@@ -268,6 +313,8 @@ def compute_slot_history(
         unconstrained_bids_wei=result.unconstrained_bids_wei,
         upper_bound_wei=result.upper_bound_wei,
         winners_by_searcher=tuple((s, wins[s], gas_by[s]) for s in sorted(wins)),
+        cross_revenue_wei=cross_revenue,
+        cross_winners=cross_winners,
     )
     return SlotHistory(
         rollup=result.rollup,
@@ -300,6 +347,7 @@ def compute_slot_records(
             seq=o.seq or None,
             replacement_uuid=o.bid.replacement_uuid,
             tx_count=len(o.bid.txs),
+            rollups=o.bid.rollups if o.bid.legs else (),
         )
         for o in result.outcomes
     ]
@@ -328,6 +376,7 @@ def compute_slot_summary(
     """The summary row of a closed slot (``/v1/data/slots``): amounts as decimal strings."""
     block = result.block
     win_conc = compute_concentration(wins)
+    cross_revenue, cross_winners = compute_cross_revenue(records)
     return {
         "rollup": result.rollup,
         "slot": result.slot,
@@ -356,6 +405,9 @@ def compute_slot_summary(
         "wins_hhi": win_conc["hhi"],
         "solver": result.solver,
         "solve_ms": result.solve_ms,
+        # This rollup's shares of the payments of its cross-rollup winners, and how many.
+        "cross_revenue_wei": str(cross_revenue),
+        "cross_winners": cross_winners,
     }
 
 
@@ -488,6 +540,8 @@ STATS_TOTALS: tuple[str, ...] = (
     "winning_bids_wei",
     "unconstrained_bids_wei",
     "upper_bound_wei",
+    "cross_revenue_wei",
+    "cross_winners",
 )
 
 
@@ -511,6 +565,8 @@ class StatsPart:
             "winning_bids_wei": row.winning_bids_wei,
             "unconstrained_bids_wei": row.unconstrained_bids_wei,
             "upper_bound_wei": row.upper_bound_wei,
+            "cross_revenue_wei": row.cross_revenue_wei,
+            "cross_winners": row.cross_winners,
         }
         return cls(
             totals,
@@ -536,6 +592,7 @@ def compute_stats(
         gas.update(part.gas)
     winning, unconstrained = totals["winning_bids_wei"], totals["unconstrained_bids_wei"]
     pof = unconstrained - winning
+    revenue, cross_revenue = totals["revenue_wei"], totals["cross_revenue_wei"]
     return {
         "slots": totals["slots"],
         "first_slot": first_slot,
@@ -554,6 +611,7 @@ def compute_stats(
         "price_of_fairness_ratio": round(pof / unconstrained, 6) if unconstrained else None,
         "optimality_gap_wei": str(totals["upper_bound_wei"] - winning),
         "failed_slots": failed_slots,
+        "cross_revenue_wei": str(cross_revenue),
+        "cross_revenue_share": round(cross_revenue / revenue, 6) if revenue > 0 else None,
+        "cross_winners": totals["cross_winners"],
     }
-
-

@@ -12,6 +12,13 @@ the engine's close, building the proposal, members re-checking and signing (thei
 times, under contention for the cores), the coordinator verifying and combining. For scale it
 also times one member checking the same proposal alone in this process (no contention), which
 is what a deployment with one member per host pays.
+
+With ``--shared-rollups R`` (issue 13's target), each size is run twice in the same run, on two
+deployments each with its own n signer processes (started together, used in alternating
+repeats): today's single rollup with that many bids, and R rollups under one signed slot root
+with the same total, ``--cross-share`` of the bundles spanning two rollups (one bid each, a copy
+in each spanned rollup's log) and the rest split evenly. It prints p50/p99 of deadline -> signed
+slot root for both, the ratio shared / single, and both breakdowns.
 """
 
 from __future__ import annotations
@@ -108,16 +115,22 @@ class BidPool:
         return out
 
 
-async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool, samples: int
-                   ) -> list[dict[str, Any]]:
-    """Time ``samples`` slots of ``len(pool.templates)`` bids; return one record per slot."""
+async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool | list[Any],
+                   samples: int, cross: Any = None) -> list[dict[str, Any]]:
+    """Time ``samples`` slots of ``len(pool.templates)`` bids (or of every pool's, and the
+    cross-rollup bundles of ``cross``, a ``bench.shared_slot.CrossPool``); one record per slot."""
+    pools = pool if isinstance(pool, list) else [pool]
     out = []
     for _ in range(samples):
         slot = engine.open_slot() + 1
         start = compute_slot_start_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (start - engine.now_ms()) / 1000 + 0.005))
-        for bid in pool.bids_for(slot, engine.now_ms()):
-            await engine.store.append_bid(bid, WIDE)
+        for p in pools:
+            for bid in p.bids_for(slot, engine.now_ms()):
+                await engine.store.append_bid(bid, WIDE)
+        copies = cross.copies_for(slot, engine.now_ms()) if cross is not None else []
+        for i in range(0, len(copies), 2):  # CrossPool's bundles span two rollups
+            await engine.store.append_bid_copies(copies[i : i + 2], [WIDE, WIDE])
         deadline = compute_deadline_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
         t0 = time.time()
@@ -164,6 +177,9 @@ def alone_ms(pool: BidPool, settings: Settings, committee: threshold.CommitteeIn
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    if args.shared_rollups:
+        await main_shared(args)
+        return
     t = args.t or threshold.default_threshold(args.n)
     settings = Settings(slot_ms=args.slot_ms, rollups=[ROLLUP], genesis_ms=0)
     packer.warm_up()
@@ -200,7 +216,97 @@ async def main_async(args: argparse.Namespace) -> None:
             procs.stop_all()
 
 
-def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float]) -> None:
+class Deployment:
+    """An engine (memory store) serving ``rollups`` with its coordinator and n real signer
+    processes configured for the same rollups."""
+
+    def __init__(self, args: argparse.Namespace, rollups: list[int], workdir: Path) -> None:
+        self.t = args.t or threshold.default_threshold(args.n)
+        self.settings = Settings(slot_ms=args.slot_ms, rollups=rollups, genesis_ms=0)
+        committee_path, share_paths = write_committee_files(workdir, args.n, self.t)
+        self.committee = keyfiles.read_committee_file(committee_path)
+        self.procs = SignerProcesses(share_paths, env=compute_settings_env(self.settings))
+        self.n = args.n
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.procs.wait_ready, None, 300)
+        s = self.settings
+        self.engine = Engine(store=MemoryStore(), rollups=s.rollup_configs(),
+                             preset=s.base_preset(), slot_ms=s.slot_ms, metrics=Metrics())
+        client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=self.n))
+        self.coordinator = Coordinator(
+            self.engine, self.committee,
+            [HttpMember(i, u, client) for i, u in enumerate(self.procs.urls, start=1)],
+            signing_window_ms=s.slot_ms, owned_client=client)
+        self.coordinator.attach()
+        await self.engine.start(run_clock=False)
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.coordinator.aclose()
+
+
+async def main_shared(args: argparse.Namespace) -> None:
+    """Single rollup vs ``--shared-rollups`` rollups under one slot root, the same total bids."""
+    from bench.shared_slot import ROLLUPS, CrossPool
+
+    ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.shared_rollups]
+    packer.warm_up()
+    with tempfile.TemporaryDirectory(prefix="bench-committee-shared-") as tmp:
+        single = Deployment(args, [ROLLUP], Path(tmp) / "single")
+        shared = Deployment(args, ids, Path(tmp) / "shared")
+        for d in (single, shared):
+            d.procs.start_all()
+        try:
+            for d in (single, shared):
+                await d.start()
+            print(f"committee {single.t} of {args.n} signer processes per deployment, slots of "
+                  f"{args.slot_ms} ms, {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.1f} at start", flush=True)
+            for size in args.sizes:
+                n_cross = int(size * args.cross_share)
+                rest = (size - n_cross) // len(ids)
+                one_pool = BidPool(size, single.settings)
+                pools = [BidPool(rest + (i < (size - n_cross) % len(ids)), shared.settings,
+                                 seed=7 + i, rollup=r) for i, r in enumerate(ids)]
+                cross = CrossPool(n_cross, shared.settings, tuple(ids))
+                rounds: dict[str, list[list[dict[str, Any]]]] = {"single": [], "shared": []}
+                for _ in range(args.repeat):  # alternate, so both see the same load drift
+                    rounds["single"].append(await run_size(
+                        single.engine, single.coordinator, one_pool, args.samples))
+                    rounds["shared"].append(await run_size(
+                        shared.engine, shared.coordinator, pools, args.samples, cross))
+                print(f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
+                      f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
+                      f"{rest} single-rollup bids per rollup) ===")
+                p = {k: compute_p50_p99(v) for k, v in rounds.items()}
+                print("  deadline -> signed slot root      p50        p99")
+                for k in ("single", "shared"):
+                    print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
+                print(f"    ratio shared / single          {p['shared'][0] / p['single'][0]:7.2f}"
+                      f"    {p['shared'][1] / p['single'][1]:7.2f}", flush=True)
+                for k in ("single", "shared"):
+                    print(f"  --- {k} ---")
+                    report(size, rounds[k], None)
+            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
+            for d in (single, shared):
+                await d.stop()
+        finally:
+            for d in (single, shared):
+                d.procs.stop_all()
+
+
+def compute_p50_p99(rounds: list[list[dict[str, Any]]]) -> tuple[float, float]:
+    """Median over repeats of p50 and of p99 of deadline -> published."""
+    return tuple(  # type: ignore[return-value]
+        statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], q)
+                          for rnd in rounds)
+        for q in (50, 99)
+    )
+
+
+def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float] | None
+           ) -> None:
     records = [r for rnd in rounds for r in rnd]
     signed = [r for r in records if r["status"] == "signed"]
     p50 = statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], 50)
@@ -233,6 +339,12 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
         ("coordinator verify partials + combine", combine),
     ]:
         print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
+    if alone is None:
+        names = sorted({k for r in signed for m in r["members"].values() for k in m
+                        if isinstance(m.get(k), (int, float))})
+        detail = {k: round(member_phase(signed, (k,)), 1) for k in names}
+        print(f"    member phases, median member (ms): {detail}", flush=True)
+        return
     print("  one member alone (no contention, this process): "
           f"{alone['member_total_ms']:.0f} ms = decode {alone['decode']:.0f} + checks "
           f"{alone['checks']:.0f} + evidence {alone['evidence']:.0f} + repack "
@@ -250,6 +362,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=12, help="slots per repeat and size")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--slot-ms", type=int, default=2000, dest="slot_ms")
+    parser.add_argument("--shared-rollups", type=int, default=0, dest="shared_rollups",
+                        help="also run R rollups under one slot root with the same total bids")
+    parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share",
+                        help="share of the shared slot's bundles spanning two rollups")
     asyncio.run(main_async(parser.parse_args()))
 
 

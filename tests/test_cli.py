@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -126,3 +127,32 @@ def test_demo_keep_serving_serves_the_dashboard_until_terminated() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_demo_with_three_rollups_prints_slot_roots_blocks_and_cross_bundles():
+    # python -m from the checkout, like _demo_process, but run to the end
+    out = subprocess.run(
+        [sys.executable, "-m", "api.cli", "demo", "--rollups", "3", "--slots", "4",
+         "--slot-ms", "1000", "--searchers", "4"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "rollups 167001, 10, 8453 (one auction per slot" in lines[1], lines[1]
+    slot_lines = [line for line in lines if line.startswith("slot ")]
+    assert len(slot_lines) >= 4
+    for line in slot_lines:
+        # One line per slot: the signed slot root, a block per rollup, the cross bundles won
+        assert re.search(r"root 0x[0-9a-f]{12}", line), line
+        for chain in (167001, 10, 8453):
+            assert re.search(rf"  {chain}: \d+ bids \d+ won 0x[0-9a-f]{{8}}", line), line
+        assert re.search(r"cross won \d+ \(\d+\.\d% of revenue", line) and "signed by" in line
+    (summary,) = [line for line in lines if line.startswith("summary:")]
+    assert " 0 refused" in summary and "signed 12/12" in summary, summary
+    found = re.search(r"cross-rollup bundles (\d+) sent, (\d+) won, (\d+\.\d)% of revenue", summary)
+    assert found is not None, summary
+    sent, won, share = int(found[1]), int(found[2]), float(found[3])
+    # Arbitrageurs compete for the hot pool on both of their rollups: some win, not all
+    assert sent > won > 0 and 0 < share < 100

@@ -173,7 +173,7 @@
 
   // --- render -------------------------------------------------------------------------------
 
-  function tiles(stats, unit) {
+  function tiles(stats, deployment, unit) {
     const t = [
       ["slots", fmt(stats.slots, 0)],
       [`revenue (${unit.name})`, fmt(wei(stats.revenue_wei) / unit.scale, unit.digits)],
@@ -185,6 +185,10 @@
       ["gas HHI", fmt(stats.gas_concentration.hhi, 3)],
       ["price of fairness", pct(stats.price_of_fairness_ratio)],
       ["failed slots", fmt(stats.failed_slots, 0)],
+      // The rollup's shares of cross-rollup bundles' payments; over every rollup, each bundle's
+      // payment counted once.
+      ["cross-rollup revenue", pct(stats.cross_revenue_share)],
+      ["cross-rollup, all rollups", pct(deployment.cross_revenue_share)],
     ];
     $("#tiles").replaceChildren(
       ...t.map(([label, value]) => {
@@ -208,6 +212,7 @@
         el("td", { class: "hash", title: s.block_hash }, shortHash(s.block_hash)),
         el("td", { class: "num" }, fmt(s.bids, 0)),
         el("td", { class: "num" }, fmt(s.winners, 0)),
+        el("td", { class: "num" }, fmt(s.cross_winners ?? 0, 0)),
         el("td", { class: "num" }, `${fmt(wei(s.revenue_wei) / unit.scale, unit.digits)} ${unit.name}`),
         el("td", { class: "num" }, `${pct(s.gas_limit ? s.gas_used / s.gas_limit : null)}`),
         el("td", { class: "num" }, pct(s.wins_top1_share)),
@@ -218,22 +223,46 @@
     $("#blocks tbody").replaceChildren(...rows);
   }
 
+  function winners(bids, unit) {
+    const rows = bids.map((b) => {
+      const tr = el("tr", b.cross ? { class: "cross" } : {});
+      const spans = el("td", { class: "rollups" });
+      if (b.cross) spans.append(el("span", { class: "cross-mark", title: "cross-rollup bundle" }, "⇄ "));
+      spans.append(b.rollups.join(" + "));
+      tr.append(
+        el("td", {}, String(b.slot)),
+        el("td", { class: "hash", title: b.searcher }, shortHash(b.searcher)),
+        el("td", { class: "hash", title: b.bundle_hash || "" }, shortHash(b.bundle_hash)),
+        spans,
+        el("td", { class: "num" }, fmt(b.gas, 0)),
+        el("td", { class: "num" }, `${fmt(wei(b.bid_wei) / unit.scale, unit.digits)} ${unit.name}`),
+        el("td", { class: "num" }, `${fmt(wei(b.payment_wei) / unit.scale, unit.digits)} ${unit.name}`),
+      );
+      return tr;
+    });
+    $("#winners tbody").replaceChildren(...rows);
+  }
+
   async function render() {
     const rollup = $("#rollup").value;
     const n = Number($("#window").value);
     const slots = await loadSlots(rollup, n);
     const status = $("#status");
     if (!slots.length) {
-      for (const id of ["revenue", "bids", "price", "concentration", "fairness"]) {
+      for (const id of ["revenue", "bids", "price", "concentration", "fairness", "cross"]) {
         empty($(`#chart-${id} .chart`), "no closed slots yet");
       }
       $("#tiles").replaceChildren();
       $("#blocks tbody").replaceChildren();
+      $("#winners tbody").replaceChildren();
       status.textContent = `rollup ${rollup}: no history yet`;
       return 0;
     }
     const first = slots[0].slot, last = slots[slots.length - 1].slot;
-    const stats = await getJSON(`/v1/data/stats?rollup=${rollup}&from_slot=${first}&to_slot=${last}`);
+    const range = `from_slot=${first}&to_slot=${last}`;
+    const stats = await getJSON(`/v1/data/stats?rollup=${rollup}&${range}`);
+    const deployment = await getJSON(`/v1/data/stats?${range}`);
+    const won = await getJSON(`/v1/data/bids?rollup=${rollup}&outcome=won&limit=20`);
     const numbers = slots.map((s) => s.slot);
 
     const revenue = slots.map((s) => wei(s.revenue_wei));
@@ -263,8 +292,17 @@
       fill: color("hhi"), yfmt: (v) => fmt(v, unit.digits), tip: (v) => `${fmt(v, unit.digits)} ${unit.name}`,
     });
 
-    tiles(stats, unit);
+    const crossShare = slots.map((s) => {
+      const total = wei(s.revenue_wei);
+      return total > 0 ? wei(s.cross_revenue_wei ?? "0") / total : null;
+    });
+    lines($("#chart-cross .chart"), numbers, [
+      { name: "cross-rollup share", color: color("cross"), values: crossShare, tip: pct },
+    ], { yfmt: (v) => `${fmt(v * 100, 0)}%`, ymax: 1 });
+
+    tiles(stats, deployment, unit);
     table(slots, unit);
+    winners(won.data, unit);
     const q = `rollup=${rollup}&from_slot=${first}&to_slot=${last}`;
     $("#export-slots").href = `/v1/data/export/slots.csv?${q}`;
     $("#export-bids").href = `/v1/data/export/bids.csv?${q}`;

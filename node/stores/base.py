@@ -177,9 +177,13 @@ class HistoryRecords(ABC):
         before: str | None,
         inclusive: bool,
         limit: int,
+        cross: bool | None = None,
+        spans: int | None = None,
     ) -> list[tuple[str, BidRecord]]:
         """Up to ``limit`` (history id, bid) matching every given filter, newest first, with ids
-        below ``before`` (or equal to it, if ``inclusive``)."""
+        below ``before`` (or equal to it, if ``inclusive``). ``cross``: only cross-rollup
+        bundles' bids (True) or only single-rollup ones (False); ``spans``: only bids of bundles
+        spanning that rollup (``auction.history.is_record_match``)."""
 
     @abstractmethod
     async def get_searcher_tally(self, rollup: int, searcher: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ Auction history (issue 5, docs/data-api.md), written with the result in one scri
 | bs:<rollup>:history:bids                | stream | one compact entry per bid                |
 | bs:<rollup>:history:outcome:<o>         | stream | pointers (same ids) to bids by outcome   |
 | bs:<rollup>:history:searcher:<addr>:<o> | stream | pointers to a searcher's bids by outcome |
+| bs:<rollup>:history:cross               | stream | pointers to cross-rollup bundles' bids   |
 | bs:<rollup>:history:tally:<addr>        | hash   | a searcher's counters                    |
 | bs:<rollup>:history:bucket:<n>          | hash   | stats of slots 100n..100n+99, summed     |
 | bs:<rollup>:refusals:<slot>             | stream | refused bids of an open slot (1-day TTL) |
@@ -122,6 +123,10 @@ def history_bids(rollup: int) -> str:
 
 def history_by_outcome(rollup: int, outcome: str) -> str:
     return f"{PREFIX}:{rollup}:history:outcome:{outcome}"
+
+
+def history_cross(rollup: int) -> str:
+    return f"{PREFIX}:{rollup}:history:cross"
 
 
 def history_by_searcher(rollup: int, searcher: str, outcome: str) -> str:

@@ -28,6 +28,7 @@ from auction.history import (
     StatsRow,
     clearing_price_of,
     compute_tallies,
+    is_record_match,
 )
 
 HistoryId = tuple[int, int]
@@ -56,6 +57,7 @@ class _RollupHistory:
         default_factory=lambda: defaultdict(SortedList)
     )
     tallies: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    cross: SortedList = field(default_factory=SortedList)  # ids of cross-rollup bundles' bids
 
 
 class MemoryHistory:
@@ -106,6 +108,8 @@ class MemoryHistory:
             h.bids[hid] = record
             h.by_outcome[record.outcome].add(hid)
             h.by_searcher[(record.searcher, record.outcome)].add(hid)
+            if record.is_cross:
+                h.cross.add(hid)
         h.spans[slot] = ids
         for searcher, increments in history.tallies.items():
             h.tallies[searcher].update(increments)
@@ -156,6 +160,7 @@ class MemoryHistory:
                 record = h.bids.pop(hid)
                 records.append(record)
                 h.by_outcome[record.outcome].discard(hid)
+                h.cross.discard(hid)
                 index = h.by_searcher[(record.searcher, record.outcome)]
                 index.discard(hid)
                 if not index:
@@ -215,8 +220,17 @@ class MemoryHistory:
         before: str | None,
         inclusive: bool,
         limit: int,
+        cross: bool | None = None,
+        spans: int | None = None,
     ) -> list[tuple[str, BidRecord]]:
         h = self._history(rollup)
+        if spans is not None:
+            if spans == rollup:
+                spans = None  # every bid of this rollup spans it
+            elif cross is False:
+                return []  # only a cross-rollup bundle's copy spans another rollup
+            else:
+                cross = True
         top = parse_id(before) if before is not None else None
         bounds = (True, inclusive)
 
@@ -231,6 +245,8 @@ class MemoryHistory:
                 for hid in reversed(span)
                 if top is None or hid < top or (inclusive and hid == top)
             )
+        elif cross is True:
+            ids = below(h.cross)
         elif searcher is not None:
             outcomes = [outcome] if outcome is not None else OUTCOMES
             keys = [(searcher, o) for o in outcomes if (searcher, o) in h.by_searcher]
@@ -246,6 +262,8 @@ class MemoryHistory:
             if searcher is not None and record.searcher != searcher:
                 continue
             if outcome is not None and record.outcome != outcome:
+                continue
+            if not is_record_match(record, cross=cross, spans=spans):
                 continue
             out.append((format_id(hid), record))
             if len(out) >= limit:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,14 +42,16 @@ from auction.history import (
     StatsRow,
     clearing_price_of,
     compute_tallies,
+    is_record_match,
 )
 from node.stores import keys
 
 log = logging.getLogger("blockspace.store")
 
 # Field names of a bid entry, in order: slot, searcher, bundle hash, bid, gas, received ms,
-# outcome, payment, log seq, code, replacement uuid, tx count.
-_FIELDS = (b"s", b"a", b"h", b"b", b"g", b"t", b"o", b"p", b"q", b"c", b"u", b"n")
+# outcome, payment, log seq, code, replacement uuid, tx count, rollups spanned ("" unless the bid
+# is a cross-rollup bundle's copy; entries written before shared sequencing lack it).
+_FIELDS = (b"s", b"a", b"h", b"b", b"g", b"t", b"o", b"p", b"q", b"c", b"u", b"n", b"r")
 # Sums of wei are kept as base-10^9 limbs (``<field>:<k>``): HINCRBY is 64-bit, a wei sum is not.
 _LIMB = 10**9
 # Refusals of an open slot live until it closes; an orphan (a slot never closed here) expires.
@@ -60,8 +62,8 @@ _REFUSAL_BATCH = 512
 # KEYS: 1 result, 2 results zset, 3 history slots, 4 summaries, 5 blocks, 6 stats, 7 spans,
 #       8 bids stream, 9 refusals; 10.. pointer streams and tally hashes.
 # ARGV: 1 result json, 2 slot, 3 summary, 4 block, 5 stats row, 6 record count, 7 op count; then
-#       per record its 12 field values, its outcome-stream and searcher-stream key indexes; then
-#       per op: key index, field, increment.
+#       per record its 13 field values, its outcome-stream, searcher-stream and cross-stream key
+#       indexes (0: not a cross-rollup bundle's bid); then per op: key index, field, increment.
 # The first two commands are _SAVE_RESULT's (node/stores/redis.py): keep them in step.
 _SAVE_RESULT_HISTORY = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
@@ -79,12 +81,13 @@ for _ = 1, n do
   local id = redis.call('XADD', KEYS[8], '*',
     's', ARGV[i], 'a', ARGV[i+1], 'h', ARGV[i+2], 'b', ARGV[i+3], 'g', ARGV[i+4],
     't', ARGV[i+5], 'o', ARGV[i+6], 'p', ARGV[i+7], 'q', ARGV[i+8], 'c', ARGV[i+9],
-    'u', ARGV[i+10], 'n', ARGV[i+11])
-  redis.call('XADD', KEYS[tonumber(ARGV[i+12])], id, 'p', '')
+    'u', ARGV[i+10], 'n', ARGV[i+11], 'r', ARGV[i+12])
   redis.call('XADD', KEYS[tonumber(ARGV[i+13])], id, 'p', '')
+  redis.call('XADD', KEYS[tonumber(ARGV[i+14])], id, 'p', '')
+  if ARGV[i+15] ~= '0' then redis.call('XADD', KEYS[tonumber(ARGV[i+15])], id, 'p', '') end
   if first == '' then first = id end
   last = id
-  i = i + 14
+  i = i + 16
 end
 redis.call('HSET', KEYS[7], slot, first .. ' ' .. last)
 for _ = 1, ops do
@@ -98,8 +101,8 @@ return 1
 # KEYS: 1 results zset, 2 history slots, 3 summaries, 4 blocks, 5 stats, 6 spans, 7 committee,
 #       8 failed, 9 bids stream, 10 result, 11 log, 12 closed, 13 limits, 14 index, 15 refusals;
 #       16.. pointer streams and tally hashes.
-# ARGV: 1 slot, 2 record count, 3 op count; per record: id, outcome-stream and searcher-stream
-#       key indexes; per op: key index, field, increment.
+# ARGV: 1 slot, 2 record count, 3 op count; per record: id, outcome-stream, searcher-stream and
+#       cross-stream key indexes (0: none); per op: key index, field, increment.
 # Counters are taken back only if this call removed the slot from the history (ZREM == 1), so two
 # processes trimming the same slot cannot take them back twice.
 _TRIM_SLOT = """
@@ -117,7 +120,8 @@ for _ = 1, n do
   redis.call('XDEL', KEYS[9], ARGV[i])
   redis.call('XDEL', KEYS[tonumber(ARGV[i+1])], ARGV[i])
   redis.call('XDEL', KEYS[tonumber(ARGV[i+2])], ARGV[i])
-  i = i + 3
+  if ARGV[i+3] ~= '0' then redis.call('XDEL', KEYS[tonumber(ARGV[i+3])], ARGV[i]) end
+  i = i + 4
 end
 for _ = 1, ops do
   redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i+1], ARGV[i+2])
@@ -188,7 +192,7 @@ _SCRIPTS = {
 
 
 def encode_record(r: BidRecord) -> list[bytes | str | int]:
-    """A bid record as the 12 values of its stream entry (see ``_FIELDS``)."""
+    """A bid record as the 13 values of its stream entry (see ``_FIELDS``)."""
     return [
         r.slot,
         bytes.fromhex(r.searcher[2:]),
@@ -202,6 +206,7 @@ def encode_record(r: BidRecord) -> list[bytes | str | int]:
         r.code or "",
         bytes.fromhex(r.replacement_uuid) if r.replacement_uuid else b"",
         "" if r.tx_count is None else r.tx_count,
+        ",".join(map(str, r.rollups)),
     ]
 
 
@@ -217,6 +222,7 @@ def decode_record(rollup: int, fields: Mapping[bytes, bytes]) -> BidRecord:
         return "0x" + v.hex() if v else None
 
     uuid = fields[b"u"]
+    spanned = fields.get(b"r", b"")
     return BidRecord(
         rollup=rollup,
         slot=int(fields[b"s"]),
@@ -231,6 +237,7 @@ def decode_record(rollup: int, fields: Mapping[bytes, bytes]) -> BidRecord:
         seq=fields[b"q"].decode() or None,
         replacement_uuid=uuid.hex() if uuid else None,
         tx_count=opt_int(b"n"),
+        rollups=tuple(int(x) for x in spanned.split(b",")) if spanned else (),
     )
 
 
@@ -391,6 +398,7 @@ class RedisHistory:
             args.extend(encode_record(record))
             args.append(kl.index(keys.history_by_outcome(r, record.outcome)))
             args.append(kl.index(keys.history_by_searcher(r, record.searcher, record.outcome)))
+            args.append(kl.index(keys.history_cross(r)) if record.is_cross else 0)
         ops = [*compute_tally_ops(r, history.tallies), *compute_bucket_ops(r, history.stats)]
         for key, name, value in ops:
             args.extend((kl.index(key), name, value))
@@ -511,6 +519,7 @@ class RedisHistory:
             args.append(hid)
             args.append(kl.index(keys.history_by_outcome(r, record.outcome)))
             args.append(kl.index(keys.history_by_searcher(r, record.searcher, record.outcome)))
+            args.append(kl.index(keys.history_cross(r)) if record.is_cross else 0)
         clearing = clearing_price_of(orjson.loads(summary_raw)) if summary_raw else None
         ops = list(compute_tally_ops(r, compute_tallies(records, clearing), sign=-1))
         if stats_raw:
@@ -605,38 +614,98 @@ class RedisHistory:
         before: str | None,
         inclusive: bool,
         limit: int,
+        cross: bool | None = None,
+        spans: int | None = None,
     ) -> list[tuple[str, BidRecord]]:
         if limit <= 0:
             return []
+        if spans is not None:
+            if spans == rollup:
+                spans = None  # every bid of this rollup spans it
+            elif cross is False:
+                return []  # only a cross-rollup bundle's copy spans another rollup
+            else:
+                cross = True
         main = keys.history_bids(rollup)
         top = "+" if before is None else (before if inclusive else "(" + before)
+
+        def match(record: BidRecord) -> bool:
+            return (
+                (searcher is None or record.searcher == searcher)
+                and (outcome is None or record.outcome == outcome)
+                and is_record_match(record, cross=cross, spans=spans)
+            )
+
         try:
             if slot is not None:
-                return await self._scan_slot(
-                    rollup, slot, searcher, outcome, before, inclusive, limit
-                )
-            if searcher is None and outcome is None:
-                entries = await self.redis.xrevrange(main, top, "-", count=limit)
-                return [(_text(hid), decode_record(rollup, f)) for hid, f in entries]
-            if searcher is not None:
+                return await self._scan_slot(rollup, slot, match, before, inclusive, limit)
+            if cross is True:
+                # The cross pointer stream holds only cross-rollup bundles' bids; the other
+                # filters are applied to them.
+                indexes = [keys.history_cross(rollup)]
+            elif searcher is not None:
                 outcomes = [outcome] if outcome is not None else list(OUTCOMES)
                 indexes = [keys.history_by_searcher(rollup, searcher, o) for o in outcomes]
+            elif outcome is not None:
+                indexes = [keys.history_by_outcome(rollup, outcome)]
             else:
-                indexes = [keys.history_by_outcome(rollup, str(outcome))]
-            entries = await self._history_eval("page", [main, *indexes], [top, limit])
+                indexes = []
+            if indexes:
+                return await self._scan_pointers(rollup, [main, *indexes], match, top, limit)
+            if cross is None:
+                entries = await self.redis.xrevrange(main, top, "-", count=limit)
+                return [(_text(hid), decode_record(rollup, f)) for hid, f in entries]
+            return await self._scan_main(rollup, match, top, limit)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
-        return [
-            (_text(hid), decode_record(rollup, dict(zip(flat[::2], flat[1::2], strict=True))))
-            for hid, flat in entries
-        ]
+
+    async def _scan_pointers(
+        self,
+        rollup: int,
+        keys_: list[str],
+        match: Callable[[BidRecord], bool],
+        top: str,
+        limit: int,
+    ) -> list[tuple[str, BidRecord]]:
+        """Entries found through pointer streams (the ``page`` script), newest first, filtered;
+        batch after batch until ``limit`` match or the pointers run out."""
+        out: list[tuple[str, BidRecord]] = []
+        batch = max(limit, 256)
+        while True:
+            entries = await self._history_eval("page", keys_, [top, batch])
+            for hid, flat in entries:
+                record = decode_record(rollup, dict(zip(flat[::2], flat[1::2], strict=True)))
+                if match(record):
+                    out.append((_text(hid), record))
+                    if len(out) >= limit:
+                        return out
+            if len(entries) < batch:
+                return out
+            top = "(" + _text(entries[-1][0])
+
+    async def _scan_main(
+        self, rollup: int, match: Callable[[BidRecord], bool], top: str, limit: int
+    ) -> list[tuple[str, BidRecord]]:
+        """The rollup's bids newest first, filtered, batch after batch (``cross=false``)."""
+        out: list[tuple[str, BidRecord]] = []
+        batch = max(limit, 256)
+        while True:
+            entries = await self.redis.xrevrange(keys.history_bids(rollup), top, "-", count=batch)
+            for hid, fields in entries:
+                record = decode_record(rollup, fields)
+                if match(record):
+                    out.append((_text(hid), record))
+                    if len(out) >= limit:
+                        return out
+            if len(entries) < batch:
+                return out
+            top = "(" + _text(entries[-1][0])
 
     async def _scan_slot(
         self,
         rollup: int,
         slot: int,
-        searcher: str | None,
-        outcome: str | None,
+        match: Callable[[BidRecord], bool],
         before: str | None,
         inclusive: bool,
         limit: int,
@@ -655,9 +724,7 @@ class RedisHistory:
             entries = await self.redis.xrevrange(keys.history_bids(rollup), top, first, count=batch)
             for hid, fields in entries:
                 record = decode_record(rollup, fields)
-                if (searcher is None or record.searcher == searcher) and (
-                    outcome is None or record.outcome == outcome
-                ):
+                if match(record):
                     out.append((_text(hid), record))
                     if len(out) >= limit:
                         return out

@@ -15,13 +15,14 @@ from prometheus_client import generate_latest
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from api.engine import Engine
-from api.searcher import bundle_params, cross_bundle_params
+from api.engine import Engine, compute_cross_payments
+from api.searcher import bundle_params, cross_bundle_params, nonce_request
 from auction.presets import MAINNET, Policy, Rollup
 from auction.types import Bid
 from node.metrics import Metrics
 from node.stores.memory import MemoryStore
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
+from tests.api.test_websocket import recv_until, subscribe
 from tests.factories import CHAIN, key, signed_request, tx
 
 pytestmark = pytest.mark.timeout(60)
@@ -146,3 +147,51 @@ def test_websocket_takes_cross_bundles_and_the_rollup_socket_refuses_them(client
         reply = orjson.loads(ws.receive_text())
     assert reply["error"]["data"]["code"] == "cross_rollup_not_allowed_here"
     assert len(logged(client, engine, CHAIN)) == len(logged(client, engine, OP)) == 1
+
+
+def test_a_searcher_gets_one_consistent_outcome_per_cross_bundle(client, engine) -> None:
+    k = key(22)
+    # Two cross bundles whose CHAIN legs spend the same nonce: the better bid wins on both
+    # rollups, the other loses on both; a third is replaced by a later version under its uuid.
+    def legs(chain_nonce: int, op_nonce: int, gas: int = 21_000) -> dict[int, list[bytes]]:
+        return {CHAIN: [tx(k, nonce=chain_nonce, gas=gas)],
+                OP: [tx(k, nonce=op_nonce, chain_id=OP)]}
+
+    win = cross_bundle_params(legs(5, 6), START_SLOT, bid_wei=3 * 10**15)
+    lose = cross_bundle_params(legs(5, 7, gas=22_000), START_SLOT, bid_wei=10**15)
+    uuid = "0b2c7f52-6d3b-4d2f-9f0e-5a1e3c6b7d80"
+    old = cross_bundle_params(legs(8, 9), START_SLOT, bid_wei=10**15, replacement_uuid=uuid)
+    new = cross_bundle_params(legs(10, 11), START_SLOT, bid_wei=2 * 10**15, replacement_uuid=uuid)
+    with client.websocket_connect("/ws") as ws:
+        subscribe(ws, k, engine.now_ms())
+        hashes = {}
+        for name, params in (("win", win), ("lose", lose), ("old", old), ("new", new)):
+            ws.send_text(k.ws_frame(k.request("eth_sendBundle", [params])))
+            hashes[name] = recv_until(ws, lambda m: "id" in m)["result"]["bundleHash"]
+        results = client.portal.call(engine.close_slot, START_SLOT)
+        ws.send_text(nonce_request("done"))  # answered after the notifications already queued
+        events = []
+        while True:
+            m = orjson.loads(ws.receive_text())
+            if m.get("id") == "done":
+                break
+            if m.get("method") == "bs_subscription":
+                events.append(m["params"]["result"])
+    outcomes = [e for e in events if e["event"] != "received"]
+    by_hash = {e["bundleHash"]: e for e in outcomes}
+    # Verify one outcome per bundle, naming both rollups, from the lowest rollup's result
+    assert len(outcomes) == len(by_hash) == 4
+    assert all(e["rollups"] == [OP, CHAIN] and e["rollup"] == OP for e in outcomes)
+    assert {n: by_hash[h]["event"] for n, h in hashes.items()} == {
+        "win": "won", "lose": "lost", "old": "replaced", "new": "won"}  # fmt: skip
+    # The whole payment, the shares of both rollups summed; nothing for a bundle that lost
+    paid = compute_cross_payments(results)
+    whole = {o.bid.bundle_hash: paid[o.bid.bid_id] for r in results for o in r.outcomes
+             if o.bid.bid_id in paid}  # fmt: skip
+    for name in ("win", "new"):
+        assert int(by_hash[hashes[name]]["paymentWei"]) == whole[hashes[name]] > 0
+    assert by_hash[hashes["lose"]]["paymentWei"] == "0"
+    # The outcome agrees with every rollup's result
+    for r in results:
+        for o in r.outcomes:
+            assert by_hash[o.bid.bundle_hash]["event"] == o.outcome

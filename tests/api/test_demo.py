@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import io
+import random
 
-from api.demo import CompileReport, compute_kernel_total
+import pytest
+
+from api.demo import (
+    MAX_DEMO_ROLLUPS,
+    POOL,
+    CompileReport,
+    CrossArbitrageur,
+    compute_demo_chain_ids,
+    compute_kernel_total,
+)
+from auction.transactions import decode_transaction
 from ordering.joint import JOINT_KERNELS
 from ordering.problem import PAYMENT_FIRST_PRICE, PAYMENT_VCG
 from ordering.solver import PACK_KERNELS, VCG_KERNELS
@@ -63,3 +74,23 @@ def test_kernel_total_counts_vcg_only_when_a_rollup_uses_it() -> None:
     base = len(PACK_KERNELS) + len(JOINT_KERNELS)
     assert compute_kernel_total({PAYMENT_FIRST_PRICE}) == base
     assert compute_kernel_total({PAYMENT_FIRST_PRICE, PAYMENT_VCG}) == base + len(VCG_KERNELS)
+
+
+def test_demo_rollups_have_distinct_chain_ids_the_default_first() -> None:
+    assert compute_demo_chain_ids(167_001, 1) == [167_001]
+    ids = compute_demo_chain_ids(167_001, MAX_DEMO_ROLLUPS)
+    assert ids[0] == 167_001 and len(set(ids)) == len(ids) == MAX_DEMO_ROLLUPS
+    assert compute_demo_chain_ids(10, 3) == [10, 8453, 42161]  # never the default twice
+    with pytest.raises(ValueError):
+        compute_demo_chain_ids(167_001, MAX_DEMO_ROLLUPS + 1)
+
+
+def test_cross_arbitrageurs_sign_one_leg_per_chain_on_the_hot_pool() -> None:
+    chains = [167_001, 10, 8453]
+    arb = CrossArbitrageur(5000, chains, random.Random(3), use_ws=False)
+    for params in arb.bundles_for(77, []):
+        assert len(params["rollups"]) == 2 and set(params["rollups"]) <= set(chains)
+        txs = [decode_transaction(bytes.fromhex(raw[2:])) for raw in params["txs"]]
+        assert sorted(t.chain_id for t in txs) == params["rollups"]
+        assert all(t.sender == arb.key.address and t.to == POOL for t in txs)
+        assert all(t.access_keys for t in txs)  # the hot key single-rollup searchers touch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -13,13 +14,21 @@ from api.engine import Engine
 from auction import constants as C
 from auction.history import BidRecord, SlotHistory, compute_slot_history
 from auction.presets import MAINNET, MINIMAL, Rollup
-from auction.results import compute_slot_result
-from auction.types import Bid
+from auction.results import SlotPart, compute_slot_result, compute_slot_results
+from auction.types import Bid, SlotResult
 from node.metrics import Metrics
 from node.settings import Settings
 from node.stores.base import IntakeLimits, Store
 from node.stores.memory import MemoryStore
-from tests.stores.bids import PARENT_HASH, ROLLUP, deadline_ms, log_cancel, make_bid, make_cancel
+from tests.stores.bids import (
+    PARENT_HASH,
+    ROLLUP,
+    deadline_ms,
+    log_cancel,
+    make_bid,
+    make_cancel,
+    make_cross_copies,
+)
 
 WIDE = IntakeLimits(max_bundles=10_000, max_bytes=10**9)
 OTHER_ROLLUP = 10
@@ -97,28 +106,44 @@ async def close_with_history(
 
 
 def app_with_history(
-    slots: range = range(7, 12), bids_per_slot: tuple[int, int] = (10, 10), seed: int = 11
+    slots: range = range(7, 12),
+    bids_per_slot: tuple[int, int] = (10, 10),
+    seed: int = 11,
+    cross_per_slot: tuple[int, int] | None = None,
 ) -> FastAPI:
     """An app over an embedded store holding closed slots on both rollups, some refusals, and
-    committee records (one in twenty failed)."""
+    committee records (one in twenty failed). With ``cross_per_slot``, each slot also has that
+    many cross-rollup bundles over both rollups and is closed jointly, as the engine does."""
     store = MemoryStore()
 
     async def fill() -> None:
         rng = random.Random(seed)
         for slot in slots:
+            if cross_per_slot is not None:
+                await close_joint(rng, slot, cross_per_slot)
             for rollup in (ROLLUP, OTHER_ROLLUP):
-                await close_with_history(
-                    store,
-                    slot,
-                    random_bids(rng, slot, rng.randint(*bids_per_slot), rollup=rollup),
-                    rollup=rollup,
-                    refusals=[refusal(slot, n, rollup=rollup) for n in range(rng.randrange(3))],
-                )
+                if cross_per_slot is None:
+                    await close_with_history(
+                        store,
+                        slot,
+                        random_bids(rng, slot, rng.randint(*bids_per_slot), rollup=rollup),
+                        rollup=rollup,
+                        refusals=[
+                            refusal(slot, n, rollup=rollup) for n in range(rng.randrange(3))
+                        ],
+                    )
                 failed = rng.random() < 0.05
                 record = (
                     {"status": "failed", "reason": "timeout"} if failed else {"status": "signed"}
                 )
                 await store.record_committee(rollup, slot, record)
+
+    async def close_joint(rng: random.Random, slot: int, crosses: tuple[int, int]) -> None:
+        both = (ROLLUP, OTHER_ROLLUP)
+        singles = [e for r in both for e in random_bids(rng, slot, rng.randint(*bids_per_slot), r)]
+        refused = [refusal(slot, n, rollup=r) for r in both for n in range(rng.randrange(3))]
+        cross = random_cross_bundles(rng, slot, rng.randint(*crosses))
+        await close_joint_with_history(store, slot, singles, cross, refusals=refused)
 
     asyncio.run(fill())
     engine = Engine(
@@ -130,3 +155,53 @@ def app_with_history(
         metrics=Metrics(),
     )
     return create_app(Settings(), engine=engine)
+
+
+def random_cross_bundles(
+    rng: random.Random, slot: int, n: int, rollups: tuple[int, ...] = (OTHER_ROLLUP, ROLLUP)
+) -> list[tuple[Bid, ...]]:
+    """``n`` cross-rollup bundles over ``rollups`` (their copies, one per rollup), from the four
+    searchers, with bids in the range of ``random_bids``' (so some win and some lose)."""
+    out = []
+    for k in range(n):
+        copies = make_cross_copies(
+            1000 + k, rollups=rollups, slot=slot, searcher=rng.choice(SEARCHERS)
+        )
+        bid_wei = rng.randrange(10**14, 3 * 10**16)
+        out.append(tuple(dataclasses.replace(c, bid_wei=bid_wei) for c in copies))
+    return out
+
+
+async def close_joint_with_history(
+    store: Store,
+    slot: int,
+    singles: Sequence[Bid | object],
+    crosses: Sequence[tuple[Bid, ...]],
+    *,
+    refusals: Sequence[BidRecord] = (),
+) -> tuple[SlotResult, ...]:
+    """Log single-rollup bids (and cancels) and cross-rollup bundles' copies, file the refusals,
+    then close the slot over both rollups as Engine._build does (one joint close), storing each
+    rollup's history."""
+    for ev in singles:
+        if isinstance(ev, Bid):
+            await store.append_bid(ev, WIDE)
+        else:
+            await log_cancel(store, ev, [slot])  # type: ignore[arg-type]
+    for copies in crosses:
+        await store.append_bid_copies(copies, [WIDE] * len(copies))
+    for r in refusals:
+        store.record_refusal(r)
+    parts = [
+        SlotPart(ROLLUPS[r], PARENT_HASH, await store.close_slot(r, slot)) for r in sorted(ROLLUPS)
+    ]
+    results = compute_slot_results(slot, deadline_ms(slot), parts)
+    for result in results:
+        history = compute_slot_history(
+            result,
+            await store.list_refusals(result.rollup, slot),
+            recorded_ms=deadline_ms(slot),
+            gas_limit=FAIR_POLICY.gas_limit,
+        )
+        assert await store.save_result(result, history=history)
+    return results

@@ -34,8 +34,11 @@ TIMEOUT_S = 30.0
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    """The app (history of 120 slots on two rollups) served by uvicorn on a free loopback port."""
-    app = app_with_history(range(FIRST_SLOT, FIRST_SLOT + SLOTS), bids_per_slot=(8, 40), seed=5)
+    """The app (history of 120 slots on two rollups, up to 3 cross-rollup bundles a slot)
+    served by uvicorn on a free loopback port."""
+    app = app_with_history(
+        range(FIRST_SLOT, FIRST_SLOT + SLOTS), bids_per_slot=(8, 40), seed=5, cross_per_slot=(0, 3)
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -163,6 +166,13 @@ JSON.stringify({
   priceDots: document.querySelectorAll("#chart-price circle").length,
   concentrationLines: document.querySelectorAll("#chart-concentration path.line").length,
   fairnessBars: document.querySelectorAll("#chart-fairness rect.bar").length,
+  crossDots: document.querySelectorAll("#chart-cross circle").length,
+  winners: document.querySelectorAll("#winners tbody tr").length,
+  crossWinners: document.querySelectorAll("#winners tbody tr.cross").length,
+  crossSpans: [...document.querySelectorAll("#winners tbody tr.cross td.rollups")]
+    .map(td => td.textContent),
+  crossColumn: [...document.querySelectorAll("#blocks tbody tr")]
+    .map(tr => Number(tr.children[5].textContent)),
   rows: document.querySelectorAll("#blocks tbody tr").length,
   newestRow: document.querySelector("#blocks tbody tr td").textContent,
   failedBadges: document.querySelectorAll("#blocks .badge.failed").length,
@@ -233,8 +243,17 @@ def test_dashboard_renders_every_chart_with_data(
     assert measured["priceDots"] == 100
     assert measured["concentrationLines"] == 2
     assert measured["rows"] == 12 and measured["newestRow"] == str(FIRST_SLOT + SLOTS - 1)
-    assert len(measured["tiles"]) == 10
+    assert len(measured["tiles"]) == 12
     assert any(t.startswith("slots100") for t in measured["tiles"])
+    # Cross-rollup bundles: the share of revenue per slot (one dot per slot with revenue), both
+    # tiles, a marker and the rollups spanned in the winners list, a count per block
+    assert measured["crossDots"] == 100
+    cross_tiles = [t for t in measured["tiles"] if t.startswith("cross-rollup")]
+    assert len(cross_tiles) == 2 and all(t.endswith("%") for t in cross_tiles)
+    assert measured["winners"] == 20
+    assert 0 < measured["crossWinners"] < 20
+    assert set(measured["crossSpans"]) == {"⇄ 10 + 167001"}
+    assert sum(measured["crossColumn"]) > 0
     assert measured["status"].startswith(f"slots {FIRST_SLOT + 20}–{FIRST_SLOT + SLOTS - 1}")
     width, height = png_size(shot)
     assert width == 1280 and height >= 900

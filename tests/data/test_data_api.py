@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.engine import Engine
 from api.history import HistoryRetention
-from api.searcher import SearcherKey, bundle_params
+from api.searcher import SearcherKey, bundle_params, cross_bundle_params
 from auction.presets import MAINNET, Rollup
 from auction.types import Evidence
 from node.metrics import Metrics
@@ -182,6 +182,8 @@ async def test_slot_detail_has_every_bid_the_block_order_and_the_refusal(api: Ap
             "seq": None,
             "replacement_uuid": None,
             "tx_count": 1,
+            "rollups": [CHAIN],
+            "cross": False,
         }
     ]
     assert refused[0]["bundle_hash"].startswith("0x") and len(refused[0]["bundle_hash"]) == 66
@@ -293,6 +295,8 @@ async def test_csv_exports_match_the_json(api: Api) -> None:
     assert len(rows) == 12
     _, detail = await api.get(f"/v1/data/slots/{CHAIN}/{START_SLOT}")
     first = {k: "" if v is None else str(v) for k, v in detail["bids"][0].items()}
+    # The rollups a bundle spans are one cell, space-separated
+    first["rollups"] = " ".join(map(str, detail["bids"][0]["rollups"]))
     assert {k: rows[0][k] for k in rows[0]} == {k: first[k] for k in rows[0]}
     r = await api.http.get("/v1/data/export/slots.csv", params=params)
     slots = list(csv.DictReader(io.StringIO(r.text)))
@@ -466,3 +470,66 @@ async def test_a_dead_store_is_a_503_not_a_500(fresh_redis: RedisServer) -> None
                     assert r.json()["code"] == "store_unavailable"
     finally:
         await store.aclose()
+
+
+# --- cross-rollup bundles ------------------------------------------------------------------------
+
+
+async def test_a_cross_bundle_is_listed_under_each_rollup_with_filters_and_stats(api: Api) -> None:
+    slot = START_SLOT
+    api.clock.ms = slot * SLOT_MS + 5
+    await three_searchers_one_slot(api, slot)
+    # A cross-rollup bundle over both rollups: 40,000 gas on CHAIN, 21,000 on OTHER
+    legs = {CHAIN: [tx(C3, gas=40_000)], OTHER: [tx(C3, chain_id=OTHER)]}
+    bid = 9 * GWEI * 61_000
+    body, sig = signed_request(C3, "eth_sendBundle", [cross_bundle_params(legs, slot, bid_wei=bid)])
+    r = await api.http.post("/", content=body, headers={"X-Flashbots-Signature": sig})
+    bundle_hash = r.json()["result"]["bundleHash"]
+    await api.close(slot)
+    copies = {}
+    for rollup in (CHAIN, OTHER):
+        status, page = await api.get("/v1/data/bids", rollup=rollup, cross="true")
+        assert status == 200
+        (copy,) = page["data"]
+        assert copy["bundle_hash"] == bundle_hash and copy["outcome"] == "won"
+        assert copy["rollups"] == [OTHER, CHAIN] and copy["cross"] is True
+        copies[rollup] = copy
+        # Verify the single-rollup bids are the rest, naming only their rollup
+        _, singles = await api.get("/v1/data/bids", rollup=rollup, cross="false")
+        assert all(b["rollups"] == [rollup] and not b["cross"] for b in singles["data"])
+        assert bundle_hash not in {b["bundle_hash"] for b in singles["data"]}
+    assert copies[CHAIN]["gas"] == 40_000 and copies[OTHER]["gas"] == 21_000
+    # First price: the shares of the payment sum to the bid
+    assert int(copies[CHAIN]["payment_wei"]) + int(copies[OTHER]["payment_wei"]) == bid
+    # spans: under CHAIN, the bundles that also span OTHER; every winner across the deployment
+    _, spanning = await api.get("/v1/data/bids", rollup=CHAIN, spans=OTHER)
+    assert [b["bundle_hash"] for b in spanning["data"]] == [bundle_hash]
+    _, won = await api.get("/v1/data/bids", outcome="won", cross="true")
+    assert sorted(b["rollup"] for b in won["data"]) == [OTHER, CHAIN]
+    # Stats: per rollup, its shares; over the deployment, the whole payment once
+    _, stats = await api.get("/v1/data/stats")
+    assert int(stats["cross_revenue_wei"]) == bid
+    assert stats["cross_revenue_share"] == pytest.approx(bid / int(stats["revenue_wei"]), 1e-6)
+    _, other = await api.get("/v1/data/stats", rollup=OTHER)
+    assert other["cross_revenue_wei"] == copies[OTHER]["payment_wei"]
+    assert other["cross_revenue_share"] == 1.0  # the only winner on OTHER
+    _, detail = await api.get(f"/v1/data/slots/{CHAIN}/{slot}")
+    assert detail["summary"]["cross_revenue_wei"] == copies[CHAIN]["payment_wei"]
+    assert [e["cross"] for e in detail["block"]].count(True) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"rollup": CHAIN, "cross": "maybe"}, 400, "invalid_params"),
+        ({"rollup": CHAIN, "spans": -1}, 400, "invalid_params"),
+        ({"rollup": CHAIN, "spans": "ten"}, 400, "invalid_params"),
+        ({"rollup": CHAIN, "spans": 8453}, 404, "unknown_rollup"),
+        ({"cross": "true"}, 400, "invalid_params"),  # still needs one of the four filters
+    ],
+)
+async def test_bad_cross_filters_are_refused_with_stable_codes(
+    api: Api, params: dict[str, Any], status: int, code: str
+) -> None:
+    got, body = await api.get("/v1/data/bids", **params)
+    assert (got, body["code"]) == (status, code)
