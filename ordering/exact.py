@@ -68,17 +68,7 @@ def build_highs(
     h.addRow(-highspy.kHighsInf, float(arrays.gas_limit), n, np.arange(n, dtype=np.int32),
              arrays.gas.astype(np.float64))  # fmt: skip
     # One clique row per key shared by at least two items (added in bulk: DCKP has 10^5 keys)
-    sizes = np.diff(arrays.key_item_ptr)
-    multi = np.flatnonzero(sizes >= 2)
-    if multi.shape[0]:
-        starts = np.zeros(multi.shape[0], dtype=np.int32)
-        np.cumsum(sizes[multi][:-1], out=starts[1:])
-        index = np.concatenate(
-            [arrays.key_items[arrays.key_item_ptr[k] : arrays.key_item_ptr[k + 1]] for k in multi]
-        ).astype(np.int32)
-        m = multi.shape[0]
-        h.addRows(m, np.full(m, -highspy.kHighsInf), np.ones(m), index.shape[0], starts, index,
-                  np.ones(index.shape[0]))  # fmt: skip
+    _add_key_cliques(h, arrays.key_item_ptr, arrays.key_items)
     # Per-searcher gas cap
     if arrays.searcher_cap >= 0:
         for s in range(arrays.n_searchers):
@@ -183,17 +173,7 @@ def build_joint_highs(
         if int(arrays.row_gas[sel].sum()) > int(arrays.row_cap[r]):
             h.addRow(-highspy.kHighsInf, float(arrays.row_cap[r]), sel.shape[0], owner[sel],
                      arrays.row_gas[sel].astype(np.float64))  # fmt: skip
-    sizes = np.diff(arrays.key_item_ptr)
-    multi = np.flatnonzero(sizes >= 2)
-    if multi.shape[0]:
-        starts = np.zeros(multi.shape[0], dtype=np.int32)
-        np.cumsum(sizes[multi][:-1], out=starts[1:])
-        index = np.concatenate(
-            [arrays.key_items[arrays.key_item_ptr[k] : arrays.key_item_ptr[k + 1]] for k in multi]
-        ).astype(np.int32)
-        m = multi.shape[0]
-        h.addRows(m, np.full(m, -highspy.kHighsInf), np.ones(m), index.shape[0], starts, index,
-                  np.ones(index.shape[0]))  # fmt: skip
+    _add_key_cliques(h, arrays.key_item_ptr, arrays.key_items)
     return h
 
 
@@ -242,3 +222,20 @@ def pack_joint_exact(
                                            << arrays.value_shift))  # fmt: skip
     packing = compute_joint_packing(arrays, sel, bound, solver="highs")
     return replace(packing, proven_optimal=proven and bound == revenue), proven
+
+
+def _add_key_cliques(h: highspy.Highs, key_item_ptr: np.ndarray, key_items: np.ndarray) -> None:
+    """One clique row (at most one item) per key shared by at least two items, added in bulk
+    (DCKP has 10^5 keys)."""
+    sizes = np.diff(key_item_ptr)
+    multi = np.flatnonzero(sizes >= 2)
+    if not multi.shape[0]:
+        return
+    starts = np.zeros(multi.shape[0], dtype=np.int32)
+    np.cumsum(sizes[multi][:-1], out=starts[1:])
+    index = np.concatenate(
+        [key_items[key_item_ptr[k] : key_item_ptr[k + 1]] for k in multi]
+    ).astype(np.int32)
+    m = multi.shape[0]
+    h.addRows(m, np.full(m, -highspy.kHighsInf), np.ones(m), index.shape[0], starts, index,
+              np.ones(index.shape[0]))  # fmt: skip

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -669,37 +669,23 @@ class RedisHistory:
     ) -> list[tuple[str, BidRecord]]:
         """Entries found through pointer streams (the ``page`` script), newest first, filtered;
         batch after batch until ``limit`` match or the pointers run out."""
-        out: list[tuple[str, BidRecord]] = []
-        batch = max(limit, 256)
-        while True:
+
+        async def fetch(top: str, batch: int) -> list[tuple[Any, Mapping[bytes, bytes]]]:
             entries = await self._history_eval("page", keys_, [top, batch])
-            for hid, flat in entries:
-                record = decode_record(rollup, dict(zip(flat[::2], flat[1::2], strict=True)))
-                if match(record):
-                    out.append((_text(hid), record))
-                    if len(out) >= limit:
-                        return out
-            if len(entries) < batch:
-                return out
-            top = "(" + _text(entries[-1][0])
+            return [(hid, dict(zip(flat[::2], flat[1::2], strict=True))) for hid, flat in entries]
+
+        return await _scan_batches(rollup, fetch, match, top, limit)
 
     async def _scan_main(
         self, rollup: int, match: Callable[[BidRecord], bool], top: str, limit: int
     ) -> list[tuple[str, BidRecord]]:
         """The rollup's bids newest first, filtered, batch after batch (``cross=false``)."""
-        out: list[tuple[str, BidRecord]] = []
-        batch = max(limit, 256)
-        while True:
-            entries = await self.redis.xrevrange(keys.history_bids(rollup), top, "-", count=batch)
-            for hid, fields in entries:
-                record = decode_record(rollup, fields)
-                if match(record):
-                    out.append((_text(hid), record))
-                    if len(out) >= limit:
-                        return out
-            if len(entries) < batch:
-                return out
-            top = "(" + _text(entries[-1][0])
+
+        async def fetch(top: str, batch: int) -> list[tuple[Any, Mapping[bytes, bytes]]]:
+            stream = keys.history_bids(rollup)
+            return list(await self.redis.xrevrange(stream, top, "-", count=batch))
+
+        return await _scan_batches(rollup, fetch, match, top, limit)
 
     async def _scan_slot(
         self,
@@ -798,3 +784,27 @@ def _summary(raw: bytes | None, committee: bytes | None) -> dict[str, Any] | Non
 
 def _text(hid: bytes | str) -> str:
     return hid.decode() if isinstance(hid, bytes) else hid
+
+
+async def _scan_batches(
+    rollup: int,
+    fetch: Callable[[str, int], Awaitable[list[tuple[Any, Mapping[bytes, bytes]]]]],
+    match: Callable[[BidRecord], bool],
+    top: str,
+    limit: int,
+) -> list[tuple[str, BidRecord]]:
+    """Entries ``fetch(top, batch)`` returns newest first, filtered by ``match``, batch after
+    batch until ``limit`` match or a short batch says the source ran out."""
+    out: list[tuple[str, BidRecord]] = []
+    batch = max(limit, 256)
+    while True:
+        entries = await fetch(top, batch)
+        for hid, fields in entries:
+            record = decode_record(rollup, fields)
+            if match(record):
+                out.append((_text(hid), record))
+                if len(out) >= limit:
+                    return out
+        if len(entries) < batch:
+            return out
+        top = "(" + _text(entries[-1][0])
