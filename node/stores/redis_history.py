@@ -704,19 +704,12 @@ class RedisHistory:
         top = last
         if before is not None and _id_key(before) <= _id_key(last):
             top = before if inclusive else "(" + before
-        out: list[tuple[str, BidRecord]] = []
-        batch = max(limit, 256)
-        while True:
-            entries = await self.redis.xrevrange(keys.history_bids(rollup), top, first, count=batch)
-            for hid, fields in entries:
-                record = decode_record(rollup, fields)
-                if match(record):
-                    out.append((_text(hid), record))
-                    if len(out) >= limit:
-                        return out
-            if len(entries) < batch:
-                return out
-            top = "(" + _text(entries[-1][0])
+
+        async def fetch(top: str, batch: int) -> list[tuple[Any, Mapping[bytes, bytes]]]:
+            stream = keys.history_bids(rollup)
+            return list(await self.redis.xrevrange(stream, top, first, count=batch))
+
+        return await _scan_batches(rollup, fetch, match, top, limit)
 
     async def get_searcher_tally(self, rollup: int, searcher: str) -> dict[str, int]:
         try:
