@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +81,7 @@ def parse_instance(data: Any) -> Instance:
     reserved = _int(policy.get("reserved_public_gas", 0), "policy.reserved_public_gas")
     if reserved >= gas_limit:
         raise InvalidParams("policy.reserved_public_gas must be below gas_limit")
-    rule = policy.get("payment_rule", "first_price")
-    if rule not in PAYMENT_RULES:
-        raise InvalidParams(f"policy.payment_rule must be one of {list(PAYMENT_RULES)}")
-    budget = _int(policy.get("time_budget_ms", 50), "policy.time_budget_ms", minimum=1)
-    bundles = data.get("bundles")
-    if not isinstance(bundles, list):
-        raise InvalidParams("bundles must be a list")
+    rule, budget, bundles = _slot_terms(data, policy)
     items: list[Item] = []
     seen: set[str] = set()
     for i, b in enumerate(bundles):
@@ -208,13 +203,7 @@ def parse_joint_instance(data: Any) -> JointInstance:
     policy = data.get("policy") or {}
     if not isinstance(policy, dict):
         raise InvalidParams("policy must be an object")
-    rule = policy.get("payment_rule", "first_price")
-    if rule not in PAYMENT_RULES:
-        raise InvalidParams(f"policy.payment_rule must be one of {list(PAYMENT_RULES)}")
-    budget = _int(policy.get("time_budget_ms", 50), "policy.time_budget_ms", minimum=1)
-    bundles = data.get("bundles")
-    if not isinstance(bundles, list):
-        raise InvalidParams("bundles must be a list")
+    rule, budget, bundles = _slot_terms(data, policy)
     items = tuple(_joint_bundle(b, f"bundles[{i}]") for i, b in enumerate(bundles))
     forced = data.get("forced") or []
     if not isinstance(forced, list) or not all(isinstance(f, str) for f in forced):
@@ -238,3 +227,15 @@ def joint_packing_to_json(
         "solver": packing.solver,
         "seconds": round(seconds, 6),
     }
+
+
+def _slot_terms(data: Mapping[str, Any], policy: Mapping[str, Any]) -> tuple[str, int, list[Any]]:
+    """The payment rule, time budget and bundle list both instance forms share."""
+    rule = policy.get("payment_rule", "first_price")
+    if rule not in PAYMENT_RULES:
+        raise InvalidParams(f"policy.payment_rule must be one of {list(PAYMENT_RULES)}")
+    budget = _int(policy.get("time_budget_ms", 50), "policy.time_budget_ms", minimum=1)
+    bundles = data.get("bundles")
+    if not isinstance(bundles, list):
+        raise InvalidParams("bundles must be a list")
+    return str(rule), budget, bundles
