@@ -76,3 +76,9 @@ class InvalidSlotKey(CommitteeError):
     """A combined slot key that does not verify as the group's signature on the identity."""
 
     code = "invalid_slot_key"
+
+
+class NoCommittee(CommitteeError):
+    """The server has no committee, so there is no key to encrypt bids to."""
+
+    code = "no_committee"
