@@ -177,7 +177,8 @@ def bundle_public_fields(request_body: bytes, slot: int) -> bytes:
 class BundleEncryptor:
     """Encrypts one searcher's bundle requests for one slot to the committee's slot identity.
 
-    The first ``encrypt`` pays for the encapsulation (one GT power and one G1 multiplication);
+    The first ``encrypt`` pays for the encapsulation (one GT power and one G1 multiplication,
+    after ``prepare``);
     every later one only for an AEAD, since all of them share the encapsulation: opening them
     costs the committee one pairing for the lot. Sharing tells nobody more than the searcher's
     signature on each call already does. Randomness comes from ``random_bytes`` (os.urandom).
@@ -186,7 +187,18 @@ class BundleEncryptor:
     committee: CommitteeInfo
     slot: int
     random_bytes: Callable[[int], bytes] = os.urandom
+    # The slot's recipient (hash to G2, e(P, Q)): computed once, ahead of the slot if wanted.
+    recipient: encryption.Recipient | None = field(default=None, repr=False)
     _encapsulation: encryption.Encapsulation | None = field(default=None, repr=False)
+
+    def prepare(self) -> encryption.Recipient:
+        """Compute the slot's recipient now (a hash to G2 and a pairing, about 2 ms) rather
+        than at the first bundle; one per (committee, slot), shareable between encryptors."""
+        if self.recipient is None:
+            self.recipient = encryption.recipient(
+                self.committee.group_public_key, self.committee.committee_id, self.slot
+            )
+        return self.recipient
 
     def encrypt(self, request_body: bytes, public_fields: bytes | None = None) -> bytes:
         """The ciphertext of ``request_body`` (the exact eth_sendBundle JSON-RPC body bytes);
@@ -194,10 +206,7 @@ class BundleEncryptor:
         if public_fields is None:
             public_fields = bundle_public_fields(request_body, self.slot)
         if self._encapsulation is None:
-            to = encryption.recipient(
-                self.committee.group_public_key, self.committee.committee_id, self.slot
-            )
-            self._encapsulation = encryption.encapsulate(to, self.random_bytes(32))
+            self._encapsulation = encryption.encapsulate(self.prepare(), self.random_bytes(32))
         # A random 96-bit nonce per bundle: unique under one key with overwhelming odds.
         return encryption.seal(
             self._encapsulation, request_body, public_fields, self.random_bytes(12)

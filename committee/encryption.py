@@ -210,25 +210,37 @@ def verify_slot_key(committee: threshold.CommitteeInfo, slot: int, key: bytes) -
 def combine_key_shares(
     committee: threshold.CommitteeInfo, slot: int, shares: Mapping[int, bytes]
 ) -> bytes:
-    """Check each offered share, combine t of them (Lagrange at 0) and check the result.
+    """Combine t of the offered key shares (Lagrange at 0) into the slot key, checked.
 
-    A share that does not verify raises ``InvalidKeyShare`` naming its member (the caller
-    records it and retries without it); fewer than t raises ``NotEnoughPartials``.
+    Optimistic, as the key is checked anyway: combine the t lowest-indexed shares and verify
+    the result (one pairing check instead of t). Only if it fails, check every offered share and
+    raise ``InvalidKeyShare`` naming the bad ones (``data["indices"]``); the caller drops them
+    and combines again. Fewer than t shares raise ``NotEnoughPartials``. Shares beyond the first
+    t are not looked at; check each on receipt with ``verify_key_share`` to blame it early.
     """
     group_key = bls.decode_g1(committee.group_public_key, what="group public key")
     q = identity_point(committee.committee_id, slot)
-    for index, share_bytes in shares.items():
-        member_key = bls.decode_g1(committee.member_public_key(index), what="member public key")
-        if not _is_signature_on_identity(member_key, q, share_bytes):
-            raise InvalidKeyShare(
-                f"key share of member {index} does not verify", index=index, slot=slot
-            )
     chosen = dict(sorted(shares.items())[: committee.t])
-    key = threshold.combine(chosen, committee.t, committee.n)
-    # Verify the result too: it is what every bid's secrecy rests on, and it costs one check.
-    if not _is_signature_on_identity(group_key, q, key):
-        raise InvalidSlotKey("combined slot key does not verify", slot=slot)
-    return key
+    try:
+        key = threshold.combine(chosen, committee.t, committee.n)
+    except InvalidPoint:
+        key = b""  # a share that is no point: found and named below
+    if key and _is_signature_on_identity(group_key, q, key):
+        return key
+    bad = [
+        index
+        for index, share_bytes in sorted(chosen.items())
+        if not _is_signature_on_identity(
+            bls.decode_g1(committee.member_public_key(index), what="member public key"),
+            q,
+            share_bytes,
+        )
+    ]
+    if not bad:  # unreachable unless the curve library misbehaves: valid shares combine
+        raise InvalidSlotKey("valid key shares combined to a key that does not verify", slot=slot)
+    raise InvalidKeyShare(
+        f"key shares of members {bad} do not verify", indices=bad, slot=slot
+    )
 
 
 # --- encryption -------------------------------------------------------------------------------

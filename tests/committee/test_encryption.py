@@ -374,12 +374,22 @@ def test_a_bad_share_is_detected_and_named(dealt: Dealt):
     assert not encryption.verify_key_share(c, 4, SLOT, bad[4])
     with pytest.raises(InvalidKeyShare) as caught:
         encryption.combine_key_shares(c, SLOT, bad)
-    assert caught.value.data["index"] == 4
+    assert caught.value.data["indices"] == [4]
     bad[4] = shares[5]  # another member's share
     with pytest.raises(InvalidKeyShare):
         encryption.combine_key_shares(c, SLOT, bad)
     bad[4] = b"\x00" * 96
     assert not encryption.verify_key_share(c, 4, SLOT, bad[4])
+    with pytest.raises(InvalidKeyShare) as caught:
+        encryption.combine_key_shares(c, SLOT, bad)
+    assert caught.value.data["indices"] == [4]
+    # Two bad ones are both named; without them the other shares still give the key.
+    bad[6] = shares[7]
+    with pytest.raises(InvalidKeyShare) as caught:
+        encryption.combine_key_shares(c, SLOT, bad)
+    assert caught.value.data["indices"] == [4, 6]
+    rest = {s.index: encryption.key_share(s, SLOT) for s in dealt.shares if s.index not in (4, 6)}
+    assert encryption.verify_slot_key(c, SLOT, encryption.combine_key_shares(c, SLOT, rest))
 
 
 def test_key_shares_are_not_block_signatures(dealt: Dealt):
