@@ -1,6 +1,7 @@
 """``blockspace encrypt``: encrypt a bundle request to the committee's key for its slot.
 
-    blockspace encrypt request.json --committee http://engine:8000 [--slot S] [-o out.json]
+    blockspace encrypt request.json --committee http://engine:8000 [--slot S]
+        [--searcher 0xADDRESS] [-o out.json]
 
 ``request.json`` holds the exact JSON-RPC body a searcher would send to ``eth_sendBundle``;
 ``--committee`` is the engine's base URL (``GET /v1/committee`` is fetched) or a file holding
@@ -42,7 +43,7 @@ def _encrypt(args: argparse.Namespace) -> int:
         if slot is None:
             slot = int(orjson.loads(body)["params"][0]["blockNumber"], 16)
         committee = committee_from_document(_read_committee(args.committee))
-        ciphertext = BundleEncryptor(committee, slot).encrypt(body)
+        ciphertext = BundleEncryptor(committee, slot, searcher=args.searcher).encrypt(body)
     except (OSError, httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -67,5 +68,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--committee", required=True, help="engine base URL, or a /v1/committee or committee file"
     )
     encrypt.add_argument("--slot", type=int, help="target slot (default: the bundle's blockNumber)")
+    encrypt.add_argument(
+        "--searcher", help="the address that will sign the call (bound into the public fields)"
+    )
     encrypt.add_argument("-o", "--out", help="write the ciphertext JSON here (default: stdout)")
     encrypt.set_defaults(func=_encrypt)

@@ -140,11 +140,13 @@ def committee_from_document(document: bytes | str | Mapping[str, Any]) -> Commit
     return decode_committee_file(orjson.dumps(doc))
 
 
-def bundle_public_fields(request_body: bytes, slot: int) -> bytes:
+def bundle_public_fields(request_body: bytes, slot: int, searcher: str | None = None) -> bytes:
     """The public fields of an encrypted bundle: canonical JSON (sorted keys, no spaces) of
-    ``slot``, ``maxGas`` (the sum of its transactions' gas limits), and ``rollups`` and
-    ``replacementUuid`` when the request has them. Checks the request is ``eth_sendBundle``
-    for ``slot``."""
+    ``slot``, ``maxGas`` (the sum of its transactions' gas limits), ``rollups`` and
+    ``replacementUuid`` when the request has them, and ``searcher`` (the address that will sign
+    the call carrying it, lower-case hex) when given: bound to the ciphertext, it keeps anyone
+    else from submitting a copy as their own. Checks the request is ``eth_sendBundle`` for
+    ``slot``."""
     try:
         request = orjson.loads(request_body)
         params = request["params"][0]
@@ -170,6 +172,8 @@ def bundle_public_fields(request_body: bytes, slot: int) -> bytes:
     for key in ("rollups", "replacementUuid"):
         if params.get(key) is not None:
             fields[key] = params[key]
+    if searcher is not None:
+        fields["searcher"] = searcher.lower()
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
@@ -186,6 +190,8 @@ class BundleEncryptor:
 
     committee: CommitteeInfo
     slot: int
+    # The address that signs the calls carrying the ciphertexts (a public field; see above).
+    searcher: str | None = None
     random_bytes: Callable[[int], bytes] = os.urandom
     # The slot's recipient (hash to G2, e(P, Q)): computed once, ahead of the slot if wanted.
     recipient: encryption.Recipient | None = field(default=None, repr=False)
@@ -202,9 +208,9 @@ class BundleEncryptor:
 
     def encrypt(self, request_body: bytes, public_fields: bytes | None = None) -> bytes:
         """The ciphertext of ``request_body`` (the exact eth_sendBundle JSON-RPC body bytes);
-        ``public_fields`` default to ``bundle_public_fields(request_body, slot)``."""
+        ``public_fields`` default to ``bundle_public_fields(request_body, slot, searcher)``."""
         if public_fields is None:
-            public_fields = bundle_public_fields(request_body, self.slot)
+            public_fields = bundle_public_fields(request_body, self.slot, self.searcher)
         if self._encapsulation is None:
             self._encapsulation = encryption.encapsulate(self.prepare(), self.random_bytes(32))
         # A random 96-bit nonce per bundle: unique under one key with overwhelming odds.

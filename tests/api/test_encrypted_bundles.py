@@ -71,7 +71,7 @@ def test_committee_endpoint_without_a_committee_is_404(client: TestClient):
 
 def test_encrypted_bundles_open_to_the_request_and_its_public_fields(dealt):
     committee, _ = dealt
-    encryptor = BundleEncryptor(committee, SLOT)
+    encryptor = BundleEncryptor(committee, SLOT, searcher=key(7).address)
     bodies = [_request(uuid="4c3f7c5e-0d9a-4c1e-9d11-5a4b0f1e2d3c"), _request(gas=60_000)]
     ciphertexts = [encryptor.encrypt(body) for body in bodies]
     opener = _opener(dealt)
@@ -84,6 +84,7 @@ def test_encrypted_bundles_open_to_the_request_and_its_public_fields(dealt):
         "maxGas": 50_000 + 30_000 + 21_000,
         "replacementUuid": "4c3f7c5e-0d9a-4c1e-9d11-5a4b0f1e2d3c",
         "rollups": sorted([CHAIN, 10]),
+        "searcher": key(7).address.lower(),
         "slot": SLOT,
     }
     assert orjson.loads(opened[1].public_fields)["maxGas"] == 60_000 + 30_000 + 21_000
@@ -128,12 +129,11 @@ def test_blockspace_encrypt_writes_a_ciphertext_that_opens(dealt, tmp_path: Path
     body = _request()
     request_file.write_bytes(body)
     out = tmp_path / "ct.json"
-    assert (
-        cli_main(["encrypt", str(request_file), "--committee", str(committee_file), "-o", str(out)])
-        == 0
-    )
+    args = ["encrypt", str(request_file), "--committee", str(committee_file)]
+    assert cli_main([*args, "--searcher", key(7).address, "-o", str(out)]) == 0
     written = orjson.loads(out.read_text())
     assert written["slot"] == SLOT and written["committeeId"] == "0x" + committee.committee_id.hex()
+    assert written["publicFields"]["searcher"] == key(7).address.lower()
     assert _opener(dealt).open(bytes.fromhex(written["ciphertext"][2:])).payload == body
     # To stdout, with the slot given and disagreeing with the bundle: refused, exit 2.
     assert (
