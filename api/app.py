@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.blocks import router as blocks_router
+from api.committee_info import router as committee_router
 from api.data import dashboard as dashboard_router
 from api.data import router as data_router
 from api.engine import Engine
@@ -22,6 +23,8 @@ from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
 from auction.errors import RequestTooLarge
 from committee.coordinator import Coordinator, build_coordinator
+from committee.keyfiles import read_committee_file
+from committee.threshold import CommitteeInfo
 from node import errors as wire
 from node.metrics import Metrics
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
@@ -50,8 +53,14 @@ def create_app_from_env() -> FastAPI:
     return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The app for ``settings``; pass ``engine`` to serve an engine the caller owns."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    committee: CommitteeInfo | None = None,
+) -> FastAPI:
+    """The app for ``settings``; pass ``engine`` to serve an engine the caller owns, and
+    ``committee`` to publish its record at ``GET /v1/committee`` (else the settings' file)."""
     app = FastAPI(
         title="blockspace",
         version="0.1.0",
@@ -60,6 +69,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.include_router(data_router)
     app.include_router(blocks_router)
+    app.include_router(committee_router)
+    if committee is None and settings is not None and settings.committee:
+        committee = read_committee_file(settings.committee)
+    app.state.committee = committee
     app.include_router(dashboard_router)
     app.include_router(shell)
     app.add_api_websocket_route("/ws", ws_default)

@@ -54,6 +54,7 @@ _HTTP_STATUS: dict[str, int] = {
     "bundle_not_found": 404,
     "block_not_found": 404,
     "slot_failed": 404,
+    "no_committee": 404,
     "unknown_rollup": 404,
     "rate_limited": 429,
     "public_pool_full": 429,
