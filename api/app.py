@@ -25,6 +25,7 @@ from committee.coordinator import Coordinator, build_coordinator
 from node import errors as wire
 from node.metrics import Metrics
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
+from node.operator import load_operator_key
 from node.settings import SETTINGS_ENV, Settings
 from node.stores import open_store
 
@@ -42,6 +43,8 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         clock_ms=clock_ms,
         metrics=Metrics(),
         decode_offload_bytes=settings.decode_offload_bytes,
+        operator_key=load_operator_key(settings) if settings.receipts else None,
+        receipts=settings.receipts,
     )
 
 
