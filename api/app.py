@@ -24,8 +24,8 @@ from auction.errors import RequestTooLarge
 from committee.coordinator import Coordinator, build_coordinator
 from node import errors as wire
 from node.metrics import Metrics
-from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from node.operator import load_operator_key
+from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from node.settings import SETTINGS_ENV, Settings
 from node.stores import open_store
 

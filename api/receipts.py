@@ -7,7 +7,7 @@ JSON-RPC and websocket answers carry beside the result (docs/protocol.md, "Recei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from auction.bundles import compute_bid_id
@@ -63,7 +63,7 @@ class Receipter:
         )
 
 
-def compute_receipt_fields(receipts: list[dict[str, Any]]) -> Mapping[str, Any]:
+def compute_receipt_fields(receipts: list[dict[str, Any]]) -> dict[str, Any]:
     """What an answer carries beside ``result``: ``receipt`` (the first, or only, logged event's)
     and, when one request logged several events (a cross-rollup bundle's copies, a cancel in
     several slots), ``receipts`` with every one. Nothing when nothing was logged."""

@@ -254,6 +254,12 @@ class ForgedReceipt(EvidenceRefused):
     code = "forged_receipt"
 
 
+class WrongOperator(EvidenceRefused):
+    """A receipt signed by an address other than the deployment's operator."""
+
+    code = "wrong_operator"
+
+
 # --- system ---------------------------------------------------------------------------------
 
 

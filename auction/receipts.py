@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from coincurve import PrivateKey, PublicKey
 
-from auction.errors import ForgedReceipt, MalformedHex, MalformedReceipt
+from auction.errors import ForgedReceipt, MalformedHex, MalformedReceipt, WrongOperator
 from auction.hashing import keccak256, to_hex
 from auction.transactions import _HALF_N, SECP256K1_N
 
@@ -119,12 +119,13 @@ def check_receipt_fields(receipt: Receipt) -> None:
         raise MalformedReceipt("committee_id must be 32 bytes", field="committee_id")
     if receipt.kind not in KIND_CODES:
         raise MalformedReceipt(f"unknown receipt kind {receipt.kind!r}", field="kind")
-    for name, value, top in (("rollup", receipt.rollup, _MAX_U256), ("slot", receipt.slot, _MAX_U64),
-                             ("received_ms", receipt.received_ms, _MAX_U64)):  # fmt: skip
+    ranges = (("rollup", receipt.rollup, _MAX_U256), ("slot", receipt.slot, _MAX_U64),
+              ("received_ms", receipt.received_ms, _MAX_U64))
+    for name, value, top in ranges:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
             raise MalformedReceipt(f"{name} must be an integer in 0..{top}", field=name)
     for name, text in (("event_id", receipt.event_id), ("request_hash", receipt.request_hash)):
-        _hex32(text, name)
+        parse_hash(text, name)
 
 
 # --- signing and recovery ---------------------------------------------------------------------
@@ -175,14 +176,15 @@ def recover_receipt_signer(receipt: Receipt, signature: bytes) -> str:
 
 
 def verify_receipt(signed: SignedReceipt, operator: str | None = None) -> None:
-    """Raise ``ForgedReceipt`` unless the signature recovers the receipt's operator (and that
-    is ``operator`` when given: the address the deployment publishes)."""
+    """Raise ``ForgedReceipt`` unless the signature recovers the receipt's operator, and
+    ``WrongOperator`` unless that is ``operator`` when given (the address the deployment
+    publishes)."""
     recovered = recover_receipt_signer(signed.receipt, signed.signature)
     if recovered != signed.operator:
         raise ForgedReceipt("the receipt was not signed by the operator it names",
                             operator=signed.operator)
     if operator is not None and recovered != operator.lower():
-        raise ForgedReceipt("the receipt was not signed by this deployment's operator",
+        raise WrongOperator("the receipt was not signed by this deployment's operator",
                             operator=signed.operator, expected=operator.lower())
 
 
@@ -220,12 +222,12 @@ def receipt_from_json(value: Any) -> SignedReceipt:
     if not isinstance(kind, str):
         raise MalformedReceipt("kind must be a string", field="kind")
     receipt = Receipt(
-        committee_id=bytes.fromhex(_hex32(value["committee_id"], "committee_id")[2:]),
+        committee_id=bytes.fromhex(parse_hash(value["committee_id"], "committee_id")[2:]),
         rollup=value["rollup"],
         slot=value["slot"],
-        event_id=_hex32(value["event_id"], "event_id"),
+        event_id=parse_hash(value["event_id"], "event_id"),
         kind=kind,
-        request_hash=_hex32(value["request_hash"], "request_hash"),
+        request_hash=parse_hash(value["request_hash"], "request_hash"),
         received_ms=value["received_ms"],
         version=value["version"],
     )
@@ -248,5 +250,6 @@ def _lower_hex(text: Any, field: str, length: int) -> str:
     return text
 
 
-def _hex32(text: Any, field: str) -> str:
+def parse_hash(text: Any, field: str) -> str:
+    """A 32-byte hash as `0x` + 64 lowercase hex digits (`MalformedHex` naming `field`)."""
     return _lower_hex(text, field, 32)
