@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from api.evidence import add_commands as add_evidence_commands
 from committee.commands import add_commands as add_committee_commands
 from node.settings import SETTINGS_ENV
 
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     solve.set_defaults(func=_solve)
 
     add_committee_commands(sub)
+    add_evidence_commands(sub)
 
     args = parser.parse_args(argv)
     return int(args.func(args))
