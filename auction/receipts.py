@@ -21,6 +21,8 @@ signature per receipt and key). Pure: the key is an argument; signing is determi
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -47,6 +49,7 @@ _RECEIPT_TYPEHASH: Final = keccak256(
     b"uint64 receivedMs)"
 )
 _MAX_U64: Final = (1 << 64) - 1
+_LOWER_HEX: Final = re.compile(r"0x[0-9a-f]*")
 _MAX_U256: Final = (1 << 256) - 1
 _FIELDS: Final = frozenset(
     {"version", "committee_id", "rollup", "slot", "event_id", "kind", "request_hash",
@@ -84,8 +87,10 @@ def _word(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
 
+@functools.lru_cache(maxsize=64)
 def compute_domain_separator(committee_id: bytes, version: int = RECEIPT_VERSION) -> bytes:
-    """EIP-712 ``hashStruct(domain)``: blockspace, the receipt version, the committee id."""
+    """EIP-712 ``hashStruct(domain)``: blockspace, the receipt version, the committee id
+    (cached: a deployment has one, and it is three hashes of every receipt otherwise)."""
     return keccak256(
         _DOMAIN_TYPEHASH
         + keccak256(DOMAIN_NAME.encode())
@@ -239,13 +244,7 @@ def receipt_from_json(value: Any) -> SignedReceipt:
 
 def _lower_hex(text: Any, field: str, length: int) -> str:
     """``0x`` + exactly ``length`` bytes of lowercase hex (one spelling per value)."""
-    digits = "0123456789abcdef"
-    if (
-        not isinstance(text, str)
-        or not text.startswith("0x")
-        or len(text) != 2 + 2 * length
-        or any(c not in digits for c in text[2:])
-    ):
+    if not isinstance(text, str) or len(text) != 2 + 2 * length or not _LOWER_HEX.fullmatch(text):
         raise MalformedHex(f"{field} must be 0x and {length} bytes of lowercase hex", field=field)
     return text
 
