@@ -15,14 +15,21 @@ from auction.hashing import keccak256, to_hex
 from auction.receipts import KIND_BID, Receipt, compute_operator_key, receipt_to_json, sign_receipt
 from auction.results import compute_event_id
 from auction.slotroot import compute_slot_root
+from auction.types import Bid
 from committee import keyfiles, threshold
 from committee.evidence import SignedPartial, compute_equivocation_evidence
 from committee.local import write_committee_files
 from committee.records import compute_signed_slot, compute_slot_leaves, signed_block_to_json
 from committee.signing import compute_slot_signing_root
-from tests.committee.slots import ROLLUP, SLOT, key, log_of, proposal_of, signed_bid
+from tests.committee.slots import ROLLUP, SLOT, key, log_of, proposal_of, raw_tx, signed_bid
 
 OPERATOR = compute_operator_key(bytes([3]) * 32)
+
+def own_bid(i: int) -> Bid:
+    """A signed bid of searcher ``i`` with its own nonce: the shared nonce counter of
+    ``tests.committee.slots`` is left alone (other modules' slots depend on its sequence)."""
+    return signed_bid(key(i), txs=[raw_tx(key(i), nonce=7_000 + i)])
+
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +72,8 @@ def test_censorship_built_from_files_and_verified(tmp_path: Path, keys: Any,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     committee_path, shares = keys
     committee = keyfiles.read_committee_file(committee_path)
-    log = log_of([signed_bid(key(i)) for i in range(2)])
-    victim = signed_bid(key(5))
+    log = log_of([own_bid(i) for i in range(2)])
+    victim = own_bid(5)
     block = proposal_of(committee, log).block
     root = compute_slot_signing_root(committee.committee_id, SLOT,
                                      compute_slot_root(compute_slot_leaves([block])))

@@ -37,6 +37,7 @@ from tests.committee.slots import (
     key,
     log_of,
     proposal_of,
+    raw_tx,
     signed_bid,
     signed_cancel,
     signing_root_of,
@@ -44,6 +45,12 @@ from tests.committee.slots import (
 
 OPERATOR = compute_operator_key(bytes([9]) * 32)
 STRANGER = compute_operator_key(bytes([10]) * 32)
+
+def own_bid(i: int) -> Bid:
+    """A signed bid of searcher ``i`` with its own nonce: the shared nonce counter of
+    ``tests.committee.slots`` is left alone (other modules' slots depend on its sequence)."""
+    return signed_bid(key(i), txs=[raw_tx(key(i), nonce=7_000 + i)])
+
 
 
 def receipt_of(committee_id: bytes, bid: Bid, *, slot: int = SLOT, rollup: int = ROLLUP,
@@ -59,9 +66,9 @@ def receipt_of(committee_id: bytes, bid: Bid, *, slot: int = SLOT, rollup: int =
 @pytest.fixture(scope="module")
 def slot(dealt: Dealt) -> tuple[SignedBlock, list[str], Bid, Bid]:
     """A signed slot whose log kept three bids and a cancel and left out the victim's bid."""
-    kept = [signed_bid(key(i)) for i in range(3)]
+    kept = [own_bid(i) for i in range(3)]
     events = [*kept, signed_cancel(key(0), "11111111-1111-4111-8111-111111111111")]
-    victim = signed_bid(key(7))
+    victim = own_bid(7)
     log = log_of(events)
     block = proposal_of(dealt.committee, log).block
     root = signing_root_of(dealt.committee, block)
@@ -178,7 +185,7 @@ def test_malformed_documents_are_refused_with_their_code(dealt: Dealt, slot: Any
 def two_partials(dealt: Dealt, member: int = 3) -> tuple[SignedPartial, SignedPartial]:
     share = dealt.shares[member - 1]
     roots = [compute_slot_root(compute_slot_leaves([proposal_of(
-        dealt.committee, log_of([signed_bid(key(i))])).block])) for i in (1, 2)]
+        dealt.committee, log_of([own_bid(i)])).block])) for i in (1, 2)]
     return tuple(  # type: ignore[return-value]
         SignedPartial(r, threshold.partial_sign(
             share, compute_slot_signing_root(dealt.committee.committee_id, SLOT, r)))
