@@ -242,10 +242,11 @@ def _read_event_ids(value: Any) -> list[str]:
         raise MalformedEvidence(f"event_ids must be an array of at most {MAX_EVENT_IDS} ids",
                                 field="event_ids")
     ids = [parse_hash(v, f"event_ids[{i}]") for i, v in enumerate(value)]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        first = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise DuplicateItems("an event id is listed twice", event_id=first)
+    seen: set[str] = set()
+    for event_id in ids:
+        if event_id in seen:
+            raise DuplicateItems("an event id is listed twice", event_id=event_id)
+        seen.add(event_id)
     return ids
 
 
