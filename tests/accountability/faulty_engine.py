@@ -1,11 +1,11 @@
 """TEST ONLY: ``blockspace`` whose engine drops one searcher's acknowledged bids at close.
 
 Run as ``python -m tests.accountability.faulty_engine serve ...`` with
-``BLOCKSPACE_TEST_DROP_SEARCHER=<address>``: the embedded store is replaced by one that, when a
-slot's log is closed, deletes that searcher's bids from it first: a censoring operator that
-acknowledged them (and signed receipts) and then left them out of the log it proposes. The
-fault exists only in this test module: nothing in the engine's own code can turn it on
-(docs/accountability.md).
+``BLOCKSPACE_TEST_DROP_SEARCHER=<address>`` (without it, this is plain ``blockspace``): the
+embedded store is replaced by one that, when a slot's log is closed, deletes that searcher's
+bids from it first: a censoring operator that acknowledged them (and signed receipts) and then
+left them out of the log it proposes. The fault exists only in this test module: nothing in the
+engine's own code can turn it on (docs/accountability.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def main() -> int:
     import api.app
     from api.cli import main as cli_main
 
-    victim = os.environ[DROP_ENV]
+    victim = os.environ.get(DROP_ENV, "")
+    if not victim:  # no fault: exactly ``blockspace`` (the control run)
+        return cli_main(sys.argv[1:])
 
     async def open_dropping_store(url: str, **_: object) -> MemoryStore:
         if url != "memory":

@@ -6,7 +6,8 @@ the same slot over HTTP and keep their answers' receipts. The committee signs th
 the victim's bid (its members see only the log proposed to them). The victim's receipt, the
 signed block and the slot's event list make censorship evidence that ``blockspace evidence
 verify`` accepts; the other searcher's, built the same way, is refused (its bid is in the
-block's bid set: no fault touched it).
+block's bid set: no fault touched it). The control run starts the same process without the
+fault: the same construction is refused for both.
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.parametrize("fault", [True, False], ids=["dropping", "honest"])
 def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
-    tmp_path: Path,
+    tmp_path: Path, fault: bool
 ) -> None:
+    """With the fault, the victim's evidence is valid; without it (the same engine process,
+    same bids, same construction), every receipt's event is in the signed slot: refused."""
     committee_path, shares = write_committee_files(tmp_path, 4, 3, seed=bytes([4]) * 32)
     env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
     port = free_port()
@@ -81,8 +85,9 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
             open(tmp_path / "engine.log", "wb") as engine_log:
         signers.start_all()
         signers.wait_ready(timeout_s=240)
-        engine_env = {**env, DROP_ENV: VICTIM.address,
-                      "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex()}
+        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex()}
+        if fault:
+            engine_env[DROP_ENV] = VICTIM.address
         engine = subprocess.Popen(
             [sys.executable, "-m", "tests.accountability.faulty_engine", "serve",
              "--port", str(port), "--committee", str(committee_path),
@@ -96,7 +101,7 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
                 info = http.get("/v1/operator").json()
                 assert info["operator"] == OPERATOR.address
                 victim, honest = _signed_slot(http, engine)
-            _check_evidence(tmp_path, url, committee_path, victim, honest)
+            _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
         finally:
             engine.terminate()
             engine.wait(timeout=30)
@@ -115,7 +120,8 @@ def _wait_up(http: httpx.Client, engine: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the engine did not come up")
 
 
-def _check_evidence(tmp: Path, url: str, committee: Path, victim: dict, honest: dict) -> None:
+def _check_evidence(tmp: Path, url: str, committee: Path, victim: dict, honest: dict,
+                    fault: bool) -> None:
     # The receipts are the operator's, for the committee, for the bids acknowledged
     for answer in (victim, honest):
         signed = receipt_from_json(answer["receipt"])
@@ -126,11 +132,14 @@ def _check_evidence(tmp: Path, url: str, committee: Path, victim: dict, honest: 
         built = _run("evidence", "censorship", "--receipt", str(tmp / f"{name}-answer.json"),
                      "--url", url, "--out", str(tmp / f"{name}-evidence.json"))
         assert built.returncode == 0, built.stderr
-    ok = _run("evidence", "verify", str(tmp / "victim-evidence.json"), "--committee",
-              str(committee), "--operator", OPERATOR.address)
-    assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("VALID censorship")
-    assert f"offender: operator {OPERATOR.address}" in ok.stdout
+    verdict = _run("evidence", "verify", str(tmp / "victim-evidence.json"), "--committee",
+                   str(committee), "--operator", OPERATOR.address)
+    if fault:
+        assert verdict.returncode == 0, verdict.stderr
+        assert verdict.stdout.startswith("VALID censorship")
+        assert f"offender: operator {OPERATOR.address}" in verdict.stdout
+    else:
+        assert verdict.returncode == 1 and "event_included" in verdict.stderr, verdict.stderr
     refused = _run("evidence", "verify", str(tmp / "honest-evidence.json"), "--committee",
                    str(committee), "--operator", OPERATOR.address)
     assert refused.returncode == 1 and "event_included" in refused.stderr, refused.stderr
