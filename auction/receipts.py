@@ -100,7 +100,8 @@ def compute_domain_separator(committee_id: bytes, version: int = RECEIPT_VERSION
 
 
 def compute_receipt_digest(receipt: Receipt) -> bytes:
-    """The 32-byte digest the operator signs (EIP-712; ValueError on a field out of range)."""
+    """The 32-byte digest the operator signs (EIP-712); ``MalformedReceipt`` on a field that
+    does not fit the signed struct."""
     check_receipt_fields(receipt)
     struct_hash = keccak256(
         _RECEIPT_TYPEHASH
