@@ -27,6 +27,7 @@ from committee.keyfiles import read_committee_file
 from committee.threshold import CommitteeInfo
 from node import errors as wire
 from node.metrics import Metrics
+from node.operator import load_operator_key
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
 from node.settings import SETTINGS_ENV, Settings
 from node.stores import open_store
@@ -45,6 +46,8 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         clock_ms=clock_ms,
         metrics=Metrics(),
         decode_offload_bytes=settings.decode_offload_bytes,
+        operator_key=load_operator_key(settings) if settings.receipts else None,
+        receipts=settings.receipts,
     )
 
 

@@ -4,6 +4,10 @@
 - ``GET /v1/blocks/{rollup}/{slot}``: that slot's signed block; a failed slot answers 404 with
   code ``slot_failed`` and the failure record in ``data``; an unknown or undecided one 404 with
   ``block_not_found``;
+- ``GET /v1/blocks/{rollup}/{slot}/events``: the ids of every event of the slot's closed log,
+  in log order (their Merkle root is the block's ``bid_set_root``): what a searcher needs to
+  show its receipted event is missing (docs/accountability.md);
+- ``GET /v1/operator``: the operator address that signs receipts and the committee id;
 - ``GET /v1/committee/evidence/{rollup}?before=&limit=``: evidence against members (invalid
   partials, equivocations), newest first, paged by id.
 
@@ -20,7 +24,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.engine import Engine
+from auction.encoding import compute_bid_set_root
 from auction.errors import UnknownRollup
+from auction.receipts import RECEIPT_VERSION
+from auction.results import compute_event_id
 from committee.errors import BlockNotFound, SlotFailed
 from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
 from node.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, BlocksRoute
@@ -60,6 +67,35 @@ async def block_at(request: Request, rollup: RollupP, slot: SlotP) -> Response:
             raise SlotFailed(f"slot {slot} failed: {failed.reason}", **failed_slot_to_json(failed))
         raise BlockNotFound(f"no signed block for slot {slot}", rollup=rollup, slot=slot)
     return JSONResponse(signed_block_to_json(signed))
+
+
+@router.get("/v1/blocks/{rollup}/{slot}/events", summary="A closed slot's event ids, in log order")
+async def slot_events(request: Request, rollup: RollupP, slot: SlotP) -> Response:
+    engine = _engine(request, rollup)
+    result = await engine.store.get_result(rollup, slot)
+    if result is None:
+        raise BlockNotFound(f"slot {slot} has not closed here", rollup=rollup, slot=slot)
+    event_ids = [compute_event_id(e) for e in await engine.store.read_log(rollup, slot)]
+    # Verify the kept log is the one the block committed to (history retention trims logs)
+    if compute_bid_set_root(event_ids) != result.block.bid_set_root:
+        raise BlockNotFound(f"the log of slot {slot} is no longer kept", rollup=rollup, slot=slot)
+    return JSONResponse({
+        "rollup": rollup,
+        "slot": slot,
+        "bid_set_root": result.block.bid_set_root,
+        "event_ids": event_ids,
+    })
+
+
+@router.get("/v1/operator", summary="The operator address that signs receipts")
+async def operator_info(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    receipter = engine.intake.receipter
+    return JSONResponse({
+        "operator": receipter.operator if receipter is not None else None,
+        "committee_id": "0x" + engine.committee_id.hex(),
+        "receipt_version": RECEIPT_VERSION,
+    })
 
 
 @router.get("/v1/committee/evidence/{rollup}", summary="Evidence against committee members")

@@ -8,6 +8,7 @@ import os
 import sys
 
 from api.encrypt_command import add_command as add_encrypt_command
+from api.evidence import add_commands as add_evidence_commands
 from committee.commands import add_commands as add_committee_commands
 from node.settings import SETTINGS_ENV
 
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_committee_commands(sub)
     add_encrypt_command(sub)
+    add_evidence_commands(sub)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

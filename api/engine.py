@@ -35,17 +35,20 @@ from typing import Protocol
 
 from api.chain import ChainState
 from api.intake import OFFLOAD_BYTES, Intake
+from api.receipts import Receipter
 from auction import constants as C
 from auction.encoding import ZERO_HASH
 from auction.errors import StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
+from auction.receipts import OperatorKey
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
 from node.metrics import Metrics
 from node.notify import Notifier
+from node.operator import generate_operator_key
 from node.stores.base import Store
 from ordering import packer
 
@@ -135,6 +138,8 @@ class Engine:
         clock_ms: Callable[[], int] | None = None,
         metrics: Metrics | None = None,
         decode_offload_bytes: int = OFFLOAD_BYTES,
+        operator_key: OperatorKey | None = None,
+        receipts: bool = True,
     ) -> None:
         if not rollups:
             raise ValueError("an engine serves at least one rollup")
@@ -164,6 +169,10 @@ class Engine:
             notifier=self.notifier,
             metrics=self.metrics,
             decode_offload_bytes=decode_offload_bytes,
+            receipter=(
+                Receipter(operator_key or generate_operator_key(), lambda: self.committee_id)
+                if receipts else None
+            ),
         )
         self.signer: SlotSigner = UnsignedChain(store, self.chains)
         # Observers of each closed slot, after it was signed (or followed): history retention,

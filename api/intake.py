@@ -19,6 +19,7 @@ from typing import Any
 
 from api.chain import ChainState
 from api.history import RefusalRecorder
+from api.receipts import Receipter
 from auction import constants as C
 from auction.auth import recover_evidence
 from auction.bundles import compute_cancel_slots, parse_quantity
@@ -103,6 +104,7 @@ class Intake:
         notifier: Notifier,
         metrics: Metrics,
         decode_offload_bytes: int = OFFLOAD_BYTES,
+        receipter: Receipter | None = None,
     ) -> None:
         self.store = store
         self.rollups = rollups
@@ -115,6 +117,7 @@ class Intake:
         self.notifier = notifier
         self.metrics = metrics
         self.decode_offload_bytes = decode_offload_bytes
+        self.receipter = receipter  # None: no receipts (only to measure what they cost)
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -214,9 +217,11 @@ class Intake:
         evidence: Evidence,
         endpoint_rollup: int | None,
         transport: str,
+        receipts: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """eth_sendBundle; a refusal whose target slot is still open goes into its history. A
-        cross-rollup bundle is logged in every rollup it spans at once, or nowhere."""
+        cross-rollup bundle is logged in every rollup it spans at once, or nowhere. With
+        ``receipts``, the receipt of every logged copy is appended to it (by rollup)."""
         received_ms = self._clock_ms()
         ctx = self.intake_context(endpoint_rollup)
         refused: Refused | None = None
@@ -247,6 +252,8 @@ class Intake:
                 "bidWei": str(bid.bid_wei),
             }
             self.notifier.to_searcher(searcher, "received", received | _rollups(spans))
+        if receipts is not None and self.receipter is not None:
+            receipts.extend(self.receipter.for_bid(bid) for bid in copies)
         return {"bundleHash": first.bundle_hash} | _rollups(spans)
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
@@ -259,9 +266,16 @@ class Intake:
             await self.store.append_bid_copies(copies, limits)
 
     async def submit_public_tx(
-        self, params: Any, *, endpoint_rollup: int | None, protected: bool
+        self,
+        params: Any,
+        *,
+        endpoint_rollup: int | None,
+        protected: bool,
+        receipts: list[dict[str, Any]] | None = None,
     ) -> str:
-        """A public tx for the rollup's lane (``eth_sendRawTransaction`` / private: protected)."""
+        """A public tx for the rollup's lane (``eth_sendRawTransaction`` / private: protected).
+        With ``receipts``, the receipt of the logged tx is appended (none for a tx that was
+        already waiting: its first acknowledgement had one)."""
         method = SEND_PRIVATE_TX if protected else SEND_RAW_TX
         ctx = self.intake_context(endpoint_rollup)
         ptx = await self._event(method, params, ctx, self._clock_ms())
@@ -269,7 +283,9 @@ class Intake:
         # Verify the pool takes it: the sender's cap, and room or a better fee than the cheapest
         # (False: it already waits, so logging it again would only grow the log)
         if self.chains[ptx.rollup].pool.check(ptx.tx):
-            await self._log_public_tx(ptx)
+            slot = await self._log_public_tx(ptx)
+            if receipts is not None and self.receipter is not None:
+                receipts.append(self.receipter.for_public_tx(ptx, slot))
         return ptx.tx.hash
 
     async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
@@ -282,18 +298,29 @@ class Intake:
             except BlockspaceError as exc:  # one tx lost is logged, the others still go in
                 log.warning("could not re-log public tx %s: %s", ptx.tx.hash, exc.message)
 
-    async def _log_public_tx(self, ptx: PublicTx) -> None:
+    async def _log_public_tx(self, ptx: PublicTx) -> int:
+        """Log a public tx in the open slot; return the slot it went into."""
         slot = compute_slot_at(self.clock, self._clock_ms())
         try:
             await self.store.append_public_tx(ptx, slot)
         except SlotClosed:
             # The slot closed between the clock read and the write: the tx joins the next one.
-            await self.store.append_public_tx(ptx, slot + 1)
+            slot += 1
+            await self.store.append_public_tx(ptx, slot)
         self.chains[ptx.rollup].arrived(ptx)
+        return slot
 
     async def cancel_bundle(
-        self, params: Any, *, searcher: str, evidence: Evidence, endpoint_rollup: int | None
+        self,
+        params: Any,
+        *,
+        searcher: str,
+        evidence: Evidence,
+        endpoint_rollup: int | None,
+        receipts: list[dict[str, Any]] | None = None,
     ) -> bool:
+        """eth_cancelBundle. With ``receipts``, the receipt of the cancel in every slot it was
+        logged in is appended (none when it found nothing to cancel)."""
         now = self._clock_ms()
         self._rate_check(searcher, now)
         self._endpoint_rollup(endpoint_rollup)  # a cancel's rollup is its endpoint's: served?
@@ -313,6 +340,8 @@ class Intake:
                 "cancelled",
                 {"rollup": cancel.rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
             )
+        if receipts is not None and self.receipter is not None:
+            receipts.extend(self.receipter.for_cancel(cancel, slot) for slot in done)
         return bool(done)
 
     async def bundle_stats(

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from api.engine import Engine
+from api.receipts import compute_receipt_fields
 from auction.bundles import parse_quantity
 from auction.errors import BlockspaceError, InvalidRequest, MethodNotFound
 from auction.intake import check_request, load_request
@@ -52,6 +53,8 @@ _ANSWER_SCHEMA: dict[str, Any] = {
         "jsonrpc": {"type": "string", "enum": ["2.0"]},
         "id": _ID_SCHEMA,
         "result": {},
+        "receipt": {"type": "object", "description": "the operator's signed receipt"},
+        "receipts": {"type": "array", "items": {"type": "object"}},
         "error": {
             "type": "object",
             "required": ["code", "message", "data"],
@@ -221,6 +224,7 @@ async def _answer(
 ) -> tuple[dict[str, Any], str | None]:
     rid: Any = req.get("id")
     searcher: str | None = None
+    receipts: list[dict[str, Any]] = []  # of the events the request logged
     try:
         method = req["method"]
         params = req.get("params", [])
@@ -233,10 +237,12 @@ async def _answer(
                     evidence=evidence,
                     endpoint_rollup=endpoint_rollup,
                     transport=transport,
+                    receipts=receipts,
                 )
             elif method == "eth_cancelBundle":
                 result = await engine.intake.cancel_bundle(
-                    params, searcher=searcher, evidence=evidence, endpoint_rollup=endpoint_rollup
+                    params, searcher=searcher, evidence=evidence, endpoint_rollup=endpoint_rollup,
+                    receipts=receipts,
                 )
             else:
                 result = await engine.intake.bundle_stats(
@@ -247,6 +253,7 @@ async def _answer(
                 params,
                 endpoint_rollup=endpoint_rollup,
                 protected=method == "eth_sendPrivateTransaction",
+                receipts=receipts,
             )
         elif method == "eth_chainId":
             result = hex(endpoint_rollup if endpoint_rollup is not None else engine.default_rollup)
@@ -258,7 +265,9 @@ async def _answer(
             result = "blockspace/0.1.0"
         else:
             raise MethodNotFound(f"method {method!r} is not supported")
-        return {"jsonrpc": "2.0", "id": rid, "result": result}, searcher
+        # Receipts go beside "result", where Flashbots clients ignore them (docs/protocol.md)
+        answer = {"jsonrpc": "2.0", "id": rid, "result": result}
+        return answer | compute_receipt_fields(receipts), searcher
     except BlockspaceError as exc:
         return _refuse(engine, transport, rid, exc, req), searcher
     except Exception:

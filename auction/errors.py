@@ -226,6 +226,40 @@ class ForcedTxMissing(FairnessViolation):
     code = "forced_tx_missing"
 
 
+# --- receipts (auction/receipts.py) and evidence (committee/evidence.py) ----------------------
+
+
+class EvidenceRefused(BlockspaceError):
+    """Base of every reason a receipt or a piece of evidence is refused (docs/accountability.md):
+    each subclass's code is stable, and refused evidence changes nothing."""
+
+    code = "evidence_refused"
+
+
+class MalformedReceipt(EvidenceRefused):
+    """A receipt with a missing, unknown, mistyped or out-of-range field (``data.field``)."""
+
+    code = "malformed_receipt"
+
+
+class MalformedHex(EvidenceRefused):
+    """A hex field that is not ``0x`` and the right number of lowercase hex digits."""
+
+    code = "malformed_hex"
+
+
+class ForgedReceipt(EvidenceRefused):
+    """A receipt whose signature does not recover the operator it names (or expected)."""
+
+    code = "forged_receipt"
+
+
+class WrongOperator(EvidenceRefused):
+    """A receipt signed by an address other than the deployment's operator."""
+
+    code = "wrong_operator"
+
+
 # --- system ---------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ applies.
 
 from __future__ import annotations
 
-from auction.errors import BlockspaceError
+from auction.errors import BlockspaceError, EvidenceRefused
 
 
 class CommitteeError(BlockspaceError):
@@ -176,3 +176,81 @@ class SlotFailed(CommitteeError):
     """The slot was published as failed: fewer than t valid partials by its signing deadline."""
 
     code = "slot_failed"
+
+
+# --- accountability evidence (committee/evidence.py, docs/accountability.md) -----------------
+
+
+class MalformedEvidence(EvidenceRefused):
+    """An evidence document with a missing, unknown or mistyped field (``data.field``)."""
+
+    code = "malformed_evidence"
+
+
+class UnknownEvidenceKind(EvidenceRefused):
+    code = "unknown_evidence_kind"
+
+
+class UnsupportedEvidenceVersion(EvidenceRefused):
+    code = "unsupported_evidence_version"
+
+
+class WrongCommittee(EvidenceRefused):
+    """A receipt, block or partial for another committee than the one verified against."""
+
+    code = "wrong_committee"
+
+
+class WrongRollup(EvidenceRefused):
+    """The signed block is not of the receipt's rollup."""
+
+    code = "wrong_rollup"
+
+
+class WrongSlot(EvidenceRefused):
+    """The signed block is not of the receipt's slot."""
+
+    code = "wrong_slot"
+
+
+class BlockNotCertified(EvidenceRefused):
+    """The block is not one the committee signed (hash, proof, signature or signers fail):
+    a slot that never got signed shows nothing about what it should have held."""
+
+    code = "block_not_certified"
+
+
+class DuplicateItems(EvidenceRefused):
+    """The same event id twice in a slot's event list (a log never holds one event twice)."""
+
+    code = "duplicate_items"
+
+
+class EventListMismatch(EvidenceRefused):
+    """The event list given does not hash to the block's committed bid-set root."""
+
+    code = "event_list_mismatch"
+
+
+class EventIncluded(EvidenceRefused):
+    """Not censorship: the receipt's event is in its slot's signed bid set."""
+
+    code = "event_included"
+
+
+class SameSigningRoot(EvidenceRefused):
+    """Not equivocation: both partials sign the same slot root."""
+
+    code = "same_signing_root"
+
+
+class PartialDoesNotVerify(EvidenceRefused):
+    """A partial that is not the member's signature of the signing root it is given for."""
+
+    code = "partial_does_not_verify"
+
+
+class UnknownMember(EvidenceRefused):
+    """A member index outside the committee's 1..n."""
+
+    code = "unknown_member"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auction.presets import DEFAULT_CHAIN_ID, MAINNET, MINIMAL, Preset, Rollup
@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     signer_evidence_sample: int = Field(default=16, ge=0)  # losing bids a member fully re-derives
     # Signed requests at least this large are decoded in a worker thread, off the event loop.
     decode_offload_bytes: int = Field(default=32 * 1024, ge=0)
+    # The operator key that signs receipts (docs/accountability.md): a file holding the 32-byte
+    # secp256k1 secret as 0x hex, or the hex itself in BLOCKSPACE_OPERATOR_KEY. Neither: the
+    # engine makes a throwaway key at start and logs its address (demos and tests only).
+    operator_key_file: str | None = None
+    operator_key: SecretStr | None = None
+    # Sign a receipt for every acknowledged event (off only to measure what receipts cost).
+    receipts: bool = True
 
     @field_validator("store")
     @classmethod

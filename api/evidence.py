@@ -1,0 +1,139 @@
+"""``blockspace evidence``: check accountability evidence, and build censorship evidence.
+
+* ``evidence verify FILE --committee COMMITTEE.json [--operator ADDRESS]``: exit 0 when the
+  evidence is valid (prints its kind, the offender and the evidence id), 1 when it is refused
+  (prints the stable code and why), 2 when a file cannot be read.
+* ``evidence censorship --receipt R.json (--url ENGINE | --block B.json --events E.json)
+  [--out FILE]``: a searcher's censorship evidence from its receipt (the receipt, or the whole
+  JSON-RPC answer that carried it) and the slot's signed block and event list, fetched from the
+  engine's block API or read from files. It is only assembled here; ``verify`` judges it.
+
+Shell only: files and HTTP around ``committee.evidence`` (pure). docs/accountability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_PROG = "blockspace evidence"
+
+
+def _read_json(path: str) -> Any:
+    return orjson.loads(Path(path).read_bytes())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from auction.errors import EvidenceRefused
+    from committee import keyfiles
+    from committee.errors import CommitteeError
+    from committee.evidence import describe_refusal, verify_evidence
+
+    try:
+        committee = keyfiles.read_committee_file(args.committee)
+        document = _read_json(args.file)
+    except (OSError, orjson.JSONDecodeError, CommitteeError, ValueError) as exc:
+        print(f"{_PROG} verify: cannot read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        verdict = verify_evidence(document, committee, operator=args.operator)
+    except EvidenceRefused as exc:
+        print(f"INVALID {describe_refusal(exc)}", file=sys.stderr)
+        return 1
+    print(f"VALID {verdict.kind}")
+    print(f"offender: {verdict.offender}")
+    print(f"evidence id: {verdict.evidence_id}")
+    print(f"committee: 0x{verdict.committee_id.hex()} slot {verdict.slot}"
+          + (f" rollup {verdict.rollup}" if verdict.rollup is not None else ""))
+    print(verdict.detail)
+    return 0
+
+
+def compute_receipt_document(doc: Any) -> Any:
+    """The receipt in a receipt file: the receipt itself, or a JSON-RPC answer carrying one."""
+    if isinstance(doc, dict) and "receipt" in doc and "signature" not in doc:
+        return doc["receipt"]
+    return doc
+
+
+def _fetch_slot(url: str, rollup: int, slot: int) -> tuple[Any, list[str]] | str:
+    """The slot's signed block and event ids from an engine's block API, or why not."""
+    import httpx
+
+    base = url.rstrip("/")
+    with httpx.Client(base_url=base, timeout=30) as http:
+        block = http.get(f"/v1/blocks/{rollup}/{slot}")
+        if block.status_code != 200:
+            return f"no signed block for slot {slot} of rollup {rollup}: {block.text}"
+        events = http.get(f"/v1/blocks/{rollup}/{slot}/events")
+        if events.status_code != 200:
+            return f"the engine does not serve slot {slot}'s event list: {events.text}"
+    return block.json(), list(events.json()["event_ids"])
+
+
+def _censorship(args: argparse.Namespace) -> int:
+    from auction.errors import EvidenceRefused
+    from auction.receipts import receipt_from_json
+    from committee.errors import InvalidSignedBlock
+    from committee.evidence import compute_censorship_evidence
+    from committee.records import signed_block_from_json
+    from committee.wire import FieldError
+
+    if args.block and not args.events:
+        print(f"{_PROG} censorship: --block needs --events", file=sys.stderr)
+        return 2
+    try:
+        receipt = compute_receipt_document(_read_json(args.receipt))
+        if args.url:
+            fetched = _fetch_slot(args.url, receipt["rollup"], receipt["slot"])
+            if isinstance(fetched, str):
+                print(f"{_PROG} censorship: {fetched}", file=sys.stderr)
+                return 1
+            block_doc, event_ids = fetched
+        else:
+            block_doc = _read_json(args.block)
+            events = _read_json(args.events)
+            event_ids = events["event_ids"] if isinstance(events, dict) else events
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        print(f"{_PROG} censorship: cannot read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        doc = compute_censorship_evidence(
+            receipt_from_json(receipt), signed_block_from_json(block_doc), event_ids
+        )
+    except (EvidenceRefused, InvalidSignedBlock, FieldError) as exc:
+        print(f"{_PROG} censorship: {exc}", file=sys.stderr)
+        return 1
+    out = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    if args.out:
+        Path(args.out).write_bytes(out)
+        print(f"wrote {args.out}; check it with: blockspace evidence verify {args.out} "
+              "--committee COMMITTEE.json")
+    else:
+        sys.stdout.write(out.decode() + "\n")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``evidence verify`` and ``evidence censorship``."""
+    evidence = sub.add_parser("evidence", help="check or build accountability evidence")
+    kinds = evidence.add_subparsers(dest="evidence_command", required=True)
+    verify = kinds.add_parser("verify", help="check an evidence file offline (exit 0 valid, "
+                              "1 invalid, 2 unreadable)")
+    verify.add_argument("file", help="evidence JSON (docs/accountability.md)")
+    verify.add_argument("--committee", required=True, help="the public committee file")
+    verify.add_argument("--operator", help="the deployment's operator address (pins receipts)")
+    verify.set_defaults(func=_verify)
+    cens = kinds.add_parser("censorship", help="build censorship evidence from a receipt")
+    cens.add_argument("--receipt", required=True,
+                      help="the receipt JSON, or the JSON-RPC answer that carried it")
+    source = cens.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="the engine's base URL (its block API)")
+    source.add_argument("--block", help="the slot's signed block JSON (with --events)")
+    cens.add_argument("--events", help="the slot's event ids JSON (GET .../events)")
+    cens.add_argument("--out", help="write the evidence here (default: stdout)")
+    cens.set_defaults(func=_censorship)

@@ -1,0 +1,151 @@
+"""End to end, with real processes: an engine that drops an acknowledged bid is caught.
+
+Four ``blockspace signer`` processes and an engine process (``faulty_engine``: ``blockspace
+serve`` whose store deletes one searcher's bids when it closes a slot). Two searchers bid into
+the same slot over HTTP and keep their answers' receipts. The committee signs the slot without
+the victim's bid (its members see only the log proposed to them). The victim's receipt, the
+signed block and the slot's event list make censorship evidence that ``blockspace evidence
+verify`` accepts; the other searcher's, built the same way, is refused (its bid is in the
+block's bid set: no fault touched it). The control run starts the same process without the
+fault: the same construction is refused for both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from api.searcher import SearcherKey, bundle_params
+from auction.receipts import compute_operator_key, receipt_from_json, verify_receipt
+from committee.local import SignerProcesses, free_port, write_committee_files
+from tests.accountability.faulty_engine import DROP_ENV
+
+pytestmark = [pytest.mark.slow]
+
+ROLLUP = 167_001
+BIN = Path(sys.executable).parent / "blockspace"
+GWEI = 10**9
+OPERATOR = compute_operator_key(bytes([0x5A]) * 32)
+VICTIM, HONEST = SearcherKey.from_seed(21), SearcherKey.from_seed(22)
+
+
+def _bid(http: httpx.Client, k: SearcherKey, slot: int, nonce: int) -> dict[str, Any]:
+    raw = k.sign_tx(type=2, chainId=ROLLUP, nonce=nonce, maxPriorityFeePerGas=2 * GWEI,
+                    maxFeePerGas=100 * GWEI, gas=50_000, to="0x" + "42" * 20, value=0, data=b"")
+    body = k.request("eth_sendBundle", [bundle_params([raw], slot, bid_wei=10**15)])
+    answer = http.post("/", content=body, headers={"X-Flashbots-Signature": k.sign_body(body)})
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _signed_slot(http: httpx.Client, engine: subprocess.Popen[bytes]) -> tuple[dict, dict]:
+    """Both searchers bid into one slot until a slot with both bids acknowledged is signed;
+    return their two answers."""
+    deadline = time.monotonic() + 180
+    nonce = 0
+    while time.monotonic() < deadline:
+        assert engine.poll() is None, "the engine exited"
+        head = http.post("/", content=b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}')
+        slot = int(head.json()["result"], 16) + 2
+        nonce += 1
+        answers = [_bid(http, k, slot, nonce) for k in (VICTIM, HONEST)]
+        if not all("receipt" in a for a in answers):
+            continue  # on a slow machine a bid can miss its slot: try the next one
+        while time.monotonic() < deadline:
+            r = http.get(f"/v1/blocks/{ROLLUP}/{slot}")
+            if r.status_code == 200:
+                return answers[0], answers[1]
+            if r.json().get("code") == "slot_failed":
+                break
+            time.sleep(0.25)
+    raise AssertionError("no signed slot with both bids within 180 s")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("fault", [True, False], ids=["dropping", "honest"])
+def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
+    tmp_path: Path, fault: bool
+) -> None:
+    """With the fault, the victim's evidence is valid; without it (the same engine process,
+    same bids, same construction), every receipt's event is in the signed slot: refused."""
+    committee_path, shares = write_committee_files(tmp_path, 4, 3, seed=bytes([4]) * 32)
+    env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
+    port = free_port()
+    with SignerProcesses(shares, env=env, log_dir=tmp_path) as signers, \
+            open(tmp_path / "engine.log", "wb") as engine_log:
+        signers.start_all()
+        signers.wait_ready(timeout_s=240)
+        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex()}
+        if fault:
+            engine_env[DROP_ENV] = VICTIM.address
+        engine = subprocess.Popen(
+            [sys.executable, "-m", "tests.accountability.faulty_engine", "serve",
+             "--port", str(port), "--committee", str(committee_path),
+             *(x for url in signers.urls for x in ("--signer", url))],
+            env=engine_env, stdout=subprocess.DEVNULL, stderr=engine_log,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=url, timeout=30) as http:
+                _wait_up(http, engine)
+                info = http.get("/v1/operator").json()
+                assert info["operator"] == OPERATOR.address
+                victim, honest = _signed_slot(http, engine)
+            _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
+        finally:
+            engine.terminate()
+            engine.wait(timeout=30)
+
+
+def _wait_up(http: httpx.Client, engine: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert engine.poll() is None, "the engine exited"
+        try:
+            if http.get("/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the engine did not come up")
+
+
+def _check_evidence(tmp: Path, url: str, committee: Path, victim: dict, honest: dict,
+                    fault: bool) -> None:
+    # The receipts are the operator's, for the committee, for the bids acknowledged
+    for answer in (victim, honest):
+        signed = receipt_from_json(answer["receipt"])
+        verify_receipt(signed, OPERATOR.address)
+        assert signed.receipt.kind == "bid"
+    for name, answer in (("victim", victim), ("honest", honest)):
+        (tmp / f"{name}-answer.json").write_bytes(orjson.dumps(answer))
+        built = _run("evidence", "censorship", "--receipt", str(tmp / f"{name}-answer.json"),
+                     "--url", url, "--out", str(tmp / f"{name}-evidence.json"))
+        assert built.returncode == 0, built.stderr
+    verdict = _run("evidence", "verify", str(tmp / "victim-evidence.json"), "--committee",
+                   str(committee), "--operator", OPERATOR.address)
+    if fault:
+        assert verdict.returncode == 0, verdict.stderr
+        assert verdict.stdout.startswith("VALID censorship")
+        assert f"offender: operator {OPERATOR.address}" in verdict.stdout
+    else:
+        assert verdict.returncode == 1 and "event_included" in verdict.stderr, verdict.stderr
+    refused = _run("evidence", "verify", str(tmp / "honest-evidence.json"), "--committee",
+                   str(committee), "--operator", OPERATOR.address)
+    assert refused.returncode == 1 and "event_included" in refused.stderr, refused.stderr
+    # The victim's evidence with its receipt moved to another slot is a forgery
+    doc = orjson.loads((tmp / "victim-evidence.json").read_bytes())
+    doc["receipt"]["slot"] += 1
+    (tmp / "moved.json").write_bytes(orjson.dumps(doc))
+    moved = _run("evidence", "verify", str(tmp / "moved.json"), "--committee", str(committee))
+    assert moved.returncode == 1 and "forged_receipt" in moved.stderr, moved.stderr
