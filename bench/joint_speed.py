@@ -18,30 +18,51 @@ For the 8-rollup 20,000-bundle slots of ``bench.joint`` (seeds 0 and 1) and a 3-
 
 ``--profile`` adds a cProfile of ``pack_slot`` on the first large slot (top functions by own time).
 The load average is printed with each row: the machine is shared, so compare figures of one run.
+
+``--baseline REV`` compares with the path as it was at git revision REV (before decisions 57-58),
+in this process and interleaved round by round, so both see the same load: REV's
+``ordering/arrays.py`` (its encoding) and REV's ``pack_slot`` steps (``check_joint_input``, REV's
+``compute_components``, then per component REV's encoding and this tree's kernel, which the
+change left alone). It prints both medians, their ratio, and whether the blocks are identical.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import cProfile
 import hashlib
+import importlib.util
 import os
 import pstats
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
 
 from auction.presets import Policy, Rollup
 from auction.results import SlotPart, _RollupClose, compute_slot_input
 from auction.types import Bid, Evidence, Tx
 from auction.types import Leg as BidLeg
 from bench.generate_joint import generate_joint_instance
+from bench.joint import solve_encoded
+from ordering import joint, packer
 from ordering.arrays import compute_joint_arrays
-from ordering.joint import compute_joint_packing, solve_joint_arrays
 from ordering.packer import compute_joint_payments, pack_joint, pack_slot, warm_up
-from ordering.problem import PAYMENT_FIRST_PRICE, JointInput, JointItem
+from ordering.problem import (
+    PAYMENT_FIRST_PRICE,
+    ComponentPacking,
+    JointInput,
+    JointItem,
+    JointPacking,
+)
 from ordering.problem import Leg as PackLeg
+from ordering.reference import check_joint_input
 from ordering.solver import compute_work_limit
 
 T = TypeVar("T")
@@ -116,13 +137,7 @@ def run_case(n_rollups: int, n: int, seed: int, budget_ms: int, repeats: int) ->
     closes = build_closes(generate_joint_instance(n, n_rollups, seed, 0.2))
     inp, build = _timed(lambda: compute_slot_input(closes), repeats)
     arrays, enc = _timed(lambda: compute_joint_arrays(inp), repeats)
-    work = compute_work_limit(budget_ms)
-
-    def solve() -> object:
-        sel, bound, _ = solve_joint_arrays(arrays, work)
-        return compute_joint_packing(arrays, sel, bound, solver="numba-joint")
-
-    _, sol = _timed(solve, repeats)
+    _, sol = _timed(lambda: solve_encoded(arrays, budget_ms), repeats)
     packing, total = _timed(lambda: pack_joint(inp, budget_ms), repeats)
     _, pay = _timed(lambda: compute_joint_payments(inp, packing, PAYMENT_FIRST_PRICE), repeats)
     _, slot = _timed(lambda: pack_slot(inp, budget_ms), repeats)
@@ -147,12 +162,93 @@ def profile_case(n_rollups: int, n: int, seed: int, budget_ms: int) -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
+class Baseline:
+    """The encoding and ``pack_slot`` steps of git revision ``rev`` (see the module docstring)."""
+
+    def __init__(self, rev: str) -> None:
+        root = Path(__file__).resolve().parents[1]
+
+        def show(path: str) -> str:
+            return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True,
+                                  capture_output=True, text=True).stdout  # fmt: skip
+
+        folder = Path(tempfile.mkdtemp(prefix="joint-baseline-"))
+        (folder / "baseline_arrays.py").write_text(show("ordering/arrays.py"))
+        spec = importlib.util.spec_from_file_location("baseline_arrays",
+                                                      folder / "baseline_arrays.py")  # fmt: skip
+        assert spec is not None and spec.loader is not None
+        self.arrays: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules["baseline_arrays"] = self.arrays
+        spec.loader.exec_module(self.arrays)
+        source = show("ordering/packer.py")
+        func = next(node for node in ast.parse(source).body
+                    if isinstance(node, ast.FunctionDef)
+                    and node.name == "compute_components")  # fmt: skip
+        space: dict[str, Any] = {"JointInput": JointInput}
+        exec("from __future__ import annotations\n" + str(ast.get_source_segment(source, func)),
+             space)  # fmt: skip
+        self.compute_components: Callable[[JointInput], tuple[JointInput, ...]] = space[
+            "compute_components"
+        ]
+
+    def pack_joint(self, inp: JointInput, budget_ms: int) -> JointPacking:
+        if len(inp.rollups) == 1:
+            return pack_joint(inp, budget_ms)
+        arrays = self.arrays.compute_joint_arrays(inp)
+        sel, bound, _ = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))
+        return joint.compute_joint_packing(arrays, sel, bound, solver="numba-joint")
+
+    def pack_slot(self, inp: JointInput, budget_ms: int) -> tuple[ComponentPacking, ...]:
+        check_joint_input(inp)
+        parts = self.compute_components(inp)
+        budgets = packer.compute_component_budgets(parts, budget_ms)
+        pairs = zip(parts, budgets, strict=True)
+        return tuple(ComponentPacking(c, self.pack_joint(c, b), b) for c, b in pairs)
+
+
+def compare_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -> None:
+    """Baseline and this tree, interleaved: encoding and ``pack_slot`` medians, ratios, and
+    whether the packings are identical; prints one row."""
+    n_rollups, n, seed, budget_ms = case
+    inp = compute_slot_input(build_closes(generate_joint_instance(n, n_rollups, seed, 0.2)))
+    steps: dict[str, Callable[[], object]] = {
+        "enc": lambda: base.arrays.compute_joint_arrays(inp),
+        "enc new": lambda: packer.compute_joint_arrays(inp),
+        "slot": lambda: base.pack_slot(inp, budget_ms),
+        "slot new": lambda: pack_slot(inp, budget_ms),
+    }
+    base_parts, new_parts = base.pack_slot(inp, budget_ms), pack_slot(inp, budget_ms)
+    same = [c.packing for c in base_parts] == [c.packing for c in new_parts]
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            c0 = time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {m['enc']:>8.1f} "
+          f"{m['enc new']:>8.1f} {m['enc new'] / m['enc']:>6.2f} | {m['slot']:>8.1f} "
+          f"{m['slot new']:>8.1f} {m['slot new'] / m['slot']:>6.2f} | {'yes' if same else 'NO':>4} "
+          f"| {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--profile", action="store_true", help="cProfile pack_slot on the first slot")
+    ap.add_argument("--baseline", metavar="REV", help="compare with git revision REV's path")
     a = ap.parse_args()
     warm_up()
+    if a.baseline:
+        base = Baseline(a.baseline)
+        print(f"baseline {a.baseline} vs this tree, interleaved; CPU ms, medians of {a.repeats}; "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+        print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'enc base':>8} {'enc new':>8} "
+              f"{'ratio':>6} | {'slot base':>8} {'slot new':>8} {'ratio':>6} | same "
+              "| load")  # fmt: skip
+        for case in CASES:
+            compare_case(base, case, a.repeats)
+        return
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU ms, medians of "
           f"{a.repeats} after one warm call")  # fmt: skip
     print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | " + " ".join(
