@@ -14,7 +14,11 @@ For the 8-rollup 20,000-bundle slots of ``bench.joint`` (seeds 0 and 1) and a 3-
 - ``pay``: first-price payments (``compute_joint_payments``);
 - ``pack_joint``: ``ordering.packer.pack_joint`` end to end (checks, encoding, solve);
 - ``pack_slot``: ``ordering.packer.pack_slot`` (what the engine calls: components, then
-  ``pack_joint`` per component).
+  ``pack_joint`` per component);
+- ``slow``: the solve's CPU over its work count at the solver's calibration
+  (``WORK_UNITS_PER_MS`` on the reference machine): how much slower than that machine this one
+  runs now (other tenants), and ``pj/slow``, ``pack_joint`` divided by it, an estimate of the
+  figure on a quiet machine (the encoding, memory-bound, need not slow down by the same factor).
 
 ``--profile`` adds a cProfile of ``pack_slot`` on the first large slot (top functions by own time).
 The load average is printed with each row: the machine is shared, so compare figures of one run.
@@ -63,7 +67,7 @@ from ordering.problem import (
 )
 from ordering.problem import Leg as PackLeg
 from ordering.reference import check_joint_input
-from ordering.solver import compute_work_limit
+from ordering.solver import WORK_UNITS_PER_MS, compute_work_limit
 
 T = TypeVar("T")
 
@@ -143,10 +147,14 @@ def run_case(n_rollups: int, n: int, seed: int, budget_ms: int, repeats: int) ->
     _, slot = _timed(lambda: pack_slot(inp, budget_ms), repeats)
     row = {"build": build, "encode": enc, "solve": sol, "pay": pay, "pack_joint": total,
            "pack_slot": slot}  # fmt: skip
+    # The solve's work is a fixed count of units, WORK_UNITS_PER_MS per ms on the reference
+    # machine: its CPU over that is how much slower the machine runs now ("slow").
+    work = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))[2].work_units
+    slow = sol / (work / WORK_UNITS_PER_MS / 1e3)
     load = os.getloadavg()[0]
     print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | "
           + " ".join(f"{v * 1e3:>10.1f}" for v in row.values())
-          + f" | {load:>5.2f}  rev {packing.revenue_wei}", flush=True)  # fmt: skip
+          + f" | {slow:>4.2f} {total * 1e3 / slow:>8.1f} | {load:>5.2f}", flush=True)  # fmt: skip
     return row
 
 
@@ -253,7 +261,7 @@ def main() -> None:
           f"{a.repeats} after one warm call")  # fmt: skip
     print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | " + " ".join(
         f"{h:>10}" for h in ("build", "encode", "solve", "pay", "pack_joint", "pack_slot"))
-        + " | load")  # fmt: skip
+        + f" | {'slow':>4} {'pj/slow':>8} | load")  # fmt: skip
     for case in CASES:
         run_case(*case, a.repeats)
     if a.profile:
