@@ -293,22 +293,31 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
     """Encode a joint instance canonically, checking its shape on the way (the rules of
     ``ordering.reference.check_joint_input``, vectorised: the same stable errors).
 
-    Columnar: the only per-object Python work is reading each item's and each leg's fields and
-    one dict lookup per key occurrence (interned per rollup, so keys are (rollup, key) pairs
-    without building a pair object); everything else is numpy or ``_build_csr``.
+    Every Python object is read once, in the *input* order (``_JointColumns``): the items, legs
+    and key strings of an instance sit in memory roughly in the order they were built, and at
+    20,000 bundles the encoding is bound by the cache misses of reading them, not by the
+    arithmetic; read in canonical order (a random permutation of memory) it cost about twice as
+    much (docs/solver.md, "Joint packing"). The canonical order is then applied to integer
+    arrays. Keys are interned in one dict pass over every key string and told apart by rollup
+    on integers (``_first_on_rollup``), so keys are (rollup, key) pairs without a pair object.
     O(n log n + total legs + total keys)."""
     _check_rollups(inp)
-    raw_ids = list(map(_get_id, inp.items))
-    rank_order = sorted(range(len(raw_ids)), key=raw_ids.__getitem__)
-    items = list(map(inp.items.__getitem__, rank_order))
-    n = len(items)
-    ids = tuple(map(raw_ids.__getitem__, rank_order))
+    src = inp.items
+    raw_ids = list(map(_get_id, src))
+    n = len(raw_ids)
+    # a plain sort of the strings and a dict back to input positions: about half the cost of a
+    # keyed sort of positions, and the dict's size is the duplicate check
+    ids = tuple(sorted(raw_ids))
+    position = dict(zip(raw_ids, range(n), strict=True))
     # Verify that ids are unique: sorted, so a repeat sits next to itself
-    if any(map(operator.eq, ids, islice(ids, 1, None))):
+    if len(position) != n:
         at = next(i for i, (a, b) in enumerate(pairwise(ids)) if a == b)
         raise DuplicateBundleId("a bundle id appears twice", id=ids[at])
-    bids = tuple(map(_get_bid, items))
-    shift = compute_value_shift(bids)
+    order = list(map(position.__getitem__, ids))
+    items = tuple(map(src.__getitem__, order))
+    raw_bids = list(map(_get_bid, src))
+    bids = tuple(map(raw_bids.__getitem__, order))
+    shift = compute_value_shift(raw_bids)
     value, positive = _scaled_values(bids, shift)
     forced = np.zeros(n, dtype=np.uint8)
     if inp.forced:
@@ -316,14 +325,17 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         for f in inp.forced:
             if f in rank:
                 forced[rank[f]] = 1
-    legs = _JointLegs.read(inp, items, ids)
-    rows = _joint_rows(inp, items, legs)
-    first = _joint_key_positions(legs, len(inp.rollups))
+    legs = _JointLegs.read(inp, np.array(order, dtype=np.int64), ids)
+    searchers = None
+    if any(r.max_gas_per_searcher is not None for r in inp.rollups):
+        names = list(map(_get_searcher, src))
+        searchers = list(map(names.__getitem__, order))
+    rows = _joint_rows(inp, n, searchers, legs)
     item_keys = np.bincount(legs.item, weights=legs.n_keys, minlength=n).astype(np.int64)
-    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(first, item_keys)
+    key_ptr, key_idx, key_item_ptr, key_items = _build_csr(legs.key_first, item_keys)
     total_gas = np.bincount(legs.item, weights=legs.gas, minlength=n).astype(np.int64)
     return JointArrays(
-        items=tuple(items), ids=ids, bids_wei=bids, value=value, value_shift=shift,
+        items=items, ids=ids, bids_wei=bids, value=value, value_shift=shift,
         positive=positive, forced=forced, rollups=tuple(r.rollup for r in inp.rollups),
         row_ptr=rows[0], row_idx=rows[1], row_gas=rows[2], row_cap=rows[3], row_rollup=rows[4],
         total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
@@ -341,6 +353,55 @@ def _check_rollups(inp: JointInput) -> None:
             raise InvalidCapacity("a rollup's capacity is negative", rollup=r.rollup)
 
 
+@njit(cache=True)
+def _first_repeated_leg(count, rollup, n_rollups):  # pragma: no cover - compiled
+    """Index of the first item with two legs on one rollup, else -1. O(legs + rollups)."""
+    last = np.full(max(n_rollups, 1), -1, dtype=np.int64)
+    p = 0
+    for i in range(count.shape[0]):
+        for _ in range(count[i]):
+            r = rollup[p]
+            p += 1
+            if last[r] == i:
+                return i
+            last[r] = i
+    return -1
+
+
+def _gather_runs(starts: I64, lens: I64) -> I64:
+    """Positions of the runs [starts[j], starts[j] + lens[j]) concatenated in j order."""
+    total = int(lens.sum())
+    out_start = np.zeros(lens.shape[0], dtype=np.int64)
+    np.cumsum(lens[:-1], out=out_start[1:])
+    return np.repeat(starts - out_start, lens) + np.arange(total, dtype=np.int64)
+
+
+@njit(cache=True)
+def _first_on_rollup(string, rollup):  # pragma: no cover - compiled
+    """Per key occurrence (canonical order), the position of the first occurrence of the same
+    key string *on the same rollup*. ``string[p]`` numbers the key's string (any numbering
+    below the number of occurrences), ``rollup[p]`` its leg's rollup. A string's first
+    occurrences on distinct rollups are chained from its first one, so an occurrence walks at
+    most as many links as its string has rollups. O(nnz x rollups per string)."""
+    nnz = string.shape[0]
+    head = np.full(nnz, -1, dtype=np.int64)  # first occurrence of each string, any rollup
+    link = np.full(nnz, -1, dtype=np.int64)  # next first occurrence of the string, other rollup
+    first = np.empty(nnz, dtype=np.int64)
+    for p in range(nnz):
+        rep = head[string[p]]
+        if rep < 0:
+            head[string[p]] = p
+            rep = p
+        while rollup[rep] != rollup[p]:
+            if link[rep] < 0:
+                link[rep] = p
+                rep = p
+            else:
+                rep = link[rep]
+        first[p] = rep
+    return first
+
+
 @dataclass(frozen=True, slots=True)
 class _JointLegs:
     """Every leg of a joint instance as columns, in canonical item order."""
@@ -348,60 +409,77 @@ class _JointLegs:
     item: I64  # owning item index
     rollup: I64  # rollup index (input order)
     gas: I64
-    keys: list[tuple[str, ...]]
     n_keys: I64
+    key_first: I64  # per key occurrence: flat position of the first one of its (rollup, key)
 
     @classmethod
-    def read(cls, inp: JointInput, items: list[JointItem], ids: tuple[str, ...]) -> _JointLegs:
-        """Read the legs, raising the shape errors: no legs, unknown rollup, two legs on one
-        rollup, negative gas."""
+    def read(cls, inp: JointInput, order: I64, ids: tuple[str, ...]) -> _JointLegs:
+        """Read the legs in input order (``order[i]`` is the input position of canonical item
+        i), put them in canonical order and raise the shape errors: no legs, unknown rollup,
+        two legs on one rollup, negative gas (the canonically first offender's id)."""
         rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
-        n = len(items)
-        leg_lists = list(map(_get_legs, items))
+        n = order.shape[0]
+        leg_lists = list(map(_get_legs, inp.items))
         legs = list(chain.from_iterable(leg_lists))
         n_legs = len(legs)
-        count = np.fromiter(map(len, leg_lists), dtype=np.int64, count=n)
-        if n and int(count.min()) == 0:
-            raise BundleWithoutLegs("a bundle has no legs", id=ids[int(np.argmin(count))])
-        item = np.repeat(np.arange(n, dtype=np.int64), count)
+        count_in = np.fromiter(map(len, leg_lists), dtype=np.int64, count=n)
+        counts = count_in[order]
+        if n and int(counts.min()) == 0:
+            raise BundleWithoutLegs("a bundle has no legs", id=ids[int(np.argmin(counts))])
+        start_in = np.zeros(n, dtype=np.int64)
+        np.cumsum(count_in[:-1], out=start_in[1:])
+        leg_order = _gather_runs(start_in[order], counts)  # canonical leg -> input leg
+        item = np.repeat(np.arange(n, dtype=np.int64), counts)
         raw = list(map(_get_rollup, legs))
-        rollup = np.fromiter(map(rindex.get, raw, repeat(-1)), dtype=np.int64, count=n_legs)
+        rollup = np.fromiter(map(rindex.get, raw, repeat(-1)), np.int64, n_legs)[leg_order]
         if n_legs and int(rollup.min()) < 0:
             at = int(np.argmin(rollup))
             raise LegForUnknownRollup("a leg is on a rollup outside the slot",
-                                      id=ids[int(item[at])], rollup=raw[at])  # fmt: skip
-        pair = item * max(len(rindex), 1) + rollup
-        if n_legs and np.unique(pair).shape[0] != n_legs:
-            dup = np.sort(pair)
-            at = int(dup[:-1][dup[1:] == dup[:-1]][0]) // max(len(rindex), 1)
-            raise DuplicateLegRollup("two legs of a bundle on one rollup", id=ids[at])
-        gas = np.fromiter(map(_get_gas, legs), dtype=np.int64, count=n_legs)
+                                      id=ids[int(item[at])],
+                                      rollup=raw[int(leg_order[at])])  # fmt: skip
+        repeated = int(_first_repeated_leg(counts, rollup, np.int64(len(rindex))))
+        if repeated >= 0:
+            raise DuplicateLegRollup("two legs of a bundle on one rollup", id=ids[repeated])
+        gas = np.fromiter(map(_get_gas, legs), dtype=np.int64, count=n_legs)[leg_order]
         if n_legs and int(gas.min()) < 0:
             at = int(np.argmin(gas))
-            raise NegativeGas("a leg has negative gas", id=ids[int(item[at])], rollup=raw[at])
+            raise NegativeGas("a leg has negative gas", id=ids[int(item[at])],
+                              rollup=raw[int(leg_order[at])])  # fmt: skip
         keys = list(map(_get_keys, legs))
-        n_keys = np.fromiter(map(len, keys), dtype=np.int64, count=n_legs)
-        return cls(item, rollup, gas, keys, n_keys)
+        n_keys_in = np.fromiter(map(len, keys), dtype=np.int64, count=n_legs)
+        n_keys = n_keys_in[leg_order]
+        # one dict pass over every key string, in input order: a string's number is the
+        # position of its first occurrence (the only per-key Python work)
+        seen: dict[str, int] = {}
+        string = np.fromiter(map(seen.setdefault, chain.from_iterable(keys), count()),
+                             dtype=np.int64, count=int(n_keys_in.sum()))  # fmt: skip
+        key_start_in = np.zeros(n_legs, dtype=np.int64)
+        np.cumsum(n_keys_in[:-1], out=key_start_in[1:])
+        string = string[_gather_runs(key_start_in[leg_order], n_keys)]
+        key_first = _first_on_rollup(string, np.repeat(rollup, n_keys))
+        return cls(item, rollup, gas, n_keys, key_first)
 
 
 def _joint_rows(
-    inp: JointInput, items: list[JointItem], legs: _JointLegs
+    inp: JointInput, n: int, searchers: list[str] | None, legs: _JointLegs
 ) -> tuple[I64, I64, I64, I64, I64]:
     """Capacity rows: one per rollup, then one per (capped rollup, searcher) that occurs.
+    ``searchers`` are the items' searchers in canonical order (None when no rollup caps).
     Returns (row_ptr, row_idx, row_gas, row_cap, row_rollup)."""
-    n = len(items)
     n_rollups = len(inp.rollups)
-    names = list(map(_get_searcher, items))
-    searcher_id = {name: j for j, name in enumerate(dict.fromkeys(names))}
-    n_s = max(len(searcher_id), 1)
-    searcher = np.fromiter(map(searcher_id.__getitem__, names), dtype=np.int64, count=n)
     cap_of = [r.max_gas_per_searcher for r in inp.rollups]
     capped = np.array([c is not None for c in cap_of], dtype=bool)
     leg_capped = capped[legs.rollup] if legs.rollup.shape[0] else np.zeros(0, dtype=bool)
-    pairs, pair_row = np.unique(
-        legs.rollup[leg_capped] * n_s + searcher[legs.item[leg_capped]], return_inverse=True
-    )
-    pair_rollup = pairs // n_s
+    pair_rollup = np.zeros(0, dtype=np.int64)
+    pair_row = np.zeros(0, dtype=np.int64)
+    if searchers is not None:
+        searcher_id = {name: j for j, name in enumerate(dict.fromkeys(searchers))}
+        n_s = max(len(searcher_id), 1)
+        searcher = np.fromiter(map(searcher_id.__getitem__, searchers), dtype=np.int64, count=n)
+        pairs, pair_row = np.unique(
+            legs.rollup[leg_capped] * n_s + searcher[legs.item[leg_capped]], return_inverse=True
+        )
+        pair_rollup = pairs // n_s
     caps = [int(r.gas_limit) for r in inp.rollups] + [int(cap_of[r] or 0) for r in pair_rollup]
     entries = 1 + leg_capped.astype(np.int64)
     leg_at = np.zeros(legs.rollup.shape[0] + 1, dtype=np.int64)
@@ -414,24 +492,3 @@ def _joint_rows(
               out=row_ptr[1:])  # fmt: skip
     return (row_ptr, row_idx, np.repeat(legs.gas, entries), np.array(caps, dtype=np.int64),
             np.concatenate([np.arange(n_rollups, dtype=np.int64), pair_rollup]))  # fmt: skip
-
-
-def _joint_key_positions(legs: _JointLegs, n_rollups: int) -> I64:
-    """For each key occurrence (legs in canonical order, each leg's keys contiguous) the flat
-    position of its first appearance *on the same rollup*: keys are interned per rollup."""
-    key_at = np.zeros(legs.n_keys.shape[0] + 1, dtype=np.int64)
-    np.cumsum(legs.n_keys, out=key_at[1:])
-    first = np.empty(int(key_at[-1]), dtype=np.int64)
-    for r in range(n_rollups):
-        on_r = np.flatnonzero(legs.rollup == r)
-        if not on_r.shape[0]:
-            continue
-        lens_r = legs.n_keys[on_r]
-        # flat positions of the keys of rollup r's legs, in canonical order
-        pos = np.repeat(key_at[on_r] - np.cumsum(lens_r) + lens_r, lens_r)
-        pos += np.arange(pos.shape[0], dtype=np.int64)
-        seen: dict[str, int] = {}
-        chained = chain.from_iterable(map(legs.keys.__getitem__, on_r.tolist()))
-        first[pos] = np.fromiter(map(seen.setdefault, chained, pos.tolist()), np.int64,
-                                 pos.shape[0])  # fmt: skip
-    return first

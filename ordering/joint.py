@@ -980,6 +980,12 @@ def pack_joint_kernel(inp: JointInput, time_budget_ms: int = 50, seed: int = 0) 
     arrays = compute_joint_arrays(inp)  # checks the shape (check_joint_input's rules)
     if inp.forced:
         check_joint_forced_feasible(inp)
+    return pack_joint_arrays(arrays, time_budget_ms, seed)
+
+
+def pack_joint_arrays(arrays: JointArrays, time_budget_ms: int = 50, seed: int = 0) -> JointPacking:
+    """``pack_joint_kernel`` on an instance already encoded (and so checked) whose forced items
+    are known to fit."""
     sel, bound, _ = solve_joint_arrays(arrays, compute_work_limit(time_budget_ms), seed)
     return compute_joint_packing(arrays, sel, bound, solver="numba-joint")
 
@@ -987,7 +993,7 @@ def pack_joint_kernel(inp: JointInput, time_budget_ms: int = 50, seed: int = 0) 
 JOINT_KERNELS: tuple[str, ...] = (
     "_jnew_state", "_jadd", "_jremove", "_jfits", "_jgreedy_fill", "_jrestore", "_jprepare",
     "_jevaluate", "_jdual_bound", "_jsubgradient", "_jevict_set", "_jinsert", "_jundo",
-    "_jsearch", "_jenumerate", "_jscores", "_jsolve",
+    "_jsearch", "_jenumerate", "_jscores", "_jsolve", "_first_repeated_leg", "_first_on_rollup",
 )  # fmt: skip
 
 

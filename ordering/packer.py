@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection
 
+import numpy as np
 from numba.core import event
 
 from ordering import joint, payments, solver
+from ordering.arrays import JointArrays, compute_joint_arrays
 from ordering.problem import (
     PAYMENT_RULES,
     PAYMENT_VCG,
@@ -53,12 +55,25 @@ def pack_joint(inp: JointInput, time_budget_ms: int = 50) -> JointPacking:
     return joint.compute_joint_from_single(inp, single)
 
 
-def compute_components(inp: JointInput) -> tuple[JointInput, ...]:
+def compute_components(
+    inp: JointInput, arrays: JointArrays | None = None
+) -> tuple[JointInput, ...]:
     """The slot split into independent problems: rollups linked by a bundle with legs on both
-    are in one component. Each keeps the input's rollup order, item order and forced items;
-    components are ordered by their first rollup in ``inp.rollups``. O(items x legs)."""
-    position = {r.rollup: i for i, r in enumerate(inp.rollups)}
-    parent = list(range(len(inp.rollups)))
+    are in one component. Each keeps the input's rollup order and forced items; components are
+    ordered by their first rollup in ``inp.rollups``. A slot of one component is ``inp``
+    itself; otherwise each component's items are in canonical order (ascending id: every
+    packer encodes canonically, so item order never matters). Read from ``arrays``
+    (``compute_joint_arrays(inp)``, computed when not given): no walk over the bundles beyond
+    sorting them into the components. O(legs + items)."""
+    arrays = compute_joint_arrays(inp) if arrays is None else arrays
+    n_rollups = len(inp.rollups)
+    # each item's first leg's rollup row, and an edge (that rollup, r) for every other leg's r
+    item_of = np.repeat(np.arange(arrays.n, dtype=np.int64), np.diff(arrays.row_ptr))
+    on_rollup = arrays.row_idx < n_rollups
+    lead = arrays.row_idx[arrays.row_ptr[:-1]] if arrays.n else np.zeros(0, dtype=np.int64)
+    other = arrays.row_idx[on_rollup]
+    pairs = np.unique(lead[item_of[on_rollup]] * n_rollups + other)
+    parent = list(range(n_rollups))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -66,20 +81,24 @@ def compute_components(inp: JointInput) -> tuple[JointInput, ...]:
             i = parent[i]
         return i
 
-    for it in inp.items:
-        roots = sorted({find(position[leg.rollup]) for leg in it.legs})
-        for r in roots[1:]:
-            parent[r] = roots[0]
+    width = max(n_rollups, 1)
+    for a, b in zip((pairs // width).tolist(), (pairs % width).tolist(), strict=True):
+        ra, rb = sorted((find(a), find(b)))
+        parent[rb] = ra
     groups: dict[int, list[int]] = {}
-    for i in range(len(inp.rollups)):
+    for i in range(n_rollups):
         groups.setdefault(find(i), []).append(i)
+    if len(groups) == 1:
+        return (inp,)
+    component = np.array([find(i) for i in range(n_rollups)], dtype=np.int64)
+    buckets: dict[int, list[JointItem]] = {g: [] for g in groups}
+    for it, g in zip(arrays.items, component[lead].tolist(), strict=True):
+        buckets[g].append(it)
     out = []
     for members in sorted(groups.values()):
-        rollups = tuple(inp.rollups[i] for i in members)
-        ids = {r.rollup for r in rollups}
-        items = tuple(it for it in inp.items if it.legs[0].rollup in ids)
+        items = tuple(buckets[find(members[0])])
         forced = frozenset(it.id for it in items if it.id in inp.forced)
-        out.append(JointInput(rollups, items, forced))
+        out.append(JointInput(tuple(inp.rollups[i] for i in members), items, forced))
     return tuple(out)
 
 
@@ -99,15 +118,28 @@ def pack_slot(inp: JointInput, time_budget_ms: int = 50) -> tuple[ComponentPacki
     budget (``compute_component_budgets``): a component of one rollup with the single-rollup
     packer (``pack_joint`` delegates to it: the same block as ``pack``), one of several with
     the joint kernel. The engine's close and ``blockspace solve`` both pack this way.
-    Deterministic in (``inp``, ``time_budget_ms``). Raises as ``pack_joint`` does."""
-    check_joint_input(inp)
+    Deterministic in (``inp``, ``time_budget_ms``). Raises as ``pack_joint`` does.
+
+    The slot is encoded once (``compute_joint_arrays``, which checks its shape: the rules of
+    ``check_joint_input``) and the components are read from the arrays; a slot that is one
+    component of several rollups is packed from those arrays, so the bundles are walked once."""
+    arrays = compute_joint_arrays(inp)
     if inp.forced:
         check_joint_forced_feasible(inp)
-    components = compute_components(inp)
+    components = compute_components(inp, arrays)
     budgets = compute_component_budgets(components, time_budget_ms)
-    return tuple(
-        ComponentPacking(c, pack_joint(c, b), b) for c, b in zip(components, budgets, strict=True)
-    )
+    if len(components) == 1 and len(inp.rollups) > 1:
+        return (ComponentPacking(inp, joint.pack_joint_arrays(arrays, budgets[0]), budgets[0]),)
+    pairs = zip(components, budgets, strict=True)
+    return tuple(ComponentPacking(c, _pack_checked(c, b), b) for c, b in pairs)
+
+
+def _pack_checked(inp: JointInput, time_budget_ms: int) -> JointPacking:
+    """``pack_joint`` on a component whose shape and forced items are already checked."""
+    if len(inp.rollups) != 1:
+        return joint.pack_joint_kernel(inp, time_budget_ms)
+    single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
+    return joint.compute_joint_from_single(inp, single)
 
 
 def merge_component_packings(

@@ -72,9 +72,11 @@ def compute_payments(
 
     Complexity: first price O(k); VCG see ``compute_vcg_quotes``.
     """
-    by_id = {it.id: it for it in inp.items}
     if rule == PAYMENT_FIRST_PRICE:
-        return {i: by_id[i].bid_wei for i in packing.included}
+        # the winners' bids, looked up without a dict of every bundle (no re-solve either)
+        won = set(packing.included)
+        bid_of = {it.id: it.bid_wei for it in inp.items if it.id in won}
+        return {i: bid_of[i] for i in packing.included}
     if rule != PAYMENT_VCG:
         raise ValueError(f"unknown payment rule {rule!r}")
     return compute_vcg_payments(inp, packing, time_budget_ms, seed)
@@ -303,9 +305,11 @@ def compute_joint_payments(
     bid, once per bundle whatever its legs) or VCG over the whole slot
     (``compute_joint_vcg_quotes``).
     A one-rollup slot is the single-rollup instance and pays exactly what it would pay there."""
-    by_id = {it.id: it for it in inp.items}
     if rule == PAYMENT_FIRST_PRICE:
-        return {i: by_id[i].bid_wei for i in packing.included}
+        # the winners' bids, looked up without a dict of every bundle (no re-solve either)
+        won = set(packing.included)
+        bid_of = {it.id: it.bid_wei for it in inp.items if it.id in won}
+        return {i: bid_of[i] for i in packing.included}
     if rule != PAYMENT_VCG:
         raise ValueError(f"unknown payment rule {rule!r}")
     if len(inp.rollups) == 1:

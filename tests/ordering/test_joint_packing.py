@@ -3,8 +3,10 @@ sound slot bound; one rollup is exactly the single-rollup packer; bad input has 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -243,3 +245,41 @@ def test_vectorised_shape_check_agrees_with_the_reference(inp: JointInput) -> No
     ref = code(check_joint_input)
     got = code(compute_joint_arrays)
     assert (ref == "") == (got == ""), (ref, got)
+
+
+def _same_arrays(a: object, b: object) -> bool:
+    return all(
+        np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+        for x, y in ((getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))  # type: ignore[arg-type]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(joint_instances(max_items=14, max_rollups=4), st.integers(0, 3))
+def test_joint_arrays_do_not_depend_on_item_order(inp: JointInput, shuffle_seed: int) -> None:
+    # The encoding reads the objects in input order and permutes integers to the canonical order
+    again = compute_joint_arrays(_shuffled(inp, shuffle_seed))
+    assert _same_arrays(compute_joint_arrays(inp), again)
+
+
+def _components_by_the_rule(inp: JointInput) -> list[tuple[tuple[int, ...], set[str], set[str]]]:
+    """The readable rule: rollups sharing a bundle are one component (a fixpoint merge)."""
+    groups = [{r.rollup} for r in inp.rollups]
+    for it in inp.items:
+        spans = {leg.rollup for leg in it.legs}
+        linked = [g for g in groups if g & spans]
+        groups = [g for g in groups if not g & spans] + [set().union(*linked)]
+    order = [r.rollup for r in inp.rollups]
+    out = []
+    for g in sorted(groups, key=lambda g: min(order.index(r) for r in g)):
+        ids = {it.id for it in inp.items if it.legs[0].rollup in g}
+        out.append((tuple(r for r in order if r in g), ids, ids & set(inp.forced)))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(joint_instances(max_items=12, max_rollups=4))
+def test_components_read_from_the_arrays_follow_the_rule(inp: JointInput) -> None:
+    got = [(tuple(r.rollup for r in c.rollups), {it.id for it in c.items}, set(c.forced))
+           for c in packer.compute_components(inp)]  # fmt: skip
+    assert got == _components_by_the_rule(inp)

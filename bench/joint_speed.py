@@ -1,0 +1,272 @@
+"""Where a shared slot's packing spends its CPU: input building, encoding, solve, payments.
+
+    .venv/bin/python -m bench.joint_speed [--repeats 9] [--profile]
+
+For the 8-rollup 20,000-bundle slots of ``bench.joint`` (seeds 0 and 1) and a 3-rollup
+2,000-bundle slot it prints the median CPU (``time.process_time``, after warm-up) of:
+
+- ``build``: the packing instance from the engine's bids (``auction.results.compute_slot_input``,
+  the path the engine's close and every committee member take), the bids being the generated
+  slot's bundles as engine ``Bid`` copies (one transaction per leg, with real-length hashes,
+  addresses and storage keys, so the conflict keys are the engine's own strings);
+- ``encode``: ``ordering.arrays.compute_joint_arrays`` (shape checks included);
+- ``solve``: ``solve_joint_arrays`` + ``compute_joint_packing`` on those arrays;
+- ``pay``: first-price payments (``compute_joint_payments``);
+- ``pack_joint``: ``ordering.packer.pack_joint`` end to end (checks, encoding, solve);
+- ``pack_slot``: ``ordering.packer.pack_slot`` (what the engine calls: components, then
+  ``pack_joint`` per component);
+- ``slow``: the solve's CPU over its work count at the solver's calibration
+  (``WORK_UNITS_PER_MS`` on the reference machine): how much slower than that machine this one
+  runs now (other tenants), and ``pj/slow``, ``pack_joint`` divided by it, an estimate of the
+  figure on a quiet machine (the encoding, memory-bound, need not slow down by the same factor).
+
+``--profile`` adds a cProfile of ``pack_slot`` on the first large slot (top functions by own time).
+The load average is printed with each row: the machine is shared, so compare figures of one run.
+
+``--baseline REV`` compares with the path as it was at git revision REV (before decisions 72-73),
+in this process and interleaved round by round, so both see the same load: REV's
+``ordering/arrays.py`` (its encoding) and REV's ``pack_slot`` steps (``check_joint_input``, REV's
+``compute_components``, then per component REV's encoding and this tree's kernel, which the
+change left alone). It prints both medians, their ratio, and whether the blocks are identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import cProfile
+import hashlib
+import importlib.util
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from auction.presets import Policy, Rollup
+from auction.results import SlotPart, _RollupClose, compute_slot_input
+from auction.types import Bid, Evidence, Tx
+from auction.types import Leg as BidLeg
+from bench.generate_joint import generate_joint_instance
+from bench.joint import solve_encoded
+from ordering import joint, packer
+from ordering.arrays import compute_joint_arrays
+from ordering.packer import compute_joint_payments, pack_joint, pack_slot, warm_up
+from ordering.problem import (
+    PAYMENT_FIRST_PRICE,
+    ComponentPacking,
+    JointInput,
+    JointItem,
+    JointPacking,
+)
+from ordering.problem import Leg as PackLeg
+from ordering.reference import check_joint_input
+from ordering.solver import WORK_UNITS_PER_MS, compute_work_limit
+
+T = TypeVar("T")
+
+# (rollups, bundles, seed, budget ms): the issue-13 target slots and a small one.
+CASES = ((8, 20_000, 0, 30), (8, 20_000, 1, 30), (3, 2_000, 0, 10))
+
+
+def _timed(fn: Callable[[], T], repeats: int) -> tuple[T, float]:
+    """Result and median CPU seconds over ``repeats`` calls (after one untimed call)."""
+    out = fn()
+    cpus: list[float] = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        out = fn()
+        cpus.append(time.process_time() - c0)
+    return out, statistics.median(cpus)
+
+
+def _hex(text: str, chars: int) -> str:
+    return "0x" + hashlib.sha256(text.encode()).hexdigest()[:chars]
+
+
+def _leg_tx(rollup: int, leg: PackLeg) -> Tx:
+    """One engine transaction carrying a generated leg's keys: its ``tx:`` key as the hash, its
+    ``sn:`` key as (sender, nonce), every other key as an access-list storage location."""
+    tx_hash = next((_hex(k, 64) for k in leg.keys if k.startswith("tx:")), _hex(repr(leg), 64))
+    sn = next((k for k in leg.keys if k.startswith("sn:")), f"sn:{leg!r}:0")
+    head, _, nonce = sn.rpartition(":")
+    access = tuple(_hex(k, 40) + ":" + _hex(k + "/slot", 64) for k in leg.keys
+                   if not k.startswith(("tx:", "sn:")))  # fmt: skip
+    return Tx(raw=b"", hash=tx_hash, tx_type=2, chain_id=rollup, sender=_hex(head, 40),
+              nonce=int(nonce) if nonce.isdigit() else 0, gas_limit=leg.gas, priority_fee_wei=0,
+              max_fee_wei=0, to=None, access_keys=access)  # fmt: skip
+
+
+def _bid_copies(it: JointItem) -> list[Bid]:
+    """The engine's copies of one generated bundle: one ``Bid`` per leg's rollup."""
+    txs = {leg.rollup: _leg_tx(leg.rollup, leg) for leg in it.legs}
+    legs: tuple[BidLeg, ...] = ()
+    if len(it.legs) > 1:
+        legs = tuple(BidLeg(leg.rollup, (txs[leg.rollup],), leg.gas)
+                     for leg in sorted(it.legs, key=lambda g: g.rollup))  # fmt: skip
+    bid_id = _hex("bid:" + it.id, 64)
+    return [
+        Bid(bid_id=bid_id, rollup=leg.rollup, slot=1, searcher=_hex(it.searcher, 40),
+            bundle_hash=_hex("bundle:" + it.id, 64), txs=(txs[leg.rollup],), bid_wei=it.bid_wei,
+            gas=leg.gas, received_ms=0, evidence=Evidence(b"", ""), legs=legs)
+        for leg in it.legs
+    ]  # fmt: skip
+
+
+def build_closes(inp: JointInput) -> list[_RollupClose]:
+    """Each rollup's close as ``compute_slot_results`` holds it just before packing: every
+    generated bundle eligible, no public lane (the generator's gas limits are for bundles)."""
+    eligible: dict[int, list[Bid]] = {r.rollup: [] for r in inp.rollups}
+    for it in inp.items:
+        for b in _bid_copies(it):
+            eligible[b.rollup].append(b)
+    closes = []
+    for cap in inp.rollups:
+        cap_gas = cap.max_gas_per_searcher
+        share = 1.0 if cap_gas is None else cap_gas / cap.gas_limit
+        policy = Policy(gas_limit=cap.gas_limit, max_gas_share_per_searcher=share)
+        part = SlotPart(Rollup(cap.rollup, policy=policy), "0x" + "00" * 32, ())
+        closes.append(_RollupClose(part, None, [], [], 0, eligible[cap.rollup], {}))  # type: ignore[arg-type]
+    return closes
+
+
+def run_case(n_rollups: int, n: int, seed: int, budget_ms: int, repeats: int) -> dict[str, float]:
+    """Median CPU ms of each step on one generated slot; prints one row."""
+    closes = build_closes(generate_joint_instance(n, n_rollups, seed, 0.2))
+    inp, build = _timed(lambda: compute_slot_input(closes), repeats)
+    arrays, enc = _timed(lambda: compute_joint_arrays(inp), repeats)
+    _, sol = _timed(lambda: solve_encoded(arrays, budget_ms), repeats)
+    packing, total = _timed(lambda: pack_joint(inp, budget_ms), repeats)
+    _, pay = _timed(lambda: compute_joint_payments(inp, packing, PAYMENT_FIRST_PRICE), repeats)
+    _, slot = _timed(lambda: pack_slot(inp, budget_ms), repeats)
+    row = {"build": build, "encode": enc, "solve": sol, "pay": pay, "pack_joint": total,
+           "pack_slot": slot}  # fmt: skip
+    # The solve's work is a fixed count of units, WORK_UNITS_PER_MS per ms on the reference
+    # machine: its CPU over that is how much slower the machine runs now ("slow").
+    work = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))[2].work_units
+    slow = sol / (work / WORK_UNITS_PER_MS / 1e3)
+    load = os.getloadavg()[0]
+    print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | "
+          + " ".join(f"{v * 1e3:>10.1f}" for v in row.values())
+          + f" | {slow:>4.2f} {total * 1e3 / slow:>8.1f} | {load:>5.2f}", flush=True)  # fmt: skip
+    return row
+
+
+def profile_case(n_rollups: int, n: int, seed: int, budget_ms: int) -> None:
+    """cProfile of ``pack_slot`` (5 calls) on one slot: the top functions by own time."""
+    inp = compute_slot_input(build_closes(generate_joint_instance(n, n_rollups, seed, 0.2)))
+    pack_slot(inp, budget_ms)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(5):
+        pack_slot(inp, budget_ms)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+class Baseline:
+    """The encoding and ``pack_slot`` steps of git revision ``rev`` (see the module docstring)."""
+
+    def __init__(self, rev: str) -> None:
+        root = Path(__file__).resolve().parents[1]
+
+        def show(path: str) -> str:
+            return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True,
+                                  capture_output=True, text=True).stdout  # fmt: skip
+
+        folder = Path(tempfile.mkdtemp(prefix="joint-baseline-"))
+        (folder / "baseline_arrays.py").write_text(show("ordering/arrays.py"))
+        spec = importlib.util.spec_from_file_location("baseline_arrays",
+                                                      folder / "baseline_arrays.py")  # fmt: skip
+        assert spec is not None and spec.loader is not None
+        self.arrays: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules["baseline_arrays"] = self.arrays
+        spec.loader.exec_module(self.arrays)
+        source = show("ordering/packer.py")
+        func = next(node for node in ast.parse(source).body
+                    if isinstance(node, ast.FunctionDef)
+                    and node.name == "compute_components")  # fmt: skip
+        space: dict[str, Any] = {"JointInput": JointInput}
+        exec("from __future__ import annotations\n" + str(ast.get_source_segment(source, func)),
+             space)  # fmt: skip
+        self.compute_components: Callable[[JointInput], tuple[JointInput, ...]] = space[
+            "compute_components"
+        ]
+
+    def pack_joint(self, inp: JointInput, budget_ms: int) -> JointPacking:
+        if len(inp.rollups) == 1:
+            return pack_joint(inp, budget_ms)
+        arrays = self.arrays.compute_joint_arrays(inp)
+        sel, bound, _ = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))
+        return joint.compute_joint_packing(arrays, sel, bound, solver="numba-joint")
+
+    def pack_slot(self, inp: JointInput, budget_ms: int) -> tuple[ComponentPacking, ...]:
+        check_joint_input(inp)
+        parts = self.compute_components(inp)
+        budgets = packer.compute_component_budgets(parts, budget_ms)
+        pairs = zip(parts, budgets, strict=True)
+        return tuple(ComponentPacking(c, self.pack_joint(c, b), b) for c, b in pairs)
+
+
+def compare_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -> None:
+    """Baseline and this tree, interleaved: encoding and ``pack_slot`` medians, ratios, and
+    whether the packings are identical; prints one row."""
+    n_rollups, n, seed, budget_ms = case
+    inp = compute_slot_input(build_closes(generate_joint_instance(n, n_rollups, seed, 0.2)))
+    steps: dict[str, Callable[[], object]] = {
+        "enc": lambda: base.arrays.compute_joint_arrays(inp),
+        "enc new": lambda: packer.compute_joint_arrays(inp),
+        "slot": lambda: base.pack_slot(inp, budget_ms),
+        "slot new": lambda: pack_slot(inp, budget_ms),
+    }
+    base_parts, new_parts = base.pack_slot(inp, budget_ms), pack_slot(inp, budget_ms)
+    same = [c.packing for c in base_parts] == [c.packing for c in new_parts]
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            c0 = time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {m['enc']:>8.1f} "
+          f"{m['enc new']:>8.1f} {m['enc new'] / m['enc']:>6.2f} | {m['slot']:>8.1f} "
+          f"{m['slot new']:>8.1f} {m['slot new'] / m['slot']:>6.2f} | {'yes' if same else 'NO':>4} "
+          f"| {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--profile", action="store_true", help="cProfile pack_slot on the first slot")
+    ap.add_argument("--baseline", metavar="REV", help="compare with git revision REV's path")
+    a = ap.parse_args()
+    warm_up()
+    if a.baseline:
+        base = Baseline(a.baseline)
+        print(f"baseline {a.baseline} vs this tree, interleaved; CPU ms, medians of {a.repeats}; "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+        print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'enc base':>8} {'enc new':>8} "
+              f"{'ratio':>6} | {'slot base':>8} {'slot new':>8} {'ratio':>6} | same "
+              "| load")  # fmt: skip
+        for case in CASES:
+            compare_case(base, case, a.repeats)
+        return
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU ms, medians of "
+          f"{a.repeats} after one warm call")  # fmt: skip
+    print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | " + " ".join(
+        f"{h:>10}" for h in ("build", "encode", "solve", "pay", "pack_joint", "pack_slot"))
+        + f" | {'slow':>4} {'pj/slow':>8} | load")  # fmt: skip
+    for case in CASES:
+        run_case(*case, a.repeats)
+    if a.profile:
+        profile_case(*CASES[0])
+
+
+if __name__ == "__main__":
+    main()
