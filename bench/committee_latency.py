@@ -28,7 +28,9 @@ import asyncio
 import dataclasses
 import os
 import random
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +60,28 @@ from ordering import packer
 ROLLUP = 167_001
 GWEI = 10**9
 WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
+
+
+# Every group of signer processes this run started: stopped however the run ends (an error,
+# Ctrl-C, SIGTERM), so that no signer outlives the benchmark.
+_STARTED: list[SignerProcesses] = []
+
+
+def start_signers(procs: SignerProcesses) -> None:
+    """Start ``procs`` (registered first, so that any exit stops them)."""
+    _STARTED.append(procs)
+    procs.start_all()
+
+
+def stop_signers() -> None:
+    """Stop every signer process this run started (stopping twice is harmless)."""
+    while _STARTED:
+        _STARTED.pop().stop_all()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds the run as Ctrl-C does: every ``finally`` runs, signers included."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -189,7 +213,7 @@ async def main_async(args: argparse.Namespace) -> None:
         committee = keyfiles.read_committee_file(committee_path)
         share = keyfiles.read_share_file(share_paths[0])[0]
         procs = SignerProcesses(share_paths, env=compute_settings_env(settings))
-        procs.start_all()
+        start_signers(procs)
         try:
             await asyncio.to_thread(procs.wait_ready, None, 300)
             engine = Engine(store=MemoryStore(), rollups=settings.rollup_configs(),
@@ -256,7 +280,7 @@ async def main_shared(args: argparse.Namespace) -> None:
         single = Deployment(args, [ROLLUP], Path(tmp) / "single")
         shared = Deployment(args, ids, Path(tmp) / "shared")
         for d in (single, shared):
-            d.procs.start_all()
+            start_signers(d.procs)
         try:
             for d in (single, shared):
                 await d.start()
@@ -366,7 +390,16 @@ def main() -> None:
                         help="also run R rollups under one slot root with the same total bids")
     parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share",
                         help="share of the shared slot's bundles spanning two rollups")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        print("interrupted: stopping the signer processes", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        stop_signers()
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
