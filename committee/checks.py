@@ -32,12 +32,12 @@ member builds from its own settings. Pure: time comes in as ``now_ms``, randomne
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from auction import constants as C
 from auction.auth import is_canonical_signature
-from auction.bundles import compute_bid_id, compute_cancel_slots, parse_quantity
+from auction.bundles import TxDecoder, compute_bid_id, compute_cancel_slots, parse_quantity
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.fairness import check_block_fairness, check_slot_atomicity
@@ -72,8 +72,6 @@ from committee.proposal import Proposal, SlotProposal, compute_header_hash
 from committee.records import compute_tx_hashes
 from committee.signing import is_valid_block_certificate
 from committee.threshold import CommitteeInfo
-
-TxDecoder = Callable[[bytes], Tx]
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,15 +348,19 @@ def check_copy_txs(bid: Bid, signed_txs: list[bytes]) -> None:
         raise InvalidEvidence("the copy's transactions are not its rollup's leg", **what)
 
 
-def compute_member_context(config: MemberConfig, rollup: int) -> IntakeContext:
+def compute_member_context(
+    config: MemberConfig, rollup: int, decode: TxDecoder = decode_transaction
+) -> IntakeContext:
     """The intake context a member re-derives events in: its own rollups and clock; no endpoint
-    pin and no protected hashes (the close re-checks protection from the log and the pool)."""
+    pin and no protected hashes (the close re-checks protection from the log and the pool);
+    ``decode`` decodes a bundle's transactions (a memo shared by the slot's parts)."""
     return IntakeContext(
         rollups=config.rollups,
         clock=config.clock,
         max_slots_ahead=config.max_slots_ahead,
         default_rollup=rollup,
         max_rollups_per_bundle=config.max_rollups_per_bundle,
+        decode=decode,
     )
 
 
@@ -375,15 +377,17 @@ def check_bid_bounds(bid: Bid, policy: Policy) -> None:
         raise InvalidEvidence("the bid's gas is not its transactions' or exceeds the block", **what)
 
 
-def check_bid_derivation(config: MemberConfig, bid: Bid) -> None:
+def check_bid_derivation(
+    config: MemberConfig, bid: Bid, decode: TxDecoder = decode_transaction
+) -> None:
     """Full check: re-derive the whole bid from its evidence at its receive time, through the
-    intake's own function (ECDSA for the header and every transaction)."""
+    intake's own function (ECDSA for the header and every transaction, through ``decode``)."""
     what = {"bid_id": bid.bid_id}
     derived = compute_intake_event(
         bid.evidence.body,
         bid.evidence.signature,
         bid.received_ms,
-        compute_member_context(config, bid.rollup),
+        compute_member_context(config, bid.rollup, decode),
     )
     if isinstance(derived, Refused):
         error = derived.error
@@ -458,6 +462,7 @@ def check_slot_evidence(
     sample: frozenset[str],
     *,
     decode: TxDecoder = decode_transaction,
+    bundle_decode: TxDecoder | None = None,
 ) -> None:
     """Check the evidence of every logged event of every part; fully re-derive the ones that
     decide a block. A bundle's evidence is checked **once per slot**, however many rollups'
@@ -472,9 +477,12 @@ def check_slot_evidence(
     the pool keeps it and when it is due, so a forged one would censor). Every other bundle gets
     ``check_bid_binding``; every copy gets ``check_bid_bounds`` under its rollup's policy.
     ``decode`` decodes raw public txs (the shell passes a memo, so a tx carried from slot to
-    slot costs one ECDSA recovery). Cost: O(log bytes) keccak plus about 0.3 ms of ECDSA per
-    fully checked bundle and 0.08 ms per public tx not decoded before.
+    slot costs one ECDSA recovery); ``bundle_decode`` the transactions of fully checked bundles
+    (default: a memo of this slot, shared by its parts, so a transaction in several bundles is
+    decoded once). Cost: O(log bytes) keccak plus about 0.3 ms of ECDSA per fully checked
+    bundle and 0.08 ms per public tx not decoded before.
     """
+    bundle_decode = bundle_decode or compute_decode_memo(decode_transaction)
     first: dict[str, tuple[Bid, Proposal]] = {}  # by bid id: its first copy and that part
     full: set[str] = set()
     for part in proposal.parts:
@@ -484,9 +492,23 @@ def check_slot_evidence(
             # Re-derivation checks every field, the id and the slot included.
             if bid.slot != part.slot:
                 raise InvalidEvidence("a bid for another slot is in the log", bid_id=bid_id)
-            check_bid_derivation(config, bid)
+            check_bid_derivation(config, bid, bundle_decode)
         else:
             check_bid_binding(bid, part)
+
+
+def compute_decode_memo(decode: TxDecoder) -> TxDecoder:
+    """``decode`` remembering what it decoded (refusals are not remembered: they raise). For
+    one slot's check: unbounded, dropped with the check."""
+    decoded: dict[bytes, Tx] = {}
+
+    def memo(raw: bytes) -> Tx:
+        tx = decoded.get(raw)
+        if tx is None:
+            tx = decoded[raw] = decode(raw)
+        return tx
+
+    return memo
 
 
 def _check_part_events(

@@ -23,7 +23,7 @@ from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Evidence, LoggedEvent
 from committee.checks import check_bid_binding, check_slot_evidence
 from committee.errors import InvalidEvidence, Refusal
-from committee.member import Member
+from committee.member import DecodedTxs, Member
 from committee.proposal import Proposal, SlotProposal, decode_proposal, encode_proposal
 from committee.protection import ProtectionStore
 from tests.committee.conftest import Dealt
@@ -336,3 +336,20 @@ def test_a_lie_in_a_bundles_one_entry_is_refused(dealt, logs, tmp_path, lie) -> 
     change, codes = EVIDENCE_LIES[lie]
     change(doc)
     assert refusal_code(dealt, tmp_path, doc) in codes
+
+
+def test_the_slots_parts_share_one_decoding_of_each_tx(dealt, logs) -> None:
+    """Every fully checked bundle's transactions are decoded once per slot: a cross-rollup
+    bundle once for all its copies, and a transaction two bundles share (the losing bundle's tx
+    on A is the winner's) once for both."""
+    honest = proposal(dealt, logs)
+    config = dataclasses.replace(config_of(dealt.committee), rollups=ROLLUPS)
+    bids = {e.event.bid_id: e.event for p in honest.parts for e in p.log
+            if isinstance(e.event, Bid)}  # fmt: skip
+    loser = next(b for b in bids.values() if len(b.legs) == 3)
+    full = {w.bid_id for p in honest.parts for w in p.block.bundles} | {loser.bid_id}
+    raws = [t.raw for i in full for leg in (bids[i].legs or [bids[i]]) for t in leg.txs]
+    assert len(set(raws)) < len(raws)  # the shared tx
+    memo = DecodedTxs(1_000)
+    check_slot_evidence(config, honest, frozenset({loser.bid_id}), bundle_decode=memo.decode)
+    assert memo.misses == len(set(raws))
