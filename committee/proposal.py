@@ -68,6 +68,8 @@ PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
 # every copy inline; 2 and 3: one proposal per slot, a part per rollup; 1 was per rollup.
 FORMAT_VERSION: Final[int] = 3
+# A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
+_DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +218,6 @@ def encode_proposal(p: SlotProposal) -> bytes:
 # --- decoding ---------------------------------------------------------------------------------
 
 _TOP_KEYS = {"kind", "version", "committee_id", "slot", "bundles", "parts", "completion"}
-# A cross-rollup bundle's entry leaves out what its first leg gives.
-_DERIVED_BUNDLE_KEYS = ("rollup", "txs", "gas")
 _PART_KEYS = {"rollup", "block", "parent", "carried", "log"}
 
 
