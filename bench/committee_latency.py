@@ -9,7 +9,7 @@ process with the coordinator attached, then for each slot: appends that many rea
 closes the slot and times until the signed block is published. Prints, per slot size, the
 median over repeats of p50 and p99 of deadline -> published, and where the time went (medians):
 the engine's close, building the proposal, members re-checking and signing (their own wall
-times, under contention for the cores), the coordinator verifying and combining. For scale it
+times, under contention for the cores), the coordinator verifying the partials. For scale it
 also times one member checking the same proposal alone in this process (no contention), which
 is what a deployment with one member per host pays.
 
