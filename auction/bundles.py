@@ -7,7 +7,7 @@ Every rule a bundle must pass at intake lives here, in the order they are checke
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from auction import constants as C
@@ -38,6 +38,10 @@ from auction.presets import Policy, Rollup
 from auction.slots import SlotClock, check_target_slot, compute_slot_at, compute_slot_timestamp
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
 from auction.types import Bid, Cancel, Evidence, Leg, PublicTx, Tx
+
+# Decodes one raw signed transaction (``decode_transaction``, or a memo of it: decoding is a
+# pure function of the bytes, so a remembered result is what decoding again gives).
+TxDecoder = Callable[[bytes], Tx]
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -97,7 +101,9 @@ def _uuid(value: Any) -> str | None:
     return value.lower().replace("-", "")
 
 
-def _decode_txs(raw_list: Any, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
+def _decode_txs(
+    raw_list: Any, max_txs: int, max_bytes: int, decode: TxDecoder = decode_transaction
+) -> tuple[Tx, ...]:
     if not isinstance(raw_list, list):
         raise InvalidParams("txs must be a list of raw transaction hex strings", field="txs")
     # Verify the bundle is neither empty nor over the size limits, before any crypto
@@ -119,7 +125,7 @@ def _decode_txs(raw_list: Any, max_txs: int, max_bytes: int) -> tuple[Tx, ...]:
     txs: list[Tx] = []
     for i, raw in enumerate(raws):
         try:
-            txs.append(check_tx_gas(decode_transaction(raw)))
+            txs.append(check_tx_gas(decode(raw)))
         except InvalidTransaction as exc:
             exc.data.setdefault("index", i)
             raise
@@ -159,6 +165,7 @@ def compute_bid(
     protected_hashes: frozenset[str] = frozenset(),
     rollup: int | None = None,
     max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE,
+    decode: TxDecoder = decode_transaction,
 ) -> Bid:
     """Validate ``eth_sendBundle`` params and build the Bid. Raises a BlockspaceError subclass.
     The checks run in this order, cheapest first. A cross-rollup bundle comes back as its copy
@@ -172,7 +179,9 @@ def compute_bid(
     check_target_slot(clock, slot, now_ms, max_slots_ahead)
     stated = parse_stated_rollups(p.get("rollups"), max_rollups_per_bundle)
     # Decode (size limits before decoding use the loosest rollups; each leg's own after)
-    txs = _decode_txs(p.get("txs"), *compute_decode_limits(rollups, max_rollups_per_bundle))
+    txs = _decode_txs(
+        p.get("txs"), *compute_decode_limits(rollups, max_rollups_per_bundle), decode
+    )
     legs = compute_legs(
         txs,
         rollups,

@@ -111,22 +111,30 @@ def check_block_fairness(
 # --- atomicity of cross-rollup bundles, over the blocks of a slot ------------------------------
 
 
-def _bundle_tx_hashes(block: Block) -> list[str]:
-    """The hashes of the block's bundle transactions (the public lane left out), in order."""
-    n = len(block.txs) - block.public_tx_count
-    return [to_hex(keccak256(raw)) for raw in block.txs[:n]]
+class _BlockIndex:
+    """A block's entries by bid id and the positions of its bundle txs (the public lane left
+    out), built once per block so that checking every entry is linear, not quadratic."""
+
+    def __init__(self, block: Block) -> None:
+        self.entries: dict[str, WinningBundle] = {}
+        for b in block.bundles:
+            self.entries.setdefault(b.bid_id, b)  # the first entry of an id, as a scan finds
+        n = len(block.txs) - block.public_tx_count
+        self.hashes = [to_hex(keccak256(raw)) for raw in block.txs[:n]]
+        self.position: dict[str, int] = {}
+        for i, h in enumerate(self.hashes):
+            self.position.setdefault(h, i)
+
+    def has_run(self, run: Sequence[str]) -> bool:
+        """Whether ``run`` (non-empty) is a contiguous run of the bundle txs, in order (a tx
+        hash is in a block once, so the run's first hash fixes where it must be)."""
+        i = self.position.get(run[0]) if run else None
+        return i is not None and self.hashes[i : i + len(run)] == list(run)
 
 
-def _has_run(hashes: Sequence[str], run: Sequence[str]) -> bool:
-    """Whether ``run`` (non-empty) is a contiguous run of ``hashes``, in order (a tx hash is in a
-    block once, so the run's first hash fixes where it must be)."""
-    if not run or run[0] not in hashes:
-        return False
-    i = hashes.index(run[0])
-    return list(hashes[i : i + len(run)]) == list(run)
-
-
-def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
+def check_cross_entries(
+    block: Block, blocks: Mapping[int, Block], indexes: dict[int, _BlockIndex] | None = None
+) -> list[int]:
     """Check every cross-rollup entry of ``block`` against the blocks of the other rollups it
     names (``blocks``, by rollup, of the same slot); return the rollups some entry names whose
     block is not in ``blocks`` (those legs could not be checked).
@@ -137,13 +145,14 @@ def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
     order. When every named block is given, the entries' payments must be the split of their sum
     by leg gas (``auction.results.compute_attribution``) and their sum at most the bid. Raises
     ``FairnessViolation`` (rule ``atomicity``) on the first entry that breaks this. Pure; one
-    keccak per bundle tx of each block looked at."""
-    hashes: dict[int, list[str]] = {}
+    keccak per bundle tx of each block looked at (``indexes``, by rollup, keeps them for the
+    next call on the same slot)."""
+    built = indexes if indexes is not None else {}
 
-    def txs_of(rollup: int) -> list[str]:
-        if rollup not in hashes:
-            hashes[rollup] = _bundle_tx_hashes(blocks[rollup] if rollup != block.rollup else block)
-        return hashes[rollup]
+    def index_of(rollup: int) -> _BlockIndex:
+        if rollup not in built:
+            built[rollup] = _BlockIndex(blocks[rollup] if rollup != block.rollup else block)
+        return built[rollup]
 
     missing: set[int] = set()
     for w in block.bundles:
@@ -161,7 +170,7 @@ def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
             if leg.rollup != block.rollup and leg.rollup not in blocks:
                 missing.add(leg.rollup)
                 continue
-            other = entries.get(leg.rollup) or _entry_of(blocks[leg.rollup], w.bid_id)
+            other = entries.get(leg.rollup) or index_of(leg.rollup).entries.get(w.bid_id)
             # Verify the bundle is in that rollup's block, as the same bundle.
             if other is None or _identity(other) != _identity(w):
                 raise FairnessViolation(
@@ -170,7 +179,7 @@ def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
                 )
             entries[leg.rollup] = other
             # Verify its leg's txs are in that block, in order.
-            if not _has_run(txs_of(leg.rollup), leg.tx_hashes):
+            if not index_of(leg.rollup).has_run(leg.tx_hashes):
                 raise FairnessViolation(
                     f"cross-rollup bundle {w.bid_id}'s leg is not in rollup {leg.rollup}'s "
                     "block in order", rollup=leg.rollup, **what,
@@ -178,10 +187,6 @@ def check_cross_entries(block: Block, blocks: Mapping[int, Block]) -> list[int]:
         if len(entries) == len(rollups):
             _check_attribution(w, entries)
     return sorted(missing)
-
-
-def _entry_of(block: Block, bid_id: str) -> WinningBundle | None:
-    return next((b for b in block.bundles if b.bid_id == bid_id), None)
 
 
 def _identity(w: WinningBundle) -> tuple[object, ...]:
@@ -204,8 +209,9 @@ def check_slot_atomicity(blocks: Mapping[int, Block]) -> None:
     """Raise ``FairnessViolation`` (rule ``atomicity``) unless every cross-rollup entry of every
     block of the slot (``blocks``, by rollup: all of them) is in the block of every rollup it
     names, as the same bundle, with each leg's txs in order, and its payment split by gas."""
+    indexes: dict[int, _BlockIndex] = {}  # each block indexed (and its txs hashed) once
     for block in blocks.values():
-        missing = check_cross_entries(block, blocks)
+        missing = check_cross_entries(block, blocks, indexes)
         if missing:
             raise FairnessViolation(
                 f"a cross-rollup entry of rollup {block.rollup}'s block names rollup "

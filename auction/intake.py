@@ -20,7 +20,7 @@ import orjson
 
 from auction import constants as C
 from auction.auth import recover_evidence
-from auction.bundles import compute_bid, compute_cancel, compute_public_tx
+from auction.bundles import TxDecoder, compute_bid, compute_cancel, compute_public_tx
 from auction.errors import (
     BlockspaceError,
     InvalidParams,
@@ -33,6 +33,7 @@ from auction.history import BidRecord, compute_rejection
 from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE
 from auction.presets import Rollup
 from auction.slots import SlotClock
+from auction.transactions import decode_transaction
 from auction.types import Evidence, IntakeEvent
 
 SEND_BUNDLE: Final = "eth_sendBundle"
@@ -63,6 +64,9 @@ class IntakeContext:
     endpoint_rollup: int | None = None  # POST /rollup/{id}: bundles must be for it
     protected_hashes: frozenset[str] = frozenset()  # known protected txs (a leg's first only)
     max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE  # Preset's
+    # How a bundle's transactions are decoded: a member passes one memo per proposal, so a
+    # transaction in several bundles of a slot is decoded (ECDSA) once.
+    decode: TxDecoder = decode_transaction
 
     @property
     def rollup(self) -> int:
@@ -171,6 +175,7 @@ def compute_intake_event(
                     protected_hashes=ctx.protected_hashes,
                     rollup=ctx.rollup,
                     max_rollups_per_bundle=ctx.max_rollups_per_bundle,
+                    decode=ctx.decode,
                 )
             return compute_cancel(
                 params,

@@ -9,7 +9,7 @@ process with the coordinator attached, then for each slot: appends that many rea
 closes the slot and times until the signed block is published. Prints, per slot size, the
 median over repeats of p50 and p99 of deadline -> published, and where the time went (medians):
 the engine's close, building the proposal, members re-checking and signing (their own wall
-times, under contention for the cores), the coordinator verifying and combining. For scale it
+times, under contention for the cores), the coordinator verifying the partials. For scale it
 also times one member checking the same proposal alone in this process (no contention), which
 is what a deployment with one member per host pays.
 
@@ -28,7 +28,9 @@ import asyncio
 import dataclasses
 import os
 import random
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +60,28 @@ from ordering import packer
 ROLLUP = 167_001
 GWEI = 10**9
 WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
+
+
+# Every group of signer processes this run started: stopped however the run ends (an error,
+# Ctrl-C, SIGTERM), so that no signer outlives the benchmark.
+_STARTED: list[SignerProcesses] = []
+
+
+def start_signers(procs: SignerProcesses) -> None:
+    """Start ``procs`` (registered first, so that any exit stops them)."""
+    _STARTED.append(procs)
+    procs.start_all()
+
+
+def stop_signers() -> None:
+    """Stop every signer process this run started (stopping twice is harmless)."""
+    while _STARTED:
+        _STARTED.pop().stop_all()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds the run as Ctrl-C does: every ``finally`` runs, signers included."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -189,7 +213,7 @@ async def main_async(args: argparse.Namespace) -> None:
         committee = keyfiles.read_committee_file(committee_path)
         share = keyfiles.read_share_file(share_paths[0])[0]
         procs = SignerProcesses(share_paths, env=compute_settings_env(settings))
-        procs.start_all()
+        start_signers(procs)
         try:
             await asyncio.to_thread(procs.wait_ready, None, 300)
             engine = Engine(store=MemoryStore(), rollups=settings.rollup_configs(),
@@ -256,7 +280,7 @@ async def main_shared(args: argparse.Namespace) -> None:
         single = Deployment(args, [ROLLUP], Path(tmp) / "single")
         shared = Deployment(args, ids, Path(tmp) / "shared")
         for d in (single, shared):
-            d.procs.start_all()
+            start_signers(d.procs)
         try:
             for d in (single, shared):
                 await d.start()
@@ -324,7 +348,7 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     collect = med("collect_ms")
     recheck = member_phase(signed, ("decode", "checks", "evidence", "repack"))
     sign = member_phase(signed, ("sign",))
-    combine = med("verify_ms") + med("combine_ms")
+    verify = med("verify_ms")  # the coordinator times its partials' checks, not the combine
     print(f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
           f"{statistics.median(r['proposal_bytes'] for r in records) / 1e6:.2f} MB")
     print(f"  deadline -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
@@ -336,7 +360,7 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
         ("collect t partials (wall, send -> t-th valid)", collect),
         ("  member re-check: decode+checks+evidence+repack", recheck),
         ("  member sign: partial + fsync of protection", sign),
-        ("coordinator verify partials + combine", combine),
+        ("coordinator verify partials", verify),
     ]:
         print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
     if alone is None:
@@ -366,7 +390,16 @@ def main() -> None:
                         help="also run R rollups under one slot root with the same total bids")
     parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share",
                         help="share of the shared slot's bundles spanning two rollups")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        print("interrupted: stopping the signer processes", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        stop_signers()
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -34,17 +34,17 @@ from committee.checks import (
     MemberConfig,
     check_atomicity,
     check_block,
-    check_evidence,
     check_fairness,
     check_parent,
     check_shape,
     check_slot,
+    check_slot_evidence,
     check_timing,
-    compute_event_ids,
     compute_expected_results,
+    compute_slot_event_ids,
 )
 from committee.errors import DoubleSign, Locked
-from committee.proposal import Proposal, parse_proposal
+from committee.proposal import Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.signing import compute_slot_signing_root
 from committee.threshold import KeyShare
@@ -207,10 +207,16 @@ class Member:
         check_timing(cfg, head.parts[0], self._clock_ms())
         proposal = parsed.decode_rest()
         timings["decode"] = (time.perf_counter() - t0) * 1e3
-        # 4-5, every rollup's part; 6-7, the whole slot re-run at once (cross-rollup bundles
-        # couple the rollups), every block compared and checked, and atomicity across blocks.
-        moves = [self._check_part(part, timings) for part in proposal.parts]
+        # 4, every rollup's part; 5, the slot's evidence, each bundle once however many logs
+        # hold a copy; 6-7, the whole slot re-run at once (cross-rollup bundles couple the
+        # rollups), every block compared and checked, and atomicity across blocks.
+        t1 = time.perf_counter()
+        moves = [self._check_part(part) for part in proposal.parts]
+        t2 = time.perf_counter()
+        check_slot_evidence(cfg, proposal, self._sample(proposal), decode=self.decoded_txs.decode)
         t3 = time.perf_counter()
+        timings["checks"] = (t2 - t1) * 1e3
+        timings["evidence"] = (t3 - t2) * 1e3
         expected = compute_expected_results(cfg, proposal)
         for part in proposal.parts:
             check_block(cfg, part, expected[part.rollup])
@@ -239,30 +245,27 @@ class Member:
         timings["sign"] = (time.perf_counter() - t4) * 1e3
         return self._reply(proposal.slot, released, False, timings)
 
-    def _check_part(self, part: Proposal, timings: dict[str, float]) -> HeadMove:
-        """The checks of one rollup's part before the slot's re-run (parent, evidence); return
-        how signing the slot moves that rollup's head. Timings add up over the parts."""
+    def _check_part(self, part: Proposal) -> HeadMove:
+        """Check one rollup's parent and carried pool (the lock); return how signing the slot
+        moves that rollup's head."""
         cfg = self.config
-        t1 = time.perf_counter()
-        # 4. parent and carried pool: only a child of the member's head (the lock).
         known = self.protection.get_head(cfg.committee.committee_id, part.rollup)
         if self.fault == "equivocate":
             known = None  # the test fault ignores its lock as it ignores its protection
         adopt = check_parent(cfg, part, known)
-        t2 = time.perf_counter()
-        # 5. evidence, with a fresh random sample of the losing bids.
-        ids = compute_event_ids(part.log)
-        sample = frozenset(self._rng.sample(ids, min(self.evidence_sample, len(ids))))
-        check_evidence(cfg, part, sample, decode=self.decoded_txs.decode)
-        t3 = time.perf_counter()
-        for name, ms in (("checks", t2 - t1), ("evidence", t3 - t2)):
-            timings[name] = timings.get(name, 0.0) + ms * 1e3
         block = part.block
         return HeadMove(
             part.rollup,
             KnownBlock(part.slot, block.block_hash, block.pending_root),
             adopt or known,
         )
+
+    def _sample(self, proposal: SlotProposal) -> frozenset[str]:
+        """A fresh random sample of the slot's bids to re-derive in full: ``evidence_sample``
+        per rollup's part, drawn over the slot's bundles (a cross-rollup bundle is one)."""
+        ids = compute_slot_event_ids(proposal)
+        size = min(self.evidence_sample * len(proposal.parts), len(ids))
+        return frozenset(self._rng.sample(ids, size))
 
     def _reply(
         self,

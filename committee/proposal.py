@@ -6,8 +6,10 @@ the committee signs the slot root over every part's block (``auction.slotroot``,
 ``committee.signing``). Wire form (JSON, serialized once and sent as the same bytes to every
 member)::
 
-    {"kind": "blockspace-proposal", "version": 2,
+    {"kind": "blockspace-proposal", "version": 3,
      "committee_id": "0x<32 bytes>", "slot": 123,
+     "bundles": [<each cross-rollup bundle of the slot once: auction.codec.bid_to_json of its
+                  copy for its first leg's rollup, without "rollup", "txs" and "gas">, ...],
      "parts": [
        {"rollup": 10,
         "block":   {<the block's fields, as in a signed block>},
@@ -16,17 +18,24 @@ member)::
                            "signature": "0x<96 bytes: the committee's signature of the
                                          parent's slot root>"},
         "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
-        "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...]},
+        "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}
+                    | {"seq": "<ms>-<n>", "cross": <index into "bundles">}, ...]},
        ...],
      "completion": false | true}
 
 A part's log is its rollup's whole intake log of the slot in log order (the bid set its
-header's ``bid_set_root`` commits to). A parent travels as a header, its proof under its slot's
-root and the committee's signature of that root, so a member that was down can check and adopt
-a newer parent without having seen it (docs/committee.md). Each part is a ``Proposal``, the
-per-rollup view every check in ``committee.checks`` takes. Decoding refuses anything malformed
-with ``MalformedProposal``; it checks shapes and types only, the rules are in
-``committee.checks``. Pure: no I/O.
+header's ``bid_set_root`` commits to). A cross-rollup bundle's copy in a log is a reference
+(``"cross"``) to the bundle's one entry in ``bundles``: the member builds the copy from it
+(``auction.legs.compute_bid_copy``), so every copy of a bundle is the same signed bundle by
+construction and its evidence travels, is decoded and is checked once per slot. The decoder
+refuses a cross-rollup copy written inline, an entry of ``bundles`` with fewer than two legs, a
+reference to a rollup the bundle does not span, two entries with one bid id and an entry no
+log refers to. (Version 2 carried every copy inline, its evidence once per copy.) A parent
+travels as a header, its proof under its slot's root and the committee's signature of that
+root, so a member that was down can check and adopt a newer parent without having seen it
+(docs/committee.md). Each part is a ``Proposal``, the per-rollup view every check in
+``committee.checks`` takes. Decoding refuses anything malformed with ``MalformedProposal``; it
+checks shapes and types only, the rules are in ``committee.checks``. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import orjson
 
 from auction import codec
 from auction.encoding import compute_header_hash
+from auction.legs import compute_bid_copy
 from auction.presets import MAX_ROLLUPS_PER_BUNDLE
 from auction.slotroot import MAX_SLOT_LEAVES, SlotProof, compute_slot_root
 from auction.types import Bid, Block, Cancel, Leg, LoggedEvent, PendingTx, PublicTx, Tx
@@ -55,8 +65,11 @@ from committee.records import (
 )
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
-# 2: one proposal per slot with a part per rollup, signed over the slot root; 1 was per rollup.
-FORMAT_VERSION: Final[int] = 2
+# 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
+# every copy inline; 2 and 3: one proposal per slot, a part per rollup; 1 was per rollup.
+FORMAT_VERSION: Final[int] = 3
+# A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
+_DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,25 +158,58 @@ def compute_parent_certificate(
     return ParentCertificate(header, tuple(compute_tx_hashes(block)), slot_proof, signature)
 
 
-def _part_to_json(p: Proposal) -> dict[str, Any]:
+def compute_cross_bundles(parts: tuple[Proposal, ...] | list[Proposal]) -> dict[str, Bid]:
+    """Each cross-rollup bundle of the slot once, by bid id (first seen in part and log order):
+    its copy for its first leg's rollup. Raises ValueError if a copy is not the copy of that
+    bundle for its rollup (copies of one bid id that differ are not one signed bundle: no
+    proposal can carry them)."""
+    bundles: dict[str, Bid] = {}
+    for part in parts:
+        for entry in part.log:
+            ev = entry.event
+            if not (isinstance(ev, Bid) and ev.legs):
+                continue
+            bundle = bundles.setdefault(ev.bid_id, compute_bid_copy(ev, ev.legs[0].rollup))
+            if ev.rollup != part.rollup or compute_bid_copy(bundle, ev.rollup) != ev:
+                raise ValueError(f"the copies of cross-rollup bundle {ev.bid_id} differ")
+    return bundles
+
+
+def _cross_bundle_to_json(bundle: Bid) -> dict[str, Any]:
+    out = codec.bid_to_json(bundle)
+    for key in _DERIVED_BUNDLE_KEYS:  # its first leg's: the decoder rebuilds them
+        del out[key]
+    return out
+
+
+def _part_to_json(p: Proposal, cross: dict[str, int]) -> dict[str, Any]:
     return {
         "rollup": p.rollup,
         "block": block_fields_to_json(p.block),
         "parent": parent_certificate_to_json(p.parent) if p.parent else None,
         "carried": [codec.pending_to_json(c) for c in p.carried],
-        "log": [{"seq": e.seq, "event": codec.event_to_json(e.event)} for e in p.log],
+        "log": [
+            {"seq": e.seq, "cross": cross[e.event.bid_id]}
+            if isinstance(e.event, Bid) and e.event.legs
+            else {"seq": e.seq, "event": codec.event_to_json(e.event)}
+            for e in p.log
+        ],
     }
 
 
 def encode_proposal(p: SlotProposal) -> bytes:
-    """The proposal's wire bytes (one serialization, sent to every member)."""
+    """The proposal's wire bytes (one serialization, sent to every member); each cross-rollup
+    bundle's evidence once. Raises ValueError if two copies of a bundle differ."""
+    bundles = compute_cross_bundles(p.parts)
+    cross = {bid_id: i for i, bid_id in enumerate(bundles)}
     return orjson.dumps(
         {
             "kind": PROPOSAL_KIND,
             "version": FORMAT_VERSION,
             "committee_id": "0x" + p.committee_id.hex(),
             "slot": p.slot,
-            "parts": [_part_to_json(part) for part in p.parts],
+            "bundles": [_cross_bundle_to_json(b) for b in bundles.values()],
+            "parts": [_part_to_json(part, cross) for part in p.parts],
             "completion": p.completion,
         }
     )
@@ -171,7 +217,7 @@ def encode_proposal(p: SlotProposal) -> bytes:
 
 # --- decoding ---------------------------------------------------------------------------------
 
-_TOP_KEYS = {"kind", "version", "committee_id", "slot", "parts", "completion"}
+_TOP_KEYS = {"kind", "version", "committee_id", "slot", "bundles", "parts", "completion"}
 _PART_KEYS = {"rollup", "block", "parent", "carried", "log"}
 
 
@@ -295,15 +341,25 @@ class ParsedProposal:
     head: SlotProposal
     carried_docs: tuple[list[Any], ...]  # per part
     log_docs: tuple[list[Any], ...]  # per part
+    bundle_docs: list[Any] = dataclasses.field(default_factory=list)  # the slot's cross bundles
 
     def decode_rest(self) -> SlotProposal:
-        """Decode every part's carried pool and log; raise ``MalformedProposal`` if malformed."""
+        """Decode the cross-rollup bundles and every part's carried pool and log; raise
+        ``MalformedProposal`` if malformed."""
+        bundles = _decode_bundles(self.bundle_docs)
+        used: set[int] = set()
         parts = tuple(
-            dataclasses.replace(part, carried=_decode_carried(carried), log=_decode_log(log))
+            dataclasses.replace(
+                part, carried=_decode_carried(carried), log=_decode_log(log, part.rollup,
+                                                                         bundles, used),
+            )
             for part, carried, log in zip(
                 self.head.parts, self.carried_docs, self.log_docs, strict=True
             )
         )
+        # Verify every bundle is some log's: evidence no log refers to is not the slot's.
+        if len(used) != len(bundles):
+            raise MalformedProposal("bad proposal: a cross-rollup bundle is in no log")
         return dataclasses.replace(self.head, parts=parts)
 
 
@@ -357,6 +413,9 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         )
         if not parsed:
             raise wire.FieldError("parts", "a slot has at least one rollup")
+        bundle_docs = wire.get(d, "bundles")
+        if not isinstance(bundle_docs, list):
+            raise wire.FieldError("bundles", "must be an array")
         triples = [_parse_part(v, i, committee_id, slot, completion) for i, v in enumerate(parsed)]
         rollups = [part.rollup for part, _, _ in triples]
         # Verify each rollup has one part, in the leaves' order (ascending).
@@ -366,7 +425,7 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         raise MalformedProposal(f"bad proposal: {exc}", field=exc.field) from None
     head = SlotProposal(committee_id, slot, tuple(p for p, _, _ in triples), completion)
     return ParsedProposal(
-        head, tuple(c for _, c, _ in triples), tuple(lg for _, _, lg in triples)
+        head, tuple(c for _, c, _ in triples), tuple(lg for _, _, lg in triples), bundle_docs
     )
 
 
@@ -384,16 +443,59 @@ def _decode_carried(carried_doc: list[Any]) -> tuple[PendingTx, ...]:
     return carried
 
 
-def _decode_log(log_doc: list[Any]) -> tuple[LoggedEvent, ...]:
+def _decode_bundles(bundle_docs: list[Any]) -> list[Bid]:
+    """The slot's cross-rollup bundles, each its copy for its first leg's rollup."""
+    bundles: list[Bid] = []
+    try:
+        for doc in bundle_docs:
+            if not isinstance(doc, dict) or any(k in doc for k in _DERIVED_BUNDLE_KEYS):
+                raise ValueError("a bundle entry must not name a rollup, txs or gas")
+            ev = codec.event_from_json({**doc, "rollup": 0, "txs": [], "gas": 0})
+            if not isinstance(ev, Bid) or len(ev.legs) < 2:
+                raise ValueError("a bundle entry is a bid of two or more legs")
+            _check_event(ev)
+            first = ev.legs[0]
+            bundles.append(dataclasses.replace(ev, rollup=first.rollup, txs=first.txs,
+                                               gas=first.gas))  # fmt: skip
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise MalformedProposal("bad proposal: a cross-rollup bundle is malformed") from None
+    # Verify each bundle is there once (a copy names its bundle by position, its id once).
+    if len({b.bid_id for b in bundles}) != len(bundles):
+        raise MalformedProposal("bad proposal: a cross-rollup bundle is there twice")
+    return bundles
+
+
+def _decode_log(
+    log_doc: list[Any], rollup: int, bundles: list[Bid], used: set[int]
+) -> tuple[LoggedEvent, ...]:
+    """A part's log; a cross-rollup copy is built from its bundle (adds its index to ``used``)."""
     log: list[LoggedEvent] = []
     try:
         for entry in log_doc:
             seq = entry["seq"]
             if not isinstance(seq, str):
                 raise ValueError("seq must be a string")
+            if "cross" in entry:
+                log.append(LoggedEvent(seq, _cross_copy(entry, rollup, bundles, used)))
+                continue
             ev = codec.event_from_json(entry["event"])
             _check_event(ev)
+            if isinstance(ev, Bid) and ev.legs:
+                raise ValueError("a cross-rollup copy must refer to its bundle")
             log.append(LoggedEvent(seq, ev))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         raise MalformedProposal("bad proposal: a log entry is malformed") from None
     return tuple(log)
+
+
+def _cross_copy(entry: dict[str, Any], rollup: int, bundles: list[Bid], used: set[int]) -> Bid:
+    """The copy a ``{"seq", "cross": i}`` entry of ``rollup``'s log stands for."""
+    index = entry["cross"]
+    if set(entry) != {"seq", "cross"} or not _is_int(index, len(bundles) - 1):
+        raise ValueError("a cross entry must name a bundle of the slot")
+    bundle = bundles[index]
+    # Verify the bundle spans this rollup: its copy here is that leg.
+    if all(leg.rollup != rollup for leg in bundle.legs):
+        raise ValueError("a cross entry names a bundle that does not span this rollup")
+    used.add(index)
+    return compute_bid_copy(bundle, rollup)

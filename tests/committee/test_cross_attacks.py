@@ -8,9 +8,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.searcher import bundle_params
+from auction import codec
 from auction.bundles import compute_bid
 from auction.encoding import ZERO_HASH
 from auction.hashing import keccak256, to_hex
@@ -19,10 +23,10 @@ from auction.presets import MAINNET, Rollup
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Evidence, LoggedEvent
-from committee.checks import check_bid_binding
-from committee.errors import InvalidEvidence
-from committee.member import Member
-from committee.proposal import Proposal, SlotProposal, encode_proposal
+from committee.checks import check_bid_binding, check_slot_evidence
+from committee.errors import InvalidEvidence, Refusal
+from committee.member import DecodedTxs, Member
+from committee.proposal import Proposal, SlotProposal, decode_proposal, encode_proposal
 from committee.protection import ProtectionStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import (
@@ -178,3 +182,224 @@ def test_a_losing_copys_binding_is_checked_leg_by_leg(dealt, logs) -> None:
         with pytest.raises(InvalidEvidence):
             check_bid_binding(lie, part)
         assert name
+
+
+# --- the wire: each cross-rollup bundle once per slot (proposal version 3) ----------------------
+
+
+def wire_of(slot: SlotProposal) -> dict:
+    return orjson.loads(encode_proposal(slot))
+
+
+def refusal_code(dealt: Dealt, path: Path, doc: dict) -> str:
+    """What a fresh member answers to the proposal ``doc`` (it must refuse it)."""
+    member = member3(dealt, path)
+    with pytest.raises(Refusal) as refused:
+        member.sign_proposal(orjson.dumps(doc))
+    assert member.protection.get_signed(dealt.committee.committee_id, SLOT) is None
+    return refused.value.code
+
+
+def test_a_cross_bundles_evidence_travels_once_per_slot(dealt, logs) -> None:
+    honest = proposal(dealt, logs)
+    doc = wire_of(honest)
+    text = orjson.dumps(doc)
+    crosses = {e.event.bid_id: e.event for p in honest.parts for e in p.log
+               if isinstance(e.event, Bid) and e.event.legs}  # fmt: skip
+    assert [b["bid_id"] for b in doc["bundles"]] == list(crosses)
+    for bid in crosses.values():  # its signature (and body) once, however many logs hold it
+        assert text.count(bid.evidence.signature.encode()) == 1
+    refs = [e["cross"] for p in doc["parts"] for e in p["log"] if "cross" in e]
+    assert sorted(refs) == [0, 0, 1, 1, 1]  # one reference per copy
+    # Every copy decodes to exactly the copy the coordinator logged.
+    assert decode_proposal(text).parts == honest.parts
+
+
+def test_copies_that_differ_cannot_be_encoded(dealt, logs) -> None:
+    honest = proposal(dealt, logs)
+    part = {p.rollup: p for p in honest.parts}[B]
+    (copy,) = [e.event for e in part.log if isinstance(e.event, Bid)]
+    lies = [dataclasses.replace(copy, bid_wei=copy.bid_wei + 1),
+            dataclasses.replace(copy, legs=copy.legs[1:]),
+            dataclasses.replace(copy, received_ms=copy.received_ms + 1),
+            dataclasses.replace(copy, rollup=A)]  # fmt: skip
+    for lie in lies:
+        log = tuple(dataclasses.replace(e, event=lie) if e.event is copy else e for e in part.log)
+        with pytest.raises(ValueError):
+            encode_proposal(replace_part(honest, B, dataclasses.replace(part, log=log)))
+
+
+def test_copies_that_differ_are_refused_by_the_evidence_check(dealt, logs) -> None:
+    """Defence in depth (a slot built in memory, never sent): each bundle's evidence is
+    checked once, so every other copy must be exactly its copy for its rollup."""
+    honest = proposal(dealt, logs)
+    config = dataclasses.replace(config_of(dealt.committee), rollups=ROLLUPS)
+    check_slot_evidence(config, honest, frozenset())
+    part = {p.rollup: p for p in honest.parts}[B]
+    (copy,) = [e.event for e in part.log if isinstance(e.event, Bid)]
+    a_leg, b_leg, r_leg = copy.legs
+    lies = {
+        "another amount": dataclasses.replace(copy, bid_wei=copy.bid_wei - 1),
+        "another receive time": dataclasses.replace(copy, received_ms=copy.received_ms + 1),
+        "its legs changed": dataclasses.replace(copy, legs=(a_leg, dataclasses.replace(
+            b_leg, gas=b_leg.gas + 1), r_leg)),
+        "another leg as its own": dataclasses.replace(copy, txs=a_leg.txs, gas=a_leg.gas),
+        "another rollup's copy": dataclasses.replace(copy, rollup=A, txs=a_leg.txs,
+                                                     gas=a_leg.gas),
+    }  # fmt: skip
+    for name, lie in lies.items():
+        log = tuple(dataclasses.replace(e, event=lie) if e.event is copy else e for e in part.log)
+        with pytest.raises(InvalidEvidence):
+            check_slot_evidence(config, replace_part(honest, B, dataclasses.replace(part, log=log)),
+                                frozenset())  # fmt: skip
+        assert name
+
+
+def _lie_inline(doc: dict) -> None:  # a copy written inline, as version 2 did
+    bundle = decode_proposal(orjson.dumps(doc)).parts[0].log[0].event
+    doc["parts"][0]["log"][0] = {"seq": doc["parts"][0]["log"][0]["seq"],
+                                 "event": codec.event_to_json(bundle)}  # fmt: skip
+
+
+def _lie_other_rollup(doc: dict) -> None:  # B's log names the bundle that does not span B
+    winner = next(i for i, b in enumerate(doc["bundles"]) if len(b["legs"]) == 2)
+    doc["parts"][1]["log"].append({"seq": "9-9", "cross": winner})
+
+
+def _lie_unused(doc: dict) -> None:  # a bundle no log refers to
+    doc["bundles"].append({**doc["bundles"][0], "bid_id": "0x" + "ab" * 32})
+
+
+def _lie_one_leg(doc: dict) -> None:
+    doc["bundles"][0]["legs"] = doc["bundles"][0]["legs"][:1]
+
+
+WIRE_LIES = {
+    "an inline cross copy": _lie_inline,
+    "a reference out of range": lambda d: d["parts"][0]["log"][0].update(cross=7),
+    "a reference to a rollup the bundle does not span": _lie_other_rollup,
+    "a bundle there twice": lambda d: d["bundles"].append(dict(d["bundles"][0])),
+    "a bundle in no log": _lie_unused,
+    "a bundle of one leg": _lie_one_leg,
+    "a bundle naming its rollup": lambda d: d["bundles"][0].update(rollup=A),
+    "a reference with another field": lambda d: d["parts"][0]["log"][0].update(event={}),
+    "version 2": lambda d: d.update(version=2),
+    "no bundles": lambda d: d.pop("bundles"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(WIRE_LIES))
+def test_a_malformed_bundle_table_is_refused(dealt, logs, tmp_path, lie) -> None:
+    doc = wire_of(proposal(dealt, logs))
+    assert "cross" in doc["parts"][0]["log"][0]  # A's log starts with the winner's copy
+    WIRE_LIES[lie](doc)
+    assert refusal_code(dealt, tmp_path, doc) == "malformed_proposal"
+
+
+def _omit_winner(doc: dict) -> None:  # its evidence and every copy gone, the blocks kept
+    winner = next(i for i, b in enumerate(doc["bundles"]) if len(b["legs"]) == 2)
+    del doc["bundles"][winner]
+    for part in doc["parts"]:
+        part["log"] = [
+            {**e, "cross": e["cross"] - (e["cross"] > winner)} if "cross" in e else e
+            for e in part["log"] if e.get("cross") != winner
+        ]
+
+
+def _raise_loser_bid(doc: dict) -> None:  # the signed request says another amount
+    loser = next(b for b in doc["bundles"] if len(b["legs"]) == 3)
+    loser["bid_wei"] = str(int(loser["bid_wei"]) - 1)
+
+
+def _move_loser_tx(doc: dict) -> None:  # a tx moved between the losing bundle's legs
+    legs = next(b for b in doc["bundles"] if len(b["legs"]) == 3)["legs"]
+    legs[1]["txs"] = legs[0]["txs"] + legs[1]["txs"]
+    legs[0]["txs"] = []
+
+
+def _forge_winner_sender(doc: dict) -> None:  # only decoding its bytes shows it (full check)
+    winner = next(b for b in doc["bundles"] if len(b["legs"]) == 2)
+    winner["legs"][1]["txs"][0]["sender"] = "0x" + "77" * 20
+
+
+EVIDENCE_LIES = {
+    "the winner's second leg's sender": (_forge_winner_sender, {"invalid_evidence"}),
+    "the winner's evidence omitted": (_omit_winner, {"bid_set_mismatch", "invalid_evidence"}),
+    "a losing bundle's amount": (_raise_loser_bid, {"invalid_evidence"}),
+    "a losing bundle's tx in another leg": (_move_loser_tx, {"invalid_evidence"}),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(EVIDENCE_LIES))
+def test_a_lie_in_a_bundles_one_entry_is_refused(dealt, logs, tmp_path, lie) -> None:
+    """The losing three-rollup bundle is checked once (binding, legs against the signed
+    request) for its three copies; a change there changes every copy and is refused."""
+    doc = wire_of(proposal(dealt, logs))
+    change, codes = EVIDENCE_LIES[lie]
+    change(doc)
+    assert refusal_code(dealt, tmp_path, doc) in codes
+
+
+def test_the_slots_parts_share_one_decoding_of_each_tx(dealt, logs) -> None:
+    """Every fully checked bundle's transactions are decoded once per slot: a cross-rollup
+    bundle once for all its copies, and a transaction two bundles share (the losing bundle's tx
+    on A is the winner's) once for both."""
+    honest = proposal(dealt, logs)
+    config = dataclasses.replace(config_of(dealt.committee), rollups=ROLLUPS)
+    bids = {e.event.bid_id: e.event for p in honest.parts for e in p.log
+            if isinstance(e.event, Bid)}  # fmt: skip
+    loser = next(b for b in bids.values() if len(b.legs) == 3)
+    full = {w.bid_id for p in honest.parts for w in p.block.bundles} | {loser.bid_id}
+    raws = [t.raw for i in full for leg in (bids[i].legs or [bids[i]]) for t in leg.txs]
+    assert len(set(raws)) < len(raws)  # the shared tx
+    memo = DecodedTxs(1_000)
+    check_slot_evidence(config, honest, frozenset({loser.bid_id}), bundle_decode=memo.decode)
+    assert memo.misses == len(set(raws))
+
+
+def _leaf_paths(value: object, path: tuple) -> list[tuple]:
+    """Every path to a scalar (or empty container) inside ``value``."""
+    if isinstance(value, dict) and value:
+        return [p for k, v in value.items() for p in _leaf_paths(v, (*path, k))]
+    if isinstance(value, list) and value:
+        return [p for i, v in enumerate(value) for p in _leaf_paths(v, (*path, i))]
+    return [path]
+
+
+def _set(doc: dict, path: tuple, value: object) -> None:
+    for step in path[:-1]:
+        doc = doc[step]
+    doc[path[-1]] = value
+
+
+_VALUES = st.one_of(
+    st.integers(-2, 3), st.integers(0, 2**63), st.none(), st.booleans(), st.text(max_size=4),
+    st.sampled_from(["0x" + "ab" * 32, "0x" + "00" * 20, "0x", "1", "-1", "0x07"]),
+    st.just([]), st.just({}),
+)
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(data=st.data())
+def test_a_member_signs_a_changed_bundle_table_only_if_it_is_the_honest_slot(
+    dealt, logs, tmp_path_factory, data
+) -> None:
+    """A lying coordinator changes any one field of the slot's cross-rollup bundles or of a
+    copy's reference: the member refuses with a stable code (never crashes), or the slot it
+    signs decodes to exactly the honest one (every bid here is re-derived: the sample covers
+    the whole log)."""
+    honest = proposal(dealt, logs)
+    doc = wire_of(honest)
+    refs = [("parts", i, "log", j, "cross") for i, part in enumerate(doc["parts"])
+            for j, entry in enumerate(part["log"]) if "cross" in entry]  # fmt: skip
+    path = data.draw(st.sampled_from(_leaf_paths(doc["bundles"], ("bundles",)) + refs))
+    _set(doc, path, data.draw(_VALUES))
+    member = member3(dealt, tmp_path_factory.mktemp("member"))
+    try:
+        member.sign_proposal(orjson.dumps(doc))
+    except Refusal as exc:
+        assert exc.code in ("malformed_proposal", "invalid_evidence", "bid_set_mismatch",
+                            "block_mismatch", "fairness_violation")  # fmt: skip
+        return
+    assert decode_proposal(orjson.dumps(doc)).parts == honest.parts
