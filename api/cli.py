@@ -188,6 +188,22 @@ def _solve_joint(data: object, args: argparse.Namespace) -> dict[str, object]:
     return joint_packing_to_json(packing, payments, seconds, unconstrained)
 
 
+def _warm_up(args: argparse.Namespace) -> int:
+    """Compile (or load) every kernel any payment rule and shared slots need, printing progress."""
+    import time
+
+    from ordering import packer
+
+    started = time.process_time()
+
+    def progress(done: int, total: int) -> None:
+        print(f"blockspace warm-up: {done}/{total} kernels compiled", flush=True)
+
+    packer.warm_up(packer.PAYMENT_RULES, progress)
+    print(f"blockspace warm-up: done in {time.process_time() - started:.1f} s of CPU", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blockspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     solve.add_argument("instance", help="instance JSON file")
     solve.add_argument("--time-budget-ms", type=int, dest="time_budget_ms")
     solve.set_defaults(func=_solve)
+
+    warm = sub.add_parser(
+        "warm-up",
+        help="compile every solver kernel into numba's cache (what serve does at start); "
+        "run it once when building an image or before the test suite",
+    )
+    warm.set_defaults(func=_warm_up)
 
     add_committee_commands(sub)
     add_encrypt_command(sub)

@@ -46,6 +46,7 @@ from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
+from node.collector import paused_gc
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.operator import generate_operator_key
@@ -124,6 +125,14 @@ class UnsignedChain:
 CLOSE_LEASE_MS = 15_000
 FOLLOW_POLL_S = 0.005
 
+
+
+def _compute_slot_results(
+    slot: int, deadline_ms: int, parts: Sequence[SlotPart]
+) -> tuple[SlotResult, ...]:
+    """The close's pure step with the cyclic collector paused (its churn is acyclic)."""
+    with paused_gc():
+        return compute_slot_results(slot, deadline_ms, parts)
 
 class Engine:
     def __init__(
@@ -407,7 +416,7 @@ class Engine:
             for r in rollups
         ]
         results = await asyncio.to_thread(
-            compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts
+            _compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts
         )
         t2 = time.perf_counter()
         out = dict(stored)

@@ -15,14 +15,12 @@ first, so it behaves like a member that lies only at the last step. Production n
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,6 +46,7 @@ from committee.proposal import Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.signing import compute_slot_signing_root
 from committee.threshold import KeyShare
+from node.collector import paused_gc
 
 log = logging.getLogger("blockspace.member")
 
@@ -81,35 +80,6 @@ class MemberReply:
             "repeated": self.repeated,
             "timings_ms": self.timings_ms,
         }
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a proposal is checked.
-
-    A 2,000-bid proposal allocates some 10^5 short-lived, acyclic objects (reference counting
-    frees them all); collections triggered by that churn cost a member up to 100 ms per check.
-    Counted, so concurrent checks (the in-process committee) re-enable it only when all are done.
-    """
-    global _gc_pauses
-    with _gc_lock:
-        if _gc_pauses == 0 and gc.isenabled():
-            gc.disable()
-            _gc_pauses = 1
-        elif _gc_pauses > 0:
-            _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            if _gc_pauses > 0:
-                _gc_pauses -= 1
-                if _gc_pauses == 0:
-                    gc.enable()
 
 
 class DecodedTxs:

@@ -156,3 +156,15 @@ def test_demo_with_three_rollups_prints_slot_roots_blocks_and_cross_bundles():
     sent, won, share = int(found[1]), int(found[2]), float(found[3])
     # Arbitrageurs compete for the hot pool on both of their rollups: some win, not all
     assert sent > won > 0 and 0 < share < 100
+
+
+def test_warm_up_leaves_every_kernel_loadable_from_the_cache():
+    """`blockspace warm-up` (run by scripts/test before pytest) fills numba's cache: a second run
+    in a fresh process loads everything and compiles nothing."""
+    run = [str(BIN), "warm-up"]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(run, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert second.returncode == 0, second.stderr
+    assert "done in" in second.stdout
+    assert "kernels compiled" not in second.stdout, second.stdout
