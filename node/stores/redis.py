@@ -138,43 +138,28 @@ end
 return cjson.encode(seqs)
 """
 
-# KEYS[1] = the cancel's key (its answer once seen), then per slot i of its window
-# KEYS[4i+2..4i+5] = log, closed, limits, index. ARGV: event, cancel id, searcher, size,
-# max_bundles, max_bytes, max slot events, max slot bytes, uuid key, rollup, window ms.
-# A cancel seen before (a retry, or a replay) answers what it answered then and changes nothing.
-# Otherwise it goes into each open slot where the searcher logged a bid under the uuid, counted
-# against the limits. Reply: a JSON array of the slots it is in, or "!" and an error code.
+# One slot of a cancel's window (node/stores/redis.py append_cancel runs it per slot, since a
+# window spans several slots and so several cluster hash slots). KEYS: the slot's log, closed,
+# limits, index. ARGV: event, cancel id, searcher, size, max_bundles, max_bytes, max slot events,
+# max slot bytes, uuid key, mode. Mode "log": log the cancel if the slot is open and the searcher
+# logged a bid under the uuid here, counted against the limits; 1 if it is in this slot (also
+# when an earlier try logged it: the cancel id is in the index), else 0. Mode "count": count it
+# against the limits only (a cancel that went nowhere), 0. Or "!" and an error code.
 _APPEND_CANCEL = _TAKE + """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  local first = cjson.decode(seen)
-  if first[1] ~= ARGV[10] then return '[]' end
-  return cjson.encode(first[2])
-end
-local done, refused = {}, false
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local lk, ck, mk, ik = KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4], KEYS[4*i+5]
-  if redis.call('EXISTS', ck) == 0 and redis.call('HEXISTS', ik, ARGV[9]) == 1 then
-    local r = take(mk, ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-    if r then
-      refused = r
-    else
-      local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
-      redis.call('HSET', ik, ARGV[2], id)
-      done[#done + 1] = tonumber(string.match(lk, '(%d+)$'))
-    end
-  end
-end
-if #done == 0 and refused then return refused end
-if #done == 0 and #KEYS >= 5 then
-  -- Remembered for the window like every cancel, so it counts like one: against the sender's
-  -- quota in the first slot of its window, even though it went nowhere.
-  local r = take(KEYS[4], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+local lk, ck, mk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local who, size = ARGV[3], tonumber(ARGV[4])
+if ARGV[10] == 'count' then
+  local r = take(mk, who, size, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   if r then return r end
+  return 0
 end
-local answer = '[' .. table.concat(done, ',') .. ']'
-redis.call('SET', KEYS[1], '["' .. ARGV[10] .. '",' .. answer .. ']', 'PX', ARGV[11])
-return answer
+if redis.call('HEXISTS', ik, ARGV[2]) == 1 then return 1 end
+if redis.call('EXISTS', ck) == 1 or redis.call('HEXISTS', ik, ARGV[9]) == 0 then return 0 end
+local r = take(mk, who, size, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+if r then return r end
+local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
+redis.call('HSET', ik, ARGV[2], id)
+return 1
 """
 
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
@@ -271,6 +256,21 @@ def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
         max_bundles=limits.max_bundles,
         max_bytes=limits.max_bytes,
     )
+
+
+def _cancel_keys(rollup: int, slot: int) -> list[str]:
+    return [
+        keys.slot_log(rollup, slot),
+        keys.slot_closed(rollup, slot),
+        keys.slot_limits(rollup, slot),
+        keys.slot_index(rollup, slot),
+    ]
+
+
+def _cancel_answer(stored: bytes | str, rollup: int) -> list[int]:
+    """What a cancel answered when first seen: its slots, for its first rollup only."""
+    first_rollup, slots = orjson.loads(stored)
+    return [int(x) for x in slots] if first_rollup == str(rollup) else []
 
 
 class RedisStore(RedisCommittee, RedisHistory, Store):
@@ -384,6 +384,14 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                         fut.set_exception(err)
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        """One script call per slot in the batch (a slot's keys share one cluster hash tag;
+        one script may not touch two), all sent at once."""
+        by_slot: dict[int, list[_Pending]] = {}
+        for pending in batch:
+            by_slot.setdefault(pending[0].slot, []).append(pending)
+        await asyncio.gather(*(self._flush_slot(group) for group in by_slot.values()))
+
+    async def _flush_slot(self, batch: list[_Pending]) -> None:
         keys_: list[str] = []
         args: list[Any] = []
         for bid, limits, payload, _ in batch:
@@ -493,18 +501,19 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
     async def append_cancel(
         self, cancel: Cancel, slots: list[int], limits: IntakeLimits, window_ms: int
     ) -> list[int]:
+        # Slot by slot (each slot's keys are one hash tag), then the answer is remembered. A
+        # retry or replay finds the answer; one that runs before it is stored finds the cancel
+        # id in each slot's index, so it is logged at most once per slot either way.
         r = cancel.rollup
-        keys_ = [keys.cancel_answer(compute_bid_id(cancel.evidence))]
-        for slot in slots:
-            keys_ += [
-                keys.slot_log(r, slot),
-                keys.slot_closed(r, slot),
-                keys.slot_limits(r, slot),
-                keys.slot_index(r, slot),
-            ]
+        cancel_id = compute_bid_id(cancel.evidence)
+        answer_key = keys.cancel_answer(cancel_id)
+        with _store_errors():
+            seen = await self.redis.get(answer_key)
+        if seen is not None:
+            return _cancel_answer(seen, r)
         args = [
             codec.event_to_bytes(cancel),
-            compute_bid_id(cancel.evidence),
+            cancel_id,
             cancel.searcher,
             cancel.request_bytes,
             limits.max_bundles,
@@ -512,16 +521,31 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             limits.max_slot_events,
             limits.max_slot_bytes,
             keys.index_uuid(cancel.searcher, cancel.replacement_uuid),
-            r,
-            window_ms,
         ]
-        try:
-            reply = _text(await self._evalsha("append_cancel", keys_, args))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
-        if reply.startswith("!"):
-            raise _refusal(reply, slots[0] if slots else 0, limits)
-        return [int(x) for x in orjson.loads(reply)]
+        done: list[int] = []
+        refused = ""
+        with _store_errors():
+            for slot in slots:
+                slot_keys = _cancel_keys(r, slot)
+                reply = _text(await self._evalsha("append_cancel", slot_keys, [*args, "log"]))
+                if reply.startswith("!"):
+                    refused = reply
+                elif reply == "1":
+                    done.append(slot)
+            if not done and refused:
+                raise _refusal(refused, slots[0], limits)
+            if not done and slots:
+                # Remembered for the window like every cancel, so it counts like one: against
+                # the sender's quota in the first slot of its window, though it went nowhere.
+                first_keys = _cancel_keys(r, slots[0])
+                reply = _text(await self._evalsha("append_cancel", first_keys, [*args, "count"]))
+                if reply.startswith("!"):
+                    raise _refusal(reply, slots[0], limits)
+            stored = orjson.dumps([str(r), done])
+            if not await self.redis.set(answer_key, stored, nx=True, px=window_ms):
+                first = await self.redis.get(answer_key)  # a concurrent copy answered first
+                return _cancel_answer(first, r) if first is not None else done
+        return done
 
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
         key = keys.slot_closer(rollup, slot)
@@ -577,17 +601,18 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         doc = orjson.loads(data)
         if all("bid" in o for o in doc["outcomes"]):
             return codec.result_from_json(doc)
-        # Bids by log seq: read the result again with its log in one transaction, so a trim
-        # between two reads cannot leave a result whose bids are gone.
+        # Bids by log seq. The log has another hash tag than the result (a cluster cannot read
+        # both in one transaction), and trimming drops the result before the log: if a bid the
+        # result names is missing from the log, the slot was trimmed meanwhile (result gone).
         with _store_errors():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keys.slot_result(rollup, slot))
-            pipe.xrange(keys.slot_log(rollup, slot))
-            data, entries = await pipe.execute()
-        if data is None:
-            return None
+            entries = await self.redis.xrange(keys.slot_log(rollup, slot))
         logged = {e.seq: e.event for e in _decode_entries(entries or [])}
-        return codec.result_from_json(orjson.loads(data), logged)
+        if any(o.get("seq") not in logged for o in doc["outcomes"] if "bid" not in o):
+            with _store_errors():
+                if await self.redis.get(keys.slot_result(rollup, slot)) is None:
+                    return None
+            raise StoreUnavailable(f"the log of slot {slot} lacks bids its result names")
+        return codec.result_from_json(doc, logged)
 
     async def latest_result(self, rollup: int) -> SlotResult | None:
         with _store_errors():
