@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,6 +40,27 @@ from node.stores.redis_committee import RedisCommittee
 from node.stores.redis_history import RedisHistory
 
 log = logging.getLogger("blockspace.store")
+
+# A Redis Cluster store URL: ``redis+cluster://host:port,host:port,...`` (any reachable nodes;
+# the client learns the rest of the cluster from them). docs/redis.md, "Redis Cluster".
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def parse_cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The (host, port) seed nodes of a ``redis+cluster://`` URL; ValueError if malformed."""
+    rest = url[len(CLUSTER_SCHEME) :].rstrip("/")
+    nodes = []
+    for part in rest.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"bad cluster node {part!r} in {url!r}: expected host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
+
 
 # Counting one event against a slot's limits (bids and cancels share it): per searcher
 # (n:<searcher>, b:<searcher>) and for the whole slot (n:*, b:*). Returns an error code, or false
@@ -75,7 +98,9 @@ end
 # max slot events, max slot bytes, uuid key ("" without a uuid). Each bid is checked and
 # appended on its own (closed slot, idempotency, limits); the reply holds one entry per bid: its
 # seq, or "!" followed by a stable error code.
-_APPEND_BIDS = _TAKE + """
+_APPEND_BIDS = (
+    _TAKE
+    + """
 local out = {}
 for i = 0, #KEYS / 4 - 1 do
   local lk, ck, mk, ik = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
@@ -86,6 +111,8 @@ for i = 0, #KEYS / 4 - 1 do
   else
     local prev = redis.call('HGET', ik, id)
     if prev then
+      -- Written again (same value) so that a WAIT after a resend covers the first write.
+      redis.call('HSET', ik, id, prev)
       out[i+1] = prev
     else
       local refused = take(mk, who, size, ARGV[a+4], ARGV[a+5], ARGV[a+8], ARGV[a+9])
@@ -103,6 +130,7 @@ for i = 0, #KEYS / 4 - 1 do
 end
 return out
 """
+)
 
 # The copies of one cross-rollup bundle (one per rollup it spans), all or none. Per copy i:
 # KEYS[4i+1..4i+4] = its rollup's log, closed, limits, index; ARGV[1..5] = searcher, size,
@@ -110,7 +138,9 @@ return out
 # bundles, max bytes, max slot events, max slot bytes (its rollup's limits). Every log is checked
 # (closed, then each copy not yet logged against its limits) before anything is written. Reply:
 # a JSON array of the copies' seqs, or "!<code>@<i>" naming the first copy refused.
-_APPEND_COPIES = _TAKE + """
+_APPEND_COPIES = (
+    _TAKE
+    + """
 local who, size, id, owner, ukey = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local n = #KEYS / 4
 for i = 0, n - 1 do
@@ -119,7 +149,12 @@ end
 local seqs, todo = {}, {}
 for i = 0, n - 1 do
   local prev = redis.call('HGET', KEYS[4*i+4], id)
-  if prev then seqs[i+1] = prev else todo[#todo+1] = i end
+  if prev then
+    redis.call('HSET', KEYS[4*i+4], id, prev) -- a WAIT after a resend covers the first write
+    seqs[i+1] = prev
+  else
+    todo[#todo+1] = i
+  end
 end
 for _, i in ipairs(todo) do
   local a = 5 + 5*i
@@ -137,6 +172,7 @@ for _, i in ipairs(todo) do
 end
 return cjson.encode(seqs)
 """
+)
 
 # One slot of a cancel's window (node/stores/redis.py append_cancel runs it per slot, since a
 # window spans several slots and so several cluster hash slots). KEYS: the slot's log, closed,
@@ -145,7 +181,9 @@ return cjson.encode(seqs)
 # logged a bid under the uuid here, counted against the limits; 1 if it is in this slot (also
 # when an earlier try logged it: the cancel id is in the index), else 0. Mode "count": count it
 # against the limits only (a cancel that went nowhere), 0. Or "!" and an error code.
-_APPEND_CANCEL = _TAKE + """
+_APPEND_CANCEL = (
+    _TAKE
+    + """
 local lk, ck, mk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local who, size = ARGV[3], tonumber(ARGV[4])
 if ARGV[10] == 'count' then
@@ -161,6 +199,7 @@ local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
 redis.call('HSET', ik, ARGV[2], id)
 return 1
 """
+)
 
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
 _APPEND_PUBLIC_TX = """
@@ -258,6 +297,16 @@ def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
     )
 
 
+def _not_replicated() -> StoreUnavailable:
+    """The answer to a bid the master logged but no replica confirmed in time: not an
+    acknowledgement, since a failover now could lose it; the same signed request may be resent
+    (idempotent: it answers the stored seq, once a replica has it)."""
+    return StoreUnavailable(
+        "the bid is logged on the store's master but no replica confirmed it in time; it is "
+        "not acknowledged as durable: resend the same request"
+    )
+
+
 def _cancel_keys(rollup: int, slot: int) -> list[str]:
     return [
         keys.slot_log(rollup, slot),
@@ -284,46 +333,71 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         max_batch: int = 512,
         socket_timeout_s: float = 1.0,
         connect_timeout_s: float = 1.0,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.url = url
+        self.cluster = is_cluster_url(url)
+        # Replicas that must confirm a bid (WAIT) before it is acknowledged: by default one on
+        # a cluster (every master has a replica to fail over to), none on a single server.
+        self.wait_replicas = (1 if self.cluster else 0) if wait_replicas is None else wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        # Faults the client handled or reported, by kind (node/metrics.py exports them):
+        # replica_timeout, slot_moved, write_failed.
+        self.faults: Counter[str] = Counter()
         self.appendfsync = appendfsync
         self.max_batch = max_batch
         self.socket_timeout_s = socket_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._r: aioredis.Redis | None = None
+        self._r: Any = None  # aioredis.Redis, or RedisCluster for a cluster URL
         self._queue: asyncio.Queue[_Pending] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._sha: dict[str, str] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
+        """The client: ``aioredis.Redis``, or ``RedisCluster`` (same command methods)."""
         if self._r is None:
             raise StoreUnavailable("store is not connected")
-        return self._r
+        r: aioredis.Redis = self._r
+        return r
 
-    async def connect(self) -> None:
-        self._r = aioredis.from_url(
-            self.url,
-            decode_responses=False,
-            # A dead or stalled server must refuse the write (StoreUnavailable) within a bound,
-            # never leave intake waiting; redis-py had no socket timeout by default before 8.0.
-            socket_timeout=self.socket_timeout_s,
-            socket_connect_timeout=self.connect_timeout_s,
-            # One quick retry on a broken connection (a pooled socket to a restarted server);
-            # re-sending a batch is safe since append_bid is idempotent by bid id. A timeout
-            # is not retried: a stalled server would only double the wait.
-            retry=Retry(
+    def _client(self) -> Any:
+        # A dead or stalled server must refuse the write (StoreUnavailable) within a bound,
+        # never leave intake waiting; redis-py had no socket timeout by default before 8.0.
+        # One quick retry on a broken connection (a pooled socket to a restarted server);
+        # re-sending a batch is safe since append_bid is idempotent by bid id. A timeout
+        # is not retried: a stalled server would only double the wait.
+        options: dict[str, Any] = {
+            "decode_responses": False,
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.connect_timeout_s,
+            "retry": Retry(
                 ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,)
             ),
-        )
+        }
+        if not self.cluster:
+            return aioredis.from_url(self.url, **options)
+        # The cluster client follows MOVED and ASK itself and re-reads the slot map when a
+        # node fails; the seeds only need one live node.
+        seeds = [ClusterNode(host, port) for host, port in parse_cluster_nodes(self.url)]
+        return RedisCluster(startup_nodes=seeds, **options)
+
+    async def connect(self) -> None:
         try:
+            self._r = self._client()
+        except ValueError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            if self.cluster:
+                await self._r.initialize()
             await self._r.ping()
             if self.appendfsync in ("everysec", "always"):
                 # Durability is part of our contract: make sure the AOF is on.
                 await self._r.config_set("appendonly", "yes")
                 await self._r.config_set("appendfsync", self.appendfsync)
             await self._reload_scripts()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {exc}") from exc
         self._queue = asyncio.Queue()
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-group-commit")
@@ -351,6 +425,64 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         except NoScriptError:  # the server restarted and lost its script cache
             await self._reload_scripts()
             return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
+
+    async def _evalsha_replicated(
+        self, name: str, keys_: list[str], args: list[Any]
+    ) -> tuple[Any, bool]:
+        """Run a write script; with replica acks on, ``WAIT`` for them on the same connection.
+        Returns the reply and whether it is confirmed: as many replicas as ``wait_replicas``
+        took it within ``wait_timeout_ms`` (always True with acks off). A write the cluster
+        client had to resend elsewhere (MOVED/ASK) is not confirmed: the WAIT ran on the old
+        node's connection, so it says nothing about the write."""
+        if self.wait_replicas <= 0:
+            return await self._evalsha(name, keys_, args), True
+        node = self._node_of(keys_[0])
+        for attempt in (0, 1):
+            pipe = self.redis.pipeline(transaction=False)
+            # execute_command: redis-py's cluster pipeline blocks its evalsha method, not the
+            # command (routed by its keys like any other)
+            pipe.execute_command("EVALSHA", self._sha[name], len(keys_), *keys_, *args)
+            wait = ("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            if node is None:
+                pipe.execute_command(*wait)
+            else:  # the node holding the keys: one connection carries the write and the WAIT
+                pipe.execute_command(*wait, target_nodes=node)
+            try:
+                reply, acked = await pipe.execute()
+                break
+            except NoScriptError:  # the node restarted or failed over: its script cache is new
+                if attempt:
+                    raise
+                await self._reload_scripts()
+        moved_to = self._node_of(keys_[0])
+        if node is not None and moved_to is not None and moved_to.name != node.name:
+            self.faults["slot_moved"] += 1
+            log.warning(
+                "redis cluster: the hash slot of %s moved from %s to %s; the write is not "
+                "confirmed on a replica and is refused (a resend is idempotent)",
+                keys_[0],
+                node.name,
+                moved_to.name,
+            )
+            return reply, False
+        if int(acked) < self.wait_replicas:
+            self.faults["replica_timeout"] += 1
+            log.warning(
+                "redis: %d of %d replicas confirmed a write to %s within %d ms; refused as "
+                "not durable (it is on the master; a resend is idempotent)",
+                int(acked),
+                self.wait_replicas,
+                keys_[0],
+                self.wait_timeout_ms,
+            )
+            return reply, False
+        return reply, True
+
+    def _node_of(self, key: str) -> Any:
+        """The cluster node (master) holding ``key``; None on a single server."""
+        if not self.cluster:
+            return None
+        return self._r.get_node_from_key(key)
 
     async def _reload_scripts(self) -> None:
         for name, script in SCRIPTS.items():
@@ -418,9 +550,10 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 uuid_key,
             ]
         try:
-            replies = await self._evalsha("append_bids", keys_, args)
+            replies, confirmed = await self._evalsha_replicated("append_bids", keys_, args)
         except (RedisError, OSError) as exc:
-            log.error("redis write failed: %s", exc)
+            self.faults["write_failed"] += 1
+            log.error("redis write failed (%s): %s", keys_[0], exc)
             err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
             for *_, fut in batch:
                 if not fut.done():
@@ -432,6 +565,8 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             text = _text(reply)
             if text.startswith("!"):
                 fut.set_exception(_refusal(text, bid.slot, limits))
+            elif not confirmed:
+                fut.set_exception(_not_replicated())
             else:
                 fut.set_result(text)
 
@@ -468,7 +603,10 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 lim.max_slot_bytes,
             ]
         with _store_errors():
-            reply = _text(await self._evalsha("append_copies", keys_, args))
+            raw, confirmed = await self._evalsha_replicated("append_copies", keys_, args)
+        reply = _text(raw)
+        if not reply.startswith("!") and not confirmed:
+            raise _not_replicated()
         if reply.startswith("!"):
             code, at = reply.rsplit("@", 1)
             refused = copies[int(at)]

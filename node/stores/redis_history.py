@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from auction.errors import StoreUnavailable
@@ -334,7 +333,7 @@ class RedisHistory:
     """The history methods of ``RedisStore``; see ``node.stores.base.Store`` for the contract."""
 
     # Provided by RedisStore.
-    _r: aioredis.Redis | None
+    _r: Any
     if TYPE_CHECKING:
         # RedisStore.redis; loosely typed because redis-py's stubs give async replies as
         # sync-or-async unions.
