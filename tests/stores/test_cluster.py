@@ -19,6 +19,7 @@ import pytest
 
 from auction.errors import StoreUnavailable
 from auction.types import Bid, LoggedEvent
+from node.metrics import Metrics
 from node.stores import keys
 from node.stores.base import IntakeLimits
 from node.stores.redis import RedisStore, parse_cluster_nodes
@@ -148,6 +149,10 @@ async def test_no_replica_confirmation_is_refused_not_acknowledged(
                 await store.append_bid(bid, WIDE)
         assert store.faults["replica_timeout"] == 1
         assert "0 of 1 replicas confirmed" in caplog.text
+        metrics = Metrics()
+        metrics.watch_store(store)
+        sample = {"kind": "replica_timeout"}
+        assert metrics.registry.get_sample_value("blockspace_store_faults_total", sample) == 1
         # It is on the master (a resend answers its seq once a replica confirms)
         assert [e.event for e in await store.read_log(ROLLUP, 80)] == [bid]
         with pytest.raises(StoreUnavailable):
