@@ -232,6 +232,30 @@ class RedisClusterServers:
                         return node
         raise RuntimeError(f"master on port {master.port} has no live replica")
 
+    def move_hash_slot(self, key: str, to: RedisServer) -> None:
+        """Migrate ``key``'s hash slot (and its keys) to the master ``to``, as a resharding
+        does: IMPORTING/MIGRATING, MIGRATE the keys, then the new owner on every master. A
+        client with the old slot map then gets MOVED."""
+        port = self.live()[0].port
+        slot = _cli("cluster", "keyslot", key, port=port).strip()
+        source = self.master_of(key)
+        source_id = _cli("cluster", "myid", port=source.port).strip()
+        target_id = _cli("cluster", "myid", port=to.port).strip()
+        _cli("cluster", "setslot", slot, "importing", source_id, port=to.port)
+        _cli("cluster", "setslot", slot, "migrating", target_id, port=source.port)
+        while True:
+            names = _cli("cluster", "getkeysinslot", slot, "100", port=source.port).split()
+            if not names:
+                break
+            out = _cli(
+                "migrate", "127.0.0.1", str(to.port), "", "0", "5000", "keys", *names,
+                port=source.port,
+            )
+            if "OK" not in out:
+                raise RuntimeError(f"MIGRATE failed: {out}")
+        for node in self.masters():
+            _cli("cluster", "setslot", slot, "node", target_id, port=node.port)
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()

@@ -194,3 +194,33 @@ async def test_stalled_replica_refuses_then_resend_is_acknowledged(
         assert len(await store.read_log(ROLLUP, 90)) == 1
     finally:
         await store.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_moved_hash_slot_is_followed_logged_and_counted(
+    fresh_cluster: RedisClusterServers, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(fresh_cluster.url)
+    await store.connect()
+    try:
+        first, second = make_bid(1, slot=95), make_bid(2, slot=95)
+        first_seq = await store.append_bid(first, WIDE)
+        log_key = keys.slot_log(ROLLUP, 95)
+        source = fresh_cluster.master_of(log_key)
+        target = next(m for m in fresh_cluster.masters() if m is not source)
+        # The store's client still maps the hash slot to the source: the next write gets MOVED
+        await anyio.to_thread.run_sync(fresh_cluster.move_hash_slot, log_key, target)
+        with caplog.at_level(logging.WARNING, "blockspace.store"):
+            with pytest.raises(StoreUnavailable, match="no replica confirmed"):
+                await store.append_bid(second, WIDE)
+        assert store.faults["slot_moved"] == 1
+        assert "moved from" in caplog.text
+        # Followed, not lost: resent, it is acknowledged on the new master with its first seq
+        second_seq = (await store.read_log(ROLLUP, 95))[1].seq
+        assert await store.append_bid(second, WIDE) == second_seq
+        log = await store.read_log(ROLLUP, 95)
+        assert log == [LoggedEvent(first_seq, first), LoggedEvent(second_seq, second)]
+        assert fresh_cluster.master_of(log_key) is target
+    finally:
+        await store.aclose()
