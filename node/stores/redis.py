@@ -98,9 +98,7 @@ end
 # max slot events, max slot bytes, uuid key ("" without a uuid). Each bid is checked and
 # appended on its own (closed slot, idempotency, limits); the reply holds one entry per bid: its
 # seq, or "!" followed by a stable error code.
-_APPEND_BIDS = (
-    _TAKE
-    + """
+_APPEND_BIDS = _TAKE + """
 local out = {}
 for i = 0, #KEYS / 4 - 1 do
   local lk, ck, mk, ik = KEYS[4*i+1], KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4]
@@ -130,7 +128,6 @@ for i = 0, #KEYS / 4 - 1 do
 end
 return out
 """
-)
 
 # The copies of one cross-rollup bundle (one per rollup it spans), all or none. Per copy i:
 # KEYS[4i+1..4i+4] = its rollup's log, closed, limits, index; ARGV[1..5] = searcher, size,
@@ -138,9 +135,7 @@ return out
 # bundles, max bytes, max slot events, max slot bytes (its rollup's limits). Every log is checked
 # (closed, then each copy not yet logged against its limits) before anything is written. Reply:
 # a JSON array of the copies' seqs, or "!<code>@<i>" naming the first copy refused.
-_APPEND_COPIES = (
-    _TAKE
-    + """
+_APPEND_COPIES = _TAKE + """
 local who, size, id, owner, ukey = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local n = #KEYS / 4
 for i = 0, n - 1 do
@@ -172,7 +167,6 @@ for _, i in ipairs(todo) do
 end
 return cjson.encode(seqs)
 """
-)
 
 # One slot of a cancel's window (node/stores/redis.py append_cancel runs it per slot, since a
 # window spans several slots and so several cluster hash slots). KEYS: the slot's log, closed,
@@ -181,9 +175,7 @@ return cjson.encode(seqs)
 # logged a bid under the uuid here, counted against the limits; 1 if it is in this slot (also
 # when an earlier try logged it: the cancel id is in the index), else 0. Mode "count": count it
 # against the limits only (a cancel that went nowhere), 0. Or "!" and an error code.
-_APPEND_CANCEL = (
-    _TAKE
-    + """
+_APPEND_CANCEL = _TAKE + """
 local lk, ck, mk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local who, size = ARGV[3], tonumber(ARGV[4])
 if ARGV[10] == 'count' then
@@ -199,7 +191,6 @@ local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
 redis.call('HSET', ik, ARGV[2], id)
 return 1
 """
-)
 
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
 _APPEND_PUBLIC_TX = """
