@@ -93,7 +93,12 @@ def _lifespan(settings: Settings, engine: Engine | None):  # type: ignore[no-unt
         coordinator: Coordinator | None = None
         if owned:
             store = (
-                await open_store(settings.store, appendfsync=settings.redis_appendfsync)
+                await open_store(
+                    settings.store,
+                    appendfsync=settings.redis_appendfsync,
+                    wait_replicas=settings.redis_wait_replicas,
+                    wait_timeout_ms=settings.redis_wait_timeout_ms,
+                )
                 if settings.store != "memory"
                 else await open_store("memory")
             )

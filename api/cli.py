@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--slot-ms", type=int, dest="slot_ms")
-    serve.add_argument("--store", help="'memory' (default) or a redis:// URL")
+    serve.add_argument(
+        "--store",
+        help="'memory' (default), a redis:// URL or redis+cluster://host:port,host:port,...",
+    )
     serve.add_argument("--rollup", type=int, action="append", help="chain id; repeat for several")
     serve.add_argument("--preset", choices=["mainnet", "minimal"])
     serve.add_argument("--appendfsync", choices=["everysec", "always", "unmanaged"])

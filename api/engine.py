@@ -165,6 +165,7 @@ class Engine:
         )
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.metrics = metrics or Metrics()
+        self.metrics.watch_store(store)
         self.notifier = Notifier()
         self.chains = {cid: ChainState(r) for cid, r in self.rollups.items()}
         self.intake = Intake(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -102,9 +102,28 @@ class ClosedSlotTally(Collector):
         yield store
 
 
+class StoreFaults(Collector):
+    """``blockspace_store_faults_total{kind}``: faults the Redis store handled, read live from
+    its ``faults`` counter (replica_timeout, slot_moved, write_failed; docs/redis.md)."""
+
+    def __init__(self, faults: Mapping[str, int]) -> None:
+        self._faults = faults
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "blockspace_store_faults",
+            "Store faults: a replica not confirming in time, a cluster slot moved, a failed write",
+            labels=["kind"],
+        )
+        for kind in ("replica_timeout", "slot_moved", "write_failed"):
+            family.add_metric([kind], self._faults.get(kind, 0))
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._store_watched = False
         self.intake = ClosedSlotTally()
         self.registry.register(self.intake)
         self.slot_close_seconds = Histogram(
@@ -129,6 +148,13 @@ class Metrics:
             ["where"],
             registry=self.registry,
         )
+
+    def watch_store(self, store: object) -> None:
+        """Export the store's fault counters, if it keeps any (the Redis store does)."""
+        faults = getattr(store, "faults", None)
+        if isinstance(faults, Mapping) and not self._store_watched:
+            self._store_watched = True  # one store per registry (one engine per app)
+            self.registry.register(StoreFaults(faults))
 
     def count_bid(self, rollup: int, slot: int, transport: str, store_seconds: float) -> None:
         """An acknowledged bid (and its store latency), published when its slot closes."""

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     preset: str = "mainnet"
     genesis_ms: int = 0  # 0: aligned to the Unix epoch (slot = now // slot_ms)
     redis_appendfsync: str = "everysec"  # everysec | always | unmanaged
+    # Replicas that must confirm a bid (WAIT) before it is acknowledged (docs/redis.md): None
+    # means 1 on a Redis Cluster, 0 on a single server. A bid not confirmed within the timeout
+    # is refused with store_unavailable (it may be logged; a resend is idempotent).
+    redis_wait_replicas: int | None = Field(default=None, ge=0)
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     max_slots_ahead: int | None = None
     log_level: str = "info"
     # Policy overrides applied to every rollup.
@@ -65,8 +70,15 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _store(cls, v: str) -> str:
+        if v.startswith("redis+cluster://"):
+            from node.stores.redis import parse_cluster_nodes  # the one parser of the syntax
+
+            parse_cluster_nodes(v)  # ValueError names the bad node
+            return v
         if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("store must be 'memory' or a redis:// URL")
+            raise ValueError(
+                "store must be 'memory', a redis:// URL or redis+cluster://host:port,host:port"
+            )
         return v
 
     @field_validator("redis_appendfsync")

@@ -1,37 +1,40 @@
-"""Every Redis key this project uses, in one place. Shape: ``bs:<rollup>:<kind>:<id>``.
+"""Every Redis key this project uses, in one place. Shape: ``bs:<rollup>:<kind>:<id>``, with one
+Redis Cluster hash tag per key (``{s<slot>}``, ``{r<rollup>}`` or ``{c}``; helpers below).
 
-| key                        | type   | what                                          |
-|----------------------------|--------|-----------------------------------------------|
-| bs:<rollup>:log:<slot>     | stream | the slot's intake log; field ``e``: event JSON |
-| bs:<rollup>:closed:<slot>  | string | exists once the slot's intake is closed        |
-| bs:<rollup>:limits:<slot>  | hash   | n:<searcher> bundles, b:<searcher> bytes       |
-| bs:<rollup>:index:<slot>   | hash   | bid id, <searcher>:<bundle hash> -> seq;      |
-|                            |        | u:<searcher>:<uuid> -> 1 (a bid under the uuid) |
-| bs:<rollup>:closer:<slot>  | string | the closing engine's id; expires (lease); a   |
-|                            |        | slot's lease is its lowest rollup's (one      |
-|                            |        | process closes every rollup of a slot)        |
-| bs:<rollup>:result:<slot>  | string | the slot's result JSON                         |
-| bs:<rollup>:results        | zset   | every slot with a result (score = slot)        |
-| bs:cancel:<cancel id>      | string | [rollup, [slots]] a signed cancel went into; TTL |
+| key                           | type   | what                                          |
+|-------------------------------|--------|-----------------------------------------------|
+| bs:<rollup>:log:{s<slot>}     | stream | the slot's intake log; field ``e``: event JSON |
+| bs:<rollup>:closed:{s<slot>}  | string | exists once the slot's intake is closed        |
+| bs:<rollup>:limits:{s<slot>}  | hash   | n:<searcher> bundles, b:<searcher> bytes       |
+| bs:<rollup>:index:{s<slot>}   | hash   | bid id, <searcher>:<bundle hash> -> seq;      |
+|                               |        | u:<searcher>:<uuid> -> 1 (a bid under the uuid); |
+|                               |        | cancel id -> seq (a cancel logged here)       |
+| bs:<rollup>:closer:{s<slot>}  | string | the closing engine's id; expires (lease); a   |
+|                               |        | slot's lease is its lowest rollup's (one      |
+|                               |        | process closes every rollup of a slot)        |
+| bs:{r<rollup>}:result:<slot>  | string | the slot's result JSON                         |
+| bs:{r<rollup>}:results        | zset   | every slot with a result (score = slot)        |
+| bs:{r<rollup>}:trimming       | zset   | slots whose intake keys a trim has yet to drop |
+| bs:cancel:<cancel id>         | string | [rollup, [slots]] a signed cancel went into; TTL |
 
 Auction history (issue 5, docs/data-api.md), written with the result in one script:
 
-| key                                     | type   | what                                     |
-|-----------------------------------------|--------|------------------------------------------|
-| bs:<rollup>:history:slots               | zset   | every slot with a history (score = slot) |
-| bs:<rollup>:history:summary             | hash   | slot -> summary JSON                     |
-| bs:<rollup>:history:block               | hash   | slot -> block order JSON                 |
-| bs:<rollup>:history:stats               | hash   | slot -> compact stats row JSON           |
-| bs:<rollup>:history:span                | hash   | slot -> "<first id> <last id>" of bids   |
-| bs:<rollup>:history:committee           | hash   | slot -> the committee's result JSON      |
-| bs:<rollup>:history:failed              | zset   | slots whose committee signing failed     |
-| bs:<rollup>:history:bids                | stream | one compact entry per bid                |
-| bs:<rollup>:history:outcome:<o>         | stream | pointers (same ids) to bids by outcome   |
-| bs:<rollup>:history:searcher:<addr>:<o> | stream | pointers to a searcher's bids by outcome |
-| bs:<rollup>:history:cross               | stream | pointers to cross-rollup bundles' bids   |
-| bs:<rollup>:history:tally:<addr>        | hash   | a searcher's counters                    |
-| bs:<rollup>:history:bucket:<n>          | hash   | stats of slots 100n..100n+99, summed     |
-| bs:<rollup>:refusals:<slot>             | stream | refused bids of an open slot (1-day TTL) |
+| key                                        | type   | what                                     |
+|--------------------------------------------|--------|------------------------------------------|
+| bs:{r<rollup>}:history:slots               | zset   | every slot with a history (score = slot) |
+| bs:{r<rollup>}:history:summary             | hash   | slot -> summary JSON                     |
+| bs:{r<rollup>}:history:block               | hash   | slot -> block order JSON                 |
+| bs:{r<rollup>}:history:stats               | hash   | slot -> compact stats row JSON           |
+| bs:{r<rollup>}:history:span                | hash   | slot -> "<first id> <last id>" of bids   |
+| bs:{r<rollup>}:history:committee           | hash   | slot -> the committee's result JSON      |
+| bs:{r<rollup>}:history:failed              | zset   | slots whose committee signing failed     |
+| bs:{r<rollup>}:history:bids                | stream | one compact entry per bid                |
+| bs:{r<rollup>}:history:outcome:<o>         | stream | pointers (same ids) to bids by outcome   |
+| bs:{r<rollup>}:history:searcher:<addr>:<o> | stream | pointers to a searcher's bids by outcome |
+| bs:{r<rollup>}:history:cross               | stream | pointers to cross-rollup bundles' bids   |
+| bs:{r<rollup>}:history:tally:<addr>        | hash   | a searcher's counters                    |
+| bs:{r<rollup>}:history:bucket:<n>          | hash   | stats of slots 100n..100n+99, summed     |
+| bs:{r<rollup>}:refusals:<slot>             | stream | refused bids of an open slot (1-day TTL) |
 
 Only ``refusals`` (folded into the history when the slot closes) and ``cancel`` (the replay
 window of a signed cancel) have a TTL.
@@ -45,21 +48,49 @@ from __future__ import annotations
 
 PREFIX = "bs"
 
+# --- Redis Cluster hash tags (docs/redis.md, "Redis Cluster") ----------------------------------
+# Redis Cluster places a key by the text inside its first ``{...}`` only, and refuses a script or
+# MULTI whose keys fall in different hash slots (CROSSSLOT). Every key is therefore built with
+# exactly one tag, chosen by which keys one script touches together. A new key must use one of
+# these tags (never its own braces): the tag of the keys it is written with atomically.
+
+
+def hash_tag(group: str) -> str:
+    """The ``{...}`` of a key: keys with the same tag live in one cluster hash slot."""
+    return "{" + group + "}"
+
+
+def slot_tag(slot: int) -> str:
+    """Tag of a slot's intake keys, for **every** rollup: a cross-rollup bundle is appended to
+    several rollups' logs of one slot in one script (``append_copies``)."""
+    return hash_tag(f"s{slot}")
+
+
+def rollup_tag(rollup: int) -> str:
+    """Tag of a rollup's results, history and refusals: the result and its history are written
+    in one script; different rollups land on different shards."""
+    return hash_tag(f"r{rollup}")
+
+
+# Tag of every committee record: a slot's records are written for all its rollups together with
+# the per-rollup indexes (signed_slots, proposed) in one script. Small: one record per slot.
+COMMITTEE_TAG = hash_tag("c")
+
 
 def slot_log(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:log:{slot}"
+    return f"{PREFIX}:{rollup}:log:{slot_tag(slot)}"
 
 
 def slot_closed(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:closed:{slot}"
+    return f"{PREFIX}:{rollup}:closed:{slot_tag(slot)}"
 
 
 def slot_limits(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:limits:{slot}"
+    return f"{PREFIX}:{rollup}:limits:{slot_tag(slot)}"
 
 
 def slot_index(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:index:{slot}"
+    return f"{PREFIX}:{rollup}:index:{slot_tag(slot)}"
 
 
 def index_uuid(searcher: str, replacement_uuid: str) -> str:
@@ -75,79 +106,86 @@ def cancel_answer(cancel_id: str) -> str:
 def slot_closer(rollup: int, slot: int) -> str:
     """Lease of the engine process closing the slot (PX lease; several engines share a store).
     The engine takes a slot's lease under its lowest rollup: one process closes every rollup."""
-    return f"{PREFIX}:{rollup}:closer:{slot}"
+    return f"{PREFIX}:{rollup}:closer:{slot_tag(slot)}"
 
 
 def slot_result(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:result:{slot}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:result:{slot}"
 
 
 def result_slots(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:results"
+    return f"{PREFIX}:{rollup_tag(rollup)}:results"
+
+
+def trimming_slots(rollup: int) -> str:
+    """Slots whose result and history are trimmed but whose intake keys (another hash tag, so
+    another script) may still exist: the next trim finishes them."""
+    return f"{PREFIX}:{rollup_tag(rollup)}:trimming"
 
 
 # --- auction history (api/history.py, node/stores/redis_history.py) ----------------------------
 
 
 def history_slots(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:slots"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:slots"
 
 
 def history_summaries(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:summary"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:summary"
 
 
 def history_blocks(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:block"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:block"
 
 
 def history_stats(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:stats"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:stats"
 
 
 def history_spans(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:span"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:span"
 
 
 def history_committee(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:committee"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:committee"
 
 
 def history_failed(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:failed"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:failed"
 
 
 def history_bids(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:bids"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:bids"
 
 
 def history_by_outcome(rollup: int, outcome: str) -> str:
-    return f"{PREFIX}:{rollup}:history:outcome:{outcome}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:outcome:{outcome}"
 
 
 def history_cross(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:history:cross"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:cross"
 
 
 def history_by_searcher(rollup: int, searcher: str, outcome: str) -> str:
-    return f"{PREFIX}:{rollup}:history:searcher:{searcher}:{outcome}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:searcher:{searcher}:{outcome}"
 
 
 def history_tally(rollup: int, searcher: str) -> str:
-    return f"{PREFIX}:{rollup}:history:tally:{searcher}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:tally:{searcher}"
 
 
 def history_bucket(rollup: int, bucket: int) -> str:
-    return f"{PREFIX}:{rollup}:history:bucket:{bucket}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:history:bucket:{bucket}"
 
 
 def slot_refusals(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:refusals:{slot}"
+    return f"{PREFIX}:{rollup_tag(rollup)}:refusals:{slot}"
 
 
 # --- signing committee (committee/records.py, node/stores/redis_committee.py) -------------------
 # A slot is signed once for every rollup: its signed blocks (or failure records, or proposed
 # blocks) are written for every rollup of the slot in one script, all or none.
+# Every committee key has the one tag {c} (COMMITTEE_TAG): bs:{c}:<rollup>:...
 # bs:<rollup>:signed:<slot>   string  the slot's signed block JSON (never expires)
 # bs:<rollup>:signed_slots    zset    every slot with a signed block (score = slot)
 # bs:<rollup>:failed:<slot>   string  the slot's failure record JSON (never expires)
@@ -159,30 +197,30 @@ def slot_refusals(rollup: int, slot: int) -> str:
 
 
 def signed_block(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:signed:{slot}"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:signed:{slot}"
 
 
 def signed_slots(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:signed_slots"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:signed_slots"
 
 
 def failed_slot(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:failed:{slot}"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:failed:{slot}"
 
 
 def proposed(rollup: int) -> str:
     """slot -> the block hash proposed to the committee for it (one per slot, never expires)."""
-    return f"{PREFIX}:{rollup}:proposed"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:proposed"
 
 
 def proposed_slots(rollup: int) -> str:
     """Every slot with a proposed block (score = slot): where a pending block is found."""
-    return f"{PREFIX}:{rollup}:proposed_slots"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:proposed_slots"
 
 
 def slot_partials(rollup: int, slot: int) -> str:
-    return f"{PREFIX}:{rollup}:partials:{slot}"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:partials:{slot}"
 
 
 def member_evidence(rollup: int) -> str:
-    return f"{PREFIX}:{rollup}:evidence"
+    return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:evidence"

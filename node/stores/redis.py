@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,6 +40,27 @@ from node.stores.redis_committee import RedisCommittee
 from node.stores.redis_history import RedisHistory
 
 log = logging.getLogger("blockspace.store")
+
+# A Redis Cluster store URL: ``redis+cluster://host:port,host:port,...`` (any reachable nodes;
+# the client learns the rest of the cluster from them). docs/redis.md, "Redis Cluster".
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def parse_cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The (host, port) seed nodes of a ``redis+cluster://`` URL; ValueError if malformed."""
+    rest = url[len(CLUSTER_SCHEME) :].rstrip("/")
+    nodes = []
+    for part in rest.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"bad cluster node {part!r} in {url!r}: expected host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
+
 
 # Counting one event against a slot's limits (bids and cancels share it): per searcher
 # (n:<searcher>, b:<searcher>) and for the whole slot (n:*, b:*). Returns an error code, or false
@@ -86,6 +109,8 @@ for i = 0, #KEYS / 4 - 1 do
   else
     local prev = redis.call('HGET', ik, id)
     if prev then
+      -- Written again (same value) so that a WAIT after a resend covers the first write.
+      redis.call('HSET', ik, id, prev)
       out[i+1] = prev
     else
       local refused = take(mk, who, size, ARGV[a+4], ARGV[a+5], ARGV[a+8], ARGV[a+9])
@@ -119,7 +144,12 @@ end
 local seqs, todo = {}, {}
 for i = 0, n - 1 do
   local prev = redis.call('HGET', KEYS[4*i+4], id)
-  if prev then seqs[i+1] = prev else todo[#todo+1] = i end
+  if prev then
+    redis.call('HSET', KEYS[4*i+4], id, prev) -- a WAIT after a resend covers the first write
+    seqs[i+1] = prev
+  else
+    todo[#todo+1] = i
+  end
 end
 for _, i in ipairs(todo) do
   local a = 5 + 5*i
@@ -138,43 +168,28 @@ end
 return cjson.encode(seqs)
 """
 
-# KEYS[1] = the cancel's key (its answer once seen), then per slot i of its window
-# KEYS[4i+2..4i+5] = log, closed, limits, index. ARGV: event, cancel id, searcher, size,
-# max_bundles, max_bytes, max slot events, max slot bytes, uuid key, rollup, window ms.
-# A cancel seen before (a retry, or a replay) answers what it answered then and changes nothing.
-# Otherwise it goes into each open slot where the searcher logged a bid under the uuid, counted
-# against the limits. Reply: a JSON array of the slots it is in, or "!" and an error code.
+# One slot of a cancel's window (node/stores/redis.py append_cancel runs it per slot, since a
+# window spans several slots and so several cluster hash slots). KEYS: the slot's log, closed,
+# limits, index. ARGV: event, cancel id, searcher, size, max_bundles, max_bytes, max slot events,
+# max slot bytes, uuid key, mode. Mode "log": log the cancel if the slot is open and the searcher
+# logged a bid under the uuid here, counted against the limits; 1 if it is in this slot (also
+# when an earlier try logged it: the cancel id is in the index), else 0. Mode "count": count it
+# against the limits only (a cancel that went nowhere), 0. Or "!" and an error code.
 _APPEND_CANCEL = _TAKE + """
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  local first = cjson.decode(seen)
-  if first[1] ~= ARGV[10] then return '[]' end
-  return cjson.encode(first[2])
-end
-local done, refused = {}, false
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local lk, ck, mk, ik = KEYS[4*i+2], KEYS[4*i+3], KEYS[4*i+4], KEYS[4*i+5]
-  if redis.call('EXISTS', ck) == 0 and redis.call('HEXISTS', ik, ARGV[9]) == 1 then
-    local r = take(mk, ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-    if r then
-      refused = r
-    else
-      local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
-      redis.call('HSET', ik, ARGV[2], id)
-      done[#done + 1] = tonumber(string.match(lk, '(%d+)$'))
-    end
-  end
-end
-if #done == 0 and refused then return refused end
-if #done == 0 and #KEYS >= 5 then
-  -- Remembered for the window like every cancel, so it counts like one: against the sender's
-  -- quota in the first slot of its window, even though it went nowhere.
-  local r = take(KEYS[4], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+local lk, ck, mk, ik = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local who, size = ARGV[3], tonumber(ARGV[4])
+if ARGV[10] == 'count' then
+  local r = take(mk, who, size, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   if r then return r end
+  return 0
 end
-local answer = '[' .. table.concat(done, ',') .. ']'
-redis.call('SET', KEYS[1], '["' .. ARGV[10] .. '",' .. answer .. ']', 'PX', ARGV[11])
-return answer
+if redis.call('HEXISTS', ik, ARGV[2]) == 1 then return 1 end
+if redis.call('EXISTS', ck) == 1 or redis.call('HEXISTS', ik, ARGV[9]) == 0 then return 0 end
+local r = take(mk, who, size, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+if r then return r end
+local id = redis.call('XADD', lk, '*', 'e', ARGV[1])
+redis.call('HSET', ik, ARGV[2], id)
+return 1
 """
 
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
@@ -273,6 +288,31 @@ def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
     )
 
 
+def _not_replicated() -> StoreUnavailable:
+    """The answer to a bid the master logged but no replica confirmed in time: not an
+    acknowledgement, since a failover now could lose it; the same signed request may be resent
+    (idempotent: it answers the stored seq, once a replica has it)."""
+    return StoreUnavailable(
+        "the bid is logged on the store's master but no replica confirmed it in time; it is "
+        "not acknowledged as durable: resend the same request"
+    )
+
+
+def _cancel_keys(rollup: int, slot: int) -> list[str]:
+    return [
+        keys.slot_log(rollup, slot),
+        keys.slot_closed(rollup, slot),
+        keys.slot_limits(rollup, slot),
+        keys.slot_index(rollup, slot),
+    ]
+
+
+def _cancel_answer(stored: bytes | str, rollup: int) -> list[int]:
+    """What a cancel answered when first seen: its slots, for its first rollup only."""
+    first_rollup, slots = orjson.loads(stored)
+    return [int(x) for x in slots] if first_rollup == str(rollup) else []
+
+
 class RedisStore(RedisCommittee, RedisHistory, Store):
     name = "redis"
 
@@ -284,46 +324,71 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         max_batch: int = 512,
         socket_timeout_s: float = 1.0,
         connect_timeout_s: float = 1.0,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.url = url
+        self.cluster = is_cluster_url(url)
+        # Replicas that must confirm a bid (WAIT) before it is acknowledged: by default one on
+        # a cluster (every master has a replica to fail over to), none on a single server.
+        self.wait_replicas = (1 if self.cluster else 0) if wait_replicas is None else wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        # Faults the client handled or reported, by kind (node/metrics.py exports them):
+        # replica_timeout, slot_moved, write_failed.
+        self.faults: Counter[str] = Counter()
         self.appendfsync = appendfsync
         self.max_batch = max_batch
         self.socket_timeout_s = socket_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self._r: aioredis.Redis | None = None
+        self._r: Any = None  # aioredis.Redis, or RedisCluster for a cluster URL
         self._queue: asyncio.Queue[_Pending] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._sha: dict[str, str] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
+        """The client: ``aioredis.Redis``, or ``RedisCluster`` (same command methods)."""
         if self._r is None:
             raise StoreUnavailable("store is not connected")
-        return self._r
+        r: aioredis.Redis = self._r
+        return r
 
-    async def connect(self) -> None:
-        self._r = aioredis.from_url(
-            self.url,
-            decode_responses=False,
-            # A dead or stalled server must refuse the write (StoreUnavailable) within a bound,
-            # never leave intake waiting; redis-py had no socket timeout by default before 8.0.
-            socket_timeout=self.socket_timeout_s,
-            socket_connect_timeout=self.connect_timeout_s,
-            # One quick retry on a broken connection (a pooled socket to a restarted server);
-            # re-sending a batch is safe since append_bid is idempotent by bid id. A timeout
-            # is not retried: a stalled server would only double the wait.
-            retry=Retry(
+    def _client(self) -> Any:
+        # A dead or stalled server must refuse the write (StoreUnavailable) within a bound,
+        # never leave intake waiting; redis-py had no socket timeout by default before 8.0.
+        # One quick retry on a broken connection (a pooled socket to a restarted server);
+        # re-sending a batch is safe since append_bid is idempotent by bid id. A timeout
+        # is not retried: a stalled server would only double the wait.
+        options: dict[str, Any] = {
+            "decode_responses": False,
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.connect_timeout_s,
+            "retry": Retry(
                 ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,)
             ),
-        )
+        }
+        if not self.cluster:
+            return aioredis.from_url(self.url, **options)
+        # The cluster client follows MOVED and ASK itself and re-reads the slot map when a
+        # node fails; the seeds only need one live node.
+        seeds = [ClusterNode(host, port) for host, port in parse_cluster_nodes(self.url)]
+        return RedisCluster(startup_nodes=seeds, **options)
+
+    async def connect(self) -> None:
         try:
+            self._r = self._client()
+        except ValueError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            if self.cluster:
+                await self._r.initialize()
             await self._r.ping()
             if self.appendfsync in ("everysec", "always"):
                 # Durability is part of our contract: make sure the AOF is on.
                 await self._r.config_set("appendonly", "yes")
                 await self._r.config_set("appendfsync", self.appendfsync)
             await self._reload_scripts()
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"cannot reach redis at {self.url}: {exc}") from exc
         self._queue = asyncio.Queue()
         self._flusher = asyncio.create_task(self._flush_forever(), name="redis-group-commit")
@@ -351,6 +416,64 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         except NoScriptError:  # the server restarted and lost its script cache
             await self._reload_scripts()
             return await self.redis.evalsha(self._sha[name], len(keys_), *keys_, *args)
+
+    async def _evalsha_replicated(
+        self, name: str, keys_: list[str], args: list[Any]
+    ) -> tuple[Any, bool]:
+        """Run a write script; with replica acks on, ``WAIT`` for them on the same connection.
+        Returns the reply and whether it is confirmed: as many replicas as ``wait_replicas``
+        took it within ``wait_timeout_ms`` (always True with acks off). A write the cluster
+        client had to resend elsewhere (MOVED/ASK) is not confirmed: the WAIT ran on the old
+        node's connection, so it says nothing about the write."""
+        if self.wait_replicas <= 0:
+            return await self._evalsha(name, keys_, args), True
+        node = self._node_of(keys_[0])
+        for attempt in (0, 1):
+            pipe = self.redis.pipeline(transaction=False)
+            # execute_command: redis-py's cluster pipeline blocks its evalsha method, not the
+            # command (routed by its keys like any other)
+            pipe.execute_command("EVALSHA", self._sha[name], len(keys_), *keys_, *args)
+            wait = ("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            if node is None:
+                pipe.execute_command(*wait)
+            else:  # the node holding the keys: one connection carries the write and the WAIT
+                pipe.execute_command(*wait, target_nodes=node)
+            try:
+                reply, acked = await pipe.execute()
+                break
+            except NoScriptError:  # the node restarted or failed over: its script cache is new
+                if attempt:
+                    raise
+                await self._reload_scripts()
+        moved_to = self._node_of(keys_[0])
+        if node is not None and moved_to is not None and moved_to.name != node.name:
+            self.faults["slot_moved"] += 1
+            log.warning(
+                "redis cluster: the hash slot of %s moved from %s to %s; the write is not "
+                "confirmed on a replica and is refused (a resend is idempotent)",
+                keys_[0],
+                node.name,
+                moved_to.name,
+            )
+            return reply, False
+        if int(acked) < self.wait_replicas:
+            self.faults["replica_timeout"] += 1
+            log.warning(
+                "redis: %d of %d replicas confirmed a write to %s within %d ms; refused as "
+                "not durable (it is on the master; a resend is idempotent)",
+                int(acked),
+                self.wait_replicas,
+                keys_[0],
+                self.wait_timeout_ms,
+            )
+            return reply, False
+        return reply, True
+
+    def _node_of(self, key: str) -> Any:
+        """The cluster node (master) holding ``key``; None on a single server."""
+        if not self.cluster:
+            return None
+        return self._r.get_node_from_key(key)
 
     async def _reload_scripts(self) -> None:
         for name, script in SCRIPTS.items():
@@ -384,6 +507,14 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                         fut.set_exception(err)
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        """One script call per slot in the batch (a slot's keys share one cluster hash tag;
+        one script may not touch two), all sent at once."""
+        by_slot: dict[int, list[_Pending]] = {}
+        for pending in batch:
+            by_slot.setdefault(pending[0].slot, []).append(pending)
+        await asyncio.gather(*(self._flush_slot(group) for group in by_slot.values()))
+
+    async def _flush_slot(self, batch: list[_Pending]) -> None:
         keys_: list[str] = []
         args: list[Any] = []
         for bid, limits, payload, _ in batch:
@@ -410,9 +541,10 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 uuid_key,
             ]
         try:
-            replies = await self._evalsha("append_bids", keys_, args)
+            replies, confirmed = await self._evalsha_replicated("append_bids", keys_, args)
         except (RedisError, OSError) as exc:
-            log.error("redis write failed: %s", exc)
+            self.faults["write_failed"] += 1
+            log.error("redis write failed (%s): %s", keys_[0], exc)
             err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
             for *_, fut in batch:
                 if not fut.done():
@@ -424,6 +556,8 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             text = _text(reply)
             if text.startswith("!"):
                 fut.set_exception(_refusal(text, bid.slot, limits))
+            elif not confirmed:
+                fut.set_exception(_not_replicated())
             else:
                 fut.set_result(text)
 
@@ -460,7 +594,10 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
                 lim.max_slot_bytes,
             ]
         with _store_errors():
-            reply = _text(await self._evalsha("append_copies", keys_, args))
+            raw, confirmed = await self._evalsha_replicated("append_copies", keys_, args)
+        reply = _text(raw)
+        if not reply.startswith("!") and not confirmed:
+            raise _not_replicated()
         if reply.startswith("!"):
             code, at = reply.rsplit("@", 1)
             refused = copies[int(at)]
@@ -493,18 +630,19 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
     async def append_cancel(
         self, cancel: Cancel, slots: list[int], limits: IntakeLimits, window_ms: int
     ) -> list[int]:
+        # Slot by slot (each slot's keys are one hash tag), then the answer is remembered. A
+        # retry or replay finds the answer; one that runs before it is stored finds the cancel
+        # id in each slot's index, so it is logged at most once per slot either way.
         r = cancel.rollup
-        keys_ = [keys.cancel_answer(compute_bid_id(cancel.evidence))]
-        for slot in slots:
-            keys_ += [
-                keys.slot_log(r, slot),
-                keys.slot_closed(r, slot),
-                keys.slot_limits(r, slot),
-                keys.slot_index(r, slot),
-            ]
+        cancel_id = compute_bid_id(cancel.evidence)
+        answer_key = keys.cancel_answer(cancel_id)
+        with _store_errors():
+            seen = await self.redis.get(answer_key)
+        if seen is not None:
+            return _cancel_answer(seen, r)
         args = [
             codec.event_to_bytes(cancel),
-            compute_bid_id(cancel.evidence),
+            cancel_id,
             cancel.searcher,
             cancel.request_bytes,
             limits.max_bundles,
@@ -512,16 +650,31 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
             limits.max_slot_events,
             limits.max_slot_bytes,
             keys.index_uuid(cancel.searcher, cancel.replacement_uuid),
-            r,
-            window_ms,
         ]
-        try:
-            reply = _text(await self._evalsha("append_cancel", keys_, args))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
-        if reply.startswith("!"):
-            raise _refusal(reply, slots[0] if slots else 0, limits)
-        return [int(x) for x in orjson.loads(reply)]
+        done: list[int] = []
+        refused = ""
+        with _store_errors():
+            for slot in slots:
+                slot_keys = _cancel_keys(r, slot)
+                reply = _text(await self._evalsha("append_cancel", slot_keys, [*args, "log"]))
+                if reply.startswith("!"):
+                    refused = reply
+                elif reply == "1":
+                    done.append(slot)
+            if not done and refused:
+                raise _refusal(refused, slots[0], limits)
+            if not done and slots:
+                # Remembered for the window like every cancel, so it counts like one: against
+                # the sender's quota in the first slot of its window, though it went nowhere.
+                first_keys = _cancel_keys(r, slots[0])
+                reply = _text(await self._evalsha("append_cancel", first_keys, [*args, "count"]))
+                if reply.startswith("!"):
+                    raise _refusal(reply, slots[0], limits)
+            stored = orjson.dumps([str(r), done])
+            if not await self.redis.set(answer_key, stored, nx=True, px=window_ms):
+                first = await self.redis.get(answer_key)  # a concurrent copy answered first
+                return _cancel_answer(first, r) if first is not None else done
+        return done
 
     async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
         key = keys.slot_closer(rollup, slot)
@@ -577,17 +730,18 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
         doc = orjson.loads(data)
         if all("bid" in o for o in doc["outcomes"]):
             return codec.result_from_json(doc)
-        # Bids by log seq: read the result again with its log in one transaction, so a trim
-        # between two reads cannot leave a result whose bids are gone.
+        # Bids by log seq. The log has another hash tag than the result (a cluster cannot read
+        # both in one transaction), and trimming drops the result before the log: if a bid the
+        # result names is missing from the log, the slot was trimmed meanwhile (result gone).
         with _store_errors():
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(keys.slot_result(rollup, slot))
-            pipe.xrange(keys.slot_log(rollup, slot))
-            data, entries = await pipe.execute()
-        if data is None:
-            return None
+            entries = await self.redis.xrange(keys.slot_log(rollup, slot))
         logged = {e.seq: e.event for e in _decode_entries(entries or [])}
-        return codec.result_from_json(orjson.loads(data), logged)
+        if any(o.get("seq") not in logged for o in doc["outcomes"] if "bid" not in o):
+            with _store_errors():
+                if await self.redis.get(keys.slot_result(rollup, slot)) is None:
+                    return None
+            raise StoreUnavailable(f"the log of slot {slot} lacks bids its result names")
+        return codec.result_from_json(doc, logged)
 
     async def latest_result(self, rollup: int) -> SlotResult | None:
         with _store_errors():

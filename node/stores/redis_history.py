@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from auction.errors import StoreUnavailable
@@ -99,8 +98,9 @@ return 1
 """
 
 # KEYS: 1 results zset, 2 history slots, 3 summaries, 4 blocks, 5 stats, 6 spans, 7 committee,
-#       8 failed, 9 bids stream, 10 result, 11 log, 12 closed, 13 limits, 14 index, 15 refusals;
-#       16.. pointer streams and tally hashes.
+#       8 failed, 9 bids stream, 10 result, 11 refusals, 12 trimming zset; 13.. pointer streams
+#       and tally hashes. The slot's intake keys have another hash tag (the slot's): the script
+#       files the slot under "trimming" and the caller drops them next (_finish_trims).
 # ARGV: 1 slot, 2 record count, 3 op count; per record: id, outcome-stream, searcher-stream and
 #       cross-stream key indexes (0: none); per op: key index, field, increment.
 # Counters are taken back only if this call removed the slot from the history (ZREM == 1), so two
@@ -109,7 +109,8 @@ _TRIM_SLOT = """
 local slot = ARGV[1]
 local had_history = redis.call('ZREM', KEYS[2], slot)
 local had_result = redis.call('ZREM', KEYS[1], slot)
-redis.call('UNLINK', KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15])
+redis.call('UNLINK', KEYS[10], KEYS[11])
+redis.call('ZADD', KEYS[12], slot, slot)
 if had_history == 0 then return had_result end
 for k = 3, 7 do redis.call('HDEL', KEYS[k], slot) end
 redis.call('ZREM', KEYS[8], slot)
@@ -127,7 +128,7 @@ for _ = 1, ops do
   redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i+1], ARGV[i+2])
   i = i + 3
 end
-for k = 16, #KEYS do
+for k = 13, #KEYS do
   local t = redis.call('TYPE', KEYS[k])['ok']
   if t == 'stream' then
     if redis.call('XLEN', KEYS[k]) == 0 then redis.call('DEL', KEYS[k]) end
@@ -332,7 +333,7 @@ class RedisHistory:
     """The history methods of ``RedisStore``; see ``node.stores.base.Store`` for the contract."""
 
     # Provided by RedisStore.
-    _r: aioredis.Redis | None
+    _r: Any
     if TYPE_CHECKING:
         # RedisStore.redis; loosely typed because redis-py's stubs give async replies as
         # sync-or-async unions.
@@ -477,11 +478,26 @@ class RedisHistory:
                 pipe.zrangebyscore(key, "-inf", f"({before_slot}", start=0, num=max_slots)
             with_result, with_history = await pipe.execute()
             slots = sorted({int(s) for s in [*with_result, *with_history]})[:max_slots]
+            await self._finish_trims(rollup)  # any a crash left half done
             for slot in slots:
                 await self._trim_slot(rollup, slot)
+            await self._finish_trims(rollup)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
         return slots
+
+    async def _finish_trims(self, rollup: int) -> None:
+        """Drop the intake keys of slots whose result and history are already trimmed. The
+        result goes first, so a reader never finds a result whose log is gone."""
+        for raw in await self.redis.zrange(keys.trimming_slots(rollup), 0, -1):
+            slot = int(raw)
+            await self.redis.unlink(
+                keys.slot_log(rollup, slot),
+                keys.slot_closed(rollup, slot),
+                keys.slot_limits(rollup, slot),
+                keys.slot_index(rollup, slot),
+            )
+            await self.redis.zrem(keys.trimming_slots(rollup), raw)
 
     async def _trim_slot(self, rollup: int, slot: int) -> None:
         r = rollup
@@ -504,11 +520,8 @@ class RedisHistory:
                 keys.history_failed(r),
                 keys.history_bids(r),
                 keys.slot_result(r, slot),
-                keys.slot_log(r, slot),
-                keys.slot_closed(r, slot),
-                keys.slot_limits(r, slot),
-                keys.slot_index(r, slot),
                 keys.slot_refusals(r, slot),
+                keys.trimming_slots(r),
             ]
         )
         args: list[Any] = [slot, len(entries), 0]

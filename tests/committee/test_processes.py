@@ -477,6 +477,16 @@ async def test_serve_with_two_engine_workers_signs_one_chain(tmp_path: Path, fre
         await _check_one_chain(serve, port)
 
 
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_serve_on_a_redis_cluster_signs_one_chain(tmp_path: Path, fresh_cluster) -> None:
+    """The same, with the store on a real Redis Cluster (3 masters, 3 replicas): the engine
+    runs unchanged, bids acknowledged after a replica confirmed them (docs/redis.md)."""
+    flags = ("--workers", "2", "--store", fresh_cluster.url)
+    async with _served_committee(tmp_path, *flags) as (serve, port, _keys):
+        await _check_one_chain(serve, port)
+
+
 async def _check_one_chain(serve: subprocess.Popen[bytes], port: int) -> None:
     import websockets
 
