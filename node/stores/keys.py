@@ -186,3 +186,49 @@ def slot_partials(rollup: int, slot: int) -> str:
 
 def member_evidence(rollup: int) -> str:
     return f"{PREFIX}:{rollup}:evidence"
+
+
+# --- the escrow ledger (auction/ledger.py, node/stores/redis_ledger.py) ------------------------
+# Deployment-wide (no rollup): one searcher's deposit pays for bids on every rollup. Amounts are
+# decimal strings (wei beyond 2**53: the scripts add and compare them as digit strings). Nothing
+# here expires: the entries are the record.
+# bs:ledger:balances          hash    account -> balance (the sum of its entries)
+# bs:ledger:held              hash    searcher -> the sum of its holds
+# bs:ledger:holds:<slot>      hash    <searcher>|<chain> -> the chain's hold in the slot
+# bs:ledger:applied           set     once keys (block:<hash>, evidence:<id>, deposit:<ref>, …)
+# bs:ledger:entries           stream  every entry (fields a, k, v, b, c, t)
+# bs:ledger:account:<account> stream  the account's entries, under the same ids
+# bs:ledger:withdrawals       hash    withdrawal id -> JSON
+# bs:ledger:withdrawal_ids    string  counter of withdrawal ids
+
+
+def ledger_balances() -> str:
+    return f"{PREFIX}:ledger:balances"
+
+
+def ledger_held() -> str:
+    return f"{PREFIX}:ledger:held"
+
+
+def ledger_holds(slot: int) -> str:
+    return f"{PREFIX}:ledger:holds:{slot}"
+
+
+def ledger_applied() -> str:
+    return f"{PREFIX}:ledger:applied"
+
+
+def ledger_entries() -> str:
+    return f"{PREFIX}:ledger:entries"
+
+
+def ledger_account(account: str) -> str:
+    return f"{PREFIX}:ledger:account:{account}"
+
+
+def ledger_withdrawals() -> str:
+    return f"{PREFIX}:ledger:withdrawals"
+
+
+def ledger_withdrawal_ids() -> str:
+    return f"{PREFIX}:ledger:withdrawal_ids"

@@ -36,6 +36,7 @@ from node.stores import keys
 from node.stores.base import IntakeLimits, Store
 from node.stores.redis_committee import RedisCommittee
 from node.stores.redis_history import RedisHistory
+from node.stores.redis_ledger import RedisLedger
 
 log = logging.getLogger("blockspace.store")
 
@@ -273,7 +274,7 @@ def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
     )
 
 
-class RedisStore(RedisCommittee, RedisHistory, Store):
+class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
     name = "redis"
 
     def __init__(
