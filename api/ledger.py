@@ -11,12 +11,19 @@ watches the escrow contract calls it; every call without the token is ``unauthor
 - ``POST /v1/ledger/stakes`` ``{"member": i}`` or ``{"operator": true}``, ``amount_wei``,
   ``ref``: credit a committee member's stake or the operator's bond.
 
+Evidence (anyone): ``POST /v1/evidence`` ``{"evidence": DOCUMENT, "reporter": ADDRESS}``: the
+document is verified like ``blockspace evidence verify`` (against this engine's committee and
+operator address); valid evidence slashes the offender's stake (a member's, or the operator's
+bond) by the configured fraction, once per evidence id, and credits the reporter its share.
+
 Reads (anyone): ``GET /v1/ledger/balances/{account}``, ``GET /v1/ledger/entries?account=
-&before=&limit=`` (newest first, paged by id like the data API). Wei amounts are decimal strings.
+&before=&limit=`` (newest first, paged by id like the data API), ``GET /v1/ledger/stakes``,
+``GET /v1/ledger/slashings?before=&limit=``. Wei amounts are decimal strings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Annotated, Any
 
@@ -28,14 +35,19 @@ from api.engine import Engine
 from auction.errors import InvalidParams, Unauthorized
 from auction.ledger import (
     BOND,
+    BURNED,
     OPERATOR_BOND,
     check_account,
     check_address,
     compute_member_account,
+    compute_offender_account,
     entry_to_json,
     parse_amount,
     withdrawal_to_json,
 )
+from committee.encryption_errors import NoCommittee
+from committee.evidence import verify_evidence
+from committee.threshold import CommitteeInfo
 from node.escrow import Escrow, StoreEscrow
 from node.routing import ERRORS, BlocksRoute
 from node.settings import Settings
@@ -134,6 +146,85 @@ async def execute_withdrawal(
     _authorize(request)
     entry = await _escrow(request).execute_withdrawal(withdrawal_id, _now_ms(request))
     return JSONResponse({"entry": entry_to_json(entry)})
+
+
+@router.post("/v1/evidence", summary="Submit evidence: valid evidence slashes the offender")
+async def submit_evidence(request: Request) -> Response:
+    engine: Engine = request.app.state.engine
+    committee: CommitteeInfo | None = getattr(request.app.state, "committee", None)
+    if committee is None:
+        raise NoCommittee("this server signs no blocks: it has no committee")
+    body = await _body(request)
+    reporter = check_address(body.get("reporter"))
+    receipter = engine.intake.receipter
+    operator = receipter.operator if receipter is not None else None
+    # A pairing check or two: off the event loop
+    verdict = await asyncio.to_thread(
+        verify_evidence, body.get("evidence"), committee, operator=operator
+    )
+    settings: Settings = request.app.state.settings
+    entries = await _escrow(request).slash(
+        compute_offender_account(verdict.kind, verdict.offender),
+        verdict.evidence_id,
+        reporter,
+        engine.now_ms(),
+        fraction_bps=settings.slash_fraction_bps,
+        reporter_share_bps=settings.reporter_share_bps,
+    )
+    return JSONResponse({
+        "verdict": {
+            "kind": verdict.kind,
+            "offender": verdict.offender,
+            "evidence_id": verdict.evidence_id,
+            "committee_id": "0x" + verdict.committee_id.hex(),
+            "slot": verdict.slot,
+            "rollup": verdict.rollup,
+            "detail": verdict.detail,
+        },
+        "entries": [entry_to_json(e) for e in entries],
+    })
+
+
+@router.get("/v1/ledger/stakes", summary="The operator's bond and every member's stake")
+async def stakes(request: Request) -> Response:
+    escrow = _escrow(request)
+    committee: CommitteeInfo | None = getattr(request.app.state, "committee", None)
+    members = []
+    for i in range(1, (committee.n if committee is not None else 0) + 1):
+        account = compute_member_account(i)
+        members.append({"member": i, "account": account,
+                        "stake_wei": str((await escrow.get_balance(account))[0])})
+    return JSONResponse({
+        "operator_bond_wei": str((await escrow.get_balance(OPERATOR_BOND))[0]),
+        "members": members,
+    })
+
+
+@router.get("/v1/ledger/slashings", summary="Slashings, newest first")
+async def slashings(
+    request: Request,
+    before: str | None = Query(
+        None, pattern=r"^\d{1,19}-\d{1,19}$", description="page below this id"
+    ),
+    limit: int = Query(100, ge=1, le=MAX_ENTRIES_PAGE),
+) -> Response:
+    # Every slash writes exactly one entry to the burned account, naming the evidence and the
+    # offender: paging that account pages the slashings.
+    engine: Engine = request.app.state.engine
+    page = await engine.store.list_ledger_entries(BURNED, before=before, limit=limit)
+    return JSONResponse({
+        "slashings": [
+            {
+                "id": e.entry_id,
+                "evidence_id": e.cause.evidence_id,
+                "offender": e.cause.ref,
+                "burned_wei": str(e.amount_wei),
+                "at_ms": e.at_ms,
+            }
+            for e in page
+        ],
+        "next": page[-1].entry_id if len(page) == limit else None,
+    })
 
 
 @router.get("/v1/ledger/balances/{account}", summary="An account's balance, holds, free balance")

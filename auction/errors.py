@@ -317,6 +317,13 @@ class AlreadyApplied(LedgerRefused):
     code = "already_applied"
 
 
+class EvidenceAlreadyApplied(AlreadyApplied):
+    """Evidence whose offence (its evidence id) was slashed before: an offence is slashed once,
+    however many times and in whatever form it is proven."""
+
+    code = "evidence_already_applied"
+
+
 class Unauthorized(BlockspaceError):
     """An operator API call without the operator's bearer token (or with the API disabled)."""
 

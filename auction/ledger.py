@@ -47,6 +47,9 @@ REWARD: Final = "reward"  # the reporter's share of a slash
 BURN: Final = "burn"  # the rest of a slash
 KINDS: Final = (DEPOSIT, WITHDRAWAL, PAYMENT, REVENUE, BOND, SLASH, REWARD, BURN)
 
+# Basis points: fractions of a slash in 1/10000.
+BPS: Final = 10_000
+
 # Reserved accounts.
 OPERATOR_REVENUE: Final = "operator:revenue"
 OPERATOR_BOND: Final = "operator:bond"
@@ -207,6 +210,38 @@ def compute_block_changes(block: Block) -> list[Change]:
     if total:
         changes.append(Change(OPERATOR_REVENUE, REVENUE, total, cause))
     return changes
+
+
+def compute_slash_changes(
+    offender: str,
+    stake_wei: int,
+    evidence_id: str,
+    reporter: str,
+    *,
+    fraction_bps: int,
+    reporter_share_bps: int,
+) -> list[Change]:
+    """A valid piece of evidence's slash: ``fraction_bps`` of the offender's stake taken, the
+    reporter credited ``reporter_share_bps`` of that, the rest burned (so no party, the operator
+    included, gains from slashing others beyond the reporter's share). Amounts round down."""
+    slashed = stake_wei * fraction_bps // BPS
+    reward = slashed * reporter_share_bps // BPS
+    cause = Cause(evidence_id=evidence_id, ref=offender)  # every entry names the offender
+    return [
+        Change(offender, SLASH, -slashed, cause),
+        Change(reporter, REWARD, reward, cause),
+        Change(BURNED, BURN, slashed - reward, cause),
+    ]
+
+
+def compute_offender_account(kind: str, offender: str) -> str:
+    """The account a verdict's offender is slashed from: the operator's bond for censorship
+    (and operator equivocation), a member's stake for a member's offence."""
+    if offender.startswith("operator "):
+        return OPERATOR_BOND
+    if offender.startswith("member "):
+        return compute_member_account(int(offender.split()[1]))
+    raise ValueError(f"no account for offender {offender!r} ({kind})")
 
 
 def compute_withdrawal_change(withdrawal: Withdrawal, now_ms: int) -> Change:

@@ -65,6 +65,7 @@ _HTTP_STATUS: dict[str, int] = {
     "unauthorized": 401,
     "withdrawal_not_found": 404,
     "already_applied": 409,
+    "evidence_already_applied": 409,
     "internal_error": 500,
 }
 

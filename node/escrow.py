@@ -9,20 +9,27 @@ engine, the intake or the API changing. Every rule is ``auction.ledger``'s; this
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
-from auction.errors import AlreadyApplied, WithdrawalExceedsFreeBalance, WithdrawalNotFound
+from auction.errors import (
+    AlreadyApplied,
+    EvidenceAlreadyApplied,
+    WithdrawalExceedsFreeBalance,
+    WithdrawalNotFound,
+)
 from auction.ledger import (
     DEPOSIT,
+    SLASH,
     Cause,
     Change,
     LedgerEntry,
     Withdrawal,
     check_account,
+    check_address,
     compute_block_changes,
     compute_chain_key,
     compute_once_key,
+    compute_slash_changes,
     compute_withdrawal_change,
 )
 from auction.types import Bid, Block
@@ -42,7 +49,16 @@ class Escrow(Protocol):
 
     async def settle_block(self, block: Block, at_ms: int) -> list[LedgerEntry]: ...
 
-    async def apply_slash(self, changes: Sequence[Change], at_ms: int) -> list[LedgerEntry]: ...
+    async def slash(
+        self,
+        offender: str,
+        evidence_id: str,
+        reporter: str,
+        at_ms: int,
+        *,
+        fraction_bps: int,
+        reporter_share_bps: int,
+    ) -> list[LedgerEntry]: ...
 
     async def request_withdrawal(
         self, account: str, amount_wei: int, now_ms: int, delay_ms: int
@@ -91,11 +107,32 @@ class StoreEscrow:
         except AlreadyApplied:
             return []
 
-    async def apply_slash(self, changes: Sequence[Change], at_ms: int) -> list[LedgerEntry]:
-        """Apply one piece of evidence's slash (``AlreadyApplied`` the second time)."""
-        return await self.store.apply_ledger(
-            changes, once=compute_once_key(changes[0].cause, "slash"), at_ms=at_ms
+    async def slash(
+        self,
+        offender: str,
+        evidence_id: str,
+        reporter: str,
+        at_ms: int,
+        *,
+        fraction_bps: int,
+        reporter_share_bps: int,
+    ) -> list[LedgerEntry]:
+        """Slash ``offender``'s stake for one verified offence, once per evidence id
+        (``EvidenceAlreadyApplied`` the second time), crediting the reporter its share."""
+        once = compute_once_key(Cause(evidence_id=evidence_id), SLASH)
+        if await self.store.is_applied(once):
+            raise EvidenceAlreadyApplied("this offence was slashed before", evidence_id=evidence_id)
+        stake_wei, _ = await self.store.get_balance(offender)
+        changes = compute_slash_changes(
+            offender, stake_wei, evidence_id, check_address(reporter),
+            fraction_bps=fraction_bps, reporter_share_bps=reporter_share_bps,
         )
+        try:
+            return await self.store.apply_ledger(changes, once=once, at_ms=at_ms)
+        except AlreadyApplied:  # another request applied it in between
+            raise EvidenceAlreadyApplied(
+                "this offence was slashed before", evidence_id=evidence_id
+            ) from None
 
     async def request_withdrawal(
         self, account: str, amount_wei: int, now_ms: int, delay_ms: int

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     deposits: bool = False
     withdrawal_delay_ms: int = Field(default=600_000, ge=0)
     operator_token: SecretStr | None = None
+    # Slashing from evidence (POST /v1/evidence): the fraction of the offender's stake taken, and
+    # the reporter's share of what was taken (the rest is burned), in basis points.
+    slash_fraction_bps: int = Field(default=1000, ge=0, le=10_000)
+    reporter_share_bps: int = Field(default=5000, ge=0, le=10_000)
 
     @field_validator("store")
     @classmethod
