@@ -8,6 +8,12 @@ signed block and the slot's event list make censorship evidence that ``blockspac
 verify`` accepts; the other searcher's, built the same way, is refused (its bid is in the
 block's bid set: no fault touched it). The control run starts the same process without the
 fault: the same construction is refused for both.
+
+The engine runs with deposits enforced (issue 11, stage 2): a searcher without a deposit is
+refused (``insufficient_deposit``) until the operator API credits it, and the operator's bond,
+credited at start, is slashed from the victim's evidence through ``POST /v1/evidence`` (once:
+the same evidence again is ``evidence_already_applied``); in the control run the engine refuses
+the evidence (``event_included``) and the bond stays whole.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ ROLLUP = 167_001
 BIN = Path(sys.executable).parent / "blockspace"
 GWEI = 10**9
 OPERATOR = compute_operator_key(bytes([0x5A]) * 32)
+TOKEN = "e2e-operator-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+BOND = 32 * 10**18
+REPORTER = "0x" + "7e" * 20
 VICTIM, HONEST = SearcherKey.from_seed(21), SearcherKey.from_seed(22)
 
 
@@ -85,7 +95,8 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
             open(tmp_path / "engine.log", "wb") as engine_log:
         signers.start_all()
         signers.wait_ready(timeout_s=240)
-        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex()}
+        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex(),
+                      "BLOCKSPACE_DEPOSITS": "true", "BLOCKSPACE_OPERATOR_TOKEN": TOKEN}
         if fault:
             engine_env[DROP_ENV] = VICTIM.address
         engine = subprocess.Popen(
@@ -100,11 +111,49 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
                 _wait_up(http, engine)
                 info = http.get("/v1/operator").json()
                 assert info["operator"] == OPERATOR.address
+                _fund(http)
                 victim, honest = _signed_slot(http, engine)
             _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
+            with httpx.Client(base_url=url, timeout=60) as http:
+                _check_slashing(http, tmp_path, fault)
         finally:
             engine.terminate()
             engine.wait(timeout=30)
+
+
+def _fund(http: httpx.Client) -> None:
+    """Deposits enforced: a bid without a deposit is refused; the operator API credits both
+    searchers and the operator's bond."""
+    head = http.post("/", content=b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}')
+    refused = _bid(http, VICTIM, int(head.json()["result"], 16) + 2, 0)
+    assert refused["error"]["data"]["code"] == "insufficient_deposit", refused
+    for i, k in enumerate((VICTIM, HONEST)):
+        answer = http.post("/v1/ledger/deposits", headers=AUTH,
+                           json={"address": k.address, "amount_wei": str(10**18), "ref": f"d{i}"})
+        assert answer.status_code == 200, answer.text
+    answer = http.post("/v1/ledger/stakes", headers=AUTH,
+                       json={"operator": True, "amount_wei": str(BOND), "ref": "bond"})
+    assert answer.status_code == 200, answer.text
+
+
+def _check_slashing(http: httpx.Client, tmp: Path, fault: bool) -> None:
+    """The victim's evidence through POST /v1/evidence: the operator's bond is slashed once
+    (with the fault), or the evidence is refused and nothing changes (without)."""
+    evidence = orjson.loads((tmp / "victim-evidence.json").read_bytes())
+    answer = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    bond = int(http.get("/v1/ledger/stakes").json()["operator_bond_wei"])
+    if not fault:
+        assert answer.status_code == 400 and answer.json()["code"] == "event_included"
+        assert bond == BOND
+        return
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"]["offender"] == f"operator {OPERATOR.address}"
+    assert bond == BOND - BOND // 10  # the default slash_fraction_bps, 10%
+    reward = http.get(f"/v1/ledger/balances/{REPORTER}").json()["balance_wei"]
+    assert int(reward) == BOND // 10 // 2
+    again = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert again.status_code == 409 and again.json()["code"] == "evidence_already_applied"
+    assert int(http.get("/v1/ledger/stakes").json()["operator_bond_wei"]) == bond
 
 
 def _wait_up(http: httpx.Client, engine: subprocess.Popen[bytes]) -> None:
