@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from loadtest.client import GRACE_S, ClientPlan, ClientResult, client_process
@@ -136,6 +137,21 @@ def _start(target: Target, workdir: Path, args: argparse.Namespace) -> Servers:
     return servers
 
 
+def fund_searchers(port: int, spec: CorpusSpec, token: str) -> None:
+    """With deposits enforced (a variant with BLOCKSPACE_DEPOSITS=true and an operator token),
+    credit every searcher of the corpus through the operator API before the run, so that every
+    bid is held against a deposit and none is refused for want of one."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        for i in range(spec.searchers):
+            answer = http.post(
+                "/v1/ledger/deposits",
+                headers={"authorization": f"Bearer {token}"},
+                json={"address": spec.searcher_key(i).address, "amount_wei": str(10**30),
+                      "ref": f"loadtest-{i}"},
+            )
+            answer.raise_for_status()
+
+
 def run_once(
     target: Target,
     repeat: int,
@@ -156,6 +172,8 @@ def run_once(
         open_slot = int(time.time() * 1000) // args.slot_ms
         first_slot = open_slot + 33 - SLOT_SPAN
         first_deadline_ms = (first_slot + 1) * args.slot_ms
+        if target.is_engine and target.env.get("BLOCKSPACE_DEPOSITS", "").lower() == "true":
+            fund_searchers(front[0].port, spec, target.env.get("BLOCKSPACE_OPERATOR_TOKEN", ""))
         signed = sign_requests(spec, bundles, first_slot, processes=args.sign_processes)
         corpus_path = workdir / f"signed-{os.getpid()}.pkl"
         with corpus_path.open("wb") as f:
