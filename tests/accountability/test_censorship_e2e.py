@@ -13,7 +13,10 @@ The engine runs with deposits enforced (issue 11, stage 2): a searcher without a
 refused (``insufficient_deposit``) until the operator API credits it, and the operator's bond,
 credited at start, is slashed from the victim's evidence through ``POST /v1/evidence`` (once:
 the same evidence again is ``evidence_already_applied``); in the control run the engine refuses
-the evidence (``event_included``) and the bond stays whole.
+the evidence (``event_included``) and the bond stays whole. A member that equivocates is
+slashed from its two partials: one from the signed block the engine process published (made by
+that member's signer process), the other over another slot root with the same member's share
+file (the test plays the member signing a second root; honest signer processes refuse to).
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ import pytest
 
 from api.searcher import SearcherKey, bundle_params
 from auction.receipts import compute_operator_key, receipt_from_json, verify_receipt
+from committee import keyfiles, threshold
+from committee.evidence import SignedPartial, compute_equivocation_evidence
 from committee.local import SignerProcesses, free_port, write_committee_files
+from committee.signing import compute_slot_signing_root
 from tests.accountability.faulty_engine import DROP_ENV
 
 pytestmark = [pytest.mark.slow]
@@ -116,6 +122,8 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
             _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
             with httpx.Client(base_url=url, timeout=60) as http:
                 _check_slashing(http, tmp_path, fault)
+                if fault:
+                    _check_member_slashing(http, shares, victim)
         finally:
             engine.terminate()
             engine.wait(timeout=30)
@@ -134,6 +142,35 @@ def _fund(http: httpx.Client) -> None:
     answer = http.post("/v1/ledger/stakes", headers=AUTH,
                        json={"operator": True, "amount_wei": str(BOND), "ref": "bond"})
     assert answer.status_code == 200, answer.text
+    for member in range(1, 5):
+        answer = http.post("/v1/ledger/stakes", headers=AUTH,
+                           json={"member": member, "amount_wei": str(BOND), "ref": f"m{member}"})
+        assert answer.status_code == 200, answer.text
+
+
+def _check_member_slashing(http: httpx.Client, shares: list[Path], answer: dict) -> None:
+    """Member equivocation through POST /v1/evidence: slashed once, from its two partials."""
+    slot = receipt_from_json(answer["receipt"]).receipt.slot
+    signed = http.get(f"/v1/blocks/{ROLLUP}/{slot}").json()
+    member, honest = signed["partials"][0]["index"], signed["partials"][0]["partial"]
+    share, _ = keyfiles.read_share_file(shares[member - 1])
+    committee_id = bytes.fromhex(signed["committee_id"][2:])
+    other_root = b"\x42" * 32
+    other = threshold.partial_sign(share, compute_slot_signing_root(committee_id, slot, other_root))
+    evidence = compute_equivocation_evidence(
+        committee_id, slot, member,
+        SignedPartial(bytes.fromhex(signed["slot_root"][2:]), bytes.fromhex(honest[2:])),
+        SignedPartial(other_root, other),
+    )
+    stake = f"/v1/ledger/balances/member:{member}"
+    slashed = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert slashed.status_code == 200, slashed.text
+    assert slashed.json()["verdict"]["offender"] == f"member {member}"
+    assert int(http.get(stake).json()["balance_wei"]) == BOND - BOND // 10
+    again = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert again.json()["code"] == "evidence_already_applied"
+    others = http.get("/v1/ledger/stakes").json()["members"]
+    assert [m["stake_wei"] for m in others if m["member"] != member] == [str(BOND)] * 3
 
 
 def _check_slashing(http: httpx.Client, tmp: Path, fault: bool) -> None:
