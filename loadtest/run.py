@@ -167,13 +167,14 @@ def run_once(
     front = servers.front
     seconds = args.seconds
     try:
+        # Funded first: the time the target slots allow starts below
+        if target.is_engine and target.env.get("BLOCKSPACE_DEPOSITS", "").lower() == "true":
+            fund_searchers(front[0].port, spec, target.env.get("BLOCKSPACE_OPERATOR_TOKEN", ""))
         # The slot the engine has open now (genesis 0), and the span of slots the bids target:
         # the last one as far ahead as the engine allows, so the first closes as late as it can.
         open_slot = int(time.time() * 1000) // args.slot_ms
         first_slot = open_slot + 33 - SLOT_SPAN
         first_deadline_ms = (first_slot + 1) * args.slot_ms
-        if target.is_engine and target.env.get("BLOCKSPACE_DEPOSITS", "").lower() == "true":
-            fund_searchers(front[0].port, spec, target.env.get("BLOCKSPACE_OPERATOR_TOKEN", ""))
         signed = sign_requests(spec, bundles, first_slot, processes=args.sign_processes)
         corpus_path = workdir / f"signed-{os.getpid()}.pkl"
         with corpus_path.open("wb") as f:
