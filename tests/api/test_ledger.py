@@ -20,7 +20,9 @@ from auction.presets import MAINNET, Rollup
 from node.escrow import StoreEscrow
 from node.metrics import Metrics
 from node.settings import Settings
+from node.stores.base import Store
 from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
 from tests.api.conftest import SLOT_MS, START_SLOT, FakeClock
 from tests.factories import CHAIN, key, signed_request, tx
 
@@ -34,9 +36,21 @@ K2 = key(42)
 GWEI = 10**9
 
 
+# The ledger API's tests on both stores; Redis gets a database of its own, flushed first.
+LEDGER_DB = 12
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def ledger_store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return MemoryStore()
+    server = request.getfixturevalue("redis_server")
+    return RedisStore(f"redis://127.0.0.1:{server.port}/{LEDGER_DB}")  # connected by the client
+
+
 @pytest.fixture
-def ledger_engine(clock: FakeClock) -> Engine:
-    store = MemoryStore()
+def ledger_engine(clock: FakeClock, ledger_store: Store) -> Engine:
+    store = ledger_store
     return Engine(store=store, rollups={CHAIN: Rollup(CHAIN)}, preset=MAINNET, slot_ms=SLOT_MS,
                   clock_ms=clock, metrics=Metrics(), escrow=StoreEscrow(store))
 
@@ -47,8 +61,14 @@ def ledger_client(ledger_engine: Engine) -> Iterator[TestClient]:
                         withdrawal_delay_ms=DELAY_MS)
     app = create_app(settings, engine=ledger_engine)
     with TestClient(app) as c:
+        store = ledger_engine.store
+        if isinstance(store, RedisStore):  # connected on the client's event loop
+            c.portal.call(store.connect)
+            c.portal.call(store.redis.flushdb)
         c.portal.call(lambda: ledger_engine.start(run_clock=False))  # type: ignore[union-attr]
         yield c
+        if isinstance(store, RedisStore):
+            c.portal.call(store.aclose)
 
 
 def send_bundle(client: TestClient, k: Any, slot: int, bid_wei: int, **kw: Any) -> dict:
