@@ -37,7 +37,7 @@ GWEI = 10**9
 
 
 # The ledger API's tests on both stores; Redis gets a database of its own, flushed first.
-LEDGER_DB = 12
+LEDGER_DB = 11
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
