@@ -42,7 +42,7 @@ from api.intake import OFFLOAD_BYTES, Intake
 from api.receipts import Receipter
 from auction import constants as C
 from auction.encoding import ZERO_HASH
-from auction.errors import StoreUnavailable
+from auction.errors import LedgerRefused, StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
 from auction.receipts import OperatorKey
@@ -410,9 +410,18 @@ class Engine:
             if blocks is None and s > slot - SETTLE_WINDOW_SLOTS:
                 continue  # pending: signing may still complete
             for block in blocks or ():
-                await self.escrow.settle_block(block, self.now_ms())
+                try:
+                    await self.escrow.settle_block(block, self.now_ms())
+                except LedgerRefused as exc:
+                    # Only if a winner bid without a hold (deposits turned on mid-slot): the
+                    # block stays unpaid, loudly, rather than retried at every close.
+                    log.error("settling block %s of slot %d: %s", block.block_hash, s, exc.code)
+                    self.metrics.system_faults.labels("settle").inc()
             await self.escrow.release_slot(s)
             self._unsettled.discard(s)
+        # A bid held just as its slot closed (the append then refused it) left a hold after the
+        # slot's release: sweep the slot that just left the window, whatever happened to it.
+        await self.escrow.release_slot(slot - SETTLE_WINDOW_SLOTS)
 
     async def _final_blocks(self, slot: int) -> list[Block] | None:
         """The slot's final blocks (every rollup's), [] if it failed, None while pending."""

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from api.engine import Engine
+from api.engine import SETTLE_WINDOW_SLOTS, Engine
 from api.searcher import bundle_params
-from auction.ledger import MAX_AMOUNT_WEI, OPERATOR_REVENUE, PAYMENT
+from auction.ledger import MAX_AMOUNT_WEI, OPERATOR_REVENUE, PAYMENT, compute_chain_key
 from auction.presets import MAINNET, Rollup
 from node.escrow import StoreEscrow
 from node.metrics import Metrics
@@ -270,3 +270,19 @@ def test_100_slots_debit_exactly_the_blocks_payments(ledger_client, ledger_engin
             int(e["amount_wei"]) for e in entries)
         assert doc["held_wei"] == 0
     assert balance(ledger_client, OPERATOR_REVENUE)["balance_wei"] == sum(owed.values()) > 0
+
+
+def test_a_hold_left_after_its_slot_settled_is_swept(ledger_client, ledger_engine):
+    """A bid held just as its slot closed (its append then refused with slot_closed) leaves a
+    hold after the slot's release; the settlement of the slot SETTLE_WINDOW_SLOTS later sweeps
+    it."""
+    deposit(ledger_client, K.address, str(10**16), "tx-1")
+    ledger_client.portal.call(ledger_engine.close_slot, START_SLOT)
+    store = ledger_engine.store
+    chain = compute_chain_key(K.address, None, "0x" + "ab" * 32)
+    ledger_client.portal.call(store.hold_bid, START_SLOT, chain, K.address, 10**15)
+    assert balance(ledger_client, K.address)["held_wei"] == 10**15
+    ledger_client.portal.call(ledger_engine.settle, START_SLOT + SETTLE_WINDOW_SLOTS - 1)
+    assert balance(ledger_client, K.address)["held_wei"] == 10**15
+    ledger_client.portal.call(ledger_engine.settle, START_SLOT + SETTLE_WINDOW_SLOTS)
+    assert balance(ledger_client, K.address)["held_wei"] == 0
