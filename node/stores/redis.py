@@ -331,6 +331,7 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
 
     async def aclose(self) -> None:
         await self._close_history()
+        await self._close_ledger()
         # Appends still queued were never written: refuse them rather than leave callers waiting.
         while self._queue is not None and not self._queue.empty():
             *_, fut = self._queue.get_nowait()

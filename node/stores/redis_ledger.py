@@ -9,6 +9,7 @@ store's: the AOF with the configured fsync policy (docs/redis.md), like the bid 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,19 +116,34 @@ redis.call('SADD', KEYS[3], ARGV[1])
 return ids
 """
 
-# KEYS: balances, held, holds:<slot>. ARGV: searcher, chain, bid_wei.
-# Reply: "ok" or {"!insufficient_deposit", balance, held}.
+# A batch of holds in one call (group commit, like the bids' appends). Per hold i:
+# KEYS[3i+1..3i+3] = balances, held, holds:<slot>; ARGV[3i+1..3i+3] = searcher, chain, bid_wei.
+# Each hold is checked and applied on its own, in order; the reply holds one entry per hold:
+# "ok", or {"!insufficient_deposit", balance, held}.
 _HOLD = _BIGNUM + """
-local cur = redis.call('HGET', KEYS[3], ARGV[2]) or '0'
-if cmp(ARGV[3], cur) <= 0 then return 'ok' end
-local held = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
-local bal = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-local newheld = add(held, sub(ARGV[3], cur))
-if cmp(newheld, bal) > 0 then return {'!insufficient_deposit', bal, held} end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], newheld)
-return 'ok'
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local bk, hk, sk = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local who, chain, wei = ARGV[3 * i + 1], ARGV[3 * i + 2], ARGV[3 * i + 3]
+  local cur = redis.call('HGET', sk, chain) or '0'
+  out[i + 1] = 'ok'
+  if cmp(wei, cur) > 0 then
+    local held = redis.call('HGET', hk, who) or '0'
+    local bal = redis.call('HGET', bk, who) or '0'
+    local newheld = add(held, sub(wei, cur))
+    if cmp(newheld, bal) > 0 then
+      out[i + 1] = {'!insufficient_deposit', bal, held}
+    else
+      redis.call('HSET', sk, chain, wei)
+      redis.call('HSET', hk, who, newheld)
+    end
+  end
+end
+return out
 """
+
+# Holds per batch (one script call); more wait for the next.
+MAX_HOLD_BATCH = 512
 
 # KEYS: held, holds:<slot>. Each chain's field starts with its searcher and "|".
 _RELEASE = _BIGNUM + """
@@ -146,6 +162,9 @@ return 'ok'
 """
 
 _SCRIPTS = {"apply": _APPLY, "hold": _HOLD, "release": _RELEASE}
+
+# A queued hold: (slot, chain, searcher, bid_wei) and the caller's future.
+_PendingHold = tuple[tuple[int, str, str, int], "asyncio.Future[Any]"]
 
 
 def _text(value: object) -> str:
@@ -169,6 +188,8 @@ class RedisLedger:
     """The ledger methods of ``RedisStore``; see ``node.stores.base.Store`` for the contract."""
 
     _ledger_sha: dict[str, str] | None = None
+    _hold_queue: asyncio.Queue[_PendingHold] | None = None
+    _hold_flusher: asyncio.Task[None] | None = None
 
     if TYPE_CHECKING:
 
@@ -229,11 +250,14 @@ class RedisLedger:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
 
     async def hold_bid(self, slot: int, chain: str, searcher: str, bid_wei: int) -> None:
-        reply = await self._ledger_script(
-            "hold",
-            [keys.ledger_balances(), keys.ledger_held(), keys.ledger_holds(slot)],
-            [searcher, chain, str(bid_wei)],
-        )
+        """Queued and sent in batches (one script call each), like the bids' appends: one
+        round trip per call per bid would cost intake its group commit."""
+        if self._hold_queue is None:
+            self._hold_queue = asyncio.Queue()
+            self._hold_flusher = asyncio.create_task(self._flush_holds(), name="redis-holds")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._hold_queue.put_nowait(((slot, chain, searcher, bid_wei), fut))
+        reply = await fut
         if isinstance(reply, list):
             balance, held = int(_text(reply[1])), int(_text(reply[2]))
             raise InsufficientDeposit(
@@ -241,6 +265,52 @@ class RedisLedger:
                 free_wei=str(max(balance - held, 0)),
                 balance_wei=str(balance),
             )
+
+    async def _flush_holds(self) -> None:
+        """Send every queued hold in batches of at most MAX_HOLD_BATCH, each one script call;
+        a failed call fails its batch's holds (StoreUnavailable), never the flusher."""
+        queue = self._hold_queue
+        assert queue is not None
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < MAX_HOLD_BATCH:
+                batch.append(queue.get_nowait())
+            keys_: list[str] = []
+            args: list[Any] = []
+            for (slot, chain, searcher, bid_wei), _ in batch:
+                keys_ += [keys.ledger_balances(), keys.ledger_held(), keys.ledger_holds(slot)]
+                args += [searcher, chain, str(bid_wei)]
+            try:
+                replies = await self._ledger_script("hold", keys_, args)
+            except asyncio.CancelledError:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StoreUnavailable("store closing; bid not held"))
+                raise
+            except Exception as exc:
+                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(error)
+                continue
+            for (_, fut), reply in zip(batch, replies, strict=True):
+                if not fut.done():
+                    fut.set_result(reply)
+
+    async def _close_ledger(self) -> None:
+        """Stop the hold flusher; holds still queued are refused (StoreUnavailable)."""
+        if self._hold_flusher is not None:
+            self._hold_flusher.cancel()
+            try:
+                await self._hold_flusher
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._hold_flusher = None
+        while self._hold_queue is not None and not self._hold_queue.empty():
+            _, fut = self._hold_queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(StoreUnavailable("store closing; bid not held"))
+        self._hold_queue = None
 
     async def release_holds(self, slot: int) -> None:
         await self._ledger_script("release", [keys.ledger_held(), keys.ledger_holds(slot)], [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -181,3 +182,20 @@ async def test_randomized_steps_keep_balance_equal_to_entries(store: Store) -> N
             assert balance == model[account] >= 0
             assert store_held == held[account]
             assert compute_balance(await all_entries(store, account)) == balance
+
+
+async def test_concurrent_holds_never_pass_the_balance(store: Store) -> None:
+    """Fifty bids at once (one batch on Redis): exactly as many are held as the balance
+    covers, each refused one changes nothing."""
+    await store.apply_ledger([deposit(ALICE, 200, "r")], once="deposit:r", at_ms=1)
+
+    async def hold(n: int) -> bool:
+        try:
+            await store.hold_bid(7, compute_chain_key(ALICE, None, f"0x{n:02x}"), ALICE, 10)
+        except InsufficientDeposit:
+            return False
+        return True
+
+    held = await asyncio.gather(*(hold(n) for n in range(50)))
+    assert sum(held) == 20
+    assert await store.get_balance(ALICE) == (200, 200)
