@@ -8,8 +8,9 @@ watches the escrow contract calls it; every call without the token is ``unauthor
 - ``POST /v1/ledger/withdrawals`` ``{"address", "amount_wei"}``: request a withdrawal,
   executable after the configured delay, up to the free balance;
 - ``POST /v1/ledger/withdrawals/{id}/execute``: execute it (once; up to the free balance then);
-- ``POST /v1/ledger/stakes`` ``{"member": i}`` or ``{"operator": true}``, ``amount_wei``,
-  ``ref``: credit a committee member's stake or the operator's bond.
+- ``POST /v1/ledger/bonds`` ``{"member": i}`` or ``{"operator": true}``, ``amount_wei``,
+  ``ref``: credit a committee member's stake or the operator's bond (``GET /v1/ledger/stakes``
+  reads them: one path per method keeps every route's ``Allow`` exact).
 
 Evidence (anyone): ``POST /v1/evidence`` ``{"evidence": DOCUMENT, "reporter": ADDRESS}``: the
 document is verified like ``blockspace evidence verify`` (against this engine's committee and
@@ -55,6 +56,10 @@ from node.settings import Settings
 router = APIRouter(tags=["ledger"], route_class=BlocksRoute, responses=ERRORS)
 
 MAX_ENTRIES_PAGE = 500
+# An account on the wire: a lowercase address or a reserved account (auction.ledger.is_account).
+ACCOUNT_PATTERN = (
+    r"^(0x[0-9a-f]{40}|operator:revenue|operator:bond|burned|member:[1-9][0-9]{0,4})$"
+)
 MAX_REF_CHARS = 200
 
 
@@ -105,7 +110,7 @@ async def deposit(request: Request) -> Response:
     return JSONResponse({"entry": entry_to_json(entry)})
 
 
-@router.post("/v1/ledger/stakes", summary="Credit a member's stake or the operator's bond")
+@router.post("/v1/ledger/bonds", summary="Credit a member's stake or the operator's bond")
 async def stake(request: Request) -> Response:
     _authorize(request)
     body = await _body(request)
@@ -228,7 +233,10 @@ async def slashings(
 
 
 @router.get("/v1/ledger/balances/{account}", summary="An account's balance, holds, free balance")
-async def balance(request: Request, account: str) -> Response:
+async def balance(
+    request: Request,
+    account: Annotated[str, Path(pattern=ACCOUNT_PATTERN, description="an account")],
+) -> Response:
     account = check_account(account)
     balance_wei, held_wei = await _escrow(request).get_balance(account)
     return JSONResponse({
@@ -242,7 +250,7 @@ async def balance(request: Request, account: str) -> Response:
 @router.get("/v1/ledger/entries", summary="Ledger entries, newest first")
 async def entries(
     request: Request,
-    account: str | None = Query(None, description="one account's entries"),
+    account: str | None = Query(None, pattern=ACCOUNT_PATTERN, description="one account's entries"),
     before: str | None = Query(
         None, pattern=r"^\d{1,19}-\d{1,19}$", description="page below this id"
     ),

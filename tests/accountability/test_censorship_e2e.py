@@ -139,11 +139,11 @@ def _fund(http: httpx.Client) -> None:
         answer = http.post("/v1/ledger/deposits", headers=AUTH,
                            json={"address": k.address, "amount_wei": str(10**18), "ref": f"d{i}"})
         assert answer.status_code == 200, answer.text
-    answer = http.post("/v1/ledger/stakes", headers=AUTH,
+    answer = http.post("/v1/ledger/bonds", headers=AUTH,
                        json={"operator": True, "amount_wei": str(BOND), "ref": "bond"})
     assert answer.status_code == 200, answer.text
     for member in range(1, 5):
-        answer = http.post("/v1/ledger/stakes", headers=AUTH,
+        answer = http.post("/v1/ledger/bonds", headers=AUTH,
                            json={"member": member, "amount_wei": str(BOND), "ref": f"m{member}"})
         assert answer.status_code == 200, answer.text
 

@@ -61,10 +61,10 @@ def client(dealt: Any) -> Iterator[TestClient]:
                         reporter_share_bps=5000)
     with TestClient(create_app(settings, engine=engine, committee=dealt[0])) as c:
         for member in range(1, 5):
-            answer = c.post("/v1/ledger/stakes", headers=AUTH,
+            answer = c.post("/v1/ledger/bonds", headers=AUTH,
                             json={"member": member, "amount_wei": str(STAKE), "ref": f"m{member}"})
             assert answer.status_code == 200
-        c.post("/v1/ledger/stakes", headers=AUTH,
+        c.post("/v1/ledger/bonds", headers=AUTH,
                json={"operator": True, "amount_wei": str(STAKE), "ref": "bond"})
         yield c
 

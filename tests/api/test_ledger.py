@@ -160,7 +160,7 @@ def test_operator_calls_need_the_token(ledger_client):
         answer = ledger_client.post("/v1/ledger/withdrawals", headers=headers,
                                     json={"address": K.address, "amount_wei": "1"})
         assert answer.status_code == 401
-        answer = ledger_client.post("/v1/ledger/stakes", headers=headers,
+        answer = ledger_client.post("/v1/ledger/bonds", headers=headers,
                                     json={"member": 1, "amount_wei": "1", "ref": "s"})
         assert answer.status_code == 401
     assert all_entries(ledger_client) == []
