@@ -121,6 +121,7 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
                 victim, honest = _signed_slot(http, engine)
             _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
             with httpx.Client(base_url=url, timeout=60) as http:
+                _check_settlement(http, victim, honest)
                 _check_slashing(http, tmp_path, fault)
                 if fault:
                     _check_member_slashing(http, shares, victim)
@@ -171,6 +172,25 @@ def _check_member_slashing(http: httpx.Client, shares: list[Path], answer: dict)
     assert again.json()["code"] == "evidence_already_applied"
     others = http.get("/v1/ledger/stakes").json()["members"]
     assert [m["stake_wei"] for m in others if m["member"] != member] == [str(BOND)] * 3
+
+
+def _check_settlement(http: httpx.Client, *answers: dict) -> None:
+    """Each searcher's payment entries for the signed block of its bid's slot are exactly its
+    payments in that block (the engine settles after signing: wait for it)."""
+    for answer, k in zip(answers, (VICTIM, HONEST), strict=True):
+        slot = receipt_from_json(answer["receipt"]).receipt.slot
+        signed = http.get(f"/v1/blocks/{ROLLUP}/{slot}").json()
+        owed = sum(int(b["payment_wei"]) for b in signed["bundles"] if b["searcher"] == k.address)
+        deadline = time.monotonic() + 30
+        while True:
+            entries = http.get("/v1/ledger/entries",
+                               params={"account": k.address, "limit": 500}).json()["entries"]
+            paid = -sum(int(e["amount_wei"]) for e in entries if e["kind"] == "payment"
+                        and e["cause"]["block_hash"] == signed["block_hash"])
+            if paid == owed or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        assert paid == owed, (k.address, paid, owed)
 
 
 def _check_slashing(http: httpx.Client, tmp: Path, fault: bool) -> None:
