@@ -18,6 +18,7 @@ from api.data import dashboard as dashboard_router
 from api.data import router as data_router
 from api.engine import Engine
 from api.history import HistoryRetention
+from api.ledger import router as ledger_router
 from api.rpc import OPENAPI_ANSWERS, OPENAPI_BODY, count_refusal, dispatch, encode_message
 from api.websocket import serve_websocket
 from auction.constants import MAX_REQUEST_BYTES
@@ -26,6 +27,7 @@ from committee.coordinator import Coordinator, build_coordinator
 from committee.keyfiles import read_committee_file
 from committee.threshold import CommitteeInfo
 from node import errors as wire
+from node.escrow import StoreEscrow
 from node.metrics import Metrics
 from node.operator import load_operator_key
 from node.routing import ERRORS, MAX_ROLLUP, RpcRoute
@@ -48,6 +50,7 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         decode_offload_bytes=settings.decode_offload_bytes,
         operator_key=load_operator_key(settings) if settings.receipts else None,
         receipts=settings.receipts,
+        escrow=StoreEscrow(store) if settings.deposits else None,
     )
 
 
@@ -73,6 +76,8 @@ def create_app(
     app.include_router(data_router)
     app.include_router(blocks_router)
     app.include_router(committee_router)
+    app.include_router(ledger_router)
+    app.state.settings = settings or Settings()
     if committee is None and settings is not None and settings.committee:
         committee = read_committee_file(settings.committee)
     app.state.committee = committee

@@ -53,6 +53,10 @@ EXTRA_CHAIN_IDS = (10, 8453, 42161, 324, 59144, 534352, 81457)
 MAX_DEMO_ROLLUPS = 1 + len(EXTRA_CHAIN_IDS)
 
 
+# What each simulated searcher deposits when deposits are enforced (BLOCKSPACE_DEPOSITS=true).
+DEMO_DEPOSIT_WEI = 100 * 10**18
+
+
 def compute_demo_chain_ids(default_chain_id: int, rollups: int) -> list[int]:
     """The chain ids of a demo with ``rollups`` rollups: the default one, then distinct others."""
     if not 1 <= rollups <= MAX_DEMO_ROLLUPS:
@@ -266,6 +270,11 @@ async def run_demo(
         CrossArbitrageur(5000 + i, chain_ids, random.Random(seed * 1000 + 500 + i), i % 2 == 1)
         for i in range(arbs)
     ]
+    if engine.escrow is not None:  # deposits enforced: the demo plays the bridge
+        for sim in sims:
+            await engine.escrow.credit_deposit(
+                sim.key.address, DEMO_DEPOSIT_WEI, f"demo-{sim.key.address}", engine.now_ms()
+            )
     results: list[SlotResult] = []
     done = asyncio.Event()
     first_slot = engine.open_slot() + 1

@@ -13,7 +13,11 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 5. ``publish``: the slot's watchers and every bidder are told;
 6. ``sign``: the signer gets every rollup's block of the slot signed at once (the logs passed
    along, not re-read) and advances the heads; a follower process adopts the outcome instead;
-7. observers (history retention, the demo's printout) see each result.
+7. observers (history retention, the demo's printout) see each result;
+8. ``settle`` (deposits enforced only): every slot whose blocks are signed by now (this one, or
+   an earlier one whose signing completed late) debits its winners' payments and credits the
+   operator's revenue, once per block hash; a settled or failed slot's bid holds are released
+   (docs/accountability.md).
 
 A slot whose close fails for any rollup fails for every rollup, and the clock moves on.
 Signing is a small protocol (``SlotSigner``): ``UnsignedChain`` without a committee (the heads
@@ -38,15 +42,16 @@ from api.intake import OFFLOAD_BYTES, Intake
 from api.receipts import Receipter
 from auction import constants as C
 from auction.encoding import ZERO_HASH
-from auction.errors import StoreUnavailable
+from auction.errors import LedgerRefused, StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
 from auction.receipts import OperatorKey
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Bid, LoggedEvent, PendingTx, PublicTx, SlotResult
+from auction.types import Bid, Block, LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
 from node.collector import paused_gc
+from node.escrow import Escrow
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.operator import generate_operator_key
@@ -123,6 +128,9 @@ class UnsignedChain:
 # How long one process may take to close a slot before another takes over, and how often the
 # others look for its result.
 CLOSE_LEASE_MS = 15_000
+# How many slots a closed slot may stay pending signature before its bid holds are released
+# unpaid (a slot is signed within its signing window, or completed while the next is built).
+SETTLE_WINDOW_SLOTS = 32
 FOLLOW_POLL_S = 0.005
 
 
@@ -149,6 +157,7 @@ class Engine:
         decode_offload_bytes: int = OFFLOAD_BYTES,
         operator_key: OperatorKey | None = None,
         receipts: bool = True,
+        escrow: Escrow | None = None,
     ) -> None:
         if not rollups:
             raise ValueError("an engine serves at least one rollup")
@@ -168,6 +177,9 @@ class Engine:
         self.metrics.watch_store(store)
         self.notifier = Notifier()
         self.chains = {cid: ChainState(r) for cid, r in self.rollups.items()}
+        # The deposit ledger (None: deposits not enforced, intake and close as before).
+        self.escrow = escrow
+        self._unsettled: set[int] = set()  # closed slots whose holds are not released yet
         self.intake = Intake(
             store=store,
             rollups=self.rollups,
@@ -179,6 +191,7 @@ class Engine:
             notifier=self.notifier,
             metrics=self.metrics,
             decode_offload_bytes=decode_offload_bytes,
+            escrow=escrow,
             receipter=(
                 Receipter(operator_key or generate_operator_key(), lambda: self.committee_id)
                 if receipts else None
@@ -284,6 +297,7 @@ class Engine:
         except SlotCloseFailed:
             for chain in self.chains.values():
                 chain.skip(slot)
+            self._unsettled.add(slot)  # its holds are released by the next settlement
             return True  # another engine process recorded it
         except Exception as exc:
             log.exception("closing slot %d failed; it is recorded as failed", slot)
@@ -292,6 +306,7 @@ class Engine:
                 await self._record_failed_close(slot, repr(exc))
             except StoreUnavailable:
                 return False
+            self._unsettled.add(slot)  # its holds are released by the next settlement
             return True
 
     async def _record_failed_close(self, slot: int, detail: str) -> None:
@@ -388,7 +403,51 @@ class Engine:
         for hook in self.result_hooks if entries else self.follow_hooks:
             for result in results:
                 await self._observe(hook(result), "result_hook")  # 7. observers
+        await self._observe(self.settle(slot), "settle")  # 8. settle payments, release holds
         return results
+
+    async def settle(self, slot: int) -> None:
+        """Settle ``slot`` and every earlier closed slot not settled yet: a slot whose blocks
+        are final (signed; without a committee, as built) has its winners debited, once per
+        block hash; a final or failed slot has its holds released. A slot still pending
+        signature waits for a later call, for SETTLE_WINDOW_SLOTS at most (it can no longer be
+        signed by then: its holds are released unpaid)."""
+        if self.escrow is None:
+            return
+        self._unsettled.add(slot)
+        for s in sorted(self._unsettled):
+            blocks = await self._final_blocks(s)
+            if blocks is None and s > slot - SETTLE_WINDOW_SLOTS:
+                continue  # pending: signing may still complete
+            for block in blocks or ():
+                try:
+                    await self.escrow.settle_block(block, self.now_ms())
+                except LedgerRefused as exc:
+                    # Only if a winner bid without a hold (deposits turned on mid-slot): the
+                    # block stays unpaid, loudly, rather than retried at every close.
+                    log.error("settling block %s of slot %d: %s", block.block_hash, s, exc.code)
+                    self.metrics.system_faults.labels("settle").inc()
+            await self.escrow.release_slot(s)
+            self._unsettled.discard(s)
+        # A bid held just as its slot closed (the append then refused it) left a hold after the
+        # slot's release: sweep the slot that just left the window, whatever happened to it.
+        await self.escrow.release_slot(slot - SETTLE_WINDOW_SLOTS)
+
+    async def _final_blocks(self, slot: int) -> list[Block] | None:
+        """The slot's final blocks (every rollup's), [] if it failed, None while pending."""
+        blocks = []
+        for rollup in sorted(self.rollups):
+            signed = await self.store.get_signed_block(rollup, slot)
+            if signed is not None:
+                blocks.append(signed.block)
+                continue
+            if await self.store.get_failed_slot(rollup, slot) is not None:
+                return []
+            result = await self.store.get_result(rollup, slot)
+            if result is None or self.committee_id != bytes(32):
+                return None  # not closed here yet, or closed and not signed yet
+            blocks.append(result.block)  # no committee: final as built
+        return blocks
 
     async def _observe(self, step: Awaitable[None], where: str) -> None:
         """Run a step after the result is stored: its failure is logged and counted, never

@@ -46,6 +46,7 @@ from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
 from auction.slots import SlotClock, compute_slot_at
 from auction.types import Bid, BidOutcome, Cancel, Evidence, IntakeEvent, PublicTx, SlotResult
+from node.escrow import Escrow
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.stores.base import IntakeLimits, Store
@@ -105,6 +106,7 @@ class Intake:
         metrics: Metrics,
         decode_offload_bytes: int = OFFLOAD_BYTES,
         receipter: Receipter | None = None,
+        escrow: Escrow | None = None,
     ) -> None:
         self.store = store
         self.rollups = rollups
@@ -118,6 +120,7 @@ class Intake:
         self.metrics = metrics
         self.decode_offload_bytes = decode_offload_bytes
         self.receipter = receipter  # None: no receipts (only to measure what they cost)
+        self.escrow = escrow  # None: deposits are not enforced
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -234,6 +237,7 @@ class Intake:
                 assert isinstance(event, Bid)
                 copies = compute_bid_copies(event)
                 t0 = time.perf_counter()
+                await self._hold_deposit(event)
                 await self._log_bid(copies)
         except BlockspaceError as exc:  # rate limits and the store's limits
             refused = compute_refused(exc, SEND_BUNDLE, params, searcher, received_ms, ctx)
@@ -255,6 +259,12 @@ class Intake:
         if receipts is not None and self.receipter is not None:
             receipts.extend(self.receipter.for_bid(bid) for bid in copies)
         return {"bundleHash": first.bundle_hash} | _rollups(spans)
+
+    async def _hold_deposit(self, bid: Bid) -> None:
+        """With deposits enforced, hold the bid against its searcher's free balance before it is
+        logged (refused with ``insufficient_deposit``; docs/accountability.md)."""
+        if self.escrow is not None:
+            await self.escrow.hold_bid(bid)
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
         """Append a bid to its slot's log; a cross-rollup bundle's copies to every spanned

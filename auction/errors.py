@@ -260,6 +260,76 @@ class WrongOperator(EvidenceRefused):
     code = "wrong_operator"
 
 
+# --- the deposit ledger (auction/ledger.py, docs/accountability.md) ---------------------------
+
+
+class LedgerRefused(BlockspaceError):
+    """Base of every reason a ledger change is refused: each subclass's code is stable, and a
+    refused change changes nothing."""
+
+    code = "ledger_refused"
+
+
+class InvalidAmount(LedgerRefused):
+    """An amount that is not a whole number of wei in 1..2**128-1 (``data.max_wei``)."""
+
+    code = "invalid_amount"
+
+
+class InvalidAccount(LedgerRefused):
+    """An account that is not a lowercase 0x address (or a reserved account's name)."""
+
+    code = "invalid_account"
+
+
+class InsufficientDeposit(LedgerRefused):
+    """A bid above the searcher's free balance (balance minus what its open bids could owe)."""
+
+    code = "insufficient_deposit"
+
+
+class InsufficientBalance(LedgerRefused):
+    """A debit larger than the account's balance (no balance is ever negative)."""
+
+    code = "insufficient_balance"
+
+
+class WithdrawalExceedsFreeBalance(LedgerRefused):
+    """A withdrawal larger than the account's free balance."""
+
+    code = "withdrawal_exceeds_free_balance"
+
+
+class WithdrawalNotReady(LedgerRefused):
+    """A withdrawal executed before its delay passed (``data.ready_ms``)."""
+
+    code = "withdrawal_not_ready"
+
+
+class WithdrawalNotFound(LedgerRefused):
+    code = "withdrawal_not_found"
+
+
+class AlreadyApplied(LedgerRefused):
+    """The change's cause (a deposit's reference, a withdrawal, a block, a piece of evidence)
+    was applied before: each cause acts once."""
+
+    code = "already_applied"
+
+
+class EvidenceAlreadyApplied(AlreadyApplied):
+    """Evidence whose offence (its evidence id) was slashed before: an offence is slashed once,
+    however many times and in whatever form it is proven."""
+
+    code = "evidence_already_applied"
+
+
+class Unauthorized(BlockspaceError):
+    """An operator API call without the operator's bearer token (or with the API disabled)."""
+
+    code = "unauthorized"
+
+
 # --- system ---------------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
     E.FeeTooLow: -32044,
     E.SenderLimitExceeded: -32045,
     E.TxGasTooHigh: -32046,
+    E.InsufficientDeposit: -32047,
     E.InfeasibleInstance: -32050,
     E.StoreUnavailable: -32060,
 }
@@ -61,6 +62,10 @@ _HTTP_STATUS: dict[str, int] = {
     "sender_limit_exceeded": 429,
     "request_too_large": 413,
     "store_unavailable": 503,
+    "unauthorized": 401,
+    "withdrawal_not_found": 404,
+    "already_applied": 409,
+    "evidence_already_applied": 409,
     "internal_error": 500,
 }
 

@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     operator_key: SecretStr | None = None
     # Sign a receipt for every acknowledged event (off only to measure what receipts cost).
     receipts: bool = True
+    # Searcher deposits (docs/accountability.md): off keeps intake as it was; on, a bid above the
+    # searcher's free balance is refused (insufficient_deposit) and signed blocks' payments are
+    # debited. Withdrawals execute after withdrawal_delay_ms. The operator API (deposits,
+    # withdrawals, stakes) needs the bearer token BLOCKSPACE_OPERATOR_TOKEN; without one it
+    # refuses every call (unauthorized).
+    deposits: bool = False
+    withdrawal_delay_ms: int = Field(default=600_000, ge=0)
+    operator_token: SecretStr | None = None
+    # Slashing from evidence (POST /v1/evidence): the fraction of the offender's stake taken, and
+    # the reporter's share of what was taken (the rest is burned), in basis points.
+    slash_fraction_bps: int = Field(default=1000, ge=0, le=10_000)
+    reporter_share_bps: int = Field(default=5000, ge=0, le=10_000)
 
     @field_validator("store")
     @classmethod

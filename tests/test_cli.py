@@ -20,10 +20,14 @@ BIN = Path(sys.executable).parent / "blockspace"
 
 
 @pytest.mark.slow
-def test_demo_runs_and_prints_slots():
+@pytest.mark.parametrize("deposits", ["false", "true"])
+def test_demo_runs_and_prints_slots(deposits):
+    """With deposits enforced the demo funds its searchers (it plays the bridge): none of their
+    bids is refused either way."""
     out = subprocess.run(
         [str(BIN), "demo", "--slots", "3", "--slot-ms", "500", "--searchers", "4"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "BLOCKSPACE_DEPOSITS": deposits},
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

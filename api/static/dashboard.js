@@ -311,11 +311,71 @@
     return slots.length;
   }
 
+  // --- the ledger (deposits, revenue, stakes, slashings: /v1/ledger) -----------------------
+
+  const eth = (s) => fmt(wei(s) / 1e18, 4);
+
+  function causeText(c) {
+    if (c.block_hash) return `slot ${c.slot} block ${shortHash(c.block_hash)}`;
+    if (c.evidence_id) return `evidence ${shortHash(c.evidence_id)}`;
+    return c.ref || "";
+  }
+
+  async function renderLedger() {
+    const [revenue, stakes, entries, slashings] = await Promise.all([
+      getJSON("/v1/ledger/balances/operator:revenue"),
+      getJSON("/v1/ledger/stakes"),
+      getJSON("/v1/ledger/entries?limit=12"),
+      getJSON("/v1/ledger/slashings?limit=12"),
+    ]);
+    const staked = stakes.members.reduce((sum, m) => sum + BigInt(m.stake_wei), 0n);
+    const t = [
+      ["revenue credited", eth(revenue.balance_wei)],
+      ["operator bond", eth(stakes.operator_bond_wei)],
+      ["member stakes", eth(staked.toString())],
+      ["slashings", fmt(slashings.slashings.length, 0) + (slashings.next ? "+" : "")],
+    ];
+    $("#ledger-tiles").replaceChildren(
+      ...t.map(([label, value]) => {
+        const tile = el("div", { class: "tile" });
+        tile.append(el("div", { class: "label" }, label), el("div", { class: "value" }, value));
+        return tile;
+      }),
+    );
+    $("#ledger-entries tbody").replaceChildren(
+      ...entries.entries.map((e) => {
+        const tr = el("tr", { class: e.kind });
+        tr.append(
+          el("td", {}, e.id),
+          el("td", { class: "hash", title: e.account }, e.account.startsWith("0x") ? shortHash(e.account) : e.account),
+          el("td", {}, e.kind),
+          el("td", { class: "num" }, eth(e.amount_wei)),
+          el("td", { class: "num" }, eth(e.balance_wei)),
+          el("td", {}, causeText(e.cause)),
+        );
+        return tr;
+      }),
+    );
+    $("#slashings tbody").replaceChildren(
+      ...slashings.slashings.map((s) => {
+        const tr = el("tr");
+        tr.append(
+          el("td", {}, s.id),
+          el("td", {}, s.offender || ""),
+          el("td", { class: "hash", title: s.evidence_id }, shortHash(s.evidence_id)),
+          el("td", { class: "num" }, eth(s.burned_wei)),
+        );
+        return tr;
+      }),
+    );
+  }
+
   let timer = null;
   async function refresh() {
     clearTimeout(timer);
     try {
       const n = await render();
+      await renderLedger();
       document.body.dataset.slots = String(n);
       document.body.dataset.state = "loaded";
     } catch (err) {

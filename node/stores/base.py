@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auction.history import BidRecord, SlotDetail, SlotHistory, StatsPart
+from auction.ledger import Change, LedgerEntry, Withdrawal
 from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
 
@@ -276,7 +277,55 @@ class CommitteeRecords(ABC):
 
 
 
-class Store(SlotLogs, Results, HistoryRecords, CommitteeRecords):
+class LedgerRecords(ABC):
+    """The escrow ledger: balances, entries, bid holds and withdrawals (issue 11; memory:
+    ``memory_ledger.py``; Redis: ``redis_ledger.py``). Deployment-wide, not per rollup."""
+
+    @abstractmethod
+    async def apply_ledger(
+        self, changes: Sequence[Change], *, once: str, at_ms: int
+    ) -> list[LedgerEntry]:
+        """Append one entry per change (in order) and update the balances, atomically and
+        durably; raise ``AlreadyApplied`` if ``once`` was used before, ``InsufficientBalance``
+        or ``WithdrawalExceedsFreeBalance`` (``auction.ledger.compute_new_balances``), each
+        changing nothing."""
+
+    @abstractmethod
+    async def is_applied(self, once: str) -> bool:
+        """Whether a change under ``once`` was applied."""
+
+    @abstractmethod
+    async def hold_bid(self, slot: int, chain: str, searcher: str, bid_wei: int) -> None:
+        """Raise the chain's hold in ``slot`` to ``bid_wei`` (never lower it); raise
+        ``InsufficientDeposit`` and change nothing if the searcher's holds would then pass its
+        balance."""
+
+    @abstractmethod
+    async def release_holds(self, slot: int) -> None:
+        """Drop every hold of ``slot`` (it is settled: paid, failed or past signing)."""
+
+    @abstractmethod
+    async def get_balance(self, account: str) -> tuple[int, int]:
+        """The account's (balance, holds) in wei; (0, 0) for an account never seen."""
+
+    @abstractmethod
+    async def list_ledger_entries(
+        self, account: str | None, *, before: str | None, limit: int
+    ) -> list[LedgerEntry]:
+        """Up to ``limit`` entries (of one account, or all), newest first, ids below
+        ``before``."""
+
+    @abstractmethod
+    async def save_withdrawal(
+        self, account: str, amount_wei: int, requested_ms: int, ready_ms: int
+    ) -> Withdrawal:
+        """Record a requested withdrawal under a new id."""
+
+    @abstractmethod
+    async def get_withdrawal(self, withdrawal_id: str) -> Withdrawal | None: ...
+
+
+class Store(SlotLogs, Results, HistoryRecords, CommitteeRecords, LedgerRecords):
     """Everything an engine process keeps, in one backend (memory or Redis)."""
 
     name: str = "store"

@@ -75,6 +75,9 @@ def rollup_tag(rollup: int) -> str:
 # Tag of every committee record: a slot's records are written for all its rollups together with
 # the per-rollup indexes (signed_slots, proposed) in one script. Small: one record per slot.
 COMMITTEE_TAG = hash_tag("c")
+# The escrow ledger is deployment-wide and its scripts touch several of its keys at once
+# (balances, holds, the applied set, the entry streams): one tag, one shard.
+LEDGER_TAG = hash_tag("l")
 
 
 def slot_log(rollup: int, slot: int) -> str:
@@ -224,3 +227,49 @@ def slot_partials(rollup: int, slot: int) -> str:
 
 def member_evidence(rollup: int) -> str:
     return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:evidence"
+
+
+# --- the escrow ledger (auction/ledger.py, node/stores/redis_ledger.py) ------------------------
+# Deployment-wide (no rollup): one searcher's deposit pays for bids on every rollup. Amounts are
+# decimal strings (wei beyond 2**53: the scripts add and compare them as digit strings). Nothing
+# here expires: the entries are the record.
+# bs:{l}:ledger:balances          hash    account -> balance (the sum of its entries)
+# bs:{l}:ledger:held              hash    searcher -> the sum of its holds
+# bs:{l}:ledger:holds:<slot>      hash    <searcher>|<chain> -> the chain's hold in the slot
+# bs:{l}:ledger:applied           set     once keys (block:<hash>, evidence:<id>, deposit:<ref>, …)
+# bs:{l}:ledger:entries           stream  every entry (fields a, k, v, b, c, t)
+# bs:{l}:ledger:account:<account> stream  the account's entries, under the same ids
+# bs:{l}:ledger:withdrawals       hash    withdrawal id -> JSON
+# bs:{l}:ledger:withdrawal_ids    string  counter of withdrawal ids
+
+
+def ledger_balances() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:balances"
+
+
+def ledger_held() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:held"
+
+
+def ledger_holds(slot: int) -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:holds:{slot}"
+
+
+def ledger_applied() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:applied"
+
+
+def ledger_entries() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:entries"
+
+
+def ledger_account(account: str) -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:account:{account}"
+
+
+def ledger_withdrawals() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:withdrawals"
+
+
+def ledger_withdrawal_ids() -> str:
+    return f"{PREFIX}:{LEDGER_TAG}:ledger:withdrawal_ids"

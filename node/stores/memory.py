@@ -18,6 +18,7 @@ from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
 from node.stores.base import IntakeLimits, Store
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
+from node.stores.memory_ledger import MemoryLedger
 
 
 @dataclass
@@ -65,7 +66,7 @@ class _SlotLog:
 _SLOT = "*"
 
 
-class MemoryStore(MemoryCommittee, MemoryHistory, Store):
+class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
     name = "memory"
 
     def __init__(self) -> None:

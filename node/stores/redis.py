@@ -38,6 +38,7 @@ from node.stores import keys
 from node.stores.base import IntakeLimits, Store
 from node.stores.redis_committee import RedisCommittee
 from node.stores.redis_history import RedisHistory
+from node.stores.redis_ledger import RedisLedger
 
 log = logging.getLogger("blockspace.store")
 
@@ -313,7 +314,7 @@ def _cancel_answer(stored: bytes | str, rollup: int) -> list[int]:
     return [int(x) for x in slots] if first_rollup == str(rollup) else []
 
 
-class RedisStore(RedisCommittee, RedisHistory, Store):
+class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
     name = "redis"
 
     def __init__(
@@ -395,6 +396,7 @@ class RedisStore(RedisCommittee, RedisHistory, Store):
 
     async def aclose(self) -> None:
         await self._close_history()
+        await self._close_ledger()
         # Appends still queued were never written: refuse them rather than leave callers waiting.
         while self._queue is not None and not self._queue.empty():
             *_, fut = self._queue.get_nowait()

@@ -8,6 +8,15 @@ signed block and the slot's event list make censorship evidence that ``blockspac
 verify`` accepts; the other searcher's, built the same way, is refused (its bid is in the
 block's bid set: no fault touched it). The control run starts the same process without the
 fault: the same construction is refused for both.
+
+The engine runs with deposits enforced (issue 11, stage 2): a searcher without a deposit is
+refused (``insufficient_deposit``) until the operator API credits it, and the operator's bond,
+credited at start, is slashed from the victim's evidence through ``POST /v1/evidence`` (once:
+the same evidence again is ``evidence_already_applied``); in the control run the engine refuses
+the evidence (``event_included``) and the bond stays whole. A member that equivocates is
+slashed from its two partials: one from the signed block the engine process published (made by
+that member's signer process), the other over another slot root with the same member's share
+file (the test plays the member signing a second root; honest signer processes refuse to).
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ import pytest
 
 from api.searcher import SearcherKey, bundle_params
 from auction.receipts import compute_operator_key, receipt_from_json, verify_receipt
+from committee import keyfiles, threshold
+from committee.evidence import SignedPartial, compute_equivocation_evidence
 from committee.local import SignerProcesses, free_port, write_committee_files
+from committee.signing import compute_slot_signing_root
 from tests.accountability.faulty_engine import DROP_ENV
 
 pytestmark = [pytest.mark.slow]
@@ -34,6 +46,10 @@ ROLLUP = 167_001
 BIN = Path(sys.executable).parent / "blockspace"
 GWEI = 10**9
 OPERATOR = compute_operator_key(bytes([0x5A]) * 32)
+TOKEN = "e2e-operator-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+BOND = 32 * 10**18
+REPORTER = "0x" + "7e" * 20
 VICTIM, HONEST = SearcherKey.from_seed(21), SearcherKey.from_seed(22)
 
 
@@ -85,7 +101,8 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
             open(tmp_path / "engine.log", "wb") as engine_log:
         signers.start_all()
         signers.wait_ready(timeout_s=240)
-        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex()}
+        engine_env = {**env, "BLOCKSPACE_OPERATOR_KEY": "0x" + OPERATOR.secret.hex(),
+                      "BLOCKSPACE_DEPOSITS": "true", "BLOCKSPACE_OPERATOR_TOKEN": TOKEN}
         if fault:
             engine_env[DROP_ENV] = VICTIM.address
         engine = subprocess.Popen(
@@ -100,11 +117,100 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
                 _wait_up(http, engine)
                 info = http.get("/v1/operator").json()
                 assert info["operator"] == OPERATOR.address
+                _fund(http)
                 victim, honest = _signed_slot(http, engine)
             _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
+            with httpx.Client(base_url=url, timeout=60) as http:
+                _check_settlement(http, victim, honest)
+                _check_slashing(http, tmp_path, fault)
+                if fault:
+                    _check_member_slashing(http, shares, victim)
         finally:
             engine.terminate()
             engine.wait(timeout=30)
+
+
+def _fund(http: httpx.Client) -> None:
+    """Deposits enforced: a bid without a deposit is refused; the operator API credits both
+    searchers and the operator's bond."""
+    head = http.post("/", content=b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}')
+    refused = _bid(http, VICTIM, int(head.json()["result"], 16) + 2, 0)
+    assert refused["error"]["data"]["code"] == "insufficient_deposit", refused
+    for i, k in enumerate((VICTIM, HONEST)):
+        answer = http.post("/v1/ledger/deposits", headers=AUTH,
+                           json={"address": k.address, "amount_wei": str(10**18), "ref": f"d{i}"})
+        assert answer.status_code == 200, answer.text
+    answer = http.post("/v1/ledger/bonds", headers=AUTH,
+                       json={"operator": True, "amount_wei": str(BOND), "ref": "bond"})
+    assert answer.status_code == 200, answer.text
+    for member in range(1, 5):
+        answer = http.post("/v1/ledger/bonds", headers=AUTH,
+                           json={"member": member, "amount_wei": str(BOND), "ref": f"m{member}"})
+        assert answer.status_code == 200, answer.text
+
+
+def _check_member_slashing(http: httpx.Client, shares: list[Path], answer: dict) -> None:
+    """Member equivocation through POST /v1/evidence: slashed once, from its two partials."""
+    slot = receipt_from_json(answer["receipt"]).receipt.slot
+    signed = http.get(f"/v1/blocks/{ROLLUP}/{slot}").json()
+    member, honest = signed["partials"][0]["index"], signed["partials"][0]["partial"]
+    share, _ = keyfiles.read_share_file(shares[member - 1])
+    committee_id = bytes.fromhex(signed["committee_id"][2:])
+    other_root = b"\x42" * 32
+    other = threshold.partial_sign(share, compute_slot_signing_root(committee_id, slot, other_root))
+    evidence = compute_equivocation_evidence(
+        committee_id, slot, member,
+        SignedPartial(bytes.fromhex(signed["slot_root"][2:]), bytes.fromhex(honest[2:])),
+        SignedPartial(other_root, other),
+    )
+    stake = f"/v1/ledger/balances/member:{member}"
+    slashed = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert slashed.status_code == 200, slashed.text
+    assert slashed.json()["verdict"]["offender"] == f"member {member}"
+    assert int(http.get(stake).json()["balance_wei"]) == BOND - BOND // 10
+    again = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert again.json()["code"] == "evidence_already_applied"
+    others = http.get("/v1/ledger/stakes").json()["members"]
+    assert [m["stake_wei"] for m in others if m["member"] != member] == [str(BOND)] * 3
+
+
+def _check_settlement(http: httpx.Client, *answers: dict) -> None:
+    """Each searcher's payment entries for the signed block of its bid's slot are exactly its
+    payments in that block (the engine settles after signing: wait for it)."""
+    for answer, k in zip(answers, (VICTIM, HONEST), strict=True):
+        slot = receipt_from_json(answer["receipt"]).receipt.slot
+        signed = http.get(f"/v1/blocks/{ROLLUP}/{slot}").json()
+        owed = sum(int(b["payment_wei"]) for b in signed["bundles"] if b["searcher"] == k.address)
+        deadline = time.monotonic() + 30
+        while True:
+            entries = http.get("/v1/ledger/entries",
+                               params={"account": k.address, "limit": 500}).json()["entries"]
+            paid = -sum(int(e["amount_wei"]) for e in entries if e["kind"] == "payment"
+                        and e["cause"]["block_hash"] == signed["block_hash"])
+            if paid == owed or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        assert paid == owed, (k.address, paid, owed)
+
+
+def _check_slashing(http: httpx.Client, tmp: Path, fault: bool) -> None:
+    """The victim's evidence through POST /v1/evidence: the operator's bond is slashed once
+    (with the fault), or the evidence is refused and nothing changes (without)."""
+    evidence = orjson.loads((tmp / "victim-evidence.json").read_bytes())
+    answer = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    bond = int(http.get("/v1/ledger/stakes").json()["operator_bond_wei"])
+    if not fault:
+        assert answer.status_code == 400 and answer.json()["code"] == "event_included"
+        assert bond == BOND
+        return
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"]["offender"] == f"operator {OPERATOR.address}"
+    assert bond == BOND - BOND // 10  # the default slash_fraction_bps, 10%
+    reward = http.get(f"/v1/ledger/balances/{REPORTER}").json()["balance_wei"]
+    assert int(reward) == BOND // 10 // 2
+    again = http.post("/v1/evidence", json={"evidence": evidence, "reporter": REPORTER})
+    assert again.status_code == 409 and again.json()["code"] == "evidence_already_applied"
+    assert int(http.get("/v1/ledger/stakes").json()["operator_bond_wei"]) == bond
 
 
 def _wait_up(http: httpx.Client, engine: subprocess.Popen[bytes]) -> None:

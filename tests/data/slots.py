@@ -13,9 +13,11 @@ from api.app import create_app
 from api.engine import Engine
 from auction import constants as C
 from auction.history import BidRecord, SlotHistory, compute_slot_history
+from auction.ledger import BOND, OPERATOR_BOND
 from auction.presets import MAINNET, MINIMAL, Rollup
 from auction.results import SlotPart, compute_slot_result, compute_slot_results
 from auction.types import Bid, SlotResult
+from node.escrow import StoreEscrow
 from node.metrics import Metrics
 from node.settings import Settings
 from node.stores.base import IntakeLimits, Store
@@ -145,7 +147,17 @@ def app_with_history(
         cross = random_cross_bundles(rng, slot, rng.randint(*crosses))
         await close_joint_with_history(store, slot, singles, cross, refusals=refused)
 
+    async def fill_ledger() -> None:
+        # A few ledger entries for the dashboard's ledger panel: deposits, a bond, a slash
+        escrow = StoreEscrow(store)
+        for i, searcher in enumerate(SEARCHERS):
+            await escrow.credit_deposit(searcher, (i + 1) * 10**18, f"deposit-{i}", 1)
+        await escrow.credit_deposit(OPERATOR_BOND, 32 * 10**18, "bond", 1, kind=BOND)
+        await escrow.slash(OPERATOR_BOND, "0x" + "5e" * 32, SEARCHERS[0], 2,
+                           fraction_bps=1000, reporter_share_bps=5000)
+
     asyncio.run(fill())
+    asyncio.run(fill_ledger())
     engine = Engine(
         store=store,
         rollups=ROLLUPS,

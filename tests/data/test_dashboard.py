@@ -177,6 +177,9 @@ JSON.stringify({
   newestRow: document.querySelector("#blocks tbody tr td").textContent,
   failedBadges: document.querySelectorAll("#blocks .badge.failed").length,
   tiles: [...document.querySelectorAll("#tiles .tile")].map(t => t.textContent),
+  ledgerTiles: [...document.querySelectorAll("#ledger-tiles .tile")].map(t => t.textContent),
+  ledgerRows: [...document.querySelectorAll("#ledger-entries tbody tr")].map(r => r.className),
+  slashings: document.querySelectorAll("#slashings tbody tr").length,
   status: document.querySelector("#status").textContent,
   foreign: performance.getEntriesByType("resource")
     .map(e => e.name).filter(n => !n.startsWith(location.origin)),
@@ -255,6 +258,10 @@ def test_dashboard_renders_every_chart_with_data(
     assert set(measured["crossSpans"]) == {"⇄ 10 + 167001"}
     assert sum(measured["crossColumn"]) > 0
     assert measured["status"].startswith(f"slots {FIRST_SLOT + 20}–{FIRST_SLOT + SLOTS - 1}")
+    # The ledger panel: deposits, the bond, one slash (the reporter's reward, the burn)
+    assert measured["ledgerTiles"][:2] == ["revenue credited0", "operator bond28.8"]
+    assert measured["ledgerRows"][:3] == ["burn", "reward", "slash"]
+    assert "deposit" in measured["ledgerRows"] and measured["slashings"] == 1
     width, height = png_size(shot)
     assert width == 1280 and height >= 900
     assert shot.stat().st_size > 40_000  # charts and text, not a blank page

@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from auction.errors import StoreUnavailable
+from auction.ledger import DEPOSIT, Cause, Change, LedgerEntry
 from auction.types import Bid, LoggedEvent
 from node.stores.base import IntakeLimits
 from node.stores.redis import RedisStore
@@ -318,3 +319,63 @@ async def test_acknowledged_cross_bundles_survive_sigkill_in_every_spanned_log(
         assert sum(len(log) for log in logs.values()) == sum(len(c) for c in bundles)
     finally:
         await reader.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize("appendfsync", ["everysec", "always"])
+async def test_acknowledged_ledger_entries_survive_sigkill(
+    fresh_redis: RedisServer, appendfsync: str, anyio_backend: str
+) -> None:
+    """Deposits and payments in flight when redis-server is SIGKILLed: every acknowledged
+    entry is there after the restart, and every balance is the sum of its entries."""
+    store = RedisStore(fresh_redis.url, appendfsync=appendfsync)
+    await store.connect()
+    accounts = [f"0x{n:040x}" for n in range(1, 9)]
+    acked: dict[str, LedgerEntry] = {}
+    enough = anyio.Event()
+
+    async def worker(k: int) -> None:
+        account = accounts[k % len(accounts)]
+        for n in range(400):
+            ref = f"{k}-{n}"
+            try:
+                [entry] = await store.apply_ledger(
+                    [Change(account, DEPOSIT, 10**18 + n, Cause(ref=ref))],
+                    once="deposit:" + ref,
+                    at_ms=n,
+                )
+            except StoreUnavailable:
+                return
+            acked[entry.entry_id] = entry
+            if len(acked) >= 1500:
+                enough.set()
+
+    async def killer() -> None:
+        await enough.wait()
+        await anyio.to_thread.run_sync(fresh_redis.kill)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            for k in range(32):
+                tg.start_soon(worker, k)
+    assert len(acked) >= 1500
+    fresh_redis.start()
+    reader = RedisStore(fresh_redis.url, appendfsync=appendfsync)
+    await reader.connect()
+    try:
+        found: dict[str, LedgerEntry] = {}
+        before = None
+        while page := await reader.list_ledger_entries(None, before=before, limit=1000):
+            found.update((e.entry_id, e) for e in page)
+            before = page[-1].entry_id
+        lost = [i for i in acked if found.get(i) != acked[i]]
+        print(f"\n[{appendfsync}] acknowledged={len(acked)} found={len(found)} lost={len(lost)}")
+        assert lost == []
+        for account in accounts:
+            entries = [e for e in found.values() if e.account == account]
+            assert (await reader.get_balance(account))[0] == sum(e.amount_wei for e in entries)
+    finally:
+        await reader.aclose()
+        await store.aclose()

@@ -29,6 +29,7 @@ SAMPLE_ARGS = {
     "cancel_id": "0x" + "cd" * 32,
     "replacement_uuid": "0123456789abcdef0123456789abcdef",
     "group": "g",
+    "account": "searcher:0x" + "ab" * 20,
 }
 
 
@@ -44,7 +45,7 @@ def key_templates() -> dict[str, str]:
 
 
 def test_every_key_has_one_tag_from_the_helpers() -> None:
-    allowed = {keys.slot_tag(42), keys.rollup_tag(167001), keys.COMMITTEE_TAG}
+    allowed = {keys.slot_tag(42), keys.rollup_tag(167001), keys.COMMITTEE_TAG, keys.LEDGER_TAG}
     templates = key_templates()
     assert len(templates) >= 29  # the walk found the templates (29 when written)
     for name, key in templates.items():
