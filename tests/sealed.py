@@ -42,7 +42,7 @@ def encryptor(k: SearcherKey, slot: int, seed: int = 0) -> BundleEncryptor:
 
 
 def sealed_call(k: SearcherKey, sealed: bytes, **overrides: object) -> tuple[bytes, str]:
-    """The signed bs_sendEncryptedBundle call carrying the ciphertext ``sealed`` (params as its public
-    fields say, with ``overrides``)."""
+    """The signed bs_sendEncryptedBundle call carrying the ciphertext ``sealed`` (params as its
+    public fields say, with ``overrides``)."""
     params = encrypted_bundle_params(sealed) | overrides
     return signed_request(k, "bs_sendEncryptedBundle", [params])
