@@ -33,7 +33,7 @@ from auction.errors import (
     UnknownRollup,
 )
 from auction.hashing import from_hex, keccak256, to_hex
-from auction.legs import parse_stated_rollups
+from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE, parse_stated_rollups
 from auction.presets import Rollup
 from auction.slots import SlotClock, check_target_slot
 from auction.types import Bid, Evidence, SealedBid
@@ -107,7 +107,7 @@ def compute_sealed_bid(
     max_slots_ahead: int,
     rollup: int,
     endpoint_rollup: int | None = None,
-    max_rollups_per_bundle: int = 1,
+    max_rollups_per_bundle: int = DEFAULT_MAX_ROLLUPS_PER_BUNDLE,
 ) -> SealedBid:
     """Validate ``bs_sendEncryptedBundle`` params and build the SealedBid; raise a
     BlockspaceError. Cheapest checks first; nothing is decrypted."""
