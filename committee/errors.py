@@ -234,7 +234,7 @@ class EventListMismatch(EvidenceRefused):
 
 class SealedBidNotCommitted(EvidenceRefused):
     """A receipt of an encrypted bid: no signed block commits to the slot's ciphertext set yet
-    (docs/encryption.md, decision 79), so its absence from a bid set proves nothing."""
+    (docs/encryption.md, decision 89), so its absence from a bid set proves nothing."""
 
     code = "sealed_bid_not_committed"
 
