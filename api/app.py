@@ -118,6 +118,8 @@ def _lifespan(settings: Settings, engine: Engine | None):  # type: ignore[no-unt
             app.state.engine.start_clock()
         else:
             app.state.engine = engine
+        if app.state.committee is not None:  # encrypted bids are for the published committee
+            app.state.engine.encryption_committee_id = app.state.committee.committee_id
         retention = app.state.retention = HistoryRetention.install(
             app.state.engine,
             keep_slots=settings.history_retention_slots,

@@ -196,6 +196,7 @@ class Engine:
                 Receipter(operator_key or generate_operator_key(), lambda: self.committee_id)
                 if receipts else None
             ),
+            committee_id=lambda: self.encryption_committee_id,
         )
         self.signer: SlotSigner = UnsignedChain(store, self.chains)
         # Observers of each closed slot, after it was signed (or followed): history retention,
@@ -207,12 +208,16 @@ class Engine:
         self.closing = asyncio.Lock()
         # Named in failure records; the signing committee's id once one is attached.
         self.committee_id = bytes(32)
+        # The committee whose slot keys encrypted bids are for (GET /v1/committee); None: the
+        # engine refuses bs_sendEncryptedBundle (encryption_not_served).
+        self.encryption_committee_id: bytes | None = None
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def use_signer(self, signer: SlotSigner, committee_id: bytes) -> None:
         """Sign every slot with ``signer`` (the committee's coordinator)."""
         self.signer = signer
         self.committee_id = committee_id
+        self.encryption_committee_id = committee_id
 
     # --- time ------------------------------------------------------------------------------
 

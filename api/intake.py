@@ -44,8 +44,18 @@ from auction.intake import (
 )
 from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
+from auction.sealed import SEND_ENCRYPTED_BUNDLE
 from auction.slots import SlotClock, compute_slot_at
-from auction.types import Bid, BidOutcome, Cancel, Evidence, IntakeEvent, PublicTx, SlotResult
+from auction.types import (
+    Bid,
+    BidOutcome,
+    Cancel,
+    Evidence,
+    IntakeEvent,
+    PublicTx,
+    SealedBid,
+    SlotResult,
+)
 from node.escrow import Escrow
 from node.metrics import Metrics
 from node.notify import Notifier
@@ -107,6 +117,7 @@ class Intake:
         decode_offload_bytes: int = OFFLOAD_BYTES,
         receipter: Receipter | None = None,
         escrow: Escrow | None = None,
+        committee_id: Callable[[], bytes | None] = lambda: None,
     ) -> None:
         self.store = store
         self.rollups = rollups
@@ -121,6 +132,7 @@ class Intake:
         self.decode_offload_bytes = decode_offload_bytes
         self.receipter = receipter  # None: no receipts (only to measure what they cost)
         self.escrow = escrow  # None: deposits are not enforced
+        self._committee_id = committee_id  # encrypted bids' committee, read per request
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -160,6 +172,7 @@ class Intake:
             endpoint_rollup=endpoint_rollup,
             protected_hashes=protected,
             max_rollups_per_bundle=self.preset.max_rollups_per_bundle,
+            committee_id=self._committee_id(),
         )
 
     async def _derive(
@@ -169,7 +182,7 @@ class Intake:
         ctx: IntakeContext,
         received_ms: int,
         signer: tuple[str, Evidence] | None = None,
-    ) -> IntakeEvent | Refused:
+    ) -> IntakeEvent | SealedBid | Refused:
         """The request's event, or its refusal (``auction.intake``). A large request (long
         access lists) takes tens of ms to decode: off the event loop, so it never delays other
         searchers' acknowledgements."""
@@ -193,7 +206,7 @@ class Intake:
         ctx: IntakeContext,
         received_ms: int,
         signer: tuple[str, Evidence] | None = None,
-    ) -> IntakeEvent:
+    ) -> IntakeEvent | SealedBid:
         """The request's event; its refusal is raised."""
         event = await self._derive(method, params, ctx, received_ms, signer)
         if isinstance(event, Refused):
@@ -265,6 +278,41 @@ class Intake:
         logged (refused with ``insufficient_deposit``; docs/accountability.md)."""
         if self.escrow is not None:
             await self.escrow.hold_bid(bid)
+
+    async def submit_sealed_bundle(
+        self,
+        params: Any,
+        *,
+        searcher: str,
+        evidence: Evidence,
+        endpoint_rollup: int | None,
+        transport: str,
+        receipts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """bs_sendEncryptedBundle: check what can be seen, log the ciphertext as the bid's
+        evidence, acknowledge it. Nothing of the bundle is known here, so the answer, the
+        notification and the receipt carry ids and public fields only (docs/encryption.md)."""
+        received_ms = self._clock_ms()
+        self._rate_check(searcher, received_ms)
+        ctx = self.intake_context(endpoint_rollup)
+        sealed = await self._event(
+            SEND_ENCRYPTED_BUNDLE, params, ctx, received_ms, (searcher, evidence)
+        )
+        assert isinstance(sealed, SealedBid)
+        t0 = time.perf_counter()
+        await self.store.append_sealed_bid(
+            sealed, compute_intake_limits(self.rollups[sealed.rollup].policy)
+        )
+        self.metrics.count_bid(sealed.rollup, sealed.slot, transport, time.perf_counter() - t0)
+        answer = {"bidId": sealed.bid_id, "ciphertextHash": sealed.ciphertext_hash}
+        self.notifier.to_searcher(
+            searcher,
+            "received",
+            {"rollup": sealed.rollup, "slot": sealed.slot, "encrypted": True} | answer,
+        )
+        if receipts is not None and self.receipter is not None:
+            receipts.append(self.receipter.for_sealed_bid(sealed))
+        return answer
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
         """Append a bid to its slot's log; a cross-rollup bundle's copies to every spanned

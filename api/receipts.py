@@ -16,12 +16,13 @@ from auction.receipts import (
     KIND_BID,
     KIND_CANCEL,
     KIND_PUBLIC_TX,
+    KIND_SEALED_BID,
     OperatorKey,
     Receipt,
     receipt_to_json,
     sign_receipt,
 )
-from auction.types import Bid, Cancel, PublicTx
+from auction.types import Bid, Cancel, PublicTx, SealedBid
 
 
 class Receipter:
@@ -44,6 +45,14 @@ class Receipter:
         return self._sign(
             rollup=bid.rollup, slot=bid.slot, event_id=bid.bid_id, kind=KIND_BID,
             request_hash=to_hex(keccak256(bid.evidence.body)), received_ms=bid.received_ms,
+        )
+
+    def for_sealed_bid(self, sealed: SealedBid) -> dict[str, Any]:
+        """The receipt of a logged sealed bid: its request hash is over the signed call, so it
+        covers the ciphertext; the signed block's later commitment names the same bid id."""
+        return self._sign(
+            rollup=sealed.rollup, slot=sealed.slot, event_id=sealed.bid_id, kind=KIND_SEALED_BID,
+            request_hash=to_hex(keccak256(sealed.evidence.body)), received_ms=sealed.received_ms,
         )
 
     def for_cancel(self, cancel: Cancel, slot: int) -> dict[str, Any]:

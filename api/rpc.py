@@ -18,7 +18,8 @@ from node.metrics import Metrics
 log = logging.getLogger("blockspace.rpc")
 
 SIGNED_METHODS = frozenset(
-    {"eth_sendBundle", "eth_cancelBundle", "flashbots_getBundleStatsV2", "flashbots_getBundleStats"}
+    {"eth_sendBundle", "eth_cancelBundle", "flashbots_getBundleStatsV2", "flashbots_getBundleStats",
+     "bs_sendEncryptedBundle"}
 )
 UNSIGNED_METHODS = frozenset(
     {"eth_chainId", "eth_blockNumber", "net_version", "web3_clientVersion"}
@@ -191,7 +192,8 @@ def compute_refusal_slot(engine: Engine, req: Any) -> int:
     open_slot = engine.open_slot()
     params = req.get("params") if isinstance(req, dict) else None
     first = params[0] if isinstance(params, list) and params else None
-    if isinstance(first, dict) and req.get("method") == "eth_sendBundle":
+    bundle_methods = ("eth_sendBundle", "bs_sendEncryptedBundle")
+    if isinstance(first, dict) and req.get("method") in bundle_methods:
         try:
             target = parse_quantity(first.get("blockNumber"), "blockNumber")
         except BlockspaceError:
@@ -232,6 +234,15 @@ async def _answer(
             searcher, evidence = engine.intake.authenticate(body, signature)
             if method == "eth_sendBundle":
                 result: Any = await engine.intake.submit_bundle(
+                    params,
+                    searcher=searcher,
+                    evidence=evidence,
+                    endpoint_rollup=endpoint_rollup,
+                    transport=transport,
+                    receipts=receipts,
+                )
+            elif method == "bs_sendEncryptedBundle":
+                result = await engine.intake.submit_sealed_bundle(
                     params,
                     searcher=searcher,
                     evidence=evidence,

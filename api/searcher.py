@@ -219,6 +219,22 @@ class BundleEncryptor:
         )
 
 
+def encrypted_bundle_params(ciphertext: bytes) -> dict[str, Any]:
+    """``bs_sendEncryptedBundle`` params for ``ciphertext``: it and the public fields its header
+    carries, in the call's wire names (docs/protocol.md, "Encrypted bundles")."""
+    fields = orjson.loads(encryption.parse_ciphertext(ciphertext).public_fields)
+    params: dict[str, Any] = {
+        "ciphertext": to_hex(ciphertext),
+        "blockNumber": hex(fields["slot"]),
+        "maxGas": fields["maxGas"],
+        "searcher": fields.get("searcher"),
+    }
+    for key in ("rollups", "replacementUuid"):
+        if key in fields:
+            params[key] = fields[key]
+    return params
+
+
 def ciphertext_to_json(ciphertext: bytes) -> dict[str, Any]:
     """The hex JSON form of a ciphertext (``blockspace encrypt``'s output)."""
     parsed = encryption.parse_ciphertext(ciphertext)

@@ -83,7 +83,8 @@ def compute_bid_id(evidence: Evidence) -> str:
     return to_hex(keccak256(evidence.signature.encode() + b"\n" + evidence.body))
 
 
-def _params_object(params: Any, method: str) -> Mapping[str, Any]:
+def parse_params(params: Any, method: str) -> Mapping[str, Any]:
+    """The one parameter object of ``method`` (alone, or alone in a list)."""
     if isinstance(params, list):
         if len(params) != 1:
             raise InvalidParams(f"{method} takes exactly one parameter object")
@@ -93,7 +94,8 @@ def _params_object(params: Any, method: str) -> Mapping[str, Any]:
     return params
 
 
-def _uuid(value: Any) -> str | None:
+def parse_replacement_uuid(value: Any) -> str | None:
+    """A replacementUuid in its canonical form (lower-case hex, no dashes); None if unset."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _UUID.match(value):
@@ -171,7 +173,7 @@ def compute_bid(
     The checks run in this order, cheapest first. A cross-rollup bundle comes back as its copy
     for ``rollup`` if it spans it, else for its lowest rollup (``auction.legs``:
     ``compute_bid_copies`` gives every copy)."""
-    p = _params_object(params, "eth_sendBundle")
+    p = parse_params(params, "eth_sendBundle")
     # Verify the target slot first: it is cheap and most floods fail it
     slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)
     if slot is None:
@@ -209,7 +211,7 @@ def compute_bid(
         gas=checked[0].gas,
         received_ms=now_ms,
         evidence=evidence,
-        replacement_uuid=_uuid(p.get("replacementUuid")),
+        replacement_uuid=parse_replacement_uuid(p.get("replacementUuid")),
         reverting_tx_hashes=reverting,
         min_timestamp=min_ts,
         max_timestamp=max_ts,
@@ -356,8 +358,8 @@ def compute_cancel(
 ) -> Cancel:
     """Validate ``eth_cancelBundle`` params (``{"replacementUuid": ...}``, optionally with our
     ``blockNumber`` extension naming the one slot it cancels in)."""
-    p = _params_object(params, "eth_cancelBundle")
-    uuid = _uuid(p.get("replacementUuid"))
+    p = parse_params(params, "eth_cancelBundle")
+    uuid = parse_replacement_uuid(p.get("replacementUuid"))
     if uuid is None:
         raise InvalidParams("replacementUuid is required", field="replacementUuid")
     slot = parse_quantity(p.get("blockNumber"), "blockNumber", maximum=_MAX_TIMESTAMP)

@@ -23,6 +23,7 @@ from auction.types import (
     LegEntry,
     PendingTx,
     PublicTx,
+    SealedBid,
     SlotResult,
     Tx,
     WinningBundle,
@@ -210,6 +211,57 @@ def event_to_bytes(ev: IntakeEvent) -> bytes:
 
 def event_from_bytes(data: bytes) -> IntakeEvent:
     return event_from_json(orjson.loads(data))
+
+
+def sealed_bid_to_json(b: SealedBid) -> dict[str, Any]:
+    """A sealed bid as JSON: its public fields and its evidence. The ciphertext is not written
+    twice: it is the evidence's ``ciphertext`` parameter, read back from there."""
+    return {
+        "kind": "sealed_bid",
+        "bid_id": b.bid_id,
+        "rollup": b.rollup,
+        "slot": b.slot,
+        "searcher": b.searcher,
+        "max_gas": b.max_gas,
+        "received_ms": b.received_ms,
+        "evidence": evidence_to_json(b.evidence),
+        "encapsulation": _hex(b.encapsulation),
+        "ciphertext_hash": b.ciphertext_hash,
+        "rollups": list(b.rollups),
+        "replacement_uuid": b.replacement_uuid,
+    }
+
+
+def sealed_bid_from_json(d: dict[str, Any]) -> SealedBid:
+    evidence = evidence_from_json(d["evidence"])
+    params = orjson.loads(evidence.body)["params"]
+    call = params[0] if isinstance(params, list) else params
+    return SealedBid(
+        bid_id=d["bid_id"],
+        rollup=d["rollup"],
+        slot=d["slot"],
+        searcher=d["searcher"],
+        max_gas=d["max_gas"],
+        received_ms=d["received_ms"],
+        evidence=evidence,
+        ciphertext=_unhex(call["ciphertext"]),
+        encapsulation=_unhex(d["encapsulation"]),
+        ciphertext_hash=d["ciphertext_hash"],
+        rollups=tuple(d["rollups"]),
+        replacement_uuid=d["replacement_uuid"],
+    )
+
+
+def log_entry_to_bytes(ev: IntakeEvent | SealedBid) -> bytes:
+    """One entry of a slot's log as stored: a plaintext event or a sealed bid."""
+    if isinstance(ev, SealedBid):
+        return orjson.dumps(sealed_bid_to_json(ev))
+    return event_to_bytes(ev)
+
+
+def log_entry_from_bytes(data: bytes) -> IntakeEvent | SealedBid:
+    d = orjson.loads(data)
+    return sealed_bid_from_json(d) if d["kind"] == "sealed_bid" else event_from_json(d)
 
 
 def winning_bundle_to_json(w: WinningBundle) -> dict[str, Any]:

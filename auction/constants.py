@@ -37,3 +37,8 @@ ENCODING_VERSION: Final = 1
 # A block with a cross-rollup bundle entry: every entry also commits to its legs
 # (docs/protocol.md, "Cross-rollup entries"); a block without one keeps version 1's bytes.
 ENCODING_VERSION_CROSS: Final = 2
+
+# A rollup's policy on encrypted bids (Policy.encryption; docs/encryption.md).
+ENCRYPTION_OPTIONAL: Final = "optional"
+ENCRYPTION_REQUIRED: Final = "required"
+ENCRYPTION_POLICIES: Final = frozenset({ENCRYPTION_OPTIONAL, ENCRYPTION_REQUIRED})

@@ -329,6 +329,53 @@ class Unauthorized(BlockspaceError):
 
     code = "unauthorized"
 
+# --- encrypted bids (docs/encryption.md) ------------------------------------------------------
+
+
+class EncryptionRequired(BlockspaceError):
+    """A plaintext ``eth_sendBundle`` for a rollup whose policy is ``encryption: required``."""
+
+    code = "encryption_required"
+
+
+class EncryptionNotServed(BlockspaceError):
+    """``bs_sendEncryptedBundle`` to an engine without a committee: no slot key will exist."""
+
+    code = "encryption_not_served"
+
+
+class PublicFieldsMismatch(BlockspaceError):
+    """The call's public fields are not the ones the ciphertext's authenticated header carries
+    (``data.field`` names the first that differs)."""
+
+    code = "public_fields_mismatch"
+
+
+class CiphertextSearcherMismatch(BlockspaceError):
+    """The ciphertext names another searcher than the one who signed the call carrying it."""
+
+    code = "ciphertext_searcher_mismatch"
+
+
+class EncapsulationLimit(BlockspaceError):
+    """A searcher's second encapsulation in one slot: every distinct encapsulation costs the
+    committee a pairing at close, so a searcher's bids of a slot share one (decision 62)."""
+
+    code = "encapsulation_limit"
+
+
+class CiphertextReplayed(BlockspaceError):
+    """A ciphertext already logged for its slot, sent again in another signed call."""
+
+    code = "ciphertext_replayed"
+
+
+class OpenedBidMismatch(BlockspaceError):
+    """An opened bundle that contradicts its public fields (more gas than ``maxGas``, other
+    rollups, another slot or replacement uuid; ``data.field`` names which)."""
+
+    code = "opened_bid_contradicts_public_fields"
+
 
 # --- system ---------------------------------------------------------------------------------
 

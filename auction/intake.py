@@ -12,6 +12,7 @@ The per-method rules themselves are in ``auction.bundles`` (``compute_bid``, ``c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,24 +27,33 @@ from auction.errors import (
     InvalidParams,
     InvalidRequest,
     MethodNotFound,
+    OpenedBidMismatch,
     ParseError,
     RequestTooLarge,
 )
 from auction.history import BidRecord, compute_rejection
 from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE
 from auction.presets import Rollup
+from auction.sealed import (
+    SEND_ENCRYPTED_BUNDLE,
+    check_encryption_policy,
+    check_opened_bid,
+    compute_sealed_bid,
+)
 from auction.slots import SlotClock
 from auction.transactions import decode_transaction
-from auction.types import Evidence, IntakeEvent
+from auction.types import Bid, Evidence, IntakeEvent, SealedBid
 
 SEND_BUNDLE: Final = "eth_sendBundle"
 CANCEL_BUNDLE: Final = "eth_cancelBundle"
 SEND_RAW_TX: Final = "eth_sendRawTransaction"
 SEND_PRIVATE_TX: Final = "eth_sendPrivateTransaction"
 # Methods whose request becomes an event in a slot's log.
-EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE, SEND_RAW_TX, SEND_PRIVATE_TX})
+EVENT_METHODS: Final = frozenset(
+    {SEND_BUNDLE, CANCEL_BUNDLE, SEND_RAW_TX, SEND_PRIVATE_TX, SEND_ENCRYPTED_BUNDLE}
+)
 # Methods that must be signed: their evidence is the signed request.
-SIGNED_EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE})
+SIGNED_EVENT_METHODS: Final = frozenset({SEND_BUNDLE, CANCEL_BUNDLE, SEND_ENCRYPTED_BUNDLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class IntakeContext:
     # How a bundle's transactions are decoded: a member passes one memo per proposal, so a
     # transaction in several bundles of a slot is decoded (ECDSA) once.
     decode: TxDecoder = decode_transaction
+    committee_id: bytes | None = None  # whose slot keys encrypted bids are for (None: none)
 
     @property
     def rollup(self) -> int:
@@ -143,13 +154,19 @@ def compute_intake_event(
     *,
     request: Mapping[str, Any] | None = None,
     signer: tuple[str, Evidence] | None = None,
-) -> IntakeEvent | Refused:
+    opened_from: SealedBid | None = None,
+) -> IntakeEvent | SealedBid | Refused:
     """The event a request makes, or its refusal. Deterministic in its arguments.
 
     ``request`` is ``body`` already parsed (a transport that parsed it to route it passes it, so
     it is read once); ``signer`` the searcher and canonical evidence already recovered from
     ``signature`` (a shell that rate-limits per searcher recovers it first). Both default to
     being computed here from ``body`` and ``signature``, which is what a member does.
+
+    ``opened_from`` reads ``body`` as the opened payload of that sealed bid (docs/encryption.md,
+    "Opening"): it must be an ``eth_sendBundle`` request, checked by the plaintext rules with
+    ``received_ms`` the sealed bid's, and must keep its public fields; the bid keeps the sealed
+    bid's id and evidence (the signed call that carried the ciphertext).
     """
     method = ""
     searcher: str | None = None
@@ -160,22 +177,28 @@ def compute_intake_event(
         params = req.get("params", [])
         if method not in EVENT_METHODS:
             raise MethodNotFound(f"method {method!r} makes no intake event")
+        if opened_from is not None:
+            searcher = opened_from.searcher
+            return compute_opened_bid(body, method, params, opened_from, ctx)
         if method in SIGNED_EVENT_METHODS:
             searcher, evidence = signer or recover_evidence(body, signature)
             if method == SEND_BUNDLE:
-                return compute_bid(
+                bid = _compute_bid(params, searcher, evidence, received_ms, ctx)
+                check_encryption_policy(bid, ctx.rollups)
+                return bid
+            if method == SEND_ENCRYPTED_BUNDLE:
+                return compute_sealed_bid(
                     params,
                     searcher=searcher,
                     evidence=evidence,
+                    committee_id=ctx.committee_id,
                     rollups=ctx.rollups,
                     clock=ctx.clock,
                     now_ms=received_ms,
                     max_slots_ahead=ctx.max_slots_ahead,
-                    endpoint_rollup=ctx.endpoint_rollup,
-                    protected_hashes=ctx.protected_hashes,
                     rollup=ctx.rollup,
+                    endpoint_rollup=ctx.endpoint_rollup,
                     max_rollups_per_bundle=ctx.max_rollups_per_bundle,
-                    decode=ctx.decode,
                 )
             return compute_cancel(
                 params,
@@ -195,6 +218,42 @@ def compute_intake_event(
         )
     except BlockspaceError as exc:
         return compute_refused(exc, method, params, searcher, received_ms, ctx)
+
+
+def _compute_bid(
+    params: Any, searcher: str, evidence: Evidence, received_ms: int, ctx: IntakeContext
+) -> Bid:
+    """The plaintext rules of ``eth_sendBundle`` (``auction.bundles.compute_bid``)."""
+    return compute_bid(
+        params,
+        searcher=searcher,
+        evidence=evidence,
+        rollups=ctx.rollups,
+        clock=ctx.clock,
+        now_ms=received_ms,
+        max_slots_ahead=ctx.max_slots_ahead,
+        endpoint_rollup=ctx.endpoint_rollup,
+        protected_hashes=ctx.protected_hashes,
+        rollup=ctx.rollup,
+        max_rollups_per_bundle=ctx.max_rollups_per_bundle,
+        decode=ctx.decode,
+    )
+
+
+def compute_opened_bid(
+    payload: bytes, method: str, params: Any, sealed: SealedBid, ctx: IntakeContext
+) -> Bid:
+    """The bid an opened payload makes: the plaintext rules, judged at the sealed bid's arrival
+    (its padding allowance over the payload, the request it is), then its public fields."""
+    # Verify the payload is a bundle (a sealed cancel or tx is no bid)
+    if method != SEND_BUNDLE:
+        raise OpenedBidMismatch(
+            f"the opened payload is an {method} request", field="method", bid_id=sealed.bid_id
+        )
+    payload_evidence = Evidence(payload, sealed.evidence.signature)
+    bid = _compute_bid(params, sealed.searcher, payload_evidence, sealed.received_ms, ctx)
+    check_opened_bid(bid, sealed)
+    return dataclasses.replace(bid, bid_id=sealed.bid_id, evidence=sealed.evidence)
 
 
 def compute_refused(

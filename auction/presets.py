@@ -43,6 +43,9 @@ class Policy:
     min_public_fee_per_gas_wei: int = 1_000_000  # 0.001 gwei of effective priority fee
     max_public_tx_gas: int = 16_777_216  # 2**24, L1's per-transaction cap (EIP-7825)
     max_public_tx_age_slots: int = 300  # 10 minutes of 2 s slots
+    # Encrypted bids (docs/encryption.md): "optional" takes plaintext and encrypted bundles,
+    # "required" refuses plaintext eth_sendBundle for this rollup (encryption_required).
+    encryption: str = C.ENCRYPTION_OPTIONAL
 
     def __post_init__(self) -> None:
         # A policy that cannot work is refused when it is made, not found out at a close.
@@ -56,6 +59,8 @@ class Policy:
                 f"inclusion_after_slots ({self.inclusion_after_slots}): a public tx must stay "
                 "pending until it is due"
             )
+        if self.encryption not in C.ENCRYPTION_POLICIES:
+            raise ValueError(f"encryption must be one of {sorted(C.ENCRYPTION_POLICIES)}")
         # Verify every per-slot sum of bids stays far inside the header's uint256 fields
         if not 1 <= self.max_bids_per_slot <= C.MAX_BIDS_PER_SLOT:
             raise ValueError(f"max_bids_per_slot must be in 1..{C.MAX_BIDS_PER_SLOT}")

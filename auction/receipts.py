@@ -39,9 +39,12 @@ DOMAIN_NAME: Final = "blockspace"
 KIND_BID: Final = "bid"
 KIND_CANCEL: Final = "cancel"
 KIND_PUBLIC_TX: Final = "public_tx"
-# The kind's number in the signed struct. 4 is reserved for an encrypted bid (event id: the
-# ciphertext's id, request hash: the ciphertext's hash), which intake does not take yet.
-KIND_CODES: Final[Mapping[str, int]] = {KIND_BID: 1, KIND_CANCEL: 2, KIND_PUBLIC_TX: 3}
+KIND_SEALED_BID: Final = "sealed_bid"
+# The kind's number in the signed struct. An encrypted bid's event id is its bid id (keccak of
+# the signed call) and its request hash the keccak of that call, which carries the ciphertext.
+KIND_CODES: Final[Mapping[str, int]] = {
+    KIND_BID: 1, KIND_CANCEL: 2, KIND_PUBLIC_TX: 3, KIND_SEALED_BID: 4
+}
 
 _DOMAIN_TYPEHASH: Final = keccak256(b"EIP712Domain(string name,string version,bytes32 salt)")
 _RECEIPT_TYPEHASH: Final = keccak256(

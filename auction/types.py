@@ -128,6 +128,37 @@ class PublicTx:
     protected: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SealedBid:
+    """One accepted ``bs_sendEncryptedBundle``: a bundle encrypted to the committee's slot key,
+    of which the engine knows only the public fields (docs/encryption.md). Its evidence is the
+    signed call, which carries the ciphertext; the bundle and its bid are opened after the
+    deadline, through the same intake rules as a plaintext bundle (``committee.opening``).
+
+    It is logged once, in ``rollup``'s log: the public ``rollups`` it names, its endpoint's
+    rollup if it names none. ``encapsulation`` (C1 || V) is what opening pays a pairing for:
+    intake takes one per searcher per slot (decision 62).
+    """
+
+    bid_id: str  # keccak256(signature || body), as a plaintext bid's
+    rollup: int
+    slot: int
+    searcher: str
+    max_gas: int  # the public upper bound on the bundle's gas
+    received_ms: int
+    evidence: Evidence
+    ciphertext: bytes
+    encapsulation: bytes
+    ciphertext_hash: str  # keccak256(ciphertext): one ciphertext is logged once per slot
+    rollups: tuple[int, ...] = ()  # the public ``rollups`` field, as stated; () if absent
+    replacement_uuid: str | None = None
+
+    @property
+    def request_bytes(self) -> int:
+        """Bytes of the signed request (what the log keeps and the intake limits count)."""
+        return len(self.evidence.body)
+
+
 IntakeEvent = Bid | Cancel | PublicTx
 
 
@@ -148,6 +179,17 @@ class LoggedEvent:
 
     seq: str
     event: IntakeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedSealedBid:
+    """A sealed bid with its position in its slot's log. Sealed bids share the log (and its
+    seqs) with the plaintext events, but the stores hand them out apart (``read_sealed_log``):
+    nothing can be done with one before the slot key exists, and a reader that replays
+    plaintext events never meets one. Seqs order the two kinds together."""
+
+    seq: str
+    event: SealedBid
 
 
 @dataclass(frozen=True, slots=True)

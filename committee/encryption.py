@@ -37,23 +37,30 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from py_arkworks_bls12381 import GT, G1Point, G2Point
 
-from auction.constants import MAX_REQUEST_BYTES
+# The format (constants, parser) is auction.ciphertext's: intake reads it too. Re-exported here.
+from auction.ciphertext import ENCAPSULATION_LENGTH as ENCAPSULATION_LENGTH
+from auction.ciphertext import FIXED_HEADER_LENGTH as FIXED_HEADER_LENGTH
+from auction.ciphertext import MAX_CIPHERTEXT_LENGTH as MAX_CIPHERTEXT_LENGTH
+from auction.ciphertext import MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
+from auction.ciphertext import MAX_PUBLIC_BYTES as MAX_PUBLIC_BYTES
+from auction.ciphertext import MIN_CIPHERTEXT_LENGTH as MIN_CIPHERTEXT_LENGTH
+from auction.ciphertext import NONCE_LENGTH as NONCE_LENGTH
+from auction.ciphertext import SIGMA_LENGTH as SIGMA_LENGTH
+from auction.ciphertext import TAG_LENGTH as TAG_LENGTH
+from auction.ciphertext import VERSION as VERSION
+from auction.ciphertext import Ciphertext as Ciphertext
+from auction.ciphertext import parse_ciphertext as parse_ciphertext
 from committee import bls, threshold
 from committee.encryption_errors import (
     CiphertextTooLarge,
-    CiphertextTooShort,
     InvalidEncapsulation,
     InvalidKeyShare,
     InvalidSlotKey,
-    MalformedCiphertext,
     PayloadAuthFailed,
-    UnsupportedCiphertextVersion,
     WrongCommittee,
     WrongSlot,
 )
 from committee.errors import InvalidPoint
-
-VERSION: Final[int] = 1
 
 # Tags: each hash has its own, none is a prefix of another, and none is block signing's.
 ID_TAG: Final[bytes] = b"blockspace/ibe-identity/v1\x00"
@@ -63,28 +70,9 @@ FO_TAG: Final[bytes] = b"blockspace/ibe-fo-r/v1\x00"
 DEM_SALT: Final[bytes] = b"blockspace/ibe-dem-key/v1"
 AAD_TAG: Final[bytes] = b"blockspace/ibe-aead/v1\x00"
 
-SIGMA_LENGTH: Final[int] = 32
-NONCE_LENGTH: Final[int] = 12
-TAG_LENGTH: Final[int] = 16
 GT_LENGTH: Final[int] = 576
-ENCAPSULATION_LENGTH: Final[int] = bls.PUBLIC_KEY_LENGTH + SIGMA_LENGTH  # C1 || V = 80
-
-# Byte layout of a version-1 ciphertext (docs/encryption.md, "Ciphertext format").
-_OFF_COMMITTEE: Final[int] = 1
-_OFF_SLOT: Final[int] = _OFF_COMMITTEE + threshold.COMMITTEE_ID_LENGTH  # 33
-_OFF_C1: Final[int] = _OFF_SLOT + 8  # 41
-_OFF_V: Final[int] = _OFF_C1 + bls.PUBLIC_KEY_LENGTH  # 89
-_OFF_NONCE: Final[int] = _OFF_V + SIGMA_LENGTH  # 121
-_OFF_PUBLIC_LEN: Final[int] = _OFF_NONCE + NONCE_LENGTH  # 133
-FIXED_HEADER_LENGTH: Final[int] = _OFF_PUBLIC_LEN + 2  # 135
-
-# Bounds: a payload is at most one request body; public fields are a few small values.
-MAX_PAYLOAD_BYTES: Final[int] = MAX_REQUEST_BYTES
-MAX_PUBLIC_BYTES: Final[int] = 1024
-MIN_CIPHERTEXT_LENGTH: Final[int] = FIXED_HEADER_LENGTH + 1 + TAG_LENGTH
-MAX_CIPHERTEXT_LENGTH: Final[int] = (
-    FIXED_HEADER_LENGTH + MAX_PUBLIC_BYTES + MAX_PAYLOAD_BYTES + TAG_LENGTH
-)
+if ENCAPSULATION_LENGTH != bls.PUBLIC_KEY_LENGTH + SIGMA_LENGTH:  # the format's C1 is a G1 key
+    raise ImportError("auction.ciphertext's layout disagrees with the curve's point size")
 _MAX_U64: Final[int] = (1 << 64) - 1
 
 _MCL_G1: Final[Any] = pymcl.g1
@@ -339,52 +327,6 @@ def encrypt(
 
 
 # --- parsing and opening ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ciphertext:
-    """A parsed version-1 ciphertext (shape checked, nothing decrypted)."""
-
-    committee_id: bytes
-    slot: int
-    encapsulation: bytes
-    nonce: bytes
-    public_fields: bytes
-    header: bytes
-    body: bytes
-
-
-def parse_ciphertext(data: bytes) -> Ciphertext:
-    """Split a ciphertext into its fields, checking lengths, version and bounds only."""
-    if not isinstance(data, bytes | bytearray):
-        raise MalformedCiphertext("ciphertext must be bytes", type=type(data).__name__)
-    data = bytes(data)
-    if len(data) > MAX_CIPHERTEXT_LENGTH:
-        raise CiphertextTooLarge("ciphertext too large", length=len(data))
-    if len(data) < 1:
-        raise CiphertextTooShort("empty ciphertext", length=0)
-    if data[0] != VERSION:
-        raise UnsupportedCiphertextVersion(f"unknown ciphertext version {data[0]}", version=data[0])
-    if len(data) < MIN_CIPHERTEXT_LENGTH:
-        raise CiphertextTooShort("ciphertext too short", length=len(data))
-    public_length = int.from_bytes(data[_OFF_PUBLIC_LEN:FIXED_HEADER_LENGTH], "big")
-    if public_length > MAX_PUBLIC_BYTES:
-        raise CiphertextTooLarge("public fields too large", length=public_length)
-    header_length = FIXED_HEADER_LENGTH + public_length
-    body_length = len(data) - header_length
-    if body_length < TAG_LENGTH + 1:
-        raise CiphertextTooShort("ciphertext too short for its public fields", length=len(data))
-    if body_length - TAG_LENGTH > MAX_PAYLOAD_BYTES:
-        raise CiphertextTooLarge("payload too large", length=body_length - TAG_LENGTH)
-    return Ciphertext(
-        committee_id=data[_OFF_COMMITTEE:_OFF_SLOT],
-        slot=int.from_bytes(data[_OFF_SLOT:_OFF_C1], "big"),
-        encapsulation=data[_OFF_C1:_OFF_NONCE],
-        nonce=data[_OFF_NONCE:_OFF_PUBLIC_LEN],
-        public_fields=data[FIXED_HEADER_LENGTH:header_length],
-        header=data[:header_length],
-        body=data[header_length:],
-    )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from auction.encoding import compute_bid_set_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
 from auction.receipts import (
+    KIND_SEALED_BID,
     SignedReceipt,
     parse_hash,
     receipt_from_json,
@@ -43,6 +44,7 @@ from committee.errors import (
     MalformedEvidence,
     PartialDoesNotVerify,
     SameSigningRoot,
+    SealedBidNotCommitted,
     UnknownEvidenceKind,
     UnknownMember,
     UnsupportedEvidenceVersion,
@@ -190,6 +192,10 @@ def verify_censorship(
     if receipt.committee_id != committee.committee_id:
         raise WrongCommittee("the receipt names another committee",
                              committee_id=to_hex(receipt.committee_id))
+    # Verify the event is one a block's bid set commits to (an encrypted bid's is not, yet)
+    if receipt.kind == KIND_SEALED_BID:
+        raise SealedBidNotCommitted("an encrypted bid's receipt is checked against its slot's "
+                                    "ciphertext set, which blocks do not commit to yet")
     # Verify the block: of this committee, the receipt's rollup and slot, and signed
     signed = _read_signed_block(doc["signed_block"])
     if signed.committee_id != committee.committee_id:

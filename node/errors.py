@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from auction import ciphertext as X
 from auction import errors as E
 from auction.hashing import to_hex
 
@@ -47,6 +48,23 @@ _JSONRPC_CODES: dict[type[E.BlockspaceError], int] = {
     E.InsufficientDeposit: -32047,
     E.InfeasibleInstance: -32050,
     E.StoreUnavailable: -32060,
+    # Encrypted bids (docs/encryption.md, "Intake").
+    E.EncryptionRequired: -32061,
+    E.EncryptionNotServed: -32062,
+    X.MalformedCiphertext: -32063,
+    X.UnsupportedCiphertextVersion: -32064,
+    X.CiphertextTooShort: -32065,
+    X.CiphertextTooLarge: -32066,
+    X.WrongCommittee: -32067,
+    X.WrongSlot: -32068,
+    E.PublicFieldsMismatch: -32069,
+    E.CiphertextSearcherMismatch: -32070,
+    E.EncapsulationLimit: -32071,
+    E.CiphertextReplayed: -32072,
+    # Refusals at opening (recorded against the searcher; never a reply to a call today).
+    X.InvalidEncapsulation: -32073,
+    X.PayloadAuthFailed: -32074,
+    E.OpenedBidMismatch: -32075,
 }
 
 # HTTP status for the data and block APIs (JSON-RPC answers 200, as Flashbots clients expect).

@@ -101,3 +101,33 @@ def test_members_re_derive_each_copy_of_a_cross_rollup_bundle_through_one_functi
     by_member = calls[1:]
     assert [body for body, _ in by_member] == [body.decode()] * 2
     assert [e for _, e in by_member] == [copies[CHAIN], copies[10]]
+
+
+def test_an_encrypted_bundle_goes_through_the_one_function_at_intake_and_at_opening(
+    calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 14: intake derives the sealed bid, and opening derives its bid from the payload,
+    # with the same core function a plaintext eth_sendBundle goes through
+    import committee.opening
+    from auction.types import SealedBid
+    from tests.sealed import committee_of, encryptor, plain_request, sealed_call, slot_key
+
+    monkeypatch.setattr(committee.opening, "compute_intake_event", api.intake.compute_intake_event)
+    clock = FakeClock(START_SLOT * SLOT_MS + 5)
+    engine = Engine(store=MemoryStore(), rollups={CHAIN: Rollup(CHAIN)}, preset=MAINNET,
+                    slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())
+    committee_info = committee_of(0)[0]
+    k = key(3)
+    payload = plain_request(k, START_SLOT, uuid=UUID)
+    with TestClient(create_app(engine=engine, committee=committee_info)) as client:
+        body, sig = sealed_call(k, encryptor(k, START_SLOT).encrypt(payload))
+        client.post("/", content=body, headers={"X-Flashbots-Signature": sig})
+        sealed = client.portal.call(engine.store.read_sealed_log, CHAIN, START_SLOT)  # type: ignore[union-attr]
+    [(intake_body, event)] = calls
+    assert intake_body == body.decode() and isinstance(event, SealedBid)
+    ctx = engine.intake.intake_context(None)
+    opened = committee.opening.compute_openings(committee_info, START_SLOT,
+                                                slot_key(0, START_SLOT), sealed, ctx)
+    [(opened_body, bid)] = calls[1:]
+    assert opened_body == payload.decode() and isinstance(bid, Bid)
+    assert opened.openings[0].bids == (bid,)

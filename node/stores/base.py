@@ -38,7 +38,7 @@ from typing import Any
 
 from auction.history import BidRecord, SlotDetail, SlotHistory, StatsPart
 from auction.ledger import Change, LedgerEntry, Withdrawal
-from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
 
 
@@ -72,6 +72,20 @@ class SlotLogs(ABC):
         ``limits[i]``, that rollup's (else that log's ``SearcherLimitExceeded`` or ``SlotFull``,
         ``data.rollup`` naming it); a refusal logs and counts nothing anywhere. Returns each
         copy's seq; re-appending a logged bundle returns its seqs and changes nothing."""
+
+    @abstractmethod
+    async def append_sealed_bid(self, sealed: SealedBid, limits: IntakeLimits) -> str:
+        """Log a sealed bid in its (rollup, slot) log; return its seq. Like ``append_bid``
+        (closed slot, idempotent by bid id, the same limits, its uuid seen by cancels) and, in
+        the same atomic step, one encapsulation per searcher per slot over every rollup
+        (else ``EncapsulationLimit``) and one logging of a ciphertext per slot (else
+        ``CiphertextReplayed``)."""
+
+    @abstractmethod
+    async def read_sealed_log(self, rollup: int, slot: int) -> list[LoggedSealedBid]:
+        """The slot's sealed bids so far, in log order. ``close_slot`` and ``read_log`` hand
+        out the plaintext events only: a sealed bid is nothing to a reader before its slot key
+        exists; its seq orders it among them."""
 
     @abstractmethod
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:

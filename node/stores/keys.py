@@ -16,6 +16,9 @@ Redis Cluster hash tag per key (``{s<slot>}``, ``{r<rollup>}`` or ``{c}``; helpe
 | bs:{r<rollup>}:results        | zset   | every slot with a result (score = slot)        |
 | bs:{r<rollup>}:trimming       | zset   | slots whose intake keys a trim has yet to drop |
 | bs:cancel:<cancel id>         | string | [rollup, [slots]] a signed cancel went into; TTL |
+| bs:sealed:{s<slot>}           | hash   | e:<searcher> -> its one encapsulation (hex),  |
+|                               |        | c:<ciphertext hash> -> bid id; over every     |
+|                               |        | rollup of the slot; TTL (decision 62)         |
 
 Auction history (issue 5, docs/data-api.md), written with the result in one script:
 
@@ -36,8 +39,9 @@ Auction history (issue 5, docs/data-api.md), written with the result in one scri
 | bs:{r<rollup>}:history:bucket:<n>          | hash   | stats of slots 100n..100n+99, summed     |
 | bs:{r<rollup>}:refusals:<slot>             | stream | refused bids of an open slot (1-day TTL) |
 
-Only ``refusals`` (folded into the history when the slot closes) and ``cancel`` (the replay
-window of a signed cancel) have a TTL.
+Only ``refusals`` (folded into the history when the slot closes), ``cancel`` (the replay
+window of a signed cancel) and ``sealed`` (it bounds intake only while the slot is open) have a
+TTL.
 
 Retention (issue 5) trims whole slots: the keys above of the slot, its history entries and its
 intake keys. Nothing else expires on its own, since an acknowledged bid must survive until its
@@ -104,6 +108,12 @@ def index_uuid(searcher: str, replacement_uuid: str) -> str:
 def cancel_answer(cancel_id: str) -> str:
     """What a signed cancel did when first seen: it takes effect once (expires)."""
     return f"{PREFIX}:cancel:{cancel_id}"
+
+
+def sealed_slot(slot: int) -> str:
+    """Encrypted-bid bounds of a slot over every rollup: each searcher's one encapsulation and
+    the ciphertexts logged (expires: it only matters while the slot takes bids)."""
+    return f"{PREFIX}:sealed:{slot_tag(slot)}"
 
 
 def slot_closer(rollup: int, slot: int) -> str:

@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedDict
 
 from auction.bundles import compute_bid_id
-from auction.errors import SearcherLimitExceeded, SlotClosed, SlotFull
+from auction.errors import (
+    CiphertextReplayed,
+    EncapsulationLimit,
+    SearcherLimitExceeded,
+    SlotClosed,
+    SlotFull,
+)
 from auction.history import SlotHistory
-from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores.base import IntakeLimits, Store
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
@@ -22,8 +28,18 @@ from node.stores.memory_ledger import MemoryLedger
 
 
 @dataclass
+class _SealedSlot:
+    """Per slot, over every rollup: each searcher's one encapsulation and every ciphertext
+    logged (its hash -> the bid id that logged it)."""
+
+    encapsulations: dict[str, bytes] = field(default_factory=dict)
+    ciphertexts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class _SlotLog:
     events: list[LoggedEvent] = field(default_factory=list)
+    sealed: list[LoggedSealedBid] = field(default_factory=list)  # same seqs, kept apart
     closed: bool = False
     index: dict[str, str] = field(default_factory=dict)
     bundles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -62,6 +78,20 @@ class _SlotLog:
             self.bytes[who] += size
 
 
+def check_sealed(slot: _SealedSlot, sealed: SealedBid) -> None:
+    """Raise if the sealed bid is its searcher's second encapsulation in the slot, or carries a
+    ciphertext another call already logged; record nothing."""
+    # Verify the searcher's bids of the slot share one encapsulation (one pairing at close)
+    first = slot.encapsulations.get(sealed.searcher)
+    if first is not None and first != sealed.encapsulation:
+        raise EncapsulationLimit(
+            "a searcher's encrypted bids of a slot share one encapsulation", slot=sealed.slot
+        )
+    # Verify the ciphertext is not already logged under another call
+    if slot.ciphertexts.get(sealed.ciphertext_hash, sealed.bid_id) != sealed.bid_id:
+        raise CiphertextReplayed("this ciphertext is already logged", slot=sealed.slot)
+
+
 # The slot-wide counters sit beside the searchers' under a name no address can have.
 _SLOT = "*"
 
@@ -75,6 +105,7 @@ class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
         # cancel id -> (rollup, the slots it went into when first seen, expiry ms)
         self._cancels: dict[str, tuple[int, tuple[int, ...], int]] = {}
         self._cancel_expiries: list[tuple[int, str]] = []  # heap of (expiry ms, cancel id)
+        self._sealed: dict[int, _SealedSlot] = {}
         self._last_ms = 0
         self._n = 0
 
@@ -136,6 +167,29 @@ class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
                 log.uuids.add((bid.searcher, bid.replacement_uuid))
         return [log.index[b.bid_id] for b, log in zip(copies, logs, strict=True)]
 
+    async def append_sealed_bid(self, sealed: SealedBid, limits: IntakeLimits) -> str:
+        log = self._log(sealed.rollup, sealed.slot)
+        if log.closed:
+            raise SlotClosed(f"slot {sealed.slot} is closed", slot=sealed.slot)
+        prev = log.index.get(sealed.bid_id)
+        if prev is not None:
+            return prev
+        slot = self._sealed.setdefault(sealed.slot, _SealedSlot())
+        check_sealed(slot, sealed)
+        log.take(sealed.searcher, sealed.request_bytes, limits)
+        seq = self._next_seq()
+        log.sealed.append(LoggedSealedBid(seq, sealed))
+        log.index[sealed.bid_id] = seq
+        if sealed.replacement_uuid is not None:
+            log.uuids.add((sealed.searcher, sealed.replacement_uuid))
+        slot.encapsulations[sealed.searcher] = sealed.encapsulation
+        slot.ciphertexts[sealed.ciphertext_hash] = sealed.bid_id
+        return seq
+
+    async def read_sealed_log(self, rollup: int, slot: int) -> list[LoggedSealedBid]:
+        log = self._logs.get((rollup, slot))
+        return list(log.sealed) if log else []
+
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         log = self._log(ptx.rollup, slot)
         if log.closed:
@@ -194,6 +248,9 @@ class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
     async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
         log = self._log(rollup, slot)
         log.closed = True
+        # Earlier slots are closed everywhere: their per-slot encryption bounds are done with.
+        for done in [s for s in self._sealed if s < slot]:
+            del self._sealed[done]
         return list(log.events)
 
     async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:

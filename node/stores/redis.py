@@ -27,13 +27,15 @@ from auction import codec
 from auction.bundles import compute_bid_id
 from auction.errors import (
     BlockspaceError,
+    CiphertextReplayed,
+    EncapsulationLimit,
     SearcherLimitExceeded,
     SlotClosed,
     SlotFull,
     StoreUnavailable,
 )
 from auction.history import SlotHistory
-from auction.types import Bid, Cancel, LoggedEvent, PublicTx, SlotResult
+from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores import keys
 from node.stores.base import IntakeLimits, Store
 from node.stores.redis_committee import RedisCommittee
@@ -62,6 +64,9 @@ def parse_cluster_nodes(url: str) -> list[tuple[str, int]]:
         nodes.append((host.strip("[]"), int(port)))
     return nodes
 
+# How long a slot's encrypted-bid bounds (keys.sealed_slot) are kept: far longer than any slot
+# takes bids (max_slots_ahead slots), so the bound holds while it matters.
+SEALED_TTL_MS = 24 * 3600 * 1000
 
 # Counting one event against a slot's limits (bids and cancels share it): per searcher
 # (n:<searcher>, b:<searcher>) and for the whole slot (n:*, b:*). Returns an error code, or false
@@ -193,6 +198,29 @@ redis.call('HSET', ik, ARGV[2], id)
 return 1
 """
 
+# A sealed bid. KEYS: log, closed, limits, index, sealed (the slot's, over every rollup). ARGV:
+# event, searcher, size, max_bundles, max_bytes, bid id, max slot events, max slot bytes, uuid
+# key ("" without a uuid), encapsulation hex, ciphertext hash, sealed key TTL ms. As a bid
+# (closed, idempotent, limits) plus, in the same step, one encapsulation per searcher per slot
+# and one logging per ciphertext. Reply: the seq, or "!" and an error code.
+_APPEND_SEALED = _TAKE + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return '!slot_closed' end
+local prev = redis.call('HGET', KEYS[4], ARGV[6])
+if prev then return prev end
+local first = redis.call('HGET', KEYS[5], 'e:' .. ARGV[2])
+if first and first ~= ARGV[10] then return '!encapsulation_limit' end
+local logged = redis.call('HGET', KEYS[5], 'c:' .. ARGV[11])
+if logged and logged ~= ARGV[6] then return '!ciphertext_replayed' end
+local r = take(KEYS[3], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[7], ARGV[8])
+if r then return r end
+local xid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[6], xid)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], ARGV[9], '1') end
+redis.call('HSET', KEYS[5], 'e:' .. ARGV[2], ARGV[10], 'c:' .. ARGV[11], ARGV[6])
+redis.call('PEXPIRE', KEYS[5], ARGV[12])
+return xid
+"""
+
 # KEYS: log, closed, index. ARGV: event, tx hash. A public tx is logged once per slot.
 _APPEND_PUBLIC_TX = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('slot_closed') end
@@ -223,6 +251,7 @@ SCRIPTS = {
     "append_bids": _APPEND_BIDS,
     "append_copies": _APPEND_COPIES,
     "append_cancel": _APPEND_CANCEL,
+    "append_sealed": _APPEND_SEALED,
     "append_public_tx": _APPEND_PUBLIC_TX,
     "close": _CLOSE,
     "save_result": _SAVE_RESULT,
@@ -238,30 +267,41 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"the bid store failed: {exc}") from exc
 
 
-def _decode_entries(entries: list[Any]) -> list[LoggedEvent]:
-    out = []
+# How a sealed bid's stored JSON starts (codec.sealed_bid_to_json writes "kind" first): the
+# plaintext readers skip such entries without decoding them.
+_SEALED_PREFIX = b'{"kind":"sealed_bid"'
+
+
+def _raw_entries(entries: list[Any]) -> Iterator[tuple[str, bytes]]:
     for seq, fields in entries:
         raw = fields[b"e"] if b"e" in fields else fields["e"]
-        out.append(
-            LoggedEvent(
-                seq.decode() if isinstance(seq, bytes) else seq, codec.event_from_bytes(raw)
-            )
-        )
-    return out
+        yield (seq.decode() if isinstance(seq, bytes) else seq), raw
+
+
+def _flat_entries(reply: list[Any]) -> list[Any]:
+    # A Lua XRANGE reply is [[id, [field, value, ...]], ...]
+    return [(seq, dict(zip(flat[::2], flat[1::2], strict=True))) for seq, flat in reply]
+
+
+def _decode_entries(entries: list[Any]) -> list[LoggedEvent]:
+    """The plaintext events of a log (its sealed bids are read by ``_decode_sealed``)."""
+    return [
+        LoggedEvent(seq, codec.event_from_bytes(raw))
+        for seq, raw in _raw_entries(entries)
+        if not raw.startswith(_SEALED_PREFIX)
+    ]
+
+
+def _decode_sealed(entries: list[Any]) -> list[LoggedSealedBid]:
+    return [
+        LoggedSealedBid(seq, codec.sealed_bid_from_json(orjson.loads(raw)))
+        for seq, raw in _raw_entries(entries)
+        if raw.startswith(_SEALED_PREFIX)
+    ]
 
 
 def _entries_from_flat(reply: list[Any]) -> list[LoggedEvent]:
-    # A Lua XRANGE reply is [[id, [field, value, ...]], ...]
-    out = []
-    for seq, flat in reply:
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        raw = fields[b"e"] if b"e" in fields else fields["e"]
-        out.append(
-            LoggedEvent(
-                seq.decode() if isinstance(seq, bytes) else seq, codec.event_from_bytes(raw)
-            )
-        )
-    return out
+    return _decode_entries(_flat_entries(reply))
 
 
 # A queued append: the bid, its limits, its encoded event and the caller's future.
@@ -274,6 +314,12 @@ def _text(reply: Any) -> str:
 
 def _refusal(code: str, slot: int, limits: IntakeLimits) -> BlockspaceError:
     """The error a script's "!<code>" reply stands for."""
+    if code == "!encapsulation_limit":
+        return EncapsulationLimit(
+            "a searcher's encrypted bids of a slot share one encapsulation", slot=slot
+        )
+    if code == "!ciphertext_replayed":
+        return CiphertextReplayed("this ciphertext is already logged", slot=slot)
     if code == "!slot_closed":
         return SlotClosed(f"slot {slot} is closed", slot=slot)
     if code == "!slot_full":
@@ -607,6 +653,43 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
             error.data["rollup"] = refused.rollup
             raise error
         return [str(seq) for seq in orjson.loads(reply)]
+
+    async def append_sealed_bid(self, sealed: SealedBid, limits: IntakeLimits) -> str:
+        # One script, not group-committed: its slot-wide key is outside the batch's shape.
+        r, s = sealed.rollup, sealed.slot
+        keys_ = [
+            keys.slot_log(r, s),
+            keys.slot_closed(r, s),
+            keys.slot_limits(r, s),
+            keys.slot_index(r, s),
+            keys.sealed_slot(s),
+        ]
+        args = [
+            codec.log_entry_to_bytes(sealed),
+            sealed.searcher,
+            sealed.request_bytes,
+            limits.max_bundles,
+            limits.max_bytes,
+            sealed.bid_id,
+            limits.max_slot_events,
+            limits.max_slot_bytes,
+            keys.index_uuid(sealed.searcher, sealed.replacement_uuid)
+            if sealed.replacement_uuid
+            else "",
+            sealed.encapsulation.hex(),
+            sealed.ciphertext_hash,
+            SEALED_TTL_MS,
+        ]
+        with _store_errors():
+            reply = _text(await self._evalsha("append_sealed", keys_, args))
+        if reply.startswith("!"):
+            raise _refusal(reply, s, limits)
+        return reply
+
+    async def read_sealed_log(self, rollup: int, slot: int) -> list[LoggedSealedBid]:
+        with _store_errors():
+            entries = await self.redis.xrange(keys.slot_log(rollup, slot))
+        return _decode_sealed(entries or [])
 
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         payload = codec.event_to_bytes(ptx)

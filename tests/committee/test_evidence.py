@@ -5,6 +5,7 @@ checked offline against the public committee info, with a stable code for every 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import orjson
@@ -15,7 +16,14 @@ from hypothesis import strategies as st
 from auction.bundles import compute_bid_id
 from auction.errors import EvidenceRefused
 from auction.hashing import keccak256, to_hex
-from auction.receipts import KIND_BID, KIND_CANCEL, Receipt, compute_operator_key, sign_receipt
+from auction.receipts import (
+    KIND_BID,
+    KIND_CANCEL,
+    KIND_SEALED_BID,
+    Receipt,
+    compute_operator_key,
+    sign_receipt,
+)
 from auction.results import compute_event_id
 from auction.slotroot import compute_slot_root
 from auction.types import Bid
@@ -259,3 +267,21 @@ def test_a_signed_blocks_own_partials_can_prove_equivocation(dealt: Dealt, slot:
         signed.committee_id, signed.block.slot, member, SignedPartial(signed.slot_root, honest),
         SignedPartial(other_root, other))
     assert verify_evidence(doc, dealt.committee).offender == f"member {member}"
+
+
+def test_an_encrypted_bids_receipt_is_not_censorship_evidence_yet(dealt: Dealt,
+                                                                   slot: Any) -> None:
+    # Blocks do not commit to the ciphertext set yet (stage 2b): an encrypted bid missing from
+    # a bid set proves nothing, so its receipt is refused before any block is read
+    signed, ids, victim, _ = slot
+    receipt = Receipt(
+        committee_id=dealt.committee.committee_id, rollup=ROLLUP, slot=SLOT,
+        event_id=victim.bid_id, kind=KIND_SEALED_BID,
+        request_hash=to_hex(keccak256(victim.evidence.body)), received_ms=victim.received_ms,
+    )
+    doc = compute_censorship_evidence(sign_receipt(receipt, OPERATOR), signed, ids)
+    assert refusal(doc, dealt) == "sealed_bid_not_committed"
+    # The same receipt as a plaintext bid's is censorship evidence
+    plain = dataclasses.replace(receipt, kind=KIND_BID)
+    doc = compute_censorship_evidence(sign_receipt(plain, OPERATOR), signed, ids)
+    assert verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee).kind == "censorship"

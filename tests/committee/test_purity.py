@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["checks.py", "evidence.py", "proposal.py", "records.py", "signing.py", "verify.py",
-        "wire.py"]
+PURE = ["checks.py", "evidence.py", "opening.py", "proposal.py", "records.py", "signing.py",
+        "verify.py", "wire.py"]
 FORBIDDEN = {
     "fastapi", "starlette", "redis", "websockets", "asyncio", "httpx", "uvicorn", "socket",
     "subprocess", "os", "time", "random", "datetime", "threading", "multiprocessing", "sqlite3",
