@@ -250,7 +250,7 @@ class Member:
         check_slot_evidence(
             cfg,
             proposal,
-            self._sample(proposal, everything=streamed is not None and self.stream_check == "full"),
+            self._sample(proposal),
             decode=self.decoded_txs.decode,
             streamed=streamed,
             derived=derived,
@@ -302,13 +302,12 @@ class Member:
             adopt or known,
         )
 
-    def _sample(self, proposal: SlotProposal, *, everything: bool = False) -> frozenset[str]:
+    def _sample(self, proposal: SlotProposal) -> frozenset[str]:
         """A fresh random sample of the slot's bids to re-derive in full: ``evidence_sample``
-        per rollup's part, drawn over the slot's bundles (a cross-rollup bundle is one); every
-        bid when ``everything`` (streaming with full checks: the tail is derived in full too)."""
+        per rollup's part, drawn over the slot's bundles (a cross-rollup bundle is one). With
+        streaming, the tail (what did not stream in) gets this rule too, so a member that fell
+        behind pays at the deadline what the whole-log path pays, not more."""
         ids = compute_slot_event_ids(proposal)
-        if everything:
-            return frozenset(ids)
         size = min(self.evidence_sample * len(proposal.parts), len(ids))
         return frozenset(self._rng.sample(ids, size))
 
@@ -329,7 +328,13 @@ class Member:
                 log.check_next(batch)
                 full = self.stream_check == "full"
                 checked: list[tuple[bytes, Bid | None]] = []
+                closes_ms = compute_deadline_ms(self.config.clock, batch.slot)
                 for entry in batch.entries:
+                    # Verify the slot is still open: past its deadline the member's CPU is
+                    # the proposal's, and this batch's entries come with it as the tail.
+                    if self._clock_ms() > closes_ms + self.config.max_clock_skew_ms:
+                        raise SlotExpired(f"slot {batch.slot} closed during the batch",
+                                          slot=batch.slot)  # fmt: skip
                     derived = check_streamed_event(
                         self.config, batch.rollup, batch.slot, entry.event, full=full,
                         decode=self.decoded_txs.decode,
