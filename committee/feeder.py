@@ -136,6 +136,17 @@ class Feeder:
                 )
 
     async def _push(self, member: StreamClient, slot: int) -> None:
+        """Send ``member`` what it has not acknowledged of ``slot``'s logs; a failure stops
+        streaming to it for the slot (it gets the rest with the proposal), never the feeder."""
+        try:
+            await self._push_logs(member, slot)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._stopped.add((member.index, slot))
+            log.exception("member %d: streaming slot %d failed", member.index, slot)
+
+    async def _push_logs(self, member: StreamClient, slot: int) -> None:
         for rollup in self.rollups:
             feed = self.feeds.get((slot, rollup))
             key = (member.index, slot, rollup)

@@ -128,3 +128,33 @@ async def test_a_member_streamed_a_different_log_signs_only_what_it_checked(
     feeder.feeds[(SLOT, ROLLUP)].digests[2] = b"\x01" * 32
     signed = await streaming.close(SLOT)
     assert len(signed.block.bundles) == 3
+
+
+async def test_a_member_behind_http_acknowledges_and_refuses_batches(dealt: Dealt, tmp_path):
+    """``HttpMember.stream`` against the signer app's ``POST /v1/stream``: an acknowledgement
+    with the feed's digest, a gap refusal with what the member holds."""
+    import httpx
+
+    from committee.coordinator import HttpMember
+    from committee.feeder import Feed
+    from committee.member import Member
+    from committee.protection import ProtectionStore
+    from committee.signer import create_signer_app
+    from committee.stream import encode_stream_batch
+    from tests.committee.slots import config_of, key, log_of, signed_bid
+
+    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 100)
+    member = Member(dealt.shares[0], config_of(dealt.committee, 1),
+                    ProtectionStore(tmp_path / "m.sqlite3"), clock_ms=clock)  # fmt: skip
+    transport = httpx.ASGITransport(app=create_signer_app(member))
+    async with httpx.AsyncClient(transport=transport, base_url="http://member") as client:
+        http = HttpMember(1, "http://member", client)
+        feed = Feed()
+        feed.extend(log_of([signed_bid(key(70)), signed_bid(key(71))]))
+        cid = dealt.committee.committee_id
+        ack = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 0, feed.raw), 5.0)
+        assert (ack.count, ack.digest) == (2, feed.digests[2])
+        gap = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 5, feed.raw), 5.0)
+        assert (gap.refusal, gap.have) == ("stream_gap", 2)
+        bad = await http.stream(b"not json", 5.0)
+        assert bad.refusal == "malformed_proposal"
