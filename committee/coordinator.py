@@ -165,6 +165,10 @@ class MemberClient(Protocol):
 
     async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer: ...
 
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        """Send a batch of an open slot's log (only with streaming on)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -441,7 +445,7 @@ class Coordinator:
         # proposal carries only what they have not acknowledged.
         self.feeder: Feeder | None = None
         if streaming:
-            self.feeder = Feeder(committee.committee_id, self.rollups, self.members)  # type: ignore[arg-type]
+            self.feeder = Feeder(committee.committee_id, self.rollups, self.members)
         self._streamer: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
