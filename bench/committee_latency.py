@@ -1,7 +1,16 @@
 """Deadline-to-published latency of signed blocks with real signer processes on this machine.
 
     .venv/bin/python -m bench.committee_latency [--n 10] [--t 7] [--sizes 100 2000]
-        [--samples 12] [--repeat 3] [--slot-ms 2000]
+        [--samples 12] [--repeat 3] [--slot-ms 2000] [--path both|whole|streaming]
+        [--stream-check full|sample]
+
+By default (``--path both``) it runs two deployments of n signer processes each, alternating
+repeats: the whole-log path (each member re-checks the closed slot's log at the deadline,
+proposal version 3) and the streaming path (members follow the open slot's log and check each
+event as it arrives; at the deadline the proposal carries only the tail, version 4;
+docs/committee.md), and prints p50/p99 of deadline -> published for both and their ratio.
+``--path whole`` or ``streaming`` runs one deployment as before (with the one-member-alone
+figure).
 
 Starts n ``blockspace signer`` processes on loopback and an engine (memory store) in this
 process with the coordinator attached, then for each slot: appends that many real signed bids
@@ -204,8 +213,13 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.shared_rollups:
         await main_shared(args)
         return
+    if args.path == "both":
+        await main_paths(args)
+        return
     t = args.t or threshold.default_threshold(args.n)
-    settings = Settings(slot_ms=args.slot_ms, rollups=[ROLLUP], genesis_ms=0)
+    settings = Settings(slot_ms=args.slot_ms, rollups=[ROLLUP], genesis_ms=0,
+                        committee_streaming=args.path == "streaming",
+                        signer_stream_check=args.stream_check)
     packer.warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
         workdir = Path(tmp)
@@ -223,7 +237,8 @@ async def main_async(args: argparse.Namespace) -> None:
             coordinator = Coordinator(
                 engine, committee,
                 [HttpMember(i, u, client) for i, u in enumerate(procs.urls, start=1)],
-                signing_window_ms=settings.slot_ms, owned_client=client)
+                signing_window_ms=settings.slot_ms, owned_client=client,
+                streaming=settings.committee_streaming)
             coordinator.attach()
             await engine.start(run_clock=False)
             print(f"committee {t} of {args.n} signer processes, slots of {args.slot_ms} ms, "
@@ -244,9 +259,13 @@ class Deployment:
     """An engine (memory store) serving ``rollups`` with its coordinator and n real signer
     processes configured for the same rollups."""
 
-    def __init__(self, args: argparse.Namespace, rollups: list[int], workdir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, rollups: list[int], workdir: Path,
+                 streaming: bool = False) -> None:
         self.t = args.t or threshold.default_threshold(args.n)
-        self.settings = Settings(slot_ms=args.slot_ms, rollups=rollups, genesis_ms=0)
+        self.streaming = streaming
+        self.settings = Settings(slot_ms=args.slot_ms, rollups=rollups, genesis_ms=0,
+                                 committee_streaming=streaming,
+                                 signer_stream_check=args.stream_check)
         committee_path, share_paths = write_committee_files(workdir, args.n, self.t)
         self.committee = keyfiles.read_committee_file(committee_path)
         self.procs = SignerProcesses(share_paths, env=compute_settings_env(self.settings))
@@ -261,13 +280,55 @@ class Deployment:
         self.coordinator = Coordinator(
             self.engine, self.committee,
             [HttpMember(i, u, client) for i, u in enumerate(self.procs.urls, start=1)],
-            signing_window_ms=s.slot_ms, owned_client=client)
+            signing_window_ms=s.slot_ms, owned_client=client, streaming=self.streaming)
         self.coordinator.attach()
         await self.engine.start(run_clock=False)
 
     async def stop(self) -> None:
         await self.engine.stop()
         await self.coordinator.aclose()
+
+
+async def main_paths(args: argparse.Namespace) -> None:
+    """The whole-log path (proposal version 3) and the streaming path (members follow the open
+    slot's log; version 4) on two deployments of n signer processes each, alternating."""
+    packer.warm_up()
+    with tempfile.TemporaryDirectory(prefix="bench-committee-paths-") as tmp:
+        old = Deployment(args, [ROLLUP], Path(tmp) / "whole")
+        new = Deployment(args, [ROLLUP], Path(tmp) / "streaming", streaming=True)
+        for d in (old, new):
+            start_signers(d.procs)
+        try:
+            for d in (old, new):
+                await d.start()
+            print(f"committee {old.t} of {args.n} signer processes per deployment, slots of "
+                  f"{args.slot_ms} ms, streaming check {args.stream_check}, {os.cpu_count()} "
+                  f"cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+            for size in args.sizes:
+                pool = BidPool(size, old.settings)
+                rounds: dict[str, list[list[dict[str, Any]]]] = {"whole": [], "streaming": []}
+                for i in range(args.repeat):  # alternate, so both see the same load drift
+                    order = [("whole", old), ("streaming", new)]
+                    for name, d in order if i % 2 == 0 else reversed(order):
+                        rounds[name].append(await run_size(d.engine, d.coordinator, pool,
+                                                           args.samples))
+                print(f"\n=== {size} bids/slot: whole log at the deadline vs streaming ===")
+                p = {k: compute_p50_p99(v) for k, v in rounds.items()}
+                print("  deadline -> published              p50        p99")
+                for k in ("whole", "streaming"):
+                    print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
+                print(f"    ratio streaming / whole        "
+                      f"{p['streaming'][0] / p['whole'][0]:7.2f}    "
+                      f"{p['streaming'][1] / p['whole'][1]:7.2f}", flush=True)
+                for k in ("whole", "streaming"):
+                    print(f"  --- {k} ---")
+                    report(size, rounds[k], None)
+            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
+            for d in (old, new):
+                await d.stop()
+        finally:
+            for d in (old, new):
+                d.procs.stop_all()
 
 
 async def main_shared(args: argparse.Namespace) -> None:
@@ -277,8 +338,9 @@ async def main_shared(args: argparse.Namespace) -> None:
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.shared_rollups]
     packer.warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-committee-shared-") as tmp:
-        single = Deployment(args, [ROLLUP], Path(tmp) / "single")
-        shared = Deployment(args, ids, Path(tmp) / "shared")
+        on = args.path == "streaming"
+        single = Deployment(args, [ROLLUP], Path(tmp) / "single", streaming=on)
+        shared = Deployment(args, ids, Path(tmp) / "shared", streaming=on)
         for d in (single, shared):
             start_signers(d.procs)
         try:
@@ -390,6 +452,11 @@ def main() -> None:
                         help="also run R rollups under one slot root with the same total bids")
     parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share",
                         help="share of the shared slot's bundles spanning two rollups")
+    parser.add_argument("--path", choices=("both", "whole", "streaming"), default="both",
+                        help="both: the whole-log and the streaming path side by side (one "
+                             "rollup); with --shared-rollups, whether both deployments stream")
+    parser.add_argument("--stream-check", choices=("full", "sample"), default="full",
+                        dest="stream_check", help="how a streaming member checks each event")
     args = parser.parse_args()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

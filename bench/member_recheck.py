@@ -11,6 +11,11 @@ Builds, for each of ``--slots`` slots, two slots with the same number of bids (r
   two rollups (a copy in each spanned rollup's log), the rest split evenly: the same generators
   and proportions as ``bench.committee_latency --shared-rollups``.
 
+Each slot is also checked the streaming way (``committee.stream``): a fresh member takes the
+slot's logs in batches while the slot is open (timed apart: that CPU is spread over the slot),
+then signs the version-4 proposal naming all of it as streamed; the figure that matters is
+the CPU of that deadline work beside the whole check's (``--stream-check full|sample``).
+
 Each slot's blocks come from the joint close (``auction.results.compute_slot_results``, as the
 engine builds them), its proposal from ``committee.proposal.compute_slot_proposal`` and
 ``encode_proposal`` (the coordinator's path), and one fresh member (its own protection file)
@@ -42,10 +47,16 @@ from bench.committee_latency import ROLLUP, BidPool
 from bench.shared_slot import ROLLUPS, CrossPool, build_parts
 from committee import keyfiles, threshold
 from committee.local import write_committee_files
-from committee.member import Member
-from committee.proposal import compute_slot_proposal, encode_proposal
+from committee.member import STREAM_CHECKS, Member
+from committee.proposal import SlotProposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
+from committee.stream import (
+    MAX_STREAM_BATCH,
+    compute_digests,
+    compute_entry_bytes,
+    encode_stream_batch,
+)
 from node.settings import Settings
 from ordering import packer
 
@@ -70,18 +81,21 @@ class Case:
                                  seed=7 + i, rollup=r) for i, r in enumerate(ids)}
         self.cross = CrossPool(n_cross, self.settings, tuple(ids))
 
-    def proposal_bytes(self, committee_id: bytes, slot: int) -> tuple[bytes, dict[str, float]]:
-        """The slot's proposal as the coordinator sends it, and the engine side's times."""
+    def proposal_bytes(self, committee_id: bytes, slot: int
+                       ) -> tuple[bytes, dict[str, float], SlotProposal]:
+        """The slot's proposal as the coordinator sends it, the engine side's times, and the
+        proposal itself."""
         t0 = time.perf_counter()
         parts = build_parts(self.settings, committee_id, slot, self.pools, self.cross)
         t1 = time.perf_counter()
-        body = encode_proposal(compute_slot_proposal(committee_id, slot, parts))
+        proposal = compute_slot_proposal(committee_id, slot, parts)
+        body = encode_proposal(proposal)
         t2 = time.perf_counter()
         logged = sum(len(p.log) for p in parts)
         winners = sum(len(p.block.bundles) for p in parts)
         return body, {"results (engine close)": (t1 - t0) * 1e3,
                       "build + encode proposal": (t2 - t1) * 1e3,
-                      "log entries": logged, "winning entries": winners}
+                      "log entries": logged, "winning entries": winners}, proposal
 
 
 def check_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
@@ -104,6 +118,39 @@ def check_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.
     return {"cpu": cpu, "total": total, **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
 
 
+def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
+                proposal: SlotProposal, path: Path, stream_check: str) -> dict[str, float]:
+    """Streaming: one fresh member takes the whole slot's logs as they stream in (before the
+    deadline, by the member's clock), then signs the version-4 proposal that names all of it
+    as streamed. Returns the CPU of the streaming (spread over the open slot) and of the
+    deadline's work alone (tail: none; re-run, compare, sign), and the deadline's phases."""
+    clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
+    slot = proposal.slot
+    now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
+    member = Member(share, compute_member_config(case.settings, committee, share.index),
+                    ProtectionStore(path), evidence_sample=case.settings.signer_evidence_sample,
+                    clock_ms=lambda: now[0], stream_check=stream_check)
+    streamed = {}
+    c0 = time.process_time()
+    for part in proposal.parts:
+        raw = [compute_entry_bytes(e) for e in part.log]
+        for start in range(0, len(raw), MAX_STREAM_BATCH):
+            member.accept_stream(encode_stream_batch(
+                committee.committee_id, slot, part.rollup, start,
+                raw[start:start + MAX_STREAM_BATCH]))
+        streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
+    c1 = time.process_time()
+    body = encode_proposal(proposal, streamed)
+    now[0] = compute_deadline_ms(clock, slot) + 1
+    c2, t0 = time.process_time(), time.perf_counter()
+    reply = member.sign_proposal(body)
+    total = (time.perf_counter() - t0) * 1e3
+    cpu = (time.process_time() - c2) * 1e3
+    member.protection.close()
+    return {"stream_cpu": (c1 - c0) * 1e3, "cpu": cpu, "total": total,
+            "bytes": len(body), **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
     cases = {"single": Case([ROLLUP], args.bids, args.cross_share),
@@ -118,18 +165,23 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes: dict[str, list[int]] = {c: [] for c in CASES}
     base = compute_slot_at(clock, int(time.time() * 1000)) + 10
     bodies: dict[str, tuple[bytes, int]] = {}
+    proposals: dict[str, SlotProposal] = {}
+    streamed: dict[str, list[dict[str, float]]] = {c: [] for c in CASES}
     for slot in range(base, base + args.slots):
         for name in CASES:
-            body, side = cases[name].proposal_bytes(cid, slot)
+            body, side, proposals[name] = cases[name].proposal_bytes(cid, slot)
             bodies[name] = (body, slot)
             engine[name].append(side)
             sizes[name].append(len(body))
-        # The checks alternate, so both cases see the same drift of the machine's load.
+        # The checks alternate, so both cases and both paths see the same drift of the load.
         for run_index in range(args.repeat):
             for name in CASES if run_index % 2 == 0 else reversed(CASES):
                 body, _ = bodies[name]
                 member[name].append(check_once(cases[name], committee, share, body, slot,
                                                workdir / f"{name}-{slot}-{run_index}.sqlite3"))
+                streamed[name].append(stream_once(
+                    cases[name], committee, share, proposals[name],
+                    workdir / f"{name}-{slot}-{run_index}-stream.sqlite3", args.stream_check))
     out: dict[str, Any] = {"ids": ids, "member": {}, "engine": {}, "bytes": {}}
     for name in CASES:
         out["member"][name] = {k: statistics.median(r[k] for r in member[name])
@@ -137,6 +189,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["engine"][name] = {k: statistics.median(r[k] for r in engine[name])
                                for k in engine[name][0]}
         out["bytes"][name] = statistics.median(sizes[name])
+        out.setdefault("streamed", {})[name] = {k: statistics.median(r[k] for r in streamed[name])
+                                                for k in streamed[name][0]}
     if args.profile:
         body, slot = bodies[args.profile]
         prof = cProfile.Profile()
@@ -171,6 +225,22 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     wall = shared["total"] / single["total"]
     print(f"ratio shared/single (member full check, median CPU time): "
           f"{shared['cpu'] / single['cpu']:.2f} (wall time {wall:.2f})")
+    print(f"\nstreaming ({args.stream_check} check of each event as it arrives), the same "
+          f"slots: the deadline's work alone against the whole check above")
+    print(f"  {'':<36} {'single':>10} {'shared':>10}")
+    st = r["streamed"]
+    for key, name in (("stream_cpu", "CPU while the slot is open"),
+                      ("cpu", "CPU at the deadline"), ("total", "wall at the deadline"),
+                      *((p, f"  {p}") for p in PHASES)):
+        print(f"  {name:<36} {st['single'][key]:8.1f} ms {st['shared'][key]:8.1f} ms")
+    print(f"  {'proposal (version 4)':<36} {st['single']['bytes'] / 1e3:8.1f} kB "
+          f"{st['shared']['bytes'] / 1e3:8.1f} kB")
+    for name in CASES:
+        whole, tail = r["member"][name]["cpu"], st[name]["cpu"]
+        print(f"ratio deadline CPU streaming / whole check, {name}: {tail / whole:.2f} "
+              f"({tail:.1f} ms vs {whole:.1f} ms)")
+    print(f"ratio shared/single (streaming, deadline CPU): "
+          f"{st['shared']['cpu'] / st['single']['cpu']:.2f}")
     if "profile" in r:
         print(f"\ncProfile of one {args.profile} check:\n{r['profile']}")
 
@@ -182,6 +252,8 @@ def main() -> None:
     parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share")
     parser.add_argument("--slots", type=int, default=2, help="slots built per case")
     parser.add_argument("--repeat", type=int, default=7, help="checks of each slot per case")
+    parser.add_argument("--stream-check", choices=STREAM_CHECKS, default="full",
+                        dest="stream_check", help="how a streaming member checks each event")
     parser.add_argument("--profile", choices=CASES, default=None)
     parser.add_argument("--profile-top", type=int, default=40, dest="profile_top")
     args = parser.parse_args()

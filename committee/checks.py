@@ -275,9 +275,15 @@ def _header_address(signature: str) -> str:
 def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
     """Cheap checks for every bid: it is for this slot, and its id, searcher and request fields
     are the ones in the bytes the searcher signed (no ECDSA: O(size of the body))."""
+    check_bid_binding_at(bid, proposal.rollup, proposal.slot)
+
+
+def check_bid_binding_at(bid: Bid, rollup: int, slot: int) -> None:
+    """``check_bid_binding`` for a bid of ``rollup``'s log of ``slot`` (a streamed event has
+    no proposal yet)."""
     what = {"bid_id": bid.bid_id}
     # Verify the bid is for this slot of this rollup.
-    if (bid.rollup, bid.slot) != (proposal.rollup, proposal.slot):
+    if (bid.rollup, bid.slot) != (rollup, slot):
         raise InvalidEvidence("a bid for another slot is in the log", **what)
     # Verify the id is the hash of the evidence: the bid-set root then commits to the evidence.
     if compute_bid_id(bid.evidence) != bid.bid_id:
@@ -291,14 +297,14 @@ def check_bid_binding(bid: Bid, proposal: Proposal) -> None:
     # Verify the slot, transactions and explicit bid are the signed ones.
     try:
         params = parse_params_object(bid.evidence.body, SEND_BUNDLE)
-        slot = parse_quantity(params.get("blockNumber"), "blockNumber")
+        signed_slot = parse_quantity(params.get("blockNumber"), "blockNumber")
         raw = params.get("txs")
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise ValueError("txs is not a list of strings")
         explicit = parse_quantity(params.get("bid"), "bid", allow_decimal_string=True)
     except (ValueError, BlockspaceError) as exc:
         raise InvalidEvidence(f"bad evidence: {exc}", **what) from None
-    if slot != bid.slot:
+    if signed_slot != bid.slot:
         raise InvalidEvidence("the signed request targets another slot", **what)
     # (decoded as intake decodes them: the bytes, not their spelling, are what was signed)
     try:
@@ -402,11 +408,16 @@ def check_bid_derivation(
 
 def check_cancel(config: MemberConfig, cancel: Cancel, proposal: Proposal) -> None:
     """Full check of a cancel (it removes a bid, so it is never sampled)."""
+    check_cancel_at(config, cancel, proposal.rollup, proposal.slot)
+
+
+def check_cancel_at(config: MemberConfig, cancel: Cancel, rollup: int, slot: int) -> None:
+    """``check_cancel`` for a cancel of ``rollup``'s log of ``slot``."""
     what = {"searcher": cancel.searcher, "replacement_uuid": cancel.replacement_uuid}
     # Verify it is for this rollup and this slot is in its window (the slot it names, or one
     # open when it arrived).
     window = compute_cancel_slots(cancel, config.clock, config.max_slots_ahead)
-    if cancel.rollup != proposal.rollup or proposal.slot not in window:
+    if cancel.rollup != rollup or slot not in window:
         raise InvalidEvidence("a cancel for another rollup or time is in the log", **what)
     derived = compute_intake_event(
         cancel.evidence.body,
@@ -424,9 +435,16 @@ def check_public_tx(
     ptx: PublicTx, proposal: Proposal, *, decode: TxDecoder = decode_transaction
 ) -> None:
     """A public tx is its own evidence: its fields are what its signed bytes decode to."""
+    check_public_tx_at(ptx, proposal.rollup, decode=decode)
+
+
+def check_public_tx_at(
+    ptx: PublicTx, rollup: int, *, decode: TxDecoder = decode_transaction
+) -> None:
+    """``check_public_tx`` for a public tx of ``rollup``'s log."""
     what = {"tx": ptx.tx.hash}
     # Verify it is for this rollup and its hash is the hash of its bytes.
-    if ptx.rollup != proposal.rollup or ptx.tx.chain_id != proposal.rollup:
+    if ptx.rollup != rollup or ptx.tx.chain_id != rollup:
         raise InvalidEvidence("a public tx for another rollup is in the log", **what)
     if to_hex(keccak256(ptx.tx.raw)) != ptx.tx.hash:
         raise InvalidEvidence("public tx hash is not the hash of its bytes", **what)
@@ -463,6 +481,8 @@ def check_slot_evidence(
     *,
     decode: TxDecoder = decode_transaction,
     bundle_decode: TxDecoder | None = None,
+    streamed: Mapping[int, int] | None = None,
+    derived: Mapping[str, Bid] | None = None,
 ) -> None:
     """Check the evidence of every logged event of every part; fully re-derive the ones that
     decide a block. A bundle's evidence is checked **once per slot**, however many rollups'
@@ -481,20 +501,65 @@ def check_slot_evidence(
     (default: a memo of this slot, shared by its parts, so a transaction in several bundles is
     decoded once). Cost: O(log bytes) keccak plus about 0.3 ms of ECDSA per fully checked
     bundle and 0.08 ms per public tx not decoded before.
+
+    Streaming (``committee.stream``): ``streamed`` gives, by rollup, how many leading entries of
+    its log the member already checked one by one as they arrived (``check_streamed_event``:
+    bounds, cancels, public txs, and binding or full derivation), and ``derived`` the bids it
+    already re-derived in full, by id (a copy here counts as derived only if it is exactly
+    the derived bid's copy for its rollup). Those checks are not repeated; everything that
+    needs the whole slot (copies of one bundle, winners in the log, which bids win or replace,
+    the carried pool) is still checked here.
     """
     bundle_decode = bundle_decode or compute_decode_memo(decode_transaction)
     first: dict[str, tuple[Bid, Proposal]] = {}  # by bid id: its first copy and that part
     full: set[str] = set()
+    prechecked: set[str] = set()  # bids whose first copy was checked as it streamed in
     for part in proposal.parts:
-        full |= _check_part_events(config, part, sample, first, decode)
+        done = streamed.get(part.rollup, 0) if streamed else 0
+        full |= _check_part_events(config, part, sample, first, decode, done, prechecked)
     for bid_id, (bid, part) in first.items():
+        known = derived.get(bid_id) if derived else None
+        if known is not None and (known == bid or compute_bid_copy(known, bid.rollup) == bid):
+            continue  # re-derived in full as it streamed in
         if bid_id in full:
             # Re-derivation checks every field, the id and the slot included.
             if bid.slot != part.slot:
                 raise InvalidEvidence("a bid for another slot is in the log", bid_id=bid_id)
             check_bid_derivation(config, bid, bundle_decode)
-        else:
+        elif bid_id not in prechecked:
             check_bid_binding(bid, part)
+
+
+def check_streamed_event(
+    config: MemberConfig,
+    rollup: int,
+    slot: int,
+    event: Bid | Cancel | PublicTx,
+    *,
+    full: bool,
+    decode: TxDecoder = decode_transaction,
+) -> bool:
+    """Check one event of ``rollup``'s log of ``slot`` as it streams in, before the slot
+    closes: a bid's bounds and either its full re-derivation (``full``) or its binding to the
+    signed bytes; a cancel and a public tx in full (as ``check_slot_evidence`` does). What
+    needs the whole slot (winners, replacements, copies of one bundle) waits for the proposal.
+    Returns whether the event is a bid re-derived in full. Raises ``InvalidEvidence``."""
+    if rollup not in config.rollups:
+        raise NotMember(f"this member does not serve rollup {rollup}", rollup=rollup)
+    if isinstance(event, Bid):
+        check_bid_bounds(event, config.rollups[rollup].policy)
+        if (event.rollup, event.slot) != (rollup, slot):
+            raise InvalidEvidence("a bid for another slot is in the log", bid_id=event.bid_id)
+        if full:
+            check_bid_derivation(config, event, decode)
+        else:
+            check_bid_binding_at(event, rollup, slot)
+        return full
+    if isinstance(event, Cancel):
+        check_cancel_at(config, event, rollup, slot)
+    else:
+        check_public_tx_at(event, rollup, decode=decode)
+    return False
 
 
 def compute_decode_memo(decode: TxDecoder) -> TxDecoder:
@@ -517,18 +582,26 @@ def _check_part_events(
     sample: frozenset[str],
     first: dict[str, tuple[Bid, Proposal]],
     decode: TxDecoder,
+    streamed: int = 0,
+    prechecked: set[str] | None = None,
 ) -> set[str]:
     """Check one part's events but the bids' evidence (each copy's bounds and sameness as its
     bundle's first copy, recorded in ``first``; cancels; public txs); return the ids of the
-    bids to re-derive in full."""
+    bids to re-derive in full. The first ``streamed`` entries were checked one by one as they
+    streamed in: only what needs the whole slot is checked for them (their first copies'
+    ids are added to ``prechecked``)."""
     policy = config.rollups[part.rollup].policy
     winners = {w.bid_id for w in part.block.bundles}
     uuid_keys: set[tuple[str, str]] = set()
     full: set[str] = set()
-    for entry in part.log:
+    for index, entry in enumerate(part.log):
         ev = entry.event
+        early = index < streamed
         if isinstance(ev, Bid):
-            check_bid_bounds(ev, policy)
+            if not early:
+                check_bid_bounds(ev, policy)
+            elif prechecked is not None and ev.bid_id not in first:
+                prechecked.add(ev.bid_id)
             _check_same_bundle(ev, part, first)
             if ev.bid_id in winners or ev.bid_id in sample:
                 full.add(ev.bid_id)
@@ -537,6 +610,8 @@ def _check_part_events(
                 if key in uuid_keys:  # it replaces an earlier bid of the searcher
                     full.add(ev.bid_id)
                 uuid_keys.add(key)
+        elif early:
+            continue  # a cancel or public tx checked in full as it streamed in
         elif isinstance(ev, Cancel):
             check_cancel(config, ev, part)
         else:

@@ -47,6 +47,7 @@ from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.errors import CommitteeError
+from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.member import Member
 from committee.proposal import (
     Proposal,
@@ -164,6 +165,10 @@ class MemberClient(Protocol):
 
     async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer: ...
 
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        """Send a batch of an open slot's log (only with streaming on)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -203,6 +208,35 @@ def answer_from_json(index: int, status: int, data: bytes) -> MemberAnswer:
 LATE = "no answer before the signing deadline"
 
 
+def stream_answer_from_json(index: int, status: int, data: bytes) -> StreamAnswer:
+    """Interpret a member's answer to a stream batch (any bytes: it may be lying)."""
+    if len(data) > MAX_ANSWER_BYTES:
+        return StreamAnswer(index, error="answer too large")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return StreamAnswer(index, error=f"HTTP {status}: answer is not JSON")
+    if not isinstance(doc, dict):
+        return StreamAnswer(index, error=f"HTTP {status}: answer is not an object")
+    if status != 200:
+        code, data_doc = doc.get("code"), doc.get("data")
+        have = data_doc.get("have") if isinstance(data_doc, dict) else None
+        return StreamAnswer(
+            index,
+            refusal=code if isinstance(code, str) else "unknown",
+            have=have if isinstance(have, int) and not isinstance(have, bool) else None,
+        )
+    count, digest = doc.get("count"), doc.get("digest")
+    if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0
+            and isinstance(digest, str) and len(digest) == 66 and digest.startswith("0x")):
+        return StreamAnswer(index, error="malformed acknowledgement")  # fmt: skip
+    try:
+        raw = bytes.fromhex(digest[2:])
+    except ValueError:
+        return StreamAnswer(index, error="malformed acknowledgement")
+    return StreamAnswer(index, count=count, digest=raw)
+
+
 class HttpMember:
     """A member behind ``blockspace signer`` (``POST <url>/v1/sign``)."""
 
@@ -240,6 +274,18 @@ class HttpMember:
         except httpx.HTTPError as exc:
             return MemberAnswer(self.index, error=f"unreachable: {type(exc).__name__}")
 
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        """Send one batch of a slot's log (``POST <url>/v1/stream``)."""
+        url = self.url[: -len("/v1/sign")] + "/v1/stream"
+        try:
+            response = await self._client.post(
+                url, content=body, headers={"content-type": "application/json"},
+                timeout=timeout_s,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            return StreamAnswer(self.index, error=f"unreachable: {type(exc).__name__}")
+        return stream_answer_from_json(self.index, response.status_code, response.content)
+
     async def aclose(self) -> None:
         """The shared client is closed by whoever made it."""
 
@@ -265,6 +311,18 @@ class LocalMember:
             slot_root="0x" + reply.slot_root.hex(),
             timings_ms=reply.timings_ms,
         )
+
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        try:
+            async with asyncio.timeout(timeout_s):
+                ack = await asyncio.to_thread(self.member.accept_stream, body)
+        except BlockspaceError as refusal:
+            have = refusal.data.get("have")
+            return StreamAnswer(self.index, refusal=refusal.code,
+                                have=have if isinstance(have, int) else None)  # fmt: skip
+        except TimeoutError:
+            return StreamAnswer(self.index, error=LATE)
+        return stream_answer_from_json(self.index, 200, orjson.dumps(ack))
 
     async def aclose(self) -> None:
         self.member.protection.close()
@@ -356,6 +414,7 @@ class Coordinator:
         clock_ms: Callable[[], int] | None = None,
         owned_client: httpx.AsyncClient | None = None,
         late_answer_ms: int = LATE_ANSWER_MS,
+        streaming: bool = False,
     ) -> None:
         threshold.check_signing_threshold(committee.n, committee.t)
         indices = sorted(m.index for m in members)
@@ -382,6 +441,12 @@ class Coordinator:
         self.late_answer_ms = late_answer_ms
         self.metrics = _CoordinatorMetrics(engine.metrics.registry)
         self.timings: list[dict[str, Any]] = []
+        # Streaming re-checks (committee.feeder): members follow the open slot's logs and the
+        # proposal carries only what they have not acknowledged.
+        self.feeder: Feeder | None = None
+        if streaming:
+            self.feeder = Feeder(committee.committee_id, self.rollups, self.members)
+        self._streamer: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -395,11 +460,41 @@ class Coordinator:
 
     async def load_head(self, rollup: int) -> tuple[str, tuple[PendingTx, ...]]:
         """The newest signed block and the pool it left pending (where a restart takes up)."""
+        self._start_streaming()
         head = await self._head(rollup)
         return (head[0].block.block_hash, head[1]) if head else (ZERO_HASH, ())
 
     async def prepare(self, slot: int) -> None:
+        self._start_streaming()
         await self.settle_before(slot)
+
+    # --- streaming (committee.feeder) ----------------------------------------------------------
+
+    def _start_streaming(self) -> None:
+        """Start following the open slot's logs (once; only with streaming on)."""
+        if self.feeder is not None and self._streamer is None:
+            self._streamer = asyncio.create_task(self._run_stream(), name="committee-stream")
+
+    async def _run_stream(self) -> None:
+        """Every interval: read the open slot's logs, push what is new to the members."""
+        assert self.feeder is not None
+        while True:
+            try:
+                await self.stream_open_slot()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("streaming the open slot failed")
+                self.engine.metrics.system_faults.labels("committee_stream").inc()
+            await asyncio.sleep(self.feeder.interval_ms / 1000)
+
+    async def stream_open_slot(self) -> None:
+        """One round of streaming: the open slot's new log entries to every member."""
+        assert self.feeder is not None
+        slot = self.engine.open_slot()
+        logs = {r: await self.engine.store.read_log(r, slot) for r in self.rollups}
+        self.feeder.observe(slot, logs)
+        self.feeder.push(slot)
 
     async def sign(
         self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
@@ -440,6 +535,11 @@ class Coordinator:
             task.add_done_callback(self._in_flight.discard)
 
     async def aclose(self) -> None:
+        if self._streamer is not None:
+            self._streamer.cancel()
+            await asyncio.wait({self._streamer}, timeout=5.0)
+        if self.feeder is not None:
+            await self.feeder.aclose()
         tasks = [*self._background, *self._in_flight]
         for task in tasks:
             task.cancel()
@@ -656,11 +756,14 @@ class Coordinator:
             if outcome is not None:
                 self._adopt(results, outcome)
             return outcome
-        body = encode_proposal(proposal)
+        bodies, whole = self._bodies(proposal)
         t1 = time.perf_counter()
         root = self._root(proposal)
         deadline_ms = self._signing_deadline_ms(slot)
-        collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=True)
+        collection, pending = await self._collect(
+            bodies, root, deadline_ms, stop_at_t=True, whole=whole
+        )
+        body = next(iter(bodies.values()))
         if len(collection.valid) < self.committee.t and pending:
             # Answers in flight at the deadline decide whether any member signed: wait them out.
             pending = await self._await_answers(pending, root, collection,
@@ -676,6 +779,23 @@ class Coordinator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return outcome
+
+    def _bodies(
+        self, proposal: SlotProposal
+    ) -> tuple[dict[int, bytes], Callable[[], bytes] | None]:
+        """Each member's proposal body, and (streaming) how to get the whole log's body for a
+        member that does not hold what its body names (encoded once, when first needed)."""
+        if self.feeder is None:
+            body = encode_proposal(proposal)
+            return {m.index: body for m in self.members}, None
+        whole: list[bytes] = []
+
+        def whole_body() -> bytes:
+            if not whole:
+                whole.append(encode_proposal(proposal))
+            return whole[0]
+
+        return self.feeder.proposal_bodies(proposal, [m.index for m in self.members]), whole_body
 
     def _root(self, proposal: SlotProposal) -> bytes:
         """The slot signing root of a proposal (over its slot root)."""
@@ -836,14 +956,25 @@ class Coordinator:
         return collection
 
     async def _collect(
-        self, body: bytes, root: bytes, deadline_ms: int, *, stop_at_t: bool
+        self,
+        body: bytes | Mapping[int, bytes],
+        root: bytes,
+        deadline_ms: int,
+        *,
+        stop_at_t: bool,
+        whole: Callable[[], bytes] | None = None,
     ) -> tuple[Collection, set[asyncio.Task[MemberAnswer]]]:
-        """Ask every member; return once every member answered, or (``stop_at_t``) t partials
-        are valid or t became impossible, or the deadline passed. Also returns the requests
-        still running."""
+        """Ask every member (``body``, or each its own); return once every member answered, or
+        (``stop_at_t``) t partials are valid or t became impossible, or the deadline passed.
+        Also returns the requests still running. ``whole``: the whole log's body, for a member
+        that refuses its streamed one for holding less than it names."""
         c = Collection()
         timeout_s = max(0.0, (deadline_ms - self._clock_ms()) / 1000)
-        pending = {asyncio.create_task(m.sign(body, timeout_s)) for m in self.members}
+        bodies = body if isinstance(body, Mapping) else {m.index: body for m in self.members}
+        pending = {
+            asyncio.create_task(self._ask(m, bodies[m.index], timeout_s, deadline_ms, whole))
+            for m in self.members
+        }
         t = self.committee.t if stop_at_t else self.committee.n + 1
         while pending and len(c.valid) < t:
             remaining_s = (deadline_ms - self._clock_ms()) / 1000
@@ -858,6 +989,23 @@ class Coordinator:
             if stop_at_t and len(c.valid) + len(pending) < t:
                 break
         return c, pending
+
+    async def _ask(
+        self,
+        member: MemberClient,
+        body: bytes,
+        timeout_s: float,
+        deadline_ms: int,
+        whole: Callable[[], bytes] | None,
+    ) -> MemberAnswer:
+        """One member's answer; a member missing part of its stream gets the whole log."""
+        answer = await member.sign(body, timeout_s)
+        if whole is not None and answer.refusal in STREAM_REFUSALS:
+            log.info("member %d holds less of the stream than named (%s): sending the whole "
+                     "log", member.index, answer.refusal)  # fmt: skip
+            remaining_s = max(0.0, (deadline_ms - self._clock_ms()) / 1000)
+            answer = await member.sign(whole(), remaining_s)
+        return answer
 
     def _classify(self, answer: MemberAnswer, root: bytes, c: Collection) -> None:
         i = answer.index
@@ -1099,6 +1247,7 @@ def build_coordinator(settings: Settings, engine: EngineHost) -> Coordinator:
         members,
         signing_window_ms=settings.signing_window_ms or settings.slot_ms,
         owned_client=client,
+        streaming=settings.committee_streaming,
     )
     coordinator.attach()
     return coordinator

@@ -160,6 +160,21 @@ class BlockMismatch(Refusal):
     code = "block_mismatch"
 
 
+class StreamGap(Refusal):
+    """A streamed batch, or a proposal, names log entries this member does not hold (a batch
+    out of order, a dropped batch, a member that restarted): ``have`` says how many it holds.
+    Not a lie by itself: the coordinator sends what is missing (docs/committee.md)."""
+
+    code = "stream_gap"
+
+
+class StreamMismatch(Refusal):
+    """A proposal names a streamed prefix whose digest is not the digest of what this member
+    holds: the stream and the proposal disagree (``committee.stream``)."""
+
+    code = "stream_mismatch"
+
+
 class InvalidSignedBlock(CommitteeError):
     """A signed block that does not verify: bad shape, wrong hash, bad signature, few signers."""
 

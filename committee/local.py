@@ -86,6 +86,7 @@ def build_local_members(
             evidence_sample=settings.signer_evidence_sample,
             fault=faults.get(share.index),
             clock_ms=clock_ms,
+            stream_check=settings.signer_stream_check,
         )
         members.append(LocalMember(member))
     return members
@@ -228,6 +229,7 @@ def compute_settings_env(settings: Settings) -> dict[str, str]:
         "BLOCKSPACE_PRESET": settings.preset,
         "BLOCKSPACE_MAX_CLOCK_SKEW_MS": str(settings.max_clock_skew_ms),
         "BLOCKSPACE_SIGNER_EVIDENCE_SAMPLE": str(settings.signer_evidence_sample),
+        "BLOCKSPACE_SIGNER_STREAM_CHECK": settings.signer_stream_check,
     }
     optional = {
         "BLOCKSPACE_MAX_SLOTS_AHEAD": settings.max_slots_ahead,
@@ -300,7 +302,8 @@ async def start_local_committee(
             HttpMember(i, url, client) for i, url in enumerate(procs.urls, start=1)
         ]
         coordinator = Coordinator(
-            engine, committee, members, signing_window_ms=window, owned_client=client
+            engine, committee, members, signing_window_ms=window, owned_client=client,
+            streaming=settings.committee_streaming,
         )
     else:
         procs = None
@@ -309,6 +312,7 @@ async def start_local_committee(
         # members repack in this process
         rules = {r.policy.payment_rule for r in settings.rollup_configs().values()}
         await asyncio.to_thread(packer.warm_up, rules)
-        coordinator = Coordinator(engine, committee, local, signing_window_ms=window)
+        coordinator = Coordinator(engine, committee, local, signing_window_ms=window,
+                                  streaming=settings.committee_streaming)
     coordinator.attach()
     return LocalCommittee(coordinator, committee, workdir, procs)

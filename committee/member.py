@@ -15,6 +15,7 @@ first, so it behaves like a member that lies only at the last step. Production n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -24,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
-from auction.types import Tx
+from auction.types import Bid, Tx
 from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
@@ -37,14 +39,32 @@ from committee.checks import (
     check_shape,
     check_slot,
     check_slot_evidence,
+    check_streamed_event,
     check_timing,
     compute_expected_results,
     compute_slot_event_ids,
 )
-from committee.errors import DoubleSign, Locked
-from committee.proposal import Proposal, SlotProposal, parse_proposal
+from committee.errors import (
+    DoubleSign,
+    Locked,
+    NotMember,
+    SlotExpired,
+    StreamGap,
+    StreamMismatch,
+)
+from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.signing import compute_slot_signing_root
+from committee.stream import (
+    MemberStreams,
+    StreamBatch,
+    StreamLog,
+    check_ascending,
+    compute_entry_bytes,
+    decode_stream_batch,
+    parse_seq,
+    stream_ack,
+)
 from committee.threshold import KeyShare
 from node.collector import paused_gc
 
@@ -56,6 +76,10 @@ FAULTS: Final[tuple[str, ...]] = ("wrong_share", "garbage", "other_block", "equi
 DECODED_TXS_PER_POOL: Final[int] = 2
 # Losing bids fully re-derived per proposal, drawn at random (docs/committee.md).
 DEFAULT_EVIDENCE_SAMPLE: Final[int] = 16
+# How a member checks each streamed bid as it arrives (docs/committee.md, "Streaming"): "full"
+# re-derives every bid (ECDSA for its header and transactions), "sample" binds it to its signed
+# bytes and leaves the full derivation to the deadline's rule (winners, replacements, a sample).
+STREAM_CHECKS: Final[tuple[str, ...]] = ("full", "sample")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +146,17 @@ class Member:
         evidence_sample: int = DEFAULT_EVIDENCE_SAMPLE,
         fault: str | None = None,
         clock_ms: Callable[[], int] | None = None,
+        stream_check: str = "full",
     ) -> None:
         threshold.check_signing_threshold(config.committee.n, config.committee.t)
         if share.committee_id != config.committee.committee_id or share.index != config.index:
             raise ValueError("the share does not belong to this member's committee and index")
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        if stream_check not in STREAM_CHECKS:
+            raise ValueError(f"stream_check must be one of {', '.join(STREAM_CHECKS)}")
+        self.stream_check = stream_check
+        self.streams = MemberStreams()
         self.share = share
         self.config = config
         self.protection = protection
@@ -176,6 +205,11 @@ class Member:
         # 3. timing (the parts share the slot's).
         check_timing(cfg, head.parts[0], self._clock_ms())
         proposal = parsed.decode_rest()
+        streamed: dict[int, int] | None = None
+        derived: dict[str, Bid] = {}
+        if parsed.streamed is not None:
+            # 3b. the logs' prefixes are what this member checked as they streamed in.
+            proposal, streamed, derived = self._join_stream(parsed, proposal)
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         # 4, every rollup's part; 5, the slot's evidence, each bundle once however many logs
         # hold a copy; 6-7, the whole slot re-run at once (cross-rollup bundles couple the
@@ -183,7 +217,14 @@ class Member:
         t1 = time.perf_counter()
         moves = [self._check_part(part) for part in proposal.parts]
         t2 = time.perf_counter()
-        check_slot_evidence(cfg, proposal, self._sample(proposal), decode=self.decoded_txs.decode)
+        check_slot_evidence(
+            cfg,
+            proposal,
+            self._sample(proposal),
+            decode=self.decoded_txs.decode,
+            streamed=streamed,
+            derived=derived,
+        )
         t3 = time.perf_counter()
         timings["checks"] = (t2 - t1) * 1e3
         timings["evidence"] = (t3 - t2) * 1e3
@@ -212,6 +253,7 @@ class Member:
                 signed_slot_root="0x" + stored.slot_root.hex(),
             )
         released = record if self.fault == "equivocate" else stored
+        self.streams.drop_through(proposal.slot)  # signed: its streams are done with
         timings["sign"] = (time.perf_counter() - t4) * 1e3
         return self._reply(proposal.slot, released, False, timings)
 
@@ -232,10 +274,114 @@ class Member:
 
     def _sample(self, proposal: SlotProposal) -> frozenset[str]:
         """A fresh random sample of the slot's bids to re-derive in full: ``evidence_sample``
-        per rollup's part, drawn over the slot's bundles (a cross-rollup bundle is one)."""
+        per rollup's part, drawn over the slot's bundles (a cross-rollup bundle is one). With
+        streaming, the tail (what did not stream in) gets this rule too, so a member that fell
+        behind pays at the deadline what the whole-log path pays, not more."""
         ids = compute_slot_event_ids(proposal)
         size = min(self.evidence_sample * len(proposal.parts), len(ids))
         return frozenset(self._rng.sample(ids, size))
+
+    # --- streaming (committee.stream) ----------------------------------------------------------
+
+    def accept_stream(self, data: bytes) -> dict[str, object]:
+        """Check one streamed batch of a rollup's log of an open slot, entry by entry, and keep
+        it; answer how many entries of that log this member holds and their digest. Refuses
+        (nothing of the batch kept) a batch for another committee or rollup, for a slot closed
+        by this member's clock or too far ahead, that does not continue what it holds, or
+        holds an event that does not check."""
+        with paused_gc():
+            batch = decode_stream_batch(data)
+            self._check_stream_target(batch)
+            stream = self.streams.open(batch.slot)
+            with stream.lock:
+                log = stream.logs.setdefault(batch.rollup, StreamLog())
+                log.check_next(batch)
+                full = self.stream_check == "full"
+                checked: list[tuple[bytes, Bid | None]] = []
+                closes_ms = compute_deadline_ms(self.config.clock, batch.slot)
+                for entry in batch.entries:
+                    # Verify the slot is still open: past its deadline the member's CPU is
+                    # the proposal's, and this batch's entries come with it as the tail.
+                    if self._clock_ms() > closes_ms + self.config.max_clock_skew_ms:
+                        raise SlotExpired(f"slot {batch.slot} closed during the batch",
+                                          slot=batch.slot)  # fmt: skip
+                    derived = check_streamed_event(
+                        self.config, batch.rollup, batch.slot, entry.event, full=full,
+                        decode=self.decoded_txs.decode,
+                    )  # fmt: skip
+                    ev = entry.event
+                    bid = ev if derived and isinstance(ev, Bid) else None
+                    checked.append((compute_entry_bytes(entry), bid))
+                # Keep the batch only once every entry checked (a refusal keeps nothing).
+                for entry, (raw, bid) in zip(batch.entries, checked, strict=True):
+                    log.append(entry, raw)
+                    if bid is not None:
+                        stream.derived.setdefault(bid.bid_id, bid)
+                return stream_ack(batch.slot, batch.rollup, log.count, log.digests[-1])
+
+    def _check_stream_target(self, batch: StreamBatch) -> None:
+        """Refuse a batch for another committee or rollup, for a slot this member's clock has
+        closed (its tail comes with the proposal), or one too far ahead."""
+        cfg = self.config
+        if batch.committee_id != cfg.committee.committee_id:
+            raise NotMember(
+                "this member belongs to another committee",
+                committee_id="0x" + batch.committee_id.hex(),
+            )
+        if batch.rollup not in cfg.rollups:
+            raise NotMember(f"this member does not serve rollup {batch.rollup}",
+                            rollup=batch.rollup)  # fmt: skip
+        now = self._clock_ms()
+        # Verify the slot is still open (within the skew): a closed slot's tail comes with its
+        # proposal, and a slot far in the past would only fill memory.
+        if now > compute_deadline_ms(cfg.clock, batch.slot) + cfg.max_clock_skew_ms:
+            raise SlotExpired(f"slot {batch.slot} has closed: no more streaming",
+                              slot=batch.slot)  # fmt: skip
+        # Verify it is not beyond the slots intake accepts bids for.
+        if batch.slot > compute_slot_at(cfg.clock, now + cfg.max_clock_skew_ms) + (
+            cfg.max_slots_ahead
+        ):
+            raise SlotExpired(f"slot {batch.slot} is too far ahead to stream", slot=batch.slot)
+
+    def _join_stream(
+        self, parsed: ParsedProposal, proposal: SlotProposal
+    ) -> tuple[SlotProposal, dict[int, int], dict[str, Bid]]:
+        """A version-4 proposal with every part's log whole again: the prefix this member holds
+        (and checked) from the slot's stream, then the proposal's tail. Refuses a prefix it
+        does not hold (``stream_gap``), one whose digest differs (``stream_mismatch``) and a
+        tail not in log order after it. Returns the proposal, each rollup's prefix length and
+        the bids derived in full as they streamed in."""
+        assert parsed.streamed is not None
+        stream = self.streams.get(proposal.slot)
+        parts = []
+        counts: dict[int, int] = {}
+        for part, (count, digest) in zip(proposal.parts, parsed.streamed, strict=True):
+            snap = stream.snapshot(part.rollup, count) if stream is not None else None
+            if snap is None and count == 0:
+                snap = ([], bytes(32))
+            if snap is None:
+                held = stream.held(part.rollup) if stream is not None else 0
+                raise StreamGap(
+                    f"the proposal names {count} streamed entries of rollup {part.rollup}; "
+                    f"this member holds {held}",
+                    have=held, rollup=part.rollup, slot=proposal.slot,
+                )  # fmt: skip
+            prefix, held_digest = snap
+            if held_digest != digest:
+                raise StreamMismatch(
+                    f"rollup {part.rollup}'s streamed prefix differs from what this member holds",
+                    rollup=part.rollup, count=count,
+                )  # fmt: skip
+            # Verify the tail continues the prefix in log order (no entry twice, none moved).
+            check_ascending(parse_seq(prefix[-1].seq) if prefix else (-1, -1),
+                            [e.seq for e in part.log])  # fmt: skip
+            parts.append(dataclasses.replace(part, log=(*prefix, *part.log)))
+            counts[part.rollup] = count
+        derived: dict[str, Bid] = {}
+        if stream is not None:
+            with stream.lock:
+                derived = dict(stream.derived)
+        return dataclasses.replace(proposal, parts=tuple(parts)), counts, derived
 
     def _reply(
         self,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -68,6 +69,9 @@ PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
 # every copy inline; 2 and 3: one proposal per slot, a part per rollup; 1 was per rollup.
 FORMAT_VERSION: Final[int] = 3
+# 4: version 3 whose parts' logs start after a prefix the members hold from the slot's stream
+# (``committee.stream``): each part names that prefix by ``"streamed": {"count", "digest"}``.
+STREAMED_VERSION: Final[int] = 4
 # A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
 _DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
 
@@ -182,8 +186,10 @@ def _cross_bundle_to_json(bundle: Bid) -> dict[str, Any]:
     return out
 
 
-def _part_to_json(p: Proposal, cross: dict[str, int]) -> dict[str, Any]:
-    return {
+def _part_to_json(
+    p: Proposal, cross: dict[str, int], streamed: tuple[int, bytes] | None = None
+) -> dict[str, Any]:
+    out = {
         "rollup": p.rollup,
         "block": block_fields_to_json(p.block),
         "parent": parent_certificate_to_json(p.parent) if p.parent else None,
@@ -195,21 +201,38 @@ def _part_to_json(p: Proposal, cross: dict[str, int]) -> dict[str, Any]:
             for e in p.log
         ],
     }
+    if streamed is not None:
+        out["streamed"] = {"count": streamed[0], "digest": "0x" + streamed[1].hex()}
+    return out
 
 
-def encode_proposal(p: SlotProposal) -> bytes:
+def encode_proposal(
+    p: SlotProposal, streamed: Mapping[int, tuple[int, bytes]] | None = None
+) -> bytes:
     """The proposal's wire bytes (one serialization, sent to every member); each cross-rollup
-    bundle's evidence once. Raises ValueError if two copies of a bundle differ."""
-    bundles = compute_cross_bundles(p.parts)
+    bundle's evidence once. Raises ValueError if two copies of a bundle differ.
+
+    ``streamed`` (version 4): by rollup, how many leading entries of its log the member holds
+    from the slot's stream and their digest (``committee.stream``); those entries are left
+    out, the rest of the log (the tail) travels as in version 3."""
+    parts = p.parts
+    if streamed is not None:
+        parts = tuple(
+            dataclasses.replace(part, log=part.log[streamed[part.rollup][0]:]) for part in parts
+        )
+    bundles = compute_cross_bundles(parts)
     cross = {bid_id: i for i, bid_id in enumerate(bundles)}
     return orjson.dumps(
         {
             "kind": PROPOSAL_KIND,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if streamed is None else STREAMED_VERSION,
             "committee_id": "0x" + p.committee_id.hex(),
             "slot": p.slot,
             "bundles": [_cross_bundle_to_json(b) for b in bundles.values()],
-            "parts": [_part_to_json(part, cross) for part in p.parts],
+            "parts": [
+                _part_to_json(part, cross, streamed[part.rollup] if streamed else None)
+                for part in parts
+            ],
             "completion": p.completion,
         }
     )
@@ -277,7 +300,8 @@ def _check_legs(ev: Bid) -> None:
             _check_tx(t)
 
 
-def _check_event(ev: Bid | Cancel | PublicTx) -> None:
+def check_event_types(ev: Bid | Cancel | PublicTx) -> None:
+    """Refuse (ValueError) an event whose fields have types the rules do not compute with."""
     if isinstance(ev, Bid):
         if not (
             _is_u64(ev.rollup)
@@ -342,6 +366,8 @@ class ParsedProposal:
     carried_docs: tuple[list[Any], ...]  # per part
     log_docs: tuple[list[Any], ...]  # per part
     bundle_docs: list[Any] = dataclasses.field(default_factory=list)  # the slot's cross bundles
+    # version 4: per part, the streamed prefix its log leaves out (count, digest); else None
+    streamed: tuple[tuple[int, bytes], ...] | None = None
 
     def decode_rest(self) -> SlotProposal:
         """Decode the cross-rollup bundles and every part's carried pool and log; raise
@@ -368,13 +394,24 @@ def decode_proposal(data: bytes) -> SlotProposal:
     return parse_proposal(data).decode_rest()
 
 
+def _parse_streamed(d: dict[str, Any], field: str) -> tuple[int, bytes]:
+    """A version-4 part's ``"streamed": {"count", "digest"}``."""
+    doc = wire.obj(wire.get(d, "streamed", field + "."), field + ".streamed")
+    wire.exact_keys(doc, {"count", "digest"}, field + ".streamed.")
+    count = wire.integer(wire.get(doc, "count", field + ".streamed."), field + ".streamed.count")
+    digest = wire.hex_bytes(
+        wire.get(doc, "digest", field + ".streamed."), field + ".streamed.digest", 32
+    )
+    return count, digest
+
+
 def _parse_part(
     value: Any, index: int, committee_id: bytes, slot: int, completion: bool
 ) -> tuple[Proposal, list[Any], list[Any]]:
     """One part's header (rollup, block, parent) and its undecoded pool and log."""
     field = f"parts[{index}]"
     d = wire.obj(value, field)
-    wire.exact_keys(d, _PART_KEYS, field + ".")
+    wire.exact_keys(d, _PART_KEYS | {"streamed"}, field + ".")
     rollup = wire.integer(wire.get(d, "rollup", field + "."), field + ".rollup")
     block_doc = wire.obj(wire.get(d, "block", field + "."), field + ".block")
     block = block_from_json_strict(block_doc, prefix=field + ".block.")
@@ -398,8 +435,9 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         wire.exact_keys(d, _TOP_KEYS, "")
         if d.get("kind") != PROPOSAL_KIND:
             raise wire.FieldError("kind", f"must be {PROPOSAL_KIND!r}")
-        if d.get("version") != FORMAT_VERSION or isinstance(d.get("version"), bool):
-            raise wire.FieldError("version", f"must be {FORMAT_VERSION}")
+        version = d.get("version")
+        if version not in (FORMAT_VERSION, STREAMED_VERSION) or isinstance(version, bool):
+            raise wire.FieldError("version", f"must be {FORMAT_VERSION} or {STREAMED_VERSION}")
         committee_id = wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32)
         slot = wire.integer(wire.get(d, "slot"), "slot")
         completion = d.get("completion", False)
@@ -417,6 +455,14 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         if not isinstance(bundle_docs, list):
             raise wire.FieldError("bundles", "must be an array")
         triples = [_parse_part(v, i, committee_id, slot, completion) for i, v in enumerate(parsed)]
+        # Verify a version-4 part names its streamed prefix and a version-3 one does not.
+        streamed = None
+        if version == STREAMED_VERSION:
+            streamed = tuple(_parse_streamed(v, f"parts[{i}]") for i, v in enumerate(parsed))
+        elif any("streamed" in v for v in parsed):
+            raise wire.FieldError("parts", "a version-3 part has no streamed prefix")
+        if streamed is not None and completion:
+            raise wire.FieldError("completion", "a completion carries the whole log")
         rollups = [part.rollup for part, _, _ in triples]
         # Verify each rollup has one part, in the leaves' order (ascending).
         if any(a >= b for a, b in zip(rollups, rollups[1:], strict=False)):
@@ -425,7 +471,11 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         raise MalformedProposal(f"bad proposal: {exc}", field=exc.field) from None
     head = SlotProposal(committee_id, slot, tuple(p for p, _, _ in triples), completion)
     return ParsedProposal(
-        head, tuple(c for _, c, _ in triples), tuple(lg for _, _, lg in triples), bundle_docs
+        head,
+        tuple(c for _, c, _ in triples),
+        tuple(lg for _, _, lg in triples),
+        bundle_docs,
+        streamed,
     )
 
 
@@ -453,7 +503,7 @@ def _decode_bundles(bundle_docs: list[Any]) -> list[Bid]:
             ev = codec.event_from_json({**doc, "rollup": 0, "txs": [], "gas": 0})
             if not isinstance(ev, Bid) or len(ev.legs) < 2:
                 raise ValueError("a bundle entry is a bid of two or more legs")
-            _check_event(ev)
+            check_event_types(ev)
             first = ev.legs[0]
             bundles.append(dataclasses.replace(ev, rollup=first.rollup, txs=first.txs,
                                                gas=first.gas))  # fmt: skip
@@ -479,7 +529,7 @@ def _decode_log(
                 log.append(LoggedEvent(seq, _cross_copy(entry, rollup, bundles, used)))
                 continue
             ev = codec.event_from_json(entry["event"])
-            _check_event(ev)
+            check_event_types(ev)
             if isinstance(ev, Bid) and ev.legs:
                 raise ValueError("a cross-rollup copy must refer to its bundle")
             log.append(LoggedEvent(seq, ev))

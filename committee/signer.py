@@ -40,6 +40,7 @@ from committee.checks import MemberConfig
 from committee.errors import MalformedProposal, Refusal
 from committee.member import FAULTS, Member
 from committee.protection import ProtectionStore
+from committee.stream import MAX_STREAM_BYTES
 from committee.threshold import CommitteeInfo
 from node import errors as wire_errors
 from node.routing import ErrorBody, StableErrorRoute
@@ -96,6 +97,9 @@ class _SignerMetrics:
         )
         self.faults = Counter(
             "blockspace_signer_faults", "Internal errors", ["where"], registry=self.registry
+        )
+        self.streamed = Counter(
+            "blockspace_signer_stream_bytes", "Stream batch bytes accepted", registry=self.registry
         )
         self.abandoned = Counter(
             "blockspace_signer_abandoned",
@@ -163,6 +167,38 @@ def create_signer_app(member: Member) -> FastAPI:
         metrics.signed.labels(str(reply.repeated).lower()).inc()
         return JSONResponse(reply.to_json())
 
+    @app.post(
+        "/v1/stream",
+        summary="Check a batch of an open slot's log as it streams in (committee/stream.py)",
+        openapi_extra={"requestBody": _PROPOSAL_BODY},
+        responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
+    )
+    async def stream(request: Request) -> Response:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_STREAM_BYTES:
+                exc: Refusal = MalformedProposal("stream batch too large", limit=MAX_STREAM_BYTES)
+                metrics.refused.labels(exc.code).inc()
+                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
+        # Not behind the proposal lock: the next slot streams in while this one is signed
+        # (each slot's stream has its own lock in the member).
+        try:
+            ack = await asyncio.to_thread(member.accept_stream, body)
+        except BlockspaceError as refusal:
+            metrics.refused.labels(refusal.code).inc()
+            log.info("refused a stream batch %s: %s", refusal.code, refusal.message)
+            return JSONResponse(
+                wire_errors.http_error_body(refusal), status_code=wire_errors.http_status(refusal)
+            )
+        except Exception:
+            metrics.faults.labels("stream").inc()
+            log.exception("stream batch check failed unexpectedly")
+            exc = MalformedProposal("the stream batch could not be checked")
+            return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+        metrics.streamed.inc(len(body))
+        return JSONResponse(ack)
+
     @app.get("/healthz", summary="Member identity and liveness")
     async def healthz() -> Response:
         cid = member.config.committee.committee_id
@@ -205,6 +241,7 @@ def build_member(
         ProtectionStore(path),
         evidence_sample=settings.signer_evidence_sample,
         fault=fault,
+        stream_check=settings.signer_stream_check,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=4096, ge=1)
     http_max_connections_per_client: int = Field(default=256, ge=1)
     signer_evidence_sample: int = Field(default=16, ge=0)  # losing bids a member fully re-derives
+    # Streaming re-checks (docs/committee.md, "Streaming"): the coordinator pushes the open
+    # slot's log to the members as it grows; each member checks each event once as it arrives,
+    # "full" (re-derive every bid) or "sample" (bind each, re-derive winners and a sample).
+    committee_streaming: bool = False
+    signer_stream_check: Literal["full", "sample"] = "full"
     # Signed requests at least this large are decoded in a worker thread, off the event loop.
     decode_offload_bytes: int = Field(default=32 * 1024, ge=0)
     # The operator key that signs receipts (docs/accountability.md): a file holding the 32-byte

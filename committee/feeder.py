@@ -1,0 +1,214 @@
+"""The coordinator's side of streaming re-checks: follow the open slot's logs, push them to
+every member in log order, and at the deadline build each member's version-4 proposal.
+
+Push, not pull (docs/decisions.md): the coordinator already reaches every member over the
+member wire and knows the log first; a member pulling would need a route back to the engine
+and a way to authenticate it. Every ``STREAM_INTERVAL_MS`` the feeder reads each rollup's log
+of the open slot from the store (the same ``read_log`` the close uses, so several engine
+processes feed alike), appends what is new to the slot's *feed* (canonical entry bytes and
+running digests, ``committee.stream``, computed once for every member) and sends each member
+what it has not acknowledged yet, at most ``MAX_STREAM_BATCH`` entries a request, one request
+in flight per member (a slow member falls behind alone). A member's acknowledgement names how
+many entries it holds and their digest; only a count whose digest is the feed's is believed.
+
+At the deadline ``proposal_bodies`` gives each member the proposal naming, per rollup, the
+prefix it acknowledged (cut to where the feed still equals the closed log) and carrying the
+rest; members with the same prefixes share one serialization. A member that refuses it for
+holding less (``stream_gap``, ``stream_mismatch``: it restarted, or dropped the stream) gets
+the whole log (version 3) from the coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from auction.types import LoggedEvent
+from committee.proposal import SlotProposal, encode_proposal
+from committee.stream import (
+    MAX_STREAM_BATCH,
+    ZERO_DIGEST,
+    compute_entry_bytes,
+    compute_next_digest,
+    encode_stream_batch,
+)
+
+log = logging.getLogger("blockspace.feeder")
+
+# How often the open slot's logs are read and pushed.
+STREAM_INTERVAL_MS: Final[int] = 100
+# A member that does not acknowledge a batch within this is not streamed to until the next
+# slot (it gets that slot's log with the proposal).
+STREAM_TIMEOUT_S: Final[float] = 2.0
+# Feeds kept: the open slot and the one being signed.
+FEEDS_KEPT: Final[int] = 2
+# Refusals of a version-4 proposal that the whole log answers.
+STREAM_REFUSALS: Final[frozenset[str]] = frozenset({"stream_gap", "stream_mismatch"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAnswer:
+    """A member's answer to a batch: what it holds of that log, or why not."""
+
+    index: int
+    count: int | None = None
+    digest: bytes | None = None
+    refusal: str | None = None
+    have: int | None = None  # with ``stream_gap``: the entries it holds
+    error: str | None = None
+
+
+class StreamClient(Protocol):
+    index: int
+
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer: ...
+
+
+@dataclass
+class Feed:
+    """One rollup's log of one slot as the feeder has read it: the entries, their canonical
+    bytes and the digest after each."""
+
+    entries: list[LoggedEvent] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=lambda: [ZERO_DIGEST])
+
+    def extend(self, entries: Sequence[LoggedEvent]) -> None:
+        """Append the entries beyond what is held (the log only grows)."""
+        for entry in entries[len(self.entries) :]:
+            raw = compute_entry_bytes(entry)
+            self.entries.append(entry)
+            self.raw.append(raw)
+            self.digests.append(compute_next_digest(self.digests[-1], raw))
+
+    def agreeing_prefix(self, log: Sequence[LoggedEvent]) -> int:
+        """How many leading entries the feed shares with the closed ``log``."""
+        n = 0
+        for mine, theirs in zip(self.entries, log, strict=False):
+            if mine.seq != theirs.seq or mine.event != theirs.event:
+                break
+            n += 1
+        return n
+
+
+class Feeder:
+    """Streams each open slot's logs to the members (see the module docstring)."""
+
+    def __init__(
+        self,
+        committee_id: bytes,
+        rollups: Sequence[int],
+        members: Sequence[StreamClient],
+        *,
+        interval_ms: int = STREAM_INTERVAL_MS,
+    ) -> None:
+        self.committee_id = committee_id
+        self.rollups = tuple(rollups)
+        self.members = list(members)
+        self.interval_ms = interval_ms
+        self.feeds: dict[tuple[int, int], Feed] = {}  # (slot, rollup)
+        self.acked: dict[tuple[int, int, int], int] = {}  # (member, slot, rollup)
+        self._stopped: set[tuple[int, int]] = set()  # (member, slot): not streamed to
+        self._pushes: dict[int, asyncio.Task[None]] = {}
+        self.batches = 0  # batches acknowledged (tests, benchmark)
+
+    def observe(self, slot: int, logs: Mapping[int, Sequence[LoggedEvent]]) -> None:
+        """Take the open slot's logs as read now; forget slots older than ``FEEDS_KEPT``."""
+        for rollup, entries in logs.items():
+            self.feeds.setdefault((slot, rollup), Feed()).extend(entries)
+        oldest = slot - FEEDS_KEPT + 1
+        for key in [k for k in self.feeds if k[0] < oldest]:
+            del self.feeds[key]
+        for key3 in [k for k in self.acked if k[1] < oldest]:
+            del self.acked[key3]
+        self._stopped = {k for k in self._stopped if k[1] >= oldest}
+
+    def push(self, slot: int) -> None:
+        """Start sending ``slot``'s new entries to every member not already being sent to."""
+        for m in self.members:
+            task = self._pushes.get(m.index)
+            if task is None or task.done():
+                self._pushes[m.index] = asyncio.create_task(
+                    self._push(m, slot), name=f"stream-{m.index}"
+                )
+
+    async def _push(self, member: StreamClient, slot: int) -> None:
+        """Send ``member`` what it has not acknowledged of ``slot``'s logs; a failure stops
+        streaming to it for the slot (it gets the rest with the proposal), never the feeder."""
+        try:
+            await self._push_logs(member, slot)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._stopped.add((member.index, slot))
+            log.exception("member %d: streaming slot %d failed", member.index, slot)
+
+    async def _push_logs(self, member: StreamClient, slot: int) -> None:
+        for rollup in self.rollups:
+            feed = self.feeds.get((slot, rollup))
+            key = (member.index, slot, rollup)
+            while feed is not None and (member.index, slot) not in self._stopped:
+                start = self.acked.get(key, 0)
+                if start >= len(feed.entries):
+                    break
+                raw = feed.raw[start : start + MAX_STREAM_BATCH]
+                body = encode_stream_batch(self.committee_id, slot, rollup, start, raw)
+                answer = await member.stream(body, STREAM_TIMEOUT_S)
+                if not self._take(answer, feed, key):
+                    self._stopped.add((member.index, slot))
+                    log.info("member %d: streaming slot %d stopped (%s)", member.index, slot,
+                             answer.refusal or answer.error or "its digest differs")  # fmt: skip
+
+    def _take(self, answer: StreamAnswer, feed: Feed, key: tuple[int, int, int]) -> bool:
+        """Record a member's acknowledgement; False if streaming to it should stop (a refusal,
+        a digest that is not the feed's, no progress)."""
+        held = self.acked.get(key, 0)
+        count, digest = answer.count, answer.digest
+        if count is not None and digest is not None:
+            if held < count <= len(feed.entries) and feed.digests[count] == digest:
+                self.acked[key] = count
+                self.batches += 1
+                return True
+            return False
+        # A member that holds less than it acknowledged (it restarted): start it over.
+        if answer.refusal == "stream_gap" and answer.have is not None and answer.have < held:
+            self.acked[key] = 0
+            return True
+        return False
+
+    def proposal_bodies(
+        self, proposal: SlotProposal, indices: Sequence[int]
+    ) -> dict[int, bytes]:
+        """Each member's version-4 proposal body: per rollup, the prefix it acknowledged that
+        the closed log still agrees with. One serialization per distinct set of prefixes."""
+        slot = proposal.slot
+        agreeing = {}
+        for part in proposal.parts:
+            feed = self.feeds.get((slot, part.rollup))
+            agreeing[part.rollup] = (feed, feed.agreeing_prefix(part.log) if feed else 0)
+        bodies: dict[tuple[int, ...], bytes] = {}
+        out = {}
+        for i in indices:
+            counts = tuple(
+                min(self.acked.get((i, slot, part.rollup), 0), agreeing[part.rollup][1])
+                for part in proposal.parts
+            )
+            body = bodies.get(counts)
+            if body is None:
+                streamed = {}
+                for part, n in zip(proposal.parts, counts, strict=True):
+                    feed = agreeing[part.rollup][0]
+                    streamed[part.rollup] = (n, feed.digests[n] if feed else ZERO_DIGEST)
+                body = bodies[counts] = encode_proposal(proposal, streamed)
+            out[i] = body
+        return out
+
+    async def aclose(self) -> None:
+        tasks = [t for t in self._pushes.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)

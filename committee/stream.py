@@ -1,0 +1,289 @@
+"""Streaming re-checks: members follow each slot's log while it is open (docs/committee.md).
+
+The coordinator pushes each rollup's newly logged events of the open slot to every member, in
+log order, in batches over the member wire (``POST /v1/stream``); the member checks each event
+once as it arrives (``committee.checks.check_streamed_event``) and keeps, per slot and rollup,
+the events it accepted and a running digest of them. At the deadline the proposal (version 4,
+``committee.proposal``) carries, per rollup, only how many leading log entries the member
+already holds and their digest, plus the tail it has not seen; the member takes the prefix
+from its own state (never from the proposal), checks the tail, re-runs the slot and signs.
+
+Batch wire form (JSON)::
+
+    {"kind": "blockspace-stream", "version": 1, "committee_id": "0x<32 bytes>",
+     "slot": 123, "rollup": 10, "start": <index of the first entry in the rollup's log>,
+     "entries": [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}, ...]}
+
+answered with ``{"slot", "rollup", "count": <entries held>, "digest": "0x<32 bytes>"}``.
+
+The digest after k entries is ``d_k = keccak(d_{k-1} || keccak(entry_k))`` from ``d_0`` = 32
+zero bytes, where ``entry_k`` is the canonical JSON of ``{"seq", "event"}``
+(``compute_entry_bytes``): coordinator and member compute it independently, so a proposal that
+names a prefix the member holds differently is refused by its digest (``stream_mismatch``),
+and one that names more entries than it holds by its count (``stream_gap``, with how many it
+holds: the coordinator then sends that member the whole log, version 3).
+
+What a lying coordinator can do, and what stops it: a batch that does not start where the
+member's log ends (reordering, a dropped batch) is refused (``stream_gap``); a seq that is not
+above the last one (reordering, a different event under an id already held) is refused and
+nothing of the batch is kept; events of another committee, rollup or slot are refused; a slot
+already closed by the member's clock, or too far ahead, is refused; memory is bounded
+(``MAX_STREAM_EVENTS`` per rollup and slot, ``STREAM_SLOTS_KEPT`` slots, oldest dropped). And
+whatever was streamed, the member signs only a block that its own re-run of the events it
+checked gives. Pure but for a lock: no I/O, no clock (time comes in).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from auction import codec
+from auction.hashing import keccak256
+from auction.types import Bid, LoggedEvent
+from committee import wire
+from committee.errors import MalformedProposal, StreamGap
+from committee.proposal import check_event_types
+
+STREAM_KIND: Final[str] = "blockspace-stream"
+STREAM_VERSION: Final[int] = 1
+ZERO_DIGEST: Final[bytes] = bytes(32)
+# Entries per batch the coordinator sends (and the most a member accepts in one): small enough
+# that a batch checked in full (about 0.5 ms a bid) never holds a member long past a deadline.
+MAX_STREAM_BATCH: Final[int] = 100
+# Events one rollup's log of one slot may stream to a member (intake caps a slot's bundles far
+# lower; this only bounds a member's memory against a flooding coordinator).
+MAX_STREAM_EVENTS: Final[int] = 50_000
+# Slots whose streams a member keeps at once (the open one, the one being signed, one spare).
+STREAM_SLOTS_KEPT: Final[int] = 3
+# A batch of MAX_STREAM_BATCH entries is well under this.
+MAX_STREAM_BYTES: Final[int] = 16 * 1024 * 1024
+
+_BATCH_KEYS = {"kind", "version", "committee_id", "slot", "rollup", "start", "entries"}
+
+
+def compute_entry_bytes(entry: LoggedEvent) -> bytes:
+    """The canonical bytes of one log entry (what the stream digest hashes and a batch holds)."""
+    return orjson.dumps({"seq": entry.seq, "event": codec.event_to_json(entry.event)})
+
+
+def compute_next_digest(digest: bytes, entry_bytes: bytes) -> bytes:
+    """The running digest after one more entry."""
+    return keccak256(digest + keccak256(entry_bytes))
+
+
+def compute_digests(entries: Iterable[bytes]) -> list[bytes]:
+    """Digests after 0, 1, ... entries."""
+    out = [ZERO_DIGEST]
+    for e in entries:
+        out.append(compute_next_digest(out[-1], e))
+    return out
+
+
+def parse_seq(seq: str) -> tuple[int, int]:
+    """A log seq ``<ms>-<n>`` as a pair that orders like the log (ValueError if malformed)."""
+    ms, _, n = seq.partition("-")
+    if not (ms.isascii() and ms.isdigit() and n.isascii() and n.isdigit()):
+        raise ValueError(f"bad seq {seq!r}")
+    return int(ms), int(n)
+
+
+def encode_stream_batch(
+    committee_id: bytes, slot: int, rollup: int, start: int, entries: list[bytes]
+) -> bytes:
+    """A batch's wire bytes from entries already in canonical form (``compute_entry_bytes``):
+    one serialization per entry, shared by every member's batch."""
+    head = orjson.dumps(
+        {
+            "kind": STREAM_KIND,
+            "version": STREAM_VERSION,
+            "committee_id": "0x" + committee_id.hex(),
+            "slot": slot,
+            "rollup": rollup,
+            "start": start,
+        }
+    )
+    return head[:-1] + b',"entries":[' + b",".join(entries) + b"]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBatch:
+    committee_id: bytes
+    slot: int
+    rollup: int
+    start: int
+    entries: tuple[LoggedEvent, ...]
+
+
+def decode_stream_batch(data: bytes) -> StreamBatch:
+    """Decode a batch; raise ``MalformedProposal`` on any shape or type error (the rules are
+    the member's)."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedProposal("the stream batch is not JSON") from None
+    try:
+        d = wire.obj(doc, "batch")
+        wire.exact_keys(d, _BATCH_KEYS, "")
+        if d.get("kind") != STREAM_KIND:
+            raise wire.FieldError("kind", f"must be {STREAM_KIND!r}")
+        if d.get("version") != STREAM_VERSION or isinstance(d.get("version"), bool):
+            raise wire.FieldError("version", f"must be {STREAM_VERSION}")
+        committee_id = wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32)
+        slot = wire.integer(wire.get(d, "slot"), "slot")
+        rollup = wire.integer(wire.get(d, "rollup"), "rollup")
+        start = wire.integer(wire.get(d, "start"), "start")
+        docs = wire.array(wire.get(d, "entries"), "entries", lambda v, f: v, MAX_STREAM_BATCH)
+    except wire.FieldError as exc:
+        raise MalformedProposal(f"bad stream batch: {exc}", field=exc.field) from None
+    entries = []
+    try:
+        for entry in docs:
+            if not isinstance(entry, dict) or set(entry) != {"seq", "event"}:
+                raise ValueError("an entry is {seq, event}")
+            seq = entry["seq"]
+            if not isinstance(seq, str):
+                raise ValueError("seq must be a string")
+            parse_seq(seq)
+            ev = codec.event_from_json(entry["event"])
+            check_event_types(ev)
+            entries.append(LoggedEvent(seq, ev))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise MalformedProposal("bad stream batch: an entry is malformed") from None
+    return StreamBatch(committee_id, slot, rollup, start, tuple(entries))
+
+
+@dataclass
+class StreamLog:
+    """What a member holds of one rollup's log of one slot: the entries it checked, in order,
+    and the digest after each."""
+
+    entries: list[LoggedEvent] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=lambda: [ZERO_DIGEST])
+    last_seq: tuple[int, int] = (-1, -1)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def check_next(self, batch: StreamBatch) -> None:
+        """Refuse a batch that does not continue this log (``stream_gap``), or whose seqs do not
+        ascend from its last one, or that would exceed ``MAX_STREAM_EVENTS``."""
+        if batch.start != self.count:
+            raise StreamGap(
+                f"the batch starts at entry {batch.start}; this member holds {self.count}",
+                have=self.count,
+                rollup=batch.rollup,
+                slot=batch.slot,
+            )
+        if self.count + len(batch.entries) > MAX_STREAM_EVENTS:
+            raise MalformedProposal(
+                "the stream exceeds the events a member holds per rollup and slot",
+                limit=MAX_STREAM_EVENTS,
+            )
+        check_ascending(self.last_seq, [e.seq for e in batch.entries])
+
+    def append(self, entry: LoggedEvent, entry_bytes: bytes) -> None:
+        self.entries.append(entry)
+        self.digests.append(compute_next_digest(self.digests[-1], entry_bytes))
+        self.last_seq = parse_seq(entry.seq)
+
+
+def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
+    """Refuse seqs that do not strictly ascend from ``after`` (log order; a seq held before
+    names one event only)."""
+    last = after
+    for seq in seqs:
+        try:
+            key = parse_seq(seq)
+        except ValueError:
+            raise MalformedProposal(f"bad seq {seq!r}") from None
+        if key <= last:
+            raise MalformedProposal(
+                f"seq {seq} is not after the previous entry: the log is in log order"
+            )
+        last = key
+
+
+@dataclass
+class SlotStream:
+    """A member's streams of one slot: a log per rollup, the bids re-derived in full (by id,
+    for every rollup: a cross-rollup bundle is derived once), and a lock (batches and the
+    slot's proposal are checked in different threads)."""
+
+    slot: int
+    logs: dict[int, StreamLog] = field(default_factory=dict)
+    derived: dict[str, Bid] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self, rollup: int, count: int) -> tuple[list[LoggedEvent], bytes] | None:
+        """The first ``count`` entries of ``rollup``'s log and their digest; None if fewer are
+        held."""
+        with self.lock:
+            log = self.logs.get(rollup)
+            held = log.count if log is not None else 0
+            if held < count:
+                return None
+            if log is None:
+                return [], ZERO_DIGEST
+            return log.entries[:count], log.digests[count]
+
+    def held(self, rollup: int) -> int:
+        with self.lock:
+            log = self.logs.get(rollup)
+            return log.count if log is not None else 0
+
+
+class MemberStreams:
+    """Every slot stream a member keeps: at most ``STREAM_SLOTS_KEPT``, the oldest dropped."""
+
+    def __init__(self) -> None:
+        self._slots: dict[int, SlotStream] = {}
+        self._lock = threading.Lock()
+
+    def get(self, slot: int) -> SlotStream | None:
+        with self._lock:
+            return self._slots.get(slot)
+
+    def open(self, slot: int) -> SlotStream:
+        """The slot's stream, made if new (dropping the oldest beyond the bound; a slot older
+        than every kept one is never reopened once dropped)."""
+        with self._lock:
+            stream = self._slots.get(slot)
+            if stream is not None:
+                return stream
+            if len(self._slots) >= STREAM_SLOTS_KEPT and slot < min(self._slots):
+                raise StreamGap(f"slot {slot}'s stream was dropped", have=0, slot=slot)
+            stream = self._slots[slot] = SlotStream(slot)
+            while len(self._slots) > STREAM_SLOTS_KEPT:
+                del self._slots[min(self._slots)]
+            return stream
+
+    def drop_through(self, slot: int) -> None:
+        """Forget every stream of ``slot`` and earlier (signed, or past its deadline)."""
+        with self._lock:
+            for s in [s for s in self._slots if s <= slot]:
+                del self._slots[s]
+
+    @property
+    def slots(self) -> list[int]:
+        with self._lock:
+            return sorted(self._slots)
+
+    def size(self) -> int:
+        """Entries held over every slot and rollup (for tests and metrics)."""
+        with self._lock:
+            streams = list(self._slots.values())
+        total = 0
+        for s in streams:
+            with s.lock:
+                total += sum(log.count for log in s.logs.values())
+        return total
+
+
+def stream_ack(slot: int, rollup: int, count: int, digest: bytes) -> dict[str, Any]:
+    return {"slot": slot, "rollup": rollup, "count": count, "digest": "0x" + digest.hex()}

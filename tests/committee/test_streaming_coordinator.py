@@ -1,0 +1,160 @@
+"""The coordinator streaming each open slot's log to in-process members (committee/feeder.py),
+then getting the slot signed with version-4 proposals; with the fake clock of the coordinator
+tests, so each step is exact."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from api.engine import Engine
+from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from committee.coordinator import Coordinator
+from committee.local import build_local_members
+from committee.records import SignedBlock
+from committee.verify import verify_signed_block
+from node.metrics import Metrics
+from node.stores.memory import MemoryStore
+from tests.committee.conftest import Dealt
+from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS
+from tests.committee.test_coordinator import SETTINGS, Clock, Harness
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class StreamingHarness(Harness):
+    """``Harness`` whose coordinator streams (its streaming loop driven by the test)."""
+
+    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock) -> None:
+        self.dealt = dealt
+        self.clock = clock
+        self.store = MemoryStore()
+        self.engine = Engine(store=self.store, rollups=SETTINGS.rollup_configs(),
+                             preset=SETTINGS.base_preset(), slot_ms=SLOT_MS, clock_ms=clock,
+                             metrics=Metrics())  # fmt: skip
+        self.members = build_local_members(SETTINGS, dealt.committee, dealt.shares, tmp,
+                                           clock_ms=clock)  # fmt: skip
+        self.coordinator = Coordinator(self.engine, dealt.committee, self.members,
+                                       signing_window_ms=WINDOW_MS, streaming=True)  # fmt: skip
+        self.coordinator.attach()
+        self.nonce = 0
+
+    async def stream(self) -> None:
+        """One streaming round, waited out."""
+        await self.coordinator.stream_open_slot()
+        feeder = self.coordinator.feeder
+        assert feeder is not None
+        await asyncio.gather(*feeder._pushes.values())
+
+    async def open_slot(self, slot: int, bids: int, first: int = 0) -> None:
+        self.clock.ms = compute_slot_start_ms(CLOCK, slot) + 1
+        for i in range(first, first + bids):
+            await self.bid(slot, 100 * slot % 997 + i, 10**15 * (i + 1))
+
+    async def close(self, slot: int) -> SignedBlock:
+        self.clock.ms = compute_deadline_ms(CLOCK, slot) + 5
+        await self.engine.close_slot(slot)
+        signed = await self.outcome(slot)
+        assert isinstance(signed, SignedBlock)
+        verify_signed_block(signed, self.dealt.committee)
+        return signed
+
+
+@pytest.fixture
+async def streaming(dealt: Dealt, tmp_path: Path) -> AsyncIterator[StreamingHarness]:
+    h = StreamingHarness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1))
+    await h.engine.start(run_clock=False)
+    yield h
+    await h.coordinator.aclose()
+
+
+def proposal_sizes(h: StreamingHarness) -> int:
+    return int(h.coordinator.timings[-1]["proposal_bytes"])
+
+
+async def test_streamed_slots_are_signed_and_chained(streaming: StreamingHarness) -> None:
+    await streaming.open_slot(SLOT, 4)
+    await streaming.stream()
+    feeder = streaming.coordinator.feeder
+    assert feeder is not None
+    assert {feeder.acked[(m.index, SLOT, ROLLUP)] for m in streaming.members} == {4}
+    # members checked every bid as it arrived
+    assert all(len(m.member.streams.get(SLOT).derived) == 4 for m in streaming.members)
+    first = await streaming.close(SLOT)
+    streamed_bytes = proposal_sizes(streaming)
+    # a slot that was never streamed (tail only) carries its whole log
+    await streaming.open_slot(SLOT + 1, 4)
+    second = await streaming.close(SLOT + 1)
+    assert second.block.parent_hash == first.block.block_hash
+    assert len(first.block.bundles) == 4 and len(second.block.bundles) == 4
+    assert streamed_bytes < proposal_sizes(streaming)
+
+
+async def test_events_logged_after_the_last_push_are_the_tail(streaming: StreamingHarness):
+    await streaming.open_slot(SLOT, 3)
+    await streaming.stream()
+    await streaming.open_slot(SLOT, 2, first=3)  # arrive after the last push
+    signed = await streaming.close(SLOT)
+    assert len(signed.block.bundles) == 5
+
+
+async def test_members_that_lost_their_stream_get_the_whole_log(streaming: StreamingHarness):
+    await streaming.open_slot(SLOT, 3)
+    await streaming.stream()
+    for m in streaming.members:  # every member restarted: none holds what was acknowledged
+        m.member.streams.drop_through(SLOT)
+    signed = await streaming.close(SLOT)
+    assert len(signed.signers) == streaming.dealt.committee.t
+
+
+async def test_a_member_streamed_a_different_log_signs_only_what_it_checked(
+    streaming: StreamingHarness,
+) -> None:
+    await streaming.open_slot(SLOT, 3)
+    await streaming.stream()
+    feeder = streaming.coordinator.feeder
+    assert feeder is not None
+    # The coordinator's record of what member 1 holds is wrong (a lie or a bug): the proposal
+    # names a prefix the member does not hold; it refuses that and signs the whole log.
+    feeder.acked[(1, SLOT, ROLLUP)] = 2
+    feeder.feeds[(SLOT, ROLLUP)].digests[2] = b"\x01" * 32
+    signed = await streaming.close(SLOT)
+    assert len(signed.block.bundles) == 3
+
+
+async def test_a_member_behind_http_acknowledges_and_refuses_batches(dealt: Dealt, tmp_path):
+    """``HttpMember.stream`` against the signer app's ``POST /v1/stream``: an acknowledgement
+    with the feed's digest, a gap refusal with what the member holds."""
+    import httpx
+
+    from committee.coordinator import HttpMember
+    from committee.feeder import Feed
+    from committee.member import Member
+    from committee.protection import ProtectionStore
+    from committee.signer import create_signer_app
+    from committee.stream import encode_stream_batch
+    from tests.committee.slots import config_of, key, log_of, signed_bid
+
+    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 100)
+    member = Member(dealt.shares[0], config_of(dealt.committee, 1),
+                    ProtectionStore(tmp_path / "m.sqlite3"), clock_ms=clock)  # fmt: skip
+    transport = httpx.ASGITransport(app=create_signer_app(member))
+    async with httpx.AsyncClient(transport=transport, base_url="http://member") as client:
+        http = HttpMember(1, "http://member", client)
+        feed = Feed()
+        feed.extend(log_of([signed_bid(key(70)), signed_bid(key(71))]))
+        cid = dealt.committee.committee_id
+        ack = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 0, feed.raw), 5.0)
+        assert (ack.count, ack.digest) == (2, feed.digests[2])
+        gap = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 5, feed.raw), 5.0)
+        assert (gap.refusal, gap.have) == ("stream_gap", 2)
+        bad = await http.stream(b"not json", 5.0)
+        assert bad.refusal == "malformed_proposal"
