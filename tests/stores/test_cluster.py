@@ -26,7 +26,7 @@ from node.stores.redis import RedisStore, parse_cluster_nodes
 from tests.redis_server import RedisClusterServers, RedisServer
 from tests.stores.bids import ROLLUP, make_bid
 from tests.stores.conftest import STORE_DB, db_url, open_test_store
-from tests.stores.test_durability import logged_bids
+from tests.stores.test_durability import append_while_killing, logged_bids
 
 pytestmark = pytest.mark.redis
 
@@ -66,28 +66,10 @@ async def test_acknowledged_bids_survive_master_failover(
     victim_key = keys.slot_log(ROLLUP, STREAM_SLOTS[0])
     victim = fresh_cluster.master_of(victim_key)
     bids = [stream_bid(n) for n in range(STREAM_BIDS)]
-    acked: dict[str, str] = {}
-    refused: set[str] = set()
-    enough_acked = anyio.Event()
-
-    async def worker(mine: list[Bid]) -> None:
-        for bid in mine:
-            try:
-                acked[bid.bid_id] = await store.append_bid(bid, WIDE)
-            except StoreUnavailable:
-                refused.add(bid.bid_id)
-            if len(acked) >= KILL_AFTER_ACKS:
-                enough_acked.set()
-
-    async def killer() -> None:
-        await enough_acked.wait()
-        await anyio.to_thread.run_sync(victim.kill)  # SIGKILL while pipelines are in flight
-
-    with anyio.fail_after(120):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(killer)
-            for k in range(WORKERS):
-                tg.start_soon(worker, bids[k::WORKERS])
+    acked, refused = await append_while_killing(
+        store, bids, victim.kill, kill_after_acks=KILL_AFTER_ACKS, workers=WORKERS,
+        within_s=120,
+    )  # fmt: skip
     assert len(acked) >= KILL_AFTER_ACKS and len(acked) + len(refused) == STREAM_BIDS
 
     # The replica is promoted (cluster-node-timeout 1 s); the cluster is whole again without it

@@ -65,6 +65,43 @@ def logged_bids(logs: list[list[LoggedEvent]]) -> dict[str, LoggedEvent]:
     return out
 
 
+async def append_while_killing(
+    store: RedisStore,
+    bids: list[Bid],
+    kill: Callable[[], object],
+    *,
+    kill_after_acks: int,
+    workers: int,
+    within_s: float,
+) -> tuple[dict[str, str], set[str]]:
+    """Append ``bids`` from ``workers`` concurrent tasks and call ``kill`` (from a thread, so
+    appends keep flowing on the loop while the process dies) once ``kill_after_acks`` are
+    acknowledged. Returns the acknowledged seqs by bid id and the refused bid ids."""
+    acked: dict[str, str] = {}
+    refused: set[str] = set()
+    enough_acked = anyio.Event()
+
+    async def worker(mine: list[Bid]) -> None:
+        for bid in mine:
+            try:
+                acked[bid.bid_id] = await store.append_bid(bid, WIDE)
+            except StoreUnavailable:
+                refused.add(bid.bid_id)
+            if len(acked) >= kill_after_acks:
+                enough_acked.set()
+
+    async def killer() -> None:
+        await enough_acked.wait()
+        await anyio.to_thread.run_sync(kill)
+
+    with anyio.fail_after(within_s):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(killer)
+            for k in range(workers):
+                tg.start_soon(worker, bids[k::workers])
+    return acked, refused
+
+
 @pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("appendfsync", ["everysec", "always"])
@@ -78,29 +115,10 @@ async def test_acknowledged_bids_survive_sigkill_mid_stream(
     assert (config["appendfsync"], config["appendonly"]) == (appendfsync, "yes")
 
     bids = [stream_bid(n) for n in range(STREAM_BIDS)]
-    acked: dict[str, str] = {}
-    refused: set[str] = set()
-    enough_acked = anyio.Event()
-
-    async def worker(mine: list[Bid]) -> None:
-        for bid in mine:
-            try:
-                acked[bid.bid_id] = await store.append_bid(bid, WIDE)
-            except StoreUnavailable:
-                refused.add(bid.bid_id)
-            if len(acked) >= KILL_AFTER_ACKS:
-                enough_acked.set()
-
-    async def killer() -> None:
-        await enough_acked.wait()
-        # From a thread, so appends keep flowing on the loop while the process dies
-        await anyio.to_thread.run_sync(fresh_redis.kill)
-
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(killer)
-            for k in range(WORKERS):
-                tg.start_soon(worker, bids[k::WORKERS])
+    acked, refused = await append_while_killing(
+        store, bids, fresh_redis.kill, kill_after_acks=KILL_AFTER_ACKS, workers=WORKERS,
+        within_s=30,
+    )  # fmt: skip
 
     # The kill landed mid-stream: some appends were acknowledged, later ones refused
     assert len(acked) + len(refused) == STREAM_BIDS
