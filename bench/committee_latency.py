@@ -313,16 +313,7 @@ async def main_paths(args: argparse.Namespace) -> None:
                         rounds[name].append(await run_size(d.engine, d.coordinator, pool,
                                                            args.samples))
                 print(f"\n=== {size} bids/slot: whole log at the deadline vs streaming ===")
-                p = {k: compute_p50_p99(v) for k, v in rounds.items()}
-                print("  deadline -> published              p50        p99")
-                for k in ("whole", "streaming"):
-                    print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
-                print(f"    ratio streaming / whole        "
-                      f"{p['streaming'][0] / p['whole'][0]:7.2f}    "
-                      f"{p['streaming'][1] / p['whole'][1]:7.2f}", flush=True)
-                for k in ("whole", "streaming"):
-                    print(f"  --- {k} ---")
-                    report(size, rounds[k], None)
+                report_pair(size, rounds, "deadline -> published", "whole", "streaming")
             print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
             for d in (old, new):
                 await d.stop()
@@ -365,21 +356,28 @@ async def main_shared(args: argparse.Namespace) -> None:
                 print(f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
                       f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
                       f"{rest} single-rollup bids per rollup) ===")
-                p = {k: compute_p50_p99(v) for k, v in rounds.items()}
-                print("  deadline -> signed slot root      p50        p99")
-                for k in ("single", "shared"):
-                    print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
-                print(f"    ratio shared / single          {p['shared'][0] / p['single'][0]:7.2f}"
-                      f"    {p['shared'][1] / p['single'][1]:7.2f}", flush=True)
-                for k in ("single", "shared"):
-                    print(f"  --- {k} ---")
-                    report(size, rounds[k], None)
+                report_pair(size, rounds, "deadline -> signed slot root", "single", "shared")
             print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
             for d in (single, shared):
                 await d.stop()
         finally:
             for d in (single, shared):
                 d.procs.stop_all()
+
+
+def report_pair(size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: str,
+                base: str, other: str) -> None:
+    """Two deployments measured in one run: p50/p99 of each, their ratio, then each report."""
+    p = {k: compute_p50_p99(v) for k, v in rounds.items()}
+    print(f"  {what:<34} p50        p99")
+    for k in (base, other):
+        print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
+    ratio = f"ratio {other} / {base}"
+    print(f"    {ratio:<30} {p[other][0] / p[base][0]:7.2f}    "
+          f"{p[other][1] / p[base][1]:7.2f}", flush=True)
+    for k in (base, other):
+        print(f"  --- {k} ---")
+        report(size, rounds[k], None)
 
 
 def compute_p50_p99(rounds: list[list[dict[str, Any]]]) -> tuple[float, float]:
