@@ -232,6 +232,7 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.closing = asyncio.Lock()
+        self._renewals: set[asyncio.Task[None]] = set()  # close leases being renewed
         # Named in failure records; the signing committee's id once one is attached.
         self.committee_id = bytes(32)
         # The committee whose slot keys encrypted bids are for (GET /v1/committee); None: the
@@ -563,17 +564,24 @@ class Engine:
         """The slot's close lease once this process holds it, else every rollup's result
         another process stored."""
         lease_ms = self.close_lease_ms
-        while not (token := await self.store.claim_close(self.lease_rollup, slot,
-                                                         self.instance_id, lease_ms)):
-            # Another process closes this slot; if its lease runs out, we take over.
-            give_up = time.monotonic() + lease_ms / 1000
-            while time.monotonic() < give_up:
+        give_up = time.monotonic()  # first one look at the store, then claim
+        while True:
+            while True:
                 results = {r: await self.store.get_result(r, slot) for r in sorted(self.rollups)}
                 if all(result is not None for result in results.values()):
                     return results
                 if await self.store.get_failed_slot(self.lease_rollup, slot) is not None:
                     raise SlotCloseFailed(f"slot {slot} failed to close in another process")
+                if time.monotonic() >= give_up:
+                    break
                 await asyncio.sleep(FOLLOW_POLL_S)
+            token = await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
+                                                 lease_ms)
+            if token:
+                break
+            # Another process closes this slot; if its lease runs out unfinished, we take over
+            # (never a slot whose results are all stored: it is closed, whoever signs it).
+            give_up = time.monotonic() + lease_ms / 1000
         if token > 1:  # an earlier holder's lease ran out before its results were all stored
             log.warning("slot %d: close taken over (fencing token %d): the previous closer's "
                         "lease expired before its results were stored", slot, token)
@@ -603,23 +611,32 @@ class Engine:
     @contextlib.asynccontextmanager
     async def _lease_kept(self, lease: CloseLease) -> AsyncIterator[None]:
         """Renew the close lease every third of it while the body runs."""
-        renewing = asyncio.create_task(self._renew_lease(lease), name="close-lease")
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_lease(lease, done), name="close-lease")
+        self._renewals.add(renewing)
+        renewing.add_done_callback(self._renewals.discard)
         try:
             yield
         finally:
+            # Not awaited: a store call in flight ends by itself (the store client may turn a
+            # cancellation into a connection error), and the loop ends on ``done``.
+            done.set()
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
 
-    async def _renew_lease(self, lease: CloseLease) -> None:
-        while True:
-            await asyncio.sleep(self.close_lease_ms / 3000)
+    async def _renew_lease(self, lease: CloseLease, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.close_lease_ms / 3000)
+            if done.is_set():
+                return
             try:
                 token = await self.store.claim_close(
                     lease.rollup, lease.slot, self.instance_id, self.close_lease_ms
                 )
             except StoreUnavailable:
                 continue  # the writes will say whether the lease still holds
+            if done.is_set():
+                return
             if token != lease.token:
                 log.warning("slot %d: the close lease (fencing token %d) lapsed mid-close; "
                             "writes after a takeover are refused", lease.slot, lease.token)
