@@ -70,7 +70,7 @@ class MemoryCommittee:
     ) -> bool:
         # One process, no awaits in between: the checks and the writes are one atomic step.
         if blocks:
-            self._pass_fence("c", blocks[0].block.slot, lease, "save_signed_blocks")
+            self._pass_fence("c", blocks[0].block.slot, lease, "save_signed")
         for b in blocks:
             c = self._committee(b.block.rollup)
             if b.block.slot in c.signed or b.block.slot in c.failed:
@@ -94,7 +94,7 @@ class MemoryCommittee:
         lease: CloseLease | None = None,
     ) -> bool:
         if failed:
-            self._pass_fence("c", failed[0].slot, lease, "save_failed_slots")
+            self._pass_fence("c", failed[0].slot, lease, "save_failed")
         for f in failed:
             c = self._committee(f.rollup)
             if f.slot in c.signed or f.slot in c.failed:
