@@ -1,5 +1,6 @@
 """Closer failover with real processes (issue 12 item 4): three ``blockspace serve`` engines on
-one redis-server with a 3-of-4 committee of ``blockspace signer`` processes; searchers bid into
+one redis-server (and, for the SIGKILL test, on a Redis Cluster of 3 masters and 3 replicas)
+with a 3-of-4 committee of ``blockspace signer`` processes; searchers bid into
 every engine; the engine that closes a slot is SIGKILLed (or SIGSTOPped past its lease) in the
 middle of the close, again and again.
 
@@ -35,7 +36,7 @@ from committee.local import SignerProcesses, free_port
 from committee.verify import verify_signed_block
 from node.stores.redis import RedisStore
 from ordering import packer
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.anyio]
 
@@ -60,6 +61,16 @@ def warm_packer() -> None:
     packer.warm_up()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A store of the test's own: one redis-server, or a cluster of 3 masters and 3 replicas."""
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("fresh_cluster")
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("fresh_redis")
+    return server.url
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -71,7 +82,7 @@ def open_slot() -> int:
 class Engines:
     """``blockspace serve`` processes on one store, each on its own port, logs kept."""
 
-    def __init__(self, tmp: Path, redis: RedisServer, keys: Path, signer_urls: list[str],
+    def __init__(self, tmp: Path, store_url: str, keys: Path, signer_urls: list[str],
                  n: int) -> None:
         self.tmp = tmp
         self.ports = [free_port() for _ in range(n)]
@@ -83,7 +94,7 @@ class Engines:
                     "BLOCKSPACE_TEST_CLOSE_PAUSE_MS": str(PAUSE_MS)}
         signers = [x for url in signer_urls for x in ("--signer", url)]
         self.argv = [[str(BIN), "serve", "--port", str(port), "--slot-ms", str(SLOT_MS),
-                      "--store", redis.url, "--committee", str(keys / "committee.json"),
+                      "--store", store_url, "--committee", str(keys / "committee.json"),
                       *signers] for port in self.ports]
 
     def log(self, i: int) -> Path:
@@ -164,8 +175,8 @@ class Engines:
 class World:
     """The committee, the engines and the searchers' acknowledged bids."""
 
-    def __init__(self, tmp: Path, redis: RedisServer, n_engines: int = 3) -> None:
-        self.tmp, self.redis = tmp, redis
+    def __init__(self, tmp: Path, store_url: str, n_engines: int = 3) -> None:
+        self.tmp, self.store_url = tmp, store_url
         self.keys = tmp / "keys"
         out = subprocess.run([str(BIN), "committee", "keygen", "--n", "4", "--out",
                               str(self.keys)], capture_output=True, text=True, timeout=60,
@@ -184,7 +195,7 @@ class World:
     async def start(self) -> Engines:
         self.signers.start_all()
         await asyncio.to_thread(self.signers.wait_ready, None, 240)
-        self.engines = Engines(self.tmp, self.redis, self.keys, self.signers.urls,
+        self.engines = Engines(self.tmp, self.store_url, self.keys, self.signers.urls,
                                self.n_engines)
         self.engines.start(0)  # alone first: it refreshes the solver cache if stale
         await self.engines.wait_ready([0])
@@ -285,10 +296,10 @@ async def check_store(store: RedisStore, world: World, first: int, last: int) ->
 
 
 async def test_sigkilled_closers_are_taken_over_and_every_slot_has_one_outcome(
-    tmp_path: Path, fresh_redis: RedisServer
+    tmp_path: Path, store_url: str
 ) -> None:
-    world = World(tmp_path, fresh_redis)
-    store = RedisStore(fresh_redis.url)
+    world = World(tmp_path, store_url)
+    store = RedisStore(store_url)
     await store.connect()
     bidders: list[asyncio.Task[None]] = []
     closed_ms: dict[int, int] = {}  # killed slot -> its result stored, ms after its deadline
@@ -337,7 +348,7 @@ async def test_sigkilled_closers_are_taken_over_and_every_slot_has_one_outcome(
 async def test_a_closer_stalled_past_its_lease_is_fenced_when_it_resumes(
     tmp_path: Path, fresh_redis: RedisServer
 ) -> None:
-    world = World(tmp_path, fresh_redis)
+    world = World(tmp_path, fresh_redis.url)
     store = RedisStore(fresh_redis.url)
     await store.connect()
     bidders: list[asyncio.Task[None]] = []
