@@ -13,7 +13,7 @@ ack latency p50/p99, engine and cluster CPU (share of one core, from /proc) and 
 acknowledged bid, each run and the medians, with each median's ratio to one engine.
 
 The client, K engines and six redis-servers share this machine's cores, so the figures show where
-the machine saturates, not what K hosts would do; docs/capacity.md reads them.
+the machine saturates, not what K hosts would do (docs/redis.md reads them).
 """
 
 from __future__ import annotations
