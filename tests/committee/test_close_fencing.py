@@ -19,11 +19,14 @@ from auction.errors import CloseFenced
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from committee.records import SignedBlock
 from committee.verify import verify_signed_block
+from node.stores.base import Store
 from node.stores.fencing import CloseLease
 from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT
 from tests.committee.test_coordinator import Clock, Harness, _second_engine
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -33,12 +36,26 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-async def harness(dealt: Dealt, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {})
+# The logical database these tests own on the session's Redis server (11-13 are taken).
+FENCING_DB = 10
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def harness(
+    dealt: Dealt, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    """Two engines' first one, on the embedded store or on a real Redis (its own database)."""
+    store: Store = MemoryStore()
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        store = RedisStore(f"redis://127.0.0.1:{server.port}/{FENCING_DB}")
+        await store.connect()
+        await store.redis.flushdb()
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {}, store)
     await h.engine.start(run_clock=False)
     yield h
     await h.coordinator.aclose()
+    await store.aclose()
 
 
 class LeaseClock:
@@ -93,9 +110,20 @@ async def test_a_closer_that_died_holding_the_lease_is_taken_over_after_it_expir
     assert sample(other, "blockspace_close_takeovers_total") == 1
 
 
+@pytest.fixture
+async def memory_harness(dealt: Dealt, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {})
+    await h.engine.start(run_clock=False)
+    yield h
+    await h.coordinator.aclose()
+
+
 async def test_a_closer_stalled_past_its_lease_is_fenced_and_follows_the_new_one(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+    memory_harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The stall is made with the embedded store's lease clock; on Redis it is a SIGSTOP
+    # (test_close_failover_processes.py).
+    harness = memory_harness
     store = harness.store
     assert isinstance(store, MemoryStore)
     lease_clock = LeaseClock()
