@@ -6,7 +6,9 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 1. ``prepare``: the signer settles earlier slots and sets the heads the blocks build on;
 2. ``close log``: for each rollup the store stops intake for the slot and returns its log (or
    another engine process holding the slot's close lease does, and this one follows its stored
-   results);
+   results; if that process's lease runs out first, this one takes the close over). Every write
+   of the close carries the lease's fencing token, and a stale one is refused (``_lead``,
+   docs/redis.md "Close leases and fencing");
 3. ``compute result``: ``auction.results.compute_slot_results`` on every rollup's log and chain
    state together (the joint close: cross-rollup bundles win on all their rollups or none);
 4. ``record history``: each result and its history, in one atomic store write per rollup;
@@ -30,11 +32,12 @@ concurrency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from api.chain import ChainState
@@ -42,7 +45,7 @@ from api.intake import OFFLOAD_BYTES, Intake
 from api.receipts import Receipter
 from auction import constants as C
 from auction.encoding import ZERO_HASH
-from auction.errors import LedgerRefused, StoreUnavailable
+from auction.errors import CloseFenced, LedgerRefused, StoreUnavailable
 from auction.history import compute_slot_history
 from auction.presets import Preset, Rollup
 from auction.receipts import OperatorKey
@@ -56,6 +59,7 @@ from node.metrics import Metrics
 from node.notify import Notifier
 from node.operator import generate_operator_key
 from node.stores.base import Store
+from node.stores.fencing import CloseLease
 from ordering import packer
 
 log = logging.getLogger("blockspace.engine")
@@ -87,10 +91,14 @@ class SlotSigner(Protocol):
         """Before this process builds ``slot``: settle earlier slots, set the heads."""
 
     async def sign(
-        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]],
+        lease: CloseLease | None = None,
     ) -> None:
         """Get the slot's blocks (one result per rollup, built by this process; the logs it
-        held by rollup) signed, publish them, advance the heads."""
+        held by rollup) signed, publish them, advance the heads; every record written under
+        the slot's close ``lease`` (``CloseFenced`` if another process took it over)."""
 
     async def follow(self, results: Sequence[SlotResult]) -> None:
         """Adopt the outcome of a slot another process built."""
@@ -111,7 +119,10 @@ class UnsignedChain:
         return None
 
     async def sign(
-        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]],
+        lease: CloseLease | None = None,
     ) -> None:
         self._advance(results)
 
@@ -125,14 +136,27 @@ class UnsignedChain:
                 chain.set_head(result.block.block_hash, result.pending)
 
 
-# How long one process may take to close a slot before another takes over, and how often the
-# others look for its result.
-CLOSE_LEASE_MS = 15_000
+# How long a slot's close lease lasts unrenewed (its holder renews it every third of it while it
+# closes): a quarter of a slot, within these bounds (decision 111). A closer that dies or stalls
+# is taken over this long after its last renewal, so the slot is closed again within the next
+# slot; a live closer is never taken over (it renews), and a false takeover (a closer stalled,
+# not dead) costs a repeated close only: its writes are fenced.
+CLOSE_LEASE_MIN_MS = 250
+CLOSE_LEASE_MAX_MS = 15_000
+# TEST ONLY (like BLOCKSPACE_SIGNER_FAULT): the first holder of each slot's close lease pauses
+# this long between closing the logs and storing the results, so a test can kill or stop it
+# mid-close. Not a setting: nothing in the configuration can turn it on.
+CLOSE_PAUSE_ENV = "BLOCKSPACE_TEST_CLOSE_PAUSE_MS"
 # How many slots a closed slot may stay pending signature before its bid holds are released
 # unpaid (a slot is signed within its signing window, or completed while the next is built).
 SETTLE_WINDOW_SLOTS = 32
 FOLLOW_POLL_S = 0.005
 
+
+
+def compute_close_lease_ms(slot_ms: int) -> int:
+    """A slot's close lease: a quarter of a slot, within the bounds above."""
+    return max(CLOSE_LEASE_MIN_MS, min(CLOSE_LEASE_MAX_MS, slot_ms // 4))
 
 
 def _compute_slot_results(
@@ -169,6 +193,8 @@ class Engine:
         self.lease_rollup = min(self.rollups)
         self.preset = preset
         self.clock = SlotClock(genesis_ms=genesis_ms, slot_ms=slot_ms)
+        self.close_lease_ms = compute_close_lease_ms(slot_ms)
+        self._test_close_pause_ms = int(os.environ.get(CLOSE_PAUSE_ENV) or 0)
         self.max_slots_ahead = (
             preset.max_slots_ahead if max_slots_ahead is None else max_slots_ahead
         )
@@ -206,6 +232,7 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.closing = asyncio.Lock()
+        self._renewals: set[asyncio.Task[None]] = set()  # close leases being renewed
         # Named in failure records; the signing committee's id once one is attached.
         self.committee_id = bytes(32)
         # The committee whose slot keys encrypted bids are for (GET /v1/committee); None: the
@@ -320,15 +347,25 @@ class Engine:
         told. Only the process holding the slot's close lease does, and only if not every result
         is stored: another process may be closing (and proposing) it right now. A slot proposed
         is never failed here (the store refuses: members may be locked to its blocks)."""
-        holder = await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
-                                              CLOSE_LEASE_MS)
-        stored = [await self.store.get_result(r, slot) for r in self.rollups]
-        if not holder or all(r is not None for r in stored):
+        token = await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
+                                             self.close_lease_ms)
+        lease = CloseLease(self.lease_rollup, slot, token) if token else None
+        try:
+            if lease is not None:
+                await self.store.raise_fences(lease, sorted(self.rollups))
+            stored = [await self.store.get_result(r, slot) for r in self.rollups]
+            if lease is None or all(r is not None for r in stored):
+                async with self.closing:
+                    for chain in self.chains.values():
+                        chain.skip(slot)
+                return
+            entries = {r: await self.store.close_slot(r, slot, lease) for r in self.rollups}
+        except CloseFenced as exc:
+            self._count_fenced(exc)  # another process took the slot over: it records it
             async with self.closing:
                 for chain in self.chains.values():
                     chain.skip(slot)
             return
-        entries = {r: await self.store.close_slot(r, slot) for r in self.rollups}
         failed = [
             FailedSlot(
                 rollup=r,
@@ -345,7 +382,11 @@ class Engine:
             )
             for r in sorted(self.rollups)
         ]
-        first = await self.store.save_failed_slots(failed)
+        try:
+            first = await self.store.save_failed_slots(failed, lease=lease)
+        except CloseFenced as exc:
+            self._count_fenced(exc)
+            first = False
         async with self.closing:
             for chain in self.chains.values():
                 chain.skip(slot)
@@ -385,15 +426,12 @@ class Engine:
         """
         rollups = sorted(self.rollups)
         entries: dict[int, list[LoggedEvent]] = {}
+        lease: CloseLease | None = None
         async with self.closing:
             stored = {r: await self.store.get_result(r, slot) for r in rollups}
             if any(result is None for result in stored.values()):
                 await self.signer.prepare(slot)  # 1. settle earlier slots, the heads
-                followed = await self._follow(slot)
-                if followed is not None:
-                    stored = followed
-                else:
-                    entries, stored = await self._build(slot, stored)  # 2, 3, 4
+                lease, entries, stored = await self._lead(slot)  # 2, 3, 4 (or follow)
             results = [result for result in stored.values() if result is not None]
             # Each process announces a slot's outcome to its own connections once.
             first_time = [self.chains[result.rollup].closed(result) for result in results]
@@ -401,11 +439,11 @@ class Engine:
         for result, first in zip(results, first_time, strict=True):
             if first:
                 self._announce(result, paid)  # 5. publish
-        if entries:
-            await self._observe(self.signer.sign(results, entries), "sign")  # 6. sign, advance
+        if lease is not None:
+            await self._observe(self._sign(results, entries, lease), "sign")  # 6. sign, advance
         else:
             await self._observe(self.signer.follow(results), "follow")
-        for hook in self.result_hooks if entries else self.follow_hooks:
+        for hook in self.result_hooks if lease is not None else self.follow_hooks:
             for result in results:
                 await self._observe(hook(result), "result_hook")  # 7. observers
         await self._observe(self.settle(slot), "settle")  # 8. settle payments, release holds
@@ -466,15 +504,22 @@ class Engine:
             self.metrics.system_faults.labels(where).inc()
 
     async def _build(
-        self, slot: int, stored: dict[int, SlotResult | None]
+        self, lease: CloseLease
     ) -> tuple[dict[int, list[LoggedEvent]], dict[int, SlotResult | None]]:
         """Close every rollup's log of the slot, compute every result together (one joint
         close: cross-rollup bundles couple the rollups) and store each missing result with its
-        history (or take the one another process stored first). A result already stored (a
-        restart mid-close) is kept; the computation is deterministic, so it agrees."""
+        history (or take the one another process stored first), every write under ``lease``.
+        A result already stored (a restart mid-close, or a closer taken over) is kept; the
+        computation is deterministic, so it agrees."""
         rollups = sorted(self.rollups)
+        slot = lease.slot
+        # Fence first, then read: whatever a stale closer wrote before this is seen below,
+        # whatever it writes after is refused (node/stores/fencing.py).
+        await self.store.raise_fences(lease, rollups)
+        stored = {r: await self.store.get_result(r, slot) for r in rollups}
         t0 = time.perf_counter()
-        entries = {r: await self.store.close_slot(r, slot) for r in rollups}
+        entries = {r: await self.store.close_slot(r, slot, lease) for r in rollups}
+        await self._test_pause(lease)
         t1 = time.perf_counter()
         parts = [
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
@@ -487,7 +532,7 @@ class Engine:
         out = dict(stored)
         for result in results:
             if stored[result.rollup] is None:
-                out[result.rollup] = await self._record(result)
+                out[result.rollup] = await self._record(result, lease)
         t3 = time.perf_counter()
         m = self.metrics.slot_close_seconds
         m.labels("close_log").observe(t1 - t0)
@@ -495,7 +540,7 @@ class Engine:
         m.labels("store").observe(t3 - t2)
         return entries, out
 
-    async def _record(self, result: SlotResult) -> SlotResult:
+    async def _record(self, result: SlotResult, lease: CloseLease) -> SlotResult:
         """Store one rollup's result with its history; the stored one if another process won."""
         rollup_id, slot = result.rollup, result.slot
         refusals = await self.store.list_refusals(rollup_id, slot)
@@ -506,7 +551,7 @@ class Engine:
             recorded_ms=self.now_ms(),
             gas_limit=self.rollups[rollup_id].policy.gas_limit,
         )
-        stored = await self.store.save_result(result, history=history)
+        stored = await self.store.save_result(result, history=history, lease=lease)
         self.intake.refusals.forget_through(rollup_id, slot)
         if not stored:  # another engine process stored it first: theirs is the truth
             other = await self.store.get_result(rollup_id, slot)
@@ -515,23 +560,114 @@ class Engine:
         self.metrics.slot_bids.labels(str(rollup_id)).set(len(result.outcomes))
         return result
 
-    async def _follow(self, slot: int) -> dict[int, SlotResult | None] | None:
-        """None once this process holds the slot's close lease, else every rollup's result
+    async def _follow(self, slot: int) -> CloseLease | dict[int, SlotResult | None]:
+        """The slot's close lease once this process holds it, else every rollup's result
         another process stored."""
-        lease_ms = CLOSE_LEASE_MS
-        while not await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
-                                               lease_ms):
-            # Another process closes this slot; if its lease runs out, we take over.
-            waited = 0.0
-            while waited < lease_ms / 1000:
+        lease_ms = self.close_lease_ms
+        give_up = time.monotonic()  # first one look at the store, then claim
+        while True:
+            while True:
                 results = {r: await self.store.get_result(r, slot) for r in sorted(self.rollups)}
                 if all(result is not None for result in results.values()):
                     return results
                 if await self.store.get_failed_slot(self.lease_rollup, slot) is not None:
                     raise SlotCloseFailed(f"slot {slot} failed to close in another process")
+                if time.monotonic() >= give_up:
+                    break
                 await asyncio.sleep(FOLLOW_POLL_S)
-                waited += FOLLOW_POLL_S
-        return None
+            token = await self.store.claim_close(self.lease_rollup, slot, self.instance_id,
+                                                 lease_ms)
+            if token:
+                break
+            # Another process closes this slot; if its lease runs out unfinished, we take over
+            # (never a slot whose results are all stored: it is closed, whoever signs it).
+            give_up = time.monotonic() + lease_ms / 1000
+        if token > 1:  # an earlier holder's lease ran out before its results were all stored
+            log.warning("slot %d: close taken over (fencing token %d): the previous closer's "
+                        "lease expired before its results were stored", slot, token)
+            self.metrics.close_takeovers.inc()
+        return CloseLease(self.lease_rollup, slot, token)
+
+    # --- close leases and fencing (node/stores/fencing.py) ---------------------------------
+
+    async def _lead(
+        self, slot: int
+    ) -> tuple[CloseLease | None, dict[int, list[LoggedEvent]], dict[int, SlotResult | None]]:
+        """Close the slot under its lease (the lease, the logs held, the results), or follow
+        the process that holds it (no lease, no logs). A write refused as stale (this process
+        stalled past its lease and another took over) is logged and counted, and this process
+        then follows the newer closer (or takes over again, if that one's lease ran out)."""
+        while True:
+            taken = await self._follow(slot)
+            if not isinstance(taken, CloseLease):
+                return None, {}, taken
+            try:
+                async with self._lease_kept(taken):
+                    entries, stored = await self._build(taken)
+                return taken, entries, stored
+            except CloseFenced as exc:
+                self._count_fenced(exc)
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, lease: CloseLease) -> AsyncIterator[None]:
+        """Renew the close lease every third of it while the body runs."""
+        done = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_lease(lease, done), name="close-lease")
+        self._renewals.add(renewing)
+        renewing.add_done_callback(self._renewals.discard)
+        try:
+            yield
+        finally:
+            # Not awaited: a store call in flight ends by itself (the store client may turn a
+            # cancellation into a connection error), and the loop ends on ``done``.
+            done.set()
+            renewing.cancel()
+
+    async def _renew_lease(self, lease: CloseLease, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.close_lease_ms / 3000)
+            if done.is_set():
+                return
+            try:
+                token = await self.store.claim_close(
+                    lease.rollup, lease.slot, self.instance_id, self.close_lease_ms
+                )
+            except StoreUnavailable:
+                continue  # the writes will say whether the lease still holds
+            if done.is_set():
+                return
+            if token != lease.token:
+                log.warning("slot %d: the close lease (fencing token %d) lapsed mid-close; "
+                            "writes after a takeover are refused", lease.slot, lease.token)
+                self.metrics.close_leases_lost.inc()
+                return
+
+    async def _sign(
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]],
+        lease: CloseLease,
+    ) -> None:
+        """Sign the slot under its close lease; if another process took the close over (this
+        one's records are refused), follow its outcome instead."""
+        try:
+            await self.signer.sign(results, entries, lease)
+        except CloseFenced as exc:
+            self._count_fenced(exc)
+            await self.signer.follow(results)
+
+    def _count_fenced(self, exc: CloseFenced) -> None:
+        """A stale write of a close, refused: one clear log line and the metric."""
+        log.warning("close fenced: %s; following the newer closer", exc.message)
+        self.metrics.close_fenced.labels(str(exc.data.get("where", "?"))).inc()
+
+    async def _test_pause(self, lease: CloseLease) -> None:
+        """TEST ONLY (CLOSE_PAUSE_ENV): the first closer of a slot pauses mid-close."""
+        if self._test_close_pause_ms > 0 and lease.token == 1:
+            log.warning("test fault: pausing the close of slot %d for %d ms (fencing token %d)",
+                        lease.slot, self._test_close_pause_ms, lease.token)
+            await asyncio.sleep(self._test_close_pause_ms / 1000)
 
     def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None:
         """Make a signed block the parent of the next one, with the pool it left pending."""

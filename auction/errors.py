@@ -384,3 +384,12 @@ class StoreUnavailable(BlockspaceError):
     """The bid store did not accept the write; the bid is NOT acknowledged."""
 
     code = "store_unavailable"
+
+
+class CloseFenced(BlockspaceError):
+    """A write of a slot's close carried a fencing token older than one the store has seen
+    for the slot: another engine process took the close lease over (this one stalled past
+    it). The write changed nothing; the process follows the stored outcome (docs/redis.md,
+    "Close leases and fencing"). Never sent to a client."""
+
+    code = "close_fenced"

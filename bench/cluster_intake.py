@@ -1,5 +1,7 @@
 """Intake on a Redis Cluster against one Redis server, in one run (docs/redis.md, "Redis Cluster").
 
+With engine processes in front (1, 2, 4 of them on the cluster): bench/cluster_engines.py.
+
     .venv/bin/python -m bench.cluster_intake [--seconds 5] [--writers 200] [--repeat 3]
 
 Starts its own servers (temp dirs, free loopback ports, AOF everysec; never 6379): one

@@ -78,6 +78,7 @@ from committee.threshold import CommitteeInfo
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.stores.base import Store
+from node.stores.fencing import CloseLease
 
 if TYPE_CHECKING:
     from node.settings import Settings
@@ -497,9 +498,12 @@ class Coordinator:
         self.feeder.push(slot)
 
     async def sign(
-        self, results: Sequence[SlotResult], entries: Mapping[int, Sequence[LoggedEvent]]
+        self,
+        results: Sequence[SlotResult],
+        entries: Mapping[int, Sequence[LoggedEvent]],
+        lease: CloseLease | None = None,
     ) -> None:
-        await self.sign_slot(results, entries)
+        await self.sign_slot(results, entries, lease=lease)
 
     async def follow(self, results: Sequence[SlotResult]) -> None:
         await self.follow_slot(results)
@@ -717,11 +721,15 @@ class Coordinator:
         self,
         results: Sequence[SlotResult],
         entries: Mapping[int, Sequence[LoggedEvent]] | None = None,
+        *,
+        lease: CloseLease | None = None,
     ) -> Outcome | None:
         """Get the slot's blocks (``results``: one per rollup) signed under one slot root and
         publish them, or publish the slot as failed for every rollup. None: some members signed
         it but fewer than t by its deadline; it is *pending* (pinned) and completed before any
-        later slot is proposed (``settle_before``)."""
+        later slot is proposed (``settle_before``). ``lease``: the slot's close lease, whose
+        fencing token every record written here carries (``CloseFenced`` if another process
+        took the close over)."""
         started_ms = self._clock_ms()
         results = _ordered(results)
         slot = results[0].slot
@@ -730,7 +738,7 @@ class Coordinator:
             # A block on a pinned block's parent would be its sibling: never propose it.
             return await self._publish_failed(
                 results, Collection(), FAILED_BLOCKED,
-                f"slot {pin.slot}'s blocks are still being signed",
+                f"slot {pin.slot}'s blocks are still being signed", lease=lease,
             )  # fmt: skip
         t0 = time.perf_counter()
         proposal = await self.build_proposal(results, entries)
@@ -745,12 +753,12 @@ class Coordinator:
                           slot, result.rollup)
                 return await self._publish_failed(
                     results, Collection(), FAILED_NOT_PROPOSED,
-                    f"rollup {result.rollup}'s block does not extend its head",
+                    f"rollup {result.rollup}'s block does not extend its head", lease=lease,
                 )  # fmt: skip
         # Record the proposal before any member can see it: a pending slot is found from this
         # record (however old, whichever process), and a slot proposed is never failed by
         # anyone who merely lost track of it.
-        if not await self.engine.store.claim_proposal(slot, _blocks_of(results)):
+        if not await self.engine.store.claim_proposal(slot, _blocks_of(results), lease):
             log.error("slot %d was failed, or other blocks proposed for it", slot)
             outcome = await self._await_outcome(slot, wait=False)
             if outcome is not None:
@@ -769,7 +777,7 @@ class Coordinator:
             pending = await self._await_answers(pending, root, collection,
                                                 deadline_ms + self.late_answer_ms)
         t2 = time.perf_counter()
-        outcome = await self._conclude(results, proposal, root, collection)
+        outcome = await self._conclude(results, proposal, root, collection, lease=lease)
         self._time_slot(results, started_ms, len(body), t1 - t0, t2 - t1, collection, outcome)
         # Late answers and the partials already in hand are recorded off the critical path.
         task = asyncio.create_task(
@@ -809,10 +817,12 @@ class Coordinator:
         proposal: SlotProposal,
         root: bytes,
         collection: Collection,
+        *,
+        lease: CloseLease | None = None,
     ) -> Outcome | None:
         """Publish the slot signed (t valid partials), pin it (some, fewer than t: those
         members are locked to its blocks, so it must be completed, never replaced), or publish
-        it as failed (none)."""
+        it as failed (none); under ``lease`` when the slot's closer does."""
         slot = proposal.slot
         if len(collection.valid) >= self.committee.t:
             chosen = list(collection.valid.items())[: self.committee.t]
@@ -820,11 +830,11 @@ class Coordinator:
             # Verify the combination: each partial verified, so this fails only on a bug.
             if bls.verify(self.committee.group_public_key, root, signature):
                 self._pinned = None
-                return await self._publish_signed(results, signature, sorted(chosen))
+                return await self._publish_signed(results, signature, sorted(chosen), lease)
             log.error("combined signature for slot %d does not verify", slot)
             return await self._publish_failed(
                 results, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
-                proposed_ok=True,
+                proposed_ok=True, lease=lease,
             )
         if self._can_never_be_signed(collection):
             self._pinned = None
@@ -834,7 +844,7 @@ class Coordinator:
                 FAILED_NOT_ENOUGH_PARTIALS,
                 f"{len(collection.valid)} valid partials of the {self.committee.t} needed, and "
                 f"{self.committee.n - self.committee.t + 1} or more members refused it for good",
-                proposed_ok=True,
+                proposed_ok=True, lease=lease,
             )
         # Some members may have signed it (a valid partial came, or an answer did not): they
         # are locked to its blocks, so it must be completed, never replaced by siblings.
@@ -1114,6 +1124,7 @@ class Coordinator:
         results: tuple[SlotResult, ...],
         signature: bytes,
         partials: list[tuple[int, bytes]],
+        lease: CloseLease | None = None,
     ) -> Outcome:
         blocks = compute_signed_slot(
             [r.block for r in results],
@@ -1125,7 +1136,7 @@ class Coordinator:
         )
         store = self.engine.store
         slot = results[0].slot
-        if not await store.save_signed_blocks(blocks):
+        if not await store.save_signed_blocks(blocks, lease):
             # Another engine process published this slot first: its record is the truth.
             existing = await self._await_outcome(slot, wait=False)
             if existing is None:
@@ -1160,6 +1171,7 @@ class Coordinator:
         detail: str,
         *,
         proposed_ok: bool = False,
+        lease: CloseLease | None = None,
     ) -> Outcome | None:
         """Publish the slot as failed for every rollup, or return the record that stands; None
         if its blocks were proposed (members may be locked to them: it is pending) unless
@@ -1183,7 +1195,7 @@ class Coordinator:
             for result in results
         ]
         store = self.engine.store
-        if not await store.save_failed_slots(failed, proposed_ok=proposed_ok):
+        if not await store.save_failed_slots(failed, proposed_ok=proposed_ok, lease=lease):
             # Already published (signed or failed, by this engine or another): that stands.
             existing = await self._await_outcome(slot, wait=False)
             if existing is None:

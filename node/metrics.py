@@ -148,6 +148,24 @@ class Metrics:
             ["where"],
             registry=self.registry,
         )
+        # Close leases (docs/redis.md, "Close leases and fencing").
+        self.close_fenced = Counter(
+            "blockspace_close_fenced",
+            "Writes of a slot's close refused for a stale fencing token (another process "
+            "took the close over)",
+            ["where"],
+            registry=self.registry,
+        )
+        self.close_takeovers = Counter(
+            "blockspace_close_takeovers",
+            "Slot closes taken over after the closer's lease expired unfinished",
+            registry=self.registry,
+        )
+        self.close_leases_lost = Counter(
+            "blockspace_close_leases_lost",
+            "Close leases this process found taken over (or lapsed) while it was closing",
+            registry=self.registry,
+        )
 
     def watch_store(self, store: object) -> None:
         """Export the store's fault counters, if it keeps any (the Redis store does)."""

@@ -12,6 +12,11 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   log at once or in none (docs/shared-sequencing.md), under each log's own limits.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
+- Close leases and fencing (``node/stores/fencing.py``, decision 110): ``claim_close`` gives
+  one owner at a time the lease to close a slot, with a fencing token that grows each time the
+  lease is taken anew; every write of a close given a ``CloseLease`` (the close log, results
+  and history, the committee's proposal, signed blocks and failure records) raises
+  ``CloseFenced`` and changes nothing if a newer token reached its hash tag first.
 - Results are written once per (rollup, slot) and never expire (retention aside). The Redis
   store writes each outcome's bid as its log seq when the slot's log is stored (the engine's
   case: the log lives exactly as long as the result) and reads the bids back from it; a
@@ -40,6 +45,7 @@ from auction.history import BidRecord, SlotDetail, SlotHistory, StatsPart
 from auction.ledger import Change, LedgerEntry, Withdrawal
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
+from node.stores.fencing import CloseLease
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +112,23 @@ class SlotLogs(ABC):
         it counts once against the sender's limits in the first slot of ``slots``."""
 
     @abstractmethod
-    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
-        """Take the lease to close (rollup, slot); True for the one process that should."""
+    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> int:
+        """Take or renew the lease to close (rollup, slot) for ``lease_ms``: its fencing token
+        (> 0) if ``owner`` holds it now, else 0. A lease taken anew (free, or expired) gets a
+        token above every earlier one of the slot; renewing (the holder again) keeps it."""
 
     @abstractmethod
-    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
-        """Stop intake for the slot and return its log."""
+    async def raise_fences(self, lease: CloseLease, rollups: Sequence[int]) -> None:
+        """Raise the slot's fence to the lease's token where the close will write (each
+        rollup's results, the committee records), before reading any of it; ``CloseFenced``
+        if a newer token got to one first."""
+
+    @abstractmethod
+    async def close_slot(
+        self, rollup: int, slot: int, lease: CloseLease | None = None
+    ) -> list[LoggedEvent]:
+        """Stop intake for the slot and return its log (``CloseFenced``: ``lease``'s token is
+        older than the slot's newest, and nothing changed)."""
 
     @abstractmethod
     async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:
@@ -127,9 +144,14 @@ class Results(ABC):
     """Each closed slot's result, written once (with its history, atomically)."""
 
     @abstractmethod
-    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
+    async def save_result(
+        self,
+        result: SlotResult,
+        history: SlotHistory | None = None,
+        lease: CloseLease | None = None,
+    ) -> bool:
         """Store a slot's result (and its history, atomically with it); False (and no change)
-        if one is already stored."""
+        if one is already stored; ``CloseFenced`` if ``lease`` is stale."""
 
     @abstractmethod
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None: ...
@@ -234,10 +256,12 @@ class CommitteeRecords(ABC):
     docs/committee.md; memory: ``memory_committee.py``; Redis: ``redis_committee.py``)."""
 
     @abstractmethod
-    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+    async def save_signed_blocks(
+        self, blocks: Sequence[SignedBlock], lease: CloseLease | None = None
+    ) -> bool:
         """Store one slot's signed blocks (every rollup's, under one slot root) in one atomic
         write; False (and no change) if any of their rollups already has a signed block or a
-        failure record for the slot."""
+        failure record for the slot; ``CloseFenced`` if ``lease`` is stale."""
 
     @abstractmethod
     async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None: ...
@@ -248,19 +272,26 @@ class CommitteeRecords(ABC):
 
     @abstractmethod
     async def save_failed_slots(
-        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+        self,
+        failed: Sequence[FailedSlot],
+        *,
+        proposed_ok: bool = False,
+        lease: CloseLease | None = None,
     ) -> bool:
         """Record one slot published as failed, for each of its rollups, in one atomic write;
         False (and no change) if any of them already has a signed block or a failure record
         for the slot, or (unless ``proposed_ok``: it can never be signed) a block was proposed
-        for it: members may be locked to that block."""
+        for it: members may be locked to that block. ``CloseFenced`` if ``lease`` is stale."""
 
     @abstractmethod
-    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+    async def claim_proposal(
+        self, slot: int, blocks: Sequence[tuple[int, str]], lease: CloseLease | None = None
+    ) -> bool:
         """Record, before it is sent, that the (rollup, block hash) pairs are proposed for the
         slot, in one atomic write; False (and no change) if any of them has a failure record or
         another block proposed for the slot (the same blocks again are fine). Never expires: it
-        is how a pending slot is found again, however old."""
+        is how a pending slot is found again, however old. ``CloseFenced`` if ``lease`` is
+        stale."""
 
     @abstractmethod
     async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:

@@ -9,12 +9,16 @@ Redis Cluster hash tag per key (``{s<slot>}``, ``{r<rollup>}`` or ``{c}``; helpe
 | bs:<rollup>:index:{s<slot>}   | hash   | bid id, <searcher>:<bundle hash> -> seq;      |
 |                               |        | u:<searcher>:<uuid> -> 1 (a bid under the uuid); |
 |                               |        | cancel id -> seq (a cancel logged here)       |
-| bs:<rollup>:closer:{s<slot>}  | string | the closing engine's id; expires (lease); a   |
-|                               |        | slot's lease is its lowest rollup's (one      |
-|                               |        | process closes every rollup of a slot)        |
+| bs:<rollup>:closer:{s<slot>}  | string | "<token> <engine id>" of the close lease;     |
+|                               |        | expires (lease); a slot's lease is its lowest |
+|                               |        | rollup's (one process closes every rollup)    |
+| bs:<rollup>:close_token:{s<slot>} | string | the slot's newest fencing token (INCR per |
+|                               |        | lease taken; the close log's fence)           |
 | bs:{r<rollup>}:result:<slot>  | string | the slot's result JSON                         |
 | bs:{r<rollup>}:results        | zset   | every slot with a result (score = slot)        |
 | bs:{r<rollup>}:trimming       | zset   | slots whose intake keys a trim has yet to drop |
+| bs:{r<rollup>}:fence          | hash   | slot -> highest close fencing token seen by a  |
+|                               |        | results write (docs/redis.md, "Close leases") |
 | bs:cancel:<cancel id>         | string | [rollup, [slots]] a signed cancel went into; TTL |
 | bs:sealed:{s<slot>}           | hash   | e:<searcher> -> its one encapsulation (hex),  |
 |                               |        | c:<ciphertext hash> -> bid id; over every     |
@@ -122,6 +126,16 @@ def slot_closer(rollup: int, slot: int) -> str:
     return f"{PREFIX}:{rollup}:closer:{slot_tag(slot)}"
 
 
+def close_token(rollup: int, slot: int) -> str:
+    """The slot's newest close fencing token (raised by every lease taken anew, never lowered)."""
+    return f"{PREFIX}:{rollup}:close_token:{slot_tag(slot)}"
+
+
+def result_fence(rollup: int) -> str:
+    """slot -> the highest close fencing token a results write of the slot carried."""
+    return f"{PREFIX}:{rollup_tag(rollup)}:fence"
+
+
 def slot_result(rollup: int, slot: int) -> str:
     return f"{PREFIX}:{rollup_tag(rollup)}:result:{slot}"
 
@@ -207,6 +221,7 @@ def slot_refusals(rollup: int, slot: int) -> str:
 # bs:<rollup>:partials:<slot> hash    <committee>:<member>:<root> -> valid partial JSON,
 #                                     <committee>:<member> -> root of its first partial
 # bs:<rollup>:evidence        stream  member evidence (invalid partials, equivocations), field e
+# bs:{c}:fence                hash    slot -> highest close fencing token a committee write carried
 
 
 def signed_block(rollup: int, slot: int) -> str:
@@ -237,6 +252,11 @@ def slot_partials(rollup: int, slot: int) -> str:
 
 def member_evidence(rollup: int) -> str:
     return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:evidence"
+
+
+def committee_fence() -> str:
+    """slot -> the highest close fencing token a committee write of the slot carried."""
+    return f"{PREFIX}:{COMMITTEE_TAG}:fence"
 
 
 # --- the escrow ledger (auction/ledger.py, node/stores/redis_ledger.py) ------------------------

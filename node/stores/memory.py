@@ -22,6 +22,7 @@ from auction.errors import (
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores.base import IntakeLimits, Store
+from node.stores.fencing import CloseLease, MemoryFences
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
 from node.stores.memory_ledger import MemoryLedger
@@ -96,7 +97,7 @@ def check_sealed(slot: _SealedSlot, sealed: SealedBid) -> None:
 _SLOT = "*"
 
 
-class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
+class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, Store):
     name = "memory"
 
     def __init__(self) -> None:
@@ -241,11 +242,10 @@ class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
         heapq.heappush(self._cancel_expiries, (now + window_ms, cancel_id))
         return applied
 
-    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
-        # One process holds an embedded store, so its engine always closes its own slots.
-        return True
-
-    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
+    async def close_slot(
+        self, rollup: int, slot: int, lease: CloseLease | None = None
+    ) -> list[LoggedEvent]:
+        self._check_close_token(lease)
         log = self._log(rollup, slot)
         log.closed = True
         # Earlier slots are closed everywhere: their per-slot encryption bounds are done with.
@@ -261,7 +261,13 @@ class MemoryStore(MemoryCommittee, MemoryHistory, MemoryLedger, Store):
         log = self._logs.get((rollup, slot))
         return log.index.get(key) if log else None
 
-    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
+    async def save_result(
+        self,
+        result: SlotResult,
+        history: SlotHistory | None = None,
+        lease: CloseLease | None = None,
+    ) -> bool:
+        self._pass_fence(f"r{result.rollup}", result.slot, lease, "save_result")
         results = self._results[result.rollup]
         if result.slot in results:
             return False

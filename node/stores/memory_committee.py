@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
 
@@ -21,6 +22,7 @@ from committee.records import (
     SignedBlock,
     compute_equivocation,
 )
+from node.stores.fencing import CloseLease
 
 
 @dataclass
@@ -42,6 +44,12 @@ class MemoryCommittee:
     _committee_state: dict[int, _RollupCommittee] | None = None
     _evidence_last_id: tuple[int, int] = (0, 0)
 
+    if TYPE_CHECKING:
+
+        def _pass_fence(  # provided by MemoryFences
+            self, tag: str, slot: int, lease: CloseLease | None, where: str
+        ) -> None: ...
+
     def _committee(self, rollup: int) -> _RollupCommittee:
         if self._committee_state is None:
             self._committee_state = {}
@@ -57,8 +65,12 @@ class MemoryCommittee:
         self._evidence_last_id = eid
         return eid
 
-    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+    async def save_signed_blocks(
+        self, blocks: Sequence[SignedBlock], lease: CloseLease | None = None
+    ) -> bool:
         # One process, no awaits in between: the checks and the writes are one atomic step.
+        if blocks:
+            self._pass_fence("c", blocks[0].block.slot, lease, "save_signed")
         for b in blocks:
             c = self._committee(b.block.rollup)
             if b.block.slot in c.signed or b.block.slot in c.failed:
@@ -75,8 +87,14 @@ class MemoryCommittee:
         return signed.peekitem(-1)[1] if signed else None
 
     async def save_failed_slots(
-        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+        self,
+        failed: Sequence[FailedSlot],
+        *,
+        proposed_ok: bool = False,
+        lease: CloseLease | None = None,
     ) -> bool:
+        if failed:
+            self._pass_fence("c", failed[0].slot, lease, "save_failed")
         for f in failed:
             c = self._committee(f.rollup)
             if f.slot in c.signed or f.slot in c.failed:
@@ -87,7 +105,10 @@ class MemoryCommittee:
             self._committee(f.rollup).failed[f.slot] = f
         return True
 
-    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+    async def claim_proposal(
+        self, slot: int, blocks: Sequence[tuple[int, str]], lease: CloseLease | None = None
+    ) -> bool:
+        self._pass_fence("c", slot, lease, "claim_proposal")
         for rollup, block_hash in blocks:
             c = self._committee(rollup)
             if slot in c.failed or c.proposed.get(slot, block_hash) != block_hash:

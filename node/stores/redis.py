@@ -38,6 +38,15 @@ from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores import keys
 from node.stores.base import IntakeLimits, Store
+from node.stores.fencing import (
+    CLAIM_CLOSE_LUA,
+    FENCE_LUA,
+    FENCED_REPLY,
+    RAISE_FENCE_LUA,
+    CloseLease,
+    compute_fenced,
+    token_of,
+)
 from node.stores.redis_committee import RedisCommittee
 from node.stores.redis_history import RedisHistory
 from node.stores.redis_ledger import RedisLedger
@@ -233,12 +242,18 @@ return id
 
 # KEYS: log, closed. Marks closed and returns the whole log in the same atomic step.
 _CLOSE = """
+if ARGV[1] ~= '0' and tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[3]) or '0') then
+  return {-1, redis.call('GET', KEYS[3])}
+end
 redis.call('SET', KEYS[2], '1')
 return redis.call('XRANGE', KEYS[1], '-', '+')
 """
 
-# KEYS: result, results zset. ARGV: json, slot.
-_SAVE_RESULT = """
+# KEYS: result, results zset, fence. ARGV: json, slot, fencing token (0: unfenced).
+_SAVE_RESULT = FENCE_LUA + """
+if not pass_fence(KEYS[3], ARGV[2], ARGV[3]) then
+  return {-1, redis.call('HGET', KEYS[3], ARGV[2])}
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[2])
   return 1
@@ -255,7 +270,15 @@ SCRIPTS = {
     "append_public_tx": _APPEND_PUBLIC_TX,
     "close": _CLOSE,
     "save_result": _SAVE_RESULT,
+    "claim_close": CLAIM_CLOSE_LUA,
+    "raise_fence": RAISE_FENCE_LUA,
 }
+
+
+def _check_fenced(reply: Any, slot: int, token: int, where: str) -> None:
+    """Raise CloseFenced for a guarded script's refusal ``[-1, newer token]``."""
+    if isinstance(reply, list) and len(reply) == 2 and reply[0] == FENCED_REPLY:
+        raise compute_fenced(slot, token, int(reply[1] or 0), where)
 
 
 @contextlib.contextmanager
@@ -761,20 +784,40 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
                 return _cancel_answer(first, r) if first is not None else done
         return done
 
-    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> bool:
-        key = keys.slot_closer(rollup, slot)
+    async def claim_close(self, rollup: int, slot: int, owner: str, lease_ms: int) -> int:
         with _store_errors():
-            if await self.redis.set(key, owner, nx=True, px=lease_ms):
-                return True
-            return _text(await self.redis.get(key) or b"") == owner
+            reply = await self._evalsha(
+                "claim_close",
+                [keys.slot_closer(rollup, slot), keys.close_token(rollup, slot)],
+                [owner, lease_ms],
+            )
+        return int(reply)
 
-    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
+    async def raise_fences(self, lease: CloseLease, rollups: Sequence[int]) -> None:
+        # One script per hash tag (a cluster runs each where its tag lives): every rollup's
+        # results, then the committee records.
+        for fence in [*(keys.result_fence(r) for r in rollups), keys.committee_fence()]:
+            with _store_errors():
+                reply = await self._evalsha("raise_fence", [fence], [lease.slot, lease.token])
+            _check_fenced(reply, lease.slot, lease.token, "raise_fences")
+
+    async def close_slot(
+        self, rollup: int, slot: int, lease: CloseLease | None = None
+    ) -> list[LoggedEvent]:
+        closer = lease.rollup if lease is not None else rollup
         try:
             reply = await self._evalsha(
-                "close", [keys.slot_log(rollup, slot), keys.slot_closed(rollup, slot)], []
+                "close",
+                [
+                    keys.slot_log(rollup, slot),
+                    keys.slot_closed(rollup, slot),
+                    keys.close_token(closer, slot),
+                ],
+                [token_of(lease)],
             )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+        _check_fenced(reply, slot, token_of(lease), "close_log")
         return _entries_from_flat(reply)
 
     async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:
@@ -789,7 +832,12 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
             seq = await self.redis.hget(keys.slot_index(rollup, slot), key)
         return _text(seq) if seq is not None else None
 
-    async def save_result(self, result: SlotResult, history: SlotHistory | None = None) -> bool:
+    async def save_result(
+        self,
+        result: SlotResult,
+        history: SlotHistory | None = None,
+        lease: CloseLease | None = None,
+    ) -> bool:
         # Bids by log seq, not repeated, when the slot's log is here: it lives exactly as long as
         # the result (trim_slot removes both at once). A result built from a log kept elsewhere
         # (a replay, a benchmark) keeps its bids inline.
@@ -798,13 +846,19 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
         data = orjson.dumps(codec.result_to_json(result, with_bids=not logged))
         if history is not None:  # the result and its history in one script (redis_history.py)
             with _store_errors():
-                return await self._save_result_with_history(data, history)
-        with _store_errors():
-            reply = await self._evalsha(
-                "save_result",
-                [keys.slot_result(result.rollup, result.slot), keys.result_slots(result.rollup)],
-                [data, result.slot],
-            )
+                reply = await self._save_result_with_history(data, history, token_of(lease))
+        else:
+            with _store_errors():
+                reply = await self._evalsha(
+                    "save_result",
+                    [
+                        keys.slot_result(result.rollup, result.slot),
+                        keys.result_slots(result.rollup),
+                        keys.result_fence(result.rollup),
+                    ],
+                    [data, result.slot, token_of(lease)],
+                )
+        _check_fenced(reply, result.slot, token_of(lease), "save_result")
         return bool(reply)
 
     async def get_result(self, rollup: int, slot: int) -> SlotResult | None:

@@ -36,11 +36,21 @@ from committee.records import (
     signed_block_to_json,
 )
 from node.stores import keys
+from node.stores.fencing import FENCE_LUA, FENCED_REPLY, CloseLease, compute_fenced, token_of
 
-# KEYS: per rollup of the slot (signed, failed, signed_slots). ARGV: slot, then each rollup's
-# signed block JSON in KEYS order. All or nothing.
-_SAVE_SIGNED = """
-local n = #KEYS / 3
+# Each script below guards its writes with the slot's committee fence (the last KEY; the
+# fencing token is the last ARGV, 0: unfenced; node/stores/fencing.py) and replies
+# {-1, newer token} when refused.
+_FENCED = FENCE_LUA + """
+if not pass_fence(KEYS[#KEYS], ARGV[1], ARGV[#ARGV]) then
+  return {-1, redis.call('HGET', KEYS[#KEYS], ARGV[1])}
+end
+local n = (#KEYS - 1) / 3
+"""
+
+# KEYS: per rollup of the slot (signed, failed, signed_slots), fence. ARGV: slot, then each
+# rollup's signed block JSON in KEYS order, token. All or nothing.
+_SAVE_SIGNED = _FENCED + """
 for i = 0, n - 1 do
   if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 or redis.call('EXISTS', KEYS[3 * i + 2]) == 1 then
     return 0
@@ -53,10 +63,10 @@ end
 return 1
 """
 
-# KEYS: per rollup of the slot (failed, signed, proposed). ARGV: slot, "1" if a proposed slot
-# may be failed, then each rollup's failure JSON in KEYS order. All or nothing.
-_SAVE_FAILED = """
-local n = #KEYS / 3
+# KEYS: per rollup of the slot (failed, signed, proposed), fence. ARGV: slot, "1" if a
+# proposed slot may be failed, then each rollup's failure JSON in KEYS order, token. All or
+# nothing.
+_SAVE_FAILED = _FENCED + """
 for i = 0, n - 1 do
   if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 or redis.call('EXISTS', KEYS[3 * i + 2]) == 1 then
     return 0
@@ -67,11 +77,10 @@ for i = 0, n - 1 do redis.call('SET', KEYS[3 * i + 1], ARGV[i + 3]) end
 return 1
 """
 
-# KEYS: per rollup of the slot (failed, proposed, proposed_slots). ARGV: slot, then each
-# rollup's block hash in KEYS order. A slot gets one proposed block per rollup, never after a
-# failure record; the same blocks again are fine. All or nothing.
-_CLAIM_PROPOSAL = """
-local n = #KEYS / 3
+# KEYS: per rollup of the slot (failed, proposed, proposed_slots), fence. ARGV: slot, then each
+# rollup's block hash in KEYS order, token. A slot gets one proposed block per rollup, never
+# after a failure record; the same blocks again are fine. All or nothing.
+_CLAIM_PROPOSAL = _FENCED + """
 for i = 0, n - 1 do
   if redis.call('EXISTS', KEYS[3 * i + 1]) == 1 then return 0 end
   local current = redis.call('HGET', KEYS[3 * i + 2], ARGV[1])
@@ -140,7 +149,21 @@ class RedisCommittee:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
         return value if isinstance(value, bytes) else None
 
-    async def save_signed_blocks(self, blocks: Sequence[SignedBlock]) -> bool:
+    async def _fenced_script(
+        self, name: str, keys_: list[str], args: list[Any], lease: CloseLease | None, slot: int
+    ) -> bool:
+        """Run a committee write under the slot's committee fence; CloseFenced if stale."""
+        token = token_of(lease)
+        reply = await self._committee_script(
+            name, [*keys_, keys.committee_fence()], [*args, token]
+        )
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == FENCED_REPLY:
+            raise compute_fenced(slot, token, int(reply[1] or 0), name)
+        return bool(reply)
+
+    async def save_signed_blocks(
+        self, blocks: Sequence[SignedBlock], lease: CloseLease | None = None
+    ) -> bool:
         if not blocks:
             return False
         slot = blocks[0].block.slot
@@ -149,7 +172,7 @@ class RedisCommittee:
             r = b.block.rollup
             keys_ += [keys.signed_block(r, slot), keys.failed_slot(r, slot), keys.signed_slots(r)]
         docs = [orjson.dumps(signed_block_to_json(b)) for b in blocks]
-        return bool(await self._committee_script("save_signed", keys_, [slot, *docs]))
+        return await self._fenced_script("save_signed", keys_, [slot, *docs], lease, slot)
 
     async def get_signed_block(self, rollup: int, slot: int) -> SignedBlock | None:
         data = await self._committee_get(keys.signed_block(rollup, slot))
@@ -163,7 +186,11 @@ class RedisCommittee:
         return await self.get_signed_block(rollup, int(_text(top[0]))) if top else None
 
     async def save_failed_slots(
-        self, failed: Sequence[FailedSlot], *, proposed_ok: bool = False
+        self,
+        failed: Sequence[FailedSlot],
+        *,
+        proposed_ok: bool = False,
+        lease: CloseLease | None = None,
     ) -> bool:
         if not failed:
             return False
@@ -173,20 +200,20 @@ class RedisCommittee:
             keys_ += [keys.failed_slot(f.rollup, slot), keys.signed_block(f.rollup, slot),
                       keys.proposed(f.rollup)]
         docs = [orjson.dumps(failed_slot_to_json(f)) for f in failed]
-        reply = await self._committee_script(
-            "save_failed", keys_, [slot, "1" if proposed_ok else "0", *docs]
+        return await self._fenced_script(
+            "save_failed", keys_, [slot, "1" if proposed_ok else "0", *docs], lease, slot
         )
-        return bool(reply)
 
-    async def claim_proposal(self, slot: int, blocks: Sequence[tuple[int, str]]) -> bool:
+    async def claim_proposal(
+        self, slot: int, blocks: Sequence[tuple[int, str]], lease: CloseLease | None = None
+    ) -> bool:
         keys_: list[str] = []
         for rollup, _ in blocks:
             keys_ += [keys.failed_slot(rollup, slot), keys.proposed(rollup),
                       keys.proposed_slots(rollup)]
-        reply = await self._committee_script(
-            "claim_proposal", keys_, [slot, *(h for _, h in blocks)]
+        return await self._fenced_script(
+            "claim_proposal", keys_, [slot, *(h for _, h in blocks)], lease, slot
         )
-        return bool(reply)
 
     async def list_proposed(self, rollup: int, from_slot: int, limit: int) -> list[tuple[int, str]]:
         try:

@@ -44,6 +44,7 @@ from auction.history import (
     is_record_match,
 )
 from node.stores import keys
+from node.stores.fencing import FENCE_LUA
 
 log = logging.getLogger("blockspace.store")
 
@@ -59,12 +60,16 @@ _MAX_BUFFERED_REFUSALS = 50_000
 _REFUSAL_BATCH = 512
 
 # KEYS: 1 result, 2 results zset, 3 history slots, 4 summaries, 5 blocks, 6 stats, 7 spans,
-#       8 bids stream, 9 refusals; 10.. pointer streams and tally hashes.
-# ARGV: 1 result json, 2 slot, 3 summary, 4 block, 5 stats row, 6 record count, 7 op count; then
-#       per record its 13 field values, its outcome-stream, searcher-stream and cross-stream key
-#       indexes (0: not a cross-rollup bundle's bid); then per op: key index, field, increment.
-# The first two commands are _SAVE_RESULT's (node/stores/redis.py): keep them in step.
-_SAVE_RESULT_HISTORY = """
+#       8 bids stream, 9 refusals, 10 fence; 11.. pointer streams and tally hashes.
+# ARGV: 1 result json, 2 slot, 3 summary, 4 block, 5 stats row, 6 record count, 7 op count,
+#       8 fencing token (0: unfenced); then per record its 13 field values, its outcome-stream,
+#       searcher-stream and cross-stream key indexes (0: not a cross-rollup bundle's bid); then
+#       per op: key index, field, increment.
+# The first commands are _SAVE_RESULT's (node/stores/redis.py): keep them in step.
+_SAVE_RESULT_HISTORY = FENCE_LUA + """
+if not pass_fence(KEYS[10], ARGV[2], ARGV[8]) then
+  return {-1, redis.call('HGET', KEYS[10], ARGV[2])}
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 local slot = ARGV[2]
 redis.call('ZADD', KEYS[2], slot, slot)
@@ -74,7 +79,7 @@ redis.call('HSET', KEYS[5], slot, ARGV[4])
 redis.call('HSET', KEYS[6], slot, ARGV[5])
 local n = tonumber(ARGV[6])
 local ops = tonumber(ARGV[7])
-local i = 8
+local i = 9
 local first, last = '', ''
 for _ = 1, n do
   local id = redis.call('XADD', KEYS[8], '*',
@@ -370,8 +375,11 @@ class RedisHistory:
 
     # --- writes --------------------------------------------------------------------------------
 
-    async def _save_result_with_history(self, result_json: bytes, history: SlotHistory) -> bool:
-        """Run _SAVE_RESULT_HISTORY: the result and its slot's history in one atomic step."""
+    async def _save_result_with_history(
+        self, result_json: bytes, history: SlotHistory, token: int
+    ) -> Any:
+        """Run _SAVE_RESULT_HISTORY: the result and its slot's history in one atomic step, if
+        ``token`` passes the results' fence (the script's reply: 1, 0, or fenced)."""
         r, slot = history.rollup, history.slot
         kl = _KeyList(
             [
@@ -384,6 +392,7 @@ class RedisHistory:
                 keys.history_spans(r),
                 keys.history_bids(r),
                 keys.slot_refusals(r, slot),
+                keys.result_fence(r),
             ]
         )
         args: list[Any] = [
@@ -394,6 +403,7 @@ class RedisHistory:
             orjson.dumps(history.stats.to_json()),
             len(history.bids),
             0,
+            token,
         ]
         for record in history.bids:
             args.extend(encode_record(record))
@@ -404,7 +414,7 @@ class RedisHistory:
         for key, name, value in ops:
             args.extend((kl.index(key), name, value))
         args[6] = len(ops)
-        return bool(await self._history_eval("save_result_history", kl.keys, args))
+        return await self._history_eval("save_result_history", kl.keys, args)
 
     def record_refusal(self, record: BidRecord) -> None:
         if self._r is None:
@@ -496,7 +506,10 @@ class RedisHistory:
                 keys.slot_closed(rollup, slot),
                 keys.slot_limits(rollup, slot),
                 keys.slot_index(rollup, slot),
+                keys.slot_closer(rollup, slot),
+                keys.close_token(rollup, slot),
             )
+            await self.redis.hdel(keys.result_fence(rollup), str(slot))
             await self.redis.zrem(keys.trimming_slots(rollup), raw)
 
     async def _trim_slot(self, rollup: int, slot: int) -> None:

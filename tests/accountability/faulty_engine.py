@@ -14,6 +14,7 @@ import os
 import sys
 
 from auction.types import Bid, LoggedEvent
+from node.stores.fencing import CloseLease
 from node.stores.memory import MemoryStore
 
 DROP_ENV = "BLOCKSPACE_TEST_DROP_SEARCHER"
@@ -26,11 +27,13 @@ class DroppingStore(MemoryStore):
         super().__init__()
         self.victim = victim.lower()
 
-    async def close_slot(self, rollup: int, slot: int) -> list[LoggedEvent]:
+    async def close_slot(
+        self, rollup: int, slot: int, lease: CloseLease | None = None
+    ) -> list[LoggedEvent]:
         log = self._log(rollup, slot)
         log.events = [e for e in log.events
                       if not (isinstance(e.event, Bid) and e.event.searcher == self.victim)]
-        return await super().close_slot(rollup, slot)
+        return await super().close_slot(rollup, slot, lease)
 
 
 def main() -> int:

@@ -220,7 +220,7 @@ class SignsNothing:
     async def prepare(self, slot: int) -> None:
         await self.coordinator.prepare(slot)
 
-    async def sign(self, results, entries) -> None:  # noqa: ANN001
+    async def sign(self, results, entries, lease=None) -> None:  # noqa: ANN001
         return None
 
     async def follow(self, results) -> None:  # noqa: ANN001

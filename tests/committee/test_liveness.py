@@ -120,8 +120,9 @@ async def test_a_failed_close_in_another_process_never_lets_members_lock_to_a_fa
         await h.bid(SLOT, 1)
         clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
         assert await other.close_or_fail(SLOT)  # the other process fails the slot
-        # The closer does not propose a slot that has a failure record: nobody signs it.
-        await h.engine.close_slot(SLOT)
+        # The closer does not propose a slot that has a failure record: nobody signs it (the
+        # other process held the slot's close lease: this one follows its failure record).
+        assert await h.engine.close_or_fail(SLOT)
         await h.settle()
         assert await store.list_partials(ROLLUP, SLOT) == []
         coordinator.prepare = real_prepare  # type: ignore[method-assign]

@@ -150,10 +150,10 @@ async def test_a_slot_whose_close_fails_for_one_rollup_fails_for_all_and_the_clo
 ) -> None:
     real_record = h.engine._record
 
-    async def record(result):  # noqa: ANN001, ANN202
+    async def record(result, lease):  # noqa: ANN001, ANN202
         if (result.rollup, result.slot) == (A, SLOT):
             raise RuntimeError("a bug while storing rollup A's block")
-        return await real_record(result)
+        return await real_record(result, lease)
 
     monkeypatch.setattr(h.engine, "_record", record)
     h.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
