@@ -54,6 +54,7 @@ from committee.errors import (
 )
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
+from committee.sealing import KeyRelease, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
     MemberStreams,
@@ -173,6 +174,14 @@ class Member:
     @property
     def index(self) -> int:
         return self.share.index
+
+    def clock_ms(self) -> int:
+        """This member's own clock (the slot deadlines it enforces are by it)."""
+        return self._clock_ms()
+
+    def release_key_share(self, data: bytes) -> KeyRelease:
+        """Commit to a slot's ciphertext set and release the key share (committee.sealing)."""
+        return release_key_share(self, data)
 
     def sign_proposal(self, data: bytes) -> MemberReply:
         """Check a proposal and return this member's partial; raise a ``Refusal`` otherwise."""
