@@ -54,7 +54,7 @@ from committee.errors import (
 )
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
-from committee.sealing import KeyRelease, release_key_share
+from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
     MemberStreams,
@@ -219,6 +219,10 @@ class Member:
         if parsed.streamed is not None:
             # 3b. the logs' prefixes are what this member checked as they streamed in.
             proposal, streamed, derived = self._join_stream(parsed, proposal)
+        # 3c. the sealed bids: opened by the key as the committee committed to them.
+        opened = check_sealed_proposal(self, proposal)
+        if opened:
+            derived = {**derived, **opened}
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         # 4, every rollup's part; 5, the slot's evidence, each bundle once however many logs
         # hold a copy; 6-7, the whole slot re-run at once (cross-rollup bundles couple the

@@ -48,6 +48,9 @@ FAILED_CLOSE: Final[str] = "close_failed"  # the engine could not build the slot
 # An earlier block some members signed is still being completed: a block on its parent would
 # be its sibling, which those members never sign (docs/committee.md, "Safety and liveness").
 FAILED_BLOCKED: Final[str] = "blocked_by_pending_slot"
+# Fewer than t members committed to the slot's sealed bids and released their key shares in
+# the signing window: nobody can open them, so the slot cannot be built (docs/encryption.md).
+FAILED_KEY_NOT_RELEASED: Final[str] = "key_not_released"
 
 # Kinds of member evidence.
 EVIDENCE_INVALID_PARTIAL: Final[str] = "invalid_partial"
@@ -325,7 +328,7 @@ class FailedSlot:
     slot: int
     committee_id: bytes
     block_hash: str  # the proposed block (NOT signed, never a parent); zero if there was none
-    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED | FAILED_CLOSE | FAILED_BLOCKED
+    reason: str  # one of the FAILED_* codes above
     valid: tuple[int, ...]  # members whose valid partial arrived in time
     refused: tuple[tuple[int, str], ...]  # (member, refusal code)
     invalid: tuple[int, ...]  # members that answered an invalid partial

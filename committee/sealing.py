@@ -31,19 +31,18 @@ is the partial signature of the slot identity under the encryption DST (``commit
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from auction import codec
-from auction.ciphertext import CiphertextLeaf, compute_ciphertext_root
 from auction.errors import BlockspaceError
 from auction.intake import IntakeContext, compute_intake_event
-from auction.slots import compute_deadline_ms
-from auction.types import LoggedSealedBid
+from auction.presets import Rollup
+from auction.slots import SlotClock, compute_deadline_ms
+from auction.types import Bid, LoggedSealedBid
 from committee import bls, encryption, threshold, wire
 from committee.checks import MemberConfig, compute_signing_deadline_ms
 from committee.errors import (
@@ -52,67 +51,27 @@ from committee.errors import (
     DeadlineNotPassed,
     KeyReleaseClosed,
     MalformedReleaseRequest,
+    NotCommitted,
     NotMember,
+    OpeningMismatch,
 )
+from committee.opening import compute_opened_log, compute_openings
+from committee.proposal import SlotProposal
 from committee.protection import CommitmentRecord
-from committee.stream import check_ascending, parse_seq
+from committee.sealedset import (
+    compute_commitment_signing_root,
+    compute_entries_digest,
+    compute_slot_ciphertext_root,
+    sealed_entries_from_json,
+    sealed_entry_to_json,
+)
+from committee.stream import check_ascending
 
 if TYPE_CHECKING:
     from committee.member import Member
 
 RELEASE_KIND: Final[str] = "blockspace-key-release"
 RELEASE_VERSION: Final[int] = 1
-COMMITMENT_SIGNING_ROOT_TAG: Final[bytes] = b"blockspace/ciphertext-commitment/v1\x00"
-ENTRIES_DIGEST_TAG: Final[bytes] = b"blockspace/sealed-entries/v1\x00"
-# One slot's sealed bids: far above what intake accepts (its per-slot limits).
-MAX_SEALED_ENTRIES: Final[int] = 200_000
-_MAX_U64: Final[int] = (1 << 64) - 1
-
-
-def compute_commitment_signing_root(
-    committee_id: bytes, slot: int, ciphertext_root: bytes
-) -> bytes:
-    """The 32-byte message a member signs to commit to ``slot``'s ciphertext set::
-
-        SHA-256("blockspace/ciphertext-commitment/v1" || 0x00 || committee_id || u64be(slot)
-                || ciphertext_root)
-
-    Its tag differs from the slot signing root's from the 12th byte on, so a commitment partial
-    never verifies as a block partial (and the other way round)."""
-    if not isinstance(committee_id, bytes) or len(committee_id) != threshold.COMMITTEE_ID_LENGTH:
-        raise ValueError("committee id must be 32 bytes")
-    if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot <= _MAX_U64:
-        raise ValueError("slot must be an int in 0..2^64-1")
-    if not isinstance(ciphertext_root, bytes) or len(ciphertext_root) != 32:
-        raise ValueError("ciphertext root must be 32 bytes")
-    return hashlib.sha256(
-        COMMITMENT_SIGNING_ROOT_TAG + committee_id + slot.to_bytes(8, "big") + ciphertext_root
-    ).digest()
-
-
-def compute_slot_ciphertext_root(
-    committee_id: bytes, slot: int, entries: Sequence[LoggedSealedBid]
-) -> bytes:
-    """The ciphertext-set root of a slot's sealed bids (``auction.ciphertext``)."""
-    leaves = [CiphertextLeaf(e.event.bid_id, e.event.ciphertext) for e in entries]
-    return compute_ciphertext_root(committee_id, slot, leaves)
-
-
-def sealed_entry_to_json(entry: LoggedSealedBid) -> dict[str, Any]:
-    return {"seq": entry.seq, "event": codec.sealed_bid_to_json(entry.event)}
-
-
-def compute_entries_digest(entries: Sequence[LoggedSealedBid]) -> bytes:
-    """SHA-256 over the entries' canonical JSON: what a member checked, to the byte (the root
-    binds ids and ciphertexts; this also binds seqs, rollups and arrival times)."""
-    body = orjson.dumps([sealed_entry_to_json(e) for e in entries])
-    return hashlib.sha256(ENTRIES_DIGEST_TAG + body).digest()
-
-
-def compute_sealed_order(entries: Sequence[LoggedSealedBid]) -> list[LoggedSealedBid]:
-    """Sealed entries in their canonical order: by rollup, then log order (each rollup's log
-    numbers its seqs on its own)."""
-    return sorted(entries, key=lambda e: (e.event.rollup, parse_seq(e.seq)))
 
 
 # --- the request ---------------------------------------------------------------------------------
@@ -141,24 +100,6 @@ def encode_release_request(request: ReleaseRequest) -> bytes:
     )
 
 
-def _sealed_entry(value: Any, field: str) -> LoggedSealedBid:
-    d = wire.obj(value, field)
-    wire.exact_keys(d, {"seq", "event"}, field + ".")
-    seq = wire.text(wire.get(d, "seq", field + "."), field + ".seq")
-    try:
-        parse_seq(seq)
-        event = codec.sealed_bid_from_json(wire.obj(d["event"], field + ".event"))
-    except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as exc:
-        raise wire.FieldError(field, f"is not a sealed bid ({exc})") from None
-    return LoggedSealedBid(seq, event)
-
-
-def decode_sealed_entries(value: Any, field: str) -> tuple[LoggedSealedBid, ...]:
-    """A JSON array of sealed entries (their fields' rules are checked by re-derivation)."""
-    entries = wire.array(value, field, _sealed_entry, max_items=MAX_SEALED_ENTRIES)
-    return tuple(entries)
-
-
 def decode_release_request(data: bytes) -> ReleaseRequest:
     """Read a release request strictly; ``malformed_release_request`` names the field."""
     try:
@@ -173,7 +114,7 @@ def decode_release_request(data: bytes) -> ReleaseRequest:
             committee_id=wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32),
             slot=wire.integer(wire.get(d, "slot"), "slot"),
             ciphertext_root=wire.hex_bytes(wire.get(d, "ciphertext_root"), "ciphertext_root", 32),
-            entries=decode_sealed_entries(wire.get(d, "sealed"), "sealed"),
+            entries=sealed_entries_from_json(wire.get(d, "sealed"), "sealed"),
         )
     except orjson.JSONDecodeError:
         raise MalformedReleaseRequest("the release request is not JSON") from None
@@ -228,18 +169,32 @@ def release_from_json(data: Any) -> KeyRelease:
 # --- the member's steps --------------------------------------------------------------------------
 
 
-def compute_sealed_context(config: MemberConfig, rollup: int) -> IntakeContext:
+def compute_opening_context(
+    rollups: Mapping[int, Rollup],
+    clock: SlotClock,
+    max_slots_ahead: int,
+    max_rollups_per_bundle: int,
+    committee_id: bytes,
+    rollup: int,
+) -> IntakeContext:
     """The intake context sealed bids are re-derived and opened in, the same for the engine's
-    opening and every member's: the member's rollups and clock, no endpoint pin, no protected
-    hashes (the close re-checks protection from the log and the pool)."""
+    close and every member: the rollups and clock, no endpoint pin, no protected hashes (the
+    close re-checks protection from the log and the pool)."""
     return IntakeContext(
-        rollups=config.rollups,
-        clock=config.clock,
-        max_slots_ahead=config.max_slots_ahead,
+        rollups=rollups,
+        clock=clock,
+        max_slots_ahead=max_slots_ahead,
         default_rollup=rollup,
-        max_rollups_per_bundle=config.max_rollups_per_bundle,
-        committee_id=config.committee.committee_id,
+        max_rollups_per_bundle=max_rollups_per_bundle,
+        committee_id=committee_id,
     )
+
+
+def compute_sealed_context(config: MemberConfig, rollup: int) -> IntakeContext:
+    """A member's opening context (``compute_opening_context``) from its own configuration."""
+    return compute_opening_context(config.rollups, config.clock, config.max_slots_ahead,
+                                   config.max_rollups_per_bundle, config.committee.committee_id,
+                                   rollup)  # fmt: skip
 
 
 def check_sealed_entries(
@@ -353,3 +308,81 @@ def _answer(member: Member, slot: int, record: CommitmentRecord, repeated: bool)
         key_share=key_share,
         repeated=repeated,
     )
+
+
+# --- the proposal: members re-open the slot -----------------------------------------------------
+
+
+def check_sealed_proposal(member: Member, proposal: SlotProposal) -> dict[str, Bid]:
+    """Check a proposal's openings against what the slot key opens the committed set to, and
+    return the opened bids (by id: re-derived in full here, so the evidence checks skip them).
+
+    - A member that committed to a slot's sealed bids refuses a proposal that does not open
+      exactly that set (``already_committed_other_root``, ``commitment_mismatch``,
+      ``opening_mismatch``): the operator holds the key by then, and must not drop or swap a
+      bid it has read.
+    - A member that did not commit (it was down, or late) checks the committee's certificate of
+      the commitment and re-derives every sealed bid itself.
+    - Either way the key must be the committee's key for the slot, and every part's log must be
+      its plaintext events with the openings merged in by seq (``compute_opened_log``), to the
+      byte: an opened bid dropped, swapped, altered or moved is refused (``opening_mismatch``).
+    """
+    cfg = member.config
+    cid = cfg.committee.committee_id
+    slot = proposal.slot
+    committed = member.protection.get_commitment(cid, slot)
+    sealed = proposal.sealed
+    if sealed is None:
+        # Verify no sealed bid this member committed to is left out
+        if committed is not None and committed.ciphertext_root != compute_slot_ciphertext_root(
+            cid, slot, ()
+        ):
+            raise OpeningMismatch("the proposal opens none of the sealed bids this member "
+                                  "committed to", slot=slot)  # fmt: skip
+        return {}
+    entries = sealed.entries
+    root = compute_slot_ciphertext_root(cid, slot, entries)
+    # Verify the sealed bids are the set the root names
+    if root != sealed.ciphertext_root:
+        raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",
+                                 slot=slot)  # fmt: skip
+    if committed is not None:
+        # Verify they are the set this member committed to, to the byte
+        _check_same(committed, root, compute_entries_digest(entries))
+    else:
+        # Verify t members committed to it, and check every sealed bid
+        message = compute_commitment_signing_root(cid, slot, root)
+        if not bls.verify(cfg.committee.group_public_key, message, sealed.commitment_signature):
+            raise NotCommitted("the commitment certificate does not verify", slot=slot)
+        check_sealed_entries(cfg, slot, entries)
+    # Verify the key is the committee's key for the slot
+    if not encryption.verify_slot_key(cfg.committee, slot, sealed.slot_key):
+        raise OpeningMismatch("the slot key is not the committee's key for the slot", slot=slot)
+    # Open every sealed bid as the close did, and compare each log with its openings merged in
+    ctx = dataclasses.replace(compute_sealed_context(cfg, proposal.parts[0].rollup),
+                              decode=member.decoded_txs.decode)  # fmt: skip
+    opened = compute_openings(cfg.committee, slot, sealed.slot_key, entries, ctx)
+    opened_ids = {o.sealed.bid_id for o in opened.openings}
+    # The ledger's refusals (deposits) are the operator's to make, as at intake: only bids
+    # that opened, each named once
+    unfunded = set(sealed.unfunded)
+    funded = {o.sealed.bid_id for o in opened.openings if o.bids} - unfunded
+    if len(unfunded) != len(sealed.unfunded) or not unfunded <= {
+        o.sealed.bid_id for o in opened.openings if o.bids
+    }:
+        raise OpeningMismatch("an unfunded bid is not an opened bid", slot=slot)
+    opened = dataclasses.replace(opened, openings=tuple(
+        o if o.sealed.bid_id not in unfunded else dataclasses.replace(o, bids=())
+        for o in opened.openings
+    ))  # fmt: skip
+    for part in proposal.parts:
+        plain = [e for e in part.log
+                 if not (isinstance(e.event, Bid) and e.event.bid_id in opened_ids)]  # fmt: skip
+        expected = compute_opened_log(part.rollup, plain, opened)
+        if tuple(expected) != part.log:
+            raise OpeningMismatch(
+                f"rollup {part.rollup}'s log does not hold exactly what the key opens",
+                rollup=part.rollup, slot=slot,
+            )  # fmt: skip
+    return {o.bids[0].bid_id: o.bids[0] for o in opened.openings if o.bids and
+            o.sealed.bid_id in funded}  # fmt: skip

@@ -23,12 +23,8 @@ from committee.errors import (
 )
 from committee.member import Member
 from committee.protection import ProtectionStore
-from committee.sealing import (
-    ReleaseRequest,
-    compute_commitment_signing_root,
-    compute_slot_ciphertext_root,
-    encode_release_request,
-)
+from committee.sealedset import compute_commitment_signing_root, compute_slot_ciphertext_root
+from committee.sealing import ReleaseRequest, encode_release_request
 from committee.signing import compute_slot_signing_root
 from node import errors as wire_errors
 from tests.committee.conftest import Dealt
