@@ -356,6 +356,8 @@ async def run_demo(
     server.should_exit = True
     await server_task
     line = _summary_line(results, sims, sum(s is not None for s in signed))
+    if encrypt:
+        line += "; " + _sealed_summary(results)
     if len(chain_ids) > 1:
         line += "; " + _cross_summary(results, sims)
     print(line, flush=True)
@@ -537,6 +539,14 @@ def _cross_summary(
         f"cross-rollup bundles {sent} sent, {sum(len(p) for p in paid)} won, "
         f"{cross / revenue if revenue else 0.0:.1%} of revenue"
     )
+
+
+def _sealed_summary(results: list[SlotResult]) -> str:
+    """How many bids came from encrypted bundles, opened after their slots' deadlines."""
+    opened = [o for r in results for o in r.outcomes
+              if b"bs_sendEncryptedBundle" in o.bid.evidence.body]  # fmt: skip
+    won = sum(o.outcome == "won" for o in opened)
+    return f"{len(opened)} bids opened from encrypted bundles, {won} won"
 
 
 def _summary_line(
