@@ -32,10 +32,12 @@ from committee.sealedset import SealedOpening, compute_slot_ciphertext_root
 from committee.verify import verify_signed_block
 from node.escrow import StoreEscrow
 from node.notify import Subscriber
+from node.stores.redis import RedisStore
 from tests.committee.conftest import Dealt
 from tests.committee.sealed_slots import bundle_body, slot_key_of
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, key
-from tests.committee.test_coordinator import Clock, Harness
+from tests.committee.test_coordinator import COMMITTEE_DB, Clock, Harness
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -333,3 +335,26 @@ async def test_opened_bids_are_held_in_log_order_with_deposits_on(harness: Harne
     lie = dataclasses.replace(proposal.sealed, unfunded=())
     assert refusal_of(h, dataclasses.replace(proposal, sealed=lie)) == "opening_mismatch"
     assert refusal_of(h, proposal) is None
+
+
+@pytest.mark.redis
+async def test_encrypted_bids_win_on_the_redis_store(
+    dealt: Dealt, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The same close on Redis: the sealed log read after the close, opened, signed."""
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
+    await store.connect()
+    await store.redis.flushdb()
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {}, store)
+    await h.engine.start(run_clock=False)
+    try:
+        ids = await open_slot_with_bids(h)
+        await h.engine.close_slot(SLOT)
+        signed = await h.outcome(SLOT)
+        assert isinstance(signed, SignedBlock)
+        verify_signed_block(signed, dealt.committee)
+        assert set(ids.values()) <= {w.bid_id for w in signed.block.bundles}
+        assert await store.get_signed_block(ROLLUP, SLOT) == signed
+    finally:
+        await h.coordinator.aclose()
+        await store.aclose()
