@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from auction.history import BidRecord
-from auction.types import Bid, LoggedEvent, LoggedSealedBid
+from auction.types import Bid, LoggedEvent, LoggedSealedBid, SlotResult
 from committee.keyrelease import KeyNotReleased
 from committee.opening import OpenedSlot, compute_opened_log
+from committee.sealedset import compute_seq_key
 from node.escrow import Escrow
 from node.stores.base import Store
 
@@ -61,6 +62,21 @@ async def read_sealed_bids(
 ) -> list[LoggedSealedBid]:
     """Every rollup's sealed bids of ``slot`` (each logged once, in one rollup's log)."""
     return [e for r in rollups for e in await store.read_sealed_log(r, slot)]
+
+
+async def read_closed_log(
+    store: Store, rollups: Sequence[int], result: SlotResult
+) -> list[LoggedEvent]:
+    """A closed slot's whole log of ``result``'s rollup as its block committed to it: the
+    plaintext events and, at their sealed bids' seqs, the bids opened from them (the result's
+    outcomes hold them; a sealed bid refused at opening is in no log)."""
+    plain = await store.read_log(result.rollup, result.slot)
+    seqs = {e.event.bid_id: e.seq for e in await read_sealed_bids(store, rollups, result.slot)}
+    opened = [LoggedEvent(seqs[o.bid.bid_id], o.bid) for o in result.outcomes
+              if o.bid.bid_id in seqs]  # fmt: skip
+    if not opened:
+        return plain
+    return sorted([*plain, *opened], key=lambda e: compute_seq_key(e.seq))
 
 
 async def open_sealed_logs(

@@ -911,7 +911,11 @@ class Coordinator:
             # Verify the combination: each partial verified, so this fails only on a bug.
             if bls.verify(self.committee.group_public_key, root, signature):
                 self._pinned = None
-                return await self._publish_signed(results, signature, sorted(chosen))
+                sealed = proposal.sealed
+                return await self._publish_signed(
+                    results, signature, sorted(chosen),
+                    sealed.ciphertext_root if sealed is not None else None,
+                )  # fmt: skip
             log.error("combined signature for slot %d does not verify", slot)
             return await self._publish_failed(
                 results, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
@@ -1205,6 +1209,7 @@ class Coordinator:
         results: tuple[SlotResult, ...],
         signature: bytes,
         partials: list[tuple[int, bytes]],
+        ciphertext_root: bytes | None = None,
     ) -> Outcome:
         blocks = compute_signed_slot(
             [r.block for r in results],
@@ -1213,6 +1218,7 @@ class Coordinator:
             partials,
             deadline_ms=results[0].deadline_ms,
             published_ms=self._clock_ms(),
+            ciphertext_root=ciphertext_root,
         )
         store = self.engine.store
         slot = results[0].slot

@@ -295,13 +295,6 @@ class EventListMismatch(EvidenceRefused):
     code = "event_list_mismatch"
 
 
-class SealedBidNotCommitted(EvidenceRefused):
-    """A receipt of an encrypted bid: no signed block commits to the slot's ciphertext set yet
-    (docs/encryption.md, decision 103), so its absence from a bid set proves nothing."""
-
-    code = "sealed_bid_not_committed"
-
-
 class EventIncluded(EvidenceRefused):
     """Not censorship: the receipt's event is in its slot's signed bid set."""
 

@@ -126,9 +126,12 @@ class SlotProposal:
         return tuple(p.rollup for p in self.parts)
 
     def compute_slot_root(self) -> bytes:
-        """The root the committee signs: over every part's block (raises ValueError if a
-        rollup has two parts)."""
-        return compute_slot_root(compute_slot_leaves([p.block for p in self.parts]))
+        """The root the committee signs: over every part's block and, with sealed bids, the
+        ciphertext-set root they were committed under (raises ValueError if a rollup has two
+        parts)."""
+        ciphertext_root = self.sealed.ciphertext_root if self.sealed is not None else None
+        return compute_slot_root(compute_slot_leaves([p.block for p in self.parts]),
+                                 ciphertext_root)  # fmt: skip
 
 
 def compute_slot_proposal(

@@ -12,22 +12,32 @@ from typing import Any
 
 import orjson
 import pytest
+from starlette.testclient import TestClient
 
+from api.app import create_app
 from api.searcher import (
     BundleEncryptor,
     SearcherKey,
     bundle_public_fields,
     encrypted_bundle_params,
 )
+from auction.errors import EvidenceRefused
+from auction.receipts import KIND_SEALED_BID, Receipt, sign_receipt
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Evidence, LoggedEvent, SlotResult
 from committee.coordinator import MemberAnswer
 from committee.errors import Refusal
+from committee.evidence import compute_censorship_evidence, verify_evidence
 from committee.keyrelease import ReleaseAnswer
 from committee.member import Member
 from committee.proposal import SlotProposal, encode_proposal
 from committee.protection import ProtectionStore
-from committee.records import FAILED_KEY_NOT_RELEASED, FailedSlot, SignedBlock
+from committee.records import (
+    FAILED_KEY_NOT_RELEASED,
+    FailedSlot,
+    SignedBlock,
+    signed_block_from_json,
+)
 from committee.sealedset import SealedOpening, compute_slot_ciphertext_root
 from committee.verify import verify_signed_block
 from node.escrow import StoreEscrow
@@ -119,6 +129,13 @@ async def test_encrypted_and_plaintext_bids_win_in_one_signed_block(harness: Har
     assert all(b"bs_sendEncryptedBundle" in b.evidence.body for b in opened)
     # The proposal carried the committee's commitment and key: t members committed first
     assert harness.coordinator.openings[SLOT].entries
+    # The signed slot root binds the committed set; the next block builds on this one (its
+    # parent certificate carries the ciphertext root in its proof)
+    assert signed.slot_proof.ciphertext_root == harness.coordinator.openings[SLOT].ciphertext_root
+    child = await harness.run_slot(SLOT + 1)
+    assert isinstance(child, SignedBlock)
+    assert child.block.parent_hash == signed.block.block_hash
+    assert child.slot_proof.ciphertext_root is None
 
 
 async def test_an_unopenable_or_contradicting_sealed_bid_is_refused_and_recorded(
@@ -358,3 +375,46 @@ async def test_encrypted_bids_win_on_the_redis_store(
     finally:
         await h.coordinator.aclose()
         await store.aclose()
+
+
+def test_signed_blocks_bind_the_ciphertext_root_and_the_api_serves_the_set(
+    dealt: Dealt, tmp_path: Path
+) -> None:
+    """The signed slot root binds the committed ciphertext set; GET .../events serves it, and
+    an encrypted bid in it is not censorship, one acknowledged and left out is."""
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {})
+    with TestClient(create_app(engine=h.engine)) as client:
+        portal = client.portal
+        assert portal is not None
+        portal.call(lambda: h.engine.start(run_clock=False))  # type: ignore[union-attr]
+        try:
+            ids = portal.call(open_slot_with_bids, h)
+            portal.call(h.engine.close_slot, SLOT)
+            signed = portal.call(h.outcome, SLOT)
+        finally:
+            portal.call(h.coordinator.aclose)  # type: ignore[union-attr]
+        assert isinstance(signed, SignedBlock)
+        assert signed.slot_proof.ciphertext_root == h.coordinator.openings[SLOT].ciphertext_root
+        block = client.get(f"/v1/blocks/{ROLLUP}/{SLOT}").json()
+        verify_signed_block(signed_block_from_json(block), dealt.committee)
+        events = client.get(f"/v1/blocks/{ROLLUP}/{SLOT}/events").json()
+    assert "ciphertexts" in events, events
+    assert {c["bid_id"] for c in events["ciphertexts"]} == set(ids.values())
+    operator = h.engine.intake.receipter
+    assert operator is not None
+    receipt = Receipt(committee_id=dealt.committee.committee_id, rollup=ROLLUP, slot=SLOT,
+                      event_id=ids["bob"], kind=KIND_SEALED_BID,
+                      request_hash="0x" + "00" * 32, received_ms=1)  # fmt: skip
+    signed_receipt = sign_receipt(receipt, operator.key)
+    doc = compute_censorship_evidence(signed_receipt, signed_block_from_json(block),
+                                      events["event_ids"], events["ciphertexts"])  # fmt: skip
+    with pytest.raises(EvidenceRefused) as refused:
+        verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee)
+    assert refused.value.code == "event_included"
+    # A bid the operator acknowledged but kept out of the committed set
+    dropped = dataclasses.replace(receipt, event_id="0x" + "ee" * 32)
+    doc = compute_censorship_evidence(sign_receipt(dropped, operator.key),
+                                      signed_block_from_json(block), events["event_ids"],
+                                      events["ciphertexts"])  # fmt: skip
+    assert verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee).kind == (
+        "censorship")
