@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -42,7 +42,7 @@ from auction.errors import BlockspaceError
 from auction.intake import IntakeContext, compute_intake_event
 from auction.presets import Rollup
 from auction.slots import SlotClock, compute_deadline_ms
-from auction.types import Bid, LoggedSealedBid
+from auction.types import Bid, LoggedSealedBid, Tx
 from committee import bls, encryption, threshold, wire
 from committee.checks import MemberConfig, compute_signing_deadline_ms
 from committee.errors import (
@@ -57,7 +57,7 @@ from committee.errors import (
 )
 from committee.opening import compute_opened_log, compute_openings
 from committee.proposal import SlotProposal
-from committee.protection import CommitmentRecord
+from committee.protection import CommitmentRecord, ProtectionStore
 from committee.sealedset import (
     compute_commitment_signing_root,
     compute_entries_digest,
@@ -67,8 +67,30 @@ from committee.sealedset import (
 )
 from committee.stream import check_ascending
 
-if TYPE_CHECKING:
-    from committee.member import Member
+
+class _TxDecoder(Protocol):
+    def decode(self, raw: bytes) -> Tx: ...
+
+
+class Member(Protocol):
+    """What these steps use of a ``committee.member.Member`` (which calls them)."""
+
+    @property
+    def config(self) -> MemberConfig: ...
+
+    @property
+    def share(self) -> threshold.KeyShare: ...
+
+    @property
+    def protection(self) -> ProtectionStore: ...
+
+    @property
+    def fault(self) -> str | None: ...
+
+    @property
+    def decoded_txs(self) -> _TxDecoder: ...
+
+    def clock_ms(self) -> int: ...
 
 RELEASE_KIND: Final[str] = "blockspace-key-release"
 RELEASE_VERSION: Final[int] = 1
