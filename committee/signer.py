@@ -216,14 +216,17 @@ def create_signer_app(member: Member) -> FastAPI:
         responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
     )
     async def release(request: Request) -> Response:
-        body = b""
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_PROPOSAL_BYTES:
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > MAX_PROPOSAL_BYTES:
                 exc: Refusal = MalformedReleaseRequest("release request too large",
                                                        limit=MAX_PROPOSAL_BYTES)  # fmt: skip
                 metrics.refused.labels(exc.code).inc()
                 return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
+        body = b"".join(chunks)
         # Behind the proposal lock: commitments, like signatures, are recorded one at a time.
         async with lock:
             try:
