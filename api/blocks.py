@@ -5,8 +5,10 @@
   code ``slot_failed`` and the failure record in ``data``; an unknown or undecided one 404 with
   ``block_not_found``;
 - ``GET /v1/blocks/{rollup}/{slot}/events``: the ids of every event of the slot's closed log,
-  in log order (their Merkle root is the block's ``bid_set_root``): what a searcher needs to
-  show its receipted event is missing (docs/accountability.md);
+  in log order (their Merkle root is the block's ``bid_set_root``), and the slot's committed
+  ciphertext set (``ciphertexts``: each encrypted bid's id and SHA-256 of its ciphertext, whose
+  root the signed slot root binds; empty if it binds none): what a searcher needs to show its
+  receipted event is missing (docs/accountability.md);
 - ``GET /v1/operator``: the operator address that signs receipts and the committee id;
 - ``GET /v1/committee/evidence/{rollup}?before=&limit=``: evidence against members (invalid
   partials, equivocations), newest first, paged by id.
@@ -18,18 +20,21 @@ Signed blocks also go to websocket subscribers of ``bs_subscribe ["blocks"]``. T
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.engine import Engine
+from api.opening import read_closed_log, read_sealed_bids
 from auction.encoding import compute_bid_set_root
 from auction.errors import UnknownRollup
 from auction.receipts import RECEIPT_VERSION
 from auction.results import compute_event_id
 from committee.errors import BlockNotFound, SlotFailed
 from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
+from committee.sealedset import compute_slot_ciphertext_root
 from node.routing import ERRORS, MAX_ROLLUP, MAX_SLOT, BlocksRoute
 
 # Refusals (and bad parameters) answer {"code", "message", "data"?} through node/routing.py.
@@ -75,15 +80,33 @@ async def slot_events(request: Request, rollup: RollupP, slot: SlotP) -> Respons
     result = await engine.store.get_result(rollup, slot)
     if result is None:
         raise BlockNotFound(f"slot {slot} has not closed here", rollup=rollup, slot=slot)
-    event_ids = [compute_event_id(e) for e in await engine.store.read_log(rollup, slot)]
+    closed = await read_closed_log(engine.store, sorted(engine.rollups), result)
+    event_ids = [compute_event_id(e) for e in closed]
     # Verify the kept log is the one the block committed to (history retention trims logs)
     if compute_bid_set_root(event_ids) != result.block.bid_set_root:
         raise BlockNotFound(f"the log of slot {slot} is no longer kept", rollup=rollup, slot=slot)
+    # The slot's encrypted bids (every rollup's): the ciphertext set its signed slot root binds,
+    # for a censored encrypted bid's evidence (docs/accountability.md)
+    ciphertexts: list[dict[str, str]] = []
+    signed = await engine.store.get_signed_block(rollup, slot)
+    bound = signed.slot_proof.ciphertext_root if signed is not None else None
+    if signed is not None and bound is not None:
+        sealed = await read_sealed_bids(engine.store, sorted(engine.rollups), slot)
+        # Verify the kept sealed bids are the set the signed slot root binds
+        if compute_slot_ciphertext_root(signed.committee_id, slot, sealed) != bound:
+            raise BlockNotFound(f"the ciphertext set of slot {slot} is no longer kept",
+                                rollup=rollup, slot=slot)  # fmt: skip
+        ciphertexts = [
+            {"bid_id": e.event.bid_id,
+             "ciphertext_sha256": "0x" + hashlib.sha256(e.event.ciphertext).hexdigest()}
+            for e in sealed
+        ]  # fmt: skip
     return JSONResponse({
         "rollup": rollup,
         "slot": slot,
         "bid_set_root": result.block.bid_set_root,
         "event_ids": event_ids,
+        "ciphertexts": ciphertexts,
     })
 
 

@@ -111,6 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
             signer_processes=args.signer_processes,
             keep_serving=args.keep_serving,
             rollups=args.rollups,
+            encrypt=args.encrypt,
         )
     )
 
@@ -265,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="rollups served by one auction per slot (1-8); with 2 or more, cross-rollup "
         "arbitrageurs send atomic bundles spanning two rollups",
+    )
+    demo.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="every other searcher encrypts its bundles to the committee's slot key "
+        "(bs_sendEncryptedBundle); the committee opens them after each deadline",
     )
     demo.set_defaults(func=_demo)
 

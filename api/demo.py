@@ -37,10 +37,17 @@ from fastapi import FastAPI
 
 from api.app import build_engine, create_app
 from api.engine import Engine, compute_cross_payments
-from api.searcher import SearcherKey, bundle_params, cross_bundle_params
+from api.searcher import (
+    BundleEncryptor,
+    SearcherKey,
+    bundle_params,
+    cross_bundle_params,
+    encrypted_bundle_params,
+)
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.types import SlotResult
 from committee.local import start_local_committee
+from committee.threshold import CommitteeInfo
 from node.server import server_options
 from node.settings import Settings
 from node.stores.memory import MemoryStore
@@ -138,7 +145,8 @@ def _eth(wei: int) -> str:
 
 
 class SimulatedSearcher:
-    def __init__(self, index: int, chain_id: int, rng: random.Random, use_ws: bool) -> None:
+    def __init__(self, index: int, chain_id: int, rng: random.Random, use_ws: bool,
+                 committee: CommitteeInfo | None = None) -> None:  # fmt: skip
         self.key = SearcherKey.from_seed(index)
         self.chain_id = chain_id
         self.rng = rng
@@ -146,6 +154,19 @@ class SimulatedSearcher:
         self.nonce = 0
         self.sent = 0
         self.errors: list[str] = []
+        # With a committee, this searcher encrypts its bundles to the slot's key (--encrypt):
+        # one encryptor per slot, so its bundles of a slot share one encapsulation.
+        self.committee = committee
+        self._encryptor: BundleEncryptor | None = None
+
+    def encrypted(self, slot: int, body: bytes) -> bytes | None:
+        """``bs_sendEncryptedBundle`` for ``body`` if this searcher encrypts, else None."""
+        if self.committee is None:
+            return None
+        if self._encryptor is None or self._encryptor.slot != slot:
+            self._encryptor = BundleEncryptor(self.committee, slot, searcher=self.key.address)
+        params = encrypted_bundle_params(self._encryptor.encrypt(body))
+        return self.key.request("bs_sendEncryptedBundle", [params])
 
     def own_tx(self, *, hot: bool) -> bytes:
         self.nonce += 1
@@ -239,6 +260,7 @@ async def run_demo(
     signer_processes: bool = False,
     keep_serving: bool = False,
     rollups: int = 1,
+    encrypt: bool = False,
 ) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -259,10 +281,12 @@ async def run_demo(
     chain_id = engine.default_rollup
     server, server_task = await _serve(create_app(settings, engine=engine), settings)
     await engine.start()
+    # --encrypt: every other searcher seals its bundles (issue 14; decision 113 and after)
     sims: list[SimulatedSearcher | CrossArbitrageur] = [
         SimulatedSearcher(
-            i, chain_ids[i % len(chain_ids)], random.Random(seed * 1000 + i), i % 2 == 0
-        )
+            i, chain_ids[i % len(chain_ids)], random.Random(seed * 1000 + i), i % 2 == 0,
+            committee.committee if encrypt and i % 2 == 1 else None,
+        )  # fmt: skip
         for i in range(searchers)
     ]
     arbs = max(2, searchers // 2) if len(chain_ids) > 1 else 0
@@ -313,7 +337,8 @@ async def run_demo(
         f"blockspace demo: {searchers} searchers, {slots} slots of {slot_ms} ms, "
         f"{where}, server on 127.0.0.1:{port}, committee "
         f"{committee.committee.t} of {committee.committee.n} "
-        f"({'signer processes' if signer_processes else 'in-process'})",
+        f"({'signer processes' if signer_processes else 'in-process'})"
+        + (f", {searchers // 2} searchers encrypting their bundles" if encrypt else ""),
         flush=True,
     )
     print(f"dashboard: {url}/dashboard", flush=True)
@@ -331,6 +356,8 @@ async def run_demo(
     server.should_exit = True
     await server_task
     line = _summary_line(results, sims, sum(s is not None for s in signed))
+    if encrypt:
+        line += "; " + _sealed_summary(results)
     if len(chain_ids) > 1:
         line += "; " + _cross_summary(results, sims)
     print(line, flush=True)
@@ -450,6 +477,8 @@ async def _send_slot_bids(
         own = victims.get(sim.chain_id, []) if isinstance(sim, SimulatedSearcher) else []
         for params in sim.bundles_for(slot, own):
             body = sim.key.request("eth_sendBundle", [params])
+            if isinstance(sim, SimulatedSearcher):
+                body = sim.encrypted(slot, body) or body
             sim.sent += 1
             if sim.use_ws:
                 frames_by_ws.append(sim.key.ws_frame(body))
@@ -510,6 +539,14 @@ def _cross_summary(
         f"cross-rollup bundles {sent} sent, {sum(len(p) for p in paid)} won, "
         f"{cross / revenue if revenue else 0.0:.1%} of revenue"
     )
+
+
+def _sealed_summary(results: list[SlotResult]) -> str:
+    """How many bids came from encrypted bundles, opened after their slots' deadlines."""
+    opened = [o for r in results for o in r.outcomes
+              if b"bs_sendEncryptedBundle" in o.bid.evidence.body]  # fmt: skip
+    won = sum(o.outcome == "won" for o in opened)
+    return f"{len(opened)} bids opened from encrypted bundles, {won} won"
 
 
 def _summary_line(

@@ -8,7 +8,9 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
    another engine process holding the slot's close lease does, and this one follows its stored
    results; if that process's lease runs out first, this one takes the close over). Every write
    of the close carries the lease's fencing token, and a stale one is refused (``_lead``,
-   docs/redis.md "Close leases and fencing");
+   docs/redis.md "Close leases and fencing"); then ``open``: a slot with sealed bids has the
+   committee commit to them and release its key, and their openings join the logs
+   (``api.opening``; no key, the slot fails);
 3. ``compute result``: ``auction.results.compute_slot_results`` on every rollup's log and chain
    state together (the joint close: cross-rollup bundles win on all their rollups or none);
 4. ``record history``: each result and its history, in one atomic store write per rollup;
@@ -42,17 +44,18 @@ from typing import Protocol
 
 from api.chain import ChainState
 from api.intake import OFFLOAD_BYTES, Intake
+from api.opening import SlotKeyNotReleased, open_sealed_logs
 from api.receipts import Receipter
 from auction import constants as C
 from auction.encoding import ZERO_HASH
 from auction.errors import CloseFenced, LedgerRefused, StoreUnavailable
-from auction.history import compute_slot_history
+from auction.history import BidRecord, compute_slot_history
 from auction.presets import Preset, Rollup
 from auction.receipts import OperatorKey
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from auction.types import Bid, Block, LoggedEvent, PendingTx, PublicTx, SlotResult
-from committee.records import FAILED_CLOSE, FailedSlot, failed_slot_to_json
+from committee.records import FAILED_CLOSE, FAILED_KEY_NOT_RELEASED, FailedSlot, failed_slot_to_json
 from node.collector import paused_gc
 from node.escrow import Escrow
 from node.metrics import Metrics
@@ -206,6 +209,8 @@ class Engine:
         # The deposit ledger (None: deposits not enforced, intake and close as before).
         self.escrow = escrow
         self._unsettled: set[int] = set()  # closed slots whose holds are not released yet
+        # Sealed bids refused at opening, by (rollup, slot), until their history is written
+        self._opening_refusals: dict[tuple[int, int], list[BidRecord]] = {}
         self.intake = Intake(
             store=store,
             rollups=self.rollups,
@@ -326,6 +331,15 @@ class Engine:
             log.error("closing slot %d: %s", slot, exc.message)
             self.metrics.system_faults.labels("slot_close").inc()
             return False
+        except SlotKeyNotReleased as exc:
+            log.warning("%s", exc)
+            try:
+                await self._record_failed_close(slot, exc.detail, reason=FAILED_KEY_NOT_RELEASED,
+                                                sealed_searchers=exc.searchers)  # fmt: skip
+            except StoreUnavailable:
+                return False
+            self._unsettled.add(slot)
+            return True
         except SlotCloseFailed:
             for chain in self.chains.values():
                 chain.skip(slot)
@@ -341,7 +355,14 @@ class Engine:
             self._unsettled.add(slot)  # its holds are released by the next settlement
             return True
 
-    async def _record_failed_close(self, slot: int, detail: str) -> None:
+    async def _record_failed_close(
+        self,
+        slot: int,
+        detail: str,
+        *,
+        reason: str = FAILED_CLOSE,
+        sealed_searchers: Sequence[str] = (),
+    ) -> None:
         """Publish a slot whose results could not all be built as failed, for every rollup, and
         move past it: intake stops, its public arrivals wait in the open slot, its searchers are
         told. Only the process holding the slot's close lease does, and only if not every result
@@ -372,7 +393,7 @@ class Engine:
                 slot=slot,
                 committee_id=self.committee_id,
                 block_hash=ZERO_HASH,
-                reason=FAILED_CLOSE,
+                reason=reason,
                 valid=(),
                 refused=(),
                 invalid=(),
@@ -396,6 +417,8 @@ class Engine:
         log.error("slot %d failed to close: %s", slot, detail)
         for record in failed:
             await self._announce_failed_close(record, entries[record.rollup])
+        for searcher in sealed_searchers:  # their sealed bids stay sealed for ever
+            self.notifier.to_searcher(searcher, "slot_failed", {"slot": slot, "reason": reason})
 
     async def _announce_failed_close(self, failed: FailedSlot, entries: list[LoggedEvent]) -> None:
         """Re-log a rollup's public arrivals of a slot that failed to close, and tell everyone."""
@@ -405,12 +428,13 @@ class Engine:
         )
         self.notifier.to_slot_watchers(
             {"rollup": rollup_id, "slot": slot, "closed": True, "failed": True,
-             "reason": FAILED_CLOSE, "open_slot": self.open_slot()}
+             "reason": failed.reason, "open_slot": self.open_slot()}
         )
         self.notifier.to_block_watchers(failed_slot_to_json(failed))
         for searcher in {e.event.searcher for e in entries if isinstance(e.event, Bid)}:
             self.notifier.to_searcher(
-                searcher, "slot_failed", {"rollup": rollup_id, "slot": slot, "reason": FAILED_CLOSE}
+                searcher, "slot_failed",
+                {"rollup": rollup_id, "slot": slot, "reason": failed.reason},
             )
 
     # --- closing a slot --------------------------------------------------------------------
@@ -520,6 +544,11 @@ class Engine:
         t0 = time.perf_counter()
         entries = {r: await self.store.close_slot(r, slot, lease) for r in rollups}
         await self._test_pause(lease)
+        opened = await open_sealed_logs(self.store, self.signer, rollups, slot, entries,
+                                        self.escrow)  # fmt: skip
+        entries = opened.entries
+        for searcher, notice in opened.notices:  # refused at opening: told, and in the history
+            self.notifier.to_searcher(searcher, "opening_refused", notice)
         t1 = time.perf_counter()
         parts = [
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
@@ -532,6 +561,7 @@ class Engine:
         out = dict(stored)
         for result in results:
             if stored[result.rollup] is None:
+                self._opening_refusals[result.rollup, slot] = opened.refused.get(result.rollup, [])
                 out[result.rollup] = await self._record(result, lease)
         t3 = time.perf_counter()
         m = self.metrics.slot_close_seconds
@@ -541,9 +571,11 @@ class Engine:
         return entries, out
 
     async def _record(self, result: SlotResult, lease: CloseLease) -> SlotResult:
-        """Store one rollup's result with its history; the stored one if another process won."""
+        """Store one rollup's result with its history (the refusals filed at intake and those
+        at opening); the stored one if another process won."""
         rollup_id, slot = result.rollup, result.slot
-        refusals = await self.store.list_refusals(rollup_id, slot)
+        opening_refusals = self._opening_refusals.pop((rollup_id, slot), [])
+        refusals = [*await self.store.list_refusals(rollup_id, slot), *opening_refusals]
         history = await asyncio.to_thread(
             compute_slot_history,
             result,

@@ -60,8 +60,9 @@ def compute_receipt_document(doc: Any) -> Any:
     return doc
 
 
-def _fetch_slot(url: str, rollup: int, slot: int) -> tuple[Any, list[str]] | str:
-    """The slot's signed block and event ids from an engine's block API, or why not."""
+def _fetch_slot(url: str, rollup: int, slot: int) -> tuple[Any, Any] | str:
+    """The slot's signed block and event list (ids, committed ciphertexts) from an engine's
+    block API, or why not."""
     import httpx
 
     base = url.rstrip("/")
@@ -72,12 +73,12 @@ def _fetch_slot(url: str, rollup: int, slot: int) -> tuple[Any, list[str]] | str
         events = http.get(f"/v1/blocks/{rollup}/{slot}/events")
         if events.status_code != 200:
             return f"the engine does not serve slot {slot}'s event list: {events.text}"
-    return block.json(), list(events.json()["event_ids"])
+    return block.json(), events.json()
 
 
 def _censorship(args: argparse.Namespace) -> int:
     from auction.errors import EvidenceRefused
-    from auction.receipts import receipt_from_json
+    from auction.receipts import KIND_SEALED_BID, receipt_from_json
     from committee.errors import InvalidSignedBlock
     from committee.evidence import compute_censorship_evidence
     from committee.records import signed_block_from_json
@@ -93,17 +94,20 @@ def _censorship(args: argparse.Namespace) -> int:
             if isinstance(fetched, str):
                 print(f"{_PROG} censorship: {fetched}", file=sys.stderr)
                 return 1
-            block_doc, event_ids = fetched
+            block_doc, events = fetched
         else:
             block_doc = _read_json(args.block)
             events = _read_json(args.events)
-            event_ids = events["event_ids"] if isinstance(events, dict) else events
+        event_ids = events["event_ids"] if isinstance(events, dict) else events
+        # An encrypted bid is checked against the slot's committed ciphertext set
+        ciphertexts = (events.get("ciphertexts", []) if isinstance(events, dict) else []
+                       ) if receipt.get("kind") == KIND_SEALED_BID else None  # fmt: skip
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
         print(f"{_PROG} censorship: cannot read: {exc}", file=sys.stderr)
         return 2
     try:
         doc = compute_censorship_evidence(
-            receipt_from_json(receipt), signed_block_from_json(block_doc), event_ids
+            receipt_from_json(receipt), signed_block_from_json(block_doc), event_ids, ciphertexts
         )
     except (EvidenceRefused, InvalidSignedBlock, FieldError) as exc:
         print(f"{_PROG} censorship: {exc}", file=sys.stderr)

@@ -184,9 +184,15 @@ class CiphertextLeaf:
 
 def compute_ciphertext_leaf(leaf: CiphertextLeaf) -> bytes:
     """The 32-byte leaf hash of one encrypted bid."""
-    bid_id = from_hex(leaf.bid_id, what="bid id", length=32)
-    digest = hashlib.sha256(leaf.ciphertext).digest()
-    return hashlib.sha256(LEAF_PREFIX + LEAF_TAG + bid_id + digest).digest()
+    return compute_ciphertext_leaf_hash(leaf.bid_id, hashlib.sha256(leaf.ciphertext).digest())
+
+
+def compute_ciphertext_leaf_hash(bid_id: str, ciphertext_sha256: bytes) -> bytes:
+    """The leaf hash from the bid id and SHA-256 of the ciphertext (what evidence carries)."""
+    raw_id = from_hex(bid_id, what="bid id", length=32)
+    if not isinstance(ciphertext_sha256, bytes) or len(ciphertext_sha256) != 32:
+        raise ValueError("the ciphertext's SHA-256 is 32 bytes")
+    return hashlib.sha256(LEAF_PREFIX + LEAF_TAG + raw_id + ciphertext_sha256).digest()
 
 
 def _tree_hash(hashes: list[bytes]) -> bytes:
@@ -206,11 +212,20 @@ def compute_ciphertext_root(
 
     Bound to the committee and slot (a root signed for one slot is no other's) and to the leaf
     count (a proof for the leftmost leaves cannot claim a larger set)."""
+    return compute_ciphertext_root_of_leaves(
+        committee_id, slot, [compute_ciphertext_leaf(leaf) for leaf in leaves]
+    )
+
+
+def compute_ciphertext_root_of_leaves(
+    committee_id: bytes, slot: int, leaf_hashes: Iterable[bytes]
+) -> bytes:
+    """The root over leaf hashes already computed (``compute_ciphertext_leaf_hash``)."""
     if not isinstance(committee_id, bytes) or len(committee_id) != COMMITTEE_ID_LENGTH:
         raise ValueError("committee id must be 32 bytes")
     if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < 1 << 64:
         raise ValueError("slot must be an int in 0..2^64-1")
-    hashes = sorted({compute_ciphertext_leaf(leaf) for leaf in leaves})
+    hashes = sorted(set(leaf_hashes))
     return hashlib.sha256(
         ROOT_TAG
         + committee_id

@@ -13,6 +13,10 @@ with a proof that the block is under that root (docs/protocol.md, "Slot roots"):
                                right and carry an odd last node up unchanged (never duplicated)
     slot_root                = SHA-256( "blockspace/slot-root/v1" || 0x00 || u64be(n)
                                || tree_root )
+    sealed slot_root         = SHA-256( "blockspace/sealed-slot-root/v1" || 0x00 || u64be(n)
+                               || tree_root || ciphertext_root )   for a slot whose encrypted
+                               bids the committee committed to and opened (issue 14: the
+                               root of their ciphertext set, ``auction.ciphertext``)
 
 The 0x00 / 0x01 prefixes separate leaves from inner nodes (no second preimage: an inner node is
 never read as a leaf). The leaf count is bound into the slot root, as a Certificate Transparency
@@ -38,6 +42,7 @@ LEAF_PREFIX: Final[bytes] = b"\x00"
 NODE_PREFIX: Final[bytes] = b"\x01"
 LEAF_TAG: Final[bytes] = b"blockspace/slot-leaf/v1"
 ROOT_TAG: Final[bytes] = b"blockspace/slot-root/v1\x00"
+SEALED_ROOT_TAG: Final[bytes] = b"blockspace/sealed-slot-root/v1\x00"
 # More rollups than this in one slot is a configuration error, not a deployment.
 MAX_SLOT_LEAVES: Final[int] = 1 << 16
 _MAX_U64: Final[int] = (1 << 64) - 1
@@ -59,6 +64,8 @@ class SlotProof:
     leaf_index: int
     leaf_count: int
     siblings: tuple[bytes, ...]
+    # The slot's ciphertext-set root, bound into its slot root, if it had encrypted bids
+    ciphertext_root: bytes | None = None
 
 
 def _check_u64(value: object, what: str) -> int:
@@ -83,9 +90,15 @@ def _node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(NODE_PREFIX + left + right).digest()
 
 
-def _wrap(leaf_count: int, tree_root: bytes) -> bytes:
-    """The slot root: the tree root bound to its leaf count."""
-    return hashlib.sha256(ROOT_TAG + leaf_count.to_bytes(8, "big") + tree_root).digest()
+def _wrap(leaf_count: int, tree_root: bytes, ciphertext_root: bytes | None = None) -> bytes:
+    """The slot root: the tree root bound to its leaf count (and its ciphertext-set root)."""
+    if ciphertext_root is None:
+        return hashlib.sha256(ROOT_TAG + leaf_count.to_bytes(8, "big") + tree_root).digest()
+    if not isinstance(ciphertext_root, bytes) or len(ciphertext_root) != 32:
+        raise ValueError("the ciphertext root is 32 bytes")
+    return hashlib.sha256(
+        SEALED_ROOT_TAG + leaf_count.to_bytes(8, "big") + tree_root + ciphertext_root
+    ).digest()
 
 
 def sort_leaves(leaves: Iterable[SlotLeaf]) -> list[SlotLeaf]:
@@ -124,21 +137,27 @@ def _audit_path(m: int, hashes: Sequence[bytes]) -> list[bytes]:
     return [*_audit_path(m - k, hashes[k:]), _tree_hash(hashes[:k])]
 
 
-def compute_slot_root(leaves: Iterable[SlotLeaf]) -> bytes:
-    """The 32-byte slot root over every rollup's block of a slot (any order in; sorted here)."""
+def compute_slot_root(
+    leaves: Iterable[SlotLeaf], ciphertext_root: bytes | None = None
+) -> bytes:
+    """The 32-byte slot root over every rollup's block of a slot (any order in; sorted here),
+    bound to the slot's ciphertext-set root if it had encrypted bids."""
     ordered = sort_leaves(leaves)
     hashes = [compute_leaf_hash(leaf.rollup, leaf.block_hash) for leaf in ordered]
-    return _wrap(len(hashes), _tree_hash(hashes))
+    return _wrap(len(hashes), _tree_hash(hashes), ciphertext_root)
 
 
-def compute_slot_proof(leaves: Iterable[SlotLeaf], rollup: int) -> SlotProof:
-    """The proof that ``rollup``'s leaf is under the slot root of ``leaves``."""
+def compute_slot_proof(
+    leaves: Iterable[SlotLeaf], rollup: int, ciphertext_root: bytes | None = None
+) -> SlotProof:
+    """The proof that ``rollup``'s leaf is under the slot root of ``leaves`` (and the
+    ciphertext-set root the slot root binds, if any)."""
     ordered = sort_leaves(leaves)
     index = next((i for i, leaf in enumerate(ordered) if leaf.rollup == rollup), None)
     if index is None:
         raise ValueError(f"rollup {rollup} has no leaf in this slot")
     hashes = [compute_leaf_hash(leaf.rollup, leaf.block_hash) for leaf in ordered]
-    return SlotProof(index, len(hashes), tuple(_audit_path(index, hashes)))
+    return SlotProof(index, len(hashes), tuple(_audit_path(index, hashes)), ciphertext_root)
 
 
 def compute_root_from_proof(rollup: int, block_hash: str, proof: SlotProof) -> bytes:
@@ -168,7 +187,7 @@ def compute_root_from_proof(rollup: int, block_hash: str, proof: SlotProof) -> b
         sn >>= 1
     if sn != 0:
         raise ValueError("the proof has fewer siblings than the leaf's path")
-    return _wrap(count, r)
+    return _wrap(count, r, proof.ciphertext_root)
 
 
 def verify_slot_proof(

@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -39,16 +39,25 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from auction.encoding import ZERO_HASH, compute_pending_root
-from auction.errors import BlockspaceError
+from auction.errors import BlockspaceError, InsufficientDeposit
 from auction.hashing import keccak256, to_hex
-from auction.presets import Rollup
+from auction.intake import Refused
+from auction.presets import Preset, Rollup
 from auction.slots import SlotClock, compute_deadline_ms
-from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
+from auction.types import Bid, LoggedEvent, LoggedSealedBid, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.errors import CommitteeError
 from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
+from committee.keyrelease import (
+    KeyNotReleased,
+    ReleaseAnswer,
+    collect_slot_key,
+    release_in_process,
+    release_over_http,
+)
 from committee.member import Member
+from committee.opening import OpenedSlot, compute_openings, compute_sealed_record
 from committee.proposal import (
     Proposal,
     SlotProposal,
@@ -73,6 +82,8 @@ from committee.records import (
     failed_slot_to_json,
     signed_block_to_json,
 )
+from committee.sealedset import SealedOpening
+from committee.sealing import compute_opening_context
 from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
 from node.metrics import Metrics
@@ -120,6 +131,12 @@ class EngineHost(Protocol):
 
     def use_signer(self, signer: Any, committee_id: bytes) -> None: ...
 
+    @property
+    def max_slots_ahead(self) -> int: ...
+
+    @property
+    def preset(self) -> Preset: ...
+
 log = logging.getLogger("blockspace.coordinator")
 
 # A follower waits this long after a slot's signing deadline for its closer's outcome, then
@@ -136,6 +153,9 @@ LATE_ANSWER_MS = 250
 PIN_SCAN_LIMIT = 64
 # Refusals that say "not now" rather than "never": a member refusing so may still sign later.
 TRANSIENT_REFUSALS: Final[frozenset[str]] = frozenset({"slot_not_closed", "slot_expired"})
+
+# Released slot keys kept for proposals (a pending slot is completed within a few slots).
+OPENINGS_KEPT = 64
 
 # A member's answer is a few hundred bytes; a lying member must not make us read megabytes.
 MAX_ANSWER_BYTES: Final[int] = 64 * 1024
@@ -168,6 +188,10 @@ class MemberClient(Protocol):
 
     async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
         """Send a batch of an open slot's log (only with streaming on)."""
+        ...
+
+    async def release(self, body: bytes, timeout_s: float) -> ReleaseAnswer:
+        """Ask for the member's commitment and key share (``committee.keyrelease``)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -287,6 +311,11 @@ class HttpMember:
             return StreamAnswer(self.index, error=f"unreachable: {type(exc).__name__}")
         return stream_answer_from_json(self.index, response.status_code, response.content)
 
+    async def release(self, body: bytes, timeout_s: float) -> ReleaseAnswer:
+        """Commit and release a slot key share (``POST <url>/v1/release``)."""
+        base = self.url[: -len("/v1/sign")]
+        return await release_over_http(self._client, base, self.index, body, timeout_s)
+
     async def aclose(self) -> None:
         """The shared client is closed by whoever made it."""
 
@@ -324,6 +353,9 @@ class LocalMember:
         except TimeoutError:
             return StreamAnswer(self.index, error=LATE)
         return stream_answer_from_json(self.index, 200, orjson.dumps(ack))
+
+    async def release(self, body: bytes, timeout_s: float) -> ReleaseAnswer:
+        return await release_in_process(self.member, body, timeout_s)
 
     async def aclose(self) -> None:
         self.member.protection.close()
@@ -448,6 +480,8 @@ class Coordinator:
         if streaming:
             self.feeder = Feeder(committee.committee_id, self.rollups, self.members)
         self._streamer: asyncio.Task[None] | None = None
+        # Slot keys released (with the sealed bids they open), for the slots' proposals
+        self.openings: dict[int, SealedOpening] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -507,6 +541,61 @@ class Coordinator:
 
     async def follow(self, results: Sequence[SlotResult]) -> None:
         await self.follow_slot(results)
+
+    async def open_sealed(
+        self,
+        slot: int,
+        entries: Sequence[LoggedSealedBid],
+        hold: Callable[[Bid], Awaitable[None]] | None = None,
+    ) -> OpenedSlot | KeyNotReleased:
+        """The slot's sealed bids opened (``committee.opening``) with the key the committee
+        released for them (``release_key``), in the context every member opens them in.
+
+        ``hold`` (deposits enforced, decision 105) holds each opened bid, in log order, against
+        its searcher's free balance; a bid it refuses (``insufficient_deposit``) becomes that
+        refusal, and the proposal names it (``SealedOpening.unfunded``) for the members."""
+        outcome = await self.release_key(slot, entries)
+        if isinstance(outcome, KeyNotReleased):
+            return outcome
+        engine = self.engine
+        ctx = compute_opening_context(
+            engine.rollups, engine.clock, engine.max_slots_ahead,
+            engine.preset.max_rollups_per_bundle, self.committee.committee_id, self.rollups[0],
+        )  # fmt: skip
+        opened = await asyncio.to_thread(compute_openings, self.committee, slot,
+                                         outcome.slot_key, outcome.entries, ctx)  # fmt: skip
+        if hold is None:
+            return opened
+        openings = []
+        unfunded = []
+        for o in opened.openings:
+            if o.bids:
+                try:
+                    await hold(o.bids[0])
+                except InsufficientDeposit as exc:
+                    record = compute_sealed_record(o.sealed, exc, o.seq)
+                    o = dataclasses.replace(o, bids=(), refused=Refused(exc, record))
+                    unfunded.append(o.sealed.bid_id)
+            openings.append(o)
+        if unfunded:
+            self.openings[slot] = dataclasses.replace(outcome, unfunded=tuple(unfunded))
+        return dataclasses.replace(opened, openings=tuple(openings))
+
+    async def release_key(
+        self, slot: int, entries: Sequence[LoggedSealedBid]
+    ) -> SealedOpening | KeyNotReleased:
+        """Have the committee commit to the slot's sealed bids and release its key, before the
+        slot's signing deadline (``committee.keyrelease``); the opening travels with the slot's
+        proposal, so members re-open it themselves."""
+        timeout_s = max(0.0, (self._signing_deadline_ms(slot) - self._clock_ms()) / 1000)
+        outcome = await collect_slot_key(self.committee, self.members, slot, entries, timeout_s)
+        if isinstance(outcome, SealedOpening):
+            self.openings[slot] = outcome
+            for old in [s for s in self.openings if s < slot - OPENINGS_KEPT]:
+                del self.openings[old]
+        else:
+            log.warning("slot %d: the key was not released: %s", slot, outcome.detail)
+        return outcome
 
     async def recover(self) -> None:
         """After a restart: settle the newest slot every rollup closed, if it was never signed
@@ -715,7 +804,9 @@ class Coordinator:
                     log=tuple(log_entries),
                 )
             )
-        return compute_slot_proposal(self.committee.committee_id, results[0].slot, parts)
+        slot = results[0].slot
+        proposal = compute_slot_proposal(self.committee.committee_id, slot, parts)
+        return dataclasses.replace(proposal, sealed=self.openings.get(slot))
 
     async def sign_slot(
         self,
@@ -830,7 +921,11 @@ class Coordinator:
             # Verify the combination: each partial verified, so this fails only on a bug.
             if bls.verify(self.committee.group_public_key, root, signature):
                 self._pinned = None
-                return await self._publish_signed(results, signature, sorted(chosen), lease)
+                sealed = proposal.sealed
+                return await self._publish_signed(
+                    results, signature, sorted(chosen),
+                    sealed.ciphertext_root if sealed is not None else None, lease,
+                )  # fmt: skip
             log.error("combined signature for slot %d does not verify", slot)
             return await self._publish_failed(
                 results, collection, FAILED_NOT_ENOUGH_PARTIALS, "combination did not verify",
@@ -1124,6 +1219,7 @@ class Coordinator:
         results: tuple[SlotResult, ...],
         signature: bytes,
         partials: list[tuple[int, bytes]],
+        ciphertext_root: bytes | None = None,
         lease: CloseLease | None = None,
     ) -> Outcome:
         blocks = compute_signed_slot(
@@ -1133,6 +1229,7 @@ class Coordinator:
             partials,
             deadline_ms=results[0].deadline_ms,
             published_ms=self._clock_ms(),
+            ciphertext_root=ciphertext_root,
         )
         store = self.engine.store
         slot = results[0].slot

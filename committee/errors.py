@@ -175,6 +175,54 @@ class StreamMismatch(Refusal):
     code = "stream_mismatch"
 
 
+# --- the close of encrypted bids: refusals to commit and release (committee/sealing.py) ------
+
+
+class MalformedReleaseRequest(Refusal):
+    """A key-release request that does not decode (not JSON, missing or mistyped fields)."""
+
+    code = "malformed_release_request"
+
+
+class DeadlineNotPassed(Refusal):
+    """Asked for its key share before the slot's deadline by the member's own clock."""
+
+    code = "deadline_not_passed"
+
+
+class KeyReleaseClosed(Refusal):
+    """Asked for its key share after the slot's signing window: a slot that did not get its
+    key in time stays sealed for ever."""
+
+    code = "key_release_closed"
+
+
+class CommitmentMismatch(Refusal):
+    """The ciphertext root is not the root of the sealed bids carried, a sealed bid is not what
+    its signed call makes, or the sealed bids differ from the set committed to."""
+
+    code = "commitment_mismatch"
+
+
+class AlreadyCommittedOtherRoot(Refusal):
+    """The member already committed to another ciphertext set for this slot."""
+
+    code = "already_committed_other_root"
+
+
+class NotCommitted(Refusal):
+    """A proposal opens sealed bids of a slot this member never committed to."""
+
+    code = "not_committed"
+
+
+class OpeningMismatch(Refusal):
+    """A proposal's opened bids (or refusals) are not what the slot key opens the committed
+    ciphertexts to, or its slot key is not the committee's key for the slot."""
+
+    code = "opening_mismatch"
+
+
 class InvalidSignedBlock(CommitteeError):
     """A signed block that does not verify: bad shape, wrong hash, bad signature, few signers."""
 
@@ -245,13 +293,6 @@ class EventListMismatch(EvidenceRefused):
     """The event list given does not hash to the block's committed bid-set root."""
 
     code = "event_list_mismatch"
-
-
-class SealedBidNotCommitted(EvidenceRefused):
-    """A receipt of an encrypted bid: no signed block commits to the slot's ciphertext set yet
-    (docs/encryption.md, decision 103), so its absence from a bid set proves nothing."""
-
-    code = "sealed_bid_not_committed"
 
 
 class EventIncluded(EvidenceRefused):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from auction.ciphertext import compute_ciphertext_leaf_hash, compute_ciphertext_root_of_leaves
 from auction.encoding import compute_bid_set_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
@@ -44,7 +45,6 @@ from committee.errors import (
     MalformedEvidence,
     PartialDoesNotVerify,
     SameSigningRoot,
-    SealedBidNotCommitted,
     UnknownEvidenceKind,
     UnknownMember,
     UnsupportedEvidenceVersion,
@@ -68,6 +68,8 @@ _CENSORSHIP_TAG: Final = b"blockspace/evidence/censorship/v1\x00"
 _EQUIVOCATION_TAG: Final = b"blockspace/evidence/member-equivocation/v1\x00"
 _CENSORSHIP_KEYS: Final = frozenset(
     {"format", "version", "kind", "receipt", "signed_block", "event_ids"})
+# A censored encrypted bid's evidence also lists the slot's committed ciphertext set.
+_SEALED_KEYS: Final = frozenset({"ciphertexts"})
 _EQUIVOCATION_KEYS: Final = frozenset(
     {"format", "version", "kind", "committee_id", "slot", "member", "first", "second"})
 _PARTIAL_KEYS: Final = frozenset({"slot_root", "partial"})
@@ -117,10 +119,15 @@ def compute_equivocation_id(committee_id: bytes, slot: int, member: int) -> str:
 
 
 def compute_censorship_evidence(
-    receipt: SignedReceipt, signed: SignedBlock, event_ids: Sequence[str]
+    receipt: SignedReceipt,
+    signed: SignedBlock,
+    event_ids: Sequence[str],
+    ciphertexts: Sequence[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The censorship evidence document (checked by ``verify_evidence``, not here)."""
-    return {
+    """The censorship evidence document (checked by ``verify_evidence``, not here);
+    ``ciphertexts`` (an encrypted bid's receipt) is the slot's committed ciphertext set, each
+    ``{"bid_id", "ciphertext_sha256"}``."""
+    doc = {
         "format": EVIDENCE_FORMAT,
         "version": EVIDENCE_VERSION,
         "kind": KIND_CENSORSHIP,
@@ -128,6 +135,9 @@ def compute_censorship_evidence(
         "signed_block": signed_block_to_json(signed),
         "event_ids": list(event_ids),
     }
+    if ciphertexts is not None:
+        doc["ciphertexts"] = list(ciphertexts)
+    return doc
 
 
 def compute_equivocation_evidence(
@@ -174,7 +184,9 @@ def _envelope(doc: Any) -> dict[str, Any]:
     keys = {KIND_CENSORSHIP: _CENSORSHIP_KEYS, KIND_MEMBER_EQUIVOCATION: _EQUIVOCATION_KEYS}
     if not isinstance(kind, str) or kind not in keys:
         raise UnknownEvidenceKind(f"unknown evidence kind {kind!r}", kind=str(kind)[:64])
-    missing, unknown = sorted(keys[kind] - set(doc)), sorted(set(doc) - keys[kind])
+    optional = _SEALED_KEYS if kind == KIND_CENSORSHIP else frozenset()
+    missing = sorted(keys[kind] - set(doc))
+    unknown = sorted(set(doc) - keys[kind] - optional)
     if missing or unknown:
         raise MalformedEvidence("evidence fields are missing or unknown",
                                 field=(missing or unknown)[0], missing=missing, unknown=unknown)
@@ -192,10 +204,6 @@ def verify_censorship(
     if receipt.committee_id != committee.committee_id:
         raise WrongCommittee("the receipt names another committee",
                              committee_id=to_hex(receipt.committee_id))
-    # Verify the event is one a block's bid set commits to (an encrypted bid's is not, yet)
-    if receipt.kind == KIND_SEALED_BID:
-        raise SealedBidNotCommitted("an encrypted bid's receipt is checked against its slot's "
-                                    "ciphertext set, which blocks do not commit to yet")
     # Verify the block: of this committee, the receipt's rollup and slot, and signed
     signed = _read_signed_block(doc["signed_block"])
     if signed.committee_id != committee.committee_id:
@@ -212,6 +220,15 @@ def verify_censorship(
     except InvalidSignedBlock as exc:
         raise BlockNotCertified(f"the block is not certified: {exc.message}",
                                 **exc.data) from None
+    if receipt.kind == KIND_SEALED_BID:
+        # An encrypted bid is checked against the slot's committed ciphertext set
+        committed = _read_committed_ciphertexts(doc.get("ciphertexts"), signed,
+                                                committee.committee_id)  # fmt: skip
+        if receipt.event_id in committed:
+            raise EventIncluded("the receipt's encrypted bid is in its slot's committed "
+                                "ciphertext set: not censorship", event_id=receipt.event_id)
+        return _censorship_verdict(committee, signed_receipt, signed, "from its slot's "
+                                   "committed ciphertext set, under its signed block")
     # Verify the event list: distinct ids whose root is the block's committed bid-set root
     event_ids = _read_event_ids(doc["event_ids"])
     if compute_bid_set_root(event_ids) != signed.block.bid_set_root:
@@ -221,6 +238,14 @@ def verify_censorship(
     if receipt.event_id in set(event_ids):
         raise EventIncluded("the receipt's event is in its slot's signed bid set: not "
                             "censorship", event_id=receipt.event_id)
+    return _censorship_verdict(committee, signed_receipt, signed, "from its signed block")
+
+
+def _censorship_verdict(
+    committee: threshold.CommitteeInfo, signed_receipt: SignedReceipt, signed: SignedBlock,
+    where: str,
+) -> Verdict:
+    receipt = signed_receipt.receipt
     return Verdict(
         kind=KIND_CENSORSHIP,
         offender=f"operator {signed_receipt.operator}",
@@ -230,9 +255,45 @@ def verify_censorship(
         slot=receipt.slot,
         rollup=receipt.rollup,
         detail=f"{receipt.kind} {receipt.event_id} acknowledged for slot {receipt.slot} of "
-               f"rollup {receipt.rollup} is missing from its signed block "
-               f"{signed.block.block_hash}",
+               f"rollup {receipt.rollup} is missing {where} {signed.block.block_hash}",
     )
+
+
+def _read_committed_ciphertexts(
+    value: Any, signed: SignedBlock, committee_id: bytes
+) -> set[str]:
+    """The bid ids of the slot's committed ciphertext set: ``ciphertexts`` (each
+    ``{"bid_id", "ciphertext_sha256"}``) must hash to the ciphertext-set root the signed slot
+    root binds (``slot_proof.ciphertext_root``); a slot whose root binds none committed to no
+    encrypted bid, and the list must be empty."""
+    if value is None:
+        raise MalformedEvidence("an encrypted bid's evidence lists its slot's ciphertexts",
+                                field="ciphertexts")  # fmt: skip
+    try:
+        items = wire.array(value, "ciphertexts", _ciphertext_leaf, max_items=MAX_EVENT_IDS)
+    except wire.FieldError as exc:
+        raise MalformedEvidence(str(exc), field=exc.field) from None
+    ids = [bid_id for bid_id, _ in items]
+    if len(set(ids)) != len(ids):
+        raise DuplicateItems("a bid id is listed twice", field="ciphertexts")
+    bound = signed.slot_proof.ciphertext_root
+    slot = signed.block.slot
+    leaves = [compute_ciphertext_leaf_hash(bid_id, digest) for bid_id, digest in items]
+    # Verify the list is the set the committee signed with the block
+    if (bound is None and items) or (
+        bound is not None and compute_ciphertext_root_of_leaves(committee_id, slot, leaves) != bound
+    ):
+        raise EventListMismatch("the ciphertext list does not hash to the ciphertext root the "
+                                "signed block binds", field="ciphertexts")  # fmt: skip
+    return set(ids)
+
+
+def _ciphertext_leaf(value: Any, field: str) -> tuple[str, bytes]:
+    d = wire.obj(value, field)
+    wire.exact_keys(d, {"bid_id", "ciphertext_sha256"}, field + ".")
+    return (wire.hash_hex(wire.get(d, "bid_id", field + "."), field + ".bid_id"),
+            wire.hex_bytes(wire.get(d, "ciphertext_sha256", field + "."),
+                           field + ".ciphertext_sha256", 32))  # fmt: skip
 
 
 def _read_signed_block(value: Any) -> SignedBlock:

@@ -54,6 +54,7 @@ from committee.errors import (
 )
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
+from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
     MemberStreams,
@@ -174,6 +175,14 @@ class Member:
     def index(self) -> int:
         return self.share.index
 
+    def clock_ms(self) -> int:
+        """This member's own clock (the slot deadlines it enforces are by it)."""
+        return self._clock_ms()
+
+    def release_key_share(self, data: bytes) -> KeyRelease:
+        """Commit to a slot's ciphertext set and release the key share (committee.sealing)."""
+        return release_key_share(self, data)
+
     def sign_proposal(self, data: bytes) -> MemberReply:
         """Check a proposal and return this member's partial; raise a ``Refusal`` otherwise."""
         with paused_gc():
@@ -210,6 +219,10 @@ class Member:
         if parsed.streamed is not None:
             # 3b. the logs' prefixes are what this member checked as they streamed in.
             proposal, streamed, derived = self._join_stream(parsed, proposal)
+        # 3c. the sealed bids: opened by the key as the committee committed to them.
+        opened = check_sealed_proposal(self, proposal)
+        if opened:
+            derived = {**derived, **opened}
         timings["decode"] = (time.perf_counter() - t0) * 1e3
         # 4, every rollup's part; 5, the slot's evidence, each bundle once however many logs
         # hold a copy; 6-7, the whole slot re-run at once (cross-rollup bundles couple the

@@ -64,6 +64,7 @@ from committee.records import (
     slot_proof_from_json,
     slot_proof_to_json,
 )
+from committee.sealedset import SealedOpening, sealed_opening_from_json, sealed_opening_to_json
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
@@ -116,15 +117,21 @@ class SlotProposal:
     slot: int
     parts: tuple[Proposal, ...]
     completion: bool = False
+    # The slot's sealed bids, their key and the commitment certificate, when it has any:
+    # the logs hold their openings, which members re-derive (committee.sealing).
+    sealed: SealedOpening | None = None
 
     @property
     def rollups(self) -> tuple[int, ...]:
         return tuple(p.rollup for p in self.parts)
 
     def compute_slot_root(self) -> bytes:
-        """The root the committee signs: over every part's block (raises ValueError if a
-        rollup has two parts)."""
-        return compute_slot_root(compute_slot_leaves([p.block for p in self.parts]))
+        """The root the committee signs: over every part's block and, with sealed bids, the
+        ciphertext-set root they were committed under (raises ValueError if a rollup has two
+        parts)."""
+        ciphertext_root = self.sealed.ciphertext_root if self.sealed is not None else None
+        return compute_slot_root(compute_slot_leaves([p.block for p in self.parts]),
+                                 ciphertext_root)  # fmt: skip
 
 
 def compute_slot_proposal(
@@ -234,13 +241,15 @@ def encode_proposal(
                 for part in parts
             ],
             "completion": p.completion,
+            **({"sealed": sealed_opening_to_json(p.sealed)} if p.sealed is not None else {}),
         }
     )
 
 
 # --- decoding ---------------------------------------------------------------------------------
 
-_TOP_KEYS = {"kind", "version", "committee_id", "slot", "bundles", "parts", "completion"}
+_TOP_KEYS = {"kind", "version", "committee_id", "slot", "bundles", "parts", "completion",
+             "sealed"}  # fmt: skip
 _PART_KEYS = {"rollup", "block", "parent", "carried", "log"}
 
 
@@ -463,13 +472,14 @@ def parse_proposal(data: bytes) -> ParsedProposal:
             raise wire.FieldError("parts", "a version-3 part has no streamed prefix")
         if streamed is not None and completion:
             raise wire.FieldError("completion", "a completion carries the whole log")
+        sealed = sealed_opening_from_json(d["sealed"]) if "sealed" in d else None
         rollups = [part.rollup for part, _, _ in triples]
         # Verify each rollup has one part, in the leaves' order (ascending).
         if any(a >= b for a, b in zip(rollups, rollups[1:], strict=False)):
             raise wire.FieldError("parts", "must be in ascending rollup order, each rollup once")
     except wire.FieldError as exc:
         raise MalformedProposal(f"bad proposal: {exc}", field=exc.field) from None
-    head = SlotProposal(committee_id, slot, tuple(p for p, _, _ in triples), completion)
+    head = SlotProposal(committee_id, slot, tuple(p for p, _, _ in triples), completion, sealed)
     return ParsedProposal(
         head,
         tuple(c for _, c, _ in triples),

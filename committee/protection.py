@@ -45,6 +45,14 @@ CREATE TABLE IF NOT EXISTS signed (
     signed_ms INTEGER NOT NULL,
     PRIMARY KEY (committee_id, rollup, slot)
 );
+CREATE TABLE IF NOT EXISTS ciphertext_commitments (
+    committee_id BLOB NOT NULL,
+    slot INTEGER NOT NULL,
+    ciphertext_root BLOB NOT NULL,
+    entries_digest BLOB NOT NULL,
+    committed_ms INTEGER NOT NULL,
+    PRIMARY KEY (committee_id, slot)
+);
 CREATE TABLE IF NOT EXISTS heads (
     committee_id BLOB NOT NULL,
     rollup INTEGER NOT NULL,
@@ -64,6 +72,16 @@ class SignedRecord:
     signing_root: bytes
     partial: bytes
     signed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentRecord:
+    """The ciphertext set a member committed to for a slot (before releasing its key share):
+    the set's root and the digest of the sealed bids it checked (committee/sealing.py)."""
+
+    ciphertext_root: bytes
+    entries_digest: bytes
+    committed_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +237,41 @@ class ProtectionStore:
             "pending_root = excluded.pending_root WHERE excluded.slot > heads.slot",
             (committee_id, rollup, head.slot, head.block_hash, head.pending_root),
         )
+
+    def get_commitment(self, committee_id: bytes, slot: int) -> CommitmentRecord | None:
+        """The ciphertext set this member committed to for ``slot``, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ciphertext_root, entries_digest, committed_ms FROM ciphertext_commitments "
+                "WHERE committee_id = ? AND slot = ?",
+                (committee_id, slot),
+            ).fetchone()
+        return CommitmentRecord(bytes(row[0]), bytes(row[1]), row[2]) if row else None
+
+    def record_commitment(
+        self, committee_id: bytes, slot: int, record: CommitmentRecord
+    ) -> CommitmentRecord:
+        """Durably record a commitment before any key share leaves; return the one that
+        stands (an earlier one, if a concurrent request won: never two per slot)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO ciphertext_commitments VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (committee_id, slot) DO NOTHING",
+                    (committee_id, slot, record.ciphertext_root, record.entries_digest,
+                     record.committed_ms),
+                )  # fmt: skip
+                row = self._db.execute(
+                    "SELECT ciphertext_root, entries_digest, committed_ms "
+                    "FROM ciphertext_commitments WHERE committee_id = ? AND slot = ?",
+                    (committee_id, slot),
+                ).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return CommitmentRecord(bytes(row[0]), bytes(row[1]), row[2])
 
     def count_signed(self, committee_id: bytes) -> int:
         """Slots this member signed."""

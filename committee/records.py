@@ -48,6 +48,9 @@ FAILED_CLOSE: Final[str] = "close_failed"  # the engine could not build the slot
 # An earlier block some members signed is still being completed: a block on its parent would
 # be its sibling, which those members never sign (docs/committee.md, "Safety and liveness").
 FAILED_BLOCKED: Final[str] = "blocked_by_pending_slot"
+# Fewer than t members committed to the slot's sealed bids and released their key shares in
+# the signing window: nobody can open them, so the slot cannot be built (docs/encryption.md).
+FAILED_KEY_NOT_RELEASED: Final[str] = "key_not_released"
 
 # Kinds of member evidence.
 EVIDENCE_INVALID_PARTIAL: Final[str] = "invalid_partial"
@@ -102,17 +105,19 @@ def compute_signed_slot(
     *,
     deadline_ms: int,
     published_ms: int,
+    ciphertext_root: bytes | None = None,
 ) -> list[SignedBlock]:
-    """Every rollup's signed block of one signed slot (ascending rollup), each with its proof."""
+    """Every rollup's signed block of one signed slot (ascending rollup), each with its proof
+    (which carries the slot's ciphertext-set root, if it had encrypted bids)."""
     leaves = compute_slot_leaves(blocks)
-    root = compute_slot_root(leaves)
+    root = compute_slot_root(leaves, ciphertext_root)
     rollups = tuple(sorted(b.rollup for b in blocks))
     return [
         SignedBlock(
             block=b,
             committee_id=committee_id,
             slot_root=root,
-            slot_proof=compute_slot_proof(leaves, b.rollup),
+            slot_proof=compute_slot_proof(leaves, b.rollup, ciphertext_root),
             slot_rollups=rollups,
             signature=signature,
             partials=tuple(partials),
@@ -129,17 +134,25 @@ def block_fields_to_json(b: Block) -> dict[str, Any]:
 
 
 def slot_proof_to_json(p: SlotProof) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "leaf_index": p.leaf_index,
         "leaf_count": p.leaf_count,
         "siblings": [_hex(s) for s in p.siblings],
     }
+    if p.ciphertext_root is not None:
+        out["ciphertext_root"] = _hex(p.ciphertext_root)
+    return out
 
 
 def slot_proof_from_json(value: Any, field: str) -> SlotProof:
     """Read a slot proof from untrusted JSON (types and lengths; ``verify`` checks the rest)."""
     d = wire.obj(value, field)
-    wire.exact_keys(d, {"leaf_index", "leaf_count", "siblings"}, field + ".")
+    wire.exact_keys(d, {"leaf_index", "leaf_count", "siblings", "ciphertext_root"}, field + ".")
+    ciphertext_root = (
+        wire.hex_bytes(d["ciphertext_root"], field + ".ciphertext_root", 32)
+        if "ciphertext_root" in d
+        else None
+    )
     return SlotProof(
         leaf_index=wire.integer(wire.get(d, "leaf_index", field + "."), field + ".leaf_index"),
         leaf_count=wire.integer(wire.get(d, "leaf_count", field + "."), field + ".leaf_count"),
@@ -151,6 +164,7 @@ def slot_proof_from_json(value: Any, field: str) -> SlotProof:
                 max_items=64,  # a path in a tree of at most 2^16 leaves has at most 16
             )
         ),
+        ciphertext_root=ciphertext_root,
     )
 
 
@@ -325,7 +339,7 @@ class FailedSlot:
     slot: int
     committee_id: bytes
     block_hash: str  # the proposed block (NOT signed, never a parent); zero if there was none
-    reason: str  # FAILED_NOT_ENOUGH_PARTIALS | FAILED_NOT_PROPOSED | FAILED_CLOSE | FAILED_BLOCKED
+    reason: str  # one of the FAILED_* codes above
     valid: tuple[int, ...]  # members whose valid partial arrived in time
     refused: tuple[tuple[int, str], ...]  # (member, refusal code)
     invalid: tuple[int, ...]  # members that answered an invalid partial
@@ -379,6 +393,7 @@ def signed_block_from_store(d: dict[str, Any]) -> SignedBlock:
             proof["leaf_index"],
             proof["leaf_count"],
             tuple(bytes.fromhex(s[2:]) for s in proof["siblings"]),
+            bytes.fromhex(proof["ciphertext_root"][2:]) if "ciphertext_root" in proof else None,
         ),
         slot_rollups=tuple(d["slot_rollups"]),
         signature=bytes.fromhex(d["signature"][2:]),

@@ -4,6 +4,10 @@ HTTP on loopback or a private network:
 
 - ``POST /v1/sign``: body = proposal bytes (``committee.proposal``); 200 with the partial
   (``MemberReply.to_json``) or 4xx with ``{"code", "message", "data"}`` naming the refusal;
+- ``POST /v1/release``: body = a key-release request (``committee.sealing``): the member commits
+  to the slot's ciphertext set and answers its commitment partial and key share
+  (``KeyRelease.to_json``), or 4xx with the refusal (``deadline_not_passed`` before the slot's
+  deadline by its own clock);
 - ``GET /healthz``: the member's index, committee id and how many partials it has released;
 - ``GET /metrics``: Prometheus counters of signatures and refusals by code, check latency.
 
@@ -37,7 +41,7 @@ from auction.errors import BlockspaceError
 from auction.slots import SlotClock
 from committee import keyfiles
 from committee.checks import MemberConfig
-from committee.errors import MalformedProposal, Refusal
+from committee.errors import MalformedProposal, MalformedReleaseRequest, Refusal
 from committee.member import FAULTS, Member
 from committee.protection import ProtectionStore
 from committee.stream import MAX_STREAM_BYTES
@@ -100,6 +104,12 @@ class _SignerMetrics:
         )
         self.streamed = Counter(
             "blockspace_signer_stream_bytes", "Stream batch bytes accepted", registry=self.registry
+        )
+        self.released = Counter(
+            "blockspace_signer_key_shares",
+            "Key shares released (after committing to the slot's ciphertext set)",
+            ["repeated"],
+            registry=self.registry,
         )
         self.abandoned = Counter(
             "blockspace_signer_abandoned",
@@ -198,6 +208,43 @@ def create_signer_app(member: Member) -> FastAPI:
             return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
         metrics.streamed.inc(len(body))
         return JSONResponse(ack)
+
+    @app.post(
+        "/v1/release",
+        summary="Commit to a slot's ciphertext set, then release the key share (sealing.py)",
+        openapi_extra={"requestBody": _PROPOSAL_BODY},
+        responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
+    )
+    async def release(request: Request) -> Response:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > MAX_PROPOSAL_BYTES:
+                exc: Refusal = MalformedReleaseRequest("release request too large",
+                                                       limit=MAX_PROPOSAL_BYTES)  # fmt: skip
+                metrics.refused.labels(exc.code).inc()
+                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
+        body = b"".join(chunks)
+        # Behind the proposal lock: commitments, like signatures, are recorded one at a time.
+        async with lock:
+            try:
+                answer = await asyncio.to_thread(member.release_key_share, body)
+            except BlockspaceError as refusal:
+                metrics.refused.labels(refusal.code).inc()
+                log.info("refused a key release %s: %s", refusal.code, refusal.message)
+                return JSONResponse(
+                    wire_errors.http_error_body(refusal),
+                    status_code=wire_errors.http_status(refusal),
+                )
+            except Exception:
+                metrics.faults.labels("release").inc()
+                log.exception("key release check failed unexpectedly")
+                exc = MalformedReleaseRequest("the release request could not be checked")
+                return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+        metrics.released.labels(str(answer.repeated).lower()).inc()
+        return JSONResponse(answer.to_json())
 
     @app.get("/healthz", summary="Member identity and liveness")
     async def healthz() -> Response:

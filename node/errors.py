@@ -85,6 +85,9 @@ _HTTP_STATUS: dict[str, int] = {
     "already_applied": 409,
     "evidence_already_applied": 409,
     "internal_error": 500,
+    # A member asked for its key share early: the request may be repeated after the deadline.
+    "deadline_not_passed": 425,
+    "already_committed_other_root": 409,
 }
 
 

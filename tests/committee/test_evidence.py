@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auction.bundles import compute_bid_id
+from auction.ciphertext import CiphertextLeaf, compute_ciphertext_root
 from auction.errors import EvidenceRefused
 from auction.hashing import keccak256, to_hex
 from auction.receipts import (
@@ -269,19 +271,78 @@ def test_a_signed_blocks_own_partials_can_prove_equivocation(dealt: Dealt, slot:
     assert verify_evidence(doc, dealt.committee).offender == f"member {member}"
 
 
-def test_an_encrypted_bids_receipt_is_not_censorship_evidence_yet(dealt: Dealt,
-                                                                   slot: Any) -> None:
-    # Blocks do not commit to the ciphertext set yet (stage 2b): an encrypted bid missing from
-    # a bid set proves nothing, so its receipt is refused before any block is read
-    signed, ids, victim, _ = slot
+def sealed_slot(dealt: Dealt, block: Any, committed: list[tuple[str, bytes]] | None
+                ) -> SignedBlock:  # fmt: skip
+    """``block`` signed in a slot whose slot root binds the ciphertext set ``committed``
+    ((bid id, ciphertext) pairs), or none (``None``)."""
+    cid = dealt.committee.committee_id
+    root = (compute_ciphertext_root(cid, SLOT, [CiphertextLeaf(i, c) for i, c in committed])
+            if committed is not None else None)  # fmt: skip
+    message = compute_slot_signing_root(cid, SLOT, compute_slot_root(
+        compute_slot_leaves([block]), root))
+    partials = tuple((s.index, threshold.partial_sign(s, message)) for s in dealt.shares[:7])
+    signature = threshold.combine(partials, dealt.committee.t, dealt.committee.n)
+    [signed] = compute_signed_slot([block], cid, signature, partials, deadline_ms=1,
+                                   published_ms=2, ciphertext_root=root)  # fmt: skip
+    return signed
+
+
+def sealed_receipt(dealt: Dealt, bid_id: str) -> Any:
     receipt = Receipt(
-        committee_id=dealt.committee.committee_id, rollup=ROLLUP, slot=SLOT,
-        event_id=victim.bid_id, kind=KIND_SEALED_BID,
-        request_hash=to_hex(keccak256(victim.evidence.body)), received_ms=victim.received_ms,
+        committee_id=dealt.committee.committee_id, rollup=ROLLUP, slot=SLOT, event_id=bid_id,
+        kind=KIND_SEALED_BID, request_hash=to_hex(keccak256(b"the encrypted call")),
+        received_ms=5,
     )
-    doc = compute_censorship_evidence(sign_receipt(receipt, OPERATOR), signed, ids)
-    assert refusal(doc, dealt) == "sealed_bid_not_committed"
-    # The same receipt as a plaintext bid's is censorship evidence
-    plain = dataclasses.replace(receipt, kind=KIND_BID)
-    doc = compute_censorship_evidence(sign_receipt(plain, OPERATOR), signed, ids)
-    assert verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee).kind == "censorship"
+    return sign_receipt(receipt, OPERATOR)
+
+
+def leaves_of(pairs: list[tuple[str, bytes]]) -> list[dict[str, str]]:
+    return [{"bid_id": i, "ciphertext_sha256": to_hex(hashlib.sha256(c).digest())}
+            for i, c in pairs]  # fmt: skip
+
+
+def test_an_encrypted_bid_left_out_of_the_committed_set_is_censorship(dealt: Dealt,
+                                                                       slot: Any) -> None:
+    block = slot[0].block
+    ids = slot[1]
+    committed = [("0x" + "aa" * 32, b"ciphertext one"), ("0x" + "bb" * 32, b"ciphertext two")]
+    signed = sealed_slot(dealt, block, committed)
+    victim = "0x" + "cc" * 32
+    doc = compute_censorship_evidence(sealed_receipt(dealt, victim), signed, ids,
+                                      leaves_of(committed))  # fmt: skip
+    verdict = verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee)
+    assert verdict.kind == "censorship" and victim in verdict.detail
+    # A bid in the committed set was processed (opened, or refused at opening): no offence
+    doc = compute_censorship_evidence(sealed_receipt(dealt, committed[0][0]), signed, ids,
+                                      leaves_of(committed))  # fmt: skip
+    assert refusal(doc, dealt) == "event_included"
+    # The list must be the set the signed slot root binds: one left out, or none given
+    doc = compute_censorship_evidence(sealed_receipt(dealt, committed[0][0]), signed, ids,
+                                      leaves_of(committed[1:]))  # fmt: skip
+    assert refusal(doc, dealt) == "event_list_mismatch"
+    doc = compute_censorship_evidence(sealed_receipt(dealt, victim), signed, ids)
+    assert refusal(doc, dealt) == "malformed_evidence"
+
+
+def test_an_acknowledged_encrypted_bid_in_a_slot_that_committed_none_is_censorship(
+    dealt: Dealt, slot: Any
+) -> None:
+    signed, ids = slot[0], slot[1]  # signed without a ciphertext root: no set committed
+    victim = "0x" + "dd" * 32
+    doc = compute_censorship_evidence(sealed_receipt(dealt, victim), signed, ids, [])
+    assert verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee).kind == (
+        "censorship")
+    # A list claiming a set the block did not commit to is refused
+    doc = compute_censorship_evidence(sealed_receipt(dealt, victim), signed, ids,
+                                      leaves_of([(victim, b"x")]))  # fmt: skip
+    assert refusal(doc, dealt) == "event_list_mismatch"
+
+
+def test_a_ciphertext_root_other_than_signed_is_not_certified(dealt: Dealt, slot: Any) -> None:
+    committed = [("0x" + "aa" * 32, b"ciphertext one")]
+    signed = sealed_slot(dealt, slot[0].block, committed)
+    forged = dataclasses.replace(signed, slot_proof=dataclasses.replace(
+        signed.slot_proof, ciphertext_root=b"\x01" * 32))
+    doc = compute_censorship_evidence(sealed_receipt(dealt, "0x" + "cc" * 32), forged, slot[1],
+                                      leaves_of(committed))  # fmt: skip
+    assert refusal(doc, dealt) == "block_not_certified"

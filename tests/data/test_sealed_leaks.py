@@ -196,9 +196,12 @@ async def test_nothing_readable_before_the_key_exists(http, store, caplog) -> No
             reply = await client.post("/", content=body, headers={"X-Flashbots-Signature": sig})
             assert reply.json()["error"]["data"]["code"] == "encapsulation_limit"
             answers.append(reply.text)
-    # The first slot closes (its key was never released: its bids stay sealed); the next is open
+    # The first slot closes (its key was never released: it fails, key_not_released, and its
+    # bids stay sealed for ever; decision 118); the next is open
     clock[0] = (SLOT + 1) * SLOT_MS + 5
-    await engine.close_slot(SLOT)
+    assert await engine.close_or_fail(SLOT)
+    failed = await engine.store.get_failed_slot(CHAIN, SLOT)
+    assert failed is not None and failed.reason == "key_not_released"
     notifications = []
     while not outbox.queue.empty():
         notifications.append(repr(outbox.queue.get_nowait()))

@@ -1,0 +1,174 @@
+"""CPU cost of the committee's part of closing a slot with encrypted bids (issue 14, stage 2b).
+
+    .venv/bin/python -m bench.sealed_close [--repeat 3] [--n 10] [--t 7]
+
+For each load (bids, searchers; each searcher's bids of the slot under one encapsulation) it
+measures, as medians over repeats of process CPU time:
+
+- release (one member): ``sealing.release_key_share`` on the whole request: decode, re-derive
+  every sealed bid from its signed call (signature recovery, intake rules), the root, the
+  durable commitment (SQLite, fsync), the commitment partial and the key share;
+- collect (coordinator): verify t answers (commitment partial and key share: two pairing checks
+  each), combine the key (checked) and the commitment certificate;
+- open (engine, and again each member in ``check_sealed_proposal``): ``compute_openings``: one
+  decapsulation per searcher, one AEAD and the plaintext intake rules per bid.
+
+The issue's budget (key release, combine, open and validate within 250 ms of CPU on one core)
+is the sum of collect and open; each member's release runs on its own machine. Results:
+bench/results/sealed_close.txt; discussion: docs/encryption.md, "Close".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from api.searcher import BundleEncryptor, SearcherKey, bundle_params, encrypted_bundle_params
+from auction.intake import compute_intake_event
+from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
+from auction.types import LoggedSealedBid, SealedBid
+from committee import encryption, threshold
+from committee.keyrelease import ReleaseAnswer, _Answers, _check_release
+from committee.member import Member
+from committee.opening import compute_openings
+from committee.protection import ProtectionStore
+from committee.sealedset import compute_sealed_order, compute_slot_ciphertext_root
+from committee.sealing import (
+    ReleaseRequest,
+    compute_sealed_context,
+    encode_release_request,
+    release_key_share,
+)
+from committee.signer import compute_member_config
+from node.settings import Settings
+
+LOADS = ((2000, 200), (500, 50))
+ROLLUP = 167_001
+SLOT = 1_000
+BUDGET_MS = 250.0
+GWEI = 10**9
+
+
+def cpu_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median process CPU time of ``fn`` over ``repeat`` calls (after a warm-up call)."""
+    fn()
+    runs = []
+    for _ in range(repeat):
+        c0 = time.process_time_ns()
+        fn()
+        runs.append(time.process_time_ns() - c0)
+    return statistics.median(runs) / 1e6
+
+
+def build_entries(committee: threshold.CommitteeInfo, settings: Settings, bids: int,
+                  searchers: int) -> list[LoggedSealedBid]:  # fmt: skip
+    """``bids`` sealed bids from ``searchers`` searchers, as intake logs them."""
+    config = compute_member_config(settings, committee, 1)
+    ctx = compute_sealed_context(config, ROLLUP)
+    start = compute_slot_start_ms(config.clock, SLOT)
+    entries: list[LoggedSealedBid] = []
+    for s in range(searchers):
+        k = SearcherKey.from_seed(10_000 + s)
+        enc = BundleEncryptor(committee, SLOT, searcher=k.address)
+        for j in range(bids // searchers):
+            raw = k.sign_tx(type=2, chainId=ROLLUP, nonce=j, maxPriorityFeePerGas=2 * GWEI,
+                            maxFeePerGas=100 * GWEI, gas=21_000, to="0x" + "42" * 20, value=0,
+                            data=b"")  # fmt: skip
+            body = k.request("eth_sendBundle", [bundle_params([raw], SLOT,
+                                                              bid_wei=10**15 + j)])  # fmt: skip
+            call = k.request("bs_sendEncryptedBundle",
+                             [encrypted_bundle_params(enc.encrypt(body))])  # fmt: skip
+            event = compute_intake_event(call, k.sign_body(call), start + 10, ctx)
+            if not isinstance(event, SealedBid):
+                raise RuntimeError(f"intake refused a bench bid: {event}")
+            entries.append(LoggedSealedBid(f"{start + 10}-{len(entries)}", event))
+    return compute_sealed_order(entries)
+
+
+def measure_load(
+    committee: threshold.CommitteeInfo,
+    shares: list[threshold.KeyShare],
+    settings: Settings,
+    after: int,
+    bids: int,
+    searchers: int,
+    args: argparse.Namespace,
+) -> tuple[float, float, float]:
+    """One load's release, collect and open CPU ms (module docstring)."""
+    entries = build_entries(committee, settings, bids, searchers)
+    root = compute_slot_ciphertext_root(committee.committee_id, SLOT, entries)
+    body = encode_release_request(ReleaseRequest(committee.committee_id, SLOT, root,
+                                                 tuple(entries)))  # fmt: skip
+    config = compute_member_config(settings, committee, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(10**6))
+
+        def release() -> object:
+            # A fresh protection file each time: a first commitment, not a repeat
+            path = Path(tmp) / f"m{next(counter)}.sqlite3"
+            member = Member(shares[0], config, ProtectionStore(path), clock_ms=lambda: after)
+            try:
+                return release_key_share(member, body)
+            finally:
+                member.protection.close()
+
+        release_ms = cpu_ms(release, args.repeat)
+        answers = []
+        for share in shares[: args.t]:
+            m = Member(share, compute_member_config(settings, committee, share.index),
+                       ProtectionStore(Path(tmp) / f"a{share.index}.sqlite3"),
+                       clock_ms=lambda: after)  # fmt: skip
+            answers.append(ReleaseAnswer(share.index, release=release_key_share(m, body)))
+            m.protection.close()
+
+    def collect() -> bytes:
+        out = _Answers()
+        for a in answers:
+            _check_release(committee, SLOT, root, a, out)
+        key = encryption.combine_key_shares(
+            committee, SLOT, {i: r.key_share for i, r in out.valid.items()})
+        threshold.combine({i: r.commitment_partial for i, r in out.valid.items()}, args.t,
+                          args.n)  # fmt: skip
+        return key
+
+    collect_ms = cpu_ms(collect, args.repeat)
+    key = collect()
+    ctx = compute_sealed_context(config, ROLLUP)
+    open_ms = cpu_ms(lambda: compute_openings(committee, SLOT, key, entries, ctx),
+                     args.repeat)  # fmt: skip
+    opened = compute_openings(committee, SLOT, key, entries, ctx)
+    if sum(1 for o in opened.openings if o.bids) != bids:
+        raise RuntimeError("not every bench bid opened")
+    return release_ms, collect_ms, open_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--t", type=int, default=7)
+    args = parser.parse_args()
+    committee, shares = threshold.deal(args.n, args.t, bytes(range(32)))
+    settings = Settings(rollups=[ROLLUP], slot_ms=2000, genesis_ms=0)
+    clock = SlotClock(genesis_ms=0, slot_ms=2000)
+    after = compute_deadline_ms(clock, SLOT) + 5
+    print(f"committee {args.t} of {args.n}; medians of {args.repeat} runs, process CPU ms; "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'bids':>6} {'searchers':>9} | {'release (1 member)':>18} | {'collect t':>9} | "
+          f"{'open':>8} | {'collect + open':>14} | within {BUDGET_MS:.0f} ms")  # fmt: skip
+    for bids, searchers in LOADS:
+        release_ms, collect_ms, open_ms = measure_load(committee, shares, settings, after,
+                                                       bids, searchers, args)  # fmt: skip
+        total = collect_ms + open_ms
+        print(f"{bids:>6} {searchers:>9} | {release_ms:>18.1f} | {collect_ms:>9.1f} | "
+              f"{open_ms:>8.1f} | {total:>14.1f} | {'yes' if total <= BUDGET_MS else 'no'}",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

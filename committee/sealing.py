@@ -1,0 +1,410 @@
+"""The close of encrypted bids, member side: commit to the slot's ciphertext set, then release
+the key share (docs/encryption.md, "Close").
+
+A coordinator asks each member to *release* slot s's key: the request names the committee, the
+slot, the ciphertext-set root and carries every sealed bid of the slot (``LoggedSealedBid``s
+with their signed calls). The member, in this order:
+
+1. decodes the request strictly (``malformed_release_request``) and checks it is for its own
+   committee (``not_member``);
+2. refuses before the slot's deadline **by its own clock** (``deadline_not_passed``; no
+   skew allowance: a share released a millisecond early could let the operator read bids
+   while searchers still send them), and after the slot's signing window
+   (``key_release_closed``), so a slot that failed to reach t releases stays sealed;
+3. answers a repeated request for the root it already committed to with the same answer, and
+   refuses any other root for the slot (``already_committed_other_root``): one commitment per
+   slot per member, durable (``ProtectionStore.record_commitment``), like its block locks;
+4. re-derives every sealed bid from its signed call (``auction.intake.compute_intake_event``,
+   the intake rules: signature, committee, slot, arrival before the deadline, public fields),
+   checks the slot-wide intake rules (one ciphertext once, one encapsulation per searcher) and
+   recomputes the root from what it checked (``commitment_mismatch`` if it differs);
+5. records the commitment (root and the digest of the entries it checked) durably, and only
+   then answers its partial signature of the commitment and its key share.
+
+The commitment partial is a BLS partial under the block ciphersuite on a 32-byte commitment
+signing root with its own tag (``compute_commitment_signing_root``), so it is no block partial
+and no key share; t of them combine into the committee's certificate of the set. The key share
+is the partial signature of the slot identity under the encryption DST (``committee.encryption``).
+
+``check_sealed_proposal`` is the proposal side (a member re-opening the slot before it signs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import orjson
+
+from auction.errors import BlockspaceError
+from auction.intake import IntakeContext, compute_intake_event
+from auction.presets import Rollup
+from auction.slots import SlotClock, compute_deadline_ms
+from auction.types import Bid, LoggedSealedBid, Tx
+from committee import bls, encryption, threshold, wire
+from committee.checks import MemberConfig, compute_signing_deadline_ms
+from committee.errors import (
+    AlreadyCommittedOtherRoot,
+    CommitmentMismatch,
+    DeadlineNotPassed,
+    KeyReleaseClosed,
+    MalformedReleaseRequest,
+    NotCommitted,
+    NotMember,
+    OpeningMismatch,
+)
+from committee.opening import compute_opened_log, compute_openings
+from committee.proposal import SlotProposal
+from committee.protection import CommitmentRecord, ProtectionStore
+from committee.sealedset import (
+    compute_commitment_signing_root,
+    compute_entries_digest,
+    compute_slot_ciphertext_root,
+    sealed_entries_from_json,
+    sealed_entry_to_json,
+)
+from committee.stream import check_ascending
+
+
+class _TxDecoder(Protocol):
+    def decode(self, raw: bytes) -> Tx: ...
+
+
+class Member(Protocol):
+    """What these steps use of a ``committee.member.Member`` (which calls them)."""
+
+    @property
+    def config(self) -> MemberConfig: ...
+
+    @property
+    def share(self) -> threshold.KeyShare: ...
+
+    @property
+    def protection(self) -> ProtectionStore: ...
+
+    @property
+    def fault(self) -> str | None: ...
+
+    @property
+    def decoded_txs(self) -> _TxDecoder: ...
+
+    def clock_ms(self) -> int: ...
+
+RELEASE_KIND: Final[str] = "blockspace-key-release"
+RELEASE_VERSION: Final[int] = 1
+
+
+# --- the request ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """'Commit to this ciphertext set of ``slot`` and release your key share.'"""
+
+    committee_id: bytes
+    slot: int
+    ciphertext_root: bytes
+    entries: tuple[LoggedSealedBid, ...]  # canonical order (``compute_sealed_order``)
+
+
+def encode_release_request(request: ReleaseRequest) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": RELEASE_KIND,
+            "version": RELEASE_VERSION,
+            "committee_id": "0x" + request.committee_id.hex(),
+            "slot": request.slot,
+            "ciphertext_root": "0x" + request.ciphertext_root.hex(),
+            "sealed": [sealed_entry_to_json(e) for e in request.entries],
+        }
+    )
+
+
+def decode_release_request(data: bytes) -> ReleaseRequest:
+    """Read a release request strictly; ``malformed_release_request`` names the field."""
+    try:
+        d = wire.obj(orjson.loads(data), "request")
+        wire.exact_keys(d, {"kind", "version", "committee_id", "slot", "ciphertext_root",
+                            "sealed"}, "")  # fmt: skip
+        if wire.get(d, "kind") != RELEASE_KIND:
+            raise wire.FieldError("kind", f"must be {RELEASE_KIND!r}")
+        if wire.get(d, "version") != RELEASE_VERSION:
+            raise wire.FieldError("version", f"must be {RELEASE_VERSION}")
+        return ReleaseRequest(
+            committee_id=wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32),
+            slot=wire.integer(wire.get(d, "slot"), "slot"),
+            ciphertext_root=wire.hex_bytes(wire.get(d, "ciphertext_root"), "ciphertext_root", 32),
+            entries=sealed_entries_from_json(wire.get(d, "sealed"), "sealed"),
+        )
+    except orjson.JSONDecodeError:
+        raise MalformedReleaseRequest("the release request is not JSON") from None
+    except wire.FieldError as exc:
+        raise MalformedReleaseRequest(str(exc), field=exc.field) from None
+
+
+# --- the answer ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRelease:
+    """A member's answer: its partial of the commitment and its share of the slot key."""
+
+    index: int
+    slot: int
+    ciphertext_root: bytes
+    commitment_partial: bytes
+    key_share: bytes
+    repeated: bool  # the member had committed to this root before
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "slot": self.slot,
+            "ciphertext_root": "0x" + self.ciphertext_root.hex(),
+            "commitment_partial": "0x" + self.commitment_partial.hex(),
+            "key_share": "0x" + self.key_share.hex(),
+            "repeated": self.repeated,
+        }
+
+
+def release_from_json(data: Any) -> KeyRelease:
+    """Read a member's answer (raises ``wire.FieldError``); its shares are checked by the
+    coordinator against the member's public key, not here."""
+    d = wire.obj(data, "release")
+    repeated = wire.get(d, "repeated")
+    if not isinstance(repeated, bool):
+        raise wire.FieldError("repeated", "must be a boolean")
+    return KeyRelease(
+        index=wire.integer(wire.get(d, "index"), "index"),
+        slot=wire.integer(wire.get(d, "slot"), "slot"),
+        ciphertext_root=wire.hex_bytes(wire.get(d, "ciphertext_root"), "ciphertext_root", 32),
+        commitment_partial=wire.hex_bytes(
+            wire.get(d, "commitment_partial"), "commitment_partial", bls.SIGNATURE_LENGTH
+        ),
+        key_share=wire.hex_bytes(wire.get(d, "key_share"), "key_share", bls.SIGNATURE_LENGTH),
+        repeated=repeated,
+    )
+
+
+# --- the member's steps --------------------------------------------------------------------------
+
+
+def compute_opening_context(
+    rollups: Mapping[int, Rollup],
+    clock: SlotClock,
+    max_slots_ahead: int,
+    max_rollups_per_bundle: int,
+    committee_id: bytes,
+    rollup: int,
+) -> IntakeContext:
+    """The intake context sealed bids are re-derived and opened in, the same for the engine's
+    close and every member: the rollups and clock, no endpoint pin, no protected hashes (the
+    close re-checks protection from the log and the pool)."""
+    return IntakeContext(
+        rollups=rollups,
+        clock=clock,
+        max_slots_ahead=max_slots_ahead,
+        default_rollup=rollup,
+        max_rollups_per_bundle=max_rollups_per_bundle,
+        committee_id=committee_id,
+    )
+
+
+def compute_sealed_context(config: MemberConfig, rollup: int) -> IntakeContext:
+    """A member's opening context (``compute_opening_context``) from its own configuration."""
+    return compute_opening_context(config.rollups, config.clock, config.max_slots_ahead,
+                                   config.max_rollups_per_bundle, config.committee.committee_id,
+                                   rollup)  # fmt: skip
+
+
+def check_sealed_entries(
+    config: MemberConfig, slot: int, entries: Sequence[LoggedSealedBid]
+) -> None:
+    """Re-derive every sealed bid of ``slot`` from its signed call and check the slot-wide
+    intake rules; raise ``CommitmentMismatch`` naming the first entry that fails."""
+    rollups: dict[int, list[str]] = {}
+    seen_ids: set[str] = set()
+    seen_hashes: set[str] = set()
+    encapsulations: dict[str, bytes] = {}
+    for entry in entries:
+        sealed = entry.event
+        what = {"bid_id": sealed.bid_id, "seq": entry.seq}
+        # Verify it is this slot's, in a rollup this member serves, in canonical order
+        if sealed.slot != slot or sealed.rollup not in config.rollups:
+            raise CommitmentMismatch("a sealed bid for another slot or rollup", **what)
+        rollups.setdefault(sealed.rollup, []).append(entry.seq)
+        # Verify it is what intake makes of its signed call (signature, committee, slot,
+        # arrival before the deadline, the public fields the ciphertext authenticates)
+        ctx = compute_sealed_context(config, sealed.rollup)
+        event = compute_intake_event(sealed.evidence.body, sealed.evidence.signature,
+                                     sealed.received_ms, ctx)  # fmt: skip
+        if event != sealed:
+            code = getattr(getattr(event, "error", None), "code", None)
+            raise CommitmentMismatch("a sealed bid is not what its signed call makes",
+                                     refused=code, **what)  # fmt: skip
+        # Verify the slot-wide rules intake enforces in its store: a call and a ciphertext
+        # once, one encapsulation per searcher (decision 62: the close costs a pairing each)
+        if sealed.bid_id in seen_ids or sealed.ciphertext_hash in seen_hashes:
+            raise CommitmentMismatch("a sealed bid or ciphertext is in the set twice", **what)
+        seen_ids.add(sealed.bid_id)
+        seen_hashes.add(sealed.ciphertext_hash)
+        if encapsulations.setdefault(sealed.searcher, sealed.encapsulation) != sealed.encapsulation:
+            raise CommitmentMismatch("a searcher has two encapsulations in the set", **what)
+    # Verify the entries are in canonical order (rollup, then log order)
+    if [e.event.rollup for e in entries] != sorted(e.event.rollup for e in entries):
+        raise CommitmentMismatch("the sealed bids are not in canonical order")
+    for seqs in rollups.values():
+        try:
+            check_ascending((-1, -1), seqs)
+        except BlockspaceError:
+            raise CommitmentMismatch("a rollup's sealed bids are not in log order") from None
+
+
+def release_key_share(member: Member, data: bytes) -> KeyRelease:
+    """The member's answer to a release request (module docstring); raise a ``Refusal``."""
+    cfg = member.config
+    cid = cfg.committee.committee_id
+    request = decode_release_request(data)
+    # 1. Verify the request is for this member's committee
+    if request.committee_id != cid:
+        raise NotMember("this member belongs to another committee",
+                        committee_id="0x" + request.committee_id.hex())  # fmt: skip
+    slot = request.slot
+    now = member.clock_ms()
+    # 2. Verify the slot's deadline has passed by this member's own clock (no skew allowance)
+    deadline = compute_deadline_ms(cfg.clock, slot)
+    if now < deadline:
+        raise DeadlineNotPassed(f"slot {slot} closes in {deadline - now} ms",
+                                slot=slot, deadline_ms=deadline)  # fmt: skip
+    digest = compute_entries_digest(request.entries)
+    # 3. One commitment per slot: the same set again gets the same answer, at any time
+    previous = member.protection.get_commitment(cid, slot)
+    if previous is not None:
+        return _answer(member, slot, _check_same(previous, request.ciphertext_root, digest), True)
+    # Verify the slot is still being closed (a slot that failed stays sealed for ever)
+    closes = compute_signing_deadline_ms(cfg.clock, slot, cfg.signing_window_ms)
+    if now > closes:
+        raise KeyReleaseClosed(f"slot {slot}'s signing window closed {now - closes} ms ago",
+                               slot=slot, signing_deadline_ms=closes)  # fmt: skip
+    # 4. Verify every sealed bid, and that the root is the set's
+    check_sealed_entries(cfg, slot, request.entries)
+    if compute_slot_ciphertext_root(cid, slot, request.entries) != request.ciphertext_root:
+        raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",
+                                 ciphertext_root="0x" + request.ciphertext_root.hex())  # fmt: skip
+    # 5. Record the commitment durably, then release
+    record = CommitmentRecord(request.ciphertext_root, digest, member.clock_ms())
+    stored = member.protection.record_commitment(cid, slot, record)
+    return _answer(member, slot, _check_same(stored, request.ciphertext_root, digest),
+                   stored != record)  # fmt: skip
+
+
+def _check_same(record: CommitmentRecord, root: bytes, digest: bytes) -> CommitmentRecord:
+    """Refuse a request for another root (or other entries) than the one committed to."""
+    if record.ciphertext_root != root:
+        raise AlreadyCommittedOtherRoot(
+            "already committed to another ciphertext set for this slot",
+            committed_root="0x" + record.ciphertext_root.hex(),
+        )
+    if record.entries_digest != digest:
+        raise CommitmentMismatch("the sealed bids differ from those committed to",
+                                 ciphertext_root="0x" + root.hex())  # fmt: skip
+    return record
+
+
+def _answer(member: Member, slot: int, record: CommitmentRecord, repeated: bool) -> KeyRelease:
+    share = member.share
+    message = compute_commitment_signing_root(share.committee_id, slot, record.ciphertext_root)
+    key_share = encryption.key_share(share, slot)
+    if member.fault in ("wrong_share", "garbage"):
+        # TEST ONLY: a member lying about its share (the coordinator must find it)
+        wrong = threshold.KeyShare(share.index, share.secret % (bls.CURVE_ORDER - 1) + 1,
+                                   share.committee_id)  # fmt: skip
+        key_share = encryption.key_share(wrong, slot)
+    return KeyRelease(
+        index=share.index,
+        slot=slot,
+        ciphertext_root=record.ciphertext_root,
+        commitment_partial=threshold.partial_sign(share, message),
+        key_share=key_share,
+        repeated=repeated,
+    )
+
+
+# --- the proposal: members re-open the slot -----------------------------------------------------
+
+
+def check_sealed_proposal(member: Member, proposal: SlotProposal) -> dict[str, Bid]:
+    """Check a proposal's openings against what the slot key opens the committed set to, and
+    return the opened bids (by id: re-derived in full here, so the evidence checks skip them).
+
+    - A member that committed to a slot's sealed bids refuses a proposal that does not open
+      exactly that set (``already_committed_other_root``, ``commitment_mismatch``,
+      ``opening_mismatch``): the operator holds the key by then, and must not drop or swap a
+      bid it has read.
+    - A member that did not commit (it was down, or late) checks the committee's certificate of
+      the commitment and re-derives every sealed bid itself.
+    - Either way the key must be the committee's key for the slot, and every part's log must be
+      its plaintext events with the openings merged in by seq (``compute_opened_log``), to the
+      byte: an opened bid dropped, swapped, altered or moved is refused (``opening_mismatch``).
+    """
+    cfg = member.config
+    cid = cfg.committee.committee_id
+    slot = proposal.slot
+    committed = member.protection.get_commitment(cid, slot)
+    sealed = proposal.sealed
+    if sealed is None:
+        # Verify no sealed bid this member committed to is left out
+        if committed is not None and committed.ciphertext_root != compute_slot_ciphertext_root(
+            cid, slot, ()
+        ):
+            raise OpeningMismatch("the proposal opens none of the sealed bids this member "
+                                  "committed to", slot=slot)  # fmt: skip
+        return {}
+    entries = sealed.entries
+    root = compute_slot_ciphertext_root(cid, slot, entries)
+    # Verify the sealed bids are the set the root names
+    if root != sealed.ciphertext_root:
+        raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",
+                                 slot=slot)  # fmt: skip
+    if committed is not None:
+        # Verify they are the set this member committed to, to the byte
+        _check_same(committed, root, compute_entries_digest(entries))
+    else:
+        # Verify t members committed to it, and check every sealed bid
+        message = compute_commitment_signing_root(cid, slot, root)
+        if not bls.verify(cfg.committee.group_public_key, message, sealed.commitment_signature):
+            raise NotCommitted("the commitment certificate does not verify", slot=slot)
+        check_sealed_entries(cfg, slot, entries)
+    # Verify the key is the committee's key for the slot
+    if not encryption.verify_slot_key(cfg.committee, slot, sealed.slot_key):
+        raise OpeningMismatch("the slot key is not the committee's key for the slot", slot=slot)
+    # Open every sealed bid as the close did, and compare each log with its openings merged in
+    ctx = dataclasses.replace(compute_sealed_context(cfg, proposal.parts[0].rollup),
+                              decode=member.decoded_txs.decode)  # fmt: skip
+    opened = compute_openings(cfg.committee, slot, sealed.slot_key, entries, ctx)
+    opened_ids = {o.sealed.bid_id for o in opened.openings}
+    # The ledger's refusals (deposits) are the operator's to make, as at intake: only bids
+    # that opened, each named once
+    unfunded = set(sealed.unfunded)
+    funded = {o.sealed.bid_id for o in opened.openings if o.bids} - unfunded
+    if len(unfunded) != len(sealed.unfunded) or not unfunded <= {
+        o.sealed.bid_id for o in opened.openings if o.bids
+    }:
+        raise OpeningMismatch("an unfunded bid is not an opened bid", slot=slot)
+    opened = dataclasses.replace(opened, openings=tuple(
+        o if o.sealed.bid_id not in unfunded else dataclasses.replace(o, bids=())
+        for o in opened.openings
+    ))  # fmt: skip
+    for part in proposal.parts:
+        plain = [e for e in part.log
+                 if not (isinstance(e.event, Bid) and e.event.bid_id in opened_ids)]  # fmt: skip
+        expected = compute_opened_log(part.rollup, plain, opened)
+        if tuple(expected) != part.log:
+            raise OpeningMismatch(
+                f"rollup {part.rollup}'s log does not hold exactly what the key opens",
+                rollup=part.rollup, slot=slot,
+            )  # fmt: skip
+    return {o.bids[0].bid_id: o.bids[0] for o in opened.openings if o.bids and
+            o.sealed.bid_id in funded}  # fmt: skip
