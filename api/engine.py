@@ -180,6 +180,8 @@ class Engine:
         # The deposit ledger (None: deposits not enforced, intake and close as before).
         self.escrow = escrow
         self._unsettled: set[int] = set()  # closed slots whose holds are not released yet
+        # The operator key: signs receipts and (with a committee) endorses proposals.
+        self.operator_key = operator_key or generate_operator_key()
         self.intake = Intake(
             store=store,
             rollups=self.rollups,
@@ -193,8 +195,7 @@ class Engine:
             decode_offload_bytes=decode_offload_bytes,
             escrow=escrow,
             receipter=(
-                Receipter(operator_key or generate_operator_key(), lambda: self.committee_id)
-                if receipts else None
+                Receipter(self.operator_key, lambda: self.committee_id) if receipts else None
             ),
             committee_id=lambda: self.encryption_committee_id,
         )

@@ -39,8 +39,14 @@ def _verify(args: argparse.Namespace) -> int:
     except (OSError, orjson.JSONDecodeError, CommitteeError, ValueError) as exc:
         print(f"{_PROG} verify: cannot read: {exc}", file=sys.stderr)
         return 2
+    from committee.signer import compute_member_config
+    from node.settings import Settings
+
+    # Rule-breaking evidence re-runs the slot under the deployment's rules: this process's
+    # BLOCKSPACE_* settings, read as a member reads its own.
+    rules = compute_member_config(Settings(), committee, 1)
     try:
-        verdict = verify_evidence(document, committee, operator=args.operator)
+        verdict = verify_evidence(document, committee, operator=args.operator, rules=rules)
     except EvidenceRefused as exc:
         print(f"INVALID {describe_refusal(exc)}", file=sys.stderr)
         return 1

@@ -42,10 +42,12 @@ from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.hashing import keccak256, to_hex
 from auction.presets import Rollup
+from auction.receipts import OperatorKey
 from auction.slots import SlotClock, compute_deadline_ms
 from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
+from committee.endorsement import sign_endorsement, wrap_proposal
 from committee.errors import CommitteeError
 from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.member import Member
@@ -118,6 +120,9 @@ class EngineHost(Protocol):
     def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None: ...
 
     def use_signer(self, signer: Any, committee_id: bytes) -> None: ...
+
+    @property
+    def operator_key(self) -> OperatorKey: ...
 
 log = logging.getLogger("blockspace.coordinator")
 
@@ -415,6 +420,7 @@ class Coordinator:
         owned_client: httpx.AsyncClient | None = None,
         late_answer_ms: int = LATE_ANSWER_MS,
         streaming: bool = False,
+        operator_key: OperatorKey | None = None,
     ) -> None:
         threshold.check_signing_threshold(committee.n, committee.t)
         indices = sorted(m.index for m in members)
@@ -447,6 +453,9 @@ class Coordinator:
         if streaming:
             self.feeder = Feeder(committee.committee_id, self.rollups, self.members)
         self._streamer: asyncio.Task[None] | None = None
+        # The operator key endorses every proposal (committee.endorsement); None sends them
+        # unendorsed (only members that pin no operator sign those).
+        self.operator_key = operator_key
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -786,16 +795,27 @@ class Coordinator:
         """Each member's proposal body, and (streaming) how to get the whole log's body for a
         member that does not hold what its body names (encoded once, when first needed)."""
         if self.feeder is None:
-            body = encode_proposal(proposal)
+            body = self.endorse(proposal, encode_proposal(proposal))
             return {m.index: body for m in self.members}, None
         whole: list[bytes] = []
 
         def whole_body() -> bytes:
             if not whole:
-                whole.append(encode_proposal(proposal))
+                whole.append(self.endorse(proposal, encode_proposal(proposal)))
             return whole[0]
 
-        return self.feeder.proposal_bodies(proposal, [m.index for m in self.members]), whole_body
+        bodies = self.feeder.proposal_bodies(proposal, [m.index for m in self.members])
+        return {i: self.endorse(proposal, b) for i, b in bodies.items()}, whole_body
+
+    def endorse(self, proposal: SlotProposal, body: bytes) -> bytes:
+        """``body`` wrapped in the operator's endorsement of the proposal's slot root (the same
+        signature for every member's body of the slot and for its completion)."""
+        if self.operator_key is None:
+            return body
+        endorsement = sign_endorsement(
+            proposal.committee_id, proposal.slot, proposal.compute_slot_root(), self.operator_key
+        )
+        return wrap_proposal(body, endorsement)
 
     def _root(self, proposal: SlotProposal) -> bytes:
         """The slot signing root of a proposal (over its slot root)."""
@@ -931,7 +951,8 @@ class Coordinator:
         if not await self.engine.store.claim_proposal(pin.slot, _blocks_of(results)):
             self._pinned = None  # failed, or other blocks: not ours to finish
             return await self._await_outcome(pin.slot, wait=False)
-        body = encode_proposal(dataclasses.replace(proposal, completion=True))
+        body = self.endorse(proposal,
+                            encode_proposal(dataclasses.replace(proposal, completion=True)))
         collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
         self._abandon(pending)
         for kept in await self.engine.store.list_partials(self.rollups[0], pin.slot):
@@ -950,7 +971,7 @@ class Coordinator:
         """
         root = self._root(proposal)
         deadline_ms = self._signing_deadline_ms(proposal.slot)
-        body = encode_proposal(proposal)
+        body = self.endorse(proposal, encode_proposal(proposal))
         collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=False)
         await self._record(proposal, root, collection, pending, deadline_ms)
         return collection
@@ -1248,6 +1269,7 @@ def build_coordinator(settings: Settings, engine: EngineHost) -> Coordinator:
         signing_window_ms=settings.signing_window_ms or settings.slot_ms,
         owned_client=client,
         streaming=settings.committee_streaming,
+        operator_key=engine.operator_key,
     )
     coordinator.attach()
     return coordinator

@@ -242,6 +242,8 @@ def build_member(
         evidence_sample=settings.signer_evidence_sample,
         fault=fault,
         stream_check=settings.signer_stream_check,
+        operator=settings.signer_operator,
+        kept_slots=settings.signer_kept_slots,
     )
 
 
