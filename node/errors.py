@@ -84,6 +84,7 @@ _HTTP_STATUS: dict[str, int] = {
     "withdrawal_not_found": 404,
     "already_applied": 409,
     "evidence_already_applied": 409,
+    "stale_balance": 409,
     "internal_error": 500,
 }
 
