@@ -510,7 +510,7 @@ class Engine:
             blocks.append(result.block)  # no committee: final as built
         return blocks
 
-    async def _observe(self, step: Awaitable[None], where: str) -> None:
+    async def _observe(self, step: Awaitable[object], where: str) -> None:
         """Run a step after the result is stored: its failure is logged and counted, never
         lost in the clock (the slot's result stands)."""
         try:
