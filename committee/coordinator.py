@@ -47,7 +47,7 @@ from auction.slots import SlotClock, compute_deadline_ms
 from auction.types import LoggedEvent, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
-from committee.endorsement import sign_endorsement, wrap_proposal
+from committee.endorsement import Endorsement, sign_endorsement, wrap_proposal
 from committee.errors import CommitteeError
 from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.member import Member
@@ -805,17 +805,23 @@ class Coordinator:
             return whole[0]
 
         bodies = self.feeder.proposal_bodies(proposal, [m.index for m in self.members])
-        return {i: self.endorse(proposal, b) for i, b in bodies.items()}, whole_body
+        if self.operator_key is None:
+            return bodies, whole_body
+        endorsement = self._endorsement(proposal)  # one signature for every member's body
+        return {i: wrap_proposal(b, endorsement) for i, b in bodies.items()}, whole_body
 
     def endorse(self, proposal: SlotProposal, body: bytes) -> bytes:
         """``body`` wrapped in the operator's endorsement of the proposal's slot root (the same
         signature for every member's body of the slot and for its completion)."""
         if self.operator_key is None:
             return body
-        endorsement = sign_endorsement(
+        return wrap_proposal(body, self._endorsement(proposal))
+
+    def _endorsement(self, proposal: SlotProposal) -> Endorsement:
+        assert self.operator_key is not None
+        return sign_endorsement(
             proposal.committee_id, proposal.slot, proposal.compute_slot_root(), self.operator_key
         )
-        return wrap_proposal(body, endorsement)
 
     def _root(self, proposal: SlotProposal) -> bytes:
         """The slot signing root of a proposal (over its slot root)."""

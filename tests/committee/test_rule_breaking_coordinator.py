@@ -18,8 +18,9 @@ from committee.protection import ProtectionStore
 from committee.signer import compute_member_config
 from tests.accountability.faulty_member import RubberStampMember
 from tests.committee.conftest import Dealt
-from tests.committee.slots import CLOCK, ROLLUP, SLOT, SignsNothing, slot_of, with_block
+from tests.committee.slots import CLOCK, SLOT, SignsNothing, slot_of, with_block
 from tests.committee.test_coordinator import SETTINGS, Clock, Harness
+from tests.committee.test_streaming_coordinator import StreamingHarness
 
 pytestmark = pytest.mark.anyio
 OPERATOR = compute_operator_key(bytes([51]) * 32)
@@ -61,5 +62,29 @@ async def test_a_member_signing_a_bad_block_through_the_coordinator_is_caught(
         doc = compute_rule_breaking_evidence(bad, endorsement, 1, collection.valid[1])
         verdict = verify_evidence(doc, dealt.committee, operator=OPERATOR.address, rules=config)
         assert verdict.offender == "member 1" and "block_mismatch" in verdict.detail
+    finally:
+        await h.coordinator.aclose()
+
+
+async def test_streamed_bodies_carry_the_slots_one_endorsement(dealt: Dealt,
+                                                               tmp_path: Path) -> None:
+    """Under streaming each member gets its own bytes (version 4, without its streamed prefix):
+    one endorsement of the slot root covers them all, members that pin the operator sign, and
+    none of them mistakes the per-member bodies for equivocation."""
+    h = StreamingHarness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1))
+    h.coordinator.operator_key = OPERATOR
+    for m in h.members:
+        m.member.operator = OPERATOR.address
+    await h.engine.start(run_clock=False)
+    try:
+        await h.open_slot(SLOT, 3)
+        await h.stream()
+        await h.open_slot(SLOT, 1, first=3)  # one more bid after the push: each body's tail
+        signed = await h.close(SLOT)
+        assert len(signed.block.bundles) == 4
+        for m in h.members:
+            kept = m.member.keeping.get_endorsement(SLOT)
+            assert kept is not None and kept.operator == OPERATOR.address
+            assert m.member.keeping.list_evidence() == []
     finally:
         await h.coordinator.aclose()
