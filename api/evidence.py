@@ -34,19 +34,18 @@ def _verify(args: argparse.Namespace) -> int:
     from committee import keyfiles
     from committee.errors import CommitteeError
     from committee.evidence import describe_refusal, verify_evidence
+    from committee.signer import compute_member_config
+    from node.settings import Settings
 
     try:
         committee = keyfiles.read_committee_file(args.committee)
         document = _read_json(args.file)
+        # Rule-breaking evidence re-runs the slot under the deployment's rules: this
+        # process's BLOCKSPACE_* settings, read as a member reads its own.
+        rules = compute_member_config(Settings(), committee, 1)
     except (OSError, orjson.JSONDecodeError, CommitteeError, ValueError) as exc:
         print(f"{_PROG} verify: cannot read: {exc}", file=sys.stderr)
         return 2
-    from committee.signer import compute_member_config
-    from node.settings import Settings
-
-    # Rule-breaking evidence re-runs the slot under the deployment's rules: this process's
-    # BLOCKSPACE_* settings, read as a member reads its own.
-    rules = compute_member_config(Settings(), committee, 1)
     try:
         verdict = verify_evidence(document, committee, operator=args.operator, rules=rules)
     except EvidenceRefused as exc:
