@@ -58,6 +58,7 @@ from tests.committee.slots import (
     key,
     log_of,
     proposal_of,
+    raw_tx,
     rollup_of,
     signed_bid,
     slot_of,
@@ -76,7 +77,7 @@ def dealt() -> Dealt:
 
 @pytest.fixture(scope="module")
 def bids() -> list:
-    return [signed_bid(key(40 + i)) for i in range(3)]
+    return [signed_bid(key(40 + i), txs=[raw_tx(key(40 + i), nonce=8_000 + i)]) for i in range(3)]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,8 @@ def first(dealt: Dealt, bids: list) -> Proposal:
 @pytest.fixture(scope="module")
 def second(dealt: Dealt, bids: list) -> Proposal:
     """Another valid block for the same slot (one more bid in its log)."""
-    return proposal_of(dealt.committee, log_of([*bids, signed_bid(key(49))]))
+    extra = signed_bid(key(49), txs=[raw_tx(key(49), nonce=8_009)])
+    return proposal_of(dealt.committee, log_of([*bids, extra]))
 
 
 def endorse(p: Proposal, key_: Any = OPERATOR, *, slot: int | None = None,

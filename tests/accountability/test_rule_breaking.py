@@ -51,6 +51,7 @@ from tests.committee.slots import (
     key,
     log_of,
     proposal_of,
+    raw_tx,
     rollup_of,
     signed_bid,
     slot_of,
@@ -76,7 +77,8 @@ def committee(keys: Any) -> threshold.CommitteeInfo:
 
 @pytest.fixture(scope="module")
 def honest(committee: threshold.CommitteeInfo) -> Proposal:
-    bids = [signed_bid(key(60 + i), bid_wei=(i + 1) * 10**15) for i in range(3)]
+    bids = [signed_bid(key(60 + i), bid_wei=(i + 1) * 10**15,
+                       txs=[raw_tx(key(60 + i), nonce=8_100 + i)]) for i in range(3)]
     return proposal_of(committee, log_of(bids))
 
 

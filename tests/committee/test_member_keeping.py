@@ -29,6 +29,7 @@ from tests.committee.slots import (
     key,
     log_of,
     proposal_of,
+    raw_tx,
     signed_bid,
     signed_cancel,
     slot_of,
@@ -45,7 +46,8 @@ def dealt() -> Dealt:
 
 @pytest.fixture(scope="module")
 def proposal(dealt: Dealt) -> Proposal:
-    events = [signed_bid(key(70)), signed_bid(key(71)),
+    events = [signed_bid(key(70), txs=[raw_tx(key(70), nonce=8_200)]),
+              signed_bid(key(71), txs=[raw_tx(key(71), nonce=8_201)]),
               signed_cancel(key(70), "22222222-2222-4222-8222-222222222222")]
     return proposal_of(dealt.committee, log_of(events))
 
@@ -80,7 +82,8 @@ def test_a_member_serves_the_event_list_of_what_it_signed(dealt, proposal, tmp_p
 def test_a_refused_proposal_leaves_no_event_list(dealt, proposal, tmp_path) -> None:
     member = member_of(dealt, tmp_path)
     member.sign_proposal(endorsed(proposal))
-    other = proposal_of(dealt.committee, log_of([signed_bid(key(72))]))
+    extra = signed_bid(key(72), txs=[raw_tx(key(72), nonce=8_202)])
+    other = proposal_of(dealt.committee, log_of([extra]))
     with pytest.raises(DoubleSign):
         member.sign_proposal(endorsed(other))
     kept = member.keeping.get_log(ROLLUP, SLOT)
