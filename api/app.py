@@ -48,7 +48,8 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         clock_ms=clock_ms,
         metrics=Metrics(),
         decode_offload_bytes=settings.decode_offload_bytes,
-        operator_key=load_operator_key(settings) if settings.receipts else None,
+        # Loaded whether or not receipts are on: it also endorses the committee's proposals.
+        operator_key=load_operator_key(settings),
         receipts=settings.receipts,
         escrow=StoreEscrow(store) if settings.deposits else None,
     )

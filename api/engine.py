@@ -153,6 +153,10 @@ CLOSE_PAUSE_ENV = "BLOCKSPACE_TEST_CLOSE_PAUSE_MS"
 # How many slots a closed slot may stay pending signature before its bid holds are released
 # unpaid (a slot is signed within its signing window, or completed while the next is built).
 SETTLE_WINDOW_SLOTS = 32
+# The settlement sweep (``Engine.sweep_settlement``): slots read per store call, and how often
+# (in closed slots) the recent slots are swept again while running.
+SWEEP_PAGE_SLOTS = 256
+SWEEP_EVERY_SLOTS = 32
 FOLLOW_POLL_S = 0.005
 
 
@@ -211,6 +215,8 @@ class Engine:
         self._unsettled: set[int] = set()  # closed slots whose holds are not released yet
         # Sealed bids refused at opening, by (rollup, slot), until their history is written
         self._opening_refusals: dict[tuple[int, int], list[BidRecord]] = {}
+        # The operator key: signs receipts and (with a committee) endorses proposals.
+        self.operator_key = operator_key or generate_operator_key()
         self.intake = Intake(
             store=store,
             rollups=self.rollups,
@@ -224,8 +230,7 @@ class Engine:
             decode_offload_bytes=decode_offload_bytes,
             escrow=escrow,
             receipter=(
-                Receipter(operator_key or generate_operator_key(), lambda: self.committee_id)
-                if receipts else None
+                Receipter(self.operator_key, lambda: self.committee_id) if receipts else None
             ),
             committee_id=lambda: self.encryption_committee_id,
         )
@@ -273,6 +278,13 @@ class Engine:
             latest = await self.store.latest_result(cid)
             head, pending = await self.signer.load_head(cid)
             chain.start(head, pending, latest.slot if latest else self.open_slot() - 1)
+        # Slots a crashed predecessor signed but never settled: settled before the clock runs.
+        # Older slots than two windows before its newest were settled or released by its own
+        # window rule (and slots from before deposits were enforced must never be debited).
+        newest = await self.store.latest_result(self.lease_rollup)
+        if newest is not None:
+            await self._observe(
+                self.sweep_settlement(newest.slot - 2 * SETTLE_WINDOW_SLOTS), "sweep")
         if run_clock:
             self.start_clock()
 
@@ -471,6 +483,9 @@ class Engine:
             for result in results:
                 await self._observe(hook(result), "result_hook")  # 7. observers
         await self._observe(self.settle(slot), "settle")  # 8. settle payments, release holds
+        if self.escrow is not None and slot % SWEEP_EVERY_SLOTS == 0:
+            # 8b. what another process's crash left unsettled among the recent slots
+            await self._observe(self.sweep_settlement(slot - 2 * SWEEP_EVERY_SLOTS), "sweep")
         return results
 
     async def settle(self, slot: int) -> None:
@@ -500,6 +515,47 @@ class Engine:
         # slot's release: sweep the slot that just left the window, whatever happened to it.
         await self.escrow.release_slot(slot - SETTLE_WINDOW_SLOTS)
 
+    async def sweep_settlement(self, from_slot: int | None = None) -> int:
+        """Settle every closed slot the store holds (from ``from_slot`` on, if given) whose
+        blocks are final and not settled yet, and release the holds of every final or failed
+        one: what an engine that crashed between a slot's signature and its settlement (step
+        8) left behind, found in the store rather than in this process's memory. Once per
+        block hash, as ``settle``, so any number of processes and sweeps may run it; a slot
+        still pending signature is left to ``settle``. Returns how many slots it looked at.
+        Run at start (the two settlement windows before the newest closed slot) and every
+        ``SWEEP_EVERY_SLOTS`` closes (the two windows before it)."""
+        if self.escrow is None:
+            return 0
+        newest = self.open_slot()
+        seen = 0
+        to_slot: int | None = None
+        while True:
+            page = await self.store.list_result_slots(
+                self.lease_rollup, from_slot=from_slot, to_slot=to_slot, limit=SWEEP_PAGE_SLOTS
+            )
+            for s in page:
+                await self._settle_slot(s, newest)
+            seen += len(page)
+            if len(page) < SWEEP_PAGE_SLOTS:
+                return seen
+            to_slot = page[-1] - 1
+
+    async def _settle_slot(self, slot: int, newest: int) -> None:
+        """One slot of the sweep: settle its final blocks, release its holds (a slot pending
+        past the window is released unpaid, as ``settle`` does)."""
+        assert self.escrow is not None
+        blocks = await self._final_blocks(slot)
+        if blocks is None and slot > newest - SETTLE_WINDOW_SLOTS:
+            self._unsettled.add(slot)  # pending: the next settlement takes it
+            return
+        for block in blocks or ():
+            try:
+                await self.escrow.settle_block(block, self.now_ms())
+            except LedgerRefused as exc:
+                log.error("sweeping block %s of slot %d: %s", block.block_hash, slot, exc.code)
+                self.metrics.system_faults.labels("settle").inc()
+        await self.escrow.release_slot(slot)
+
     async def _final_blocks(self, slot: int) -> list[Block] | None:
         """The slot's final blocks (every rollup's), [] if it failed, None while pending."""
         blocks = []
@@ -516,7 +572,7 @@ class Engine:
             blocks.append(result.block)  # no committee: final as built
         return blocks
 
-    async def _observe(self, step: Awaitable[None], where: str) -> None:
+    async def _observe(self, step: Awaitable[object], where: str) -> None:
         """Run a step after the result is stored: its failure is logged and counted, never
         lost in the clock (the slot's result stands)."""
         try:

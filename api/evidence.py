@@ -4,9 +4,11 @@
   evidence is valid (prints its kind, the offender and the evidence id), 1 when it is refused
   (prints the stable code and why), 2 when a file cannot be read.
 * ``evidence censorship --receipt R.json (--url ENGINE | --block B.json --events E.json)
-  [--out FILE]``: a searcher's censorship evidence from its receipt (the receipt, or the whole
-  JSON-RPC answer that carried it) and the slot's signed block and event list, fetched from the
-  engine's block API or read from files. It is only assembled here; ``verify`` judges it.
+  [--member SIGNER] [--out FILE]``: a searcher's censorship evidence from its receipt (the
+  receipt, or the whole JSON-RPC answer that carried it) and the slot's signed block and event
+  list, fetched from the engine's block API or read from files; with ``--member`` the event
+  list comes from a member that signed the slot (its signer's ``GET
+  /v1/blocks/{rollup}/{slot}/events``). It is only assembled here; ``verify`` judges it.
 
 Shell only: files and HTTP around ``committee.evidence`` (pure). docs/accountability.md.
 """
@@ -32,15 +34,20 @@ def _verify(args: argparse.Namespace) -> int:
     from committee import keyfiles
     from committee.errors import CommitteeError
     from committee.evidence import describe_refusal, verify_evidence
+    from committee.signer import compute_member_config
+    from node.settings import Settings
 
     try:
         committee = keyfiles.read_committee_file(args.committee)
         document = _read_json(args.file)
+        # Rule-breaking evidence re-runs the slot under the deployment's rules: this
+        # process's BLOCKSPACE_* settings, read as a member reads its own.
+        rules = compute_member_config(Settings(), committee, 1)
     except (OSError, orjson.JSONDecodeError, CommitteeError, ValueError) as exc:
         print(f"{_PROG} verify: cannot read: {exc}", file=sys.stderr)
         return 2
     try:
-        verdict = verify_evidence(document, committee, operator=args.operator)
+        verdict = verify_evidence(document, committee, operator=args.operator, rules=rules)
     except EvidenceRefused as exc:
         print(f"INVALID {describe_refusal(exc)}", file=sys.stderr)
         return 1
@@ -60,23 +67,32 @@ def compute_receipt_document(doc: Any) -> Any:
     return doc
 
 
-def _fetch_slot(url: str, rollup: int, slot: int) -> tuple[Any, Any] | str:
-    """The slot's signed block and event list (ids, committed ciphertexts) from an engine's
-    block API, or why not."""
+def _fetch_block(url: str, rollup: int, slot: int) -> Any:
+    """The slot's signed block from an engine's block API, or why not (a str)."""
     import httpx
 
-    base = url.rstrip("/")
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=url.rstrip("/"), timeout=30) as http:
         block = http.get(f"/v1/blocks/{rollup}/{slot}")
-        if block.status_code != 200:
-            return f"no signed block for slot {slot} of rollup {rollup}: {block.text}"
+    if block.status_code != 200:
+        return f"no signed block for slot {slot} of rollup {rollup}: {block.text}"
+    return block.json()
+
+
+def _fetch_events(url: str, rollup: int, slot: int, who: str) -> Any:
+    """A slot's event list (ids; from the engine also the committed ciphertexts) from an
+    engine's block API or a member's signer (the same route), or why not (a str)."""
+    import httpx
+
+    with httpx.Client(base_url=url.rstrip("/"), timeout=30) as http:
         events = http.get(f"/v1/blocks/{rollup}/{slot}/events")
-        if events.status_code != 200:
-            return f"the engine does not serve slot {slot}'s event list: {events.text}"
-    return block.json(), events.json()
+    if events.status_code != 200:
+        return f"{who} does not serve slot {slot}'s event list: {events.text}"
+    return events.json()
 
 
 def _censorship(args: argparse.Namespace) -> int:
+    import httpx
+
     from auction.errors import EvidenceRefused
     from auction.receipts import KIND_SEALED_BID, receipt_from_json
     from committee.errors import InvalidSignedBlock
@@ -84,25 +100,31 @@ def _censorship(args: argparse.Namespace) -> int:
     from committee.records import signed_block_from_json
     from committee.wire import FieldError
 
-    if args.block and not args.events:
-        print(f"{_PROG} censorship: --block needs --events", file=sys.stderr)
+    if args.block and not (args.events or args.member):
+        print(f"{_PROG} censorship: --block needs --events or --member", file=sys.stderr)
         return 2
     try:
         receipt = compute_receipt_document(_read_json(args.receipt))
-        if args.url:
-            fetched = _fetch_slot(args.url, receipt["rollup"], receipt["slot"])
+        rollup, slot = receipt["rollup"], receipt["slot"]
+        block_doc = _fetch_block(args.url, rollup, slot) if args.url else _read_json(args.block)
+        # The event list: from a member that signed the slot (nothing asked of the engine),
+        # the engine, or a file
+        if args.member:
+            events: Any = _fetch_events(args.member, rollup, slot, "the member")
+        elif args.url:
+            events = _fetch_events(args.url, rollup, slot, "the engine")
+        else:
+            events = _read_json(args.events)
+        for fetched in (block_doc, events):
             if isinstance(fetched, str):
                 print(f"{_PROG} censorship: {fetched}", file=sys.stderr)
                 return 1
-            block_doc, events = fetched
-        else:
-            block_doc = _read_json(args.block)
-            events = _read_json(args.events)
         event_ids = events["event_ids"] if isinstance(events, dict) else events
-        # An encrypted bid is checked against the slot's committed ciphertext set
+        # An encrypted bid is checked against the slot's committed ciphertext set (served by
+        # the engine; a member keeps event ids only)
         ciphertexts = (events.get("ciphertexts", []) if isinstance(events, dict) else []
                        ) if receipt.get("kind") == KIND_SEALED_BID else None  # fmt: skip
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, httpx.HTTPError) as exc:
         print(f"{_PROG} censorship: cannot read: {exc}", file=sys.stderr)
         return 2
     try:
@@ -139,5 +161,7 @@ def add_commands(sub: Any) -> None:
     source.add_argument("--url", help="the engine's base URL (its block API)")
     source.add_argument("--block", help="the slot's signed block JSON (with --events)")
     cens.add_argument("--events", help="the slot's event ids JSON (GET .../events)")
+    cens.add_argument("--member", help="a committee member's signer URL: take the slot's event "
+                      "list from it instead of the engine")
     cens.add_argument("--out", help="write the evidence here (default: stdout)")
     cens.set_defaults(func=_censorship)

@@ -48,6 +48,7 @@ from auction.ledger import (
 )
 from committee.encryption_errors import NoCommittee
 from committee.evidence import verify_evidence
+from committee.signer import compute_member_config
 from committee.threshold import CommitteeInfo
 from node.escrow import Escrow, StoreEscrow
 from node.routing import ERRORS, BlocksRoute
@@ -161,13 +162,13 @@ async def submit_evidence(request: Request) -> Response:
         raise NoCommittee("this server signs no blocks: it has no committee")
     body = await _body(request)
     reporter = check_address(body.get("reporter"))
-    receipter = engine.intake.receipter
-    operator = receipter.operator if receipter is not None else None
-    # A pairing check or two: off the event loop
-    verdict = await asyncio.to_thread(
-        verify_evidence, body.get("evidence"), committee, operator=operator
-    )
     settings: Settings = request.app.state.settings
+    # A pairing check or two (rule-breaking evidence: a whole close): off the event loop. The
+    # rules are this engine's own, as a member builds them from the same settings.
+    verdict = await asyncio.to_thread(
+        verify_evidence, body.get("evidence"), committee, operator=engine.operator_key.address,
+        rules=compute_member_config(settings, committee, 1),
+    )
     entries = await _escrow(request).slash(
         compute_offender_account(verdict.kind, verdict.offender),
         verdict.evidence_id,

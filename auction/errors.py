@@ -317,6 +317,13 @@ class AlreadyApplied(LedgerRefused):
     code = "already_applied"
 
 
+class StaleBalance(LedgerRefused):
+    """A change computed from an account's balance (a slash takes a fraction of it) found the
+    balance changed before it applied: the caller reads it again and recomputes."""
+
+    code = "stale_balance"
+
+
 class EvidenceAlreadyApplied(AlreadyApplied):
     """Evidence whose offence (its evidence id) was slashed before: an offence is slashed once,
     however many times and in whatever form it is proven."""

@@ -256,3 +256,29 @@ def _lower_hex(text: Any, field: str, length: int) -> str:
 def parse_hash(text: Any, field: str) -> str:
     """A 32-byte hash as `0x` + 64 lowercase hex digits (`MalformedHex` naming `field`)."""
     return _lower_hex(text, field, 32)
+
+
+def recover_digest_signer(digest: bytes, signature: bytes) -> str | None:
+    """The address whose key made ``signature`` (65 bytes, ``v`` 27/28, low ``s``) over a
+    32-byte EIP-712 ``digest``; None if the signature is malformed or recovers no key. For
+    the operator's other signed messages (``committee.endorsement``), with receipts' rules."""
+    if len(signature) != 65:
+        return None
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    v = signature[64]
+    if v not in (27, 28) or not 0 < r < SECP256K1_N or not 0 < s <= _HALF_N:
+        return None
+    try:
+        public = PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v - 27]), digest, hasher=None
+        )
+    except Exception:
+        return None
+    return to_hex(keccak256(public.format(compressed=False)[1:])[12:])
+
+
+def sign_digest(digest: bytes, key: OperatorKey) -> bytes:
+    """``r || s || v`` over a 32-byte digest with the operator's key (deterministic, low s)."""
+    sig = key.private.sign_recoverable(digest, hasher=None)
+    return sig[:64] + bytes([sig[64] + 27])

@@ -43,10 +43,12 @@ from auction.errors import BlockspaceError, InsufficientDeposit
 from auction.hashing import keccak256, to_hex
 from auction.intake import Refused
 from auction.presets import Preset, Rollup
+from auction.receipts import OperatorKey
 from auction.slots import SlotClock, compute_deadline_ms
 from auction.types import Bid, LoggedEvent, LoggedSealedBid, PendingTx, PublicTx, SlotResult
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
+from committee.endorsement import Endorsement, sign_endorsement, wrap_proposal
 from committee.errors import CommitteeError
 from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.keyrelease import (
@@ -136,6 +138,9 @@ class EngineHost(Protocol):
 
     @property
     def preset(self) -> Preset: ...
+
+    @property
+    def operator_key(self) -> OperatorKey: ...
 
 log = logging.getLogger("blockspace.coordinator")
 
@@ -448,6 +453,7 @@ class Coordinator:
         owned_client: httpx.AsyncClient | None = None,
         late_answer_ms: int = LATE_ANSWER_MS,
         streaming: bool = False,
+        operator_key: OperatorKey | None = None,
     ) -> None:
         threshold.check_signing_threshold(committee.n, committee.t)
         indices = sorted(m.index for m in members)
@@ -482,6 +488,9 @@ class Coordinator:
         self._streamer: asyncio.Task[None] | None = None
         # Slot keys released (with the sealed bids they open), for the slots' proposals
         self.openings: dict[int, SealedOpening] = {}
+        # The operator key endorses every proposal (committee.endorsement); None sends them
+        # unendorsed (only members that pin no operator sign those).
+        self.operator_key = operator_key
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -885,16 +894,33 @@ class Coordinator:
         """Each member's proposal body, and (streaming) how to get the whole log's body for a
         member that does not hold what its body names (encoded once, when first needed)."""
         if self.feeder is None:
-            body = encode_proposal(proposal)
+            body = self.endorse(proposal, encode_proposal(proposal))
             return {m.index: body for m in self.members}, None
         whole: list[bytes] = []
 
         def whole_body() -> bytes:
             if not whole:
-                whole.append(encode_proposal(proposal))
+                whole.append(self.endorse(proposal, encode_proposal(proposal)))
             return whole[0]
 
-        return self.feeder.proposal_bodies(proposal, [m.index for m in self.members]), whole_body
+        bodies = self.feeder.proposal_bodies(proposal, [m.index for m in self.members])
+        if self.operator_key is None:
+            return bodies, whole_body
+        endorsement = self._endorsement(proposal)  # one signature for every member's body
+        return {i: wrap_proposal(b, endorsement) for i, b in bodies.items()}, whole_body
+
+    def endorse(self, proposal: SlotProposal, body: bytes) -> bytes:
+        """``body`` wrapped in the operator's endorsement of the proposal's slot root (the same
+        signature for every member's body of the slot and for its completion)."""
+        if self.operator_key is None:
+            return body
+        return wrap_proposal(body, self._endorsement(proposal))
+
+    def _endorsement(self, proposal: SlotProposal) -> Endorsement:
+        assert self.operator_key is not None
+        return sign_endorsement(
+            proposal.committee_id, proposal.slot, proposal.compute_slot_root(), self.operator_key
+        )
 
     def _root(self, proposal: SlotProposal) -> bytes:
         """The slot signing root of a proposal (over its slot root)."""
@@ -1036,7 +1062,8 @@ class Coordinator:
         if not await self.engine.store.claim_proposal(pin.slot, _blocks_of(results)):
             self._pinned = None  # failed, or other blocks: not ours to finish
             return await self._await_outcome(pin.slot, wait=False)
-        body = encode_proposal(dataclasses.replace(proposal, completion=True))
+        body = self.endorse(proposal,
+                            encode_proposal(dataclasses.replace(proposal, completion=True)))
         collection, pending = await self._collect(body, root, until_ms, stop_at_t=True)
         self._abandon(pending)
         for kept in await self.engine.store.list_partials(self.rollups[0], pin.slot):
@@ -1055,7 +1082,7 @@ class Coordinator:
         """
         root = self._root(proposal)
         deadline_ms = self._signing_deadline_ms(proposal.slot)
-        body = encode_proposal(proposal)
+        body = self.endorse(proposal, encode_proposal(proposal))
         collection, pending = await self._collect(body, root, deadline_ms, stop_at_t=False)
         await self._record(proposal, root, collection, pending, deadline_ms)
         return collection
@@ -1357,6 +1384,7 @@ def build_coordinator(settings: Settings, engine: EngineHost) -> Coordinator:
         signing_window_ms=settings.signing_window_ms or settings.slot_ms,
         owned_client=client,
         streaming=settings.committee_streaming,
+        operator_key=engine.operator_key,
     )
     coordinator.attach()
     return coordinator

@@ -317,3 +317,49 @@ class UnknownMember(EvidenceRefused):
     """A member index outside the committee's 1..n."""
 
     code = "unknown_member"
+
+
+# --- the operator's endorsement of proposals, and the evidence built on it --------------------
+
+
+class OperatorSignatureMissing(Refusal):
+    """A proposal without the operator's endorsement, to a member that requires one (it pins
+    the operator's address): an unendorsed proposal could never be evidence against the
+    operator, so it is not checked at all."""
+
+    code = "operator_signature_missing"
+
+
+class ForgedProposal(Refusal, EvidenceRefused):
+    """An endorsement whose signature does not recover the operator it names, or (a member's
+    pin, a verifier's ``--operator``) recovers another address."""
+
+    code = "forged_proposal"
+
+
+class SameProposal(EvidenceRefused):
+    """Not operator equivocation: both endorsements sign the same slot root (a proposal sent
+    twice, a completion, another member's streamed body of the same slot)."""
+
+    code = "same_proposal"
+
+
+class ProposalMismatch(EvidenceRefused):
+    """The proposal in a rule-breaking document is not the slot root its endorsement and the
+    member's partial sign (or is not a whole-log proposal)."""
+
+    code = "proposal_mismatch"
+
+
+class BlockFollowsRules(EvidenceRefused):
+    """Not a rule-breaking block: re-running the slot's checks on the proposal finds nothing
+    wrong with what the member signed."""
+
+    code = "block_follows_rules"
+
+
+class RulesRequired(EvidenceRefused):
+    """Rule-breaking evidence needs the deployment's rollup policies and slot clock to re-run
+    the slot; the verifier was given none."""
+
+    code = "rules_required"

@@ -1,6 +1,6 @@
 """Accountability evidence: documents anyone can check offline, and the pure checks.
 
-Two kinds (docs/accountability.md):
+Four kinds (docs/accountability.md):
 
 * ``censorship``: the operator's signed receipt for an event, the committee's signed block of the
   receipt's slot and rollup, and the slot's full event-id list. Valid when the receipt and the
@@ -9,6 +9,14 @@ Two kinds (docs/accountability.md):
 * ``member_equivocation``: two partial signatures by one member over the signing roots of two
   different slot roots of the same (committee, slot), both verifying under the member's public
   key share.
+* ``operator_equivocation``: two endorsements (``committee.endorsement``: the operator's
+  signature of a proposal's committee, slot and slot root) for one (committee, slot) with
+  different slot roots, both recovering the same operator.
+* ``member_rule_breaking``: a whole-log proposal endorsed by the operator, a member's valid
+  partial over its slot root, and the deterministic re-run of the member's rule checks on it
+  (``committee.checks``: the slot's evidence, the re-run close, fairness, atomicity) finding a
+  rule the signed blocks break. Checking it needs the deployment's rules (``MemberConfig``)
+  and costs a close.
 
 Verification needs only public data: the committee's public info (``committee.json``) and, if
 the caller pins it, the operator's address. Every refusal is an ``EvidenceRefused`` with a stable
@@ -23,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from auction.ciphertext import compute_ciphertext_leaf_hash, compute_ciphertext_root_of_leaves
 from auction.encoding import compute_bid_set_root
 from auction.errors import BlockspaceError
@@ -36,14 +46,35 @@ from auction.receipts import (
     verify_receipt,
 )
 from committee import bls, threshold, wire
+from committee.checks import (
+    MemberConfig,
+    check_atomicity,
+    check_block,
+    check_fairness,
+    check_shape,
+    check_slot,
+    check_slot_evidence,
+    compute_expected_results,
+)
+from committee.endorsement import (
+    Endorsement,
+    endorsement_from_json,
+    endorsement_to_json,
+    verify_endorsement,
+)
 from committee.errors import (
+    BlockFollowsRules,
     BlockNotCertified,
     DuplicateItems,
     EventIncluded,
     EventListMismatch,
     InvalidSignedBlock,
     MalformedEvidence,
+    MalformedProposal,
     PartialDoesNotVerify,
+    ProposalMismatch,
+    RulesRequired,
+    SameProposal,
     SameSigningRoot,
     UnknownEvidenceKind,
     UnknownMember,
@@ -52,6 +83,7 @@ from committee.errors import (
     WrongRollup,
     WrongSlot,
 )
+from committee.proposal import SlotProposal, encode_proposal, parse_proposal
 from committee.records import SignedBlock, signed_block_from_json, signed_block_to_json
 from committee.signing import compute_slot_signing_root
 from committee.verify import verify_signed_block
@@ -60,6 +92,8 @@ EVIDENCE_FORMAT: Final = "blockspace-evidence"
 EVIDENCE_VERSION: Final = 1
 KIND_CENSORSHIP: Final = "censorship"
 KIND_MEMBER_EQUIVOCATION: Final = "member_equivocation"
+KIND_OPERATOR_EQUIVOCATION: Final = "operator_equivocation"
+KIND_MEMBER_RULE_BREAKING: Final = "member_rule_breaking"
 # A slot's log holds at most a few thousand events (Policy.max_bids_per_slot); this bounds a
 # hostile file's cost.
 MAX_EVENT_IDS: Final = 1 << 20
@@ -73,6 +107,18 @@ _SEALED_KEYS: Final = frozenset({"ciphertexts"})
 _EQUIVOCATION_KEYS: Final = frozenset(
     {"format", "version", "kind", "committee_id", "slot", "member", "first", "second"})
 _PARTIAL_KEYS: Final = frozenset({"slot_root", "partial"})
+_OPERATOR_EQUIVOCATION_TAG: Final = b"blockspace/evidence/operator-equivocation/v1\x00"
+_RULE_BREAKING_TAG: Final = b"blockspace/evidence/member-rule-breaking/v1\x00"
+_OPERATOR_EQUIVOCATION_KEYS: Final = frozenset(
+    {"format", "version", "kind", "first", "second"})
+_RULE_BREAKING_KEYS: Final = frozenset(
+    {"format", "version", "kind", "member", "partial", "endorsement", "proposal"})
+_KIND_KEYS: Final = {
+    KIND_CENSORSHIP: _CENSORSHIP_KEYS,
+    KIND_MEMBER_EQUIVOCATION: _EQUIVOCATION_KEYS,
+    KIND_OPERATOR_EQUIVOCATION: _OPERATOR_EQUIVOCATION_KEYS,
+    KIND_MEMBER_RULE_BREAKING: _RULE_BREAKING_KEYS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +206,22 @@ def compute_equivocation_evidence(
 
 
 def verify_evidence(
-    doc: Any, committee: threshold.CommitteeInfo, *, operator: str | None = None
+    doc: Any,
+    committee: threshold.CommitteeInfo,
+    *,
+    operator: str | None = None,
+    rules: MemberConfig | None = None,
 ) -> Verdict:
     """Check an evidence document against the committee (and the operator address, if
-    given); return its verdict, or raise the ``EvidenceRefused`` that says why not."""
+    given; ``rules``: the deployment's policies and clock, which rule-breaking evidence
+    re-runs); return its verdict, or raise the ``EvidenceRefused`` that says why not."""
     d = _envelope(doc)
     if d["kind"] == KIND_CENSORSHIP:
         return verify_censorship(d, committee, operator=operator)
+    if d["kind"] == KIND_OPERATOR_EQUIVOCATION:
+        return verify_operator_equivocation(d, committee, operator=operator)
+    if d["kind"] == KIND_MEMBER_RULE_BREAKING:
+        return verify_member_rule_breaking(d, committee, operator=operator, rules=rules)
     return verify_member_equivocation(d, committee)
 
 
@@ -181,7 +236,7 @@ def _envelope(doc: Any) -> dict[str, Any]:
         raise UnsupportedEvidenceVersion(f"evidence version {version!r} is not supported "
                                          f"(this verifier reads {EVIDENCE_VERSION})")
     kind = doc.get("kind")
-    keys = {KIND_CENSORSHIP: _CENSORSHIP_KEYS, KIND_MEMBER_EQUIVOCATION: _EQUIVOCATION_KEYS}
+    keys = _KIND_KEYS
     if not isinstance(kind, str) or kind not in keys:
         raise UnknownEvidenceKind(f"unknown evidence kind {kind!r}", kind=str(kind)[:64])
     optional = _SEALED_KEYS if kind == KIND_CENSORSHIP else frozenset()
@@ -370,6 +425,178 @@ def _read_partial(value: Any, field: str) -> SignedPartial:
         partial=wire.hex_bytes(wire.get(d, "partial", field + "."), field + ".partial",
                                bls.SIGNATURE_LENGTH),
     )
+
+# --- operator equivocation --------------------------------------------------------------------
+
+
+def compute_operator_equivocation_id(committee_id: bytes, slot: int) -> str:
+    """The id of "the operator endorsed two slot roots for (committee, slot)"."""
+    return to_hex(keccak256(_OPERATOR_EQUIVOCATION_TAG + committee_id + slot.to_bytes(8, "big")))
+
+
+def compute_operator_equivocation_evidence(
+    first: Endorsement, second: Endorsement
+) -> dict[str, Any]:
+    """The operator-equivocation evidence document (checked by ``verify_evidence``)."""
+    return {
+        "format": EVIDENCE_FORMAT,
+        "version": EVIDENCE_VERSION,
+        "kind": KIND_OPERATOR_EQUIVOCATION,
+        "first": endorsement_to_json(first),
+        "second": endorsement_to_json(second),
+    }
+
+
+def verify_operator_equivocation(
+    doc: dict[str, Any], committee: threshold.CommitteeInfo, *, operator: str | None = None
+) -> Verdict:
+    """Check operator-equivocation evidence: two endorsements of one (committee, slot) with
+    different slot roots, both the same operator's valid signatures."""
+    first = endorsement_from_json(doc["first"], "first")
+    second = endorsement_from_json(doc["second"], "second")
+    # Verify both are for this committee and one slot
+    for e in (first, second):
+        if e.committee_id != committee.committee_id:
+            raise WrongCommittee("an endorsement names another committee",
+                                 committee_id=to_hex(e.committee_id))
+    if first.slot != second.slot:
+        raise WrongSlot(f"the endorsements are for slots {first.slot} and {second.slot}",
+                        first=first.slot, second=second.slot)  # fmt: skip
+    # Verify they endorse different slot roots (the same proposal twice is no offence)
+    if first.slot_root == second.slot_root:
+        raise SameProposal("both endorsements sign the same slot root: not equivocation")
+    # Verify each is the operator's signature (the pinned one's, if given), both one operator's
+    verify_endorsement(first, operator)
+    verify_endorsement(second, operator or first.operator)
+    return Verdict(
+        kind=KIND_OPERATOR_EQUIVOCATION,
+        offender=f"operator {first.operator}",
+        evidence_id=compute_operator_equivocation_id(committee.committee_id, first.slot),
+        committee_id=committee.committee_id,
+        slot=first.slot,
+        rollup=None,
+        detail=f"operator {first.operator} proposed two slot roots for slot {first.slot}: "
+               f"{to_hex(first.slot_root)} and {to_hex(second.slot_root)}",
+    )
+
+
+# --- a member signing a rule-breaking block ---------------------------------------------------
+
+
+def compute_rule_breaking_id(committee_id: bytes, slot: int, member: int) -> str:
+    """The id of "member ``member`` signed a slot of (committee, slot) that breaks a rule"."""
+    return to_hex(keccak256(
+        _RULE_BREAKING_TAG + committee_id + slot.to_bytes(8, "big") + member.to_bytes(2, "big")
+    ))
+
+
+def compute_rule_breaking_evidence(
+    proposal: SlotProposal, endorsement: Endorsement, member: int, partial: bytes
+) -> dict[str, Any]:
+    """The member-rule-breaking evidence document: the whole-log proposal (version 3), the
+    operator's endorsement of it and the member's partial over its slot root."""
+    return {
+        "format": EVIDENCE_FORMAT,
+        "version": EVIDENCE_VERSION,
+        "kind": KIND_MEMBER_RULE_BREAKING,
+        "member": member,
+        "partial": to_hex(partial),
+        "endorsement": endorsement_to_json(endorsement),
+        "proposal": orjson.loads(encode_proposal(proposal)),
+    }
+
+
+def verify_member_rule_breaking(
+    doc: dict[str, Any],
+    committee: threshold.CommitteeInfo,
+    *,
+    operator: str | None = None,
+    rules: MemberConfig | None = None,
+) -> Verdict:
+    """Check member-rule-breaking evidence: the endorsement and the partial first (cheap), then
+    the proposal is the endorsed slot root, then the re-run of the member's rule checks must
+    find a broken rule (``find_broken_rule``). Costs about one close."""
+    endorsement = endorsement_from_json(doc["endorsement"], "endorsement")
+    try:
+        member = wire.integer(doc["member"], "member", threshold.MAX_COMMITTEE_SIZE)
+        partial = wire.hex_bytes(doc["partial"], "partial", bls.SIGNATURE_LENGTH)
+    except wire.FieldError as exc:
+        raise MalformedEvidence(str(exc), field=exc.field) from None
+    cid, slot = committee.committee_id, endorsement.slot
+    # Verify the endorsement: this committee's, signed by the operator
+    if endorsement.committee_id != cid:
+        raise WrongCommittee("the endorsement names another committee",
+                             committee_id=to_hex(endorsement.committee_id))
+    verify_endorsement(endorsement, operator)
+    # Verify the partial is the member's signature of the endorsed slot root
+    if not 1 <= member <= committee.n:
+        raise UnknownMember(f"member {member} is not in 1..{committee.n}", member=member)
+    message = compute_slot_signing_root(cid, slot, endorsement.slot_root)
+    if not threshold.verify_partial(committee.member_public_key(member), message, partial):
+        raise PartialDoesNotVerify(f"the partial is not member {member}'s signature of the "
+                                   "endorsed slot root", field="partial")  # fmt: skip
+    # Verify the proposal is the endorsed one, with its whole logs
+    proposal = _read_whole_proposal(doc["proposal"])
+    if (proposal.committee_id, proposal.slot) != (cid, slot) or (
+        proposal.compute_slot_root() != endorsement.slot_root
+    ):
+        raise ProposalMismatch("the proposal is not the slot root the endorsement and the "
+                               "partial sign")  # fmt: skip
+    # Verify the signed blocks break a rule: re-run the member's checks
+    if rules is None:
+        raise RulesRequired("re-running the slot needs the deployment's rules")
+    broken = find_broken_rule(rules, proposal)
+    if broken is None:
+        raise BlockFollowsRules("re-running the slot's checks finds no broken rule: the "
+                                "member signed what the rules produce")  # fmt: skip
+    return Verdict(
+        kind=KIND_MEMBER_RULE_BREAKING,
+        offender=f"member {member}",
+        evidence_id=compute_rule_breaking_id(cid, slot, member),
+        committee_id=cid,
+        slot=slot,
+        rollup=None,
+        detail=f"member {member} signed slot {slot} (slot root "
+               f"{to_hex(endorsement.slot_root)}), which breaks a rule: {broken}",
+    )
+
+
+def find_broken_rule(rules: MemberConfig, proposal: SlotProposal) -> str | None:
+    """The first rule a slot proposal breaks, as ``code: message``, or None: the checks every
+    honest member runs before signing, deterministically (no random sample: the winners,
+    replacements, cancels and public txs are fully re-derived, every other bid bound to its
+    signed bytes), without the ones that depend on a member's clock or state (timing, parent
+    and lock). A check that crashes is a broken rule too: an honest member refuses then."""
+    try:
+        for part in proposal.parts:
+            check_shape(part)
+        check_slot(rules, proposal)
+        check_slot_evidence(rules, proposal, frozenset())
+        expected = compute_expected_results(rules, proposal)
+        for part in proposal.parts:
+            check_block(rules, part, expected[part.rollup])
+            check_fairness(rules.rollups[part.rollup], part, part.block)
+        check_atomicity(proposal)
+    except BlockspaceError as exc:
+        return describe_refusal(exc)
+    except Exception as exc:  # an honest member refuses what crashes its checks
+        return f"malformed_proposal: the checks fail ({type(exc).__name__})"
+    return None
+
+
+def _read_whole_proposal(value: Any) -> SlotProposal:
+    """The document's proposal: a whole-log (version 3) proposal, strictly decoded."""
+    if not isinstance(value, dict):
+        raise MalformedEvidence("proposal must be a proposal object", field="proposal")
+    try:
+        parsed = parse_proposal(orjson.dumps(value))
+        if parsed.streamed is not None:
+            raise MalformedProposal("a streamed proposal leaves out logs: give the whole log")
+        return parsed.decode_rest()
+    except MalformedProposal as exc:
+        raise MalformedEvidence(f"proposal: {exc.message}", field="proposal") from None
+    except orjson.JSONEncodeError:
+        raise MalformedEvidence("proposal is not JSON-encodable", field="proposal") from None
 
 
 def describe_refusal(exc: BlockspaceError) -> str:

@@ -74,6 +74,7 @@ def build_local_members(
     *,
     clock_ms: Callable[[], int] | None = None,
     faults: Mapping[int, str] | None = None,
+    operator: str | None = None,
 ) -> list[LocalMember]:
     """In-process members with their own protection files in ``directory``."""
     faults = faults or {}
@@ -87,6 +88,8 @@ def build_local_members(
             fault=faults.get(share.index),
             clock_ms=clock_ms,
             stream_check=settings.signer_stream_check,
+            operator=operator or settings.signer_operator,
+            kept_slots=settings.signer_kept_slots,
         )
         members.append(LocalMember(member))
     return members
@@ -289,7 +292,9 @@ async def start_local_committee(
     committee = keyfiles.read_committee_file(committee_path)
     window = settings.signing_window_ms or settings.slot_ms
     if processes:
-        procs = SignerProcesses(share_paths, env=compute_settings_env(settings))
+        env = compute_settings_env(settings)
+        env["BLOCKSPACE_SIGNER_OPERATOR"] = engine.operator_key.address
+        procs = SignerProcesses(share_paths, env=env)
         procs.start_all()
         try:
             await asyncio.to_thread(procs.wait_ready)
@@ -303,16 +308,18 @@ async def start_local_committee(
         ]
         coordinator = Coordinator(
             engine, committee, members, signing_window_ms=window, owned_client=client,
-            streaming=settings.committee_streaming,
+            streaming=settings.committee_streaming, operator_key=engine.operator_key,
         )
     else:
         procs = None
         shares = [keyfiles.read_share_file(p)[0] for p in share_paths]
-        local = build_local_members(settings, committee, shares, workdir.name)
+        local = build_local_members(settings, committee, shares, workdir.name,
+                                    operator=engine.operator_key.address)
         # members repack in this process
         rules = {r.policy.payment_rule for r in settings.rollup_configs().values()}
         await asyncio.to_thread(packer.warm_up, rules)
         coordinator = Coordinator(engine, committee, local, signing_window_ms=window,
-                                  streaming=settings.committee_streaming)
+                                  streaming=settings.committee_streaming,
+                                  operator_key=engine.operator_key)
     coordinator.attach()
     return LocalCommittee(coordinator, committee, workdir, procs)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
 from auction.types import Bid, Tx
@@ -44,14 +45,18 @@ from committee.checks import (
     compute_expected_results,
     compute_slot_event_ids,
 )
+from committee.endorsement import Endorsement, unwrap_proposal, verify_endorsement
 from committee.errors import (
     DoubleSign,
     Locked,
     NotMember,
+    OperatorSignatureMissing,
     SlotExpired,
     StreamGap,
     StreamMismatch,
 )
+from committee.evidence import compute_operator_equivocation_evidence
+from committee.keeping import DEFAULT_KEPT_SLOTS, MemberKeeping, SignedLog
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
@@ -148,6 +153,8 @@ class Member:
         fault: str | None = None,
         clock_ms: Callable[[], int] | None = None,
         stream_check: str = "full",
+        operator: str | None = None,
+        kept_slots: int = DEFAULT_KEPT_SLOTS,
     ) -> None:
         threshold.check_signing_threshold(config.committee.n, config.committee.t)
         if share.committee_id != config.committee.committee_id or share.index != config.index:
@@ -158,6 +165,11 @@ class Member:
             raise ValueError(f"stream_check must be one of {', '.join(STREAM_CHECKS)}")
         self.stream_check = stream_check
         self.streams = MemberStreams()
+        # The operator's address, pinned from this member's settings: every proposal must then
+        # carry its endorsement (committee.endorsement). Unpinned, an endorsement is checked
+        # against the address it names and kept, and an unendorsed proposal is accepted.
+        self.operator = operator.lower() if operator else None
+        self.keeping = MemberKeeping(kept_slots)
         self.share = share
         self.config = config
         self.protection = protection
@@ -193,13 +205,16 @@ class Member:
         cid = cfg.committee.committee_id
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        endorsed, data = unwrap_proposal(data)
         parsed = parse_proposal(data)
         head = parsed.head
+        slot_root = head.compute_slot_root()
+        # 0. the operator's endorsement of the slot root, before any rule (and kept).
+        self._check_endorsement(head, slot_root, endorsed)
         # 1. shape, membership and completeness: on the headers, before decoding the logs.
         for part in head.parts:
             check_shape(part)
         check_slot(cfg, head)
-        slot_root = head.compute_slot_root()
         root = compute_slot_signing_root(cid, head.slot, slot_root)
         # 2. slashing protection: the same slot root again gets the same partial, at any time
         # (that is how a slot that missed its deadline is completed).
@@ -267,8 +282,43 @@ class Member:
             )
         released = record if self.fault == "equivocate" else stored
         self.streams.drop_through(proposal.slot)  # signed: its streams are done with
+        self._keep_signed_logs(proposal)
         timings["sign"] = (time.perf_counter() - t4) * 1e3
         return self._reply(proposal.slot, released, False, timings)
+
+    # --- accountability (committee.keeping, docs/accountability.md) ---------------------------
+
+    def _check_endorsement(
+        self, head: SlotProposal, slot_root: bytes, endorsed: tuple[str, bytes] | None
+    ) -> None:
+        """Refuse a proposal whose operator signature is forged or another operator's, or
+        missing when this member pins the operator; keep a valid one, and keep the evidence
+        when it endorses another slot root than the slot's first endorsement."""
+        if endorsed is None:
+            if self.operator is not None:
+                raise OperatorSignatureMissing("proposals to this member must carry the "
+                                               "operator's signature")  # fmt: skip
+            return
+        operator, signature = endorsed
+        endorsement = Endorsement(head.committee_id, head.slot, slot_root, operator, signature)
+        # Verify the signature recovers the operator it names (and the pinned one)
+        verify_endorsement(endorsement, self.operator)
+        if head.committee_id != self.config.committee.committee_id:
+            return  # another committee's: refused by check_slot, not kept
+        first = self.keeping.keep_endorsement(endorsement)
+        if first is not None and first.operator == endorsement.operator:
+            log.warning("the operator proposed two slot roots for slot %d", head.slot)
+            self.keeping.keep_evidence(
+                head.slot, compute_operator_equivocation_evidence(first, endorsement))
+
+    def _keep_signed_logs(self, proposal: SlotProposal) -> None:
+        """Keep the event ids of every block this member signed (served to searchers)."""
+        for part in proposal.parts:
+            block = part.block
+            self.keeping.keep_log(SignedLog(
+                part.rollup, part.slot, block.block_hash, block.bid_set_root,
+                tuple(compute_event_id(e) for e in part.log),
+            ))  # fmt: skip
 
     def _check_part(self, part: Proposal) -> HeadMove:
         """Check one rollup's parent and carried pool (the lock); return how signing the slot

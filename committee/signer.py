@@ -8,6 +8,11 @@ HTTP on loopback or a private network:
   to the slot's ciphertext set and answers its commitment partial and key share
   (``KeyRelease.to_json``), or 4xx with the refusal (``deadline_not_passed`` before the slot's
   deadline by its own clock);
+- ``GET /v1/blocks/{rollup}/{slot}/events``: the event ids (log order) of a block this member
+  signed, kept for its newest ``signer_kept_slots`` slots: censorship evidence without asking
+  the engine (docs/accountability.md);
+- ``GET /v1/evidence``: the operator-equivocation documents this member built from two endorsed
+  proposals for one slot;
 - ``GET /healthz``: the member's index, committee id and how many partials it has released;
 - ``GET /metrics``: Prometheus counters of signatures and refusals by code, check latency.
 
@@ -25,9 +30,10 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,13 +47,13 @@ from auction.errors import BlockspaceError
 from auction.slots import SlotClock
 from committee import keyfiles
 from committee.checks import MemberConfig
-from committee.errors import MalformedProposal, MalformedReleaseRequest, Refusal
+from committee.errors import BlockNotFound, MalformedProposal, MalformedReleaseRequest, Refusal
 from committee.member import FAULTS, Member
 from committee.protection import ProtectionStore
 from committee.stream import MAX_STREAM_BYTES
 from committee.threshold import CommitteeInfo
 from node import errors as wire_errors
-from node.routing import ErrorBody, StableErrorRoute
+from node.routing import MAX_ROLLUP, MAX_SLOT, ErrorBody, StableErrorRoute
 from node.server import server_options
 from node.settings import Settings
 from ordering import packer
@@ -246,6 +252,34 @@ def create_signer_app(member: Member) -> FastAPI:
         metrics.released.labels(str(answer.repeated).lower()).inc()
         return JSONResponse(answer.to_json())
 
+    @app.get(
+        "/v1/blocks/{rollup}/{slot}/events",
+        summary="The event ids of a block this member signed, in log order",
+        responses={"4XX": {"model": ErrorBody, "description": "not kept here"}},
+    )
+    async def signed_events(
+        rollup: Annotated[int, PathParam(ge=0, le=MAX_ROLLUP)],
+        slot: Annotated[int, PathParam(ge=0, le=MAX_SLOT)],
+    ) -> Response:
+        kept = member.keeping.get_log(rollup, slot)
+        if kept is None:
+            exc = BlockNotFound(f"this member keeps no block of slot {slot} of rollup {rollup}",
+                                rollup=rollup, slot=slot)  # fmt: skip
+            return JSONResponse(wire_errors.http_error_body(exc),
+                                status_code=wire_errors.http_status(exc))  # fmt: skip
+        return JSONResponse({
+            "rollup": kept.rollup,
+            "slot": kept.slot,
+            "block_hash": kept.block_hash,
+            "bid_set_root": kept.bid_set_root,
+            "event_ids": list(kept.event_ids),
+            "member": member.index,
+        })
+
+    @app.get("/v1/evidence", summary="Operator-equivocation evidence this member holds")
+    async def operator_evidence() -> Response:
+        return JSONResponse({"member": member.index, "evidence": member.keeping.list_evidence()})
+
     @app.get("/healthz", summary="Member identity and liveness")
     async def healthz() -> Response:
         cid = member.config.committee.committee_id
@@ -289,6 +323,8 @@ def build_member(
         evidence_sample=settings.signer_evidence_sample,
         fault=fault,
         stream_check=settings.signer_stream_check,
+        operator=settings.signer_operator,
+        kept_slots=settings.signer_kept_slots,
     )
 
 

@@ -84,6 +84,7 @@ _HTTP_STATUS: dict[str, int] = {
     "withdrawal_not_found": 404,
     "already_applied": 409,
     "evidence_already_applied": 409,
+    "stale_balance": 409,
     "internal_error": 500,
     # A member asked for its key share early: the request may be repeated after the deadline.
     "deadline_not_passed": 425,

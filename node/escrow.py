@@ -14,6 +14,7 @@ from typing import Protocol
 from auction.errors import (
     AlreadyApplied,
     EvidenceAlreadyApplied,
+    StaleBalance,
     WithdrawalExceedsFreeBalance,
     WithdrawalNotFound,
 )
@@ -35,6 +36,9 @@ from auction.ledger import (
 from auction.types import Bid, Block
 from node.stores.base import Store
 
+# Reads and compare-and-set attempts of one slash before giving up (each attempt loses only to
+# another change of the offender's stake: another slash, a top-up).
+SLASH_ATTEMPTS = 16
 
 class Escrow(Protocol):
     """What an escrow and stake contract does for the engine (one call each)."""
@@ -120,19 +124,30 @@ class StoreEscrow:
         """Slash ``offender``'s stake for one verified offence, once per evidence id
         (``EvidenceAlreadyApplied`` the second time), crediting the reporter its share."""
         once = compute_once_key(Cause(evidence_id=evidence_id), SLASH)
-        if await self.store.is_applied(once):
-            raise EvidenceAlreadyApplied("this offence was slashed before", evidence_id=evidence_id)
-        stake_wei, _ = await self.store.get_balance(offender)
-        changes = compute_slash_changes(
-            offender, stake_wei, evidence_id, check_address(reporter),
-            fraction_bps=fraction_bps, reporter_share_bps=reporter_share_bps,
-        )
-        try:
-            return await self.store.apply_ledger(changes, once=once, at_ms=at_ms)
-        except AlreadyApplied:  # another request applied it in between
-            raise EvidenceAlreadyApplied(
-                "this offence was slashed before", evidence_id=evidence_id
-            ) from None
+        reporter = check_address(reporter)
+        for _ in range(SLASH_ATTEMPTS):
+            if await self.store.is_applied(once):
+                raise EvidenceAlreadyApplied("this offence was slashed before",
+                                             evidence_id=evidence_id)  # fmt: skip
+            stake_wei, _ = await self.store.get_balance(offender)
+            changes = compute_slash_changes(
+                offender, stake_wei, evidence_id, reporter,
+                fraction_bps=fraction_bps, reporter_share_bps=reporter_share_bps,
+            )
+            try:
+                # The fraction is of the stake just read: applied only if it still is (another
+                # offence slashed in between is recomputed on, never taken twice from the same
+                # stake nor refused).
+                return await self.store.apply_ledger(changes, once=once, at_ms=at_ms,
+                                                     expect=(offender, stake_wei))  # fmt: skip
+            except AlreadyApplied:  # another request applied it in between
+                raise EvidenceAlreadyApplied(
+                    "this offence was slashed before", evidence_id=evidence_id
+                ) from None
+            except StaleBalance:
+                continue
+        raise StaleBalance("the offender's stake kept changing; submit again",
+                           account=offender)  # fmt: skip
 
     async def request_withdrawal(
         self, account: str, amount_wei: int, now_ms: int, delay_ms: int

@@ -45,6 +45,6 @@ def load_operator_key(settings: Settings) -> OperatorKey:
             settings.operator_key.get_secret_value(), source="BLOCKSPACE_OPERATOR_KEY"
         )
     key = generate_operator_key()
-    log.warning("no operator key configured: receipts are signed by a throwaway key %s",
-                key.address)
+    log.warning("no operator key configured: receipts and proposals are signed by a throwaway "
+                "key %s", key.address)
     return key

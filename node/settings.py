@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # "full" (re-derive every bid) or "sample" (bind each, re-derive winners and a sample).
     committee_streaming: bool = False
     signer_stream_check: Literal["full", "sample"] = "full"
+    # The operator's address a member pins (docs/accountability.md): every proposal must carry
+    # its signature. Unset, a member checks the address a proposal names and keeps it.
+    signer_operator: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    # How many newest slots a member keeps endorsements and signed event lists for.
+    signer_kept_slots: int = Field(default=256, ge=1)
     # Signed requests at least this large are decoded in a worker thread, off the event loop.
     decode_offload_bytes: int = Field(default=32 * 1024, ge=0)
     # The operator key that signs receipts (docs/accountability.md): a file holding the 32-byte

@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTEE_CORE = {"bls", "threshold", "keyfiles", "wire", "signing", "records", "proposal",
                   "sealedset",
-                  "checks", "verify", "errors", "evidence"}
+                  "checks", "verify", "errors", "evidence", "endorsement"}
 
 
 def layer_of(module: str) -> int:

@@ -328,11 +328,14 @@ class LedgerRecords(ABC):
 
     @abstractmethod
     async def apply_ledger(
-        self, changes: Sequence[Change], *, once: str, at_ms: int
+        self, changes: Sequence[Change], *, once: str, at_ms: int,
+        expect: tuple[str, int] | None = None,
     ) -> list[LedgerEntry]:
         """Append one entry per change (in order) and update the balances, atomically and
-        durably; raise ``AlreadyApplied`` if ``once`` was used before, ``InsufficientBalance``
-        or ``WithdrawalExceedsFreeBalance`` (``auction.ledger.compute_new_balances``), each
+        durably; raise ``AlreadyApplied`` if ``once`` was used before, ``StaleBalance`` if
+        ``expect`` (account, balance) no longer holds (a change computed from a balance read
+        earlier, like a slash's fraction), ``InsufficientBalance`` or
+        ``WithdrawalExceedsFreeBalance`` (``auction.ledger.compute_new_balances``), each
         changing nothing."""
 
     @abstractmethod

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from auction.errors import AlreadyApplied
+from auction.errors import AlreadyApplied, StaleBalance
 from auction.ledger import (
     Change,
     LedgerEntry,
@@ -52,11 +52,15 @@ class MemoryLedger:
         return f"{led.last_id[0]}-{led.last_id[1]}"
 
     async def apply_ledger(
-        self, changes: Sequence[Change], *, once: str, at_ms: int
+        self, changes: Sequence[Change], *, once: str, at_ms: int,
+        expect: tuple[str, int] | None = None,
     ) -> list[LedgerEntry]:
         led = self._ledger
         if once in led.applied:
             raise AlreadyApplied("this cause was applied before", once=once)
+        if expect is not None and led.balances.get(expect[0], 0) != expect[1]:
+            raise StaleBalance("the balance changed since it was read", account=expect[0],
+                               balance_wei=str(led.balances.get(expect[0], 0)))
         after = compute_new_balances(led.balances, led.held, changes)  # raises, nothing done
         out = []
         running = dict(led.balances)

@@ -21,6 +21,7 @@ from auction.errors import (
     AlreadyApplied,
     InsufficientBalance,
     InsufficientDeposit,
+    StaleBalance,
     StoreUnavailable,
     WithdrawalExceedsFreeBalance,
 )
@@ -74,14 +75,20 @@ end
 """
 
 # KEYS: balances, held, applied, entries, then each change's account stream. ARGV: once key,
-# at_ms, then per change: account, kind, signed amount, cause JSON, keep_free ("1"/"0").
-# Reply: {"ok", id, balance after, …} or {"!code", index, balance before, floor}.
+# at_ms, the account whose balance is expected ('' for none) and that balance, then per
+# change: account, kind, signed amount, cause JSON, keep_free ("1"/"0").
+# Reply: {"ok", id, balance after, …}, {"!stale_balance", balance} or
+# {"!code", index, balance before, floor}.
 _APPLY = _BIGNUM + """
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {'!already_applied'} end
+if ARGV[3] ~= '' then
+  local current = redis.call('HGET', KEYS[1], ARGV[3]) or '0'
+  if cmp(current, ARGV[4]) ~= 0 then return {'!stale_balance', current} end
+end
 local n = #KEYS - 4
 local bal, after = {}, {}
 for i = 0, n - 1 do
-  local a = 3 + 5 * i
+  local a = 5 + 5 * i
   local acct, amt, keep = ARGV[a], ARGV[a + 2], ARGV[a + 4]
   local before = bal[acct] or redis.call('HGET', KEYS[1], acct) or '0'
   local new = nil
@@ -103,7 +110,7 @@ for i = 0, n - 1 do
 end
 local ids = {'ok'}
 for i = 0, n - 1 do
-  local a = 3 + 5 * i
+  local a = 5 + 5 * i
   redis.call('HSET', KEYS[1], ARGV[a], after[i + 1])
   local fields = {'a', ARGV[a], 'k', ARGV[a + 1], 'v', ARGV[a + 2], 'b', after[i + 1],
                   'c', ARGV[a + 3], 't', ARGV[2]}
@@ -212,7 +219,8 @@ class RedisLedger:
             raise StoreUnavailable(f"the store failed: {exc}") from exc
 
     async def apply_ledger(
-        self, changes: Sequence[Change], *, once: str, at_ms: int
+        self, changes: Sequence[Change], *, once: str, at_ms: int,
+        expect: tuple[str, int] | None = None,
     ) -> list[LedgerEntry]:
         keys_ = [
             keys.ledger_balances(),
@@ -221,13 +229,17 @@ class RedisLedger:
             keys.ledger_entries(),
             *(keys.ledger_account(c.account) for c in changes),
         ]
-        args: list[Any] = [once, at_ms]
+        expected = (expect[0], str(expect[1])) if expect is not None else ("", "")
+        args: list[Any] = [once, at_ms, *expected]
         for c in changes:
             cause = orjson.dumps(cause_to_json(c.cause))
             args += [c.account, c.kind, str(c.amount_wei), cause, "1" if c.keep_free else "0"]
         reply = [_text(x) for x in await self._ledger_script("apply", keys_, args)]
         if reply[0] == "!already_applied":
             raise AlreadyApplied("this cause was applied before", once=once)
+        if reply[0] == "!stale_balance" and expect is not None:
+            raise StaleBalance("the balance changed since it was read", account=expect[0],
+                               balance_wei=reply[1])
         if reply[0].startswith("!"):
             data = {"index": int(reply[1]), "account": changes[int(reply[1])].account,
                     "balance_wei": reply[2]}

@@ -95,7 +95,8 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
     """With the fault, the victim's evidence is valid; without it (the same engine process,
     same bids, same construction), every receipt's event is in the signed slot: refused."""
     committee_path, shares = write_committee_files(tmp_path, 4, 3, seed=bytes([4]) * 32)
-    env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]"}
+    env = {**os.environ, "BLOCKSPACE_SLOT_MS": "1000", "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]",
+           "BLOCKSPACE_SIGNER_OPERATOR": OPERATOR.address}  # members pin the operator
     port = free_port()
     with SignerProcesses(shares, env=env, log_dir=tmp_path) as signers, \
             open(tmp_path / "engine.log", "wb") as engine_log:
@@ -120,6 +121,7 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
                 _fund(http)
                 victim, honest = _signed_slot(http, engine)
             _check_evidence(tmp_path, url, committee_path, victim, honest, fault)
+            _check_member_events(tmp_path, url, signers.urls, victim)
             with httpx.Client(base_url=url, timeout=60) as http:
                 _check_settlement(http, victim, honest)
                 _check_slashing(http, tmp_path, fault)
@@ -128,6 +130,25 @@ def test_an_engine_that_drops_an_acknowledged_bid_is_caught_by_the_receipt(
         finally:
             engine.terminate()
             engine.wait(timeout=30)
+
+
+def _check_member_events(tmp: Path, url: str, signer_urls: list[str], victim: dict) -> None:
+    """A member that signed the victim's slot serves its event list: the evidence built from
+    it (``--member``) is the one built from the engine's, and the member holds no
+    operator-equivocation evidence (the engine proposed each slot once)."""
+    slot = receipt_from_json(victim["receipt"]).receipt.slot
+    with httpx.Client(base_url=url, timeout=30) as http:
+        signed = http.get(f"/v1/blocks/{ROLLUP}/{slot}").json()
+    member_url = signer_urls[signed["partials"][0]["index"] - 1]
+    built = _run("evidence", "censorship", "--receipt", str(tmp / "victim-answer.json"),
+                 "--url", url, "--member", member_url, "--out", str(tmp / "from-member.json"))
+    assert built.returncode == 0, built.stderr
+    assert orjson.loads((tmp / "from-member.json").read_bytes()) == orjson.loads(
+        (tmp / "victim-evidence.json").read_bytes())
+    with httpx.Client(base_url=member_url, timeout=30) as http:
+        assert http.get("/v1/evidence").json()["evidence"] == []
+        missing = http.get(f"/v1/blocks/{ROLLUP}/{slot + 10_000}/events")
+        assert missing.status_code == 404 and missing.json()["code"] == "block_not_found"
 
 
 def _fund(http: httpx.Client) -> None:

@@ -178,7 +178,7 @@ def test_the_event_list_must_be_the_committed_one(dealt: Dealt, slot: Any) -> No
 
 
 @pytest.mark.parametrize("change,code", [
-    ({"kind": "operator_equivocation"}, "unknown_evidence_kind"),
+    ({"kind": "operator_nap"}, "unknown_evidence_kind"),
     ({"version": 2}, "unsupported_evidence_version"),
     ({"format": "other"}, "malformed_evidence"),
     ({"extra": 1}, "malformed_evidence"),

@@ -9,22 +9,28 @@ import pytest
 
 from auction.errors import (
     AlreadyApplied,
+    EvidenceAlreadyApplied,
     InsufficientBalance,
     InsufficientDeposit,
+    StaleBalance,
     WithdrawalExceedsFreeBalance,
 )
 from auction.ledger import (
+    BOND,
     DEPOSIT,
     MAX_AMOUNT_WEI,
+    OPERATOR_BOND,
     OPERATOR_REVENUE,
     PAYMENT,
     REVENUE,
+    SLASH,
     WITHDRAWAL,
     Cause,
     Change,
     compute_balance,
     compute_chain_key,
 )
+from node.escrow import StoreEscrow
 from node.stores.base import Store
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +205,53 @@ async def test_concurrent_holds_never_pass_the_balance(store: Store) -> None:
     held = await asyncio.gather(*(hold(n) for n in range(50)))
     assert sum(held) == 20
     assert await store.get_balance(ALICE) == (200, 200)
+
+
+# --- concurrent slashes (node/escrow.py, a compare-and-set on the offender's stake) ------------
+
+
+async def test_a_change_expecting_another_balance_is_refused_whole(store: Store) -> None:
+    await store.apply_ledger([deposit(ALICE, 100, "s")], once="deposit:s", at_ms=1)
+    with pytest.raises(StaleBalance):
+        await store.apply_ledger([deposit(BOB, 5, "t")], once="deposit:t", at_ms=2,
+                                 expect=(ALICE, 99))
+    assert await store.get_balance(BOB) == (0, 0) and not await store.is_applied("deposit:t")
+    # Wei beyond Lua's exact doubles compare exactly
+    big = 10**30 + 1
+    await store.apply_ledger([deposit(BOB, big, "u")], once="deposit:u", at_ms=3)
+    with pytest.raises(StaleBalance):
+        await store.apply_ledger([deposit(ALICE, 1, "v")], once="deposit:v", at_ms=4,
+                                 expect=(BOB, big - 1))
+    await store.apply_ledger([deposit(ALICE, 1, "v")], once="deposit:v", at_ms=4,
+                             expect=(BOB, big))
+    assert await store.get_balance(ALICE) == (101, 0)
+
+
+async def test_concurrent_slashes_of_one_offender_all_apply(store: Store) -> None:
+    """Distinct offences slashed at once each take their fraction of the stake left by the
+    others (in some order), none refused, none taken twice from the same stake; the same
+    offence submitted concurrently is slashed once."""
+    escrow = StoreEscrow(store)
+    stake = 10**18 + 12345
+    await escrow.credit_deposit(OPERATOR_BOND, stake, "bond-1", 1, kind=BOND)
+    ids = [f"0x{i:064x}" for i in range(1, 9)]
+    attempts = [*ids, ids[0], ids[0], ids[3]]  # three repeats of offences also slashed
+
+    async def slash(evidence_id: str) -> str:
+        try:
+            await escrow.slash(OPERATOR_BOND, evidence_id, BOB, 2, fraction_bps=1000,
+                               reporter_share_bps=5000)
+        except EvidenceAlreadyApplied:
+            return "repeat"
+        return "slashed"
+
+    outcomes = await asyncio.gather(*(slash(e) for e in attempts))
+    assert sorted(outcomes) == ["repeat"] * 3 + ["slashed"] * len(ids)
+    left = stake
+    for _ in ids:
+        left -= left * 1000 // 10_000
+    balance, _ = await store.get_balance(OPERATOR_BOND)
+    assert balance == left
+    entries = await all_entries(store, OPERATOR_BOND)
+    assert compute_balance(entries) == balance
+    assert sorted(e.cause.evidence_id for e in entries if e.kind == SLASH) == sorted(ids)
