@@ -37,10 +37,10 @@ from committee.keyrelease import ReleaseAnswer, _Answers, _check_release
 from committee.member import Member
 from committee.opening import compute_openings
 from committee.protection import ProtectionStore
+from committee.reopening import compute_sealed_context
 from committee.sealedset import compute_sealed_order, compute_slot_ciphertext_root
 from committee.sealing import (
     ReleaseRequest,
-    compute_sealed_context,
     encode_release_request,
     release_key_share,
 )

@@ -84,8 +84,8 @@ from committee.records import (
     failed_slot_to_json,
     signed_block_to_json,
 )
+from committee.reopening import compute_opening_context
 from committee.sealedset import SealedOpening
-from committee.sealing import compute_opening_context
 from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
 from node.metrics import Metrics

@@ -45,6 +45,7 @@ from auction.receipts import (
     receipt_to_json,
     verify_receipt,
 )
+from auction.types import Bid
 from committee import bls, threshold, wire
 from committee.checks import (
     MemberConfig,
@@ -85,6 +86,7 @@ from committee.errors import (
 )
 from committee.proposal import SlotProposal, encode_proposal, parse_proposal
 from committee.records import SignedBlock, signed_block_from_json, signed_block_to_json
+from committee.reopening import check_openings, check_sealed_certificate
 from committee.signing import compute_slot_signing_root
 from committee.verify import verify_signed_block
 
@@ -571,7 +573,13 @@ def find_broken_rule(rules: MemberConfig, proposal: SlotProposal) -> str | None:
         for part in proposal.parts:
             check_shape(part)
         check_slot(rules, proposal)
-        check_slot_evidence(rules, proposal, frozenset())
+        # The sealed bids: certified by t members, opened by the slot's key, in the logs as
+        # opened (what an honest member checks; its own commitment equals the certified set)
+        opened: dict[str, Bid] = {}
+        if proposal.sealed is not None:
+            check_sealed_certificate(rules, proposal.slot, proposal.sealed)
+            opened = check_openings(rules, proposal)
+        check_slot_evidence(rules, proposal, frozenset(), derived=opened)
         expected = compute_expected_results(rules, proposal)
         for part in proposal.parts:
             check_block(rules, part, expected[part.rollup])

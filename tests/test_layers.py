@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTEE_CORE = {"bls", "threshold", "keyfiles", "wire", "signing", "records", "proposal",
-                  "sealedset",
+                  "sealedset", "reopening", "opening", "encryption", "encryption_errors",
                   "checks", "verify", "errors", "evidence", "endorsement"}
 
 

@@ -11,8 +11,8 @@ from auction.intake import compute_intake_event
 from auction.slots import compute_slot_start_ms
 from auction.types import LoggedSealedBid, SealedBid
 from committee import encryption
+from committee.reopening import compute_sealed_context
 from committee.sealedset import compute_sealed_order
-from committee.sealing import compute_sealed_context
 from committee.threshold import CommitteeInfo, KeyShare
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, config_of, raw_tx
 

@@ -226,8 +226,8 @@ async def honest_proposal(h: Harness) -> tuple[SlotProposal, dict[str, Any]]:
     """Close the slot (the key released and the bids opened) but keep its proposal unsent."""
     captured: dict[str, Any] = {}
 
-    async def keep(results: Sequence[SlotResult],
-                   entries: dict[int, Sequence[LoggedEvent]]) -> None:  # fmt: skip
+    async def keep(results: Sequence[SlotResult], entries: dict[int, Sequence[LoggedEvent]],
+                   lease: Any = None) -> None:  # fmt: skip
         captured["results"], captured["entries"] = list(results), entries
 
     h.coordinator.sign = keep  # type: ignore[method-assign]
@@ -418,3 +418,20 @@ def test_signed_blocks_bind_the_ciphertext_root_and_the_api_serves_the_set(
                                       events["ciphertexts"])  # fmt: skip
     assert verify_evidence(orjson.loads(orjson.dumps(doc)), dealt.committee).kind == (
         "censorship")
+
+
+async def test_an_honest_sealed_slot_breaks_no_rule(harness: Harness) -> None:
+    """Rule-breaking evidence (issue 11) re-runs a member's checks offline: a slot whose winners
+    are opened sealed bids, as honest members sign it, must never convict its signers."""
+    from committee.evidence import find_broken_rule
+
+    proposal, _ = await honest_proposal(harness)
+    config = harness.member(1).member.config
+    assert refusal_of(harness, proposal) is None
+    assert find_broken_rule(config, proposal) is None
+    # A member that signs the slot with an opened bid dropped is convicted by the re-run
+    sealed_ids = {e.event.bid_id for e in proposal.sealed.entries}  # type: ignore[union-attr]
+    log = proposal.parts[0].log
+    drop = next(e for e in log if isinstance(e.event, Bid) and e.event.bid_id in sealed_ids)
+    broken = find_broken_rule(config, with_log(proposal, tuple(e for e in log if e is not drop)))
+    assert broken is not None and broken.startswith("opening_mismatch")
