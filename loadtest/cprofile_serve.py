@@ -20,7 +20,7 @@ from types import FrameType
 
 
 def main(argv: list[str]) -> int:
-    out, *serve_args = argv
+    out, *serve_args = argv  # run by loadtest.servers as ``python -c <run_path> OUT serve ...``
     profile = cProfile.Profile()
 
     def start(_sig: int, _frame: FrameType | None) -> None:

@@ -135,7 +135,11 @@ def start_blockspace(
     log = workdir / f"blockspace-{port}.log"
     wrapper = ["-m", "api.cli"]
     if cprofile_out is not None:
-        wrapper = [str(REPO / "loadtest" / "cprofile_serve.py"), str(cprofile_out)]
+        # By path (a variant's checkout may not have it), from -c: a script's own directory
+        # on sys.path would shadow the standard library's ``profile`` with loadtest/profile.py.
+        script = REPO / "loadtest" / "cprofile_serve.py"
+        run = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+        wrapper = ["-c", run, str(cprofile_out)]
     with log.open("wb") as f:
         popen = subprocess.Popen(
             [python, *wrapper, "serve", "--host", "127.0.0.1", "--port", str(port),
