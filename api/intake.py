@@ -135,6 +135,11 @@ class Intake:
         self._committee_id = committee_id  # encrypted bids' committee, read per request
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
+        # The context of each endpoint as last built, with what it was built from (the chains'
+        # protected sets, compared by identity, and the committee id): rebuilt when one changes.
+        self._contexts: dict[
+            int | None, tuple[tuple[frozenset[str], ...], bytes | None, IntakeContext]
+        ] = {}
 
     def _rate_check(self, searcher: str, now_ms: int) -> None:
         bucket = self._buckets.get(searcher)
@@ -163,17 +168,29 @@ class Intake:
         chains = self.chains.values() if endpoint_rollup is None else (
             [self.chains[endpoint_rollup]] if endpoint_rollup in self.chains else []
         )
-        protected = frozenset().union(*(c.protected for c in chains))
-        return IntakeContext(
+        sources = tuple(c.protected for c in chains)  # each the same object until it changes
+        committee_id = self._committee_id()
+        cached = self._contexts.get(endpoint_rollup)
+        if (
+            cached is not None
+            and cached[1] == committee_id
+            and len(cached[0]) == len(sources)
+            and all(a is b for a, b in zip(cached[0], sources, strict=True))
+        ):
+            return cached[2]
+        ctx = IntakeContext(
             rollups=self.rollups,
             clock=self.clock,
             max_slots_ahead=self.max_slots_ahead,
             default_rollup=self.default_rollup,
             endpoint_rollup=endpoint_rollup,
-            protected_hashes=protected,
+            protected_hashes=frozenset().union(*sources),
             max_rollups_per_bundle=self.preset.max_rollups_per_bundle,
-            committee_id=self._committee_id(),
+            committee_id=committee_id,
         )
+        if endpoint_rollup is None or endpoint_rollup in self.rollups:
+            self._contexts[endpoint_rollup] = (sources, committee_id, ctx)
+        return ctx
 
     async def _derive(
         self,
