@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +48,7 @@ from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
 from auction.sealed import SEND_ENCRYPTED_BUNDLE
 from auction.slots import SlotClock, compute_slot_at
+from auction.transactions import decode_transaction
 from auction.types import (
     Bid,
     BidOutcome,
@@ -55,6 +58,7 @@ from auction.types import (
     PublicTx,
     SealedBid,
     SlotResult,
+    Tx,
 )
 from node.escrow import Escrow
 from node.metrics import Metrics
@@ -79,6 +83,55 @@ def compute_intake_limits(policy: Policy) -> IntakeLimits:
         max_slot_events=policy.max_bids_per_slot,
         max_slot_bytes=policy.max_bytes_per_slot,
     )
+
+
+# The decoded transactions intake remembers (their sender recoveries): at most this many, and
+# at most this many bytes of raw transactions between them.
+DECODED_TXS = 65_536
+DECODED_TX_BYTES = 32 * 1024 * 1024
+
+
+class DecodedTxCache:
+    """Transactions already decoded here, by their exact raw bytes: a back-run names a victim
+    transaction many searchers send, and a searcher resends its bundle every slot, so each is
+    decoded (one ECDSA recovery) once.
+
+    Decoding is a pure function of the bytes and the key is the bytes themselves (a dict compares
+    them in full after the hash), so no input can make another's entry answer for it; refusals
+    are not remembered. Bounded by entries and bytes, least recently used out first: a flood of
+    distinct transactions only evicts, and costs the flooder its own rate limit. Thread-safe
+    (large requests are decoded in a worker thread)."""
+
+    def __init__(self, max_entries: int = DECODED_TXS, max_bytes: int = DECODED_TX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self._bytes = 0
+        self._txs: OrderedDict[bytes, Tx] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def decode(self, raw: bytes) -> Tx:
+        """``decode_transaction(raw)``, remembered."""
+        with self._lock:
+            tx = self._txs.get(raw)
+            if tx is not None:
+                self._txs.move_to_end(raw)
+                self.hits += 1
+                return tx
+        tx = decode_transaction(raw)
+        if len(raw) > self.max_bytes:
+            return tx
+        with self._lock:
+            if raw not in self._txs:
+                self._txs[raw] = tx
+                self._bytes += len(raw)
+                while len(self._txs) > self.max_entries or self._bytes > self.max_bytes:
+                    old, _ = self._txs.popitem(last=False)
+                    self._bytes -= len(old)
+        return tx
 
 
 class TokenBucket:
@@ -135,6 +188,7 @@ class Intake:
         self._committee_id = committee_id  # encrypted bids' committee, read per request
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
+        self.decoded_txs = DecodedTxCache()
         # The context of each endpoint as last built, with what it was built from (the chains'
         # protected sets, compared by identity, and the committee id): rebuilt when one changes.
         self._contexts: dict[
@@ -186,6 +240,7 @@ class Intake:
             endpoint_rollup=endpoint_rollup,
             protected_hashes=frozenset().union(*sources),
             max_rollups_per_bundle=self.preset.max_rollups_per_bundle,
+            decode=self.decoded_txs.decode,
             committee_id=committee_id,
         )
         if endpoint_rollup is None or endpoint_rollup in self.rollups:
