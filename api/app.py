@@ -51,6 +51,7 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         decode_offload_bytes=settings.decode_offload_bytes,
         operator_key=load_operator_key(settings) if settings.receipts else None,
         receipts=settings.receipts,
+        receipt_batches=settings.receipt_batches,
         escrow=StoreEscrow(store) if settings.deposits else None,
     )
 

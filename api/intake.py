@@ -342,7 +342,8 @@ class Intake:
             }
             self.notifier.to_searcher(searcher, "received", received | _rollups(spans))
         if receipts is not None and self.receipter is not None:
-            receipts.extend(self.receipter.for_bid(bid) for bid in copies)
+            receipts.extend(await self.receipter.sign(
+                [self.receipter.bid_receipt(bid) for bid in copies]))  # fmt: skip
         return {"bundleHash": first.bundle_hash} | _rollups(spans)
 
     async def _hold_deposit(self, bid: Bid) -> None:
@@ -383,7 +384,7 @@ class Intake:
             {"rollup": sealed.rollup, "slot": sealed.slot, "encrypted": True} | answer,
         )
         if receipts is not None and self.receipter is not None:
-            receipts.append(self.receipter.for_sealed_bid(sealed))
+            receipts.extend(await self.receipter.sign([self.receipter.sealed_bid_receipt(sealed)]))
         return answer
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
@@ -415,7 +416,9 @@ class Intake:
         if self.chains[ptx.rollup].pool.check(ptx.tx):
             slot = await self._log_public_tx(ptx)
             if receipts is not None and self.receipter is not None:
-                receipts.append(self.receipter.for_public_tx(ptx, slot))
+                receipts.extend(
+                    await self.receipter.sign([self.receipter.public_tx_receipt(ptx, slot)])
+                )
         return ptx.tx.hash
 
     async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
@@ -471,7 +474,8 @@ class Intake:
                 {"rollup": cancel.rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
             )
         if receipts is not None and self.receipter is not None:
-            receipts.extend(self.receipter.for_cancel(cancel, slot) for slot in done)
+            receipts.extend(await self.receipter.sign(
+                [self.receipter.cancel_receipt(cancel, slot) for slot in done]))  # fmt: skip
         return bool(done)
 
     async def bundle_stats(

@@ -36,20 +36,18 @@ from auction.transactions import decode_transaction
 from bench.receipts import CLOCK, ROLLUP, SLOT, signed_requests
 from loadtest.servers import Proc, start_redis
 from node.metrics import Metrics
-from node.stores.base import Store
-from node.stores.memory import MemoryStore
-from node.stores.redis import RedisStore
+from node.stores import open_store
 
 OPERATOR = compute_operator_key(bytes([0x42]) * 32)
 
 
-async def _run_engine(store: Store, requests: list[tuple[bytes, str]], in_flight: int) -> float:
+async def _run_engine(url: str, requests: list[tuple[bytes, str]], in_flight: int) -> float:
     """CPU seconds per acknowledged bid through one fresh engine (every bid must be acked)."""
     now_ms = SLOT * CLOCK.slot_ms + 5
+    store = await open_store(url)
     engine = Engine(store=store, rollups={ROLLUP: Rollup(ROLLUP, policy=MAINNET.policy)},
                     preset=MAINNET, slot_ms=CLOCK.slot_ms, clock_ms=lambda: now_ms,
                     metrics=Metrics(), operator_key=OPERATOR)  # fmt: skip
-    await store.connect()
     try:
         await engine.start(run_clock=False)
         gate = asyncio.Semaphore(in_flight)
@@ -115,13 +113,13 @@ def main() -> None:
         profile = cProfile.Profile()
     try:
         for repeat in range(args.repeats):
-            store: Store = MemoryStore()
+            url = "memory"
             if redis is not None:
                 # A fresh database of our own server for every repeat (no bid seen before)
-                store = RedisStore(f"redis://127.0.0.1:{redis.port}/{repeat % 16}")
+                url = f"redis://127.0.0.1:{redis.port}/{repeat % 16}"
             if profile is not None:
                 profile.enable()
-            engine_us.append(asyncio.run(_run_engine(store, requests, args.in_flight)) * 1e6)
+            engine_us.append(asyncio.run(_run_engine(url, requests, args.in_flight)) * 1e6)
             if profile is not None:
                 profile.disable()
             floor_us.append(_floor_us(requests))
