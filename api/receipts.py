@@ -80,6 +80,8 @@ class Receipter:
             fut: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._waiting.append((receipt, fut))
             futures.append(fut)
+        if len(futures) == 1:  # the common case, without gather's own future and callbacks
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     def _sign_waiting(self) -> None:
