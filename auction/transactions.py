@@ -2,9 +2,9 @@
 
 RLP is read by a strict flat decoder here (the tests hold it to the maintained ``rlp`` package's
 ``decode(strict=True)``, which also encodes a legacy transaction's chain id) and sender recovery
-is libsecp256k1 (``coincurve``); the tests cross-check every field against ``eth-account``. Decoding is strict:
-anything a node would refuse (bad RLP, high-s signatures, missing chain id) is refused here too,
-with ``InvalidTransaction`` / ``UnprotectedTransaction``.
+is libsecp256k1 (``coincurve``); the tests cross-check every field against ``eth-account``.
+Decoding is strict: anything a node would refuse (bad RLP, high-s signatures, missing chain id)
+is refused here too, with ``InvalidTransaction`` / ``UnprotectedTransaction``.
 """
 
 from __future__ import annotations

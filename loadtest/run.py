@@ -398,8 +398,8 @@ def print_ratios(rows: list[Row], med: list[Row]) -> None:
             theirs = [r for r in rows if (r.transport, r.server) == (base.transport, base.server)]
             per_repeat = [b.accepted_per_s / e.accepted_per_s
                           for b, e in zip(mine, theirs, strict=True)]  # fmt: skip
-            cpu_repeat = [b.server_us_per_ack / e.server_us_per_ack
-                          for b, e in zip(mine, theirs, strict=True) if e.server_us_per_ack]  # fmt: skip
+            cpu_repeat = [b.server_us_per_ack / max(e.server_us_per_ack, 1e-9)
+                          for b, e in zip(mine, theirs, strict=True)]  # fmt: skip
             print(
                 f"ratio {bs.server}/{base.server} ({bs.transport}, store {bs.store}): "
                 f"{bs.accepted_per_s / base.accepted_per_s:.3f} of its ack rate (median of "

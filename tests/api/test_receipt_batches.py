@@ -12,7 +12,12 @@ from api.engine import Engine
 from api.rpc import dispatch
 from api.searcher import bundle_params
 from auction.presets import MAINNET, Rollup
-from auction.receipts import BATCH_RECEIPT_VERSION, RECEIPT_VERSION, receipt_from_json, verify_receipt
+from auction.receipts import (
+    BATCH_RECEIPT_VERSION,
+    RECEIPT_VERSION,
+    receipt_from_json,
+    verify_receipt,
+)
 from node.metrics import Metrics
 from node.stores.memory import MemoryStore
 from tests.api.conftest import SLOT_MS, START_SLOT
