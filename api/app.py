@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -51,13 +52,14 @@ def build_engine(settings: Settings, store, *, clock_ms=None) -> Engine:  # type
         # Loaded whether or not receipts are on: it also endorses the committee's proposals.
         operator_key=load_operator_key(settings),
         receipts=settings.receipts,
+        receipt_batches=settings.receipt_batches,
         escrow=StoreEscrow(store) if settings.deposits else None,
     )
 
 
 def create_app_from_env() -> FastAPI:
     """App factory for worker processes (``serve --workers``): settings from the environment."""
-    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]))
+    return create_app(Settings.model_validate_json(os.environ[SETTINGS_ENV]), serving=True)
 
 
 def create_app(
@@ -65,14 +67,17 @@ def create_app(
     *,
     engine: Engine | None = None,
     committee: CommitteeInfo | None = None,
+    serving: bool = False,
 ) -> FastAPI:
     """The app for ``settings``; pass ``engine`` to serve an engine the caller owns, and
-    ``committee`` to publish its record at ``GET /v1/committee`` (else the settings' file)."""
+    ``committee`` to publish its record at ``GET /v1/committee`` (else the settings' file).
+    ``serving``: the app is this process's one server (``blockspace serve``), so what it loaded
+    at start is frozen out of the cyclic collector's scans once it runs."""
     app = FastAPI(
         title="blockspace",
         version="0.1.0",
         summary="Sealed-bid block-space auctions for rollups",
-        lifespan=_lifespan(settings or Settings(), engine),
+        lifespan=_lifespan(settings or Settings(), engine, serving=serving),
     )
     app.include_router(data_router)
     app.include_router(blocks_router)
@@ -89,7 +94,9 @@ def create_app(
     return app
 
 
-def _lifespan(settings: Settings, engine: Engine | None):  # type: ignore[no-untyped-def]
+def _lifespan(  # type: ignore[no-untyped-def]
+    settings: Settings, engine: Engine | None, *, serving: bool = False
+):
     """Open the store, build the engine (and the committee's coordinator), recover, start the
     clock; and the reverse on shutdown. With ``engine``, serve that one and own nothing."""
 
@@ -117,6 +124,12 @@ def _lifespan(settings: Settings, engine: Engine | None):  # type: ignore[no-unt
             if coordinator is not None:
                 await coordinator.recover()
             app.state.engine.start_clock()
+            if serving:
+                # What the start loaded (libraries, the solver's compiled kernels, ~120,000
+                # objects) lives as long as the process: without this, every full collection
+                # under load rescans it (~70 ms each). committee/signer.py does the same.
+                gc.collect()
+                gc.freeze()
         else:
             app.state.engine = engine
         if app.state.committee is not None:  # encrypted bids are for the published committee

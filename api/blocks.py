@@ -30,7 +30,7 @@ from api.engine import Engine
 from api.opening import read_closed_log, read_sealed_bids
 from auction.encoding import compute_bid_set_root
 from auction.errors import UnknownRollup
-from auction.receipts import RECEIPT_VERSION
+from auction.receipts import BATCH_RECEIPT_VERSION, RECEIPT_VERSION
 from auction.results import compute_event_id
 from committee.errors import BlockNotFound, SlotFailed
 from committee.records import evidence_to_json, failed_slot_to_json, signed_block_to_json
@@ -117,7 +117,8 @@ async def operator_info(request: Request) -> Response:
     return JSONResponse({
         "operator": receipter.operator if receipter is not None else None,
         "committee_id": "0x" + engine.committee_id.hex(),
-        "receipt_version": RECEIPT_VERSION,
+        "receipt_version": (BATCH_RECEIPT_VERSION if receipter is not None and receipter.batched
+                            else RECEIPT_VERSION),
     })
 
 

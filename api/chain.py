@@ -27,6 +27,9 @@ class ChainState:
     closed_through: int = -1  # the newest slot this process closed or followed
     pool: PoolView = field(init=False)
     _arriving_protected: set[str] = field(default_factory=set)  # in open slots' logs
+    # ``protected`` as last computed; None once pending or arrivals changed. Intake reads it for
+    # every request, and rebuilding it from the pool cost more than the bid's other checks.
+    _protected: frozenset[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.pool = PoolView(self.rollup.policy)
@@ -34,14 +37,21 @@ class ChainState:
     @property
     def protected(self) -> frozenset[str]:
         """The protected txs intake knows of: waiting in the pool, or arriving (the close
-        re-checks from the log and the pool, so a race only costs a later refusal)."""
-        return frozenset(p.tx.hash for p in self.pending if p.protected) | self._arriving_protected
+        re-checks from the log and the pool, so a race only costs a later refusal). The same
+        object until either changes."""
+        if self._protected is None:
+            self._protected = (
+                frozenset(p.tx.hash for p in self.pending if p.protected)
+                | self._arriving_protected
+            )
+        return self._protected
 
     def set_head(self, block_hash: str, pending: tuple[PendingTx, ...]) -> None:
         """Make ``block_hash`` the parent of the next block, with the pool it left pending.
         Arrivals since the last close stay in the pool's view (they are in an open slot)."""
         self.head = block_hash
         self.pending = pending
+        self._protected = None
         self.pool.set_pending(pending, keep_arrivals=True)
 
     def start(self, block_hash: str, pending: tuple[PendingTx, ...], closed_through: int) -> None:
@@ -49,6 +59,7 @@ class ChainState:
         self.head = block_hash
         self.pending = pending
         self._arriving_protected = set()
+        self._protected = None
         self.pool.set_pending(pending, keep_arrivals=False)
         self.closed_through = closed_through
 
@@ -60,6 +71,7 @@ class ChainState:
         self.closed_through = result.slot
         self.pool.clear_arrivals()
         self._arriving_protected = set()
+        self._protected = None
         return True
 
     def skip(self, slot: int) -> None:
@@ -71,3 +83,4 @@ class ChainState:
         self.pool.add(ptx.tx)  # over the pool's size, the cheapest leaves the view
         if ptx.protected:
             self._arriving_protected.add(ptx.tx.hash)
+            self._protected = None

@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
         **server_options(settings, workers=workers),
     )
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, serving=True), **common)  # type: ignore[arg-type]
     else:
         # Each worker process builds its app from the same settings; they share the port (one
         # listening socket) and the Redis store. See docs/architecture.md.

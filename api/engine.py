@@ -188,6 +188,7 @@ class Engine:
         decode_offload_bytes: int = OFFLOAD_BYTES,
         operator_key: OperatorKey | None = None,
         receipts: bool = True,
+        receipt_batches: bool = True,
         escrow: Escrow | None = None,
     ) -> None:
         if not rollups:
@@ -230,7 +231,8 @@ class Engine:
             decode_offload_bytes=decode_offload_bytes,
             escrow=escrow,
             receipter=(
-                Receipter(self.operator_key, lambda: self.committee_id) if receipts else None
+                Receipter(self.operator_key, lambda: self.committee_id, batched=receipt_batches)
+                if receipts else None
             ),
             committee_id=lambda: self.encryption_committee_id,
         )

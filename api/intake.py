@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +48,7 @@ from auction.legs import compute_bid_copies
 from auction.presets import Policy, Preset, Rollup
 from auction.sealed import SEND_ENCRYPTED_BUNDLE
 from auction.slots import SlotClock, compute_slot_at
+from auction.transactions import decode_transaction
 from auction.types import (
     Bid,
     BidOutcome,
@@ -55,6 +58,7 @@ from auction.types import (
     PublicTx,
     SealedBid,
     SlotResult,
+    Tx,
 )
 from node.escrow import Escrow
 from node.metrics import Metrics
@@ -79,6 +83,55 @@ def compute_intake_limits(policy: Policy) -> IntakeLimits:
         max_slot_events=policy.max_bids_per_slot,
         max_slot_bytes=policy.max_bytes_per_slot,
     )
+
+
+# The decoded transactions intake remembers (their sender recoveries): at most this many, and
+# at most this many bytes of raw transactions between them.
+DECODED_TXS = 65_536
+DECODED_TX_BYTES = 32 * 1024 * 1024
+
+
+class DecodedTxCache:
+    """Transactions already decoded here, by their exact raw bytes: a back-run names a victim
+    transaction many searchers send, and a searcher resends its bundle every slot, so each is
+    decoded (one ECDSA recovery) once.
+
+    Decoding is a pure function of the bytes and the key is the bytes themselves (a dict compares
+    them in full after the hash), so no input can make another's entry answer for it; refusals
+    are not remembered. Bounded by entries and bytes, least recently used out first: a flood of
+    distinct transactions only evicts, and costs the flooder its own rate limit. Thread-safe
+    (large requests are decoded in a worker thread)."""
+
+    def __init__(self, max_entries: int = DECODED_TXS, max_bytes: int = DECODED_TX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self._bytes = 0
+        self._txs: OrderedDict[bytes, Tx] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    def decode(self, raw: bytes) -> Tx:
+        """``decode_transaction(raw)``, remembered."""
+        with self._lock:
+            tx = self._txs.get(raw)
+            if tx is not None:
+                self._txs.move_to_end(raw)
+                self.hits += 1
+                return tx
+        tx = decode_transaction(raw)
+        if len(raw) > self.max_bytes:
+            return tx
+        with self._lock:
+            if raw not in self._txs:
+                self._txs[raw] = tx
+                self._bytes += len(raw)
+                while len(self._txs) > self.max_entries or self._bytes > self.max_bytes:
+                    old, _ = self._txs.popitem(last=False)
+                    self._bytes -= len(old)
+        return tx
 
 
 class TokenBucket:
@@ -135,6 +188,12 @@ class Intake:
         self._committee_id = committee_id  # encrypted bids' committee, read per request
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
+        self.decoded_txs = DecodedTxCache()
+        # The context of each endpoint as last built, with what it was built from (the chains'
+        # protected sets, compared by identity, and the committee id): rebuilt when one changes.
+        self._contexts: dict[
+            int | None, tuple[tuple[frozenset[str], ...], bytes | None, IntakeContext]
+        ] = {}
 
     def _rate_check(self, searcher: str, now_ms: int) -> None:
         bucket = self._buckets.get(searcher)
@@ -163,17 +222,30 @@ class Intake:
         chains = self.chains.values() if endpoint_rollup is None else (
             [self.chains[endpoint_rollup]] if endpoint_rollup in self.chains else []
         )
-        protected = frozenset().union(*(c.protected for c in chains))
-        return IntakeContext(
+        sources = tuple(c.protected for c in chains)  # each the same object until it changes
+        committee_id = self._committee_id()
+        cached = self._contexts.get(endpoint_rollup)
+        if (
+            cached is not None
+            and cached[1] == committee_id
+            and len(cached[0]) == len(sources)
+            and all(a is b for a, b in zip(cached[0], sources, strict=True))
+        ):
+            return cached[2]
+        ctx = IntakeContext(
             rollups=self.rollups,
             clock=self.clock,
             max_slots_ahead=self.max_slots_ahead,
             default_rollup=self.default_rollup,
             endpoint_rollup=endpoint_rollup,
-            protected_hashes=protected,
+            protected_hashes=frozenset().union(*sources),
             max_rollups_per_bundle=self.preset.max_rollups_per_bundle,
-            committee_id=self._committee_id(),
+            decode=self.decoded_txs.decode,
+            committee_id=committee_id,
         )
+        if endpoint_rollup is None or endpoint_rollup in self.rollups:
+            self._contexts[endpoint_rollup] = (sources, committee_id, ctx)
+        return ctx
 
     async def _derive(
         self,
@@ -270,7 +342,8 @@ class Intake:
             }
             self.notifier.to_searcher(searcher, "received", received | _rollups(spans))
         if receipts is not None and self.receipter is not None:
-            receipts.extend(self.receipter.for_bid(bid) for bid in copies)
+            receipts.extend(await self.receipter.sign(
+                [self.receipter.bid_receipt(bid) for bid in copies]))  # fmt: skip
         return {"bundleHash": first.bundle_hash} | _rollups(spans)
 
     async def _hold_deposit(self, bid: Bid) -> None:
@@ -311,7 +384,7 @@ class Intake:
             {"rollup": sealed.rollup, "slot": sealed.slot, "encrypted": True} | answer,
         )
         if receipts is not None and self.receipter is not None:
-            receipts.append(self.receipter.for_sealed_bid(sealed))
+            receipts.extend(await self.receipter.sign([self.receipter.sealed_bid_receipt(sealed)]))
         return answer
 
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
@@ -343,7 +416,9 @@ class Intake:
         if self.chains[ptx.rollup].pool.check(ptx.tx):
             slot = await self._log_public_tx(ptx)
             if receipts is not None and self.receipter is not None:
-                receipts.append(self.receipter.for_public_tx(ptx, slot))
+                receipts.extend(
+                    await self.receipter.sign([self.receipter.public_tx_receipt(ptx, slot)])
+                )
         return ptx.tx.hash
 
     async def requeue_public_txs(self, arrivals: Sequence[PublicTx]) -> None:
@@ -399,7 +474,8 @@ class Intake:
                 {"rollup": cancel.rollup, "slot": slot, "replacementUuid": cancel.replacement_uuid},
             )
         if receipts is not None and self.receipter is not None:
-            receipts.extend(self.receipter.for_cancel(cancel, slot) for slot in done)
+            receipts.extend(await self.receipter.sign(
+                [self.receipter.cancel_receipt(cancel, slot) for slot in done]))  # fmt: skip
         return bool(done)
 
     async def bundle_stats(

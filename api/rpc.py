@@ -133,16 +133,19 @@ async def dispatch(
     *,
     endpoint_rollup: int | None,
     transport: str,
+    parsed: Any = None,
 ) -> tuple[Any, str | None]:
     """Answer one request (or a batch). Returns the response and the authenticated searcher.
+    ``parsed``: ``body``'s JSON when the transport already read it (None: read it here).
 
     Batches (ethers' JsonRpcProvider sends them by default) may hold unsigned calls only: a
     signature covers a whole body, and a bid's evidence must be exactly one request.
     """
-    try:
-        parsed = load_request(body)
-    except BlockspaceError as exc:
-        return _refuse(engine, transport, None, exc), None
+    if parsed is None:
+        try:
+            parsed = load_request(body)
+        except BlockspaceError as exc:
+            return _refuse(engine, transport, None, exc), None
     if isinstance(parsed, list):
         if not parsed:
             return _refuse(engine, transport, None, InvalidRequest("empty batch")), None

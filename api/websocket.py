@@ -40,7 +40,7 @@ from auction.errors import (
     RateLimited,
     RequestTooLarge,
 )
-from auction.intake import parse_request
+from auction.intake import check_request, load_request
 from node import errors as wire
 from node.notify import Subscriber
 
@@ -138,10 +138,15 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
                 count_refusal(engine, "ws", exc)
                 sub.offer(wire.jsonrpc_error(None, exc))
                 return
-            if _subscription(body, sig, engine, sub, nonce):
+            try:
+                parsed: Any = load_request(body)
+            except BlockspaceError:
+                parsed = None  # dispatch answers it with its code
+            if _subscription(parsed, body, sig, engine, sub, nonce):
                 return
+            # The body is parsed once: dispatch reads the same object
             response, _ = await dispatch(
-                engine, body, sig, endpoint_rollup=endpoint_rollup, transport="ws"
+                engine, body, sig, endpoint_rollup=endpoint_rollup, transport="ws", parsed=parsed
             )
             sub.offer(response)
         finally:
@@ -188,16 +193,19 @@ async def serve_websocket(ws: WebSocket, engine: Engine, endpoint_rollup: int | 
 
 
 def _subscription(
-    body: bytes, sig: str | None, engine: Engine, sub: Subscriber, nonce: str
+    parsed: Any, body: bytes, sig: str | None, engine: Engine, sub: Subscriber, nonce: str
 ) -> bool:
-    """Answer ``bs_nonce``, ``bs_subscribe`` and ``bs_unsubscribe``; False for any other call."""
+    """Answer ``bs_nonce``, ``bs_subscribe`` and ``bs_unsubscribe`` (``parsed``: the body's
+    JSON); False for any other call."""
+    if not isinstance(parsed, dict) or parsed.get("method") not in (
+        "bs_nonce", "bs_subscribe", "bs_unsubscribe"
+    ):
+        return False
     try:
-        req = parse_request(body)
+        req = check_request(parsed)
     except BlockspaceError:
         return False
     method = req["method"]
-    if method not in ("bs_nonce", "bs_subscribe", "bs_unsubscribe"):
-        return False
     rid: Any = req.get("id")
     params = req.get("params") or []
     topic = params[0] if isinstance(params, list) and params else None

@@ -17,6 +17,19 @@ EVM chain can ``ecrecover`` a receipt with the same digest (decision in docs/dec
 
 The signature is 65 bytes ``r || s || v`` with ``v`` 27 or 28 and a low ``s`` (one valid
 signature per receipt and key). Pure: the key is an argument; signing is deterministic (RFC 6979).
+
+**Version 2, batched** (what the engine hands out under load): the operator signs the receipts
+acknowledged together once, over the root of a Merkle tree of their digests, and each receipt
+carries its place and its path::
+
+    leaf    = the version-1 digest above with the domain's version "2"
+    node    = keccak256(left || right); a node without a sibling moves up unchanged
+    batch   = ReceiptBatch(bytes32 root, uint32 size)
+    digest  = keccak256(0x19 0x01 || hashStruct(domain, version "2") || hashStruct(batch))
+
+A receipt's ``batch`` names its ``index``, the batch ``size`` and the sibling hashes from the
+leaf up (``proof``); a verifier (or a contract) recomputes the leaf from the fields, folds the
+path, and recovers the signer from the batch digest. Version 1 receipts stay verifiable.
 """
 
 from __future__ import annotations
@@ -34,6 +47,10 @@ from auction.hashing import keccak256, to_hex
 from auction.transactions import _HALF_N, SECP256K1_N
 
 RECEIPT_VERSION: Final = 1
+BATCH_RECEIPT_VERSION: Final = 2  # signed per batch, with a Merkle path (see the docstring)
+RECEIPT_VERSIONS: Final = frozenset({RECEIPT_VERSION, BATCH_RECEIPT_VERSION})
+# A batch holds at most this many receipts (a path of at most 16 hashes).
+MAX_BATCH_RECEIPTS: Final = 1 << 16
 DOMAIN_NAME: Final = "blockspace"
 
 KIND_BID: Final = "bid"
@@ -51,6 +68,7 @@ _RECEIPT_TYPEHASH: Final = keccak256(
     b"Receipt(uint256 rollup,uint64 slot,bytes32 eventId,uint8 kind,bytes32 requestHash,"
     b"uint64 receivedMs)"
 )
+_BATCH_TYPEHASH: Final = keccak256(b"ReceiptBatch(bytes32 root,uint32 size)")
 _MAX_U64: Final = (1 << 64) - 1
 _LOWER_HEX: Final = re.compile(r"0x[0-9a-f]*")
 _MAX_U256: Final = (1 << 256) - 1
@@ -75,12 +93,23 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchPath:
+    """Where a version-2 receipt sits in the batch its signature covers."""
+
+    index: int
+    size: int
+    proof: tuple[bytes, ...]  # sibling hashes, from the leaf up (a lone node has none)
+
+
+@dataclass(frozen=True, slots=True)
 class SignedReceipt:
-    """A receipt, the operator address that signed it and the 65-byte signature."""
+    """A receipt, the operator address that signed it and the 65-byte signature (over the
+    receipt's digest in version 1, over its batch's in version 2, with ``batch`` its path)."""
 
     receipt: Receipt
     operator: str
     signature: bytes
+    batch: BatchPath | None = None
 
 
 # --- the digest -------------------------------------------------------------------------------
@@ -121,7 +150,7 @@ def compute_receipt_digest(receipt: Receipt) -> bytes:
 
 def check_receipt_fields(receipt: Receipt) -> None:
     """Raise ``MalformedReceipt`` unless every field fits its type in the signed struct."""
-    if receipt.version != RECEIPT_VERSION:
+    if isinstance(receipt.version, bool) or receipt.version not in RECEIPT_VERSIONS:
         raise MalformedReceipt(f"receipt version {receipt.version} is not supported",
                                field="version")
     if len(receipt.committee_id) != 32:
@@ -135,6 +164,83 @@ def check_receipt_fields(receipt: Receipt) -> None:
             raise MalformedReceipt(f"{name} must be an integer in 0..{top}", field=name)
     for name, text in (("event_id", receipt.event_id), ("request_hash", receipt.request_hash)):
         parse_hash(text, name)
+
+
+def compute_merkle_node(left: bytes, right: bytes) -> bytes:
+    """A parent in a receipt batch's tree."""
+    return keccak256(left + right)
+
+
+def compute_batch_digest(committee_id: bytes, root: bytes, size: int) -> bytes:
+    """The 32-byte digest the operator signs for a batch of version-2 receipts (EIP-712)."""
+    struct_hash = keccak256(_BATCH_TYPEHASH + root + _word(size))
+    domain = compute_domain_separator(committee_id, BATCH_RECEIPT_VERSION)
+    return keccak256(b"\x19\x01" + domain + struct_hash)
+
+
+def compute_batch_tree(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree over ``leaves``, the leaves first and the root's level last."""
+    levels = [leaves]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        above = [compute_merkle_node(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+        if len(below) % 2:
+            above.append(below[-1])  # no sibling: up unchanged
+        levels.append(above)
+    return levels
+
+
+def compute_batch_proof(levels: list[list[bytes]], index: int) -> tuple[bytes, ...]:
+    """The sibling hashes of leaf ``index``, from the leaf up."""
+    proof = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            proof.append(level[sibling])
+        index //= 2
+    return tuple(proof)
+
+
+def compute_batch_root(leaf: bytes, path: BatchPath) -> bytes:
+    """The root that ``leaf`` at ``path`` folds up to; ``MalformedReceipt`` on a path that does
+    not fit its batch (an index outside it, a proof too short or too long)."""
+    if isinstance(path.size, bool) or not isinstance(path.size, int) or not (
+        1 <= path.size <= MAX_BATCH_RECEIPTS
+    ):
+        raise MalformedReceipt(f"a batch holds 1..{MAX_BATCH_RECEIPTS} receipts", field="batch")
+    if isinstance(path.index, bool) or not isinstance(path.index, int) or not (
+        0 <= path.index < path.size
+    ):
+        raise MalformedReceipt("the receipt's index is outside its batch", field="batch")
+    node, index, width, used = leaf, path.index, path.size, 0
+    while width > 1:
+        if index % 2 or index + 1 < width:
+            # Verify the path has a sibling for every level where the node has one
+            if used == len(path.proof):
+                raise MalformedReceipt("the batch proof is too short", field="batch")
+            sibling = path.proof[used]
+            used += 1
+            node = compute_merkle_node(sibling, node) if index % 2 else compute_merkle_node(
+                node, sibling)  # fmt: skip
+        index, width = index // 2, (width + 1) // 2
+    # Verify nothing trails the path (one spelling per receipt)
+    if used != len(path.proof):
+        raise MalformedReceipt("the batch proof is too long", field="batch")
+    return node
+
+
+def compute_signed_digest(signed: SignedReceipt) -> bytes:
+    """What ``signed.signature`` is over: the receipt's digest (version 1) or its batch's
+    (version 2); ``MalformedReceipt`` when the version and the batch path disagree."""
+    digest = compute_receipt_digest(signed.receipt)
+    if signed.receipt.version == RECEIPT_VERSION:
+        if signed.batch is not None:
+            raise MalformedReceipt("a version-1 receipt has no batch", field="batch")
+        return digest
+    if signed.batch is None:
+        raise MalformedReceipt("a version-2 receipt names its batch", field="batch")
+    root = compute_batch_root(digest, signed.batch)
+    return compute_batch_digest(signed.receipt.committee_id, root, signed.batch.size)
 
 
 # --- signing and recovery ---------------------------------------------------------------------
@@ -164,8 +270,32 @@ def sign_receipt(receipt: Receipt, key: OperatorKey) -> SignedReceipt:
     return SignedReceipt(receipt, key.address, sig[:64] + bytes([sig[64] + 27]))
 
 
+def sign_receipt_batch(receipts: list[Receipt], key: OperatorKey) -> list[SignedReceipt]:
+    """Version-2 receipts (all of one committee), signed once over their batch."""
+    if not 1 <= len(receipts) <= MAX_BATCH_RECEIPTS:
+        raise ValueError(f"a batch holds 1..{MAX_BATCH_RECEIPTS} receipts")
+    committee_id = receipts[0].committee_id
+    if any(r.version != BATCH_RECEIPT_VERSION or r.committee_id != committee_id
+           for r in receipts):  # fmt: skip
+        raise ValueError("a batch is of version-2 receipts of one committee")
+    levels = compute_batch_tree([compute_receipt_digest(r) for r in receipts])
+    digest = compute_batch_digest(committee_id, levels[-1][0], len(receipts))
+    sig = key.private.sign_recoverable(digest, hasher=None)
+    signature = sig[:64] + bytes([sig[64] + 27])
+    size = len(receipts)
+    return [
+        SignedReceipt(r, key.address, signature,
+                      BatchPath(i, size, compute_batch_proof(levels, i)))  # fmt: skip
+        for i, r in enumerate(receipts)
+    ]
+
+
 def recover_receipt_signer(receipt: Receipt, signature: bytes) -> str:
     """The address whose key made ``signature`` over ``receipt``; ``ForgedReceipt`` if none."""
+    return _recover_digest_signer(compute_receipt_digest(receipt), signature)
+
+
+def _recover_digest_signer(digest: bytes, signature: bytes) -> str:
     # Verify the form: 65 bytes, v 27/28, r and s in range, s low (EIP-2: no second spelling)
     if len(signature) != 65:
         raise ForgedReceipt("a receipt signature is 65 bytes")
@@ -174,7 +304,6 @@ def recover_receipt_signer(receipt: Receipt, signature: bytes) -> str:
     v = signature[64]
     if v not in (27, 28) or not 0 < r < SECP256K1_N or not 0 < s <= _HALF_N:
         raise ForgedReceipt("receipt signature values out of range")
-    digest = compute_receipt_digest(receipt)
     try:
         public = PublicKey.from_signature_and_message(
             signature[:64] + bytes([v - 27]), digest, hasher=None
@@ -188,7 +317,7 @@ def verify_receipt(signed: SignedReceipt, operator: str | None = None) -> None:
     """Raise ``ForgedReceipt`` unless the signature recovers the receipt's operator, and
     ``WrongOperator`` unless that is ``operator`` when given (the address the deployment
     publishes)."""
-    recovered = recover_receipt_signer(signed.receipt, signed.signature)
+    recovered = _recover_digest_signer(compute_signed_digest(signed), signed.signature)
     if recovered != signed.operator:
         raise ForgedReceipt("the receipt was not signed by the operator it names",
                             operator=signed.operator)
@@ -203,7 +332,7 @@ def verify_receipt(signed: SignedReceipt, operator: str | None = None) -> None:
 def receipt_to_json(signed: SignedReceipt) -> dict[str, Any]:
     """The receipt as it goes on the wire and into evidence files (snake_case, 0x hex)."""
     r = signed.receipt
-    return {
+    doc: dict[str, Any] = {
         "version": r.version,
         "committee_id": to_hex(r.committee_id),
         "rollup": r.rollup,
@@ -215,6 +344,10 @@ def receipt_to_json(signed: SignedReceipt) -> dict[str, Any]:
         "operator": signed.operator,
         "signature": to_hex(signed.signature),
     }
+    if signed.batch is not None:
+        doc["batch"] = {"index": signed.batch.index, "size": signed.batch.size,
+                        "proof": [to_hex(h) for h in signed.batch.proof]}  # fmt: skip
+    return doc
 
 
 def receipt_from_json(value: Any) -> SignedReceipt:
@@ -222,8 +355,9 @@ def receipt_from_json(value: Any) -> SignedReceipt:
     ``MalformedReceipt`` / ``MalformedHex`` name the field. The signature is not checked here."""
     if not isinstance(value, dict):
         raise MalformedReceipt("a receipt must be a JSON object", field="receipt")
-    missing = sorted(_FIELDS - set(value))
-    unknown = sorted(set(value) - _FIELDS)
+    fields = _FIELDS | {"batch"} if value.get("version") == BATCH_RECEIPT_VERSION else _FIELDS
+    missing = sorted(fields - set(value))
+    unknown = sorted(set(value) - fields)
     if missing or unknown:
         raise MalformedReceipt("receipt fields are missing or unknown",
                                missing=missing, unknown=unknown)
@@ -243,7 +377,21 @@ def receipt_from_json(value: Any) -> SignedReceipt:
     check_receipt_fields(receipt)
     operator = _lower_hex(value["operator"], "operator", 20)
     signature = bytes.fromhex(_lower_hex(value["signature"], "signature", 65)[2:])
-    return SignedReceipt(receipt, operator, signature)
+    batch = _batch_from_json(value["batch"]) if "batch" in fields else None
+    return SignedReceipt(receipt, operator, signature, batch)
+
+
+def _batch_from_json(value: Any) -> BatchPath:
+    """A version-2 receipt's ``batch``: exactly ``index``, ``size`` and ``proof`` (hashes)."""
+    if not isinstance(value, dict) or set(value) != {"index", "size", "proof"}:
+        raise MalformedReceipt("batch must be {index, size, proof}", field="batch")
+    proof = value["proof"]
+    if not isinstance(proof, list) or len(proof) > 16:
+        raise MalformedReceipt("batch proof must be a list of at most 16 hashes", field="batch")
+    path = BatchPath(value["index"], value["size"],
+                     tuple(bytes.fromhex(parse_hash(h, "batch")[2:]) for h in proof))  # fmt: skip
+    compute_batch_root(bytes(32), path)  # the path's shape (index, size, length) fits
+    return path
 
 
 def _lower_hex(text: Any, field: str, length: int) -> str:

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ SLOT_SPAN = 16  # bids spread over this many target slots, the last one 32 ahead
 class Row:
     """One measured run of one server."""
 
-    server: str  # blockspace | echo-ws | echo-asgi-ws | echo-http
+    server: str  # blockspace | echo-ws | echo-verify-ws | echo-asgi-ws | echo-http
     transport: str  # ws | http
     store: str
     repeat: int
@@ -111,7 +112,9 @@ class Servers:
             p.stop()
 
 
-def _start(target: Target, workdir: Path, args: argparse.Namespace) -> Servers:
+def _start(
+    target: Target, workdir: Path, args: argparse.Namespace, repeat: int = 0
+) -> Servers:
     if not target.is_engine:
         return Servers([start_echo(workdir, target.server.removeprefix("echo-"))])
     servers = Servers([])
@@ -129,12 +132,24 @@ def _start(target: Target, workdir: Path, args: argparse.Namespace) -> Servers:
                     python=args.server_python,
                     root=Path(target.root),
                     env_extra=target.env,
+                    cprofile_out=_cprofile_path(target, args, repeat, len(servers.front)),
                 )
             )
     except Exception:
         servers.stop()
         raise
     return servers
+
+
+def _cprofile_path(
+    target: Target, args: argparse.Namespace, repeat: int, engine: int
+) -> Path | None:
+    if not args.cprofile:
+        return None
+    name = f"{target.server.replace(':', '-')}-{target.transport}-{args.store}"
+    out = Path(args.cprofile) / f"{name}-r{repeat}-e{engine}.pstats"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def fund_searchers(port: int, spec: CorpusSpec, token: str) -> None:
@@ -163,7 +178,7 @@ def run_once(
 ) -> Row:
     """Start the target's servers, sign the requests for the slots open now, run the clients
     against the servers once, stop everything."""
-    servers = _start(target, workdir, args)
+    servers = _start(target, workdir, args, repeat)
     front = servers.front
     seconds = args.seconds
     try:
@@ -223,6 +238,9 @@ def run_once(
                 name = f"{target.server.replace(':', '-')}-{target.transport}-{args.store}"
                 path = Path(args.profile) / f"{name}-r{repeat}-e{i}.txt"
                 spies.append(start_py_spy(proc.pid, seconds, path))
+        profiled = front if args.cprofile and target.is_engine else []
+        for proc in profiled:
+            os.kill(proc.pid, signal.SIGUSR1)
         procs = servers.all()
         cpu0 = [p.cpu_s() for p in procs]
         t0 = time.monotonic()
@@ -230,6 +248,9 @@ def run_once(
         results: list[ClientResult] = [out.get(timeout=seconds + GRACE_S + 60) for _ in workers]
         wall = time.monotonic() - t0
         cpu1 = [p.cpu_s() for p in procs]
+        for proc in profiled:
+            os.kill(proc.pid, signal.SIGUSR2)
+        time.sleep(2.0 if profiled else 0.0)  # let them write their stats
         for p, _, _ in workers:
             p.join(timeout=10)
         for spy in spies:
@@ -359,6 +380,37 @@ def medians(rows: list[Row]) -> list[Row]:
     return out
 
 
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def print_ratios(rows: list[Row], med: list[Row]) -> None:
+    """Every engine against every echo of its transport, same run: the ack rate (medians, and
+    the median of per-repeat ratios) and the server CPU per ack (``srv us/ack``, the figure a
+    shared machine moves least). Against ``echo-verify-ws`` the CPU ratio is the engine's cost
+    over the cryptographic floor."""
+    for bs in [m for m in med if m.server.startswith("blockspace")]:
+        for base in [m for m in med if m.transport == bs.transport and not m.server.startswith(
+                "blockspace")]:  # fmt: skip
+            if not base.accepted_per_s or not base.server_us_per_ack:
+                continue
+            mine = [r for r in rows if (r.transport, r.server) == (bs.transport, bs.server)]
+            theirs = [r for r in rows if (r.transport, r.server) == (base.transport, base.server)]
+            per_repeat = [b.accepted_per_s / e.accepted_per_s
+                          for b, e in zip(mine, theirs, strict=True)]  # fmt: skip
+            cpu_repeat = [b.server_us_per_ack / max(e.server_us_per_ack, 1e-9)
+                          for b, e in zip(mine, theirs, strict=True)]  # fmt: skip
+            print(
+                f"ratio {bs.server}/{base.server} ({bs.transport}, store {bs.store}): "
+                f"{bs.accepted_per_s / base.accepted_per_s:.3f} of its ack rate (median of "
+                f"per-repeat ratios {statistics.median(per_repeat):.3f}); "
+                f"{bs.server_us_per_ack / base.server_us_per_ack:.2f}x its CPU per ack "
+                f"({bs.server_us_per_ack:.0f} vs {base.server_us_per_ack:.0f} us; per-repeat "
+                f"median {statistics.median(cpu_repeat):.2f}x); "
+                f"p50 {bs.p50_ms:.1f} vs {base.p50_ms:.1f} ms"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -397,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run a raw ASGI websocket echo under uvicorn (diagnostic)",
     )
     p.add_argument("--no-echo", action="store_true", help="measure blockspace only (profiling)")
+    p.add_argument(
+        "--no-verify-echo",
+        action="store_true",
+        help="leave out the verifying echo (the bare echo plus the signature and sender "
+        "recoveries of every frame: the cryptographic floor)",
+    )
     p.add_argument("--sign-processes", type=int, default=None)
     p.add_argument(
         "--variant",
@@ -408,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--server-python", default=sys.executable)
     p.add_argument("--profile", metavar="DIR", help="py-spy the engine; stacks go to DIR")
+    p.add_argument(
+        "--cprofile",
+        metavar="DIR",
+        help="run the engine under cProfile during the load (where py-spy cannot attach); "
+        "stats go to DIR (read them with python -m loadtest.profile --pstats DIR)",
+    )
     p.add_argument("--json", help="write every row and the medians to this file")
     args = p.parse_args(argv)
     if not 0 < args.seconds <= MAX_SECONDS:
@@ -437,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         ws_rows = connection_rows(corpus, args.connections)
         if not args.no_echo:
             targets.append((Target("echo-ws", "ws", "/"), ws_rows))
+            if not args.no_verify_echo:
+                targets.append((Target("echo-verify-ws", "ws", "/"), ws_rows))
             if args.asgi_echo:
                 targets.append((Target("echo-asgi-ws", "ws", "/"), ws_rows))
         targets += [(e, ws_rows) for e in engines("ws", "/ws")]
@@ -447,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         targets += [(e, http_rows) for e in engines("http", "/")]
 
     rows: list[Row] = []
+    load_start = _load_average()
     with tempfile.TemporaryDirectory(prefix="blockspace-loadtest-") as tmp:
         for repeat in range(1, args.repeats + 1):
             # Alternate the order so slow drift of the machine hits every server alike.
@@ -456,33 +523,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print_table([row], f"repeat {repeat}: {target.server} over {target.transport}")
     rows.sort(key=lambda r: (r.transport == "http", r.server, r.repeat))
+    print(f"\nload average (1/5/15 min) at the start: {load_start}; at the end: "
+          f"{_load_average()}")  # fmt: skip
     print_table(rows, "all runs")
     med = medians(rows)
     print_table(med, f"medians of {args.repeats} repeats")
     print()
-    for transport in ("ws", "http"):
-        base = next(
-            (m for m in med if m.transport == transport and m.server == f"echo-{transport}"), None
-        )
-        for bs in [
-            m for m in med if m.transport == transport and m.server.startswith("blockspace")
-        ]:
-            if base is None or not base.accepted_per_s:
-                continue
-            per_repeat = [
-                b.accepted_per_s / e.accepted_per_s
-                for b, e in zip(
-                    [r for r in rows if (r.transport, r.server) == (transport, bs.server)],
-                    [r for r in rows if (r.transport, r.server) == (transport, base.server)],
-                    strict=True,
-                )
-            ]
-            print(
-                f"ratio {bs.server}/{base.server} ({transport}, store {bs.store}): "
-                f"{bs.accepted_per_s / base.accepted_per_s:.3f} of the echo ack rate "
-                f"(median of per-repeat ratios {statistics.median(per_repeat):.3f}); "
-                f"p50 {bs.p50_ms:.1f} vs {base.p50_ms:.1f} ms"
-            )
+    print_ratios(rows, med)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

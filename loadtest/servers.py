@@ -125,14 +125,24 @@ def start_blockspace(
     python: str = sys.executable,
     root: Path = REPO,
     env_extra: dict[str, str] | None = None,
+    cprofile_out: Path | None = None,
 ) -> Proc:
-    """``blockspace serve`` on a free port, as deployed (genesis 0: slot = now_ms // slot_ms)."""
+    """``blockspace serve`` on a free port, as deployed (genesis 0: slot = now_ms // slot_ms);
+    with ``cprofile_out``, under ``loadtest/cprofile_serve.py`` (SIGUSR1 starts it, SIGUSR2
+    writes the file)."""
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
     log = workdir / f"blockspace-{port}.log"
+    wrapper = ["-m", "api.cli"]
+    if cprofile_out is not None:
+        # By path (a variant's checkout may not have it), from -c: a script's own directory
+        # on sys.path would shadow the standard library's ``profile`` with loadtest/profile.py.
+        script = REPO / "loadtest" / "cprofile_serve.py"
+        run = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+        wrapper = ["-c", run, str(cprofile_out)]
     with log.open("wb") as f:
         popen = subprocess.Popen(
-            [python, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            [python, *wrapper, "serve", "--host", "127.0.0.1", "--port", str(port),
              "--slot-ms", str(slot_ms), "--store", store],
             cwd=root,
             env=env,

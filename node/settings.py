@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     operator_key: SecretStr | None = None
     # Sign a receipt for every acknowledged event (off only to measure what receipts cost).
     receipts: bool = True
+    # Sign the receipts acknowledged together once, over their batch (version 2, with a Merkle
+    # path each; docs/accountability.md); false: one signature per receipt (version 1).
+    receipt_batches: bool = True
     # Searcher deposits (docs/accountability.md): off keeps intake as it was; on, a bid above the
     # searcher's free balance is refused (insufficient_deposit) and signed blocks' payments are
     # debited. Withdrawals execute after withdrawal_delay_ms. The operator API (deposits,

@@ -15,13 +15,14 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
 
 from auction import codec
 from auction.bundles import compute_bid_id
@@ -383,6 +384,28 @@ def _cancel_answer(stored: bytes | str, rollup: int) -> list[int]:
     return [int(x) for x in slots] if first_rollup == str(rollup) else []
 
 
+class HiredisConnection(aioredis.Connection):
+    """redis-py's asyncio connection with its commands packed by hiredis, in C.
+
+    redis-py's asyncio ``Connection.pack_command`` encodes every argument in Python (its sync
+    client already uses hiredis): a group commit's one ``EVALSHA`` carries 14 arguments a bid,
+    and packing them cost ~9 us a bid under load, more than the rest of the append. hiredis
+    encodes ``str`` as UTF-8 and ``int`` in decimal, as redis-py does. (Single server only:
+    redis-py's cluster client fixes its own connection class.)
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # A command name with spaces ("CONFIG SET") is several words on the wire
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
+
+
 class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
     name = "redis"
 
@@ -438,7 +461,7 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
             ),
         }
         if not self.cluster:
-            return aioredis.from_url(self.url, **options)
+            return aioredis.from_url(self.url, connection_class=HiredisConnection, **options)
         # The cluster client follows MOVED and ASK itself and re-reads the slot map when a
         # node fails; the seeds only need one live node.
         seeds = [ClusterNode(host, port) for host, port in parse_cluster_nodes(self.url)]

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from auction.constants import MAX_TX_NONCE
 from auction.errors import InvalidTransaction, UnprotectedTransaction
 from auction.hashing import keccak256, to_hex
-from auction.transactions import decode_transaction
+from auction.transactions import MAX_RLP_DEPTH, _rlp_list, decode_transaction
 from auction.types import Tx
 from tests.factories import key, tx
 from tests.fuzz.budget import fuzz, timeout_s
@@ -179,3 +179,62 @@ def test_deep_nesting_is_refused_quickly_whatever_the_recursion_limit() -> None:
             assert decode_or_refuse(nest) is None
     finally:
         sys.setrecursionlimit(old)
+
+
+def _depth(item: object) -> int:
+    return 1 + max((_depth(x) for x in item), default=0) if isinstance(item, list) else 0
+
+
+def reference_rlp_list(data: bytes) -> list | None:
+    """What the maintained ``rlp`` package reads from ``data`` as a transaction's list, under
+    the decoder's depth bound (None: refused)."""
+    try:
+        items = rlp.decode(data, strict=True)
+    except Exception:
+        return None
+    if not isinstance(items, list) or _depth(items) > MAX_RLP_DEPTH:
+        return None
+    return items
+
+
+def check_rlp_list_matches_reference(data: bytes) -> None:
+    """The flat decoder accepts exactly what ``rlp.decode(strict=True)`` accepts (within the
+    depth bound) and reads the same items."""
+    expected = reference_rlp_list(data)
+    try:
+        got: list | None = _rlp_list(data)
+    except InvalidTransaction:
+        got = None
+    assert got == expected
+
+
+def _payload(raw: bytes) -> bytes:
+    return raw if raw and raw[0] >= 0xC0 else raw[1:]
+
+
+@FUZZ
+@given(data=st.one_of(
+    st.binary(max_size=200),
+    st.tuples(st.sampled_from([b"\xc0", b"\xc1", b"\xf7", b"\xf8", b"\xf9", b"\xb8", b"\x81"]),
+              st.binary(max_size=200)).map(b"".join),
+))
+@example(data=b"\xc2\x81\x05")  # a single byte below 0x80 spelled as a string
+@example(data=b"\xc3\xb8\x01\x05")  # a long-string header for a short string
+@example(data=b"\xf8\x05\xc4\x01\x02\x03\x04")  # a long-list header for a short list
+@example(data=b"\xf9\x00\x38" + b"\x01" * 56)  # a length with a leading zero
+@example(data=b"\xc2\x01\x02\x03")  # a trailing byte after the list
+@example(data=b"\xc3\x01\x02")  # a list that overruns the input
+@example(data=nested_lists(4))
+@example(data=nested_lists(3))
+def test_flat_rlp_decoder_matches_rlp_on_random_bytes(data: bytes) -> None:
+    check_rlp_list_matches_reference(data)
+
+
+@FUZZ
+@given(data=st.data(), raw=raws)
+def test_flat_rlp_decoder_matches_rlp_on_edited_transactions(
+    data: st.DataObject, raw: bytes
+) -> None:
+    check_rlp_list_matches_reference(_payload(raw))
+    check_rlp_list_matches_reference(_payload(data.draw(byte_edits(raw), label="bytes")))
+    check_rlp_list_matches_reference(_payload(data.draw(field_edits(raw), label="fields")))
