@@ -19,12 +19,13 @@ the close uses the log as read otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from auction.results import compute_conflict_keys, compute_event_id
+from auction.results import SlotPart, compute_conflict_keys, compute_event_id
 from auction.types import Bid, LoggedEvent
 from ordering.columns import ColumnSnapshot, EncodedLegs, LegColumns
 from ordering.problem import Leg as PackLeg
@@ -101,12 +102,36 @@ class SlotEncoder:
     def compute_covered_log(
         self, rollup: int, log: Sequence[LoggedEvent]
     ) -> list[LoggedEvent] | None:
-        """The encoder's own entries when it holds exactly ``log`` for ``rollup`` (the same
-        event ids in the same order: a log read back from the store names each event by the
-        hash of its signed evidence, so these are the same events), else None."""
+        """``log`` as the encoder's own entries, when what it holds of ``rollup`` is a prefix of
+        ``log`` (the same seqs naming the same event ids, in order: an append-only log read
+        again from the store, whose ids are the hashes of the signed evidence); the rest of
+        ``log`` (the tail read at the deadline) is appended first. None when it is not a
+        prefix: the close then uses ``log`` as read (its copies are encoded on the spot)."""
         mine = self._logs.get(rollup, [])
-        if len(mine) != len(log):
+        held = len(mine)
+        if held > len(log):
             return None
-        if list(map(compute_event_id, mine)) != list(map(compute_event_id, log)):
+        if [(e.seq, compute_event_id(e)) for e in mine] != [
+            (e.seq, compute_event_id(e)) for e in log[:held]
+        ]:
             return None
-        return list(mine)
+        self.extend(rollup, log[held:])
+        return list(self._logs.get(rollup, []))
+
+
+def compute_encoded_parts(
+    encoder: SlotEncoder | None, parts: Sequence[SlotPart]
+) -> tuple[list[SlotPart], SlotEncoder | None]:
+    """The close's parts with each log as ``encoder``'s own entries (``compute_covered_log``),
+    and the encoder to close with; the parts as given and None when the encoder does not hold
+    a prefix of every part's log (a slot it followed only in part is closed from scratch)."""
+    if encoder is None:
+        return list(parts), None
+    out = []
+    for part in parts:
+        covered = encoder.compute_covered_log(part.rollup.chain_id, part.log)
+        if covered is None:
+            return list(parts), None
+        out.append(dataclasses.replace(part, log=covered))
+    return out, encoder
+

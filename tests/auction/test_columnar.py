@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auction.book import compute_book
-from auction.columnar import SlotEncoder
+from auction.columnar import SlotEncoder, compute_encoded_parts
 from auction.crossbook import compute_cross_books
 from auction.encoding import ZERO_HASH
 from auction.results import (
@@ -186,22 +186,38 @@ def test_a_copy_is_read_only_from_the_object_it_was_computed_from():
     )
 
 
-def test_covered_log_needs_the_same_events_in_the_same_order():
+def test_covered_log_needs_a_prefix_of_the_same_events():
+    """The engine re-reads the closed log from its store (new objects): the encoder stands in
+    for it only when what it followed is a prefix of that log (same seqs, same event ids); the
+    tail is appended then."""
     rollups = rollups_of(1.0, 0, 3, PAYMENT_FIRST_PRICE)
     rk = tuple(sorted(rollups.items()))
     (a,) = bundle(0, ((10, ((0, 0, 21_000, False),)),), 5, None, rk)
     (b,) = bundle(1, ((10, ((1, 0, 21_000, False),)),), 3, None, rk)
-    log = [LoggedEvent("10-0", a), LoggedEvent("11-0", b)]
-    encoder = SlotEncoder()
-    encoder.extend(10, log)
+    (c,) = bundle(2, ((10, ((2, 0, 21_000, False),)),), 4, None, rk)
+    log = [LoggedEvent("10-0", a), LoggedEvent("11-0", b), LoggedEvent("12-0", c)]
     reread = [LoggedEvent(e.seq, dataclasses.replace(e.event)) for e in log]
-    covered = encoder.compute_covered_log(10, reread)
-    assert covered is not None and [e.event for e in covered] == [a, b]
-    assert covered[0].event is a  # the encoder's own objects: its copies apply
-    assert encoder.compute_covered_log(10, reread[::-1]) is None
-    assert encoder.compute_covered_log(10, reread[:1]) is None
-    assert encoder.compute_covered_log(8453, reread) is None
-    assert encoder.compute_covered_log(8453, []) == []
+
+    def follower(n: int) -> SlotEncoder:
+        encoder = SlotEncoder()
+        encoder.extend(10, log[:n])
+        return encoder
+
+    covered = follower(2).compute_covered_log(10, reread)
+    assert covered is not None and [e.event for e in covered] == [a, b, c]
+    assert covered[0].event is a and covered[2].event is reread[2].event  # prefix: own objects
+    assert follower(2).compute_covered_log(10, reread[::-1]) is None  # another order
+    assert follower(2).compute_covered_log(10, reread[:1]) is None  # it followed more
+    moved = [LoggedEvent("10-1", a), *reread[1:]]
+    assert follower(2).compute_covered_log(10, moved) is None  # another seq
+    assert follower(0).compute_covered_log(10, reread) == reread
+    # the close's parts: every log covered, or the parts as given and no encoder
+    part = SlotPart(rollups[10], ZERO_HASH, reread)
+    other = SlotPart(rollups[8453], ZERO_HASH, [])
+    parts, encoder = compute_encoded_parts(follower(1), [part, other])
+    assert encoder is not None and parts[0].log[0].event is a and parts[1].log == []
+    parts, encoder = compute_encoded_parts(follower(3), [dataclasses.replace(part, log=moved)])
+    assert encoder is None and parts[0].log == moved
 
 
 def test_a_gas_beyond_int64_falls_back_to_the_encoding_from_scratch():
