@@ -130,7 +130,7 @@ def compute_pool(
 
 
 def is_protected_misplaced(bid: Bid, protected: set[str]) -> bool:
-    return any(t.hash in protected for t in bid.txs[1:])
+    return bool(protected) and any(t.hash in protected for t in bid.txs[1:])
 
 
 def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[PendingTx]:

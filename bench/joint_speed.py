@@ -34,7 +34,8 @@ scratch with the packing from the columns a ``SlotEncoder`` kept while the slot 
 (``auction.columnar``, decisions 110-113): ``build`` (``compute_slot_input`` with and without
 the encoder), ``pack_joint`` and ``pack_slot`` on the instance (with its columns, or without),
 whether the packings are identical, and ``append``: the CPU the encoder spent as the bids were
-logged (spread over the open slot, once per slot, not per round).
+logged (spread over the open slot, once per slot, not per round); ``solve``, ``slow`` and
+``col/slow`` as above (``pack_joint`` from columns divided by the measured slowness).
 """
 
 from __future__ import annotations
@@ -268,7 +269,9 @@ def columnar_case(case: tuple[int, int, int, int], rounds: int) -> None:
         "pj col": lambda: pack_joint(enc, budget_ms),
         "slot": lambda: pack_slot(inp, budget_ms),
         "slot col": lambda: pack_slot(enc, budget_ms),
+        "solve": lambda: solve_encoded(arrays, budget_ms),
     }
+    arrays = compute_joint_arrays(enc)
     same = pack_joint(inp, budget_ms) == pack_joint(enc, budget_ms) and [
         c.packing for c in pack_slot(inp, budget_ms)] == [
         c.packing for c in pack_slot(enc, budget_ms)]  # fmt: skip
@@ -279,10 +282,13 @@ def columnar_case(case: tuple[int, int, int, int], rounds: int) -> None:
             f()
             cpus[k].append(time.process_time() - c0)
     m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    work = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))[2].work_units
+    slow = m["solve"] / (work / WORK_UNITS_PER_MS)
     cols = " | ".join(f"{m[k]:>7.1f} {m[k + ' col']:>7.1f} {m[k + ' col'] / m[k]:>5.2f}"
                       for k in ("build", "pj", "slot"))  # fmt: skip
     print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {cols} | "
-          f"{append * 1e3:>7.1f} | {'yes' if same else 'NO':>4} | {os.getloadavg()[0]:>5.2f}",
+          f"{append * 1e3:>7.1f} | {m['solve']:>6.1f} {slow:>4.2f} {m['pj col'] / slow:>7.1f} | "
+          f"{'yes' if same else 'NO':>4} | {os.getloadavg()[0]:>5.2f}",
           flush=True)  # fmt: skip
 
 
@@ -300,7 +306,7 @@ def main() -> None:
               f"{a.repeats}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'build':>7} {'col':>7} {'ratio':>5} | "
               f"{'pk_joint':>7} {'col':>7} {'ratio':>5} | {'pk_slot':>7} {'col':>7} {'ratio':>5} | "
-              f"{'append':>7} | same | load")  # fmt: skip
+              f"{'append':>7} | {'solve':>6} {'slow':>4} {'col/slow':>7} | same | load")  # fmt: skip
         for case in CASES:
             columnar_case(case, a.repeats)
         return

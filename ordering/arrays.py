@@ -284,7 +284,6 @@ class JointArrays:
     n_keys: int  # distinct (rollup, key) pairs
     key_item_ptr: I64
     key_items: I32
-    input_order: I64  # [n] input position of each canonical item
 
     @property
     def n(self) -> int:
@@ -339,8 +338,7 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         for f in inp.forced:
             if f in rank:
                 forced[rank[f]] = 1
-    input_order = np.array(order, dtype=np.int64)
-    legs = _JointLegs.read(inp, input_order, ids)
+    legs = _JointLegs.read(inp, np.array(order, dtype=np.int64), ids)
     searchers = None
     if any(r.max_gas_per_searcher is not None for r in inp.rollups):
         names = list(map(_get_searcher, src))
@@ -355,7 +353,6 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         row_ptr=rows[0], row_idx=rows[1], row_gas=rows[2], row_cap=rows[3], row_rollup=rows[4],
         total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
         n_keys=int(key_item_ptr.shape[0] - 1), key_item_ptr=key_item_ptr, key_items=key_items,
-        input_order=input_order,
     )  # fmt: skip
 
 

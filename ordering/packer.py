@@ -96,9 +96,10 @@ def compute_components(
     for it, g in zip(arrays.items, component[lead].tolist(), strict=True):
         buckets[g].append(it)
     at: dict[int, list[int]] = {g: [] for g in groups}
-    if inp.encoded is not None:
-        for p, g in zip(arrays.input_order.tolist(), component[lead].tolist(), strict=True):
-            at[g].append(p)
+    if inp.encoded is not None:  # each component's rows of the columns, in its item order
+        position = {it.id: j for j, it in enumerate(inp.items)}
+        for i, g in zip(arrays.ids, component[lead].tolist(), strict=True):
+            at[g].append(position[i])
     out = []
     for members in sorted(groups.values()):
         g = find(members[0])
