@@ -306,7 +306,8 @@ def main() -> None:
               f"{a.repeats}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'build':>7} {'col':>7} {'ratio':>5} | "
               f"{'pk_joint':>7} {'col':>7} {'ratio':>5} | {'pk_slot':>7} {'col':>7} {'ratio':>5} | "
-              f"{'append':>7} | {'solve':>6} {'slow':>4} {'col/slow':>7} | same | load")  # fmt: skip
+              f"{'append':>7} | {'solve':>6} {'slow':>4} {'col/slow':>7} | same "
+              "| load")  # fmt: skip
         for case in CASES:
             columnar_case(case, a.repeats)
         return

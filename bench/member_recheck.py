@@ -53,8 +53,8 @@ from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from bench.committee_latency import ROLLUP, BidPool
 from bench.shared_slot import ROLLUPS, CrossPool, build_parts
 from committee import keyfiles, threshold
-from committee.local import write_committee_files
 from committee.checks import compute_expected_results
+from committee.local import write_committee_files
 from committee.member import STREAM_CHECKS, Member
 from committee.proposal import SlotProposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore

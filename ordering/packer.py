@@ -98,8 +98,8 @@ def compute_components(
     at: dict[int, list[int]] = {g: [] for g in groups}
     if inp.encoded is not None:  # each component's rows of the columns, in its item order
         position = {it.id: j for j, it in enumerate(inp.items)}
-        for i, g in zip(arrays.ids, component[lead].tolist(), strict=True):
-            at[g].append(position[i])
+        for item_id, g in zip(arrays.ids, component[lead].tolist(), strict=True):
+            at[g].append(position[item_id])
     out = []
     for members in sorted(groups.values()):
         g = find(members[0])
