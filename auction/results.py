@@ -18,7 +18,7 @@ import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from auction import constants as C
 from auction.book import Book, compute_book
@@ -40,6 +40,7 @@ from auction.types import (
     WinningBundle,
 )
 from ordering import packer
+from ordering.columns import EncodedLegs
 from ordering.problem import (
     PAYMENT_FIRST_PRICE,
     PAYMENT_VCG,
@@ -53,8 +54,30 @@ from ordering.problem import (
 )
 from ordering.problem import Leg as PackLeg
 
-if TYPE_CHECKING:
-    from auction.columnar import SlotEncoder
+
+class EncodedBidCopy(Protocol):
+    """One bid's copy for one rollup as the packing reads it (``auction.columnar``)."""
+
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+
+    @property
+    def leg(self) -> PackLeg: ...
+
+    @property
+    def row(self) -> int: ...
+
+
+class SlotEncoder(Protocol):
+    """What the close reads of a slot's incremental encoding (``auction.columnar.SlotEncoder``;
+    a protocol here, so the rules do not import the module that imports them)."""
+
+    def copy(self, bid: Bid, rollup: int) -> EncodedBidCopy: ...
+
+    def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]: ...
+
+    def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
+        ...
 
 CODE_PROTECTED = "protected_tx_not_first"
 
