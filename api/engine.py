@@ -47,6 +47,7 @@ from api.intake import OFFLOAD_BYTES, Intake
 from api.opening import SlotKeyNotReleased, open_sealed_logs
 from api.receipts import Receipter
 from auction import constants as C
+from auction.columnar import SlotEncoder, compute_encoded_parts
 from auction.encoding import ZERO_HASH
 from auction.errors import CloseFenced, LedgerRefused, StoreUnavailable
 from auction.history import BidRecord, compute_slot_history
@@ -106,6 +107,10 @@ class SlotSigner(Protocol):
     async def follow(self, results: Sequence[SlotResult]) -> None:
         """Adopt the outcome of a slot another process built."""
 
+    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
+        """The packing input kept while ``slot`` was open (``auction.columnar``), if any: the
+        close packs from it when it holds a prefix of every closed log (else from scratch)."""
+
 
 class UnsignedChain:
     """No committee: every block is final as built, and the heads follow each result."""
@@ -119,6 +124,9 @@ class UnsignedChain:
         return (latest.block.block_hash, latest.pending) if latest else (ZERO_HASH, ())
 
     async def prepare(self, slot: int) -> None:
+        return None
+
+    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
         return None
 
     async def sign(
@@ -167,11 +175,13 @@ def compute_close_lease_ms(slot_ms: int) -> int:
 
 
 def _compute_slot_results(
-    slot: int, deadline_ms: int, parts: Sequence[SlotPart]
+    slot: int, deadline_ms: int, parts: Sequence[SlotPart], encoder: SlotEncoder | None = None
 ) -> tuple[SlotResult, ...]:
-    """The close's pure step with the cyclic collector paused (its churn is acyclic)."""
+    """The close's pure step with the cyclic collector paused (its churn is acyclic), from
+    the encoding kept while the slot was open when it covers the closed logs."""
     with paused_gc():
-        return compute_slot_results(slot, deadline_ms, parts)
+        covered, encoder = compute_encoded_parts(encoder, parts)
+        return compute_slot_results(slot, deadline_ms, covered, encoder=encoder)
 
 class Engine:
     def __init__(
@@ -612,8 +622,9 @@ class Engine:
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
             for r in rollups
         ]
+        encoder = self.signer.take_slot_encoder(slot)
         results = await asyncio.to_thread(
-            _compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts
+            _compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts, encoder
         )
         t2 = time.perf_counter()
         out = dict(stored)

@@ -14,9 +14,11 @@ first-come first-served. Fairness rules are hard constraints:
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from auction import constants as C
 from auction.book import Book, compute_book
@@ -38,6 +40,7 @@ from auction.types import (
     WinningBundle,
 )
 from ordering import packer
+from ordering.columns import EncodedLegs
 from ordering.problem import (
     PAYMENT_FIRST_PRICE,
     PAYMENT_VCG,
@@ -50,6 +53,31 @@ from ordering.problem import (
     compute_searcher_gas_cap,
 )
 from ordering.problem import Leg as PackLeg
+
+
+class EncodedBidCopy(Protocol):
+    """One bid's copy for one rollup as the packing reads it (``auction.columnar``)."""
+
+    @property
+    def keys(self) -> tuple[str, ...]: ...
+
+    @property
+    def leg(self) -> PackLeg: ...
+
+    @property
+    def row(self) -> int: ...
+
+
+class SlotEncoder(Protocol):
+    """What the close reads of a slot's incremental encoding (``auction.columnar.SlotEncoder``;
+    a protocol here, so the rules do not import the module that imports them)."""
+
+    def copy(self, bid: Bid, rollup: int) -> EncodedBidCopy: ...
+
+    def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]: ...
+
+    def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
+        ...
 
 CODE_PROTECTED = "protected_tx_not_first"
 
@@ -125,7 +153,7 @@ def compute_pool(
 
 
 def is_protected_misplaced(bid: Bid, protected: set[str]) -> bool:
-    return any(t.hash in protected for t in bid.txs[1:])
+    return bool(protected) and any(t.hash in protected for t in bid.txs[1:])
 
 
 def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[PendingTx]:
@@ -225,6 +253,7 @@ def compute_slot_results(
     parts: Sequence[SlotPart],
     *,
     price_of_fairness: bool = True,
+    encoder: SlotEncoder | None = None,
 ) -> tuple[SlotResult, ...]:
     """Run the slot's auction over every rollup of the slot together: one result per part,
     ascending rollup. Deterministic: same inputs, same results, bit for bit.
@@ -237,21 +266,26 @@ def compute_slot_results(
     A one-rollup slot is exactly the single-rollup auction. ``price_of_fairness=False`` skips the
     analysts' second, unconstrained packing (``unconstrained_bids_wei`` is then the winning
     bids): it is not part of any block, so a committee member need not pay for it.
+
+    ``encoder`` (``auction.columnar``), when given, holds the slot's bid copies encoded as they
+    were logged: the same rules run, reading each copy's conflict keys and leg from it and
+    packing from its columns (the same instance, bit for bit; a copy it lacks is encoded on
+    the spot).
     """
     ordered = sorted(parts, key=lambda p: p.rollup.chain_id)
     ids = [p.rollup.chain_id for p in ordered]
     if len(set(ids)) != len(ids):
         raise ValueError(f"a rollup has two parts in slot {slot}")
     books = compute_cross_books({p.rollup.chain_id: compute_book(p.log) for p in ordered})
-    closes = [_prepare_close(p, slot, books[p.rollup.chain_id]) for p in ordered]
+    closes = [_prepare_close(p, slot, books[p.rollup.chain_id], encoder) for p in ordered]
     _join_cross_eligibility(closes)
     budget = max(p.rollup.policy.time_budget_ms for p in ordered)
-    inp = compute_slot_input(closes)
+    inp = compute_slot_input(closes, encoder=encoder)
     components = packer.pack_slot(inp, budget)
     payments = compute_slot_payments(components, {c.chain_id: c for c in closes})
     unconstrained = None
     if price_of_fairness and any(_is_constrained(c) for c in closes):
-        free = compute_slot_input(closes, fair=False)
+        free = compute_slot_input(closes, fair=False, encoder=encoder)
         unconstrained = packer.pack_slot(free, budget)
     return tuple(
         _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained)
@@ -259,14 +293,23 @@ def compute_slot_results(
     )
 
 
-def _prepare_close(part: SlotPart, slot: int, book: Book) -> _RollupClose:
+def _prepare_close(
+    part: SlotPart, slot: int, book: Book, encoder: SlotEncoder | None = None
+) -> _RollupClose:
     """One rollup's pool, inclusion list, lane reserve and eligible bids."""
     policy = part.rollup.policy
     pool = compute_pool(part.rollup, slot, part.carried, part.log)
     due = compute_due(part.rollup, slot, pool)
-    eligible, rejected = compute_eligible_bids(book, pool, due)
+    keys_of: Callable[[Bid], tuple[str, ...]] = compute_conflict_keys
+    if encoder is not None:
+        keys_of = functools.partial(_encoded_keys, encoder, part.rollup.chain_id)
+    eligible, rejected = compute_eligible_bids(book, pool, due, keys_of)
     lane_gas = max(policy.reserved_public_gas, sum(p.tx.gas_limit for p in due))
     return _RollupClose(part, book, pool, due, lane_gas, eligible, rejected)
+
+
+def _encoded_keys(encoder: SlotEncoder, rollup: int, bid: Bid) -> tuple[str, ...]:
+    return encoder.keys_of(bid, rollup)
 
 
 def _join_cross_eligibility(closes: Sequence[_RollupClose]) -> None:
@@ -293,11 +336,16 @@ def _join_cross_eligibility(closes: Sequence[_RollupClose]) -> None:
                          and b.bid_id not in blocked]  # fmt: skip
 
 
-def compute_slot_input(closes: Sequence[_RollupClose], *, fair: bool = True) -> JointInput:
+def compute_slot_input(
+    closes: Sequence[_RollupClose], *, fair: bool = True, encoder: SlotEncoder | None = None
+) -> JointInput:
     """The slot's packing instance: every eligible bid once (a cross-rollup bundle with a leg
     per rollup from each rollup's copy), in rollup then log order; ``fair=False`` lifts the
-    fairness rules (full gas, no searcher cap, every live bid that was not rejected)."""
+    fairness rules (full gas, no searcher cap, every live bid that was not rejected). With an
+    ``encoder`` the legs are its encoded copies and the instance carries their columns' rows
+    (``JointInput.encoded``): the same instance, packed from arrays."""
     legs: dict[str, list[PackLeg]] = {}
+    rows: dict[str, list[int]] = {}
     first: dict[str, Bid] = {}
     for c in closes:
         bids = c.eligible if fair else [
@@ -306,14 +354,24 @@ def compute_slot_input(closes: Sequence[_RollupClose], *, fair: bool = True) -> 
         for b in bids:
             assert isinstance(b, Bid)
             first.setdefault(b.bid_id, b)
-            legs.setdefault(b.bid_id, []).append(
-                PackLeg(c.chain_id, b.gas, compute_conflict_keys(b))
-            )
+            if encoder is None:
+                legs.setdefault(b.bid_id, []).append(
+                    PackLeg(c.chain_id, b.gas, compute_conflict_keys(b))
+                )
+                continue
+            made = encoder.copy(b, c.chain_id)
+            legs.setdefault(b.bid_id, []).append(made.leg)
+            rows.setdefault(b.bid_id, []).append(made.row)
     items = tuple(
         JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
         for i, b in first.items()
     )
-    return JointInput(tuple(c.capacity(fair) for c in closes), items)
+    encoded = None
+    if encoder is not None:
+        encoded = encoder.compute_encoded(
+            [r for i in first for r in rows[i]], [len(rows[i]) for i in first]
+        )
+    return JointInput(tuple(c.capacity(fair) for c in closes), items, encoded=encoded)
 
 
 def _is_constrained(c: _RollupClose) -> bool:
@@ -447,10 +505,14 @@ def _rollup_unconstrained(
 
 
 def compute_eligible_bids(
-    book: Book, pool: Sequence[PendingTx], due: Sequence[PendingTx]
+    book: Book,
+    pool: Sequence[PendingTx],
+    due: Sequence[PendingTx],
+    keys_of: Callable[[Bid], tuple[str, ...]] = compute_conflict_keys,
 ) -> tuple[list[Bid], dict[str, str]]:
     """The live bids that may win, and those rejected with a code. A bundle carrying a protected
-    tx after its first is rejected; one that conflicts with a due public tx cannot win (lost)."""
+    tx after its first is rejected; one that conflicts with a due public tx cannot win (lost).
+    ``keys_of`` is ``compute_conflict_keys`` or a cache of it (``auction.columnar``)."""
     protected = {p.tx.hash for p in pool if p.protected}
     due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
     rejected: dict[str, str] = {}
@@ -460,7 +522,7 @@ def compute_eligible_bids(
         assert isinstance(bid, Bid)
         if is_protected_misplaced(bid, protected):
             rejected[bid.bid_id] = CODE_PROTECTED
-        elif due_keys.isdisjoint(compute_conflict_keys(bid)):
+        elif not due_keys or due_keys.isdisjoint(keys_of(bid)):
             eligible.append(bid)
     return eligible, rejected
 

@@ -28,6 +28,14 @@ in this process and interleaved round by round, so both see the same load: REV's
 ``ordering/arrays.py`` (its encoding) and REV's ``pack_slot`` steps (``check_joint_input``, REV's
 ``compute_components``, then per component REV's encoding and this tree's kernel, which the
 change left alone). It prints both medians, their ratio, and whether the blocks are identical.
+
+``--columnar`` compares, interleaved round by round in this process, the close's packing from
+scratch with the packing from the columns a ``SlotEncoder`` kept while the slot was open
+(``auction.columnar``, decisions 137-140): ``build`` (``compute_slot_input`` with and without
+the encoder), ``pack_joint`` and ``pack_slot`` on the instance (with its columns, or without),
+whether the packings are identical, and ``append``: the CPU the encoder spent as the bids were
+logged (spread over the open slot, once per slot, not per round); ``solve``, ``slow`` and
+``col/slow`` as above (``pack_joint`` from columns divided by the measured slowness).
 """
 
 from __future__ import annotations
@@ -49,9 +57,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+from auction.columnar import SlotEncoder
 from auction.presets import Policy, Rollup
 from auction.results import SlotPart, _RollupClose, compute_slot_input
-from auction.types import Bid, Evidence, Tx
+from auction.types import Bid, Evidence, LoggedEvent, Tx
 from auction.types import Leg as BidLeg
 from bench.generate_joint import generate_joint_instance
 from bench.joint import solve_encoded
@@ -240,13 +249,68 @@ def compare_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -
           f"| {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
 
 
+def columnar_case(case: tuple[int, int, int, int], rounds: int) -> None:
+    """From scratch and from the encoder's columns, interleaved; prints one row."""
+    n_rollups, n, seed, budget_ms = case
+    closes = build_closes(generate_joint_instance(n, n_rollups, seed, 0.2))
+    encoder = SlotEncoder()
+    c0 = time.process_time()
+    for c in closes:  # each rollup's log as it was appended (its eligible bids, in log order)
+        for i, b in enumerate(c.eligible):
+            encoder.append(c.chain_id, LoggedEvent(f"{i}-0", b))
+    append = time.process_time() - c0
+    inp = compute_slot_input(closes)
+    enc = compute_slot_input(closes, encoder=encoder)
+    assert enc == inp and enc.encoded is not None
+    steps: dict[str, Callable[[], object]] = {
+        "build": lambda: compute_slot_input(closes),
+        "build col": lambda: compute_slot_input(closes, encoder=encoder),
+        "pj": lambda: pack_joint(inp, budget_ms),
+        "pj col": lambda: pack_joint(enc, budget_ms),
+        "slot": lambda: pack_slot(inp, budget_ms),
+        "slot col": lambda: pack_slot(enc, budget_ms),
+        "solve": lambda: solve_encoded(arrays, budget_ms),
+    }
+    arrays = compute_joint_arrays(enc)
+    same = pack_joint(inp, budget_ms) == pack_joint(enc, budget_ms) and [
+        c.packing for c in pack_slot(inp, budget_ms)] == [
+        c.packing for c in pack_slot(enc, budget_ms)]  # fmt: skip
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            c0 = time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    work = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))[2].work_units
+    slow = m["solve"] / (work / WORK_UNITS_PER_MS)
+    cols = " | ".join(f"{m[k]:>7.1f} {m[k + ' col']:>7.1f} {m[k + ' col'] / m[k]:>5.2f}"
+                      for k in ("build", "pj", "slot"))  # fmt: skip
+    print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {cols} | "
+          f"{append * 1e3:>7.1f} | {m['solve']:>6.1f} {slow:>4.2f} {m['pj col'] / slow:>7.1f} | "
+          f"{'yes' if same else 'NO':>4} | {os.getloadavg()[0]:>5.2f}",
+          flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--profile", action="store_true", help="cProfile pack_slot on the first slot")
     ap.add_argument("--baseline", metavar="REV", help="compare with git revision REV's path")
+    ap.add_argument("--columnar", action="store_true",
+                    help="compare the packing from scratch with the packing from columns")
     a = ap.parse_args()
     warm_up()
+    if a.columnar:
+        print(f"from scratch vs from the encoder's columns, interleaved; CPU ms, medians of "
+              f"{a.repeats}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'build':>7} {'col':>7} {'ratio':>5} | "
+              f"{'pk_joint':>7} {'col':>7} {'ratio':>5} | {'pk_slot':>7} {'col':>7} {'ratio':>5} | "
+              f"{'append':>7} | {'solve':>6} {'slow':>4} {'col/slow':>7} | same "
+              "| load")  # fmt: skip
+        for case in CASES:
+            columnar_case(case, a.repeats)
+        return
     if a.baseline:
         base = Baseline(a.baseline)
         print(f"baseline {a.baseline} vs this tree, interleaved; CPU ms, medians of {a.repeats}; "

@@ -27,12 +27,19 @@ ratio shared / single of the CPU time (issue 13's target: <= 1.0), proposal byte
 side (slot results, build + encode proposal). ``--profile shared|single`` adds a cProfile of
 one more check of that slot (top functions by cumulative time). No processes, no sockets: the
 figures are one core's, without the noise of 20 signer processes.
+
+In the streaming path the member re-runs the slot from the encoding it kept as the events
+streamed in (``auction.columnar``); the rows ``repack from scratch`` and ``repack from
+columns`` time that re-run both ways on the member's streamed logs (``compute_expected_results``
+without and with the encoder, alternating, collector paused as the member runs it; identical
+results checked), the same-run comparison for decisions 137-140.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import os
 import pstats
@@ -46,6 +53,7 @@ from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from bench.committee_latency import ROLLUP, BidPool
 from bench.shared_slot import ROLLUPS, CrossPool, build_parts
 from committee import keyfiles, threshold
+from committee.checks import compute_expected_results
 from committee.local import write_committee_files
 from committee.member import STREAM_CHECKS, Member
 from committee.proposal import SlotProposal, compute_slot_proposal, encode_proposal
@@ -57,6 +65,7 @@ from committee.stream import (
     compute_entry_bytes,
     encode_stream_batch,
 )
+from node.collector import paused_gc
 from node.settings import Settings
 from ordering import packer
 
@@ -140,6 +149,22 @@ def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold
                 raw[start:start + MAX_STREAM_BATCH]))
         streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
     c1 = time.process_time()
+    # The re-run both ways on what the member holds (the deadline's repack, alternating).
+    stream = member.streams.get(slot)
+    assert stream is not None
+    held = dataclasses.replace(proposal, parts=tuple(
+        dataclasses.replace(p, log=tuple(stream.logs[p.rollup].entries))
+        for p in proposal.parts))  # fmt: skip
+    repack: dict[str, list[float]] = {"scratch": [], "columns": []}
+    results = {}
+    for _ in range(3):
+        for name, enc in (("scratch", None), ("columns", stream.encoder)):
+            with paused_gc():
+                r0 = time.process_time()
+                results[name] = compute_expected_results(member.config, held, enc)
+                repack[name].append((time.process_time() - r0) * 1e3)
+    if results["scratch"] != results["columns"]:
+        raise AssertionError("the re-run from columns differs from the re-run from scratch")
     body = encode_proposal(proposal, streamed)
     now[0] = compute_deadline_ms(clock, slot) + 1
     c2, t0 = time.process_time(), time.perf_counter()
@@ -148,7 +173,9 @@ def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold
     cpu = (time.process_time() - c2) * 1e3
     member.protection.close()
     return {"stream_cpu": (c1 - c0) * 1e3, "cpu": cpu, "total": total,
-            "bytes": len(body), **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
+            "bytes": len(body), **{p: reply.timings_ms.get(p, 0.0) for p in PHASES},
+            "repack_scratch": statistics.median(repack["scratch"]),
+            "repack_columns": statistics.median(repack["columns"])}
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -231,7 +258,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
     st = r["streamed"]
     for key, name in (("stream_cpu", "CPU while the slot is open"),
                       ("cpu", "CPU at the deadline"), ("total", "wall at the deadline"),
-                      *((p, f"  {p}") for p in PHASES)):
+                      *((p, f"  {p}") for p in PHASES),
+                      ("repack_scratch", "repack from scratch (CPU)"),
+                      ("repack_columns", "repack from columns (CPU)")):
         print(f"  {name:<36} {st['single'][key]:8.1f} ms {st['shared'][key]:8.1f} ms")
     print(f"  {'proposal (version 4)':<36} {st['single']['bytes'] / 1e3:8.1f} kB "
           f"{st['shared']['bytes'] / 1e3:8.1f} kB")
@@ -239,6 +268,10 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         whole, tail = r["member"][name]["cpu"], st[name]["cpu"]
         print(f"ratio deadline CPU streaming / whole check, {name}: {tail / whole:.2f} "
               f"({tail:.1f} ms vs {whole:.1f} ms)")
+    for name in CASES:
+        a, b = st[name]["repack_scratch"], st[name]["repack_columns"]
+        print(f"ratio repack from columns / from scratch, {name}: {b / a:.2f} "
+              f"({b:.1f} ms vs {a:.1f} ms CPU)")
     print(f"ratio shared/single (streaming, deadline CPU): "
           f"{st['shared']['cpu'] / st['single']['cpu']:.2f}")
     if "profile" in r:

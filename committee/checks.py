@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from auction import constants as C
 from auction.auth import is_canonical_signature
 from auction.bundles import TxDecoder, compute_bid_id, compute_cancel_slots, parse_quantity
+from auction.columnar import SlotEncoder
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError
 from auction.fairness import check_block_fairness, check_slot_atomicity
@@ -652,17 +653,22 @@ def _first_difference(a: object, b: object) -> str:
     return ""
 
 
-def compute_expected_results(config: MemberConfig, proposal: SlotProposal) -> dict[int, SlotResult]:
+def compute_expected_results(
+    config: MemberConfig, proposal: SlotProposal, encoder: SlotEncoder | None = None
+) -> dict[int, SlotResult]:
     """Re-run the whole slot with the member's own policies and clock on the proposed logs,
     every rollup together, as the engine closes it (``compute_slot_results``: cross-rollup
     bundles couple the rollups), without the analysts' price-of-fairness packing (it is not
-    part of any block). By rollup."""
+    part of any block). By rollup. ``encoder``: the slot's bid copies encoded as they streamed
+    in (the same re-run, packed from arrays; a copy of any other object is encoded anew)."""
     deadline = compute_deadline_ms(config.clock, proposal.slot)
     parts = [
         SlotPart(config.rollups[p.rollup], p.block.parent_hash, p.log, p.carried)
         for p in proposal.parts
     ]
-    results = compute_slot_results(proposal.slot, deadline, parts, price_of_fairness=False)
+    results = compute_slot_results(
+        proposal.slot, deadline, parts, price_of_fairness=False, encoder=encoder
+    )
     return {r.rollup: r for r in results}
 
 

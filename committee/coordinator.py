@@ -38,6 +38,7 @@ import httpx
 import orjson
 from prometheus_client import Counter, Histogram
 
+from auction.columnar import SlotEncoder
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError, InsufficientDeposit
 from auction.hashing import keccak256, to_hex
@@ -511,6 +512,10 @@ class Coordinator:
     async def prepare(self, slot: int) -> None:
         self._start_streaming()
         await self.settle_before(slot)
+
+    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
+        """The packing input the feeder kept while ``slot`` was open (streaming on), else None."""
+        return self.feeder.take_encoder(slot) if self.feeder is not None else None
 
     # --- streaming (committee.feeder) ----------------------------------------------------------
 

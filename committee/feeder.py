@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from auction.columnar import SlotEncoder
 from auction.types import LoggedEvent
 from committee.proposal import SlotProposal, encode_proposal
 from committee.stream import (
@@ -110,6 +111,9 @@ class Feeder:
         self.members = list(members)
         self.interval_ms = interval_ms
         self.feeds: dict[tuple[int, int], Feed] = {}  # (slot, rollup)
+        # Each followed slot's packing input, kept as its logs are read (auction.columnar):
+        # the engine's close takes it (``take_encoder``) and packs from its columns.
+        self.encoders: dict[int, SlotEncoder] = {}
         self.acked: dict[tuple[int, int, int], int] = {}  # (member, slot, rollup)
         self._stopped: set[tuple[int, int]] = set()  # (member, slot): not streamed to
         self._pushes: dict[int, asyncio.Task[None]] = {}
@@ -117,14 +121,25 @@ class Feeder:
 
     def observe(self, slot: int, logs: Mapping[int, Sequence[LoggedEvent]]) -> None:
         """Take the open slot's logs as read now; forget slots older than ``FEEDS_KEPT``."""
+        encoder = self.encoders.setdefault(slot, SlotEncoder())
         for rollup, entries in logs.items():
-            self.feeds.setdefault((slot, rollup), Feed()).extend(entries)
+            feed = self.feeds.setdefault((slot, rollup), Feed())
+            held = len(feed.entries)
+            feed.extend(entries)
+            if encoder.count(rollup) == held:
+                encoder.extend(rollup, entries[held:])
         oldest = slot - FEEDS_KEPT + 1
+        for old in [s for s in self.encoders if s < oldest]:
+            del self.encoders[old]
         for key in [k for k in self.feeds if k[0] < oldest]:
             del self.feeds[key]
         for key3 in [k for k in self.acked if k[1] < oldest]:
             del self.acked[key3]
         self._stopped = {k for k in self._stopped if k[1] >= oldest}
+
+    def take_encoder(self, slot: int) -> SlotEncoder | None:
+        """``slot``'s encoder, handed over (a later read of the slot starts a new one)."""
+        return self.encoders.pop(slot, None)
 
     def push(self, slot: int) -> None:
         """Start sending ``slot``'s new entries to every member not already being sent to."""

@@ -43,6 +43,7 @@ from typing import Any, Final
 import orjson
 
 from auction import codec
+from auction.columnar import SlotEncoder
 from auction.hashing import keccak256
 from auction.types import Bid, LoggedEvent
 from committee import wire
@@ -212,12 +213,15 @@ def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
 @dataclass
 class SlotStream:
     """A member's streams of one slot: a log per rollup, the bids re-derived in full (by id,
-    for every rollup: a cross-rollup bundle is derived once), and a lock (batches and the
-    slot's proposal are checked in different threads)."""
+    for every rollup: a cross-rollup bundle is derived once), the slot's packing input kept
+    as the checked entries arrive (``encoder``: ``auction.columnar``, so the deadline's re-run
+    packs from arrays), and a lock (batches and the slot's proposal are checked in different
+    threads; the encoder is used under it)."""
 
     slot: int
     logs: dict[int, StreamLog] = field(default_factory=dict)
     derived: dict[str, Bid] = field(default_factory=dict)
+    encoder: SlotEncoder = field(default_factory=SlotEncoder)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self, rollup: int, count: int) -> tuple[list[LoggedEvent], bytes] | None:

@@ -190,7 +190,10 @@ def compute_packing_arrays(inp: PackingInput) -> PackingArrays:
     bids = tuple(map(_get_bid, items))
     shift = compute_value_shift(bids)
     value, positive = _scaled_values(bids, shift)
-    gas = np.fromiter(map(_get_gas, items), dtype=np.int64, count=n)
+    if inp.encoded is not None:
+        _, gas, lens, key_ids = inp.encoded.gather(np.array(rank_order, dtype=np.int64))
+    else:
+        gas = np.fromiter(map(_get_gas, items), dtype=np.int64, count=n)
     if n and int(gas.min()) < 0:
         raise ValueError("negative gas")
     forced = np.zeros(n, dtype=np.uint8)
@@ -204,17 +207,27 @@ def compute_packing_arrays(inp: PackingInput) -> PackingArrays:
     searcher_names = list(map(_get_searcher, items))
     searcher_id = {name: j for j, name in enumerate(dict.fromkeys(searcher_names))}
     searcher = np.fromiter(map(searcher_id.__getitem__, searcher_names), dtype=np.int32, count=n)
-    key_lists = list(map(_get_keys, items))
-    lens = np.fromiter(map(len, key_lists), dtype=np.int64, count=n)
-    nnz = int(lens.sum())
-    # One dict pass interns the keys: each maps to the flat position of its first appearance
-    # (the only per-key Python work); the kernel renumbers densely and builds both CSR forms.
-    key_first: dict[str, int] = {}
-    first = np.fromiter(
-        map(key_first.setdefault, chain.from_iterable(key_lists), count()),
-        dtype=np.int64,
-        count=nnz,
-    )
+    if inp.encoded is not None:
+        # Keys interned while the slot was open: the first position of each id, no strings
+        # read (the key strings, in first appearance, only for ``keys``).
+        first = _first_on_rollup(key_ids, np.zeros(key_ids.shape[0], dtype=np.int64),
+                                 np.int64(inp.encoded.columns.n_strings))  # fmt: skip
+        news = key_ids[first == np.arange(first.shape[0], dtype=np.int64)].tolist()
+        key_names = tuple(map(inp.encoded.columns.names.__getitem__, news))
+    else:
+        key_lists = list(map(_get_keys, items))
+        lens = np.fromiter(map(len, key_lists), dtype=np.int64, count=n)
+        nnz = int(lens.sum())
+        # One dict pass interns the keys: each maps to the flat position of its first
+        # appearance (the only per-key Python work); the kernel renumbers densely and builds
+        # both CSR forms.
+        key_first: dict[str, int] = {}
+        first = np.fromiter(
+            map(key_first.setdefault, chain.from_iterable(key_lists), count()),
+            dtype=np.int64,
+            count=nnz,
+        )
+        key_names = tuple(key_first)
     key_ptr, key_idx, key_item_ptr, key_items = _build_csr(first, lens)
 
     cap = -1 if inp.max_gas_per_searcher is None else int(inp.max_gas_per_searcher)
@@ -231,7 +244,7 @@ def compute_packing_arrays(inp: PackingInput) -> PackingArrays:
         searchers=tuple(searcher_id),
         key_ptr=key_ptr,
         key_idx=key_idx,
-        keys=tuple(key_first),
+        keys=key_names,
         key_item_ptr=key_item_ptr,
         key_items=key_items,
         gas_limit=int(inp.gas_limit),
@@ -377,14 +390,15 @@ def _gather_runs(starts: I64, lens: I64) -> I64:
 
 
 @njit(cache=True)
-def _first_on_rollup(string, rollup):  # pragma: no cover - compiled
+def _first_on_rollup(string, rollup, n_strings):  # pragma: no cover - compiled
     """Per key occurrence (canonical order), the position of the first occurrence of the same
     key string *on the same rollup*. ``string[p]`` numbers the key's string (any numbering
-    below the number of occurrences), ``rollup[p]`` its leg's rollup. A string's first
-    occurrences on distinct rollups are chained from its first one, so an occurrence walks at
-    most as many links as its string has rollups. O(nnz x rollups per string)."""
+    below ``n_strings``: positions of first occurrences, or ids interned while the slot was
+    open), ``rollup[p]`` its leg's rollup. A string's first occurrences on distinct rollups are
+    chained from its first one, so an occurrence walks at most as many links as its string has
+    rollups. O(n_strings + nnz x rollups per string)."""
     nnz = string.shape[0]
-    head = np.full(nnz, -1, dtype=np.int64)  # first occurrence of each string, any rollup
+    head = np.full(n_strings, -1, dtype=np.int64)  # first occurrence of each string, any rollup
     link = np.full(nnz, -1, dtype=np.int64)  # next first occurrence of the string, other rollup
     first = np.empty(nnz, dtype=np.int64)
     for p in range(nnz):
@@ -418,6 +432,8 @@ class _JointLegs:
         i), put them in canonical order and raise the shape errors: no legs, unknown rollup,
         two legs on one rollup, negative gas (the canonically first offender's id)."""
         rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
+        if inp.encoded is not None:
+            return cls._read_encoded(inp, order, ids, rindex)
         n = order.shape[0]
         leg_lists = list(map(_get_legs, inp.items))
         legs = list(chain.from_iterable(leg_lists))
@@ -456,7 +472,43 @@ class _JointLegs:
         key_start_in = np.zeros(n_legs, dtype=np.int64)
         np.cumsum(n_keys_in[:-1], out=key_start_in[1:])
         string = string[_gather_runs(key_start_in[leg_order], n_keys)]
-        key_first = _first_on_rollup(string, np.repeat(rollup, n_keys))
+        key_first = _first_on_rollup(string, np.repeat(rollup, n_keys), np.int64(string.shape[0]))
+        return cls(item, rollup, gas, n_keys, key_first)
+
+    @classmethod
+    def _read_encoded(
+        cls, inp: JointInput, order: I64, ids: tuple[str, ...], rindex: dict[int, int]
+    ) -> _JointLegs:
+        """``read`` from the columns kept while the slot was open (``inp.encoded``): the same
+        columns, the same errors, no leg object or key string read."""
+        enc = inp.encoded
+        assert enc is not None
+        n = order.shape[0]
+        count_in = enc.counts
+        counts = count_in[order]
+        if n and int(counts.min()) == 0:
+            raise BundleWithoutLegs("a bundle has no legs", id=ids[int(np.argmin(counts))])
+        start_in = np.zeros(n, dtype=np.int64)
+        np.cumsum(count_in[:-1], out=start_in[1:])
+        leg_order = _gather_runs(start_in[order], counts)  # canonical leg -> input leg
+        item = np.repeat(np.arange(n, dtype=np.int64), counts)
+        raw, gas, n_keys, key_ids = enc.gather(leg_order)
+        chains, at_chain = np.unique(raw, return_inverse=True)
+        index = np.array([rindex.get(c, -1) for c in chains.tolist()], dtype=np.int64)
+        rollup = index[at_chain.reshape(-1)] if raw.shape[0] else raw
+        if raw.shape[0] and int(rollup.min()) < 0:
+            at = int(np.argmin(rollup))
+            raise LegForUnknownRollup("a leg is on a rollup outside the slot",
+                                      id=ids[int(item[at])], rollup=int(raw[at]))  # fmt: skip
+        repeated = int(_first_repeated_leg(counts, rollup, np.int64(len(rindex))))
+        if repeated >= 0:
+            raise DuplicateLegRollup("two legs of a bundle on one rollup", id=ids[repeated])
+        if raw.shape[0] and int(gas.min()) < 0:
+            at = int(np.argmin(gas))
+            raise NegativeGas("a leg has negative gas", id=ids[int(item[at])],
+                              rollup=int(raw[at]))  # fmt: skip
+        key_first = _first_on_rollup(key_ids, np.repeat(rollup, n_keys),
+                                     np.int64(enc.columns.n_strings))  # fmt: skip
         return cls(item, rollup, gas, n_keys, key_first)
 
 

@@ -1006,7 +1006,8 @@ def compute_single_input(inp: JointInput) -> PackingInput:
     (cap,) = inp.rollups
     items = tuple(Item(it.id, it.searcher, it.bid_wei, it.legs[0].gas, it.legs[0].keys)
                   for it in inp.items)  # fmt: skip
-    return PackingInput(cap.gas_limit, items, cap.max_gas_per_searcher, inp.forced)
+    return PackingInput(cap.gas_limit, items, cap.max_gas_per_searcher, inp.forced,
+                        encoded=inp.encoded)  # fmt: skip
 
 
 def compute_joint_from_single(inp: JointInput, packing: Packing) -> JointPacking:

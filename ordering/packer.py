@@ -15,6 +15,7 @@ from numba.core import event
 
 from ordering import joint, payments, solver
 from ordering.arrays import JointArrays, compute_joint_arrays
+from ordering.columns import compute_encoded_subset
 from ordering.problem import (
     PAYMENT_RULES,
     PAYMENT_VCG,
@@ -94,11 +95,18 @@ def compute_components(
     buckets: dict[int, list[JointItem]] = {g: [] for g in groups}
     for it, g in zip(arrays.items, component[lead].tolist(), strict=True):
         buckets[g].append(it)
+    at: dict[int, list[int]] = {g: [] for g in groups}
+    if inp.encoded is not None:  # each component's rows of the columns, in its item order
+        position = {it.id: j for j, it in enumerate(inp.items)}
+        for item_id, g in zip(arrays.ids, component[lead].tolist(), strict=True):
+            at[g].append(position[item_id])
     out = []
     for members in sorted(groups.values()):
-        items = tuple(buckets[find(members[0])])
+        g = find(members[0])
+        items = tuple(buckets[g])
         forced = frozenset(it.id for it in items if it.id in inp.forced)
-        out.append(JointInput(tuple(inp.rollups[i] for i in members), items, forced))
+        encoded = None if inp.encoded is None else compute_encoded_subset(inp.encoded, at[g])
+        out.append(JointInput(tuple(inp.rollups[i] for i in members), items, forced, encoded))
     return tuple(out)
 
 

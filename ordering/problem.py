@@ -8,9 +8,12 @@ to bundles (block gas limit minus the public lane's reserve) and a per-searcher 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ordering.columns import EncodedLegs
 
 # Payment rules a rollup may choose (ordering/payments.py computes each).
 PAYMENT_FIRST_PRICE: Final = "first_price"
@@ -37,6 +40,9 @@ class PackingInput:
     items: tuple[Item, ...]
     max_gas_per_searcher: int | None = None  # None: no per-searcher cap
     forced: frozenset[str] = frozenset()  # item ids that must be included
+    # the items' keys and gas as rows of columns kept while the slot was open (one leg per
+    # item, in ``items``' order); None: the encoding reads the items. Never part of equality.
+    encoded: EncodedLegs | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,9 @@ class JointInput:
     rollups: tuple[RollupCapacity, ...]
     items: tuple[JointItem, ...]
     forced: frozenset[str] = frozenset()  # item ids that must be included (on all their legs)
+    # the legs as rows of columns kept while the slot was open (``ordering.columns``: items in
+    # ``items``' order, each item's legs in order); None: the encoding reads the legs.
+    encoded: EncodedLegs | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,15 @@ from pathlib import Path
 import orjson
 import pytest
 
+from auction import results as results_mod
+from auction.columnar import EncodedCopy
 from auction.slots import compute_slot_start_ms
 from auction.types import LoggedEvent
 from committee import stream as stream_mod
 from committee import threshold
 from committee.errors import (
     BidSetMismatch,
+    BlockMismatch,
     InvalidEvidence,
     MalformedProposal,
     NotMember,
@@ -185,6 +188,53 @@ def test_streamed_events_that_differ_from_the_final_log_are_refused(dealt, log, 
     # in what the member checked, or its re-run disagrees.
     with pytest.raises((BidSetMismatch, InvalidEvidence)):
         member.sign_proposal(streamed_body(proposal, 4, streamed))
+
+
+def test_streamed_bids_are_encoded_once_as_they_arrive(dealt, log, proposal, tmp_path,
+                                                       monkeypatch):
+    """The deadline's re-run reads the streamed bids' conflict keys from the encoding kept as
+    they arrived (none is computed again) and signs what the whole-log path signs."""
+    clock = Clock(open_time())
+    member = member_of(dealt, tmp_path, clock)
+    member.accept_stream(batch(dealt, log))
+    encoder = member.streams.get(SLOT).encoder
+    assert encoder.count(ROLLUP) == len(log)
+    computed: list[str] = []
+    real = results_mod.compute_conflict_keys
+
+    def counting(bid):
+        computed.append(bid.bid_id)
+        return real(bid)
+
+    monkeypatch.setattr(results_mod, "compute_conflict_keys", counting)
+    monkeypatch.setattr("auction.columnar.compute_conflict_keys", counting)
+    clock.ms = after_close()
+    reply = member.sign_proposal(streamed_body(proposal, len(log)))
+    assert computed == []
+    assert reply.slot_root == slot_of(proposal).compute_slot_root()
+
+
+def test_a_member_whose_encoding_disagrees_with_its_log_refuses(dealt, log, proposal, tmp_path):
+    """Defence in depth: if the encoding kept while streaming ever disagreed with the checked
+    log (a bug, memory corruption), the re-run differs from the honest block and the member
+    refuses; it never signs a block its own re-run did not produce."""
+    clock = Clock(open_time())
+    member = member_of(dealt, tmp_path, clock)
+    member.accept_stream(batch(dealt, log))
+    stream = member.streams.get(SLOT)
+    encoder = stream.encoder
+    winner = stream.logs[ROLLUP].entries[5].event  # the highest bid: in the honest block
+    assert winner.bid_id == log[5].event.bid_id
+    kept = encoder.copy(winner, ROLLUP)
+    wrong = dataclasses.replace(kept.leg, gas=10**9)  # over the gas limit: cannot win
+    encoder._copies[(winner.bid_id, ROLLUP)] = EncodedCopy(winner, kept.keys, wrong, -1)
+    clock.ms = after_close()
+    with pytest.raises(BlockMismatch):
+        member.sign_proposal(streamed_body(proposal, len(log)))
+    assert member.protection.get_signed(dealt.committee.committee_id, SLOT) is None
+    # the same proposal re-run from scratch (the whole log) signs
+    fresh = member_of(dealt, tmp_path / "fresh", Clock(after_close()), index=2)
+    assert fresh.sign_proposal(encode_part(proposal)).slot_root
 
 
 def test_batches_out_of_order_or_dropped_are_refused(dealt, log, tmp_path):
