@@ -29,8 +29,9 @@ import gc
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
@@ -63,6 +64,7 @@ log = logging.getLogger("blockspace.signer")
 # Far above a 2,000-bid proposal (about 5 MB); stops a runaway body.
 MAX_PROPOSAL_BYTES: Final[int] = 64 * 1024 * 1024
 FAULT_ENV: Final[str] = "BLOCKSPACE_SIGNER_FAULT"
+R = TypeVar("R")
 
 
 def compute_member_config(settings: Settings, committee: CommitteeInfo, index: int) -> MemberConfig:
@@ -138,6 +140,41 @@ def create_signer_app(member: Member) -> FastAPI:
     metrics = _SignerMetrics()
     lock = asyncio.Lock()
 
+    async def read_body(request: Request, limit: int, too_large: Refusal) -> bytes | Response:
+        """The request's body, or a 413 refusal as soon as it passes ``limit`` bytes."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return refused(too_large, "a request", status=413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def refused(refusal: BlockspaceError, what: str, status: int | None = None) -> Response:
+        """One refusal: counted by its stable code, logged, answered in the stable shape."""
+        metrics.refused.labels(refusal.code).inc()
+        log.info("refused %s %s: %s", what, refusal.code, refusal.message)
+        return JSONResponse(
+            wire_errors.http_error_body(refusal),
+            status_code=status or wire_errors.http_status(refusal),
+        )
+
+    async def checked(
+        check: Callable[[bytes], R], body: bytes, where: str, what: str, crashed: Refusal
+    ) -> R | Response:
+        """``check(body)`` in a worker thread; a refusal answers its code, and a check that
+        crashes is still refused (``crashed``), never answered: the traceback goes to the log
+        because it may also be a bug of ours."""
+        try:
+            return await asyncio.to_thread(check, body)
+        except BlockspaceError as refusal:  # every check raises its stable code
+            return refused(refusal, what)
+        except Exception:
+            metrics.faults.labels(where).inc()
+            log.exception("%s check failed unexpectedly", what)
+            return refused(crashed, what, status=400)
+
     @app.post(
         "/v1/sign",
         summary="Check a proposal and answer a partial signature or a refusal",
@@ -145,16 +182,10 @@ def create_signer_app(member: Member) -> FastAPI:
         responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
     )
     async def sign(request: Request) -> Response:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_PROPOSAL_BYTES:
-                exc: Refusal = MalformedProposal("proposal too large", limit=MAX_PROPOSAL_BYTES)
-                metrics.refused.labels(exc.code).inc()
-                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        too_large = MalformedProposal("proposal too large", limit=MAX_PROPOSAL_BYTES)
+        body = await read_body(request, MAX_PROPOSAL_BYTES, too_large)
+        if isinstance(body, Response):
+            return body
         with metrics.check_seconds.time():
             async with lock:
                 # A coordinator that gave up (its deadline passed while this proposal waited
@@ -163,23 +194,10 @@ def create_signer_app(member: Member) -> FastAPI:
                     metrics.abandoned.inc()
                     log.info("skipped a proposal whose coordinator disconnected")
                     return Response(status_code=499)
-                try:
-                    reply = await asyncio.to_thread(member.sign_proposal, body)
-                except BlockspaceError as refusal:  # every check raises its stable code
-                    metrics.refused.labels(refusal.code).inc()
-                    log.info("refused %s: %s", refusal.code, refusal.message)
-                    return JSONResponse(
-                        wire_errors.http_error_body(refusal),
-                        status_code=wire_errors.http_status(refusal),
-                    )
-                except Exception:
-                    # A proposal that crashes a check is still refused, never signed; the
-                    # traceback goes to the log because it may also be a bug of ours.
-                    metrics.faults.labels("sign").inc()
-                    log.exception("proposal check failed unexpectedly")
-                    exc = MalformedProposal("the proposal could not be checked")
-                    metrics.refused.labels(exc.code).inc()
-                    return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+                crashed = MalformedProposal("the proposal could not be checked")
+                reply = await checked(member.sign_proposal, body, "sign", "a proposal", crashed)
+        if isinstance(reply, Response):
+            return reply
         metrics.signed.labels(str(reply.repeated).lower()).inc()
         return JSONResponse(reply.to_json())
 
@@ -190,28 +208,16 @@ def create_signer_app(member: Member) -> FastAPI:
         responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
     )
     async def stream(request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_STREAM_BYTES:
-                exc: Refusal = MalformedProposal("stream batch too large", limit=MAX_STREAM_BYTES)
-                metrics.refused.labels(exc.code).inc()
-                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
+        too_large = MalformedProposal("stream batch too large", limit=MAX_STREAM_BYTES)
+        body = await read_body(request, MAX_STREAM_BYTES, too_large)
+        if isinstance(body, Response):
+            return body
         # Not behind the proposal lock: the next slot streams in while this one is signed
         # (each slot's stream has its own lock in the member).
-        try:
-            ack = await asyncio.to_thread(member.accept_stream, body)
-        except BlockspaceError as refusal:
-            metrics.refused.labels(refusal.code).inc()
-            log.info("refused a stream batch %s: %s", refusal.code, refusal.message)
-            return JSONResponse(
-                wire_errors.http_error_body(refusal), status_code=wire_errors.http_status(refusal)
-            )
-        except Exception:
-            metrics.faults.labels("stream").inc()
-            log.exception("stream batch check failed unexpectedly")
-            exc = MalformedProposal("the stream batch could not be checked")
-            return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+        crashed = MalformedProposal("the stream batch could not be checked")
+        ack = await checked(member.accept_stream, body, "stream", "a stream batch", crashed)
+        if isinstance(ack, Response):
+            return ack
         metrics.streamed.inc(len(body))
         return JSONResponse(ack)
 
@@ -222,33 +228,18 @@ def create_signer_app(member: Member) -> FastAPI:
         responses={"4XX": {"model": ErrorBody, "description": "the refusal, by stable code"}},
     )
     async def release(request: Request) -> Response:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > MAX_PROPOSAL_BYTES:
-                exc: Refusal = MalformedReleaseRequest("release request too large",
-                                                       limit=MAX_PROPOSAL_BYTES)  # fmt: skip
-                metrics.refused.labels(exc.code).inc()
-                return JSONResponse(wire_errors.http_error_body(exc), status_code=413)
-        body = b"".join(chunks)
+        too_large = MalformedReleaseRequest("release request too large", limit=MAX_PROPOSAL_BYTES)
+        body = await read_body(request, MAX_PROPOSAL_BYTES, too_large)
+        if isinstance(body, Response):
+            return body
         # Behind the proposal lock: commitments, like signatures, are recorded one at a time.
         async with lock:
-            try:
-                answer = await asyncio.to_thread(member.release_key_share, body)
-            except BlockspaceError as refusal:
-                metrics.refused.labels(refusal.code).inc()
-                log.info("refused a key release %s: %s", refusal.code, refusal.message)
-                return JSONResponse(
-                    wire_errors.http_error_body(refusal),
-                    status_code=wire_errors.http_status(refusal),
-                )
-            except Exception:
-                metrics.faults.labels("release").inc()
-                log.exception("key release check failed unexpectedly")
-                exc = MalformedReleaseRequest("the release request could not be checked")
-                return JSONResponse(wire_errors.http_error_body(exc), status_code=400)
+            crashed = MalformedReleaseRequest("the release request could not be checked")
+            answer = await checked(
+                member.release_key_share, body, "release", "a key release", crashed
+            )
+        if isinstance(answer, Response):
+            return answer
         metrics.released.labels(str(answer.repeated).lower()).inc()
         return JSONResponse(answer.to_json())
 
@@ -267,14 +258,16 @@ def create_signer_app(member: Member) -> FastAPI:
                                 rollup=rollup, slot=slot)  # fmt: skip
             return JSONResponse(wire_errors.http_error_body(exc),
                                 status_code=wire_errors.http_status(exc))  # fmt: skip
-        return JSONResponse({
-            "rollup": kept.rollup,
-            "slot": kept.slot,
-            "block_hash": kept.block_hash,
-            "bid_set_root": kept.bid_set_root,
-            "event_ids": list(kept.event_ids),
-            "member": member.index,
-        })
+        return JSONResponse(
+            {
+                "rollup": kept.rollup,
+                "slot": kept.slot,
+                "block_hash": kept.block_hash,
+                "bid_set_root": kept.bid_set_root,
+                "event_ids": list(kept.event_ids),
+                "member": member.index,
+            }
+        )
 
     @app.get("/v1/evidence", summary="Operator-equivocation evidence this member holds")
     async def operator_evidence() -> Response:
