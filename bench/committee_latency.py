@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.committee_latency [--n 10] [--t 7] [--sizes 100 2000]
         [--samples 12] [--repeat 3] [--slot-ms 2000] [--path both|whole|streaming]
-        [--stream-check full|sample]
+        [--stream-check full|sample] [--sealed] [--shared-rollups R]
 
 By default (``--path both``) it runs two deployments of n signer processes each, alternating
 repeats: the whole-log path (each member re-checks the closed slot's log at the deadline,
@@ -28,6 +28,13 @@ repeats): today's single rollup with that many bids, and R rollups under one sig
 with the same total, ``--cross-share`` of the bundles spanning two rollups (one bid each, a copy
 in each spanned rollup's log) and the rest split evenly. It prints p50/p99 of deadline -> signed
 slot root for both, the ratio shared / single, and both breakdowns.
+
+With ``--sealed`` (issue 14's figure), each size is run on two deployments in the same run: the
+plaintext bids, and the same bundles sent encrypted to the committee's slot key
+(``bs_sendEncryptedBundle``; ``size / 10`` searchers, every searcher's bids of a slot under one
+encapsulation), so the close also has the members commit to the ciphertext set, release their
+key shares, and the engine and every member open and validate every bid. ``--path whole`` or
+``streaming`` picks the path both deployments use.
 """
 
 from __future__ import annotations
@@ -48,21 +55,23 @@ from typing import Any
 import httpx
 
 from api.engine import Engine
-from api.searcher import SearcherKey, bundle_params
+from api.searcher import BundleEncryptor, SearcherKey, bundle_params, encrypted_bundle_params
 from auction.bundles import compute_bid, compute_bid_id
+from auction.intake import compute_intake_event
 from auction.results import compute_slot_result
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from auction.types import Bid, Evidence, LoggedEvent
+from auction.types import Bid, Evidence, LoggedEvent, SealedBid
 from committee import keyfiles, threshold
 from committee.coordinator import Coordinator, HttpMember
 from committee.local import SignerProcesses, compute_settings_env, write_committee_files
 from committee.member import Member
 from committee.proposal import Proposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore
+from committee.reopening import compute_sealed_context
 from committee.signer import compute_member_config
 from node.metrics import Metrics
 from node.settings import Settings
-from node.stores.base import IntakeLimits
+from node.stores.base import IntakeLimits, Store
 from node.stores.memory import MemoryStore
 from ordering import packer
 
@@ -104,35 +113,70 @@ class BidPool:
     """``size`` signed bundles whose transactions are signed once; per slot only the request
     body is re-signed (the Bid is exactly what ``compute_bid`` derives for that slot)."""
 
-    def __init__(self, size: int, settings: Settings, seed: int = 1, rollup: int = ROLLUP) -> None:
+    def __init__(
+        self,
+        size: int,
+        settings: Settings,
+        seed: int = 1,
+        rollup: int = ROLLUP,
+        searchers: int | None = None,
+    ) -> None:
         rng = random.Random(seed)
-        searchers = [SearcherKey.from_seed(1_000 + i) for i in range(max(8, size // 25))]
+        count = searchers if searchers is not None else max(8, size // 25)
+        keys = [SearcherKey.from_seed(1_000 + i) for i in range(count)]
         rollups = settings.rollup_configs()
         self.settings = settings
         self.templates: list[tuple[SearcherKey, list[bytes], int, Bid]] = []
-        clock = Engine(store=MemoryStore(), rollups=rollups, preset=settings.base_preset(),
-                       slot_ms=settings.slot_ms).clock
+        clock = Engine(
+            store=MemoryStore(),
+            rollups=rollups,
+            preset=settings.base_preset(),
+            slot_ms=settings.slot_ms,
+        ).clock
         slot0 = (int(time.time() * 1000) - settings.genesis_ms) // settings.slot_ms + 1
         nonces: dict[str, int] = {}
         for i in range(size):
-            k = searchers[int(rng.paretovariate(1.2)) % len(searchers)]
+            # Heavy-tailed by default; every searcher bidding when a count is asked for.
+            k = (keys[i % count] if searchers is not None
+                 else keys[int(rng.paretovariate(1.2)) % count])  # fmt: skip
             txs = []
             for _ in range(rng.choice((1, 1, 2))):
                 nonces[k.address] = nonces.get(k.address, 0) + 1
                 hot = rng.random() < 0.5
-                access = [{"address": "0x" + "aa" * 20,
-                           "storageKeys": ["0x" + f"{rng.randrange(40):064x}"]}] if hot else []
-                txs.append(k.sign_tx(
-                    type=2, chainId=rollup, nonce=nonces[k.address],
-                    maxPriorityFeePerGas=rng.randint(1, 40) * GWEI, maxFeePerGas=200 * GWEI,
-                    gas=rng.choice((21_000, 90_000, 150_000, 400_000)),
-                    to="0x" + "bb" * 20, value=0, data=b"", accessList=access))
+                access = (
+                    [
+                        {
+                            "address": "0x" + "aa" * 20,
+                            "storageKeys": ["0x" + f"{rng.randrange(40):064x}"],
+                        }
+                    ]
+                    if hot
+                    else []
+                )
+                txs.append(
+                    k.sign_tx(
+                        type=2,
+                        chainId=rollup,
+                        nonce=nonces[k.address],
+                        maxPriorityFeePerGas=rng.randint(1, 40) * GWEI,
+                        maxFeePerGas=200 * GWEI,
+                        gas=rng.choice((21_000, 90_000, 150_000, 400_000)),
+                        to="0x" + "bb" * 20,
+                        value=0,
+                        data=b"",
+                        accessList=access,
+                    )
+                )
             bid_wei = int(rng.paretovariate(1.5) * 10**15) + i
             params = bundle_params(txs, slot0, bid_wei=bid_wei)
             body = k.request("eth_sendBundle", [params])
             template = compute_bid(
-                params, searcher=k.address, evidence=Evidence(body, k.sign_body(body)),
-                rollups=rollups, clock=clock, now_ms=compute_slot_start_ms(clock, slot0),
+                params,
+                searcher=k.address,
+                evidence=Evidence(body, k.sign_body(body)),
+                rollups=rollups,
+                clock=clock,
+                now_ms=compute_slot_start_ms(clock, slot0),
                 max_slots_ahead=settings.base_preset().max_slots_ahead,
             )
             self.templates.append((k, txs, bid_wei, template))
@@ -142,14 +186,64 @@ class BidPool:
         for k, txs, bid_wei, template in self.templates:
             body = k.request("eth_sendBundle", [bundle_params(txs, slot, bid_wei=bid_wei)])
             evidence = Evidence(body, k.sign_body(body))
-            out.append(dataclasses.replace(
-                template, slot=slot, evidence=evidence, bid_id=compute_bid_id(evidence),
-                received_ms=now_ms))
+            out.append(
+                dataclasses.replace(
+                    template,
+                    slot=slot,
+                    evidence=evidence,
+                    bid_id=compute_bid_id(evidence),
+                    received_ms=now_ms,
+                )
+            )
         return out
 
+    async def log(self, store: Store, slot: int, now_ms: int) -> None:
+        """Log this pool's bids for ``slot`` as intake would."""
+        for bid in self.bids_for(slot, now_ms):
+            await store.append_bid(bid, WIDE)
 
-async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool | list[Any],
-                   samples: int, cross: Any = None) -> list[dict[str, Any]]:
+
+class SealedPool:
+    """The bundles of a ``BidPool``, each sent encrypted (``bs_sendEncryptedBundle``) to the
+    committee's key for the slot, every searcher's bids of a slot under one encapsulation
+    (issue 14's case: 2,000 bids from 200 searchers). Per slot, each bundle is encrypted anew
+    and its call signed; the engine's intake rules derive the ``SealedBid`` it logs."""
+
+    def __init__(self, plain: BidPool, committee: threshold.CommitteeInfo) -> None:
+        self.plain = plain
+        self.committee = committee
+        config = compute_member_config(plain.settings, committee, 1)
+        self.context = compute_sealed_context(config, ROLLUP)
+        self.templates = plain.templates
+
+    def sealed_for(self, slot: int, now_ms: int) -> list[SealedBid]:
+        encryptors: dict[str, BundleEncryptor] = {}
+        out = []
+        for k, txs, bid_wei, _ in self.plain.templates:
+            enc = encryptors.setdefault(
+                k.address, BundleEncryptor(self.committee, slot, searcher=k.address)
+            )
+            body = k.request("eth_sendBundle", [bundle_params(txs, slot, bid_wei=bid_wei)])
+            call = k.request("bs_sendEncryptedBundle",
+                             [encrypted_bundle_params(enc.encrypt(body))])  # fmt: skip
+            event = compute_intake_event(call, k.sign_body(call), now_ms, self.context)
+            if not isinstance(event, SealedBid):
+                raise RuntimeError(f"intake refused a bench bid: {event}")
+            out.append(event)
+        return out
+
+    async def log(self, store: Store, slot: int, now_ms: int) -> None:
+        for sealed in self.sealed_for(slot, now_ms):
+            await store.append_sealed_bid(sealed, WIDE)
+
+
+async def run_size(
+    engine: Engine,
+    coordinator: Coordinator,
+    pool: BidPool | SealedPool | list[Any],
+    samples: int,
+    cross: Any = None,
+) -> list[dict[str, Any]]:
     """Time ``samples`` slots of ``len(pool.templates)`` bids (or of every pool's, and the
     cross-rollup bundles of ``cross``, a ``bench.shared_slot.CrossPool``); one record per slot."""
     pools = pool if isinstance(pool, list) else [pool]
@@ -159,8 +253,7 @@ async def run_size(engine: Engine, coordinator: Coordinator, pool: BidPool | lis
         start = compute_slot_start_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (start - engine.now_ms()) / 1000 + 0.005))
         for p in pools:
-            for bid in p.bids_for(slot, engine.now_ms()):
-                await engine.store.append_bid(bid, WIDE)
+            await p.log(engine.store, slot, engine.now_ms())
         copies = cross.copies_for(slot, engine.now_ms()) if cross is not None else []
         for i in range(0, len(copies), 2):  # CrossPool's bundles span two rollups
             await engine.store.append_bid_copies(copies[i : i + 2], [WIDE, WIDE])
@@ -186,40 +279,67 @@ def member_phase(records: list[dict[str, Any]], phases: tuple[str, ...]) -> floa
     return statistics.median(per_slot) if per_slot else float("nan")
 
 
-def alone_ms(pool: BidPool, settings: Settings, committee: threshold.CommitteeInfo,
-             share: threshold.KeyShare, workdir: Path, engine: Engine) -> dict[str, float]:
+def alone_ms(
+    pool: BidPool,
+    settings: Settings,
+    committee: threshold.CommitteeInfo,
+    share: threshold.KeyShare,
+    workdir: Path,
+    engine: Engine,
+) -> dict[str, float]:
     """One member checking one proposal of this size in this process, without contention."""
     slot = engine.open_slot() + 3
-    log = tuple(LoggedEvent(f"{i}-0", b) for i, b in
-                enumerate(pool.bids_for(slot, compute_slot_start_ms(engine.clock, slot))))
+    log = tuple(
+        LoggedEvent(f"{i}-0", b)
+        for i, b in enumerate(pool.bids_for(slot, compute_slot_start_ms(engine.clock, slot)))
+    )
     t0 = time.perf_counter()
-    result = compute_slot_result(settings.rollup_configs()[ROLLUP], slot,
-                                 compute_deadline_ms(engine.clock, slot), "0x" + "00" * 32, log)
+    result = compute_slot_result(
+        settings.rollup_configs()[ROLLUP],
+        slot,
+        compute_deadline_ms(engine.clock, slot),
+        "0x" + "00" * 32,
+        log,
+    )
     engine_ms = (time.perf_counter() - t0) * 1e3
     part = Proposal(committee.committee_id, ROLLUP, slot, result.block, None, (), log)
     body = encode_proposal(compute_slot_proposal(committee.committee_id, slot, [part]))
-    member = Member(share, compute_member_config(settings, committee, share.index),
-                    ProtectionStore(workdir / f"alone-{slot}.sqlite3"),
-                    evidence_sample=settings.signer_evidence_sample,
-                    clock_ms=lambda: compute_deadline_ms(engine.clock, slot) + 1)
+    member = Member(
+        share,
+        compute_member_config(settings, committee, share.index),
+        ProtectionStore(workdir / f"alone-{slot}.sqlite3"),
+        evidence_sample=settings.signer_evidence_sample,
+        clock_ms=lambda: compute_deadline_ms(engine.clock, slot) + 1,
+    )
     t0 = time.perf_counter()
     reply = member.sign_proposal(body)
     total = (time.perf_counter() - t0) * 1e3
-    return {"engine_result_ms": engine_ms, "member_total_ms": total, **reply.timings_ms,
-            "proposal_mb": len(body) / 1e6}
+    return {
+        "engine_result_ms": engine_ms,
+        "member_total_ms": total,
+        **reply.timings_ms,
+        "proposal_mb": len(body) / 1e6,
+    }
 
 
 async def main_async(args: argparse.Namespace) -> None:
     if args.shared_rollups:
         await main_shared(args)
         return
+    if args.sealed:
+        await main_sealed(args)
+        return
     if args.path == "both":
         await main_paths(args)
         return
     t = args.t or threshold.default_threshold(args.n)
-    settings = Settings(slot_ms=args.slot_ms, rollups=[ROLLUP], genesis_ms=0,
-                        committee_streaming=args.path == "streaming",
-                        signer_stream_check=args.stream_check)
+    settings = Settings(
+        slot_ms=args.slot_ms,
+        rollups=[ROLLUP],
+        genesis_ms=0,
+        committee_streaming=args.path == "streaming",
+        signer_stream_check=args.stream_check,
+    )
     packer.warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-committee-") as tmp:
         workdir = Path(tmp)
@@ -230,19 +350,29 @@ async def main_async(args: argparse.Namespace) -> None:
         start_signers(procs)
         try:
             await asyncio.to_thread(procs.wait_ready, None, 300)
-            engine = Engine(store=MemoryStore(), rollups=settings.rollup_configs(),
-                            preset=settings.base_preset(), slot_ms=settings.slot_ms,
-                            metrics=Metrics())
+            engine = Engine(
+                store=MemoryStore(),
+                rollups=settings.rollup_configs(),
+                preset=settings.base_preset(),
+                slot_ms=settings.slot_ms,
+                metrics=Metrics(),
+            )
             client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=args.n))
             coordinator = Coordinator(
-                engine, committee,
+                engine,
+                committee,
                 [HttpMember(i, u, client) for i, u in enumerate(procs.urls, start=1)],
-                signing_window_ms=settings.slot_ms, owned_client=client,
-                streaming=settings.committee_streaming)
+                signing_window_ms=settings.slot_ms,
+                owned_client=client,
+                streaming=settings.committee_streaming,
+            )
             coordinator.attach()
             await engine.start(run_clock=False)
-            print(f"committee {t} of {args.n} signer processes, slots of {args.slot_ms} ms, "
-                  f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"committee {t} of {args.n} signer processes, slots of {args.slot_ms} ms, "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             for size in args.sizes:
                 pool = BidPool(size, settings)
                 rounds = []
@@ -259,13 +389,18 @@ class Deployment:
     """An engine (memory store) serving ``rollups`` with its coordinator and n real signer
     processes configured for the same rollups."""
 
-    def __init__(self, args: argparse.Namespace, rollups: list[int], workdir: Path,
-                 streaming: bool = False) -> None:
+    def __init__(
+        self, args: argparse.Namespace, rollups: list[int], workdir: Path, streaming: bool = False
+    ) -> None:
         self.t = args.t or threshold.default_threshold(args.n)
         self.streaming = streaming
-        self.settings = Settings(slot_ms=args.slot_ms, rollups=rollups, genesis_ms=0,
-                                 committee_streaming=streaming,
-                                 signer_stream_check=args.stream_check)
+        self.settings = Settings(
+            slot_ms=args.slot_ms,
+            rollups=rollups,
+            genesis_ms=0,
+            committee_streaming=streaming,
+            signer_stream_check=args.stream_check,
+        )
         committee_path, share_paths = write_committee_files(workdir, args.n, self.t)
         self.committee = keyfiles.read_committee_file(committee_path)
         self.procs = SignerProcesses(share_paths, env=compute_settings_env(self.settings))
@@ -274,13 +409,22 @@ class Deployment:
     async def start(self) -> None:
         await asyncio.to_thread(self.procs.wait_ready, None, 300)
         s = self.settings
-        self.engine = Engine(store=MemoryStore(), rollups=s.rollup_configs(),
-                             preset=s.base_preset(), slot_ms=s.slot_ms, metrics=Metrics())
+        self.engine = Engine(
+            store=MemoryStore(),
+            rollups=s.rollup_configs(),
+            preset=s.base_preset(),
+            slot_ms=s.slot_ms,
+            metrics=Metrics(),
+        )
         client = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=self.n))
         self.coordinator = Coordinator(
-            self.engine, self.committee,
+            self.engine,
+            self.committee,
             [HttpMember(i, u, client) for i, u in enumerate(self.procs.urls, start=1)],
-            signing_window_ms=s.slot_ms, owned_client=client, streaming=self.streaming)
+            signing_window_ms=s.slot_ms,
+            owned_client=client,
+            streaming=self.streaming,
+        )
         self.coordinator.attach()
         await self.engine.start(run_clock=False)
 
@@ -301,17 +445,21 @@ async def main_paths(args: argparse.Namespace) -> None:
         try:
             for d in (old, new):
                 await d.start()
-            print(f"committee {old.t} of {args.n} signer processes per deployment, slots of "
-                  f"{args.slot_ms} ms, streaming check {args.stream_check}, {os.cpu_count()} "
-                  f"cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+            print(
+                f"committee {old.t} of {args.n} signer processes per deployment, slots of "
+                f"{args.slot_ms} ms, streaming check {args.stream_check}, {os.cpu_count()} "
+                f"cores, load average {os.getloadavg()[0]:.1f} at start",
+                flush=True,
+            )
             for size in args.sizes:
                 pool = BidPool(size, old.settings)
                 rounds: dict[str, list[list[dict[str, Any]]]] = {"whole": [], "streaming": []}
                 for i in range(args.repeat):  # alternate, so both see the same load drift
                     order = [("whole", old), ("streaming", new)]
                     for name, d in order if i % 2 == 0 else reversed(order):
-                        rounds[name].append(await run_size(d.engine, d.coordinator, pool,
-                                                           args.samples))
+                        rounds[name].append(
+                            await run_size(d.engine, d.coordinator, pool, args.samples)
+                        )
                 print(f"\n=== {size} bids/slot: whole log at the deadline vs streaming ===")
                 report_pair(size, rounds, "deadline -> published", "whole", "streaming")
             print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
@@ -337,25 +485,41 @@ async def main_shared(args: argparse.Namespace) -> None:
         try:
             for d in (single, shared):
                 await d.start()
-            print(f"committee {single.t} of {args.n} signer processes per deployment, slots of "
-                  f"{args.slot_ms} ms, {os.cpu_count()} cores, load average "
-                  f"{os.getloadavg()[0]:.1f} at start", flush=True)
+            print(
+                f"committee {single.t} of {args.n} signer processes per deployment, slots of "
+                f"{args.slot_ms} ms, {os.cpu_count()} cores, load average "
+                f"{os.getloadavg()[0]:.1f} at start",
+                flush=True,
+            )
             for size in args.sizes:
                 n_cross = int(size * args.cross_share)
                 rest = (size - n_cross) // len(ids)
                 one_pool = BidPool(size, single.settings)
-                pools = [BidPool(rest + (i < (size - n_cross) % len(ids)), shared.settings,
-                                 seed=7 + i, rollup=r) for i, r in enumerate(ids)]
+                pools = [
+                    BidPool(
+                        rest + (i < (size - n_cross) % len(ids)),
+                        shared.settings,
+                        seed=7 + i,
+                        rollup=r,
+                    )
+                    for i, r in enumerate(ids)
+                ]
                 cross = CrossPool(n_cross, shared.settings, tuple(ids))
                 rounds: dict[str, list[list[dict[str, Any]]]] = {"single": [], "shared": []}
                 for _ in range(args.repeat):  # alternate, so both see the same load drift
-                    rounds["single"].append(await run_size(
-                        single.engine, single.coordinator, one_pool, args.samples))
-                    rounds["shared"].append(await run_size(
-                        shared.engine, shared.coordinator, pools, args.samples, cross))
-                print(f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
-                      f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
-                      f"{rest} single-rollup bids per rollup) ===")
+                    rounds["single"].append(
+                        await run_size(single.engine, single.coordinator, one_pool, args.samples)
+                    )
+                    rounds["shared"].append(
+                        await run_size(
+                            shared.engine, shared.coordinator, pools, args.samples, cross
+                        )
+                    )
+                print(
+                    f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
+                    f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
+                    f"{rest} single-rollup bids per rollup) ==="
+                )
                 report_pair(size, rounds, "deadline -> signed slot root", "single", "shared")
             print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
             for d in (single, shared):
@@ -365,16 +529,67 @@ async def main_shared(args: argparse.Namespace) -> None:
                 d.procs.stop_all()
 
 
-def report_pair(size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: str,
-                base: str, other: str) -> None:
+async def main_sealed(args: argparse.Namespace) -> None:
+    """Plaintext bids vs the same bundles encrypted (issue 14): two deployments of n signer
+    processes each, the same path (``--path whole|streaming``), alternating repeats."""
+    packer.warm_up()
+    on = args.path == "streaming"
+    with tempfile.TemporaryDirectory(prefix="bench-committee-sealed-") as tmp:
+        plain = Deployment(args, [ROLLUP], Path(tmp) / "plaintext", streaming=on)
+        sealed = Deployment(args, [ROLLUP], Path(tmp) / "encrypted", streaming=on)
+        for d in (plain, sealed):
+            start_signers(d.procs)
+        try:
+            for d in (plain, sealed):
+                await d.start()
+            print(
+                f"committee {plain.t} of {args.n} signer processes per deployment, slots of "
+                f"{args.slot_ms} ms, {'streaming' if on else 'whole log'}, "
+                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
+                flush=True,
+            )
+            for size in args.sizes:
+                searchers = max(1, size // 10)
+                pool = BidPool(size, plain.settings, searchers=searchers)
+                pools: dict[str, BidPool | SealedPool] = {
+                    "plaintext": pool,
+                    "encrypted": SealedPool(pool, sealed.committee),
+                }
+                deployments = {"plaintext": plain, "encrypted": sealed}
+                rounds: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in pools}
+                for i in range(args.repeat):  # alternate, so both see the same load drift
+                    order = list(pools) if i % 2 == 0 else list(reversed(pools))
+                    for name in order:
+                        d = deployments[name]
+                        rounds[name].append(
+                            await run_size(d.engine, d.coordinator, pools[name], args.samples)
+                        )
+                print(
+                    f"\n=== {size} bids/slot from {searchers} searchers: plaintext vs the "
+                    f"same bundles encrypted (one encapsulation per searcher and slot) ==="
+                )
+                report_pair(size, rounds, "deadline -> published", "plaintext", "encrypted")
+            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
+            for d in (plain, sealed):
+                await d.stop()
+        finally:
+            for d in (plain, sealed):
+                d.procs.stop_all()
+
+
+def report_pair(
+    size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: str, base: str, other: str
+) -> None:
     """Two deployments measured in one run: p50/p99 of each, their ratio, then each report."""
     p = {k: compute_p50_p99(v) for k, v in rounds.items()}
     print(f"  {what:<34} p50        p99")
     for k in (base, other):
         print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
     ratio = f"ratio {other} / {base}"
-    print(f"    {ratio:<30} {p[other][0] / p[base][0]:7.2f}    "
-          f"{p[other][1] / p[base][1]:7.2f}", flush=True)
+    print(
+        f"    {ratio:<30} {p[other][0] / p[base][0]:7.2f}    {p[other][1] / p[base][1]:7.2f}",
+        flush=True,
+    )
     for k in (base, other):
         print(f"  --- {k} ---")
         report(size, rounds[k], None)
@@ -383,20 +598,22 @@ def report_pair(size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: 
 def compute_p50_p99(rounds: list[list[dict[str, Any]]]) -> tuple[float, float]:
     """Median over repeats of p50 and of p99 of deadline -> published."""
     return tuple(  # type: ignore[return-value]
-        statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], q)
-                          for rnd in rounds)
+        statistics.median(
+            percentile([r["deadline_to_published_ms"] for r in rnd], q) for rnd in rounds
+        )
         for q in (50, 99)
     )
 
 
-def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float] | None
-           ) -> None:
+def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float] | None) -> None:
     records = [r for rnd in rounds for r in rnd]
     signed = [r for r in records if r["status"] == "signed"]
-    p50 = statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], 50)
-                            for rnd in rounds)
-    p99 = statistics.median(percentile([r["deadline_to_published_ms"] for r in rnd], 99)
-                            for rnd in rounds)
+    p50 = statistics.median(
+        percentile([r["deadline_to_published_ms"] for r in rnd], 50) for rnd in rounds
+    )
+    p99 = statistics.median(
+        percentile([r["deadline_to_published_ms"] for r in rnd], 99) for rnd in rounds
+    )
 
     def med(key: str) -> float:
         values = [r[key] for r in signed if key in r]
@@ -409,10 +626,14 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     recheck = member_phase(signed, ("decode", "checks", "evidence", "repack"))
     sign = member_phase(signed, ("sign",))
     verify = med("verify_ms")  # the coordinator times its partials' checks, not the combine
-    print(f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
-          f"{statistics.median(r['proposal_bytes'] for r in records) / 1e6:.2f} MB")
-    print(f"  deadline -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-          f"(median over {len(rounds)} repeats of {len(rounds[0])} slots)")
+    print(
+        f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
+        f"{statistics.median(r['proposal_bytes'] for r in records) / 1e6:.2f} MB"
+    )
+    print(
+        f"  deadline -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"(median over {len(rounds)} repeats of {len(rounds[0])} slots)"
+    )
     print(f"  median breakdown of {total:.0f} ms:")
     for name, value in [
         ("engine close (log, slot result, history, store)", close),
@@ -424,18 +645,30 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     ]:
         print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
     if alone is None:
-        names = sorted({k for r in signed for m in r["members"].values() for k in m
-                        if isinstance(m.get(k), (int, float))})
+        names = sorted(
+            {
+                k
+                for r in signed
+                for m in r["members"].values()
+                for k in m
+                if isinstance(m.get(k), (int, float))
+            }
+        )
         detail = {k: round(member_phase(signed, (k,)), 1) for k in names}
         print(f"    member phases, median member (ms): {detail}", flush=True)
         return
-    print("  one member alone (no contention, this process): "
-          f"{alone['member_total_ms']:.0f} ms = decode {alone['decode']:.0f} + checks "
-          f"{alone['checks']:.0f} + evidence {alone['evidence']:.0f} + repack "
-          f"{alone['repack']:.0f} + sign {alone['sign']:.0f}; engine slot result "
-          f"{alone['engine_result_ms']:.0f} ms")
-    print(f"  contention ratio (member re-check+sign under load / alone): "
-          f"{(recheck + sign) / max(alone['member_total_ms'], 1e-9):.1f}x", flush=True)
+    print(
+        "  one member alone (no contention, this process): "
+        f"{alone['member_total_ms']:.0f} ms = decode {alone['decode']:.0f} + checks "
+        f"{alone['checks']:.0f} + evidence {alone['evidence']:.0f} + repack "
+        f"{alone['repack']:.0f} + sign {alone['sign']:.0f}; engine slot result "
+        f"{alone['engine_result_ms']:.0f} ms"
+    )
+    print(
+        f"  contention ratio (member re-check+sign under load / alone): "
+        f"{(recheck + sign) / max(alone['member_total_ms'], 1e-9):.1f}x",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -446,15 +679,39 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=12, help="slots per repeat and size")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--slot-ms", type=int, default=2000, dest="slot_ms")
-    parser.add_argument("--shared-rollups", type=int, default=0, dest="shared_rollups",
-                        help="also run R rollups under one slot root with the same total bids")
-    parser.add_argument("--cross-share", type=float, default=0.2, dest="cross_share",
-                        help="share of the shared slot's bundles spanning two rollups")
-    parser.add_argument("--path", choices=("both", "whole", "streaming"), default="both",
-                        help="both: the whole-log and the streaming path side by side (one "
-                             "rollup); with --shared-rollups, whether both deployments stream")
-    parser.add_argument("--stream-check", choices=("full", "sample"), default="full",
-                        dest="stream_check", help="how a streaming member checks each event")
+    parser.add_argument(
+        "--shared-rollups",
+        type=int,
+        default=0,
+        dest="shared_rollups",
+        help="also run R rollups under one slot root with the same total bids",
+    )
+    parser.add_argument(
+        "--cross-share",
+        type=float,
+        default=0.2,
+        dest="cross_share",
+        help="share of the shared slot's bundles spanning two rollups",
+    )
+    parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="plaintext vs the same bundles encrypted (issue 14), one run",
+    )
+    parser.add_argument(
+        "--path",
+        choices=("both", "whole", "streaming"),
+        default="both",
+        help="both: the whole-log and the streaming path side by side (one "
+        "rollup); with --shared-rollups, whether both deployments stream",
+    )
+    parser.add_argument(
+        "--stream-check",
+        choices=("full", "sample"),
+        default="full",
+        dest="stream_check",
+        help="how a streaming member checks each event",
+    )
     args = parser.parse_args()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
