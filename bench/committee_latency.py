@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import random
@@ -49,6 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +387,32 @@ async def main_async(args: argparse.Namespace) -> None:
             procs.stop_all()
 
 
+@contextlib.asynccontextmanager
+async def running(
+    args: argparse.Namespace, deployments: tuple[Deployment, ...], path: str
+) -> AsyncIterator[None]:
+    """Start every deployment's signer processes and engine and print the run's header; stop
+    them all however the run ends (the signers even if an engine fails to start)."""
+    for d in deployments:
+        start_signers(d.procs)
+    try:
+        for d in deployments:
+            await d.start()
+        print(
+            f"committee {deployments[0].t} of {args.n} signer processes per deployment, slots "
+            f"of {args.slot_ms} ms, {path}, {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f} at start",
+            flush=True,
+        )
+        yield
+        print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
+        for d in deployments:
+            await d.stop()
+    finally:
+        for d in deployments:
+            d.procs.stop_all()
+
+
 class Deployment:
     """An engine (memory store) serving ``rollups`` with its coordinator and n real signer
     processes configured for the same rollups."""
@@ -440,17 +468,7 @@ async def main_paths(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-committee-paths-") as tmp:
         old = Deployment(args, [ROLLUP], Path(tmp) / "whole")
         new = Deployment(args, [ROLLUP], Path(tmp) / "streaming", streaming=True)
-        for d in (old, new):
-            start_signers(d.procs)
-        try:
-            for d in (old, new):
-                await d.start()
-            print(
-                f"committee {old.t} of {args.n} signer processes per deployment, slots of "
-                f"{args.slot_ms} ms, streaming check {args.stream_check}, {os.cpu_count()} "
-                f"cores, load average {os.getloadavg()[0]:.1f} at start",
-                flush=True,
-            )
+        async with running(args, (old, new), f"streaming check {args.stream_check}"):
             for size in args.sizes:
                 pool = BidPool(size, old.settings)
                 rounds: dict[str, list[list[dict[str, Any]]]] = {"whole": [], "streaming": []}
@@ -462,12 +480,6 @@ async def main_paths(args: argparse.Namespace) -> None:
                         )
                 print(f"\n=== {size} bids/slot: whole log at the deadline vs streaming ===")
                 report_pair(size, rounds, "deadline -> published", "whole", "streaming")
-            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
-            for d in (old, new):
-                await d.stop()
-        finally:
-            for d in (old, new):
-                d.procs.stop_all()
 
 
 async def main_shared(args: argparse.Namespace) -> None:
@@ -480,17 +492,7 @@ async def main_shared(args: argparse.Namespace) -> None:
         on = args.path == "streaming"
         single = Deployment(args, [ROLLUP], Path(tmp) / "single", streaming=on)
         shared = Deployment(args, ids, Path(tmp) / "shared", streaming=on)
-        for d in (single, shared):
-            start_signers(d.procs)
-        try:
-            for d in (single, shared):
-                await d.start()
-            print(
-                f"committee {single.t} of {args.n} signer processes per deployment, slots of "
-                f"{args.slot_ms} ms, {os.cpu_count()} cores, load average "
-                f"{os.getloadavg()[0]:.1f} at start",
-                flush=True,
-            )
+        async with running(args, (single, shared), "streaming" if on else "whole log"):
             for size in args.sizes:
                 n_cross = int(size * args.cross_share)
                 rest = (size - n_cross) // len(ids)
@@ -521,12 +523,6 @@ async def main_shared(args: argparse.Namespace) -> None:
                     f"{rest} single-rollup bids per rollup) ==="
                 )
                 report_pair(size, rounds, "deadline -> signed slot root", "single", "shared")
-            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
-            for d in (single, shared):
-                await d.stop()
-        finally:
-            for d in (single, shared):
-                d.procs.stop_all()
 
 
 async def main_sealed(args: argparse.Namespace) -> None:
@@ -537,17 +533,7 @@ async def main_sealed(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-committee-sealed-") as tmp:
         plain = Deployment(args, [ROLLUP], Path(tmp) / "plaintext", streaming=on)
         sealed = Deployment(args, [ROLLUP], Path(tmp) / "encrypted", streaming=on)
-        for d in (plain, sealed):
-            start_signers(d.procs)
-        try:
-            for d in (plain, sealed):
-                await d.start()
-            print(
-                f"committee {plain.t} of {args.n} signer processes per deployment, slots of "
-                f"{args.slot_ms} ms, {'streaming' if on else 'whole log'}, "
-                f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start",
-                flush=True,
-            )
+        async with running(args, (plain, sealed), "streaming" if on else "whole log"):
             for size in args.sizes:
                 searchers = max(1, size // 10)
                 pool = BidPool(size, plain.settings, searchers=searchers)
@@ -569,12 +555,6 @@ async def main_sealed(args: argparse.Namespace) -> None:
                     f"same bundles encrypted (one encapsulation per searcher and slot) ==="
                 )
                 report_pair(size, rounds, "deadline -> published", "plaintext", "encrypted")
-            print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
-            for d in (plain, sealed):
-                await d.stop()
-        finally:
-            for d in (plain, sealed):
-                d.procs.stop_all()
 
 
 def report_pair(
