@@ -216,7 +216,6 @@ class SealedPool:
         self.committee = committee
         config = compute_member_config(plain.settings, committee, 1)
         self.context = compute_sealed_context(config, ROLLUP)
-        self.templates = plain.templates
 
     def sealed_for(self, slot: int, now_ms: int) -> list[SealedBid]:
         encryptors: dict[str, BundleEncryptor] = {}
