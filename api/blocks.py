@@ -27,7 +27,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.engine import Engine
-from api.opening import read_closed_log, read_sealed_bids
 from auction.encoding import compute_bid_set_root
 from auction.errors import UnknownRollup
 from auction.receipts import BATCH_RECEIPT_VERSION, RECEIPT_VERSION
@@ -80,7 +79,7 @@ async def slot_events(request: Request, rollup: RollupP, slot: SlotP) -> Respons
     result = await engine.store.get_result(rollup, slot)
     if result is None:
         raise BlockNotFound(f"slot {slot} has not closed here", rollup=rollup, slot=slot)
-    closed = await read_closed_log(engine.store, sorted(engine.rollups), result)
+    closed = await engine.store.read_closed_log(sorted(engine.rollups), result)
     event_ids = [compute_event_id(e) for e in closed]
     # Verify the kept log is the one the block committed to (history retention trims logs)
     if compute_bid_set_root(event_ids) != result.block.bid_set_root:
@@ -91,7 +90,7 @@ async def slot_events(request: Request, rollup: RollupP, slot: SlotP) -> Respons
     signed = await engine.store.get_signed_block(rollup, slot)
     bound = signed.slot_proof.ciphertext_root if signed is not None else None
     if signed is not None and bound is not None:
-        sealed = await read_sealed_bids(engine.store, sorted(engine.rollups), slot)
+        sealed = await engine.store.read_sealed_bids(sorted(engine.rollups), slot)
         # Verify the kept sealed bids are the set the signed slot root binds
         if compute_slot_ciphertext_root(signed.committee_id, slot, sealed) != bound:
             raise BlockNotFound(f"the ciphertext set of slot {slot} is no longer kept",

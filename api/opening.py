@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from auction.history import BidRecord
-from auction.types import Bid, LoggedEvent, LoggedSealedBid, SlotResult
+from auction.types import Bid, LoggedEvent, LoggedSealedBid
 from committee.keyrelease import KeyNotReleased
 from committee.opening import OpenedSlot, compute_opened_log
-from committee.sealedset import compute_seq_key
 from node.escrow import Escrow
 from node.stores.base import Store
 
@@ -57,28 +56,6 @@ class OpenedLogs:
     opened: int = 0  # sealed bids opened to a bid
 
 
-async def read_sealed_bids(
-    store: Store, rollups: Sequence[int], slot: int
-) -> list[LoggedSealedBid]:
-    """Every rollup's sealed bids of ``slot`` (each logged once, in one rollup's log)."""
-    return [e for r in rollups for e in await store.read_sealed_log(r, slot)]
-
-
-async def read_closed_log(
-    store: Store, rollups: Sequence[int], result: SlotResult
-) -> list[LoggedEvent]:
-    """A closed slot's whole log of ``result``'s rollup as its block committed to it: the
-    plaintext events and, at their sealed bids' seqs, the bids opened from them (the result's
-    outcomes hold them; a sealed bid refused at opening is in no log)."""
-    plain = await store.read_log(result.rollup, result.slot)
-    seqs = {e.event.bid_id: e.seq for e in await read_sealed_bids(store, rollups, result.slot)}
-    opened = [LoggedEvent(seqs[o.bid.bid_id], o.bid) for o in result.outcomes
-              if o.bid.bid_id in seqs]  # fmt: skip
-    if not opened:
-        return plain
-    return sorted([*plain, *opened], key=lambda e: compute_seq_key(e.seq))
-
-
 async def open_sealed_logs(
     store: Store,
     signer: object,
@@ -88,7 +65,7 @@ async def open_sealed_logs(
     escrow: Escrow | None = None,
 ) -> OpenedLogs:
     """The close's logs with the slot's sealed bids opened into them (module docstring)."""
-    sealed = await read_sealed_bids(store, rollups, slot)
+    sealed = await store.read_sealed_bids(rollups, slot)
     if not sealed:
         return OpenedLogs(dict(entries))
     searchers = [e.event.searcher for e in sealed]

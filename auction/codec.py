@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from auction.sealed import is_opened_bid
 from auction.types import (
     Bid,
     BidOutcome,
@@ -329,11 +330,14 @@ def block_from_json(d: dict[str, Any]) -> Block:
 def result_to_json(r: SlotResult, *, with_bids: bool = True) -> dict[str, Any]:
     """A slot result as JSON. ``with_bids=False`` names each outcome's bid by its log seq
     instead of repeating it (bid, transactions, evidence: ~3 KB each): for a store that keeps
-    the slot's log as long as its result and passes the log to ``result_from_json``."""
+    the slot's log as long as its result and passes the log to ``result_from_json``. A bid
+    opened from a sealed bid stays inline: the log holds its ciphertext, not the bid."""
     outcomes = []
     for o in r.outcomes:
         row: dict[str, Any] = (
-            {"bid": bid_to_json(o.bid)} if with_bids else {"bid_id": o.bid.bid_id}
+            {"bid": bid_to_json(o.bid)}
+            if with_bids or is_opened_bid(o.bid)
+            else {"bid_id": o.bid.bid_id}
         )
         row.update(outcome=o.outcome, payment_wei=str(o.payment_wei), seq=o.seq)
         if o.code:

@@ -199,3 +199,16 @@ def check_encryption_policy(bid: Bid, rollups: Mapping[int, Rollup]) -> None:
                 f"rollup {chain_id} takes encrypted bundles only (bs_sendEncryptedBundle)",
                 rollup=chain_id,
             )
+
+
+def is_opened_bid(bid: Bid) -> bool:
+    """Whether ``bid`` was opened from a sealed bid (``compute_opened_bid``): its evidence is
+    the signed ``bs_sendEncryptedBundle`` call that carried its ciphertext, so no plaintext log
+    entry holds it. Parsed, not searched: a JSON string may spell the method with escapes."""
+    if b"bs_sendEncryptedBundle" not in bid.evidence.body and b"\\u" not in bid.evidence.body:
+        return False  # cheap: the method's name cannot be in the call
+    try:
+        request = orjson.loads(bid.evidence.body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(request, dict) and request.get("method") == SEND_ENCRYPTED_BUNDLE

@@ -55,6 +55,7 @@ from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.keyrelease import (
     KeyNotReleased,
     ReleaseAnswer,
+    check_opening_record,
     collect_slot_key,
     release_in_process,
     release_over_http,
@@ -86,7 +87,7 @@ from committee.records import (
     signed_block_to_json,
 )
 from committee.reopening import compute_opening_context
-from committee.sealedset import SealedOpening
+from committee.sealedset import OpeningRecord, SealedOpening
 from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
 from node.metrics import Metrics
@@ -578,8 +579,22 @@ class Coordinator:
         )  # fmt: skip
         opened = await asyncio.to_thread(compute_openings, self.committee, slot,
                                          outcome.slot_key, outcome.entries, ctx)  # fmt: skip
-        if hold is None:
-            return opened
+        if hold is not None:
+            opened = await self._hold(slot, outcome, opened, hold)
+        # Kept before anything of the slot is proposed: whoever builds its proposal later (this
+        # process after a restart, another completing it) reopens it from the store
+        await self.engine.store.save_slot_opening(slot, OpeningRecord.of(self.openings[slot]))
+        return opened
+
+    async def _hold(
+        self,
+        slot: int,
+        outcome: SealedOpening,
+        opened: OpenedSlot,
+        hold: Callable[[Bid], Awaitable[None]],
+    ) -> OpenedSlot:
+        """Hold each opened bid in log order; one the ledger refuses becomes that refusal and
+        is named in the slot's opening (``SealedOpening.unfunded``)."""
         openings = []
         unfunded = []
         for o in opened.openings:
@@ -609,6 +624,39 @@ class Coordinator:
                 del self.openings[old]
         else:
             log.warning("slot %d: the key was not released: %s", slot, outcome.detail)
+        return outcome
+
+    async def _opening(self, slot: int) -> SealedOpening | None:
+        """The opening a proposal of ``slot`` carries when this process did not open the slot
+        itself (a restart, or a slot another process closed): rebuilt from the store's record
+        and the slot's sealed bids, or, without a record (the closer died between the release
+        and keeping it), collected again from the members, who answer a repeated release for
+        the set they committed to at any time. None for a slot without sealed bids, or if
+        fewer than t members answer: members then refuse the proposal (docs/encryption.md)."""
+        store = self.engine.store
+        entries = await store.read_sealed_bids(self.rollups, slot)
+        if not entries:
+            return None
+        record = await store.get_slot_opening(slot)
+        if record is not None:
+            try:
+                opening = await asyncio.to_thread(check_opening_record, self.committee, slot,
+                                                  entries, record)  # fmt: skip
+            except ValueError as exc:
+                log.error("slot %d: the stored opening is not the slot's: %s", slot, exc)
+                self.engine.metrics.system_faults.labels("slot_opening").inc()
+            else:
+                self.openings[slot] = opening
+                return opening
+        timeout_s = max(1.0, (self._signing_deadline_ms(slot) - self._clock_ms()) / 1000)
+        outcome = await collect_slot_key(self.committee, self.members, slot, entries,
+                                         min(timeout_s, self.signing_window_ms / 1000))  # fmt: skip
+        if isinstance(outcome, KeyNotReleased):
+            log.warning("slot %d: the key could not be collected again: %s", slot,
+                        outcome.detail)  # fmt: skip
+            return None
+        self.openings[slot] = outcome
+        await store.save_slot_opening(slot, OpeningRecord.of(outcome))
         return outcome
 
     async def recover(self) -> None:
@@ -798,8 +846,8 @@ class Coordinator:
             rollup = result.rollup
             head = await self._head(rollup)
             held = entries.get(rollup) if entries is not None else None
-            log_entries = held if held is not None else await self.engine.store.read_log(
-                rollup, result.slot
+            log_entries = held if held is not None else await self.engine.store.read_closed_log(
+                self.rollups, result
             )
             parent = None
             if head is not None:
@@ -820,7 +868,12 @@ class Coordinator:
             )
         slot = results[0].slot
         proposal = compute_slot_proposal(self.committee.committee_id, slot, parts)
-        return dataclasses.replace(proposal, sealed=self.openings.get(slot))
+        # The close that held the logs opened the slot (if it had sealed bids); otherwise the
+        # opening comes from the store or the members
+        sealed = self.openings.get(slot)
+        if sealed is None and entries is None:
+            sealed = await self._opening(slot)
+        return dataclasses.replace(proposal, sealed=sealed)
 
     async def sign_slot(
         self,

@@ -27,10 +27,11 @@ import orjson
 
 from auction.errors import BlockspaceError
 from auction.types import LoggedSealedBid
-from committee import encryption, threshold, wire
+from committee import bls, encryption, threshold, wire
 from committee.encryption_errors import InvalidKeyShare
 from committee.member import Member
 from committee.sealedset import (
+    OpeningRecord,
     SealedOpening,
     compute_commitment_signing_root,
     compute_sealed_order,
@@ -218,3 +219,26 @@ async def collect_slot_key(
     signature = threshold.combine({i: r.commitment_partial for i, r in chosen.items()}, t,
                                   committee.n)  # fmt: skip
     return SealedOpening(root, key, signature, ordered)
+
+
+def check_opening_record(
+    committee: CommitteeInfo,
+    slot: int,
+    entries: Sequence[LoggedSealedBid],
+    record: OpeningRecord,
+) -> SealedOpening:
+    """The slot's opening rebuilt from a stored record and the slot's sealed bids as the store
+    has them now; ``ValueError`` if the record is not theirs: the root must be the root of
+    ``entries``, the certificate the committee's signature of that root, the key the group's
+    signature on the slot identity. Members check all of it again (and every entry); this
+    keeps a process from proposing an opening it could have known to be refused."""
+    ordered = tuple(compute_sealed_order(entries))
+    root = compute_slot_ciphertext_root(committee.committee_id, slot, ordered)
+    if root != record.ciphertext_root:
+        raise ValueError("the stored ciphertext root is not the root of the slot's sealed bids")
+    message = compute_commitment_signing_root(committee.committee_id, slot, root)
+    if not bls.verify(committee.group_public_key, message, record.commitment_signature):
+        raise ValueError("the stored commitment certificate does not verify")
+    if not encryption.verify_slot_key(committee, slot, record.slot_key):
+        raise ValueError("the stored slot key does not verify")
+    return record.with_entries(ordered)

@@ -27,7 +27,7 @@ from auction.errors import BlockspaceError
 from auction.history import BidRecord, compute_rejection
 from auction.intake import IntakeContext, Refused, compute_intake_event
 from auction.legs import compute_bid_copies
-from auction.types import Bid, LoggedEvent, LoggedSealedBid, SealedBid
+from auction.types import Bid, LoggedEvent, LoggedSealedBid, SealedBid, SlotResult
 from committee.encryption import Opener
 from committee.threshold import CommitteeInfo
 
@@ -130,3 +130,18 @@ def compute_opened_log(
         LoggedEvent(o.seq, bid) for o in opened.openings for bid in o.bids if bid.rollup == rollup
     ]
     return sorted([*log, *copies], key=lambda e: _seq_key(e.seq))
+
+
+def compute_closed_log(
+    plain: Sequence[LoggedEvent], sealed: Sequence[LoggedSealedBid], result: SlotResult
+) -> list[LoggedEvent]:
+    """A closed slot's whole log of ``result``'s rollup as its block committed to it, from what
+    a store keeps: its plaintext events (``plain``) and, at their sealed bids' seqs (``sealed``:
+    every rollup's sealed bids of the slot), the bids opened from them, which the result's
+    outcomes hold (a sealed bid refused at opening is in no log)."""
+    seqs = {e.event.bid_id: e.seq for e in sealed}
+    opened = [LoggedEvent(seqs[o.bid.bid_id], o.bid) for o in result.outcomes
+              if o.bid.bid_id in seqs]  # fmt: skip
+    if not opened:
+        return list(plain)
+    return sorted([*plain, *opened], key=lambda e: _seq_key(e.seq))

@@ -152,3 +152,37 @@ def sealed_opening_from_json(value: Any, field: str = "sealed") -> SealedOpening
         entries=sealed_entries_from_json(wire.get(d, "entries", p), p + "entries"),
         unfunded=tuple(unfunded),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningRecord:
+    """What the engine keeps of a slot's opening once the key exists (``save_slot_opening``):
+    a ``SealedOpening`` without its entries, which stay in the slot's sealed logs. A process
+    that builds the slot's proposal later (after a restart, or completing a slot another
+    process closed) re-reads the entries and rebuilds the opening from it (decision 141)."""
+
+    ciphertext_root: bytes
+    slot_key: bytes
+    commitment_signature: bytes
+    unfunded: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, s: SealedOpening) -> OpeningRecord:
+        return cls(s.ciphertext_root, s.slot_key, s.commitment_signature, s.unfunded)
+
+    def with_entries(self, entries: Sequence[LoggedSealedBid]) -> SealedOpening:
+        """The opening of ``entries`` (canonical order) under this record."""
+        return SealedOpening(self.ciphertext_root, self.slot_key, self.commitment_signature,
+                             tuple(entries), self.unfunded)  # fmt: skip
+
+
+def opening_record_to_json(r: OpeningRecord) -> dict[str, Any]:
+    out = sealed_opening_to_json(r.with_entries(()))
+    del out["entries"]
+    return out
+
+
+def opening_record_from_json(value: Any) -> OpeningRecord:
+    """Read a stored opening record strictly (raises ``wire.FieldError``)."""
+    d = wire.obj(value, "opening")
+    return OpeningRecord.of(sealed_opening_from_json({**d, "entries": []}, "opening"))

@@ -44,7 +44,9 @@ from typing import Any
 from auction.history import BidRecord, SlotDetail, SlotHistory, StatsPart
 from auction.ledger import Change, LedgerEntry, Withdrawal
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
+from committee.opening import compute_closed_log
 from committee.records import FailedSlot, MemberEvidence, PartialRecord, SignedBlock
+from committee.sealedset import OpeningRecord
 from node.stores.fencing import CloseLease
 
 
@@ -92,6 +94,20 @@ class SlotLogs(ABC):
         """The slot's sealed bids so far, in log order. ``close_slot`` and ``read_log`` hand
         out the plaintext events only: a sealed bid is nothing to a reader before its slot key
         exists; its seq orders it among them."""
+
+    async def read_sealed_bids(self, rollups: Sequence[int], slot: int) -> list[LoggedSealedBid]:
+        """Every rollup's sealed bids of ``slot`` (each logged once, in one rollup's log)."""
+        return [e for r in rollups for e in await self.read_sealed_log(r, slot)]
+
+    async def read_closed_log(
+        self, rollups: Sequence[int], result: SlotResult
+    ) -> list[LoggedEvent]:
+        """A closed slot's whole log of ``result``'s rollup as its block committed to it
+        (``committee.opening.compute_closed_log``: the plaintext events and the bids opened
+        from the slot's sealed bids of ``rollups``, at their seqs)."""
+        plain = await self.read_log(result.rollup, result.slot)
+        sealed = await self.read_sealed_bids(rollups, result.slot)
+        return compute_closed_log(plain, sealed, result)
 
     @abstractmethod
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
@@ -319,6 +335,15 @@ class CommitteeRecords(ABC):
         self, rollup: int, *, before: str | None, limit: int
     ) -> list[tuple[str, MemberEvidence]]:
         """Up to ``limit`` (id, evidence), newest first, with ids below ``before``."""
+
+    @abstractmethod
+    async def save_slot_opening(self, slot: int, record: OpeningRecord) -> bool:
+        """Keep the opening of a slot's sealed bids once the committee released its key (the
+        key, the certificate of the committed set, the ids the ledger refused; never the
+        plaintext); False (and no change) if the slot has one already: the first stays."""
+
+    @abstractmethod
+    async def get_slot_opening(self, slot: int) -> OpeningRecord | None: ...
 
 
 

@@ -222,6 +222,8 @@ def slot_refusals(rollup: int, slot: int) -> str:
 #                                     <committee>:<member> -> root of its first partial
 # bs:<rollup>:evidence        stream  member evidence (invalid partials, equivocations), field e
 # bs:{c}:fence                hash    slot -> highest close fencing token a committee write carried
+# bs:{c}:opening:<slot>       string  a slot's opening record once its key exists (root, key,
+#                                     certificate, unfunded ids; no plaintext; the first stays)
 
 
 def signed_block(rollup: int, slot: int) -> str:
@@ -252,6 +254,12 @@ def slot_partials(rollup: int, slot: int) -> str:
 
 def member_evidence(rollup: int) -> str:
     return f"{PREFIX}:{COMMITTEE_TAG}:{rollup}:evidence"
+
+
+def slot_opening(slot: int) -> str:
+    """The opening record of a slot's sealed bids (``committee.sealedset.OpeningRecord``),
+    deployment-wide: one key per slot opens every rollup's sealed bids."""
+    return f"{PREFIX}:{COMMITTEE_TAG}:opening:{slot}"
 
 
 def committee_fence() -> str:

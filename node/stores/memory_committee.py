@@ -22,6 +22,7 @@ from committee.records import (
     SignedBlock,
     compute_equivocation,
 )
+from committee.sealedset import OpeningRecord
 from node.stores.fencing import CloseLease
 
 
@@ -43,6 +44,7 @@ class MemoryCommittee:
     # Created on first use so MemoryStore.__init__ needs no change.
     _committee_state: dict[int, _RollupCommittee] | None = None
     _evidence_last_id: tuple[int, int] = (0, 0)
+    _openings: dict[int, OpeningRecord] | None = None
 
     if TYPE_CHECKING:
 
@@ -164,3 +166,14 @@ class MemoryCommittee:
                 break
             out.append((f"{eid[0]}-{eid[1]}", evidence[eid]))
         return out
+
+    async def save_slot_opening(self, slot: int, record: OpeningRecord) -> bool:
+        if self._openings is None:
+            self._openings = {}
+        if slot in self._openings:
+            return False
+        self._openings[slot] = record
+        return True
+
+    async def get_slot_opening(self, slot: int) -> OpeningRecord | None:
+        return (self._openings or {}).get(slot)

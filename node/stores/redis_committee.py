@@ -35,6 +35,7 @@ from committee.records import (
     signed_block_from_store,
     signed_block_to_json,
 )
+from committee.sealedset import OpeningRecord, opening_record_from_json, opening_record_to_json
 from node.stores import keys
 from node.stores.fencing import FENCE_LUA, FENCED_REPLY, CloseLease, compute_fenced, token_of
 
@@ -312,3 +313,14 @@ class RedisCommittee:
             data: Any = (fields or {})[b"e"]
             out.append((_text(eid), evidence_from_json(orjson.loads(data))))
         return out
+
+    async def save_slot_opening(self, slot: int, record: OpeningRecord) -> bool:
+        doc = orjson.dumps(opening_record_to_json(record))
+        try:
+            return bool(await self.redis.set(keys.slot_opening(slot), doc, nx=True))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {exc}") from exc
+
+    async def get_slot_opening(self, slot: int) -> OpeningRecord | None:
+        data = await self._committee_get(keys.slot_opening(slot))
+        return opening_record_from_json(orjson.loads(data)) if data is not None else None

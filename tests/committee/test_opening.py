@@ -14,6 +14,7 @@ from auction import constants as C
 from auction.book import compute_book
 from auction.intake import IntakeContext, Refused, compute_intake_event
 from auction.presets import Rollup
+from auction.sealed import is_opened_bid
 from auction.slots import SlotClock
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, SealedBid
 from committee.encryption_errors import InvalidSlotKey
@@ -175,3 +176,21 @@ def test_replacement_and_cancel_work_for_opened_bids_as_for_plaintext_ones():
     assert book.superseded == {first.event.bid_id: C.OUTCOME_REPLACED,
                                second.event.bid_id: C.OUTCOME_CANCELLED}
     assert [e.event for e in book.live] == [plain]
+
+
+def test_opened_bids_are_known_by_their_evidence_even_with_an_escaped_method_name():
+    alice = key(1)
+    enc = encryptor(alice, SLOT)
+    plain = plain_request(alice, SLOT, bid_wei=10**15)
+    entry = log_sealed(alice, enc.encrypt(plain))
+    [bid] = open_all(entry).openings[0].bids
+    assert is_opened_bid(bid)
+    twin = compute_intake_event(plain, alice.sign_body(plain), NOW, CTX)
+    assert isinstance(twin, Bid) and not is_opened_bid(twin)
+    # A call spelling the method with JSON escapes is the same call to every parser
+    escaped = entry.event.evidence.body.replace(b"bs_sendEncryptedBundle",
+                                                b"\\u0062s_sendEncryptedBundle")  # fmt: skip
+    assert escaped != entry.event.evidence.body
+    assert orjson.loads(escaped)["method"] == "bs_sendEncryptedBundle"
+    assert is_opened_bid(dataclasses.replace(
+        bid, evidence=dataclasses.replace(bid.evidence, body=escaped)))  # fmt: skip

@@ -22,6 +22,7 @@ from committee.records import (
     SignedBlock,
     compute_signed_slot,
 )
+from committee.sealedset import OpeningRecord
 from node.stores.base import Store
 
 pytestmark = pytest.mark.anyio
@@ -225,3 +226,14 @@ async def test_a_slots_proposal_is_claimed_for_every_rollup_or_none(store: Store
     assert not await store.claim_proposal(51, [(OTHER, a), (ROLLUP, a)])
     assert await store.list_proposed(OTHER, 51, 10) == []
     assert await store.list_proposed(ROLLUP, 50, 10) == [(50, b), (51, b)]
+
+
+async def test_a_slot_opening_is_kept_once_and_read_back(store: Store) -> None:
+    first = OpeningRecord(b"\x01" * 32, b"\x02" * 96, b"\x03" * 96, ("0x" + "ab" * 32,))
+    other = OpeningRecord(b"\x04" * 32, b"\x05" * 96, b"\x06" * 96)
+    assert await store.get_slot_opening(7) is None
+    assert await store.save_slot_opening(7, first) is True
+    assert await store.save_slot_opening(7, other) is False  # the first stays
+    assert await store.get_slot_opening(7) == first
+    assert await store.save_slot_opening(8, other) is True
+    assert await store.get_slot_opening(8) == other
