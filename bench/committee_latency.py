@@ -69,6 +69,7 @@ from committee.local import SignerProcesses, compute_settings_env, write_committ
 from committee.member import Member
 from committee.proposal import Proposal, compute_slot_proposal, encode_proposal
 from committee.protection import ProtectionStore
+from committee.records import FAILED_KEY_NOT_RELEASED
 from committee.reopening import compute_sealed_context
 from committee.signer import compute_member_config
 from node.metrics import Metrics
@@ -261,7 +262,15 @@ async def run_size(
         deadline = compute_deadline_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
         t0 = time.time()
-        await engine.close_slot(slot)
+        await engine.close_or_fail(slot)  # as the engine's clock closes it
+        failed = await engine.store.get_failed_slot(ROLLUP, slot)
+        if failed is not None and failed.reason == FAILED_KEY_NOT_RELEASED:
+            # Fewer than t key releases by the signing deadline: published as failed; counted,
+            # not timed
+            detail = f"released by {list(failed.valid)}, no answer from {list(failed.missing)}"
+            out.append({"status": "key_not_released", "detail": detail, "members": {},
+                        "proposal_bytes": 0})  # fmt: skip
+            continue
         done_ms = (time.time() - deadline / 1000) * 1000
         timing = dict(coordinator.timings[-1])
         timing["deadline_to_published_ms"] = done_ms
@@ -575,24 +584,20 @@ def report_pair(
 
 
 def compute_p50_p99(rounds: list[list[dict[str, Any]]]) -> tuple[float, float]:
-    """Median over repeats of p50 and of p99 of deadline -> published."""
+    """Median over repeats of p50 and of p99 of deadline -> published (slots whose key was not
+    released, which publish nothing, are left out and counted by ``report``)."""
+    timed = [[r["deadline_to_published_ms"] for r in rnd if "deadline_to_published_ms" in r]
+             for rnd in rounds]  # fmt: skip
+    timed = [t for t in timed if t] or [[float("nan")]]
     return tuple(  # type: ignore[return-value]
-        statistics.median(
-            percentile([r["deadline_to_published_ms"] for r in rnd], q) for rnd in rounds
-        )
-        for q in (50, 99)
+        statistics.median(percentile(t, q) for t in timed) for q in (50, 99)
     )
 
 
 def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float] | None) -> None:
     records = [r for rnd in rounds for r in rnd]
     signed = [r for r in records if r["status"] == "signed"]
-    p50 = statistics.median(
-        percentile([r["deadline_to_published_ms"] for r in rnd], 50) for rnd in rounds
-    )
-    p99 = statistics.median(
-        percentile([r["deadline_to_published_ms"] for r in rnd], 99) for rnd in rounds
-    )
+    p50, p99 = compute_p50_p99(rounds)
 
     def med(key: str) -> float:
         values = [r[key] for r in signed if key in r]
@@ -607,8 +612,12 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     verify = med("verify_ms")  # the coordinator times its partials' checks, not the combine
     print(
         f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
-        f"{statistics.median(r['proposal_bytes'] for r in records) / 1e6:.2f} MB"
+        f"{statistics.median(r['proposal_bytes'] for r in signed or records) / 1e6:.2f} MB"
     )
+    failed = [r for r in records if r["status"] == "key_not_released"]
+    if failed:
+        print(f"  {len(failed)} slot(s) failed, key not released in the signing window: "
+              f"{failed[0]['detail']}")  # fmt: skip
     print(
         f"  deadline -> published: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
         f"(median over {len(rounds)} repeats of {len(rounds[0])} slots)"
