@@ -539,11 +539,14 @@ class Coordinator:
             await asyncio.sleep(self.feeder.interval_ms / 1000)
 
     async def stream_open_slot(self) -> None:
-        """One round of streaming: the open slot's new log entries to every member."""
+        """One round of streaming: the open slot's new log entries and sealed calls to every
+        member."""
         assert self.feeder is not None
         slot = self.engine.open_slot()
-        logs = {r: await self.engine.store.read_log(r, slot) for r in self.rollups}
-        self.feeder.observe(slot, logs)
+        logs, sealed = {}, {}
+        for r in self.rollups:
+            logs[r], sealed[r] = await self.engine.store.read_log_parts(r, slot)
+        self.feeder.observe(slot, logs, sealed)
         self.feeder.push(slot)
 
     async def sign(

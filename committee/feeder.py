@@ -11,6 +11,14 @@ what it has not acknowledged yet, at most ``MAX_STREAM_BATCH`` entries a request
 in flight per member (a slow member falls behind alone). A member's acknowledgement names how
 many entries it holds and their digest; only a count whose digest is the feed's is believed.
 
+Sealed calls (encrypted bids) stream the same way, as each rollup's second log (a batch with
+``"log": "sealed"``, ``committee.stream``): the feeder reads them with the plaintext events
+(``read_log_parts``), keeps their canonical bytes and digests (``SealedFeed``) and sends them in
+the same rounds, sealed batches first (the key release at the deadline comes before the
+proposal). Only ciphertexts and their public fields ever stream: nothing readable before the
+slot key exists. A member that holds a slot's sealed calls re-derives at the release only
+what did not stream in; a member that holds none re-derives all, as without streaming.
+
 At the deadline ``proposal_bodies`` gives each member the proposal naming, per rollup, the
 prefix it acknowledged (cut to where the feed still equals the closed log) and carrying the
 rest; members with the same prefixes share one serialization. A member that refuses it for
@@ -27,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from auction.columnar import SlotEncoder
-from auction.types import LoggedEvent
+from auction.types import LoggedEvent, LoggedSealedBid
 from committee.proposal import SlotProposal, encode_proposal
+from committee.sealedset import compute_sealed_entry_bytes
 from committee.stream import (
     MAX_STREAM_BATCH,
     ZERO_DIGEST,
@@ -95,6 +104,22 @@ class Feed:
         return n
 
 
+@dataclass
+class SealedFeed:
+    """One rollup's sealed calls of one slot as the feeder has read them: their canonical bytes
+    (``compute_sealed_entry_bytes``) and the digest after each."""
+
+    raw: list[bytes] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=lambda: [ZERO_DIGEST])
+
+    def extend(self, entries: Sequence[LoggedSealedBid]) -> None:
+        """Append the entries beyond what is held (the log only grows)."""
+        for entry in entries[len(self.raw) :]:
+            raw = compute_sealed_entry_bytes(entry)
+            self.raw.append(raw)
+            self.digests.append(compute_next_digest(self.digests[-1], raw))
+
+
 class Feeder:
     """Streams each open slot's logs to the members (see the module docstring)."""
 
@@ -115,12 +140,21 @@ class Feeder:
         # the engine's close takes it (``take_encoder``) and packs from its columns.
         self.encoders: dict[int, SlotEncoder] = {}
         self.acked: dict[tuple[int, int, int], int] = {}  # (member, slot, rollup)
+        # The sealed calls, as a second log per rollup (their own counts and digests)
+        self.sealed_feeds: dict[tuple[int, int], SealedFeed] = {}  # (slot, rollup)
+        self.sealed_acked: dict[tuple[int, int, int], int] = {}  # (member, slot, rollup)
         self._stopped: set[tuple[int, int]] = set()  # (member, slot): not streamed to
         self._pushes: dict[int, asyncio.Task[None]] = {}
         self.batches = 0  # batches acknowledged (tests, benchmark)
 
-    def observe(self, slot: int, logs: Mapping[int, Sequence[LoggedEvent]]) -> None:
-        """Take the open slot's logs as read now; forget slots older than ``FEEDS_KEPT``."""
+    def observe(
+        self,
+        slot: int,
+        logs: Mapping[int, Sequence[LoggedEvent]],
+        sealed: Mapping[int, Sequence[LoggedSealedBid]] | None = None,
+    ) -> None:
+        """Take the open slot's logs (and sealed calls) as read now; forget slots older than
+        ``FEEDS_KEPT``."""
         encoder = self.encoders.setdefault(slot, SlotEncoder())
         for rollup, entries in logs.items():
             feed = self.feeds.setdefault((slot, rollup), Feed())
@@ -128,13 +162,17 @@ class Feeder:
             feed.extend(entries)
             if encoder.count(rollup) == held:
                 encoder.extend(rollup, entries[held:])
+        for rollup, calls in (sealed or {}).items():
+            self.sealed_feeds.setdefault((slot, rollup), SealedFeed()).extend(calls)
         oldest = slot - FEEDS_KEPT + 1
         for old in [s for s in self.encoders if s < oldest]:
             del self.encoders[old]
-        for key in [k for k in self.feeds if k[0] < oldest]:
-            del self.feeds[key]
-        for key3 in [k for k in self.acked if k[1] < oldest]:
-            del self.acked[key3]
+        for feeds in (self.feeds, self.sealed_feeds):
+            for key in [k for k in feeds if k[0] < oldest]:
+                del feeds[key]
+        for acked in (self.acked, self.sealed_acked):
+            for key3 in [k for k in acked if k[1] < oldest]:
+                del acked[key3]
         self._stopped = {k for k in self._stopped if k[1] >= oldest}
 
     def take_encoder(self, slot: int) -> SlotEncoder | None:
@@ -162,35 +200,58 @@ class Feeder:
             log.exception("member %d: streaming slot %d failed", member.index, slot)
 
     async def _push_logs(self, member: StreamClient, slot: int) -> None:
-        for rollup in self.rollups:
-            feed = self.feeds.get((slot, rollup))
-            key = (member.index, slot, rollup)
-            while feed is not None and (member.index, slot) not in self._stopped:
-                start = self.acked.get(key, 0)
-                if start >= len(feed.entries):
-                    break
-                raw = feed.raw[start : start + MAX_STREAM_BATCH]
-                body = encode_stream_batch(self.committee_id, slot, rollup, start, raw)
-                answer = await member.stream(body, STREAM_TIMEOUT_S)
-                if not self._take(answer, feed, key):
-                    self._stopped.add((member.index, slot))
-                    log.info("member %d: streaming slot %d stopped (%s)", member.index, slot,
-                             answer.refusal or answer.error or "its digest differs")  # fmt: skip
+        """Rounds of one batch per log (each rollup's sealed calls, then its events) until
+        the member holds everything read, so no log waits for another to be drained."""
+        stopped = (member.index, slot)
+        while stopped not in self._stopped:
+            sent = False
+            for rollup in self.rollups:
+                key = (member.index, slot, rollup)
+                sealed_feed = self.sealed_feeds.get((slot, rollup))
+                feed = self.feeds.get((slot, rollup))
+                for sealed, raws, digests, acked in (
+                    (True, sealed_feed.raw if sealed_feed else [],
+                     sealed_feed.digests if sealed_feed else [], self.sealed_acked),
+                    (False, feed.raw if feed else [], feed.digests if feed else [],
+                     self.acked),
+                ):  # fmt: skip
+                    start = acked.get(key, 0)
+                    if start >= len(raws) or stopped in self._stopped:
+                        continue
+                    batch = raws[start : start + MAX_STREAM_BATCH]
+                    body = encode_stream_batch(self.committee_id, slot, rollup, start, batch,
+                                               sealed=sealed)  # fmt: skip
+                    answer = await member.stream(body, STREAM_TIMEOUT_S)
+                    if not self._take(answer, len(raws), digests, acked, key):
+                        self._stopped.add(stopped)
+                        log.info("member %d: streaming slot %d stopped (%s)", member.index,
+                                 slot, answer.refusal or answer.error or "its digest differs")
+                    sent = True
+            if not sent:
+                return
 
-    def _take(self, answer: StreamAnswer, feed: Feed, key: tuple[int, int, int]) -> bool:
-        """Record a member's acknowledgement; False if streaming to it should stop (a refusal,
-        a digest that is not the feed's, no progress)."""
-        held = self.acked.get(key, 0)
+    def _take(
+        self,
+        answer: StreamAnswer,
+        length: int,
+        digests: Sequence[bytes],
+        acked: dict[tuple[int, int, int], int],
+        key: tuple[int, int, int],
+    ) -> bool:
+        """Record a member's acknowledgement of a log of ``length`` entries read so far;
+        False if streaming to it should stop (a refusal, a digest that is not the feed's, no
+        progress)."""
+        held = acked.get(key, 0)
         count, digest = answer.count, answer.digest
         if count is not None and digest is not None:
-            if held < count <= len(feed.entries) and feed.digests[count] == digest:
-                self.acked[key] = count
+            if held < count <= length and digests[count] == digest:
+                acked[key] = count
                 self.batches += 1
                 return True
             return False
         # A member that holds less than it acknowledged (it restarted): start it over.
         if answer.refusal == "stream_gap" and answer.have is not None and answer.have < held:
-            self.acked[key] = 0
+            acked[key] = 0
             return True
         return False
 

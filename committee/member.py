@@ -21,10 +21,11 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from auction.hashing import keccak256
 from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
@@ -47,7 +48,9 @@ from committee.checks import (
 )
 from committee.endorsement import Endorsement, unwrap_proposal, verify_endorsement
 from committee.errors import (
+    CommitmentMismatch,
     DoubleSign,
+    InvalidEvidence,
     Locked,
     NotMember,
     OperatorSignatureMissing,
@@ -59,10 +62,14 @@ from committee.evidence import compute_operator_equivocation_evidence
 from committee.keeping import DEFAULT_KEPT_SLOTS, MemberKeeping, SignedLog
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
+from committee.reopening import check_sealed_entry
+from committee.sealedset import compute_sealed_entry_bytes
 from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
     MemberStreams,
+    SealedStreamBatch,
+    SlotStream,
     StreamBatch,
     StreamLog,
     check_ascending,
@@ -198,6 +205,14 @@ class Member:
     def release_key_share(self, data: bytes) -> KeyRelease:
         """Commit to a slot's ciphertext set and release the key share (committee.sealing)."""
         return release_key_share(self, data)
+
+    def sealed_checked(self, slot: int, entry_hashes: Sequence[bytes]) -> list[bool]:
+        """Whether each sealed entry of ``slot`` (by the keccak of its canonical bytes) is one
+        this member re-derived as it streamed in (all False without a stream of the slot)."""
+        stream = self.streams.get(slot)
+        if stream is None:
+            return [False] * len(entry_hashes)
+        return stream.sealed_checked(entry_hashes)
 
     def sign_proposal(self, data: bytes) -> MemberReply:
         """Check a proposal and return this member's partial; raise a ``Refusal`` otherwise."""
@@ -365,6 +380,8 @@ class Member:
             batch = decode_stream_batch(data)
             self._check_stream_target(batch)
             stream = self.streams.open(batch.slot)
+            if isinstance(batch, SealedStreamBatch):
+                return self._accept_sealed(stream, batch)
             with stream.lock:
                 log = stream.logs.setdefault(batch.rollup, StreamLog())
                 log.check_next(batch)
@@ -392,7 +409,44 @@ class Member:
                         stream.derived.setdefault(bid.bid_id, bid)
                 return stream_ack(batch.slot, batch.rollup, log.count, log.digests[-1])
 
-    def _check_stream_target(self, batch: StreamBatch) -> None:
+    def _accept_sealed(self, stream: SlotStream, batch: SealedStreamBatch) -> dict[str, object]:
+        """Check a batch of a rollup's sealed calls as the key release would (each re-derived
+        from its signed call, the slot-wide rules against the sealed calls held) and remember
+        each entry's hash; nothing of a batch is kept unless every entry checks."""
+        cfg = self.config
+        closes_ms = compute_deadline_ms(cfg.clock, batch.slot)
+        with stream.lock:
+            sealed = stream.sealed
+            log = sealed.logs.setdefault(batch.rollup, StreamLog())
+            log.check_next(batch)
+            rules = sealed.rules.copy()
+            checked: list[tuple[str, bytes]] = []
+            for entry in batch.entries:
+                # Verify the slot is still open (as for plaintext events)
+                if self._clock_ms() > closes_ms + cfg.max_clock_skew_ms:
+                    raise SlotExpired(f"slot {batch.slot} closed during the batch",
+                                      slot=batch.slot)  # fmt: skip
+                what = {"bid_id": entry.event.bid_id, "seq": entry.seq}
+                # Verify it is in the log it streams in (a sealed bid is logged in one)
+                if entry.event.rollup != batch.rollup:
+                    raise InvalidEvidence("a sealed bid of another rollup's log", **what)
+                try:
+                    # Verify it is what its signed call makes, and the slot-wide rules
+                    check_sealed_entry(cfg, batch.slot, entry)
+                    rules.check(entry)
+                except CommitmentMismatch as exc:
+                    raise InvalidEvidence(exc.message, **exc.data) from None
+                rules.add(entry)
+                checked.append((entry.seq, compute_sealed_entry_bytes(entry)))
+            # Keep the batch only once every entry checked (a refusal keeps nothing).
+            for seq, raw in checked:
+                log.advance(seq, raw)
+                sealed.checked.add(keccak256(raw))
+            sealed.rules = rules
+            return stream_ack(batch.slot, batch.rollup, log.count, log.digests[-1],
+                              sealed=True)  # fmt: skip
+
+    def _check_stream_target(self, batch: StreamBatch | SealedStreamBatch) -> None:
         """Refuse a batch for another committee or rollup, for a slot this member's clock has
         closed (its tail comes with the proposal), or one too far ahead."""
         cfg = self.config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from auction.bundles import TxDecoder
 from auction.intake import IntakeContext, compute_intake_event
@@ -60,49 +61,100 @@ def compute_sealed_context(config: MemberConfig, rollup: int) -> IntakeContext:
                                    rollup)  # fmt: skip
 
 
-def check_sealed_entries(
-    config: MemberConfig, slot: int, entries: Sequence[LoggedSealedBid]
-) -> None:
-    """Re-derive every sealed bid of ``slot`` from its signed call and check the slot-wide
-    intake rules; raise ``CommitmentMismatch`` naming the first entry that fails."""
-    rollups: dict[int, list[str]] = {}
-    seen_ids: set[str] = set()
-    seen_hashes: set[str] = set()
-    encapsulations: dict[str, bytes] = {}
-    for entry in entries:
+def check_sealed_entry(config: MemberConfig, slot: int, entry: LoggedSealedBid) -> None:
+    """Re-derive one sealed bid of ``slot`` from its signed call (the intake rules); raise
+    ``CommitmentMismatch`` naming it. What a member checks of each entry of a release request,
+    or of each sealed call as it streams in (``committee.stream``), before the slot-wide rules
+    (``check_sealed_set``)."""
+    sealed = entry.event
+    what = {"bid_id": sealed.bid_id, "seq": entry.seq}
+    # Verify it is this slot's, in a rollup this member serves
+    if sealed.slot != slot or sealed.rollup not in config.rollups:
+        raise CommitmentMismatch("a sealed bid for another slot or rollup", **what)
+    # Verify it is what intake makes of its signed call (signature, committee, slot,
+    # arrival before the deadline, the public fields the ciphertext authenticates)
+    ctx = compute_sealed_context(config, sealed.rollup)
+    event = compute_intake_event(sealed.evidence.body, sealed.evidence.signature,
+                                 sealed.received_ms, ctx)  # fmt: skip
+    if event != sealed:
+        code = getattr(getattr(event, "error", None), "code", None)
+        raise CommitmentMismatch("a sealed bid is not what its signed call makes",
+                                 refused=code, **what)  # fmt: skip
+
+
+@dataclass
+class SealedSetRules:
+    """The slot-wide intake rules over a slot's sealed bids, applied entry by entry (so a
+    member streaming the set checks each new entry against those it holds): a call and a
+    ciphertext once, one encapsulation per searcher (decision 62: the close costs a pairing
+    each), each rollup's entries in log order."""
+
+    ids: set[str] = field(default_factory=set)
+    hashes: set[str] = field(default_factory=set)
+    encapsulations: dict[str, bytes] = field(default_factory=dict)
+    last_seqs: dict[int, tuple[int, int]] = field(default_factory=dict)  # by rollup
+
+    def check(self, entry: LoggedSealedBid) -> None:
+        """Refuse ``entry`` if it breaks a rule with those added before (``CommitmentMismatch``);
+        it is not added (``add``)."""
         sealed = entry.event
         what = {"bid_id": sealed.bid_id, "seq": entry.seq}
-        # Verify it is this slot's, in a rollup this member serves, in canonical order
-        if sealed.slot != slot or sealed.rollup not in config.rollups:
-            raise CommitmentMismatch("a sealed bid for another slot or rollup", **what)
-        rollups.setdefault(sealed.rollup, []).append(entry.seq)
-        # Verify it is what intake makes of its signed call (signature, committee, slot,
-        # arrival before the deadline, the public fields the ciphertext authenticates)
-        ctx = compute_sealed_context(config, sealed.rollup)
-        event = compute_intake_event(sealed.evidence.body, sealed.evidence.signature,
-                                     sealed.received_ms, ctx)  # fmt: skip
-        if event != sealed:
-            code = getattr(getattr(event, "error", None), "code", None)
-            raise CommitmentMismatch("a sealed bid is not what its signed call makes",
-                                     refused=code, **what)  # fmt: skip
-        # Verify the slot-wide rules intake enforces in its store: a call and a ciphertext
-        # once, one encapsulation per searcher (decision 62: the close costs a pairing each)
-        if sealed.bid_id in seen_ids or sealed.ciphertext_hash in seen_hashes:
+        if sealed.bid_id in self.ids or sealed.ciphertext_hash in self.hashes:
             raise CommitmentMismatch("a sealed bid or ciphertext is in the set twice", **what)
-        seen_ids.add(sealed.bid_id)
-        seen_hashes.add(sealed.ciphertext_hash)
-        if encapsulations.setdefault(sealed.searcher, sealed.encapsulation) != sealed.encapsulation:
+        if self.encapsulations.get(sealed.searcher, sealed.encapsulation) != (
+            sealed.encapsulation
+        ):
             raise CommitmentMismatch("a searcher has two encapsulations in the set", **what)
+        try:
+            key = compute_seq_key(entry.seq)
+        except ValueError:
+            raise CommitmentMismatch("a sealed bid has a malformed seq", **what) from None
+        if key <= self.last_seqs.get(sealed.rollup, (-1, -1)):
+            raise CommitmentMismatch("a rollup's sealed bids are not in log order", **what)
+
+    def copy(self) -> SealedSetRules:
+        return SealedSetRules(set(self.ids), set(self.hashes), dict(self.encapsulations),
+                              dict(self.last_seqs))  # fmt: skip
+
+    def add(self, entry: LoggedSealedBid) -> None:
+        sealed = entry.event
+        self.ids.add(sealed.bid_id)
+        self.hashes.add(sealed.ciphertext_hash)
+        self.encapsulations.setdefault(sealed.searcher, sealed.encapsulation)
+        self.last_seqs[sealed.rollup] = compute_seq_key(entry.seq)
+
+
+def check_sealed_set(entries: Sequence[LoggedSealedBid]) -> None:
+    """Check the slot-wide rules (``SealedSetRules``) over a whole set, and that it is in
+    canonical order (rollup, then log order); raise ``CommitmentMismatch``."""
+    rules = SealedSetRules()
+    for entry in entries:
+        rules.check(entry)
+        rules.add(entry)
     # Verify the entries are in canonical order (rollup, then log order)
     if [e.event.rollup for e in entries] != sorted(e.event.rollup for e in entries):
         raise CommitmentMismatch("the sealed bids are not in canonical order")
-    for seqs in rollups.values():
-        try:
-            keys = [compute_seq_key(seq) for seq in seqs]
-        except ValueError:
-            raise CommitmentMismatch("a sealed bid has a malformed seq") from None
-        if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
-            raise CommitmentMismatch("a rollup's sealed bids are not in log order")
+
+
+def check_sealed_entries(
+    config: MemberConfig,
+    slot: int,
+    entries: Sequence[LoggedSealedBid],
+    derived: Sequence[bool] | None = None,
+) -> None:
+    """Re-derive every sealed bid of ``slot`` from its signed call and check the slot-wide
+    intake rules; raise ``CommitmentMismatch`` naming the first entry that fails.
+    ``derived[i]``: entry i is byte for byte one this member already re-derived for this slot
+    (it streamed in, ``committee.stream``), so only the slot-wide rules are checked for it."""
+    for i, entry in enumerate(entries):
+        if derived is not None and derived[i]:
+            # Verify it is this slot's (it was re-derived as one; this is free)
+            if entry.event.slot != slot or entry.event.rollup not in config.rollups:
+                raise CommitmentMismatch("a sealed bid for another slot or rollup",
+                                         bid_id=entry.event.bid_id, seq=entry.seq)  # fmt: skip
+            continue
+        check_sealed_entry(config, slot, entry)
+    check_sealed_set(entries)
 
 
 def check_sealed_certificate(config: MemberConfig, slot: int, sealed: SealedOpening) -> None:

@@ -79,10 +79,21 @@ def sealed_entry_to_json(entry: LoggedSealedBid) -> dict[str, Any]:
     return {"seq": entry.seq, "event": codec.sealed_bid_to_json(entry.event)}
 
 
+def compute_sealed_entry_bytes(entry: LoggedSealedBid) -> bytes:
+    """One sealed entry's canonical JSON, ``{"seq", "event"}`` (what the entries digest and a
+    sealed stream batch hold, and how a member knows an entry is one it checked)."""
+    return orjson.dumps(sealed_entry_to_json(entry))
+
+
 def compute_entries_digest(entries: Sequence[LoggedSealedBid]) -> bytes:
     """SHA-256 over the entries' canonical JSON: what a member checked, to the byte (the root
     binds ids and ciphertexts; this also binds seqs, rollups and arrival times)."""
-    body = orjson.dumps([sealed_entry_to_json(e) for e in entries])
+    return compute_entries_digest_of([compute_sealed_entry_bytes(e) for e in entries])
+
+
+def compute_entries_digest_of(entry_bytes: Sequence[bytes]) -> bytes:
+    """``compute_entries_digest`` from each entry's canonical JSON (the JSON array of them)."""
+    body = b"[" + b",".join(entry_bytes) + b"]"
     return hashlib.sha256(ENTRIES_DIGEST_TAG + body).digest()
 
 

@@ -16,8 +16,11 @@ with their signed calls). The member, in this order:
    slot per member, durable (``ProtectionStore.record_commitment``), like its block locks;
 4. re-derives every sealed bid from its signed call (``auction.intake.compute_intake_event``,
    the intake rules: signature, committee, slot, arrival before the deadline, public fields),
-   checks the slot-wide intake rules (one ciphertext once, one encapsulation per searcher) and
-   recomputes the root from what it checked (``commitment_mismatch`` if it differs);
+   except an entry byte for byte one it re-derived for this slot as it streamed in
+   (``committee.stream``: the same derivation, done while the slot was open), checks the
+   slot-wide intake rules over the whole set (one ciphertext once, one encapsulation per
+   searcher, canonical order) and recomputes the root from what it checked
+   (``commitment_mismatch`` if it differs);
 5. records the commitment (root and the digest of the entries it checked) durably, and only
    then answers its partial signature of the commitment and its key share.
 
@@ -31,11 +34,13 @@ is the partial signature of the slot identity under the encryption DST (``commit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
 
+from auction.hashing import keccak256
 from auction.slots import compute_deadline_ms
 from auction.types import Bid, LoggedSealedBid, Tx
 from committee import bls, encryption, threshold, wire
@@ -59,6 +64,8 @@ from committee.reopening import (
 from committee.sealedset import (
     compute_commitment_signing_root,
     compute_entries_digest,
+    compute_entries_digest_of,
+    compute_sealed_entry_bytes,
     compute_slot_ciphertext_root,
     sealed_entries_from_json,
     sealed_entry_to_json,
@@ -88,6 +95,8 @@ class Member(Protocol):
     def decoded_txs(self) -> _TxDecoder: ...
 
     def clock_ms(self) -> int: ...
+
+    def sealed_checked(self, slot: int, entry_hashes: Sequence[bytes]) -> list[bool]: ...
 
 RELEASE_KIND: Final[str] = "blockspace-key-release"
 RELEASE_VERSION: Final[int] = 1
@@ -204,7 +213,8 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     if now < deadline:
         raise DeadlineNotPassed(f"slot {slot} closes in {deadline - now} ms",
                                 slot=slot, deadline_ms=deadline)  # fmt: skip
-    digest = compute_entries_digest(request.entries)
+    entry_bytes = [compute_sealed_entry_bytes(e) for e in request.entries]
+    digest = compute_entries_digest_of(entry_bytes)
     # 3. One commitment per slot: the same set again gets the same answer, at any time
     previous = member.protection.get_commitment(cid, slot)
     if previous is not None:
@@ -214,8 +224,11 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     if now > closes:
         raise KeyReleaseClosed(f"slot {slot}'s signing window closed {now - closes} ms ago",
                                slot=slot, signing_deadline_ms=closes)  # fmt: skip
-    # 4. Verify every sealed bid, and that the root is the set's
-    check_sealed_entries(cfg, slot, request.entries)
+    # 4. Verify every sealed bid (re-derived now unless this member re-derived the very same
+    # entry, byte for byte, as it streamed in), the slot-wide rules, and that the root is the
+    # set's
+    derived = member.sealed_checked(slot, [keccak256(raw) for raw in entry_bytes])
+    check_sealed_entries(cfg, slot, request.entries, derived)
     if compute_slot_ciphertext_root(cid, slot, request.entries) != request.ciphertext_root:
         raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",
                                  ciphertext_root="0x" + request.ciphertext_root.hex())  # fmt: skip

@@ -16,6 +16,17 @@ Batch wire form (JSON)::
 
 answered with ``{"slot", "rollup", "count": <entries held>, "digest": "0x<32 bytes>"}``.
 
+**Sealed calls** stream beside the plaintext events, as their own log per rollup (the stores
+hand them out apart, ``read_sealed_log``): a batch with ``"log": "sealed"`` whose entries are
+``{"seq", "event": <auction.codec.sealed_bid_to_json>}`` (``committee.sealedset.
+compute_sealed_entry_bytes``, the bytes the release's entries digest hashes), ``start`` and the
+digest counting that rollup's sealed entries only; the answer adds ``"log": "sealed"``. A member
+re-derives each sealed call from its signed call as it arrives (``committee.reopening.
+check_sealed_entry``, what the key release does) and checks the slot-wide rules against the
+sealed calls it holds of the slot (``SealedSetRules``); it keeps only each entry's hash and the
+rules' state (never a plaintext: there is none before the key exists). At the key release it
+re-derives only the entries that are not byte for byte ones it checked (``committee.sealing``).
+
 The digest after k entries is ``d_k = keccak(d_{k-1} || keccak(entry_k))`` from ``d_0`` = 32
 zero bytes, where ``entry_k`` is the canonical JSON of ``{"seq", "event"}``
 (``compute_entry_bytes``): coordinator and member compute it independently, so a proposal that
@@ -45,10 +56,12 @@ import orjson
 from auction import codec
 from auction.columnar import SlotEncoder
 from auction.hashing import keccak256
-from auction.types import Bid, LoggedEvent
+from auction.types import Bid, LoggedEvent, LoggedSealedBid
 from committee import wire
 from committee.errors import MalformedProposal, StreamGap
 from committee.proposal import check_event_types
+from committee.reopening import SealedSetRules
+from committee.sealedset import sealed_entries_from_json
 
 STREAM_KIND: Final[str] = "blockspace-stream"
 STREAM_VERSION: Final[int] = 1
@@ -65,6 +78,8 @@ STREAM_SLOTS_KEPT: Final[int] = 3
 MAX_STREAM_BYTES: Final[int] = 16 * 1024 * 1024
 
 _BATCH_KEYS = {"kind", "version", "committee_id", "slot", "rollup", "start", "entries"}
+# ``"log"``: present on sealed batches only, with this value.
+SEALED_LOG: Final[str] = "sealed"
 
 
 def compute_entry_bytes(entry: LoggedEvent) -> bytes:
@@ -94,21 +109,28 @@ def parse_seq(seq: str) -> tuple[int, int]:
 
 
 def encode_stream_batch(
-    committee_id: bytes, slot: int, rollup: int, start: int, entries: list[bytes]
+    committee_id: bytes,
+    slot: int,
+    rollup: int,
+    start: int,
+    entries: list[bytes],
+    *,
+    sealed: bool = False,
 ) -> bytes:
-    """A batch's wire bytes from entries already in canonical form (``compute_entry_bytes``):
-    one serialization per entry, shared by every member's batch."""
-    head = orjson.dumps(
-        {
-            "kind": STREAM_KIND,
-            "version": STREAM_VERSION,
-            "committee_id": "0x" + committee_id.hex(),
-            "slot": slot,
-            "rollup": rollup,
-            "start": start,
-        }
-    )
-    return head[:-1] + b',"entries":[' + b",".join(entries) + b"]}"
+    """A batch's wire bytes from entries already in canonical form (``compute_entry_bytes``,
+    or ``compute_sealed_entry_bytes`` for a ``sealed`` batch): one serialization per entry,
+    shared by every member's batch."""
+    head: dict[str, object] = {
+        "kind": STREAM_KIND,
+        "version": STREAM_VERSION,
+        "committee_id": "0x" + committee_id.hex(),
+        "slot": slot,
+        "rollup": rollup,
+        "start": start,
+    }
+    if sealed:
+        head["log"] = SEALED_LOG
+    return orjson.dumps(head)[:-1] + b',"entries":[' + b",".join(entries) + b"]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +142,18 @@ class StreamBatch:
     entries: tuple[LoggedEvent, ...]
 
 
-def decode_stream_batch(data: bytes) -> StreamBatch:
+@dataclass(frozen=True, slots=True)
+class SealedStreamBatch:
+    """A batch of a rollup's sealed calls of an open slot (``"log": "sealed"``)."""
+
+    committee_id: bytes
+    slot: int
+    rollup: int
+    start: int
+    entries: tuple[LoggedSealedBid, ...]
+
+
+def decode_stream_batch(data: bytes) -> StreamBatch | SealedStreamBatch:
     """Decode a batch; raise ``MalformedProposal`` on any shape or type error (the rules are
     the member's)."""
     try:
@@ -129,7 +162,10 @@ def decode_stream_batch(data: bytes) -> StreamBatch:
         raise MalformedProposal("the stream batch is not JSON") from None
     try:
         d = wire.obj(doc, "batch")
-        wire.exact_keys(d, _BATCH_KEYS, "")
+        sealed = "log" in d
+        if sealed and d["log"] != SEALED_LOG:
+            raise wire.FieldError("log", f"must be {SEALED_LOG!r} or absent")
+        wire.exact_keys(d, _BATCH_KEYS | {"log"} if sealed else _BATCH_KEYS, "")
         if d.get("kind") != STREAM_KIND:
             raise wire.FieldError("kind", f"must be {STREAM_KIND!r}")
         if d.get("version") != STREAM_VERSION or isinstance(d.get("version"), bool):
@@ -139,6 +175,9 @@ def decode_stream_batch(data: bytes) -> StreamBatch:
         rollup = wire.integer(wire.get(d, "rollup"), "rollup")
         start = wire.integer(wire.get(d, "start"), "start")
         docs = wire.array(wire.get(d, "entries"), "entries", lambda v, f: v, MAX_STREAM_BATCH)
+        if sealed:
+            return SealedStreamBatch(committee_id, slot, rollup, start,
+                                     sealed_entries_from_json(docs, "entries"))  # fmt: skip
     except wire.FieldError as exc:
         raise MalformedProposal(f"bad stream batch: {exc}", field=exc.field) from None
     entries = []
@@ -169,9 +208,9 @@ class StreamLog:
 
     @property
     def count(self) -> int:
-        return len(self.entries)
+        return len(self.digests) - 1
 
-    def check_next(self, batch: StreamBatch) -> None:
+    def check_next(self, batch: StreamBatch | SealedStreamBatch) -> None:
         """Refuse a batch that does not continue this log (``stream_gap``), or whose seqs do not
         ascend from its last one, or that would exceed ``MAX_STREAM_EVENTS``."""
         if batch.start != self.count:
@@ -190,8 +229,13 @@ class StreamLog:
 
     def append(self, entry: LoggedEvent, entry_bytes: bytes) -> None:
         self.entries.append(entry)
+        self.advance(entry.seq, entry_bytes)
+
+    def advance(self, seq: str, entry_bytes: bytes) -> None:
+        """Count one more entry (its digest and seq) without keeping it (sealed calls: only
+        their hashes are kept, in ``SealedStream``)."""
         self.digests.append(compute_next_digest(self.digests[-1], entry_bytes))
-        self.last_seq = parse_seq(entry.seq)
+        self.last_seq = parse_seq(seq)
 
 
 def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
@@ -211,6 +255,18 @@ def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
 
 
 @dataclass
+class SealedStream:
+    """A member's sealed calls of one slot as they streamed in: per rollup the count, digests
+    and last seq (``StreamLog`` without its entries), the slot-wide rules' state over every
+    rollup's sealed calls, and the hash (keccak) of the canonical bytes of every entry it
+    re-derived, which is what the key release asks (``is_checked``)."""
+
+    logs: dict[int, StreamLog] = field(default_factory=dict)
+    rules: SealedSetRules = field(default_factory=SealedSetRules)
+    checked: set[bytes] = field(default_factory=set)
+
+
+@dataclass
 class SlotStream:
     """A member's streams of one slot: a log per rollup, the bids re-derived in full (by id,
     for every rollup: a cross-rollup bundle is derived once), the slot's packing input kept
@@ -222,6 +278,7 @@ class SlotStream:
     logs: dict[int, StreamLog] = field(default_factory=dict)
     derived: dict[str, Bid] = field(default_factory=dict)
     encoder: SlotEncoder = field(default_factory=SlotEncoder)
+    sealed: SealedStream = field(default_factory=SealedStream)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self, rollup: int, count: int) -> tuple[list[LoggedEvent], bytes] | None:
@@ -240,6 +297,12 @@ class SlotStream:
         with self.lock:
             log = self.logs.get(rollup)
             return log.count if log is not None else 0
+
+    def sealed_checked(self, entry_hashes: Iterable[bytes]) -> list[bool]:
+        """Whether each entry (by the keccak of its canonical bytes) is one this member
+        re-derived as it streamed in."""
+        with self.lock:
+            return [h in self.sealed.checked for h in entry_hashes]
 
 
 class MemberStreams:
@@ -278,16 +341,34 @@ class MemberStreams:
         with self._lock:
             return sorted(self._slots)
 
+    def sealed_held(self, slot: int, rollup: int) -> int:
+        """How many of ``rollup``'s sealed calls of ``slot`` this member checked as they
+        streamed in."""
+        stream = self.get(slot)
+        if stream is None:
+            return 0
+        with stream.lock:
+            log = stream.sealed.logs.get(rollup)
+            return log.count if log is not None else 0
+
     def size(self) -> int:
-        """Entries held over every slot and rollup (for tests and metrics)."""
+        """Entries held over every slot and rollup, sealed calls included (for tests and
+        metrics)."""
         with self._lock:
             streams = list(self._slots.values())
         total = 0
         for s in streams:
             with s.lock:
                 total += sum(log.count for log in s.logs.values())
+                total += sum(log.count for log in s.sealed.logs.values())
         return total
 
 
-def stream_ack(slot: int, rollup: int, count: int, digest: bytes) -> dict[str, Any]:
-    return {"slot": slot, "rollup": rollup, "count": count, "digest": "0x" + digest.hex()}
+def stream_ack(
+    slot: int, rollup: int, count: int, digest: bytes, *, sealed: bool = False
+) -> dict[str, Any]:
+    ack: dict[str, Any] = {"slot": slot, "rollup": rollup, "count": count,
+                           "digest": "0x" + digest.hex()}  # fmt: skip
+    if sealed:
+        ack["log"] = SEALED_LOG
+    return ack

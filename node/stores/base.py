@@ -95,6 +95,13 @@ class SlotLogs(ABC):
         out the plaintext events only: a sealed bid is nothing to a reader before its slot key
         exists; its seq orders it among them."""
 
+    async def read_log_parts(
+        self, rollup: int, slot: int
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        """The slot's log so far as ``read_log`` and ``read_sealed_log`` hand it out, in one read
+        where the store can (the committee's feeder follows both while the slot is open)."""
+        return await self.read_log(rollup, slot), await self.read_sealed_log(rollup, slot)
+
     async def read_sealed_bids(self, rollups: Sequence[int], slot: int) -> list[LoggedSealedBid]:
         """Every rollup's sealed bids of ``slot`` (each logged once, in one rollup's log)."""
         return [e for r in rollups for e in await self.read_sealed_log(r, slot)]

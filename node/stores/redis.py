@@ -737,6 +737,13 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
             entries = await self.redis.xrange(keys.slot_log(rollup, slot))
         return _decode_sealed(entries or [])
 
+    async def read_log_parts(
+        self, rollup: int, slot: int
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        with _store_errors():
+            entries = await self.redis.xrange(keys.slot_log(rollup, slot))
+        return _decode_entries(entries or []), _decode_sealed(entries or [])
+
     async def append_public_tx(self, ptx: PublicTx, slot: int) -> str:
         payload = codec.event_to_bytes(ptx)
         try:

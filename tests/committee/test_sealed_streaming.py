@@ -1,0 +1,223 @@
+"""Sealed bids with streaming re-checks on (docs/encryption.md, "Streamed sealed calls"): the
+engine and in-process members on the memory store and on Redis, the feeder streaming each open
+slot's plaintext events and its sealed calls; encrypted and plaintext bids win in one signed
+block, the members' key release re-derives only what did not stream in, and nothing streamed
+is readable before the key exists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.engine import Engine
+from api.searcher import BundleEncryptor
+from auction.presets import MAINNET
+from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from auction.types import Bid
+from committee import reopening
+from committee.coordinator import Coordinator, LocalMember
+from committee.feeder import StreamAnswer
+from committee.local import build_local_members
+from committee.records import SignedBlock
+from committee.verify import verify_signed_block
+from node.metrics import Metrics
+from node.stores.base import Store
+from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
+from tests.committee.conftest import Dealt
+from tests.committee.sealed_slots import bundle_body
+from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key
+from tests.committee.test_coordinator import COMMITTEE_DB, SETTINGS, Clock, Harness
+from tests.committee.test_sealed_close import send_sealed
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recording(LocalMember):
+    """An in-process member whose stream batches are kept (to scan them for plaintexts)."""
+
+    def __init__(self, local: LocalMember) -> None:
+        super().__init__(local.member)
+        self.bodies: list[bytes] = []
+
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        self.bodies.append(body)
+        return await super().stream(body, timeout_s)
+
+
+class SealedStreamingHarness(Harness):
+    """An engine on ``store`` whose coordinator streams to in-process members (the streaming
+    loop driven by the test)."""
+
+    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, store: Store) -> None:
+        self.dealt = dealt
+        self.clock = clock
+        self.store = store
+        self.engine = Engine(store=store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
+                             slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())  # fmt: skip
+        self.members = [Recording(m) for m in build_local_members(
+            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock)]  # fmt: skip
+        self.coordinator = Coordinator(self.engine, dealt.committee, self.members,
+                                       signing_window_ms=WINDOW_MS, streaming=True)  # fmt: skip
+        self.coordinator.attach()
+        self.nonce = 0
+
+    async def stream(self) -> None:
+        """One streaming round, waited out."""
+        await self.coordinator.stream_open_slot()
+        feeder = self.coordinator.feeder
+        assert feeder is not None
+        await asyncio.gather(*feeder._pushes.values())
+
+
+@pytest.fixture
+async def memory_harness(dealt: Dealt, tmp_path: Path) -> AsyncIterator[SealedStreamingHarness]:
+    h = SealedStreamingHarness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
+                               MemoryStore())  # fmt: skip
+    await h.engine.start(run_clock=False)
+    yield h
+    await h.coordinator.aclose()
+
+
+@pytest.fixture
+async def redis_harness(dealt: Dealt, tmp_path: Path, redis_server: RedisServer
+                        ) -> AsyncIterator[SealedStreamingHarness]:  # fmt: skip
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
+    await store.connect()
+    await store.redis.flushdb()
+    h = SealedStreamingHarness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1),
+                               store)  # fmt: skip
+    await h.engine.start(run_clock=False)
+    try:
+        yield h
+    finally:
+        await h.coordinator.aclose()
+        await store.aclose()
+
+
+async def streamed_slot(h: SealedStreamingHarness) -> tuple[dict[str, str], list[bytes]]:
+    """A slot whose plaintext and sealed bids interleave in its log, most streamed while it is
+    open and some (one of each kind) arriving after the last push (the tail); closed, signed
+    and checked. Returns the sealed bids' ids and the plaintext markers (raw txs) of the sealed
+    bundles."""
+    h.clock.ms = compute_slot_start_ms(CLOCK, SLOT) + 1
+    alice, bob, carol = key(41), key(42), key(43)
+    encs = {k.address: BundleEncryptor(h.dealt.committee, SLOT, searcher=k.address)
+            for k in (alice, bob, carol)}  # fmt: skip
+    bodies = {
+        "alice_high": (alice, bundle_body(alice, bid_wei=9 * 10**15)),
+        "bob": (bob, bundle_body(bob, bid_wei=5 * 10**15)),
+        "alice_low": (alice, bundle_body(alice, bid_wei=3 * 10**15)),
+        "carol": (carol, bundle_body(carol, bid_wei=4 * 10**15)),
+    }
+    ids: dict[str, str] = {}
+
+    async def sealed(name: str) -> None:
+        k, body = bodies[name]
+        ids[name] = await send_sealed(h, k, encs[k.address], body)
+
+    await h.bid(SLOT, 31, 2 * 10**15)
+    await sealed("alice_high")
+    await h.bid(SLOT, 32, 10**15)
+    await sealed("bob")
+    await sealed("alice_low")
+    await h.stream()
+    await h.bid(SLOT, 33, 6 * 10**15)
+    await h.stream()
+    # The tail: logged after the last push, so it reaches the members only at the deadline
+    await sealed("carol")
+    await h.bid(SLOT, 34, 7 * 10**15)
+    markers = [body for _, body in bodies.values()]
+    return ids, markers
+
+
+async def close_and_check(h: SealedStreamingHarness, ids: dict[str, str]) -> SignedBlock:
+    h.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+    await h.engine.close_slot(SLOT)
+    signed = await h.outcome(SLOT)
+    assert isinstance(signed, SignedBlock), signed
+    verify_signed_block(signed, h.dealt.committee)
+    winners = {w.bid_id for w in signed.block.bundles}
+    assert set(ids.values()) <= winners and len(winners) == 8
+    assert signed.slot_proof.ciphertext_root == h.coordinator.openings[SLOT].ciphertext_root
+    return signed
+
+
+async def check_sealed_streaming(h: SealedStreamingHarness, monkeypatch: Any) -> None:
+    derived: list[str] = []
+    real = reopening.check_sealed_entry
+
+    def spy(config: Any, slot: int, entry: Any) -> None:
+        derived.append(entry.event.bid_id)
+        real(config, slot, entry)
+
+    ids, markers = await streamed_slot(h)
+    # Every member checked the three streamed sealed calls as they arrived (ciphertexts only)
+    for m in h.members:
+        assert m.member.streams.sealed_held(SLOT, ROLLUP) == 3
+        streamed = b"".join(m.bodies)
+        assert b"bs_sendEncryptedBundle" in streamed
+        for marker in markers:  # the plaintext bundle (its signed txs) is never streamed
+            assert marker not in streamed
+    monkeypatch.setattr(reopening, "check_sealed_entry", spy)
+    await close_and_check(h, ids)
+    # At release each member re-derived only the sealed call that did not stream in (the tail)
+    assert derived and set(derived) == {ids["carol"]}
+    assert len(derived) <= h.dealt.committee.n
+    # The next slot builds on it, streamed, without sealed bids
+    h.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
+    await h.bid(SLOT + 1, 35, 10**15)
+    await h.stream()
+    h.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+    await h.engine.close_slot(SLOT + 1)
+    child = await h.outcome(SLOT + 1)
+    assert isinstance(child, SignedBlock) and child.slot_proof.ciphertext_root is None
+
+
+async def test_sealed_and_plaintext_bids_win_with_streaming_on(
+    memory_harness: SealedStreamingHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await check_sealed_streaming(memory_harness, monkeypatch)
+
+
+@pytest.mark.redis
+async def test_sealed_and_plaintext_bids_win_with_streaming_on_redis(
+    redis_harness: SealedStreamingHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await check_sealed_streaming(redis_harness, monkeypatch)
+
+
+async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
+    memory_harness: SealedStreamingHarness,
+) -> None:
+    """The version-4 proposal's tail carries every opened bid (their seqs are sealed entries'
+    seqs, among the streamed plaintext events), and members join it to what they hold."""
+    h = memory_harness
+    ids, _ = await streamed_slot(h)
+    bodies: list[bytes] = []
+    for m in h.members:
+        real = m.sign
+
+        async def keep(body: bytes, timeout_s: float, real: Any = real) -> Any:
+            bodies.append(body)
+            return await real(body, timeout_s)
+
+        m.sign = keep  # type: ignore[method-assign]
+    signed = await close_and_check(h, ids)
+    assert bodies and all(b'"streamed"' in b for b in bodies)
+    for body in bodies:
+        for bid_id in ids.values():
+            assert bid_id.encode() in body
+    logged = await h.store.read_log(ROLLUP, SLOT)
+    assert not any(isinstance(e.event, Bid) and e.event.bid_id in ids.values() for e in logged)
+    assert len(signed.signers) == h.dealt.committee.t
