@@ -221,3 +221,25 @@ async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
     logged = await h.store.read_log(ROLLUP, SLOT)
     assert not any(isinstance(e.event, Bid) and e.event.bid_id in ids.values() for e in logged)
     assert len(signed.signers) == h.dealt.committee.t
+
+
+async def test_members_that_lost_their_stream_check_every_sealed_call_at_release(
+    memory_harness: SealedStreamingHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = memory_harness
+    derived: list[str] = []
+    real = reopening.check_sealed_entry
+
+    def spy(config: Any, slot: int, entry: Any) -> None:
+        derived.append(entry.event.bid_id)
+        real(config, slot, entry)
+
+    ids, _ = await streamed_slot(h)
+    for m in h.members:  # every member restarted: none holds what streamed in
+        m.member.streams.drop_through(SLOT)
+    monkeypatch.setattr(reopening, "check_sealed_entry", spy)
+    await close_and_check(h, ids)
+    # each member that released re-derived all four sealed calls
+    t, n = h.dealt.committee.t, h.dealt.committee.n
+    assert set(derived) == set(ids.values())
+    assert t * 4 <= len(derived) <= n * 4
