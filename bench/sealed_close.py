@@ -1,6 +1,6 @@
 """CPU cost of the committee's part of closing a slot with encrypted bids (issue 14, stage 2b).
 
-    .venv/bin/python -m bench.sealed_close [--repeat 3] [--n 10] [--t 7]
+    .venv/bin/python -m bench.sealed_close [--repeat 3] [--n 10] [--t 7] [--loads 2000x200]
 
 For each load (bids, searchers; each searcher's bids of the slot under one encapsulation) it
 measures, as medians over repeats of process CPU time:
@@ -8,6 +8,11 @@ measures, as medians over repeats of process CPU time:
 - release (one member): ``sealing.release_key_share`` on the whole request: decode, re-derive
   every sealed bid from its signed call (signature recovery, intake rules), the root, the
   durable commitment (SQLite, fsync), the commitment partial and the key share;
+- release streamed (one member): the same request to a member that checked every sealed call
+  as it streamed in while the slot was open (``Member.accept_stream``, batches of 100): it
+  re-derives none, and checks the slot-wide rules, the root and the digest; measured
+  alternately with the plain release in the same run (the ratio is streamed / plain), and
+  beside it the CPU the member spent on the stream while the slot was open;
 - collect (coordinator): verify t answers (commitment partial and key share: two pairing checks
   each), combine the key (checked) and the commitment certificate;
 - open (engine, and again each member in ``check_sealed_proposal``): ``compute_openings``: one
@@ -33,18 +38,24 @@ from auction.intake import compute_intake_event
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.types import LoggedSealedBid, SealedBid
 from committee import encryption, threshold
+from committee.checks import MemberConfig
 from committee.keyrelease import ReleaseAnswer, _Answers, _check_release
 from committee.member import Member
 from committee.opening import compute_openings
 from committee.protection import ProtectionStore
 from committee.reopening import compute_sealed_context
-from committee.sealedset import compute_sealed_order, compute_slot_ciphertext_root
+from committee.sealedset import (
+    compute_sealed_entry_bytes,
+    compute_sealed_order,
+    compute_slot_ciphertext_root,
+)
 from committee.sealing import (
     ReleaseRequest,
     encode_release_request,
     release_key_share,
 )
 from committee.signer import compute_member_config
+from committee.stream import MAX_STREAM_BATCH, encode_stream_batch
 from node.settings import Settings
 
 LOADS = ((2000, 200), (500, 50))
@@ -90,6 +101,60 @@ def build_entries(committee: threshold.CommitteeInfo, settings: Settings, bids: 
     return compute_sealed_order(entries)
 
 
+def stream_sealed(member: Member, committee_id: bytes, entries: list[LoggedSealedBid]) -> float:
+    """Stream ``entries`` (one rollup's sealed calls) to ``member`` in batches as the feeder
+    sends them; the member's CPU ms."""
+    raws = [compute_sealed_entry_bytes(e) for e in entries]
+    c0 = time.process_time_ns()
+    for start in range(0, len(raws), MAX_STREAM_BATCH):
+        body = encode_stream_batch(committee_id, SLOT, ROLLUP, start,
+                                   raws[start : start + MAX_STREAM_BATCH], sealed=True)
+        member.accept_stream(body)
+    return (time.process_time_ns() - c0) / 1e6
+
+
+def measure_releases(
+    shares: list[threshold.KeyShare],
+    config: MemberConfig,
+    body: bytes,
+    entries: list[LoggedSealedBid],
+    after: int,
+    tmp: str,
+    repeat: int,
+) -> tuple[float, float, float]:
+    """A member's release CPU ms without and with the sealed calls streamed in first
+    (alternating, medians), and the stream's own CPU ms."""
+    counter = iter(range(10**6))
+    clock = {"ms": compute_slot_start_ms(config.clock, SLOT) + 100}
+    streamed = Member(shares[0], config, ProtectionStore(Path(tmp) / "streamed.sqlite3"),
+                      clock_ms=lambda: clock["ms"])  # fmt: skip
+    stream_ms = stream_sealed(streamed, config.committee.committee_id, entries)
+    clock["ms"] = after
+
+    def release(with_stream: bool) -> float:
+        # A fresh protection file each time: a first commitment, not a repeat; the streamed
+        # member's stream state (what it checked while the slot was open) carried over
+        path = Path(tmp) / f"m{next(counter)}.sqlite3"
+        member = Member(shares[0], config, ProtectionStore(path), clock_ms=lambda: after)
+        if with_stream:
+            member.streams = streamed.streams
+        try:
+            c0 = time.process_time_ns()
+            release_key_share(member, body)
+            return (time.process_time_ns() - c0) / 1e6
+        finally:
+            member.protection.close()
+
+    release(False)
+    release(True)
+    plain, pre = [], []
+    for _ in range(repeat):
+        plain.append(release(False))
+        pre.append(release(True))
+    streamed.protection.close()
+    return statistics.median(plain), statistics.median(pre), stream_ms
+
+
 def measure_load(
     committee: threshold.CommitteeInfo,
     shares: list[threshold.KeyShare],
@@ -98,26 +163,17 @@ def measure_load(
     bids: int,
     searchers: int,
     args: argparse.Namespace,
-) -> tuple[float, float, float]:
-    """One load's release, collect and open CPU ms (module docstring)."""
+) -> tuple[float, float, float, float, float]:
+    """One load's release (plain, streamed), stream, collect and open CPU ms (module
+    docstring)."""
     entries = build_entries(committee, settings, bids, searchers)
     root = compute_slot_ciphertext_root(committee.committee_id, SLOT, entries)
     body = encode_release_request(ReleaseRequest(committee.committee_id, SLOT, root,
                                                  tuple(entries)))  # fmt: skip
     config = compute_member_config(settings, committee, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        counter = iter(range(10**6))
-
-        def release() -> object:
-            # A fresh protection file each time: a first commitment, not a repeat
-            path = Path(tmp) / f"m{next(counter)}.sqlite3"
-            member = Member(shares[0], config, ProtectionStore(path), clock_ms=lambda: after)
-            try:
-                return release_key_share(member, body)
-            finally:
-                member.protection.close()
-
-        release_ms = cpu_ms(release, args.repeat)
+        release_ms, streamed_ms, stream_ms = measure_releases(shares, config, body, entries,
+                                                              after, tmp, args.repeat)
         answers = []
         for share in shares[: args.t]:
             m = Member(share, compute_member_config(settings, committee, share.index),
@@ -144,7 +200,16 @@ def measure_load(
     opened = compute_openings(committee, SLOT, key, entries, ctx)
     if sum(1 for o in opened.openings if o.bids) != bids:
         raise RuntimeError("not every bench bid opened")
-    return release_ms, collect_ms, open_ms
+    return release_ms, streamed_ms, stream_ms, collect_ms, open_ms
+
+
+def parse_loads(text: str) -> list[tuple[int, int]]:
+    """``2000x200,500x50`` as [(bids, searchers), ...]."""
+    loads = []
+    for part in text.split(","):
+        bids, _, searchers = part.partition("x")
+        loads.append((int(bids), int(searchers)))
+    return loads
 
 
 def main() -> None:
@@ -152,6 +217,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--t", type=int, default=7)
+    parser.add_argument("--loads", type=parse_loads, default=list(LOADS),
+                        help="bids x searchers, comma separated (default 2000x200,500x50)")
     args = parser.parse_args()
     committee, shares = threshold.deal(args.n, args.t, bytes(range(32)))
     settings = Settings(rollups=[ROLLUP], slot_ms=2000, genesis_ms=0)
@@ -159,15 +226,19 @@ def main() -> None:
     after = compute_deadline_ms(clock, SLOT) + 5
     print(f"committee {args.t} of {args.n}; medians of {args.repeat} runs, process CPU ms; "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'bids':>6} {'searchers':>9} | {'release (1 member)':>18} | {'collect t':>9} | "
-          f"{'open':>8} | {'collect + open':>14} | within {BUDGET_MS:.0f} ms")  # fmt: skip
-    for bids, searchers in LOADS:
-        release_ms, collect_ms, open_ms = measure_load(committee, shares, settings, after,
-                                                       bids, searchers, args)  # fmt: skip
+    print(f"{'bids':>6} {'searchers':>9} | {'release (1 member)':>18} | "
+          f"{'release streamed':>16} | {'ratio':>5} | {'stream (open)':>13} | "
+          f"{'collect t':>9} | {'open':>8} | {'collect + open':>14} | "
+          f"within {BUDGET_MS:.0f} ms")  # fmt: skip
+    for bids, searchers in args.loads:
+        release_ms, streamed_ms, stream_ms, collect_ms, open_ms = measure_load(
+            committee, shares, settings, after, bids, searchers, args)  # fmt: skip
         total = collect_ms + open_ms
-        print(f"{bids:>6} {searchers:>9} | {release_ms:>18.1f} | {collect_ms:>9.1f} | "
+        print(f"{bids:>6} {searchers:>9} | {release_ms:>18.1f} | {streamed_ms:>16.1f} | "
+              f"{streamed_ms / release_ms:>5.2f} | {stream_ms:>13.1f} | {collect_ms:>9.1f} | "
               f"{open_ms:>8.1f} | {total:>14.1f} | {'yes' if total <= BUDGET_MS else 'no'}",
               flush=True)  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from auction.hashing import keccak256
 from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
@@ -63,7 +62,7 @@ from committee.keeping import DEFAULT_KEPT_SLOTS, MemberKeeping, SignedLog
 from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.reopening import check_sealed_entry
-from committee.sealedset import compute_sealed_entry_bytes
+from committee.sealedset import compute_sealed_entry_bytes, compute_sealed_entry_hash
 from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
@@ -207,8 +206,8 @@ class Member:
         return release_key_share(self, data)
 
     def sealed_checked(self, slot: int, entry_hashes: Sequence[bytes]) -> list[bool]:
-        """Whether each sealed entry of ``slot`` (by the keccak of its canonical bytes) is one
-        this member re-derived as it streamed in (all False without a stream of the slot)."""
+        """Whether each sealed entry of ``slot`` (by ``compute_sealed_entry_hash``) is one this
+        member re-derived as it streamed in (all False without a stream of the slot)."""
         stream = self.streams.get(slot)
         if stream is None:
             return [False] * len(entry_hashes)
@@ -441,7 +440,7 @@ class Member:
             # Keep the batch only once every entry checked (a refusal keeps nothing).
             for seq, raw in checked:
                 log.advance(seq, raw)
-                sealed.checked.add(keccak256(raw))
+                sealed.checked.add(compute_sealed_entry_hash(raw))
             sealed.rules = rules
             return stream_ack(batch.slot, batch.rollup, log.count, log.digests[-1],
                               sealed=True)  # fmt: skip

@@ -85,6 +85,12 @@ def compute_sealed_entry_bytes(entry: LoggedSealedBid) -> bytes:
     return orjson.dumps(sealed_entry_to_json(entry))
 
 
+def compute_sealed_entry_hash(entry_bytes: bytes) -> bytes:
+    """SHA-256 of one sealed entry's canonical bytes: how a member remembers the entries it
+    re-derived as they streamed in, and finds them again in a release request."""
+    return hashlib.sha256(entry_bytes).digest()
+
+
 def compute_entries_digest(entries: Sequence[LoggedSealedBid]) -> bytes:
     """SHA-256 over the entries' canonical JSON: what a member checked, to the byte (the root
     binds ids and ciphertexts; this also binds seqs, rollups and arrival times)."""

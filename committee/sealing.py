@@ -40,7 +40,6 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from auction.hashing import keccak256
 from auction.slots import compute_deadline_ms
 from auction.types import Bid, LoggedSealedBid, Tx
 from committee import bls, encryption, threshold, wire
@@ -66,6 +65,7 @@ from committee.sealedset import (
     compute_entries_digest,
     compute_entries_digest_of,
     compute_sealed_entry_bytes,
+    compute_sealed_entry_hash,
     compute_slot_ciphertext_root,
     sealed_entries_from_json,
     sealed_entry_to_json,
@@ -227,7 +227,7 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     # 4. Verify every sealed bid (re-derived now unless this member re-derived the very same
     # entry, byte for byte, as it streamed in), the slot-wide rules, and that the root is the
     # set's
-    derived = member.sealed_checked(slot, [keccak256(raw) for raw in entry_bytes])
+    derived = member.sealed_checked(slot, [compute_sealed_entry_hash(raw) for raw in entry_bytes])
     check_sealed_entries(cfg, slot, request.entries, derived)
     if compute_slot_ciphertext_root(cid, slot, request.entries) != request.ciphertext_root:
         raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",

@@ -23,8 +23,8 @@ compute_sealed_entry_bytes``, the bytes the release's entries digest hashes), ``
 digest counting that rollup's sealed entries only; the answer adds ``"log": "sealed"``. A member
 re-derives each sealed call from its signed call as it arrives (``committee.reopening.
 check_sealed_entry``, what the key release does) and checks the slot-wide rules against the
-sealed calls it holds of the slot (``SealedSetRules``); it keeps only each entry's hash and the
-rules' state (never a plaintext: there is none before the key exists). At the key release it
+sealed calls it holds of the slot (``SealedSetRules``); it keeps only each entry's SHA-256 and
+the rules' state (never a plaintext: there is none before the key exists). At the key release it
 re-derives only the entries that are not byte for byte ones it checked (``committee.sealing``).
 
 The digest after k entries is ``d_k = keccak(d_{k-1} || keccak(entry_k))`` from ``d_0`` = 32
@@ -258,8 +258,8 @@ def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
 class SealedStream:
     """A member's sealed calls of one slot as they streamed in: per rollup the count, digests
     and last seq (``StreamLog`` without its entries), the slot-wide rules' state over every
-    rollup's sealed calls, and the hash (keccak) of the canonical bytes of every entry it
-    re-derived, which is what the key release asks (``is_checked``)."""
+    rollup's sealed calls, and the SHA-256 of the canonical bytes of every entry it re-derived
+    (``compute_sealed_entry_hash``), which is what the key release asks."""
 
     logs: dict[int, StreamLog] = field(default_factory=dict)
     rules: SealedSetRules = field(default_factory=SealedSetRules)
@@ -299,8 +299,8 @@ class SlotStream:
             return log.count if log is not None else 0
 
     def sealed_checked(self, entry_hashes: Iterable[bytes]) -> list[bool]:
-        """Whether each entry (by the keccak of its canonical bytes) is one this member
-        re-derived as it streamed in."""
+        """Whether each entry (by ``compute_sealed_entry_hash``) is one this member re-derived
+        as it streamed in."""
         with self.lock:
             return [h in self.sealed.checked for h in entry_hashes]
 
