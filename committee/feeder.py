@@ -36,7 +36,12 @@ from typing import Final, Protocol
 
 from auction.columnar import SlotEncoder
 from auction.types import LoggedEvent, LoggedSealedBid
-from committee.proposal import SlotProposal, encode_proposal
+from committee.proposal import (
+    SlotProposal,
+    compute_opened_ids,
+    encode_proposal,
+    is_opened_entry,
+)
 from committee.sealedset import compute_sealed_entry_bytes
 from committee.stream import (
     MAX_STREAM_BATCH,
@@ -259,12 +264,15 @@ class Feeder:
         self, proposal: SlotProposal, indices: Sequence[int]
     ) -> dict[int, bytes]:
         """Each member's version-4 proposal body: per rollup, the prefix it acknowledged that
-        the closed log still agrees with. One serialization per distinct set of prefixes."""
+        the closed log's plaintext entries (all but the opened bids) still agree with. One
+        serialization per distinct set of prefixes."""
         slot = proposal.slot
+        opened = compute_opened_ids(proposal)  # opened bids never stream
         agreeing = {}
         for part in proposal.parts:
             feed = self.feeds.get((slot, part.rollup))
-            agreeing[part.rollup] = (feed, feed.agreeing_prefix(part.log) if feed else 0)
+            plain = [e for e in part.log if not is_opened_entry(e, opened)] if opened else part.log
+            agreeing[part.rollup] = (feed, feed.agreeing_prefix(plain) if feed else 0)
         bodies: dict[tuple[int, ...], bytes] = {}
         out = {}
         for i in indices:

@@ -28,7 +28,7 @@ from typing import Final
 from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
-from auction.types import Bid, Tx
+from auction.types import Bid, LoggedEvent, Tx
 from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
@@ -59,7 +59,14 @@ from committee.errors import (
 )
 from committee.evidence import compute_operator_equivocation_evidence
 from committee.keeping import DEFAULT_KEPT_SLOTS, MemberKeeping, SignedLog
-from committee.proposal import ParsedProposal, Proposal, SlotProposal, parse_proposal
+from committee.proposal import (
+    ParsedProposal,
+    Proposal,
+    SlotProposal,
+    compute_opened_ids,
+    is_opened_entry,
+    parse_proposal,
+)
 from committee.protection import HeadMove, ProtectionStore, SignedRecord
 from committee.reopening import check_sealed_entry
 from committee.sealedset import compute_sealed_entry_bytes, compute_sealed_entry_hash
@@ -473,12 +480,16 @@ class Member:
         self, parsed: ParsedProposal, proposal: SlotProposal
     ) -> tuple[SlotProposal, dict[int, int], dict[str, Bid]]:
         """A version-4 proposal with every part's log whole again: the prefix this member holds
-        (and checked) from the slot's stream, then the proposal's tail. Refuses a prefix it
-        does not hold (``stream_gap``), one whose digest differs (``stream_mismatch``) and a
-        tail not in log order after it. Returns the proposal, each rollup's prefix length and
-        the bids derived in full as they streamed in."""
+        (and checked) from the slot's stream merged by seq with the proposal's tail (opened
+        bids may sit among the prefix's entries). Refuses a prefix it does not hold
+        (``stream_gap``), one whose digest differs (``stream_mismatch``) and a tail that is
+        not in log order or puts a plaintext entry among the prefix's (``_join_log``).
+        Returns the proposal, per rollup how many leading entries of the whole log are
+        streamed ones (what the evidence step may skip), and the bids derived in full as
+        they streamed in."""
         assert parsed.streamed is not None
         stream = self.streams.get(proposal.slot)
+        opened = compute_opened_ids(proposal)
         parts = []
         counts: dict[int, int] = {}
         for part, (count, digest) in zip(proposal.parts, parsed.streamed, strict=True):
@@ -498,11 +509,9 @@ class Member:
                     f"rollup {part.rollup}'s streamed prefix differs from what this member holds",
                     rollup=part.rollup, count=count,
                 )  # fmt: skip
-            # Verify the tail continues the prefix in log order (no entry twice, none moved).
-            check_ascending(parse_seq(prefix[-1].seq) if prefix else (-1, -1),
-                            [e.seq for e in part.log])  # fmt: skip
-            parts.append(dataclasses.replace(part, log=(*prefix, *part.log)))
-            counts[part.rollup] = count
+            log, early = _join_log(prefix, part.log, opened)
+            parts.append(dataclasses.replace(part, log=log))
+            counts[part.rollup] = early
         derived: dict[str, Bid] = {}
         if stream is not None:
             with stream.lock:
@@ -538,3 +547,25 @@ class Member:
             other = compute_slot_signing_root(cid, slot, b"\xee" * 32)
             return threshold.partial_sign(self.share, other)
         return threshold.partial_sign(self.share, root)
+
+
+def _join_log(
+    prefix: list[LoggedEvent], tail: tuple[LoggedEvent, ...], opened: frozenset[str]
+) -> tuple[tuple[LoggedEvent, ...], int]:
+    """A part's whole log from the streamed ``prefix`` and the proposal's ``tail``, and how many
+    of its leading entries are the prefix's. The tail is in log order; its plaintext entries
+    come after the prefix (the prefix is the log's first plaintext entries); only opened bids
+    (``opened``: they never stream) may sit among the prefix's entries, each at a seq of its
+    own. ``MalformedProposal`` otherwise. Whether an opened bid is the opening of its sealed
+    bid, at its seq, is ``check_sealed_proposal``'s to check."""
+    last = parse_seq(prefix[-1].seq) if prefix else (-1, -1)
+    # Verify the tail is in log order, its plaintext entries after the prefix
+    check_ascending((-1, -1), [e.seq for e in tail])
+    check_ascending(last, [e.seq for e in tail if not is_opened_entry(e, opened)])
+    if not prefix or not tail or parse_seq(tail[0].seq) > last:
+        return (*prefix, *tail), len(prefix)
+    merged = sorted((*prefix, *tail), key=lambda e: parse_seq(e.seq))
+    # Verify no opened bid takes a streamed entry's seq
+    check_ascending((-1, -1), [e.seq for e in merged])
+    early = next(i for i, e in enumerate(merged) if e is tail[0])
+    return tuple(merged), early

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,8 +70,10 @@ PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
 # every copy inline; 2 and 3: one proposal per slot, a part per rollup; 1 was per rollup.
 FORMAT_VERSION: Final[int] = 3
-# 4: version 3 whose parts' logs start after a prefix the members hold from the slot's stream
-# (``committee.stream``): each part names that prefix by ``"streamed": {"count", "digest"}``.
+# 4: version 3 whose parts' logs leave out a prefix the members hold from the slot's stream
+# (``committee.stream``): each part names that prefix by ``"streamed": {"count", "digest"}``:
+# the first ``count`` plaintext entries of its log (every entry but the bids opened from the
+# slot's sealed bids, which never stream); the rest of the log, in log order, is the tail.
 STREAMED_VERSION: Final[int] = 4
 # A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
 _DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
@@ -219,14 +221,18 @@ def encode_proposal(
     """The proposal's wire bytes (one serialization, sent to every member); each cross-rollup
     bundle's evidence once. Raises ValueError if two copies of a bundle differ.
 
-    ``streamed`` (version 4): by rollup, how many leading entries of its log the member holds
-    from the slot's stream and their digest (``committee.stream``); those entries are left
-    out, the rest of the log (the tail) travels as in version 3."""
+    ``streamed`` (version 4): by rollup, how many leading plaintext entries of its log the
+    member holds from the slot's stream and their digest (``committee.stream``); those entries
+    are left out, the rest of the log (the tail, opened bids wherever their seqs put them)
+    travels as in version 3."""
     parts = p.parts
     if streamed is not None:
+        opened = compute_opened_ids(p)
         parts = tuple(
-            dataclasses.replace(part, log=part.log[streamed[part.rollup][0]:]) for part in parts
-        )
+            dataclasses.replace(part, log=compute_stream_tail(part.log, opened,
+                                                              streamed[part.rollup][0]))
+            for part in parts
+        )  # fmt: skip
     bundles = compute_cross_bundles(parts)
     cross = {bid_id: i for i, bid_id in enumerate(bundles)}
     return orjson.dumps(
@@ -244,6 +250,32 @@ def encode_proposal(
             **({"sealed": sealed_opening_to_json(p.sealed)} if p.sealed is not None else {}),
         }
     )
+
+
+def compute_opened_ids(p: SlotProposal) -> frozenset[str]:
+    """The ids of the bids opened from the slot's sealed bids (none without ``sealed``): in the
+    logs at their sealed bids' seqs, never streamed."""
+    if p.sealed is None:
+        return frozenset()
+    return frozenset(e.event.bid_id for e in p.sealed.entries)
+
+
+def is_opened_entry(entry: LoggedEvent, opened: frozenset[str]) -> bool:
+    return isinstance(entry.event, Bid) and entry.event.bid_id in opened
+
+
+def compute_stream_tail(
+    log: Sequence[LoggedEvent], opened: frozenset[str], count: int
+) -> tuple[LoggedEvent, ...]:
+    """``log`` without its first ``count`` plaintext entries (those that are no opened bid)."""
+    tail = []
+    plain = 0
+    for entry in log:
+        if plain < count and not is_opened_entry(entry, opened):
+            plain += 1
+            continue
+        tail.append(entry)
+    return tuple(tail)
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ log order, in batches over the member wire (``POST /v1/stream``); the member che
 once as it arrives (``committee.checks.check_streamed_event``) and keeps, per slot and rollup,
 the events it accepted and a running digest of them. At the deadline the proposal (version 4,
 ``committee.proposal``) carries, per rollup, only how many leading log entries the member
-already holds and their digest, plus the tail it has not seen; the member takes the prefix
+already holds and their digest, plus the tail it has not seen (with sealed bids: how many
+leading *plaintext* entries, the bids opened from sealed calls travelling in the tail at their
+seqs, ``compute_stream_tail``); the member takes the prefix
 from its own state (never from the proposal), checks the tail, re-runs the slot and signs.
 
 Batch wire form (JSON)::

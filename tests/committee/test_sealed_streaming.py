@@ -7,22 +7,32 @@ is readable before the key exists."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from api.engine import Engine
 from api.searcher import BundleEncryptor
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from auction.types import Bid
+from auction.types import Bid, LoggedEvent
 from committee import reopening
 from committee.coordinator import Coordinator, LocalMember
+from committee.errors import MalformedProposal
 from committee.feeder import StreamAnswer
 from committee.local import build_local_members
+from committee.proposal import (
+    compute_opened_ids,
+    compute_stream_tail,
+    encode_proposal,
+    is_opened_entry,
+)
 from committee.records import SignedBlock
+from committee.sealedset import compute_seq_key
 from committee.verify import verify_signed_block
 from node.metrics import Metrics
 from node.stores.base import Store
@@ -32,7 +42,7 @@ from tests.committee.conftest import Dealt
 from tests.committee.sealed_slots import bundle_body
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key
 from tests.committee.test_coordinator import COMMITTEE_DB, SETTINGS, Clock, Harness
-from tests.committee.test_sealed_close import send_sealed
+from tests.committee.test_sealed_close import send_sealed, with_log
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -215,12 +225,70 @@ async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
         m.sign = keep  # type: ignore[method-assign]
     signed = await close_and_check(h, ids)
     assert bodies and all(b'"streamed"' in b for b in bodies)
-    for body in bodies:
-        for bid_id in ids.values():
-            assert bid_id.encode() in body
     logged = await h.store.read_log(ROLLUP, SLOT)
-    assert not any(isinstance(e.event, Bid) and e.event.bid_id in ids.values() for e in logged)
+    plain = [e.seq for e in logged if isinstance(e.event, Bid)]
+    assert len(plain) == 4
+    sealed = [e.seq for e in await h.store.read_sealed_log(ROLLUP, SLOT)]
+    # opened bids sit among the streamed plaintext bids
+    assert min(map(compute_seq_key, sealed)) < compute_seq_key(plain[2])
+    for body in bodies:
+        # every opened bid and the plaintext bid logged after the last push travel in the
+        # log's tail; the three streamed plaintext bids do not
+        for seq in (*sealed, plain[3]):
+            assert f'"seq":"{seq}"'.encode() in body
+        for seq in plain[:3]:
+            assert f'"seq":"{seq}"'.encode() not in body
     assert len(signed.signers) == h.dealt.committee.t
+
+
+async def test_a_tail_that_moves_entries_among_the_streamed_ones_is_refused(
+    memory_harness: SealedStreamingHarness,
+) -> None:
+    """Only opened bids may sit among a version-4 proposal's streamed prefix, each at a seq of
+    its own; a plaintext entry moved there, or an opened bid on a streamed entry's seq, is
+    refused before any other check."""
+    h = memory_harness
+    captured: dict[str, Any] = {}
+
+    async def keep(results: Any, entries: Any, lease: Any = None) -> None:
+        captured["results"], captured["entries"] = list(results), entries
+
+    ids, _ = await streamed_slot(h)
+    h.coordinator.sign = keep  # type: ignore[method-assign]
+    h.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+    await h.engine.close_slot(SLOT)
+    proposal = await h.coordinator.build_proposal(captured["results"], captured["entries"])
+    feeder = h.coordinator.feeder
+    assert feeder is not None
+    digest = feeder.feeds[(SLOT, ROLLUP)].digests[3]
+    streamed = {ROLLUP: (3, digest)}
+    member = h.members[0].member
+    assert member.sign_proposal(encode_proposal(proposal, streamed)).partial  # the honest one
+    opened = compute_opened_ids(proposal)
+    tail = compute_stream_tail(proposal.parts[0].log, opened, 3)
+    assert [is_opened_entry(e, opened) for e in tail] == [True, True, True, True, False]
+
+    def body_with(lying: tuple[LoggedEvent, ...]) -> bytes:
+        """The version-4 body naming the member's 3 streamed entries, with ``lying`` as tail."""
+        doc = orjson.loads(encode_proposal(with_log(proposal, lying), {ROLLUP: (0, digest)}))
+        doc["parts"][0]["streamed"] = {"count": 3, "digest": "0x" + digest.hex()}
+        return orjson.dumps(doc)
+
+    member = h.members[1].member
+    first_streamed = (await h.store.read_log(ROLLUP, SLOT))[0]
+    # the plaintext tail entry moved among the streamed ones (before the first)
+    moved = dataclasses.replace(tail[4], seq=f"{compute_seq_key(first_streamed.seq)[0] - 1}-9")
+    with pytest.raises(MalformedProposal):
+        member.sign_proposal(body_with((moved, *tail[:4])))
+    # an opened bid on a streamed entry's seq
+    clash = dataclasses.replace(tail[0], seq=first_streamed.seq)
+    with pytest.raises(MalformedProposal):
+        member.sign_proposal(body_with((clash, *tail[1:])))
+    # the tail out of log order
+    with pytest.raises(MalformedProposal):
+        member.sign_proposal(body_with((tail[1], tail[0], *tail[2:])))
+    # the honest tail, by the same construction, is signed
+    assert member.sign_proposal(body_with(tail)).partial
 
 
 async def test_members_that_lost_their_stream_check_every_sealed_call_at_release(
