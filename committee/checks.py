@@ -18,7 +18,8 @@ code):
 5. ``check_slot_evidence``: every event of every log is bound to its searcher's signed bytes,
    a cross-rollup bundle once per slot (its copies must be the same bundle); winners,
    replacements, cancels, every public tx (logged or carried) and a random sample of the other
-   bids are fully re-derived;
+   bids are fully re-derived (bids opened from sealed bids were checked by the same rule and
+   sample before, against their payloads: ``committee.reopening``);
 6. ``check_block``: re-running the whole slot (``auction.results.compute_slot_results``, every
    rollup's log together: ``compute_expected_results``) with the member's own rollup policies
    and clock gives exactly each proposed block;
@@ -507,7 +508,10 @@ def check_slot_evidence(
     its log the member already checked one by one as they arrived (``check_streamed_event``:
     bounds, cancels, public txs, and binding or full derivation), and ``derived`` the bids it
     already re-derived in full, by id (a copy here counts as derived only if it is exactly
-    the derived bid's copy for its rollup). Those checks are not repeated; everything that
+    the derived bid's copy for its rollup); the member adds the bids opened from sealed bids,
+    checked against their payloads by this rule and ``sample`` (``committee.reopening.
+    check_openings``), since their evidence is no plaintext request. Those checks are not
+    repeated; everything that
     needs the whole slot (copies of one bundle, winners in the log, which bids win or replace,
     the carried pool) is still checked here.
     """
@@ -593,8 +597,7 @@ def _check_part_events(
     ids are added to ``prechecked``)."""
     policy = config.rollups[part.rollup].policy
     winners = {w.bid_id for w in part.block.bundles}
-    uuid_keys: set[tuple[str, str]] = set()
-    full: set[str] = set()
+    full = compute_part_full_ids(part, sample)
     for index, entry in enumerate(part.log):
         ev = entry.event
         early = index < streamed
@@ -604,13 +607,6 @@ def _check_part_events(
             elif prechecked is not None and ev.bid_id not in first:
                 prechecked.add(ev.bid_id)
             _check_same_bundle(ev, part, first)
-            if ev.bid_id in winners or ev.bid_id in sample:
-                full.add(ev.bid_id)
-            if ev.replacement_uuid is not None:
-                key = (ev.searcher, ev.replacement_uuid)
-                if key in uuid_keys:  # it replaces an earlier bid of the searcher
-                    full.add(ev.bid_id)
-                uuid_keys.add(key)
         elif early:
             continue  # a cancel or public tx checked in full as it streamed in
         elif isinstance(ev, Cancel):
@@ -626,6 +622,33 @@ def _check_part_events(
     for bid_id in winners - logged:
         raise InvalidEvidence("a winning bid is not in the log", bid_id=bid_id)
     return full
+
+
+def compute_part_full_ids(part: Proposal, sample: frozenset[str]) -> set[str]:
+    """The ids of ``part``'s bids a member re-derives in full (the sampling rule): every
+    winner, every bid that replaces an earlier one of its searcher under its uuid, and every
+    bid in ``sample``; the others are bound to their signed bytes."""
+    winners = {w.bid_id for w in part.block.bundles}
+    uuid_keys: set[tuple[str, str]] = set()
+    full: set[str] = set()
+    for entry in part.log:
+        ev = entry.event
+        if not isinstance(ev, Bid):
+            continue
+        if ev.bid_id in winners or ev.bid_id in sample:
+            full.add(ev.bid_id)
+        if ev.replacement_uuid is not None:
+            key = (ev.searcher, ev.replacement_uuid)
+            if key in uuid_keys:  # it replaces an earlier bid of the searcher
+                full.add(ev.bid_id)
+            uuid_keys.add(key)
+    return full
+
+
+def compute_full_ids(proposal: SlotProposal, sample: frozenset[str]) -> set[str]:
+    """``compute_part_full_ids`` over every part of the slot (a bundle's copies share its id:
+    one that wins, replaces or is sampled in any log is derived in full)."""
+    return set().union(*(compute_part_full_ids(p, sample) for p in proposal.parts))
 
 
 def _check_same_bundle(bid: Bid, part: Proposal, first: dict[str, tuple[Bid, Proposal]]) -> None:

@@ -78,11 +78,24 @@ def compute_opening(opener: Opener, entry: LoggedSealedBid, ctx: IntakeContext) 
     try:
         opened = opener.open(sealed.ciphertext)
     except CiphertextError as exc:
-        record = compute_sealed_record(sealed, exc, entry.seq)
-        return Opening(entry.seq, sealed, refused=Refused(exc, record))
+        return compute_unopened(entry, exc)
+    return compute_payload_opening(entry, opened.payload, ctx)
+
+
+def compute_unopened(entry: LoggedSealedBid, error: CiphertextError) -> Opening:
+    """The refusal of a sealed bid whose ciphertext does not open."""
+    record = compute_sealed_record(entry.event, error, entry.seq)
+    return Opening(entry.seq, entry.event, refused=Refused(error, record))
+
+
+def compute_payload_opening(entry: LoggedSealedBid, payload: bytes, ctx: IntakeContext
+                            ) -> Opening:  # fmt: skip
+    """Judge a sealed bid's opened ``payload`` as its plaintext twin would be: its bid's
+    copies, or its refusal. ``ctx.decode`` decodes its transactions."""
+    sealed = entry.event
     # Verify the payload is a valid bundle by the intake rules, and keeps its public fields
     own = dataclasses.replace(ctx, endpoint_rollup=None, default_rollup=sealed.rollup)
-    event = compute_intake_event(opened.payload, None, sealed.received_ms, own,
+    event = compute_intake_event(payload, None, sealed.received_ms, own,
                                  opened_from=sealed)  # fmt: skip
     if isinstance(event, Refused):
         # Filed where its evidence is: the sealed bid's log, whatever the payload claims
