@@ -259,8 +259,10 @@ class Member:
         if parsed.streamed is not None:
             # 3b. the logs' prefixes are what this member checked as they streamed in.
             proposal, streamed, derived = self._join_stream(parsed, proposal)
-        # 3c. the sealed bids: opened by the key as the committee committed to them.
-        opened = check_sealed_proposal(self, proposal)
+        # 3c. the sealed bids: opened by the key as the committee committed to them, checked
+        # by the same rule and sample as the plaintext bids' evidence (step 5).
+        sample = self._sample(proposal)
+        opened = check_sealed_proposal(self, proposal, sample)
         if opened:
             derived = {**derived, **opened}
         timings["decode"] = (time.perf_counter() - t0) * 1e3
@@ -273,7 +275,7 @@ class Member:
         check_slot_evidence(
             cfg,
             proposal,
-            self._sample(proposal),
+            sample,
             decode=self.decoded_txs.decode,
             streamed=streamed,
             derived=derived,

@@ -5,25 +5,40 @@ before it signs and the offline verifier of rule-breaking evidence re-runs (docs
 ``check_sealed_entries`` re-derives every sealed bid from its signed call under the intake
 rules; ``check_sealed_certificate`` checks the committee's certificate of the set (what a member
 that did not commit relies on); ``check_openings`` checks the key and that every log holds
-exactly what the key opens. ``committee.sealing`` adds the member's own state (its durable
-commitment) around them.
+exactly what the key opens: in full (the offline verifier), or by the committee's sampling rule
+(a member: every ciphertext opened, every sealed bid the logs leave out, the winners,
+replacements and the member's sample derived in full, every other opened bid bound to its
+payload without ECDSA; docs/encryption.md, "Which bids a member re-opens").
+``committee.sealing`` adds the member's own state (its durable commitment) around them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from auction.bundles import TxDecoder
+from auction.ciphertext import CiphertextError
+from auction.errors import InvalidTransaction
 from auction.intake import IntakeContext, compute_intake_event
+from auction.legs import compute_bid_copy
 from auction.presets import Rollup
 from auction.slots import SlotClock
-from auction.types import Bid, LoggedSealedBid
+from auction.transactions import decode_transaction_fields
+from auction.types import Bid, LoggedSealedBid, Tx
 from committee import bls, encryption
-from committee.checks import MemberConfig
+from committee.checks import MemberConfig, compute_full_ids
+from committee.encryption import Opener
 from committee.errors import CommitmentMismatch, NotCommitted, OpeningMismatch
-from committee.opening import compute_opened_log, compute_openings
+from committee.opening import (
+    OpenedSlot,
+    Opening,
+    compute_opened_log,
+    compute_openings,
+    compute_payload_opening,
+    compute_unopened,
+)
 from committee.proposal import SlotProposal
 from committee.sealedset import (
     SealedOpening,
@@ -174,11 +189,22 @@ def check_sealed_certificate(config: MemberConfig, slot: int, sealed: SealedOpen
 
 
 def check_openings(
-    config: MemberConfig, proposal: SlotProposal, *, decode: TxDecoder | None = None
+    config: MemberConfig,
+    proposal: SlotProposal,
+    *,
+    sample: frozenset[str] | None = None,
+    decode: TxDecoder | None = None,
 ) -> dict[str, Bid]:
     """Check the proposal's slot key and that every part's log is its plaintext events with the
-    openings merged in by seq, to the byte; return the opened (funded) bids by id, re-derived
-    in full here. The set itself is checked by the caller (its commitment or certificate)."""
+    openings merged in by seq, to the byte; return the opened (funded) bids by id, checked here
+    (the slot's evidence check skips them). The set itself is checked by the caller (its
+    commitment or certificate).
+
+    ``sample`` None (the offline verifier): every opened bid is re-derived in full. A sample
+    (a member): every ciphertext is opened, but only the bids of the sampling rule
+    (``checks.compute_full_ids``: winners, replacements, ``sample``) and every sealed bid the
+    logs leave out are re-derived in full; every other opened bid is bound to its payload
+    (``compute_checked_openings``). ``decode`` decodes the fully derived bids' transactions."""
     cfg, slot = config, proposal.slot
     sealed = proposal.sealed
     if sealed is None:
@@ -191,7 +217,10 @@ def check_openings(
     ctx = compute_sealed_context(cfg, proposal.parts[0].rollup)
     if decode is not None:
         ctx = dataclasses.replace(ctx, decode=decode)
-    opened = compute_openings(cfg.committee, slot, sealed.slot_key, entries, ctx)
+    if sample is None:
+        opened = compute_openings(cfg.committee, slot, sealed.slot_key, entries, ctx)
+    else:
+        opened = compute_checked_openings(cfg, proposal, ctx, sample)
     opened_ids = {o.sealed.bid_id for o in opened.openings}
     # The ledger's refusals (deposits) are the operator's to make, as at intake: only bids
     # that opened, each named once
@@ -216,3 +245,87 @@ def check_openings(
             )  # fmt: skip
     return {o.bids[0].bid_id: o.bids[0] for o in opened.openings if o.bids and
             o.sealed.bid_id in funded}  # fmt: skip
+
+
+def compute_checked_openings(
+    config: MemberConfig, proposal: SlotProposal, ctx: IntakeContext, sample: frozenset[str]
+) -> OpenedSlot:
+    """The slot's openings as a member checks them under the sampling rule: every ciphertext
+    opened (one decapsulation per encapsulation, an AEAD per bid), so a refusal for not
+    opening is confirmed; in full (``compute_payload_opening``) every bid the rule derives
+    (winners, replacements, ``sample``) and every sealed bid the logs do not hold where it
+    belongs (refused at opening, unfunded, or dropped: only the full derivation shows which);
+    every other opened bid through ``compute_bound_opening``. The caller compares the logs
+    with the result, as with ``compute_openings``."""
+    sealed = proposal.sealed
+    if sealed is None:
+        return OpenedSlot((), 0)
+    opener = Opener(config.committee, proposal.slot, sealed.slot_key)
+    full = compute_full_ids(proposal, sample)
+    logged = {(p.rollup, e.seq): e.event for p in proposal.parts for e in p.log}
+    bound: dict[str, Bid] = {}  # by sealed bid id: the logged bid bound to its payload
+    for entry in sealed.entries:
+        held = logged.get((entry.event.rollup, entry.seq))
+        if isinstance(held, Bid) and held.bid_id == entry.event.bid_id and held.bid_id not in full:
+            bound[held.bid_id] = held
+    bound_ctx = dataclasses.replace(ctx, decode=compute_held_decoder(bound.values()))
+    openings: list[Opening] = []
+    for entry in sealed.entries:
+        bid = entry.event
+        # Verify the ciphertext opens (every one: a refusal for not opening is confirmed)
+        try:
+            payload = opener.open(bid.ciphertext).payload
+        except CiphertextError as exc:
+            openings.append(compute_unopened(entry, exc))
+            continue
+        held = bound.get(bid.bid_id)
+        if held is not None:
+            openings.append(compute_bound_opening(entry, payload, held, bound_ctx))
+        else:
+            openings.append(compute_payload_opening(entry, payload, ctx))
+    return OpenedSlot(tuple(openings), opener.decapsulations)
+
+
+def compute_held_decoder(held: Iterable[Bid]) -> TxDecoder:
+    """Decode a transaction of the ``held`` bids from its bytes (``decode_transaction_fields``:
+    no ECDSA), with the sender a held bid claims for those bytes; refuse bytes no held bid
+    holds. A coordinator that claims two senders for the same bytes fails one binding."""
+    senders: dict[bytes, str] = {}
+    for bid in held:
+        for t in [t for leg in bid.legs for t in leg.txs] if bid.legs else bid.txs:
+            senders.setdefault(t.raw, t.sender)
+
+    def decode(raw: bytes) -> Tx:
+        sender = senders.get(raw)
+        if sender is None:
+            raise InvalidTransaction("a transaction of the payload is not in the logged bid")
+        return decode_transaction_fields(raw, sender)
+
+    return decode
+
+
+def compute_bound_opening(
+    entry: LoggedSealedBid, payload: bytes, held: Bid, ctx: IntakeContext
+) -> Opening:
+    """Bind the bid a log holds for a sealed bid to its opened ``payload`` without ECDSA: the
+    payload goes through the same intake rules (``compute_payload_opening``) in ``ctx``,
+    whose decoder (``compute_held_decoder``) reads its transactions from their bytes but takes
+    their senders from the logged bids, and the bid it makes must be ``held``, every field. So
+    everything but the senders (and whether the transactions' signatures recover them) is
+    the payload's; raise ``OpeningMismatch`` otherwise. Cost: the intake rules without the
+    signature recoveries (a JSON parse, an RLP decode per transaction)."""
+    opening = compute_payload_opening(entry, payload, ctx)
+    what = {"bid_id": held.bid_id, "seq": entry.seq}
+    # Verify the payload makes a bid (a logged bid whose payload is refused is a forgery)
+    if not opening.bids:
+        code = opening.refused.error.code if opening.refused is not None else None
+        raise OpeningMismatch("a logged opened bid's payload is refused at opening",
+                              refused=code, **what)  # fmt: skip
+    # Verify every field but the senders is the payload's
+    made = compute_bid_copy(opening.bids[0], held.rollup)
+    if made != held:
+        field = next((f.name for f in dataclasses.fields(Bid)
+                      if getattr(made, f.name) != getattr(held, f.name)), "")  # fmt: skip
+        raise OpeningMismatch(f"a logged opened bid's {field!r} is not its payload's",
+                              field=field, **what)  # fmt: skip
+    return opening

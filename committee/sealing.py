@@ -274,9 +274,14 @@ def _answer(member: Member, slot: int, record: CommitmentRecord, repeated: bool)
 # --- the proposal: members re-open the slot -----------------------------------------------------
 
 
-def check_sealed_proposal(member: Member, proposal: SlotProposal) -> dict[str, Bid]:
+def check_sealed_proposal(
+    member: Member, proposal: SlotProposal, sample: frozenset[str] | None = None
+) -> dict[str, Bid]:
     """Check a proposal's openings against what the slot key opens the committed set to, and
-    return the opened bids (by id: re-derived in full here, so the evidence checks skip them).
+    return the opened bids (by id: checked here, so the evidence checks skip them). With a
+    ``sample``, the member's sampling rule (``reopening.check_openings``): every ciphertext
+    opened, winners, replacements, the sample and every sealed bid the logs leave out derived
+    in full, every other opened bid bound to its payload; None derives every one in full.
 
     - A member that committed to a slot's sealed bids refuses a proposal that does not open
       exactly that set (``already_committed_other_root``, ``commitment_mismatch``,
@@ -312,4 +317,4 @@ def check_sealed_proposal(member: Member, proposal: SlotProposal) -> dict[str, B
         _check_same(committed, root, compute_entries_digest(entries))
     else:
         check_sealed_certificate(cfg, slot, sealed)
-    return check_openings(cfg, proposal, decode=member.decoded_txs.decode)
+    return check_openings(cfg, proposal, sample=sample, decode=member.decoded_txs.decode)

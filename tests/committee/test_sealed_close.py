@@ -6,7 +6,7 @@ opened bid, or use another key or set than the committee committed to."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +222,12 @@ async def test_members_lying_about_their_key_share_are_left_out(harness: Harness
 # --- the lying coordinator -----------------------------------------------------------------
 
 
-async def honest_proposal(h: Harness) -> tuple[SlotProposal, dict[str, Any]]:
-    """Close the slot (the key released and the bids opened) but keep its proposal unsent."""
+async def honest_proposal(
+    h: Harness,
+    open_slot: Callable[[Harness], Awaitable[dict[str, Any]]] = open_slot_with_bids,
+) -> tuple[SlotProposal, dict[str, Any]]:
+    """Close the slot (the key released and the bids opened) but keep its proposal unsent;
+    ``open_slot`` sends the slot's bids and moves the clock past its deadline."""
     captured: dict[str, Any] = {}
 
     async def keep(results: Sequence[SlotResult], entries: dict[int, Sequence[LoggedEvent]],
@@ -231,7 +235,7 @@ async def honest_proposal(h: Harness) -> tuple[SlotProposal, dict[str, Any]]:
         captured["results"], captured["entries"] = list(results), entries
 
     h.coordinator.sign = keep  # type: ignore[method-assign]
-    ids = await open_slot_with_bids(h)
+    ids = await open_slot(h)
     await h.engine.close_slot(SLOT)
     proposal = await h.coordinator.build_proposal(captured["results"], captured["entries"])
     assert proposal.sealed is not None
