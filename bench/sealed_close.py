@@ -19,14 +19,25 @@ measures, as medians over repeats of process CPU time:
   decapsulation per searcher, one AEAD and the plaintext intake rules per bid.
 
 The issue's budget (key release, combine, open and validate within 250 ms of CPU on one core)
-is the sum of collect and open; each member's release runs on its own machine. Results:
-bench/results/sealed_close.txt; discussion: docs/encryption.md, "Close".
+is the sum of collect and open; each member's release runs on its own machine.
+
+``--reopen`` measures instead one member's re-opening of a proposal (``reopening.
+check_openings``, the "decode" phase of its check) on ``bench.committee_latency``'s slot of
+2,000 bids from 200 searchers (its gas mix and storage-key conflicts, so the winners are what
+its runs see), every bid sealed, the block the slot function's: **full** (every opened bid
+re-derived, the offline verifier's mode) against **sampled** (the member's rule: every
+ciphertext opened, winners, replacements and a fresh random sample of 16 derived in full, the
+other opened bids bound to their payloads without ECDSA), alternating, medians of process CPU
+time; and the floor, opening every ciphertext and nothing else. Results:
+bench/results/sealed_close.txt; discussion: docs/encryption.md, "Close" and "Which bids a
+member re-opens".
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -34,17 +45,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api.searcher import BundleEncryptor, SearcherKey, bundle_params, encrypted_bundle_params
+from auction.encoding import ZERO_HASH
 from auction.intake import compute_intake_event
+from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.types import LoggedSealedBid, SealedBid
-from committee import encryption, threshold
-from committee.checks import MemberConfig
+from bench.committee_latency import BidPool, SealedPool
+from committee import bls, encryption, threshold
+from committee.checks import MemberConfig, compute_full_ids, compute_slot_event_ids
 from committee.keyrelease import ReleaseAnswer, _Answers, _check_release
-from committee.member import Member
-from committee.opening import compute_openings
+from committee.member import DEFAULT_EVIDENCE_SAMPLE, Member
+from committee.opening import compute_opened_log, compute_openings
+from committee.proposal import Proposal, SlotProposal
 from committee.protection import ProtectionStore
-from committee.reopening import compute_sealed_context
+from committee.reopening import check_openings, compute_sealed_context
 from committee.sealedset import (
+    SealedOpening,
     compute_sealed_entry_bytes,
     compute_sealed_order,
     compute_slot_ciphertext_root,
@@ -212,6 +228,82 @@ def parse_loads(text: str) -> list[tuple[int, int]]:
     return loads
 
 
+def build_reopen_proposal(committee: threshold.CommitteeInfo,
+                          shares: list[threshold.KeyShare], settings: Settings, bids: int,
+                          searchers: int) -> SlotProposal:  # fmt: skip
+    """``bench.committee_latency``'s slot of ``bids`` bundles from ``searchers`` searchers,
+    every one sealed, opened and closed as the engine does: the proposal members check (its
+    commitment certificate is not checked by ``check_openings``: the caller's)."""
+    config = compute_member_config(settings, committee, 1)
+    now = compute_slot_start_ms(config.clock, SLOT) + 10
+    pool = SealedPool(BidPool(bids, settings, searchers=searchers), committee)
+    entries = compute_sealed_order([LoggedSealedBid(f"{now}-{i}", sealed)
+                                    for i, sealed in enumerate(pool.sealed_for(SLOT, now))])
+    key = encryption.combine_key_shares(
+        committee, SLOT, {s.index: encryption.key_share(s, SLOT) for s in shares[: committee.t]})
+    ctx = compute_sealed_context(config, ROLLUP)
+    opened = compute_openings(committee, SLOT, key, entries, ctx)
+    if sum(1 for o in opened.openings if o.bids) != bids:
+        raise RuntimeError("not every bench bid opened")
+    log = tuple(compute_opened_log(ROLLUP, [], opened))
+    deadline = compute_deadline_ms(config.clock, SLOT)
+    [result] = compute_slot_results(SLOT, deadline, [SlotPart(config.rollups[ROLLUP], ZERO_HASH,
+                                                              log)], price_of_fairness=False)
+    cid = committee.committee_id
+    root = compute_slot_ciphertext_root(cid, SLOT, entries)
+    sealed = SealedOpening(root, key, bytes(bls.SIGNATURE_LENGTH), tuple(entries))
+    part = Proposal(cid, ROLLUP, SLOT, result.block, None, (), log)
+    return SlotProposal(cid, SLOT, (part,), sealed=sealed)
+
+
+def main_reopen(args: argparse.Namespace, committee: threshold.CommitteeInfo,
+                shares: list[threshold.KeyShare], settings: Settings) -> None:  # fmt: skip
+    """One member's re-opening, full against sampled (module docstring)."""
+    bids, searchers = 2000, 200
+    proposal = build_reopen_proposal(committee, shares, settings, bids, searchers)
+    config = compute_member_config(settings, committee, 1)
+    rng = random.SystemRandom()
+    ids = compute_slot_event_ids(proposal)
+    sample = frozenset(rng.sample(ids, min(DEFAULT_EVIDENCE_SAMPLE, len(ids))))
+    derived = compute_full_ids(proposal, sample)
+    winners = len(proposal.parts[0].block.bundles)
+    sealed = proposal.sealed
+    assert sealed is not None
+
+    def floor() -> object:
+        opener = encryption.Opener(committee, SLOT, sealed.slot_key)
+        return [opener.open(e.event.ciphertext) for e in sealed.entries]
+
+    def full() -> object:
+        return check_openings(config, proposal)
+
+    def sampled() -> object:
+        # A fresh sample each check, as a member draws one per proposal
+        fresh = frozenset(rng.sample(ids, min(DEFAULT_EVIDENCE_SAMPLE, len(ids))))
+        return check_openings(config, proposal, sample=fresh)
+
+    if full() != sampled():
+        raise RuntimeError("the two modes disagree on the opened bids")
+    load0 = os.getloadavg()[0]
+    runs: dict[str, list[float]] = {"full": [], "sampled": [], "open only": []}
+    for _ in range(args.repeat):
+        for name, fn in (("full", full), ("sampled", sampled), ("open only", floor)):
+            c0 = time.process_time_ns()
+            fn()
+            runs[name].append((time.process_time_ns() - c0) / 1e6)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"one member's re-opening of {bids} sealed bids from {searchers} searchers "
+          f"(bench.committee_latency's slot: {winners} winners; sampled derives "
+          f"{len(derived)} in full: winners, replacements, a sample of "
+          f"{DEFAULT_EVIDENCE_SAMPLE}); medians of {args.repeat} alternating runs, process CPU "
+          f"ms; load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
+    for name in ("full", "sampled", "open only"):
+        print(f"  {name:<10} {med[name]:>8.1f} ms   ({' '.join(f'{x:.0f}' for x in runs[name])})")
+    print(f"  sampled / full = {med['sampled'] / med['full']:.2f}; "
+          f"per bid beyond opening: full {(med['full'] - med['open only']) / bids * 1e3:.0f} us, "
+          f"sampled {(med['sampled'] - med['open only']) / bids * 1e3:.0f} us")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -219,11 +311,16 @@ def main() -> None:
     parser.add_argument("--t", type=int, default=7)
     parser.add_argument("--loads", type=parse_loads, default=list(LOADS),
                         help="bids x searchers, comma separated (default 2000x200,500x50)")
+    parser.add_argument("--reopen", action="store_true",
+                        help="one member's re-opening of a proposal, full against sampled")
     args = parser.parse_args()
     committee, shares = threshold.deal(args.n, args.t, bytes(range(32)))
     settings = Settings(rollups=[ROLLUP], slot_ms=2000, genesis_ms=0)
     clock = SlotClock(genesis_ms=0, slot_ms=2000)
     after = compute_deadline_ms(clock, SLOT) + 5
+    if args.reopen:
+        main_reopen(args, committee, shares, settings)
+        return
     print(f"committee {args.t} of {args.n}; medians of {args.repeat} runs, process CPU ms; "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'bids':>6} {'searchers':>9} | {'release (1 member)':>18} | "
