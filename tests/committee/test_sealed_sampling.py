@@ -18,16 +18,24 @@ import orjson
 import pytest
 
 from api.searcher import BundleEncryptor, SearcherKey, bundle_params, encrypted_bundle_params
+from auction.encoding import ZERO_HASH
+from auction.results import SlotPart, compute_slot_results
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Evidence, LoggedEvent, Tx
+from committee.checks import MemberConfig
 from committee.errors import Refusal
 from committee.evidence import find_broken_rule
-from committee.proposal import SlotProposal, encode_proposal
+from committee.opening import compute_opened_log, compute_openings
+from committee.proposal import Proposal, SlotProposal, encode_proposal
 from committee.reopening import check_openings
+from committee.sealedset import SealedOpening, compute_sealed_order, compute_slot_ciphertext_root
+from tests.committee import test_opening as opening
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, SLOT, key, raw_tx
 from tests.committee.test_coordinator import Clock, Harness
 from tests.committee.test_sealed_close import honest_proposal, send_sealed, with_log
+from tests.factories import CHAIN, tx
+from tests.sealed import committee_of, encryptor, plain_request, slot_key
 
 pytestmark = pytest.mark.anyio
 
@@ -276,3 +284,96 @@ def rebuilt(h: Harness, proposal: SlotProposal) -> SlotProposal:
     expected = compute_expected_results(config, proposal)
     return dataclasses.replace(proposal, parts=tuple(
         dataclasses.replace(p, block=expected[p.rollup].block) for p in proposal.parts))
+
+
+# --- a cross-rollup sealed bid, bound copy by copy (pure: check_openings) -----------------------
+
+
+def cross_rollup_proposal() -> tuple[MemberConfig, SlotProposal, str]:
+    """A slot of two rollups whose one sealed bid spans both (and another is single-rollup),
+    opened honestly, with blocks that name no winner: every opened bid is bound unless
+    sampled. Returns the member config, the proposal and the cross-rollup bid's id."""
+    committee = committee_of(0)[0]
+    config = MemberConfig(committee, 1, opening.CTX.rollups, opening.CLOCK, 32, 2_000, 250)
+    erin, fred = key(71), key(72)
+    cross = erin.request("eth_sendBundle", [bundle_params(
+        [tx(erin, nonce=1), tx(erin, chain_id=10, nonce=2)], opening.SLOT, bid_wei=10**15,
+        rollups=[CHAIN, 10])])  # fmt: skip
+    entries = tuple(compute_sealed_order([
+        opening.log_sealed(erin, encryptor(erin, opening.SLOT).encrypt(cross)),
+        opening.log_sealed(fred, encryptor(fred, opening.SLOT).encrypt(
+            plain_request(fred, opening.SLOT))),
+    ]))  # fmt: skip
+    key_ = slot_key(0, opening.SLOT)
+    opened = compute_openings(committee, opening.SLOT, key_, entries, opening.CTX)
+    assert all(o.bids for o in opened.openings)
+    deadline = compute_deadline_ms(opening.CLOCK, opening.SLOT)
+    empty = compute_slot_results(opening.SLOT, deadline, [
+        SlotPart(config.rollups[r], ZERO_HASH, ()) for r in sorted(config.rollups)
+    ], price_of_fairness=False)  # fmt: skip
+    cid = committee.committee_id
+    parts = tuple(
+        Proposal(cid, r.rollup, opening.SLOT, r.block, None, (),
+                 tuple(compute_opened_log(r.rollup, [], opened)))
+        for r in empty
+    )  # fmt: skip
+    root = compute_slot_ciphertext_root(cid, opening.SLOT, entries)
+    sealed = SealedOpening(root, key_, bytes(96), entries)
+    [cross_id] = [e.event.bid_id for e in entries if e.event.searcher == erin.address]
+    return config, SlotProposal(cid, opening.SLOT, parts, sealed=sealed), cross_id
+
+
+def with_copies(proposal: SlotProposal, bid_id: str, change: Callable[[Bid], Bid],
+                rollups: frozenset[int]) -> SlotProposal:  # fmt: skip
+    """The proposal with ``change`` applied to the copies of ``bid_id`` in ``rollups``' logs."""
+    return dataclasses.replace(proposal, parts=tuple(
+        dataclasses.replace(p, log=tuple(
+            dataclasses.replace(e, event=change(e.event))
+            if p.rollup in rollups and isinstance(e.event, Bid) and e.event.bid_id == bid_id
+            else e for e in p.log))
+        for p in proposal.parts))  # fmt: skip
+
+
+def on_leg(rollup: int, change: Callable[[Tx], Tx]) -> Callable[[Bid], Bid]:
+    """Change the transactions of a cross-rollup copy's leg on ``rollup`` (and the copy's own
+    transactions if that leg is its own), consistently."""
+    def apply(bid: Bid) -> Bid:
+        legs = tuple(dataclasses.replace(g, txs=tuple(change(t) for t in g.txs))
+                     if g.rollup == rollup else g for g in bid.legs)  # fmt: skip
+        own = next(g for g in legs if g.rollup == bid.rollup)
+        return dataclasses.replace(bid, legs=legs, txs=own.txs)
+    return apply
+
+
+def test_a_cross_rollup_opened_bid_is_bound_in_every_copy() -> None:
+    config, proposal, cross = cross_rollup_proposal()
+    both = frozenset({CHAIN, 10})
+    assert cross in check_openings(config, proposal, sample=frozenset())
+    # A bound field of the other rollup's leg, changed in one copy or in both: refused
+    nonce = on_leg(10, lambda t: dataclasses.replace(t, nonce=t.nonce + 1))
+    for where in (frozenset({10}), frozenset({CHAIN}), both):
+        with pytest.raises(Refusal) as refused:
+            check_openings(config, with_copies(proposal, cross, nonce, where),
+                           sample=frozenset())  # fmt: skip
+        assert refused.value.code == "opening_mismatch"
+    # A copy dropped from one spanned log: refused
+    dropped = dataclasses.replace(proposal, parts=tuple(
+        dataclasses.replace(p, log=tuple(e for e in p.log if not (
+            p.rollup == 10 and isinstance(e.event, Bid) and e.event.bid_id == cross)))
+        for p in proposal.parts))  # fmt: skip
+    with pytest.raises(Refusal):
+        check_openings(config, dropped, sample=frozenset())
+    # The other leg's sender, lied about in every copy alike: only the sample (or the full
+    # mode) sees it
+    sender = with_copies(proposal, cross, on_leg(10, lambda t: dataclasses.replace(
+        t, sender=OTHER)), both)  # fmt: skip
+    assert cross in check_openings(config, sender, sample=frozenset())
+    for sample in (frozenset({cross}), None):
+        with pytest.raises(Refusal) as refused:
+            check_openings(config, sender, sample=sample)
+        assert refused.value.code == "opening_mismatch"
+    # In one copy only: the copies disagree with the bound one, refused whatever the sample
+    one = with_copies(proposal, cross, on_leg(10, lambda t: dataclasses.replace(
+        t, sender=OTHER)), frozenset({10}))  # fmt: skip
+    with pytest.raises(Refusal):
+        check_openings(config, one, sample=frozenset())
