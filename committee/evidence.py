@@ -574,11 +574,12 @@ def find_broken_rule(rules: MemberConfig, proposal: SlotProposal) -> str | None:
             check_shape(part)
         check_slot(rules, proposal)
         # The sealed bids: certified by t members, opened by the slot's key, in the logs as
-        # opened (what an honest member checks; its own commitment equals the certified set)
+        # opened (what an honest member checks for sure: its own commitment equals the
+        # certified set; an empty sample, as for plaintext bids, decision 147)
         opened: dict[str, Bid] = {}
         if proposal.sealed is not None:
             check_sealed_certificate(rules, proposal.slot, proposal.sealed)
-            opened = check_openings(rules, proposal)
+            opened = check_openings(rules, proposal, sample=frozenset())
         check_slot_evidence(rules, proposal, frozenset(), derived=opened)
         expected = compute_expected_results(rules, proposal)
         for part in proposal.parts:

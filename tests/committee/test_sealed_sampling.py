@@ -208,9 +208,9 @@ async def test_a_losers_payload_bound_field_altered_is_always_refused(
 async def test_a_losers_sender_is_caught_when_the_loser_is_sampled(harness: Harness) -> None:
     """A sender is what only the signature's recovery gives: a coordinator that makes carol's
     transaction another sender's (carol still loses on bob's storage key, so the block stays
-    the same) is caught by a member whose sample holds carol's bid, and by the offline
-    verifier, which derives every opened bid; a member that did not sample it signs (the
-    documented trade-off, as for plaintext losers)."""
+    the same) is caught by a member whose sample holds carol's bid; a member that did not
+    sample it signs (the documented trade-off, as for plaintext losers), and the offline
+    verifier does not convict it for that (decision 147: what a member checks for sure)."""
     h = harness
     proposal, ids = await losers_proposal(h)
     lie = altered(proposal, ids["carol"], with_tx(lambda t: dataclasses.replace(t, sender=OTHER)))
@@ -222,8 +222,13 @@ async def test_a_losers_sender_is_caught_when_the_loser_is_sampled(harness: Harn
         check_openings(config, lie, sample=frozenset({ids["carol"]}))
     assert refused.value.code == "opening_mismatch"
     assert ids["carol"] in check_openings(config, lie, sample=frozenset())
-    # The offline verifier keeps the full, deterministic check
-    broken = find_broken_rule(config, lie)
+    # The offline verifier runs what every honest member checks for sure (an empty sample):
+    # signing this is no slashable rule-breaking, as for a plaintext loser's forged evidence
+    assert find_broken_rule(config, lie) is None
+    # ... while a lie about a winner's sender, which every member derives, is
+    winner = next(w.bid_id for w in lie.parts[0].block.bundles if w.bid_id in ids.values())
+    forged = altered(proposal, winner, with_tx(lambda t: dataclasses.replace(t, sender=OTHER)))
+    broken = find_broken_rule(config, forged)
     assert broken is not None and broken.startswith("opening_mismatch")
 
 
