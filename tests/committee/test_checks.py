@@ -54,6 +54,7 @@ from tests.committee.slots import (
     log_of,
     proposal_of,
     public_tx,
+    raw_tx,
     rehash,
     result_of,
     signed_bid,
@@ -268,9 +269,12 @@ def test_bid_without_evidence_is_refused_even_when_losing(dealt, config, slot_bi
 
 def test_losing_bid_amount_must_be_the_signed_one(dealt, config, slot_bids) -> None:
     # Understating a bid (so that it loses) contradicts the searcher's signed `bid` field.
-    real = signed_bid(key(32), bid_wei=10**17)
+    real = signed_bid(key(32), bid_wei=10**17, txs=[raw_tx(key(32), nonce=7)])
     understated = dataclasses.replace(real, bid_wei=1)
-    p = proposal_of(dealt.committee, log_of([*slot_bids, understated]))
+    # A rival on the same (sender, nonce) outbids it, so it loses whatever else is in the slot
+    rival = signed_bid(key(32), bid_wei=10**18, txs=[raw_tx(key(32), nonce=7, tip_gwei=3)])
+    p = proposal_of(dealt.committee, log_of([*slot_bids, rival, understated]))
+    assert understated.bid_id not in {w.bid_id for w in p.block.bundles}
     r = refusal(config, p)
     assert r.code == "invalid_evidence" and "amount" in r.message
 
