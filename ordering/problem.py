@@ -8,12 +8,16 @@ to bundles (block gas limit minus the public lane's reserve) and a per-searcher 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 if TYPE_CHECKING:
     from ordering.columns import EncodedLegs
+
+# What the ratio order sorts: packer items, one-rollup or joint.
+_Ordered = TypeVar("_Ordered", bound="Item | JointItem")
 
 # Payment rules a rollup may choose (ordering/payments.py computes each).
 PAYMENT_FIRST_PRICE: Final = "first_price"
@@ -67,7 +71,44 @@ def compute_searcher_gas_cap(gas_limit: int, max_gas_share_per_searcher: float) 
 
 def compute_block_order(items: list[Item]) -> list[Item]:
     """Winning bundles in block order: bid per gas descending, then id ascending (deterministic)."""
-    return sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))
+    return compute_ratio_order(items)
+
+
+def _exact_ratio_key(it: Item | JointItem) -> tuple[Fraction, str]:
+    return (-Fraction(it.bid_wei, max(it.gas, 1)), it.id)
+
+
+def compute_ratio_order(items: Sequence[_Ordered]) -> list[_Ordered]:
+    """``items`` sorted by bid per gas (``bid_wei / max(gas, 1)``, exactly) descending, then id
+    ascending: the order ``sorted(items, key=_exact_ratio_key)`` gives, without a ``Fraction``
+    per item on the common path.
+
+    Python's int / int is correctly rounded, so the float ratio is a monotone function of the
+    exact one: a larger float means a larger ratio, and only items whose floats are equal may be
+    misordered by it. Those runs (equal ratios, or distinct ratios closer than a float tells
+    apart, e.g. wei beyond 2**53) are re-sorted by the exact key. Decision 143."""
+    try:
+        keyed = sorted(((-(it.bid_wei / max(it.gas, 1)), it) for it in items),
+                       key=_first)  # fmt: skip
+    except OverflowError:  # a ratio beyond the float range (bids of 2**1024 wei and more)
+        return sorted(items, key=_exact_ratio_key)
+    out: list[_Ordered] = []
+    i, n = 0, len(keyed)
+    while i < n:
+        j = i + 1
+        ratio = keyed[i][0]
+        while j < n and keyed[j][0] == ratio:
+            j += 1
+        if j == i + 1:
+            out.append(keyed[i][1])
+        else:
+            out.extend(sorted((it for _, it in keyed[i:j]), key=_exact_ratio_key))
+        i = j
+    return out
+
+
+def _first(pair: tuple[float, object]) -> float:
+    return pair[0]
 
 
 def compute_greedy_order(items: tuple[Item, ...] | list[Item]) -> list[Item]:
@@ -150,7 +191,7 @@ def compute_joint_order(items: list[JointItem]) -> list[JointItem]:
     Each rollup's block is this order restricted to the items with a leg on it, so two bundles
     that share rollups are in the same relative order on every one of them; for a one-leg item
     this is ``compute_block_order``'s rule."""
-    return sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))
+    return compute_ratio_order(items)
 
 
 @dataclass(frozen=True, slots=True)
