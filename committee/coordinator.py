@@ -7,14 +7,17 @@ for a rollup's next block is its newest *signed* block (set through ``EngineHost
 a failed slot never becomes a parent (docs/committee.md).
 
 Per slot: build one proposal with a part per rollup (block, log, parent certificate, carried
-pool), serialize it once, send the same bytes to every member concurrently, verify each partial
-as it arrives against that member's public key share, and as soon as t are valid combine them
-(Lagrange at 0), verify the result against the group key and publish every rollup's signed
-block (each with its proof under the slot root) in one store write. Invalid partials are
-recorded as evidence; late or missing members are tolerated up to n - t; refusals are counted
-by code. If t valid partials cannot arrive by the signing deadline (or can no longer arrive at
-all), the slot is published as failed for every rollup together. Answers that arrive after
-publication are still verified and recorded.
+pool), serialize it once, send the same bytes to every member concurrently, and as soon as t
+partials are in hand combine them (Lagrange at 0) and verify the result against the group key
+(two pairings for the slot, not two per partial: a wrong partial makes the combination fail,
+and only then is each partial verified against its member's key share, to drop the bad ones
+and wait for others); then publish every rollup's signed block (each with its proof under the
+slot root) in one store write. Every partial is still verified alone, after publication, so
+invalid partials are recorded as evidence exactly as before (decision 145); late or missing
+members are tolerated up to n - t; refusals are counted by code. If t valid partials cannot
+arrive by the signing deadline (or can no longer arrive at all), the slot is published as
+failed for every rollup together. Answers that arrive after publication are still verified
+and recorded.
 
 Several engine processes may share one store: the process that closes a slot signs it; every
 other process follows (``follow_slot``): it waits for the outcome in the store, adopts the
@@ -50,7 +53,7 @@ from auction.types import Bid, LoggedEvent, LoggedSealedBid, PendingTx, PublicTx
 from committee import bls, keyfiles, threshold
 from committee.checks import compute_signing_deadline_ms
 from committee.endorsement import Endorsement, sign_endorsement, wrap_proposal
-from committee.errors import CommitteeError
+from committee.errors import CommitteeError, InvalidPoint
 from committee.feeder import STREAM_REFUSALS, Feeder, StreamAnswer
 from committee.keyrelease import (
     KeyNotReleased,
@@ -409,6 +412,15 @@ class Collection:
     missing: dict[int, str] = field(default_factory=dict)
     timings_ms: dict[int, dict[str, float]] = field(default_factory=dict)
     verify_ms: float = 0.0
+    # Partials not verified yet (in arrival order): combined once t are in hand, else each
+    # verified alone (``Coordinator._check_partials``).
+    unverified: dict[int, bytes] = field(default_factory=dict)
+    # The group signature of ``signers``' partials, verified under the group key; those of
+    # ``combined`` are valid by that verification only and are verified alone off the critical
+    # path (``_verify_each``), before they are kept or a bad one recorded.
+    signature: bytes | None = None
+    signers: tuple[tuple[int, bytes], ...] = ()  # (member, partial): what the signature is of
+    combined: set[int] = field(default_factory=set)
 
 
 class _CoordinatorMetrics:
@@ -1002,6 +1014,13 @@ class Coordinator:
         members are locked to its blocks, so it must be completed, never replaced), or publish
         it as failed (none); under ``lease`` when the slot's closer does."""
         slot = proposal.slot
+        if collection.signature is not None:  # combined and verified as the partials came
+            self._pinned = None
+            sealed = proposal.sealed
+            return await self._publish_signed(
+                results, collection.signature, sorted(collection.signers),
+                sealed.ciphertext_root if sealed is not None else None, lease,
+            )  # fmt: skip
         if len(collection.valid) >= self.committee.t:
             chosen = list(collection.valid.items())[: self.committee.t]
             signature = threshold.combine(chosen, self.committee.t, self.committee.n)
@@ -1178,9 +1197,14 @@ class Coordinator:
             )
             for task in done:
                 self._classify(task.result(), root, c)
+            self._check_partials(root, c)
             # Stop early once t valid partials can no longer arrive (e.g. members are down).
-            if stop_at_t and len(c.valid) + len(pending) < t:
+            if stop_at_t and len(c.valid) + len(c.unverified) + len(pending) < t:
                 break
+        if c.signature is None:
+            # Fewer than t partials in hand: what is pending or failed is decided on each
+            # partial verified alone.
+            self._verify_each(root, c)
         return c, pending
 
     async def _ask(
@@ -1205,16 +1229,7 @@ class Coordinator:
         if answer.timings_ms:
             c.timings_ms[i] = answer.timings_ms
         if answer.partial is not None:
-            t0 = time.perf_counter()
-            ok = threshold.verify_partial(self.committee.member_public_key(i), root, answer.partial)
-            c.verify_ms += (time.perf_counter() - t0) * 1e3
-            if ok:
-                c.valid[i] = answer.partial
-                self.metrics.answers.labels(str(i), "valid", "").inc()
-            else:
-                c.invalid[i] = answer.partial
-                self.metrics.answers.labels(str(i), "invalid", "").inc()
-                log.warning("member %d answered an invalid partial", i)
+            c.unverified[i] = answer.partial  # verified by _check_partials
         elif answer.refusal is not None:
             c.refused[i] = answer.refusal
             self.metrics.answers.labels(str(i), "refused", answer.refusal).inc()
@@ -1222,6 +1237,59 @@ class Coordinator:
         else:
             c.missing[i] = answer.error or "no answer"
             self.metrics.answers.labels(str(i), "missing", "").inc()
+
+    def _check_partials(self, root: bytes, c: Collection) -> None:
+        """Once t partials are in hand (valid or not yet verified), combine the first t (in
+        arrival order) and verify the combination under the group key: two pairings for all of
+        them. When it verifies, the slot's signature is found; the partials it used are valid by
+        it, and are verified alone later (``_verify_each``, off the critical path). When it does
+        not (a wrong partial is among them; each member's Lagrange coefficient is non-zero, so a
+        single wrong partial always breaks it), verify every unverified partial alone, so the
+        bad ones are dropped and recorded and the next answers are combined with the good."""
+        t = self.committee.t
+        if c.signature is not None or len(c.valid) + len(c.unverified) < t:
+            return
+        t0 = time.perf_counter()
+        chosen = [*c.valid.items(), *c.unverified.items()][:t]
+        try:
+            signature = threshold.combine(chosen, t, self.committee.n)
+            ok = bls.verify(self.committee.group_public_key, root, signature)
+        except InvalidPoint:  # a partial that is not a signature at all
+            ok = False
+        c.verify_ms += (time.perf_counter() - t0) * 1e3
+        if not ok:
+            self._verify_each(root, c)
+            return
+        c.signature, c.signers = signature, tuple(chosen)
+        for i, partial in chosen:
+            if c.unverified.pop(i, None) is not None:
+                c.valid[i] = partial
+                c.combined.add(i)
+                self.metrics.answers.labels(str(i), "valid", "").inc()
+
+    def _verify_each(self, root: bytes, c: Collection, *, combined: bool = False) -> None:
+        """Verify each unverified partial (and, ``combined``, each that is valid only by the
+        combination it was in) against its member's key share: valid, or invalid and kept as
+        evidence. A partial found invalid after its combination verified takes a second such
+        partial cancelling it (two members colluding): the slot's signature stands, the two
+        are recorded like any other invalid partial, and neither is kept as valid."""
+        t0 = time.perf_counter()
+        checks = [(i, p, False) for i, p in c.unverified.items()]
+        if combined:
+            checks += [(i, c.valid[i], True) for i in sorted(c.combined)]
+            c.combined.clear()
+        c.unverified.clear()
+        for i, partial, recheck in checks:
+            if threshold.verify_partial(self.committee.member_public_key(i), root, partial):
+                if not recheck:
+                    c.valid[i] = partial
+                    self.metrics.answers.labels(str(i), "valid", "").inc()
+                continue
+            c.valid.pop(i, None)
+            c.invalid[i] = partial
+            self.metrics.answers.labels(str(i), "invalid", "").inc()
+            log.warning("member %d answered an invalid partial", i)
+        c.verify_ms += (time.perf_counter() - t0) * 1e3
 
     async def _record(
         self,
@@ -1235,6 +1303,8 @@ class Coordinator:
         every rollup of the slot)."""
         if pending:
             self._abandon(await self._await_answers(pending, root, c, deadline_ms))
+        # Every partial verified alone before it is kept or recorded (the combination's too).
+        self._verify_each(root, c, combined=True)
         store = self.engine.store
         now = self._clock_ms()
         try:
@@ -1275,6 +1345,9 @@ class Coordinator:
         done, still = await asyncio.wait(pending, timeout=remaining_s)
         for task in done:
             self._classify(task.result(), root, c)
+        self._check_partials(root, c)
+        if c.signature is None:
+            self._verify_each(root, c)
         return still
 
     async def _keep_partials(self, proposal: SlotProposal, root: bytes, c: Collection) -> None:

@@ -7,6 +7,7 @@ tests fast and exact.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,8 +25,14 @@ from auction.hashing import keccak256, to_hex
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Evidence, PublicTx, SlotResult
-from committee import threshold
-from committee.coordinator import FOLLOW_GRACE_MS, Coordinator, LocalMember, MemberAnswer
+from committee import bls, threshold
+from committee.coordinator import (
+    FOLLOW_GRACE_MS,
+    Collection,
+    Coordinator,
+    LocalMember,
+    MemberAnswer,
+)
 from committee.local import build_local_members
 from committee.records import (
     EVIDENCE_EQUIVOCATION,
@@ -228,6 +235,111 @@ async def test_lying_members_are_excluded_and_recorded(harness: Harness) -> None
         )
         for e in evidence
     )
+
+
+class InOrder:
+    """A member whose answer is handed to the coordinator only after the answers of the members
+    before it in ``turns``' order (each waits for its turn, then gives the next its turn)."""
+
+    def __init__(self, inner: LocalMember, turns: list[asyncio.Event], position: int) -> None:
+        self.inner = inner
+        self.index = inner.index
+        self.turns = turns
+        self.position = position
+
+    async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
+        answer = await self.inner.sign(body, timeout_s)
+        await self.turns[self.position].wait()
+        if self.position + 1 < len(self.turns):
+            self.turns[self.position + 1].set()
+        return answer
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("harness", [{2: "wrong_share", 6: "garbage"}], indirect=True)
+async def test_a_bad_partial_among_the_first_t_is_dropped_and_recorded(harness: Harness) -> None:
+    """The two liars answer among the first t (second and fourth): the combination of the first
+    t fails, every partial is verified alone, and the slot is signed by the next good ones."""
+    order = [1, 2, 3, 6, 4, 5, 7, 8, 9, 10]
+    turns = [asyncio.Event() for _ in order]
+    turns[0].set()
+    for position, i in enumerate(order):
+        harness.coordinator.members[i - 1] = InOrder(harness.member(i), turns, position)
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    assert not {2, 6} & set(signed.signers) and len(signed.signers) == harness.dealt.committee.t
+    verify_signed_block(signed, harness.dealt.committee)
+    await harness.settle()
+    evidence = [e for _, e in await harness.store.list_evidence(ROLLUP, before=None, limit=50)]
+    assert {(e.kind, e.member, e.slot) for e in evidence} == {
+        (EVIDENCE_INVALID_PARTIAL, m, SLOT) for m in (2, 6)
+    }
+    kept = {p.member for p in await harness.store.list_partials(ROLLUP, SLOT)}
+    assert kept >= set(signed.signers) and not kept & {2, 6}
+
+
+class CountingVerify:
+    """``threshold.verify_partial`` that counts its calls (and still verifies)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.verify = threshold.verify_partial
+
+    def __call__(self, public_key: bytes, message: bytes, partial: bytes) -> bool:
+        self.calls += 1
+        return self.verify(public_key, message, partial)
+
+
+def test_t_good_partials_are_combined_without_verifying_each_first(
+    dealt: Dealt, tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(dealt, tmp_path, clock, {})
+    root = keccak256(b"a slot signing root")
+    counting = CountingVerify()
+    monkeypatch.setattr(threshold, "verify_partial", counting)
+    c = Collection()
+    for share in dealt.shares[:6]:
+        c.unverified[share.index] = threshold.partial_sign(share, root)
+    h.coordinator._check_partials(root, c)  # six in hand: nothing yet
+    assert c.signature is None and len(c.unverified) == 6 and counting.calls == 0
+    c.unverified[8] = threshold.partial_sign(dealt.shares[7], root)
+    h.coordinator._check_partials(root, c)
+    assert c.signature is not None and counting.calls == 0
+    assert bls.verify(dealt.committee.group_public_key, root, c.signature)
+    assert [i for i, _ in c.signers] == [1, 2, 3, 4, 5, 6, 8] == list(c.valid)
+    assert c.combined == set(c.valid) and not c.unverified
+    # Off the critical path each is verified alone: all valid, nothing recorded.
+    h.coordinator._verify_each(root, c, combined=True)
+    assert counting.calls == 7 and list(c.valid) == [1, 2, 3, 4, 5, 6, 8] and not c.invalid
+    assert not c.combined
+
+
+def test_partials_that_cancel_in_the_combination_are_still_recorded_invalid(
+    dealt: Dealt, tmp_path: Path, clock: Clock
+) -> None:
+    """Two colluding members shift their partials by multiples of one point that cancel in the
+    Lagrange combination: the group signature verifies (and stands), but verified alone both
+    partials are invalid, so both are recorded as evidence and neither is kept as valid."""
+    h = Harness(dealt, tmp_path, clock, {})
+    root = keccak256(b"another slot signing root")
+    shares = dealt.shares[:7]
+    partials = {s.index: threshold.partial_sign(s, root) for s in shares}
+    lam = dict(zip(partials, threshold.lagrange_coefficients_at_zero(list(partials)),
+                   strict=True))  # fmt: skip
+    shift = bls.hash_to_g2(b"any point")
+    a, b = 3, 5  # a adds lam_b * X, b subtracts lam_a * X: lam_a*lam_b*X - lam_b*lam_a*X = 0
+    for i, k in ((a, lam[b]), (b, bls.CURVE_ORDER - lam[a])):
+        point = bls.decode_g2(partials[i])
+        partials[i] = bls.encode_g2(
+            bls.multiexp_g2([point, shift], [bls.field_element(1), bls.field_element(k)]))
+    c = Collection(unverified=dict(partials))
+    h.coordinator._check_partials(root, c)
+    assert c.signature is not None
+    assert bls.verify(dealt.committee.group_public_key, root, c.signature)
+    h.coordinator._verify_each(root, c, combined=True)
+    assert set(c.invalid) == {a, b} and set(c.valid) == set(partials) - {a, b}
 
 
 def members_use_policy(harness: Harness, payment_rule: str) -> None:
