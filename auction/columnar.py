@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from auction.encoding import MerkleFrontier
+from auction.hashing import to_hex
 from auction.results import SlotPart, compute_conflict_keys, compute_event_id
 from auction.types import Bid, LoggedEvent
 from ordering.columns import ColumnSnapshot, EncodedLegs, LegColumns
@@ -44,17 +46,23 @@ class EncodedCopy:
 class SlotEncoder:
     """One slot's logs, per rollup in log order, with every bid copy encoded once."""
 
-    __slots__ = ("_copies", "_logs", "_snapshot", "columns")
+    __slots__ = ("_copies", "_logs", "_snapshot", "_trees", "columns")
 
     def __init__(self) -> None:
         self.columns = LegColumns()
         self._copies: dict[tuple[str, int], EncodedCopy] = {}
         self._logs: dict[int, list[LoggedEvent]] = {}
         self._snapshot: ColumnSnapshot | None = None
+        # Per rollup, the bid-set tree over the event ids of ``_logs`` (decision 144).
+        self._trees: dict[int, MerkleFrontier] = {}
 
     def append(self, rollup: int, entry: LoggedEvent) -> None:
         """Append the next entry of ``rollup``'s log. O(keys of the bid)."""
         self._logs.setdefault(rollup, []).append(entry)
+        tree = self._trees.get(rollup)
+        if tree is None:
+            tree = self._trees[rollup] = MerkleFrontier()
+        tree.append(bytes.fromhex(compute_event_id(entry)[2:]))
         ev = entry.event
         if isinstance(ev, Bid):
             self.copy(ev, rollup)
@@ -98,6 +106,23 @@ class SlotEncoder:
         return EncodedLegs(
             self._snapshot, np.array(rows, dtype=np.int64), np.array(counts, dtype=np.int64)
         )
+
+    def compute_bid_set_root(self, rollup: int, log: Sequence[LoggedEvent]) -> str:
+        """``compute_bid_set_root`` of ``log``'s event ids: the tree kept over the longest
+        prefix of ``log`` that is this encoder's own entries of ``rollup`` (the very objects it
+        was appended, so the same ids), the rest hashed now. O(len(log)) identity checks and
+        O(log n) hashes for a log the encoder holds whole."""
+        mine = self._logs.get(rollup, [])
+        held = 0
+        for own, entry in zip(mine, log, strict=False):  # the log may be longer or shorter
+            if own is not entry:
+                break
+            held += 1
+        more = [bytes.fromhex(compute_event_id(e)[2:]) for e in log[held:]]
+        tree = self._trees.get(rollup)
+        if tree is None:
+            return to_hex(MerkleFrontier().root(0, more))
+        return to_hex(tree.root(held, more))
 
     def compute_covered_log(
         self, rollup: int, log: Sequence[LoggedEvent]

@@ -33,6 +33,65 @@ def compute_bid_set_root(event_ids: Sequence[str]) -> str:
     return to_hex(compute_merkle_root([bytes.fromhex(i[2:]) for i in event_ids]))
 
 
+def _leaf_hash(leaf: bytes) -> bytes:
+    return keccak256(b"\x00" + leaf)
+
+
+class MerkleFrontier:
+    """``compute_merkle_root``'s tree kept as its leaves are appended, for the roots of its
+    prefixes (with more leaves after them) without hashing the prefix again.
+
+    Pairing level by level with the odd node promoted makes the tree over n leaves the one that
+    splits at the largest power of two below n (RFC 6962's shape): every node is a perfect
+    subtree over an aligned run of 2**k leaves, or the root of a split. ``append`` hashes the
+    leaf and each perfect subtree it completes (two hashes per leaf, amortized); ``root(n,
+    more)`` takes every perfect subtree inside the first n leaves from what is kept and hashes
+    only the splits over them and the subtrees that reach into ``more``: O(log n) hashes when
+    ``more`` is empty. Pure; decision 144."""
+
+    __slots__ = ("_levels",)
+
+    def __init__(self) -> None:
+        self._levels: list[list[bytes]] = [[]]  # level k: perfect subtrees of 2**k leaves
+
+    def __len__(self) -> int:
+        return len(self._levels[0])
+
+    def append(self, leaf: bytes) -> None:
+        """Append the next leaf. O(1) amortized hashes."""
+        node = _leaf_hash(leaf)
+        levels = self._levels
+        levels[0].append(node)
+        k = 0
+        while len(levels[k]) % 2 == 0:  # a pair completed a subtree one level up
+            node = keccak256(b"\x01" + levels[k][-2] + node)
+            k += 1
+            if k == len(levels):
+                levels.append([])
+            levels[k].append(node)
+
+    def root(self, n: int, more: Sequence[bytes] = ()) -> bytes:
+        """``compute_merkle_root`` of the first ``n`` leaves appended, then ``more``."""
+        if not 0 <= n <= len(self):
+            raise ValueError(f"the frontier holds {len(self)} leaves, not {n}")
+        total = n + len(more)
+        if total == 0:
+            return bytes(32)
+        extra = [_leaf_hash(leaf) for leaf in more]
+        return self._node(0, total, n, extra)
+
+    def _node(self, start: int, size: int, n: int, extra: list[bytes]) -> bytes:
+        """The node over leaves ``start .. start + size`` (a perfect subtree or a split)."""
+        if size & (size - 1) == 0 and start + size <= n:  # kept: aligned by construction
+            k = size.bit_length() - 1
+            return self._levels[k][start >> k]
+        if size == 1:
+            return extra[start - n]
+        half = 1 << ((size - 1).bit_length() - 1)  # the largest power of two below size
+        left = self._node(start, half, n, extra)
+        return keccak256(b"\x01" + left + self._node(start + half, size - half, n, extra))
+
+
 def compute_pending_root(pending: Sequence[PendingTx]) -> str:
     """Root over a pool of pending public txs in first-come first-served order."""
     return to_hex(

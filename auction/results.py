@@ -79,6 +79,8 @@ class SlotEncoder(Protocol):
     def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
         ...
 
+    def compute_bid_set_root(self, rollup: int, log: Sequence[LoggedEvent]) -> str: ...
+
 CODE_PROTECTED = "protected_tx_not_first"
 
 
@@ -288,7 +290,7 @@ def compute_slot_results(
         free = compute_slot_input(closes, fair=False, encoder=encoder)
         unconstrained = packer.pack_slot(free, budget)
     return tuple(
-        _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained)
+        _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained, encoder)
         for c in closes
     )
 
@@ -432,8 +434,10 @@ def _compute_rollup_result(
     components: Sequence[ComponentPacking],
     payments: Mapping[str, int],
     unconstrained: Sequence[ComponentPacking] | None,
+    encoder: SlotEncoder | None = None,
 ) -> SlotResult:
-    """One rollup's block, outcomes and figures from the slot's packing."""
+    """One rollup's block, outcomes and figures from the slot's packing (the bid-set root from
+    the tree ``encoder`` kept over the log as it was appended, when given)."""
     r = c.chain_id
     comp = _component_of(components, r)
     packing = comp.packing
@@ -446,8 +450,9 @@ def _compute_rollup_result(
     rollup, policy = c.part.rollup, c.part.rollup.policy
     lane = compute_public_lane(c.pool, c.due, bundle_txs, policy.gas_limit - gas_used)
     pending = compute_pending(rollup, slot, c.pool, [*bundle_txs, *lane])
+    bid_set_root = None if encoder is None else encoder.compute_bid_set_root(r, c.part.log)
     block = compute_block(rollup, slot, c.part.parent_hash, c.part.log, c.part.carried, winners,
-                          paid, lane, pending)  # fmt: skip
+                          paid, lane, pending, bid_set_root=bid_set_root)  # fmt: skip
     return SlotResult(
         rollup=r,
         slot=slot,
@@ -559,8 +564,14 @@ def compute_block(
     payments: Mapping[str, int],
     lane: Sequence[Tx],
     pending: Sequence[PendingTx],
+    *,
+    bid_set_root: str | None = None,
 ) -> Block:
-    """The block: the winning bundles in block order, then the lane, with its roots and hash."""
+    """The block: the winning bundles in block order, then the lane, with its roots and hash.
+    ``bid_set_root``: the root over ``log``'s event ids when the caller kept it (computed here
+    otherwise)."""
+    if bid_set_root is None:
+        bid_set_root = compute_bid_set_root([compute_event_id(e) for e in log])
     bundles = tuple(
         WinningBundle(
             bid_id=b.bid_id,
@@ -578,7 +589,7 @@ def compute_block(
         rollup=rollup.chain_id,
         slot=slot,
         parent_hash=parent_hash,
-        bid_set_root=compute_bid_set_root([compute_event_id(e) for e in log]),
+        bid_set_root=bid_set_root,
         gas_used=sum(t.gas_limit for t in txs),
         revenue_wei=sum(payments.values()),
         bundles=bundles,

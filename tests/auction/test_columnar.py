@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from auction.book import compute_book
 from auction.columnar import SlotEncoder, compute_encoded_parts
 from auction.crossbook import compute_cross_books
-from auction.encoding import ZERO_HASH
+from auction.encoding import ZERO_HASH, compute_bid_set_root
 from auction.results import (
     SlotPart,
     _join_cross_eligibility,
     _prepare_close,
+    compute_event_id,
     compute_slot_input,
     compute_slot_results,
 )
@@ -165,6 +166,15 @@ def test_incremental_encoding_is_the_encoding_from_scratch(
     for rollup, entry in interleaved({r: logs[r][: len(logs[r]) // 2] for r in parts_of}, picks):
         partial.append(rollup, entry)
     assert compute_slot_results(SLOT, 1, parts, encoder=partial) == expected
+    # The bid-set root from the kept trees: of the log, of a log read again (new objects), of
+    # a log whose entry was swapped for another event (a lying log) and of a longer one.
+    for r in parts_of:
+        log = logs[r]
+        swapped = [LoggedEvent(e.seq, f.event) for e, f in zip(log, log[::-1], strict=True)]
+        for other in (log, [dataclasses.replace(e) for e in log], swapped, log + log[:2]):
+            want = compute_bid_set_root([compute_event_id(e) for e in other])
+            assert encoder.compute_bid_set_root(r, other) == want
+            assert partial.compute_bid_set_root(r, other) == want
 
 
 def test_a_copy_is_read_only_from_the_object_it_was_computed_from():
