@@ -30,6 +30,7 @@ from auction.hashing import to_hex
 from auction.results import SlotPart, compute_conflict_keys, compute_event_id
 from auction.types import Bid, LoggedEvent
 from ordering.columns import ColumnSnapshot, EncodedLegs, LegColumns
+from ordering.problem import JointItem
 from ordering.problem import Leg as PackLeg
 
 
@@ -41,6 +42,7 @@ class EncodedCopy:
     keys: tuple[str, ...]  # compute_conflict_keys(bid)
     leg: PackLeg  # (rollup, bid.gas, keys)
     row: int  # its row in the encoder's columns; -1 when it does not fit them (int64)
+    item: JointItem  # the bid as a one-leg packing item (this leg): a single-rollup bid's
 
 
 class SlotEncoder:
@@ -88,7 +90,9 @@ class SlotEncoder:
             self._snapshot = None
         except OverflowError:
             row = -1
-        made = EncodedCopy(bid, keys, PackLeg(rollup, bid.gas, keys), row)
+        leg = PackLeg(rollup, bid.gas, keys)
+        made = EncodedCopy(bid, keys, leg, row, JointItem(bid.bid_id, bid.searcher, bid.bid_wei,
+                                                          (leg,)))  # fmt: skip
         self._copies[key] = made
         return made
 

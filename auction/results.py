@@ -67,6 +67,9 @@ class EncodedBidCopy(Protocol):
     @property
     def row(self) -> int: ...
 
+    @property
+    def item(self) -> JointItem: ...
+
 
 class SlotEncoder(Protocol):
     """What the close reads of a slot's incremental encoding (``auction.columnar.SlotEncoder``;
@@ -349,6 +352,7 @@ def compute_slot_input(
     legs: dict[str, list[PackLeg]] = {}
     rows: dict[str, list[int]] = {}
     first: dict[str, Bid] = {}
+    one_leg: dict[str, JointItem] = {}  # the encoder's item of a bid's first copy
     for c in closes:
         bids = c.eligible if fair else [
             e.event for e in c.book.live if e.event.bid_id not in c.rejected  # type: ignore[union-attr]
@@ -364,8 +368,12 @@ def compute_slot_input(
             made = encoder.copy(b, c.chain_id)
             legs.setdefault(b.bid_id, []).append(made.leg)
             rows.setdefault(b.bid_id, []).append(made.row)
+            one_leg.setdefault(b.bid_id, made.item)
+    # A bid with one leg here is the item the encoder built when it was logged (the same
+    # value: its bid is this very object, its leg this leg); a cross-rollup bid is built now.
     items = tuple(
-        JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
+        one_leg[i] if i in one_leg and len(legs[i]) == 1
+        else JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
         for i, b in first.items()
     )
     encoded = None

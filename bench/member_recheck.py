@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.member_recheck [--bids 2000] [--rollups 3]
         [--cross-share 0.2] [--slots 2] [--repeat 7] [--profile shared]
+        [--baseline REV [--rounds 4] [--cases single shared]]
 
 Builds, for each of ``--slots`` slots, two slots with the same number of bids (real signed bundles:
 ``bench.committee_latency.BidPool``, ``bench.shared_slot.CrossPool``):
@@ -28,6 +29,16 @@ side (slot results, build + encode proposal). ``--profile shared|single`` adds a
 one more check of that slot (top functions by cumulative time). No processes, no sockets: the
 figures are one core's, without the noise of 20 signer processes.
 
+``--baseline REV`` compares the streaming member's deadline work of this tree with that of
+revision ``REV`` (issue 12's deadline target, decisions 143-145): the revision is exported once
+(``git archive``, to ``/tmp/blockspace-baseline-<rev>``, its numba cache warmed there), and this
+same script runs as a child in each tree in turn (``--rounds`` rounds, the order alternating,
+so both see the same load): each child builds the same slots (same seeds), streams them into
+fresh members and times ``--repeat`` deadlines (CPU of ``sign_proposal``: tail, re-run,
+compare, sign). Printed: the medians of both trees, the ratio, and the coordinator's CPU at t
+partials both ways (each partial verified, then combined and verified, as before decision
+145, against combined and verified once).
+
 In the streaming path the member re-runs the slot from the encoding it kept as the events
 streamed in (``auction.columnar``); the rows ``repack from scratch`` and ``repack from
 columns`` time that re-run both ways on the member's streamed logs (``compute_expected_results``
@@ -41,9 +52,12 @@ import argparse
 import cProfile
 import dataclasses
 import io
+import json
 import os
 import pstats
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +66,7 @@ from typing import Any
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
 from bench.committee_latency import ROLLUP, BidPool
 from bench.shared_slot import ROLLUPS, CrossPool, build_parts
-from committee import keyfiles, threshold
+from committee import bls, keyfiles, threshold
 from committee.checks import compute_expected_results
 from committee.local import write_committee_files
 from committee.member import STREAM_CHECKS, Member
@@ -278,6 +292,145 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         print(f"\ncProfile of one {args.profile} check:\n{r['profile']}")
 
 
+def deadline_child(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The streaming member's deadline work on this tree (the one on ``PYTHONPATH``): for each
+    case, ``--slots`` slots, each streamed into ``--repeat`` fresh members whose deadline is
+    timed. Returns the medians (CPU, wall, phases) by case."""
+    ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
+    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
+    committee = keyfiles.read_committee_file(committee_path)
+    share = keyfiles.read_share_file(share_paths[0])[0]
+    clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
+    base = compute_slot_at(clock, int(time.time() * 1000)) + 10
+    out: dict[str, Any] = {}
+    for name in args.cases:
+        case = Case([ROLLUP] if name == "single" else ids, args.bids, args.cross_share)
+        rows = []
+        for slot in range(base, base + args.slots):
+            _body, _side, proposal = case.proposal_bytes(committee.committee_id, slot)
+            for k in range(args.repeat):
+                rows.append(_stream_deadline(case, committee, share, proposal,
+                                             workdir / f"{name}-{slot}-{k}.sqlite3",
+                                             args.stream_check))  # fmt: skip
+        out[name] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    return out
+
+
+def _stream_deadline(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
+                     proposal: SlotProposal, path: Path, stream_check: str) -> dict[str, float]:
+    """``stream_once`` without the repack comparison: stream the slot in, then time the
+    deadline (``sign_proposal`` of the version-4 proposal)."""
+    clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
+    slot = proposal.slot
+    now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
+    member = Member(share, compute_member_config(case.settings, committee, share.index),
+                    ProtectionStore(path), evidence_sample=case.settings.signer_evidence_sample,
+                    clock_ms=lambda: now[0], stream_check=stream_check)
+    streamed = {}
+    for part in proposal.parts:
+        raw = [compute_entry_bytes(e) for e in part.log]
+        for start in range(0, len(raw), MAX_STREAM_BATCH):
+            member.accept_stream(encode_stream_batch(
+                committee.committee_id, slot, part.rollup, start,
+                raw[start:start + MAX_STREAM_BATCH]))
+        streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
+    body = encode_proposal(proposal, streamed)
+    now[0] = compute_deadline_ms(clock, slot) + 1
+    c0, t0 = time.process_time(), time.perf_counter()
+    reply = member.sign_proposal(body)
+    total = (time.perf_counter() - t0) * 1e3
+    cpu = (time.process_time() - c0) * 1e3
+    member.protection.close()
+    return {"cpu": cpu, "total": total, **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
+
+
+def _baseline_tree(rev: str) -> Path:
+    """Revision ``rev`` of this repository exported to a directory of its own (kept, with its
+    numba cache warmed, for later runs)."""
+    here = Path(__file__).resolve().parent.parent
+    full = subprocess.run(["git", "-C", str(here), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    tree = Path(tempfile.gettempdir()) / f"blockspace-baseline-{full[:12]}"
+    if not (tree / ".warm").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(here), "archive", full], check=True,
+                                 capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        print(f"baseline {rev} ({full[:12]}) exported to {tree}; warming its numba cache",
+              flush=True)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "api.cli", "warm-up"], cwd=tree, check=True,
+                       env={**os.environ, "PYTHONPATH": str(tree)})  # fmt: skip
+        (tree / ".warm").write_text(full)
+    return tree
+
+
+def _run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--deadline-child",
+           "--bids", str(args.bids), "--rollups", str(args.rollups),
+           "--cross-share", str(args.cross_share), "--slots", str(args.slots),
+           "--repeat", str(args.repeat), "--stream-check", args.stream_check,
+           "--cases", *args.cases]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def coordinator_cpu(repeat: int = 15) -> dict[str, float]:
+    """The coordinator's CPU at t = 7 of n = 10 partials: each verified alone as it arrives,
+    then combined and the combination verified (before decision 145), and combined and
+    verified once (after). Medians over ``repeat``."""
+    committee, shares = threshold.deal(10, 7, bytes(32))
+    root = bytes(range(32))
+    partials = [(s.index, threshold.partial_sign(s, root)) for s in shares[:7]]
+    before, after = [], []
+    for _ in range(repeat):
+        c0 = time.process_time()
+        assert all(threshold.verify_partial(committee.member_public_key(i), root, p)
+                   for i, p in partials)  # fmt: skip
+        signature = threshold.combine(partials, 7, 10)
+        assert bls.verify(committee.group_public_key, root, signature)
+        c1 = time.process_time()
+        signature = threshold.combine(partials, 7, 10)
+        assert bls.verify(committee.group_public_key, root, signature)
+        c2 = time.process_time()
+        before.append((c1 - c0) * 1e3)
+        after.append((c2 - c1) * 1e3)
+    return {"before": statistics.median(before), "after": statistics.median(after)}
+
+
+def compare_baseline(args: argparse.Namespace) -> None:
+    """``--baseline``: this tree's deadline against ``args.baseline``'s, alternating."""
+    here = Path(__file__).resolve().parent.parent
+    trees = {"baseline": _baseline_tree(args.baseline), "this tree": here}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    load = [os.getloadavg()[0]]
+    for k in range(args.rounds):
+        order = list(trees) if k % 2 == 0 else list(reversed(trees))
+        for name in order:
+            runs[name].append(_run_child(trees[name], args))
+        load.append(os.getloadavg()[0])
+        print(f"  round {k + 1}/{args.rounds} done (load average {load[-1]:.1f})", flush=True)
+    head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    print(f"\nstreaming member's deadline ({args.stream_check} check while open), {args.bids} "
+          f"bids, medians over {args.rounds} rounds x {args.slots} slots x {args.repeat} "
+          f"members per tree, alternating; baseline {args.baseline}, this tree {head} (+ "
+          f"uncommitted changes, if any); load average {min(load):.1f}-{max(load):.1f}")
+    for case in args.cases:
+        print(f"  {case}: {'':<22} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
+        for key in ("cpu", "total", *PHASES):
+            a = statistics.median(r[case][key] for r in runs["baseline"])
+            b = statistics.median(r[case][key] for r in runs["this tree"])
+            label = {"cpu": "deadline CPU", "total": "deadline wall"}.get(key, f"  {key} (wall)")
+            ratio = f"{b / a:7.2f}" if a else "    n/a"
+            print(f"    {label:<28} {a:8.1f} ms {b:8.1f} ms {ratio}")
+    coord = coordinator_cpu()
+    print(f"coordinator CPU at t=7 of n=10 partials: each verified then combined "
+          f"{coord['before']:.1f} ms, combined and verified once {coord['after']:.1f} ms "
+          f"(ratio {coord['after'] / coord['before']:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bids", type=int, default=2000)
@@ -289,8 +442,21 @@ def main() -> None:
                         dest="stream_check", help="how a streaming member checks each event")
     parser.add_argument("--profile", choices=CASES, default=None)
     parser.add_argument("--profile-top", type=int, default=40, dest="profile_top")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="compare the streaming deadline with revision REV's")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=4, help="--baseline: alternating rounds")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
+    parser.add_argument("--deadline-child", action="store_true", dest="deadline_child",
+                        help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
+    if args.baseline is not None:
+        compare_baseline(args)
+        return
     packer.warm_up()
+    if args.deadline_child:
+        with tempfile.TemporaryDirectory(prefix="bench-member-deadline-") as tmp:
+            print(json.dumps(deadline_child(args, Path(tmp))))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-member-recheck-") as tmp:
         report(args, run(args, Path(tmp)))
 
