@@ -609,7 +609,10 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     collect = med("collect_ms")
     recheck = member_phase(signed, ("decode", "checks", "evidence", "repack"))
     sign = member_phase(signed, ("sign",))
-    verify = med("verify_ms")  # the coordinator times its partials' checks, not the combine
+    # the coordinator's checks of the partials on the critical path: since decision 145 the
+    # combination of the first t and its one verification (each partial alone only when that
+    # fails); before, each partial as it arrived, without the combine
+    verify = med("verify_ms")
     print(
         f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
         f"{statistics.median(r['proposal_bytes'] for r in signed or records) / 1e6:.2f} MB"
@@ -629,7 +632,7 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
         ("collect t partials (wall, send -> t-th valid)", collect),
         ("  member re-check: decode+checks+evidence+repack", recheck),
         ("  member sign: partial + fsync of protection", sign),
-        ("coordinator verify partials", verify),
+        ("coordinator verify partials (combined)", verify),
     ]:
         print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
     if alone is None:

@@ -37,7 +37,8 @@ so both see the same load): each child builds the same slots (same seeds), strea
 fresh members and times ``--repeat`` deadlines (CPU of ``sign_proposal``: tail, re-run,
 compare, sign). Printed: the medians of both trees, the ratio, and the coordinator's CPU at t
 partials both ways (each partial verified, then combined and verified, as before decision
-145, against combined and verified once).
+145, against combined and verified once), and the replaced steps alone, old and new
+interleaved in this process (``function_ratios``).
 
 In the streaming path the member re-runs the slot from the encoding it kept as the events
 streamed in (``auction.columnar``); the rows ``repack from scratch`` and ``repack from
@@ -60,10 +61,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from auction.encoding import compute_bid_set_root
+from auction.results import compute_event_id
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
+from auction.types import Bid
 from bench.committee_latency import ROLLUP, BidPool
 from bench.shared_slot import ROLLUPS, CrossPool, build_parts
 from committee import bls, keyfiles, threshold
@@ -82,6 +87,7 @@ from committee.stream import (
 from node.collector import paused_gc
 from node.settings import Settings
 from ordering import packer
+from ordering.problem import Item, compute_block_order
 
 SLOT_MS = 6_000
 CASES = ("single", "shared")
@@ -399,6 +405,67 @@ def coordinator_cpu(repeat: int = 15) -> dict[str, float]:
     return {"before": statistics.median(before), "after": statistics.median(after)}
 
 
+def function_ratios(args: argparse.Namespace, workdir: Path, repeat: int = 15) -> None:
+    """The replaced steps alone, old and new interleaved in this process on one streamed slot of
+    each case (CPU medians): the block order with a Fraction per winner against the float
+    order (decision 143), and the bid-set roots from scratch against the encoder's kept trees
+    (decision 144)."""
+    ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
+    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
+    committee = keyfiles.read_committee_file(committee_path)
+    share = keyfiles.read_share_file(share_paths[0])[0]
+    clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
+    slot = compute_slot_at(clock, int(time.time() * 1000)) + 10
+    for name in args.cases:
+        case = Case([ROLLUP] if name == "single" else ids, args.bids, args.cross_share)
+        _body, _side, proposal = case.proposal_bytes(committee.committee_id, slot)
+        _stream_deadline(case, committee, share, proposal, workdir / f"f-{name}.sqlite3",
+                         args.stream_check)  # fmt: skip
+        member = Member(share, compute_member_config(case.settings, committee, share.index),
+                        ProtectionStore(workdir / f"g-{name}.sqlite3"), stream_check="full",
+                        clock_ms=lambda: compute_deadline_ms(clock, slot) - SLOT_MS // 2)
+        for part in proposal.parts:
+            raw = [compute_entry_bytes(e) for e in part.log]
+            for start in range(0, len(raw), MAX_STREAM_BATCH):
+                member.accept_stream(encode_stream_batch(
+                    committee.committee_id, slot, part.rollup, start,
+                    raw[start:start + MAX_STREAM_BATCH]))
+        stream = member.streams.get(slot)
+        assert stream is not None
+        logs = {r: list(log.entries) for r, log in stream.logs.items()}
+        by_id = {e.event.bid_id: e.event for p in proposal.parts for e in p.log
+                 if isinstance(e.event, Bid)}  # fmt: skip
+        winners = [Item(w.bid_id, w.searcher, w.bid_wei, by_id[w.bid_id].gas, ())
+                   for p in proposal.parts for w in p.block.bundles]  # fmt: skip
+        rows: dict[str, list[float]] = {k: [] for k in ("order_old", "order_new", "root_old",
+                                                        "root_new")}  # fmt: skip
+        for _ in range(repeat):
+            with paused_gc():
+                c0 = time.process_time()
+                old = sorted(winners, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)), it.id))
+                c1 = time.process_time()
+                new = compute_block_order(winners)
+                c2 = time.process_time()
+                old_roots = [compute_bid_set_root([compute_event_id(e) for e in log])
+                             for log in logs.values()]  # fmt: skip
+                c3 = time.process_time()
+                new_roots = [stream.encoder.compute_bid_set_root(r, log)
+                             for r, log in logs.items()]  # fmt: skip
+                c4 = time.process_time()
+            if old != new or old_roots != new_roots:
+                raise AssertionError("the new block order or bid-set root differs from the old")
+            for key, a, b in (("order", c0, c1), ("root", c2, c3)):
+                rows[f"{key}_old"].append((b - a) * 1e3)
+            rows["order_new"].append((c2 - c1) * 1e3)
+            rows["root_new"].append((c4 - c3) * 1e3)
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        print(f"  {name}: block order of {len(winners)} winners {med['order_old']:.2f} -> "
+              f"{med['order_new']:.2f} ms ({med['order_new'] / med['order_old']:.2f}); bid-set "
+              f"roots of {sum(map(len, logs.values()))} entries {med['root_old']:.2f} -> "
+              f"{med['root_new']:.2f} ms ({med['root_new'] / med['root_old']:.2f})")
+        member.protection.close()
+
+
 def compare_baseline(args: argparse.Namespace) -> None:
     """``--baseline``: this tree's deadline against ``args.baseline``'s, alternating."""
     here = Path(__file__).resolve().parent.parent
@@ -425,6 +492,10 @@ def compare_baseline(args: argparse.Namespace) -> None:
             label = {"cpu": "deadline CPU", "total": "deadline wall"}.get(key, f"  {key} (wall)")
             ratio = f"{b / a:7.2f}" if a else "    n/a"
             print(f"    {label:<28} {a:8.1f} ms {b:8.1f} ms {ratio}")
+    print("the replaced steps alone, old and new interleaved in this process (CPU medians):")
+    packer.warm_up()
+    with tempfile.TemporaryDirectory(prefix="bench-member-functions-") as tmp:
+        function_ratios(args, Path(tmp))
     coord = coordinator_cpu()
     print(f"coordinator CPU at t=7 of n=10 partials: each verified then combined "
           f"{coord['before']:.1f} ms, combined and verified once {coord['after']:.1f} ms "
