@@ -55,7 +55,7 @@ class SlotEncoder:
         self._copies: dict[tuple[str, int], EncodedCopy] = {}
         self._logs: dict[int, list[LoggedEvent]] = {}
         self._snapshot: ColumnSnapshot | None = None
-        # Per rollup, the bid-set tree over the event ids of ``_logs`` (decision 144).
+        # Per rollup, the bid-set tree over the event ids of ``_logs`` (decision 150).
         self._trees: dict[int, MerkleFrontier] = {}
 
     def append(self, rollup: int, entry: LoggedEvent) -> None:

@@ -47,7 +47,7 @@ class MerkleFrontier:
     leaf and each perfect subtree it completes (two hashes per leaf, amortized); ``root(n,
     more)`` takes every perfect subtree inside the first n leaves from what is kept and hashes
     only the splits over them and the subtrees that reach into ``more``: O(log n) hashes when
-    ``more`` is empty. Pure; decision 144."""
+    ``more`` is empty. Pure; decision 150."""
 
     __slots__ = ("_levels",)
 

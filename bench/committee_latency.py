@@ -609,7 +609,7 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     collect = med("collect_ms")
     recheck = member_phase(signed, ("decode", "checks", "evidence", "repack"))
     sign = member_phase(signed, ("sign",))
-    # the coordinator's checks of the partials on the critical path: since decision 145 the
+    # the coordinator's checks of the partials on the critical path: since decision 151 the
     # combination of the first t and its one verification (each partial alone only when that
     # fails); before, each partial as it arrived, without the combine
     verify = med("verify_ms")

@@ -30,7 +30,7 @@ one more check of that slot (top functions by cumulative time). No processes, no
 figures are one core's, without the noise of 20 signer processes.
 
 ``--baseline REV`` compares the streaming member's deadline work of this tree with that of
-revision ``REV`` (issue 12's deadline target, decisions 143-145): the revision is exported once
+revision ``REV`` (issue 12's deadline target, decisions 149-152): the revision is exported once
 (``git archive``, to ``/tmp/blockspace-baseline-<rev>``, its numba cache warmed there), and this
 same script runs as a child in each tree in turn (``--rounds`` rounds, the order alternating,
 so both see the same load): each child builds the same slots (same seeds), streams them into
@@ -384,7 +384,7 @@ def _run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def coordinator_cpu(repeat: int = 15) -> dict[str, float]:
     """The coordinator's CPU at t = 7 of n = 10 partials: each verified alone as it arrives,
-    then combined and the combination verified (before decision 145), and combined and
+    then combined and the combination verified (before decision 151), and combined and
     verified once (after). Medians over ``repeat``."""
     committee, shares = threshold.deal(10, 7, bytes(32))
     root = bytes(range(32))
@@ -408,8 +408,8 @@ def coordinator_cpu(repeat: int = 15) -> dict[str, float]:
 def function_ratios(args: argparse.Namespace, workdir: Path, repeat: int = 15) -> None:
     """The replaced steps alone, old and new interleaved in this process on one streamed slot of
     each case (CPU medians): the block order with a Fraction per winner against the float
-    order (decision 143), and the bid-set roots from scratch against the encoder's kept trees
-    (decision 144)."""
+    order (decision 149), and the bid-set roots from scratch against the encoder's kept trees
+    (decision 150)."""
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
     committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
     committee = keyfiles.read_committee_file(committee_path)

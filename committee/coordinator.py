@@ -13,7 +13,7 @@ partials are in hand combine them (Lagrange at 0) and verify the result against 
 and only then is each partial verified against its member's key share, to drop the bad ones
 and wait for others); then publish every rollup's signed block (each with its proof under the
 slot root) in one store write. Every partial is still verified alone, after publication, so
-invalid partials are recorded as evidence exactly as before (decision 145); late or missing
+invalid partials are recorded as evidence exactly as before (decision 151); late or missing
 members are tolerated up to n - t; refusals are counted by code. If t valid partials cannot
 arrive by the signing deadline (or can no longer arrive at all), the slot is published as
 failed for every rollup together. Answers that arrive after publication are still verified

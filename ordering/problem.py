@@ -86,7 +86,7 @@ def compute_ratio_order(items: Sequence[_Ordered]) -> list[_Ordered]:
     Python's int / int is correctly rounded, so the float ratio is a monotone function of the
     exact one: a larger float means a larger ratio, and only items whose floats are equal may be
     misordered by it. Those runs (equal ratios, or distinct ratios closer than a float tells
-    apart, e.g. wei beyond 2**53) are re-sorted by the exact key. Decision 143."""
+    apart, e.g. wei beyond 2**53) are re-sorted by the exact key. Decision 149."""
     try:
         keyed = sorted(((-(it.bid_wei / max(it.gas, 1)), it) for it in items),
                        key=_first)  # fmt: skip

@@ -21,7 +21,7 @@ from ordering.problem import (
 
 
 def _exact(items: list[Item]) -> list[str]:
-    """The rule as written before decision 143: one Fraction per item."""
+    """The rule as written before decision 149: one Fraction per item."""
     return [it.id for it in sorted(items, key=lambda it: (-Fraction(it.bid_wei, max(it.gas, 1)),
                                                           it.id))]  # fmt: skip
 
