@@ -227,7 +227,8 @@ def test_a_member_whose_encoding_disagrees_with_its_log_refuses(dealt, log, prop
     assert winner.bid_id == log[5].event.bid_id
     kept = encoder.copy(winner, ROLLUP)
     wrong = dataclasses.replace(kept.leg, gas=10**9)  # over the gas limit: cannot win
-    encoder._copies[(winner.bid_id, ROLLUP)] = EncodedCopy(winner, kept.keys, wrong, -1)
+    encoder._copies[(winner.bid_id, ROLLUP)] = EncodedCopy(
+        winner, kept.keys, wrong, -1, dataclasses.replace(kept.item, legs=(wrong,)))
     clock.ms = after_close()
     with pytest.raises(BlockMismatch):
         member.sign_proposal(streamed_body(proposal, len(log)))
