@@ -158,6 +158,12 @@ CLOSE_LEASE_MAX_MS = 15_000
 # this long between closing the logs and storing the results, so a test can kill or stop it
 # mid-close. Not a setting: nothing in the configuration can turn it on.
 CLOSE_PAUSE_ENV = "BLOCKSPACE_TEST_CLOSE_PAUSE_MS"
+# TEST ONLY, with CLOSE_PAUSE_ENV: where the close pauses, one or more of CLOSE_PAUSE_POINTS,
+# comma-separated. Unset: "logs" only, as before. "opened": after the opening (the key released,
+# the opening record kept, the sealed bids opened), before the results are computed and stored.
+# "stored": after the results are stored, before the slot is proposed. Each pause logs its point.
+CLOSE_PAUSE_AT_ENV = "BLOCKSPACE_TEST_CLOSE_PAUSE_AT"
+CLOSE_PAUSE_POINTS = ("logs", "opened", "stored")
 # How many slots a closed slot may stay pending signature before its bid holds are released
 # unpaid (a slot is signed within its signing window, or completed while the next is built).
 SETTLE_WINDOW_SLOTS = 32
@@ -172,6 +178,16 @@ FOLLOW_POLL_S = 0.005
 def compute_close_lease_ms(slot_ms: int) -> int:
     """A slot's close lease: a quarter of a slot, within the bounds above."""
     return max(CLOSE_LEASE_MIN_MS, min(CLOSE_LEASE_MAX_MS, slot_ms // 4))
+
+
+def _test_pause_points(value: str | None) -> frozenset[str]:
+    """TEST ONLY: the points CLOSE_PAUSE_AT_ENV names ("logs" when unset); an unknown one is
+    refused at start, so a test cannot silently pause nowhere."""
+    points = frozenset(p.strip() for p in (value or "logs").split(",") if p.strip())
+    unknown = points - set(CLOSE_PAUSE_POINTS)
+    if unknown:
+        raise ValueError(f"{CLOSE_PAUSE_AT_ENV}: unknown pause points {sorted(unknown)}")
+    return points
 
 
 def _compute_slot_results(
@@ -213,6 +229,7 @@ class Engine:
         self.clock = SlotClock(genesis_ms=genesis_ms, slot_ms=slot_ms)
         self.close_lease_ms = compute_close_lease_ms(slot_ms)
         self._test_close_pause_ms = int(os.environ.get(CLOSE_PAUSE_ENV) or 0)
+        self._test_close_pause_at = _test_pause_points(os.environ.get(CLOSE_PAUSE_AT_ENV))
         self.max_slots_ahead = (
             preset.max_slots_ahead if max_slots_ahead is None else max_slots_ahead
         )
@@ -488,6 +505,7 @@ class Engine:
             if first:
                 self._announce(result, paid)  # 5. publish
         if lease is not None:
+            await self._test_pause(lease, "stored")
             await self._observe(self._sign(results, entries, lease), "sign")  # 6. sign, advance
         else:
             await self._observe(self.signer.follow(results), "follow")
@@ -611,12 +629,13 @@ class Engine:
         stored = {r: await self.store.get_result(r, slot) for r in rollups}
         t0 = time.perf_counter()
         entries = {r: await self.store.close_slot(r, slot, lease) for r in rollups}
-        await self._test_pause(lease)
+        await self._test_pause(lease, "logs")
         opened = await open_sealed_logs(self.store, self.signer, rollups, slot, entries,
                                         self.escrow)  # fmt: skip
         entries = opened.entries
         for searcher, notice in opened.notices:  # refused at opening: told, and in the history
             self.notifier.to_searcher(searcher, "opening_refused", notice)
+        await self._test_pause(lease, "opened")
         t1 = time.perf_counter()
         parts = [
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
@@ -763,12 +782,21 @@ class Engine:
         log.warning("close fenced: %s; following the newer closer", exc.message)
         self.metrics.close_fenced.labels(str(exc.data.get("where", "?"))).inc()
 
-    async def _test_pause(self, lease: CloseLease) -> None:
-        """TEST ONLY (CLOSE_PAUSE_ENV): the first closer of a slot pauses mid-close."""
-        if self._test_close_pause_ms > 0 and lease.token == 1:
+    async def _test_pause(self, lease: CloseLease, point: str) -> None:
+        """TEST ONLY (CLOSE_PAUSE_ENV, CLOSE_PAUSE_AT_ENV): the first closer of a slot pauses
+        mid-close at ``point``. The pause after closing the logs logs as it always has; the
+        others name their point."""
+        if self._test_close_pause_ms <= 0 or lease.token != 1:
+            return
+        if point not in self._test_close_pause_at:
+            return
+        if point == "logs":
             log.warning("test fault: pausing the close of slot %d for %d ms (fencing token %d)",
                         lease.slot, self._test_close_pause_ms, lease.token)
-            await asyncio.sleep(self._test_close_pause_ms / 1000)
+        else:
+            log.warning("test fault: pausing the close of slot %d at %s for %d ms (fencing "
+                        "token %d)", lease.slot, point, self._test_close_pause_ms, lease.token)
+        await asyncio.sleep(self._test_close_pause_ms / 1000)
 
     def set_head(self, rollup_id: int, block_hash: str, pending: tuple[PendingTx, ...]) -> None:
         """Make a signed block the parent of the next one, with the pool it left pending."""

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,8 @@ SLOT_MS = 2000
 CLOCK = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
 PAUSE_MS = 500  # the first closer's pause mid-close: the window the test kills it in
 KILLS = int(os.environ.get("BLOCKSPACE_FAILOVER_KILLS", "6"))
-PAUSED = re.compile(rb"test fault: pausing the close of slot (\d+)")
+# The default pause (after closing the logs) logs no point; the others name theirs.
+PAUSED = re.compile(rb"test fault: pausing the close of slot (\d+)(?: at (\w+))?")
 
 
 @pytest.fixture
@@ -83,7 +85,7 @@ class Engines:
     """``blockspace serve`` processes on one store, each on its own port, logs kept."""
 
     def __init__(self, tmp: Path, store_url: str, keys: Path, signer_urls: list[str],
-                 n: int) -> None:
+                 n: int, env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp
         self.ports = [free_port() for _ in range(n)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -91,7 +93,7 @@ class Engines:
         self.offsets = [0] * n
         self.env = {**os.environ, "BLOCKSPACE_SLOT_MS": str(SLOT_MS),
                     "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]", "PYTHONPATH": str(WORKTREE),
-                    "BLOCKSPACE_TEST_CLOSE_PAUSE_MS": str(PAUSE_MS)}
+                    "BLOCKSPACE_TEST_CLOSE_PAUSE_MS": str(PAUSE_MS), **(env or {})}
         signers = [x for url in signer_urls for x in ("--signer", url)]
         self.argv = [[str(BIN), "serve", "--port", str(port), "--slot-ms", str(SLOT_MS),
                       "--store", store_url, "--committee", str(keys / "committee.json"),
@@ -142,8 +144,11 @@ class Engines:
             with open(self.log(i), "rb") as f:
                 self.offsets[i] = f.seek(0, os.SEEK_END)
 
-    async def next_pause(self, after_slot: int, timeout_s: float = 60) -> tuple[int, int]:
-        """The next live engine to log a close pause for a slot above ``after_slot``."""
+    async def next_pause(
+        self, after_slot: int, timeout_s: float = 60, point: str = "logs"
+    ) -> tuple[int, int]:
+        """The next live engine to log a close pause at ``point`` (api/engine.py
+        CLOSE_PAUSE_POINTS) for a slot above ``after_slot``."""
         self.drain()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -152,7 +157,8 @@ class Engines:
                     f.seek(self.offsets[i])
                     text = f.read()
                 self.offsets[i] += len(text)
-                slots = [int(m) for m in PAUSED.findall(text)]
+                slots = [int(m[0]) for m in PAUSED.findall(text)
+                         if (m[1] or b"logs").decode() == point]
                 if slots and slots[-1] > after_slot:
                     return i, slots[-1]
             await asyncio.sleep(0.01)
@@ -175,7 +181,8 @@ class Engines:
 class World:
     """The committee, the engines and the searchers' acknowledged bids."""
 
-    def __init__(self, tmp: Path, store_url: str, n_engines: int = 3) -> None:
+    def __init__(self, tmp: Path, store_url: str, n_engines: int = 3,
+                 engine_env: Mapping[str, str] | None = None) -> None:
         self.tmp, self.store_url = tmp, store_url
         self.keys = tmp / "keys"
         out = subprocess.run([str(BIN), "committee", "keygen", "--n", "4", "--out",
@@ -188,6 +195,7 @@ class World:
         self.signers = SignerProcesses(sorted(self.keys.glob("member-*.share.json")), env=env,
                                        log_dir=tmp)
         self.n_engines = n_engines
+        self.engine_env = dict(engine_env or {})
         self.engines: Engines | None = None
         self.acked: set[tuple[str, int, str]] = set()  # (searcher, slot, bundle hash)
         self.stop = asyncio.Event()
@@ -196,7 +204,7 @@ class World:
         self.signers.start_all()
         await asyncio.to_thread(self.signers.wait_ready, None, 240)
         self.engines = Engines(self.tmp, self.store_url, self.keys, self.signers.urls,
-                               self.n_engines)
+                               self.n_engines, self.engine_env)
         self.engines.start(0)  # alone first: it refreshes the solver cache if stale
         await self.engines.wait_ready([0])
         for i in range(1, self.n_engines):
