@@ -155,8 +155,9 @@ class UnsignedChain:
 CLOSE_LEASE_MIN_MS = 250
 CLOSE_LEASE_MAX_MS = 15_000
 # TEST ONLY (like BLOCKSPACE_SIGNER_FAULT): the first holder of each slot's close lease pauses
-# this long between closing the logs and storing the results, so a test can kill or stop it
-# mid-close. Not a setting: nothing in the configuration can turn it on.
+# this long between closing the logs and opening the sealed bids (before storing the results),
+# so a test can kill or stop it mid-close. Not a setting: nothing in the configuration can turn
+# it on.
 CLOSE_PAUSE_ENV = "BLOCKSPACE_TEST_CLOSE_PAUSE_MS"
 # TEST ONLY, with CLOSE_PAUSE_ENV: where the close pauses, one or more of CLOSE_PAUSE_POINTS,
 # comma-separated. Unset: "logs" only, as before. "opened": after the opening (the key released,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from api.engine import CLOSE_PAUSE_POINTS, _test_pause_points
 from auction.errors import CloseFenced
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from committee.records import SignedBlock
@@ -157,3 +158,13 @@ async def test_a_closer_stalled_past_its_lease_is_fenced_and_follows_the_new_one
     assert "close fenced: slot 1000" in caplog.text
     # Both processes see the same chain head afterwards.
     assert stalled.chains[ROLLUP].head == other.chains[ROLLUP].head == signed.block.block_hash
+
+
+def test_the_test_pause_points_default_to_after_closing_the_logs() -> None:
+    # Unset, the pause stays where it always was; a named point outside the close's list is
+    # refused rather than silently never reached.
+    assert _test_pause_points(None) == {"logs"}
+    assert _test_pause_points("") == {"logs"}
+    assert _test_pause_points("logs, opened,stored") == set(CLOSE_PAUSE_POINTS)
+    with pytest.raises(ValueError, match="opening"):
+        _test_pause_points("logs,opening")

@@ -73,6 +73,7 @@ KILLS_EACH = int(os.environ.get("BLOCKSPACE_SEALED_FAILOVER_KILLS", "3"))
 PAUSE_MS = 300
 SEALED_PER_SLOT = 2  # encrypted bundles per sealed searcher per slot
 SEALED_BID_WEI = 10**16  # above every plaintext bid: the opened bids win
+STOPPED_MEMBERS = (3, 4)  # SIGSTOPped for a slot: only 2 of the 3 needed for its key
 REFUSED_COMMIT = ("already_committed_other_root", "commitment_mismatch")
 
 
@@ -235,6 +236,7 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
             published_ms[slot] = outcome_ms - compute_deadline_ms(CLOCK, slot)
             await engines.wait_ready([i])  # a follower for the next kill
             repeated[slot] = (await signer_counts(world.signers.urls))[1] - repeated_before
+        unreleased = await kill_without_the_key(world, store, after)
         world.stop.set()
         await asyncio.gather(*tasks)
         last = open_slot() - 2
@@ -242,7 +244,8 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
         counts = await check_store(store, world, first, last)
         refusals, _ = await signer_counts(world.signers.urls)
         world.close()  # the members stopped: their protection files are read below
-        won = await check_sealed(store, sealed, read_commitments(world.keys), first, last)
+        commitments = read_commitments(world.keys)
+        won = await check_sealed(store, sealed, commitments, first, last)
         failed_slots = {}
         for s in range(first, last + 1):
             failed = await store.get_failed_slot(ROLLUP, s)
@@ -260,6 +263,10 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
     # Each kill before the results were stored was taken over (a new fencing token).
     takeovers = {int(m) for m in re.findall(rb"slot (\d+): close taken over", logs)}
     assert set(killed["logs"] + killed["opened"]) <= takeovers, (killed, takeovers)
+    # The slot whose key was not released failed so, and stays sealed: the stopped members,
+    # resumed past its signing window, never committed to it (nor released its key).
+    assert failed_slots.get(unreleased) == FAILED_KEY_NOT_RELEASED, (unreleased, failed_slots)
+    assert all(unreleased not in commitments[m] for m in STOPPED_MEMBERS), commitments
     # A taker-over after the key release asked the members again, and t of them (or more)
     # answered for the set they had committed to; a slot killed with its results stored was
     # proposed with the opening rebuilt from its record, never collected again.
@@ -276,6 +283,32 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
           f"winners {sum(1 for s in won if won[s])} of {last - first + 1}; failed "
           f"{failed_slots}; sealed bids acknowledged {len(sealed.acked)}; repeated releases "
           f"{repeated}; refusals {refusals}")
+
+
+async def kill_without_the_key(world: World, store: RedisStore, after: int) -> int:
+    """Stop two of the four members (t = 3: no key can be released), SIGKILL the closer of the
+    next slot before its opening, and resume them once the slot failed; the slot, after the
+    chain signed a later one."""
+    engines = world.engines
+    assert engines is not None
+    for m in STOPPED_MEMBERS:
+        world.signers.procs[m].send_signal(signal.SIGSTOP)
+    try:
+        i, slot = await engines.next_pause(after, point="logs")
+        engines.signal(i, signal.SIGKILL)
+        engines.start(i)
+        await world.closed_time(store, slot, 8 * SLOT_MS / 1000, signed=True)
+    finally:
+        for m in STOPPED_MEMBERS:
+            world.signers.procs[m].send_signal(signal.SIGCONT)
+    await engines.wait_ready([i])
+    deadline = time.monotonic() + 12 * SLOT_MS / 1000
+    while True:  # the chain goes on once the members are back
+        head = await store.latest_signed_block(ROLLUP)
+        if head is not None and head.block.slot > slot:
+            return slot
+        assert time.monotonic() < deadline, f"nothing signed after slot {slot}"
+        await asyncio.sleep(0.05)
 
 
 async def kill_counts(store: RedisStore, point: str, slot: int) -> bool:
