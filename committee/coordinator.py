@@ -22,9 +22,10 @@ and recorded.
 Several engine processes may share one store: the process that closes a slot signs it; every
 other process follows (``follow_slot``): it waits for the outcome in the store, adopts the
 signed blocks as its heads and tells its own block subscribers. If no outcome appears by the
-signing deadline plus ``FOLLOW_GRACE_MS`` (the closer died mid-slot), the slot is pending and
-whoever builds the next slot completes or fails it; the store keeps only the first record, so a
-late signed slot is never overwritten.
+signing deadline plus ``FOLLOW_GRACE_MS`` (the closer died mid-slot), or the slot is still not
+proposed when the next slot's auction closes (its closer died after storing the results), the
+slot is pending and whoever builds the next slot completes or fails it; the store keeps only
+the first record, so a late signed slot is never overwritten.
 """
 
 from __future__ import annotations
@@ -798,7 +799,14 @@ class Coordinator:
         # next slot completes it). Waiting out its deadline here would start that next build
         # after the next slot's own signing deadline, leaving it pending too, slot after slot.
         known_pending = pin is not None and pin.slot == slot
-        outcome = await self._await_outcome(slot, wait=not known_pending)
+        # A slot nobody proposed by the next slot's deadline lost its closer between storing
+        # the results and proposing them (a live closer proposes at once): waiting out its
+        # signing window would delay the next slot's close past its own key release window
+        # (a sealed slot then fails for good). It is pinned now and completed first.
+        outcome = await self._await_outcome(
+            slot, wait=not known_pending,
+            unproposed_ms=compute_deadline_ms(self.engine.clock, slot + 1),
+        )  # fmt: skip
         if outcome is None:
             # Its closer pinned it, or died while members may have signed it: it is pending,
             # and whoever builds the next slot completes it first (settle_before).
@@ -811,12 +819,17 @@ class Coordinator:
         self._adopt(results, outcome)
         return outcome
 
-    async def _await_outcome(self, slot: int, *, wait: bool) -> Outcome | None:
+    async def _await_outcome(
+        self, slot: int, *, wait: bool, unproposed_ms: int | None = None
+    ) -> Outcome | None:
         """The slot's signed blocks or failure records (every rollup's: they are written
         together), polling the store until the signing deadline plus FOLLOW_GRACE_MS (once
-        only when ``wait`` is false)."""
+        only when ``wait`` is false), or until ``unproposed_ms`` if the slot is not proposed
+        by then."""
         store = self.engine.store
         give_up_ms = self._signing_deadline_ms(slot) + FOLLOW_GRACE_MS
+        if unproposed_ms is not None and unproposed_ms >= give_up_ms:
+            unproposed_ms = None
         # Also bounded in real time, so a clock that stands still (tests) cannot hang it.
         give_up_s = time.monotonic() + max(0, give_up_ms - self._clock_ms()) / 1000 + 1.0
         first = self.rollups[0]
@@ -831,7 +844,16 @@ class Coordinator:
                 return None
             if self._clock_ms() > give_up_ms or time.monotonic() > give_up_s:
                 return None
+            if unproposed_ms is not None and self._clock_ms() > unproposed_ms:
+                if not await self._proposed(slot):
+                    return None
+                unproposed_ms = None  # proposed: its closer is signing it
             await asyncio.sleep(FOLLOW_POLL_S)
+
+    async def _proposed(self, slot: int) -> bool:
+        """Whether the slot's blocks were proposed (``claim_proposal``), by any process."""
+        first = self.rollups[0]
+        return any(j == slot for j, _ in await self.engine.store.list_proposed(first, slot, 1))
 
     def _adopt(self, results: Sequence[SlotResult], outcome: Outcome) -> None:
         """Take an outcome another process published: signed blocks become the heads."""

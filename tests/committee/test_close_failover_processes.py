@@ -182,7 +182,9 @@ class World:
     """The committee, the engines and the searchers' acknowledged bids."""
 
     def __init__(self, tmp: Path, store_url: str, n_engines: int = 3,
-                 engine_env: Mapping[str, str] | None = None) -> None:
+                 engine_env: Mapping[str, str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        """``env``: settings of engines and members alike; ``engine_env``: the engines' only."""
         self.tmp, self.store_url = tmp, store_url
         self.keys = tmp / "keys"
         out = subprocess.run([str(BIN), "committee", "keygen", "--n", "4", "--out",
@@ -190,12 +192,13 @@ class World:
                              env={**os.environ, "PYTHONPATH": str(WORKTREE)}, cwd=WORKTREE)
         assert out.returncode == 0, out.stderr
         self.committee = keyfiles.read_committee_file(self.keys / "committee.json")
+        common = dict(env or {})
         env = {"BLOCKSPACE_SLOT_MS": str(SLOT_MS), "BLOCKSPACE_ROLLUPS": f"[{ROLLUP}]",
-               "PYTHONPATH": str(WORKTREE)}
+               "PYTHONPATH": str(WORKTREE), **common}
         self.signers = SignerProcesses(sorted(self.keys.glob("member-*.share.json")), env=env,
                                        log_dir=tmp)
         self.n_engines = n_engines
-        self.engine_env = dict(engine_env or {})
+        self.engine_env = {**common, **(engine_env or {})}
         self.engines: Engines | None = None
         self.acked: set[tuple[str, int, str]] = set()  # (searcher, slot, bundle hash)
         self.stop = asyncio.Event()

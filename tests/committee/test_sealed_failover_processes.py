@@ -71,6 +71,10 @@ KILLS_EACH = int(os.environ.get("BLOCKSPACE_SEALED_FAILOVER_KILLS", "3"))
 # Three pauses of the first closer per slot: short enough that an unkilled close still signs
 # within the slot's signing window, long enough to see the log line and kill.
 PAUSE_MS = 300
+# Two slots (as test_sealed_processes.py): a follower that waited out the signing window of a
+# slot whose closer died before proposing it started the next slot's close 3 s after its
+# deadline, too late for its key release (decision 144); this window makes that fail for sure.
+WINDOW_MS = 2 * SLOT_MS
 SEALED_PER_SLOT = 2  # encrypted bundles per sealed searcher per slot
 SEALED_BID_WEI = 10**16  # above every plaintext bid: the opened bids win
 STOPPED_MEMBERS = (3, 4)  # SIGSTOPped for a slot: only 2 of the 3 needed for its key
@@ -200,7 +204,8 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
 ) -> None:
     world = World(tmp_path, store_url,
                   engine_env={"BLOCKSPACE_TEST_CLOSE_PAUSE_MS": str(PAUSE_MS),
-                              "BLOCKSPACE_TEST_CLOSE_PAUSE_AT": ",".join(POINTS)})
+                              "BLOCKSPACE_TEST_CLOSE_PAUSE_AT": ",".join(POINTS)},
+                  env={"BLOCKSPACE_SIGNING_WINDOW_MS": str(WINDOW_MS)})
     store = RedisStore(store_url)
     await store.connect()
     tasks: list[asyncio.Task[None]] = []
@@ -277,6 +282,9 @@ async def test_sealed_slots_survive_their_closer_killed_before_and_after_opening
     # one slot killed after opening, and in at least one killed with its results stored.
     for point in ("opened", "stored"):
         assert any(won.get(s) for s in killed[point]), (point, killed[point], won)
+    # The slot after each kill with the results stored is opened and signed too: followers
+    # took the unproposed slot as pending at that slot's deadline, not at the end of its window.
+    assert all(won.get(s + 1) for s in killed["stored"]), (killed["stored"], won, failed_slots)
     assert sum(1 for s in won if won[s]) >= (last - first + 1) // 2, (won, failed_slots)
     print(f"\nsealed failover ({elapsed:.0f} s): killed the closer of slots {killed}; outcomes "
           f"published {published_ms} ms after the deadline; {counts}; slots with opened "

@@ -10,6 +10,7 @@ committed to at any time. Members then re-open the slot and sign it as if nothin
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,37 @@ async def test_the_unfunded_bids_of_the_opening_survive_a_restart(
         assert ids["alice_low"] not in winners
     finally:
         await new.coordinator.aclose()
+
+
+async def test_a_follower_takes_a_sealed_slot_nobody_proposed_as_pending_by_the_next_deadline(
+    dealt: Dealt, tmp_path: Path, store: Store
+) -> None:
+    # The closer died between storing the slot's results and proposing it (the process test
+    # kills it there: test_sealed_failover_processes.py, "stored"). A follower used to wait for
+    # its outcome until its signing deadline plus the grace, past the next slot's deadline:
+    # the next slot's close then started a second late, and its key release could run out of
+    # its window (the next sealed slot failed, key_not_released). The follower now takes the
+    # slot as pending once the next slot's auction has closed, and completes it first thing
+    # when it builds the next slot, whose sealed bids it opens and gets signed on top of it.
+    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
+    h = Harness(dealt, tmp_path, clock, {}, store)
+    await h.engine.start(run_clock=False)
+    ids = await close_without_signing(h)
+    follower = await restarted(h, tmp_path)  # another engine process on the same store
+    try:
+        later = await open_slot_with_bids(follower, SLOT + 1)  # the clock: SLOT + 1's deadline
+        # The clock stands still here: waiting out SLOT's window would take real seconds.
+        await asyncio.wait_for(follower.engine.close_slot(SLOT), timeout=1.0)
+        assert await store.get_signed_block(ROLLUP, SLOT) is None  # pending, not failed
+        assert await store.get_failed_slot(ROLLUP, SLOT) is None
+        pin = follower.coordinator._pinned
+        assert pin is not None and pin.slot == SLOT and pin.proposal.sealed is not None
+        await follower.engine.close_slot(SLOT + 1)
+        completed = await store.get_signed_block(ROLLUP, SLOT)
+        assert_sealed_winners(completed, ids, dealt)
+        nxt = await store.get_signed_block(ROLLUP, SLOT + 1)
+        assert_sealed_winners(nxt, later, dealt)
+        assert completed is not None and nxt is not None
+        assert nxt.block.parent_hash == completed.block.block_hash
+    finally:
+        await follower.coordinator.aclose()
