@@ -21,8 +21,10 @@ outcome; the signed blocks form one chain and verify; no member gave partials fo
 a slot, nor committed to two ciphertext roots of one (each member's commitment is the root the
 slot's opening record and signed proposal carry; no member refused a release as committed to
 another root or as a mismatched set); every acknowledged sealed bid is in its slot's sealed
-log; encrypted bids win in slots signed after kills at ``opened`` and ``stored``; a slot that
-failed with ``key_not_released`` has no result (no opened plaintext) and no opening record.
+log; encrypted bids win in slots signed after kills at ``opened`` and ``stored``, and in the
+slot after each ``stored`` kill (decision 144); a slot that failed with ``key_not_released``
+(two members stopped, its closer killed too) has no result (no opened plaintext), no opening
+record, and no commitment from the members resumed after its window.
 """
 
 from __future__ import annotations
