@@ -22,7 +22,7 @@ a slot, nor committed to two ciphertext roots of one (each member's commitment i
 slot's opening record and signed proposal carry; no member refused a release as committed to
 another root or as a mismatched set); every acknowledged sealed bid is in its slot's sealed
 log; encrypted bids win in slots signed after kills at ``opened`` and ``stored``, and in the
-slot after each ``stored`` kill (decision 150); a slot that failed with ``key_not_released``
+slot after each ``stored`` kill (decision 154); a slot that failed with ``key_not_released``
 (two members stopped, its closer killed too) has no result (no opened plaintext), no opening
 record, and no commitment from the members resumed after its window.
 """
@@ -75,7 +75,7 @@ KILLS_EACH = int(os.environ.get("BLOCKSPACE_SEALED_FAILOVER_KILLS", "3"))
 PAUSE_MS = 300
 # Two slots (as test_sealed_processes.py): a follower that waited out the signing window of a
 # slot whose closer died before proposing it started the next slot's close 3 s after its
-# deadline, too late for its key release (decision 150); this window makes that fail for sure.
+# deadline, too late for its key release (decision 154); this window makes that fail for sure.
 WINDOW_MS = 2 * SLOT_MS
 SEALED_PER_SLOT = 2  # encrypted bundles per sealed searcher per slot
 SEALED_BID_WEI = 10**16  # above every plaintext bid: the opened bids win
