@@ -147,6 +147,34 @@ def check_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.
     return {"cpu": cpu, "total": total, **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
 
 
+def _streamed_member(
+    case: Case,
+    committee: threshold.CommitteeInfo,
+    share: threshold.KeyShare,
+    proposal: SlotProposal,
+    path: Path,
+    stream_check: str,
+) -> tuple[Member, list[int], dict[int, tuple[int, bytes]]]:
+    """A fresh member that took the whole slot's logs as they streamed in (half a slot before
+    the deadline by its clock, ``now[0]``, which the caller moves); with what it streamed, by
+    rollup (entries, digest), for the version-4 proposal."""
+    clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
+    slot = proposal.slot
+    now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
+    member = Member(share, compute_member_config(case.settings, committee, share.index),
+                    ProtectionStore(path), evidence_sample=case.settings.signer_evidence_sample,
+                    clock_ms=lambda: now[0], stream_check=stream_check)
+    streamed = {}
+    for part in proposal.parts:
+        raw = [compute_entry_bytes(e) for e in part.log]
+        for start in range(0, len(raw), MAX_STREAM_BATCH):
+            member.accept_stream(encode_stream_batch(
+                committee.committee_id, slot, part.rollup, start,
+                raw[start:start + MAX_STREAM_BATCH]))
+        streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
+    return member, now, streamed
+
+
 def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
                 proposal: SlotProposal, path: Path, stream_check: str) -> dict[str, float]:
     """Streaming: one fresh member takes the whole slot's logs as they stream in (before the
@@ -155,19 +183,8 @@ def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold
     deadline's work alone (tail: none; re-run, compare, sign), and the deadline's phases."""
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     slot = proposal.slot
-    now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
-    member = Member(share, compute_member_config(case.settings, committee, share.index),
-                    ProtectionStore(path), evidence_sample=case.settings.signer_evidence_sample,
-                    clock_ms=lambda: now[0], stream_check=stream_check)
-    streamed = {}
     c0 = time.process_time()
-    for part in proposal.parts:
-        raw = [compute_entry_bytes(e) for e in part.log]
-        for start in range(0, len(raw), MAX_STREAM_BATCH):
-            member.accept_stream(encode_stream_batch(
-                committee.committee_id, slot, part.rollup, start,
-                raw[start:start + MAX_STREAM_BATCH]))
-        streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
+    member, now, streamed = _streamed_member(case, committee, share, proposal, path, stream_check)
     c1 = time.process_time()
     # The re-run both ways on what the member holds (the deadline's repack, alternating).
     stream = member.streams.get(slot)
@@ -328,18 +345,7 @@ def _stream_deadline(case: Case, committee: threshold.CommitteeInfo, share: thre
     deadline (``sign_proposal`` of the version-4 proposal)."""
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     slot = proposal.slot
-    now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
-    member = Member(share, compute_member_config(case.settings, committee, share.index),
-                    ProtectionStore(path), evidence_sample=case.settings.signer_evidence_sample,
-                    clock_ms=lambda: now[0], stream_check=stream_check)
-    streamed = {}
-    for part in proposal.parts:
-        raw = [compute_entry_bytes(e) for e in part.log]
-        for start in range(0, len(raw), MAX_STREAM_BATCH):
-            member.accept_stream(encode_stream_batch(
-                committee.committee_id, slot, part.rollup, start,
-                raw[start:start + MAX_STREAM_BATCH]))
-        streamed[part.rollup] = (len(raw), compute_digests(raw)[-1])
+    member, now, streamed = _streamed_member(case, committee, share, proposal, path, stream_check)
     body = encode_proposal(proposal, streamed)
     now[0] = compute_deadline_ms(clock, slot) + 1
     c0, t0 = time.process_time(), time.perf_counter()
