@@ -63,6 +63,13 @@ async def forget_opening(store: Store, slot: int) -> None:
         del store._openings[slot]
 
 
+async def started(dealt: Dealt, tmp_path: Path, store: Store) -> Harness:
+    """The closer: an engine on ``store`` at the start of SLOT, with in-process members."""
+    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {}, store)
+    await h.engine.start(run_clock=False)
+    return h
+
+
 async def close_without_signing(h: Harness) -> dict[str, Any]:
     """Open SLOT's bids, store its result, and stop before proposing it (the process dies)."""
 
@@ -97,9 +104,7 @@ def assert_sealed_winners(signed: SignedBlock | None, ids: dict[str, Any], dealt
 async def test_a_restarted_process_signs_a_sealed_slot_its_closer_opened(
     dealt: Dealt, tmp_path: Path, store: Store, lost: bool
 ) -> None:
-    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
-    h = Harness(dealt, tmp_path, clock, {}, store)
-    await h.engine.start(run_clock=False)
+    h = await started(dealt, tmp_path, store)
     ids = await close_without_signing(h)
     record = await store.get_slot_opening(SLOT)
     assert record is not None and record.unfunded == ()
@@ -122,9 +127,8 @@ async def test_a_pending_sealed_slot_is_completed_after_a_restart(
 ) -> None:
     # Past its signing window the restarted process finds the slot pending (some members may
     # have signed it): it completes it before building the next slot, on top of it.
-    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
-    h = Harness(dealt, tmp_path, clock, {}, store)
-    await h.engine.start(run_clock=False)
+    h = await started(dealt, tmp_path, store)
+    clock = h.clock
     ids = await close_without_signing(h)
     new = await restarted(h, tmp_path)
     try:
@@ -145,8 +149,7 @@ async def test_a_stored_opening_that_does_not_verify_is_collected_again(
     dealt: Dealt, tmp_path: Path
 ) -> None:
     store = MemoryStore()
-    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {}, store)
-    await h.engine.start(run_clock=False)
+    h = await started(dealt, tmp_path, store)
     ids = await close_without_signing(h)
     good = await store.get_slot_opening(SLOT)
     assert good is not None and store._openings is not None
@@ -169,8 +172,7 @@ async def test_the_unfunded_bids_of_the_opening_survive_a_restart(
 ) -> None:
     # Deposits on: the ledger refused one opened bid at the close; the restarted process must
     # name the same bid unfunded, or members would refuse its proposal (opening_mismatch).
-    h = Harness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1), {}, store)
-    await h.engine.start(run_clock=False)
+    h = await started(dealt, tmp_path, store)
     escrow = StoreEscrow(store)
     h.engine.escrow = h.engine.intake.escrow = escrow
     at = compute_slot_start_ms(CLOCK, SLOT)
@@ -202,9 +204,7 @@ async def test_a_follower_takes_a_sealed_slot_nobody_proposed_as_pending_by_the_
     # its window (the next sealed slot failed, key_not_released). The follower now takes the
     # slot as pending once the next slot's auction has closed, and completes it first thing
     # when it builds the next slot, whose sealed bids it opens and gets signed on top of it.
-    clock = Clock(compute_slot_start_ms(CLOCK, SLOT) + 1)
-    h = Harness(dealt, tmp_path, clock, {}, store)
-    await h.engine.start(run_clock=False)
+    h = await started(dealt, tmp_path, store)
     ids = await close_without_signing(h)
     follower = await restarted(h, tmp_path)  # another engine process on the same store
     try:
