@@ -83,9 +83,11 @@ class Down:
         pass
 
 
-async def send_sealed(h: Harness, k: SearcherKey, enc: BundleEncryptor, body: bytes) -> str:
-    """Encrypt ``body`` and send it as ``bs_sendEncryptedBundle``; return its bid id."""
-    params = encrypted_bundle_params(enc.encrypt(body))
+async def send_sealed(h: Harness, k: SearcherKey, enc: BundleEncryptor, body: bytes,
+                      public: bytes | None = None) -> str:  # fmt: skip
+    """Encrypt ``body`` (under ``public`` fields: by default the body's own) and send it as
+    ``bs_sendEncryptedBundle``; return its bid id."""
+    params = encrypted_bundle_params(enc.encrypt(body, public))
     call = k.request("bs_sendEncryptedBundle", [params])
     answer = await h.engine.intake.submit_sealed_bundle(
         params, searcher=k.address, evidence=Evidence(call, k.sign_body(call)),

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
-from api.searcher import BundleEncryptor, SearcherKey, bundle_params, encrypted_bundle_params
+from api.searcher import BundleEncryptor, SearcherKey, bundle_params
 from auction.encoding import ZERO_HASH
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from auction.types import Bid, Evidence, LoggedEvent, Tx
+from auction.types import Bid, LoggedEvent, Tx
 from committee.checks import MemberConfig
 from committee.errors import Refusal
 from committee.evidence import find_broken_rule
@@ -68,13 +68,7 @@ async def send_junk(h: Harness, k: SearcherKey, enc: BundleEncryptor, slot: int)
     junk = k.request("eth_sendBundle", [{"txs": ["0x1234"], "blockNumber": hex(slot)}])
     public = orjson.dumps({"maxGas": 21_000, "searcher": k.address, "slot": slot},
                           option=orjson.OPT_SORT_KEYS)  # fmt: skip
-    params = encrypted_bundle_params(enc.encrypt(junk, public))
-    call = k.request("bs_sendEncryptedBundle", [params])
-    answer = await h.engine.intake.submit_sealed_bundle(
-        params, searcher=k.address, evidence=Evidence(call, k.sign_body(call)),
-        endpoint_rollup=None, transport="http",
-    )  # fmt: skip
-    return str(answer["bidId"])
+    return await send_sealed(h, k, enc, junk, public)
 
 
 async def open_slot_with_losers(h: Harness, slot: int = SLOT) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from api.searcher import encrypted_bundle_params
-from auction.slots import compute_deadline_ms, compute_slot_start_ms
+from auction.slots import compute_deadline_ms
 from auction.types import Evidence, LoggedSealedBid
 from committee import encryption, reopening
 from committee.errors import (
@@ -45,20 +45,11 @@ from committee.stream import compute_digests, decode_stream_batch, encode_stream
 from tests.committee.conftest import Dealt
 from tests.committee.sealed_slots import bundle_body, encryptor, sealed_entry
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, after_close, config_of, key
+from tests.committee.test_stream import Clock, open_time
 
 DEADLINE = compute_deadline_ms(CLOCK, SLOT)
 
 
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-def open_time(slot: int = SLOT) -> int:
-    return compute_slot_start_ms(CLOCK, slot) + 100
 
 
 @pytest.fixture(scope="module")
