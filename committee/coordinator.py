@@ -944,6 +944,13 @@ class Coordinator:
             if result.block.parent_hash != parent_hash or result.block.carried_root != (
                 compute_pending_root(part.carried)
             ):
+                # Another process signed (or failed) this very slot meanwhile (a restarted
+                # one recovering it): the head is then the slot's own block. Not a fault.
+                outcome = await self._await_outcome(slot, wait=False)
+                if outcome is not None:
+                    log.info("slot %d: already published by another process", slot)
+                    self._adopt(results, outcome)
+                    return outcome
                 log.error("slot %d: rollup %d's block does not extend its signed head",
                           slot, result.rollup)
                 return await self._publish_failed(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -774,3 +775,25 @@ def test_blocks_subscription_over_the_websocket(api: tuple[TestClient, Harness])
         msg = ws.receive_json()
     assert msg["params"]["result"]["block_hash"] == signed.block.block_hash
     assert msg["params"]["result"]["signature"] == "0x" + signed.signature.hex()
+
+
+async def test_a_slot_another_process_signed_meanwhile_is_adopted_not_failed(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restarted process recovered and signed the slot while its closer was paused; the
+    # closer then asks to sign it too. The head is the slot's own block by now: the closer
+    # takes the published outcome instead of logging a fault and publishing a failure.
+    signed = await harness.run_slot(SLOT)
+    assert isinstance(signed, SignedBlock)
+    result = await harness.store.get_result(ROLLUP, SLOT)
+    assert result is not None
+    other = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    await other.engine.start(run_clock=False)
+    try:
+        with caplog.at_level(logging.INFO, logger="blockspace"):
+            outcome = await other.coordinator.sign_slot([result])
+        assert outcome == (signed,)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert await harness.store.get_failed_slot(ROLLUP, SLOT) is None
+    finally:
+        await other.coordinator.aclose()
