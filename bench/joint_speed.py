@@ -29,6 +29,11 @@ in this process and interleaved round by round, so both see the same load: REV's
 ``compute_components``, then per component REV's encoding and this tree's kernel, which the
 change left alone). It prints both medians, their ratio, and whether the blocks are identical.
 
+``--scratch REV`` times ``pack_joint`` on the same instance three ways, interleaved round by
+round in this process: from scratch with REV's ``ordering/arrays.py`` (then this tree's kernel),
+from scratch with this tree's, and from the encoder's columns; it prints the medians, the ratios
+to REV's path and whether the three packings are identical (decision 155).
+
 ``--columnar`` compares, interleaved round by round in this process, the close's packing from
 scratch with the packing from the columns a ``SlotEncoder`` kept while the slot was open
 (``auction.columnar``, decisions 137-140): ``build`` (``compute_slot_input`` with and without
@@ -292,6 +297,39 @@ def columnar_case(case: tuple[int, int, int, int], rounds: int) -> None:
           flush=True)  # fmt: skip
 
 
+def scratch_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -> None:
+    """``pack_joint`` from scratch with REV's encoding, from scratch with this tree's, and from
+    the encoder's columns, interleaved round by round; prints one row (CPU medians, ratios to
+    REV's path, whether the three packings are identical)."""
+    n_rollups, n, seed, budget_ms = case
+    closes = build_closes(generate_joint_instance(n, n_rollups, seed, 0.2))
+    encoder = SlotEncoder()
+    for c in closes:
+        for i, b in enumerate(c.eligible):
+            encoder.append(c.chain_id, LoggedEvent(f"{i}-0", b))
+    inp = compute_slot_input(closes)
+    enc = compute_slot_input(closes, encoder=encoder)
+    assert enc == inp and enc.encoded is not None and inp.encoded is None
+    steps: dict[str, Callable[[], JointPacking]] = {
+        "base": lambda: base.pack_joint(inp, budget_ms),
+        "new": lambda: pack_joint(inp, budget_ms),
+        "col": lambda: pack_joint(enc, budget_ms),
+    }
+    outs = [f() for f in steps.values()]
+    same = outs[0] == outs[1] == outs[2]
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            c0 = time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {m['base']:>8.1f} "
+          f"{m['new']:>8.1f} {m['new'] / m['base']:>6.2f} | {m['col']:>8.1f} "
+          f"{m['col'] / m['base']:>6.2f} | {'yes' if same else 'NO':>4} "
+          f"| {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
@@ -299,8 +337,20 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="REV", help="compare with git revision REV's path")
     ap.add_argument("--columnar", action="store_true",
                     help="compare the packing from scratch with the packing from columns")
+    ap.add_argument("--scratch", metavar="REV",
+                    help="pack_joint from scratch: REV's encoding vs this tree's vs columns")
     a = ap.parse_args()
     warm_up()
+    if a.scratch:
+        base = Baseline(a.scratch)
+        print(f"pack_joint: from scratch with {a.scratch}'s encoding (base) vs this tree's (new) "
+              f"vs from the encoder's columns (col), interleaved; CPU ms, medians of "
+              f"{a.repeats}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"{'R':>2} {'n':>6} {'seed':>4} {'ms':>4} | {'base':>8} {'new':>8} {'ratio':>6} | "
+              f"{'col':>8} {'ratio':>6} | same | load")  # fmt: skip
+        for case in CASES:
+            scratch_case(base, case, a.repeats)
+        return
     if a.columnar:
         print(f"from scratch vs from the encoder's columns, interleaved; CPU ms, medians of "
               f"{a.repeats}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

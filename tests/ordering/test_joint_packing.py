@@ -283,3 +283,77 @@ def test_components_read_from_the_arrays_follow_the_rule(inp: JointInput) -> Non
     got = [(tuple(r.rollup for r in c.rollups), {it.id for it in c.items}, set(c.forced))
            for c in packer.compute_components(inp)]  # fmt: skip
     assert got == _components_by_the_rule(inp)
+
+
+def _readable_canonical_fields(inp: JointInput) -> dict[str, object]:
+    """The canonical form's item, bid and capacity-row fields by the documented rule, item by
+    item (ordering/arrays.py, ``JointArrays``): items by ascending id; a bid's value is
+    max(bid, 0) >> shift; searchers numbered by first appearance in canonical order; rows are
+    the rollups, then the (capped rollup, searcher) pairs that occur, ascending; per leg its
+    rollup's row and, where capped, its pair's row, with the leg's gas."""
+    items = sorted(inp.items, key=lambda it: it.id)
+    bids = tuple(it.bid_wei for it in items)
+    total = sum(b for b in bids if b > 0)
+    shift = max(0, total.bit_length() - 53)
+    rindex = {r.rollup: j for j, r in enumerate(inp.rollups)}
+    caps = [r.max_gas_per_searcher for r in inp.rollups]
+    searcher_id: dict[str, int] = {}
+    for it in items:
+        searcher_id.setdefault(it.searcher, len(searcher_id))
+    pairs = sorted({(rindex[leg.rollup], searcher_id[it.searcher]) for it in items
+                    for leg in it.legs if caps[rindex[leg.rollup]] is not None})  # fmt: skip
+    pair_row = {p: len(inp.rollups) + j for j, p in enumerate(pairs)}
+    row_ptr, row_idx, row_gas = [0], [], []
+    for it in items:
+        for leg in it.legs:
+            r = rindex[leg.rollup]
+            row_idx.append(r)
+            row_gas.append(leg.gas)
+            if caps[r] is not None:
+                row_idx.append(pair_row[(r, searcher_id[it.searcher])])
+                row_gas.append(leg.gas)
+        row_ptr.append(len(row_idx))
+    return {
+        "items": tuple(items),
+        "ids": tuple(it.id for it in items),
+        "bids_wei": bids,
+        "value": [max(b, 0) >> shift for b in bids],
+        "value_shift": shift,
+        "positive": [int(b > 0) for b in bids],
+        "forced": [int(it.id in inp.forced) for it in items],
+        "row_ptr": row_ptr,
+        "row_idx": row_idx,
+        "row_gas": row_gas,
+        "row_cap": [r.gas_limit for r in inp.rollups] + [caps[r] for r, _ in pairs],
+        "row_rollup": list(range(len(inp.rollups))) + [r for r, _ in pairs],
+    }
+
+
+@st.composite
+def _joint_instances_any_bids(draw: st.DrawFn) -> JointInput:
+    """``joint_instances`` with the bids scaled up to beyond int64 (the encoding's fallback)."""
+    inp = draw(joint_instances(max_items=14, max_rollups=4))
+    scale = draw(st.sampled_from([1, 2**40, 2**58, 2**70]))
+    items = tuple(dataclasses.replace(it, bid_wei=it.bid_wei * scale) for it in inp.items)
+    return JointInput(inp.rollups, items, inp.forced)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_joint_instances_any_bids())
+def test_joint_arrays_from_scratch_follow_the_readable_rule(inp: JointInput) -> None:
+    # Decision 155: bids and searchers are read once in input order and put in canonical order
+    # with numpy; the fields are those of the rule written item by item, so the packing (which
+    # reads only the arrays) is the one of the previous encoding.
+    try:
+        arrays = compute_joint_arrays(inp)
+    except InvalidJointInput:
+        with pytest.raises(InvalidJointInput):
+            check_joint_input(inp)
+        return
+    for name, want in _readable_canonical_fields(inp).items():
+        got = getattr(arrays, name)
+        if isinstance(got, np.ndarray):
+            assert got.tolist() == want, name
+        else:
+            assert got == want, name
+    assert all(type(b) is int for b in arrays.bids_wei)
