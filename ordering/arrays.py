@@ -326,24 +326,24 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
     if len(position) != n:
         at = next(i for i, (a, b) in enumerate(pairwise(ids)) if a == b)
         raise DuplicateBundleId("a bundle id appears twice", id=ids[at])
-    order_list = list(map(position.__getitem__, ids))
-    order = np.array(order_list, dtype=np.int64)
-    items = tuple(map(src.__getitem__, order_list))
+    order = list(map(position.__getitem__, ids))
+    items = tuple(map(src.__getitem__, order))
     raw_bids = list(map(_get_bid, src))
+    bids = tuple(map(raw_bids.__getitem__, order))
     shift = compute_value_shift(raw_bids)
-    bids, value, positive = _canonical_bids(raw_bids, order, order_list, shift)
+    value, positive = _scaled_values(bids, shift)
     forced = np.zeros(n, dtype=np.uint8)
     if inp.forced:
+        rank = {i: r for r, i in enumerate(ids)}
         for f in inp.forced:
-            pos = position.get(f)
-            if pos is not None:
-                forced[pos] = 1
-        forced = forced[order]
-    legs = _JointLegs.read(inp, order, ids)
-    searcher = None
+            if f in rank:
+                forced[rank[f]] = 1
+    legs = _JointLegs.read(inp, np.array(order, dtype=np.int64), ids)
+    searchers = None
     if any(r.max_gas_per_searcher is not None for r in inp.rollups):
-        searcher = _canonical_searchers(src, order)
-    rows = _joint_rows(inp, n, searcher, legs)
+        names = list(map(_get_searcher, src))
+        searchers = list(map(names.__getitem__, order))
+    rows = _joint_rows(inp, n, searchers, legs)
     item_keys = np.bincount(legs.item, weights=legs.n_keys, minlength=n).astype(np.int64)
     key_ptr, key_idx, key_item_ptr, key_items = _build_csr(legs.key_first, item_keys)
     total_gas = np.bincount(legs.item, weights=legs.gas, minlength=n).astype(np.int64)
@@ -354,39 +354,6 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
         n_keys=int(key_item_ptr.shape[0] - 1), key_item_ptr=key_item_ptr, key_items=key_items,
     )  # fmt: skip
-
-
-def _canonical_bids(
-    raw_bids: list[int], order: I64, order_list: list[int], shift: int
-) -> tuple[tuple[int, ...], I64, U8]:
-    """(bids in canonical order, their scaled values, bid > 0) from the bids in input order.
-    When every bid fits in int64 the reordering is a numpy gather (the canonical bids are new
-    ints of the same values, no second walk over the bid objects); otherwise as before."""
-    try:
-        exact_in = np.array(raw_bids, dtype=np.int64)
-    except OverflowError:
-        bids = tuple(map(raw_bids.__getitem__, order_list))
-        value, positive = _scaled_values(bids, shift)
-        return bids, value, positive
-    exact = exact_in[order]
-    return tuple(exact.tolist()), np.maximum(exact, 0) >> shift, (exact > 0).astype(np.uint8)
-
-
-def _canonical_searchers(src: tuple[JointItem, ...], order: I64) -> I64:
-    """Each item's searcher (canonical order) numbered by first appearance in canonical order.
-    The strings are read and interned once, in input order (one dict pass: a name's number is
-    the input position of its first occurrence); the canonical numbering is then integer work."""
-    n = order.shape[0]
-    seen: dict[str, int] = {}
-    first_in = np.fromiter(map(seen.setdefault, map(_get_searcher, src), count()),
-                           dtype=np.int64, count=n)  # fmt: skip
-    canon = first_in[order]
-    if n == 0:
-        return canon
-    names, first_at, inverse = np.unique(canon, return_index=True, return_inverse=True)
-    rank = np.empty(names.shape[0], dtype=np.int64)
-    rank[np.argsort(first_at, kind="stable")] = np.arange(names.shape[0], dtype=np.int64)
-    return rank[inverse.reshape(-1)]
 
 
 def _check_rollups(inp: JointInput) -> None:
@@ -546,11 +513,10 @@ class _JointLegs:
 
 
 def _joint_rows(
-    inp: JointInput, n: int, searcher: I64 | None, legs: _JointLegs
+    inp: JointInput, n: int, searchers: list[str] | None, legs: _JointLegs
 ) -> tuple[I64, I64, I64, I64, I64]:
     """Capacity rows: one per rollup, then one per (capped rollup, searcher) that occurs.
-    ``searcher`` numbers the items' searchers (canonical order) by first appearance in that
-    order (``_canonical_searchers``; None when no rollup caps).
+    ``searchers`` are the items' searchers in canonical order (None when no rollup caps).
     Returns (row_ptr, row_idx, row_gas, row_cap, row_rollup)."""
     n_rollups = len(inp.rollups)
     cap_of = [r.max_gas_per_searcher for r in inp.rollups]
@@ -558,8 +524,10 @@ def _joint_rows(
     leg_capped = capped[legs.rollup] if legs.rollup.shape[0] else np.zeros(0, dtype=bool)
     pair_rollup = np.zeros(0, dtype=np.int64)
     pair_row = np.zeros(0, dtype=np.int64)
-    if searcher is not None:
-        n_s = max(int(searcher.max()) + 1 if n else 0, 1)
+    if searchers is not None:
+        searcher_id = {name: j for j, name in enumerate(dict.fromkeys(searchers))}
+        n_s = max(len(searcher_id), 1)
+        searcher = np.fromiter(map(searcher_id.__getitem__, searchers), dtype=np.int64, count=n)
         pairs, pair_row = np.unique(
             legs.rollup[leg_capped] * n_s + searcher[legs.item[leg_capped]], return_inverse=True
         )

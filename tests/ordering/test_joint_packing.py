@@ -341,9 +341,10 @@ def _joint_instances_any_bids(draw: st.DrawFn) -> JointInput:
 @settings(max_examples=300, deadline=None)
 @given(_joint_instances_any_bids())
 def test_joint_arrays_from_scratch_follow_the_readable_rule(inp: JointInput) -> None:
-    # Decision 155: bids and searchers are read once in input order and put in canonical order
-    # with numpy; the fields are those of the rule written item by item, so the packing (which
-    # reads only the arrays) is the one of the previous encoding.
+    # The vectorised encoding (objects read in input order, integers permuted to the canonical
+    # order) against the rule written item by item, bids beyond int64 included: any faster
+    # from-scratch encoding must keep these fields, so the packing (which reads only the arrays)
+    # stays the same (decision 155).
     try:
         arrays = compute_joint_arrays(inp)
     except InvalidJointInput:
