@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -228,6 +228,18 @@ class Baseline:
         return tuple(ComponentPacking(c, self.pack_joint(c, b), b) for c, b in pairs)
 
 
+def interleaved_cpu_ms(steps: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Each step's median CPU time in ms over ``rounds``, the steps interleaved round by round
+    (so load drift hits all alike)."""
+    cpus: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, f in steps.items():
+            c0 = time.process_time()
+            f()
+            cpus[k].append(time.process_time() - c0)
+    return {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+
+
 def compare_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -> None:
     """Baseline and this tree, interleaved: encoding and ``pack_slot`` medians, ratios, and
     whether the packings are identical; prints one row."""
@@ -241,13 +253,7 @@ def compare_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -
     }
     base_parts, new_parts = base.pack_slot(inp, budget_ms), pack_slot(inp, budget_ms)
     same = [c.packing for c in base_parts] == [c.packing for c in new_parts]
-    cpus: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, f in steps.items():
-            c0 = time.process_time()
-            f()
-            cpus[k].append(time.process_time() - c0)
-    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    m = interleaved_cpu_ms(steps, rounds)
     print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {m['enc']:>8.1f} "
           f"{m['enc new']:>8.1f} {m['enc new'] / m['enc']:>6.2f} | {m['slot']:>8.1f} "
           f"{m['slot new']:>8.1f} {m['slot new'] / m['slot']:>6.2f} | {'yes' if same else 'NO':>4} "
@@ -280,13 +286,7 @@ def columnar_case(case: tuple[int, int, int, int], rounds: int) -> None:
     same = pack_joint(inp, budget_ms) == pack_joint(enc, budget_ms) and [
         c.packing for c in pack_slot(inp, budget_ms)] == [
         c.packing for c in pack_slot(enc, budget_ms)]  # fmt: skip
-    cpus: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, f in steps.items():
-            c0 = time.process_time()
-            f()
-            cpus[k].append(time.process_time() - c0)
-    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    m = interleaved_cpu_ms(steps, rounds)
     work = joint.solve_joint_arrays(arrays, compute_work_limit(budget_ms))[2].work_units
     slow = m["solve"] / (work / WORK_UNITS_PER_MS)
     cols = " | ".join(f"{m[k]:>7.1f} {m[k + ' col']:>7.1f} {m[k + ' col'] / m[k]:>5.2f}"
@@ -317,13 +317,7 @@ def scratch_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -
     }
     outs = [f() for f in steps.values()]
     same = outs[0] == outs[1] == outs[2]
-    cpus: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, f in steps.items():
-            c0 = time.process_time()
-            f()
-            cpus[k].append(time.process_time() - c0)
-    m = {k: statistics.median(v) * 1e3 for k, v in cpus.items()}
+    m = interleaved_cpu_ms(steps, rounds)
     print(f"{n_rollups:>2} {len(inp.items):>6} {seed:>4} {budget_ms:>4} | {m['base']:>8.1f} "
           f"{m['new']:>8.1f} {m['new'] / m['base']:>6.2f} | {m['col']:>8.1f} "
           f"{m['col'] / m['base']:>6.2f} | {'yes' if same else 'NO':>4} "
