@@ -147,6 +147,13 @@ def check_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.
     return {"cpu": cpu, "total": total, **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}}
 
 
+def bench_committee(workdir: Path) -> tuple[threshold.CommitteeInfo, threshold.KeyShare]:
+    """A 3-of-4 committee dealt into ``workdir``, and member 1's key share."""
+    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
+    committee = keyfiles.read_committee_file(committee_path)
+    return committee, keyfiles.read_share_file(share_paths[0])[0]
+
+
 def _streamed_member(
     case: Case,
     committee: threshold.CommitteeInfo,
@@ -213,9 +220,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
     cases = {"single": Case([ROLLUP], args.bids, args.cross_share),
              "shared": Case(ids, args.bids, args.cross_share)}
-    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
-    committee = keyfiles.read_committee_file(committee_path)
-    share = keyfiles.read_share_file(share_paths[0])[0]
+    committee, share = bench_committee(workdir)
     cid = committee.committee_id
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     member: dict[str, list[dict[str, float]]] = {c: [] for c in CASES}
@@ -314,9 +319,7 @@ def deadline_child(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     case, ``--slots`` slots, each streamed into ``--repeat`` fresh members whose deadline is
     timed. Returns the medians (CPU, wall, phases) by case."""
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
-    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
-    committee = keyfiles.read_committee_file(committee_path)
-    share = keyfiles.read_share_file(share_paths[0])[0]
+    committee, share = bench_committee(workdir)
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     base = compute_slot_at(clock, int(time.time() * 1000)) + 10
     out: dict[str, Any] = {}
@@ -418,9 +421,7 @@ def function_ratios(args: argparse.Namespace, workdir: Path, repeat: int = 15) -
     order (decision 149), and the bid-set roots from scratch against the encoder's kept trees
     (decision 150)."""
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.rollups]
-    committee_path, share_paths = write_committee_files(workdir / "keys", 4, 3)
-    committee = keyfiles.read_committee_file(committee_path)
-    share = keyfiles.read_share_file(share_paths[0])[0]
+    committee, share = bench_committee(workdir)
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     slot = compute_slot_at(clock, int(time.time() * 1000)) + 10
     for name in args.cases:
