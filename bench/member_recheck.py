@@ -429,15 +429,8 @@ def function_ratios(args: argparse.Namespace, workdir: Path, repeat: int = 15) -
         _body, _side, proposal = case.proposal_bytes(committee.committee_id, slot)
         _stream_deadline(case, committee, share, proposal, workdir / f"f-{name}.sqlite3",
                          args.stream_check)  # fmt: skip
-        member = Member(share, compute_member_config(case.settings, committee, share.index),
-                        ProtectionStore(workdir / f"g-{name}.sqlite3"), stream_check="full",
-                        clock_ms=lambda: compute_deadline_ms(clock, slot) - SLOT_MS // 2)
-        for part in proposal.parts:
-            raw = [compute_entry_bytes(e) for e in part.log]
-            for start in range(0, len(raw), MAX_STREAM_BATCH):
-                member.accept_stream(encode_stream_batch(
-                    committee.committee_id, slot, part.rollup, start,
-                    raw[start:start + MAX_STREAM_BATCH]))
+        member, _now, _streamed = _streamed_member(case, committee, share, proposal,
+                                                   workdir / f"g-{name}.sqlite3", "full")
         stream = member.streams.get(slot)
         assert stream is not None
         logs = {r: list(log.entries) for r, log in stream.logs.items()}

@@ -6,7 +6,6 @@ is readable before the key exists."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,16 +14,13 @@ from typing import Any
 import orjson
 import pytest
 
-from api.engine import Engine
 from api.searcher import BundleEncryptor
-from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, LoggedEvent
 from committee import reopening
-from committee.coordinator import Coordinator, LocalMember
+from committee.coordinator import LocalMember
 from committee.errors import MalformedProposal
 from committee.feeder import StreamAnswer
-from committee.local import build_local_members
 from committee.proposal import (
     compute_opened_ids,
     compute_stream_tail,
@@ -34,15 +30,15 @@ from committee.proposal import (
 from committee.records import SignedBlock
 from committee.sealedset import compute_seq_key
 from committee.verify import verify_signed_block
-from node.metrics import Metrics
 from node.stores.base import Store
 from node.stores.memory import MemoryStore
 from node.stores.redis import RedisStore
 from tests.committee.conftest import Dealt
 from tests.committee.sealed_slots import bundle_body
-from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS, key
-from tests.committee.test_coordinator import COMMITTEE_DB, SETTINGS, Clock, Harness
+from tests.committee.slots import CLOCK, ROLLUP, SLOT, key
+from tests.committee.test_coordinator import COMMITTEE_DB, Clock
 from tests.committee.test_sealed_close import send_sealed, with_log
+from tests.committee.test_streaming_coordinator import StreamingHarness
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -65,29 +61,12 @@ class Recording(LocalMember):
         return await super().stream(body, timeout_s)
 
 
-class SealedStreamingHarness(Harness):
-    """An engine on ``store`` whose coordinator streams to in-process members (the streaming
-    loop driven by the test)."""
+class SealedStreamingHarness(StreamingHarness):
+    """An engine on ``store`` whose coordinator streams to in-process members that record
+    every stream body they get (the streaming loop driven by the test)."""
 
     def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, store: Store) -> None:
-        self.dealt = dealt
-        self.clock = clock
-        self.store = store
-        self.engine = Engine(store=store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
-                             slot_ms=SLOT_MS, clock_ms=clock, metrics=Metrics())  # fmt: skip
-        self.members = [Recording(m) for m in build_local_members(
-            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock)]  # fmt: skip
-        self.coordinator = Coordinator(self.engine, dealt.committee, self.members,
-                                       signing_window_ms=WINDOW_MS, streaming=True)  # fmt: skip
-        self.coordinator.attach()
-        self.nonce = 0
-
-    async def stream(self) -> None:
-        """One streaming round, waited out."""
-        await self.coordinator.stream_open_slot()
-        feeder = self.coordinator.feeder
-        assert feeder is not None
-        await asyncio.gather(*feeder._pushes.values())
+        super().__init__(dealt, tmp, clock, store, wrap=Recording)
 
 
 @pytest.fixture

@@ -5,18 +5,19 @@ tests, so each step is exact."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from api.engine import Engine
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
-from committee.coordinator import Coordinator
+from committee.coordinator import Coordinator, LocalMember
 from committee.local import build_local_members
 from committee.records import SignedBlock
 from committee.verify import verify_signed_block
 from node.metrics import Metrics
+from node.stores.base import Store
 from node.stores.memory import MemoryStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS
@@ -31,17 +32,19 @@ def anyio_backend() -> str:
 
 
 class StreamingHarness(Harness):
-    """``Harness`` whose coordinator streams (its streaming loop driven by the test)."""
+    """``Harness`` whose coordinator streams (its streaming loop driven by the test), on
+    ``store`` (a fresh memory store by default), each member client passed through ``wrap``."""
 
-    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock) -> None:
+    def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, store: Store | None = None,
+                 wrap: Callable[[LocalMember], LocalMember] = lambda m: m) -> None:  # fmt: skip
         self.dealt = dealt
         self.clock = clock
-        self.store = MemoryStore()
+        self.store = store or MemoryStore()
         self.engine = Engine(store=self.store, rollups=SETTINGS.rollup_configs(),
                              preset=SETTINGS.base_preset(), slot_ms=SLOT_MS, clock_ms=clock,
                              metrics=Metrics())  # fmt: skip
-        self.members = build_local_members(SETTINGS, dealt.committee, dealt.shares, tmp,
-                                           clock_ms=clock)  # fmt: skip
+        self.members = [wrap(m) for m in build_local_members(
+            SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock)]  # fmt: skip
         self.coordinator = Coordinator(self.engine, dealt.committee, self.members,
                                        signing_window_ms=WINDOW_MS, streaming=True)  # fmt: skip
         self.coordinator.attach()
