@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from committee.coordinator import Coordinator, build_coordinator
 from committee.keyfiles import read_committee_file
 from committee.threshold import CommitteeInfo
 from node import errors as wire
+from node.collector import freeze_for_serving
 from node.escrow import StoreEscrow
 from node.metrics import Metrics
 from node.operator import load_operator_key
@@ -125,11 +125,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await coordinator.recover()
             app.state.engine.start_clock()
             if serving:
-                # What the start loaded (libraries, the solver's compiled kernels, ~120,000
-                # objects) lives as long as the process: without this, every full collection
-                # under load rescans it (~70 ms each). committee/signer.py does the same.
-                gc.collect()
-                gc.freeze()
+                # What the start loaded lives as long as the process: without this, every full
+                # collection under load rescans it (~70 ms each). committee/signer.py freezes too.
+                freeze_for_serving()
         else:
             app.state.engine = engine
         if app.state.committee is not None:  # encrypted bids are for the published committee

@@ -14,6 +14,15 @@ import gc
 import threading
 from collections.abc import Iterator
 
+# The young generation's threshold while serving: net tracked allocations between two young
+# collections (CPython's default is 700). The intake allocates a few hundred short-lived
+# objects a bid, most freed by reference counting before a collection could see them; at 700
+# every few bids set off a young collection that walks every object then in flight (512 calls
+# a connection), and every tenth of those the middle generation too. 50,000 collects the same
+# garbage, 70 times less often (decision 156); cyclic garbage waits at most that many
+# allocations, a few MB.
+SERVING_GC_THRESHOLD = (50_000, 20, 10)
+
 _lock = threading.Lock()
 _pauses = 0
 
@@ -40,3 +49,12 @@ def paused_gc() -> Iterator[None]:
                 _pauses -= 1
                 if _pauses == 0:
                     gc.enable()
+
+
+def freeze_for_serving() -> None:
+    """Once a server has started: move what it loaded (libraries, compiled kernels, ~120,000
+    objects that live as long as the process) out of every collection's scans, and collect
+    the young generation less often (``SERVING_GC_THRESHOLD``)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLD)
