@@ -30,6 +30,7 @@ from auction.receipts import (
     OperatorKey,
     Receipt,
     receipt_to_json,
+    receipts_to_json,
     sign_receipt,
     sign_receipt_batch,
 )
@@ -101,9 +102,9 @@ class Receipter:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for (_, fut), one in zip(chunk, signed, strict=True):
+                for (_, fut), doc in zip(chunk, receipts_to_json(signed), strict=True):
                     if not fut.done():
-                        fut.set_result(receipt_to_json(one))
+                        fut.set_result(doc)
 
     def bid_receipt(self, bid: Bid) -> Receipt:
         """The receipt of one logged copy of a bid (its rollup's), to ``sign``."""

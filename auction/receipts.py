@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -331,23 +331,40 @@ def verify_receipt(signed: SignedReceipt, operator: str | None = None) -> None:
 
 def receipt_to_json(signed: SignedReceipt) -> dict[str, Any]:
     """The receipt as it goes on the wire and into evidence files (snake_case, 0x hex)."""
-    r = signed.receipt
-    doc: dict[str, Any] = {
-        "version": r.version,
-        "committee_id": to_hex(r.committee_id),
-        "rollup": r.rollup,
-        "slot": r.slot,
-        "event_id": r.event_id,
-        "kind": r.kind,
-        "request_hash": r.request_hash,
-        "received_ms": r.received_ms,
-        "operator": signed.operator,
-        "signature": to_hex(signed.signature),
-    }
-    if signed.batch is not None:
-        doc["batch"] = {"index": signed.batch.index, "size": signed.batch.size,
-                        "proof": [to_hex(h) for h in signed.batch.proof]}  # fmt: skip
-    return doc
+    return receipts_to_json([signed])[0]
+
+
+def receipts_to_json(signed: Sequence[SignedReceipt]) -> list[dict[str, Any]]:
+    """``receipt_to_json`` of each receipt; a batch's receipts share their committee id, their
+    signature and most of their proofs' hashes, and each of those is spelled in hex once."""
+    spelled: dict[bytes, str] = {}
+
+    def hex_of(data: bytes) -> str:
+        text = spelled.get(data)
+        if text is None:
+            text = spelled[data] = to_hex(data)
+        return text
+
+    docs: list[dict[str, Any]] = []
+    for one in signed:
+        r = one.receipt
+        doc: dict[str, Any] = {
+            "version": r.version,
+            "committee_id": hex_of(r.committee_id),
+            "rollup": r.rollup,
+            "slot": r.slot,
+            "event_id": r.event_id,
+            "kind": r.kind,
+            "request_hash": r.request_hash,
+            "received_ms": r.received_ms,
+            "operator": one.operator,
+            "signature": hex_of(one.signature),
+        }
+        if one.batch is not None:
+            doc["batch"] = {"index": one.batch.index, "size": one.batch.size,
+                            "proof": [hex_of(h) for h in one.batch.proof]}  # fmt: skip
+        docs.append(doc)
+    return docs
 
 
 def receipt_from_json(value: Any) -> SignedReceipt:

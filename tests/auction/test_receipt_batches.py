@@ -26,6 +26,7 @@ from auction.receipts import (
     compute_receipt_digest,
     receipt_from_json,
     receipt_to_json,
+    receipts_to_json,
     sign_receipt,
     sign_receipt_batch,
     verify_receipt,
@@ -71,6 +72,23 @@ def test_every_receipt_of_a_batch_verifies_and_ecrecover_gets_the_operator(n: in
     root = compute_batch_root(compute_receipt_digest(signed[0].receipt), signed[0].batch)
     message = encode_typed_data(full_message=_batch_typed_data(root, n))
     assert Account.recover_message(message, signature=signed[0].signature).lower() == KEY.address
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(1, 40))
+def test_a_batch_spelled_at_once_reads_back_as_each_receipt(n: int) -> None:
+    # The batch's JSON shares the hex of its hashes: each receipt must still read back as
+    # itself, proof for proof, and verify; and one receipt's JSON is its place in the batch's
+    signed = sign_receipt_batch(batch(n), KEY)
+    docs = receipts_to_json(signed)
+    assert len(docs) == n
+    for s, doc in zip(signed, docs, strict=True):
+        again = receipt_from_json(doc)
+        assert again == s
+        assert s.batch is not None
+        assert doc["batch"]["proof"] == ["0x" + h.hex() for h in s.batch.proof]
+        verify_receipt(again, KEY.address)
+        assert receipt_to_json(s) == doc
 
 
 def test_version_1_receipts_still_verify() -> None:
