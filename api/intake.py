@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 import threading
 import time
 from collections import OrderedDict
@@ -189,6 +190,7 @@ class Intake:
         self.refusals = RefusalRecorder()  # refused bundles, for their slot's history
         self._buckets: dict[str, TokenBucket] = {}
         self.decoded_txs = DecodedTxCache()
+        self._intake_limits: dict[int, tuple[Policy, IntakeLimits]] = {}
         # The context of each endpoint as last built, with what it was built from (the chains'
         # protected sets, compared by identity, and the committee id): rebuilt when one changes.
         self._contexts: dict[
@@ -229,7 +231,7 @@ class Intake:
             cached is not None
             and cached[1] == committee_id
             and len(cached[0]) == len(sources)
-            and all(a is b for a, b in zip(cached[0], sources, strict=True))
+            and all(map(operator.is_, cached[0], sources))
         ):
             return cached[2]
         ctx = IntakeContext(
@@ -333,7 +335,7 @@ class Intake:
         first = copies[0]
         self.metrics.count_bid(first.rollup, first.slot, transport, time.perf_counter() - t0)
         spans = [b.rollup for b in copies] if len(copies) > 1 else None
-        for bid in copies:
+        for bid in copies if self.notifier.watches_searcher(searcher) else ():
             received = {
                 "rollup": bid.rollup,
                 "slot": bid.slot,
@@ -373,9 +375,7 @@ class Intake:
         )
         assert isinstance(sealed, SealedBid)
         t0 = time.perf_counter()
-        await self.store.append_sealed_bid(
-            sealed, compute_intake_limits(self.rollups[sealed.rollup].policy)
-        )
+        await self.store.append_sealed_bid(sealed, self._limits(sealed.rollup))
         self.metrics.count_bid(sealed.rollup, sealed.slot, transport, time.perf_counter() - t0)
         answer = {"bidId": sealed.bid_id, "ciphertextHash": sealed.ciphertext_hash}
         self.notifier.to_searcher(
@@ -390,11 +390,18 @@ class Intake:
     async def _log_bid(self, copies: Sequence[Bid]) -> None:
         """Append a bid to its slot's log; a cross-rollup bundle's copies to every spanned
         rollup's log in one atomic store step, each under its rollup's limits."""
-        limits = [compute_intake_limits(self.rollups[b.rollup].policy) for b in copies]
         if len(copies) == 1:
-            await self.store.append_bid(copies[0], limits[0])
+            await self.store.append_bid(copies[0], self._limits(copies[0].rollup))
         else:
-            await self.store.append_bid_copies(copies, limits)
+            await self.store.append_bid_copies(copies, [self._limits(b.rollup) for b in copies])
+
+    def _limits(self, rollup: int) -> IntakeLimits:
+        """``compute_intake_limits`` of the rollup's policy, built once per policy."""
+        policy = self.rollups[rollup].policy
+        cached = self._intake_limits.get(rollup)
+        if cached is None or cached[0] is not policy:
+            cached = self._intake_limits[rollup] = (policy, compute_intake_limits(policy))
+        return cached[1]
 
     async def submit_public_tx(
         self,
@@ -464,7 +471,7 @@ class Intake:
         done = await self.store.append_cancel(
             cancel,
             compute_cancel_slots(cancel, self.clock, self.max_slots_ahead),
-            compute_intake_limits(self.rollups[cancel.rollup].policy),
+            self._limits(cancel.rollup),
             CANCEL_WINDOW_MS,
         )
         for slot in done:

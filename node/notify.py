@@ -33,6 +33,11 @@ class Notifier:
     def watch_searcher(self, searcher: str, sub: Subscriber) -> None:
         self._searchers[searcher].add(sub)
 
+    def watches_searcher(self, searcher: str) -> bool:
+        """Whether any connection is subscribed to ``searcher``'s bundle events (the intake
+        builds a notification only for someone)."""
+        return bool(self._searchers.get(searcher))
+
     def watch_slots(self, sub: Subscriber) -> None:
         self._slots.add(sub)
 
