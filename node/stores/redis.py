@@ -369,6 +369,54 @@ def _not_replicated() -> StoreUnavailable:
     )
 
 
+def _append_call(batch: list[_Pending]) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of one ``append_bids`` call over a batch of one slot's bids."""
+    keys_: list[str] = []
+    args: list[Any] = []
+    slot_keys: dict[tuple[int, int], list[str]] = {}
+    for bid, limits, payload, _ in batch:
+        r, s = bid.rollup, bid.slot
+        log_keys = slot_keys.get((r, s))
+        if log_keys is None:
+            log_keys = slot_keys[(r, s)] = [
+                keys.slot_log(r, s),
+                keys.slot_closed(r, s),
+                keys.slot_limits(r, s),
+                keys.slot_index(r, s),
+            ]
+        keys_ += log_keys
+        uuid_key = (
+            keys.index_uuid(bid.searcher, bid.replacement_uuid) if bid.replacement_uuid else ""
+        )
+        args += [
+            payload,
+            bid.searcher,
+            bid.request_bytes,
+            limits.max_bundles,
+            limits.max_bytes,
+            bid.bid_id,
+            f"{bid.searcher}:{bid.bundle_hash}",
+            limits.max_slot_events,
+            limits.max_slot_bytes,
+            uuid_key,
+        ]
+    return keys_, args
+
+
+def _settle_appends(batch: list[_Pending], replies: Any, confirmed: bool) -> None:
+    """Answer each bid of an ``append_bids`` call from its reply: its seq, or its refusal."""
+    for (bid, limits, _, fut), reply in zip(batch, replies, strict=True):
+        if fut.done():
+            continue
+        text = _text(reply)
+        if text.startswith("!"):
+            fut.set_exception(_refusal(text, bid.slot, limits))
+        elif not confirmed:
+            fut.set_exception(_not_replicated())
+        else:
+            fut.set_result(text)
+
+
 def _cancel_keys(rollup: int, slot: int) -> list[str]:
     return [
         keys.slot_log(rollup, slot),
@@ -602,58 +650,92 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
 
     async def _flush(self, batch: list[_Pending]) -> None:
         """One script call per slot in the batch (a slot's keys share one cluster hash tag;
-        one script may not touch two), all sent at once."""
+        one script may not touch two), all sent at once: on one server in one pipeline (one
+        write, one read, and with replica acks on one ``WAIT`` after them all); on a cluster
+        each on its own, to the node of its slot."""
         by_slot: dict[int, list[_Pending]] = {}
         for pending in batch:
             by_slot.setdefault(pending[0].slot, []).append(pending)
-        await asyncio.gather(*(self._flush_slot(group) for group in by_slot.values()))
+        groups = list(by_slot.values())
+        if self.cluster:
+            await asyncio.gather(*(self._flush_slot(group) for group in groups))
+            return
+        calls = [_append_call(group) for group in groups]
+        try:
+            replies, confirmed = await self._evalsha_pipelined("append_bids", calls)
+        except (RedisError, OSError) as exc:
+            for group, (keys_, _) in zip(groups, calls, strict=True):
+                self._fail_appends(group, keys_[0], exc)
+            return
+        for group, (keys_, _), reply in zip(groups, calls, replies, strict=True):
+            if isinstance(reply, Exception):  # this slot's script failed; the others ran
+                self._fail_appends(group, keys_[0], reply)
+            else:
+                _settle_appends(group, reply, confirmed)
 
     async def _flush_slot(self, batch: list[_Pending]) -> None:
-        keys_: list[str] = []
-        args: list[Any] = []
-        for bid, limits, payload, _ in batch:
-            r, s = bid.rollup, bid.slot
-            keys_ += [
-                keys.slot_log(r, s),
-                keys.slot_closed(r, s),
-                keys.slot_limits(r, s),
-                keys.slot_index(r, s),
-            ]
-            uuid_key = (
-                keys.index_uuid(bid.searcher, bid.replacement_uuid) if bid.replacement_uuid else ""
-            )
-            args += [
-                payload,
-                bid.searcher,
-                bid.request_bytes,
-                limits.max_bundles,
-                limits.max_bytes,
-                bid.bid_id,
-                f"{bid.searcher}:{bid.bundle_hash}",
-                limits.max_slot_events,
-                limits.max_slot_bytes,
-                uuid_key,
-            ]
+        keys_, args = _append_call(batch)
         try:
             replies, confirmed = await self._evalsha_replicated("append_bids", keys_, args)
         except (RedisError, OSError) as exc:
-            self.faults["write_failed"] += 1
-            log.error("redis write failed (%s): %s", keys_[0], exc)
-            err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_exception(err)
+            self._fail_appends(batch, keys_[0], exc)
             return
-        for (bid, limits, _, fut), reply in zip(batch, replies, strict=True):
-            if fut.done():
-                continue
-            text = _text(reply)
-            if text.startswith("!"):
-                fut.set_exception(_refusal(text, bid.slot, limits))
-            elif not confirmed:
-                fut.set_exception(_not_replicated())
-            else:
-                fut.set_result(text)
+        _settle_appends(batch, replies, confirmed)
+
+    def _fail_appends(self, batch: list[_Pending], key: str, exc: BaseException) -> None:
+        """A write that failed: none of its bids is acknowledged."""
+        self.faults["write_failed"] += 1
+        log.error("redis write failed (%s): %s", key, exc)
+        err = StoreUnavailable("the bid store is unavailable; the bid was not accepted")
+        for *_, fut in batch:
+            if not fut.done():
+                fut.set_exception(err)
+
+    async def _evalsha_pipelined(
+        self, name: str, calls: list[tuple[list[str], list[Any]]]
+    ) -> tuple[list[Any], bool]:
+        """Run a write script once per call (keys, args) in one pipeline (one server only);
+        with replica acks on, a ``WAIT`` after them on the same connection covers them all.
+        Returns each call's reply, or the error of a call that failed alone, and whether the
+        writes are confirmed (as ``_evalsha_replicated``). A script cache lost meanwhile
+        (NOSCRIPT: that call did not run) is reloaded and only the refused calls are resent."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        least_acked: int | None = None
+        for attempt in (0, 1):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo:
+                keys_, args = calls[i]
+                pipe.execute_command("EVALSHA", self._sha[name], len(keys_), *keys_, *args)
+            if self.wait_replicas > 0:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            out = await pipe.execute(raise_on_error=False)
+            if self.wait_replicas > 0:
+                acked = out.pop()
+                if isinstance(acked, Exception):
+                    raise acked
+                # A resend may go out on another connection: each WAIT covers its own writes
+                least_acked = int(acked) if least_acked is None else min(least_acked, int(acked))
+            lost = []
+            for i, reply in zip(todo, out, strict=True):
+                replies[i] = reply
+                if isinstance(reply, NoScriptError):
+                    lost.append(i)
+            if not lost or attempt:
+                break
+            await self._reload_scripts()
+            todo = lost
+        if least_acked is not None and least_acked < self.wait_replicas:
+            self.faults["replica_timeout"] += 1
+            log.warning(
+                "redis: %d of %d replicas confirmed a group commit within %d ms; refused as "
+                "not durable (it is on the master; a resend is idempotent)",
+                least_acked,
+                self.wait_replicas,
+                self.wait_timeout_ms,
+            )
+            return replies, False
+        return replies, True
 
     async def append_bid_copies(
         self, copies: Sequence[Bid], limits: Sequence[IntakeLimits]

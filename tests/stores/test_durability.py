@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import anyio
 import pytest
 
-from auction.errors import StoreUnavailable
+from auction.errors import SlotClosed, StoreUnavailable
 from auction.ledger import DEPOSIT, Cause, Change, LedgerEntry
 from auction.types import Bid, LoggedEvent
 from node.stores.base import IntakeLimits
@@ -182,6 +182,37 @@ async def test_noscript_after_script_flush_reloads_scripts(
         await store.redis.script_flush()
         log = await store.close_slot(ROLLUP, 60)
         assert [e.seq for e in log][0] == seq and len(log) == 2
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_one_group_commit_over_several_slots_answers_each_slot_alone(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    # One batch holds bids for three slots, one of them closed, and the script cache is lost
+    # just before it: the open slots' bids are logged once each and acknowledged with their
+    # own seqs, the closed slot's are refused with slot_closed, nothing leaks across slots.
+    store = await open_test_store(db_url(redis_server, STORE_DB))
+    assert isinstance(store, RedisStore)
+    try:
+        await store.close_slot(ROLLUP, 91)
+        bids = [make_bid(n, slot=90 + n % 3, searcher=f"0x{n:040x}") for n in range(12)]
+        await store.redis.script_flush()
+        answers = await asyncio.gather(
+            *(store.append_bid(b, WIDE) for b in bids), return_exceptions=True
+        )
+        for bid, answer in zip(bids, answers, strict=True):
+            if bid.slot == 91:
+                assert isinstance(answer, SlotClosed)
+            else:
+                assert isinstance(answer, str), answer
+        for slot in (90, 92):
+            log = await store.read_log(ROLLUP, slot)
+            expected = {b.bid_id: a for b, a in zip(bids, answers, strict=True) if b.slot == slot}
+            assert {e.event.bid_id: e.seq for e in log} == expected
+            assert len(log) == len(expected)
+        assert await store.read_log(ROLLUP, 91) == []
     finally:
         await store.aclose()
 
