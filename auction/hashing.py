@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 from sha3 import keccak_256 as _keccak_256
-
-_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
 
 
 def keccak256(data: bytes) -> bytes:
@@ -31,9 +27,15 @@ def from_hex(text: object, *, what: str = "value", length: int | None = None) ->
     body = text[2:]
     if len(body) % 2:
         raise ValueError(f"{what} has an odd number of hex digits")
-    if _HEX_DIGITS.fullmatch(body) is None:
+    try:
+        out = bytes.fromhex(body)
+    except ValueError:
+        raise ValueError(f"{what} is not valid hex") from None
+    # Verify nothing was skipped: bytes.fromhex passes over ASCII whitespace, and refuses any
+    # other character, so two digits a byte means hex digits only (no regex scan: a tx is
+    # hundreds of digits, and every one of a bundle's is read so)
+    if 2 * len(out) != len(body):
         raise ValueError(f"{what} is not valid hex")
-    out = bytes.fromhex(body)
     if length is not None and len(out) != length:
         raise ValueError(f"{what} must be {length} bytes, got {len(out)}")
     return out
