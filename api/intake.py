@@ -261,17 +261,16 @@ class Intake:
         access lists) takes tens of ms to decode: off the event loop, so it never delays other
         searchers' acknowledgements."""
         body = signer[1].body if signer is not None else b""
+        signature = signer[1].signature if signer is not None else None
+        request = {"method": method, "params": params}
+        if len(body) < self.decode_offload_bytes:
+            return compute_intake_event(
+                body, signature, received_ms, ctx, request=request, signer=signer
+            )
         derive = functools.partial(
-            compute_intake_event,
-            body,
-            signer[1].signature if signer is not None else None,
-            received_ms,
-            ctx,
-            request={"method": method, "params": params},
-            signer=signer,
+            compute_intake_event, body, signature, received_ms, ctx, request=request, signer=signer
         )
-        large = len(body) >= self.decode_offload_bytes
-        return await asyncio.to_thread(derive) if large else derive()
+        return await asyncio.to_thread(derive)
 
     async def _event(
         self,
