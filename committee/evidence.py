@@ -495,7 +495,7 @@ def compute_rule_breaking_id(committee_id: bytes, slot: int, member: int) -> str
 def compute_rule_breaking_evidence(
     proposal: SlotProposal, endorsement: Endorsement, member: int, partial: bytes
 ) -> dict[str, Any]:
-    """The member-rule-breaking evidence document: the whole-log proposal (version 3), the
+    """The member-rule-breaking evidence document: the whole-log proposal (version 5), the
     operator's endorsement of it and the member's partial over its slot root."""
     return {
         "format": EVIDENCE_FORMAT,
@@ -594,7 +594,7 @@ def find_broken_rule(rules: MemberConfig, proposal: SlotProposal) -> str | None:
 
 
 def _read_whole_proposal(value: Any) -> SlotProposal:
-    """The document's proposal: a whole-log (version 3) proposal, strictly decoded."""
+    """The document's proposal: a whole-log (version 5) proposal, strictly decoded."""
     if not isinstance(value, dict):
         raise MalformedEvidence("proposal must be a proposal object", field="proposal")
     try:

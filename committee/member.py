@@ -481,7 +481,7 @@ class Member:
     def _join_stream(
         self, parsed: ParsedProposal, proposal: SlotProposal
     ) -> tuple[SlotProposal, dict[int, int], dict[str, Bid]]:
-        """A version-4 proposal with every part's log whole again: the prefix this member holds
+        """A version-6 proposal with every part's log whole again: the prefix this member holds
         (and checked) from the slot's stream merged by seq with the proposal's tail (opened
         bids may sit among the prefix's entries). Refuses a prefix it does not hold
         (``stream_gap``), one whose digest differs (``stream_mismatch``) and a tail that is

@@ -6,7 +6,7 @@ the committee signs the slot root over every part's block (``auction.slotroot``,
 ``committee.signing``). Wire form (JSON, serialized once and sent as the same bytes to every
 member)::
 
-    {"kind": "blockspace-proposal", "version": 3,
+    {"kind": "blockspace-proposal", "version": 5,
      "committee_id": "0x<32 bytes>", "slot": 123,
      "bundles": [<each cross-rollup bundle of the slot once: auction.codec.bid_to_json of its
                   copy for its first leg's rollup, without "rollup", "txs" and "gas">, ...],
@@ -19,9 +19,22 @@ member)::
                                          parent's slot root>"},
         "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
         "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}
-                    | {"seq": "<ms>-<n>", "cross": <index into "bundles">}, ...]},
+                    | {"seq": "<ms>-<n>", "cross": <index into "bundles">}
+                    | {"seq": "<ms>-<n>", "sealed": "0x<entry hash>",
+                       "opened": <the opened bid's event_to_json without "evidence">}, ...]},
        ...],
-     "completion": false | true}
+     "completion": false | true,
+     "sealed": <only for a slot with sealed bids: committee.sealedset.SealedOpening>}
+
+A bid opened from one of the slot's sealed bids (``sealed``) does not repeat its evidence (the
+signed encrypted call, ciphertext included: about half of a sealed slot's proposal): it names
+its sealed entry by the SHA-256 of the entry's canonical bytes
+(``sealedset.compute_sealed_entry_hash``), and the member takes the evidence from the entry it
+holds. The decoder refuses a name that is no entry of ``sealed.entries``, an entry named twice,
+a name whose entry has another bid id or (in a log) another seq, and an opened bid written
+inline (one form for one thing); that the bid is what its entry's ciphertext opens to is
+``committee.reopening``'s check, as before. A cross-rollup opened bundle's entry in
+``bundles`` names its sealed entry the same way.
 
 A part's log is its rollup's whole intake log of the slot in log order (the bid set its
 header's ``bid_set_root`` commits to). A cross-rollup bundle's copy in a log is a reference
@@ -53,7 +66,17 @@ from auction.encoding import compute_header_hash
 from auction.legs import compute_bid_copy
 from auction.presets import MAX_ROLLUPS_PER_BUNDLE
 from auction.slotroot import MAX_SLOT_LEAVES, SlotProof, compute_slot_root
-from auction.types import Bid, Block, Cancel, Leg, LoggedEvent, PendingTx, PublicTx, Tx
+from auction.types import (
+    Bid,
+    Block,
+    Cancel,
+    Leg,
+    LoggedEvent,
+    LoggedSealedBid,
+    PendingTx,
+    PublicTx,
+    Tx,
+)
 from committee import bls, wire
 from committee.errors import MalformedProposal
 from committee.records import (
@@ -64,17 +87,27 @@ from committee.records import (
     slot_proof_from_json,
     slot_proof_to_json,
 )
-from committee.sealedset import SealedOpening, sealed_opening_from_json, sealed_opening_to_json
+from committee.sealedset import (
+    SealedOpening,
+    compute_sealed_entry_bytes,
+    compute_sealed_entry_hash,
+    sealed_opening_from_json,
+    sealed_opening_to_json,
+)
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
-# 3: each cross-rollup bundle once per slot ("bundles"), its copies references to it; 2 carried
-# every copy inline; 2 and 3: one proposal per slot, a part per rollup; 1 was per rollup.
-FORMAT_VERSION: Final[int] = 3
-# 4: version 3 whose parts' logs leave out a prefix the members hold from the slot's stream
+# 5: opened bids name their sealed entries ("sealed") instead of repeating their evidence;
+# 3 wrote them inline (decision 156; checked exactly, as every version: coordinator and
+# members are deployed together, decision 75). 3: each cross-rollup bundle once per slot
+# ("bundles"), its copies references to it; 2 carried every copy inline; 2 and 3: one proposal
+# per slot, a part per rollup; 1 was per rollup.
+FORMAT_VERSION: Final[int] = 5
+# 6: version 5 whose parts' logs leave out a prefix the members hold from the slot's stream
 # (``committee.stream``): each part names that prefix by ``"streamed": {"count", "digest"}``:
 # the first ``count`` plaintext entries of its log (every entry but the bids opened from the
 # slot's sealed bids, which never stream); the rest of the log, in log order, is the tail.
-STREAMED_VERSION: Final[int] = 4
+# (4 was version 3 streamed.)
+STREAMED_VERSION: Final[int] = 6
 # A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
 _DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
 
@@ -188,43 +221,77 @@ def compute_cross_bundles(parts: tuple[Proposal, ...] | list[Proposal]) -> dict[
     return bundles
 
 
-def _cross_bundle_to_json(bundle: Bid) -> dict[str, Any]:
-    out = codec.bid_to_json(bundle)
+def _cross_bundle_to_json(bundle: Bid, names: Mapping[str, str]) -> dict[str, Any]:
+    out = _named_bid_to_json(bundle, names)
     for key in _DERIVED_BUNDLE_KEYS:  # its first leg's: the decoder rebuilds them
         del out[key]
     return out
 
 
+def _named_bid_to_json(bid: Bid, names: Mapping[str, str]) -> dict[str, Any]:
+    """A bid as JSON; a bid opened from a sealed bid names that entry instead of its
+    evidence (``names``: the sealed entries' hashes by bid id)."""
+    out = codec.bid_to_json(bid)
+    name = names.get(bid.bid_id)
+    if name is not None:
+        del out["evidence"]  # the sealed entry's: the member holds it
+        out["sealed"] = name
+    return out
+
+
+def _log_entry_to_json(
+    e: LoggedEvent, cross: dict[str, int], names: Mapping[str, str]
+) -> dict[str, Any]:
+    ev = e.event
+    if isinstance(ev, Bid) and ev.legs:
+        return {"seq": e.seq, "cross": cross[ev.bid_id]}
+    if isinstance(ev, Bid) and ev.bid_id in names:
+        opened = _named_bid_to_json(ev, names)
+        return {"seq": e.seq, "sealed": opened.pop("sealed"), "opened": opened}
+    return {"seq": e.seq, "event": codec.event_to_json(ev)}
+
+
 def _part_to_json(
-    p: Proposal, cross: dict[str, int], streamed: tuple[int, bytes] | None = None
+    p: Proposal,
+    cross: dict[str, int],
+    names: Mapping[str, str],
+    streamed: tuple[int, bytes] | None = None,
 ) -> dict[str, Any]:
     out = {
         "rollup": p.rollup,
         "block": block_fields_to_json(p.block),
         "parent": parent_certificate_to_json(p.parent) if p.parent else None,
         "carried": [codec.pending_to_json(c) for c in p.carried],
-        "log": [
-            {"seq": e.seq, "cross": cross[e.event.bid_id]}
-            if isinstance(e.event, Bid) and e.event.legs
-            else {"seq": e.seq, "event": codec.event_to_json(e.event)}
-            for e in p.log
-        ],
+        "log": [_log_entry_to_json(e, cross, names) for e in p.log],
     }
     if streamed is not None:
         out["streamed"] = {"count": streamed[0], "digest": "0x" + streamed[1].hex()}
     return out
 
 
+def compute_sealed_names(sealed: SealedOpening | None) -> dict[str, str]:
+    """The name of each sealed entry of a proposal by its bid id: ``0x`` and the SHA-256 of
+    its canonical bytes (``compute_sealed_entry_hash``), what an opened bid carries instead of
+    its evidence."""
+    if sealed is None:
+        return {}
+    return {
+        e.event.bid_id: "0x" + compute_sealed_entry_hash(compute_sealed_entry_bytes(e)).hex()
+        for e in sealed.entries
+    }
+
+
 def encode_proposal(
     p: SlotProposal, streamed: Mapping[int, tuple[int, bytes]] | None = None
 ) -> bytes:
     """The proposal's wire bytes (one serialization, sent to every member); each cross-rollup
-    bundle's evidence once. Raises ValueError if two copies of a bundle differ.
+    bundle's evidence once, each opened bid's not at all (its sealed entry's, named). Raises
+    ValueError if two copies of a bundle differ.
 
-    ``streamed`` (version 4): by rollup, how many leading plaintext entries of its log the
+    ``streamed`` (version 6): by rollup, how many leading plaintext entries of its log the
     member holds from the slot's stream and their digest (``committee.stream``); those entries
     are left out, the rest of the log (the tail, opened bids wherever their seqs put them)
-    travels as in version 3."""
+    travels as in version 5."""
     parts = p.parts
     if streamed is not None:
         opened = compute_opened_ids(p)
@@ -235,15 +302,16 @@ def encode_proposal(
         )  # fmt: skip
     bundles = compute_cross_bundles(parts)
     cross = {bid_id: i for i, bid_id in enumerate(bundles)}
+    names = compute_sealed_names(p.sealed)
     return orjson.dumps(
         {
             "kind": PROPOSAL_KIND,
             "version": FORMAT_VERSION if streamed is None else STREAMED_VERSION,
             "committee_id": "0x" + p.committee_id.hex(),
             "slot": p.slot,
-            "bundles": [_cross_bundle_to_json(b) for b in bundles.values()],
+            "bundles": [_cross_bundle_to_json(b, names) for b in bundles.values()],
             "parts": [
-                _part_to_json(part, cross, streamed[part.rollup] if streamed else None)
+                _part_to_json(part, cross, names, streamed[part.rollup] if streamed else None)
                 for part in parts
             ],
             "completion": p.completion,
@@ -407,18 +475,19 @@ class ParsedProposal:
     carried_docs: tuple[list[Any], ...]  # per part
     log_docs: tuple[list[Any], ...]  # per part
     bundle_docs: list[Any] = dataclasses.field(default_factory=list)  # the slot's cross bundles
-    # version 4: per part, the streamed prefix its log leaves out (count, digest); else None
+    # version 6: per part, the streamed prefix its log leaves out (count, digest); else None
     streamed: tuple[tuple[int, bytes], ...] | None = None
 
     def decode_rest(self) -> SlotProposal:
         """Decode the cross-rollup bundles and every part's carried pool and log; raise
         ``MalformedProposal`` if malformed."""
-        bundles = _decode_bundles(self.bundle_docs)
+        named = NamedEntries.of(self.head.sealed)
+        bundles = _decode_bundles(self.bundle_docs, named)
         used: set[int] = set()
         parts = tuple(
             dataclasses.replace(
                 part, carried=_decode_carried(carried), log=_decode_log(log, part.rollup,
-                                                                         bundles, used),
+                                                                         bundles, used, named),
             )
             for part, carried, log in zip(
                 self.head.parts, self.carried_docs, self.log_docs, strict=True
@@ -430,13 +499,62 @@ class ParsedProposal:
         return dataclasses.replace(self.head, parts=parts)
 
 
+@dataclass
+class NamedEntries:
+    """A proposal's sealed entries by name (``compute_sealed_names``), as its decoder resolves
+    the opened bids that name them: each entry named at most once in the whole proposal."""
+
+    by_name: dict[str, LoggedSealedBid]
+    sealed_ids: frozenset[str]
+    used: set[str] = dataclasses.field(default_factory=set)
+
+    @classmethod
+    def of(cls, sealed: SealedOpening | None) -> NamedEntries:
+        if sealed is None:
+            return cls({}, frozenset())
+        by_name = {
+            "0x" + compute_sealed_entry_hash(compute_sealed_entry_bytes(e)).hex(): e
+            for e in sealed.entries
+        }
+        return cls(by_name, frozenset(e.event.bid_id for e in sealed.entries))
+
+    def resolve(self, doc: Any, seq: str | None) -> Bid:
+        """The opened bid of ``doc`` (its JSON without ``evidence``, with ``"sealed": name``)
+        with its named entry's evidence; ``seq`` (a log's entry) must be the entry's seq.
+        Raises ValueError if the name is no entry of the proposal, is used twice, or names an
+        entry of another bid id or seq."""
+        if not isinstance(doc, dict) or "evidence" in doc:
+            raise ValueError("an opened bid carries its sealed entry's name, not its evidence")
+        name = doc.get("sealed")
+        entry = self.by_name.get(name) if isinstance(name, str) else None
+        # Verify the name is one of the proposal's sealed entries, named once
+        if entry is None or name in self.used:
+            raise ValueError("an opened bid names no sealed entry of the proposal, or one "
+                             "already named")  # fmt: skip
+        self.used.add(name)  # type: ignore[arg-type]
+        placeholder = {"body": "", "signature": ""}
+        rest = {k: v for k, v in doc.items() if k != "sealed"}
+        ev = codec.event_from_json({**rest, "evidence": placeholder})
+        if not isinstance(ev, Bid):
+            raise ValueError("an opened entry is a bid")
+        # Verify the name is the bid's own sealed entry (its id, and in a log its seq)
+        if ev.bid_id != entry.event.bid_id or (seq is not None and seq != entry.seq):
+            raise ValueError("an opened bid names another bid's sealed entry")
+        return dataclasses.replace(ev, evidence=entry.event.evidence)
+
+    def check_inline(self, ev: Bid) -> None:
+        """Refuse (ValueError) an opened bid written inline: it names its sealed entry."""
+        if ev.bid_id in self.sealed_ids:
+            raise ValueError("an opened bid must name its sealed entry")
+
+
 def decode_proposal(data: bytes) -> SlotProposal:
     """Decode a proposal's wire bytes; raise ``MalformedProposal`` on any shape or type error."""
     return parse_proposal(data).decode_rest()
 
 
 def _parse_streamed(d: dict[str, Any], field: str) -> tuple[int, bytes]:
-    """A version-4 part's ``"streamed": {"count", "digest"}``."""
+    """A version-6 part's ``"streamed": {"count", "digest"}``."""
     doc = wire.obj(wire.get(d, "streamed", field + "."), field + ".streamed")
     wire.exact_keys(doc, {"count", "digest"}, field + ".streamed.")
     count = wire.integer(wire.get(doc, "count", field + ".streamed."), field + ".streamed.count")
@@ -496,12 +614,12 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         if not isinstance(bundle_docs, list):
             raise wire.FieldError("bundles", "must be an array")
         triples = [_parse_part(v, i, committee_id, slot, completion) for i, v in enumerate(parsed)]
-        # Verify a version-4 part names its streamed prefix and a version-3 one does not.
+        # Verify a version-6 part names its streamed prefix and a version-5 one does not.
         streamed = None
         if version == STREAMED_VERSION:
             streamed = tuple(_parse_streamed(v, f"parts[{i}]") for i, v in enumerate(parsed))
         elif any("streamed" in v for v in parsed):
-            raise wire.FieldError("parts", "a version-3 part has no streamed prefix")
+            raise wire.FieldError("parts", "a version-5 part has no streamed prefix")
         if streamed is not None and completion:
             raise wire.FieldError("completion", "a completion carries the whole log")
         sealed = sealed_opening_from_json(d["sealed"]) if "sealed" in d else None
@@ -535,14 +653,20 @@ def _decode_carried(carried_doc: list[Any]) -> tuple[PendingTx, ...]:
     return carried
 
 
-def _decode_bundles(bundle_docs: list[Any]) -> list[Bid]:
+def _decode_bundles(bundle_docs: list[Any], named: NamedEntries) -> list[Bid]:
     """The slot's cross-rollup bundles, each its copy for its first leg's rollup."""
     bundles: list[Bid] = []
     try:
         for doc in bundle_docs:
             if not isinstance(doc, dict) or any(k in doc for k in _DERIVED_BUNDLE_KEYS):
                 raise ValueError("a bundle entry must not name a rollup, txs or gas")
-            ev = codec.event_from_json({**doc, "rollup": 0, "txs": [], "gas": 0})
+            full = {**doc, "rollup": 0, "txs": [], "gas": 0}
+            if "sealed" in doc:
+                ev: Any = named.resolve(full, None)
+            else:
+                ev = codec.event_from_json(full)
+                if isinstance(ev, Bid):
+                    named.check_inline(ev)
             if not isinstance(ev, Bid) or len(ev.legs) < 2:
                 raise ValueError("a bundle entry is a bid of two or more legs")
             check_event_types(ev)
@@ -558,9 +682,10 @@ def _decode_bundles(bundle_docs: list[Any]) -> list[Bid]:
 
 
 def _decode_log(
-    log_doc: list[Any], rollup: int, bundles: list[Bid], used: set[int]
+    log_doc: list[Any], rollup: int, bundles: list[Bid], used: set[int], named: NamedEntries
 ) -> tuple[LoggedEvent, ...]:
-    """A part's log; a cross-rollup copy is built from its bundle (adds its index to ``used``)."""
+    """A part's log; a cross-rollup copy is built from its bundle (adds its index to ``used``),
+    an opened bid takes its evidence from the sealed entry it names."""
     log: list[LoggedEvent] = []
     try:
         for entry in log_doc:
@@ -570,7 +695,20 @@ def _decode_log(
             if "cross" in entry:
                 log.append(LoggedEvent(seq, _cross_copy(entry, rollup, bundles, used)))
                 continue
-            ev = codec.event_from_json(entry["event"])
+            if "sealed" in entry:
+                if set(entry) != {"seq", "sealed", "opened"}:
+                    raise ValueError("an opened entry is {seq, sealed, opened}")
+                opened = entry["opened"]
+                if not isinstance(opened, dict) or "sealed" in opened:
+                    raise ValueError("an opened entry's bid is an object")
+                ev: Bid | Cancel | PublicTx = named.resolve({**opened, "sealed": entry["sealed"]},
+                                                            seq)  # fmt: skip
+            else:
+                if set(entry) != {"seq", "event"}:
+                    raise ValueError("a log entry is {seq, event}")
+                ev = codec.event_from_json(entry["event"])
+                if isinstance(ev, Bid):
+                    named.check_inline(ev)
             check_event_types(ev)
             if isinstance(ev, Bid) and ev.legs:
                 raise ValueError("a cross-rollup copy must refer to its bundle")

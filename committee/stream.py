@@ -3,7 +3,7 @@
 The coordinator pushes each rollup's newly logged events of the open slot to every member, in
 log order, in batches over the member wire (``POST /v1/stream``); the member checks each event
 once as it arrives (``committee.checks.check_streamed_event``) and keeps, per slot and rollup,
-the events it accepted and a running digest of them. At the deadline the proposal (version 4,
+the events it accepted and a running digest of them. At the deadline the proposal (version 6,
 ``committee.proposal``) carries, per rollup, only how many leading log entries the member
 already holds and their digest, plus the tail it has not seen (with sealed bids: how many
 leading *plaintext* entries, the bids opened from sealed calls travelling in the tail at their
@@ -34,7 +34,7 @@ zero bytes, where ``entry_k`` is the canonical JSON of ``{"seq", "event"}``
 (``compute_entry_bytes``): coordinator and member compute it independently, so a proposal that
 names a prefix the member holds differently is refused by its digest (``stream_mismatch``),
 and one that names more entries than it holds by its count (``stream_gap``, with how many it
-holds: the coordinator then sends that member the whole log, version 3).
+holds: the coordinator then sends that member the whole log, version 5).
 
 What a lying coordinator can do, and what stops it: a batch that does not start where the
 member's log ends (reordering, a dropped batch) is refused (``stream_gap``); a seq that is not

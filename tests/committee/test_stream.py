@@ -1,5 +1,5 @@
 """Streaming re-checks (committee/stream.py): a member follows a slot's log while it is open,
-then signs a version-4 proposal that carries only the tail. Each test plays an honest or a
+then signs a version-6 proposal that carries only the tail. Each test plays an honest or a
 lying coordinator against one real member (real signed bids, real checks, SQLite protection)."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def batch(dealt: Dealt, entries: tuple[LoggedEvent, ...] | list[LoggedEvent], st
 
 
 def streamed_body(p: Proposal, count: int, log: tuple[LoggedEvent, ...] | None = None) -> bytes:
-    """The version-4 proposal naming the first ``count`` entries of ``log`` (default: the
+    """The version-6 proposal naming the first ``count`` entries of ``log`` (default: the
     proposal's own log) as streamed."""
     prefix = (log if log is not None else p.log)[:count]
     digest = compute_digests(compute_entry_bytes(e) for e in prefix)[count]

@@ -253,7 +253,7 @@ def _loser(p: Proposal) -> int:
 
 def _set_loser(field: str, value: Any, tx_field: str | None = None) -> Any:
     def change(d: dict[str, Any]) -> None:
-        wire = {"kind": "blockspace-proposal", "version": 3, "bundles": [],
+        wire = {"kind": "blockspace-proposal", "version": 5, "bundles": [],
                 "committee_id": "0x" + "00" * 32, "slot": 0, "parts": [d], "completion": False}
         ev = d["log"][_loser(decode_proposal(to_json_bytes(wire)).parts[0])]["event"]
         ev[field] = value

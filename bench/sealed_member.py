@@ -1,0 +1,140 @@
+"""One member's check of a sealed slot's proposal at the deadline, this tree against a baseline
+revision, alternating in one run (issue 14's levers, docs/encryption.md "Not yet").
+
+    .venv/bin/python -m bench.sealed_member [--baseline main] [--against REV] [--rounds 4]
+                                            [--repeat 3] [--bids 2000] [--searchers 200]
+
+Each round runs one child process per tree (baseline and this tree, order alternating), with
+that tree on ``PYTHONPATH``. A child builds ``bench.sealed_close``'s re-open slot (``bench.
+committee_latency``'s bundles, every one sealed, ``--bids`` from ``--searchers``, opened and
+packed as the engine does) and, ``--repeat`` times, a fresh member (its own protection file)
+that first commits and releases its key share for the slot (``release_key_share``: not timed;
+then it holds the committed set, as every member that released does) and then checks and
+signs the proposal as the coordinator encodes it (``encode_proposal``): its process CPU, wall
+time and phases (``timings_ms``), and the proposal's and the release request's bytes. The
+figures are the medians over every member of every round, per tree, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PHASES = ("decode", "checks", "evidence", "repack", "sign")
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """This tree's member (the one on ``PYTHONPATH``): medians over ``--repeat`` members."""
+    from auction.slots import SlotClock, compute_deadline_ms
+    from bench.sealed_close import ROLLUP, SLOT, build_reopen_proposal
+    from committee import threshold
+    from committee.member import Member
+    from committee.proposal import encode_proposal
+    from committee.protection import ProtectionStore
+    from committee.sealing import ReleaseRequest, encode_release_request, release_key_share
+    from committee.signer import compute_member_config
+    from node.settings import Settings
+
+    committee, shares = threshold.deal(10, 7, bytes(range(32)))
+    settings = Settings(rollups=[ROLLUP], slot_ms=2000, genesis_ms=0)
+    clock = SlotClock(genesis_ms=0, slot_ms=2000)
+    after = compute_deadline_ms(clock, SLOT) + 5
+    proposal = build_reopen_proposal(committee, shares, settings, args.bids, args.searchers)
+    sealed = proposal.sealed
+    assert sealed is not None
+    request = encode_release_request(ReleaseRequest(committee.committee_id, SLOT,
+                                                    sealed.ciphertext_root, sealed.entries))
+    body = encode_proposal(proposal)
+    config = compute_member_config(settings, committee, shares[0].index)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-sealed-member-") as tmp:
+        for k in range(args.repeat + 1):  # the first is a warm-up
+            member = Member(shares[0], config, ProtectionStore(Path(tmp) / f"m{k}.sqlite3"),
+                            clock_ms=lambda: after)  # fmt: skip
+            c0, t0 = time.process_time(), time.perf_counter()
+            release_key_share(member, request)
+            release_cpu = (time.process_time() - c0) * 1e3
+            c0, t0 = time.process_time(), time.perf_counter()
+            reply = member.sign_proposal(body)
+            total = (time.perf_counter() - t0) * 1e3
+            cpu = (time.process_time() - c0) * 1e3
+            member.protection.close()
+            if k:
+                rows.append({"cpu": cpu, "total": total, "release cpu": release_cpu,
+                             **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}})  # fmt: skip
+    out: dict[str, Any] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    out["proposal kB"] = len(body) / 1e3
+    out["release kB"] = len(request) / 1e3
+    out["winners"] = len(proposal.parts[0].block.bundles)
+    return out
+
+
+def run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--bids", str(args.bids),
+           "--searchers", str(args.searchers), "--repeat", str(args.repeat)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                          check=True, capture_output=True, text=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="main", metavar="REV")
+    parser.add_argument("--against", default=None, metavar="REV",
+                        help="compare with this revision exported (default: this tree)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="members per child")
+    parser.add_argument("--bids", type=int, default=2000)
+    parser.add_argument("--searchers", type=int, default=200)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    from bench.member_recheck import _baseline_tree
+
+    here = Path(__file__).resolve().parent.parent
+    trees = {"baseline": _baseline_tree(args.baseline),
+             "this tree": _baseline_tree(args.against) if args.against else here}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    load = [os.getloadavg()[0]]
+    for k in range(args.rounds):
+        for name in list(trees) if k % 2 == 0 else list(reversed(trees)):
+            runs[name].append(run_child(trees[name], args))
+        load.append(os.getloadavg()[0])
+        print(f"  round {k + 1}/{args.rounds} done (load average {load[-1]:.1f})", flush=True)
+    head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short",
+                           args.against or "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    winners = runs["this tree"][0]["winners"]
+    print(f"\none member's sealed slot at the deadline, {args.bids} sealed bids from "
+          f"{args.searchers} searchers ({winners} winners), committee 7 of 10; medians over "
+          f"{args.rounds} rounds x {args.repeat} members per tree, alternating; baseline "
+          f"{args.baseline}, this tree {head}{'' if args.against else ' (+ uncommitted changes)'}; "
+          f"load average "
+          f"{min(load):.1f}-{max(load):.1f}")  # fmt: skip
+    print(f"  {'':<30} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
+    labels = {"cpu": "proposal check CPU", "total": "proposal check wall",
+              "release cpu": "release CPU (before)", "proposal kB": "proposal",
+              "release kB": "release request"}  # fmt: skip
+    for key in ("cpu", "total", *(f"{p}" for p in PHASES), "release cpu", "proposal kB",
+                "release kB"):  # fmt: skip
+        a = statistics.median(r[key] for r in runs["baseline"])
+        b = statistics.median(r[key] for r in runs["this tree"])
+        unit = "kB" if key.endswith("kB") else "ms"
+        label = labels.get(key, f"  {key} (wall)")
+        ratio = f"{b / a:7.2f}" if a else "    n/a"
+        print(f"  {label:<30} {a:8.1f} {unit} {b:8.1f} {unit} {ratio}")
+
+
+if __name__ == "__main__":
+    main()
