@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from auction.bundles import TxDecoder
 from auction.ciphertext import CiphertextError
 from auction.errors import InvalidTransaction
+from auction.hashing import keccak256, to_hex
 from auction.intake import IntakeContext, compute_intake_event
 from auction.legs import compute_bid_copy
 from auction.presets import Rollup
 from auction.slots import SlotClock
-from auction.transactions import decode_transaction_fields
 from auction.types import Bid, LoggedSealedBid, Tx
 from committee import bls, encryption
 from committee.checks import MemberConfig, compute_full_ids
@@ -287,19 +287,26 @@ def compute_checked_openings(
 
 
 def compute_held_decoder(held: Iterable[Bid]) -> TxDecoder:
-    """Decode a transaction of the ``held`` bids from its bytes (``decode_transaction_fields``:
-    no ECDSA), with the sender a held bid claims for those bytes; refuse bytes no held bid
-    holds. A coordinator that claims two senders for the same bytes fails one binding."""
-    senders: dict[bytes, str] = {}
+    """Decode a transaction of the ``held`` bids without decoding it: the transaction a held
+    bid claims for those exact bytes, its hash checked to be their keccak; refuse bytes no held
+    bid holds. What the bytes encode (sender, nonce, gas, fees, recipient, access list, chain
+    id) is the logged bid's claim, as for a plaintext loser's binding (``checks.
+    check_bid_binding``): left to the sample (docs/encryption.md, "Which bids a member
+    re-opens"; decision 157). A coordinator that claims two transactions for the same bytes
+    fails one binding (the first claim is the one every payload gets)."""
+    claimed: dict[bytes, Tx] = {}
     for bid in held:
         for t in [t for leg in bid.legs for t in leg.txs] if bid.legs else bid.txs:
-            senders.setdefault(t.raw, t.sender)
+            claimed.setdefault(t.raw, t)
 
     def decode(raw: bytes) -> Tx:
-        sender = senders.get(raw)
-        if sender is None:
+        tx = claimed.get(raw)
+        if tx is None:
             raise InvalidTransaction("a transaction of the payload is not in the logged bid")
-        return decode_transaction_fields(raw, sender)
+        # Verify the claimed hash is the bytes' (the bundle hash and reverting hashes use it)
+        if tx.hash != to_hex(keccak256(raw)):
+            raise InvalidTransaction("a logged transaction's hash is not its bytes'")
+        return tx
 
     return decode
 
@@ -307,13 +314,17 @@ def compute_held_decoder(held: Iterable[Bid]) -> TxDecoder:
 def compute_bound_opening(
     entry: LoggedSealedBid, payload: bytes, held: Bid, ctx: IntakeContext
 ) -> Opening:
-    """Bind the bid a log holds for a sealed bid to its opened ``payload`` without ECDSA: the
-    payload goes through the same intake rules (``compute_payload_opening``) in ``ctx``,
-    whose decoder (``compute_held_decoder``) reads its transactions from their bytes but takes
-    their senders from the logged bids, and the bid it makes must be ``held``, every field. So
-    everything but the senders (and whether the transactions' signatures recover them) is
-    the payload's; raise ``OpeningMismatch`` otherwise. Cost: the intake rules without the
-    signature recoveries (a JSON parse, an RLP decode per transaction)."""
+    """Bind the bid a log holds for a sealed bid to its opened ``payload`` without decoding its
+    transactions: the payload goes through the same intake rules (``compute_payload_opening``)
+    in ``ctx``, whose decoder (``compute_held_decoder``) gives each transaction's bytes the
+    fields the logged bids claim for them, and the bid it makes must be ``held``, every field.
+    So the slot, searcher, arrival, evidence, uuid, timestamps, reverting hashes, the explicit
+    bid, the transactions' bytes and hashes, the bundle hash, and every intake rule over the
+    claimed fields (a bid of tips computed from the claimed fees, the gas within ``maxGas``,
+    the rollups the chain ids name) are the payload's; what only decoding shows (senders,
+    nonces, gas limits below ``maxGas``, fees, recipients, access lists) is left to the
+    sample, as for a plaintext loser. Raise ``OpeningMismatch`` otherwise. Cost: the intake
+    rules without decoding (a JSON parse, a keccak per transaction)."""
     opening = compute_payload_opening(entry, payload, ctx)
     what = {"bid_id": held.bid_id, "seq": entry.seq}
     # Verify the payload makes a bid (a logged bid whose payload is refused is a forgery)

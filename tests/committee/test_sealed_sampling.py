@@ -167,16 +167,14 @@ async def test_an_altered_winner_is_always_refused(harness: Harness, change: Any
     assert refusal_of(sampled(harness, 1, frozenset()), lie, 1) == "opening_mismatch"
 
 
-# Every field a losing opened bid carries that the payload states without ECDSA.
+# Every field a losing opened bid carries that the payload states without decoding its
+# transactions (decision 157): the request's own fields, the transactions' bytes and hashes,
+# and what the intake rules compute from the claimed fields (a bid of tips, the gas within the
+# public maxGas, which here is the bundle's gas exactly).
 BOUND = {
     "bid": lambda b: dataclasses.replace(b, bid_wei=b.bid_wei - 1),
     "explicit": lambda b: dataclasses.replace(b, explicit_bid=not b.explicit_bid),
-    "nonce": with_tx(lambda t: dataclasses.replace(t, nonce=t.nonce + 1)),
     "gas": with_tx(lambda t: dataclasses.replace(t, gas_limit=t.gas_limit + 1)),
-    "tip": with_tx(lambda t: dataclasses.replace(t, priority_fee_wei=t.priority_fee_wei - 1)),
-    "access_keys": with_tx(lambda t: dataclasses.replace(
-        t, access_keys=(*t.access_keys, "aa" * 20 + ":" + "01" * 32))),
-    "to": with_tx(lambda t: dataclasses.replace(t, to=OTHER)),
     "tx_hash": with_tx(lambda t: dataclasses.replace(t, hash="0x" + "00" * 32)),
     "raw": with_tx(lambda t: dataclasses.replace(t, raw=t.raw + b"\x00")),
     "bundle_hash": lambda b: dataclasses.replace(b, bundle_hash="0x" + "00" * 32),
@@ -188,6 +186,19 @@ BOUND = {
     "received": lambda b: dataclasses.replace(b, received_ms=b.received_ms - 1),
 }
 
+# What only decoding a loser's transactions shows, as for a plaintext loser (docs/committee.md,
+# "Evidence"): left to the sample. A tip is bound for a bid of tips (carol's: the bid is
+# computed from it) but not under an explicit bid (alice_low's).
+SAMPLED = {
+    "sender": with_tx(lambda t: dataclasses.replace(t, sender=OTHER)),
+    "nonce": with_tx(lambda t: dataclasses.replace(t, nonce=t.nonce + 1)),
+    "gas_lower": with_tx(lambda t: dataclasses.replace(t, gas_limit=t.gas_limit - 1)),
+    "tip": with_tx(lambda t: dataclasses.replace(t, priority_fee_wei=t.priority_fee_wei - 1)),
+    "access_keys": with_tx(lambda t: dataclasses.replace(
+        t, access_keys=(*t.access_keys, "aa" * 20 + ":" + "01" * 32))),
+    "to": with_tx(lambda t: dataclasses.replace(t, to=OTHER)),
+}
+
 
 @pytest.mark.parametrize("field", sorted(BOUND))
 async def test_a_losers_payload_bound_field_altered_is_always_refused(
@@ -197,6 +208,24 @@ async def test_a_losers_payload_bound_field_altered_is_always_refused(
     for loser in ("alice_low", "carol"):  # an explicit bid and a bid of tips
         lie = altered(proposal, ids[loser], BOUND[field])
         assert refusal_of(sampled(harness, 1, frozenset()), lie, 1) == "opening_mismatch", loser
+
+
+@pytest.mark.parametrize("field", sorted(SAMPLED))
+async def test_a_losers_decoded_field_is_left_to_the_sample(harness: Harness, field: str
+                                                            ) -> None:  # fmt: skip
+    """A loser's transaction fields that only decoding shows are caught when the loser is
+    sampled (or every bid derived, the full mode) and bound otherwise; the offline verifier
+    does not convict a member for them (decision 147), exactly as for a plaintext loser."""
+    proposal, ids = await losers_proposal(harness)
+    config = harness.member(1).member.config
+    loser = ids["alice_low"]  # an explicit bid: its tip decides nothing the binding computes
+    lie = altered(proposal, loser, SAMPLED[field])
+    for sample in (frozenset({loser}), None):
+        with pytest.raises(Refusal) as refused:
+            check_openings(config, lie, sample=sample)
+        assert refused.value.code == "opening_mismatch"
+    assert loser in check_openings(config, lie, sample=frozenset())
+    assert find_broken_rule(config, lie) is None
 
 
 async def test_a_losers_sender_is_caught_when_the_loser_is_sampled(harness: Harness) -> None:
@@ -348,13 +377,24 @@ def test_a_cross_rollup_opened_bid_is_bound_in_every_copy() -> None:
     config, proposal, cross = cross_rollup_proposal()
     both = frozenset({CHAIN, 10})
     assert cross in check_openings(config, proposal, sample=frozenset())
-    # A bound field of the other rollup's leg, changed in one copy or in both: refused
+    # A field of the other rollup's leg changed in one copy: the copies disagree, refused
     nonce = on_leg(10, lambda t: dataclasses.replace(t, nonce=t.nonce + 1))
-    for where in (frozenset({10}), frozenset({CHAIN}), both):
+    for where in (frozenset({10}), frozenset({CHAIN})):
         with pytest.raises(Refusal) as refused:
             check_openings(config, with_copies(proposal, cross, nonce, where),
                            sample=frozenset())  # fmt: skip
         assert refused.value.code == "opening_mismatch"
+    # A bound field changed in both copies alike (the leg's transaction hash): refused
+    hashed = on_leg(10, lambda t: dataclasses.replace(t, hash="0x" + "00" * 32))
+    with pytest.raises(Refusal) as refused:
+        check_openings(config, with_copies(proposal, cross, hashed, both), sample=frozenset())
+    assert refused.value.code == "opening_mismatch"
+    # The nonce in both copies alike: what only decoding shows, left to the sample
+    nonced = with_copies(proposal, cross, nonce, both)
+    assert cross in check_openings(config, nonced, sample=frozenset())
+    for sample in (frozenset({cross}), None):
+        with pytest.raises(Refusal):
+            check_openings(config, nonced, sample=sample)
     # A copy dropped from one spanned log: refused
     dropped = dataclasses.replace(proposal, parts=tuple(
         dataclasses.replace(p, log=tuple(e for e in p.log if not (
