@@ -29,6 +29,7 @@ the whole log (version 5) from the coordinator.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from committee.proposal import (
     is_opened_entry,
 )
 from committee.sealedset import compute_sealed_entry_bytes
+from committee.sealing import ReleaseRequest, compute_streamed_tail, encode_release_request
 from committee.stream import (
     MAX_STREAM_BATCH,
     ZERO_DIGEST,
@@ -287,6 +289,49 @@ class Feeder:
                     feed = agreeing[part.rollup][0]
                     streamed[part.rollup] = (n, feed.digests[n] if feed else ZERO_DIGEST)
                 body = bodies[counts] = encode_proposal(proposal, streamed)
+            out[i] = body
+        return out
+
+    def release_bodies(
+        self, request: ReleaseRequest, indices: Sequence[int]
+    ) -> dict[int, bytes]:
+        """Each member's key-release body (decision 158): version 2 naming, per rollup, the
+        prefix of its sealed calls the member acknowledged that the request's set still
+        agrees with, byte for byte (a failover may have lost one the feeder read, decision
+        144), and carrying the rest; version 1 (every sealed bid) for a member that holds
+        none. One serialization per distinct set of prefixes."""
+        slot = request.slot
+        by_rollup: dict[int, list[bytes]] = {}
+        for entry in request.entries:
+            by_rollup.setdefault(entry.event.rollup, []).append(compute_sealed_entry_bytes(entry))
+        agreeing: dict[int, int] = {}
+        for rollup, raws in by_rollup.items():
+            feed = self.sealed_feeds.get((slot, rollup))
+            n = 0
+            if feed is not None:
+                for mine, theirs in zip(feed.raw, raws, strict=False):
+                    if mine != theirs:
+                        break
+                    n += 1
+            agreeing[rollup] = n
+        bodies: dict[tuple[tuple[int, int], ...], bytes] = {}
+        out = {}
+        for i in indices:
+            counts = tuple(
+                (r, n) for r in sorted(agreeing)
+                if (n := min(self.sealed_acked.get((i, slot, r), 0), agreeing[r])) > 0
+            )  # fmt: skip
+            body = bodies.get(counts)
+            if body is None:
+                if not counts:
+                    body = encode_release_request(request)
+                else:
+                    streamed = tuple((r, n, self.sealed_feeds[(slot, r)].digests[n])
+                                     for r, n in counts)  # fmt: skip
+                    tail = compute_streamed_tail(request.entries, dict(counts))
+                    body = encode_release_request(dataclasses.replace(
+                        request, entries=tail, streamed=streamed))  # fmt: skip
+                bodies[counts] = body
             out[i] = body
         return out
 

@@ -173,22 +173,52 @@ def _drop(task: asyncio.Task[ReleaseAnswer]) -> None:
         task.exception()
 
 
+# Refusals of a streamed (version 2) release request that the whole set answers.
+STREAMED_RELEASE_REFUSALS = frozenset({"stream_gap", "stream_mismatch"})
+
+
+class ReleaseBodies(Protocol):
+    """Each member's streamed release body (``Feeder.release_bodies``)."""
+
+    def __call__(self, request: ReleaseRequest, indices: Sequence[int]) -> dict[int, bytes]: ...
+
+
+async def _release(
+    member: ReleasingMember, body: bytes, whole: bytes, give_up: float
+) -> ReleaseAnswer:
+    """Ask one member; a streamed body it cannot join with what it holds is sent again whole."""
+    answer = await member.release(body, give_up - time.monotonic())
+    if body is not whole and answer.refusal in STREAMED_RELEASE_REFUSALS:
+        log.info("member %d: %s on the streamed release; sending every sealed bid",
+                 member.index, answer.refusal)  # fmt: skip
+        answer = await member.release(whole, give_up - time.monotonic())
+    return answer
+
+
 async def collect_slot_key(
     committee: CommitteeInfo,
     members: Sequence[ReleasingMember],
     slot: int,
     entries: Sequence[LoggedSealedBid],
     timeout_s: float,
+    streamed: ReleaseBodies | None = None,
 ) -> SealedOpening | KeyNotReleased:
     """Ask every member to commit to ``entries`` (the slot's sealed bids) and release its key
     share; return the checked slot key with the commitment certificate once t members did, or
     ``KeyNotReleased``. Requests still running when t arrived are left to finish by
-    themselves (their answers are no longer needed)."""
+    themselves (their answers are no longer needed). ``streamed`` (streaming on): each
+    member's body names the prefix it holds from the stream and carries the rest (version 2);
+    a member that refuses it (``stream_gap``, ``stream_mismatch``) gets every sealed bid."""
     ordered = tuple(compute_sealed_order(entries))
     root = compute_slot_ciphertext_root(committee.committee_id, slot, ordered)
-    body = encode_release_request(ReleaseRequest(committee.committee_id, slot, root, ordered))
+    request = ReleaseRequest(committee.committee_id, slot, root, ordered)
+    whole = encode_release_request(request)
+    bodies = streamed(request, [m.index for m in members]) if streamed is not None else {}
     give_up = time.monotonic() + timeout_s
-    pending = {asyncio.create_task(m.release(body, timeout_s)) for m in members}
+    pending = {
+        asyncio.create_task(_release(m, bodies.get(m.index, whole), whole, give_up))
+        for m in members
+    }
     out = _Answers()
     t = committee.t
     while pending and len(out.valid) < t:

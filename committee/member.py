@@ -28,7 +28,7 @@ from typing import Final
 from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
-from auction.types import Bid, LoggedEvent, Tx
+from auction.types import Bid, LoggedEvent, LoggedSealedBid, Tx
 from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
@@ -73,6 +73,7 @@ from committee.sealedset import compute_sealed_entry_bytes, compute_sealed_entry
 from committee.sealing import KeyRelease, check_sealed_proposal, release_key_share
 from committee.signing import compute_slot_signing_root
 from committee.stream import (
+    ZERO_DIGEST,
     MemberStreams,
     SealedStreamBatch,
     SlotStream,
@@ -219,6 +220,17 @@ class Member:
         if stream is None:
             return [False] * len(entry_hashes)
         return stream.sealed_checked(entry_hashes)
+
+    def sealed_prefix(
+        self, slot: int, rollup: int, count: int
+    ) -> tuple[list[tuple[LoggedSealedBid, bytes]], bytes] | None:
+        """The first ``count`` sealed calls of ``rollup`` of ``slot`` this member checked as
+        they streamed in, with their canonical bytes, and the stream digest after them; None if
+        it holds fewer (``SlotStream.sealed_prefix``)."""
+        stream = self.streams.get(slot)
+        if stream is None:
+            return None if count else ([], ZERO_DIGEST)
+        return stream.sealed_prefix(rollup, count)
 
     def sign_proposal(self, data: bytes) -> MemberReply:
         """Check a proposal and return this member's partial; raise a ``Refusal`` otherwise."""
@@ -428,7 +440,7 @@ class Member:
             log = sealed.logs.setdefault(batch.rollup, StreamLog())
             log.check_next(batch)
             rules = sealed.rules.copy()
-            checked: list[tuple[str, bytes]] = []
+            checked: list[tuple[LoggedSealedBid, bytes]] = []
             for entry in batch.entries:
                 # Verify the slot is still open (as for plaintext events)
                 if self._clock_ms() > closes_ms + cfg.max_clock_skew_ms:
@@ -445,11 +457,13 @@ class Member:
                 except CommitmentMismatch as exc:
                     raise InvalidEvidence(exc.message, **exc.data) from None
                 rules.add(entry)
-                checked.append((entry.seq, compute_sealed_entry_bytes(entry)))
+                checked.append((entry, compute_sealed_entry_bytes(entry)))
             # Keep the batch only once every entry checked (a refusal keeps nothing).
-            for seq, raw in checked:
-                log.advance(seq, raw)
+            kept = sealed.entries.setdefault(batch.rollup, [])
+            for entry, raw in checked:
+                log.advance(entry.seq, raw)
                 sealed.checked.add(compute_sealed_entry_hash(raw))
+                kept.append((entry, raw))
             sealed.rules = rules
             return stream_ack(batch.slot, batch.rollup, log.count, log.digests[-1],
                               sealed=True)  # fmt: skip

@@ -34,7 +34,7 @@ is the partial signature of the slot identity under the encryption DST (``commit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -52,6 +52,8 @@ from committee.errors import (
     MalformedReleaseRequest,
     NotMember,
     OpeningMismatch,
+    StreamGap,
+    StreamMismatch,
 )
 from committee.proposal import SlotProposal
 from committee.protection import CommitmentRecord, ProtectionStore
@@ -61,6 +63,7 @@ from committee.reopening import (
     check_sealed_entries,
 )
 from committee.sealedset import (
+    MAX_SEALED_ENTRIES,
     compute_commitment_signing_root,
     compute_entries_digest,
     compute_entries_digest_of,
@@ -98,8 +101,18 @@ class Member(Protocol):
 
     def sealed_checked(self, slot: int, entry_hashes: Sequence[bytes]) -> list[bool]: ...
 
+    def sealed_prefix(
+        self, slot: int, rollup: int, count: int
+    ) -> tuple[list[tuple[LoggedSealedBid, bytes]], bytes] | None: ...
+
 RELEASE_KIND: Final[str] = "blockspace-key-release"
 RELEASE_VERSION: Final[int] = 1
+# 2: version 1 whose ``sealed`` leaves out, per rollup, a prefix of its sealed calls the member
+# holds from the slot's stream, named by ``"streamed": [{"rollup", "count", "digest"}, ...]``
+# (ascending rollups, each once): the first ``count`` of that rollup's sealed calls and the
+# stream digest after them (``committee.stream``); ``sealed`` is the rest, in canonical order
+# (decision 158). Both versions are current: version 1 goes to a member without a stream.
+RELEASE_STREAMED_VERSION: Final[int] = 2
 
 
 # --- the request ---------------------------------------------------------------------------------
@@ -113,19 +126,55 @@ class ReleaseRequest:
     slot: int
     ciphertext_root: bytes
     entries: tuple[LoggedSealedBid, ...]  # canonical order (``compute_sealed_order``)
+    # version 2: by rollup, the streamed prefix ``entries`` leaves out (count, stream digest)
+    streamed: tuple[tuple[int, int, bytes], ...] | None = None
 
 
 def encode_release_request(request: ReleaseRequest) -> bytes:
-    return orjson.dumps(
-        {
-            "kind": RELEASE_KIND,
-            "version": RELEASE_VERSION,
-            "committee_id": "0x" + request.committee_id.hex(),
-            "slot": request.slot,
-            "ciphertext_root": "0x" + request.ciphertext_root.hex(),
-            "sealed": [sealed_entry_to_json(e) for e in request.entries],
-        }
-    )
+    doc: dict[str, Any] = {
+        "kind": RELEASE_KIND,
+        "version": RELEASE_VERSION if request.streamed is None else RELEASE_STREAMED_VERSION,
+        "committee_id": "0x" + request.committee_id.hex(),
+        "slot": request.slot,
+        "ciphertext_root": "0x" + request.ciphertext_root.hex(),
+        "sealed": [sealed_entry_to_json(e) for e in request.entries],
+    }
+    if request.streamed is not None:
+        doc["streamed"] = [{"rollup": r, "count": n, "digest": "0x" + d.hex()}
+                           for r, n, d in request.streamed]  # fmt: skip
+    return orjson.dumps(doc)
+
+
+def compute_streamed_tail(
+    entries: Sequence[LoggedSealedBid], counts: Mapping[int, int]
+) -> tuple[LoggedSealedBid, ...]:
+    """``entries`` (canonical order) without the first ``counts[rollup]`` of each rollup's."""
+    seen: dict[int, int] = {}
+    tail = []
+    for e in entries:
+        n = seen.get(e.event.rollup, 0)
+        seen[e.event.rollup] = n + 1
+        if n >= counts.get(e.event.rollup, 0):
+            tail.append(e)
+    return tuple(tail)
+
+
+def _streamed_from_json(value: Any) -> tuple[tuple[int, int, bytes], ...]:
+    items = wire.array(value, "streamed", lambda v, f: v, max_items=MAX_SEALED_ENTRIES)
+    out = []
+    for i, item in enumerate(items):
+        field = f"streamed[{i}]"
+        d = wire.obj(item, field)
+        wire.exact_keys(d, {"rollup", "count", "digest"}, field + ".")
+        out.append((wire.integer(wire.get(d, "rollup", field + "."), field + ".rollup"),
+                    wire.integer(wire.get(d, "count", field + "."), field + ".count"),
+                    wire.hex_bytes(wire.get(d, "digest", field + "."), field + ".digest",
+                                   32)))  # fmt: skip
+    # Verify each rollup is named once, ascending
+    rollups = [r for r, _, _ in out]
+    if any(a >= b for a, b in zip(rollups, rollups[1:], strict=False)):
+        raise wire.FieldError("streamed", "must name each rollup once, ascending")
+    return tuple(out)
 
 
 def decode_release_request(data: bytes) -> ReleaseRequest:
@@ -133,16 +182,27 @@ def decode_release_request(data: bytes) -> ReleaseRequest:
     try:
         d = wire.obj(orjson.loads(data), "request")
         wire.exact_keys(d, {"kind", "version", "committee_id", "slot", "ciphertext_root",
-                            "sealed"}, "")  # fmt: skip
+                            "sealed", "streamed"}, "")  # fmt: skip
         if wire.get(d, "kind") != RELEASE_KIND:
             raise wire.FieldError("kind", f"must be {RELEASE_KIND!r}")
-        if wire.get(d, "version") != RELEASE_VERSION:
-            raise wire.FieldError("version", f"must be {RELEASE_VERSION}")
+        version = wire.get(d, "version")
+        if version not in (RELEASE_VERSION, RELEASE_STREAMED_VERSION) or isinstance(
+            version, bool
+        ):
+            raise wire.FieldError("version",
+                                  f"must be {RELEASE_VERSION} or {RELEASE_STREAMED_VERSION}")
+        # Verify a version-2 request names its streamed prefixes and a version-1 one does not
+        streamed = None
+        if version == RELEASE_STREAMED_VERSION:
+            streamed = _streamed_from_json(wire.get(d, "streamed"))
+        elif "streamed" in d:
+            raise wire.FieldError("streamed", "a version-1 request carries every sealed bid")
         return ReleaseRequest(
             committee_id=wire.hex_bytes(wire.get(d, "committee_id"), "committee_id", 32),
             slot=wire.integer(wire.get(d, "slot"), "slot"),
             ciphertext_root=wire.hex_bytes(wire.get(d, "ciphertext_root"), "ciphertext_root", 32),
             entries=sealed_entries_from_json(wire.get(d, "sealed"), "sealed"),
+            streamed=streamed,
         )
     except orjson.JSONDecodeError:
         raise MalformedReleaseRequest("the release request is not JSON") from None
@@ -213,7 +273,7 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     if now < deadline:
         raise DeadlineNotPassed(f"slot {slot} closes in {deadline - now} ms",
                                 slot=slot, deadline_ms=deadline)  # fmt: skip
-    entry_bytes = [compute_sealed_entry_bytes(e) for e in request.entries]
+    entries, entry_bytes, derived = _join_release(member, request)
     digest = compute_entries_digest_of(entry_bytes)
     # 3. One commitment per slot: the same set again gets the same answer, at any time
     previous = member.protection.get_commitment(cid, slot)
@@ -227,9 +287,8 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     # 4. Verify every sealed bid (re-derived now unless this member re-derived the very same
     # entry, byte for byte, as it streamed in), the slot-wide rules, and that the root is the
     # set's
-    derived = member.sealed_checked(slot, [compute_sealed_entry_hash(raw) for raw in entry_bytes])
-    check_sealed_entries(cfg, slot, request.entries, derived)
-    if compute_slot_ciphertext_root(cid, slot, request.entries) != request.ciphertext_root:
+    check_sealed_entries(cfg, slot, entries, derived)
+    if compute_slot_ciphertext_root(cid, slot, entries) != request.ciphertext_root:
         raise CommitmentMismatch("the ciphertext root is not the root of the sealed bids",
                                  ciphertext_root="0x" + request.ciphertext_root.hex())  # fmt: skip
     # 5. Record the commitment durably, then release
@@ -237,6 +296,53 @@ def release_key_share(member: Member, data: bytes) -> KeyRelease:
     stored = member.protection.record_commitment(cid, slot, record)
     return _answer(member, slot, _check_same(stored, request.ciphertext_root, digest),
                    stored != record)  # fmt: skip
+
+
+def _join_release(
+    member: Member, request: ReleaseRequest
+) -> tuple[list[LoggedSealedBid], list[bytes], list[bool]]:
+    """The request's whole set (canonical order), each entry's canonical bytes, and whether
+    each is one this member re-derived as it streamed in. Version 2: each named rollup's
+    prefix is the one this member holds from the stream (``stream_gap`` if it holds fewer,
+    ``stream_mismatch`` if its stream digest differs), followed by the tail's entries of that
+    rollup; whether the tail continues the prefix (log order, each call once) is the set's
+    rules' check (``check_sealed_entries``)."""
+    tail_bytes = [compute_sealed_entry_bytes(e) for e in request.entries]
+    tail_derived = member.sealed_checked(request.slot,
+                                         [compute_sealed_entry_hash(b) for b in tail_bytes])
+    if request.streamed is None:
+        return list(request.entries), tail_bytes, tail_derived
+    prefixes: dict[int, list[tuple[LoggedSealedBid, bytes]]] = {}
+    for rollup, count, digest in request.streamed:
+        held = member.sealed_prefix(request.slot, rollup, count)
+        if held is None:
+            raise StreamGap(f"the request names {count} streamed sealed calls of rollup "
+                            f"{rollup}; this member holds fewer", rollup=rollup,
+                            slot=request.slot)  # fmt: skip
+        if held[1] != digest:
+            raise StreamMismatch(f"rollup {rollup}'s streamed sealed calls differ from what "
+                                 "this member holds", rollup=rollup, count=count)  # fmt: skip
+        prefixes[rollup] = held[0]
+    tail = list(zip(request.entries, tail_bytes, tail_derived, strict=True))
+    rollups = sorted({*prefixes, *(e.event.rollup for e in request.entries)})
+    entries: list[LoggedSealedBid] = []
+    entry_bytes: list[bytes] = []
+    derived: list[bool] = []
+    for rollup in rollups:
+        for entry, raw in prefixes.get(rollup, []):
+            entries.append(entry)
+            entry_bytes.append(raw)
+            derived.append(True)
+        for entry, raw, was in tail:
+            if entry.event.rollup == rollup:
+                entries.append(entry)
+                entry_bytes.append(raw)
+                derived.append(was)
+    # Verify the tail is in canonical order itself (the merge regroups it by rollup)
+    if [e.event.rollup for e in request.entries] != sorted(e.event.rollup
+                                                          for e in request.entries):
+        raise CommitmentMismatch("the sealed bids are not in canonical order")
+    return entries, entry_bytes, derived
 
 
 def _check_same(record: CommitmentRecord, root: bytes, digest: bytes) -> CommitmentRecord:

@@ -260,12 +260,16 @@ def check_ascending(after: tuple[int, int], seqs: list[str]) -> None:
 class SealedStream:
     """A member's sealed calls of one slot as they streamed in: per rollup the count, digests
     and last seq (``StreamLog`` without its entries), the slot-wide rules' state over every
-    rollup's sealed calls, and the SHA-256 of the canonical bytes of every entry it re-derived
-    (``compute_sealed_entry_hash``), which is what the key release asks."""
+    rollup's sealed calls, the SHA-256 of the canonical bytes of every entry it re-derived
+    (``compute_sealed_entry_hash``), which is what the key release asks, and the entries
+    themselves, which a streamed release request names by count and digest."""
 
     logs: dict[int, StreamLog] = field(default_factory=dict)
     rules: SealedSetRules = field(default_factory=SealedSetRules)
     checked: set[bytes] = field(default_factory=set)
+    # per rollup, each checked entry with its canonical bytes, in log order: the prefix a
+    # streamed release request names instead of carrying it (decision 158)
+    entries: dict[int, list[tuple[LoggedSealedBid, bytes]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -299,6 +303,19 @@ class SlotStream:
         with self.lock:
             log = self.logs.get(rollup)
             return log.count if log is not None else 0
+
+    def sealed_prefix(
+        self, rollup: int, count: int
+    ) -> tuple[list[tuple[LoggedSealedBid, bytes]], bytes] | None:
+        """The first ``count`` sealed calls of ``rollup`` this member checked as they streamed
+        in (each with its canonical bytes) and the stream digest after them; None if fewer are
+        held."""
+        with self.lock:
+            log = self.sealed.logs.get(rollup)
+            held = log.count if log is not None else 0
+            if log is None or held < count:
+                return None
+            return self.sealed.entries.get(rollup, [])[:count], log.digests[count]
 
     def sealed_checked(self, entry_hashes: Iterable[bytes]) -> list[bool]:
         """Whether each entry (by ``compute_sealed_entry_hash``) is one this member re-derived

@@ -21,6 +21,7 @@ from committee import reopening
 from committee.coordinator import LocalMember
 from committee.errors import MalformedProposal
 from committee.feeder import StreamAnswer
+from committee.keyrelease import ReleaseAnswer
 from committee.proposal import (
     compute_opened_ids,
     compute_stream_tail,
@@ -29,6 +30,7 @@ from committee.proposal import (
 )
 from committee.records import SignedBlock
 from committee.sealedset import compute_seq_key
+from committee.sealing import decode_release_request
 from committee.verify import verify_signed_block
 from node.stores.base import Store
 from node.stores.memory import MemoryStore
@@ -50,15 +52,21 @@ def anyio_backend() -> str:
 
 
 class Recording(LocalMember):
-    """An in-process member whose stream batches are kept (to scan them for plaintexts)."""
+    """An in-process member whose stream batches (to scan them for plaintexts) and key-release
+    requests are kept."""
 
     def __init__(self, local: LocalMember) -> None:
         super().__init__(local.member)
         self.bodies: list[bytes] = []
+        self.releases: list[bytes] = []
 
     async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
         self.bodies.append(body)
         return await super().stream(body, timeout_s)
+
+    async def release(self, body: bytes, timeout_s: float) -> ReleaseAnswer:
+        self.releases.append(body)
+        return await super().release(body, timeout_s)
 
 
 class SealedStreamingHarness(StreamingHarness):
@@ -160,9 +168,15 @@ async def check_sealed_streaming(h: SealedStreamingHarness, monkeypatch: Any) ->
             assert marker not in streamed
     monkeypatch.setattr(reopening, "check_sealed_entry", spy)
     await close_and_check(h, ids)
-    # At release each member re-derived only the sealed call that did not stream in (the tail)
+    # At release each member re-derived only the sealed call that did not stream in (the tail),
+    # and was sent only that call: its request named the three it holds (decision 158)
     assert derived and set(derived) == {ids["carol"]}
     assert len(derived) <= h.dealt.committee.n
+    for m in h.members:
+        for body in m.releases:
+            request = decode_release_request(body)
+            assert request.streamed is not None and request.streamed[0][:2] == (ROLLUP, 3)
+            assert [e.event.bid_id for e in request.entries] == [ids["carol"]]
     # The next slot builds on it, streamed, without sealed bids
     h.clock.ms = compute_slot_start_ms(CLOCK, SLOT + 1) + 1
     await h.bid(SLOT + 1, 35, 10**15)
@@ -184,6 +198,26 @@ async def test_sealed_and_plaintext_bids_win_with_streaming_on_redis(
     redis_harness: SealedStreamingHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await check_sealed_streaming(redis_harness, monkeypatch)
+
+
+async def test_members_that_lost_their_stream_get_every_sealed_bid(
+    memory_harness: SealedStreamingHarness,
+) -> None:
+    """Members that restarted after the stream (they hold none of the slot) refuse the streamed
+    release request (``stream_gap``) and are sent the whole set. Four of ten lost it, so the
+    seven releases the key needs include at least one sent whole; the slot is signed."""
+    h = memory_harness
+    ids, _ = await streamed_slot(h)
+    lost = h.members[:4]
+    for m in lost:
+        m.member.streams.drop_through(SLOT)
+    await close_and_check(h, ids)
+    resent = [m for m in lost if len(m.releases) == 2]
+    assert resent
+    for m in resent:
+        first, second = (decode_release_request(b) for b in m.releases)
+        assert first.streamed is not None and len(first.entries) == 1
+        assert second.streamed is None and len(second.entries) == 4
 
 
 async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
