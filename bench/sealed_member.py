@@ -8,11 +8,15 @@ Each round runs one child process per tree (baseline and this tree, order altern
 that tree on ``PYTHONPATH``. A child builds ``bench.sealed_close``'s re-open slot (``bench.
 committee_latency``'s bundles, every one sealed, ``--bids`` from ``--searchers``, opened and
 packed as the engine does) and, ``--repeat`` times, a fresh member (its own protection file)
-that first commits and releases its key share for the slot (``release_key_share``: not timed;
-then it holds the committed set, as every member that released does) and then checks and
+that commits and releases its key share for the slot (``release_key_share``; then it holds the
+committed set, as every member that released does) and then checks and
 signs the proposal as the coordinator encodes it (``encode_proposal``): its process CPU, wall
 time and phases (``timings_ms``), and the proposal's and the release request's bytes. The
-figures are the medians over every member of every round, per tree, and their ratio.
+member first checks every sealed call as it streams in (``bench.sealed_close.stream_sealed``,
+not timed), as with ``committee_streaming``; its release (timed) is then the streamed one: the
+whole set (release version 1) on a tree without release version 2, else the request naming
+every call as streamed (decision 158). The figures are the medians over every member of every
+round, per tree, and their ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,12 +38,13 @@ PHASES = ("decode", "checks", "evidence", "repack", "sign")
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """This tree's member (the one on ``PYTHONPATH``): medians over ``--repeat`` members."""
-    from auction.slots import SlotClock, compute_deadline_ms
-    from bench.sealed_close import ROLLUP, SLOT, build_reopen_proposal
+    from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
+    from bench.sealed_close import ROLLUP, SLOT, build_reopen_proposal, stream_sealed
     from committee import threshold
     from committee.member import Member
     from committee.proposal import encode_proposal
     from committee.protection import ProtectionStore
+    from committee.sealedset import compute_sealed_entry_bytes
     from committee.sealing import ReleaseRequest, encode_release_request, release_key_share
     from committee.signer import compute_member_config
     from node.settings import Settings
@@ -54,13 +60,30 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                                                     sealed.ciphertext_root, sealed.entries))
     body = encode_proposal(proposal)
     config = compute_member_config(settings, committee, shares[0].index)
+    streamed_request = request  # a tree without release version 2 sends the whole set
+    try:
+        from committee.sealing import RELEASE_STREAMED_VERSION  # noqa: F401
+        from committee.stream import compute_digests
+
+        raws = [compute_sealed_entry_bytes(e) for e in sealed.entries]
+        streamed_request = encode_release_request(ReleaseRequest(
+            committee.committee_id, SLOT, sealed.ciphertext_root, (),
+            ((ROLLUP, len(raws), compute_digests(raws)[-1]),)))  # type: ignore[call-arg]
+    except ImportError:
+        pass
     rows = []
+    now = [0]
     with tempfile.TemporaryDirectory(prefix="bench-sealed-member-") as tmp:
         for k in range(args.repeat + 1):  # the first is a warm-up
+            # A member that checked every sealed call as it streamed in (not timed), then
+            # commits and releases at the deadline (timed) and checks the proposal (timed)
+            now[0] = compute_slot_start_ms(clock, SLOT) + 100
             member = Member(shares[0], config, ProtectionStore(Path(tmp) / f"m{k}.sqlite3"),
-                            clock_ms=lambda: after)  # fmt: skip
-            c0, t0 = time.process_time(), time.perf_counter()
-            release_key_share(member, request)
+                            clock_ms=lambda: now[0])  # fmt: skip
+            stream_sealed(member, committee.committee_id, list(sealed.entries))
+            now[0] = after
+            c0 = time.process_time()
+            release_key_share(member, streamed_request)
             release_cpu = (time.process_time() - c0) * 1e3
             c0, t0 = time.process_time(), time.perf_counter()
             reply = member.sign_proposal(body)
@@ -72,13 +95,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                              **{p: reply.timings_ms.get(p, 0.0) for p in PHASES}})  # fmt: skip
     out: dict[str, Any] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     out["proposal kB"] = len(body) / 1e3
-    out["release kB"] = len(request) / 1e3
+    out["release kB"] = len(streamed_request) / 1e3
     out["winners"] = len(proposal.parts[0].block.bundles)
     return out
 
 
-def run_child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--bids", str(args.bids),
+def run_child(tree: Path, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(script), "--child", "--bids", str(args.bids),
            "--searchers", str(args.searchers), "--repeat", str(args.repeat)]  # fmt: skip
     done = subprocess.run(cmd, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
                           check=True, capture_output=True, text=True)  # fmt: skip
@@ -106,10 +129,13 @@ def main() -> None:
     trees = {"baseline": _baseline_tree(args.baseline),
              "this tree": _baseline_tree(args.against) if args.against else here}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    # The child is this script as it is now, copied (editing the tree mid-run changes nothing)
+    script = Path(tempfile.mkdtemp(prefix="bench-sealed-member-")) / "sealed_member_child.py"
+    shutil.copyfile(Path(__file__).resolve(), script)
     load = [os.getloadavg()[0]]
     for k in range(args.rounds):
         for name in list(trees) if k % 2 == 0 else list(reversed(trees)):
-            runs[name].append(run_child(trees[name], args))
+            runs[name].append(run_child(trees[name], script, args))
         load.append(os.getloadavg()[0])
         print(f"  round {k + 1}/{args.rounds} done (load average {load[-1]:.1f})", flush=True)
     head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short",
@@ -124,8 +150,8 @@ def main() -> None:
           f"{min(load):.1f}-{max(load):.1f}")  # fmt: skip
     print(f"  {'':<30} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
     labels = {"cpu": "proposal check CPU", "total": "proposal check wall",
-              "release cpu": "release CPU (before)", "proposal kB": "proposal",
-              "release kB": "release request"}  # fmt: skip
+              "release cpu": "streamed release CPU", "proposal kB": "proposal",
+              "release kB": "streamed release request"}  # fmt: skip
     for key in ("cpu", "total", *(f"{p}" for p in PHASES), "release cpu", "proposal kB",
                 "release kB"):  # fmt: skip
         a = statistics.median(r[key] for r in runs["baseline"])

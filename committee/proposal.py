@@ -20,19 +20,20 @@ member)::
         "carried": [<pending public txs carried from the parent, auction.codec.pending_to_json>],
         "log":     [{"seq": "<ms>-<n>", "event": <auction.codec.event_to_json>}
                     | {"seq": "<ms>-<n>", "cross": <index into "bundles">}
-                    | {"seq": "<ms>-<n>", "sealed": "0x<entry hash>",
+                    | {"seq": "<ms>-<n>", "sealed": "0x<its ciphertext hash>",
                        "opened": <the opened bid's event_to_json without "evidence">}, ...]},
        ...],
      "completion": false | true,
      "sealed": <only for a slot with sealed bids: committee.sealedset.SealedOpening>}
 
 A bid opened from one of the slot's sealed bids (``sealed``) does not repeat its evidence (the
-signed encrypted call, ciphertext included: about half of a sealed slot's proposal): it names
-its sealed entry by the SHA-256 of the entry's canonical bytes
-(``sealedset.compute_sealed_entry_hash``), and the member takes the evidence from the entry it
-holds. The decoder refuses a name that is no entry of ``sealed.entries``, an entry named twice,
-a name whose entry has another bid id or (in a log) another seq, and an opened bid written
-inline (one form for one thing); that the bid is what its entry's ciphertext opens to is
+signed encrypted call, ciphertext included: a third of a sealed slot's proposal): it names its
+sealed entry by the entry's ciphertext hash (``SealedBid.ciphertext_hash``, the keccak of the
+ciphertext, which members re-derive with the entry; one ciphertext once per set), and the
+member takes the evidence from the entry it holds. The decoder refuses a name that is no entry
+of ``sealed.entries``, an entry named twice, a name whose entry has another bid id or (in a
+log) another seq, a set with one ciphertext twice, and an opened bid written inline (one form
+for one thing); that the bid is what its entry's ciphertext opens to is
 ``committee.reopening``'s check, as before. A cross-rollup opened bundle's entry in
 ``bundles`` names its sealed entry the same way.
 
@@ -87,13 +88,7 @@ from committee.records import (
     slot_proof_from_json,
     slot_proof_to_json,
 )
-from committee.sealedset import (
-    SealedOpening,
-    compute_sealed_entry_bytes,
-    compute_sealed_entry_hash,
-    sealed_opening_from_json,
-    sealed_opening_to_json,
-)
+from committee.sealedset import SealedOpening, sealed_opening_from_json, sealed_opening_to_json
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 5: opened bids name their sealed entries ("sealed") instead of repeating their evidence;
@@ -270,15 +265,13 @@ def _part_to_json(
 
 
 def compute_sealed_names(sealed: SealedOpening | None) -> dict[str, str]:
-    """The name of each sealed entry of a proposal by its bid id: ``0x`` and the SHA-256 of
-    its canonical bytes (``compute_sealed_entry_hash``), what an opened bid carries instead of
-    its evidence."""
+    """The name of each sealed entry of a proposal by its bid id: its ciphertext's keccak
+    (``SealedBid.ciphertext_hash``: a digest of the entry's ciphertext that members re-derive
+    with the entry, and unique in a set, each ciphertext once), what an opened bid carries
+    instead of its evidence."""
     if sealed is None:
         return {}
-    return {
-        e.event.bid_id: "0x" + compute_sealed_entry_hash(compute_sealed_entry_bytes(e)).hex()
-        for e in sealed.entries
-    }
+    return {e.event.bid_id: e.event.ciphertext_hash for e in sealed.entries}
 
 
 def encode_proposal(
@@ -501,8 +494,9 @@ class ParsedProposal:
 
 @dataclass
 class NamedEntries:
-    """A proposal's sealed entries by name (``compute_sealed_names``), as its decoder resolves
-    the opened bids that name them: each entry named at most once in the whole proposal."""
+    """A proposal's sealed entries by name (``compute_sealed_names``: each entry's ciphertext
+    hash), as its decoder resolves the opened bids that name them: each entry named at most
+    once in the whole proposal."""
 
     by_name: dict[str, LoggedSealedBid]
     sealed_ids: frozenset[str]
@@ -510,37 +504,38 @@ class NamedEntries:
 
     @classmethod
     def of(cls, sealed: SealedOpening | None) -> NamedEntries:
+        """Raise ``MalformedProposal`` if two entries have one name (one ciphertext twice: a
+        set no member commits to)."""
         if sealed is None:
             return cls({}, frozenset())
-        by_name = {
-            "0x" + compute_sealed_entry_hash(compute_sealed_entry_bytes(e)).hex(): e
-            for e in sealed.entries
-        }
+        by_name = {e.event.ciphertext_hash: e for e in sealed.entries}
+        if len(by_name) != len(sealed.entries):
+            raise MalformedProposal("bad proposal: a ciphertext is in the sealed set twice")
         return cls(by_name, frozenset(e.event.bid_id for e in sealed.entries))
 
-    def resolve(self, doc: Any, seq: str | None) -> Bid:
-        """The opened bid of ``doc`` (its JSON without ``evidence``, with ``"sealed": name``)
-        with its named entry's evidence; ``seq`` (a log's entry) must be the entry's seq.
-        Raises ValueError if the name is no entry of the proposal, is used twice, or names an
-        entry of another bid id or seq."""
-        if not isinstance(doc, dict) or "evidence" in doc:
+    def resolve(self, doc: Any, name: Any, seq: str | None) -> Bid:
+        """The opened bid of ``doc`` (its JSON without ``evidence``) naming the entry ``name``,
+        with that entry's evidence; ``seq`` (a log's entry) must be the entry's seq. Raises
+        ValueError if the name is no entry of the proposal, is used twice, or names an entry of
+        another bid id or seq."""
+        if not isinstance(doc, dict) or "evidence" in doc or "sealed" in doc:
             raise ValueError("an opened bid carries its sealed entry's name, not its evidence")
-        name = doc.get("sealed")
         entry = self.by_name.get(name) if isinstance(name, str) else None
         # Verify the name is one of the proposal's sealed entries, named once
         if entry is None or name in self.used:
             raise ValueError("an opened bid names no sealed entry of the proposal, or one "
                              "already named")  # fmt: skip
-        self.used.add(name)  # type: ignore[arg-type]
-        placeholder = {"body": "", "signature": ""}
-        rest = {k: v for k, v in doc.items() if k != "sealed"}
-        ev = codec.event_from_json({**rest, "evidence": placeholder})
+        self.used.add(name)
+        evidence = entry.event.evidence
+        ev = codec.event_from_json({**doc, "evidence": {
+            "body": evidence.body.decode("utf-8", "surrogateescape"),
+            "signature": evidence.signature}})  # fmt: skip
         if not isinstance(ev, Bid):
             raise ValueError("an opened entry is a bid")
         # Verify the name is the bid's own sealed entry (its id, and in a log its seq)
         if ev.bid_id != entry.event.bid_id or (seq is not None and seq != entry.seq):
             raise ValueError("an opened bid names another bid's sealed entry")
-        return dataclasses.replace(ev, evidence=entry.event.evidence)
+        return ev
 
     def check_inline(self, ev: Bid) -> None:
         """Refuse (ValueError) an opened bid written inline: it names its sealed entry."""
@@ -662,7 +657,8 @@ def _decode_bundles(bundle_docs: list[Any], named: NamedEntries) -> list[Bid]:
                 raise ValueError("a bundle entry must not name a rollup, txs or gas")
             full = {**doc, "rollup": 0, "txs": [], "gas": 0}
             if "sealed" in doc:
-                ev: Any = named.resolve(full, None)
+                name = full.pop("sealed")
+                ev: Any = named.resolve(full, name, None)
             else:
                 ev = codec.event_from_json(full)
                 if isinstance(ev, Bid):
@@ -698,10 +694,7 @@ def _decode_log(
             if "sealed" in entry:
                 if set(entry) != {"seq", "sealed", "opened"}:
                     raise ValueError("an opened entry is {seq, sealed, opened}")
-                opened = entry["opened"]
-                if not isinstance(opened, dict) or "sealed" in opened:
-                    raise ValueError("an opened entry's bid is an object")
-                ev: Bid | Cancel | PublicTx = named.resolve({**opened, "sealed": entry["sealed"]},
+                ev: Bid | Cancel | PublicTx = named.resolve(entry["opened"], entry["sealed"],
                                                             seq)  # fmt: skip
             else:
                 if set(entry) != {"seq", "event"}:

@@ -1,6 +1,6 @@
 """A proposal's opened bids name their sealed entries instead of repeating their evidence
 (proposal version 5, decision 156): the member takes each opened bid's evidence from the entry
-it names, by the SHA-256 of the entry's canonical bytes.
+it names by its ciphertext hash (the keccak of the ciphertext, re-derived with the entry).
 
 Thinking as the coordinator, who writes the names: it names an entry that is not there, one of
 another bid, slot or seq, one entry twice, writes an opened bid inline (the old form), or names
@@ -28,7 +28,6 @@ from committee.proposal import (
     decode_proposal,
     encode_proposal,
 )
-from committee.sealedset import compute_sealed_entry_bytes, compute_sealed_entry_hash
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, SLOT
 from tests.committee.test_coordinator import Clock, Harness
@@ -94,7 +93,11 @@ async def test_a_name_of_no_entry_is_refused(harness: Harness) -> None:
     def absent(doc: dict[str, Any]) -> None:
         opened_entries(doc)[0]["sealed"] = "0x" + hashlib.sha256(b"nothing").hexdigest()
 
-    assert refusal_of_bytes(harness, lie(proposal, absent)) == "malformed_proposal"
+    def not_a_string(doc: dict[str, Any]) -> None:
+        opened_entries(doc)[0]["sealed"] = 7
+
+    for change in (absent, not_a_string):
+        assert refusal_of_bytes(harness, lie(proposal, change)) == "malformed_proposal"
 
 
 async def test_a_name_of_another_bids_entry_is_refused(harness: Harness) -> None:
@@ -142,8 +145,8 @@ async def test_an_entry_of_another_slot_is_refused(harness: Harness) -> None:
     assert sealed is not None
     first = sealed.entries[0]
     other = dataclasses.replace(first, event=dataclasses.replace(
-        first.event, slot=SLOT + 1, bid_id="0x" + "ab" * 32))  # fmt: skip
-    name = "0x" + compute_sealed_entry_hash(compute_sealed_entry_bytes(other)).hex()
+        first.event, slot=SLOT + 1, bid_id="0x" + "ab" * 32, ciphertext_hash="0x" + "ef" * 32))
+    name = other.event.ciphertext_hash
     grown = dataclasses.replace(proposal, sealed=dataclasses.replace(
         sealed, entries=(*sealed.entries, other)))  # fmt: skip
 
@@ -198,6 +201,20 @@ async def test_the_old_inline_form_is_refused(harness: Harness) -> None:
     for version in (3, 4):
         assert refusal_of_bytes(harness, lie(proposal, lambda d, v=version: d.update(
             version=v))) == "malformed_proposal"  # fmt: skip
+
+
+async def test_a_set_with_one_ciphertext_twice_is_refused(harness: Harness) -> None:
+    """Two entries with one name: the decoder cannot tell which is named (and no member
+    commits to such a set)."""
+    proposal, _ = await honest_proposal(harness)
+    sealed = proposal.sealed
+    assert sealed is not None
+    a, b = sealed.entries[:2]
+    twin = dataclasses.replace(b, event=dataclasses.replace(
+        b.event, ciphertext_hash=a.event.ciphertext_hash))  # fmt: skip
+    doubled = dataclasses.replace(proposal, sealed=dataclasses.replace(
+        sealed, entries=(a, twin, *sealed.entries[2:])))  # fmt: skip
+    assert refusal_of_bytes(harness, encode_proposal(doubled)) == "malformed_proposal"
 
 
 async def test_a_truncated_proposal_is_refused(harness: Harness) -> None:
