@@ -1,11 +1,11 @@
 """One member's check of a sealed slot's proposal at the deadline, this tree against a baseline
 revision, alternating in one run (issue 14's levers, docs/encryption.md "Not yet").
 
-    .venv/bin/python -m bench.sealed_member [--baseline main] [--against REV] [--rounds 4]
+    .venv/bin/python -m bench.sealed_member [--baseline main] [--against REV ...] [--rounds 4]
                                             [--repeat 3] [--bids 2000] [--searchers 200]
 
-Each round runs one child process per tree (baseline and this tree, order alternating), with
-that tree on ``PYTHONPATH``. A child builds ``bench.sealed_close``'s re-open slot (``bench.
+Each round runs one child process per tree (the baseline, each ``--against`` revision, or else
+this working tree; the order rotates and alternates), with that tree on ``PYTHONPATH``. A child builds ``bench.sealed_close``'s re-open slot (``bench.
 committee_latency``'s bundles, every one sealed, ``--bids`` from ``--searchers``, opened and
 packed as the engine does) and, ``--repeat`` times, a fresh member (its own protection file)
 that commits and releases its key share for the slot (``release_key_share``; then it holds the
@@ -109,11 +109,16 @@ def run_child(tree: Path, script: Path, args: argparse.Namespace) -> dict[str, A
     return result
 
 
+def short(here: Path, rev: str) -> str:
+    return subprocess.run(["git", "-C", str(here), "rev-parse", "--short", rev], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="main", metavar="REV")
-    parser.add_argument("--against", default=None, metavar="REV",
-                        help="compare with this revision exported (default: this tree)")
+    parser.add_argument("--against", nargs="*", default=None, metavar="REV",
+                        help="compare with these revisions, exported (default: this tree)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="members per child")
     parser.add_argument("--bids", type=int, default=2000)
@@ -126,40 +131,40 @@ def main() -> None:
     from bench.member_recheck import _baseline_tree
 
     here = Path(__file__).resolve().parent.parent
-    trees = {"baseline": _baseline_tree(args.baseline),
-             "this tree": _baseline_tree(args.against) if args.against else here}
+    trees = {f"{args.baseline} ({short(here, args.baseline)})": _baseline_tree(args.baseline)}
+    for rev in args.against or []:
+        trees[short(here, rev)] = _baseline_tree(rev)
+    if not args.against:
+        trees[f"this tree ({short(here, 'HEAD')}+)"] = here
+    names = list(trees)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     # The child is this script as it is now, copied (editing the tree mid-run changes nothing)
     script = Path(tempfile.mkdtemp(prefix="bench-sealed-member-")) / "sealed_member_child.py"
     shutil.copyfile(Path(__file__).resolve(), script)
     load = [os.getloadavg()[0]]
     for k in range(args.rounds):
-        for name in list(trees) if k % 2 == 0 else list(reversed(trees)):
+        # Each round in another order: the trees rotate, and every other round is reversed
+        order = names[k % len(names):] + names[: k % len(names)]
+        for name in order if k % 2 == 0 else list(reversed(order)):
             runs[name].append(run_child(trees[name], script, args))
         load.append(os.getloadavg()[0])
         print(f"  round {k + 1}/{args.rounds} done (load average {load[-1]:.1f})", flush=True)
-    head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short",
-                           args.against or "HEAD"],
-                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-    winners = runs["this tree"][0]["winners"]
+    winners = runs[names[-1]][0]["winners"]
     print(f"\none member's sealed slot at the deadline, {args.bids} sealed bids from "
-          f"{args.searchers} searchers ({winners} winners), committee 7 of 10; medians over "
-          f"{args.rounds} rounds x {args.repeat} members per tree, alternating; baseline "
-          f"{args.baseline}, this tree {head}{'' if args.against else ' (+ uncommitted changes)'}; "
-          f"load average "
+          f"{args.searchers} searchers ({winners} winners), committee 7 of 10, the member "
+          f"holding every sealed call from the stream; medians over {args.rounds} rounds x "
+          f"{args.repeat} members per tree, interleaved; ratios to {names[0]}; load average "
           f"{min(load):.1f}-{max(load):.1f}")  # fmt: skip
-    print(f"  {'':<30} {'baseline':>10} {'this tree':>10} {'ratio':>7}")
+    print(f"  {'':<28}" + "".join(f"{n:>24}" for n in names))
     labels = {"cpu": "proposal check CPU", "total": "proposal check wall",
               "release cpu": "streamed release CPU", "proposal kB": "proposal",
               "release kB": "streamed release request"}  # fmt: skip
-    for key in ("cpu", "total", *(f"{p}" for p in PHASES), "release cpu", "proposal kB",
-                "release kB"):  # fmt: skip
-        a = statistics.median(r[key] for r in runs["baseline"])
-        b = statistics.median(r[key] for r in runs["this tree"])
+    for key in ("cpu", "total", *PHASES, "release cpu", "proposal kB", "release kB"):
         unit = "kB" if key.endswith("kB") else "ms"
-        label = labels.get(key, f"  {key} (wall)")
-        ratio = f"{b / a:7.2f}" if a else "    n/a"
-        print(f"  {label:<30} {a:8.1f} {unit} {b:8.1f} {unit} {ratio}")
+        med = [statistics.median(r[key] for r in runs[n]) for n in names]
+        cells = [f"{med[0]:>13.1f} {unit}{'':>8}"]
+        cells += [f"{m:>13.1f} {unit} ({m / med[0] if med[0] else 0:4.2f}x)" for m in med[1:]]
+        print(f"  {labels.get(key, f'  {key} (wall)'):<28}" + "".join(f"{c:>24}" for c in cells))
 
 
 if __name__ == "__main__":
