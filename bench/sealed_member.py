@@ -5,7 +5,8 @@ revision, alternating in one run (issue 14's levers, docs/encryption.md "Not yet
                                             [--repeat 3] [--bids 2000] [--searchers 200]
 
 Each round runs one child process per tree (the baseline, each ``--against`` revision, or else
-this working tree; the order rotates and alternates), with that tree on ``PYTHONPATH``. A child builds ``bench.sealed_close``'s re-open slot (``bench.
+this working tree; the order rotates and alternates), with that tree on ``PYTHONPATH``. A child
+builds ``bench.sealed_close``'s re-open slot (``bench.
 committee_latency``'s bundles, every one sealed, ``--bids`` from ``--searchers``, opened and
 packed as the engine does) and, ``--repeat`` times, a fresh member (its own protection file)
 that commits and releases its key share for the slot (``release_key_share``; then it holds the
