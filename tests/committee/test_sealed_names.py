@@ -20,7 +20,7 @@ import pytest
 from auction import codec
 from auction.slots import compute_slot_start_ms
 from auction.types import Bid
-from committee.errors import Refusal
+from committee.errors import MalformedProposal, Refusal
 from committee.proposal import (
     FORMAT_VERSION,
     SlotProposal,
@@ -226,3 +226,26 @@ async def test_a_truncated_proposal_is_refused(harness: Harness) -> None:
         del doc["sealed"]  # the names resolve to nothing
 
     assert refusal_of_bytes(harness, lie(proposal, no_sealed)) == "malformed_proposal"
+
+
+def test_a_cross_rollup_opened_bundle_names_its_entry_in_bundles() -> None:
+    """A sealed bid opened to a bundle spanning two rollups: its one entry in ``bundles`` names
+    the sealed entry, each log holds a reference, and the member rebuilds every copy with the
+    entry's evidence; naming another entry there is refused."""
+    from tests.committee.test_sealed_sampling import cross_rollup_proposal
+
+    _, proposal, cross = cross_rollup_proposal()
+    data = encode_proposal(proposal)
+    doc = orjson.loads(data)
+    [bundle] = doc["bundles"]
+    assert bundle["bid_id"] == cross and "evidence" not in bundle and "sealed" in bundle
+    assert decode_proposal(data) == proposal
+    sealed = proposal.sealed
+    assert sealed is not None
+    other = next(e for e in sealed.entries if e.event.bid_id != cross)
+    bundle["sealed"] = other.event.ciphertext_hash
+    with pytest.raises(MalformedProposal):
+        decode_proposal(orjson.dumps(doc))
+    del bundle["sealed"]
+    with pytest.raises(MalformedProposal):  # neither a name nor evidence
+        decode_proposal(orjson.dumps(doc))
