@@ -333,7 +333,7 @@ def test_a_slot_signature_is_no_block_signature_nor_anothers(dealt, delivered) -
 def test_the_proposal_carries_each_rollups_log_once(dealt, honest) -> None:
     """The wire form: one slot, parts in leaf order, each with its own log."""
     doc = orjson.loads(encode_proposal(honest))
-    assert doc["version"] == 3 and doc["slot"] == SLOT
+    assert doc["version"] == 5 and doc["slot"] == SLOT
     assert [p["rollup"] for p in doc["parts"]] == list(RIGHT)
     assert [len(p["log"]) for p in doc["parts"]] == [1, 0, 3]
     assert all(isinstance(e, dict) for p in doc["parts"] for e in p["log"])
