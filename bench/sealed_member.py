@@ -16,7 +16,7 @@ time and phases (``timings_ms``), and the proposal's and the release request's b
 member first checks every sealed call as it streams in (``bench.sealed_close.stream_sealed``,
 not timed), as with ``committee_streaming``; its release (timed) is then the streamed one: the
 whole set (release version 1) on a tree without release version 2, else the request naming
-every call as streamed (decision 158). The figures are the medians over every member of every
+every call as streamed (decision 159). The figures are the medians over every member of every
 round, per tree, and their ratio.
 """
 

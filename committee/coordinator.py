@@ -633,7 +633,7 @@ class Coordinator:
         slot's signing deadline (``committee.keyrelease``); the opening travels with the slot's
         proposal, so members re-open it themselves."""
         timeout_s = max(0.0, (self._signing_deadline_ms(slot) - self._clock_ms()) / 1000)
-        # Streaming: each member's request names the sealed calls it holds (decision 158)
+        # Streaming: each member's request names the sealed calls it holds (decision 159)
         streamed = self.feeder.release_bodies if self.feeder is not None else None
         outcome = await collect_slot_key(self.committee, self.members, slot, entries, timeout_s,
                                          streamed)  # fmt: skip

@@ -295,7 +295,7 @@ class Feeder:
     def release_bodies(
         self, request: ReleaseRequest, indices: Sequence[int]
     ) -> dict[int, bytes]:
-        """Each member's key-release body (decision 158): version 2 naming, per rollup, the
+        """Each member's key-release body (decision 159): version 2 naming, per rollup, the
         prefix of its sealed calls the member acknowledged that the request's set still
         agrees with, byte for byte (a failover may have lost one the feeder read, decision
         144), and carrying the rest; version 1 (every sealed bid) for a member that holds

@@ -92,7 +92,7 @@ from committee.sealedset import SealedOpening, sealed_opening_from_json, sealed_
 
 PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # 5: opened bids name their sealed entries ("sealed") instead of repeating their evidence;
-# 3 wrote them inline (decision 156; checked exactly, as every version: coordinator and
+# 3 wrote them inline (decision 157; checked exactly, as every version: coordinator and
 # members are deployed together, decision 75). 3: each cross-rollup bundle once per slot
 # ("bundles"), its copies references to it; 2 carried every copy inline; 2 and 3: one proposal
 # per slot, a part per rollup; 1 was per rollup.

@@ -292,7 +292,7 @@ def compute_held_decoder(held: Iterable[Bid]) -> TxDecoder:
     bid holds. What the bytes encode (sender, nonce, gas, fees, recipient, access list, chain
     id) is the logged bid's claim, as for a plaintext loser's binding (``checks.
     check_bid_binding``): left to the sample (docs/encryption.md, "Which bids a member
-    re-opens"; decision 157). A coordinator that claims two transactions for the same bytes
+    re-opens"; decision 158). A coordinator that claims two transactions for the same bytes
     fails one binding (the first claim is the one every payload gets)."""
     claimed: dict[bytes, Tx] = {}
     for bid in held:

@@ -111,7 +111,7 @@ RELEASE_VERSION: Final[int] = 1
 # holds from the slot's stream, named by ``"streamed": [{"rollup", "count", "digest"}, ...]``
 # (ascending rollups, each once): the first ``count`` of that rollup's sealed calls and the
 # stream digest after them (``committee.stream``); ``sealed`` is the rest, in canonical order
-# (decision 158). Both versions are current: version 1 goes to a member without a stream.
+# (decision 159). Both versions are current: version 1 goes to a member without a stream.
 RELEASE_STREAMED_VERSION: Final[int] = 2
 
 

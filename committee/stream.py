@@ -268,7 +268,7 @@ class SealedStream:
     rules: SealedSetRules = field(default_factory=SealedSetRules)
     checked: set[bytes] = field(default_factory=set)
     # per rollup, each checked entry with its canonical bytes, in log order: the prefix a
-    # streamed release request names instead of carrying it (decision 158)
+    # streamed release request names instead of carrying it (decision 159)
     entries: dict[int, list[tuple[LoggedSealedBid, bytes]]] = field(default_factory=dict)
 
 

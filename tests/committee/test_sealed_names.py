@@ -1,5 +1,5 @@
 """A proposal's opened bids name their sealed entries instead of repeating their evidence
-(proposal version 5, decision 156): the member takes each opened bid's evidence from the entry
+(proposal version 5, decision 157): the member takes each opened bid's evidence from the entry
 it names by its ciphertext hash (the keccak of the ciphertext, re-derived with the entry).
 
 Thinking as the coordinator, who writes the names: it names an entry that is not there, one of

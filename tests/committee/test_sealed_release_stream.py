@@ -1,5 +1,5 @@
 """A key-release request that names the streamed prefix and carries only the tail (release
-version 2, decision 158), against a lying coordinator: a prefix the member does not hold, a
+version 2, decision 159), against a lying coordinator: a prefix the member does not hold, a
 digest of another prefix, a truncated or overlapping tail, a tail out of order, a rollup named
 twice, a replayed request. The member commits to the same set, by the same digest, as from the
 whole request (version 1), and a repeated release in either form gets the same answer."""

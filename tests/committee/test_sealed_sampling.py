@@ -168,7 +168,7 @@ async def test_an_altered_winner_is_always_refused(harness: Harness, change: Any
 
 
 # Every field a losing opened bid carries that the payload states without decoding its
-# transactions (decision 157): the request's own fields, the transactions' bytes and hashes,
+# transactions (decision 158): the request's own fields, the transactions' bytes and hashes,
 # and what the intake rules compute from the claimed fields (a bid of tips, the gas within the
 # public maxGas, which here is the bundle's gas exactly).
 BOUND = {

@@ -169,7 +169,7 @@ async def check_sealed_streaming(h: SealedStreamingHarness, monkeypatch: Any) ->
     monkeypatch.setattr(reopening, "check_sealed_entry", spy)
     await close_and_check(h, ids)
     # At release each member re-derived only the sealed call that did not stream in (the tail),
-    # and was sent only that call: its request named the three it holds (decision 158)
+    # and was sent only that call: its request named the three it holds (decision 159)
     assert derived and set(derived) == {ids["carol"]}
     assert len(derived) <= h.dealt.committee.n
     for m in h.members:
