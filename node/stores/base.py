@@ -12,6 +12,9 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   log at once or in none (docs/shared-sequencing.md), under each log's own limits.
 - ``close_slot`` atomically stops intake for the slot and returns its whole log, in order.
   Calling it again returns the same log.
+- ``read_log_from(rollup, slot, start)`` is ``read_log(rollup, slot)[start:]`` (``[]`` from the
+  end on, ``ValueError`` below 0), reading only those entries where the store can: a log only
+  grows, so what a reader holds of it stays its prefix (decision 156).
 - Close leases and fencing (``node/stores/fencing.py``, decision 110): ``claim_close`` gives
   one owner at a time the lease to close a slot, with a fencing token that grows each time the
   lease is taken anew; every write of a close given a ``CloseLease`` (the close log, results
@@ -61,6 +64,13 @@ class IntakeLimits:
     max_slot_bytes: int = 1 << 40
 
 
+def check_log_start(start: int) -> None:
+    """A log offset is an index from 0: a negative one is a caller's bug, refused rather than
+    read from the end as a Python slice would."""
+    if start < 0:
+        raise ValueError(f"a log offset is at least 0, not {start}")
+
+
 class SlotLogs(ABC):
     """Each slot's append-only intake log: bids, cancels and public txs, checked against the
     intake limits as they are appended; closed once (memory: ``memory.py``; Redis: the scripts in
@@ -101,6 +111,23 @@ class SlotLogs(ABC):
         """The slot's log so far as ``read_log`` and ``read_sealed_log`` hand it out, in one read
         where the store can (the committee's feeder follows both while the slot is open)."""
         return await self.read_log(rollup, slot), await self.read_sealed_log(rollup, slot)
+
+    @abstractmethod
+    async def read_log_from(self, rollup: int, slot: int, start: int) -> list[LoggedEvent]:
+        """The slot's log so far from index ``start`` on: ``read_log(rollup, slot)[start:]``,
+        costing what is returned rather than the whole log where the store can (the engine
+        reads only what is new in each open slot's log, ``node/follower.py``). ``[]`` when
+        ``start`` is at or beyond the end; ``ValueError`` for a negative ``start``."""
+
+    async def read_log_parts_from(
+        self, rollup: int, slot: int, start: int, sealed_start: int
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        """``read_log_parts`` from an offset into each part: the plaintext events from index
+        ``start`` on and the sealed bids from index ``sealed_start`` on (each ``[]`` at or
+        beyond its end; ``ValueError`` for a negative offset), in one read where the store can."""
+        check_log_start(sealed_start)
+        events = await self.read_log_from(rollup, slot, start)
+        return events, (await self.read_sealed_log(rollup, slot))[sealed_start:]
 
     async def read_sealed_bids(self, rollups: Sequence[int], slot: int) -> list[LoggedSealedBid]:
         """Every rollup's sealed bids of ``slot`` (each logged once, in one rollup's log)."""

@@ -21,7 +21,7 @@ from auction.errors import (
 )
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
-from node.stores.base import IntakeLimits, Store
+from node.stores.base import IntakeLimits, Store, check_log_start
 from node.stores.fencing import CloseLease, MemoryFences
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
@@ -256,6 +256,19 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
     async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:
         log = self._logs.get((rollup, slot))
         return list(log.events) if log else []
+
+    async def read_log_from(self, rollup: int, slot: int, start: int) -> list[LoggedEvent]:
+        check_log_start(start)
+        log = self._logs.get((rollup, slot))
+        return log.events[start:] if log else []
+
+    async def read_log_parts_from(
+        self, rollup: int, slot: int, start: int, sealed_start: int
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        check_log_start(start)
+        check_log_start(sealed_start)
+        log = self._logs.get((rollup, slot))
+        return (log.events[start:], log.sealed[sealed_start:]) if log else ([], [])
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         log = self._logs.get((rollup, slot))

@@ -38,7 +38,7 @@ from auction.errors import (
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores import keys
-from node.stores.base import IntakeLimits, Store
+from node.stores.base import IntakeLimits, Store, check_log_start
 from node.stores.fencing import (
     CLAIM_CLOSE_LUA,
     FENCE_LUA,
@@ -294,6 +294,8 @@ def _store_errors() -> Iterator[None]:
 # How a sealed bid's stored JSON starts (codec.sealed_bid_to_json writes "kind" first): the
 # plaintext readers skip such entries without decoding them.
 _SEALED_PREFIX = b'{"kind":"sealed_bid"'
+# Offset-read cursors kept (``RedisStore._read_from``): a few slots' logs per rollup.
+LOG_CURSORS_KEPT = 256
 
 
 def _raw_entries(entries: list[Any]) -> Iterator[tuple[str, bytes]]:
@@ -485,6 +487,9 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
         self._queue: asyncio.Queue[_Pending] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._sha: dict[str, str] = {}
+        # Where this process's last offset read of each slot log ended (``_read_from``):
+        # (rollup, slot) -> (plaintext entries, sealed entries, the stream id of the last).
+        self._log_cursors: dict[tuple[int, int], tuple[int, int, str]] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -938,6 +943,62 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the bid store failed: {exc}") from exc
         return _decode_entries(entries or [])  # redis-py types the reply as optional
+
+    async def read_log_from(self, rollup: int, slot: int, start: int) -> list[LoggedEvent]:
+        events, _ = await self._read_from(rollup, slot, start, None)
+        return events
+
+    async def read_log_parts_from(
+        self, rollup: int, slot: int, start: int, sealed_start: int
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        check_log_start(sealed_start)
+        return await self._read_from(rollup, slot, start, sealed_start)
+
+    async def _read_from(
+        self, rollup: int, slot: int, start: int, sealed_start: int | None
+    ) -> tuple[list[LoggedEvent], list[LoggedSealedBid]]:
+        """The log's plaintext events from index ``start`` on (and its sealed bids from
+        ``sealed_start`` on, unless None). A stream is addressed by entry id, not index, so
+        the read that ended where this one starts left a cursor (the counts it ended at and
+        the id of its last entry): then only the entries from that id on are read (``XRANGE
+        id +``, the id itself included as a check). A stream only grows (ids are assigned
+        increasing, ``XADD *``), so those are exactly the entries after the first ``start``;
+        if the id is gone (the log was trimmed or written anew) or there is no such cursor,
+        the whole log is read and cut. Only what is returned is decoded."""
+        check_log_start(start)
+        key = keys.slot_log(rollup, slot)
+        cursor = self._log_cursors.pop((rollup, slot), None)
+        raw: list[tuple[str, bytes]] | None = None
+        plain_base = sealed_base = 0
+        if cursor is not None and cursor[0] == start and sealed_start in (None, cursor[1]):
+            with _store_errors():
+                entries = await self.redis.xrange(key, cursor[2], "+")
+            tail = list(_raw_entries(entries or []))
+            if tail and tail[0][0] == cursor[2]:
+                raw, plain_base, sealed_base = tail[1:], cursor[0], cursor[1]
+                last = cursor[2]
+        if raw is None:
+            with _store_errors():
+                entries = await self.redis.xrange(key)
+            raw = list(_raw_entries(entries or []))
+            last = ""
+        plain = [(seq, e) for seq, e in raw if not e.startswith(_SEALED_PREFIX)]
+        sealed = [(seq, e) for seq, e in raw if e.startswith(_SEALED_PREFIX)]
+        ends = (plain_base + len(plain), sealed_base + len(sealed))
+        last = raw[-1][0] if raw else last
+        if last and start <= ends[0] and (sealed_start or 0) <= ends[1]:
+            self._log_cursors[rollup, slot] = (*ends, last)
+            while len(self._log_cursors) > LOG_CURSORS_KEPT:
+                del self._log_cursors[next(iter(self._log_cursors))]  # the least recent
+        events = [
+            LoggedEvent(seq, codec.event_from_bytes(e)) for seq, e in plain[start - plain_base :]
+        ]
+        if sealed_start is None:
+            return events, []
+        return events, [
+            LoggedSealedBid(seq, codec.sealed_bid_from_json(orjson.loads(e)))
+            for seq, e in sealed[sealed_start - sealed_base :]
+        ]
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         with _store_errors():
