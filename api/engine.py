@@ -59,6 +59,7 @@ from auction.types import Bid, Block, LoggedEvent, PendingTx, PublicTx, SlotResu
 from committee.records import FAILED_CLOSE, FAILED_KEY_NOT_RELEASED, FailedSlot, failed_slot_to_json
 from node.collector import paused_gc
 from node.escrow import Escrow
+from node.follower import OpenSlotFollower
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.operator import generate_operator_key
@@ -107,10 +108,6 @@ class SlotSigner(Protocol):
     async def follow(self, results: Sequence[SlotResult]) -> None:
         """Adopt the outcome of a slot another process built."""
 
-    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
-        """The packing input kept while ``slot`` was open (``auction.columnar``), if any: the
-        close packs from it when it holds a prefix of every closed log (else from scratch)."""
-
 
 class UnsignedChain:
     """No committee: every block is final as built, and the heads follow each result."""
@@ -124,9 +121,6 @@ class UnsignedChain:
         return (latest.block.block_hash, latest.pending) if latest else (ZERO_HASH, ())
 
     async def prepare(self, slot: int) -> None:
-        return None
-
-    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
         return None
 
     async def sign(
@@ -265,6 +259,10 @@ class Engine:
             committee_id=lambda: self.encryption_committee_id,
         )
         self.signer: SlotSigner = UnsignedChain(store, self.chains)
+        # Reads what is new in each open slot's logs and keeps the slot's packing input, which
+        # the close takes (node/follower.py); the committee's feeder streams from it.
+        self.follower = OpenSlotFollower(store, sorted(self.rollups))
+        self._follow_task: asyncio.Task[None] | None = None
         # Observers of each closed slot, after it was signed (or followed): history retention,
         # the demo's printout. They observe; nothing they do changes a slot's outcome.
         self.result_hooks: list[ResultHook] = []  # results this process built
@@ -319,16 +317,35 @@ class Engine:
             self.start_clock()
 
     def start_clock(self) -> None:
-        """Run the slot clock (closing each slot at its deadline) in the background."""
+        """Run the slot clock (closing each slot at its deadline) in the background, and
+        follow each open slot's logs."""
         self._stopping = False
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run_slots(), name="slot-clock")
+        self.start_following()
+
+    def start_following(self) -> None:
+        """Follow each open slot's logs in the background (once; ``node/follower.py``)."""
+        if self._follow_task is None:
+            self._follow_task = asyncio.create_task(
+                self.follower.run(self.open_slot, self._count_follow_fault), name="follower"
+            )
+
+    async def stop_following(self) -> None:
+        task, self._follow_task = self._follow_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5.0)
+
+    def _count_follow_fault(self) -> None:
+        self.metrics.system_faults.labels("follow_open_slot").inc()
 
     async def stop(self) -> None:
         """Stop the slot clock. Bounded: a cancellation swallowed inside a library (Python 3.11's
         ``asyncio.wait_for`` can lose one) is repeated, and the loop also checks a stop flag, so
         a shutdown never waits forever on the clock."""
         self._stopping = True
+        await self.stop_following()
         task, self._loop_task = self._loop_task, None
         while task is not None and not task.done():
             task.cancel()
@@ -642,7 +659,7 @@ class Engine:
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
             for r in rollups
         ]
-        encoder = self.signer.take_slot_encoder(slot)
+        encoder = self.follower.take_encoder(slot)  # handed over: no longer appended to
         results = await asyncio.to_thread(
             _compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts, encoder
         )

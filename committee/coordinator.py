@@ -42,7 +42,6 @@ import httpx
 import orjson
 from prometheus_client import Counter, Histogram
 
-from auction.columnar import SlotEncoder
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError, InsufficientDeposit
 from auction.hashing import keccak256, to_hex
@@ -94,6 +93,7 @@ from committee.reopening import compute_opening_context
 from committee.sealedset import OpeningRecord, SealedOpening
 from committee.signing import compute_slot_signing_root
 from committee.threshold import CommitteeInfo
+from node.follower import FollowedSlot, OpenSlotFollower
 from node.metrics import Metrics
 from node.notify import Notifier
 from node.stores.base import Store
@@ -109,9 +109,9 @@ class Requeue(Protocol):
 
 class EngineHost(Protocol):
     """What a coordinator needs of the engine it signs for (``api.engine.Engine`` is one): its
-    store and clock, its block subscribers and metrics, its chains' heads, and its intake (to
-    log a failed slot's public txs again). The engine depends on the committee, never the
-    reverse."""
+    store and clock, its block subscribers and metrics, its chains' heads, its intake (to
+    log a failed slot's public txs again) and its follower of the open slot's logs (to
+    stream them). The engine depends on the committee, never the reverse."""
 
     @property
     def store(self) -> Store: ...
@@ -132,6 +132,13 @@ class EngineHost(Protocol):
     def intake(self) -> Requeue: ...
 
     def now_ms(self) -> int: ...
+
+    @property
+    def follower(self) -> OpenSlotFollower: ...
+
+    def start_following(self) -> None: ...
+
+    async def stop_following(self) -> None: ...
 
     def open_slot(self) -> int: ...
 
@@ -500,7 +507,7 @@ class Coordinator:
         self.feeder: Feeder | None = None
         if streaming:
             self.feeder = Feeder(committee.committee_id, self.rollups, self.members)
-        self._streamer: asyncio.Task[None] | None = None
+        self._streaming = False  # the feeder listens to the engine's follower
         # Slot keys released (with the sealed bids they open), for the slots' proposals
         self.openings: dict[int, SealedOpening] = {}
         # The operator key endorses every proposal (committee.endorsement); None sends them
@@ -527,40 +534,28 @@ class Coordinator:
         self._start_streaming()
         await self.settle_before(slot)
 
-    def take_slot_encoder(self, slot: int) -> SlotEncoder | None:
-        """The packing input the feeder kept while ``slot`` was open (streaming on), else None."""
-        return self.feeder.take_encoder(slot) if self.feeder is not None else None
-
     # --- streaming (committee.feeder) ----------------------------------------------------------
 
     def _start_streaming(self) -> None:
-        """Start following the open slot's logs (once; only with streaming on)."""
-        if self.feeder is not None and self._streamer is None:
-            self._streamer = asyncio.create_task(self._run_stream(), name="committee-stream")
+        """Have the engine follow the open slot's logs (once; only with streaming on): every
+        round of its follower shows the slot to the feeder (``_stream``)."""
+        if self.feeder is not None and not self._streaming:
+            self._streaming = True
+            self.engine.follower.listeners.append(self._stream)
+            self.engine.start_following()
 
-    async def _run_stream(self) -> None:
-        """Every interval: read the open slot's logs, push what is new to the members."""
-        assert self.feeder is not None
-        while True:
-            try:
-                await self.stream_open_slot()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("streaming the open slot failed")
-                self.engine.metrics.system_faults.labels("committee_stream").inc()
-            await asyncio.sleep(self.feeder.interval_ms / 1000)
-
-    async def stream_open_slot(self) -> None:
-        """One round of streaming: the open slot's new log entries and sealed calls to every
+    def _stream(self, slot: int, followed: FollowedSlot) -> None:
+        """The open slot's logs as the follower holds them: what is new goes to every
         member."""
         assert self.feeder is not None
-        slot = self.engine.open_slot()
-        logs, sealed = {}, {}
-        for r in self.rollups:
-            logs[r], sealed[r] = await self.engine.store.read_log_parts(r, slot)
-        self.feeder.observe(slot, logs, sealed)
+        self.feeder.observe(slot, followed.logs, followed.sealed)
         self.feeder.push(slot)
+
+    async def stream_open_slot(self) -> None:
+        """One round of streaming: the follower reads the open slot's new log entries and sealed
+        calls, and the feeder sends them to every member."""
+        self._start_streaming()
+        await self.engine.follower.follow(self.engine.open_slot())
 
     async def sign(
         self,
@@ -709,9 +704,9 @@ class Coordinator:
             task.add_done_callback(self._in_flight.discard)
 
     async def aclose(self) -> None:
-        if self._streamer is not None:
-            self._streamer.cancel()
-            await asyncio.wait({self._streamer}, timeout=5.0)
+        if self._streaming:
+            self.engine.follower.listeners.remove(self._stream)
+            await self.engine.stop_following()
         if self.feeder is not None:
             await self.feeder.aclose()
         tasks = [*self._background, *self._in_flight]

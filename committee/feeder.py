@@ -3,21 +3,25 @@ every member in log order, and at the deadline build each member's version-6 pro
 
 Push, not pull (docs/decisions.md): the coordinator already reaches every member over the
 member wire and knows the log first; a member pulling would need a route back to the engine
-and a way to authenticate it. Every ``STREAM_INTERVAL_MS`` the feeder reads each rollup's log
-of the open slot from the store (the same ``read_log`` the close uses, so several engine
-processes feed alike), appends what is new to the slot's *feed* (canonical entry bytes and
-running digests, ``committee.stream``, computed once for every member) and sends each member
-what it has not acknowledged yet, at most ``MAX_STREAM_BATCH`` entries a request, one request
-in flight per member (a slow member falls behind alone). A member's acknowledgement names how
-many entries it holds and their digest; only a count whose digest is the feed's is believed.
+and a way to authenticate it. Every ``STREAM_INTERVAL_MS`` the engine's follower
+(``node/follower.py``) reads what is new in each rollup's log of the open slot from the store
+(from where it stopped: ``read_log_parts_from``, so several engine processes feed alike) and
+shows the slot to the feeder, which appends what is new to the slot's *feed* (canonical entry
+bytes and running digests, ``committee.stream``, computed once for every member) and sends each
+member what it has not acknowledged yet, at most ``MAX_STREAM_BATCH`` entries a request, one
+request in flight per member (a slow member falls behind alone). The follower, not the feeder,
+keeps the slot's packing input for the engine's close (decision 156). A member's
+acknowledgement names how many entries it holds and their digest; only a count whose digest is
+the feed's is believed.
 
 Sealed calls (encrypted bids) stream the same way, as each rollup's second log (a batch with
-``"log": "sealed"``, ``committee.stream``): the feeder reads them with the plaintext events
-(``read_log_parts``), keeps their canonical bytes and digests (``SealedFeed``) and sends them in
-the same rounds, sealed batches first (the key release at the deadline comes before the
-proposal). Only ciphertexts and their public fields ever stream: nothing readable before the
-slot key exists. A member that holds a slot's sealed calls re-derives at the release only
-what did not stream in; a member that holds none re-derives all, as without streaming.
+``"log": "sealed"``, ``committee.stream``): the follower reads them with the plaintext events
+(``read_log_parts_from``); the feeder keeps their canonical bytes and digests (``SealedFeed``)
+and sends them in the same rounds, sealed batches first (the key release at the deadline
+comes before the proposal). Only ciphertexts and their public fields ever stream: nothing
+readable before the slot key exists. A member that holds a slot's sealed calls re-derives at
+the release only what did not stream in; a member that holds none re-derives all, as without
+streaming.
 
 At the deadline ``proposal_bodies`` gives each member the proposal naming, per rollup, the
 prefix it acknowledged (cut to where the feed still equals the closed log) and carrying the
@@ -35,7 +39,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from auction.columnar import SlotEncoder
 from auction.types import LoggedEvent, LoggedSealedBid
 from committee.proposal import (
     SlotProposal,
@@ -143,9 +146,6 @@ class Feeder:
         self.members = list(members)
         self.interval_ms = interval_ms
         self.feeds: dict[tuple[int, int], Feed] = {}  # (slot, rollup)
-        # Each followed slot's packing input, kept as its logs are read (auction.columnar):
-        # the engine's close takes it (``take_encoder``) and packs from its columns.
-        self.encoders: dict[int, SlotEncoder] = {}
         self.acked: dict[tuple[int, int, int], int] = {}  # (member, slot, rollup)
         # The sealed calls, as a second log per rollup (their own counts and digests)
         self.sealed_feeds: dict[tuple[int, int], SealedFeed] = {}  # (slot, rollup)
@@ -160,20 +160,14 @@ class Feeder:
         logs: Mapping[int, Sequence[LoggedEvent]],
         sealed: Mapping[int, Sequence[LoggedSealedBid]] | None = None,
     ) -> None:
-        """Take the open slot's logs (and sealed calls) as read now; forget slots older than
+        """Take the open slot's logs (and sealed calls) as read so far (the follower's lists,
+        which only grow: only what is beyond the feed is looked at); forget slots older than
         ``FEEDS_KEPT``."""
-        encoder = self.encoders.setdefault(slot, SlotEncoder())
         for rollup, entries in logs.items():
-            feed = self.feeds.setdefault((slot, rollup), Feed())
-            held = len(feed.entries)
-            feed.extend(entries)
-            if encoder.count(rollup) == held:
-                encoder.extend(rollup, entries[held:])
+            self.feeds.setdefault((slot, rollup), Feed()).extend(entries)
         for rollup, calls in (sealed or {}).items():
             self.sealed_feeds.setdefault((slot, rollup), SealedFeed()).extend(calls)
         oldest = slot - FEEDS_KEPT + 1
-        for old in [s for s in self.encoders if s < oldest]:
-            del self.encoders[old]
         for feeds in (self.feeds, self.sealed_feeds):
             for key in [k for k in feeds if k[0] < oldest]:
                 del feeds[key]
@@ -181,10 +175,6 @@ class Feeder:
             for key3 in [k for k in acked if k[1] < oldest]:
                 del acked[key3]
         self._stopped = {k for k in self._stopped if k[1] >= oldest}
-
-    def take_encoder(self, slot: int) -> SlotEncoder | None:
-        """``slot``'s encoder, handed over (a later read of the slot starts a new one)."""
-        return self.encoders.pop(slot, None)
 
     def push(self, slot: int) -> None:
         """Start sending ``slot``'s new entries to every member not already being sent to."""

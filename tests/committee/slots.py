@@ -220,9 +220,6 @@ class SignsNothing:
     async def prepare(self, slot: int) -> None:
         await self.coordinator.prepare(slot)
 
-    def take_slot_encoder(self, slot: int):  # noqa: ANN201
-        return self.coordinator.take_slot_encoder(slot)
-
     async def sign(self, results, entries, lease=None) -> None:  # noqa: ANN001
         return None
 

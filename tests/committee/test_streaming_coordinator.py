@@ -109,11 +109,12 @@ async def test_events_logged_after_the_last_push_are_the_tail(streaming: Streami
     assert len(signed.block.bundles) == 5
 
 
-async def test_the_close_packs_from_the_encoding_the_feeder_kept(
+async def test_the_close_packs_from_the_encoding_the_follower_kept(
     streaming: StreamingHarness, monkeypatch
 ):
-    """The engine's close takes the slot's encoder from the feeder (its logs read while the slot
-    was open), appends the tail and packs from it: the same results as from scratch."""
+    """The engine's close takes the slot's encoder from its follower (the logs the feeder
+    streamed, read while the slot was open), appends the tail and packs from it: the same
+    results as from scratch."""
     from api import engine as engine_mod
     from auction.results import compute_slot_results
 
@@ -130,13 +131,14 @@ async def test_the_close_packs_from_the_encoding_the_feeder_kept(
     monkeypatch.setattr(engine_mod, "compute_slot_results", spy)
     await streaming.open_slot(SLOT, 3)
     await streaming.stream()
-    feeder = streaming.coordinator.feeder
-    assert feeder is not None and feeder.encoders[SLOT].count(ROLLUP) == 3
+    follower = streaming.engine.follower
+    encoder = follower.slots[SLOT].encoder
+    assert encoder is not None and encoder.count(ROLLUP) == 3
     await streaming.open_slot(SLOT, 2, first=3)  # the tail, read at the close
     signed = await streaming.close(SLOT)
     assert len(signed.block.bundles) == 5
-    assert used[-1] is not None and used[-1].count(ROLLUP) == 5
-    assert SLOT not in feeder.encoders  # handed over to the close
+    assert used[-1] is encoder and encoder.count(ROLLUP) == 5
+    assert SLOT not in follower.slots  # handed over to the close
     # the next slot (followed by the streaming loop or not): the same results either way
     await streaming.open_slot(SLOT + 1, 2)
     await streaming.close(SLOT + 1)

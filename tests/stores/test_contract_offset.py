@@ -16,7 +16,6 @@ import pytest
 from auction.types import Bid, PublicTx
 from node.stores.base import IntakeLimits, Store
 from tests.stores.bids import ROLLUP, log_cancel, make_bid, make_cancel
-from tests.stores.conftest import open_test_store
 from tests.stores.test_contract import closed_slot_result
 from tests.stores.test_contract_sealed import make_sealed
 
@@ -35,8 +34,9 @@ async def append_mixed(store: Store, first: int, count: int, *, sealed: bool = T
         elif n % 7 == 6:
             await log_cancel(store, make_cancel(ALICE, UUID, n=n), [7])
         else:
-            await store.append_bid(make_bid(n, searcher=ALICE if n % 3 else "0x" + "aa" * 20,
-                                            replacement_uuid=UUID if n % 3 else None), WIDE)  # fmt: skip
+            bid = make_bid(n, searcher=ALICE if n % 3 else "0x" + "aa" * 20,
+                           replacement_uuid=UUID if n % 3 else None)  # fmt: skip
+            await store.append_bid(bid, WIDE)
 
 
 @pytest.mark.anyio
