@@ -34,6 +34,19 @@ round in this process: from scratch with REV's ``ordering/arrays.py`` (then this
 from scratch with this tree's, and from the encoder's columns; it prints the medians, the ratios
 to REV's path and whether the three packings are identical (decision 155).
 
+``--follow [--store redis|memory]`` measures the engine's side of decision 156 on a store of its
+own (Redis: a redis-server started on a free port): a single-rollup 2,000-bid slot and the
+8 x 20,000 shared slot are logged in 20 bursts (a slot's 100 ms follow rounds) and, after each
+burst, read two ways interleaved: ``follow`` (``node.follower.OpenSlotFollower``: what is new,
+from an offset, appended to the slot's encoder) and ``re-read`` (before: the whole log read
+again, ``read_log_parts``, and what is beyond the encoder's count appended, as the feeder did);
+it prints each one's CPU per bid over the open slot. Then the close's pure step
+(``api.engine._compute_slot_results``: the closed log as the store hands it out, the encoder
+checked against it, the results) from the follower's columns vs from scratch, interleaved
+round by round (a new follower reads the closed log each round, untimed, so no round reuses
+another's encoder), with their medians, ratio, and whether results are identical byte for byte
+(``codec.result_to_json``); ``close_log`` is the common store read of the close, for scale.
+
 ``--columnar`` compares, interleaved round by round in this process, the close's packing from
 scratch with the packing from the columns a ``SlotEncoder`` kept while the slot was open
 (``auction.columnar``, decisions 137-140): ``build`` (``compute_slot_input`` with and without
@@ -47,7 +60,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import cProfile
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -62,6 +77,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import orjson
+
+from api.engine import _compute_slot_results
+from auction import codec
 from auction.columnar import SlotEncoder
 from auction.presets import Policy, Rollup
 from auction.results import SlotPart, _RollupClose, compute_slot_input
@@ -69,6 +88,11 @@ from auction.types import Bid, Evidence, LoggedEvent, Tx
 from auction.types import Leg as BidLeg
 from bench.generate_joint import generate_joint_instance
 from bench.joint import solve_encoded
+from loadtest.servers import start_redis
+from node.follower import OpenSlotFollower
+from node.stores.base import IntakeLimits, Store
+from node.stores.memory import MemoryStore
+from node.stores.redis import RedisStore
 from ordering import joint, packer
 from ordering.arrays import compute_joint_arrays
 from ordering.packer import compute_joint_payments, pack_joint, pack_slot, warm_up
@@ -87,6 +111,8 @@ T = TypeVar("T")
 
 # (rollups, bundles, seed, budget ms): the issue-13 target slots and a small one.
 CASES = ((8, 20_000, 0, 30), (8, 20_000, 1, 30), (3, 2_000, 0, 10))
+# ``--follow``: a single-rollup 2,000-bid slot and the 8 x 20,000 shared slot.
+FOLLOW_CASES = ((1, 2_000, 0, 10), (8, 20_000, 0, 30))
 
 
 def _timed(fn: Callable[[], T], repeats: int) -> tuple[T, float]:
@@ -324,6 +350,111 @@ def scratch_case(base: Baseline, case: tuple[int, int, int, int], rounds: int) -
           f"| {os.getloadavg()[0]:>5.2f}", flush=True)  # fmt: skip
 
 
+def _follow_bids(closes: list[_RollupClose], slot: int) -> list[Bid]:
+    """The slot's bid copies in one arrival order (the rollups interleaved: a cross-rollup
+    bundle's copies together, as intake logs them), for ``slot``."""
+    by_id: dict[str, list[Bid]] = {}
+    for c in closes:
+        for b in c.eligible:
+            by_id.setdefault(b.bid_id, []).append(dataclasses.replace(b, slot=slot))
+    return [b for copies in by_id.values() for b in copies]
+
+
+async def _follow_case_async(case: tuple[int, int, int, int], rounds: int, url: str) -> None:
+    n_rollups, n, seed, budget_ms = case
+    closes = build_closes(generate_joint_instance(n, n_rollups, seed, 0.2))
+    rollups = {c.chain_id: c.part.rollup for c in closes}
+    slot = 100 + seed + 10 * n_rollups
+    bids = _follow_bids(closes, slot)
+    store: Store = MemoryStore() if url == "memory" else RedisStore(url)
+    if isinstance(store, RedisStore):
+        await store.connect()
+    limits = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
+    follower = OpenSlotFollower(store, sorted(rollups))
+    old = SlotEncoder()  # the whole-log re-read's encoder (the feeder's, before)
+    cpu = {"follow": 0.0, "re-read": 0.0}
+    bursts = 20
+    for k in range(bursts):
+        burst = bids[k * len(bids) // bursts : (k + 1) * len(bids) // bursts]
+        by_copies: dict[str, list[Bid]] = {}
+        for b in burst:
+            by_copies.setdefault(b.bid_id, []).append(b)
+        groups = list(by_copies.values())
+        for i in range(0, len(groups), 128):  # concurrent appends, within the client's pool
+            await asyncio.gather(*(store.append_bid_copies(cs, [limits] * len(cs))
+                                   if len(cs) > 1 else store.append_bid(cs[0], limits)
+                                   for cs in groups[i : i + 128]))  # fmt: skip
+        order = ("follow", "re-read") if k % 2 else ("re-read", "follow")
+        for way in order:
+            c0 = time.process_time()
+            if way == "follow":
+                await follower.follow(slot)
+            else:
+                for r in sorted(rollups):
+                    whole, _ = await store.read_log_parts(r, slot)
+                    old.extend(r, whole[old.count(r):])
+            cpu[way] += time.process_time() - c0
+    per_bid = {k: v / len(bids) * 1e6 for k, v in cpu.items()}
+    closed = {r: await store.close_slot(r, slot) for r in sorted(rollups)}
+    followed = follower.take_encoder(slot)
+    assert followed is not None
+    assert all(followed.count(r) == len(closed[r]) for r in rollups)
+    parts = [SlotPart(rollups[r], "0x" + "00" * 32, closed[r]) for r in sorted(rollups)]
+    deadline = 10**12
+
+    async def fresh_encoder() -> SlotEncoder:
+        again = OpenSlotFollower(store, sorted(rollups))
+        await again.follow(slot)
+        taken = again.take_encoder(slot)
+        assert taken is not None
+        return taken
+
+    scratch = _compute_slot_results(slot, deadline, parts, None)
+    cols = _compute_slot_results(slot, deadline, parts, followed)
+    same = scratch == cols and [orjson.dumps(codec.result_to_json(r)) for r in scratch] == [
+        orjson.dumps(codec.result_to_json(r)) for r in cols]  # fmt: skip
+    times: dict[str, list[float]] = {"scratch": [], "columns": [], "close_log": []}
+    for i in range(rounds):
+        encoder = await fresh_encoder()
+        order2 = ("scratch", "columns") if i % 2 else ("columns", "scratch")
+        for way in order2:
+            c0 = time.process_time()
+            _compute_slot_results(slot, deadline, parts, encoder if way == "columns" else None)
+            times[way].append(time.process_time() - c0)
+        c0 = time.process_time()
+        for r in sorted(rollups):
+            await store.close_slot(r, slot)  # again: the same log (the close's common read)
+        times["close_log"].append(time.process_time() - c0)
+        del encoder
+    m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    print(f"{n_rollups:>2} {n:>6} {len(bids):>6} | {per_bid['re-read']:>8.1f} "
+          f"{per_bid['follow']:>8.1f} {per_bid['follow'] / per_bid['re-read']:>6.3f} | "
+          f"{m['scratch']:>8.1f} {m['columns']:>8.1f} {m['columns'] / m['scratch']:>6.2f} | "
+          f"{m['close_log']:>8.1f} | {'yes' if same else 'NO':>4} | {os.getloadavg()[0]:>5.2f}",
+          flush=True)  # fmt: skip
+    await store.aclose()
+
+
+def follow_cases(rounds: int, store: str) -> None:
+    """``--follow``: see the module docstring."""
+    with tempfile.TemporaryDirectory(prefix="bench-follow-") as tmp:
+        redis = start_redis(Path(tmp)) if store == "redis" else None
+        try:
+            print(f"the open slot followed (follow) vs its whole log re-read (re-read), CPU us per "
+                  f"bid over the slot; the close's pure step from the follower's columns vs "
+                  f"from scratch, interleaved, CPU ms medians of {rounds}; store {store}; load "
+                  f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+            print(f"{'R':>2} {'n':>6} {'copies':>6} | {'re-read':>8} {'follow':>8} {'ratio':>6} | "
+                  f"{'scratch':>8} {'columns':>8} {'ratio':>6} | {'closelog':>8} | same | "
+                  "load")  # fmt: skip
+            for db, case in enumerate(FOLLOW_CASES):
+                url = f"redis://127.0.0.1:{redis.port}/{db}" if redis is not None else "memory"
+                asyncio.run(_follow_case_async(case, rounds, url))
+        finally:
+            if redis is not None:
+                redis.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
@@ -333,8 +464,15 @@ def main() -> None:
                     help="compare the packing from scratch with the packing from columns")
     ap.add_argument("--scratch", metavar="REV",
                     help="pack_joint from scratch: REV's encoding vs this tree's vs columns")
+    ap.add_argument("--follow", action="store_true",
+                    help="the open slot followed vs re-read; the close from its columns vs not")
+    ap.add_argument("--store", choices=["redis", "memory"], default="redis",
+                    help="with --follow: the store the slot is logged in")
     a = ap.parse_args()
     warm_up()
+    if a.follow:
+        follow_cases(a.repeats, a.store)
+        return
     if a.scratch:
         base = Baseline(a.scratch)
         print(f"pack_joint: from scratch with {a.scratch}'s encoding (base) vs this tree's (new) "
