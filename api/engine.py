@@ -12,7 +12,9 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
    committee commit to them and release its key, and their openings join the logs
    (``api.opening``; no key, the slot fails);
 3. ``compute result``: ``auction.results.compute_slot_results`` on every rollup's log and chain
-   state together (the joint close: cross-rollup bundles win on all their rollups or none);
+   state together (the joint close: cross-rollup bundles win on all their rollups or none),
+   packing from the columns the engine's follower kept while the slot was open
+   (``node/follower.py``) when they cover a prefix of every closed log, else from scratch;
 4. ``record history``: each result and its history, in one atomic store write per rollup;
 5. ``publish``: the slot's watchers and every bidder are told;
 6. ``sign``: the signer gets every rollup's block of the slot signed at once (the logs passed
