@@ -366,7 +366,7 @@ async def _follow_case_async(case: tuple[int, int, int, int], rounds: int, url: 
     rollups = {c.chain_id: c.part.rollup for c in closes}
     slot = 100 + seed + 10 * n_rollups
     bids = _follow_bids(closes, slot)
-    store: Store = MemoryStore() if url == "memory" else RedisStore(url)
+    store: Store = MemoryStore() if url == "memory" else RedisStore(url, socket_timeout_s=60)
     if isinstance(store, RedisStore):
         await store.connect()
     limits = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
