@@ -34,7 +34,7 @@ round in this process: from scratch with REV's ``ordering/arrays.py`` (then this
 from scratch with this tree's, and from the encoder's columns; it prints the medians, the ratios
 to REV's path and whether the three packings are identical (decision 155).
 
-``--follow [--store redis|memory]`` measures the engine's side of decision 156 on a store of its
+``--follow [--store redis|memory]`` measures the engine's side of decision 160 on a store of its
 own (Redis: a redis-server started on a free port): a single-rollup 2,000-bid slot and the
 8 x 20,000 shared slot are logged in 20 bursts (a slot's 100 ms follow rounds) and, after each
 burst, read two ways interleaved: ``follow`` (``node.follower.OpenSlotFollower``: what is new,

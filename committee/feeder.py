@@ -10,7 +10,7 @@ shows the slot to the feeder, which appends what is new to the slot's *feed* (ca
 bytes and running digests, ``committee.stream``, computed once for every member) and sends each
 member what it has not acknowledged yet, at most ``MAX_STREAM_BATCH`` entries a request, one
 request in flight per member (a slow member falls behind alone). The follower, not the feeder,
-keeps the slot's packing input for the engine's close (decision 156). A member's
+keeps the slot's packing input for the engine's close (decision 160). A member's
 acknowledgement names how many entries it holds and their digest; only a count whose digest is
 the feed's is believed.
 

@@ -1,5 +1,5 @@
 """Following each open slot's logs in the engine, so that its close packs from columns
-(issue 13's packing target, issue 12's deadline latency; decision 156).
+(issue 13's packing target, issue 12's deadline latency; decision 160).
 
 Every ``FOLLOW_INTERVAL_MS`` the engine (``api/engine.py``) asks its ``OpenSlotFollower`` to
 read what is new in each rollup's log of the open slot: only the entries beyond those it holds

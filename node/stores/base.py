@@ -14,7 +14,7 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   Calling it again returns the same log.
 - ``read_log_from(rollup, slot, start)`` is ``read_log(rollup, slot)[start:]`` (``[]`` from the
   end on, ``ValueError`` below 0), reading only those entries where the store can: a log only
-  grows, so what a reader holds of it stays its prefix (decision 156).
+  grows, so what a reader holds of it stays its prefix (decision 160).
 - Close leases and fencing (``node/stores/fencing.py``, decision 110): ``claim_close`` gives
   one owner at a time the lease to close a slot, with a fencing token that grows each time the
   lease is taken anew; every write of a close given a ``CloseLease`` (the close log, results
