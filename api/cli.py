@@ -32,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         "committee": args.committee,
         "signers": args.signer,
         "signing_window_ms": args.signing_window_ms,
+        "committee_streaming": args.committee_streaming,
     }
     settings = settings_from_flags("blockspace serve", flags)
     if settings is None:
@@ -112,6 +113,7 @@ def _demo(args: argparse.Namespace) -> int:
             keep_serving=args.keep_serving,
             rollups=args.rollups,
             encrypt=args.encrypt,
+            streaming=args.committee_streaming,
         )
     )
 
@@ -238,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         "--signer", action="append", help="a member's URL, member 1 first; repeat for each"
     )
     serve.add_argument("--signing-window-ms", type=int, dest="signing_window_ms")
+    serve.add_argument(
+        "--committee-streaming",
+        action=argparse.BooleanOptionalAction,
+        dest="committee_streaming",
+        help="members follow each open slot's log and check only the tail at the deadline "
+        "(default: on; --no-committee-streaming checks the whole log at the deadline)",
+    )
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="engine + simulated searchers on loopback")
@@ -272,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every other searcher encrypts its bundles to the committee's slot key "
         "(bs_sendEncryptedBundle); the committee opens them after each deadline",
+    )
+    demo.add_argument(
+        "--committee-streaming",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        dest="committee_streaming",
+        help="members follow each open slot's log and check only the tail at the deadline "
+        "(default: on; --no-committee-streaming checks the whole log at the deadline)",
     )
     demo.set_defaults(func=_demo)
 

@@ -261,11 +261,14 @@ async def run_demo(
     keep_serving: bool = False,
     rollups: int = 1,
     encrypt: bool = False,
+    streaming: bool = True,
 ) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     chain_ids = compute_demo_chain_ids(Settings().rollups[0], rollups)
-    settings = Settings(slot_ms=slot_ms, port=port, rollups=chain_ids)
+    settings = Settings(
+        slot_ms=slot_ms, port=port, rollups=chain_ids, committee_streaming=streaming
+    )
     stop = _stop_on_signals()
     # Compile the solver first (once per machine), with progress, before anything waits on it;
     # the committee's and the engine's own warm-ups then find it compiled.
@@ -338,7 +341,8 @@ async def run_demo(
         f"{where}, server on 127.0.0.1:{port}, committee "
         f"{committee.committee.t} of {committee.committee.n} "
         f"({'signer processes' if signer_processes else 'in-process'})"
-        + (f", {searchers // 2} searchers encrypting their bundles" if encrypt else ""),
+        + (f", {searchers // 2} searchers encrypting their bundles" if encrypt else "")
+        + ("" if streaming else ", streaming re-checks off"),
         flush=True,
     )
     print(f"dashboard: {url}/dashboard", flush=True)

@@ -474,7 +474,7 @@ class Coordinator:
         clock_ms: Callable[[], int] | None = None,
         owned_client: httpx.AsyncClient | None = None,
         late_answer_ms: int = LATE_ANSWER_MS,
-        streaming: bool = False,
+        streaming: bool = True,
         operator_key: OperatorKey | None = None,
     ) -> None:
         threshold.check_signing_threshold(committee.n, committee.t)
