@@ -10,15 +10,12 @@ import sys
 from api.encrypt_command import add_command as add_encrypt_command
 from api.evidence import add_commands as add_evidence_commands
 from committee.commands import add_commands as add_committee_commands
-from node.settings import SETTINGS_ENV
+from node.settings import SETTINGS_ENV, Settings, settings_from_flags
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import create_app
-    from node.settings import settings_from_flags
-
+def serve_settings(args: argparse.Namespace) -> Settings | None:
+    """``serve``'s settings: the environment's, overridden by the flags given; None (after
+    printing why) if a value is bad."""
     flags = {
         "host": args.host,
         "port": args.port,
@@ -34,7 +31,15 @@ def _serve(args: argparse.Namespace) -> int:
         "signing_window_ms": args.signing_window_ms,
         "committee_streaming": args.committee_streaming,
     }
-    settings = settings_from_flags("blockspace serve", flags)
+    return settings_from_flags("blockspace serve", flags)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = serve_settings(args)
     if settings is None:
         return 2
     from committee.coordinator import check_committee_settings
@@ -207,7 +212,8 @@ def _warm_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``blockspace`` command line: every command, its flags and its function."""
     parser = argparse.ArgumentParser(prog="blockspace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -307,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     add_committee_commands(sub)
     add_encrypt_command(sub)
     add_evidence_commands(sub)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

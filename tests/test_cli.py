@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.cli import build_parser, serve_settings
 from api.demo import compute_kernel_total, free_port
 from ordering.problem import PAYMENT_FIRST_PRICE
 
@@ -20,12 +21,16 @@ BIN = Path(sys.executable).parent / "blockspace"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("deposits", ["false", "true"])
-def test_demo_runs_and_prints_slots(deposits):
+@pytest.mark.parametrize(
+    ("deposits", "flags"),
+    [("false", []), ("true", []), ("false", ["--no-committee-streaming", "--encrypt"])],
+    ids=["streaming", "deposits", "whole_log_encrypted"],
+)
+def test_demo_runs_and_prints_slots(deposits: str, flags: list[str]) -> None:
     """With deposits enforced the demo funds its searchers (it plays the bridge): none of their
-    bids is refused either way."""
+    bids is refused either way; every slot is signed, streaming (the default) or not."""
     out = subprocess.run(
-        [str(BIN), "demo", "--slots", "3", "--slot-ms", "500", "--searchers", "4"],
+        [str(BIN), "demo", "--slots", "3", "--slot-ms", "500", "--searchers", "4", *flags],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "BLOCKSPACE_DEPOSITS": deposits},
     )
@@ -35,7 +40,11 @@ def test_demo_runs_and_prints_slots(deposits):
     assert len(slot_lines) >= 3
     summary = [line for line in lines if line.startswith("summary:")]
     assert summary and " 0 refused" in summary[0], out.stdout
+    signed = re.search(r"signed (\d+)/(\d+)", summary[0])
+    assert signed is not None and signed[1] == signed[2], summary[0]
     assert "winners" in slot_lines[0] and "revenue" in slot_lines[0]
+    (said,) = [line for line in lines if line.startswith("blockspace demo: 4 searchers")]
+    assert ("streaming re-checks off" in said) == ("--no-committee-streaming" in flags), said
 
 
 @pytest.mark.slow
@@ -172,3 +181,21 @@ def test_warm_up_leaves_every_kernel_loadable_from_the_cache():
     assert second.returncode == 0, second.stderr
     assert "done in" in second.stdout
     assert "kernels compiled" not in second.stdout, second.stdout
+
+
+def test_committee_streaming_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streaming re-checks are the default (decision 156); ``--no-committee-streaming`` (or
+    BLOCKSPACE_COMMITTEE_STREAMING=false, which the flag overrides) turns them off."""
+    parser = build_parser()
+    monkeypatch.delenv("BLOCKSPACE_COMMITTEE_STREAMING", raising=False)
+    on = serve_settings(parser.parse_args(["serve"]))
+    off = serve_settings(parser.parse_args(["serve", "--no-committee-streaming"]))
+    assert on is not None and on.committee_streaming
+    assert off is not None and not off.committee_streaming
+    monkeypatch.setenv("BLOCKSPACE_COMMITTEE_STREAMING", "false")
+    from_env = serve_settings(parser.parse_args(["serve"]))
+    flag_wins = serve_settings(parser.parse_args(["serve", "--committee-streaming"]))
+    assert from_env is not None and not from_env.committee_streaming
+    assert flag_wins is not None and flag_wins.committee_streaming
+    assert parser.parse_args(["demo"]).committee_streaming is True
+    assert parser.parse_args(["demo", "--no-committee-streaming"]).committee_streaming is False

@@ -34,6 +34,7 @@ from committee.coordinator import (
     LocalMember,
     MemberAnswer,
 )
+from committee.feeder import StreamAnswer
 from committee.local import build_local_members
 from committee.records import (
     EVIDENCE_EQUIVOCATION,
@@ -77,6 +78,10 @@ class Clock:
 
 
 SETTINGS = Settings(slot_ms=SLOT_MS, rollups=[ROLLUP], signing_window_ms=WINDOW_MS)
+# The coordinator's own streaming loop reads the open slot once when the engine starts, then
+# waits this long: the tests drive every later round (``Harness.stream``), so what is the tail
+# does not depend on how fast the machine runs them (the clock is fake, the loop's wait is not).
+DRIVEN_STREAM_INTERVAL_MS = 3_600_000
 # The logical database these tests own on the session's Redis server (stores use 13).
 COMMITTEE_DB = 12
 
@@ -100,12 +105,23 @@ class Unreachable:
     async def sign(self, body: bytes, timeout_s: float) -> MemberAnswer:
         return MemberAnswer(self.index, error="unreachable: ConnectError")
 
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        return StreamAnswer(self.index, error="unreachable: ConnectError")
+
     async def aclose(self) -> None:
         pass
 
 
+def drive_streaming(coordinator: Coordinator) -> None:
+    """Leave the streaming rounds after the first to the test (``DRIVEN_STREAM_INTERVAL_MS``)."""
+    if coordinator.feeder is not None:
+        coordinator.feeder.interval_ms = DRIVEN_STREAM_INTERVAL_MS
+
+
 class Harness:
-    """An engine on a memory store, its coordinator and n in-process members."""
+    """An engine on a memory store, its coordinator and n in-process members; with
+    ``streaming`` (the default, as in ``serve``) each slot's bids are streamed to the members
+    before it closes, without it the members get the whole log at the deadline."""
 
     def __init__(
         self,
@@ -115,6 +131,7 @@ class Harness:
         faults: dict[int, str],
         store: Store | None = None,
         settings: Settings = SETTINGS,
+        streaming: bool = True,
     ) -> None:
         self.dealt = dealt
         self.clock = clock
@@ -131,22 +148,38 @@ class Harness:
             settings, dealt.committee, dealt.shares, tmp, clock_ms=clock, faults=faults
         )
         self.coordinator = Coordinator(
-            self.engine, dealt.committee, self.members, signing_window_ms=WINDOW_MS
+            self.engine, dealt.committee, self.members, signing_window_ms=WINDOW_MS,
+            streaming=streaming,
         )
+        drive_streaming(self.coordinator)
         self.coordinator.attach()
         self.nonce = 0
 
     def member(self, index: int) -> LocalMember:
         return self.members[index - 1]
 
+    def _reach(self, index: int, client: LocalMember | Unreachable) -> None:
+        self.coordinator.members[index - 1] = client
+        feeder = self.coordinator.feeder
+        if feeder is not None:
+            feeder.members[index - 1] = client
+
     def down(self, *indices: int) -> None:
-        """Make members unreachable (their process is down): the coordinator gets no answer."""
+        """Make members unreachable (their process is down): the coordinator gets no answer,
+        to its proposals nor to its streams."""
         for i in indices:
-            self.coordinator.members[i - 1] = Unreachable(i)
+            self._reach(i, Unreachable(i))
 
     def up(self, *indices: int) -> None:
         for i in indices:
-            self.coordinator.members[i - 1] = self.members[i - 1]
+            self._reach(i, self.members[i - 1])
+
+    async def stream(self) -> None:
+        """One streaming round of the open slot, waited out (streaming on)."""
+        await self.coordinator.stream_open_slot()
+        feeder = self.coordinator.feeder
+        assert feeder is not None
+        await asyncio.gather(*feeder._pushes.values())
 
     async def bid(self, slot: int, i: int, bid_wei: int = 10**15) -> None:
         k = key(i)
@@ -166,6 +199,8 @@ class Harness:
         self.clock.ms = compute_slot_start_ms(CLOCK, slot) + 1
         for i in range(bids):
             await self.bid(slot, 100 * slot % 997 + i, 10**15 * (i + 1))
+        if self.coordinator.feeder is not None:
+            await self.stream()
         self.clock.ms = compute_deadline_ms(CLOCK, slot) + 5
         await self.engine.close_slot(slot)
         return await self.outcome(slot)
@@ -187,12 +222,20 @@ class Harness:
             await task
 
 
+@pytest.fixture(params=[True, False], ids=["streaming", "whole_log"])
+def streaming_on(request: pytest.FixtureRequest) -> bool:
+    """Both paths: members following the open slot's log (the default) and members checking
+    the whole log at the deadline (``committee_streaming`` off)."""
+    return bool(request.param)
+
+
 @pytest.fixture
 async def harness(
-    dealt: Dealt, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+    dealt: Dealt, tmp_path: Path, clock: Clock, streaming_on: bool,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     faults = getattr(request, "param", {})
-    h = Harness(dealt, tmp_path, clock, faults)
+    h = Harness(dealt, tmp_path, clock, faults, streaming=streaming_on)
     await h.engine.start(run_clock=False)
     yield h
     await h.coordinator.aclose()
@@ -484,7 +527,8 @@ async def test_restarted_engine_builds_on_the_last_signed_block(
     await harness.coordinator.aclose()
     # A new engine process on the same store: its newest result is the failed slot's, but its
     # parent must be the last signed block.
-    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store,
+                        streaming=harness.coordinator.feeder is not None)
     await restarted.engine.start(run_clock=False)
     try:
         nxt = await restarted.run_slot(SLOT + 2)
@@ -504,7 +548,8 @@ async def test_a_restarted_engine_completes_a_pending_block_it_finds_in_the_stor
     await harness.settle()
     await harness.coordinator.aclose()
     # A new engine process on the same store and the same members (their locks on disk)
-    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    restarted = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store,
+                        streaming=harness.coordinator.feeder is not None)
     await restarted.engine.start(run_clock=False)
     try:
         nxt = await restarted.run_slot(SLOT + 2)
@@ -518,13 +563,14 @@ async def test_a_restarted_engine_completes_a_pending_block_it_finds_in_the_stor
 
 @pytest.mark.redis
 async def test_committee_on_the_redis_store(
-    dealt: Dealt, tmp_path: Path, clock: Clock, redis_server: RedisServer
+    dealt: Dealt, tmp_path: Path, clock: Clock, redis_server: RedisServer, streaming_on: bool
 ) -> None:
     """The same flow on Redis: signed, failed and evidence records, chain, history."""
     store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{COMMITTEE_DB}")
     await store.connect()
     await store.redis.flushdb()
-    h = Harness(dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage"}, store)
+    h = Harness(dealt, tmp_path, clock, {1: "garbage", 2: "garbage", 3: "garbage"}, store,
+                streaming=streaming_on)
     await h.engine.start(run_clock=False)
     try:
         members_use_policy(h, "vcg")
@@ -575,7 +621,9 @@ def _second_engine(h: Harness) -> tuple[Engine, Coordinator]:
         store=h.store, rollups=SETTINGS.rollup_configs(), preset=MAINNET,
         slot_ms=SLOT_MS, clock_ms=h.clock, metrics=Metrics(),
     )  # fmt: skip
-    coordinator = Coordinator(engine, h.dealt.committee, h.members, signing_window_ms=WINDOW_MS)
+    coordinator = Coordinator(engine, h.dealt.committee, h.members, signing_window_ms=WINDOW_MS,
+                              streaming=h.coordinator.feeder is not None)  # fmt: skip
+    drive_streaming(coordinator)
     coordinator.attach()
     return engine, coordinator
 
@@ -787,7 +835,8 @@ async def test_a_slot_another_process_signed_meanwhile_is_adopted_not_failed(
     assert isinstance(signed, SignedBlock)
     result = await harness.store.get_result(ROLLUP, SLOT)
     assert result is not None
-    other = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store)
+    other = Harness(harness.dealt, tmp_path, harness.clock, {}, harness.store,
+                    streaming=harness.coordinator.feeder is not None)
     await other.engine.start(run_clock=False)
     try:
         with caplog.at_level(logging.INFO, logger="blockspace"):

@@ -31,6 +31,7 @@ from api.engine import Engine
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms
 from committee.coordinator import Coordinator, HttpMember, MemberAnswer
+from committee.feeder import StreamAnswer
 from committee.local import build_local_members, free_port
 from committee.records import STATUS_PENDING, SignedBlock
 from committee.signer import create_signer_app
@@ -93,6 +94,10 @@ class Recorded:
         assert task is not None
         self.requests.append(task)
         return await self.inner.sign(body, timeout_s)
+
+    async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+        """Streams go through the same slow network (streaming is on by default)."""
+        return await self.inner.stream(body, timeout_s)
 
     async def aclose(self) -> None:
         pass

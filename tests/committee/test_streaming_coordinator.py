@@ -4,7 +4,6 @@ tests, so each step is exact."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from node.stores.base import Store
 from node.stores.memory import MemoryStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS
-from tests.committee.test_coordinator import SETTINGS, Clock, Harness
+from tests.committee.test_coordinator import SETTINGS, Clock, Harness, drive_streaming
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +31,7 @@ def anyio_backend() -> str:
 
 
 class StreamingHarness(Harness):
-    """``Harness`` whose coordinator streams (its streaming loop driven by the test), on
+    """``Harness`` whose coordinator streams (its rounds driven by the test), on
     ``store`` (a fresh memory store by default), each member client passed through ``wrap``."""
 
     def __init__(self, dealt: Dealt, tmp: Path, clock: Clock, store: Store | None = None,
@@ -47,15 +46,9 @@ class StreamingHarness(Harness):
             SETTINGS, dealt.committee, dealt.shares, tmp, clock_ms=clock)]  # fmt: skip
         self.coordinator = Coordinator(self.engine, dealt.committee, self.members,
                                        signing_window_ms=WINDOW_MS, streaming=True)  # fmt: skip
+        drive_streaming(self.coordinator)
         self.coordinator.attach()
         self.nonce = 0
-
-    async def stream(self) -> None:
-        """One streaming round, waited out."""
-        await self.coordinator.stream_open_slot()
-        feeder = self.coordinator.feeder
-        assert feeder is not None
-        await asyncio.gather(*feeder._pushes.values())
 
     async def open_slot(self, slot: int, bids: int, first: int = 0) -> None:
         self.clock.ms = compute_slot_start_ms(CLOCK, slot) + 1
