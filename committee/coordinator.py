@@ -251,6 +251,16 @@ def answer_from_json(index: int, status: int, data: bytes) -> MemberAnswer:
 LATE = "no answer before the signing deadline"
 
 
+def _digest_bytes(value: object) -> bytes | None:
+    """A stream digest (``0x`` and 64 hex digits) as bytes, else None."""
+    if not (isinstance(value, str) and len(value) == 66 and value.startswith("0x")):
+        return None
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        return None
+
+
 def stream_answer_from_json(index: int, status: int, data: bytes) -> StreamAnswer:
     """Interpret a member's answer to a stream batch (any bytes: it may be lying)."""
     if len(data) > MAX_ANSWER_BYTES:
@@ -264,10 +274,12 @@ def stream_answer_from_json(index: int, status: int, data: bytes) -> StreamAnswe
     if status != 200:
         code, data_doc = doc.get("code"), doc.get("data")
         have = data_doc.get("have") if isinstance(data_doc, dict) else None
+        held = data_doc.get("digest") if isinstance(data_doc, dict) else None
         return StreamAnswer(
             index,
             refusal=code if isinstance(code, str) else "unknown",
             have=have if isinstance(have, int) and not isinstance(have, bool) else None,
+            digest=_digest_bytes(held),
         )
     count, digest = doc.get("count"), doc.get("digest")
     if not (isinstance(count, int) and not isinstance(count, bool) and count >= 0
@@ -367,7 +379,8 @@ class LocalMember:
         except BlockspaceError as refusal:
             have = refusal.data.get("have")
             return StreamAnswer(self.index, refusal=refusal.code,
-                                have=have if isinstance(have, int) else None)  # fmt: skip
+                                have=have if isinstance(have, int) else None,
+                                digest=_digest_bytes(refusal.data.get("digest")))  # fmt: skip
         except TimeoutError:
             return StreamAnswer(self.index, error=LATE)
         return stream_answer_from_json(self.index, 200, orjson.dumps(ack))

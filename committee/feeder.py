@@ -219,6 +219,10 @@ class Feeder:
                     body = encode_stream_batch(self.committee_id, slot, rollup, start, batch,
                                                sealed=sealed)  # fmt: skip
                     answer = await member.stream(body, STREAM_TIMEOUT_S)
+                    if _is_ahead(answer, len(raws)):
+                        # It holds more than this feed has read (another engine process
+                        # streams to it too): the next round, with more read, takes it up.
+                        return
                     if not self._take(answer, len(raws), digests, acked, key):
                         self._stopped.add(stopped)
                         log.info("member %d: streaming slot %d stopped (%s)", member.index,
@@ -246,9 +250,18 @@ class Feeder:
                 self.batches += 1
                 return True
             return False
+        have = answer.have
+        if answer.refusal != "stream_gap" or have is None:
+            return False
         # A member that holds less than it acknowledged (it restarted): start it over.
-        if answer.refusal == "stream_gap" and answer.have is not None and answer.have < held:
+        if have < held:
             acked[key] = 0
+            return True
+        # A member that holds more than this feed knows (this process restarted mid-slot, or
+        # another engine process on the store streams to it too): its count is believed only
+        # with the feed's digest of that many entries, like an acknowledgement.
+        if held < have <= length and answer.digest is not None and digests[have] == answer.digest:
+            acked[key] = have
             return True
         return False
 
@@ -331,3 +344,9 @@ class Feeder:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+
+
+def _is_ahead(answer: StreamAnswer, length: int) -> bool:
+    """Whether ``answer`` is a gap refusal from a member holding more entries of the log than
+    the ``length`` read so far (its digest can be checked only once that many are read)."""
+    return answer.refusal == "stream_gap" and answer.have is not None and answer.have > length

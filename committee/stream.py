@@ -219,6 +219,7 @@ class StreamLog:
             raise StreamGap(
                 f"the batch starts at entry {batch.start}; this member holds {self.count}",
                 have=self.count,
+                digest="0x" + self.digests[-1].hex(),  # so a feed can take up its count
                 rollup=batch.rollup,
                 slot=batch.slot,
             )

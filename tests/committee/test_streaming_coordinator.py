@@ -4,6 +4,7 @@ tests, so each step is exact."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from node.stores.base import Store
 from node.stores.memory import MemoryStore
 from tests.committee.conftest import Dealt
 from tests.committee.slots import CLOCK, ROLLUP, SLOT, SLOT_MS, WINDOW_MS
-from tests.committee.test_coordinator import SETTINGS, Clock, Harness, drive_streaming
+from tests.committee.test_coordinator import (
+    SETTINGS,
+    Clock,
+    Harness,
+    _second_engine,
+    drive_streaming,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -187,6 +194,114 @@ async def test_a_member_behind_http_acknowledges_and_refuses_batches(dealt: Deal
         ack = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 0, feed.raw), 5.0)
         assert (ack.count, ack.digest) == (2, feed.digests[2])
         gap = await http.stream(encode_stream_batch(cid, SLOT, ROLLUP, 5, feed.raw), 5.0)
-        assert (gap.refusal, gap.have) == ("stream_gap", 2)
+        assert (gap.refusal, gap.have, gap.digest) == ("stream_gap", 2, feed.digests[2])
         bad = await http.stream(b"not json", 5.0)
         assert bad.refusal == "malformed_proposal"
+
+
+# --- several engine processes streaming to the same members ----------------------------------
+
+
+async def driven_round(coordinator: Coordinator) -> None:
+    """One streaming round of ``coordinator``, waited out."""
+    await coordinator.stream_open_slot()
+    assert coordinator.feeder is not None
+    await asyncio.gather(*coordinator.feeder._pushes.values())
+
+
+async def test_a_coordinator_restarted_mid_slot_takes_up_what_members_hold(
+    streaming: StreamingHarness,
+) -> None:
+    """The engine process restarts mid-slot: the members still hold the slot's first events
+    from the old process's feed. The new feed's first batch is refused as a gap; it takes up
+    each member's count once the member's digest of it is the new feed's, so the proposal
+    still carries only the tail (and the slot is signed)."""
+    await streaming.open_slot(SLOT, 3)
+    await streaming.stream()
+    # The old process is gone (its streaming rounds are driven: it sends nothing more); the
+    # members, their own processes, keep what they hold.
+    engine, coordinator = _second_engine(streaming)
+    await engine.start(run_clock=False)
+    try:
+        await driven_round(coordinator)  # starts at 0: each member answers that it holds 3
+        feeder = coordinator.feeder
+        assert feeder is not None
+        assert {feeder.acked[(m.index, SLOT, ROLLUP)] for m in streaming.members} == {3}
+        await streaming.open_slot(SLOT, 2, first=3)
+        await driven_round(coordinator)
+        assert {feeder.acked[(m.index, SLOT, ROLLUP)] for m in streaming.members} == {5}
+        streaming.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+        await engine.close_slot(SLOT)
+        signed = await streaming.outcome(SLOT)
+        assert isinstance(signed, SignedBlock) and len(signed.block.bundles) == 5
+        verify_signed_block(signed, streaming.dealt.committee)
+        streamed_bytes = coordinator.timings[-1]["proposal_bytes"]
+        # the same number of bids never streamed: the whole log travels with the proposal
+        await streaming.open_slot(SLOT + 1, 5)
+        streaming.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+        await engine.close_slot(SLOT + 1)
+        assert isinstance(await streaming.outcome(SLOT + 1), SignedBlock)
+        assert streamed_bytes < coordinator.timings[-1]["proposal_bytes"] // 2
+    finally:
+        await coordinator.aclose()
+
+
+async def test_engines_sharing_a_store_both_stream_and_either_closes_from_the_streams(
+    streaming: StreamingHarness,
+) -> None:
+    """Two engine processes on one store (``serve --workers 2``) each stream the open slot
+    to the same members, rounds interleaved: the members take each entry once, each feed
+    learns what they hold, and whichever process closes proposes only the tail."""
+    engine, coordinator = _second_engine(streaming)
+    await engine.start(run_clock=False)
+    try:
+        feeders = [streaming.coordinator.feeder, coordinator.feeder]
+        for first in range(0, 6, 2):
+            await streaming.open_slot(SLOT, 2, first=first)
+            await streaming.stream()
+            await driven_round(coordinator)
+        for feeder in feeders:
+            assert feeder is not None
+            assert {feeder.acked[(m.index, SLOT, ROLLUP)] for m in streaming.members} == {6}
+        assert all(m.member.streams.get(SLOT).held(ROLLUP) == 6 for m in streaming.members)
+        streaming.clock.ms = compute_deadline_ms(CLOCK, SLOT) + 5
+        await engine.close_slot(SLOT)  # the second process wins the close lease
+        await streaming.engine.close_slot(SLOT)  # the first follows
+        signed = await streaming.outcome(SLOT)
+        assert isinstance(signed, SignedBlock) and len(signed.block.bundles) == 6
+        streamed_bytes = coordinator.timings[-1]["proposal_bytes"]
+        # the same number of bids never streamed: the whole log travels with the proposal
+        await streaming.open_slot(SLOT + 1, 6)
+        streaming.clock.ms = compute_deadline_ms(CLOCK, SLOT + 1) + 5
+        await engine.close_slot(SLOT + 1)
+        assert isinstance(await streaming.outcome(SLOT + 1), SignedBlock)
+        assert streamed_bytes < coordinator.timings[-1]["proposal_bytes"] // 2
+    finally:
+        await coordinator.aclose()
+
+
+async def test_a_count_claimed_in_a_gap_is_believed_only_with_the_feeds_digest(
+    streaming: StreamingHarness,
+) -> None:
+    """A member (or a man in the middle) answering a gap with a count it does not hold the
+    feed's entries for is not believed: streaming to it stops for the slot, and the proposal
+    names no prefix for it (it gets the whole log and checks it)."""
+    from committee.feeder import StreamAnswer
+
+    class ClaimsMore:
+        def __init__(self, inner: LocalMember) -> None:
+            self.inner, self.index = inner, inner.index
+
+        async def stream(self, body: bytes, timeout_s: float) -> StreamAnswer:
+            await self.inner.stream(body, timeout_s)
+            return StreamAnswer(self.index, refusal="stream_gap", have=2, digest=b"\x07" * 32)
+
+    await streaming.open_slot(SLOT, 3)
+    feeder = streaming.coordinator.feeder
+    assert feeder is not None
+    feeder.members[0] = ClaimsMore(streaming.members[0])
+    await streaming.stream()
+    assert (1, SLOT, ROLLUP) not in feeder.acked
+    assert {feeder.acked[(m.index, SLOT, ROLLUP)] for m in streaming.members[1:]} == {3}
+    signed = await streaming.close(SLOT)
+    assert len(signed.block.bundles) == 3
