@@ -37,7 +37,9 @@ and one that names more entries than it holds by its count (``stream_gap``, with
 holds: the coordinator then sends that member the whole log, version 5).
 
 What a lying coordinator can do, and what stops it: a batch that does not start where the
-member's log ends (reordering, a dropped batch) is refused (``stream_gap``); a seq that is not
+member's log ends (reordering, a dropped batch) is refused (``stream_gap``, with the count and
+digest held, which the feeder believes only if its own digest of that many entries is the
+same); a seq that is not
 above the last one (reordering, a different event under an id already held) is refused and
 nothing of the batch is kept; events of another committee, rollup or slot are refused; a slot
 already closed by the member's clock, or too far ahead, is refused; memory is bounded
