@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # Streaming re-checks (docs/committee.md, "Streaming"): the coordinator pushes the open
     # slot's log to the members as it grows; each member checks each event once as it arrives,
     # "full" (re-derive every bid) or "sample" (bind each, re-derive winners and a sample).
-    # On by default (decision 157); off, members check the whole log at the deadline.
+    # On by default (decision 161); off, members check the whole log at the deadline.
     committee_streaming: bool = True
     signer_stream_check: Literal["full", "sample"] = "full"
     # The operator's address a member pins (docs/accountability.md): every proposal must carry

@@ -184,7 +184,7 @@ def test_warm_up_leaves_every_kernel_loadable_from_the_cache():
 
 
 def test_committee_streaming_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Streaming re-checks are the default (decision 157); ``--no-committee-streaming`` (or
+    """Streaming re-checks are the default (decision 161); ``--no-committee-streaming`` (or
     BLOCKSPACE_COMMITTEE_STREAMING=false, which the flag overrides) turns them off."""
     parser = build_parser()
     monkeypatch.delenv("BLOCKSPACE_COMMITTEE_STREAMING", raising=False)
