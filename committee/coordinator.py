@@ -717,8 +717,9 @@ class Coordinator:
             task.add_done_callback(self._in_flight.discard)
 
     async def aclose(self) -> None:
-        if self._streaming:
-            self.engine.follower.listeners.remove(self._stream)
+        listeners = self.engine.follower.listeners
+        if self._streaming and self._stream in listeners:  # closing twice is closing once
+            listeners.remove(self._stream)
             await self.engine.stop_following()
         if self.feeder is not None:
             await self.feeder.aclose()
