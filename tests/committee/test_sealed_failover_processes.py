@@ -301,6 +301,10 @@ async def kill_without_the_key(world: World, store: RedisStore, after: int) -> i
     chain signed a later one."""
     engines = world.engines
     assert engines is not None
+    # The slot after the last kill is left alone: after a kill with the results stored, it
+    # must be opened and signed (decision 154), so the members are stopped only once it is.
+    await world.closed_time(store, after + 1, 8 * SLOT_MS / 1000, signed=True)
+    after += 1
     for m in STOPPED_MEMBERS:
         world.signers.procs[m].send_signal(signal.SIGSTOP)
     try:
