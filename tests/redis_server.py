@@ -8,10 +8,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+
+class PortTaken(Exception):
+    """The port chosen for a server that never started was taken meanwhile."""
 
 
 def _free_port() -> int:
@@ -29,10 +33,15 @@ class RedisServer:
         *,
         appendfsync: str = "everysec",
         port: int | None = None,
+        choose_port: Callable[[], int] | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
-        self.port = _free_port() if port is None else port
+        # A port we chose may be taken between choosing it and the first start (a port of
+        # the ephemeral range, by another process's connection): the first start then takes
+        # another. A given port is kept, and so is ours once started (restarts reuse it).
+        self._choose = None if port is not None else (choose_port or _free_port)
+        self.port = port if port is not None else (choose_port or _free_port)()
         self.appendfsync = appendfsync
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,9 +51,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        for _ in range(5):
+            try:
+                self._start()
+            except PortTaken:
+                assert self._choose is not None
+                self.port = self._choose()
+                continue
+            self._choose = None  # started: restarts keep this port
+            return
+        raise RuntimeError("redis-server found every port it was given taken")
+
+    def _start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (scripts/test installs it)")
+        log = self.workdir / "redis.log"
+        start_of_log = log.stat().st_size if log.exists() else 0
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -79,9 +102,12 @@ class RedisServer:
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server exited: {(self.workdir / 'redis.log').read_text()}"
-                )
+                with open(log, errors="replace") as f:
+                    f.seek(start_of_log)
+                    text = f.read()
+                if self._choose is not None and "Address already in use" in text:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"redis-server exited: {text}")
             time.sleep(0.02)
         raise RuntimeError("redis-server did not start in 10 s")
 
@@ -101,11 +127,12 @@ class RedisServer:
                 self.proc.wait()
 
 
-def _free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
+def _free_cluster_port(taken: Callable[[], set[int]] = set) -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, neither of them one of
+    ``taken()`` (the ports and bus ports of the cluster's other nodes)."""
     for _ in range(200):
         port = _free_port()
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000} & taken():
             continue
         with socket.socket() as s:
             try:
@@ -145,14 +172,14 @@ class RedisClusterServers:
     ports, AOF on, each node in its own directory; kill a node with SIGKILL and restart it."""
 
     def __init__(self, workdir: Path, *, masters: int = 3, node_timeout_ms: int = 1000) -> None:
-        self.nodes = []
+        self.nodes: list[RedisServer] = []
         for i in range(masters * 2):
             node_dir = workdir / f"node{i}"
             node_dir.mkdir()
             self.nodes.append(
                 RedisServer(
                     node_dir,
-                    port=_free_cluster_port(),
+                    choose_port=lambda: _free_cluster_port(self._ports_taken),
                     extra_args=(
                         "--cluster-enabled",
                         "yes",
@@ -163,6 +190,9 @@ class RedisClusterServers:
                     ),
                 )
             )
+
+    def _ports_taken(self) -> set[int]:
+        return {p for n in self.nodes for p in (n.port, n.port + 10000)}
 
     @property
     def url(self) -> str:
