@@ -337,14 +337,7 @@ def receipt_to_json(signed: SignedReceipt) -> dict[str, Any]:
 def receipts_to_json(signed: Sequence[SignedReceipt]) -> list[dict[str, Any]]:
     """``receipt_to_json`` of each receipt; a batch's receipts share their committee id, their
     signature and most of their proofs' hashes, and each of those is spelled in hex once."""
-    spelled: dict[bytes, str] = {}
-
-    def hex_of(data: bytes) -> str:
-        text = spelled.get(data)
-        if text is None:
-            text = spelled[data] = to_hex(data)
-        return text
-
+    hex_of = functools.cache(to_hex)  # for this call only: shared hashes spelled once
     docs: list[dict[str, Any]] = []
     for one in signed:
         r = one.receipt

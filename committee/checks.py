@@ -33,6 +33,7 @@ member builds from its own settings. Pure: time comes in as ``now_ms``, randomne
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ from auction.presets import Policy, Rollup
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms
 from auction.transactions import decode_transaction
-from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult, Tx
+from auction.types import Bid, Block, Cancel, LoggedEvent, PublicTx, SlotResult
 from committee.errors import (
     BidSetMismatch,
     BlockMismatch,
@@ -570,15 +571,7 @@ def check_streamed_event(
 def compute_decode_memo(decode: TxDecoder) -> TxDecoder:
     """``decode`` remembering what it decoded (refusals are not remembered: they raise). For
     one slot's check: unbounded, dropped with the check."""
-    decoded: dict[bytes, Tx] = {}
-
-    def memo(raw: bytes) -> Tx:
-        tx = decoded.get(raw)
-        if tx is None:
-            tx = decoded[raw] = decode(raw)
-        return tx
-
-    return memo
+    return functools.cache(decode)
 
 
 def _check_part_events(

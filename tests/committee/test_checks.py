@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
+from api.searcher import SearcherKey
 from auction.bundles import compute_bid_id
 from auction.encoding import ZERO_HASH, compute_pending_root
 from auction.errors import BlockspaceError, FairnessViolation, ForcedTxMissing
 from auction.presets import MAINNET
 from auction.slots import compute_deadline_ms
-from auction.types import Evidence, LoggedEvent, PendingTx, WinningBundle
+from auction.types import Bid, Evidence, LoggedEvent, PendingTx, WinningBundle
 from committee import threshold
 from committee.checks import (
     KnownBlock,
@@ -259,10 +260,18 @@ def test_winner_with_forged_signature_is_refused(dealt, config, slot_bids) -> No
     assert r.code == "invalid_evidence" and r.data["bid_id"] == lie.bid_id
 
 
+def outbid(k: SearcherKey) -> tuple[Bid, Bid]:
+    """A 1-wei bid and a rival of the same searcher on the same (sender, nonce) bidding more:
+    the first loses whatever else the slot holds (not by chance of the txs' bytes)."""
+    loser = signed_bid(k, bid_wei=1, txs=[raw_tx(k, nonce=7)])
+    rival = signed_bid(k, bid_wei=10**18, txs=[raw_tx(k, nonce=7, tip_gwei=3)])
+    return loser, rival
+
+
 def test_bid_without_evidence_is_refused_even_when_losing(dealt, config, slot_bids) -> None:
-    loser = signed_bid(key(31), bid_wei=1)
+    loser, rival = outbid(key(31))
     stripped = dataclasses.replace(loser, evidence=Evidence(b"", ""))
-    p = proposal_of(dealt.committee, log_of([*slot_bids, stripped]))
+    p = proposal_of(dealt.committee, log_of([*slot_bids, rival, stripped]))
     assert stripped.bid_id not in {w.bid_id for w in p.block.bundles}
     assert refusal(config, p).code == "invalid_evidence"
 
@@ -282,10 +291,10 @@ def test_losing_bid_amount_must_be_the_signed_one(dealt, config, slot_bids) -> N
 def test_sampled_loser_is_fully_rederived(dealt, config, slot_bids) -> None:
     # A lie about a field only the transactions' decoding gives (a tx's gas, and so the bid's)
     # passes the cheap binding checks, and is caught when the loser is in the member's sample.
-    real = signed_bid(key(33), bid_wei=1)
+    real, rival = outbid(key(33))
     tx = dataclasses.replace(real.txs[0], gas_limit=real.txs[0].gas_limit + 1)
     lie = dataclasses.replace(real, txs=(tx,), gas=real.gas + 1)
-    p = proposal_of(dealt.committee, log_of([*slot_bids, lie]))
+    p = proposal_of(dealt.committee, log_of([*slot_bids, rival, lie]))
     assert lie.bid_id not in {w.bid_id for w in p.block.bundles}
     check_evidence(config, p, NO_SAMPLE)
     with pytest.raises(InvalidEvidence) as excinfo:
