@@ -88,25 +88,17 @@ def _recover_sender(msg_hash: bytes, y_parity: int, r: int, s: int) -> str:
 
 def decode_transaction(raw: bytes) -> Tx:
     """Decode and authenticate one raw signed transaction. Cost: one ECDSA recovery (~40 us)."""
-    return _decode(raw, True)
+    return _decode(raw)
 
 
-def decode_transaction_fields(raw: bytes, sender: str = "") -> Tx:
-    """Decode one raw signed transaction as ``decode_transaction`` does, every rule but the
-    sender's recovery: the ``sender`` is the one given, and a signature whose values are in
-    range is not checked further (it may recover no sender, or another one). What binding a
-    transaction to its bytes costs without ECDSA (``committee.reopening``: opened losers)."""
-    return _decode(raw, False, sender)
-
-
-def _decode(raw: bytes, recover: bool, sender: str = "") -> Tx:
+def _decode(raw: bytes) -> Tx:
     if not raw:
         raise InvalidTransaction("empty transaction")
     first = raw[0]
     if first >= 0xC0:
-        return _decode_legacy(raw, recover, sender)
+        return _decode_legacy(raw)
     if first == TX_ACCESS_LIST or first == TX_DYNAMIC_FEE:
-        return _decode_typed(raw, first, recover, sender)
+        return _decode_typed(raw, first)
     raise InvalidTransaction(f"unsupported transaction type {first}")
 
 
@@ -205,7 +197,7 @@ def _rlp_list(data: bytes) -> list:
     return _rlp_items(data, start, stop, 1)
 
 
-def _decode_legacy(raw: bytes, recover: bool = True, sender: str = "") -> Tx:
+def _decode_legacy(raw: bytes) -> Tx:
     fields = _rlp_list(raw)
     if len(fields) != 9:
         raise InvalidTransaction("legacy transaction must have 9 fields")
@@ -226,12 +218,9 @@ def _decode_legacy(raw: bytes, recover: bool = True, sender: str = "") -> Tx:
         raise InvalidTransaction("legacy transaction has an invalid v")
     chain_id = (v - 35) // 2
     y_parity = (v - 35) % 2
-    if recover:
-        body = _unsigned_payload(raw, fields) + rlp.encode(chain_id) + b"\x80\x80"
-        unsigned = _list_header(len(body)) + body
-        sender = _recover_sender(keccak256(unsigned), y_parity, r, s)
-    else:
-        _check_signature_values(y_parity, r, s)
+    body = _unsigned_payload(raw, fields) + rlp.encode(chain_id) + b"\x80\x80"
+    unsigned = _list_header(len(body)) + body
+    sender = _recover_sender(keccak256(unsigned), y_parity, r, s)
     return Tx(
         raw=raw,
         hash=to_hex(keccak256(raw)),
@@ -246,8 +235,7 @@ def _decode_legacy(raw: bytes, recover: bool = True, sender: str = "") -> Tx:
     )
 
 
-def _decode_typed(raw: bytes, tx_type: int, recover: bool = True, sender: str = ""
-                  ) -> Tx:  # fmt: skip
+def _decode_typed(raw: bytes, tx_type: int) -> Tx:
     fields = _rlp_list(raw[1:])
     expected = 11 if tx_type == TX_ACCESS_LIST else 12
     if len(fields) != expected:
@@ -272,12 +260,9 @@ def _decode_typed(raw: bytes, tx_type: int, recover: bool = True, sender: str = 
     y_parity = _uint(rest[5], "yParity")
     r = _uint(rest[6], "r")
     s = _uint(rest[7], "s")
-    if recover:
-        body = _unsigned_payload(raw[1:], fields)
-        unsigned = bytes([tx_type]) + _list_header(len(body)) + body
-        sender = _recover_sender(keccak256(unsigned), y_parity, r, s)
-    else:
-        _check_signature_values(y_parity, r, s)
+    body = _unsigned_payload(raw[1:], fields)
+    unsigned = bytes([tx_type]) + _list_header(len(body)) + body
+    sender = _recover_sender(keccak256(unsigned), y_parity, r, s)
     return Tx(
         raw=raw,
         hash=to_hex(keccak256(raw)),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import rlp
 from eth_account import Account
@@ -14,7 +12,6 @@ from auction.errors import InvalidTransaction, UnprotectedTransaction
 from auction.transactions import (
     compute_bundle_hash,
     decode_transaction,
-    decode_transaction_fields,
 )
 from tests.factories import key
 
@@ -100,50 +97,3 @@ def test_bundle_hash_is_keccak_of_concatenated_hashes():
 
     hashes = ["0x" + "ab" * 32, "0x" + "cd" * 32]
     assert compute_bundle_hash(hashes) == "0x" + keccak(bytes.fromhex("ab" * 32 + "cd" * 32)).hex()
-
-
-@pytest.mark.parametrize("kind", [0, 1, 2])
-def test_fields_decoding_is_full_decoding_but_the_sender(kind):
-    tx = {"chainId": 5, "nonce": 9, "gas": 50_000, "to": "0x" + "22" * 20, "value": 1,
-          "data": b"\x01"}
-    if kind == 2:
-        tx.update(type=2, maxPriorityFeePerGas=3, maxFeePerGas=7,
-                  accessList=[{"address": "0x" + "11" * 20, "storageKeys": ["0x" + "00" * 32]}])
-    elif kind == 1:
-        tx.update(type=1, gasPrice=4, accessList=[])
-    else:
-        tx.update(gasPrice=4)
-    raw = ACCT_KEY.sign_tx(**tx)
-    fields = decode_transaction_fields(raw)
-    assert fields.sender == ""
-    assert fields == dataclasses.replace(decode_transaction(raw), sender="")
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [b"", b"\x03\xc0", b"\x02\xc0", b"\x02" + rlp.encode([b"\x01"] * 12), b"\xc0", b"\xff\x00"],
-)
-def test_fields_decoding_refuses_what_decoding_refuses(raw):
-    with pytest.raises(InvalidTransaction):
-        decode_transaction_fields(raw)
-
-
-def test_fields_decoding_checks_the_signature_values_but_not_the_signature():
-    raw = ACCT_KEY.sign_tx(type=2, chainId=5, nonce=1, maxPriorityFeePerGas=1, maxFeePerGas=2,
-                           gas=21000, to="0x" + "22" * 20, value=0, data=b"")
-    fields = rlp.decode(raw[1:])
-    # s out of range (high): both refuse
-    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-    high = list(fields)
-    high[-1] = (n - int.from_bytes(fields[-1], "big")).to_bytes(32, "big").lstrip(b"\0")
-    with pytest.raises(InvalidTransaction):
-        decode_transaction_fields(b"\x02" + rlp.encode(high))
-    # r replaced by another in-range value: the fields decode, the sender is not the signer's
-    other = list(fields)
-    other[-2] = (int.from_bytes(fields[-2], "big") ^ 1).to_bytes(32, "big").lstrip(b"\0")
-    forged = b"\x02" + rlp.encode(other)
-    assert decode_transaction_fields(forged).nonce == 1
-    try:
-        assert decode_transaction(forged).sender != ACCT_KEY.address
-    except InvalidTransaction:
-        pass
