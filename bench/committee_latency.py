@@ -497,10 +497,17 @@ async def main_shared(args: argparse.Namespace) -> None:
     ids = [ROLLUP, *(r for r in ROLLUPS if r != ROLLUP)][: args.shared_rollups]
     packer.warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-committee-shared-") as tmp:
-        on = args.path == "streaming"
+        # --path both: both streaming, and the single rollup's whole-log path (the engine as it
+        # was when issue 13 set its target) as a third deployment, in the same run.
+        on = args.path != "whole"
         single = Deployment(args, [ROLLUP], Path(tmp) / "single", streaming=on)
         shared = Deployment(args, ids, Path(tmp) / "shared", streaming=on)
-        async with running(args, (single, shared), "streaming" if on else "whole log"):
+        deployments = {"single": single, "shared": shared}
+        if args.path == "both":
+            whole = Deployment(args, [ROLLUP], Path(tmp) / "whole", streaming=False)
+            deployments = {"single, whole log": whole, **deployments}
+        path = {"both": "streaming (and one whole-log single)", "streaming": "streaming"}
+        async with running(args, tuple(deployments.values()), path.get(args.path, "whole log")):
             for size in args.sizes:
                 n_cross = int(size * args.cross_share)
                 rest = (size - n_cross) // len(ids)
@@ -515,22 +522,19 @@ async def main_shared(args: argparse.Namespace) -> None:
                     for i, r in enumerate(ids)
                 ]
                 cross = CrossPool(n_cross, shared.settings, tuple(ids))
-                rounds: dict[str, list[list[dict[str, Any]]]] = {"single": [], "shared": []}
-                for _ in range(args.repeat):  # alternate, so both see the same load drift
-                    rounds["single"].append(
-                        await run_size(single.engine, single.coordinator, one_pool, args.samples)
-                    )
-                    rounds["shared"].append(
-                        await run_size(
-                            shared.engine, shared.coordinator, pools, args.samples, cross
+                rounds: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in deployments}
+                for _ in range(args.repeat):  # alternate, so all see the same load drift
+                    for k, d in deployments.items():
+                        bids = (pools, cross) if d is shared else (one_pool, None)
+                        rounds[k].append(
+                            await run_size(d.engine, d.coordinator, bids[0], args.samples, bids[1])
                         )
-                    )
                 print(
                     f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
                     f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
                     f"{rest} single-rollup bids per rollup) ==="
                 )
-                report_pair(size, rounds, "deadline -> signed slot root", "single", "shared")
+                report_group(size, rounds, "deadline -> signed slot root", list(deployments))
 
 
 async def main_sealed(args: argparse.Namespace) -> None:
@@ -569,16 +573,26 @@ def report_pair(
     size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: str, base: str, other: str
 ) -> None:
     """Two deployments measured in one run: p50/p99 of each, their ratio, then each report."""
+    report_group(size, rounds, what, [base, other])
+
+
+def report_group(
+    size: int, rounds: dict[str, list[list[dict[str, Any]]]], what: str, names: list[str]
+) -> None:
+    """Deployments measured in one run: p50/p99 of each, the last one's ratio to each of the
+    others, then each report."""
     p = {k: compute_p50_p99(v) for k, v in rounds.items()}
     print(f"  {what:<34} p50        p99")
-    for k in (base, other):
+    for k in names:
         print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
-    ratio = f"ratio {other} / {base}"
-    print(
-        f"    {ratio:<30} {p[other][0] / p[base][0]:7.2f}    {p[other][1] / p[base][1]:7.2f}",
-        flush=True,
-    )
-    for k in (base, other):
+    last = names[-1]
+    for base in names[:-1]:
+        ratio = f"ratio {last} / {base}"
+        print(
+            f"    {ratio:<30} {p[last][0] / p[base][0]:7.2f}    {p[last][1] / p[base][1]:7.2f}",
+            flush=True,
+        )
+    for k in names:
         print(f"  --- {k} ---")
         report(size, rounds[k], None)
 
