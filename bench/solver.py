@@ -89,7 +89,7 @@ class Row:
 
 def _solve_from_arrays(inp: PackingInput, arrays: PackingArrays, budget_ms: int) -> Packing:
     sel, bound, _ = solve_arrays(arrays, compute_work_limit(budget_ms))
-    return compute_packing(inp, arrays, sel, bound, solver="numba")
+    return compute_packing(arrays, sel, bound, solver="numba")
 
 
 def run(sizes: list[int], seeds: list[int], shares: list[float], budgets: dict[int, list[int]],

@@ -57,7 +57,9 @@ U8 = npt.NDArray[np.uint8]
 class PackingArrays:
     """One instance in canonical array form (item index = rank of the id in ascending order)."""
 
-    items: tuple[Item, ...]  # canonical order: ascending id
+    # canonical order: ascending id (the joint items themselves when read from a one-rollup
+    # joint encoding, ``compute_single_arrays``: the same ids, bids and gas)
+    items: tuple[Item, ...] | tuple[JointItem, ...]
     ids: tuple[str, ...]  # ascending
     bids_wei: tuple[int, ...]  # exact bids, same order as ids
     gas: I64  # [n]
@@ -284,6 +286,7 @@ class JointArrays:
     n_keys: int  # distinct (rollup, key) pairs
     key_item_ptr: I64
     key_items: I32
+    order: I64  # [n] input position of each canonical item
 
     @property
     def n(self) -> int:
@@ -338,7 +341,8 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         for f in inp.forced:
             if f in rank:
                 forced[rank[f]] = 1
-    legs = _JointLegs.read(inp, np.array(order, dtype=np.int64), ids)
+    in_order = np.array(order, dtype=np.int64)
+    legs = _JointLegs.read(inp, in_order, ids)
     searchers = None
     if any(r.max_gas_per_searcher is not None for r in inp.rollups):
         names = list(map(_get_searcher, src))
@@ -353,7 +357,57 @@ def compute_joint_arrays(inp: JointInput) -> JointArrays:
         row_ptr=rows[0], row_idx=rows[1], row_gas=rows[2], row_cap=rows[3], row_rollup=rows[4],
         total_gas=total_gas, key_ptr=key_ptr, key_idx=key_idx,
         n_keys=int(key_item_ptr.shape[0] - 1), key_item_ptr=key_item_ptr, key_items=key_items,
+        order=in_order,
     )  # fmt: skip
+
+
+def compute_single_arrays(inp: JointInput, arrays: JointArrays) -> PackingArrays:
+    """``compute_packing_arrays(ordering.joint.compute_single_input(inp))`` read from ``arrays``
+    (``compute_joint_arrays(inp)``, of a one-rollup instance): the same arrays, field for field,
+    except that ``items`` are ``inp``'s joint items (same ids, bids and gas), without building a
+    one-leg ``Item`` per bundle or encoding the instance a second time.
+
+    Why they are the same: both orders are ascending id; with one rollup every item has exactly
+    one leg (``compute_joint_arrays`` refused two on one rollup), so its first capacity row entry
+    holds that leg's gas, and the (rollup, key) pairs are the key strings, numbered by first
+    appearance in canonical order in both: the conflict CSR comes out of the same ``_build_csr``
+    call. Only the searchers and the key names are read again (``tests/ordering/
+    test_packing_arrays.py`` checks the equality). O(n + total keys) integer work, plus the
+    key names from the columns (or the key strings without them)."""
+    (cap,) = inp.rollups
+    items = arrays.items
+    n = arrays.n
+    gas = arrays.row_gas[arrays.row_ptr[:-1]]
+    searcher_names = list(map(_get_searcher, items))
+    searcher_id = {name: j for j, name in enumerate(dict.fromkeys(searcher_names))}
+    searcher = np.fromiter(map(searcher_id.__getitem__, searcher_names), dtype=np.int32, count=n)
+    if inp.encoded is not None:
+        _, _, _, key_ids = inp.encoded.gather(arrays.order)
+        first = _first_on_rollup(key_ids, np.zeros(key_ids.shape[0], dtype=np.int64),
+                                 np.int64(inp.encoded.columns.n_strings))  # fmt: skip
+        news = key_ids[first == np.arange(first.shape[0], dtype=np.int64)].tolist()
+        key_names = tuple(map(inp.encoded.columns.names.__getitem__, news))
+    else:
+        key_names = tuple(dict.fromkeys(k for it in items for k in it.legs[0].keys))
+    return PackingArrays(
+        items=items,
+        ids=arrays.ids,
+        bids_wei=arrays.bids_wei,
+        gas=gas,
+        value=arrays.value,
+        value_shift=arrays.value_shift,
+        positive=arrays.positive,
+        forced=arrays.forced,
+        searcher=searcher,
+        searchers=tuple(searcher_id),
+        key_ptr=arrays.key_ptr,
+        key_idx=arrays.key_idx,
+        keys=key_names,
+        key_item_ptr=arrays.key_item_ptr,
+        key_items=arrays.key_items,
+        gas_limit=int(cap.gas_limit),
+        searcher_cap=-1 if cap.max_gas_per_searcher is None else int(cap.max_gas_per_searcher),
+    )
 
 
 def _check_rollups(inp: JointInput) -> None:

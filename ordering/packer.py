@@ -14,7 +14,7 @@ import numpy as np
 from numba.core import event
 
 from ordering import joint, payments, solver
-from ordering.arrays import JointArrays, compute_joint_arrays
+from ordering.arrays import JointArrays, compute_joint_arrays, compute_single_arrays
 from ordering.columns import compute_encoded_subset
 from ordering.problem import (
     PAYMENT_RULES,
@@ -136,17 +136,23 @@ def pack_slot(inp: JointInput, time_budget_ms: int = 50) -> tuple[ComponentPacki
         check_joint_forced_feasible(inp)
     components = compute_components(inp, arrays)
     budgets = compute_component_budgets(components, time_budget_ms)
-    if len(components) == 1 and len(inp.rollups) > 1:
-        return (ComponentPacking(inp, joint.pack_joint_arrays(arrays, budgets[0]), budgets[0]),)
+    if len(components) == 1:  # the slot itself: packed from the arrays just built
+        return (ComponentPacking(inp, _pack_checked(inp, budgets[0], arrays), budgets[0]),)
     pairs = zip(components, budgets, strict=True)
     return tuple(ComponentPacking(c, _pack_checked(c, b), b) for c, b in pairs)
 
 
-def _pack_checked(inp: JointInput, time_budget_ms: int) -> JointPacking:
-    """``pack_joint`` on a component whose shape and forced items are already checked."""
+def _pack_checked(
+    inp: JointInput, time_budget_ms: int, arrays: JointArrays | None = None
+) -> JointPacking:
+    """``pack_joint`` on a component whose shape and forced items are already checked, from
+    its encoding ``arrays`` when given. A one-rollup component's single-rollup instance is read
+    from its joint encoding (``compute_single_arrays``: the arrays ``pack`` would build, without
+    encoding the bundles again)."""
+    arrays = compute_joint_arrays(inp) if arrays is None else arrays
     if len(inp.rollups) != 1:
-        return joint.pack_joint_kernel(inp, time_budget_ms)
-    single = solver.pack(joint.compute_single_input(inp), time_budget_ms)
+        return joint.pack_joint_arrays(arrays, time_budget_ms)
+    single = solver.pack_arrays(compute_single_arrays(inp, arrays), time_budget_ms)
     return joint.compute_joint_from_single(inp, single)
 
 

@@ -39,7 +39,7 @@ from numba import njit
 from numba.core import event
 
 from ordering.arrays import PackingArrays, compute_packing_arrays
-from ordering.problem import Item, Packing, PackingInput, compute_block_order
+from ordering.problem import Item, JointItem, Packing, PackingInput, compute_ratio_order
 from ordering.reference import check_forced_feasible
 
 # Work units (inner-loop steps) per millisecond of budget. Calibrated once on the reference
@@ -1446,17 +1446,21 @@ def pack(inp: PackingInput, time_budget_ms: int = 50, seed: int = 0) -> Packing:
     """
     if inp.forced:
         check_forced_feasible(inp)
-    arrays = compute_packing_arrays(inp)
+    return pack_arrays(compute_packing_arrays(inp), time_budget_ms, seed)
+
+
+def pack_arrays(arrays: PackingArrays, time_budget_ms: int = 50, seed: int = 0) -> Packing:
+    """``pack`` on an instance already encoded (``compute_packing_arrays``, or
+    ``ordering.arrays.compute_single_arrays``) whose forced items are known to fit."""
     sel, bound, _stats = solve_arrays(arrays, compute_work_limit(time_budget_ms), seed)
-    return compute_packing(inp, arrays, sel, bound, solver="numba")
+    return compute_packing(arrays, sel, bound, solver="numba")
 
 
-def compute_packing(
-    inp: PackingInput, arrays: PackingArrays, sel: U8, bound_wei: int, solver: str
-) -> Packing:
-    """Packing from a selection mask: exact revenue and gas, block order, bound (-1: exact)."""
-    chosen: list[Item] = [arrays.items[i] for i in np.flatnonzero(sel).tolist()]
-    ordered = compute_block_order(chosen)
+def compute_packing(arrays: PackingArrays, sel: U8, bound_wei: int, solver: str) -> Packing:
+    """Packing from a selection mask: exact revenue and gas, block order, bound (-1: exact).
+    (A joint item's gas is its legs' total: its one leg's here, the same as the item's.)"""
+    chosen: list[Item | JointItem] = [arrays.items[i] for i in np.flatnonzero(sel).tolist()]
+    ordered = compute_ratio_order(chosen)
     revenue = sum(it.bid_wei for it in ordered)
     gas_used = sum(it.gas for it in ordered)
     upper = revenue if bound_wei < 0 else max(bound_wei, revenue)

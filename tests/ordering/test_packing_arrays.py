@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from joint_cases import joint_instances
 from packing_cases import small_instances
 
-from ordering.arrays import VALUE_SUM_BITS, compute_packing_arrays, compute_value_shift
-from ordering.problem import Item, PackingInput
+from ordering.arrays import (
+    VALUE_SUM_BITS,
+    compute_joint_arrays,
+    compute_packing_arrays,
+    compute_single_arrays,
+    compute_value_shift,
+)
+from ordering.columns import EncodedLegs, LegColumns
+from ordering.joint import compute_single_input
+from ordering.problem import Item, JointInput, PackingInput
 
 
 def _shuffled(inp: PackingInput, seed: int) -> PackingInput:
@@ -91,3 +101,36 @@ def test_items_with_many_keys_in_any_order() -> None:
     for k in range(a.n_keys):
         members = a.key_items[a.key_item_ptr[k] : a.key_item_ptr[k + 1]].tolist()
         assert members == sorted(set(members))
+
+
+def _encoded(inp: JointInput) -> JointInput:
+    """``inp`` with its legs as rows of columns (appended in a shuffled order, as a slot's
+    copies are logged in any order), the way ``auction.columnar`` hands it to the packing."""
+    columns = LegColumns()
+    legs = [leg for it in inp.items for leg in it.legs]
+    at = list(range(len(legs)))
+    random.Random(3).shuffle(at)
+    rows = [0] * len(legs)
+    for j in at:
+        rows[j] = columns.add_leg(legs[j].rollup, legs[j].gas, legs[j].keys)
+    enc = EncodedLegs(columns.snapshot(), np.array(rows, dtype=np.int64),
+                      np.array([len(it.legs) for it in inp.items], dtype=np.int64))  # fmt: skip
+    return dataclasses.replace(inp, encoded=enc)
+
+
+@settings(max_examples=120, deadline=None)
+@given(joint_instances(max_items=12, max_rollups=1))
+def test_single_arrays_from_the_joint_encoding_are_the_packing_arrays(inp: JointInput) -> None:
+    want = compute_packing_arrays(compute_single_input(inp))
+    for given_inp in (inp, _encoded(inp)):
+        got = compute_single_arrays(given_inp, compute_joint_arrays(given_inp))
+        for f in dataclasses.fields(want):
+            x, y = getattr(want, f.name), getattr(got, f.name)
+            if f.name == "items":  # the joint items themselves: same ids, bids and gas
+                assert [(it.id, it.bid_wei, it.gas) for it in x] == [
+                    (it.id, it.bid_wei, it.gas) for it in y
+                ]
+            elif isinstance(x, np.ndarray):
+                assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+            else:
+                assert x == y, f.name

@@ -67,7 +67,7 @@ def test_local_search_alone_finds_the_optimum_on_tiny_instances() -> None:
             continue
         arrays = compute_packing_arrays(inp)
         sel, bound, _stats = solve_arrays(arrays, compute_work_limit(5), exact_max=0)
-        packing = compute_packing(inp, arrays, sel, bound, "ils")
+        packing = compute_packing(arrays, sel, bound, "ils")
         check_packing(inp, packing)
         assert packing.upper_bound_wei >= opt
         total += 1
@@ -200,14 +200,14 @@ def test_search_stops_once_the_gap_tolerance_is_proven() -> None:
     arrays = compute_packing_arrays(inp)
     cap = compute_work_limit(50)
     sel, bound, stats = solve_arrays(arrays, cap)
-    packing = compute_packing(inp, arrays, sel, bound, solver="numba")
+    packing = compute_packing(arrays, sel, bound, solver="numba")
     check_packing(inp, packing)
     assert packing.revenue_wei >= (1 - GAP_TOLERANCE) * packing.upper_bound_wei
     assert stats.work_units < cap // 10
     # Without the tolerance the same search (same path, then more of it) spends its whole cap:
     # the bound is not reached exactly. What it gains is within the tolerance.
     sel0, bound0, stats0 = solve_arrays(arrays, cap, gap_tolerance=0.0)
-    full = compute_packing(inp, arrays, sel0, bound0, solver="numba")
+    full = compute_packing(arrays, sel0, bound0, solver="numba")
     assert stats0.work_units >= cap
     assert packing.revenue_wei <= full.revenue_wei <= packing.upper_bound_wei
 
@@ -220,7 +220,7 @@ def test_subgradient_steps_prove_what_the_descent_leaves_open() -> None:
     arrays = compute_packing_arrays(inp)
     cap = compute_work_limit(50)
     sel, bound, stats = solve_arrays(arrays, cap)
-    packing = compute_packing(inp, arrays, sel, bound, solver="numba")
+    packing = compute_packing(arrays, sel, bound, solver="numba")
     check_packing(inp, packing)
     exact, proven = pack_exact(inp)
     assert proven and packing.revenue_wei == exact.revenue_wei
