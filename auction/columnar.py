@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from auction.constants import OUTCOME_LOST
 from auction.encoding import MerkleFrontier
 from auction.hashing import to_hex
 from auction.results import SlotPart, compute_conflict_keys, compute_event_id
-from auction.types import Bid, LoggedEvent
+from auction.types import Bid, BidOutcome, LoggedEvent
 from ordering.columns import ColumnSnapshot, EncodedLegs, LegColumns
 from ordering.problem import JointItem
 from ordering.problem import Leg as PackLeg
@@ -48,11 +49,14 @@ class EncodedCopy:
 class SlotEncoder:
     """One slot's logs, per rollup in log order, with every bid copy encoded once."""
 
-    __slots__ = ("_copies", "_logs", "_snapshot", "_trees", "columns")
+    __slots__ = ("_copies", "_logs", "_lost", "_snapshot", "_trees", "columns")
 
     def __init__(self) -> None:
         self.columns = LegColumns()
         self._copies: dict[tuple[str, int], EncodedCopy] = {}
+        # Per bid entry appended (by id(): the encoder holds the entry, so the id is its own),
+        # the entry and its outcome should it lose: most bids lose, and the close reads these.
+        self._lost: dict[int, tuple[LoggedEvent, BidOutcome]] = {}
         self._logs: dict[int, list[LoggedEvent]] = {}
         self._snapshot: ColumnSnapshot | None = None
         # Per rollup, the bid-set tree over the event ids of ``_logs`` (decision 150).
@@ -68,6 +72,7 @@ class SlotEncoder:
         ev = entry.event
         if isinstance(ev, Bid):
             self.copy(ev, rollup)
+            self._lost[id(entry)] = (entry, BidOutcome(ev, OUTCOME_LOST, 0, entry.seq))
 
     def extend(self, rollup: int, entries: Iterable[LoggedEvent]) -> None:
         for entry in entries:
@@ -99,6 +104,15 @@ class SlotEncoder:
     def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]:
         """``compute_conflict_keys(bid)``, computed once per copy."""
         return self.copy(bid, rollup).keys
+
+    def lost_outcome(self, entry: LoggedEvent) -> BidOutcome:
+        """``BidOutcome(bid, OUTCOME_LOST, 0, seq)`` of a bid entry: the one made when this
+        very entry object was appended, else made now."""
+        kept = self._lost.get(id(entry))
+        if kept is not None and kept[0] is entry:
+            return kept[1]
+        assert isinstance(entry.event, Bid)
+        return BidOutcome(entry.event, OUTCOME_LOST, 0, entry.seq)
 
     def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
         """The columns' rows of an instance's legs (``rows``, ``counts`` legs per item), or None

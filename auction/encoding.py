@@ -146,18 +146,18 @@ def encode_block_header(
         _u(len(bundles), 4),
     ]
     for b in bundles:
-        out += [
-            _h(b.bundle_hash),
-            _h(b.bid_id),
-            _h(b.searcher),
-            _u(b.bid_wei, 32),
-            _u(b.payment_wei, 32),
-            _u(b.gas, 8),
+        out += [  # (_h and _u inlined: this loop runs once per winning bundle)
+            bytes.fromhex(b.bundle_hash[2:]),
+            bytes.fromhex(b.bid_id[2:]),
+            bytes.fromhex(b.searcher[2:]),
+            b.bid_wei.to_bytes(32, "big"),
+            b.payment_wei.to_bytes(32, "big"),
+            b.gas.to_bytes(8, "big"),
         ]
         if cross:
             out.append(_encode_legs(b))
     out.append(_u(len(tx_hashes), 4))
-    out += [_h(t) for t in tx_hashes]
+    out += [bytes.fromhex(t[2:]) for t in tx_hashes]
     out += [_u(public_tx_count, 4), _h(carried_root), _h(pending_root)]
     return b"".join(out)
 

@@ -92,12 +92,13 @@ def check_block_fairness(
         for k in compute_tx_keys(p.tx)[:2]:
             owner[k] = p.tx.hash
     for b in winners:
-        for k in compute_conflict_keys(b):
+        keys = compute_conflict_keys(b)
+        for k in keys:
             if k in owner:
                 raise FairnessViolation(
                     f"bundle {b.bid_id} conflicts with {owner[k]}", rule="conflict", key=k
                 )
-        for k in compute_conflict_keys(b):
+        for k in keys:
             owner[k] = b.bid_id
     # Verify protected txs only open bundles (no front-runs, no sandwiches).
     protected = {p.tx.hash for p in pool if p.protected}

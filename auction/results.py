@@ -84,6 +84,8 @@ class SlotEncoder(Protocol):
 
     def compute_bid_set_root(self, rollup: int, log: Sequence[LoggedEvent]) -> str: ...
 
+    def lost_outcome(self, entry: LoggedEvent) -> BidOutcome: ...
+
 CODE_PROTECTED = "protected_tx_not_first"
 
 
@@ -349,39 +351,71 @@ def compute_slot_input(
     fairness rules (full gas, no searcher cap, every live bid that was not rejected). With an
     ``encoder`` the legs are its encoded copies and the instance carries their columns' rows
     (``JointInput.encoded``): the same instance, packed from arrays."""
+    if encoder is not None:
+        return _compute_encoded_slot_input(closes, fair, encoder)
     legs: dict[str, list[PackLeg]] = {}
-    rows: dict[str, list[int]] = {}
     first: dict[str, Bid] = {}
-    one_leg: dict[str, JointItem] = {}  # the encoder's item of a bid's first copy
     for c in closes:
-        bids = c.eligible if fair else [
-            e.event for e in c.book.live if e.event.bid_id not in c.rejected  # type: ignore[union-attr]
-        ]
-        for b in bids:
-            assert isinstance(b, Bid)
+        for b in _packed_bids(c, fair):
             first.setdefault(b.bid_id, b)
-            if encoder is None:
-                legs.setdefault(b.bid_id, []).append(
-                    PackLeg(c.chain_id, b.gas, compute_conflict_keys(b))
-                )
-                continue
-            made = encoder.copy(b, c.chain_id)
-            legs.setdefault(b.bid_id, []).append(made.leg)
-            rows.setdefault(b.bid_id, []).append(made.row)
-            one_leg.setdefault(b.bid_id, made.item)
-    # A bid with one leg here is the item the encoder built when it was logged (the same
-    # value: its bid is this very object, its leg this leg); a cross-rollup bid is built now.
+            legs.setdefault(b.bid_id, []).append(
+                PackLeg(c.chain_id, b.gas, compute_conflict_keys(b))
+            )
     items = tuple(
-        one_leg[i] if i in one_leg and len(legs[i]) == 1
-        else JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
+        JointItem(id=i, searcher=b.searcher, bid_wei=b.bid_wei, legs=tuple(legs[i]))
         for i, b in first.items()
     )
-    encoded = None
-    if encoder is not None:
-        encoded = encoder.compute_encoded(
-            [r for i in first for r in rows[i]], [len(rows[i]) for i in first]
-        )
-    return JointInput(tuple(c.capacity(fair) for c in closes), items, encoded=encoded)
+    return JointInput(tuple(c.capacity(fair) for c in closes), items)
+
+
+def _packed_bids(c: _RollupClose, fair: bool) -> list[Bid]:
+    """The bids of ``c`` the slot packs: the eligible ones, or (``fair=False``) every live bid
+    that was not rejected."""
+    if fair:
+        return c.eligible
+    return [e.event for e in c.book.live if e.event.bid_id not in c.rejected]  # type: ignore[union-attr,misc]
+
+
+def _compute_encoded_slot_input(
+    closes: Sequence[_RollupClose], fair: bool, encoder: SlotEncoder
+) -> JointInput:
+    """``compute_slot_input`` from the encoder's copies: the same items in the same order (a
+    bid's first copy, in rollup then log order, places it), each item with one leg the very
+    item the encoder built when the copy was logged (the same value: its bid is this object,
+    its leg this leg), a cross-rollup bid's built now from its copies' legs; and the columns'
+    rows of the legs in that order."""
+    at: dict[str, int] = {}  # bid id -> position in ``items``
+    items: list[JointItem] = []
+    rows: list[int] = []  # of each item's first leg, in item order
+    more: dict[int, list[EncodedBidCopy]] = {}  # an item's further copies (cross-rollup)
+    firsts: list[Bid] = []
+    for c in closes:
+        chain = c.chain_id
+        for b in _packed_bids(c, fair):
+            made = encoder.copy(b, chain)
+            j = at.setdefault(b.bid_id, len(items))
+            if j == len(items):
+                items.append(made.item)
+                rows.append(made.row)
+                firsts.append(b)
+            else:
+                more.setdefault(j, []).append(made)
+    counts = [1] * len(items)
+    if more:
+        flat: list[int] = []
+        for j, row in enumerate(rows):
+            flat.append(row)
+            others = more.get(j)
+            if others is None:
+                continue
+            b = firsts[j]
+            flat.extend(m.row for m in others)
+            counts[j] += len(others)
+            legs = (items[j].legs[0], *(m.leg for m in others))
+            items[j] = JointItem(id=b.bid_id, searcher=b.searcher, bid_wei=b.bid_wei, legs=legs)
+        rows = flat
+    encoded = encoder.compute_encoded(rows, counts)
+    return JointInput(tuple(c.capacity(fair) for c in closes), tuple(items), encoded=encoded)
 
 
 def _is_constrained(c: _RollupClose) -> bool:
@@ -451,8 +485,9 @@ def _compute_rollup_result(
     packing = comp.packing
     by_id = {b.bid_id: b for b in c.eligible}
     winners = [by_id[i] for i in packing.block(r)]
-    paid = {b.bid_id: _share(b, r, payments[b.bid_id]) for b in winners}
-    winning = sum(_share(b, r, b.bid_wei) for b in winners)
+    paid = {b.bid_id: _share(b, r, payments[b.bid_id]) if b.legs else payments[b.bid_id]
+            for b in winners}  # fmt: skip
+    winning = sum(_share(b, r, b.bid_wei) if b.legs else b.bid_wei for b in winners)
     gas_used = dict(packing.gas_used_by_rollup)[r]
     bundle_txs = [t for b in winners for t in b.txs]
     rollup, policy = c.part.rollup, c.part.rollup.policy
@@ -466,7 +501,8 @@ def _compute_rollup_result(
         slot=slot,
         deadline_ms=deadline_ms,
         block=block,
-        outcomes=compute_outcomes(c.book, set(paid), paid, c.rejected),
+        outcomes=compute_outcomes(c.book, set(paid), paid, c.rejected,
+                                  None if encoder is None else encoder.lost_outcome),
         winning_bids_wei=winning,
         upper_bound_wei=winning + _rollup_gap(comp, r),
         unconstrained_bids_wei=_rollup_unconstrained(c, winning, components, unconstrained),
@@ -582,17 +618,14 @@ def compute_block(
         bid_set_root = compute_bid_set_root([compute_event_id(e) for e in log])
     bundles = tuple(
         WinningBundle(
-            bid_id=b.bid_id,
-            bundle_hash=b.bundle_hash,
-            searcher=b.searcher,
-            bid_wei=b.bid_wei,
-            payment_wei=payments[b.bid_id],
-            gas=b.gas,
-            legs=tuple(LegEntry(g.rollup, tuple(t.hash for t in g.txs)) for g in b.legs),
+            b.bid_id, b.bundle_hash, b.searcher, b.bid_wei, payments[b.bid_id], b.gas,
+            tuple(LegEntry(g.rollup, tuple(t.hash for t in g.txs)) for g in b.legs)
+            if b.legs else (),
         )
         for b in winners
-    )
-    txs = [*(t for b in winners for t in b.txs), *lane]
+    )  # fmt: skip
+    txs = [t for b in winners for t in b.txs]
+    txs.extend(lane)
     fields = dict(
         rollup=rollup.chain_id,
         slot=slot,
@@ -610,18 +643,28 @@ def compute_block(
 
 
 def compute_outcomes(
-    book: Book, won: set[str], payments: Mapping[str, int], rejected: Mapping[str, str]
+    book: Book,
+    won: set[str],
+    payments: Mapping[str, int],
+    rejected: Mapping[str, str],
+    lost_outcome: Callable[[LoggedEvent], BidOutcome] | None = None,
 ) -> tuple[BidOutcome, ...]:
-    """What became of every distinct bid of the log, in log order."""
+    """What became of every distinct bid of the log, in log order. ``lost_outcome(entry)``:
+    ``BidOutcome(bid, OUTCOME_LOST, 0, seq)`` of an entry, made ahead (``auction.columnar``)."""
     outcomes = []
+    superseded = book.superseded
     for entry in book.bids:
         bid = entry.event
         assert isinstance(bid, Bid)
-        if bid.bid_id in won:
-            outcomes.append(BidOutcome(bid, C.OUTCOME_WON, payments[bid.bid_id], entry.seq))
-        elif bid.bid_id in rejected:
-            outcomes.append(BidOutcome(bid, C.OUTCOME_REJECTED, 0, entry.seq, rejected[bid.bid_id]))
+        i = bid.bid_id
+        if i in won:
+            outcomes.append(BidOutcome(bid, C.OUTCOME_WON, payments[i], entry.seq))
+        elif i in rejected:
+            outcomes.append(BidOutcome(bid, C.OUTCOME_REJECTED, 0, entry.seq, rejected[i]))
+        elif i in superseded:
+            outcomes.append(BidOutcome(bid, superseded[i], 0, entry.seq))
+        elif lost_outcome is not None:
+            outcomes.append(lost_outcome(entry))
         else:
-            outcome = book.superseded.get(bid.bid_id, C.OUTCOME_LOST)
-            outcomes.append(BidOutcome(bid, outcome, 0, entry.seq))
+            outcomes.append(BidOutcome(bid, C.OUTCOME_LOST, 0, entry.seq))
     return tuple(outcomes)
