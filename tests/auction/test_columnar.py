@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from auction.book import compute_book
 from auction.columnar import SlotEncoder, compute_encoded_parts
+from auction.constants import OUTCOME_LOST
 from auction.crossbook import compute_cross_books
 from auction.encoding import ZERO_HASH, compute_bid_set_root
 from auction.results import (
@@ -25,7 +26,7 @@ from auction.results import (
     compute_slot_results,
 )
 from auction.transactions import decode_transaction
-from auction.types import Bid, Cancel, Evidence, LoggedEvent, PendingTx, PublicTx
+from auction.types import Bid, BidOutcome, Cancel, Evidence, LoggedEvent, PendingTx, PublicTx
 from ordering.arrays import compute_joint_arrays, compute_packing_arrays
 from ordering.joint import compute_single_input
 from ordering.problem import PAYMENT_FIRST_PRICE, PAYMENT_VCG
@@ -242,3 +243,17 @@ def test_a_gas_beyond_int64_falls_back_to_the_encoding_from_scratch():
     encoder.append(10, LoggedEvent("10-0", huge))
     assert encoder.copy(huge, 10).row == -1
     assert encoder.compute_encoded([-1], [1]) is None
+
+
+def test_a_lost_outcome_is_read_only_for_the_entry_it_was_made_for():
+    rollups = rollups_of(1.0, 0, 3, PAYMENT_FIRST_PRICE)
+    bid = make_bid(key(700), [signed(IDS[0], 1, 0, 21_000, False)], SLOT, rollups=rollups)
+    entry = LoggedEvent("5-0", bid)
+    encoder = SlotEncoder()
+    encoder.append(IDS[0], entry)
+    kept = encoder.lost_outcome(entry)
+    assert kept is encoder.lost_outcome(entry)
+    assert kept == BidOutcome(bid, OUTCOME_LOST, 0, "5-0")
+    # Verify that another object (even an equal one) gets an outcome of its own values
+    other = LoggedEvent("6-0", bid)
+    assert encoder.lost_outcome(other) == BidOutcome(bid, OUTCOME_LOST, 0, "6-0")
