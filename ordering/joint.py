@@ -71,6 +71,14 @@ JOINT_CORE_PER_ROLLUP = 500
 JOINT_DUAL_PASSES = 5
 JOINT_DUAL_SHARE_MAX = 0.5
 
+# The search stops after this much work without a new best: JOINT_STALL_PER_CORE work units per
+# core item (a few descent passes over the core), at least JOINT_STALL_MIN. A shared slot's
+# certified bound is the LP relaxation at best, and on typical slots the LP is itself ~1e-4 above
+# the optimum, so the gap stop (GAP_TOLERANCE) cannot fire there and the search used to run its
+# whole work cap long after its last improvement (decision 163).
+JOINT_STALL_PER_CORE = 2000
+JOINT_STALL_MIN = 200_000
+
 _U53 = 2.0**-53
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -467,59 +475,100 @@ def _jsubgradient(cand_items, value, row_ptr, row_idx, row_gas, key_ptr, key_idx
 
 
 @njit(cache=True)
-def _jevict_set(j, row, over, P, St, ebuf, pool, pgas, key):
+def _jrow_orders(core, value, row_ptr, row_idx, row_gas, n_rows):
+    """Per capacity row, the core items with gas on it in the two orders ``_jevict_set`` walks:
+    value per gas ascending and value ascending, ties by canonical index. Every selected item
+    that is not forced is a core item (the search adds core items only, and the core holds the
+    start), so these lists see the whole evictable selection. Returns (ptr, by ratio: items and
+    gas, by value: items and gas). O(nnz(core) log nnz(core)), once per search."""
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    for t in range(core.shape[0]):
+        i = core[t]
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            if row_gas[p] > 0:
+                ptr[row_idx[p] + 1] += 1
+    for r in range(n_rows):
+        ptr[r + 1] += ptr[r]
+    total = ptr[n_rows]
+    items = np.empty(total, dtype=np.int64)
+    gas = np.empty(total, dtype=np.int64)
+    fill = ptr[:-1].copy()
+    for t in range(core.shape[0]):
+        i = core[t]
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            if row_gas[p] > 0:
+                r = row_idx[p]
+                items[fill[r]] = i
+                gas[fill[r]] = row_gas[p]
+                fill[r] += 1
+    g_items = np.empty(total, dtype=np.int64)
+    g_gas = np.empty(total, dtype=np.int64)
+    v_items = np.empty(total, dtype=np.int64)
+    v_gas = np.empty(total, dtype=np.int64)
+    for r in range(n_rows):
+        a = ptr[r]
+        b = ptr[r + 1]
+        if a == b:
+            continue
+        # canonical order first, then the key (stable): ties by index, as _jevict_set had
+        o0 = np.argsort(items[a:b], kind="mergesort")
+        seg_items = items[a:b][o0]
+        seg_gas = gas[a:b][o0]
+        ratio = np.empty(b - a, dtype=np.float64)
+        for t in range(b - a):
+            ratio[t] = value[seg_items[t]] / seg_gas[t]
+        o1 = np.argsort(ratio, kind="mergesort")
+        g_items[a:b] = seg_items[o1]
+        g_gas[a:b] = seg_gas[o1]
+        o2 = np.argsort(value[seg_items], kind="mergesort")
+        v_items[a:b] = seg_items[o2]
+        v_gas[a:b] = seg_gas[o2]
+    return ptr, g_items, g_gas, v_items, v_gas
+
+
+@njit(cache=True)
+def _jevict_set(j, row, over, P, St, ebuf, R):
     """Selected items (not forced, not j) with gas in ``row`` freeing at least ``over`` of it at
     little value: the cheapest single item that frees enough, or the lowest value-per-gas items
     until enough is freed, pruned of the unneeded. Written to ebuf; returns its size or -1.
-    O(|S| * rows per item + |S| log |S|)."""
+    Walks the row's presorted core lists (``_jrow_orders``), each only until it has what it
+    needs: O(entries walked), no sort per move."""
     value, row_ptr, row_idx, row_gas, cap, key_ptr, key_idx, ki_ptr, ki_items, forced = P
     sel, cnt, owner, used, slist, spos, acc = St
-    ns = acc[JA_COUNT]
-    npool = 0
+    ptr, g_items, g_gas, v_items, v_gas = R
+    a = ptr[row]
+    b = ptr[row + 1]
+    # the cheapest single item that frees enough: first selected one in value order
     single = -1
-    for t in range(ns):
-        i = slist[t]
-        if i == j or forced[i]:
-            continue
-        g = -1
-        for p in range(row_ptr[i], row_ptr[i + 1]):
-            if row_idx[p] == row:
-                g = row_gas[p]
-        if g <= 0:
-            continue
-        pool[npool] = i
-        pgas[npool] = g
-        npool += 1
-        if g >= over and (single < 0 or value[i] < value[single]
-                          or (value[i] == value[single] and i < single)):  # fmt: skip
+    q = a
+    while q < b:
+        i = v_items[q]
+        q += 1
+        if sel[i] and i != j and not forced[i] and v_gas[q - 1] >= over:
             single = i
-    acc[JA_WORK] += 2 * ns
-    if npool == 0:
-        return -1
-    # canonical order first (slist order depends on history), then value per gas ascending
-    order0 = np.argsort(pool[:npool], kind="mergesort")
-    for t in range(npool):
-        key[t] = value[pool[order0[t]]] / pgas[order0[t]]
-    order = np.argsort(key[:npool], kind="mergesort")
-    acc[JA_WORK] += 2 * npool * (1 + int(math.log2(npool + 1)))
+            break
+    walked = q - a
     freed = 0
     lost = 0
     c = 0
-    for t in range(npool):
-        u = order0[order[t]]
-        ebuf[c] = u  # positions in pool for now
-        c += 1
-        freed += pgas[u]
-        lost += value[pool[u]]
-        if freed >= over:
-            break
+    q = a
+    while q < b and freed < over:
+        i = g_items[q]
+        if sel[i] and i != j and not forced[i]:
+            ebuf[c] = q  # positions in the row's list for now
+            c += 1
+            freed += g_gas[q]
+            lost += value[i]
+        q += 1
+    walked += q - a
+    acc[JA_WORK] += 2 * walked + c
     if freed >= over:
         t = c - 1
         while t >= 0:
             u = ebuf[t]
-            if freed - pgas[u] >= over:
-                freed -= pgas[u]
-                lost -= value[pool[u]]
+            if freed - g_gas[u] >= over:
+                freed -= g_gas[u]
+                lost -= value[g_items[u]]
                 for w in range(t, c - 1):
                     ebuf[w] = ebuf[w + 1]
                 c -= 1
@@ -530,7 +579,7 @@ def _jevict_set(j, row, over, P, St, ebuf, pool, pgas, key):
     if freed < over:
         return -1
     for t in range(c):
-        ebuf[t] = pool[ebuf[t]]
+        ebuf[t] = g_items[ebuf[t]]
     return c
 
 
@@ -541,7 +590,7 @@ def _jinsert(j, it, core, minsuf, tabu, P, St, rbuf, abuf, B):
     when impossible (the state is then unchanged)."""
     value, row_ptr, row_idx, row_gas, cap, key_ptr, key_idx, ki_ptr, ki_items, forced = P
     sel, cnt, owner, used, slist, spos, acc = St
-    ebuf, pool, pgas, key = B
+    ebuf, R = B
     nr = 0
     for p in range(key_ptr[j], key_ptr[j + 1]):
         o = owner[key_idx[p]]
@@ -558,7 +607,7 @@ def _jinsert(j, it, core, minsuf, tabu, P, St, rbuf, abuf, B):
     for p in range(row_ptr[j], row_ptr[j + 1]):
         r = row_idx[p]
         if used[r] > cap[r]:
-            ne = _jevict_set(j, r, used[r] - cap[r], P, St, ebuf, pool, pgas, key)
+            ne = _jevict_set(j, r, used[r] - cap[r], P, St, ebuf, R)
             if ne < 0:
                 ok = False
                 break
@@ -618,8 +667,8 @@ def _jsearch(core, minsuf, P, St, work_limit, stall_work, target, seed, reduced,
     m = core.shape[0]
     rbuf = np.zeros(n, dtype=np.int64)
     abuf = np.zeros(n, dtype=np.int64)
-    B = (np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
-         np.zeros(n, dtype=np.float64))  # fmt: skip
+    R = _jrow_orders(core, value, P[1], P[2], P[3], P[4].shape[0])
+    B = (np.zeros(n, dtype=np.int64), R)
     mark = np.zeros(n, dtype=np.uint8)
     tabu = np.zeros(n, dtype=np.int64)
     rng = np.zeros(1, dtype=np.uint64)
@@ -634,7 +683,7 @@ def _jsearch(core, minsuf, P, St, work_limit, stall_work, target, seed, reduced,
     while True:
         cut = float(best_val - fval) - ell_err
         improved = True
-        while improved and acc[JA_WORK] < work_limit:
+        while improved and acc[JA_WORK] < work_limit and acc[JA_WORK] - last_best < stall_work:
             improved = False
             acc[JA_WORK] += m
             for t in range(m):
@@ -647,14 +696,15 @@ def _jsearch(core, minsuf, P, St, work_limit, stall_work, target, seed, reduced,
                     continue
                 if acc[JA_VALUE] > before:
                     improved = True
+                    if acc[JA_VALUE] > best_val:
+                        last_best = acc[JA_WORK]
                 else:
                     _jundo(j, nr, na, P, St, rbuf, abuf)
-                if acc[JA_WORK] >= work_limit:
+                if acc[JA_WORK] >= work_limit or acc[JA_WORK] - last_best >= stall_work:
                     break
         if acc[JA_VALUE] > best_val:
             best_val = acc[JA_VALUE]
             best = slist[: acc[JA_COUNT]].copy()
-            last_best = acc[JA_WORK]
         work = acc[JA_WORK]
         if work >= work_limit or work - last_best >= stall_work or best_val >= target:
             break
@@ -874,6 +924,8 @@ def _jsolve(value, positive, forced, banned, row_ptr, row_idx, row_gas, cap, n_r
     for t in range(acc[JA_COUNT]):
         if not forced[St[J_SLIST][t]]:
             _jadd(St[J_SLIST][t], Pc, Sc)
+    if stall_work < 0:
+        stall_work = max(np.int64(JOINT_STALL_MIN), np.int64(JOINT_STALL_PER_CORE) * core.shape[0])
     target = np.iinfo(np.int64).max
     if bell < np.inf:
         target = fval + np.int64(math.floor((bell + berr) * (1.0 + 4.0 * _U53)))
@@ -932,7 +984,7 @@ def solve_joint_arrays(
         arrays.row_gas, arrays.row_cap, np.int64(arrays.n_rollups), arrays.key_ptr,
         arrays.key_idx, arrays.key_item_ptr, arrays.key_items, np.int64(work_limit),
         np.uint64(seed & 0xFFFFFFFFFFFFFFFF), init, np.int64(exact_max),
-        np.int64(stall_work if stall_work is not None else work_limit),
+        np.int64(stall_work if stall_work is not None else -1),
         np.int64(compute_joint_core_max(arrays.n_rollups)), gap_tolerance,
     )  # fmt: skip
     forced_wei = sum(
@@ -992,7 +1044,7 @@ def pack_joint_arrays(arrays: JointArrays, time_budget_ms: int = 50, seed: int =
 
 JOINT_KERNELS: tuple[str, ...] = (
     "_jnew_state", "_jadd", "_jremove", "_jfits", "_jgreedy_fill", "_jrestore", "_jprepare",
-    "_jevaluate", "_jdual_bound", "_jsubgradient", "_jevict_set", "_jinsert", "_jundo",
+    "_jevaluate", "_jdual_bound", "_jsubgradient", "_jrow_orders", "_jevict_set", "_jinsert", "_jundo",
     "_jsearch", "_jenumerate", "_jscores", "_jsolve", "_first_repeated_leg", "_first_on_rollup",
 )  # fmt: skip
 

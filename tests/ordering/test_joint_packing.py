@@ -18,6 +18,10 @@ from ordering.arrays import compute_joint_arrays
 from ordering.errors import InfeasibleInstance, InvalidJointInput
 from ordering.exact import pack_joint_exact
 from ordering.joint import (
+    _jadd,
+    _jevict_set,
+    _jnew_state,
+    _jrow_orders,
     compute_joint_from_single,
     compute_joint_packing,
     compute_single_input,
@@ -26,7 +30,7 @@ from ordering.joint import (
 )
 from ordering.problem import JointInput, JointItem, Leg, RollupCapacity
 from ordering.reference import check_joint_input, check_joint_packing
-from ordering.solver import EXACT_MAX_ITEMS, compute_work_limit
+from ordering.solver import EXACT_MAX_ITEMS, GAP_TOLERANCE, compute_work_limit
 
 
 def _shuffled(inp: JointInput, seed: int) -> JointInput:
@@ -360,3 +364,93 @@ def test_joint_arrays_from_scratch_follow_the_readable_rule(inp: JointInput) -> 
         else:
             assert got == want, name
     assert all(type(b) is int for b in arrays.bids_wei)
+
+
+def test_search_stops_when_stalled_and_the_stop_is_deterministic() -> None:
+    # A 3-rollup slot whose certified gap does not close under GAP_TOLERANCE: the default solve
+    # stops after the stall work (JOINT_STALL_PER_CORE per core item) well before its cap, the
+    # same way every run and for the input in any order, with a bound still above HiGHS's
+    # optimum and the revenue of the search run to its cap
+    inp = generate_joint_instance(2000, 3, seed=1, cross_share=0.2)
+    arrays = compute_joint_arrays(inp)
+    cap = compute_work_limit(50)
+    sel, bound, stats = solve_joint_arrays(arrays, cap)
+    assert stats.work_units < 0.7 * cap
+    for again in (arrays, compute_joint_arrays(_shuffled(inp, 3))):
+        sel2, bound2, stats2 = solve_joint_arrays(again, cap)
+        assert stats2 == stats and bound2 == bound
+        assert [again.ids[i] for i in np.flatnonzero(sel2)] == [
+            arrays.ids[i] for i in np.flatnonzero(sel)
+        ]
+    p = compute_joint_packing(arrays, sel, bound, solver="numba-joint")
+    check_joint_packing(inp, p)
+    full_sel, _b, full_stats = solve_joint_arrays(arrays, cap, stall_work=cap)
+    assert full_stats.work_units >= cap
+    full = compute_joint_packing(arrays, full_sel, -1, solver="numba-joint")
+    assert p.revenue_wei >= 0.999 * full.revenue_wei
+    h, proven = pack_joint_exact(inp, time_limit_s=120)
+    assert proven
+    assert p.upper_bound_wei >= h.revenue_wei >= p.revenue_wei
+    assert p.revenue_wei >= 0.995 * h.revenue_wei
+    assert p.upper_bound_wei > (1 + GAP_TOLERANCE) * p.revenue_wei  # the gap did not close
+
+
+@settings(max_examples=60, deadline=None)
+@given(joint_instances(max_items=24), st.integers(0, 2**31))
+def test_eviction_set_is_the_cheapest_rule_over_the_selection(inp: JointInput, seed: int) -> None:
+    # _jevict_set walks presorted core lists; it must pick what the rule says over the whole
+    # selection: the cheapest (value, index) single item freeing enough, or the lowest
+    # value-per-gas prefix (ties by index) pruned from its end, whichever loses less
+    arrays = compute_joint_arrays(inp)
+    n = arrays.n
+    if n == 0:
+        return
+    rng = random.Random(seed)
+    P = (arrays.value, arrays.row_ptr, arrays.row_idx, arrays.row_gas, arrays.row_cap,
+         arrays.key_ptr, arrays.key_idx.astype(np.int64), arrays.key_item_ptr,
+         arrays.key_items.astype(np.int64), arrays.forced)  # fmt: skip
+    St = _jnew_state(n, arrays.n_keys, arrays.n_rows)
+    chosen = [i for i in range(n) if rng.random() < 0.6]
+    for i in chosen:
+        _jadd(np.int64(i), P, St)
+    core = np.array(sorted(set(range(n)) - {i for i in range(n) if arrays.forced[i]}),
+                    dtype=np.int64)  # fmt: skip
+    R = _jrow_orders(core, arrays.value, arrays.row_ptr, arrays.row_idx, arrays.row_gas,
+                     arrays.n_rows)  # fmt: skip
+    ebuf = np.zeros(n, dtype=np.int64)
+    for _ in range(5):
+        j = rng.randrange(n)
+        row = rng.randrange(arrays.n_rows)
+        over = rng.randint(1, 200)
+        ne = _jevict_set(np.int64(j), np.int64(row), np.int64(over), P, St, ebuf, R)
+        assert _evict_rule(arrays, chosen, j, row, over) == (
+            sorted(ebuf[:ne].tolist()) if ne >= 0 else None
+        )
+
+
+def _evict_rule(arrays, chosen: list[int], j: int, row: int, over: int) -> list[int] | None:
+    gas = {}
+    for i in chosen:
+        if i == j or arrays.forced[i]:
+            continue
+        for p in range(arrays.row_ptr[i], arrays.row_ptr[i + 1]):
+            if arrays.row_idx[p] == row and arrays.row_gas[p] > 0:
+                gas[i] = int(arrays.row_gas[p])
+    value = arrays.value
+    singles = sorted((int(value[i]), i) for i, g in gas.items() if g >= over)
+    prefix, freed, lost = [], 0, 0
+    for i in sorted(gas, key=lambda i: (value[i] / gas[i], i)):
+        if freed >= over:
+            break
+        prefix.append(i)
+        freed += gas[i]
+        lost += int(value[i])
+    if freed >= over:
+        for i in reversed(list(prefix)):
+            if freed - gas[i] >= over:
+                freed -= gas[i]
+                lost -= int(value[i])
+                prefix.remove(i)
+    if singles and (freed < over or singles[0][0] < lost):
+        return [singles[0][1]]
+    return sorted(prefix) if freed >= over else None
