@@ -660,7 +660,9 @@ def _jsearch(core, minsuf, P, St, work_limit, stall_work, target, seed, reduced,
     they cannot beat the best are skipped), then a kick: from the best (probability 3/4) or the
     current local optimum, one to three random core items (tournament of four by value) are
     inserted and what they evicted is tabu for a few rounds. Stops at the work cap, after
-    ``stall_work`` work without a new best, or when the best reaches ``target``."""
+    ``stall_work`` work without a new best (counted from the move that made it, and checked
+    inside a descent as well as between rounds: one descent could outlast the whole cap), or
+    when the best reaches ``target``."""
     sel, cnt, owner, used, slist, spos, acc = St
     value = P[0]
     n = sel.shape[0]
@@ -1044,8 +1046,9 @@ def pack_joint_arrays(arrays: JointArrays, time_budget_ms: int = 50, seed: int =
 
 JOINT_KERNELS: tuple[str, ...] = (
     "_jnew_state", "_jadd", "_jremove", "_jfits", "_jgreedy_fill", "_jrestore", "_jprepare",
-    "_jevaluate", "_jdual_bound", "_jsubgradient", "_jrow_orders", "_jevict_set", "_jinsert", "_jundo",
-    "_jsearch", "_jenumerate", "_jscores", "_jsolve", "_first_repeated_leg", "_first_on_rollup",
+    "_jevaluate", "_jdual_bound", "_jsubgradient", "_jrow_orders", "_jevict_set", "_jinsert",
+    "_jundo", "_jsearch", "_jenumerate", "_jscores", "_jsolve", "_first_repeated_leg",
+    "_first_on_rollup",
 )  # fmt: skip
 
 
