@@ -4,9 +4,11 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 ``Engine.close_slot`` is the close pipeline, in this order:
 
 1. ``prepare``: the signer settles earlier slots and sets the heads the blocks build on;
-2. ``close log``: for each rollup the store stops intake for the slot and returns its log (or
-   another engine process holding the slot's close lease does, and this one follows its stored
-   results; if that process's lease runs out first, this one takes the close over). Every write
+2. ``close log``: for each rollup the store stops intake for the slot and returns its log,
+   both parts (only the tail past the entries the follower read, when the store vouches for
+   them in the same step, decision 162), or another engine process holding the slot's close
+   lease does, and this one follows its stored
+   results; if that process's lease runs out first, this one takes the close over. Every write
    of the close carries the lease's fencing token, and a stale one is refused (``_lead``,
    docs/redis.md "Close leases and fencing"); then ``open``: a slot with sealed bids has the
    committee commit to them and release its key, and their openings join the logs
@@ -57,7 +59,15 @@ from auction.presets import Preset, Rollup
 from auction.receipts import OperatorKey
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms, compute_slot_at
-from auction.types import Bid, Block, LoggedEvent, PendingTx, PublicTx, SlotResult
+from auction.types import (
+    Bid,
+    Block,
+    LoggedEvent,
+    LoggedSealedBid,
+    PendingTx,
+    PublicTx,
+    SlotResult,
+)
 from committee.records import FAILED_CLOSE, FAILED_KEY_NOT_RELEASED, FailedSlot, failed_slot_to_json
 from node.collector import paused_gc
 from node.escrow import Escrow
@@ -647,11 +657,23 @@ class Engine:
         # whatever it writes after is refused (node/stores/fencing.py).
         await self.store.raise_fences(lease, rollups)
         stored = {r: await self.store.get_result(r, slot) for r in rollups}
+        # The slot as followed while open (node/follower.py), handed over: the store returns
+        # only what comes after the entries it holds, if it can vouch they are the closed log's
+        # first entries, else the whole log (decision 162).
+        followed = self.follower.take_slot(slot)
         t0 = time.perf_counter()
-        entries = {r: await self.store.close_slot(r, slot, lease) for r in rollups}
+        entries: dict[int, list[LoggedEvent]] = {}
+        sealed: dict[int, list[LoggedSealedBid]] = {}
+        for r in rollups:
+            held = followed.logs.get(r, []) if followed is not None else []
+            held_sealed = followed.sealed.get(r, []) if followed is not None else []
+            closed = await self.store.close_slot_parts_from(r, slot, len(held), len(held_sealed),
+                                                            lease)  # fmt: skip
+            entries[r] = held[: closed.start] + closed.events
+            sealed[r] = held_sealed[: closed.sealed_start] + closed.sealed
         await self._test_pause(lease, "logs")
         opened = await open_sealed_logs(self.store, self.signer, rollups, slot, entries,
-                                        self.escrow)  # fmt: skip
+                                        self.escrow, sealed)  # fmt: skip
         entries = opened.entries
         for searcher, notice in opened.notices:  # refused at opening: told, and in the history
             self.notifier.to_searcher(searcher, "opening_refused", notice)
@@ -661,7 +683,7 @@ class Engine:
             SlotPart(self.rollups[r], self.chains[r].head, entries[r], self.chains[r].pending)
             for r in rollups
         ]
-        encoder = self.follower.take_encoder(slot)  # handed over: no longer appended to
+        encoder = followed.encoder if followed is not None else None
         results = await asyncio.to_thread(
             _compute_slot_results, slot, compute_deadline_ms(self.clock, slot), parts, encoder
         )

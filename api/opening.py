@@ -1,7 +1,8 @@
 """The close's opening step (issue 14, docs/encryption.md "Close"): a slot's sealed bids,
 opened with the key the committee released for them and merged into the logs before packing.
 
-``open_sealed_logs`` reads every rollup's sealed bids of the closed slot; if there are any, the
+``open_sealed_logs`` takes every rollup's sealed bids of the closed slot (as the close read them
+with its logs, or from the store); if there are any, the
 signer (the committee's coordinator) has the committee commit to them and release the slot
 key, and opens them (``Coordinator.open_sealed``; with deposits enforced, each opened bid is held
 in log order, decision 105). Each opened bid goes into its rollups' logs
@@ -63,9 +64,16 @@ async def open_sealed_logs(
     slot: int,
     entries: Mapping[int, list[LoggedEvent]],
     escrow: Escrow | None = None,
+    sealed_logs: Mapping[int, Sequence[LoggedSealedBid]] | None = None,
 ) -> OpenedLogs:
-    """The close's logs with the slot's sealed bids opened into them (module docstring)."""
-    sealed = await store.read_sealed_bids(rollups, slot)
+    """The close's logs with the slot's sealed bids opened into them (module docstring); the
+    sealed bids are ``sealed_logs`` (each rollup's, as the close read them with its logs) or,
+    without, read from the store."""
+    sealed = (
+        await store.read_sealed_bids(rollups, slot)
+        if sealed_logs is None
+        else [e for r in rollups for e in sealed_logs[r]]
+    )
     if not sealed:
         return OpenedLogs(dict(entries))
     searchers = [e.event.searcher for e in sealed]

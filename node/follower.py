@@ -10,14 +10,17 @@ kept as read. Listeners (the committee's feeder, with streaming on) see the slot
 read and stream from the same entries: one reader of the store per engine process, whether a
 committee streams, signs without streaming, or there is none (``UnsignedChain``).
 
-At the deadline the close takes the slot's encoder (``take_encoder``): handed over, so nothing
-appends to it while the close runs in its thread, and the slot is followed no more (a read in
-flight when it was taken is dropped when it returns). The close then uses the encoder only if
-what it followed is a prefix of the closed log (``auction.columnar.compute_encoded_parts``:
-the same seqs naming the same event ids), and closes from scratch otherwise. That check is the
-safety rule; the follower adds a cheaper one of its own: a read whose first entry does not come
-after the last one held (the log was written anew) stops following the slot, whose close is
-then from scratch.
+At the deadline the close takes the slot (``take_slot``: the entries read and the encoder):
+handed over, so nothing appends to them while the close runs, and the slot is followed no more
+(a read in flight when it was taken is dropped when it returns). The close has the store read
+only the tail beyond the entries held (``Store.close_slot_parts_from``: the store checks, in the
+close's atomic step, that the reads handed out exactly the closed log's first entries, else it
+returns the whole log; decision 162), and uses the encoder only if what it followed is a
+prefix of the closed log (``auction.columnar.compute_encoded_parts``: the same seqs naming the
+same event ids), closing from scratch otherwise. Those checks are the safety rules; the
+follower adds a cheaper one of its own: a read whose first entry does not come after the last
+one held (the log was written anew) stops following the slot, whose close then reads the whole
+log and packs from scratch.
 
 Not to be confused with a *follower process* in a close (``Engine._follow``: one that adopts
 the results another engine process stored): this follows a log, not a close.
@@ -116,11 +119,15 @@ class OpenSlotFollower:
             for listener in self.listeners:
                 listener(slot, followed)
 
-    def take_encoder(self, slot: int) -> SlotEncoder | None:
-        """``slot``'s encoder, handed over to its close (None if the slot was not followed, or
-        given up); the slot is followed no more."""
+    def take_slot(self, slot: int) -> FollowedSlot | None:
+        """``slot`` as followed (its entries read and its encoder), handed over to its close
+        (None if the slot was not followed, or given up); the slot is followed no more."""
         self._taken_through = max(self._taken_through, slot)
-        followed = self.slots.pop(slot, None)
+        return self.slots.pop(slot, None)
+
+    def take_encoder(self, slot: int) -> SlotEncoder | None:
+        """``take_slot``'s encoder alone (benchmarks and tests of the columns)."""
+        followed = self.take_slot(slot)
         return followed.encoder if followed is not None else None
 
     def _give_up(self, slot: int, rollup: int) -> None:

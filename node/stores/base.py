@@ -15,6 +15,11 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
 - ``read_log_from(rollup, slot, start)`` is ``read_log(rollup, slot)[start:]`` (``[]`` from the
   end on, ``ValueError`` below 0), reading only those entries where the store can: a log only
   grows, so what a reader holds of it stays its prefix (decision 160).
+- ``close_slot_parts_from(rollup, slot, start, sealed_start)`` is ``close_slot`` returning both
+  parts of the closed log from those offsets when this process's offset reads of the log
+  (``read_log_parts_from``) handed out exactly the closed log's entries before them, checked
+  against the store in the close's atomic step; else the whole log (``ClosedLog.start`` says
+  which). Only the tail is transferred and decoded (decision 162).
 - Close leases and fencing (``node/stores/fencing.py``, decision 110): ``claim_close`` gives
   one owner at a time the lease to close a slot, with a fencing token that grows each time the
   lease is taken anew; every write of a close given a ``CloseLease`` (the close log, results
@@ -62,6 +67,19 @@ class IntakeLimits:
     max_bytes: int
     max_slot_events: int = 1 << 24
     max_slot_bytes: int = 1 << 40
+
+
+@dataclass(frozen=True)
+class ClosedLog:
+    """A slot's closed log as ``close_slot_parts_from`` hands it out: the plaintext events
+    from index ``start`` on and the sealed bids from index ``sealed_start`` on; each offset is
+    the one asked for (the store vouched for what the reader holds before it) or 0 (the whole
+    part)."""
+
+    start: int
+    sealed_start: int
+    events: list[LoggedEvent]
+    sealed: list[LoggedSealedBid]
 
 
 def check_log_start(start: int) -> None:
@@ -179,6 +197,28 @@ class SlotLogs(ABC):
     ) -> list[LoggedEvent]:
         """Stop intake for the slot and return its log (``CloseFenced``: ``lease``'s token is
         older than the slot's newest, and nothing changed)."""
+
+    async def close_slot_parts_from(
+        self,
+        rollup: int,
+        slot: int,
+        start: int,
+        sealed_start: int,
+        lease: CloseLease | None = None,
+    ) -> ClosedLog:
+        """``close_slot``, returning both parts of the closed log (the plaintext events and
+        the sealed bids) from ``start`` and ``sealed_start`` on, where this process's last
+        offset read of the log (``read_log_parts_from``) ended there and the store can vouch,
+        in the close's atomic step, that the chain of such reads from index 0 handed out
+        exactly the closed log's entries before those offsets (same entries, same order, same
+        bytes); otherwise the whole log (``ClosedLog`` offsets 0). What a reader gets is then
+        the closed log when appended to what it holds. One offset reader per log per process
+        (the engine's follower). ``CloseFenced`` as ``close_slot``. This default cannot vouch:
+        the whole log."""
+        check_log_start(start)
+        check_log_start(sealed_start)
+        events = await self.close_slot(rollup, slot, lease)
+        return ClosedLog(0, 0, events, await self.read_sealed_log(rollup, slot))
 
     @abstractmethod
     async def read_log(self, rollup: int, slot: int) -> list[LoggedEvent]:

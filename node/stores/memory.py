@@ -21,7 +21,7 @@ from auction.errors import (
 )
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
-from node.stores.base import IntakeLimits, Store, check_log_start
+from node.stores.base import ClosedLog, IntakeLimits, Store, check_log_start
 from node.stores.fencing import CloseLease, MemoryFences
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
@@ -109,6 +109,12 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
         self._sealed: dict[int, _SealedSlot] = {}
         self._last_ms = 0
         self._n = 0
+        # Where the last offset read of each slot log ended, if the chain of such reads from
+        # index 0 handed out its entries without a break (``close_slot_parts_from``): (rollup,
+        # slot) -> (the log's events list, its sealed list, the counts handed out of each).
+        self._log_cursors: dict[
+            tuple[int, int], tuple[list[LoggedEvent], list[LoggedSealedBid], int, int]
+        ] = {}
 
     def _next_seq(self) -> str:
         # Same shape as a Redis stream id (<ms>-<n>), strictly increasing.
@@ -268,7 +274,39 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
         check_log_start(start)
         check_log_start(sealed_start)
         log = self._logs.get((rollup, slot))
-        return (log.events[start:], log.sealed[sealed_start:]) if log else ([], [])
+        if log is None:
+            return [], []
+        # The chain of offset reads continues where the last one ended (the same lists: a log
+        # written anew is another list), or starts at 0; else it is broken.
+        cursor = self._log_cursors.pop((rollup, slot), None)
+        if (start, sealed_start) == (0, 0) or (
+            cursor is not None and cursor[0] is log.events and cursor[1] is log.sealed
+            and cursor[2:] == (start, sealed_start)
+        ):  # fmt: skip
+            self._log_cursors[rollup, slot] = (
+                log.events, log.sealed, len(log.events), len(log.sealed)
+            )
+        return log.events[start:], log.sealed[sealed_start:]
+
+    async def close_slot_parts_from(
+        self,
+        rollup: int,
+        slot: int,
+        start: int,
+        sealed_start: int,
+        lease: CloseLease | None = None,
+    ) -> ClosedLog:
+        check_log_start(start)
+        check_log_start(sealed_start)
+        events = await self.close_slot(rollup, slot, lease)
+        log = self._log(rollup, slot)
+        cursor = self._log_cursors.pop((rollup, slot), None)
+        # Lists only grow here: the same lists as the reads' hold what they handed out first.
+        if cursor is not None and cursor[0] is log.events and cursor[1] is log.sealed and (
+            cursor[2:] == (start, sealed_start)
+        ):
+            return ClosedLog(start, sealed_start, events[start:], log.sealed[sealed_start:])
+        return ClosedLog(0, 0, events, list(log.sealed))
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         log = self._logs.get((rollup, slot))

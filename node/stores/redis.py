@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import orjson
@@ -38,7 +39,7 @@ from auction.errors import (
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores import keys
-from node.stores.base import IntakeLimits, Store, check_log_start
+from node.stores.base import ClosedLog, IntakeLimits, Store, check_log_start
 from node.stores.fencing import (
     CLAIM_CLOSE_LUA,
     FENCE_LUA,
@@ -250,6 +251,38 @@ redis.call('SET', KEYS[2], '1')
 return redis.call('XRANGE', KEYS[1], '-', '+')
 """
 
+# KEYS: log, closed, the closer's token. ARGV: fencing token, the id of the last entry this
+# process's offset reads handed out ("": none to vouch for), how many entries up to it, the
+# SHA-1 of those entries framed as ``_frame_entry`` frames them. Marks closed; if the log up to
+# that id is exactly those entries (count, last id, digest of every id, field and value), the
+# entries after it {1, tail}, else the whole log {0, log}, in the same atomic step (decision 162).
+_CLOSE_FROM = """
+if ARGV[1] ~= '0' and tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[3]) or '0') then
+  return {-1, redis.call('GET', KEYS[3])}
+end
+redis.call('SET', KEYS[2], '1')
+if ARGV[2] ~= '' then
+  local head = redis.call('XRANGE', KEYS[1], '-', ARGV[2])
+  local n = #head
+  if n > 0 and n == tonumber(ARGV[3]) and head[n][1] == ARGV[2] then
+    local parts, k = {}, 0
+    for i = 1, n do
+      local fl = head[i][2]
+      parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = head[i][1], '\0', #fl / 2, '\0'
+      k = k + 4
+      for j = 1, #fl do
+        parts[k + 1], parts[k + 2], parts[k + 3] = #fl[j], ':', redis.sha1hex(fl[j])
+        k = k + 3
+      end
+    end
+    if redis.sha1hex(table.concat(parts)) == ARGV[4] then
+      return {1, redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+')}
+    end
+  end
+end
+return {0, redis.call('XRANGE', KEYS[1], '-', '+')}
+"""
+
 # KEYS: result, results zset, fence. ARGV: json, slot, fencing token (0: unfenced).
 _SAVE_RESULT = FENCE_LUA + """
 if not pass_fence(KEYS[3], ARGV[2], ARGV[3]) then
@@ -270,6 +303,7 @@ SCRIPTS = {
     "append_sealed": _APPEND_SEALED,
     "append_public_tx": _APPEND_PUBLIC_TX,
     "close": _CLOSE,
+    "close_from": _CLOSE_FROM,
     "save_result": _SAVE_RESULT,
     "claim_close": CLAIM_CLOSE_LUA,
     "raise_fence": RAISE_FENCE_LUA,
@@ -302,6 +336,21 @@ def _raw_entries(entries: list[Any]) -> Iterator[tuple[str, bytes]]:
     for seq, fields in entries:
         raw = fields[b"e"] if b"e" in fields else fields["e"]
         yield (seq.decode() if isinstance(seq, bytes) else seq), raw
+
+
+def _frame_entry(seq: bytes, fields: dict[bytes, bytes]) -> bytes:
+    """One stream entry as ``_CLOSE_FROM`` digests it: its id, its field count, then each
+    field and each value as its length and its SHA-1 (fixed-size parts, so the frames cannot
+    run into each other; the script hashes each value where it lies instead of copying it)."""
+    return b"%s\0%d\0" % (seq, len(fields)) + b"".join(
+        b"%d:%s" % (len(x), hashlib.sha1(x).hexdigest().encode())
+        for pair in fields.items()
+        for x in pair
+    )
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _flat_entries(reply: list[Any]) -> list[Any]:
@@ -488,8 +537,10 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
         self._flusher: asyncio.Task[None] | None = None
         self._sha: dict[str, str] = {}
         # Where this process's last offset read of each slot log ended (``_read_from``):
-        # (rollup, slot) -> (plaintext entries, sealed entries, the stream id of the last).
-        self._log_cursors: dict[tuple[int, int], tuple[int, int, str]] = {}
+        # (rollup, slot) -> (plaintext entries, sealed entries, the stream id of the last, the
+        # SHA-1 of every entry handed out from index 0 by an unbroken chain of both-part reads,
+        # else None): what ``close_slot_parts_from`` asks the close script to vouch for.
+        self._log_cursors: dict[tuple[int, int], tuple[int, int, str, Any]] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -964,30 +1015,41 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
         id +``, the id itself included as a check). A stream only grows (ids are assigned
         increasing, ``XADD *``), so those are exactly the entries after the first ``start``;
         if the id is gone (the log was trimmed or written anew) or there is no such cursor,
-        the whole log is read and cut. Only what is returned is decoded."""
+        the whole log is read and cut. Only what is returned is decoded. The cursor also keeps
+        the digest of every entry a chain of both-part reads from index 0 handed out (a read
+        of both parts from 0, then reads continuing it), which ``close_slot_parts_from`` has
+        the close check; anything else breaks the chain (no digest)."""
         check_log_start(start)
         key = keys.slot_log(rollup, slot)
         cursor = self._log_cursors.pop((rollup, slot), None)
-        raw: list[tuple[str, bytes]] | None = None
+        got: list[Any] | None = None
         plain_base = sealed_base = 0
+        digest: Any = None
+        last = ""
         if cursor is not None and cursor[0] == start and sealed_start in (None, cursor[1]):
             with _store_errors():
                 entries = await self.redis.xrange(key, cursor[2], "+")
-            tail = list(_raw_entries(entries or []))
-            if tail and tail[0][0] == cursor[2]:
-                raw, plain_base, sealed_base = tail[1:], cursor[0], cursor[1]
+            tail = entries or []
+            if tail and _text(tail[0][0]) == cursor[2]:
+                got, plain_base, sealed_base = tail[1:], cursor[0], cursor[1]
                 last = cursor[2]
-        if raw is None:
+                digest = cursor[3] if sealed_start is not None else None
+        if got is None:
             with _store_errors():
                 entries = await self.redis.xrange(key)
-            raw = list(_raw_entries(entries or []))
-            last = ""
+            got = entries or []
+            digest = hashlib.sha1() if (start, sealed_start) == (0, 0) else None
+        if digest is not None:
+            rows = cast(list[tuple[bytes, dict[bytes, bytes]]], got)  # decode_responses off
+            for seq, fields in rows:
+                digest.update(_frame_entry(_as_bytes(seq), fields))
+        raw = list(_raw_entries(got))
         plain = [(seq, e) for seq, e in raw if not e.startswith(_SEALED_PREFIX)]
         sealed = [(seq, e) for seq, e in raw if e.startswith(_SEALED_PREFIX)]
         ends = (plain_base + len(plain), sealed_base + len(sealed))
         last = raw[-1][0] if raw else last
         if last and start <= ends[0] and (sealed_start or 0) <= ends[1]:
-            self._log_cursors[rollup, slot] = (*ends, last)
+            self._log_cursors[rollup, slot] = (*ends, last, digest)
             while len(self._log_cursors) > LOG_CURSORS_KEPT:
                 del self._log_cursors[next(iter(self._log_cursors))]  # the least recent
         events = [
@@ -999,6 +1061,45 @@ class RedisStore(RedisCommittee, RedisHistory, RedisLedger, Store):
             LoggedSealedBid(seq, codec.sealed_bid_from_json(orjson.loads(e)))
             for seq, e in sealed[sealed_start - sealed_base :]
         ]
+
+    async def close_slot_parts_from(
+        self,
+        rollup: int,
+        slot: int,
+        start: int,
+        sealed_start: int,
+        lease: CloseLease | None = None,
+    ) -> ClosedLog:
+        """One script (``_CLOSE_FROM``): the close, and the tail after this process's last
+        offset read if the log up to its last entry is exactly what the chain of reads handed
+        out (count, id and the digest of every entry's bytes), else the whole log."""
+        check_log_start(start)
+        check_log_start(sealed_start)
+        cursor = self._log_cursors.pop((rollup, slot), None)
+        vouch = cursor is not None and cursor[3] is not None and cursor[:2] == (start, sealed_start)
+        prefix: list[Any] = (
+            [cursor[2], cursor[0] + cursor[1], cursor[3].hexdigest()]
+            if vouch and cursor is not None else ["", 0, ""]
+        )  # fmt: skip
+        closer = lease.rollup if lease is not None else rollup
+        try:
+            reply = await self._evalsha(
+                "close_from",
+                [
+                    keys.slot_log(rollup, slot),
+                    keys.slot_closed(rollup, slot),
+                    keys.close_token(closer, slot),
+                ],
+                [token_of(lease), *prefix],
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the bid store failed: {exc}") from exc
+        _check_fenced(reply, slot, token_of(lease), "close_log")
+        entries = _flat_entries(reply[1])
+        if int(reply[0]) == 1:
+            return ClosedLog(start, sealed_start, _decode_entries(entries),
+                             _decode_sealed(entries))  # fmt: skip
+        return ClosedLog(0, 0, _decode_entries(entries), _decode_sealed(entries))
 
     async def find_bid_seq(self, rollup: int, slot: int, key: str) -> str | None:
         with _store_errors():

@@ -26,7 +26,7 @@ from auction.slots import SlotClock, compute_deadline_ms, compute_slot_start_ms
 from auction.transactions import decode_transaction
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SlotResult
 from node.metrics import Metrics
-from node.stores.base import IntakeLimits, Store
+from node.stores.base import ClosedLog, IntakeLimits, Store
 from node.stores.memory import MemoryStore
 from node.stores.redis import RedisStore
 from ordering.problem import PAYMENT_FIRST_PRICE, PAYMENT_VCG
@@ -376,4 +376,131 @@ async def test_the_next_slot_is_followed_after_a_close(monkeypatch: pytest.Monke
         encoders.append(engine.follower.slots[s].encoder)
         await close(engine, s)
     assert closes.encoders == encoders and None not in encoders
+    closes.check_same()
+
+
+class ClosedLogs:
+    """Spies on the engine's close log: every ``close_slot_parts_from`` answer, and the parts
+    the pure step was given."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: list[tuple[int, int, ClosedLog]] = []  # (rollup, offset asked, answer)
+        self.parts: list[Any] = []
+        real = store.close_slot_parts_from
+        real_outer = engine_mod._compute_slot_results
+
+        async def spy(rollup, slot, start, sealed_start, lease=None):  # noqa: ANN001, ANN202
+            got = await real(rollup, slot, start, sealed_start, lease)
+            self.answers.append((rollup, start, got))
+            return got
+
+        def outer(slot, deadline_ms, parts, encoder=None):  # noqa: ANN001, ANN202
+            self.parts.append(parts)
+            return real_outer(slot, deadline_ms, parts, encoder)
+
+        monkeypatch.setattr(store, "close_slot_parts_from", spy)
+        monkeypatch.setattr(engine_mod, "_compute_slot_results", outer)
+
+    async def check_logs_are_the_stores(self, store: Store) -> None:
+        """The close packed exactly the store's closed logs (same entries, same order)."""
+        (parts,) = self.parts
+        for part in parts:
+            assert list(part.log) == await store.read_log(part.rollup.chain_id, SLOT)
+
+
+async def test_the_close_reads_only_the_tail_past_what_was_followed(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each rollup's close asks from the count followed and gets that many entries fewer than
+    its log: only the tail is read; the logs packed are the store's, the results from-scratch's."""
+    store, other = stores
+    engine = await make_engine(store)
+    closes = Closes(monkeypatch)
+    logs = ClosedLogs(store, monkeypatch)
+    slot = RandomSlot(21, engine.rollups)
+    for _ in range(30):
+        await slot.append(store if slot.rng.random() < 0.5 else other)
+        if slot.rng.random() < 0.4:
+            await engine.follower.follow(SLOT)
+    await engine.follower.follow(SLOT)
+    held = {r: len(engine.follower.slots[SLOT].logs[r]) for r in IDS}
+    for _ in range(6):  # the tail
+        await slot.append(other)
+    await close(engine)
+    assert sorted(r for r, _, _ in logs.answers) == sorted(IDS)
+    for rollup, start, got in logs.answers:
+        assert start == held[rollup] and got.start == start  # vouched for: the tail alone
+        assert start + len(got.events) == len(await store.read_log(rollup, SLOT))
+    assert sum(held.values()) > 0
+    await logs.check_logs_are_the_stores(store)
+    closes.check_same()
+
+
+@pytest.mark.redis
+async def test_a_followed_log_rewritten_under_the_same_ids_is_read_whole(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the follower read it, a rollup's log is written anew with other bytes under the
+    same entry ids (a failover to a replica that missed entries and whose clock lags, or anyone
+    with write access to the store): the close cannot be vouched for, reads that log whole,
+    packs what the store holds (from scratch: the encoder's event ids differ) and gets the
+    from-scratch results."""
+    from node.stores import keys
+
+    store = RedisStore(f"redis://127.0.0.1:{redis_server.port}/{FOLLOW_DB}")
+    await store.connect()
+    await store.redis.flushdb()
+    try:
+        engine = await make_engine(store)
+        closes = Closes(monkeypatch)
+        logs = ClosedLogs(store, monkeypatch)
+        slot = RandomSlot(8, engine.rollups)
+        for _ in range(25):
+            await slot.append(store)
+        await engine.follower.follow(SLOT)
+        rollup = max(IDS, key=lambda r: len(engine.follower.slots[SLOT].logs[r]))
+        key_ = keys.slot_log(rollup, SLOT)
+        raw = await store.redis.xrange(key_)
+        assert len(raw) >= 2
+        values = [fields for _, fields in raw]
+        values[0], values[-1] = values[-1], values[0]
+        await store.redis.delete(key_)
+        for (seq, _), fields in zip(raw, values, strict=True):
+            await store.redis.xadd(key_, fields, id=seq)
+        await close(engine)
+        answers = {r: got for r, _, got in logs.answers}
+        assert answers[rollup].start == 0 and answers[rollup].events == await store.read_log(
+            rollup, SLOT)  # fmt: skip
+        assert all(answers[r].start > 0 for r in IDS if r != rollup and answers[r].events)
+        assert closes.encoders == [None]  # the followed columns are not the closed log's
+        await logs.check_logs_are_the_stores(store)
+        closes.check_same()
+    finally:
+        await store.redis.flushdb()
+        await store.aclose()
+
+
+async def test_an_engine_restarted_mid_slot_follows_anew_and_closes_from_the_tail(
+    stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that followed half the slot is gone; its successor (its own store client:
+    no cursors) follows from the start, and its close reads only its own tail."""
+    store, other = stores
+    first = await make_engine(store)
+    slot = RandomSlot(13, first.rollups)
+    for _ in range(15):
+        await slot.append(store)
+    await first.follower.follow(SLOT)
+    for _ in range(10):
+        await slot.append(store)
+    engine = await make_engine(other)  # the successor
+    closes = Closes(monkeypatch)
+    logs = ClosedLogs(other, monkeypatch)
+    await engine.follower.follow(SLOT)
+    for _ in range(5):
+        await slot.append(store)
+    await close(engine)
+    assert any(got.start > 0 for _, _, got in logs.answers)
+    assert all(got.start == start for _, start, got in logs.answers)
+    await logs.check_logs_are_the_stores(other)
     closes.check_same()
