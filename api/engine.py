@@ -6,7 +6,7 @@ A slot is closed for every rollup the engine serves together (shared sequencing,
 1. ``prepare``: the signer settles earlier slots and sets the heads the blocks build on;
 2. ``close log``: for each rollup the store stops intake for the slot and returns its log,
    both parts (only the tail past the entries the follower read, when the store vouches for
-   them in the same step, decision 163), or another engine process holding the slot's close
+   them in the same step, decision 164), or another engine process holding the slot's close
    lease does, and this one follows its stored
    results; if that process's lease runs out first, this one takes the close over. Every write
    of the close carries the lease's fencing token, and a stale one is refused (``_lead``,
@@ -659,7 +659,7 @@ class Engine:
         stored = {r: await self.store.get_result(r, slot) for r in rollups}
         # The slot as followed while open (node/follower.py), handed over: the store returns
         # only what comes after the entries it holds, if it can vouch they are the closed log's
-        # first entries, else the whole log (decision 163).
+        # first entries, else the whole log (decision 164).
         followed = self.follower.take_slot(slot)
         t0 = time.perf_counter()
         entries: dict[int, list[LoggedEvent]] = {}

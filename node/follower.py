@@ -15,7 +15,7 @@ handed over, so nothing appends to them while the close runs, and the slot is fo
 (a read in flight when it was taken is dropped when it returns). The close has the store read
 only the tail beyond the entries held (``Store.close_slot_parts_from``: the store checks, in the
 close's atomic step, that the reads handed out exactly the closed log's first entries, else it
-returns the whole log; decision 163), and uses the encoder only if what it followed is a
+returns the whole log; decision 164), and uses the encoder only if what it followed is a
 prefix of the closed log (``auction.columnar.compute_encoded_parts``: the same seqs naming the
 same event ids), closing from scratch otherwise. Those checks are the safety rules; the
 follower adds a cheaper one of its own: a read whose first entry does not come after the last

@@ -19,7 +19,7 @@ Contract (tests/stores/test_contract.py runs it against every implementation):
   parts of the closed log from those offsets when this process's offset reads of the log
   (``read_log_parts_from``) handed out exactly the closed log's entries before them, checked
   against the store in the close's atomic step; else the whole log (``ClosedLog.start`` says
-  which). Only the tail is transferred and decoded (decision 163).
+  which). Only the tail is transferred and decoded (decision 164).
 - Close leases and fencing (``node/stores/fencing.py``, decision 110): ``claim_close`` gives
   one owner at a time the lease to close a slot, with a fencing token that grows each time the
   lease is taken anew; every write of a close given a ``CloseLease`` (the close log, results

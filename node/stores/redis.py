@@ -255,7 +255,7 @@ return redis.call('XRANGE', KEYS[1], '-', '+')
 # process's offset reads handed out ("": none to vouch for), how many entries up to it, the
 # SHA-1 of those entries framed as ``_frame_entry`` frames them. Marks closed; if the log up to
 # that id is exactly those entries (count, last id, digest of every id, field and value), the
-# entries after it {1, tail}, else the whole log {0, log}, in the same atomic step (decision 163).
+# entries after it {1, tail}, else the whole log {0, log}, in the same atomic step (decision 164).
 _CLOSE_FROM = """
 if ARGV[1] ~= '0' and tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[3]) or '0') then
   return {-1, redis.call('GET', KEYS[3])}

@@ -1,5 +1,5 @@
 """The store contract for closing a slot log from where this process's offset reads ended
-(``close_slot_parts_from``, decision 163), on every store (memory, Redis, Redis Cluster).
+(``close_slot_parts_from``, decision 164), on every store (memory, Redis, Redis Cluster).
 
 Whatever the store answers, what a reader held before the returned offsets plus what it returns
 is the closed log, both parts, exactly as ``close_slot`` / ``read_log`` / ``read_sealed_log``
