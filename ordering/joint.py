@@ -728,6 +728,8 @@ def _jsearch(core, minsuf, P, St, work_limit, stall_work, target, seed, reduced,
             tenure = 3 + _next_random(rng) % 8
             for t in range(max(nr, 0)):
                 tabu[rbuf[t]] = kround + tenure
+        if acc[JA_VALUE] > best_val:  # the kick itself made a new best: the stall counts from it
+            last_best = acc[JA_WORK]
         start = _next_random(rng) % m
         kround += 1
     _jrestore(best, P, St, mark)

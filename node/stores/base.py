@@ -82,6 +82,11 @@ class ClosedLog:
     sealed: list[LoggedSealedBid]
 
 
+# Offset-read cursors a store object keeps (``close_slot_parts_from``): a few slots' logs per
+# rollup; the least recent goes first.
+LOG_CURSORS_KEPT = 256
+
+
 def check_log_start(start: int) -> None:
     """A log offset is an index from 0: a negative one is a caller's bug, refused rather than
     read from the end as a Python slice would."""

@@ -21,7 +21,13 @@ from auction.errors import (
 )
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
-from node.stores.base import ClosedLog, IntakeLimits, Store, check_log_start
+from node.stores.base import (
+    LOG_CURSORS_KEPT,
+    ClosedLog,
+    IntakeLimits,
+    Store,
+    check_log_start,
+)
 from node.stores.fencing import CloseLease, MemoryFences
 from node.stores.memory_committee import MemoryCommittee
 from node.stores.memory_history import MemoryHistory
@@ -286,6 +292,8 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
             self._log_cursors[rollup, slot] = (
                 log.events, log.sealed, len(log.events), len(log.sealed)
             )
+            while len(self._log_cursors) > LOG_CURSORS_KEPT:
+                del self._log_cursors[next(iter(self._log_cursors))]  # the least recent
         return log.events[start:], log.sealed[sealed_start:]
 
     async def close_slot_parts_from(

@@ -39,7 +39,13 @@ from auction.errors import (
 from auction.history import SlotHistory
 from auction.types import Bid, Cancel, LoggedEvent, LoggedSealedBid, PublicTx, SealedBid, SlotResult
 from node.stores import keys
-from node.stores.base import ClosedLog, IntakeLimits, Store, check_log_start
+from node.stores.base import (
+    LOG_CURSORS_KEPT,
+    ClosedLog,
+    IntakeLimits,
+    Store,
+    check_log_start,
+)
 from node.stores.fencing import (
     CLAIM_CLOSE_LUA,
     FENCE_LUA,
@@ -328,8 +334,6 @@ def _store_errors() -> Iterator[None]:
 # How a sealed bid's stored JSON starts (codec.sealed_bid_to_json writes "kind" first): the
 # plaintext readers skip such entries without decoding them.
 _SEALED_PREFIX = b'{"kind":"sealed_bid"'
-# Offset-read cursors kept (``RedisStore._read_from``): a few slots' logs per rollup.
-LOG_CURSORS_KEPT = 256
 
 
 def _raw_entries(entries: list[Any]) -> Iterator[tuple[str, bytes]]:
