@@ -50,6 +50,7 @@ from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import LoggedEvent, SlotResult
 from bench.committee_latency import ROLLUP, WIDE, BidPool
 from bench.history import RedisProcess
+from bench.member_recheck import _baseline_tree
 from bench.shared_slot import ROLLUPS, CrossPool
 from node.metrics import Metrics
 from node.settings import Settings
@@ -218,25 +219,6 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             redis.stop()
     return out
-
-
-def _baseline_tree(rev: str) -> Path:
-    """Revision ``rev`` exported to a directory of its own (kept, numba cache warmed)."""
-    here = Path(__file__).resolve().parent.parent
-    full = subprocess.run(["git", "-C", str(here), "rev-parse", "--verify", f"{rev}^{{commit}}"],
-                          check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-    tree = Path(tempfile.gettempdir()) / f"blockspace-baseline-{full[:12]}"
-    if not (tree / ".warm").exists():
-        tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(here), "archive", full], check=True,
-                                 capture_output=True).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-        print(f"baseline {rev} ({full[:12]}) exported to {tree}; warming its numba cache",
-              flush=True)  # fmt: skip
-        subprocess.run([sys.executable, "-m", "api.cli", "warm-up"], cwd=tree, check=True,
-                       env={**os.environ, "PYTHONPATH": str(tree)})  # fmt: skip
-        (tree / ".warm").write_text(full)
-    return tree
 
 
 def _child(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
