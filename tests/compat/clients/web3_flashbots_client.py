@@ -4,10 +4,11 @@ Runs in the compat venv (flashbots 2, web3 6), not in the project's:
 
     python web3_flashbots_client.py URL AUTH_KEY SENDER_KEY CHAIN_ID
 
-Sends three bundles to the open slot (``eth_blockNumber + 1``) the way the package's README
-does: A through ``send_bundle`` (one entry signed by the client, one pre-signed), B through
-``send_raw_bundle``, C through ``send_bundle`` with a ``replacementUuid`` and then cancelled. It
-then asks for A's stats, waits with the client's own ``wait()`` for the slot to close, and prints
+Sends three bundles the way the package's README does: A to the open slot (``eth_blockNumber
++ 1``) through ``send_bundle`` (one entry signed by the client, one pre-signed), B to the open
+slot through ``send_raw_bundle``, C to the slot after it through ``send_bundle`` with a
+``replacementUuid``, then cancelled. It then asks for A's stats, waits with the client's own
+``wait()`` for the slot to close, and prints
 one JSON report. ``node_methods`` lists the calls web3 made through its ordinary provider; the
 flashbots middleware routes the relay methods (eth_sendBundle, ...) around that provider.
 """
@@ -49,10 +50,11 @@ def is_slot_closed(exc: Exception) -> bool:
     return isinstance(err, dict) and (err.get("data") or {}).get("code") == "slot_closed"
 
 
-def submit(w3: Web3, send: Any) -> tuple[int, Any]:
-    """Send to the open slot; if it closed between eth_blockNumber and the send, try the next."""
+def submit(w3: Web3, send: Any, ahead: int = 1) -> tuple[int, Any]:
+    """Send to the slot ``ahead`` of the head (1: the open one); if it closed between
+    eth_blockNumber and the send, try the next."""
     for attempt in range(ATTEMPTS):
-        target = w3.eth.block_number + 1
+        target = w3.eth.block_number + ahead
         try:
             return target, send(target)
         except ValueError as exc:
@@ -104,6 +106,7 @@ def main() -> None:
             target_block_number=t,
             opts={"replacementUuid": replacement_uuid},
         ),
+        ahead=2,  # a slot ahead: the cancel below must reach it open, even on a loaded machine
     )
     cancelled = w3.flashbots.cancel_bundles(replacement_uuid)
     stats_a = w3.flashbots.get_bundle_stats_v2(resp_a.bundle_hash(), target_a)
