@@ -284,17 +284,25 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
             return [], []
         # The chain of offset reads continues where the last one ended (the same lists: a log
         # written anew is another list), or starts at 0; else it is broken.
-        cursor = self._log_cursors.pop((rollup, slot), None)
-        if (start, sealed_start) == (0, 0) or (
-            cursor is not None and cursor[0] is log.events and cursor[1] is log.sealed
-            and cursor[2:] == (start, sealed_start)
-        ):  # fmt: skip
+        continues = self._chain_continues(rollup, slot, log, start, sealed_start)
+        if (start, sealed_start) == (0, 0) or continues:
             self._log_cursors[rollup, slot] = (
                 log.events, log.sealed, len(log.events), len(log.sealed)
             )
             while len(self._log_cursors) > LOG_CURSORS_KEPT:
                 del self._log_cursors[next(iter(self._log_cursors))]  # the least recent
         return log.events[start:], log.sealed[sealed_start:]
+
+    def _chain_continues(
+        self, rollup: int, slot: int, log: _SlotLog, start: int, sealed_start: int
+    ) -> bool:
+        """Whether the last offset read of the log (its cursor, taken) ended at these offsets
+        of the same lists: a log written anew is other lists."""
+        cursor = self._log_cursors.pop((rollup, slot), None)
+        return (
+            cursor is not None and cursor[0] is log.events and cursor[1] is log.sealed
+            and cursor[2:] == (start, sealed_start)
+        )  # fmt: skip
 
     async def close_slot_parts_from(
         self,
@@ -308,11 +316,8 @@ class MemoryStore(MemoryFences, MemoryCommittee, MemoryHistory, MemoryLedger, St
         check_log_start(sealed_start)
         events = await self.close_slot(rollup, slot, lease)
         log = self._log(rollup, slot)
-        cursor = self._log_cursors.pop((rollup, slot), None)
         # Lists only grow here: the same lists as the reads' hold what they handed out first.
-        if cursor is not None and cursor[0] is log.events and cursor[1] is log.sealed and (
-            cursor[2:] == (start, sealed_start)
-        ):
+        if self._chain_continues(rollup, slot, log, start, sealed_start):
             return ClosedLog(start, sealed_start, events[start:], log.sealed[sealed_start:])
         return ClosedLog(0, 0, events, list(log.sealed))
 
