@@ -7,7 +7,7 @@
 By default (``--path both``) it runs two deployments of n signer processes each, alternating
 repeats: the whole-log path (each member re-checks the closed slot's log at the deadline,
 proposal version 5) and the streaming path (members follow the open slot's log and check each
-event as it arrives; at the deadline the proposal carries only the tail, version 6;
+event as it arrives; at the deadline the proposal carries only the tail, version 7;
 docs/committee.md), and prints p50/p99 of deadline -> published for both and their ratio.
 ``--path whole`` or ``streaming`` runs one deployment as before (with the one-member-alone
 figure).
@@ -471,7 +471,7 @@ class Deployment:
 
 async def main_paths(args: argparse.Namespace) -> None:
     """The whole-log path (proposal version 5) and the streaming path (members follow the open
-    slot's log; version 6) on two deployments of n signer processes each, alternating."""
+    slot's log; version 7) on two deployments of n signer processes each, alternating."""
     packer.warm_up()
     with tempfile.TemporaryDirectory(prefix="bench-committee-paths-") as tmp:
         old = Deployment(args, [ROLLUP], Path(tmp) / "whole")

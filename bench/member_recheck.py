@@ -14,7 +14,7 @@ Builds, for each of ``--slots`` slots, two slots with the same number of bids (r
 
 Each slot is also checked the streaming way (``committee.stream``): a fresh member takes the
 slot's logs in batches while the slot is open (timed apart: that CPU is spread over the slot),
-then signs the version-6 proposal naming all of it as streamed; the figure that matters is
+then signs the version-7 proposal naming all of it as streamed; the figure that matters is
 the CPU of that deadline work beside the whole check's (``--stream-check full|sample``).
 
 Each slot's blocks come from the joint close (``auction.results.compute_slot_results``, as the
@@ -164,7 +164,7 @@ def _streamed_member(
 ) -> tuple[Member, list[int], dict[int, tuple[int, bytes]]]:
     """A fresh member that took the whole slot's logs as they streamed in (half a slot before
     the deadline by its clock, ``now[0]``, which the caller moves); with what it streamed, by
-    rollup (entries, digest), for the version-6 proposal."""
+    rollup (entries, digest), for the version-7 proposal."""
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     slot = proposal.slot
     now = [compute_deadline_ms(clock, slot) - SLOT_MS // 2]
@@ -185,7 +185,7 @@ def _streamed_member(
 def stream_once(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
                 proposal: SlotProposal, path: Path, stream_check: str) -> dict[str, float]:
     """Streaming: one fresh member takes the whole slot's logs as they stream in (before the
-    deadline, by the member's clock), then signs the version-6 proposal that names all of it
+    deadline, by the member's clock), then signs the version-7 proposal that names all of it
     as streamed. Returns the CPU of the streaming (spread over the open slot) and of the
     deadline's work alone (tail: none; re-run, compare, sign), and the deadline's phases."""
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
@@ -298,7 +298,7 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
                       ("repack_scratch", "repack from scratch (CPU)"),
                       ("repack_columns", "repack from columns (CPU)")):
         print(f"  {name:<36} {st['single'][key]:8.1f} ms {st['shared'][key]:8.1f} ms")
-    print(f"  {'proposal (version 6)':<36} {st['single']['bytes'] / 1e3:8.1f} kB "
+    print(f"  {'proposal (version 7)':<36} {st['single']['bytes'] / 1e3:8.1f} kB "
           f"{st['shared']['bytes'] / 1e3:8.1f} kB")
     for name in CASES:
         whole, tail = r["member"][name]["cpu"], st[name]["cpu"]
@@ -339,7 +339,7 @@ def deadline_child(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def _stream_deadline(case: Case, committee: threshold.CommitteeInfo, share: threshold.KeyShare,
                      proposal: SlotProposal, path: Path, stream_check: str) -> dict[str, float]:
     """``stream_once`` without the repack comparison: stream the slot in, then time the
-    deadline (``sign_proposal`` of the version-6 proposal)."""
+    deadline (``sign_proposal`` of the version-7 proposal)."""
     clock = SlotClock(genesis_ms=0, slot_ms=SLOT_MS)
     slot = proposal.slot
     member, now, streamed = _streamed_member(case, committee, share, proposal, path, stream_check)
@@ -350,7 +350,7 @@ def _stream_deadline(case: Case, committee: threshold.CommitteeInfo, share: thre
 def _sign_at_deadline(member: Member, now: list[int], deadline_ms: int,
                       body: bytes) -> dict[str, float]:  # fmt: skip
     """Move the member's clock past the deadline and time its check and signature of the
-    version-6 proposal ``body``: CPU, wall and its phases."""
+    version-7 proposal ``body``: CPU, wall and its phases."""
     now[0] = deadline_ms + 1
     c0, t0 = time.process_time(), time.perf_counter()
     reply = member.sign_proposal(body)

@@ -105,12 +105,16 @@ class KnownBlock:
 # --- 1. shape and membership ------------------------------------------------------------------
 
 
-def check_shape(proposal: Proposal) -> None:
-    """Refuse a proposal whose block does not hash to its stated hash or names another slot."""
+def check_shape(proposal: Proposal, *, header: bool = False) -> None:
+    """Refuse a proposal whose block does not hash to its stated hash or names another slot.
+    A ``header`` (a streamed proposal's, without bodies) is checked for its slot only: its
+    hash is checked against the member's own block (``check_header``)."""
     block = proposal.block
     # Verify the block is the one the proposal names.
     if (block.rollup, block.slot) != (proposal.rollup, proposal.slot):
         raise MalformedProposal("the block's rollup or slot differs from the proposal's")
+    if header:
+        return
     # Verify the public-lane count fits the transactions.
     if block.public_tx_count > len(block.txs):
         raise MalformedProposal("public_tx_count exceeds the number of transactions")
@@ -708,6 +712,30 @@ def check_block(config: MemberConfig, proposal: Proposal, expected: SlotResult) 
         raise BidSetMismatch("the bid-set root is not the root of the proposed log")
     check_fairness(config.rollups[proposal.rollup], proposal, block)
     field = _first_difference(expected.block, block)
+    raise BlockMismatch(
+        f"re-running the slot gives a different {field!r}",
+        field=field,
+        expected_block_hash=expected.block.block_hash,
+    )
+
+
+def check_header(proposal: Proposal, expected: SlotResult) -> None:
+    """Refuse a streamed proposal's header (``proposal.block`` without bodies) that is not the
+    header of the re-run's block: the bid-set root first (the log), then the first differing
+    field; with every other field equal, ``block_hash`` (the bodies differ). The block hash
+    commits to every field and the bodies, so an equal hash is the re-run's block."""
+    block = proposal.block
+    mine = dataclasses.replace(expected.block, bundles=(), txs=())
+    if mine == block:
+        return
+    # Verify the bid-set root commits to this log.
+    if mine.bid_set_root != block.bid_set_root:
+        raise BidSetMismatch("the bid-set root is not the root of the proposed log")
+    # The fields the hash covers name the difference better than the hash does.
+    field = _first_difference(
+        dataclasses.replace(mine, block_hash=""), dataclasses.replace(block, block_hash="")
+    )
+    field = field or "block_hash"
     raise BlockMismatch(
         f"re-running the slot gives a different {field!r}",
         field=field,

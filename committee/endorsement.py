@@ -14,7 +14,7 @@ The struct's type hash differs from ``Receipt``'s, so no receipt signature is an
 no endorsement a receipt (a collision would be one of keccak-256). The signature is over the
 slot root, not the proposal's bytes: the slot root commits to every part's block, hence to each
 log (bid-set root), parent and carried pool, while the bytes differ per member under streaming
-(version 6 leaves out each member's streamed prefix) and between a proposal and its completion,
+(version 7 leaves out each member's streamed prefix) and between a proposal and its completion,
 which are one proposal.
 
 On the wire the endorsement wraps the proposal's bytes, which stay as they are

@@ -1,5 +1,5 @@
 """The coordinator's side of streaming re-checks: follow the open slot's logs, push them to
-every member in log order, and at the deadline build each member's version-6 proposal.
+every member in log order, and at the deadline build each member's version-7 proposal.
 
 Push, not pull (docs/decisions.md): the coordinator already reaches every member over the
 member wire and knows the log first; a member pulling would need a route back to the engine
@@ -65,7 +65,7 @@ STREAM_INTERVAL_MS: Final[int] = 100
 STREAM_TIMEOUT_S: Final[float] = 2.0
 # Feeds kept: the open slot and the one being signed.
 FEEDS_KEPT: Final[int] = 2
-# Refusals of a version-6 proposal that the whole log answers.
+# Refusals of a version-7 proposal that the whole log answers.
 STREAM_REFUSALS: Final[frozenset[str]] = frozenset({"stream_gap", "stream_mismatch"})
 
 
@@ -268,7 +268,7 @@ class Feeder:
     def proposal_bodies(
         self, proposal: SlotProposal, indices: Sequence[int]
     ) -> dict[int, bytes]:
-        """Each member's version-6 proposal body: per rollup, the prefix it acknowledged that
+        """Each member's version-7 proposal body: per rollup, the prefix it acknowledged that
         the closed log's plaintext entries (all but the opened bids) still agree with. One
         serialization per distinct set of prefixes."""
         slot = proposal.slot

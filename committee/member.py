@@ -36,6 +36,7 @@ from committee.checks import (
     check_atomicity,
     check_block,
     check_fairness,
+    check_header,
     check_parent,
     check_shape,
     check_slot,
@@ -249,8 +250,9 @@ class Member:
         # 0. the operator's endorsement of the slot root, before any rule (and kept).
         self._check_endorsement(head, slot_root, endorsed)
         # 1. shape, membership and completeness: on the headers, before decoding the logs.
+        headers = parsed.streamed is not None  # version 7: headers, not blocks
         for part in head.parts:
-            check_shape(part)
+            check_shape(part, header=headers)
         check_slot(cfg, head)
         root = compute_slot_signing_root(cid, head.slot, slot_root)
         # 2. slashing protection: the same slot root again gets the same partial, at any time
@@ -284,6 +286,13 @@ class Member:
         t1 = time.perf_counter()
         moves = [self._check_part(part) for part in proposal.parts]
         t2 = time.perf_counter()
+        timings["checks"] = (t2 - t1) * 1e3
+        repack_ms = 0.0
+        if headers:
+            # 6 first: the blocks are this member's re-run's, the headers must be theirs
+            # (decision 167); the evidence step then takes the winners from them.
+            proposal, repack_ms = self._rerun_headers(proposal)
+            t2 = time.perf_counter()
         check_slot_evidence(
             cfg,
             proposal,
@@ -293,20 +302,15 @@ class Member:
             derived=derived,
         )
         t3 = time.perf_counter()
-        timings["checks"] = (t2 - t1) * 1e3
         timings["evidence"] = (t3 - t2) * 1e3
-        stream = self.streams.get(proposal.slot) if streamed is not None else None
-        if stream is not None and self.columnar:
-            with stream.lock:  # the encoder is the stream's: batches append to it
-                expected = compute_expected_results(cfg, proposal, stream.encoder)
-        else:
+        if not headers:
             expected = compute_expected_results(cfg, proposal)
-        for part in proposal.parts:
-            check_block(cfg, part, expected[part.rollup])
-            check_fairness(cfg.rollups[part.rollup], part, part.block)
-        check_atomicity(proposal)
+            for part in proposal.parts:
+                check_block(cfg, part, expected[part.rollup])
+                check_fairness(cfg.rollups[part.rollup], part, part.block)
+            check_atomicity(proposal)
         t4 = time.perf_counter()
-        timings["repack"] = (t4 - t3) * 1e3
+        timings["repack"] = (t4 - t3) * 1e3 + repack_ms
         # A check that outlived the signing deadline must not lock this member to a slot its
         # coordinator gave up on: refuse rather than sign late (unless asked to complete it).
         check_timing(cfg, proposal.parts[0], self._clock_ms())
@@ -354,6 +358,27 @@ class Member:
             log.warning("the operator proposed two slot roots for slot %d", head.slot)
             self.keeping.keep_evidence(
                 head.slot, compute_operator_equivocation_evidence(first, endorsement))
+
+    def _rerun_headers(self, proposal: SlotProposal) -> tuple[SlotProposal, float]:
+        """A streamed (version 7) proposal's re-run: the slot's blocks as this member's re-run
+        builds them, each checked against its part's header (``check_header``), in place of
+        the headers; and the re-run's wall ms. The blocks are the member's own, so the
+        fairness and atomicity checkers, which a proposed body needs, are not run on them:
+        they are the packer's invariants (property tests with the invariant checker)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        stream = self.streams.get(proposal.slot)
+        if stream is not None and self.columnar:
+            with stream.lock:  # the encoder is the stream's: batches append to it
+                expected = compute_expected_results(cfg, proposal, stream.encoder)
+        else:
+            expected = compute_expected_results(cfg, proposal)
+        parts = []
+        for part in proposal.parts:
+            check_header(part, expected[part.rollup])
+            parts.append(dataclasses.replace(part, block=expected[part.rollup].block))
+        done = dataclasses.replace(proposal, parts=tuple(parts))
+        return done, (time.perf_counter() - t0) * 1e3
 
     def _keep_signed_logs(self, proposal: SlotProposal) -> None:
         """Keep the event ids of every block this member signed (served to searchers)."""
@@ -495,7 +520,7 @@ class Member:
     def _join_stream(
         self, parsed: ParsedProposal, proposal: SlotProposal
     ) -> tuple[SlotProposal, dict[int, int], dict[str, Bid]]:
-        """A version-6 proposal with every part's log whole again: the prefix this member holds
+        """A version-7 proposal with every part's log whole again: the prefix this member holds
         (and checked) from the slot's stream merged by seq with the proposal's tail (opened
         bids may sit among the prefix's entries). Refuses a prefix it does not hold
         (``stream_gap``), one whose digest differs (``stream_mismatch``) and a tail that is

@@ -13,6 +13,8 @@ member)::
      "parts": [
        {"rollup": 10,
         "block":   {<the block's fields, as in a signed block>},
+                   (version 7: "header": {<the same without "bundles" and "txs">} instead,
+                    and "streamed": {"count", "digest"}; see STREAMED_VERSION)
         "parent":  null | {"header": {<parent block fields without txs>, "tx_hashes": [..]},
                            "slot_proof": {"leaf_index", "leaf_count", "siblings"},
                            "signature": "0x<96 bytes: the committee's signature of the
@@ -83,6 +85,8 @@ from committee.errors import MalformedProposal
 from committee.records import (
     block_fields_to_json,
     block_from_json_strict,
+    header_fields_to_json,
+    header_from_json_strict,
     compute_slot_leaves,
     compute_tx_hashes,
     slot_proof_from_json,
@@ -97,12 +101,15 @@ PROPOSAL_KIND: Final[str] = "blockspace-proposal"
 # ("bundles"), its copies references to it; 2 carried every copy inline; 2 and 3: one proposal
 # per slot, a part per rollup; 1 was per rollup.
 FORMAT_VERSION: Final[int] = 5
-# 6: version 5 whose parts' logs leave out a prefix the members hold from the slot's stream
+# 7: version 5 whose parts' logs leave out a prefix the members hold from the slot's stream
 # (``committee.stream``): each part names that prefix by ``"streamed": {"count", "digest"}``:
 # the first ``count`` plaintext entries of its log (every entry but the bids opened from the
-# slot's sealed bids, which never stream); the rest of the log, in log order, is the tail.
-# (4 was version 3 streamed.)
-STREAMED_VERSION: Final[int] = 6
+# slot's sealed bids, which never stream); the rest of the log, in log order, is the tail. And
+# each part carries its block's header (``"header"``: ``committee.records.HEADER_KEYS``, the
+# block without ``bundles`` and ``txs``) instead of the block: the member re-runs the slot
+# and compares its own blocks with the headers, so the bodies need not travel (decision 167).
+# (6 was 7 with whole blocks; 4 was version 3 streamed.)
+STREAMED_VERSION: Final[int] = 7
 # A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.
 _DERIVED_BUNDLE_KEYS: Final[tuple[str, ...]] = ("rollup", "txs", "gas")
 
@@ -252,13 +259,14 @@ def _part_to_json(
     names: Mapping[str, str],
     streamed: tuple[int, bytes] | None = None,
 ) -> dict[str, Any]:
-    out = {
-        "rollup": p.rollup,
-        "block": block_fields_to_json(p.block),
-        "parent": parent_certificate_to_json(p.parent) if p.parent else None,
-        "carried": [codec.pending_to_json(c) for c in p.carried],
-        "log": [_log_entry_to_json(e, cross, names) for e in p.log],
-    }
+    out: dict[str, Any] = {"rollup": p.rollup}
+    if streamed is None:
+        out["block"] = block_fields_to_json(p.block)
+    else:
+        out["header"] = header_fields_to_json(p.block)
+    out["parent"] = parent_certificate_to_json(p.parent) if p.parent else None
+    out["carried"] = [codec.pending_to_json(c) for c in p.carried]
+    out["log"] = [_log_entry_to_json(e, cross, names) for e in p.log]
     if streamed is not None:
         out["streamed"] = {"count": streamed[0], "digest": "0x" + streamed[1].hex()}
     return out
@@ -281,10 +289,10 @@ def encode_proposal(
     bundle's evidence once, each opened bid's not at all (its sealed entry's, named). Raises
     ValueError if two copies of a bundle differ.
 
-    ``streamed`` (version 6): by rollup, how many leading plaintext entries of its log the
+    ``streamed`` (version 7): by rollup, how many leading plaintext entries of its log the
     member holds from the slot's stream and their digest (``committee.stream``); those entries
     are left out, the rest of the log (the tail, opened bids wherever their seqs put them)
-    travels as in version 5."""
+    travels as in version 5, and each block travels as its header."""
     parts = p.parts
     if streamed is not None:
         opened = compute_opened_ids(p)
@@ -344,6 +352,7 @@ def compute_stream_tail(
 _TOP_KEYS = {"kind", "version", "committee_id", "slot", "bundles", "parts", "completion",
              "sealed"}  # fmt: skip
 _PART_KEYS = {"rollup", "block", "parent", "carried", "log"}
+_STREAMED_PART_KEYS = (_PART_KEYS - {"block"}) | {"header", "streamed"}
 
 
 _U64 = (1 << 64) - 1
@@ -468,7 +477,9 @@ class ParsedProposal:
     carried_docs: tuple[list[Any], ...]  # per part
     log_docs: tuple[list[Any], ...]  # per part
     bundle_docs: list[Any] = dataclasses.field(default_factory=list)  # the slot's cross bundles
-    # version 6: per part, the streamed prefix its log leaves out (count, digest); else None
+    # version 7: per part, the streamed prefix its log leaves out (count, digest); else None.
+    # Its parts' blocks are headers (``bundles`` and ``txs`` empty): the member's re-run
+    # gives the bodies (``committee.checks.check_header``).
     streamed: tuple[tuple[int, bytes], ...] | None = None
 
     def decode_rest(self) -> SlotProposal:
@@ -549,7 +560,7 @@ def decode_proposal(data: bytes) -> SlotProposal:
 
 
 def _parse_streamed(d: dict[str, Any], field: str) -> tuple[int, bytes]:
-    """A version-6 part's ``"streamed": {"count", "digest"}``."""
+    """A version-7 part's ``"streamed": {"count", "digest"}``."""
     doc = wire.obj(wire.get(d, "streamed", field + "."), field + ".streamed")
     wire.exact_keys(doc, {"count", "digest"}, field + ".streamed.")
     count = wire.integer(wire.get(doc, "count", field + ".streamed."), field + ".streamed.count")
@@ -560,15 +571,22 @@ def _parse_streamed(d: dict[str, Any], field: str) -> tuple[int, bytes]:
 
 
 def _parse_part(
-    value: Any, index: int, committee_id: bytes, slot: int, completion: bool
+    value: Any, index: int, committee_id: bytes, slot: int, completion: bool, streamed: bool
 ) -> tuple[Proposal, list[Any], list[Any]]:
-    """One part's header (rollup, block, parent) and its undecoded pool and log."""
+    """One part's head (rollup, block or, ``streamed``, its header; parent) and its undecoded
+    pool and log."""
     field = f"parts[{index}]"
     d = wire.obj(value, field)
-    wire.exact_keys(d, _PART_KEYS | {"streamed"}, field + ".")
+    # Verify a version-7 part carries a header and its streamed prefix, a version-5 one its
+    # block and no prefix (exactly those keys).
+    wire.exact_keys(d, _STREAMED_PART_KEYS if streamed else _PART_KEYS, field + ".")
     rollup = wire.integer(wire.get(d, "rollup", field + "."), field + ".rollup")
-    block_doc = wire.obj(wire.get(d, "block", field + "."), field + ".block")
-    block = block_from_json_strict(block_doc, prefix=field + ".block.")
+    if streamed:
+        header_doc = wire.obj(wire.get(d, "header", field + "."), field + ".header")
+        block = header_from_json_strict(header_doc, prefix=field + ".header.")
+    else:
+        block_doc = wire.obj(wire.get(d, "block", field + "."), field + ".block")
+        block = block_from_json_strict(block_doc, prefix=field + ".block.")
     parent = _parent_from_json(wire.get(d, "parent", field + "."))
     carried_doc = wire.get(d, "carried", field + ".")
     log_doc = wire.get(d, "log", field + ".")
@@ -608,13 +626,12 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         bundle_docs = wire.get(d, "bundles")
         if not isinstance(bundle_docs, list):
             raise wire.FieldError("bundles", "must be an array")
-        triples = [_parse_part(v, i, committee_id, slot, completion) for i, v in enumerate(parsed)]
-        # Verify a version-6 part names its streamed prefix and a version-5 one does not.
+        is_streamed = version == STREAMED_VERSION
+        triples = [_parse_part(v, i, committee_id, slot, completion, is_streamed)
+                   for i, v in enumerate(parsed)]  # fmt: skip
         streamed = None
-        if version == STREAMED_VERSION:
+        if is_streamed:
             streamed = tuple(_parse_streamed(v, f"parts[{i}]") for i, v in enumerate(parsed))
-        elif any("streamed" in v for v in parsed):
-            raise wire.FieldError("parts", "a version-5 part has no streamed prefix")
         if streamed is not None and completion:
             raise wire.FieldError("completion", "a completion carries the whole log")
         sealed = sealed_opening_from_json(d["sealed"]) if "sealed" in d else None

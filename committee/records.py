@@ -208,6 +208,26 @@ _SIGNED_KEYS = _BLOCK_KEYS | {
 }
 
 
+# A block's header as a streamed proposal carries it (committee.proposal, version 7): every
+# field but the bodies (``bundles``, ``txs``), which the block hash commits to and a member
+# re-derives.
+HEADER_KEYS: Final[set[str]] = _BLOCK_KEYS - {"bundles", "txs"}
+
+
+def header_fields_to_json(b: Block) -> dict[str, Any]:
+    """The block's header fields (``HEADER_KEYS``)."""
+    out = block_to_json(b)
+    del out["bundles"], out["txs"]
+    return out
+
+
+def header_from_json_strict(d: dict[str, Any], *, prefix: str = "") -> Block:
+    """Read a block header (``HEADER_KEYS``, exactly) from untrusted JSON: a ``Block`` whose
+    ``bundles`` and ``txs`` are empty."""
+    wire.exact_keys(d, HEADER_KEYS, prefix)
+    return block_from_json_strict(d, prefix=prefix, with_txs=False, with_bundles=False)
+
+
 def _bundle_from_json(value: Any, field: str) -> WinningBundle:
     d = wire.obj(value, field)
     wire.exact_keys(d, _BUNDLE_KEYS, field + ".")
@@ -246,8 +266,11 @@ def _leg_from_json(value: Any, field: str) -> LegEntry:
     )
 
 
-def block_from_json_strict(d: dict[str, Any], *, prefix: str = "", with_txs: bool = True) -> Block:
-    """Read a block's fields from untrusted JSON (every type and length checked)."""
+def block_from_json_strict(
+    d: dict[str, Any], *, prefix: str = "", with_txs: bool = True, with_bundles: bool = True
+) -> Block:
+    """Read a block's fields from untrusted JSON (every type and length checked); without
+    ``txs`` or ``bundles`` (a header), those are left empty."""
 
     def g(key: str) -> Any:
         return wire.get(d, key, prefix)
@@ -259,7 +282,9 @@ def block_from_json_strict(d: dict[str, Any], *, prefix: str = "", with_txs: boo
         rollup=wire.integer(g("rollup"), f("rollup")),
         slot=wire.integer(g("slot"), f("slot")),
         parent_hash=wire.hash_hex(g("parent_hash"), f("parent_hash")),
-        bundles=tuple(wire.array(g("bundles"), f("bundles"), _bundle_from_json)),
+        bundles=tuple(wire.array(g("bundles"), f("bundles"), _bundle_from_json))
+        if with_bundles
+        else (),
         txs=tuple(wire.array(g("txs"), f("txs"), wire.hex_bytes)) if with_txs else (),
         gas_used=wire.integer(g("gas_used"), f("gas_used")),
         revenue_wei=wire.wei(g("revenue_wei"), f("revenue_wei")),

@@ -3,7 +3,7 @@
 The coordinator pushes each rollup's newly logged events of the open slot to every member, in
 log order, in batches over the member wire (``POST /v1/stream``); the member checks each event
 once as it arrives (``committee.checks.check_streamed_event``) and keeps, per slot and rollup,
-the events it accepted and a running digest of them. At the deadline the proposal (version 6,
+the events it accepted and a running digest of them. At the deadline the proposal (version 7,
 ``committee.proposal``) carries, per rollup, only how many leading log entries the member
 already holds and their digest, plus the tail it has not seen (with sealed bids: how many
 leading *plaintext* entries, the bids opened from sealed calls travelling in the tail at their

@@ -68,7 +68,7 @@ async def test_a_member_signing_a_bad_block_through_the_coordinator_is_caught(
 
 async def test_streamed_bodies_carry_the_slots_one_endorsement(dealt: Dealt,
                                                                tmp_path: Path) -> None:
-    """Under streaming each member gets its own bytes (version 6, without its streamed prefix):
+    """Under streaming each member gets its own bytes (version 7, without its streamed prefix):
     one endorsement of the slot root covers them all, members that pin the operator sign, and
     none of them mistakes the per-member bodies for equivocation."""
     h = StreamingHarness(dealt, tmp_path, Clock(compute_slot_start_ms(CLOCK, SLOT) + 1))

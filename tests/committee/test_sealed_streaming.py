@@ -223,7 +223,7 @@ async def test_members_that_lost_their_stream_get_every_sealed_bid(
 async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
     memory_harness: SealedStreamingHarness,
 ) -> None:
-    """The version-6 proposal's tail carries every opened bid (their seqs are sealed entries'
+    """The version-7 proposal's tail carries every opened bid (their seqs are sealed entries'
     seqs, among the streamed plaintext events), and members join it to what they hold."""
     h = memory_harness
     ids, _ = await streamed_slot(h)
@@ -257,7 +257,7 @@ async def test_opened_bids_are_in_the_tail_of_every_members_proposal(
 async def test_a_tail_that_moves_entries_among_the_streamed_ones_is_refused(
     memory_harness: SealedStreamingHarness,
 ) -> None:
-    """Only opened bids may sit among a version-6 proposal's streamed prefix, each at a seq of
+    """Only opened bids may sit among a version-7 proposal's streamed prefix, each at a seq of
     its own; a plaintext entry moved there, or an opened bid on a streamed entry's seq, is
     refused before any other check."""
     h = memory_harness
@@ -282,7 +282,7 @@ async def test_a_tail_that_moves_entries_among_the_streamed_ones_is_refused(
     assert [is_opened_entry(e, opened) for e in tail] == [True, True, True, True, False]
 
     def body_with(lying: tuple[LoggedEvent, ...]) -> bytes:
-        """The version-6 body naming the member's 3 streamed entries, with ``lying`` as tail."""
+        """The version-7 body naming the member's 3 streamed entries, with ``lying`` as tail."""
         doc = orjson.loads(encode_proposal(with_log(proposal, lying), {ROLLUP: (0, digest)}))
         doc["parts"][0]["streamed"] = {"count": 3, "digest": "0x" + digest.hex()}
         return orjson.dumps(doc)

@@ -1,5 +1,5 @@
 """Streaming re-checks (committee/stream.py): a member follows a slot's log while it is open,
-then signs a version-6 proposal that carries only the tail. Each test plays an honest or a
+then signs a version-7 proposal that carries only the tail and the blocks' headers. Each test plays an honest or a
 lying coordinator against one real member (real signed bids, real checks, SQLite protection)."""
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from tests.committee.slots import (
     signed_bid,
     signed_cancel,
     slot_of,
+    with_block,
 )
 
 
@@ -81,7 +82,7 @@ def batch(dealt: Dealt, entries: tuple[LoggedEvent, ...] | list[LoggedEvent], st
 
 
 def streamed_body(p: Proposal, count: int, log: tuple[LoggedEvent, ...] | None = None) -> bytes:
-    """The version-6 proposal naming the first ``count`` entries of ``log`` (default: the
+    """The version-7 proposal naming the first ``count`` entries of ``log`` (default: the
     proposal's own log) as streamed."""
     prefix = (log if log is not None else p.log)[:count]
     digest = compute_digests(compute_entry_bytes(e) for e in prefix)[count]
@@ -314,3 +315,89 @@ def test_version_3_part_with_a_streamed_prefix_is_malformed(dealt, proposal, tmp
     doc["completion"] = True
     with pytest.raises(MalformedProposal):
         member.sign_proposal(orjson.dumps(doc))
+
+
+def _signed_streamed(dealt, log, tmp_path, body: bytes, index: int = 1):
+    """A member that streamed all of ``log``, then checks ``body`` past the deadline."""
+    clock = Clock(open_time())
+    member = member_of(dealt, tmp_path, clock, index=index)
+    member.accept_stream(batch(dealt, log))
+    clock.ms = after_close()
+    return member, member.sign_proposal(body)
+
+
+def test_streamed_proposal_carries_headers_not_bodies(dealt, log, proposal, tmp_path):
+    """Version 7: a part carries its block's header (no bundles, no txs); the member signs its
+    own re-run's block, and it is the block a whole-log member signs (decision 167)."""
+    body = streamed_body(proposal, len(log))
+    doc = orjson.loads(body)
+    (part,) = doc["parts"]
+    assert "block" not in part and set(part["header"]) >= {"block_hash", "bid_set_root"}
+    assert "bundles" not in part["header"] and "txs" not in part["header"]
+    for raw in proposal.block.txs:  # no transaction of the block travels
+        assert raw.hex() not in body.decode()
+    member, reply = _signed_streamed(dealt, log, tmp_path, body)
+    whole = member_of(dealt, tmp_path / "whole", Clock(after_close()), index=2)
+    assert whole.sign_proposal(encode_part(proposal)).slot_root == reply.slot_root
+    # what the member keeps of the block it signed is the block's (served to searchers)
+    kept = member.keeping.get_log(ROLLUP, SLOT)
+    assert kept is not None and kept.block_hash == proposal.block.block_hash
+
+
+def test_header_of_another_block_is_refused_naming_the_field(dealt, log, proposal, tmp_path):
+    """A coordinator that sends the header of a block the rules do not produce (a winner that
+    pays nothing; or the same fields under another hash, other bodies) is refused: the member
+    compares its own block's header and signs nothing."""
+    winners = list(proposal.block.bundles)
+    winners[0] = dataclasses.replace(winners[0], payment_wei=0)
+    cheaper = with_block(proposal, dataclasses.replace(
+        proposal.block, bundles=tuple(winners),
+        revenue_wei=proposal.block.revenue_wei - proposal.block.bundles[0].payment_wei))
+    with pytest.raises(BlockMismatch) as err:
+        _signed_streamed(dealt, log, tmp_path / "a", streamed_body(cheaper, len(log)))
+    assert err.value.data["field"] == "revenue_wei"
+    assert err.value.data["expected_block_hash"] == proposal.block.block_hash
+    # Only the hash differs: the bodies it stands for are not the re-run's.
+    other_bodies = with_block(proposal, dataclasses.replace(proposal.block,
+                                                            bundles=tuple(winners)))
+    doc = orjson.loads(streamed_body(other_bodies, len(log)))
+    assert doc["parts"][0]["header"]["revenue_wei"] == str(proposal.block.revenue_wei)
+    clock = Clock(open_time())
+    member = member_of(dealt, tmp_path / "b", clock)
+    member.accept_stream(batch(dealt, log))
+    clock.ms = after_close()
+    with pytest.raises(BlockMismatch) as err:
+        member.sign_proposal(orjson.dumps(doc))
+    assert err.value.data["field"] == "block_hash"
+    assert member.protection.get_signed(dealt.committee.committee_id, SLOT) is None
+
+
+def test_header_with_another_bid_set_root_is_refused(dealt, log, proposal, tmp_path):
+    forged = with_block(proposal, dataclasses.replace(proposal.block,
+                                                      bid_set_root="0x" + "ab" * 32))
+    with pytest.raises(BidSetMismatch):
+        _signed_streamed(dealt, log, tmp_path, streamed_body(forged, len(log)))
+
+
+@pytest.mark.parametrize("change", ["block_instead", "bundles_in_header", "txs_in_header",
+                                    "no_header", "header_in_version_5"])
+def test_version_7_header_shapes_are_exact(dealt, log, proposal, tmp_path, change):
+    """One form for one thing: a version-7 part has a header (exactly its fields), never a
+    block; a version-5 part a block, never a header."""
+    doc = orjson.loads(streamed_body(proposal, len(log)))
+    part = doc["parts"][0]
+    whole = orjson.loads(encode_part(proposal))
+    if change == "block_instead":
+        part["block"] = whole["parts"][0]["block"]
+        del part["header"]
+    elif change == "bundles_in_header":
+        part["header"]["bundles"] = whole["parts"][0]["block"]["bundles"]
+    elif change == "txs_in_header":
+        part["header"]["txs"] = []
+    elif change == "no_header":
+        del part["header"]
+    else:
+        doc = whole
+        doc["parts"][0]["header"] = part["header"]
+    with pytest.raises(MalformedProposal):
+        _signed_streamed(dealt, log, tmp_path, orjson.dumps(doc))

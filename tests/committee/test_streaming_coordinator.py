@@ -1,5 +1,5 @@
 """The coordinator streaming each open slot's log to in-process members (committee/feeder.py),
-then getting the slot signed with version-6 proposals; with the fake clock of the coordinator
+then getting the slot signed with version-7 proposals; with the fake clock of the coordinator
 tests, so each step is exact."""
 
 from __future__ import annotations
