@@ -85,10 +85,10 @@ from committee.errors import MalformedProposal
 from committee.records import (
     block_fields_to_json,
     block_from_json_strict,
-    header_fields_to_json,
-    header_from_json_strict,
     compute_slot_leaves,
     compute_tx_hashes,
+    header_fields_to_json,
+    header_from_json_strict,
     slot_proof_from_json,
     slot_proof_to_json,
 )
