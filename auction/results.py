@@ -261,6 +261,7 @@ def compute_slot_results(
     *,
     price_of_fairness: bool = True,
     encoder: SlotEncoder | None = None,
+    outcomes: bool = True,
 ) -> tuple[SlotResult, ...]:
     """Run the slot's auction over every rollup of the slot together: one result per part,
     ascending rollup. Deterministic: same inputs, same results, bit for bit.
@@ -272,7 +273,11 @@ def compute_slot_results(
     cross-rollup bundles) under one time budget, the largest of the rollups' ``time_budget_ms``.
     A one-rollup slot is exactly the single-rollup auction. ``price_of_fairness=False`` skips the
     analysts' second, unconstrained packing (``unconstrained_bids_wei`` is then the winning
-    bids): it is not part of any block, so a committee member need not pay for it.
+    bids): it is not part of any block, so a committee member need not pay for it. Likewise
+    ``outcomes=False`` leaves every result's ``outcomes`` empty (``()``): what became of each
+    bid is the slot's history (the engine stores it), not part of any block, and a member that
+    compares blocks only need not build it. Neither flag changes a block: the same steps
+    pack, price and build it.
 
     ``encoder`` (``auction.columnar``), when given, holds the slot's bid copies encoded as they
     were logged: the same rules run, reading each copy's conflict keys and leg from it and
@@ -295,7 +300,9 @@ def compute_slot_results(
         free = compute_slot_input(closes, fair=False, encoder=encoder)
         unconstrained = packer.pack_slot(free, budget)
     return tuple(
-        _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained, encoder)
+        _compute_rollup_result(
+            c, slot, deadline_ms, components, payments, unconstrained, encoder, outcomes
+        )
         for c in closes
     )
 
@@ -477,9 +484,11 @@ def _compute_rollup_result(
     payments: Mapping[str, int],
     unconstrained: Sequence[ComponentPacking] | None,
     encoder: SlotEncoder | None = None,
+    outcomes: bool = True,
 ) -> SlotResult:
-    """One rollup's block, outcomes and figures from the slot's packing (the bid-set root from
-    the tree ``encoder`` kept over the log as it was appended, when given)."""
+    """One rollup's block, outcomes (none unless ``outcomes``) and figures from the slot's
+    packing (the bid-set root from the tree ``encoder`` kept over the log as it was appended,
+    when given)."""
     r = c.chain_id
     comp = _component_of(components, r)
     packing = comp.packing
@@ -502,7 +511,8 @@ def _compute_rollup_result(
         deadline_ms=deadline_ms,
         block=block,
         outcomes=compute_outcomes(c.book, set(paid), paid, c.rejected,
-                                  None if encoder is None else encoder.lost_outcome),
+                                  None if encoder is None else encoder.lost_outcome)
+        if outcomes else (),
         winning_bids_wei=winning,
         upper_bound_wei=winning + _rollup_gap(comp, r),
         unconstrained_bids_wei=_rollup_unconstrained(c, winning, components, unconstrained),
