@@ -333,16 +333,18 @@ def _join_cross_eligibility(closes: Sequence[_RollupClose]) -> None:
     rejected: dict[str, str] = {}
     blocked: set[str] = set()
     for c in closes:  # ascending rollup: the lowest rollup's code is kept
+        cross = [e.event for e in c.book.live if e.event.legs]  # type: ignore[union-attr]
+        if not cross:
+            continue
         eligible = {b.bid_id for b in c.eligible}
-        for entry in c.book.live:
-            bid = entry.event
+        for bid in cross:
             assert isinstance(bid, Bid)
-            if not bid.legs:
-                continue
             if bid.bid_id in c.rejected:
                 rejected.setdefault(bid.bid_id, c.rejected[bid.bid_id])
             elif bid.bid_id not in eligible:
                 blocked.add(bid.bid_id)
+    if not rejected and not blocked:  # nothing to join: every close stays as it is
+        return
     for c in closes:
         held = {e.event.bid_id for e in c.book.live}  # type: ignore[union-attr]
         c.rejected.update({i: code for i, code in rejected.items() if i in held})
@@ -449,6 +451,9 @@ def compute_slot_payments(
         paid = packer.compute_joint_payments(
             comp.inp, comp.packing, PAYMENT_VCG if vcg else PAYMENT_FIRST_PRICE
         )
+        if len(set(rules.values())) == 1:  # one rule for every leg: the payment as computed
+            out.update(paid)  # (a first price is the bid)
+            continue
         by_id = {it.id: it for it in comp.inp.items}
         for i, amount in paid.items():
             item = by_id[i]
@@ -575,6 +580,8 @@ def compute_eligible_bids(
     protected = {p.tx.hash for p in pool if p.protected}
     due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
     rejected: dict[str, str] = {}
+    if not protected and not due_keys:  # no rule can refuse a bid: every live bid may win
+        return [e.event for e in book.live], rejected  # type: ignore[misc]
     eligible: list[Bid] = []
     for entry in book.live:
         bid = entry.event
