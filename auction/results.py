@@ -77,6 +77,8 @@ class SlotEncoder(Protocol):
 
     def copy(self, bid: Bid, rollup: int) -> EncodedBidCopy: ...
 
+    def copies(self, bids: Sequence[Bid], rollup: int) -> Sequence[EncodedBidCopy]: ...
+
     def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]: ...
 
     def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
@@ -398,10 +400,17 @@ def _compute_encoded_slot_input(
     rows: list[int] = []  # of each item's first leg, in item order
     more: dict[int, list[EncodedBidCopy]] = {}  # an item's further copies (cross-rollup)
     firsts: list[Bid] = []
-    for c in closes:
-        chain = c.chain_id
-        for b in _packed_bids(c, fair):
-            made = encoder.copy(b, chain)
+    for k, c in enumerate(closes):
+        bids = _packed_bids(c, fair)
+        copies = encoder.copies(bids, c.chain_id)
+        if not items:  # the first rollup with bids: all new (a book holds a bid id once)
+            items = [m.item for m in copies]
+            rows = [m.row for m in copies]
+            firsts = list(bids)
+            if k + 1 < len(closes):  # a later rollup's copy may join them
+                at = {b.bid_id: j for j, b in enumerate(bids)}
+            continue
+        for b, made in zip(bids, copies, strict=True):
             j = at.setdefault(b.bid_id, len(items))
             if j == len(items):
                 items.append(made.item)
