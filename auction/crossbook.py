@@ -54,7 +54,8 @@ def compute_cross_books(books: Mapping[int, Book]) -> dict[int, Book]:
              if isinstance(e.event, Bid) and e.event.legs]  # fmt: skip
     if not cross:  # the rule only removes cross-rollup bundles
         return dict(books)
-    live_ids = {r: {_bid_id(e.event) for e in book.live} for r, book in books.items()}
+    live_ids = {r: {e.event.bid_id if isinstance(e.event, Bid) else None for e in book.live}
+                for r, book in books.items()}  # fmt: skip
     dead: dict[str, str] = {}
     for bid in cross:  # in rollup, then log order (the books' order), as before
         if bid.bid_id in dead:

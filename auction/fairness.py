@@ -25,7 +25,7 @@ from auction.results import (
     compute_conflict_keys,
     compute_due,
     compute_pool,
-    compute_tx_keys,
+    compute_tx_binding_keys,
     is_protected_misplaced,
 )
 from auction.types import Bid, Block, LoggedEvent, PendingTx, WinningBundle
@@ -89,7 +89,7 @@ def check_block_fairness(
     # Verify no bundle conflicts with another or with a due public tx.
     owner: dict[str, str] = {}
     for p in due:
-        for k in compute_tx_keys(p.tx)[:2]:
+        for k in compute_tx_binding_keys(p.tx):
             owner[k] = p.tx.hash
     for b in winners:
         keys = compute_conflict_keys(b)

@@ -92,8 +92,15 @@ CODE_PROTECTED = "protected_tx_not_first"
 
 
 def compute_tx_keys(t: Tx) -> tuple[str, ...]:
-    """Keys two transactions (or bundles holding them) must not share."""
-    return ("t" + t.hash, f"n{t.sender}:{t.nonce}", *("w" + k for k in t.access_keys))
+    """Keys two transactions (or bundles holding them) must not share: its binding keys
+    (``compute_tx_binding_keys``), then one per storage location it accesses."""
+    return (*compute_tx_binding_keys(t), *("w" + k for k in t.access_keys))
+
+
+def compute_tx_binding_keys(t: Tx) -> tuple[str, str]:
+    """The keys that make two transactions exclusive whatever they access (the first two of
+    ``compute_tx_keys``): its hash, and its (sender, nonce)."""
+    return ("t" + t.hash, f"n{t.sender}:{t.nonce}")
 
 
 def compute_conflict_keys(bid: Bid) -> tuple[str, ...]:
@@ -174,7 +181,7 @@ def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[Pe
     for p in pool:
         if slot - p.arrival_slot < after:
             continue
-        k = set(compute_tx_keys(p.tx)[:2])  # hash and (sender, nonce); access lists don't bind txs
+        k = set(compute_tx_binding_keys(p.tx))  # access lists don't bind txs
         # A due tx that cannot fit (gas) or is invalid beside an older due tx stays pending.
         if k & keys or gas + p.tx.gas_limit > rollup.policy.gas_limit:
             continue
@@ -411,8 +418,9 @@ def _compute_encoded_slot_input(
                 at = {b.bid_id: j for j, b in enumerate(bids)}
             continue
         for b, made in zip(bids, copies, strict=True):
-            j = at.setdefault(b.bid_id, len(items))
-            if j == len(items):
+            j = at.get(b.bid_id)
+            if j is None:
+                at[b.bid_id] = len(items)
                 items.append(made.item)
                 rows.append(made.row)
                 firsts.append(b)
@@ -421,16 +429,17 @@ def _compute_encoded_slot_input(
     counts = [1] * len(items)
     if more:
         flat: list[int] = []
-        for j, row in enumerate(rows):
-            flat.append(row)
-            others = more.get(j)
-            if others is None:
-                continue
-            b = firsts[j]
+        done = 0  # items whose rows are in ``flat``
+        for j in sorted(more):  # each joined item's further rows right after its first
+            others = more[j]
+            flat.extend(rows[done : j + 1])
             flat.extend(m.row for m in others)
+            done = j + 1
+            b = firsts[j]
             counts[j] += len(others)
             legs = (items[j].legs[0], *(m.leg for m in others))
             items[j] = JointItem(id=b.bid_id, searcher=b.searcher, bid_wei=b.bid_wei, legs=legs)
+        flat.extend(rows[done:])
         rows = flat
     encoded = encoder.compute_encoded(rows, counts)
     return JointInput(tuple(c.capacity(fair) for c in closes), tuple(items), encoded=encoded)
@@ -483,13 +492,6 @@ def compute_attribution(total: int, gas_by_rollup: Sequence[tuple[int, int]]) ->
     return shares
 
 
-def _share(bid: Bid, rollup: int, total: int) -> int:
-    """A bid's part of ``total`` attributed to ``rollup`` (all of it for a single-rollup bid)."""
-    if not bid.legs:
-        return total
-    return compute_attribution(total, [(g.rollup, g.gas) for g in bid.legs])[rollup]
-
-
 def _compute_rollup_result(
     c: _RollupClose,
     slot: int,
@@ -508,9 +510,16 @@ def _compute_rollup_result(
     packing = comp.packing
     by_id = {b.bid_id: b for b in c.eligible}
     winners = [by_id[i] for i in packing.block(r)]
-    paid = {b.bid_id: _share(b, r, payments[b.bid_id]) if b.legs else payments[b.bid_id]
-            for b in winners}  # fmt: skip
-    winning = sum(_share(b, r, b.bid_wei) if b.legs else b.bid_wei for b in winners)
+    paid: dict[str, int] = {}  # this rollup's share of each winner's payment
+    winning = 0  # and of the winners' bids
+    for b in winners:
+        if b.legs:
+            gas = [(g.rollup, g.gas) for g in b.legs]
+            paid[b.bid_id] = compute_attribution(payments[b.bid_id], gas)[r]
+            winning += compute_attribution(b.bid_wei, gas)[r]
+        else:
+            paid[b.bid_id] = payments[b.bid_id]
+            winning += b.bid_wei
     gas_used = dict(packing.gas_used_by_rollup)[r]
     bundle_txs = [t for b in winners for t in b.txs]
     rollup, policy = c.part.rollup, c.part.rollup.policy
@@ -587,7 +596,7 @@ def compute_eligible_bids(
     tx after its first is rejected; one that conflicts with a due public tx cannot win (lost).
     ``keys_of`` is ``compute_conflict_keys`` or a cache of it (``auction.columnar``)."""
     protected = {p.tx.hash for p in pool if p.protected}
-    due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
+    due_keys = {k for p in due for k in compute_tx_binding_keys(p.tx)}
     rejected: dict[str, str] = {}
     if not protected and not due_keys:  # no rule can refuse a bid: every live bid may win
         return [e.event for e in book.live], rejected  # type: ignore[misc]
@@ -607,12 +616,12 @@ def compute_public_lane(
 ) -> list[Tx]:
     """The public lane after the bundles: due txs first (room is reserved for them), then
     first-come first-served, each only if it fits and is not made invalid by a block tx."""
-    used_keys = {k for t in bundle_txs for k in compute_tx_keys(t)[:2]}
+    used_keys = {k for t in bundle_txs for k in compute_tx_binding_keys(t)}
     included_hashes = {t.hash for t in bundle_txs}
     lane: list[Tx] = []
     due_hashes = {p.tx.hash for p in due}
     for p in [*due, *(p for p in pool if p.tx.hash not in due_hashes)]:
-        keys = compute_tx_keys(p.tx)[:2]
+        keys = compute_tx_binding_keys(p.tx)
         if p.tx.hash in included_hashes or used_keys.intersection(keys):
             continue
         if p.tx.gas_limit > room:
