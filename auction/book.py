@@ -34,20 +34,23 @@ def compute_book(log: Sequence[LoggedEvent]) -> Book:
     for entry in log:
         ev = entry.event
         if isinstance(ev, Bid):
-            if ev.bid_id in seen:
+            bid_id = ev.bid_id
+            if bid_id in seen:
                 continue
-            seen.add(ev.bid_id)
+            seen.add(bid_id)
             bids.append(entry)
             if ev.replacement_uuid is not None:
                 key = (ev.searcher, ev.replacement_uuid)
                 previous = by_uuid.get(key)
                 if previous is not None:
                     superseded[previous] = C.OUTCOME_REPLACED
-                by_uuid[key] = ev.bid_id
+                by_uuid[key] = bid_id
         elif isinstance(ev, Cancel):
             key = (ev.searcher, ev.replacement_uuid)
             previous = by_uuid.pop(key, None)
             if previous is not None:
                 superseded[previous] = C.OUTCOME_CANCELLED
+    if not superseded:  # nothing replaced or cancelled: every bid is live
+        return Book(live=tuple(bids), superseded=superseded, bids=tuple(bids))
     live = tuple(e for e in bids if e.event.bid_id not in superseded)  # type: ignore[union-attr]
     return Book(live=live, superseded=superseded, bids=tuple(bids))

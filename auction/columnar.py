@@ -101,6 +101,16 @@ class SlotEncoder:
         self._copies[key] = made
         return made
 
+    def copies(self, bids: Sequence[Bid], rollup: int) -> list[EncodedCopy]:
+        """``[self.copy(b, rollup) for b in bids]``, the kept ones read in one pass (the
+        close's loop over every eligible bid)."""
+        kept = self._copies
+        out = []
+        for bid in bids:
+            made = kept.get((bid.bid_id, rollup))
+            out.append(made if made is not None and made.bid is bid else self.copy(bid, rollup))
+        return out
+
     def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]:
         """``compute_conflict_keys(bid)``, computed once per copy."""
         return self.copy(bid, rollup).keys

@@ -48,17 +48,23 @@ def compute_cross_books(books: Mapping[int, Book]) -> dict[int, Book]:
     """Every rollup's book after the cross-rollup rule: a cross-rollup bundle not live in all
     its rollups is superseded in each book that holds it (moved out of ``live``), with one
     reason in all of them, the one ``compute_cross_reason`` gives. ``books`` must hold every
-    rollup of the slot. O(bids x rollups per bundle)."""
-    live_ids = {r: {_bid_id(e.event) for e in book.live} for r, book in books.items()}
+    rollup of the slot. O(bids x rollups per bundle); O(bids) attribute reads, and every book
+    returned as it is, when no book holds a cross-rollup bundle or every one is live."""
+    cross = [e.event for book in books.values() for e in book.bids
+             if isinstance(e.event, Bid) and e.event.legs]  # fmt: skip
+    if not cross:  # the rule only removes cross-rollup bundles
+        return dict(books)
+    live_ids = {r: {e.event.bid_id if isinstance(e.event, Bid) else None for e in book.live}
+                for r, book in books.items()}  # fmt: skip
     dead: dict[str, str] = {}
-    for book in books.values():
-        for entry in book.bids:
-            bid = entry.event
-            if not isinstance(bid, Bid) or not bid.legs or bid.bid_id in dead:
-                continue
-            if all(bid.bid_id in live_ids.get(r, ()) for r in bid.rollups):
-                continue
-            dead[bid.bid_id] = compute_cross_reason(bid, books) or C.OUTCOME_REJECTED
+    for bid in cross:  # in rollup, then log order (the books' order), as before
+        if bid.bid_id in dead:
+            continue
+        if all(bid.bid_id in live_ids.get(r, ()) for r in bid.rollups):
+            continue
+        dead[bid.bid_id] = compute_cross_reason(bid, books) or C.OUTCOME_REJECTED
+    if not dead:
+        return dict(books)
     out: dict[int, Book] = {}
     for rollup, book in books.items():
         held = {_bid_id(e.event) for e in book.bids}

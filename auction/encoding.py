@@ -155,7 +155,7 @@ def encode_block_header(
             b.gas.to_bytes(8, "big"),
         ]
         if cross:
-            out.append(_encode_legs(b))
+            out.append(_encode_legs(b) if b.legs else b"\x00")  # a count of 0: single-rollup
     out.append(_u(len(tx_hashes), 4))
     out += [bytes.fromhex(t[2:]) for t in tx_hashes]
     out += [_u(public_tx_count, 4), _h(carried_root), _h(pending_root)]
@@ -165,8 +165,9 @@ def encode_block_header(
 def _encode_legs(b: WinningBundle) -> bytes:
     """A version-2 entry's legs: count, then each leg's rollup, tx count and tx hashes."""
     out = [_u(len(b.legs), 1)]
-    for leg in b.legs:
-        out += [_u(leg.rollup, 8), _u(len(leg.tx_hashes), 2), *(_h(t) for t in leg.tx_hashes)]
+    for leg in b.legs:  # (_h and _u inlined, as in the entries' loop)
+        out += [leg.rollup.to_bytes(8, "big"), len(leg.tx_hashes).to_bytes(2, "big")]
+        out += [bytes.fromhex(t[2:]) for t in leg.tx_hashes]
     return b"".join(out)
 
 

@@ -25,7 +25,7 @@ from auction.results import (
     compute_conflict_keys,
     compute_due,
     compute_pool,
-    compute_tx_keys,
+    compute_tx_binding_keys,
     is_protected_misplaced,
 )
 from auction.types import Bid, Block, LoggedEvent, PendingTx, WinningBundle
@@ -50,8 +50,9 @@ def check_block_fairness(
     policy = rollup.policy
     pool = compute_pool(rollup, slot, carried, log)
     due = compute_due(rollup, slot, pool)
-    # Verify the inclusion list: every due public tx is in the block.
-    in_block = {to_hex(keccak256(raw)) for raw in block.txs}
+    # Verify the inclusion list: every due public tx is in the block (the block's txs hashed
+    # only when a tx is due).
+    in_block = {to_hex(keccak256(raw)) for raw in block.txs} if due else set()
     missing = [p.tx.hash for p in due if p.tx.hash not in in_block]
     if missing:
         raise ForcedTxMissing(
@@ -89,7 +90,7 @@ def check_block_fairness(
     # Verify no bundle conflicts with another or with a due public tx.
     owner: dict[str, str] = {}
     for p in due:
-        for k in compute_tx_keys(p.tx)[:2]:
+        for k in compute_tx_binding_keys(p.tx):
             owner[k] = p.tx.hash
     for b in winners:
         keys = compute_conflict_keys(b)

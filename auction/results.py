@@ -77,6 +77,8 @@ class SlotEncoder(Protocol):
 
     def copy(self, bid: Bid, rollup: int) -> EncodedBidCopy: ...
 
+    def copies(self, bids: Sequence[Bid], rollup: int) -> Sequence[EncodedBidCopy]: ...
+
     def keys_of(self, bid: Bid, rollup: int) -> tuple[str, ...]: ...
 
     def compute_encoded(self, rows: Sequence[int], counts: Sequence[int]) -> EncodedLegs | None:
@@ -90,8 +92,15 @@ CODE_PROTECTED = "protected_tx_not_first"
 
 
 def compute_tx_keys(t: Tx) -> tuple[str, ...]:
-    """Keys two transactions (or bundles holding them) must not share."""
-    return ("t" + t.hash, f"n{t.sender}:{t.nonce}", *("w" + k for k in t.access_keys))
+    """Keys two transactions (or bundles holding them) must not share: its binding keys
+    (``compute_tx_binding_keys``), then one per storage location it accesses."""
+    return (*compute_tx_binding_keys(t), *("w" + k for k in t.access_keys))
+
+
+def compute_tx_binding_keys(t: Tx) -> tuple[str, str]:
+    """The keys that make two transactions exclusive whatever they access (the first two of
+    ``compute_tx_keys``): its hash, and its (sender, nonce)."""
+    return ("t" + t.hash, f"n{t.sender}:{t.nonce}")
 
 
 def compute_conflict_keys(bid: Bid) -> tuple[str, ...]:
@@ -172,7 +181,7 @@ def compute_due(rollup: Rollup, slot: int, pool: Sequence[PendingTx]) -> list[Pe
     for p in pool:
         if slot - p.arrival_slot < after:
             continue
-        k = set(compute_tx_keys(p.tx)[:2])  # hash and (sender, nonce); access lists don't bind txs
+        k = set(compute_tx_binding_keys(p.tx))  # access lists don't bind txs
         # A due tx that cannot fit (gas) or is invalid beside an older due tx stays pending.
         if k & keys or gas + p.tx.gas_limit > rollup.policy.gas_limit:
             continue
@@ -261,6 +270,7 @@ def compute_slot_results(
     *,
     price_of_fairness: bool = True,
     encoder: SlotEncoder | None = None,
+    outcomes: bool = True,
 ) -> tuple[SlotResult, ...]:
     """Run the slot's auction over every rollup of the slot together: one result per part,
     ascending rollup. Deterministic: same inputs, same results, bit for bit.
@@ -272,7 +282,11 @@ def compute_slot_results(
     cross-rollup bundles) under one time budget, the largest of the rollups' ``time_budget_ms``.
     A one-rollup slot is exactly the single-rollup auction. ``price_of_fairness=False`` skips the
     analysts' second, unconstrained packing (``unconstrained_bids_wei`` is then the winning
-    bids): it is not part of any block, so a committee member need not pay for it.
+    bids): it is not part of any block, so a committee member need not pay for it. Likewise
+    ``outcomes=False`` leaves every result's ``outcomes`` empty (``()``): what became of each
+    bid is the slot's history (the engine stores it), not part of any block, and a member that
+    compares blocks only need not build it. Neither flag changes a block: the same steps
+    pack, price and build it.
 
     ``encoder`` (``auction.columnar``), when given, holds the slot's bid copies encoded as they
     were logged: the same rules run, reading each copy's conflict keys and leg from it and
@@ -295,7 +309,9 @@ def compute_slot_results(
         free = compute_slot_input(closes, fair=False, encoder=encoder)
         unconstrained = packer.pack_slot(free, budget)
     return tuple(
-        _compute_rollup_result(c, slot, deadline_ms, components, payments, unconstrained, encoder)
+        _compute_rollup_result(
+            c, slot, deadline_ms, components, payments, unconstrained, encoder, outcomes
+        )
         for c in closes
     )
 
@@ -326,16 +342,18 @@ def _join_cross_eligibility(closes: Sequence[_RollupClose]) -> None:
     rejected: dict[str, str] = {}
     blocked: set[str] = set()
     for c in closes:  # ascending rollup: the lowest rollup's code is kept
+        cross = [e.event for e in c.book.live if e.event.legs]  # type: ignore[union-attr]
+        if not cross:
+            continue
         eligible = {b.bid_id for b in c.eligible}
-        for entry in c.book.live:
-            bid = entry.event
+        for bid in cross:
             assert isinstance(bid, Bid)
-            if not bid.legs:
-                continue
             if bid.bid_id in c.rejected:
                 rejected.setdefault(bid.bid_id, c.rejected[bid.bid_id])
             elif bid.bid_id not in eligible:
                 blocked.add(bid.bid_id)
+    if not rejected and not blocked:  # nothing to join: every close stays as it is
+        return
     for c in closes:
         held = {e.event.bid_id for e in c.book.live}  # type: ignore[union-attr]
         c.rejected.update({i: code for i, code in rejected.items() if i in held})
@@ -389,12 +407,20 @@ def _compute_encoded_slot_input(
     rows: list[int] = []  # of each item's first leg, in item order
     more: dict[int, list[EncodedBidCopy]] = {}  # an item's further copies (cross-rollup)
     firsts: list[Bid] = []
-    for c in closes:
-        chain = c.chain_id
-        for b in _packed_bids(c, fair):
-            made = encoder.copy(b, chain)
-            j = at.setdefault(b.bid_id, len(items))
-            if j == len(items):
+    for k, c in enumerate(closes):
+        bids = _packed_bids(c, fair)
+        copies = encoder.copies(bids, c.chain_id)
+        if not items:  # the first rollup with bids: all new (a book holds a bid id once)
+            items = [m.item for m in copies]
+            rows = [m.row for m in copies]
+            firsts = list(bids)
+            if k + 1 < len(closes):  # a later rollup's copy may join them
+                at = {b.bid_id: j for j, b in enumerate(bids)}
+            continue
+        for b, made in zip(bids, copies, strict=True):
+            j = at.get(b.bid_id)
+            if j is None:
+                at[b.bid_id] = len(items)
                 items.append(made.item)
                 rows.append(made.row)
                 firsts.append(b)
@@ -403,16 +429,17 @@ def _compute_encoded_slot_input(
     counts = [1] * len(items)
     if more:
         flat: list[int] = []
-        for j, row in enumerate(rows):
-            flat.append(row)
-            others = more.get(j)
-            if others is None:
-                continue
-            b = firsts[j]
+        done = 0  # items whose rows are in ``flat``
+        for j in sorted(more):  # each joined item's further rows right after its first
+            others = more[j]
+            flat.extend(rows[done : j + 1])
             flat.extend(m.row for m in others)
+            done = j + 1
+            b = firsts[j]
             counts[j] += len(others)
             legs = (items[j].legs[0], *(m.leg for m in others))
             items[j] = JointItem(id=b.bid_id, searcher=b.searcher, bid_wei=b.bid_wei, legs=legs)
+        flat.extend(rows[done:])
         rows = flat
     encoded = encoder.compute_encoded(rows, counts)
     return JointInput(tuple(c.capacity(fair) for c in closes), tuple(items), encoded=encoded)
@@ -442,6 +469,9 @@ def compute_slot_payments(
         paid = packer.compute_joint_payments(
             comp.inp, comp.packing, PAYMENT_VCG if vcg else PAYMENT_FIRST_PRICE
         )
+        if len(set(rules.values())) == 1:  # one rule for every leg: the payment as computed
+            out.update(paid)  # (a first price is the bid)
+            continue
         by_id = {it.id: it for it in comp.inp.items}
         for i, amount in paid.items():
             item = by_id[i]
@@ -462,13 +492,6 @@ def compute_attribution(total: int, gas_by_rollup: Sequence[tuple[int, int]]) ->
     return shares
 
 
-def _share(bid: Bid, rollup: int, total: int) -> int:
-    """A bid's part of ``total`` attributed to ``rollup`` (all of it for a single-rollup bid)."""
-    if not bid.legs:
-        return total
-    return compute_attribution(total, [(g.rollup, g.gas) for g in bid.legs])[rollup]
-
-
 def _compute_rollup_result(
     c: _RollupClose,
     slot: int,
@@ -477,17 +500,26 @@ def _compute_rollup_result(
     payments: Mapping[str, int],
     unconstrained: Sequence[ComponentPacking] | None,
     encoder: SlotEncoder | None = None,
+    outcomes: bool = True,
 ) -> SlotResult:
-    """One rollup's block, outcomes and figures from the slot's packing (the bid-set root from
-    the tree ``encoder`` kept over the log as it was appended, when given)."""
+    """One rollup's block, outcomes (none unless ``outcomes``) and figures from the slot's
+    packing (the bid-set root from the tree ``encoder`` kept over the log as it was appended,
+    when given)."""
     r = c.chain_id
     comp = _component_of(components, r)
     packing = comp.packing
     by_id = {b.bid_id: b for b in c.eligible}
     winners = [by_id[i] for i in packing.block(r)]
-    paid = {b.bid_id: _share(b, r, payments[b.bid_id]) if b.legs else payments[b.bid_id]
-            for b in winners}  # fmt: skip
-    winning = sum(_share(b, r, b.bid_wei) if b.legs else b.bid_wei for b in winners)
+    paid: dict[str, int] = {}  # this rollup's share of each winner's payment
+    winning = 0  # and of the winners' bids
+    for b in winners:
+        if b.legs:
+            gas = [(g.rollup, g.gas) for g in b.legs]
+            paid[b.bid_id] = compute_attribution(payments[b.bid_id], gas)[r]
+            winning += compute_attribution(b.bid_wei, gas)[r]
+        else:
+            paid[b.bid_id] = payments[b.bid_id]
+            winning += b.bid_wei
     gas_used = dict(packing.gas_used_by_rollup)[r]
     bundle_txs = [t for b in winners for t in b.txs]
     rollup, policy = c.part.rollup, c.part.rollup.policy
@@ -502,7 +534,8 @@ def _compute_rollup_result(
         deadline_ms=deadline_ms,
         block=block,
         outcomes=compute_outcomes(c.book, set(paid), paid, c.rejected,
-                                  None if encoder is None else encoder.lost_outcome),
+                                  None if encoder is None else encoder.lost_outcome)
+        if outcomes else (),
         winning_bids_wei=winning,
         upper_bound_wei=winning + _rollup_gap(comp, r),
         unconstrained_bids_wei=_rollup_unconstrained(c, winning, components, unconstrained),
@@ -563,8 +596,10 @@ def compute_eligible_bids(
     tx after its first is rejected; one that conflicts with a due public tx cannot win (lost).
     ``keys_of`` is ``compute_conflict_keys`` or a cache of it (``auction.columnar``)."""
     protected = {p.tx.hash for p in pool if p.protected}
-    due_keys = {k for p in due for k in compute_tx_keys(p.tx)[:2]}
+    due_keys = {k for p in due for k in compute_tx_binding_keys(p.tx)}
     rejected: dict[str, str] = {}
+    if not protected and not due_keys:  # no rule can refuse a bid: every live bid may win
+        return [e.event for e in book.live], rejected  # type: ignore[misc]
     eligible: list[Bid] = []
     for entry in book.live:
         bid = entry.event
@@ -581,12 +616,12 @@ def compute_public_lane(
 ) -> list[Tx]:
     """The public lane after the bundles: due txs first (room is reserved for them), then
     first-come first-served, each only if it fits and is not made invalid by a block tx."""
-    used_keys = {k for t in bundle_txs for k in compute_tx_keys(t)[:2]}
+    used_keys = {k for t in bundle_txs for k in compute_tx_binding_keys(t)}
     included_hashes = {t.hash for t in bundle_txs}
     lane: list[Tx] = []
     due_hashes = {p.tx.hash for p in due}
     for p in [*due, *(p for p in pool if p.tx.hash not in due_hashes)]:
-        keys = compute_tx_keys(p.tx)[:2]
+        keys = compute_tx_binding_keys(p.tx)
         if p.tx.hash in included_hashes or used_keys.intersection(keys):
             continue
         if p.tx.gas_limit > room:

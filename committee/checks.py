@@ -678,16 +678,18 @@ def compute_expected_results(
 ) -> dict[int, SlotResult]:
     """Re-run the whole slot with the member's own policies and clock on the proposed logs,
     every rollup together, as the engine closes it (``compute_slot_results``: cross-rollup
-    bundles couple the rollups), without the analysts' price-of-fairness packing (it is not
-    part of any block). By rollup. ``encoder``: the slot's bid copies encoded as they streamed
-    in (the same re-run, packed from arrays; a copy of any other object is encoded anew)."""
+    bundles couple the rollups), without what no block depends on: the analysts'
+    price-of-fairness packing and each bid's outcome (the slot's history, which the engine
+    stores; every result's ``outcomes`` is empty here). Only ``.block`` is to be read. By
+    rollup. ``encoder``: the slot's bid copies encoded as they streamed in (the same re-run,
+    packed from arrays; a copy of any other object is encoded anew)."""
     deadline = compute_deadline_ms(config.clock, proposal.slot)
     parts = [
         SlotPart(config.rollups[p.rollup], p.block.parent_hash, p.log, p.carried)
         for p in proposal.parts
     ]
     results = compute_slot_results(
-        proposal.slot, deadline, parts, price_of_fairness=False, encoder=encoder
+        proposal.slot, deadline, parts, price_of_fairness=False, encoder=encoder, outcomes=False
     )
     return {r.rollup: r for r in results}
 

@@ -290,7 +290,7 @@ class Member:
         repack_ms = 0.0
         if headers:
             # 6 first: the blocks are this member's re-run's, the headers must be theirs
-            # (decision 167); the evidence step then takes the winners from them.
+            # (decision 166); the evidence step then takes the winners from them.
             proposal, repack_ms = self._rerun_headers(proposal)
             t2 = time.perf_counter()
         check_slot_evidence(

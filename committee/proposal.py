@@ -107,7 +107,7 @@ FORMAT_VERSION: Final[int] = 5
 # slot's sealed bids, which never stream); the rest of the log, in log order, is the tail. And
 # each part carries its block's header (``"header"``: ``committee.records.HEADER_KEYS``, the
 # block without ``bundles`` and ``txs``) instead of the block: the member re-runs the slot
-# and compares its own blocks with the headers, so the bodies need not travel (decision 167).
+# and compares its own blocks with the headers, so the bodies need not travel (decision 166).
 # (6 was 7 with whole blocks; 4 was version 3 streamed.)
 STREAMED_VERSION: Final[int] = 7
 # A cross-rollup bundle's entry in "bundles" leaves out what its first leg gives.

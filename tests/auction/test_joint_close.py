@@ -167,6 +167,41 @@ def test_a_cross_bundle_wins_on_both_rollups_and_pays_once():
     check_slot_atomicity(blocks)
 
 
+def documented_header(b: Block) -> bytes:
+    """The block header spelled out from docs/protocol.md ("Cross-rollup entries") and
+    docs/committee.md ("What is signed"), field by field, without auction/encoding.py."""
+
+    def h(text: str) -> bytes:
+        return bytes.fromhex(text[2:])
+
+    cross = any(w.legs for w in b.bundles)
+    out = b"blockspace/block" + bytes([2 if cross else 1]) + b.rollup.to_bytes(8, "big")
+    out += b.slot.to_bytes(8, "big") + h(b.parent_hash) + h(b.bid_set_root)
+    out += b.gas_used.to_bytes(8, "big") + b.revenue_wei.to_bytes(32, "big")
+    out += len(b.bundles).to_bytes(4, "big")
+    for w in b.bundles:
+        out += h(w.bundle_hash) + h(w.bid_id) + h(w.searcher) + w.bid_wei.to_bytes(32, "big")
+        out += w.payment_wei.to_bytes(32, "big") + w.gas.to_bytes(8, "big")
+        if cross:
+            out += len(w.legs).to_bytes(1, "big")
+            for leg in w.legs:
+                out += leg.rollup.to_bytes(8, "big") + len(leg.tx_hashes).to_bytes(2, "big")
+                out += b"".join(h(t) for t in leg.tx_hashes)
+    out += len(b.txs).to_bytes(4, "big") + b"".join(keccak256(raw) for raw in b.txs)
+    out += b.public_tx_count.to_bytes(4, "big") + h(b.carried_root) + h(b.pending_root)
+    return out
+
+
+def test_the_block_header_is_the_documented_bytes():
+    """Version 1 and version 2 (a cross entry beside single-rollup entries: a legs count of 0)."""
+    blocks = {r.rollup: r.block for r in compute_slot_results(SLOT, 1, three_rollup_slot())}
+    mixed = blocks[10]
+    assert {bool(w.legs) for w in mixed.bundles} == {True, False}
+    for b in blocks.values():
+        assert encode_block_header(**_header(b)) == documented_header(b)
+        assert b.block_hash == to_hex(keccak256(documented_header(b)))
+
+
 def _header(b: Block) -> dict:
     fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
     del fields["txs"], fields["block_hash"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from api.searcher import bundle_params
 from auction import codec
 from auction.bundles import compute_bid
+from auction.columnar import SlotEncoder
 from auction.encoding import ZERO_HASH
 from auction.hashing import keccak256, to_hex
 from auction.legs import compute_bid_copies
@@ -23,7 +24,12 @@ from auction.presets import MAINNET, Rollup
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import compute_deadline_ms, compute_slot_start_ms
 from auction.types import Bid, Evidence, LoggedEvent
-from committee.checks import check_bid_binding, check_slot_evidence
+from committee.checks import (
+    check_bid_binding,
+    check_block,
+    check_slot_evidence,
+    compute_expected_results,
+)
 from committee.errors import InvalidEvidence, Refusal
 from committee.member import DecodedTxs, Member
 from committee.proposal import Proposal, SlotProposal, decode_proposal, encode_proposal
@@ -112,6 +118,27 @@ def test_an_honest_slot_with_cross_bundles_is_signed(dealt, logs, tmp_path) -> N
     assert not parts[B].block.bundles  # the losing three-rollup bundle lost everywhere
     reply = member3(dealt, tmp_path).sign_proposal(encode_proposal(honest))
     assert reply.slot_root == honest.compute_slot_root()
+
+
+def test_a_members_re_run_is_the_engines_blocks_without_the_outcomes(dealt, logs) -> None:
+    """compute_expected_results (from scratch, or from an encoder fed the logs as a member's
+    stream feeds it) gives every rollup's block of the engine's close, and skips what no block
+    depends on: each bid's outcome."""
+    honest = proposal(dealt, logs)
+    parts = [SlotPart(ROLLUPS[r], ZERO_HASH, logs[r]) for r in RIGHT]
+    engine = {r.rollup: r for r in
+              compute_slot_results(SLOT, compute_deadline_ms(CLOCK, SLOT), parts)}  # fmt: skip
+    config = dataclasses.replace(config_of(dealt.committee, 1), rollups=ROLLUPS)
+    encoder = SlotEncoder()
+    for r in RIGHT:
+        encoder.extend(r, logs[r])
+    for enc in (None, encoder):
+        expected = compute_expected_results(config, honest, enc)
+        assert sorted(expected) == list(RIGHT)
+        for part in honest.parts:
+            assert expected[part.rollup].block == engine[part.rollup].block == part.block
+            assert expected[part.rollup].outcomes == () != engine[part.rollup].outcomes
+            check_block(config, part, expected[part.rollup])
 
 
 def test_a_dropped_leg_copy_gets_the_slot_refused_or_the_bundle_lost(dealt, logs, tmp_path):

@@ -1,6 +1,7 @@
 """Streaming re-checks (committee/stream.py): a member follows a slot's log while it is open,
-then signs a version-7 proposal that carries only the tail and the blocks' headers. Each test plays an honest or a
-lying coordinator against one real member (real signed bids, real checks, SQLite protection)."""
+then signs a version-7 proposal that carries only the tail and the blocks' headers. Each test
+plays an honest or a lying coordinator against one real member (real signed bids, real checks,
+SQLite protection)."""
 
 from __future__ import annotations
 
@@ -328,7 +329,7 @@ def _signed_streamed(dealt, log, tmp_path, body: bytes, index: int = 1):
 
 def test_streamed_proposal_carries_headers_not_bodies(dealt, log, proposal, tmp_path):
     """Version 7: a part carries its block's header (no bundles, no txs); the member signs its
-    own re-run's block, and it is the block a whole-log member signs (decision 167)."""
+    own re-run's block, and it is the block a whole-log member signs (decision 166)."""
     body = streamed_body(proposal, len(log))
     doc = orjson.loads(body)
     (part,) = doc["parts"]
