@@ -402,3 +402,22 @@ def test_version_7_header_shapes_are_exact(dealt, log, proposal, tmp_path, chang
         doc["parts"][0]["header"] = part["header"]
     with pytest.raises(MalformedProposal):
         _signed_streamed(dealt, log, tmp_path, orjson.dumps(doc))
+
+
+def test_a_signed_slots_stream_is_gone_at_once_and_freed_when_the_next_opens():
+    """Dropping a signed slot's streams takes effect at once (nothing more is kept or served
+    for it), but their memory is freed only when the next slot's stream opens: freeing
+    thousands of entries is not work the partial waits for."""
+    import gc
+    import weakref
+
+    streams = stream_mod.MemberStreams()
+    ref = weakref.ref(streams.open(SLOT))
+    streams.drop_through(SLOT)
+    gc.collect()
+    assert streams.get(SLOT) is None and streams.slots == []
+    assert ref() is not None  # held for freeing, not yet freed
+    streams.open(SLOT + 1)
+    gc.collect()
+    assert ref() is None
+    assert streams.slots == [SLOT + 1]
