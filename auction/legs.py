@@ -11,6 +11,7 @@ order written. Pure.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,6 +140,26 @@ def compute_bid_copy(bid: Bid, rollup: int | None) -> Bid:
         return bid
     leg = next((g for g in bid.legs if g.rollup == rollup), bid.legs[0])
     return dataclasses.replace(bid, rollup=leg.rollup, txs=leg.txs, gas=leg.gas)
+
+
+# Every field a bundle's copies share (all but the leg's own: ``rollup``, ``txs``, ``gas``).
+_shared_fields = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(Bid) if f.name not in {"rollup", "txs", "gas"})
+)
+
+
+def is_bid_copy(bid: Bid, of: Bid) -> bool:
+    """Whether ``bid == compute_bid_copy(of, bid.rollup)``: ``bid`` is the copy of ``of``'s
+    bundle for ``bid``'s rollup. The same answer without building the copy (a member checks
+    every copy of every cross-rollup bundle of the slot this way, at the deadline)."""
+    if not of.legs:
+        return bid == of
+    if bid.__class__ is not of.__class__:
+        return False
+    leg = next((g for g in of.legs if g.rollup == bid.rollup), None)
+    if leg is None:  # ``of`` gives its lowest rollup's copy, which is not for bid's rollup
+        return False
+    return bid.gas == leg.gas and bid.txs == leg.txs and _shared_fields(bid) == _shared_fields(of)
 
 
 def compute_bid_copies(bid: Bid) -> tuple[Bid, ...]:

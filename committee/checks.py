@@ -52,7 +52,7 @@ from auction.intake import (
     compute_intake_event,
     parse_params_object,
 )
-from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE, compute_bid_copy
+from auction.legs import DEFAULT_MAX_ROLLUPS_PER_BUNDLE, is_bid_copy
 from auction.presets import Policy, Rollup
 from auction.results import SlotPart, compute_slot_results
 from auction.slots import SlotClock, compute_deadline_ms
@@ -529,7 +529,7 @@ def check_slot_evidence(
         full |= _check_part_events(config, part, sample, first, decode, done, prechecked)
     for bid_id, (bid, part) in first.items():
         known = derived.get(bid_id) if derived else None
-        if known is not None and (known == bid or compute_bid_copy(known, bid.rollup) == bid):
+        if known is not None and (known == bid or is_bid_copy(bid, known)):
             continue  # re-derived in full as it streamed in
         if bid_id in full:
             # Re-derivation checks every field, the id and the slot included.
@@ -657,7 +657,7 @@ def _check_same_bundle(bid: Bid, part: Proposal, first: dict[str, tuple[Bid, Pro
     seen = first.setdefault(bid.bid_id, (bid, part))[0]
     # Verify it is the same signed bundle as every other copy of its id (a single-rollup bid
     # logged twice: the same bid).
-    if seen is not bid and compute_bid_copy(seen, bid.rollup) != bid:
+    if seen is not bid and not is_bid_copy(bid, seen):
         raise InvalidEvidence(
             "the copies of a bundle differ: not one signed bundle", bid_id=bid.bid_id
         )

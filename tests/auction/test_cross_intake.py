@@ -15,7 +15,7 @@ from api.searcher import bundle_params, cross_bundle_params
 from auction import codec
 from auction import constants as C
 from auction.intake import IntakeContext, Refused, compute_intake_event
-from auction.legs import compute_bid_copies, compute_bid_copy
+from auction.legs import compute_bid_copies, compute_bid_copy, is_bid_copy
 from auction.presets import MINIMAL, Policy, Preset, Rollup
 from auction.slots import SlotClock
 from auction.transactions import compute_bundle_hash, compute_tip_wei, decode_transaction
@@ -96,6 +96,37 @@ def test_the_context_rollup_picks_the_copy_any_copy_gives_all() -> None:
     # A context whose rollup the bundle does not span gets the lowest rollup's copy
     two = bundle_params([tx(K), tx(K, chain_id=OP)], SLOT, bid_wei=10**15)
     assert accepted(two, ctx(rollup=BASE)).rollup == OP
+
+
+def test_is_bid_copy_answers_as_building_the_copy_would() -> None:
+    """``is_bid_copy(x, of)`` is ``x == compute_bid_copy(of, x.rollup)`` for every pair among a
+    cross-rollup bundle's copies, a single-rollup bid, and copies with any one field changed
+    (the member's sameness check of a slot's copies relies on it)."""
+    import dataclasses
+
+    cross = accepted(bundle_params([tx(K), tx(K, chain_id=OP, gas=30_000)], SLOT, bid_wei=10**15))
+    single = accepted(bundle_params([tx(K)], SLOT, bid_wei=10**15))
+    other = accepted(bundle_params([tx(K, gas=70_000)], SLOT, bid_wei=10**15))
+    copies = list(compute_bid_copies(cross))
+    changes: dict[str, Any] = {
+        "bid_id": "0x" + "ab" * 32, "rollup": BASE, "slot": SLOT + 1, "searcher": "0x" + "cd" * 20,
+        "bundle_hash": "0x" + "ef" * 32, "txs": other.txs, "bid_wei": 1, "gas": 1,
+        "received_ms": 1, "evidence": other.evidence, "replacement_uuid": "u",
+        "reverting_tx_hashes": ("0x" + "12" * 32,), "min_timestamp": 1, "max_timestamp": 2,
+        "explicit_bid": not cross.explicit_bid, "legs": cross.legs[:1],
+    }
+    assert set(changes) == {f.name for f in dataclasses.fields(Bid)}  # every field is varied
+    variants = [dataclasses.replace(c, **{k: v}) for c in copies for k, v in changes.items()]
+    variants += [dataclasses.replace(single, **{k: v}) for k, v in changes.items() if k != "legs"]
+    bids = [*copies, single, other, *variants]
+    agreed = 0
+    for x in bids:
+        for of in bids:
+            expected = x == compute_bid_copy(of, x.rollup)
+            assert is_bid_copy(x, of) == expected, (x, of)
+            agreed += expected
+    # Verify the pairs include copies that are (each copy of the other's bundle, a bid itself)
+    assert agreed >= len(bids) + 2
 
 
 def test_single_rollup_bundles_have_no_legs_and_their_encoding_is_unchanged() -> None:
