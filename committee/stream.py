@@ -332,9 +332,10 @@ class MemberStreams:
 
     def __init__(self) -> None:
         self._slots: dict[int, SlotStream] = {}
-        # Streams dropped at a signature, freed when the next slot's stream opens: freeing
-        # thousands of entries and their columns costs about 2 ms, which the partial need not
-        # wait for (nor a deadline on a machine shared with other members).
+        # Streams dropped at a signature, freed the next time a new slot's stream opens (the
+        # next slot's, or the one after when the next one opened before this signature):
+        # freeing thousands of entries and their columns costs about 2 ms, which the partial
+        # need not wait for. Bounded: only streams once kept (at most STREAM_SLOTS_KEPT) wait.
         self._retired: list[SlotStream] = []
         self._lock = threading.Lock()
 
@@ -360,7 +361,7 @@ class MemberStreams:
 
     def drop_through(self, slot: int) -> None:
         """Forget every stream of ``slot`` and earlier (signed, or past its deadline) at once;
-        their memory is freed when the next slot's stream opens (``open``)."""
+        their memory is freed the next time a new slot's stream opens (``open``)."""
         with self._lock:
             for s in [s for s in self._slots if s <= slot]:
                 self._retired.append(self._slots.pop(s))
