@@ -123,9 +123,14 @@ class ParentCertificate:
     tx_hashes: tuple[str, ...]
     slot_proof: SlotProof
     signature: bytes
+    # The header and tx hashes are the reading member's own (``SignedHeader``), whose block
+    # hash it computed from these very fields: ``compute_block_hash`` need not run again.
+    own: bool = False
 
     def compute_block_hash(self) -> str:
         """The block hash the header fields imply (to compare with the claimed one)."""
+        if self.own:
+            return self.header.block_hash
         return compute_header_hash(self.header, self.tx_hashes)
 
 
@@ -480,7 +485,7 @@ def _parent_from_json(value: Any, own: SignedHeader | None = None) -> ParentCert
         wire.get(d, "signature", "parent."), "parent.signature", bls.SIGNATURE_LENGTH
     )
     if own is not None and _names_block(header_doc, own.header):
-        return ParentCertificate(own.header, own.tx_hashes, proof, signature)
+        return ParentCertificate(own.header, own.tx_hashes, proof, signature, own=True)
     header = block_from_json_strict(header_doc, prefix="parent.header.", with_txs=False)
     tx_hashes = wire.array(
         wire.get(header_doc, "tx_hashes", "parent.header."),

@@ -81,6 +81,7 @@ def test_the_parent_a_member_signed_is_its_own_header_and_signs_the_same(
     parsed = parse_proposal(body, own)
     cert = parsed.head.parts[0].parent
     assert cert is not None and cert.header is own[first.rollup].header  # not decoded again
+    assert cert.own and cert.compute_block_hash() == first.block.block_hash
     decoded = parse_proposal(body).head.parts[0].parent
     assert decoded is not None
     assert (cert.header, cert.tx_hashes) == (decoded.header, decoded.tx_hashes)
@@ -123,7 +124,7 @@ def test_a_certificate_naming_another_block_is_decoded_and_checked(
     own = member._own_headers()
     cert = parse_proposal(spelled, own).head.parts[0].parent
     assert cert is not None and cert.header is not own[first.rollup].header
-    assert cert.header == own[first.rollup].header
+    assert cert.header == own[first.rollup].header and not cert.own
     # A tampered header under its own (wrong) hash: decoded, and its hash does not match
     tampered = with_parent_field(encode_part(child), "slot", SLOT - 1)
     with pytest.raises((UnknownParent, Locked)):
