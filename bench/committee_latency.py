@@ -18,7 +18,11 @@ process with the coordinator attached, then for each slot: appends that many rea
 closes the slot and times until the signed block is published. Prints, per slot size, the
 median over repeats of p50 and p99 of deadline -> published, and where the time went (medians):
 the engine's close, building the proposal, members re-checking and signing (their own wall
-times, under contention for the cores), the coordinator verifying the partials. For scale it
+times, under contention for the cores), the coordinator verifying the partials, and the CPU
+every signer process and the engine's process spent from the deadline to the signed block
+(with the wall-time floor it implies on this machine's cores). Each fresh deployment first
+runs one untimed slot (its processes' first slot is not the steady state) and prints what it
+took (decision 167). For scale it
 also times one member checking the same proposal alone in this process (no contention), which
 is what a deployment with one member per host pays.
 
