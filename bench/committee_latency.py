@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.committee_latency [--n 10] [--t 7] [--sizes 100 2000]
         [--samples 12] [--repeat 3] [--slot-ms 2000] [--path both|whole|streaming]
-        [--stream-check full|sample] [--sealed] [--shared-rollups R]
+        [--stream-check full|sample] [--sealed] [--shared-rollups R [--same-space]]
 
 By default (``--path both``) it runs two deployments of n signer processes each, alternating
 repeats: the whole-log path (each member re-checks the closed slot's log at the deadline,
@@ -18,7 +18,11 @@ process with the coordinator attached, then for each slot: appends that many rea
 closes the slot and times until the signed block is published. Prints, per slot size, the
 median over repeats of p50 and p99 of deadline -> published, and where the time went (medians):
 the engine's close, building the proposal, members re-checking and signing (their own wall
-times, under contention for the cores), the coordinator verifying the partials. For scale it
+times, under contention for the cores), the coordinator verifying the partials, and the CPU
+every signer process and the engine's process spent from the deadline to the signed block
+(with the wall-time floor it implies on this machine's cores). Each fresh deployment first
+runs one untimed slot (its processes' first slot is not the steady state) and prints what it
+took (decision 167). For scale it
 also times one member checking the same proposal alone in this process (no contention), which
 is what a deployment with one member per host pays.
 
@@ -27,7 +31,13 @@ deployments each with its own n signer processes (started together, used in alte
 repeats): today's single rollup with that many bids, and R rollups under one signed slot root
 with the same total, ``--cross-share`` of the bundles spanning two rollups (one bid each, a copy
 in each spanned rollup's log) and the rest split evenly. It prints p50/p99 of deadline -> signed
-slot root for both, the ratio shared / single, and both breakdowns.
+slot root for both, the ratio shared / single, and both breakdowns. ``--same-space`` adds a
+deployment (its own n signer processes, in the same alternation): one rollup whose gas limit is
+R times the preset's, fed the single rollup's bids, so the shared slot is also compared with a
+single rollup of the same block space (the shared slot has R gas limits, and so more winners);
+the ratio printed is then shared / each other deployment. Every deployment's table also gives
+the median per slot of the winning entries in its blocks (a cross-rollup bundle is an entry in
+each block it wins in; distinct bundles in brackets) and of the gas they use.
 
 With ``--sealed`` (issue 14's figure), each size is run on two deployments in the same run: the
 plaintext bids, and the same bundles sent encrypted to the committee's slot key
@@ -82,6 +92,10 @@ ROLLUP = 167_001
 GWEI = 10**9
 WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
 
+
+# Engines whose untimed warm-up slots have run (``run_size``), and how many each runs.
+_WARMED: set[Engine] = set()
+WARM_UP_SLOTS = 1
 
 # Every group of signer processes this run started: stopped however the run ends (an error,
 # Ctrl-C, SIGTERM), so that no signer outlives the benchmark.
@@ -250,6 +264,15 @@ async def run_size(
     cross-rollup bundles of ``cross``, a ``bench.shared_slot.CrossPool``); one record per slot."""
     pools = pool if isinstance(pool, list) else [pool]
     out = []
+    if engine not in _WARMED:
+        # A deployment's first slots after its processes start are not the steady state the
+        # target is about (first connections, first proposal in each member, first close):
+        # run them untimed, and say what they took.
+        _WARMED.add(engine)
+        first = await run_size(engine, coordinator, pool, WARM_UP_SLOTS, cross)
+        print("  untimed warm-up slot(s) of a fresh deployment, deadline -> published: "
+              + ", ".join(f"{r.get('deadline_to_published_ms', float('nan')):.0f} ms"
+                          for r in first), flush=True)  # fmt: skip
     for _ in range(samples):
         slot = engine.open_slot() + 1
         start = compute_slot_start_ms(engine.clock, slot)
@@ -262,7 +285,9 @@ async def run_size(
         deadline = compute_deadline_ms(engine.clock, slot)
         await asyncio.sleep(max(0.0, (deadline - time.time() * 1000) / 1000))
         t0 = time.time()
+        cpu0 = compute_cpu_ms()
         await engine.close_or_fail(slot)  # as the engine's clock closes it
+        cpu1 = compute_cpu_ms()
         failed = await engine.store.get_failed_slot(ROLLUP, slot)
         if failed is not None and failed.reason == FAILED_KEY_NOT_RELEASED:
             # Fewer than t key releases by the signing deadline: published as failed; counted,
@@ -275,8 +300,47 @@ async def run_size(
         timing = dict(coordinator.timings[-1])
         timing["deadline_to_published_ms"] = done_ms
         timing["late_start_ms"] = (t0 * 1000) - deadline
+        # CPU spent from the deadline to the signed block: every signer process (ten members on
+        # two cores make the window CPU-bound) and this process (engine and coordinator)
+        timing["cpu_members_ms"] = sum(v - cpu0.get(k, 0.0) for k, v in cpu1.items() if k)
+        timing["cpu_engine_ms"] = cpu1[0] - cpu0[0]
+        # After the clock stops: what the slot's blocks hold (the timings count bids, not winners)
+        timing.update(await compute_winners(engine.store, timing["rollups"], slot))
         out.append(timing)
     return out
+
+
+def compute_cpu_ms() -> dict[int, float]:
+    """CPU ms used so far by every signer process this run started (by pid) and by this
+    process (key 0). Linux ``/proc``; clock-tick resolution (10 ms per process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for procs in _STARTED:
+        for p in procs.procs.values():
+            try:
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited
+            out[p.pid] = (int(fields[11]) + int(fields[12])) * 1000 / tick
+    t = os.times()
+    out[0] = (t.user + t.system) * 1000
+    return out
+
+
+async def compute_winners(store: Store, rollups: list[int], slot: int) -> dict[str, int]:
+    """The winning entries of ``slot``'s stored blocks over ``rollups`` (a cross-rollup bundle
+    is one in each block it wins in), the distinct bundles among them, and the gas they use."""
+    entries = 0
+    bundles: set[str] = set()
+    gas = 0
+    for rollup in rollups:
+        result = await store.get_result(rollup, slot)
+        if result is None:
+            continue
+        entries += len(result.block.bundles)
+        bundles.update(b.bid_id for b in result.block.bundles)
+        gas += sum(b.gas for b in result.block.bundles)
+    return {"winners": entries, "winning_bundles": len(bundles), "winners_gas": gas}
 
 
 def member_phase(records: list[dict[str, Any]], phases: tuple[str, ...]) -> float:
@@ -426,16 +490,23 @@ class Deployment:
     processes configured for the same rollups."""
 
     def __init__(
-        self, args: argparse.Namespace, rollups: list[int], workdir: Path, streaming: bool = False
+        self,
+        args: argparse.Namespace,
+        rollups: list[int],
+        workdir: Path,
+        streaming: bool = False,
+        gas_limit: int | None = None,
     ) -> None:
         self.t = args.t or threshold.default_threshold(args.n)
         self.streaming = streaming
+        # gas_limit: every rollup's, in the engine and the signers alike (None: the preset's)
         self.settings = Settings(
             slot_ms=args.slot_ms,
             rollups=rollups,
             genesis_ms=0,
             committee_streaming=streaming,
             signer_stream_check=args.stream_check,
+            gas_limit=gas_limit,
         )
         committee_path, share_paths = write_committee_files(workdir, args.n, self.t)
         self.committee = keyfiles.read_committee_file(committee_path)
@@ -502,7 +573,16 @@ async def main_shared(args: argparse.Namespace) -> None:
         on = args.path != "whole"
         single = Deployment(args, [ROLLUP], Path(tmp) / "single", streaming=on)
         shared = Deployment(args, ids, Path(tmp) / "shared", streaming=on)
-        deployments = {"single": single, "shared": shared}
+        deployments = {"single": single}
+        gas = single.settings.base_preset().policy.gas_limit
+        space = ""
+        if args.same_space:
+            # One rollup with the block space of the shared slot's R rollups together
+            deployments[f"single, {len(ids)}x gas"] = Deployment(
+                args, [ROLLUP], Path(tmp) / "same-space", streaming=on, gas_limit=len(ids) * gas
+            )
+            space = f", and {ROLLUP} alone with {len(ids)} x {gas / 1e6:.0f}M gas"
+        deployments["shared"] = shared  # last: report_group's ratios are shared / each other
         if args.path == "both":
             whole = Deployment(args, [ROLLUP], Path(tmp) / "whole", streaming=False)
             deployments = {"single, whole log": whole, **deployments}
@@ -511,6 +591,9 @@ async def main_shared(args: argparse.Namespace) -> None:
             for size in args.sizes:
                 n_cross = int(size * args.cross_share)
                 rest = (size - n_cross) // len(ids)
+                # Also the same-space deployment's bids: BidPool uses its settings for the clock
+                # and for refusing bundles over the policy's limits, and a larger gas limit only
+                # admits more, so the very same bids are valid there
                 one_pool = BidPool(size, single.settings)
                 pools = [
                     BidPool(
@@ -532,7 +615,7 @@ async def main_shared(args: argparse.Namespace) -> None:
                 print(
                     f"\n=== {size} bids in total: single rollup {ROLLUP} vs {len(ids)} rollups "
                     f"{ids} ({n_cross} cross-rollup bundles = {args.cross_share:.0%}, "
-                    f"{rest} single-rollup bids per rollup) ==="
+                    f"{rest} single-rollup bids per rollup{space}) ==="
                 )
                 report_group(size, rounds, "deadline -> signed slot root", list(deployments))
 
@@ -582,9 +665,14 @@ def report_group(
     """Deployments measured in one run: p50/p99 of each, the last one's ratio to each of the
     others, then each report."""
     p = {k: compute_p50_p99(v) for k, v in rounds.items()}
-    print(f"  {what:<34} p50        p99")
+    # winners: median per slot of the blocks' entries (distinct bundles) and the gas they use
+    print(f"  {what:<34} p50        p99      winners (bundles)     gas")
     for k in names:
-        print(f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms")
+        w = compute_winners_median(rounds[k])
+        print(
+            f"    {k:<30} {p[k][0]:7.0f} ms {p[k][1]:7.0f} ms {w[0]:7.0f} ({w[1]:7.0f}) "
+            f"{w[2] / 1e6:7.1f}M"
+        )
     last = names[-1]
     for base in names[:-1]:
         ratio = f"ratio {last} / {base}"
@@ -595,6 +683,18 @@ def report_group(
     for k in names:
         print(f"  --- {k} ---")
         report(size, rounds[k], None)
+
+
+def compute_winners_median(rounds: list[list[dict[str, Any]]]) -> tuple[float, float, float]:
+    """Medians over every signed slot of its winning entries, distinct winning bundles and
+    their gas (``compute_winners``)."""
+    signed = [r for rnd in rounds for r in rnd if r.get("status") == "signed" and "winners" in r]
+    if not signed:
+        return (float("nan"),) * 3
+    return tuple(  # type: ignore[return-value]
+        statistics.median(r[k] for r in signed)
+        for k in ("winners", "winning_bundles", "winners_gas")
+    )
 
 
 def compute_p50_p99(rounds: list[list[dict[str, Any]]]) -> tuple[float, float]:
@@ -627,9 +727,12 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
     # combination of the first t and its one verification (each partial alone only when that
     # fails); before, each partial as it arrived, without the combine
     verify = med("verify_ms")
+    cpu_members, cpu_engine = med("cpu_members_ms"), med("cpu_engine_ms")
+    winners, bundles, gas = compute_winners_median(rounds)
     print(
         f"\n{size} bids/slot: {len(signed)}/{len(records)} slots signed, proposal "
-        f"{statistics.median(r['proposal_bytes'] for r in signed or records) / 1e6:.2f} MB"
+        f"{statistics.median(r['proposal_bytes'] for r in signed or records) / 1e6:.2f} MB, "
+        f"median {winners:.0f} winning entries ({bundles:.0f} bundles, {gas / 1e6:.1f}M gas)"
     )
     failed = [r for r in records if r["status"] == "key_not_released"]
     if failed:
@@ -649,6 +752,11 @@ def report(size: int, rounds: list[list[dict[str, Any]]], alone: dict[str, float
         ("coordinator verify partials (combined)", verify),
     ]:
         print(f"    {name:<52} {value:8.1f} ms  {value / total:6.1%}")
+    print(
+        f"    CPU from the deadline to the signed block: {cpu_members:.0f} ms in the signer "
+        f"processes, {cpu_engine:.0f} ms in the engine's (on {os.cpu_count()} cores: at least "
+        f"{(cpu_members + cpu_engine) / (os.cpu_count() or 1):.0f} ms of wall)"
+    )
     if alone is None:
         names = sorted(
             {
@@ -699,6 +807,13 @@ def main() -> None:
         help="share of the shared slot's bundles spanning two rollups",
     )
     parser.add_argument(
+        "--same-space",
+        action="store_true",
+        dest="same_space",
+        help="with --shared-rollups R, also run one rollup with R times the gas limit, fed the "
+        "single rollup's bids",
+    )
+    parser.add_argument(
         "--sealed",
         action="store_true",
         help="plaintext vs the same bundles encrypted (issue 14), one run",
@@ -718,6 +833,8 @@ def main() -> None:
         help="how a streaming member checks each event",
     )
     args = parser.parse_args()
+    if args.same_space and not args.shared_rollups:
+        parser.error("--same-space needs --shared-rollups R")
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(main_async(args))

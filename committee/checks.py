@@ -529,7 +529,9 @@ def check_slot_evidence(
         full |= _check_part_events(config, part, sample, first, decode, done, prechecked)
     for bid_id, (bid, part) in first.items():
         known = derived.get(bid_id) if derived else None
-        if known is not None and (known == bid or is_bid_copy(bid, known)):
+        # (the streamed prefix holds the very objects that were derived: no field-by-field
+        # comparison for them)
+        if known is not None and (known is bid or known == bid or is_bid_copy(bid, known)):
             continue  # re-derived in full as it streamed in
         if bid_id in full:
             # Re-derivation checks every field, the id and the slot included.
@@ -593,19 +595,26 @@ def _check_part_events(
     streamed in: only what needs the whole slot is checked for them (their first copies'
     ids are added to ``prechecked``)."""
     policy = config.rollups[part.rollup].policy
-    winners = {w.bid_id for w in part.block.bundles}
     full = compute_part_full_ids(part, sample)
-    for index, entry in enumerate(part.log):
+    log = part.log
+    logged: set[str] = set()  # this part's bid ids
+    # The streamed prefix: its events were checked one by one as they arrived; what is left is
+    # what needs the whole slot (each copy the same bundle as its id's first copy). One tight
+    # pass: it is most of the log, and this runs at the deadline.
+    for entry in log[:streamed]:
         ev = entry.event
-        early = index < streamed
         if isinstance(ev, Bid):
-            if not early:
-                check_bid_bounds(ev, policy)
-            elif prechecked is not None and ev.bid_id not in first:
-                prechecked.add(ev.bid_id)
+            bid_id = ev.bid_id
+            logged.add(bid_id)
+            if prechecked is not None and bid_id not in first:
+                prechecked.add(bid_id)
             _check_same_bundle(ev, part, first)
-        elif early:
-            continue  # a cancel or public tx checked in full as it streamed in
+    for entry in log[streamed:]:
+        ev = entry.event
+        if isinstance(ev, Bid):
+            logged.add(ev.bid_id)
+            check_bid_bounds(ev, policy)
+            _check_same_bundle(ev, part, first)
         elif isinstance(ev, Cancel):
             check_cancel(config, ev, part)
         else:
@@ -615,8 +624,7 @@ def _check_part_events(
     for pending in part.carried:
         _check_decoding(pending.tx.raw, pending.tx, {"tx": pending.tx.hash}, decode)
     # Verify every winner is in the log (the repack would miss it too; this names it).
-    logged = {e.event.bid_id for e in part.log if isinstance(e.event, Bid)}
-    for bid_id in winners - logged:
+    for bid_id in {w.bid_id for w in part.block.bundles} - logged:
         raise InvalidEvidence("a winning bid is not in the log", bid_id=bid_id)
     return full
 

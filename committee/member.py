@@ -28,7 +28,7 @@ from typing import Final
 from auction.results import compute_event_id
 from auction.slots import compute_deadline_ms, compute_slot_at
 from auction.transactions import decode_transaction
-from auction.types import Bid, LoggedEvent, LoggedSealedBid, Tx
+from auction.types import Bid, Block, LoggedEvent, LoggedSealedBid, Tx
 from committee import bls, threshold
 from committee.checks import (
     KnownBlock,
@@ -63,8 +63,10 @@ from committee.keeping import DEFAULT_KEPT_SLOTS, MemberKeeping, SignedLog
 from committee.proposal import (
     ParsedProposal,
     Proposal,
+    SignedHeader,
     SlotProposal,
     compute_opened_ids,
+    compute_signed_header,
     is_opened_entry,
     parse_proposal,
 )
@@ -201,6 +203,13 @@ class Member:
             DECODED_TXS_PER_POOL
             * sum(r.policy.max_pending_public_txs for r in config.rollups.values())
         )
+        # Per rollup, the newest block this member signed, as the next slot's parent
+        # certificate carries it (``parse_proposal``'s ``own``: a parent naming it is not
+        # decoded again). Kept as the block at the signature and made a header (a keccak per
+        # transaction) when the next slot's first batch streams in, off the deadline.
+        self._signed_blocks: dict[int, Block] = {}
+        self._signed_headers: dict[int, SignedHeader] = {}
+        self._headers_lock = threading.Lock()
 
     @property
     def index(self) -> int:
@@ -244,7 +253,7 @@ class Member:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         endorsed, data = unwrap_proposal(data)
-        parsed = parse_proposal(data)
+        parsed = parse_proposal(data, self._own_headers())
         head = parsed.head
         slot_root = head.compute_slot_root()
         # 0. the operator's endorsement of the slot root, before any rule (and kept).
@@ -330,6 +339,11 @@ class Member:
             )
         released = record if self.fault == "equivocate" else stored
         self.streams.drop_through(proposal.slot)  # signed: its streams are done with
+        if released is stored:
+            with self._headers_lock:
+                for part in proposal.parts:
+                    self._signed_blocks[part.rollup] = part.block
+                    self._signed_headers.pop(part.rollup, None)
         self._keep_signed_logs(proposal)
         timings["sign"] = (time.perf_counter() - t4) * 1e3
         return self._reply(proposal.slot, released, False, timings)
@@ -380,6 +394,15 @@ class Member:
         done = dataclasses.replace(proposal, parts=tuple(parts))
         return done, (time.perf_counter() - t0) * 1e3
 
+    def _own_headers(self) -> dict[int, SignedHeader]:
+        """By rollup, the header of the newest block this member signed (made now from the
+        kept block if no batch streamed in since)."""
+        with self._headers_lock:
+            for rollup, block in self._signed_blocks.items():
+                if rollup not in self._signed_headers:
+                    self._signed_headers[rollup] = compute_signed_header(block)
+            return dict(self._signed_headers)
+
     def _keep_signed_logs(self, proposal: SlotProposal) -> None:
         """Keep the event ids of every block this member signed (served to searchers)."""
         for part in proposal.parts:
@@ -424,6 +447,7 @@ class Member:
         with paused_gc():
             batch = decode_stream_batch(data)
             self._check_stream_target(batch)
+            self._own_headers()  # the last signed blocks' headers, while the slot is open
             stream = self.streams.open(batch.slot)
             if isinstance(batch, SealedStreamBatch):
                 return self._accept_sealed(stream, batch)

@@ -123,9 +123,14 @@ class ParentCertificate:
     tx_hashes: tuple[str, ...]
     slot_proof: SlotProof
     signature: bytes
+    # The header and tx hashes are the reading member's own (``SignedHeader``), whose block
+    # hash it computed from these very fields: ``compute_block_hash`` need not run again.
+    own: bool = False
 
     def compute_block_hash(self) -> str:
         """The block hash the header fields imply (to compare with the claimed one)."""
+        if self.own:
+            return self.header.block_hash
         return compute_header_hash(self.header, self.tx_hashes)
 
 
@@ -198,12 +203,26 @@ def parent_certificate_to_json(cert: ParentCertificate) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class SignedHeader:
+    """A block as a parent certificate carries it: every field but the txs, and the txs'
+    hashes (what its block hash is computed from). A member keeps the one of the newest
+    block it signed per rollup (``parse_proposal``'s ``own``)."""
+
+    header: Block  # ``txs`` empty
+    tx_hashes: tuple[str, ...]
+
+
+def compute_signed_header(block: Block) -> SignedHeader:
+    return SignedHeader(dataclasses.replace(block, txs=()), tuple(compute_tx_hashes(block)))
+
+
 def compute_parent_certificate(
     block: Block, slot_proof: SlotProof, signature: bytes
 ) -> ParentCertificate:
     """The certificate of a signed block, as the next proposal carries it."""
-    header = dataclasses.replace(block, txs=())  # the header: every field but the txs
-    return ParentCertificate(header, tuple(compute_tx_hashes(block)), slot_proof, signature)
+    signed = compute_signed_header(block)
+    return ParentCertificate(signed.header, signed.tx_hashes, slot_proof, signature)
 
 
 def compute_cross_bundles(parts: tuple[Proposal, ...] | list[Proposal]) -> dict[str, Bid]:
@@ -449,22 +468,44 @@ def check_event_types(ev: Bid | Cancel | PublicTx) -> None:
         raise ValueError("a cancel field has the wrong type")
 
 
-def _parent_from_json(value: Any) -> ParentCertificate | None:
+def _parent_from_json(value: Any, own: SignedHeader | None = None) -> ParentCertificate | None:
+    """The parent certificate. ``own``: the certificate header of the block of this rollup
+    that the reading member signed last; a header naming exactly that block (its rollup, slot
+    and block hash) is read as ``own``'s header and transaction hashes, not decoded again
+    (most of a proposal's bytes at the deadline: every winner and transaction hash of the
+    parent block). The member's own fields hash to that block hash, so every check of the
+    certificate sees what decoding the coordinator's copy would give, or refuses its claim."""
     if value is None:
         return None
     d = wire.obj(value, "parent")
     wire.exact_keys(d, {"header", "slot_proof", "signature"}, "parent.")
     header_doc = wire.obj(wire.get(d, "header", "parent."), "parent.header")
-    header = block_from_json_strict(header_doc, prefix="parent.header.", with_txs=False)
-    tx_hashes = wire.array(
-        wire.get(header_doc, "tx_hashes", "parent.header."), "parent.header.tx_hashes",
-        wire.hash_hex,
-    )
     proof = slot_proof_from_json(wire.get(d, "slot_proof", "parent."), "parent.slot_proof")
     signature = wire.hex_bytes(
         wire.get(d, "signature", "parent."), "parent.signature", bls.SIGNATURE_LENGTH
     )
+    if own is not None and _names_block(header_doc, own.header):
+        return ParentCertificate(own.header, own.tx_hashes, proof, signature, own=True)
+    header = block_from_json_strict(header_doc, prefix="parent.header.", with_txs=False)
+    tx_hashes = wire.array(
+        wire.get(header_doc, "tx_hashes", "parent.header."),
+        "parent.header.tx_hashes",
+        wire.hash_hex,
+    )
     return ParentCertificate(header, tuple(tx_hashes), proof, signature)
+
+
+def _names_block(header_doc: dict[str, Any], block: Block) -> bool:
+    """Whether a certificate header names ``block``: the same rollup, slot and block hash (as
+    ``block_from_json_strict`` would read them: exact types, the hash in its one spelling)."""
+    rollup, slot, block_hash = (header_doc.get(k) for k in ("rollup", "slot", "block_hash"))
+    return (
+        type(rollup) is int
+        and type(slot) is int
+        and rollup == block.rollup
+        and slot == block.slot
+        and block_hash == block.block_hash
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +612,13 @@ def _parse_streamed(d: dict[str, Any], field: str) -> tuple[int, bytes]:
 
 
 def _parse_part(
-    value: Any, index: int, committee_id: bytes, slot: int, completion: bool, streamed: bool
+    value: Any,
+    index: int,
+    committee_id: bytes,
+    slot: int,
+    completion: bool,
+    streamed: bool,
+    own: Mapping[int, SignedHeader] | None = None,
 ) -> tuple[Proposal, list[Any], list[Any]]:
     """One part's head (rollup, block or, ``streamed``, its header; parent) and its undecoded
     pool and log."""
@@ -587,7 +634,8 @@ def _parse_part(
     else:
         block_doc = wire.obj(wire.get(d, "block", field + "."), field + ".block")
         block = block_from_json_strict(block_doc, prefix=field + ".block.")
-    parent = _parent_from_json(wire.get(d, "parent", field + "."))
+    own_parent = own.get(rollup) if own else None
+    parent = _parent_from_json(wire.get(d, "parent", field + "."), own_parent)
     carried_doc = wire.get(d, "carried", field + ".")
     log_doc = wire.get(d, "log", field + ".")
     if not isinstance(carried_doc, list) or not isinstance(log_doc, list):
@@ -596,8 +644,10 @@ def _parse_part(
     return part, carried_doc, log_doc
 
 
-def parse_proposal(data: bytes) -> ParsedProposal:
-    """Parse the JSON and decode everything but the logs and the carried pools."""
+def parse_proposal(data: bytes, own: Mapping[int, SignedHeader] | None = None) -> ParsedProposal:
+    """Parse the JSON and decode everything but the logs and the carried pools. ``own``: by
+    rollup, the certificate header of the block the reading member signed last, which a
+    parent naming it is read as (``_parent_from_json``)."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -627,7 +677,7 @@ def parse_proposal(data: bytes) -> ParsedProposal:
         if not isinstance(bundle_docs, list):
             raise wire.FieldError("bundles", "must be an array")
         is_streamed = version == STREAMED_VERSION
-        triples = [_parse_part(v, i, committee_id, slot, completion, is_streamed)
+        triples = [_parse_part(v, i, committee_id, slot, completion, is_streamed, own)
                    for i, v in enumerate(parsed)]  # fmt: skip
         streamed = None
         if is_streamed:
