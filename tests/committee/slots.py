@@ -43,6 +43,16 @@ GWEI = 10**9
 _nonces = itertools.count(1)
 
 
+class ManualClock:
+    """A member's clock the test moves (``clock.ms = ...``)."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
 def rollup_of(policy: Policy | None = None) -> Rollup:
     return Rollup(ROLLUP, "test", policy or MAINNET.policy)
 

@@ -64,17 +64,10 @@ from tests.committee.slots import (
     result_of,
     slot_of,
 )
+from tests.committee.slots import ManualClock as Clock
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 SETTINGS = Settings(slot_ms=SLOT_MS, rollups=[ROLLUP], signing_window_ms=WINDOW_MS)

@@ -24,14 +24,7 @@ from tests.committee.slots import (
     signed_bid,
     signing_root_of,
 )
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
+from tests.committee.slots import ManualClock as Clock
 
 
 def member_of(dealt: Dealt, path: Path, index: int = 1, *, fault: str | None = None,

@@ -35,14 +35,7 @@ from tests.committee.slots import (
     rehash,
     signed_bid,
 )
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
+from tests.committee.slots import ManualClock as Clock
 
 
 def member_of(dealt: Dealt, path: Path, name: str) -> tuple[Member, Clock]:

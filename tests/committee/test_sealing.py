@@ -30,15 +30,7 @@ from node import errors as wire_errors
 from tests.committee.conftest import Dealt
 from tests.committee.sealed_slots import bundle_body, sealed_set
 from tests.committee.slots import CLOCK, SLOT, WINDOW_MS, config_of, key
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
+from tests.committee.slots import ManualClock as Clock
 
 DEADLINE = compute_deadline_ms(CLOCK, SLOT)
 
