@@ -206,7 +206,8 @@ class Member:
         # Per rollup, the newest block this member signed, as the next slot's parent
         # certificate carries it (``parse_proposal``'s ``own``: a parent naming it is not
         # decoded again). Kept as the block at the signature and made a header (a keccak per
-        # transaction) when the next slot's first batch streams in, off the deadline.
+        # transaction) when the next slot's first batch streams in, off the deadline (on the
+        # whole-log path, which streams nothing, at the next proposal).
         self._signed_blocks: dict[int, Block] = {}
         self._signed_headers: dict[int, SignedHeader] = {}
         self._headers_lock = threading.Lock()
