@@ -93,7 +93,7 @@ GWEI = 10**9
 WIDE = IntakeLimits(max_bundles=10**9, max_bytes=10**12)
 
 
-# Engines whose untimed warm-up slots have run (``run_size``), and how many each runs.
+# Engines whose untimed warm-up slots have run (``run_size``), and how many slots that is.
 _WARMED: set[Engine] = set()
 WARM_UP_SLOTS = 1
 
